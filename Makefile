@@ -1,0 +1,56 @@
+# The agent's build. `make test` is what CI runs (see .ci/run).
+GO        ?= go
+BIN       ?= bin/agent
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+NPM_DIR   := test/npm
+
+.PHONY: all build test test-short npm-deps fuzz-short bench bench-e2e vet fmt clean demo
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/agent
+
+# Test-only npm peers (KPL cross-check, Kinesis emulator). Never shipped.
+npm-deps: $(NPM_DIR)/node_modules/.installed
+$(NPM_DIR)/node_modules/.installed: $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
+	npm ci --prefix $(NPM_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: npm-deps
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+	$(MAKE) fuzz-short
+
+test-short:
+	$(GO) test -short ./...
+
+# A few seconds of each fuzz target, on top of the seed corpora run by `go test`.
+FUZZTIME ?= 5s
+fuzz-short:
+	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  dir=$$(dirname $$spec); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$spec | sed 's/func //'); do \
+	    echo "fuzz $$dir $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./aggregate/ ./spool/ ./agent/source/file/
+
+bench-e2e: build
+	$(GO) run ./internal/benche2e -agent $(BIN)
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+demo: build
+	$(BIN) tail --once --from-beginning testdata/sample.log
+
+clean:
+	rm -rf bin dist

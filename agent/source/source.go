@@ -1,0 +1,48 @@
+// Package source defines what the agent's inputs produce: ordered records with
+// a typed cursor that the agent hands back once the record is durable.
+package source
+
+import "context"
+
+// Cursor locates a record in its source so a checkpoint can resume after it.
+// For files, FileID is the file's identity key (device, inode and fingerprint,
+// stable across renames) and Offset is the byte offset just after the record.
+// Start is the byte offset where the record began.
+type Cursor struct {
+	FileID string
+	Start  int64
+	Offset int64
+}
+
+// Record is one user record. Data is only valid during the emit call that
+// carries it: the consumer copies what it keeps. This is what lets sources
+// reuse their read buffers and emit without allocating.
+type Record struct {
+	Data            []byte
+	PartitionKey    string // optional: "" lets the flow choose
+	ExplicitHashKey string // optional: decimal 0..2^128-1
+	Cursor          Cursor
+}
+
+// Emit hands one record downstream. It blocks while downstream applies
+// backpressure and returns ctx.Err() (or another error) when the record was not
+// accepted; the source then stops.
+type Emit func(ctx context.Context, r Record) error
+
+// Source produces records in order.
+//
+// Run is called once; it returns after ctx is done (or, for a source with an
+// end such as `agent tail --once`, when it reached the end), and never while
+// an emit call is in flight.
+type Source interface {
+	Name() string
+	Run(ctx context.Context, emit Emit) error
+}
+
+// Committer is implemented by sources that checkpoint: the agent calls Commit
+// when every record of that file up to offset is durable (in the spool or
+// acknowledged by the destination). Offsets per FileID only grow. Safe for
+// concurrent use with Run.
+type Committer interface {
+	Commit(fileID string, offset int64)
+}
