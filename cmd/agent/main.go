@@ -1,25 +1,117 @@
-// Command agent is the producer daemon and its ad hoc CLI.
+// Command agent is the producer daemon (`agent run`) and its ad hoc
+// companion (`agent tail`): it tails files, packs records into KPL
+// aggregates, spools them to disk and ships them without losing any.
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/kplagent/agent/agent"
 )
 
 var version = "dev"
 
+const usage = `agent: ships log records to Kinesis, Kafka or HTTP without losing any.
+
+Usage:
+  agent run [-c FILE]           run the daemon (default config /etc/agent/agent.yaml)
+  agent tail PATH... [flags]    ship files ad hoc (agent tail -h for flags)
+  agent validate [-c FILE]      check a config file; exit 2 listing every problem
+  agent dead-letter [flags]     print the dead-letter file (records that could not be delivered)
+  agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
+  agent version                 print the version
+`
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // runtime failure, or records dead-lettered in --once mode
+	exitUsage  = 2 // bad flags or bad config
+)
+
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: agent run|tail|validate|version|kpl ...")
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
 	}
-	switch os.Args[1] {
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "tail":
+		return cmdTail(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "dead-letter":
+		return cmdDeadLetter(args[1:], stdout, stderr)
 	case "kpl":
-		os.Exit(runKPL(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
-	case "version":
-		fmt.Println("agent", version)
-	default:
-		fmt.Fprintf(os.Stderr, "agent: unknown command %q\n", os.Args[1])
-		os.Exit(2)
+		return runKPL(args[1:], stdin, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "agent", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
 	}
+	fmt.Fprintf(stderr, "agent: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// newLogger builds the process's logger.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// signalContext is cancelled by the first SIGINT/SIGTERM; a second one exits
+// at once (what the spool accepted is on disk per its sync policy, and file
+// offsets were only committed for durable records).
+func signalContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ch:
+		case <-done:
+			return
+		}
+		cancel()
+		select {
+		case <-ch:
+			fmt.Fprintln(stderr, "agent: second signal, exiting now")
+			os.Exit(exitFailed)
+		case <-done:
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); close(done); cancel() }
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "agent:", strings.TrimPrefix(err.Error(), "agent: "))
+	var ce *agent.ConfigError
+	if errors.As(err, &ce) {
+		return exitUsage
+	}
+	return exitFailed
 }

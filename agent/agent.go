@@ -1,0 +1,350 @@
+// Package agent wires sources, aggregation, the spool and outputs into the
+// running daemon: configuration, lifecycle, the sender (retry, backoff,
+// failover, dead-letter), checkpoints and the admin endpoint.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/kplagent/agent/agent/checkpoint"
+	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/outputs"
+	fileout "github.com/kplagent/agent/outputs/file"
+	httpout "github.com/kplagent/agent/outputs/http"
+	"github.com/kplagent/agent/outputs/stdout"
+	"github.com/kplagent/agent/spool"
+)
+
+// ErrDeadLettered is returned by Run in once mode when records went to the
+// dead-letter file.
+var ErrDeadLettered = errors.New("agent: some records were written to the dead-letter file")
+
+// Settings are set in code, not in the config file.
+type Settings struct {
+	Logger  *slog.Logger
+	Version string
+	// Once makes Run return when every source reached its end and everything
+	// read was delivered (agent tail --once).
+	Once bool
+	// Stdout is where stdout outputs write (default os.Stdout).
+	Stdout io.Writer
+	// OnReady is called once the pipeline runs (sd_notify READY=1).
+	OnReady func()
+}
+
+// Agent is a configured pipeline. Run it once.
+type Agent struct {
+	cfg Config
+	set Settings
+	log *slog.Logger
+	m   *metrics
+
+	outputs map[string]outputs.Output
+	flows   []*flowRuntime
+	admin   *admin
+
+	statsMu sync.Mutex
+}
+
+type flowRuntime struct {
+	cfg     FlowConfig
+	sources []source.Source
+	flow    *flow
+	sender  *sender
+	spool   *spool.Spool
+}
+
+// New validates cfg and builds outputs and sources. It does no I/O besides
+// reading TLS files; Run opens the spool and state.
+func New(cfg Config, set Settings) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if set.Logger == nil {
+		set.Logger = slog.New(slog.DiscardHandler)
+	}
+	if set.Stdout == nil {
+		set.Stdout = os.Stdout
+	}
+	if cfg.Spool.Dir == "" {
+		cfg.Spool.Dir = filepath.Join(cfg.StateDir, "spool")
+	}
+	return &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}}, nil
+}
+
+func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
+	log := a.log.With("component", "output", "output", oc.Name)
+	switch oc.Type {
+	case "http":
+		return httpout.New(oc.Name, *oc.HTTP, httpout.Settings{Logger: log, UserAgent: "agent/" + a.set.Version})
+	case "stdout":
+		return stdout.New(oc.Name, *oc.Stdout, stdout.Settings{Logger: log, Writer: a.set.Stdout})
+	case "file":
+		return fileout.New(oc.Name, *oc.File, fileout.Settings{Logger: log})
+	}
+	return nil, fmt.Errorf("output %s: unknown type %q", oc.Name, oc.Type)
+}
+
+// Run runs the pipeline until ctx is done (or, in once mode, until all is
+// delivered), then shuts down without losing what the spool accepted.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("agent: state directory: %w", err)
+	}
+	store, err := checkpoint.Open(filepath.Join(cfg.StateDir, "checkpoints.json"), checkpoint.Settings{Logger: a.log.With("component", "checkpoint")})
+	if err != nil {
+		return fmt.Errorf("agent: checkpoints: %w", err)
+	}
+	defer func() {
+		if cerr := store.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("agent: checkpoints: %w", cerr)
+		}
+	}()
+	dlq := openDeadLetter(cfg.StateDir)
+	defer dlq.close()
+
+	for _, oc := range cfg.Outputs {
+		if !a.outputUsed(oc.Name) {
+			continue
+		}
+		o, err := a.buildOutput(oc)
+		if err != nil {
+			return err
+		}
+		a.outputs[oc.Name] = o
+	}
+	defer a.closeOutputs()
+
+	srcCfg := map[string]SourceConfig{}
+	for _, s := range cfg.Sources {
+		srcCfg[s.Name] = s
+	}
+	defer a.closeSpools()
+	for _, fc := range cfg.Flows {
+		log := a.log.With("component", "flow", "flow", fc.Name)
+		sc := cfg.Spool
+		sc.Dir = filepath.Join(cfg.Spool.Dir, fc.Name)
+		sp, err := spool.Open(sc, spool.Settings{Logger: log.With("component", "spool")})
+		if err != nil {
+			return fmt.Errorf("flow %s: %w", fc.Name, err)
+		}
+		fr := &flowRuntime{cfg: fc, spool: sp}
+		a.flows = append(a.flows, fr)
+		fl, err := newFlow(fc.Name, fc, sp, dlq, a.m.flow(fc.Name), log)
+		if err != nil {
+			return err
+		}
+		fr.flow = fl
+		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: log.With("component", "sender"),
+			metrics: a.m.sender(fc.Name), primary: &outputState{out: a.outputs[fc.Output], metrics: a.m.output(fc.Output)}}
+		if fc.Failover != "" {
+			fr.sender.failover = &outputState{out: a.outputs[fc.Failover], metrics: a.m.output(fc.Failover)}
+		}
+		for _, name := range fc.Sources {
+			sc := srcCfg[name]
+			switch sc.Type {
+			case "file":
+				src, err := file.New(*sc.File, file.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
+					Checkpoints: store, Once: a.set.Once})
+				if err != nil {
+					return fmt.Errorf("source %s: %w", name, err)
+				}
+				fr.sources = append(fr.sources, src)
+			}
+		}
+	}
+	a.registerStateMetrics()
+
+	if l := cfg.Admin.Listen; l != "" && l != "off" {
+		ad, err := startAdmin(l, a.m, a.log.With("component", "admin"))
+		if err != nil {
+			return err
+		}
+		a.admin = ad
+		defer ad.close()
+	}
+	return a.run(ctx, dlq)
+}
+
+func (a *Agent) outputUsed(name string) bool {
+	for _, f := range a.cfg.Flows {
+		if f.Output == name || f.Failover == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) closeOutputs() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for name, o := range a.outputs {
+		if err := o.Close(ctx); err != nil {
+			a.log.Warn("closing output", "output", name, "error", err)
+		}
+	}
+}
+
+func (a *Agent) closeSpools() {
+	for _, fr := range a.flows {
+		if err := fr.spool.Close(); err != nil {
+			a.log.Error("closing spool", "flow", fr.cfg.Name, "error", err)
+		}
+	}
+}
+
+// run is the lifecycle: senders, timers and sources start; on ctx's end (or
+// once all sources finished in once mode) sources stop, aggregates are
+// flushed to the spool, the spool is synced, outputs get shutdown_timeout to
+// drain, and checkpoints are persisted.
+func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
+	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSend()
+	timerCtx, stopTimers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTimers()
+	srcCtx, stopSources := context.WithCancel(ctx)
+	defer stopSources()
+
+	var bg sync.WaitGroup
+	fatal := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case fatal <- err:
+		default:
+		}
+	}
+	for _, fr := range a.flows {
+		bg.Add(2)
+		go func() {
+			defer bg.Done()
+			if err := fr.sender.run(sendCtx); err != nil {
+				fail(err)
+			}
+		}()
+		go func() {
+			defer bg.Done()
+			if err := fr.flow.runTimers(timerCtx, a.cfg.Checkpoint.Interval); err != nil {
+				fail(err)
+			}
+		}()
+	}
+
+	var srcWG sync.WaitGroup
+	srcDone := make(chan struct{})
+	for _, fr := range a.flows {
+		for _, src := range fr.sources {
+			committer, _ := src.(source.Committer)
+			emit := fr.flow.emitFor(src.Name(), committer, a.m.source(src.Name()))
+			srcWG.Add(1)
+			go func() {
+				defer srcWG.Done()
+				if err := src.Run(srcCtx, emit); err != nil && srcCtx.Err() == nil {
+					fail(fmt.Errorf("source %s: %w", src.Name(), err))
+				}
+			}()
+		}
+	}
+	go func() { srcWG.Wait(); close(srcDone) }()
+
+	if a.admin != nil {
+		a.admin.ready.Store(true)
+	}
+	if a.set.OnReady != nil {
+		a.set.OnReady()
+	}
+	a.log.Info("agent running", "flows", len(a.flows), "state_dir", a.cfg.StateDir)
+
+	var runErr error
+	drainForever := false
+	select {
+	case <-ctx.Done():
+	case runErr = <-fatal:
+	case <-srcDone:
+		if a.set.Once {
+			drainForever = true
+		}
+	}
+	if a.admin != nil {
+		a.admin.ready.Store(false)
+	}
+	stopSources()
+	srcWG.Wait()
+
+	// Everything the sources emitted goes to the spool, durably.
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout+time.Second)
+	for _, fr := range a.flows {
+		if err := fr.flow.flushAll(flushCtx); err != nil {
+			a.log.Error("flushing aggregates at shutdown; their records will be read again after a restart", "flow", fr.cfg.Name, "error", err)
+		}
+		if err := fr.spool.Sync(); err != nil {
+			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
+		}
+		fr.flow.commit(time.Now())
+	}
+	cancelFlush()
+
+	if drainForever {
+		// --once: deliver everything, however long it takes (a signal
+		// still interrupts).
+		a.waitDrained(ctx, fatal)
+	} else if runErr == nil {
+		dctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		a.waitDrained(dctx, fatal)
+		cancel()
+	}
+	stopSend()
+	stopTimers()
+	bg.Wait()
+	for _, fr := range a.flows {
+		fr.flow.commit(time.Now())
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if a.set.Once {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if dlq.count.Load() > 0 {
+			return fmt.Errorf("%w: %d records (see %s)", ErrDeadLettered, dlq.count.Load(), dlq.path)
+		}
+	}
+	return nil
+}
+
+// waitDrained returns when every flow's spool is empty and nothing is
+// buffered, or when ctx ends.
+func (a *Agent) waitDrained(ctx context.Context, fatal chan error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		drained := true
+		for _, fr := range a.flows {
+			if fr.spool.Stats().Entries > 0 || !fr.flow.idle() {
+				drained = false
+				break
+			}
+		}
+		if drained {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-fatal:
+			a.log.Error("stopping", "error", err)
+			return
+		case <-t.C:
+		}
+	}
+}

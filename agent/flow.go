@@ -1,0 +1,216 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/spool"
+)
+
+// flow is the aggregation stage of one flow: records from its sources are
+// packed into KPL aggregates, appended to the flow's spool, and tracked
+// until durable so the sources' checkpoints can advance.
+type flow struct {
+	name    string
+	cfg     FlowConfig
+	log     *slog.Logger
+	spool   *spool.Spool
+	dlq     *deadLetter
+	metrics *flowMetrics
+
+	mu       sync.Mutex // guards everything below; held across spool.Append (backpressure)
+	builder  *aggregate.Builder
+	tracker  *tracker
+	entry    []byte
+	pk       []byte
+	rng      *rand.PCG
+	appendTo context.Context // the context of the Append in progress (emit's or shutdown's)
+	appendErr error
+}
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *flowMetrics, log *slog.Logger) (*flow, error) {
+	// Non-Kinesis destinations have no shards: one range covering every hash
+	// key lets records of all partition keys share aggregates.
+	shards, err := aggregate.NewShardMap([]aggregate.Shard{{ID: "all", Start: aggregate.HashKey{}, End: aggregate.MaxHashKey}})
+	if err != nil {
+		return nil, fmt.Errorf("flow %s: %w", name, err)
+	}
+	b, err := aggregate.NewBuilder(aggregate.Config{
+		MaxBytes:   int(cfg.Aggregation.MaxBytes),
+		MaxRecords: cfg.Aggregation.MaxRecords,
+	}, shards)
+	if err != nil {
+		return nil, fmt.Errorf("flow %s: %w", name, err)
+	}
+	seed := rand.Uint64()
+	return &flow{
+		name: name, cfg: cfg, log: log, spool: sp, dlq: dlq, metrics: m,
+		builder: b, tracker: newTracker(),
+		rng: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
+	}, nil
+}
+
+// emitFor returns the emit function for one source of the flow.
+func (f *flow) emitFor(src string, committer source.Committer, sm *sourceMetrics) source.Emit {
+	return func(ctx context.Context, r source.Record) error {
+		sm.records.Inc()
+		sm.bytes.Add(float64(len(r.Data)))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.addLocked(ctx, src, committer, r)
+	}
+}
+
+func (f *flow) addLocked(ctx context.Context, src string, committer source.Committer, r source.Record) error {
+	now := time.Now()
+	rec := aggregate.Record{Data: r.Data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
+	if rec.PartitionKey == "" {
+		rec.PartitionKey = f.partitionKey(r.Data)
+	}
+	f.appendTo = ctx
+	f.appendErr = nil
+	group, err := f.builder.Add(rec, now, f.onAggregate)
+	if err != nil {
+		if f.appendErr != nil {
+			// The spool did not take a closed aggregate (shutdown while
+			// blocked on a full spool). Its records were never committed:
+			// the file source re-reads them after a restart.
+			return f.appendErr
+		}
+		// The record itself is unacceptable (too large, bad key): it goes
+		// to the dead-letter file, durably, before its offset may pass.
+		if derr := f.dlq.writeRecord(f.name, "", reasonOf(err), rec.PartitionKey, rec.ExplicitHashKey, r.Data); derr != nil {
+			return fmt.Errorf("flow %s: dead-letter a rejected record: %w", f.name, derr)
+		}
+		f.metrics.dropped("rejected").Inc()
+		f.tracker.add(src, committer, r.Cursor, -1, now)
+		return nil
+	}
+	f.tracker.add(src, committer, r.Cursor, group, now)
+	return nil
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, aggregate.ErrRecordTooLarge):
+		return "record_too_large: " + err.Error()
+	case errors.Is(err, aggregate.ErrPartitionKey):
+		return "bad_partition_key: " + err.Error()
+	case errors.Is(err, aggregate.ErrExplicitHashKey):
+		return "bad_explicit_hash_key: " + err.Error()
+	}
+	return err.Error()
+}
+
+// partitionKey makes a key for a record without one.
+func (f *flow) partitionKey(data []byte) string {
+	var raw [8]byte
+	if f.cfg.PartitionKey == PartitionKeyDeterministic {
+		a := crc32.Checksum(data, crc32c)
+		b := crc32.ChecksumIEEE(data)
+		raw = [8]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a), byte(b >> 24), byte(b >> 16), byte(b >> 8), byte(b)}
+	} else {
+		v := f.rng.Uint64()
+		raw = [8]byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+	}
+	f.pk = hex.AppendEncode(f.pk[:0], raw[:])
+	return string(f.pk)
+}
+
+// onAggregate appends a closed aggregate to the spool. Called by the builder
+// under f.mu.
+func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
+	f.entry = a.AppendEntry(f.entry[:0])
+	id, err := f.spool.Append(f.appendTo, f.entry)
+	switch {
+	case err == nil:
+		f.metrics.aggregates.Inc()
+		f.metrics.aggregatedRecords.Add(float64(a.Count))
+		f.tracker.closed(group, id, true)
+		return nil
+	case errors.Is(err, spool.ErrFull):
+		// when_full: drop_newest. Counted; the records no longer hold the
+		// checkpoint back, as the operator chose.
+		f.metrics.dropped("spool_full").Add(float64(a.Count))
+		f.tracker.closed(group, 0, false)
+		return nil
+	case errors.Is(err, spool.ErrTooLarge):
+		if derr := f.dlq.writeAggregate(f.name, "", "spool_entry_too_large: "+err.Error(), a); derr != nil {
+			f.appendErr = derr
+			return derr
+		}
+		f.metrics.dropped("rejected").Add(float64(a.Count))
+		f.tracker.closed(group, 0, false)
+		return nil
+	default:
+		f.appendErr = fmt.Errorf("flow %s: spool append: %w", f.name, err)
+		return f.appendErr
+	}
+}
+
+// flushOlder closes aggregates that waited longer than max_buffered_time.
+func (f *flow) flushOlder(ctx context.Context, now time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.appendTo = ctx
+	f.appendErr = nil
+	return f.builder.FlushOlder(now.Add(-f.cfg.Aggregation.MaxBufferedTime), f.onAggregate)
+}
+
+// flushAll closes every open aggregate (shutdown, --once).
+func (f *flow) flushAll(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.appendTo = ctx
+	f.appendErr = nil
+	return f.builder.FlushAll(f.onAggregate)
+}
+
+// commit moves the sources' checkpoints to what the spool holds durably.
+func (f *flow) commit(now time.Time) {
+	durable := f.spool.Durable()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tracker.commit(durable, now, 10*time.Minute)
+}
+
+// idle reports whether nothing is buffered in the aggregator and every
+// tracked record is durable.
+func (f *flow) idle() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, _ := f.builder.Pending()
+	return n == 0 && !f.tracker.inFlight()
+}
+
+// runTimers flushes aged aggregates and commits checkpoints until ctx ends.
+func (f *flow) runTimers(ctx context.Context, checkpointEvery time.Duration) error {
+	flushEvery := max(f.cfg.Aggregation.MaxBufferedTime/2, 5*time.Millisecond)
+	ft := time.NewTicker(flushEvery)
+	defer ft.Stop()
+	ct := time.NewTicker(checkpointEvery)
+	defer ct.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-ft.C:
+			if err := f.flushOlder(ctx, now); err != nil && ctx.Err() == nil {
+				return err
+			}
+		case now := <-ct.C:
+			f.commit(now)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics holds the agent's Prometheus metrics. The registry is the agent's
+// own (nothing registers globally), served on the admin endpoint.
+type metrics struct {
+	reg *prometheus.Registry
+
+	sourceRecords *prometheus.CounterVec
+	sourceBytes   *prometheus.CounterVec
+
+	dropped           *prometheus.CounterVec
+	aggregates        *prometheus.CounterVec
+	aggregatedRecords *prometheus.CounterVec
+
+	sent         *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	retries      *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	sendDuration *prometheus.HistogramVec
+	failovers    *prometheus.CounterVec
+	undecodable  *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.sourceRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_records_received_total", Help: "User records read from a source."}, []string{"source"})
+	m.sourceBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_bytes_received_total", Help: "Bytes of user records read from a source."}, []string{"source"})
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_records_dropped_total", Help: "User records not delivered, by reason (rejected records are in the dead-letter file)."}, []string{"flow", "reason"})
+	m.aggregates = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_aggregates_total", Help: "KPL aggregates written to the spool."}, []string{"flow"})
+	m.aggregatedRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_aggregated_records_total", Help: "User records written to the spool inside aggregates."}, []string{"flow"})
+	m.sent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_records_sent_total", Help: "User records the destination acknowledged."}, []string{"output"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_sends_total", Help: "Send attempts by result (ok, partial, error, rejected)."}, []string{"output", "result"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_retries_total", Help: "Spool entries scheduled for another attempt, by class (error, throttle, partial)."}, []string{"output", "class"})
+	m.deadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_dead_lettered_total", Help: "User records written to the dead-letter file."}, []string{"output"})
+	m.sendDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "agent_output_send_duration_seconds", Help: "Latency of one Send to the destination.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"output"})
+	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_failovers_total", Help: "Switches from a flow's primary output to its failover."}, []string{"flow"})
+	m.undecodable = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_spool_undecodable_entries_total", Help: "Spool entries that passed their checksum but could not be parsed (dead-lettered)."}, []string{"flow"})
+	m.reg.MustRegister(m.sourceRecords, m.sourceBytes, m.dropped, m.aggregates, m.aggregatedRecords,
+		m.sent, m.requests, m.retries, m.deadLettered, m.sendDuration, m.failovers, m.undecodable,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+type sourceMetrics struct {
+	records prometheus.Counter
+	bytes   prometheus.Counter
+}
+
+func (m *metrics) source(name string) *sourceMetrics {
+	return &sourceMetrics{records: m.sourceRecords.WithLabelValues(name), bytes: m.sourceBytes.WithLabelValues(name)}
+}
+
+type flowMetrics struct {
+	m                 *metrics
+	name              string
+	aggregates        prometheus.Counter
+	aggregatedRecords prometheus.Counter
+}
+
+func (m *metrics) flow(name string) *flowMetrics {
+	return &flowMetrics{m: m, name: name, aggregates: m.aggregates.WithLabelValues(name), aggregatedRecords: m.aggregatedRecords.WithLabelValues(name)}
+}
+
+func (f *flowMetrics) dropped(reason string) prometheus.Counter {
+	return f.m.dropped.WithLabelValues(f.name, reason)
+}
+
+type outputMetrics struct {
+	m            *metrics
+	name         string
+	sent         prometheus.Counter
+	deadLettered prometheus.Counter
+	duration     prometheus.Observer
+}
+
+func (m *metrics) output(name string) *outputMetrics {
+	return &outputMetrics{m: m, name: name, sent: m.sent.WithLabelValues(name),
+		deadLettered: m.deadLettered.WithLabelValues(name), duration: m.sendDuration.WithLabelValues(name)}
+}
+
+func (o *outputMetrics) requests(result string) prometheus.Counter {
+	return o.m.requests.WithLabelValues(o.name, result)
+}
+
+func (o *outputMetrics) retries(class string) prometheus.Counter {
+	return o.m.retries.WithLabelValues(o.name, class)
+}
+
+type senderMetrics struct {
+	failovers   prometheus.Counter
+	undecodable prometheus.Counter
+}
+
+func (m *metrics) sender(flow string) *senderMetrics {
+	return &senderMetrics{failovers: m.failovers.WithLabelValues(flow), undecodable: m.undecodable.WithLabelValues(flow)}
+}

@@ -1,0 +1,326 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/spool"
+)
+
+// sender delivers a flow's spooled aggregates to its output: the one place
+// where retry, backoff, throttling, failover and dead-lettering live.
+//
+// Each of Concurrency workers reads a batch of entries from the spool, sends
+// it, and acknowledges entries to the spool only once the destination
+// confirmed them (or they were dead-lettered). Unacknowledged entries stay in
+// the spool and are delivered again after a restart: at-least-once.
+type sender struct {
+	flow     string
+	cfg      SenderConfig
+	spool    *spool.Spool
+	primary  *outputState
+	failover *outputState // nil without failover
+	dlq      *deadLetter
+	log      *slog.Logger
+	metrics  *senderMetrics
+
+	mu         sync.Mutex
+	onFailover bool
+	switchedAt time.Time
+	primaryBad int // consecutive failed attempts on the primary
+
+	lastWarn atomic.Int64 // unix nanos of the last retry warning (rate limit)
+	inFlight atomic.Int64 // entries read from the spool, not yet acked
+}
+
+type outputState struct {
+	out     outputs.Output
+	metrics *outputMetrics
+}
+
+// batch is a set of spool entries handed to one Send.
+type batch struct {
+	ids  []spool.ID
+	aggs []aggregate.Aggregate
+	buf  []byte // backing storage of the entries
+}
+
+func (s *sender) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, s.cfg.Concurrency)
+	for range s.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.worker(ctx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+func (s *sender) worker(ctx context.Context) error {
+	var b batch
+	for {
+		if err := s.fill(ctx, &b); err != nil {
+			if ctx.Err() != nil || errors.Is(err, spool.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("flow %s: read spool: %w", s.flow, err)
+		}
+		s.deliver(ctx, &b)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// fill blocks for one entry, then takes whatever else is ready up to the
+// batch limits. Entries are read into one slab per worker, so memory per
+// worker is bounded by batch_max_bytes plus one entry.
+func (s *sender) fill(ctx context.Context, b *batch) error {
+	maxBytes := int(s.cfg.BatchMaxBytes)
+	if b.buf == nil {
+		b.buf = make([]byte, 0, maxBytes+64<<10)
+	}
+	for {
+		b.ids, b.aggs, b.buf = b.ids[:0], b.aggs[:0], b.buf[:0]
+		id, data, err := s.spool.ReadNext(ctx, b.buf[len(b.buf):])
+		if err != nil {
+			return err
+		}
+		more := s.take(b, id, data)
+		for more && len(b.ids) < s.cfg.BatchMaxRecords && len(b.buf) < maxBytes {
+			id, data, ok, err := s.spool.TryNext(b.buf[len(b.buf):])
+			if err != nil || !ok {
+				break
+			}
+			more = s.take(b, id, data)
+		}
+		if len(b.ids) > 0 {
+			s.inFlight.Add(int64(len(b.ids)))
+			return nil
+		}
+	}
+}
+
+// take adds one spool entry to b. It returns false when the entry did not
+// fit in the slab (it was read into its own allocation): the batch is full.
+func (s *sender) take(b *batch, id spool.ID, data []byte) bool {
+	inSlab := len(data) == 0 || (cap(b.buf)-len(b.buf) >= len(data) && &b.buf[:cap(b.buf)][len(b.buf)] == &data[0])
+	if inSlab {
+		b.buf = b.buf[:len(b.buf)+len(data)]
+	}
+	a, err := aggregate.ParseEntry(data)
+	if err != nil {
+		// The spool's CRC matched, so this is not corruption at rest but an
+		// entry we cannot interpret (written by a newer version?). Keep it
+		// out of the output and in the dead-letter file.
+		s.metrics.undecodable.Inc()
+		if derr := s.dlq.writeRaw(s.flow, "", "undecodable_spool_entry: "+err.Error(), data); derr != nil {
+			s.log.Error("cannot dead-letter an undecodable spool entry; it stays in the spool", "error", derr)
+			return inSlab
+		}
+		s.ack(id)
+		return inSlab
+	}
+	b.ids = append(b.ids, id)
+	b.aggs = append(b.aggs, a)
+	return inSlab
+}
+
+func (s *sender) ack(id spool.ID) {
+	if err := s.spool.Ack(id); err != nil && !errors.Is(err, spool.ErrClosed) {
+		s.log.Error("spool ack failed; the entry will be sent again after a restart", "error", err)
+	}
+}
+
+// deliver sends b until every entry is delivered or dead-lettered, or ctx
+// ends (the rest stays in the spool).
+func (s *sender) deliver(ctx context.Context, b *batch) {
+	start := time.Now()
+	pending := make([]int, len(b.aggs))
+	for i := range pending {
+		pending[i] = i
+	}
+	sub := outputs.Batch{Records: make([]aggregate.Aggregate, 0, len(b.aggs))}
+	defer s.inFlight.Add(-int64(len(b.ids)))
+	for attempt := 0; len(pending) > 0; attempt++ {
+		sub.Records = sub.Records[:0]
+		for _, i := range pending {
+			sub.Records = append(sub.Records, b.aggs[i])
+		}
+		o, isPrimary := s.pick()
+		t0 := time.Now()
+		err := o.out.Send(ctx, sub)
+		o.metrics.duration.Observe(time.Since(t0).Seconds())
+		s.report(isPrimary, err)
+		if err == nil {
+			o.metrics.sent.Add(float64(sub.UserRecords()))
+			o.metrics.requests("ok").Inc()
+			for _, i := range pending {
+				s.ack(b.ids[i])
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var pe *outputs.PartialError
+		failed := pending
+		if errors.As(err, &pe) {
+			failed = failed[:0:0]
+			isFailed := make(map[int]string, len(pe.Failed))
+			for k, j := range pe.Failed {
+				if j >= 0 && j < len(pending) {
+					reason := ""
+					if k < len(pe.Reasons) {
+						reason = pe.Reasons[k]
+					}
+					isFailed[j] = reason
+				}
+			}
+			for j, i := range pending {
+				if _, bad := isFailed[j]; bad {
+					failed = append(failed, i)
+					continue
+				}
+				o.metrics.sent.Add(float64(b.aggs[i].Count))
+				s.ack(b.ids[i])
+			}
+			o.metrics.requests("partial").Inc()
+			if outputs.IsPermanent(pe.Err) {
+				for j, i := range pending {
+					if reason, bad := isFailed[j]; bad {
+						if reason == "" {
+							reason = pe.Err.Error()
+						}
+						s.deadLetter(o, b, i, "rejected: "+reason)
+					}
+				}
+				return
+			}
+			pending = failed
+		} else if outputs.IsPermanent(err) {
+			o.metrics.requests("rejected").Inc()
+			for _, i := range pending {
+				s.deadLetter(o, b, i, "rejected: "+err.Error())
+			}
+			return
+		} else {
+			o.metrics.requests("error").Inc()
+		}
+		if s.cfg.MaxRetryDuration > 0 && time.Since(start) >= s.cfg.MaxRetryDuration {
+			for _, i := range pending {
+				s.deadLetter(o, b, i, fmt.Sprintf("retries_exhausted after %s: %v", time.Since(start).Round(time.Millisecond), err))
+			}
+			return
+		}
+		delay := s.backoff(attempt)
+		class := "error"
+		var te *outputs.ThrottleError
+		if errors.As(err, &te) {
+			class = "throttle"
+			delay = max(delay, te.Delay)
+		} else if pe != nil {
+			class = "partial"
+		}
+		o.metrics.retries(class).Add(float64(len(pending)))
+		s.warnRetry(o, err, delay, len(pending))
+		if !sleepCtx(ctx, delay) {
+			return
+		}
+	}
+}
+
+func (s *sender) deadLetter(o *outputState, b *batch, i int, reason string) {
+	if err := s.dlq.writeAggregate(s.flow, o.out.Name(), reason, &b.aggs[i]); err != nil {
+		// Not acked: the entry stays in the spool and is retried after a
+		// restart rather than lost.
+		s.log.Error("cannot write the dead-letter file; the entry stays in the spool", "error", err)
+		return
+	}
+	o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
+	s.ack(b.ids[i])
+}
+
+// backoff is exponential with full jitter: uniform in [0, min(max, initial·2^n)].
+func (s *sender) backoff(attempt int) time.Duration {
+	ceil := s.cfg.BackoffInitial << min(attempt, 30)
+	if ceil <= 0 || ceil > s.cfg.BackoffMax {
+		ceil = s.cfg.BackoffMax
+	}
+	return time.Duration(rand.Int64N(int64(ceil) + 1))
+}
+
+// pick chooses the output for the next attempt: the primary, unless it
+// failed failover_after times in a row and a failover exists; the primary is
+// tried again every failback_after.
+func (s *sender) pick() (*outputState, bool) {
+	if s.failover == nil {
+		return s.primary, true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.onFailover && time.Since(s.switchedAt) >= s.cfg.FailbackAfter {
+		s.onFailover = false // probe the primary
+		s.primaryBad = s.cfg.FailoverAfter - 1
+	}
+	if s.onFailover {
+		return s.failover, false
+	}
+	return s.primary, true
+}
+
+func (s *sender) report(primary bool, err error) {
+	if s.failover == nil || !primary {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil || outputs.IsPermanent(err) {
+		s.primaryBad = 0
+		return
+	}
+	s.primaryBad++
+	if !s.onFailover && s.primaryBad >= s.cfg.FailoverAfter {
+		s.onFailover = true
+		s.switchedAt = time.Now()
+		s.metrics.failovers.Inc()
+		s.log.Warn("primary output failing; using the failover output", "failover", s.failover.out.Name(), "failures", s.primaryBad, "error", err)
+	}
+}
+
+func (s *sender) warnRetry(o *outputState, err error, delay time.Duration, n int) {
+	now := time.Now().UnixNano()
+	last := s.lastWarn.Load()
+	if now-last < int64(10*time.Second) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("send failed; retrying", "output", o.out.Name(), "entries", n, "retry_in", delay.Round(time.Millisecond), "error", err)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,6 @@
+package main
+
+import "github.com/kplagent/agent/internal/sdnotify"
+
+func notifyReady()    { _ = sdnotify.Ready() }
+func notifyStopping() { _ = sdnotify.Stopping() }

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/kplagent/agent/agent"
+)
+
+const defaultConfigPath = "/etc/agent/agent.yaml"
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", defaultConfigPath, "config file")
+	fs.StringVar(cfgPath, "config", defaultConfigPath, "config file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, err := agent.LoadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, OnReady: notifyReady})
+	if err != nil {
+		return exitCode(err, stderr)
+	}
+	ctx, stop := signalContext(stderr)
+	defer stop()
+	err = a.Run(ctx)
+	notifyStopping()
+	if err != nil && !errors.Is(err, ctx.Err()) {
+		log.Error("agent stopped", "error", err)
+		return exitFailed
+	}
+	log.Info("agent stopped")
+	return exitOK
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", defaultConfigPath, "config file")
+	fs.StringVar(cfgPath, "config", defaultConfigPath, "config file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	paths := fs.Args()
+	if len(paths) == 0 {
+		paths = []string{*cfgPath}
+	}
+	code := exitOK
+	for _, p := range paths {
+		if _, err := agent.LoadConfig(p); err != nil {
+			fmt.Fprintln(stderr, err)
+			code = exitUsage
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", p)
+	}
+	return code
+}
