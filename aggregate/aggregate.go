@@ -1,5 +1,24 @@
 package aggregate
 
+import (
+	"crypto/md5"
+)
+
+// The framing of a KPL aggregated record on the wire (see doc.go).
+const (
+	magicLen    = 4
+	digestLen   = md5.Size
+	wireFraming = magicLen + digestLen // bytes the wire adds around the protobuf body
+
+	// AggregatedPartitionKey is the partition key of an aggregate of 2+
+	// records, as the KPL sets it: Kinesis routes it by its explicit hash key,
+	// and the sub-records carry their own keys.
+	AggregatedPartitionKey = "a"
+)
+
+// magic starts every KPL aggregated record.
+var magic = [magicLen]byte{0xF3, 0x89, 0x9A, 0xC2}
+
 // Aggregate is one Kinesis record produced by the Builder: either a KPL
 // aggregated record of Count user records, or (Count == 1, Aggregated false) a
 // single user record sent as it is, with its own keys.
@@ -11,7 +30,34 @@ package aggregate
 type Aggregate struct {
 	PartitionKey    string // "a" for an aggregate of 2+ records; the record's own key otherwise
 	ExplicitHashKey string // decimal; "" when the record has none
-	Aggregated      bool
-	Body            []byte
-	Count           int
+	Aggregated      bool   // Body is the protobuf AggregatedRecord message only (no magic, no MD5)
+	Body            []byte // when !Aggregated: the plain user record data
+	Count           int    // user records
+}
+
+// AppendKinesisData appends the record's data as sent to Kinesis: magic,
+// Body and the MD5 of Body when Aggregated, Body as it is otherwise.
+func (a *Aggregate) AppendKinesisData(dst []byte) []byte {
+	if !a.Aggregated {
+		return append(dst, a.Body...)
+	}
+	sum := md5.Sum(a.Body)
+	dst = append(dst, magic[:]...)
+	dst = append(dst, a.Body...)
+	return append(dst, sum[:]...)
+}
+
+// Size returns what the record counts against Kinesis' record and request
+// limits: the length of its partition key plus that of its data on the wire.
+func (a *Aggregate) Size() int {
+	n := len(a.PartitionKey) + len(a.Body)
+	if a.Aggregated {
+		n += wireFraming
+	}
+	return n
+}
+
+// hasMagic reports whether data starts with the KPL magic number.
+func hasMagic(data []byte) bool {
+	return len(data) >= magicLen && [magicLen]byte(data[:magicLen]) == magic
 }

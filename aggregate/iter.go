@@ -1,17 +1,39 @@
 package aggregate
 
-import "errors"
+import "unsafe"
 
 // ForEach calls fn for every user record in a, in order, without verifying an
 // MD5 (a's Body comes from the spool, which has its own checksum). The slices
-// passed to fn alias a.Body and are valid only during the call. For a plain
-// record (Aggregated false) fn is called once with a's own keys and Body.
-// ForEach stops at and returns the first error of fn, or a decoding error.
+// passed to fn alias a.Body (and a's keys) and are valid only during the call;
+// fn must not modify them. For a plain record (Aggregated false) fn is called
+// once with a's own keys and Body.
 //
-// TODO(aggregate): implement (stub so dependants compile).
+// An aggregated Body is validated whole before fn is first called: a
+// malformed one (errors wrap ErrMalformed) delivers no record. ForEach stops
+// at and returns the first error of fn. It does not allocate.
 func ForEach(a *Aggregate, fn func(partitionKey, explicitHashKey, data []byte) error) error {
 	if !a.Aggregated {
-		return fn([]byte(a.PartitionKey), []byte(a.ExplicitHashKey), a.Body)
+		return fn(readOnlyBytes(a.PartitionKey), readOnlyBytes(a.ExplicitHashKey), a.Body)
 	}
-	return errors.New("aggregate: ForEach not implemented yet")
+	t := getTables()
+	defer putTables(t)
+	if _, err := t.parse(a.Body); err != nil {
+		return err
+	}
+	body := a.Body
+	return t.each(body, func(r *rawRecord) error {
+		pk := t.pk[r.pkIdx]
+		var ehk []byte
+		if r.hasEHK {
+			s := t.ehk[r.ehkIdx]
+			ehk = body[s.off:s.end:s.end]
+		}
+		return fn(body[pk.off:pk.end:pk.end], ehk, r.data)
+	})
+}
+
+// readOnlyBytes returns the bytes of s without copying them. They must not be
+// modified.
+func readOnlyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

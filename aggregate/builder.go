@@ -1,0 +1,633 @@
+package aggregate
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Limits of Kinesis Data Streams and defaults of the Builder.
+const (
+	// DefaultMaxBytes is the default size of the aggregates the Builder
+	// emits, the KPL's AggregationMaxSize.
+	DefaultMaxBytes = 51200
+	// MaxRecordSize is the largest Kinesis record (data plus partition key)
+	// of a stream by default.
+	MaxRecordSize = 1 << 20
+	// MaxLargeRecordSize is the largest record of a stream configured for
+	// large records.
+	MaxLargeRecordSize = 10 << 20
+	// DefaultMaxRecords is the default count limit of an aggregate. The
+	// KPL's is unlimited; a bound keeps tiny records from making aggregates
+	// whose key tables dominate, and 1000 records still fill DefaultMaxBytes
+	// with records of 50 bytes.
+	DefaultMaxRecords = 1000
+	// DefaultMaxGroups is the default number of per-key aggregates a Builder
+	// without a shard map keeps open: enough for the partition keys of a
+	// host's sources, small enough to bound memory (each open aggregate may
+	// hold up to MaxBytes).
+	DefaultMaxGroups = 1024
+)
+
+// Config sets the limits of a Builder. Zero fields take their defaults.
+type Config struct {
+	// MaxBytes is the largest Kinesis record the Builder emits as an
+	// aggregate, counted as Kinesis counts it: partition key plus data,
+	// including magic and MD5. Default DefaultMaxBytes, at most RecordLimit.
+	MaxBytes int
+	// MaxRecords is the largest number of user records in one aggregate.
+	// Default DefaultMaxRecords.
+	MaxRecords int
+	// RecordLimit is the stream's record size limit: a user record whose
+	// data plus partition key exceed it is refused with ErrRecordTooLarge.
+	// One that fits RecordLimit but not MaxBytes is emitted alone, as a
+	// plain record. Default MaxRecordSize, at most MaxLargeRecordSize.
+	RecordLimit int
+	// MaxGroups bounds the aggregates a Builder without a shard map keeps
+	// open, one per partition key (or explicit hash key); past it the
+	// aggregate opened first is closed. Default DefaultMaxGroups. Unused
+	// with a shard map, which has one group per shard.
+	MaxGroups int
+}
+
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxRecords == 0 {
+		c.MaxRecords = DefaultMaxRecords
+	}
+	if c.RecordLimit == 0 {
+		c.RecordLimit = MaxRecordSize
+	}
+	if c.MaxGroups == 0 {
+		c.MaxGroups = DefaultMaxGroups
+	}
+	return c
+}
+
+// Validate reports every problem of c after defaults, joined.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	if c.RecordLimit < 0 || c.RecordLimit > MaxLargeRecordSize {
+		errs = append(errs, fmt.Errorf("aggregate: record limit %d: must be from 1 to %d", c.RecordLimit, MaxLargeRecordSize))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("aggregate: max bytes %d: must be positive", c.MaxBytes))
+	} else if c.MaxBytes > c.RecordLimit {
+		errs = append(errs, fmt.Errorf("aggregate: max bytes %d: above the record limit %d (raise the record limit for a stream with large records)", c.MaxBytes, c.RecordLimit))
+	}
+	if c.MaxRecords < 0 {
+		errs = append(errs, fmt.Errorf("aggregate: max records %d: must be positive", c.MaxRecords))
+	}
+	if c.MaxGroups < 0 || c.MaxGroups > 1<<20 {
+		errs = append(errs, fmt.Errorf("aggregate: max groups %d: must be from 1 to %d", c.MaxGroups, 1<<20))
+	}
+	return errors.Join(errs...)
+}
+
+// Record is one user record.
+type Record struct {
+	Data            []byte
+	PartitionKey    string // 1 to 256 Unicode characters
+	ExplicitHashKey string // decimal, 0 to 2^128-1; "" to hash PartitionKey instead
+	// Tags are the KPL's optional sub-record tags, filled by Decode. The
+	// Builder does not emit tags (nor does the KPL): Add ignores them.
+	Tags []Tag
+}
+
+// Tag is a KPL sub-record tag.
+type Tag struct {
+	Key   string
+	Value string
+}
+
+// Builder packs user records into Kinesis records (see Add). Each group of
+// records (the records predicted to land on one shard, or without a shard
+// map the records of one partition key) has at most one open aggregate.
+//
+// A Builder is not safe for concurrent use; it does no I/O, starts no
+// goroutine and never reads the clock: time comes from the caller.
+type Builder struct {
+	cfg    Config
+	shards *ShardMap // nil: group by key
+
+	groups []group
+	// Groups with an open aggregate, oldest first (a doubly-linked list
+	// through group.prev/next).
+	head, tail int32
+
+	// Without a shard map: the group bound to each key, and unbound groups.
+	byPK  map[string]int32
+	byEHK map[HashKey]int32
+	free  []int32
+
+	// The last record's keys, resolved: most streams repeat keys.
+	lastPK      string
+	lastPKGroup int32 // without a shard map; -1 if none
+	lastEHK     string
+	lastEHKHash HashKey
+
+	// With a shard map: recent partition keys and their hash keys and shards.
+	seed  maphash.Seed
+	cache *[hashCacheSize]hashCacheEntry
+
+	pendingRecords int
+	pendingBytes   int
+
+	agg Aggregate // passed to emit: reused so that it does not escape per call
+}
+
+const hashCacheSize = 1024 // entries; a power of two
+
+type hashCacheEntry struct {
+	pk    string
+	hash  HashKey
+	shard int32
+}
+
+// group is one group's open aggregate and the buffers it reuses.
+type group struct {
+	count    int       // user records; 0 when no aggregate is open
+	body     int       // size of the encoded AggregatedRecord
+	openedAt time.Time // when the first record joined
+	prev     int32     // open list
+	next     int32
+
+	// Without a shard map, the key the group is bound to.
+	bound  bool
+	byEHK  bool
+	key    string
+	keyEHK HashKey
+
+	// The first record, sent alone as a plain record when it stays alone,
+	// and whose hash key is the aggregate's explicit hash key otherwise.
+	firstPK     string
+	firstEHK    string
+	firstHash   HashKey
+	firstHashOK bool
+	firstData   int // offset of its data in buf
+
+	// buf holds head bytes of room for the key tables, then the encoded
+	// records (field 3 of AggregatedRecord). Tables precede records on the
+	// wire, as the KPL writes them, and are copied into the room on close.
+	buf  []byte
+	head int
+	pks  keyTable
+	ehks keyTable
+
+	ehkStr  string // the last aggregate's explicit hash key in decimal...
+	ehkHash HashKey
+	ehkOK   bool // ...valid for ehkHash
+}
+
+const (
+	initialHead = 256 // room for the key tables of a one-key aggregate
+	none        = int32(-1)
+)
+
+// NewBuilder returns a Builder. With a shard map, records are grouped by the
+// shard their hash key predicts, so every sub-record of an aggregate lies in
+// the range of the shard the aggregate lands on. Without one (nil), records
+// are grouped by partition key, or by explicit hash key when they have one:
+// the sub-records of an aggregate then share one hash key, wherever it lands.
+func NewBuilder(cfg Config, shards *ShardMap) (*Builder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	b := &Builder{cfg: cfg, shards: shards, head: none, tail: none, lastPKGroup: none}
+	n := cfg.MaxGroups
+	if shards != nil {
+		n = shards.Len()
+		b.seed = maphash.MakeSeed()
+		b.cache = new([hashCacheSize]hashCacheEntry)
+	} else {
+		b.byPK = make(map[string]int32)
+		b.byEHK = make(map[HashKey]int32)
+		b.free = make([]int32, n)
+		for i := range b.free {
+			b.free[i] = int32(n - 1 - i) // pop 0 first
+		}
+	}
+	b.groups = make([]group, n)
+	for i := range b.groups {
+		g := &b.groups[i]
+		g.prev, g.next = none, none
+		g.pks.field = 1
+		g.ehks.field = 2
+	}
+	return b, nil
+}
+
+// Config returns the Builder's configuration, defaults applied.
+func (b *Builder) Config() Config { return b.cfg }
+
+// Groups returns the number of groups: group indexes passed to emit and
+// returned by Add are in [0, Groups()).
+func (b *Builder) Groups() int { return len(b.groups) }
+
+// Pending returns the user records buffered in open aggregates and the size
+// the Kinesis records holding them would have if they were emitted now.
+func (b *Builder) Pending() (records int, bytes int) {
+	return b.pendingRecords, b.pendingBytes
+}
+
+// Add validates r and adds it to its group: the shard its hash key predicts,
+// or without a shard map its partition key (explicit hash key, if it has
+// one). If r does not fit the group's open aggregate (MaxBytes, MaxRecords),
+// that aggregate is closed and passed to emit before r joins a new aggregate
+// of the group; r itself is never emitted during its own Add. An aggregate
+// that can take no more records stays open until the next Add to its group,
+// FlushOlder or FlushAll. Without a shard map, a new key when MaxGroups
+// aggregates are open first closes the one opened first.
+//
+// Add returns the index of the group r joined. Group indexes are reused once
+// a group's aggregate is emitted, so a caller can keep per-group metadata in
+// a slice of Groups() entries: emit(g, ...) closes what was added to g before.
+//
+// r.Data is copied: r may be reused once Add returns. The *Aggregate passed to
+// emit aliases the Builder's buffers and is valid only during the call. If
+// emit returns an error, Add returns it: the aggregate stays open, nothing is
+// lost, and r was not added. Invalid records are refused with errors that
+// wrap ErrPartitionKey, ErrExplicitHashKey, ErrRecordTooLarge or ErrNoShard;
+// they change nothing. now is the caller's clock and stamps when an
+// aggregate was opened (see FlushOlder).
+func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate) error) (group int, err error) {
+	pk, ehk := r.PartitionKey, r.ExplicitHashKey
+	var h HashKey // the record's hash key, when hashOK
+	hashOK := false
+	if ehk != "" {
+		if ehk == b.lastEHK {
+			h = b.lastEHKHash
+		} else {
+			if h, err = ParseHashKey(ehk); err != nil {
+				return 0, err
+			}
+			b.lastEHK, b.lastEHKHash = ehk, h
+		}
+		hashOK = true
+	}
+	if size := len(pk) + len(r.Data); size > b.cfg.RecordLimit {
+		return 0, fmt.Errorf("%w: %d bytes of data and partition key, the limit is %d", ErrRecordTooLarge, size, b.cfg.RecordLimit)
+	}
+
+	var gi int32
+	if b.shards != nil {
+		var shard int32
+		if h, shard, err = b.predict(pk, h, hashOK); err != nil {
+			return 0, err
+		}
+		hashOK = true
+		gi = shard
+	} else if gi, err = b.groupFor(pk, h, hashOK, now, emit); err != nil {
+		return 0, err
+	}
+
+	g := &b.groups[gi]
+	data := r.Data
+	if g.count > 0 {
+		// Does r fit the open aggregate?
+		grow := 0
+		pkIdx, found := g.pks.lookup(pk)
+		if !found {
+			pkIdx = g.pks.next()
+			grow += keyFieldSize(pk)
+		}
+		var ehkIdx uint32
+		if ehk != "" {
+			if ehkIdx, found = g.ehks.lookup(ehk); !found {
+				ehkIdx = g.ehks.next()
+				grow += keyFieldSize(ehk)
+			}
+		}
+		body := g.body + grow + recordFieldSize(pkIdx, ehkIdx, ehk != "", len(data))
+		if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
+			b.append(g, pk, ehk, pkIdx, ehkIdx, data, body)
+			return int(gi), nil
+		}
+		if err := b.close(gi, emit); err != nil {
+			return 0, err
+		}
+		if b.shards == nil {
+			// Closing unbound the group: bind it again (the freed index).
+			if gi, err = b.groupFor(pk, h, hashOK, now, emit); err != nil {
+				return 0, err // cannot happen: an index was just freed
+			}
+			g = &b.groups[gi]
+		}
+	}
+
+	// r opens a new aggregate of the group.
+	g.openedAt = now
+	g.firstPK, g.firstEHK = pk, ehk
+	g.firstHash, g.firstHashOK = h, hashOK
+	if g.buf == nil {
+		g.head = initialHead
+		g.buf = make([]byte, g.head, g.head+min(b.cfg.MaxBytes, 64<<10))
+	}
+	b.link(gi)
+	b.append(g, pk, ehk, 0, 0, data, keyFieldSize(pk)+cond(ehk != "", keyFieldSize(ehk), 0)+recordFieldSize(0, 0, ehk != "", len(data)))
+	return int(gi), nil
+}
+
+// predict returns the hash key of a record and the shard it maps to.
+func (b *Builder) predict(pk string, h HashKey, hashOK bool) (HashKey, int32, error) {
+	if hashOK {
+		if err := b.validatePK(pk); err != nil {
+			return h, 0, err
+		}
+		shard, ok := b.shards.Lookup(h)
+		if !ok {
+			return h, 0, fmt.Errorf("%w: explicit hash key %s", ErrNoShard, h)
+		}
+		return h, int32(shard), nil
+	}
+	e := &b.cache[maphash.String(b.seed, pk)&(hashCacheSize-1)]
+	if e.pk == pk && pk != "" {
+		return e.hash, e.shard, nil
+	}
+	if err := ValidatePartitionKey(pk); err != nil {
+		return h, 0, err
+	}
+	h = PartitionKeyHash(pk)
+	shard, ok := b.shards.Lookup(h)
+	if !ok {
+		return h, 0, fmt.Errorf("%w: %s, the hash of partition key %q", ErrNoShard, h, truncateForError(pk))
+	}
+	*e = hashCacheEntry{pk: pk, hash: h, shard: int32(shard)}
+	return h, int32(shard), nil
+}
+
+// validatePK validates pk, remembering the last valid one.
+func (b *Builder) validatePK(pk string) error {
+	if pk == b.lastPK && pk != "" {
+		return nil
+	}
+	if err := ValidatePartitionKey(pk); err != nil {
+		return err
+	}
+	b.lastPK, b.lastPKGroup = pk, none
+	return nil
+}
+
+// groupFor returns the group bound to a record's key (its explicit hash key
+// when hashOK, else its partition key), binding a free group if none is,
+// and closing the oldest aggregate first if no group is free.
+func (b *Builder) groupFor(pk string, h HashKey, hashOK bool, now time.Time, emit func(int, *Aggregate) error) (int32, error) {
+	if hashOK {
+		if err := b.validatePK(pk); err != nil {
+			return 0, err
+		}
+		if gi, ok := b.byEHK[h]; ok {
+			return gi, nil
+		}
+	} else {
+		if pk == b.lastPK && b.lastPKGroup != none {
+			return b.lastPKGroup, nil
+		}
+		if gi, ok := b.byPK[pk]; ok {
+			b.lastPK, b.lastPKGroup = pk, gi
+			return gi, nil
+		}
+		if err := b.validatePK(pk); err != nil {
+			return 0, err
+		}
+	}
+	if len(b.free) == 0 {
+		if err := b.close(b.head, emit); err != nil {
+			return 0, err
+		}
+	}
+	gi := b.free[len(b.free)-1]
+	b.free = b.free[:len(b.free)-1]
+	g := &b.groups[gi]
+	g.bound = true
+	if hashOK {
+		g.byEHK, g.keyEHK = true, h
+		b.byEHK[h] = gi
+	} else {
+		g.byEHK, g.key = false, pk
+		b.byPK[pk] = gi
+		b.lastPK, b.lastPKGroup = pk, gi
+	}
+	return gi, nil
+}
+
+// recordFieldSize is the encoded size of a Record as field 3 of
+// AggregatedRecord.
+func recordFieldSize(pkIdx, ehkIdx uint32, hasEHK bool, dataLen int) int {
+	inner := recordSize(pkIdx, ehkIdx, hasEHK, dataLen)
+	return 1 + protowire.SizeVarint(uint64(inner)) + inner
+}
+
+// recordSize is the encoded size of a Record message.
+func recordSize(pkIdx, ehkIdx uint32, hasEHK bool, dataLen int) int {
+	n := 1 + protowire.SizeVarint(uint64(pkIdx)) + 1 + protowire.SizeBytes(dataLen)
+	if hasEHK {
+		n += 1 + protowire.SizeVarint(uint64(ehkIdx))
+	}
+	return n
+}
+
+// Field tags of the messages, pre-encoded (all fit one byte).
+const (
+	tagRecords  = 3<<3 | byte(protowire.BytesType)  // AggregatedRecord.records
+	tagPKIndex  = 1<<3 | byte(protowire.VarintType) // Record.partition_key_index
+	tagEHKIndex = 2<<3 | byte(protowire.VarintType) // Record.explicit_hash_key_index
+	tagData     = 3<<3 | byte(protowire.BytesType)  // Record.data
+)
+
+// append encodes a record into g's open aggregate, adding its keys to the
+// tables unless pkIdx/ehkIdx name existing entries; body is the aggregate's
+// size afterwards.
+func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, data []byte, body int) {
+	before := g.size()
+	if pkIdx == g.pks.next() {
+		g.pks.add(pk)
+	}
+	hasEHK := ehk != ""
+	if hasEHK && ehkIdx == g.ehks.next() {
+		g.ehks.add(ehk)
+	}
+	buf := append(g.buf, tagRecords)
+	buf = protowire.AppendVarint(buf, uint64(recordSize(pkIdx, ehkIdx, hasEHK, len(data))))
+	buf = append(buf, tagPKIndex)
+	buf = protowire.AppendVarint(buf, uint64(pkIdx))
+	if hasEHK {
+		buf = append(buf, tagEHKIndex)
+		buf = protowire.AppendVarint(buf, uint64(ehkIdx))
+	}
+	buf = append(buf, tagData)
+	buf = protowire.AppendVarint(buf, uint64(len(data)))
+	if g.count == 0 {
+		g.firstData = len(buf)
+	}
+	g.buf = append(buf, data...)
+
+	g.count++
+	g.body = body
+	b.pendingRecords++
+	b.pendingBytes += g.size() - before
+}
+
+// size is what g's open aggregate would count against Kinesis limits.
+func (g *group) size() int {
+	switch g.count {
+	case 0:
+		return 0
+	case 1:
+		return len(g.firstPK) + len(g.buf) - g.firstData
+	}
+	return len(AggregatedPartitionKey) + wireFraming + g.body
+}
+
+// close emits group gi's open aggregate and resets the group. If emit fails
+// the group is left as it was.
+func (b *Builder) close(gi int32, emit func(int, *Aggregate) error) error {
+	g := &b.groups[gi]
+	a := &b.agg
+	if g.count == 1 {
+		*a = Aggregate{PartitionKey: g.firstPK, ExplicitHashKey: g.firstEHK, Body: g.buf[g.firstData:], Count: 1}
+	} else {
+		*a = Aggregate{PartitionKey: AggregatedPartitionKey, ExplicitHashKey: g.aggregateEHK(), Aggregated: true, Body: g.assemble(), Count: g.count}
+	}
+	err := emit(int(gi), a)
+	*a = Aggregate{} // drop the references to the group's buffers
+	if err != nil {
+		return err
+	}
+
+	b.pendingRecords -= g.count
+	b.pendingBytes -= g.size()
+	b.unlink(gi)
+	g.count, g.body = 0, 0
+	g.firstPK, g.firstEHK = "", ""
+	g.pks.reset()
+	g.ehks.reset()
+	if cap(g.buf) > 2*(b.cfg.MaxBytes+g.head) {
+		g.buf = nil // a lone record larger than MaxBytes: do not keep its memory
+	} else {
+		g.buf = g.buf[:g.head]
+	}
+	if g.bound {
+		g.bound = false
+		if g.byEHK {
+			delete(b.byEHK, g.keyEHK)
+		} else {
+			delete(b.byPK, g.key)
+			g.key = ""
+		}
+		if b.lastPKGroup == gi {
+			b.lastPKGroup = none
+		}
+		b.free = append(b.free, gi)
+	}
+	return nil
+}
+
+// aggregateEHK returns the explicit hash key of g's aggregate: the hash key
+// of its first record, in decimal (what the KPL sets).
+func (g *group) aggregateEHK() string {
+	if !g.firstHashOK {
+		g.firstHash, g.firstHashOK = PartitionKeyHash(g.firstPK), true
+	}
+	if !g.ehkOK || g.ehkHash != g.firstHash {
+		g.ehkStr, g.ehkHash, g.ehkOK = g.firstHash.String(), g.firstHash, true
+	}
+	return g.ehkStr
+}
+
+// assemble copies the key tables into the room before the records and
+// returns the whole AggregatedRecord message.
+func (g *group) assemble() []byte {
+	tables := len(g.pks.enc) + len(g.ehks.enc)
+	if tables > g.head {
+		// Move the records to make room, for this and later aggregates.
+		head := 2 * tables
+		records := len(g.buf) - g.head
+		if cap(g.buf) >= head+records {
+			g.buf = g.buf[:head+records]
+			copy(g.buf[head:], g.buf[g.head:]) // overlapping: copy moves
+		} else {
+			nb := make([]byte, head+records, head+cap(g.buf)-g.head)
+			copy(nb[head:], g.buf[g.head:])
+			g.buf = nb
+		}
+		g.firstData += head - g.head
+		g.head = head
+	}
+	start := g.head - tables
+	copy(g.buf[start:], g.pks.enc)
+	copy(g.buf[start+len(g.pks.enc):], g.ehks.enc)
+	return g.buf[start:]
+}
+
+// link appends gi to the list of open aggregates.
+func (b *Builder) link(gi int32) {
+	g := &b.groups[gi]
+	g.prev, g.next = b.tail, none
+	if b.tail != none {
+		b.groups[b.tail].next = gi
+	} else {
+		b.head = gi
+	}
+	b.tail = gi
+}
+
+// unlink removes gi from the list of open aggregates.
+func (b *Builder) unlink(gi int32) {
+	g := &b.groups[gi]
+	if g.prev != none {
+		b.groups[g.prev].next = g.next
+	} else {
+		b.head = g.next
+	}
+	if g.next != none {
+		b.groups[g.next].prev = g.prev
+	} else {
+		b.tail = g.prev
+	}
+	g.prev, g.next = none, none
+}
+
+// FlushOlder closes every open aggregate opened before cutoff (the caller's
+// now minus its RecordMaxBufferedTime), oldest first, passing each to emit.
+// It stops at the first error of emit and returns it; that aggregate and the
+// ones not yet visited stay open.
+func (b *Builder) FlushOlder(cutoff time.Time, emit func(group int, a *Aggregate) error) error {
+	for gi := b.head; gi != none; {
+		next := b.groups[gi].next
+		if b.groups[gi].openedAt.Before(cutoff) {
+			if err := b.close(gi, emit); err != nil {
+				return err
+			}
+		}
+		gi = next
+	}
+	return nil
+}
+
+// FlushAll closes every open aggregate (at shutdown), oldest first, passing
+// each to emit. It stops at the first error of emit and returns it; that
+// aggregate and the ones not yet visited stay open.
+func (b *Builder) FlushAll(emit func(group int, a *Aggregate) error) error {
+	for b.head != none {
+		if err := b.close(b.head, emit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cond(c bool, a, b int) int {
+	if c {
+		return a
+	}
+	return b
+}
