@@ -1,0 +1,13 @@
+package checkpoint
+
+import "golang.org/x/sys/unix"
+
+// onTmpfs reports whether dir is on a tmpfs (or ramfs), whose contents do
+// not survive a reboot.
+func onTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+}

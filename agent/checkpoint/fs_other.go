@@ -1,0 +1,5 @@
+//go:build !linux
+
+package checkpoint
+
+func onTmpfs(string) bool { return false }

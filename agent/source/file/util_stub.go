@@ -1,0 +1,5 @@
+package file
+
+import "strings"
+
+func splitPath(p string) []string { return strings.Split(p, "/") }
