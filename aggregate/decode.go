@@ -58,7 +58,7 @@ func decodeBody(body []byte) ([]Record, error) {
 		ehks[i] = string(body[s.off:s.end])
 	}
 	recs := make([]Record, 0, n)
-	err = t.each(body, func(r *rawRecord) error {
+	err = t.each(body, func(r rawRecord) error {
 		rec := Record{Data: r.data, PartitionKey: pks[r.pkIdx]}
 		if r.hasEHK {
 			rec.ExplicitHashKey = ehks[r.ehkIdx]
@@ -148,7 +148,7 @@ func (t *tables) parse(body []byte) (int, error) {
 
 // each parses every record of body (already walked by parse), checks its key
 // indexes against the tables and passes it to fn, if not nil.
-func (t *tables) each(body []byte, fn func(*rawRecord) error) error {
+func (t *tables) each(body []byte, fn func(rawRecord) error) error {
 	var r rawRecord
 	i := 0
 	for off := 0; off < len(body); {
@@ -170,7 +170,7 @@ func (t *tables) each(body []byte, fn func(*rawRecord) error) error {
 			return fmt.Errorf("%w: record %d: explicit hash key index %d outside the table of %d keys", ErrMalformed, i, r.ehkIdx, len(t.ehk))
 		}
 		if fn != nil {
-			if err := fn(&r); err != nil {
+			if err := fn(r); err != nil {
 				return err
 			}
 		}

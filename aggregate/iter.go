@@ -21,7 +21,7 @@ func ForEach(a *Aggregate, fn func(partitionKey, explicitHashKey, data []byte) e
 		return err
 	}
 	body := a.Body
-	return t.each(body, func(r *rawRecord) error {
+	return t.each(body, func(r rawRecord) error {
 		pk := t.pk[r.pkIdx]
 		var ehk []byte
 		if r.hasEHK {
