@@ -1,0 +1,43 @@
+// Package http is the HTTP output: it POSTs batches to an endpoint as ndjson,
+// a JSON array, raw KPL records or Confluent REST Proxy v2 produce requests,
+// and classifies each response for the agent's sender (see outputs.Output).
+//
+// # Requests
+//
+// A Batch is deaggregated into its user records, which are packed into
+// requests of at most Config.MaxRequestRecords records and
+// Config.MaxRequestBytes uncompressed bytes, sent one after the other (format
+// raw sends one request per Kinesis record). Concurrency comes from the
+// sender calling Send from several goroutines.
+//
+// # Classification
+//
+//   - 2xx: delivered.
+//   - 429, and 503 with Retry-After: outputs.Throttle with the Retry-After
+//     delay (seconds or an HTTP date; 0 when absent on a 429).
+//   - 408, 5xx, network errors, timeouts: retryable.
+//   - 3xx: permanent. Redirects are not followed (net/http would turn a
+//     POST into a GET on 301/302/303); configure the final URL.
+//   - other 4xx: permanent; the error (a *StatusError) carries the status
+//     and up to 1 KiB of the response body.
+//
+// Failures are reported per Kinesis record (index into Batch.Records): when
+// any user record of an aggregate is not delivered, the whole aggregate is
+// reported failed and retried or dead-lettered, so its other user records may
+// be delivered twice (at-least-once). When the batch needs several requests:
+//   - a permanent rejection marks that request's records and sending goes on;
+//   - a retryable failure or throttle stops the Send: that request's records
+//     and all later ones are reported failed with that error;
+//   - the result is nil, the classified error itself when every record
+//     failed, or an *outputs.PartialError whose Err is permanent only when
+//     every failed record was rejected permanently (a mix is retryable: the
+//     rejected records fail again on their own and are dead-lettered then).
+//
+// # kafka-rest-v2
+//
+// The response's offsets array has one entry per record of the request, in
+// order. error_code 1 (non-retriable Kafka exception) is permanent,
+// error_code 2 (retriable) and any other non-null code are retryable. A 2xx
+// response whose offsets cannot be matched to the request is retryable (the
+// records may be duplicated).
+package http

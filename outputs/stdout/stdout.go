@@ -1,0 +1,154 @@
+// Package stdout is the output that prints user records to standard output
+// (the default destination of `agent tail`): one line per user record, as the
+// record's bytes (ndjson) or as a kpl-json object that keeps its keys.
+//
+// Each Send writes its lines in chunks and returns once they are all written
+// to the Writer, so nothing is buffered between Sends. A failed write fails
+// the whole batch (lines already written are printed again on retry:
+// at-least-once). A reader that went away (EPIPE, `agent tail | head`) is a
+// permanent error wrapping syscall.EPIPE; a CLI that ignores SIGPIPE should
+// stop on errors.Is(err, syscall.EPIPE). By default Go ends a program on
+// SIGPIPE when writing to a closed stdout before Send ever sees it.
+package stdout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/encode"
+)
+
+// Format names (Config.Format).
+const (
+	FormatNDJSON  = encode.FormatNDJSON  // the record's bytes and "\n"
+	FormatKPLJSON = encode.FormatKPLJSON // {"pk":..,"ehk":..,"data":base64} and "\n"
+)
+
+// Config is the user configuration of a stdout output (outputs[].stdout).
+type Config struct {
+	// Format is ndjson (default) or kpl-json.
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{Format: FormatNDJSON} }
+
+// Validate checks c; "" stands for the default format.
+func (c Config) Validate() error {
+	if _, err := encode.ParseLineFormat(c.Format); err != nil {
+		return fmt.Errorf("format: %w", err)
+	}
+	return nil
+}
+
+// Settings are the values set in code.
+type Settings struct {
+	Logger *slog.Logger // unused for now; nil is fine
+	Writer io.Writer    // default os.Stdout; never closed by the output
+}
+
+// Output writes batches to a Writer. Send is safe for concurrent use; the
+// lines of one batch are never interleaved with another's.
+type Output struct {
+	name   string
+	format encode.LineFormat
+
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+var _ outputs.Output = (*Output)(nil)
+
+// New returns a stdout output.
+func New(name string, cfg Config, set Settings) (*Output, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("stdout: output %s: %w", name, err)
+	}
+	f, _ := encode.ParseLineFormat(cfg.Format)
+	w := set.Writer
+	if w == nil {
+		w = os.Stdout
+	}
+	return &Output{name: name, format: f, w: w}, nil
+}
+
+// Name returns the output's name.
+func (o *Output) Name() string { return o.name }
+
+// Close does nothing (the Writer belongs to the caller).
+func (o *Output) Close(context.Context) error { return nil }
+
+const (
+	// chunkSize is how much is encoded before a write.
+	chunkSize = 64 << 10
+	// maxKeep bounds the buffer kept between Sends (an oversized record can
+	// grow it past chunkSize).
+	maxKeep = 1 << 20
+)
+
+// Send writes every user record of b as a line.
+func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	buf := o.buf[:0]
+	defer func() {
+		if cap(buf) <= maxKeep {
+			o.buf = buf[:0]
+		}
+	}()
+
+	var bad []int
+	var reasons []string
+	var firstBad error
+	for i := range b.Records {
+		var err error
+		buf, err = encode.AppendLines(buf, o.format, &b.Records[i])
+		if err != nil {
+			err = fmt.Errorf("stdout: decode record %d of the batch: %w", i, err)
+			bad, reasons = append(bad, i), append(reasons, err.Error())
+			if firstBad == nil {
+				firstBad = err
+			}
+		}
+		if len(buf) >= chunkSize {
+			if err := o.write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	if err := o.write(buf); err != nil {
+		return err
+	}
+	switch {
+	case len(bad) == 0:
+		return nil
+	case len(bad) == len(b.Records):
+		return outputs.Permanent(firstBad)
+	}
+	return &outputs.PartialError{Failed: bad, Reasons: reasons, Err: outputs.Permanent(firstBad)}
+}
+
+func (o *Output) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if _, err := o.w.Write(p); err != nil {
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrClosed) {
+			return outputs.Permanent(fmt.Errorf("stdout: the reader went away: %w", err))
+		}
+		return fmt.Errorf("stdout: write: %w", err)
+	}
+	return nil
+}
