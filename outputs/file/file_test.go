@@ -16,6 +16,7 @@ import (
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/batchtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -205,4 +206,17 @@ func TestNew_UnwritableDir(t *testing.T) {
 	require.NoError(t, os.Chmod(dir, 0o500))
 	_, err := New("x", Config{Dir: filepath.Join(dir, "sub")}, Settings{})
 	require.ErrorContains(t, err, "permission denied")
+}
+
+func TestSend_Aggregates(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "out.ndjson")
+	o := newOutput(t, Config{Path: path, Format: FormatKPLJSON})
+	b := batchtest.Build(t, 2, 0, batchtest.Records("a", "b", "c")...)
+	require.Len(t, b.Records, 2)
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Equal(t, `{"pk":"pk0","data":"YQ=="}
+{"pk":"pk1","data":"Yg=="}
+{"pk":"pk2","data":"Yw=="}
+`, read(t, path))
 }

@@ -105,8 +105,8 @@ func (s *sender) sendRecords() {
 		case errors.Is(err, errStop):
 			s.fail(i, classRetry, s.stopErr) // its current record was never sent
 		default:
-			// The user records decoded before the error may still be sent:
-			// the whole record is dead-lettered anyway (at-least-once).
+			// ForEach validates an aggregate whole before the first record,
+			// so none of a malformed one was added.
 			e := s.addErr(outputs.Permanent(fmt.Errorf("http: decode record %d of the batch: %w", i, err)))
 			s.fail(i, classPermanent, e)
 		}
@@ -185,7 +185,7 @@ func (s *sender) sendRaw() {
 			continue
 		}
 		a := &s.recs[i]
-		s.body = encode.AppendKinesisData(s.body[:0], a)
+		s.body = a.AppendKinesisData(s.body[:0])
 		s.runs = append(s.runs[:0], run{rec: i, n: a.Count})
 		s.settle(s.o.roundTrip(s.ctx, s.body, a, nil))
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/batchtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -178,4 +179,15 @@ func TestSend_UndecodableRecordIsPermanentPartial(t *testing.T) {
 	err = o.Send(t.Context(), outputs.Batch{Records: b.Records[1:2]})
 	require.True(t, outputs.IsPermanent(err))
 	require.NotErrorAs(t, err, &pe, "every record failed: a plain permanent error")
+}
+
+func TestSend_Aggregates(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	o, err := New("out", DefaultConfig(), Settings{Writer: &out})
+	require.NoError(t, err)
+	b := batchtest.Build(t, 3, 0, batchtest.Records("a", "b", "c", "d", "e")...)
+	require.Len(t, b.Records, 2)
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Equal(t, "a\nb\nc\nd\ne\n", out.String())
 }

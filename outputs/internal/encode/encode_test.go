@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs/internal/batchtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -79,15 +80,27 @@ func TestParseLineFormat(t *testing.T) {
 	require.EqualError(t, err, `unknown "xml" (want ndjson or kpl-json)`)
 }
 
-func TestAppendKinesisData(t *testing.T) {
+func TestAppendLines(t *testing.T) {
 	t.Parallel()
-	plain := aggregate.Aggregate{PartitionKey: "k", Body: []byte("data"), Count: 1}
-	require.Equal(t, "data", string(AppendKinesisData(nil, &plain)))
+	b := batchtest.Build(t, 3, 0, batchtest.Records("a", "b", "c", "d")...)
+	require.Len(t, b.Records, 2)
+	require.True(t, b.Records[0].Aggregated)
+	require.False(t, b.Records[1].Aggregated, "a lone record is plain")
 
-	agg := aggregate.Aggregate{PartitionKey: "a", Aggregated: true, Body: []byte{0x0a, 0x01, 'k'}, Count: 2}
-	got := AppendKinesisData([]byte("p"), &agg)
-	want := []byte{'p', 0xF3, 0x89, 0x9A, 0xC2, 0x0a, 0x01, 'k',
-		// md5 of 0a 01 6b (md5sum)
-		0x6d, 0x44, 0x22, 0x0b, 0x0e, 0xea, 0xc8, 0xbc, 0xfd, 0x28, 0xa2, 0x81, 0x07, 0xa9, 0x6f, 0xf4}
-	require.Equal(t, want, got)
+	var out []byte
+	for i := range b.Records {
+		var err error
+		out, err = AppendLines(out, LineKPLJSON, &b.Records[i])
+		require.NoError(t, err)
+	}
+	require.Equal(t, `{"pk":"pk0","data":"YQ=="}
+{"pk":"pk1","data":"Yg=="}
+{"pk":"pk2","data":"Yw=="}
+{"pk":"pk3","data":"ZA=="}
+`, string(out))
+
+	bad := aggregate.Aggregate{PartitionKey: "a", Aggregated: true, Body: []byte{0xff, 0xff}, Count: 2}
+	out, err := AppendLines([]byte("keep"), LineNDJSON, &bad)
+	require.Error(t, err)
+	require.Equal(t, "keep", string(out))
 }

@@ -55,8 +55,7 @@ func AppendLine(dst []byte, f LineFormat, pk, ehk, data []byte) []byte {
 }
 
 // AppendLines appends every user record of a as a line in format f. When a
-// cannot be decoded it returns dst unchanged (nothing of a half-written) and
-// the error.
+// cannot be decoded it returns dst unchanged and the error.
 func AppendLines(dst []byte, f LineFormat, a *aggregate.Aggregate) ([]byte, error) {
 	mark := len(dst)
 	err := aggregate.ForEach(a, func(pk, ehk, data []byte) error {
