@@ -1,0 +1,130 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kplagent/agent/internal/units"
+)
+
+// SyncPolicy says when appended entries are flushed to stable storage.
+type SyncPolicy string
+
+// Sync policies. doc.go states the loss window of each.
+const (
+	SyncAlways   SyncPolicy = "always"   // Append returns after fsync (group commit)
+	SyncInterval SyncPolicy = "interval" // fsync every SyncInterval
+	SyncNever    SyncPolicy = "never"    // the OS writes back when it likes
+)
+
+// WhenFull says what Append does when the spool is at MaxBytes or the disk is
+// at MinFreeBytes.
+type WhenFull string
+
+// Policies when full.
+const (
+	WhenFullBlock      WhenFull = "block"       // Append waits (context-aware): sources pause
+	WhenFullDropNewest WhenFull = "drop_newest" // Append returns ErrFull; counted
+	WhenFullDropOldest WhenFull = "drop_oldest" // the oldest segment is deleted; counted
+)
+
+// Config is the user-facing configuration (the `spool:` block of agent.yaml).
+type Config struct {
+	// Dir holds the segment files, the ack files and the lock. One process
+	// at a time; one spool per directory.
+	Dir string `yaml:"dir"`
+	// MaxBytes caps the bytes on disk (segments and ack files).
+	MaxBytes units.ByteSize `yaml:"max_bytes"`
+	// SegmentBytes is the size at which a segment file is closed and a new
+	// one started. Disk space is given back a whole segment at a time.
+	SegmentBytes units.ByteSize `yaml:"segment_bytes"`
+	// MaxEntryBytes is the largest entry Append accepts (ErrTooLarge above).
+	MaxEntryBytes units.ByteSize `yaml:"max_entry_bytes"`
+	// Sync is the durability policy; see doc.go for each one's loss window.
+	Sync SyncPolicy `yaml:"sync"`
+	// SyncInterval paces the fsync of SyncInterval and, for every policy,
+	// how often acknowledgements are written to disk.
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	// WhenFull is what Append does at MaxBytes or MinFreeBytes.
+	WhenFull WhenFull `yaml:"when_full"`
+	// MinFreeBytes is the free-disk floor: when the file system holding Dir
+	// has less free space than this, the spool behaves as full. 0 disables.
+	MinFreeBytes units.ByteSize `yaml:"min_free_bytes"`
+}
+
+const (
+	// minSegmentBytes keeps a segment larger than its header, seal and a
+	// few frames; tests use it to roll often.
+	minSegmentBytes = 4 << 10
+	// maxEntryLimit keeps a frame's length in its 32-bit field with room to
+	// spare, and one entry's buffer within reason.
+	maxEntryLimit = 1 << 30
+	// minSyncInterval stops a typo ("1ns") from turning into an fsync loop.
+	minSyncInterval = time.Millisecond
+)
+
+// DefaultConfig returns the defaults. Dir is left empty: the agent puts the
+// spool under its state directory.
+func DefaultConfig() Config {
+	return Config{
+		// 4 GiB rides out about an hour of a 1 MB/s flow while the
+		// destination is down, and fits the smallest common VM disks.
+		MaxBytes: 4 << 30,
+		// 64 MiB: 64 files per default cap, so space comes back in 1/64ths,
+		// while the per-segment costs (an open, an fsync of the directory,
+		// an unlink) stay rare.
+		SegmentBytes: 64 << 20,
+		// 16 MiB: above the largest batch any output sends as one entry (a
+		// 10 MiB HTTP blob; Kinesis records are at most 1 MiB).
+		MaxEntryBytes: 16 << 20,
+		// interval: one fsync a second whatever the rate; a power loss costs
+		// at most the last second, and source checkpoints wait for it.
+		Sync:         SyncInterval,
+		SyncInterval: time.Second,
+		// block: nothing is lost; file sources pause and resume from their
+		// checkpoints. Inputs that cannot wait choose a drop policy.
+		WhenFull: WhenFullBlock,
+		// 256 MiB keeps room for the system's own logs and package updates
+		// when the spool shares a small root file system.
+		MinFreeBytes: 256 << 20,
+	}
+}
+
+// Validate checks c without touching the disk. It reports every problem, each
+// prefixed with its YAML key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.Dir == "" {
+		bad("dir", "required")
+	}
+	if c.SegmentBytes < minSegmentBytes {
+		bad("segment_bytes", "must be at least %s, got %s", units.ByteSize(minSegmentBytes), c.SegmentBytes)
+	}
+	if c.MaxBytes < 2*c.SegmentBytes {
+		bad("max_bytes", "must be at least twice segment_bytes (%s), got %s", 2*c.SegmentBytes, c.MaxBytes)
+	}
+	if c.MaxEntryBytes <= 0 || c.MaxEntryBytes > maxEntryLimit {
+		bad("max_entry_bytes", "must be between 1 and %s, got %s", units.ByteSize(maxEntryLimit), c.MaxEntryBytes)
+	}
+	switch c.Sync {
+	case SyncAlways, SyncInterval, SyncNever:
+	default:
+		bad("sync", "must be %q, %q or %q, got %q", SyncAlways, SyncInterval, SyncNever, c.Sync)
+	}
+	if c.SyncInterval < minSyncInterval {
+		bad("sync_interval", "must be at least %s, got %s", minSyncInterval, c.SyncInterval)
+	}
+	switch c.WhenFull {
+	case WhenFullBlock, WhenFullDropNewest, WhenFullDropOldest:
+	default:
+		bad("when_full", "must be %q, %q or %q, got %q", WhenFullBlock, WhenFullDropNewest, WhenFullDropOldest, c.WhenFull)
+	}
+	if c.MinFreeBytes < 0 {
+		bad("min_free_bytes", "must not be negative, got %d", int64(c.MinFreeBytes))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,119 @@
+// Package spool is the agent's durability boundary: a crash-safe, segmented,
+// append-only queue of opaque entries (KPL aggregates, a few bytes to
+// max_entry_bytes each) that always opens.
+//
+// Appenders call Append; senders call Next (or ReadNext, TryNext) and Ack
+// each entry once the destination has it. Acks may come in any order; a
+// segment file is deleted once every entry in it is acknowledged. Every entry
+// is handed out once per Open, in ID order; after a restart the entries not
+// acknowledged come again. Delivery is at-least-once: a crash may deliver
+// again entries acknowledged in the last sync_interval, and never loses one
+// that Append accepted within the guarantees below.
+//
+// # Loss window of each sync policy
+//
+//   - always: Append returns after the entry is fsynced (fdatasync). Appenders
+//     that arrive while one fsync runs share the next one (group commit). No
+//     loss on kill -9 or power loss for any entry whose Append returned
+//     (on disks that honour flushes).
+//   - interval (default, sync_interval 1s): Append returns after write(2);
+//     a background fsync runs every sync_interval. kill -9 loses nothing (the
+//     kernel has the data). A power loss or kernel crash loses at most the
+//     entries appended in the last sync_interval, and Durable() says which IDs
+//     are safe: source checkpoints wait for it (WaitDurable).
+//   - never: the OS writes back when it likes (typically within 30 s on
+//     Linux); the spool fsyncs only when it closes a segment and on Close.
+//     kill -9 loses nothing; a power loss can lose whatever was not yet
+//     written back, and Durable() is simply the last appended ID.
+//
+// For every policy acknowledgements are written every sync_interval and on
+// Close: a crash delivers again what was acknowledged since the last write.
+// After a power loss, whatever tail of a segment did not reach the disk is
+// cut at the next Open (torn tail), counted and logged.
+//
+// # When full
+//
+// The spool is full when its files would exceed max_bytes, when the file
+// system's free space would fall below min_free_bytes, or after a write got
+// ENOSPC (until the next free-space check, at most a second later).
+// when_full then decides: block (Append waits for acks to free a segment,
+// until its context is done: sources pause), drop_newest (Append returns an
+// error wrapping ErrFull; counted) or drop_oldest (the oldest segment is
+// deleted with its unacknowledged entries; counted). Space comes back a
+// segment at a time, so max_bytes must be at least two segments.
+//
+// # Recovery
+//
+// Open never fails because of what the files contain. A segment closed
+// cleanly ends with a seal and is trusted without a scan; the segment that
+// was active when the process stopped is scanned frame by frame. A torn tail
+// is cut at the last good frame. A corrupt frame in the middle is skipped
+// (found by a scan or by the reader) and the next valid frame is found by its
+// salted CRC and its ID. A segment with an unreadable header is renamed
+// *.corrupt (the newest 16 such files are kept for inspection). Each case is
+// logged once with what was lost and counted in Stats. Other files in the
+// directory are left alone. Open fails only for I/O errors (permissions, a
+// read-only file system) and with ErrLocked when another process has the
+// directory open; the error names that process.
+//
+// After an fsync error the kernel may have dropped the pages it could not
+// write, so the spool stops accepting appends (they return the error) until
+// it is reopened; reading and acknowledging go on.
+//
+// # Files
+//
+// Files are created 0600 and the directory 0700:
+//
+//	LOCK                    flock(2)ed while open; holds the holder's PID
+//	<first ID, %016x>.seg   segment: entries with IDs first, first+1, ...
+//	<first ID, %016x>.ack   acknowledgements of that segment's entries
+//	*.corrupt               unreadable segments moved aside at Open
+//
+// # Byte layout (integers little-endian; CRC32C is Castagnoli)
+//
+// Segment header, 32 bytes:
+//
+//	0      4    5          8                16      20             28       32
+//	+------+----+----------+----------------+-------+--------------+--------+
+//	| KSPL | v1 | 0 0 0    | first ID (u64) | salt  | 0 (reserved) | CRC32C |
+//	+------+----+----------+----------------+-------+--------------+--------+
+//	 magic  version                          u32     8 bytes        of 0..28
+//
+// Frame, one per entry, 16 bytes plus the payload:
+//
+//	0              4              8                16
+//	+--------------+--------------+----------------+--------------------+
+//	| CRC32C (u32) | length (u32) | ID (u64)       | payload (length)   |
+//	+--------------+--------------+----------------+--------------------+
+//	CRC32C covers bytes 4.. to the end of the payload, seeded with the
+//	segment's salt, so a payload that contains bytes shaped like a frame
+//	can never pass for one when the reader resynchronises after corruption.
+//	IDs in a segment are consecutive, starting at the header's first ID.
+//
+// Seal, the last frame of a closed segment: a frame with ID 0 and a 24-byte
+// payload. Open trusts a segment that ends with a valid seal without reading
+// it; a segment without one is scanned.
+//
+//	16               24               32                 40
+//	+----------------+----------------+------------------+
+//	| first ID (u64) | last ID (u64)  | seal offset (u64)|   (last = first-1: empty)
+//	+----------------+----------------+------------------+
+//
+// Ack file: a 16-byte header, then 16-byte records, each a range of IDs of
+// that segment that are done (acknowledged, or found lost). Records are
+// appended every sync_interval; a file that grows far beyond what its
+// ranges need is rewritten (temporary file, fsync, rename).
+//
+//	header:  0      4    5       8                16
+//	         | KSPA | v1 | 0 0 0 | first ID (u64) |
+//	record:  0              4                8                16
+//	         | CRC32C of 4..16 | count (u32) | first ID (u64) |    IDs [first, first+count)
+//
+// # Memory
+//
+// Memory does not grow with the backlog: per segment the spool keeps a few
+// words and, once entries of it are acknowledged, a bitmap of one bit per
+// entry (160 bytes for a 64 MiB segment of 50 KiB entries). Reads go through
+// one 256 KiB window; entries not yet synced are read back from the file
+// (the page cache), never queued in memory.
+package spool

@@ -1,0 +1,342 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxCorruptFiles is how many *.corrupt files Open keeps for inspection; it
+// deletes older ones so that they never need deleting by hand.
+const maxCorruptFiles = 16
+
+// recover rebuilds the spool's state from the directory. It runs in Open,
+// before any goroutine starts.
+func (s *Spool) recover() error {
+	start := time.Now()
+	des, err := s.fs.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool: read directory: %w", err)
+	}
+	var segFirsts []ID
+	ackFiles := map[ID]bool{}
+	names := map[string]bool{}
+	var corrupt []os.DirEntry
+	for _, de := range des {
+		name := de.Name()
+		names[name] = true
+		if first, ok := parseName(name, ".seg"); ok && de.Type().IsRegular() {
+			segFirsts = append(segFirsts, first)
+			continue
+		}
+		if first, ok := parseName(name, ".ack"); ok && de.Type().IsRegular() {
+			ackFiles[first] = true
+			continue
+		}
+		switch {
+		case name == lockName:
+		case strings.HasSuffix(name, ".corrupt"):
+			corrupt = append(corrupt, de)
+		case strings.HasSuffix(name, ".ack.tmp"): // an interrupted ack-file rewrite
+			_ = s.fs.Remove(filepath.Join(s.dir, name))
+		default:
+			s.log.Debug("spool: ignoring a file it does not own", "file", name)
+		}
+	}
+	sort.Slice(segFirsts, func(i, j int) bool { return segFirsts[i] < segFirsts[j] })
+
+	rs := &recoverState{s: s, names: names, buf: make([]byte, readBufSize)}
+	var kept []*segment
+	var maxUsed ID // the highest ID that may have been handed out
+	for i, first := range segFirsts {
+		var next ID
+		if i+1 < len(segFirsts) {
+			next = segFirsts[i+1]
+		}
+		g, used, err := rs.segment(first, next, i == len(segFirsts)-1)
+		if err != nil {
+			return err
+		}
+		maxUsed = max(maxUsed, used)
+		if g == nil {
+			if ackFiles[first] {
+				_ = s.fs.Remove(filepath.Join(s.dir, ackName(first)))
+				delete(ackFiles, first)
+			}
+			continue
+		}
+		if ackFiles[first] {
+			used, err := s.recoverAcks(g)
+			if err != nil {
+				return err
+			}
+			maxUsed = max(maxUsed, used)
+			delete(ackFiles, first)
+		}
+		kept = append(kept, g)
+	}
+	for first := range ackFiles { // their segment is gone: finished or moved aside
+		_ = s.fs.Remove(filepath.Join(s.dir, ackName(first)))
+	}
+	s.pruneCorrupt(corrupt)
+
+	// Segment ranges must not overlap; the earlier one yields.
+	for i := 0; i+1 < len(kept); i++ {
+		if a, b := kept[i], kept[i+1]; a.last >= b.hdr.first {
+			s.log.Warn("spool: segments overlap; ignoring the end of the older one",
+				"segment", a.path, "last_id", uint64(a.last), "next_first_id", uint64(b.hdr.first))
+			a.last = b.hdr.first - 1
+		}
+	}
+
+	nextID := maxUsed + 1
+	// An empty last segment (the active one at the last stop, or a crash
+	// right after a roll) becomes the active segment again if its name does
+	// not go back in IDs; it is also what carries the ID sequence across a
+	// restart of an empty spool.
+	if n := len(kept); n > 0 && kept[n-1].count() == 0 {
+		g := kept[n-1]
+		kept = kept[:n-1]
+		if g.hdr.first >= nextID {
+			f, err := s.fs.OpenFile(g.path, os.O_RDWR|os.O_APPEND, 0)
+			if err != nil {
+				return fmt.Errorf("spool: open segment %s: %w", g.path, err)
+			}
+			nextID = g.hdr.first
+			s.active, s.wf = g, f
+		} else {
+			s.removeRecovered(g)
+		}
+	}
+	s.segs = kept
+	var entries int64
+	for _, g := range kept {
+		g.sealed = true
+		entries += g.count() - g.done.n
+		s.st.bytes.Add(g.size + g.ackSize)
+	}
+	if s.active != nil {
+		s.segs = append(s.segs, s.active)
+		s.st.bytes.Add(s.active.size + s.active.ackSize)
+	}
+	s.st.segments.Store(int64(len(s.segs)))
+	s.st.entries.Store(entries)
+	s.nextID = nextID
+	s.lastID.Store(uint64(nextID - 1))
+	s.durable.Store(uint64(nextID - 1))
+	if err := s.measureFree(); err != nil {
+		s.log.Warn("spool: cannot measure free disk space; min_free_bytes is not enforced", "error", err)
+	}
+	if s.active == nil {
+		g, f, err := s.createSegment(nextID)
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		s.active, s.wf = g, f
+	}
+	// Finished segments go only now that a newer segment holds the IDs.
+	for _, g := range kept {
+		if g.allDone() {
+			s.removeLocked(g)
+			s.removeFilesLocked(g)
+		}
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("spool: sync directory: %w", err)
+	}
+	s.log.Info("spool: opened", "dir", s.dir, "segments", s.st.segments.Load(), "entries", s.st.entries.Load(),
+		"bytes", s.st.bytes.Load(), "next_id", uint64(nextID), "torn_tails", s.st.tornTails.Load(),
+		"corrupt_segments", s.st.corruptSegments.Load(), "corrupt_entries", s.st.corruptEntries.Load(),
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// parseName parses "<16 hex digits><ext>".
+func parseName(name, ext string) (ID, bool) {
+	hex, ok := strings.CutSuffix(name, ext)
+	if !ok || len(hex) != 16 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(hex, 16, 64)
+	if err != nil || v == 0 {
+		return 0, false
+	}
+	return ID(v), true
+}
+
+type recoverState struct {
+	s     *Spool
+	names map[string]bool // files in the directory, for moving aside
+	buf   []byte
+}
+
+// segment recovers one segment file. It returns the segment to keep (sealed
+// unless empty), or nil if the file was removed or moved aside, and the
+// highest ID the file may have held. Only errors that are not about the
+// file's content are returned.
+func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, error) {
+	s := rs.s
+	path := filepath.Join(s.dir, segName(first))
+	f, err := s.fs.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("spool: open segment %s: %w", path, err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, 0, fmt.Errorf("spool: stat segment %s: %w", path, err)
+	}
+	if size == 0 { // created, then the process died: nothing was in it
+		if err := s.fs.Remove(path); err != nil {
+			return nil, 0, fmt.Errorf("spool: remove empty segment: %w", err)
+		}
+		return nil, first - 1, nil
+	}
+	hb := make([]byte, min(size, segHeaderSize))
+	_, err = f.ReadAt(hb, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, 0, rs.moveAside(path, first, next, size, fmt.Sprintf("read error: %v", err))
+	}
+	h, err := parseSegHeader(hb)
+	if err == nil && h.first != first {
+		err = &headerError{fmt.Sprintf("first ID %d does not match the file name", h.first)}
+	}
+	if err != nil {
+		// Frames are unreadable without the header's salt; an upper bound
+		// on the IDs the file held keeps new IDs from reusing them.
+		upper := first + ID(max(size-segHeaderSize, 0)/frameHeaderSize)
+		return nil, upper, rs.moveAside(path, first, next, size, err.Error())
+	}
+
+	fr := newFrameReader(f, h.salt, maxEntryLimit, rs.buf)
+	if size >= segHeaderSize+sealFrameSize {
+		b := make([]byte, sealFrameSize)
+		if _, err := f.ReadAt(b, size-sealFrameSize); err == nil {
+			if last, ok := parseSeal(b, h, size-sealFrameSize); ok &&
+				int64(last-first+1)*frameHeaderSize <= size-segHeaderSize-sealFrameSize {
+				return &segment{hdr: h, path: path, last: last, end: size - sealFrameSize, size: size, sealed: true}, last, nil
+			}
+		}
+	}
+
+	// No valid seal: the process stopped while this segment was active.
+	res, err := scanFrames(fr, first, size)
+	if err != nil {
+		return nil, 0, rs.moveAside(path, first, next, size, fmt.Sprintf("read error: %v", err))
+	}
+	if tail := size - res.end; tail > 0 {
+		if err := f.Truncate(res.end); err != nil {
+			return nil, 0, fmt.Errorf("spool: truncate segment %s: %w", path, err)
+		}
+		s.st.bytesLost.Add(uint64(tail))
+		if isLast {
+			// An append that was cut short: it never returned, so nothing
+			// acknowledged to a caller is lost (with sync: always).
+			s.st.tornTails.Add(1)
+			s.log.Warn("spool: cut a torn tail (an interrupted append)", "segment", path,
+				"kept_up_to_id", uint64(res.last), "bytes_cut", tail)
+		} else {
+			var lost ID
+			if next > res.last+1 {
+				lost = next - 1 - res.last
+			}
+			s.st.corruptEntries.Add(uint64(lost))
+			s.log.Error("spool: cut a corrupt end off a segment", "segment", path,
+				"kept_up_to_id", uint64(res.last), "entries_lost", uint64(lost), "bytes_cut", tail)
+		}
+	}
+	g := &segment{hdr: h, path: path, last: res.last, end: res.end, size: res.end}
+	if res.frames == 0 {
+		if isLast {
+			return g, first - 1, nil // empty: may become the active segment again
+		}
+		if err := s.fs.Remove(path); err != nil {
+			return nil, 0, fmt.Errorf("spool: remove empty segment: %w", err)
+		}
+		return nil, first - 1, nil
+	}
+	// Seal it: it is never appended to again, and the next Open need not
+	// scan it. If that fails (a full disk) it is scanned again next time.
+	seal := appendSeal(nil, h, res.last, res.end)
+	if _, err := f.WriteAt(seal, res.end); err == nil {
+		if err := f.Sync(); err == nil {
+			s.st.fsyncs.Add(1)
+			g.size += sealFrameSize
+		} else {
+			s.log.Warn("spool: cannot sync the seal of a recovered segment", "segment", path, "error", err)
+			_ = f.Truncate(res.end)
+		}
+	} else {
+		_ = f.Truncate(res.end)
+	}
+	g.sealed = true
+	return g, res.last, nil
+}
+
+// moveAside renames an unreadable segment to *.corrupt, counts and logs it.
+// Only a failed rename is an error.
+func (rs *recoverState) moveAside(path string, first, next ID, size int64, reason string) error {
+	s := rs.s
+	to := path + ".corrupt"
+	for n := 1; rs.names[filepath.Base(to)]; n++ {
+		to = fmt.Sprintf("%s.%d.corrupt", path, n)
+	}
+	if err := s.fs.Rename(path, to); err != nil {
+		return fmt.Errorf("spool: move unreadable segment aside: %w", err)
+	}
+	rs.names[filepath.Base(to)] = true
+	s.st.corruptSegments.Add(1)
+	s.st.bytesLost.Add(uint64(size))
+	lost := "unknown (it was the newest segment)"
+	if next > first {
+		lost = "at most " + strconv.FormatUint(uint64(next-first), 10)
+	}
+	s.log.Error("spool: unreadable segment moved aside", "segment", path, "moved_to", to, "reason", reason,
+		"bytes", size, "entries_lost", lost)
+	return nil
+}
+
+// removeRecovered deletes a kept segment's files during recovery.
+func (s *Spool) removeRecovered(g *segment) {
+	_ = s.fs.Remove(g.path)
+	if g.ackSize > 0 {
+		_ = s.fs.Remove(filepath.Join(s.dir, ackName(g.hdr.first)))
+	}
+}
+
+// pruneCorrupt keeps the newest maxCorruptFiles *.corrupt files.
+func (s *Spool) pruneCorrupt(files []os.DirEntry) {
+	if len(files) == 0 {
+		return
+	}
+	type cf struct {
+		name string
+		mod  time.Time
+		size int64
+	}
+	var cs []cf
+	var total int64
+	for _, de := range files {
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		cs = append(cs, cf{de.Name(), fi.ModTime(), fi.Size()})
+		total += fi.Size()
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].mod.After(cs[j].mod) })
+	for _, c := range cs[min(len(cs), maxCorruptFiles):] {
+		if err := s.fs.Remove(filepath.Join(s.dir, c.name)); err == nil {
+			s.log.Info("spool: deleted an old file moved aside earlier", "file", c.name, "bytes", c.size)
+			total -= c.size
+		}
+	}
+	s.log.Warn("spool: files moved aside after corruption are kept for inspection", "dir", s.dir,
+		"files", min(len(cs), maxCorruptFiles), "bytes", total)
+}

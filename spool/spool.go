@@ -1,0 +1,424 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ID identifies an entry. IDs grow by one per appended entry and keep growing
+// across restarts; 0 is never a valid ID.
+type ID uint64
+
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("spool: closed")
+	// ErrFull is returned (wrapped) by Append when the spool is full and
+	// WhenFull is drop_newest, or when nothing can be dropped to make room.
+	ErrFull = errors.New("spool: full")
+	// ErrTooLarge is returned (wrapped) by Append for an entry larger than
+	// max_entry_bytes.
+	ErrTooLarge = errors.New("spool: entry too large")
+	// ErrLocked is returned (wrapped, naming the holder) by Open when another
+	// process has the directory open.
+	ErrLocked = errors.New("spool: directory locked")
+	// ErrUnknownID is returned (wrapped) by Ack for an ID never appended.
+	ErrUnknownID = errors.New("spool: unknown id")
+)
+
+// Settings are what the code that opens a spool provides.
+type Settings struct {
+	// Logger receives the recovery summary, corruption and drop reports.
+	// Nil discards them.
+	Logger *slog.Logger
+
+	fs fileSystem // tests inject faults here; nil is the real file system
+}
+
+// Stats are the spool's gauges and counters. Counters count from Open.
+type Stats struct {
+	Entries         int64  // entries on disk not yet acknowledged, dropped or found lost
+	Bytes           int64  // bytes on disk: segments and ack files (what max_bytes caps)
+	Segments        int64  // segment files
+	Appended        uint64 // entries appended
+	Acked           uint64 // entries acknowledged
+	DroppedOldest   uint64 // unacknowledged entries deleted by when_full: drop_oldest
+	DroppedNewest   uint64 // Append calls refused with ErrFull
+	CorruptEntries  uint64 // entries lost to corrupt frames (found at recovery or on read)
+	CorruptSegments uint64 // segment files moved aside as *.corrupt at recovery
+	TornTails       uint64 // incomplete writes cut off the end of a segment at recovery
+	BytesLost       uint64 // bytes cut, skipped or moved aside because of the above
+	Fsyncs          uint64 // fsync/fdatasync calls on segment and ack files
+	BlockedAppends  int64  // Append calls waiting for room now (when_full: block)
+	Durable         ID     // see Durable
+}
+
+// Spool is a crash-safe FIFO of opaque entries on disk. All methods are safe
+// for concurrent use by several appenders and several readers. After Close,
+// every method but Stats, Durable and Close returns ErrClosed.
+type Spool struct {
+	cfg      Config
+	log      *slog.Logger
+	fs       fileSystem
+	dir      string
+	lockFile *os.File
+	maxEntry int64
+
+	// Writer state, guarded by wmu. Lock order: wmu, rmu, ackMu, mu; wmu
+	// before syncMu.
+	wmu      sync.Mutex
+	active   *segment // nil until rolled after a failed create
+	wf       file     // the active segment, open for append
+	nextID   ID
+	wbuf     []byte // frame assembly for entries up to wbufMax
+	closed   bool
+	broken   bool  // wf's tail may hold a partial frame: roll before writing
+	free     int64 // free disk bytes: last statfs minus bytes written since
+	noSpace  bool  // the last write failed with ENOSPC; cleared by the maintainer
+	fullNote bool  // a "full" episode has been logged
+
+	// syncMu serialises fsyncs of the active file with its sealing and
+	// closing, so a sync never runs on a closed file.
+	syncMu sync.Mutex
+
+	// rmu guards the read cursor.
+	rmu sync.Mutex
+	rd  cursor
+
+	// ackMu serialises ack-file writes with segment deletion.
+	ackMu sync.Mutex
+
+	// mu guards the segment table and every segment's mutable fields.
+	mu       sync.Mutex
+	segs     []*segment // by first ID; the last one is active
+	toDelete []*segment // done and out of the table; files not yet removed
+
+	lastID     atomic.Uint64 // highest ID appended
+	durable    atomic.Uint64
+	closedFlag atomic.Bool
+	finished   atomic.Bool // Close has done its final sync
+	failed     atomic.Pointer[error] // sticky fsync failure
+
+	dataEv    event // an entry was appended (readers)
+	spaceEv   event // bytes were freed or free space was re-measured (blocked appenders)
+	durableEv event // durable moved (or the spool failed or closed)
+
+	closing   chan struct{} // closed by Close: stops background goroutines and waiters
+	kickSync  chan struct{}
+	kickMaint chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	st counters
+	lg lossLog
+}
+
+type counters struct {
+	entries, bytes, segments                      atomic.Int64
+	appended, acked, droppedOldest, droppedNewest atomic.Uint64
+	corruptEntries, corruptSegments, tornTails    atomic.Uint64
+	bytesLost, fsyncs                             atomic.Uint64
+	blocked                                       atomic.Int64
+}
+
+// segment is one segment file's state. first, salt and path never change;
+// everything else is guarded by Spool.mu.
+type segment struct {
+	hdr  segHeader
+	path string
+
+	last    ID    // ID of the last frame; hdr.first-1 when empty
+	end     int64 // readable bytes: the end of the last committed frame
+	size    int64 // bytes on disk, the seal included
+	sealed  bool  // no more frames will be added
+	removed bool  // out of the table: fully done or dropped
+	done    bitmap
+	pending []idRange // acks not yet written to the ack file
+	ackSize int64     // bytes of the ack file on disk
+	ackRecs int64     // records in the ack file
+	logged  int       // corruption reports logged for this segment
+}
+
+func (g *segment) count() int64  { return int64(g.last - g.hdr.first + 1) }
+func (g *segment) allDone() bool { return g.done.n >= g.count() }
+func (g *segment) isDone(id ID) bool {
+	return g.done.get(uint64(id - g.hdr.first))
+}
+
+func segName(first ID) string { return fmt.Sprintf("%016x.seg", uint64(first)) }
+func ackName(first ID) string { return fmt.Sprintf("%016x.ack", uint64(first)) }
+
+// Open opens the spool in cfg.Dir, creating it if needed, and recovers what
+// is there: a torn tail is cut, an unreadable segment is moved aside, and
+// each loss is logged and counted. It fails for invalid configuration, for
+// I/O errors such as permissions, and with ErrLocked when another process has
+// the directory open; never because of what the files contain.
+func Open(cfg Config, set Settings) (*Spool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("spool: invalid config: %w", err)
+	}
+	s := &Spool{
+		cfg:       cfg,
+		log:       set.Logger,
+		fs:        set.fs,
+		dir:       cfg.Dir,
+		maxEntry:  int64(cfg.MaxEntryBytes),
+		closing:   make(chan struct{}),
+		kickSync:  make(chan struct{}, 1),
+		kickMaint: make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.fs == nil {
+		s.fs = osFS{}
+	}
+	s.lg.log = s.log
+	if err := s.fs.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: create directory: %w", err)
+	}
+	lf, err := lockDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	s.lockFile = lf
+	if err := s.recover(); err != nil {
+		s.releaseFiles()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.runSyncer()
+	go s.runMaintainer()
+	return s, nil
+}
+
+// Close stops the spool: blocked calls return ErrClosed, the active segment
+// is sealed and synced, acknowledgements are written, and the directory is
+// unlocked. Close is idempotent; later calls return the first call's result.
+func (s *Spool) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Spool) close() error {
+	s.wmu.Lock()
+	s.closed = true
+	s.closedFlag.Store(true)
+	close(s.closing)
+	s.wmu.Unlock()
+	s.wg.Wait()
+
+	var errs []error
+	s.wmu.Lock()
+	if s.active != nil {
+		if err := s.sealActiveLocked(false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.wmu.Unlock()
+	if s.failure() == nil {
+		s.advanceDurable(ID(s.lastID.Load()))
+	}
+	s.finished.Store(true)
+	s.durableEv.broadcast()
+	s.dataEv.broadcast()
+	s.spaceEv.broadcast()
+
+	if err := s.flushAcks(); err != nil {
+		errs = append(errs, err)
+	}
+	s.deleteDone()
+	if err := s.failure(); err != nil {
+		errs = append(errs, err)
+	}
+	s.releaseFiles()
+	return errors.Join(errs...)
+}
+
+// releaseFiles closes the reader's file and the lock.
+func (s *Spool) releaseFiles() {
+	s.rmu.Lock()
+	s.rd.release()
+	s.rmu.Unlock()
+	if s.wf != nil { // only after a failed Open
+		s.wf.Close()
+		s.wf = nil
+	}
+	if s.lockFile != nil {
+		s.lockFile.Close()
+		s.lockFile = nil
+	}
+}
+
+// Stats returns the current gauges and counters. It only reads atomics.
+func (s *Spool) Stats() Stats {
+	return Stats{
+		Entries:         s.st.entries.Load(),
+		Bytes:           s.st.bytes.Load(),
+		Segments:        s.st.segments.Load(),
+		Appended:        s.st.appended.Load(),
+		Acked:           s.st.acked.Load(),
+		DroppedOldest:   s.st.droppedOldest.Load(),
+		DroppedNewest:   s.st.droppedNewest.Load(),
+		CorruptEntries:  s.st.corruptEntries.Load(),
+		CorruptSegments: s.st.corruptSegments.Load(),
+		TornTails:       s.st.tornTails.Load(),
+		BytesLost:       s.st.bytesLost.Load(),
+		Fsyncs:          s.st.fsyncs.Load(),
+		BlockedAppends:  s.st.blocked.Load(),
+		Durable:         s.Durable(),
+	}
+}
+
+// Ack marks id as delivered. Acks may come in any order; acking an ID twice,
+// or one that was dropped or lost, is not an error. A segment is deleted once
+// all of its entries are done. Acks reach the disk every sync_interval (and
+// on Sync and Close); a crash may deliver recently acked entries again.
+func (s *Spool) Ack(id ID) error {
+	if s.closedFlag.Load() {
+		return ErrClosed
+	}
+	if id == 0 || uint64(id) > s.lastID.Load() {
+		return fmt.Errorf("%w: ack of %d", ErrUnknownID, id)
+	}
+	s.mu.Lock()
+	g := s.findLocked(id)
+	if g == nil || id > g.last || !g.done.set(uint64(id-g.hdr.first)) {
+		s.mu.Unlock()
+		return nil
+	}
+	g.pending = addID(g.pending, id)
+	s.st.acked.Add(1)
+	s.st.entries.Add(-1)
+	kick := s.retireIfDoneLocked(g)
+	s.mu.Unlock()
+	if kick {
+		s.kick(s.kickMaint)
+	}
+	return nil
+}
+
+// findLocked returns the segment whose ID range may hold id, or nil.
+func (s *Spool) findLocked(id ID) *segment {
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].hdr.first > id })
+	if i == 0 {
+		return nil
+	}
+	return s.segs[i-1]
+}
+
+// retireIfDoneLocked moves a sealed, fully done segment out of the table
+// and queues its files for removal. It reports whether it did.
+func (s *Spool) retireIfDoneLocked(g *segment) bool {
+	if !g.sealed || g.removed || !g.allDone() {
+		return false
+	}
+	s.removeLocked(g)
+	s.toDelete = append(s.toDelete, g)
+	return true
+}
+
+func (s *Spool) removeLocked(g *segment) {
+	g.removed = true
+	g.pending = nil
+	for i, x := range s.segs {
+		if x == g {
+			s.segs = append(s.segs[:i], s.segs[i+1:]...)
+			break
+		}
+	}
+}
+
+// deleteDone removes the files of retired segments.
+func (s *Spool) deleteDone() {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	s.mu.Lock()
+	gs := s.toDelete
+	s.toDelete = nil
+	s.mu.Unlock()
+	for _, g := range gs {
+		s.removeFilesLocked(g)
+	}
+	if len(gs) > 0 {
+		s.spaceEv.broadcast()
+	}
+}
+
+// removeFilesLocked deletes a segment's files. ackMu is held. The segment
+// goes first: if the ack file went first and we crashed, the whole segment
+// would be delivered again.
+func (s *Spool) removeFilesLocked(g *segment) {
+	if err := s.fs.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Error("spool: cannot delete a finished segment; it will be read again after a restart",
+			"segment", g.path, "error", err)
+		return
+	}
+	s.st.bytes.Add(-g.size)
+	s.st.segments.Add(-1)
+	if g.ackSize > 0 {
+		if err := s.fs.Remove(g.path[:len(g.path)-len(".seg")] + ".ack"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("spool: cannot delete an ack file", "segment", g.path, "error", err)
+		}
+		s.st.bytes.Add(-g.ackSize)
+	}
+}
+
+func (s *Spool) kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// failure returns the sticky error after a failed fsync, or nil.
+func (s *Spool) failure() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records a failed fsync. After one, the kernel may have dropped the
+// dirty pages it could not write, so nothing written since the last good
+// sync can be called durable: the spool refuses appends until it is
+// reopened, and recovery then reads back what really is on disk.
+func (s *Spool) fail(err error) {
+	err = fmt.Errorf("spool: sync failed, reopen the spool to recover: %w", err)
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.log.Error("spool: fsync failed; appends are refused until restart", "error", err)
+	}
+	s.durableEv.broadcast()
+	s.spaceEv.broadcast()
+}
+
+// lossLog rate-limits drop reports: at most one line per lossLogEvery,
+// carrying the counts since the last one.
+type lossLog struct {
+	mu            sync.Mutex
+	log           *slog.Logger
+	last          time.Time
+	oldest, newer uint64
+}
+
+const lossLogEvery = 10 * time.Second
+
+func (l *lossLog) dropped(oldest, newest uint64, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.oldest += oldest
+	l.newer += newest
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < lossLogEvery {
+		return
+	}
+	l.log.Error("spool: full, dropping entries", "when_full_reason", reason,
+		"dropped_oldest", l.oldest, "dropped_newest", l.newer)
+	l.last, l.oldest, l.newer = now, 0, 0
+}

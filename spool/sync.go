@@ -1,0 +1,193 @@
+package spool
+
+import (
+	"context"
+	"time"
+)
+
+// Durable returns the highest ID such that it and every ID below it are on
+// disk per the sync policy: fsynced for always and interval; for never, the
+// last appended ID (the OS decides when it reaches the disk).
+func (s *Spool) Durable() ID { return ID(s.durable.Load()) }
+
+// WaitDurable returns when id is durable (see Durable), when ctx is done, or
+// when the spool closes or fails. It forces nothing: with SyncInterval the
+// wait is at most one interval.
+func (s *Spool) WaitDurable(ctx context.Context, id ID) error {
+	for {
+		ch := s.durableEv.wait()
+		if s.Durable() >= id {
+			return nil
+		}
+		if err := s.failure(); err != nil {
+			return err
+		}
+		if s.closedFlag.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-s.closing:
+			// Close syncs last; its broadcast decides.
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// Sync writes everything appended so far and the pending acknowledgements to
+// stable storage now, whatever the policy (the shutdown path).
+func (s *Spool) Sync() error {
+	if s.closedFlag.Load() {
+		return ErrClosed
+	}
+	err := s.syncData()
+	if aerr := s.flushAcks(); err == nil {
+		err = aerr
+	}
+	return err
+}
+
+// waitSynced is SyncAlways' half of Append: wait for the syncer to cover id.
+// Close syncs before it wakes waiters, so only a failure ends the wait early.
+func (s *Spool) waitSynced(id ID) error {
+	for {
+		ch := s.durableEv.wait()
+		if s.Durable() >= id {
+			return nil
+		}
+		if err := s.failure(); err != nil {
+			return err
+		}
+		if s.finished.Load() {
+			return ErrClosed
+		}
+		<-ch
+	}
+}
+
+func (s *Spool) advanceDurable(id ID) {
+	for {
+		cur := s.durable.Load()
+		if uint64(id) <= cur {
+			return
+		}
+		if s.durable.CompareAndSwap(cur, uint64(id)) {
+			s.durableEv.broadcast()
+			return
+		}
+	}
+}
+
+// runSyncer is the group commit. With SyncAlways appenders write their frame
+// and kick it; each round syncs everything written so far, so the appenders
+// that arrive during one fdatasync share the next. With SyncInterval it runs
+// on a ticker. SyncNever only syncs when a segment is sealed and on Close.
+func (s *Spool) runSyncer() {
+	defer s.wg.Done()
+	var tick <-chan time.Time
+	if s.cfg.Sync == SyncInterval {
+		t := time.NewTicker(s.cfg.SyncInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-s.kickSync:
+		case <-tick:
+		}
+		_ = s.syncData() // a failure is sticky and reported to every waiter
+	}
+}
+
+// syncData fdatasyncs the active segment up to the last appended ID and moves
+// Durable there. Sealed segments were synced when they were sealed.
+func (s *Spool) syncData() error {
+	s.wmu.Lock()
+	g, f, target := s.active, s.wf, s.nextID-1
+	s.wmu.Unlock()
+	if err := s.failure(); err != nil {
+		return err
+	}
+	if target <= s.Durable() {
+		return nil
+	}
+	var err error
+	s.syncMu.Lock()
+	// If the segment was sealed meanwhile, sealing synced it.
+	if g != nil && s.wf == f {
+		err = f.Sync()
+		s.st.fsyncs.Add(1)
+	}
+	s.syncMu.Unlock()
+	if err != nil {
+		s.fail(err)
+	}
+	if err := s.failure(); err != nil {
+		return err
+	}
+	s.advanceDurable(target)
+	return nil
+}
+
+// runMaintainer writes acknowledgements every sync_interval, deletes
+// finished segments when kicked, and re-measures free disk space, waking
+// blocked appenders when there may be room again.
+func (s *Spool) runMaintainer() {
+	defer s.wg.Done()
+	t := time.NewTicker(min(s.cfg.SyncInterval, maxMaintainEvery))
+	defer t.Stop()
+	lastFlush := time.Now()
+	freeErrLogged := false
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-s.kickMaint:
+		case now := <-t.C:
+			if err := s.measureFree(); err != nil && !freeErrLogged {
+				freeErrLogged = true
+				s.log.Warn("spool: cannot measure free disk space; min_free_bytes is not enforced", "error", err)
+			}
+			if now.Sub(lastFlush) >= s.cfg.SyncInterval-s.cfg.SyncInterval/8 {
+				lastFlush = now
+				if err := s.flushAcks(); err != nil {
+					s.log.Warn("spool: writing acknowledgements failed; retrying", "error", err)
+				}
+			}
+		}
+		s.deleteDone()
+	}
+}
+
+// maxMaintainEvery bounds how stale the free-space figure gets and how long
+// an append blocked by ENOSPC waits before trying again.
+const maxMaintainEvery = time.Second
+
+// measureFree refreshes the free-space figure and lifts an ENOSPC stop, then
+// lets blocked appenders look again. When statfs fails the floor is not
+// enforced rather than blocking forever.
+func (s *Spool) measureFree() error {
+	free, err := int64(1<<62), error(nil)
+	if s.cfg.MinFreeBytes > 0 {
+		if free, err = s.fs.FreeBytes(s.dir); err != nil {
+			free = 1 << 62
+		}
+	}
+	s.wmu.Lock()
+	s.free = free
+	s.noSpace = false
+	blocked := s.st.blocked.Load() > 0
+	s.wmu.Unlock()
+	if blocked {
+		s.spaceEv.broadcast()
+	}
+	return err
+}

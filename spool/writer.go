@@ -1,0 +1,326 @@
+package spool
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+)
+
+// wbufMax is the largest frame assembled in memory and written with one
+// write(2). Larger entries are written as header then payload; a crash
+// between the two is a torn tail like any other.
+const wbufMax = 1 << 20
+
+// Append writes a copy of entry and returns its ID. With SyncAlways it
+// returns once the entry is fsynced, sharing the fsync with concurrent
+// appenders; ctx is then no longer consulted, so that a nil error always
+// means accepted and an error always means not accepted (an entry whose
+// fsync failed may still be delivered: at-least-once).
+//
+// When the spool is full (max_bytes, the free-disk floor, or ENOSPC), Append
+// follows when_full: block waits for room until ctx is done; drop_newest
+// returns an error wrapping ErrFull; drop_oldest deletes the oldest segment
+// and goes on. An entry over max_entry_bytes gets ErrTooLarge.
+func (s *Spool) Append(ctx context.Context, entry []byte) (ID, error) {
+	if int64(len(entry)) > s.maxEntry {
+		return 0, fmt.Errorf("%w: %d bytes, max_entry_bytes is %d", ErrTooLarge, len(entry), s.maxEntry)
+	}
+	s.wmu.Lock()
+	id, err := s.appendLocked(ctx, entry)
+	s.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	s.dataEv.broadcast()
+	if s.cfg.Sync == SyncAlways {
+		s.kick(s.kickSync)
+		if err := s.waitSynced(id); err != nil {
+			return 0, err
+		}
+	}
+	return id, nil
+}
+
+func (s *Spool) appendLocked(ctx context.Context, entry []byte) (ID, error) {
+	need := int64(frameHeaderSize + len(entry))
+	for {
+		if s.closed {
+			return 0, ErrClosed
+		}
+		if err := s.failure(); err != nil {
+			return 0, err
+		}
+		if !s.roomLocked(need) {
+			if err := s.whenFullLocked(ctx, need); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		id, err := s.writeLocked(entry)
+		if err == nil {
+			if s.fullNote {
+				s.fullNote = false
+				s.log.Info("spool: room again, appends resume")
+			}
+			return id, nil
+		}
+		if !isNoSpace(err) {
+			return 0, fmt.Errorf("spool: append: %w", err)
+		}
+		// The disk is full whatever statfs said: behave as full until the
+		// maintainer measures again or a segment is deleted.
+		s.noSpace = true
+		if !s.fullNote {
+			s.log.Warn("spool: disk full (ENOSPC)", "error", err)
+		}
+	}
+}
+
+// roomLocked reports whether a frame of need bytes fits under max_bytes and
+// above the free-disk floor. The seal a segment gets when it is closed is
+// counted in advance.
+func (s *Spool) roomLocked(need int64) bool {
+	if s.noSpace {
+		return false
+	}
+	need += sealFrameSize
+	if s.st.bytes.Load()+need > int64(s.cfg.MaxBytes) {
+		return false
+	}
+	return s.cfg.MinFreeBytes == 0 || s.free-need >= int64(s.cfg.MinFreeBytes)
+}
+
+// whenFullLocked applies when_full. It returns nil when the caller should
+// look for room again, or the error Append returns.
+func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
+	reason := s.fullReasonLocked(need)
+	switch s.cfg.WhenFull {
+	case WhenFullDropOldest:
+		if s.dropOldestLocked(reason) {
+			return nil
+		}
+	case WhenFullBlock:
+		return s.waitRoomLocked(ctx, need, reason)
+	}
+	s.st.droppedNewest.Add(1)
+	s.lg.dropped(0, 1, reason)
+	return fmt.Errorf("%w: %s", ErrFull, reason)
+}
+
+func (s *Spool) fullReasonLocked(need int64) string {
+	switch {
+	case s.noSpace:
+		return "no space left on device"
+	case s.st.bytes.Load()+need+sealFrameSize > int64(s.cfg.MaxBytes):
+		return fmt.Sprintf("max_bytes (%s) reached", s.cfg.MaxBytes)
+	default:
+		return fmt.Sprintf("free disk below min_free_bytes (%s)", s.cfg.MinFreeBytes)
+	}
+}
+
+// waitRoomLocked waits, with wmu released, until room may have been made,
+// ctx is done or the spool closes.
+func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) error {
+	ch := s.spaceEv.wait()
+	if s.roomLocked(need) {
+		return nil // freed between the check and the wait
+	}
+	if !s.fullNote {
+		s.fullNote = true
+		s.log.Warn("spool: full, appends wait for room", "reason", reason)
+	}
+	s.st.blocked.Add(1)
+	s.wmu.Unlock()
+	var err error
+	select {
+	case <-ch:
+	case <-s.closing:
+	case <-ctx.Done():
+		err = fmt.Errorf("spool: waiting for room (%s): %w", reason, context.Cause(ctx))
+	}
+	s.wmu.Lock()
+	s.st.blocked.Add(-1)
+	return err
+}
+
+// dropOldestLocked deletes the oldest segment to make room and counts its
+// unacknowledged entries. When only the active segment is left it is sealed
+// first. It reports false when there is nothing to drop.
+func (s *Spool) dropOldestLocked(reason string) bool {
+	s.mu.Lock()
+	var g *segment
+	if len(s.segs) > 0 {
+		g = s.segs[0]
+	}
+	s.mu.Unlock()
+	if g == nil {
+		return false
+	}
+	if g == s.active {
+		if g.last < g.hdr.first { // empty: dropping it frees nothing
+			return false
+		}
+		if err := s.rollLocked(); err != nil {
+			// Seal it anyway so it can go; the next append rolls.
+			s.log.Warn("spool: cannot start a new segment", "error", err)
+		}
+	}
+	s.ackMu.Lock()
+	s.mu.Lock()
+	if g.removed { // retired by an ack meanwhile
+		s.mu.Unlock()
+		s.ackMu.Unlock()
+		return true
+	}
+	lost := g.count() - g.done.n
+	s.removeLocked(g)
+	s.mu.Unlock()
+	s.st.entries.Add(-lost)
+	s.st.droppedOldest.Add(uint64(lost))
+	s.removeFilesLocked(g)
+	s.ackMu.Unlock()
+	s.noSpace = false
+	s.lg.dropped(uint64(lost), 0, reason)
+	s.spaceEv.broadcast()
+	return true
+}
+
+// writeLocked writes one frame to the active segment, rolling first when the
+// segment is full. On error nothing was added: a partial frame is cut off
+// again, or the segment is marked broken and left behind at the next append.
+func (s *Spool) writeLocked(entry []byte) (ID, error) {
+	need := int64(frameHeaderSize + len(entry))
+	if s.active == nil || s.broken || (s.active.end > segHeaderSize && s.active.end+need+sealFrameSize > int64(s.cfg.SegmentBytes)) {
+		if err := s.rollLocked(); err != nil {
+			return 0, err
+		}
+	}
+	g, id := s.active, s.nextID
+	var hdr [frameHeaderSize]byte
+	putFrameHeader(hdr[:], g.hdr.salt, id, entry)
+	var err error
+	var n int
+	if need <= wbufMax {
+		s.wbuf = append(append(s.wbuf[:0], hdr[:]...), entry...)
+		n, err = s.wf.Write(s.wbuf)
+	} else if n, err = s.wf.Write(hdr[:]); err == nil {
+		var m int
+		m, err = s.wf.Write(entry)
+		n += m
+	}
+	if err != nil {
+		if n > 0 {
+			if terr := s.wf.Truncate(g.end); terr != nil {
+				s.broken = true
+			}
+		}
+		return 0, err
+	}
+	s.nextID++
+	s.mu.Lock()
+	g.last = id
+	g.end += need
+	g.size += need
+	s.mu.Unlock()
+	s.free -= need
+	s.st.bytes.Add(need)
+	s.st.entries.Add(1)
+	s.st.appended.Add(1)
+	s.lastID.Store(uint64(id))
+	if s.cfg.Sync == SyncNever {
+		s.advanceDurable(id)
+	}
+	return id, nil
+}
+
+// rollLocked closes the active segment (sealing it) and starts a new one at
+// nextID.
+func (s *Spool) rollLocked() error {
+	if s.active != nil {
+		if err := s.sealActiveLocked(true); err != nil {
+			return err
+		}
+	}
+	g, f, err := s.createSegment(s.nextID)
+	if err != nil {
+		return err
+	}
+	s.syncMu.Lock() // syncData reads wf under syncMu
+	s.active, s.wf, s.broken = g, f, false
+	s.syncMu.Unlock()
+	return nil
+}
+
+// sealActiveLocked writes the seal, syncs and closes the active segment, and
+// marks it sealed; with retire a fully acknowledged segment is then deleted.
+// Close does not retire: the newest segment file is what keeps IDs growing
+// across restarts. An empty segment gets no seal, and neither does a broken
+// one. Sealing is best effort: a segment without its seal is scanned at the
+// next Open instead. Only a failed fsync is an error.
+func (s *Spool) sealActiveLocked(retire bool) error {
+	g := s.active
+	s.syncMu.Lock()
+	var extra int64
+	if !s.broken && g.last >= g.hdr.first {
+		b := appendSeal(s.wbuf[:0], g.hdr, g.last, g.end)
+		if n, err := s.wf.Write(b); err == nil {
+			extra = int64(len(b))
+		} else if n > 0 {
+			_ = s.wf.Truncate(g.end) // else the next Open cuts it as a torn tail
+		}
+	}
+	err := s.wf.Sync()
+	s.st.fsyncs.Add(1)
+	s.wf.Close()
+	s.active, s.wf = nil, nil
+	s.syncMu.Unlock()
+	if err != nil {
+		s.fail(err)
+		err = s.failure()
+	} else {
+		s.advanceDurable(g.last)
+	}
+
+	s.mu.Lock()
+	g.sealed = true
+	g.size += extra
+	kick := retire && s.retireIfDoneLocked(g)
+	s.mu.Unlock()
+	s.st.bytes.Add(extra)
+	s.free -= extra
+	if kick {
+		s.kick(s.kickMaint)
+	}
+	return err
+}
+
+// createSegment creates the segment file for first, writes its header and
+// makes its directory entry durable, then adds it to the table.
+func (s *Spool) createSegment(first ID) (*segment, file, error) {
+	h := segHeader{first: first, salt: rand.Uint32()}
+	path := filepath.Join(s.dir, segName(first))
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create segment: %w", err)
+	}
+	b := h.encode()
+	_, err = f.Write(b[:])
+	if err == nil {
+		err = s.fs.SyncDir(s.dir)
+	}
+	if err != nil {
+		f.Close()
+		_ = s.fs.Remove(path)
+		return nil, nil, fmt.Errorf("create segment: %w", err)
+	}
+	g := &segment{hdr: h, path: path, last: first - 1, end: segHeaderSize, size: segHeaderSize}
+	s.mu.Lock()
+	s.segs = append(s.segs, g)
+	s.mu.Unlock()
+	s.st.bytes.Add(segHeaderSize)
+	s.st.segments.Add(1)
+	s.free -= segHeaderSize
+	return g, f, nil
+}
