@@ -112,6 +112,6 @@ func TestConfig_Defaults(t *testing.T) {
 	require.Equal(t, CompressionGzip, d.Compression)
 	require.Equal(t, 30*time.Second, d.Timeout)
 	require.Equal(t, units.ByteSize(5<<20), d.MaxRequestBytes)
-	require.Equal(t, 500, d.MaxRequestRecords)
+	require.Equal(t, 10000, d.MaxRequestRecords)
 	require.Equal(t, d, Config{}.withDefaults())
 }
