@@ -258,7 +258,11 @@ func checkPattern(p string) error {
 	if p == "" {
 		return errors.New("empty pattern")
 	}
-	for _, el := range splitPath(filepath.Clean(p)) {
+	els := splitPath(filepath.Clean(p))
+	if len(els) == 0 || els[len(els)-1] == "." || els[len(els)-1] == ".." {
+		return fmt.Errorf("pattern %q names no file", p)
+	}
+	for _, el := range els {
 		if el == "**" {
 			continue
 		}

@@ -1,0 +1,118 @@
+package file
+
+import (
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/kplagent/agent/agent/checkpoint"
+)
+
+// state is where a file is in its life.
+type state uint8
+
+const (
+	// stGone: no matching path leads to the file and it is not open. Known
+	// from a checkpoint, or drained after a rotation; kept so the file keeps
+	// its position if it reappears, until the checkpoint TTL.
+	stGone state = iota
+	// stIdle: a matching path leads to it; closed, nothing known to read.
+	stIdle
+	// stWaiting: has data to read and waits for a descriptor.
+	stWaiting
+	// stOpen: open and followed at its path.
+	stOpen
+	// stDetached: open, but renamed away or deleted: read to its end, kept
+	// for RotateWait after it last grew, then released.
+	stDetached
+)
+
+func (s state) String() string {
+	switch s {
+	case stGone:
+		return "gone"
+	case stIdle:
+		return "idle"
+	case stWaiting:
+		return "waiting"
+	case stOpen:
+		return "open"
+	case stDetached:
+		return "rotated"
+	}
+	return "unknown"
+}
+
+// incarnation is one life of a file's content under one FileID. A
+// truncation starts a new incarnation of the same file: offsets restart at
+// 0 under a new ID. Commit finds incarnations by ID.
+type incarnation struct {
+	id        string
+	f         *file
+	committed atomic.Int64
+
+	saved checkpoint.Entry // last entry handed to the store (Source.persistMu)
+}
+
+// file is a followed file.
+type file struct {
+	key   devIno // set at creation
+	birth int64
+
+	// Guarded by Source.mu: written by the run goroutine with the lock held,
+	// read by Commit, Files and the checkpoint writer.
+	inc      *incarnation
+	path     string // "" when no matching path leads to it
+	lastPath string
+	fp       fingerprint
+	lastSeen time.Time
+	state    state
+
+	offsetA atomic.Int64 // offset and size, mirrored for Files
+	sizeA   atomic.Int64
+
+	// Owned by the run goroutine.
+	fd         *os.File
+	realPath   string // the target when path is a symlink
+	offset     int64  // next byte to read; spill holds [offset-len(spill), offset)
+	size       int64  // last size seen
+	mtime      int64  // last mtime seen (ns)
+	pollSize   int64  // size at the last poll (fingerprint re-check on change)
+	spill      []byte // an incomplete last line
+	sp         splitter
+	ml         mlState
+	hot        bool // may have data: read it
+	eof        bool // the last read found the end
+	inQueue    bool // in the wait queue
+	failed     bool // opening failed (logged once)
+	lastGrowth time.Time
+	detachedAt time.Time
+	turnBytes  int64 // read since the descriptor was given (fair share)
+	seenGen    uint64
+}
+
+// id returns the current FileID; run goroutine only.
+func (f *file) id() string { return f.inc.id }
+
+// idle reports whether nothing is held or pending for the file.
+func (f *file) drained() bool {
+	return f.eof && !f.hot && len(f.spill) == 0 && !f.sp.busy() && f.ml.lines == 0
+}
+
+// entry builds the checkpoint entry; Source.mu must be held.
+func (f *file) entry(inc *incarnation) checkpoint.Entry {
+	path := f.path
+	if path == "" {
+		path = f.lastPath
+	}
+	return checkpoint.Entry{
+		Offset:         inc.committed.Load(),
+		Path:           path,
+		LastSeen:       f.lastSeen,
+		Dev:            f.key.dev,
+		Ino:            f.key.ino,
+		Birth:          f.birth,
+		Fingerprint:    f.fp.String(),
+		FingerprintLen: f.fp.n,
+	}
+}

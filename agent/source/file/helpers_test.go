@@ -1,0 +1,225 @@
+package file
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent/checkpoint"
+	"github.com/kplagent/agent/agent/source"
+)
+
+// testConfig follows dir/pattern from the beginning, with short timers.
+func testConfig(dir string, patterns ...string) Config {
+	c := DefaultConfig()
+	for _, p := range patterns {
+		c.Include = append(c.Include, filepath.Join(dir, p))
+	}
+	c.StartAt = StartAtBeginning
+	c.ScanInterval = 200 * time.Millisecond
+	c.PollInterval = 50 * time.Millisecond
+	c.FlushPartialAfter = 300 * time.Millisecond
+	c.RotateWait = 500 * time.Millisecond
+	return c
+}
+
+type rec struct {
+	data   string
+	cursor source.Cursor
+}
+
+// collector is an emit function that keeps copies of what it gets and,
+// when commit is set, commits each record at once (as if downstream made it
+// durable immediately).
+type collector struct {
+	mu     sync.Mutex
+	recs   []rec
+	src    *Source
+	commit bool
+	block  chan struct{} // when non-nil, emit waits for it to be closed
+	onEmit func(r source.Record)
+}
+
+func (c *collector) emit(ctx context.Context, r source.Record) error {
+	if c.block != nil {
+		select {
+		case <-c.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if c.onEmit != nil {
+		c.onEmit(r)
+	}
+	c.mu.Lock()
+	c.recs = append(c.recs, rec{data: string(r.Data), cursor: r.Cursor})
+	c.mu.Unlock()
+	if c.commit && c.src != nil {
+		c.src.Commit(r.Cursor.FileID, r.Cursor.Offset)
+	}
+	return nil
+}
+
+func (c *collector) records() []rec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]rec(nil), c.recs...)
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.recs)
+}
+
+func (c *collector) lines() []string {
+	var out []string
+	for _, r := range c.records() {
+		out = append(out, r.data)
+	}
+	return out
+}
+
+// running is a source running in the background.
+type running struct {
+	src  *Source
+	col  *collector
+	stop context.CancelFunc
+	done chan error
+}
+
+func start(t *testing.T, cfg Config, set Settings) *running {
+	t.Helper()
+	if set.Name == "" {
+		set.Name = "test"
+	}
+	src, err := New(cfg, set)
+	require.NoError(t, err)
+	col := &collector{src: src, commit: true}
+	return startWith(t, src, col)
+}
+
+func startWith(t *testing.T, src *Source, col *collector) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{src: src, col: col, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- src.Run(ctx, col.emit) }()
+	t.Cleanup(func() { r.halt(t) })
+	return r
+}
+
+// halt stops the source and returns Run's error.
+func (r *running) halt(t *testing.T) error {
+	t.Helper()
+	r.stop()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("source did not stop")
+	}
+	return nil
+}
+
+// waitCount waits until n records arrived.
+func (r *running) waitCount(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return r.col.count() >= n }, 20*time.Second, 5*time.Millisecond,
+		"want %d records", n)
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
+}
+
+func appendFile(t *testing.T, path, data string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	require.NoError(t, err)
+	_, err = f.WriteString(data)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+// line formats line seq of stream: "<stream> <seq> <padding>".
+func line(stream string, seq int) string {
+	return fmt.Sprintf("%s %08d %s", stream, seq, pad[:seq%len(pad)])
+}
+
+var pad = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs"
+
+func parseLine(s string) (string, int, bool) {
+	sp := bytes.IndexByte([]byte(s), ' ')
+	if sp < 0 || len(s) < sp+9 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(s[sp+1 : sp+9])
+	if err != nil {
+		return "", 0, false
+	}
+	if s != line(s[:sp], n) {
+		return "", 0, false
+	}
+	return s[:sp], n, true
+}
+
+// streamReport checks the numbered lines of one stream.
+type streamReport struct {
+	seen    map[int]int // seq -> times
+	missing []int
+	dups    int
+}
+
+// checkStream asserts that lines 0..n-1 of stream arrived, each once unless
+// allowDups, in increasing order within each FileID, and that every record
+// is a well-formed line.
+func checkStream(t *testing.T, recs []rec, stream string, n int, allowDups bool) streamReport {
+	t.Helper()
+	rep := streamReport{seen: map[int]int{}}
+	last := map[string]int{}
+	for _, r := range recs {
+		st, seq, ok := parseLine(r.data)
+		require.True(t, ok, "malformed record %q", r.data)
+		if st != stream {
+			continue
+		}
+		if prev, ok := last[r.cursor.FileID]; ok && !allowDups {
+			require.Greater(t, seq, prev, "out of order in %s", r.cursor.FileID)
+		}
+		last[r.cursor.FileID] = seq
+		rep.seen[seq]++
+		if rep.seen[seq] > 1 {
+			rep.dups++
+		}
+	}
+	for i := 0; i < n; i++ {
+		if rep.seen[i] == 0 {
+			rep.missing = append(rep.missing, i)
+		}
+	}
+	require.Empty(t, rep.missing, "missing lines of %s (of %d)", stream, n)
+	if !allowDups {
+		require.Zero(t, rep.dups, "duplicates in %s", stream)
+	}
+	return rep
+}
+
+func openStore(t *testing.T, path string) *checkpoint.Store {
+	t.Helper()
+	st, err := checkpoint.Open(path, checkpoint.Settings{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}

@@ -1,0 +1,348 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kplagent/agent/agent/checkpoint"
+	"github.com/kplagent/agent/agent/source"
+)
+
+// Settings are set in code, not in the config file.
+type Settings struct {
+	// Name is the source's name: its checkpoint namespace, and a label in
+	// logs and metrics. Required.
+	Name   string
+	Logger *slog.Logger // nil discards
+	// Checkpoints persists committed offsets; nil keeps them in memory only.
+	Checkpoints *checkpoint.Store
+	// Once makes Run return nil once every matched file (those present at
+	// the start and any found before the end) has been read to its end with
+	// its partial last line and multiline record flushed, and no new data
+	// arrived (`agent tail --once`).
+	Once bool
+	// CheckpointInterval is how often committed offsets are written to
+	// Checkpoints; 0 means every second.
+	CheckpointInterval time.Duration
+}
+
+// Stats are the source's counters since New.
+type Stats struct {
+	Records               uint64 // records emitted
+	Bytes                 uint64 // their data bytes
+	TruncatedRecords      uint64 // oversize lines truncated
+	SplitRecords          uint64 // records that are pieces of an oversize line
+	Truncations           uint64 // files truncated under the reader (copytruncate) and read again from 0
+	Rotations             uint64 // files renamed away or deleted while followed
+	FilesOpen             int    // descriptors held
+	FilesWaiting          int    // files with data waiting for a descriptor (max_open_files)
+	PartialFlushes        uint64 // last lines emitted without their newline (idle, rotated away, --once)
+	CheckpointWriteErrors uint64
+}
+
+// FileStatus describes one file the source follows.
+type FileStatus struct {
+	Path      string // where it was last seen
+	FileID    string
+	Size      int64 // last size seen
+	Offset    int64 // read offset
+	Committed int64 // durable downstream: Size-Committed is the checkpoint lag
+	State     string
+}
+
+// Source follows the files that match its patterns and emits one record per
+// line (or per multiline record). See the package documentation.
+type Source struct {
+	cfg Config
+	set Settings
+	log *slog.Logger
+	m   *matcher
+	ml  *mlRules
+
+	started  atomic.Bool
+	finished atomic.Bool
+
+	mu        sync.RWMutex
+	byID      map[string]*incarnation
+	dropped   []string // IDs to delete from the checkpoint store
+	scannedAt time.Time
+
+	persistMu  sync.Mutex
+	lastCPWarn time.Time
+
+	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
+	filesOpen, filesWaiting                                                                         atomic.Int64
+}
+
+// New checks cfg and prepares a source; nothing runs until Run.
+func New(cfg Config, set Settings) (*Source, error) {
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if set.Name == "" {
+		errs = append(errs, errors.New("name: required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("file source %q: %w", set.Name, err)
+	}
+	if cfg.Multiline != nil {
+		m := cfg.Multiline.withDefaults(cfg.MaxRecordBytes)
+		cfg.Multiline = &m
+	}
+	log := set.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMatcher(cfg.Include, cfg.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("file source %q: %w", set.Name, err)
+	}
+	ml, err := newMLRules(cfg.Multiline, int(cfg.MaxRecordBytes))
+	if err != nil {
+		return nil, fmt.Errorf("file source %q: multiline: %w", set.Name, err)
+	}
+	if set.CheckpointInterval <= 0 {
+		set.CheckpointInterval = time.Second
+	}
+	return &Source{cfg: cfg, set: set, log: log, m: m, ml: ml, byID: map[string]*incarnation{}}, nil
+}
+
+// Name returns the source's name.
+func (s *Source) Name() string { return s.set.Name }
+
+// Run follows the files until ctx is done (or, with Settings.Once, until
+// everything was read). It emits from one goroutine, in order per file;
+// emit may block as long as it needs to. Run returns nil when ctx ends it,
+// emit's error when emit fails; either way after closing every file and
+// writing the committed offsets a final time. Run may be called once.
+func (s *Source) Run(ctx context.Context, emit source.Emit) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("file source %q: Run called twice", s.set.Name)
+	}
+	r := newRunner(s, ctx, emit)
+	s.load(r)
+	if !s.set.Once && !disableWatch {
+		w, err := newWatcher(r.hints, s.log)
+		if err != nil {
+			s.log.Warn("no file events; finding changes by scanning only", "error", err)
+		} else {
+			r.watch = w
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	if s.set.Checkpoints != nil {
+		wg.Go(func() {
+			t := time.NewTicker(s.set.CheckpointInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					s.persist(true)
+				}
+			}
+		})
+	}
+	err := r.loop()
+	r.shutdown()
+	close(stop)
+	wg.Wait()
+	s.finished.Store(true)
+	s.persist(true)
+	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return nil // emit gave up because we are stopping
+	}
+	return err
+}
+
+// load takes the source's entries from the checkpoint store.
+func (s *Source) load(r *runner) {
+	st := s.set.Checkpoints
+	if st == nil {
+		return
+	}
+	r.prevScan = st.ScannedAt(s.set.Name)
+	entries := st.Entries(s.set.Name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, e := range entries {
+		fp, err := parseFingerprint(e.Fingerprint, e.FingerprintLen)
+		if err != nil || e.Ino == 0 || fp.n > maxFingerprintBytes {
+			s.log.Warn("dropping unusable checkpoint entry", "file_id", id, "path", e.Path)
+			s.dropped = append(s.dropped, id)
+			continue
+		}
+		key := devIno{dev: e.Dev, ino: e.Ino}
+		if old := r.byKey[key]; old != nil {
+			// Two entries for one inode: the older is a file that was deleted.
+			if !e.LastSeen.After(old.lastSeen) {
+				s.dropped = append(s.dropped, id)
+				continue
+			}
+			delete(s.byID, old.inc.id)
+			s.dropped = append(s.dropped, old.inc.id)
+		}
+		f := &file{key: key, birth: e.Birth, fp: fp, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true}
+		f.sp = r.newSplitter(f)
+		f.offsetA.Store(e.Offset)
+		f.sizeA.Store(e.Offset)
+		inc := &incarnation{id: id, f: f, saved: e}
+		inc.committed.Store(e.Offset)
+		f.inc = inc
+		s.byID[id] = inc
+		r.byKey[key] = f
+	}
+	if len(entries) > 0 {
+		s.log.Info("resuming from checkpoints", "files", len(entries))
+	}
+}
+
+// Commit records that every record of fileID up to offset is durable
+// downstream. It is safe for concurrent use, cheap, and ignores offsets that
+// go backwards and unknown IDs (a file truncated or forgotten since). The
+// offset is written to the checkpoint store within CheckpointInterval and
+// when Run returns; after Run returned, it goes to the store at once (its
+// owner writes it on Flush or Close).
+func (s *Source) Commit(fileID string, offset int64) {
+	s.mu.RLock()
+	inc := s.byID[fileID]
+	s.mu.RUnlock()
+	if inc == nil {
+		return
+	}
+	for {
+		cur := inc.committed.Load()
+		if offset <= cur {
+			return
+		}
+		if inc.committed.CompareAndSwap(cur, offset) {
+			break
+		}
+	}
+	if s.finished.Load() {
+		s.persistOne(inc)
+	}
+}
+
+// persistOne hands one incarnation's entry to the store (after Run).
+func (s *Source) persistOne(inc *incarnation) {
+	st := s.set.Checkpoints
+	if st == nil {
+		return
+	}
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
+	s.mu.RLock()
+	e, current := inc.f.entry(inc), inc.f.inc == inc
+	s.mu.RUnlock()
+	if current && !sameEntry(e, inc.saved) {
+		st.Set(s.set.Name, inc.id, e)
+		inc.saved = e
+	}
+}
+
+// persist hands changed entries to the checkpoint store, and writes it when
+// flush is set.
+func (s *Source) persist(flush bool) {
+	st := s.set.Checkpoints
+	if st == nil {
+		return
+	}
+	s.persistMu.Lock()
+	defer s.persistMu.Unlock()
+	name := s.set.Name
+	s.mu.Lock()
+	for id, inc := range s.byID {
+		if inc.f.inc != inc {
+			continue
+		}
+		if e := inc.f.entry(inc); !sameEntry(e, inc.saved) {
+			st.Set(name, id, e)
+			inc.saved = e
+		}
+	}
+	dropped := s.dropped
+	s.dropped = nil
+	scanned := s.scannedAt
+	s.mu.Unlock()
+	for _, id := range dropped {
+		st.Delete(name, id)
+	}
+	if !scanned.IsZero() {
+		st.SetScannedAt(name, scanned)
+	}
+	if !flush {
+		return
+	}
+	if err := st.Flush(); err != nil && !errors.Is(err, checkpoint.ErrClosed) {
+		s.cpErrors.Add(1)
+		if time.Since(s.lastCPWarn) >= time.Minute {
+			s.lastCPWarn = time.Now()
+			s.log.Error("writing checkpoints failed; retrying", "error", err)
+		}
+	}
+}
+
+func sameEntry(a, b checkpoint.Entry) bool {
+	lt := a.LastSeen.Equal(b.LastSeen)
+	a.LastSeen, b.LastSeen = time.Time{}, time.Time{}
+	return lt && a == b
+}
+
+// Stats returns the source's counters.
+func (s *Source) Stats() Stats {
+	return Stats{
+		Records:               s.records.Load(),
+		Bytes:                 s.bytes.Load(),
+		TruncatedRecords:      s.truncatedRecords.Load(),
+		SplitRecords:          s.splitRecords.Load(),
+		Truncations:           s.truncations.Load(),
+		Rotations:             s.rotations.Load(),
+		FilesOpen:             int(s.filesOpen.Load()),
+		FilesWaiting:          int(s.filesWaiting.Load()),
+		PartialFlushes:        s.partialFlushes.Load(),
+		CheckpointWriteErrors: s.cpErrors.Load(),
+	}
+}
+
+// Files describes the files the source follows (and those it no longer
+// follows whose records are not all committed), sorted by path.
+func (s *Source) Files() []FileStatus {
+	s.mu.RLock()
+	out := make([]FileStatus, 0, len(s.byID))
+	for id, inc := range s.byID {
+		f := inc.f
+		off, committed := f.offsetA.Load(), inc.committed.Load()
+		if f.state == stGone && committed >= off {
+			continue
+		}
+		path := f.path
+		if path == "" {
+			path = f.lastPath
+		}
+		out = append(out, FileStatus{Path: path, FileID: id, Size: f.sizeA.Load(), Offset: off, Committed: committed, State: f.state.String()})
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b FileStatus) int {
+		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		return strings.Compare(a.FileID, b.FileID)
+	})
+	return out
+}
+
+var (
+	_ source.Source    = (*Source)(nil)
+	_ source.Committer = (*Source)(nil)
+)

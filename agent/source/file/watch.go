@@ -1,0 +1,134 @@
+package file
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// maxHints bounds the paths remembered between two turns of the run loop;
+// beyond it the loop rescans everything instead (as after a kernel queue
+// overflow).
+const maxHints = 16 << 10
+
+// hints collects file system events for the run loop: which paths changed
+// and how, coalesced, plus a wake-up. Events are hints only: the loop always
+// checks the file system itself, and scans and polls cover lost events.
+type hints struct {
+	mu       sync.Mutex
+	ops      map[string]fsnotify.Op
+	overflow bool
+	wake     chan struct{} // capacity 1
+}
+
+func newHints() *hints {
+	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1)}
+}
+
+func (h *hints) add(name string, op fsnotify.Op) {
+	h.mu.Lock()
+	if len(h.ops) >= maxHints {
+		h.overflow = true
+	} else {
+		h.ops[name] |= op
+	}
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *hints) lost() {
+	h.mu.Lock()
+	h.overflow = true
+	h.mu.Unlock()
+	h.poke()
+}
+
+func (h *hints) poke() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take swaps the collected hints with spare (which must be empty) and
+// returns them.
+func (h *hints) take(spare map[string]fsnotify.Op) (map[string]fsnotify.Op, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ops, overflow := h.ops, h.overflow
+	h.ops, h.overflow = spare, false
+	return ops, overflow
+}
+
+// watcher watches directories with fsnotify and feeds hints. Its methods
+// other than the event goroutine are called by the run loop only.
+type watcher struct {
+	w      *fsnotify.Watcher
+	log    *slog.Logger
+	dirs   map[string]bool
+	failed map[string]bool // directories whose watch could not be added (logged once)
+	wg     sync.WaitGroup
+}
+
+func newWatcher(h *hints, log *slog.Logger) (*watcher, error) {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	w := &watcher{w: fw, log: log, dirs: map[string]bool{}, failed: map[string]bool{}}
+	w.wg.Go(func() {
+		for {
+			select {
+			case ev, ok := <-fw.Events:
+				if !ok {
+					return
+				}
+				h.add(ev.Name, ev.Op)
+			case err, ok := <-fw.Errors:
+				if !ok {
+					return
+				}
+				if !errors.Is(err, fsnotify.ErrEventOverflow) {
+					log.Warn("file events", "error", err)
+				}
+				h.lost()
+			}
+		}
+	})
+	return w, nil
+}
+
+// sync makes the watched set equal to dirs. It reports whether it added a
+// watch: what changed in that directory before the watch existed is found by
+// scanning again.
+func (w *watcher) sync(dirs map[string]bool) (added bool) {
+	for d := range w.dirs {
+		if !dirs[d] {
+			_ = w.w.Remove(d) // may be gone already, with its watch
+			delete(w.dirs, d)
+		}
+	}
+	for d := range dirs {
+		if w.dirs[d] {
+			continue
+		}
+		if err := w.w.Add(d); err != nil {
+			if !w.failed[d] {
+				w.failed[d] = true
+				w.log.Warn("cannot watch directory; relying on scans", "dir", d, "error", err)
+			}
+			continue
+		}
+		delete(w.failed, d)
+		w.dirs[d] = true
+		added = true
+	}
+	return added
+}
+
+func (w *watcher) close() {
+	_ = w.w.Close()
+	w.wg.Wait()
+}
