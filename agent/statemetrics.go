@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kplagent/agent/spool"
+)
+
+// registerStateMetrics exposes the spools' and sources' own counters, read
+// at scrape time (they are atomics inside those packages).
+func (a *Agent) registerStateMetrics() {
+	for _, fr := range a.flows {
+		sp := fr.spool
+		labels := prometheus.Labels{"flow": fr.cfg.Name}
+		gauge := func(name, help string, f func(spool.Stats) float64) prometheus.Collector {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return f(sp.Stats()) })
+		}
+		counter := func(name, help string, f func(spool.Stats) float64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return f(sp.Stats()) })
+		}
+		a.m.reg.MustRegister(
+			gauge("agent_spool_bytes", "Bytes on disk in the spool (what spool.max_bytes caps).", func(s spool.Stats) float64 { return float64(s.Bytes) }),
+			gauge("agent_spool_entries", "Spool entries (aggregates) not yet acknowledged by the destination.", func(s spool.Stats) float64 { return float64(s.Entries) }),
+			gauge("agent_spool_segments", "Spool segment files.", func(s spool.Stats) float64 { return float64(s.Segments) }),
+			gauge("agent_spool_blocked_appends", "Appends waiting for room in a full spool (when_full: block): sources are paused.", func(s spool.Stats) float64 { return float64(s.BlockedAppends) }),
+			counter("agent_spool_appended_total", "Entries appended to the spool.", func(s spool.Stats) float64 { return float64(s.Appended) }),
+			counter("agent_spool_acked_total", "Entries acknowledged and released.", func(s spool.Stats) float64 { return float64(s.Acked) }),
+			counter("agent_spool_dropped_oldest_total", "Unacknowledged entries deleted to make room (when_full: drop_oldest).", func(s spool.Stats) float64 { return float64(s.DroppedOldest) }),
+			counter("agent_spool_dropped_newest_total", "Entries refused because the spool was full (when_full: drop_newest).", func(s spool.Stats) float64 { return float64(s.DroppedNewest) }),
+			counter("agent_spool_corrupt_entries_total", "Entries lost to corrupt frames.", func(s spool.Stats) float64 { return float64(s.CorruptEntries) }),
+			counter("agent_spool_corrupt_segments_total", "Segment files moved aside as *.corrupt.", func(s spool.Stats) float64 { return float64(s.CorruptSegments) }),
+			counter("agent_spool_torn_tails_total", "Incomplete writes cut off a segment's end at recovery.", func(s spool.Stats) float64 { return float64(s.TornTails) }),
+			counter("agent_spool_bytes_lost_total", "Bytes cut, skipped or moved aside by recovery.", func(s spool.Stats) float64 { return float64(s.BytesLost) }),
+			counter("agent_spool_fsyncs_total", "fsync calls on spool files.", func(s spool.Stats) float64 { return float64(s.Fsyncs) }),
+		)
+	}
+	a.registerSourceMetrics()
+}
