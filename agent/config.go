@@ -578,4 +578,19 @@ func (c *Config) resolve(base string) {
 		c.Spool.Dir = filepath.Join(c.StateDir, "spool")
 	}
 	c.Spool.Dir = abs(c.Spool.Dir)
+	for i := range c.Sources {
+		if f := c.Sources[i].File; f != nil {
+			for j := range f.Include {
+				f.Include[j] = abs(f.Include[j])
+			}
+		}
+	}
+	for i := range c.Outputs {
+		if f := c.Outputs[i].File; f != nil {
+			f.Dir, f.Path = abs(f.Dir), abs(f.Path)
+		}
+		if h := c.Outputs[i].HTTP; h != nil {
+			h.TLS.CAFile, h.TLS.CertFile, h.TLS.KeyFile = abs(h.TLS.CAFile), abs(h.TLS.CertFile), abs(h.TLS.KeyFile)
+		}
+	}
 }

@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestConfig_ExampleFileValidates(t *testing.T) {
+	data, err := os.ReadFile("../agent.yaml.example")
+	require.NoError(t, err)
+	cfg, err := ParseConfig("agent.yaml.example", data, func(k string) (string, bool) {
+		return map[string]string{"HOSTNAME": "h1"}[k], k == "HOSTNAME"
+	})
+	require.NoError(t, err)
+	require.Len(t, cfg.Flows, 1)
+	require.Equal(t, "h1", cfg.Outputs[0].HTTP.Headers["X-Source"])
+	require.Equal(t, "/var/lib/agent/spool", cfg.Spool.Dir)
+	require.Equal(t, 50*1024, int(cfg.Flows[0].Aggregation.MaxBytes))
+}
+
+// TestConfig_ReadmeExamplesValidate checks every yaml block of the README.
+func TestConfig_ReadmeExamplesValidate(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(data, -1)
+	for i, b := range blocks {
+		_, err := ParseConfig("README.md block "+string(rune('1'+i)), b[1], noEnv)
+		require.NoError(t, err)
+	}
+}
+
+const minimal = `
+state_dir: /tmp/agent-state
+sources:
+  - name: app
+    type: file
+    file:
+      include: [/var/log/app.log]
+outputs:
+  - name: out
+    type: http
+    http:
+      url: http://127.0.0.1:9/x
+flows:
+  - name: main
+    sources: [app]
+    output: out
+`
+
+func TestConfig_MinimalGetsDefaults(t *testing.T) {
+	cfg, err := ParseConfig("a.yaml", []byte(minimal), noEnv)
+	require.NoError(t, err)
+	f := cfg.Flows[0]
+	require.Equal(t, PartitionKeyRandom, f.PartitionKey)
+	require.Equal(t, 100*time.Millisecond, f.Aggregation.MaxBufferedTime)
+	require.Equal(t, 4, f.Sender.Concurrency)
+	require.Equal(t, "ndjson", cfg.Outputs[0].HTTP.Format)
+	require.Equal(t, "end", cfg.Sources[0].File.StartAt)
+	require.Equal(t, "/tmp/agent-state/spool", cfg.Spool.Dir)
+	require.Nil(t, cfg.Outputs[0].Stdout)
+}
+
+func TestConfig_ErrorsCarryFileLineAndPath(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want []string // each a line of the error
+	}{
+		{"unknown key with suggestion", strings.Replace(minimal, "    output: out", "    output: out\n    partiton_key: random", 1),
+			[]string{`a.yaml:17: flows[0].partiton_key: unknown field "partiton_key" (did you mean "partition_key"?)`}},
+		{"unknown nested key", strings.Replace(minimal, "      url: http://127.0.0.1:9/x", "      url: http://127.0.0.1:9/x\n      gzip: true", 1),
+			[]string{`a.yaml:12: outputs[0].http.gzip: unknown field "gzip"`}},
+		{"semantic errors all listed", strings.Replace(strings.Replace(minimal, "output: out", "output: nope", 1), "sources: [app]", "sources: [app, other]", 1),
+			[]string{`a.yaml:15: flows[0].sources[1]: no source named "other"`, `a.yaml:16: flows[0].output: no output named "nope"`}},
+		{"package validation gets the full path", strings.Replace(minimal, "http://127.0.0.1:9/x", `""`, 1),
+			[]string{`a.yaml:12: outputs[0].http.url: `}},
+		{"bad type", strings.Replace(minimal, "type: http", "type: carrier-pigeon", 1),
+			[]string{`a.yaml:10: outputs[0].type: unknown "carrier-pigeon"`}},
+		{"bad duration", strings.Replace(minimal, "state_dir: /tmp/agent-state", "state_dir: /tmp/agent-state\nshutdown_timeout: soon", 1),
+			[]string{`a.yaml:3: `}},
+		{"syntax error", minimal + "  - : : :\n\t", []string{"a.yaml:"}},
+		{"unset env var", strings.Replace(minimal, "/var/log/app.log", "${LOG_PATH}", 1),
+			[]string{`a.yaml:7: environment variable LOG_PATH is not set`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("a.yaml", []byte(tc.yaml), noEnv)
+			require.Error(t, err)
+			var ce *ConfigError
+			require.ErrorAs(t, err, &ce)
+			msg := err.Error()
+			for _, w := range tc.want {
+				require.Contains(t, msg, w)
+			}
+		})
+	}
+}
+
+func TestConfig_EnvExpansion(t *testing.T) {
+	y := strings.Replace(minimal, "http://127.0.0.1:9/x", "${URL}", 1) +
+		"    aggregation: {max_bytes: ${AGG:-64KiB}}\n"
+	cfg, err := ParseConfig("a.yaml", []byte(y), func(k string) (string, bool) {
+		if k == "URL" {
+			return "https://example.com/$$x", true
+		}
+		return "", false
+	})
+	require.NoError(t, err)
+	require.Equal(t, "https://example.com/$$x", cfg.Outputs[0].HTTP.URL, "values are not expanded twice")
+	require.Equal(t, 64*1024, int(cfg.Flows[0].Aggregation.MaxBytes))
+}
+
+func TestConfig_RelativePathsAreRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(minimal, "/tmp/agent-state", "state", 1)), 0o600))
+	cfg, err := LoadConfig(p)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(dir, "state"), cfg.StateDir)
+	require.Equal(t, filepath.Join(dir, "state", "spool"), cfg.Spool.Dir)
+}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The end-to-end tests run the real agent binary (built once, without the
+// race detector, in TestMain) against a real HTTP server.
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agent-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "agent")
+	build := exec.Command("go", "build", "-o", agentBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the agent:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// writeLog writes lines [from, to) of ~size bytes to path (appending).
+func writeLog(t *testing.T, path string, from, to, size int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	require.NoError(t, err)
+	w := bufio.NewWriterSize(f, 1<<20)
+	buf := make([]byte, 0, size+16)
+	for i := from; i < to; i++ {
+		buf = numberedLine(buf[:0], i, size)
+		_, err := w.Write(buf)
+		require.NoError(t, err)
+	}
+	require.NoError(t, w.Flush())
+	require.NoError(t, f.Close())
+}
+
+type agentProc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startAgent(t *testing.T, args ...string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(agentBin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &syncWriter{w: &stderr}
+	cmd.Stdout = &syncWriter{w: &stderr}
+	require.NoError(t, cmd.Start())
+	p := &agentProc{cmd: cmd, stderr: &stderr, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (p *agentProc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT) // dump goroutines into stderr
+		time.Sleep(time.Second)
+		t.Fatalf("agent did not exit within %s; stderr:\n%s", timeout, tail(p.stderr.String(), 8000))
+		return -1
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func requireAllArrived(t *testing.T, s *sink, n int, allowDups bool) {
+	t.Helper()
+	missing, dups, bad := s.check(n)
+	require.Zero(t, bad, "lines the test never wrote arrived")
+	require.Empty(t, missing, "%d of %d lines missing (first: %v)", len(missing), n, missing[:min(len(missing), 10)])
+	if !allowDups {
+		require.Zero(t, dups, "duplicates on a clean run")
+	}
+	t.Logf("%d lines arrived, %d duplicates, %d requests", n, dups, s.requests.Load())
+}
+
+func TestTailOnce_MillionLinesArriveExactly(t *testing.T) {
+	t.Parallel()
+	const n = 1_000_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, 120)
+	s := newSink(t)
+	p := startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--gzip=false")
+	require.Equal(t, 0, p.wait(t, 3*time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, false)
+}
+
+func TestTailOnce_Flaky503And429WithRetryAfter_AllLinesArrive(t *testing.T) {
+	t.Parallel()
+	const n = 100_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, 100)
+	s := newSink(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var mu sync.Mutex
+	throttled := 0
+	respond := func(_ int64, w http.ResponseWriter) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r := rng.Float64(); {
+		case r < 0.30:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		case r < 0.40:
+			throttled++
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return true
+		}
+		return false
+	}
+	s.respond.Store(&respond)
+	p := startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"))
+	require.Equal(t, 0, p.wait(t, 3*time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, true)
+	require.Positive(t, throttled)
+}
+
+func TestTail_DestinationDown30s_BacklogSpooledThenDelivered(t *testing.T) {
+	t.Parallel()
+	const n = 200_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n/2, 100)
+	s := newSink(t)
+	s.stop()
+	admin := freeAddr(t)
+	p := startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
+	// While the destination is down, everything read goes to the spool.
+	go writeLog(t, log, n/2, n, 100)
+	require.Eventually(t, func() bool {
+		return metric(admin, "agent_spool_entries") > 0 && metric(admin, "agent_records_received_total") >= n
+	}, 30*time.Second, 100*time.Millisecond)
+	time.Sleep(30 * time.Second)
+	require.Zero(t, s.distinct(), "nothing can arrive while the destination is down")
+	require.Positive(t, metric(admin, "agent_spool_bytes"))
+	s.start()
+	require.Equal(t, 0, p.wait(t, 3*time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, true)
+}
+
+func TestTail_Kill9FiveTimesWhileShipping_NoLineMissing(t *testing.T) {
+	t.Parallel()
+	const n = 300_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	state := filepath.Join(dir, "state")
+	writeLog(t, log, 0, n/3, 100)
+	s := newSink(t)
+	// Slow the destination a little so kills land mid-flight.
+	slow := func(_ int64, w http.ResponseWriter) bool { time.Sleep(2 * time.Millisecond); return false }
+	s.respond.Store(&slow)
+	written := n / 3
+	rng := rand.New(rand.NewPCG(3, 4))
+	for round := 0; round < 5; round++ {
+		p := startAgent(t, "tail", log, "--to", s.URL(), "--state-dir", state, "--sync", "interval")
+		// The log keeps growing while the agent runs and dies.
+		next := written + (n-n/3)/5
+		writeLog(t, log, written, next, 100)
+		written = next
+		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
+		require.NoError(t, p.cmd.Process.Kill()) // SIGKILL
+		<-p.done
+	}
+	require.Equal(t, n, written)
+	p := startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 0, p.wait(t, 3*time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, true)
+}
+
+func TestTail_SpoolFullBlocks_ReadingPausesMemoryFlatNothingLost(t *testing.T) {
+	t.Parallel()
+	const n = 400_000 // ~40 MB of log against a 4 MiB spool
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, 100)
+	cfg := filepath.Join(dir, "agent.yaml")
+	s := newSink(t)
+	s.stop()
+	admin := freeAddr(t)
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+spool: {max_bytes: 4MiB, segment_bytes: 1MiB, when_full: block}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: sink
+    type: http
+    http: {url: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: sink
+`, filepath.Join(dir, "state"), admin, log, s.URL())), 0o600))
+	p := startAgent(t, "run", "-c", cfg)
+	var read float64
+	require.Eventually(t, func() bool {
+		read = metric(admin, "agent_records_received_total")
+		return read > 0 && metric(admin, "agent_spool_bytes") > 3<<20
+	}, 30*time.Second, 50*time.Millisecond)
+	// Reading pauses: the count stops growing well short of the file.
+	time.Sleep(2 * time.Second)
+	paused := metric(admin, "agent_records_received_total")
+	time.Sleep(2 * time.Second)
+	require.Equal(t, paused, metric(admin, "agent_records_received_total"), "reading must pause while the spool is full")
+	require.Less(t, paused, float64(n/2))
+	rss := metric(admin, "process_resident_memory_bytes")
+	require.Less(t, rss, float64(100<<20), "memory must stay bounded while blocked")
+	s.start()
+	require.Eventually(t, func() bool { return s.distinct() == n }, 2*time.Minute, 100*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, true)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	s := newSink(t)
+	s.stop()
+	return s.addr
+}
+
+// metric reads the sum of a metric's samples from the admin endpoint
+// (-1 when unreachable).
+func metric(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	total := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total
+}
+
+var _ = context.Background
