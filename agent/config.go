@@ -27,12 +27,12 @@ import (
 // default and meaning is documented in agent.yaml.example, which a test
 // parses and validates.
 type Config struct {
-	StateDir        string        `yaml:"state_dir"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	Log             LogConfig     `yaml:"log"`
-	Admin           AdminConfig   `yaml:"admin"`
-	Spool           spool.Config  `yaml:"spool"`
-	Checkpoint      CheckpointCfg `yaml:"checkpoint"`
+	StateDir        string         `yaml:"state_dir"`
+	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
+	Log             LogConfig      `yaml:"log"`
+	Admin           AdminConfig    `yaml:"admin"`
+	Spool           spool.Config   `yaml:"spool"`
+	Checkpoint      CheckpointCfg  `yaml:"checkpoint"`
 	Sources         []SourceConfig `yaml:"sources"`
 	Outputs         []OutputConfig `yaml:"outputs"`
 	Flows           []FlowConfig   `yaml:"flows"`
@@ -174,7 +174,7 @@ func DefaultFlowConfig() FlowConfig {
 	return FlowConfig{
 		PartitionKey: PartitionKeyRandom,
 		Aggregation: AggregationConfig{
-			MaxBytes:        51200, // the KPL's AggregationMaxSize
+			MaxBytes: 51200, // the KPL's AggregationMaxSize
 			// The KPL's default count limit is effectively unlimited; size
 			// closes aggregates first for any record over 4 bytes.
 			MaxRecords:      100000,
@@ -280,31 +280,37 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?
 // value with a newline, is a problem.
 func expandEnv(data []byte, lookup func(string) (string, bool)) ([]byte, []fieldError) {
 	var problems []fieldError
-	lineStarts := bytes.Count
-	out := envRef.ReplaceAllFunc(data, func(m []byte) []byte {
-		if string(m) == "$$" {
-			return []byte("$")
+	out := make([]byte, 0, len(data))
+	for n, line := range bytes.SplitAfter(data, []byte("\n")) {
+		if t := bytes.TrimLeft(line, " \t"); len(t) > 0 && t[0] == '#' {
+			out = append(out, line...) // comments may show ${VAR} syntax
+			continue
 		}
-		sub := envRef.FindSubmatch(m)
-		name := string(sub[1])
-		v, ok := lookup(name)
-		if !ok || v == "" {
-			if sub[2] != nil || bytes.Contains(m, []byte(":-")) {
-				return sub[2]
+		out = append(out, envRef.ReplaceAllFunc(line, func(m []byte) []byte {
+			if string(m) == "$$" {
+				return []byte("$")
 			}
-			if !ok {
-				problems = append(problems, fieldError{Line: lineStarts(data[:bytes.Index(data, m)], []byte("\n")) + 1,
-					Msg: fmt.Sprintf("environment variable %s is not set (use ${%s:-default} for a default)", name, name)})
+			sub := envRef.FindSubmatch(m)
+			name := string(sub[1])
+			hasDefault := bytes.Contains(m, []byte(":-"))
+			v, ok := lookup(name)
+			if !ok || v == "" {
+				if hasDefault {
+					return sub[2]
+				}
+				if !ok {
+					problems = append(problems, fieldError{Line: n + 1,
+						Msg: fmt.Sprintf("environment variable %s is not set (use ${%s:-default} for a default)", name, name)})
+					return nil
+				}
+			}
+			if strings.ContainsAny(v, "\r\n") {
+				problems = append(problems, fieldError{Line: n + 1, Msg: fmt.Sprintf("environment variable %s contains a newline", name)})
 				return nil
 			}
-		}
-		if strings.ContainsAny(v, "\r\n") {
-			problems = append(problems, fieldError{Line: lineStarts(data[:bytes.Index(data, m)], []byte("\n")) + 1,
-				Msg: fmt.Sprintf("environment variable %s contains a newline", name)})
-			return nil
-		}
-		return []byte(v)
-	})
+			return []byte(v)
+		})...)
+	}
 	return out, problems
 }
 

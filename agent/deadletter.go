@@ -127,4 +127,3 @@ func (d *deadLetter) close() error {
 	d.f = nil
 	return err
 }
-

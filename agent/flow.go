@@ -27,13 +27,13 @@ type flow struct {
 	dlq     *deadLetter
 	metrics *flowMetrics
 
-	mu       sync.Mutex // guards everything below; held across spool.Append (backpressure)
-	builder  *aggregate.Builder
-	tracker  *tracker
-	entry    []byte
-	pk       []byte
-	rng      *rand.PCG
-	appendTo context.Context // the context of the Append in progress (emit's or shutdown's)
+	mu        sync.Mutex // guards everything below; held across spool.Append (backpressure)
+	builder   *aggregate.Builder
+	tracker   *tracker
+	entry     []byte
+	pk        []byte
+	rng       *rand.PCG
+	appendTo  context.Context // the context of the Append in progress (emit's or shutdown's)
 	appendErr error
 }
 
