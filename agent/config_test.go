@@ -75,11 +75,11 @@ func TestConfig_ErrorsCarryFileLineAndPath(t *testing.T) {
 		want []string // each a line of the error
 	}{
 		{"unknown key with suggestion", strings.Replace(minimal, "    output: out", "    output: out\n    partiton_key: random", 1),
-			[]string{`a.yaml:18: flows[0].partiton_key: unknown field "partiton_key" (did you mean "partition_key"?)`}},
+			[]string{`a.yaml:17: flows[0].partiton_key: unknown field "partiton_key" (did you mean "partition_key"?)`}},
 		{"unknown nested key", strings.Replace(minimal, "      url: http://127.0.0.1:9/x", "      url: http://127.0.0.1:9/x\n      gzip: true", 1),
 			[]string{`a.yaml:13: outputs[0].http.gzip: unknown field "gzip"`}},
 		{"semantic errors all listed", strings.Replace(strings.Replace(minimal, "output: out", "output: nope", 1), "sources: [app]", "sources: [app, other]", 1),
-			[]string{`a.yaml:16: flows[0].sources[1]: no source named "other"`, `a.yaml:17: flows[0].output: no output named "nope"`}},
+			[]string{`a.yaml:15: flows[0].sources[1]: no source named "other"`, `a.yaml:16: flows[0].output: no output named "nope"`}},
 		{"package validation gets the full path", strings.Replace(minimal, "http://127.0.0.1:9/x", `""`, 1),
 			[]string{`a.yaml:12: outputs[0].http.url: `}},
 		{"bad type", strings.Replace(minimal, "type: http", "type: carrier-pigeon", 1),
