@@ -107,6 +107,7 @@ type Spool struct {
 	dataEv    event // an entry was appended (readers)
 	spaceEv   event // bytes were freed or free space was re-measured (blocked appenders)
 	durableEv event // durable moved (or the spool failed or closed)
+	blockedEv event // an append started waiting for room (for tests and metrics)
 
 	closing   chan struct{} // closed by Close: stops background goroutines and waiters
 	kickSync  chan struct{}

@@ -30,6 +30,7 @@ func TestSpool_AppendNextAckRoundTrip(t *testing.T) {
 		require.Equal(t, payload(uint64(i), 10+i*37), b)
 		require.NoError(t, s.Ack(id))
 	}
+	s.deleteDone() // the maintainer's job, done now
 	st := s.Stats()
 	require.Equal(t, int64(0), st.Entries)
 	require.Equal(t, uint64(100), st.Appended)

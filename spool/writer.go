@@ -132,6 +132,7 @@ func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) e
 		s.log.Warn("spool: full, appends wait for room", "reason", reason)
 	}
 	s.st.blocked.Add(1)
+	s.blockedEv.broadcast()
 	s.wmu.Unlock()
 	var err error
 	select {
@@ -219,16 +220,18 @@ func (s *Spool) writeLocked(entry []byte) (ID, error) {
 		return 0, err
 	}
 	s.nextID++
+	// Published together under mu: once a reader can see the frame, Ack
+	// must know its ID and the counters must include it.
 	s.mu.Lock()
 	g.last = id
 	g.end += need
 	g.size += need
-	s.mu.Unlock()
-	s.free -= need
-	s.st.bytes.Add(need)
+	s.lastID.Store(uint64(id))
 	s.st.entries.Add(1)
 	s.st.appended.Add(1)
-	s.lastID.Store(uint64(id))
+	s.st.bytes.Add(need)
+	s.mu.Unlock()
+	s.free -= need
 	if s.cfg.Sync == SyncNever {
 		s.advanceDurable(id)
 	}

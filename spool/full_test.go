@@ -1,0 +1,324 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// faultFS wraps a fileSystem to inject faults: writes that fail with ENOSPC
+// after writing part of their bytes (as a real full disk does), failing
+// fsyncs, and a made-up free-space figure.
+type faultFS struct {
+	fs        fileSystem
+	mu        sync.Mutex
+	writeErr  error // writes fail with it, after writing half
+	syncErr   error // Sync fails with it
+	free      int64 // FreeBytes reports it when > 0
+	readBytes atomic.Int64
+}
+
+func (f *faultFS) set(fn func(f *faultFS)) {
+	f.mu.Lock()
+	fn(f)
+	f.mu.Unlock()
+}
+
+func (f *faultFS) get() (writeErr, syncErr error, free int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writeErr, f.syncErr, f.free
+}
+
+func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	if we, _, _ := f.get(); we != nil && flag&os.O_CREATE != 0 {
+		return nil, &os.PathError{Op: "open", Path: name, Err: we}
+	}
+	fl, err := f.fs.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &faultFile{file: fl, fs: f}, nil
+}
+func (f *faultFS) Remove(name string) error                     { return f.fs.Remove(name) }
+func (f *faultFS) Rename(o, n string) error                     { return f.fs.Rename(o, n) }
+func (f *faultFS) ReadDir(name string) ([]os.DirEntry, error)   { return f.fs.ReadDir(name) }
+func (f *faultFS) MkdirAll(name string, perm os.FileMode) error { return f.fs.MkdirAll(name, perm) }
+func (f *faultFS) SyncDir(name string) error                    { return f.fs.SyncDir(name) }
+func (f *faultFS) FreeBytes(dir string) (int64, error) {
+	if _, _, free := f.get(); free > 0 {
+		return free, nil
+	}
+	return f.fs.FreeBytes(dir)
+}
+
+type faultFile struct {
+	file
+	fs *faultFS
+}
+
+func (f *faultFile) Write(b []byte) (int, error) {
+	if we, _, _ := f.fs.get(); we != nil {
+		n, _ := f.file.Write(b[:len(b)/2])
+		return n, &os.PathError{Op: "write", Path: "segment", Err: we}
+	}
+	return f.file.Write(b)
+}
+
+func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
+	if we, _, _ := f.fs.get(); we != nil {
+		return 0, we
+	}
+	return f.file.WriteAt(b, off)
+}
+
+func (f *faultFile) Sync() error {
+	if _, se, _ := f.fs.get(); se != nil {
+		return se
+	}
+	return f.file.Sync()
+}
+
+func (f *faultFile) ReadAt(b []byte, off int64) (int, error) {
+	n, err := f.file.ReadAt(b, off)
+	f.fs.readBytes.Add(int64(n))
+	return n, err
+}
+
+// waitBlocked waits until n appends are blocked waiting for room.
+func waitBlocked(t *testing.T, s *Spool, n int64) {
+	t.Helper()
+	for s.Stats().BlockedAppends < n {
+		ch := s.blockedEv.wait()
+		if s.Stats().BlockedAppends >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second): // a deadline, not a pause
+			t.Fatalf("no append blocked: %+v", s.Stats())
+		}
+	}
+}
+
+func TestDiskFull_ENOSPCBlocksAppendAndLosesNothing(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sync = SyncAlways
+	cfg.SyncInterval = 10 * time.Millisecond // the retry pace of a blocked append
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 40, 300) // over a segment: a roll comes up while full
+
+	fs.set(func(f *faultFS) { f.writeErr = syscall.ENOSPC })
+	type res struct {
+		id  ID
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		id, err := s.Append(context.Background(), payload(40, 300))
+		done <- res{id, err}
+	}()
+	waitBlocked(t, s, 1)
+	select {
+	case r := <-done:
+		t.Fatalf("Append returned while the disk is full: %+v", r)
+	default:
+	}
+	// Readers carry on meanwhile.
+	got, _ := drain(t, s)
+	require.Equal(t, ids, got)
+
+	fs.set(func(f *faultFS) { f.writeErr = nil })
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, ids[len(ids)-1]+1, r.id)
+	require.NoError(t, s.Close())
+
+	s, _, all := readAll(t, cfg)
+	require.Equal(t, append(ids, r.id), all, "nothing accepted was lost and the half-written frames are gone")
+	require.Zero(t, s.Stats().TornTails)
+	require.Zero(t, s.Stats().CorruptEntries)
+}
+
+func TestDiskFull_ENOSPCWithDropNewestReportsErrFull(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.WhenFull = WhenFullDropNewest
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 10, 300)
+	fs.set(func(f *faultFS) { f.writeErr = syscall.ENOSPC })
+	_, err := s.Append(t.Context(), payload(10, 300))
+	require.ErrorIs(t, err, ErrFull)
+	require.Contains(t, err.Error(), "no space left")
+	require.Equal(t, uint64(1), s.Stats().DroppedNewest)
+	// Still full until the free space is measured again.
+	_, err = s.Append(t.Context(), payload(10, 300))
+	require.ErrorIs(t, err, ErrFull)
+	fs.set(func(f *faultFS) { f.writeErr = nil })
+	require.NoError(t, s.measureFree())
+	id, err := s.Append(t.Context(), payload(10, 300))
+	require.NoError(t, err)
+	require.Equal(t, ids[len(ids)-1]+1, id)
+	require.NoError(t, s.Close())
+
+	_, _, all := readAll(t, cfg)
+	require.Equal(t, append(ids, id), all)
+}
+
+func TestDiskFull_FailedFsyncStopsAppendsUntilReopen(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sync = SyncAlways
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 5, 100)
+	fs.set(func(f *faultFS) { f.syncErr = syscall.EIO })
+	_, err := s.Append(t.Context(), payload(5, 100))
+	require.ErrorIs(t, err, syscall.EIO)
+	_, err = s.Append(t.Context(), payload(6, 100))
+	require.ErrorIs(t, err, syscall.EIO, "sticky: the kernel may have dropped what it could not write")
+	require.ErrorIs(t, s.WaitDurable(t.Context(), ids[4]+1), syscall.EIO)
+	got, _ := drain(t, s) // reading goes on
+	require.Equal(t, ids, got[:5])
+	fs.set(func(f *faultFS) { f.syncErr = nil })
+	require.Error(t, s.Close())
+
+	s, _, all := readAll(t, cfg)
+	require.Equal(t, ids, all[:5])
+	_, err = s.Append(t.Context(), []byte("after reopen"))
+	require.NoError(t, err)
+}
+
+func TestFull_BlockWaitsForAcksToFreeASegment(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.MaxBytes = 8 << 10
+	s := open(t, cfg)
+	// Fill it: an append with a cancelled context returns at once when it
+	// would have to wait.
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	var ids []ID
+	for {
+		id, err := s.Append(cancelled, payload(uint64(len(ids)), 300))
+		if err != nil {
+			require.ErrorIs(t, err, context.Canceled, "a blocked append honours its context")
+			require.ErrorContains(t, err, "max_bytes")
+			break
+		}
+		ids = append(ids, id)
+	}
+	require.Greater(t, len(ids), 12)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(context.Background(), payload(uint64(len(ids)), 300))
+		done <- err
+	}()
+	waitBlocked(t, s, 1)
+	got, _ := drain(t, s)
+	require.Equal(t, ids, got)
+	for _, id := range got[:12] { // the first segment
+		require.NoError(t, s.Ack(id))
+	}
+	require.NoError(t, <-done)
+	require.Zero(t, s.Stats().DroppedNewest+s.Stats().DroppedOldest)
+	require.LessOrEqual(t, s.Stats().Bytes, int64(cfg.MaxBytes))
+}
+
+func TestFull_CloseReleasesBlockedAppends(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MinFreeBytes = 1 << 40 // more than any disk here: always full
+	s := open(t, cfg)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(context.Background(), []byte("x"))
+		done <- err
+	}()
+	waitBlocked(t, s, 1)
+	require.NoError(t, s.Close())
+	require.ErrorIs(t, <-done, ErrClosed)
+}
+
+func TestFull_DropNewestRefusesAndCounts(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.MaxBytes = 8 << 10
+	cfg.WhenFull = WhenFullDropNewest
+	s := open(t, cfg)
+	var ok, refused int
+	for i := range 100 {
+		_, err := s.Append(t.Context(), payload(uint64(i), 300))
+		if errors.Is(err, ErrFull) {
+			refused++
+			continue
+		}
+		require.NoError(t, err)
+		ok++
+	}
+	require.Equal(t, uint64(refused), s.Stats().DroppedNewest)
+	require.Positive(t, refused)
+	require.LessOrEqual(t, s.Stats().Bytes, int64(cfg.MaxBytes))
+	ids, _ := drain(t, s)
+	require.Len(t, ids, ok)
+}
+
+func TestFull_DropOldestDeletesTheOldestSegmentAndCountsIt(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.MaxBytes = 16 << 10
+	cfg.WhenFull = WhenFullDropOldest
+	s := open(t, cfg)
+	// The reader holds the first entry, unacked, when its segment goes.
+	first, err := s.Append(t.Context(), payload(0, 300))
+	require.NoError(t, err)
+	id, _, err := s.Next(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, first, id)
+	var last ID
+	for i := 1; i < 200; i++ {
+		last, err = s.Append(t.Context(), payload(uint64(i), 300))
+		require.NoError(t, err)
+		require.LessOrEqual(t, s.Stats().Bytes, int64(cfg.MaxBytes))
+	}
+	st := s.Stats()
+	require.Positive(t, st.DroppedOldest)
+	require.Zero(t, st.DroppedNewest)
+	require.NoError(t, s.Ack(first), "acking a dropped entry is not an error")
+	ids, _ := drain(t, s)
+	require.Equal(t, last, ids[len(ids)-1], "the newest are kept")
+	require.Equal(t, uint64(200), uint64(len(ids))+st.DroppedOldest, "each entry is either kept or counted")
+	for i := 1; i < len(ids); i++ {
+		require.Equal(t, ids[i-1]+1, ids[i], "what is kept is a contiguous newest run")
+	}
+}
+
+func TestFull_FreeDiskFloorActsAsFull(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.WhenFull = WhenFullDropNewest
+	cfg.MinFreeBytes = 100 << 20
+	fs := &faultFS{fs: osFS{}, free: 100<<20 + 2000}
+	s := open(t, cfg, Settings{fs: fs})
+	var n int
+	for i := range 20 {
+		if _, err := s.Append(t.Context(), payload(uint64(i), 300)); err != nil {
+			require.ErrorIs(t, err, ErrFull)
+			require.Contains(t, err.Error(), "min_free_bytes")
+			break
+		}
+		n++
+	}
+	require.Less(t, n, 7, "stops within the 2000 bytes above the floor")
+	require.Positive(t, n)
+	fs.set(func(f *faultFS) { f.free = 1 << 40 })
+	require.NoError(t, s.measureFree())
+	_, err := s.Append(t.Context(), payload(99, 300))
+	require.NoError(t, err)
+}

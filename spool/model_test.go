@@ -1,0 +1,247 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fifoModel is what the spool should hold: a FIFO of entries by ID, each
+// pending (must be delivered), maybe (acknowledged, but the ack was not yet
+// on disk when the process crashed: it may come again, at most once) or
+// gone (acknowledged for good).
+type fifoModel struct {
+	data    map[ID][]byte
+	pending map[ID]bool
+	maybe   map[ID]bool
+	volatil map[ID]bool // acked since the last Sync/Close: becomes maybe on a crash
+	handed  map[ID]bool // handed out since the last Open
+	lastID  ID
+	lastOut ID // the last ID handed out in this Open
+}
+
+func newModel() *fifoModel {
+	return &fifoModel{data: map[ID][]byte{}, pending: map[ID]bool{}, maybe: map[ID]bool{},
+		volatil: map[ID]bool{}, handed: map[ID]bool{}}
+}
+
+func (m *fifoModel) sorted(set map[ID]bool) []ID {
+	ids := make([]ID, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// next checks an entry the spool handed out and updates the model.
+func (m *fifoModel) next(id ID, b []byte) error {
+	if id <= m.lastOut {
+		return fmt.Errorf("handed out %d after %d: not in ID order", id, m.lastOut)
+	}
+	if !m.pending[id] && !m.maybe[id] {
+		return fmt.Errorf("handed out %d, which is acknowledged or was never appended", id)
+	}
+	if m.handed[id] {
+		return fmt.Errorf("handed out %d twice in one Open", id)
+	}
+	for pid := range m.pending {
+		if pid < id && !m.handed[pid] {
+			return fmt.Errorf("handed out %d but skipped pending %d", id, pid)
+		}
+	}
+	if !bytes.Equal(m.data[id], b) {
+		return fmt.Errorf("entry %d: got %d bytes that differ from the %d appended", id, len(b), len(m.data[id]))
+	}
+	for mid := range m.maybe { // maybes it passed over were acknowledged for good
+		if mid < id {
+			delete(m.maybe, mid)
+		}
+	}
+	if m.maybe[id] { // its ack was lost: it is pending again
+		delete(m.maybe, id)
+		m.pending[id] = true
+	}
+	m.handed[id] = true
+	m.lastOut = id
+	return nil
+}
+
+// none checks that the spool has nothing more to hand out.
+func (m *fifoModel) none() error {
+	for id := range m.pending {
+		if !m.handed[id] {
+			return fmt.Errorf("nothing handed out but %d is pending", id)
+		}
+	}
+	clear(m.maybe) // not handed out: acknowledged for good after all
+	return nil
+}
+
+func (m *fifoModel) ack(id ID) {
+	if m.pending[id] {
+		delete(m.pending, id)
+		m.volatil[id] = true
+	}
+	if m.maybe[id] {
+		delete(m.maybe, id)
+		m.volatil[id] = true
+	}
+}
+
+func (m *fifoModel) synced() { clear(m.volatil) }
+
+func (m *fifoModel) reopened(crashed bool) {
+	if crashed {
+		for id := range m.volatil {
+			m.maybe[id] = true
+		}
+	}
+	clear(m.volatil)
+	clear(m.handed)
+	m.lastOut = 0
+}
+
+func TestModel_RandomOperationsMatchAFIFO(t *testing.T) {
+	seeds := []uint64{1, 2, 3, 4}
+	ops := 2500
+	if testing.Short() {
+		seeds, ops = seeds[:1], 800
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			runModel(t, seed, ops)
+		})
+	}
+}
+
+func runModel(t *testing.T, seed uint64, ops int) {
+	rng := rand.New(rand.NewPCG(seed, seed*7919))
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.Sync = []SyncPolicy{SyncAlways, SyncInterval, SyncNever}[seed%3]
+	log, _ := newLog(t)
+	set := Settings{Logger: log}
+	s, err := Open(cfg, set)
+	require.NoError(t, err)
+	defer func() { _ = s.Close() }()
+	m := newModel()
+	var buf []byte
+	var trace []string
+	fail := func(format string, args ...any) {
+		t.Helper()
+		n := min(len(trace), 30)
+		t.Fatalf("seed %d, after %d ops (last: %v): %s", seed, len(trace), trace[len(trace)-n:], fmt.Sprintf(format, args...))
+	}
+	for range ops {
+		switch r := rng.IntN(100); {
+		case r < 33: // Append
+			size := rng.IntN(600)
+			if rng.IntN(30) == 0 {
+				size = 4000 + rng.IntN(3000) // larger than a segment
+			}
+			e := make([]byte, size)
+			for i := range e {
+				e[i] = byte(rng.Uint32())
+			}
+			id, err := s.Append(context.Background(), e)
+			if err != nil {
+				fail("append: %v", err)
+			}
+			trace = append(trace, fmt.Sprint("append ", id, " (", size, "B)"))
+			if id != m.lastID+1 {
+				fail("append returned %d after %d", id, m.lastID)
+			}
+			m.lastID = id
+			m.data[id] = e
+			m.pending[id] = true
+		case r < 62: // TryNext
+			id, b, ok, err := s.TryNext(buf)
+			if err != nil {
+				fail("next: %v", err)
+			}
+			if !ok {
+				trace = append(trace, "next: none")
+				if err := m.none(); err != nil {
+					fail("%v", err)
+				}
+				continue
+			}
+			trace = append(trace, fmt.Sprint("next ", id))
+			if err := m.next(id, b); err != nil {
+				fail("%v", err)
+			}
+			buf = b
+		case r < 88: // Ack something handed out, now and then something not read yet
+			var cands []ID
+			for id := range m.handed {
+				if m.pending[id] || m.maybe[id] {
+					cands = append(cands, id)
+				}
+			}
+			if rng.IntN(8) == 0 {
+				cands = cands[:0]
+				for id := range m.pending {
+					cands = append(cands, id)
+				}
+			}
+			if len(cands) == 0 {
+				continue
+			}
+			sort.Slice(cands, func(i, j int) bool { return cands[i] < cands[j] })
+			id := cands[rng.IntN(len(cands))]
+			trace = append(trace, fmt.Sprint("ack ", id))
+			if err := s.Ack(id); err != nil {
+				fail("ack %d: %v", id, err)
+			}
+			m.ack(id)
+		case r < 91:
+			trace = append(trace, "sync")
+			if err := s.Sync(); err != nil {
+				fail("sync: %v", err)
+			}
+			m.synced()
+		case r < 95, r < 100:
+			crashed := r >= 95
+			if crashed {
+				trace = append(trace, "crash")
+				s.crash()
+			} else {
+				trace = append(trace, "close")
+				if err := s.Close(); err != nil {
+					fail("close: %v", err)
+				}
+			}
+			m.reopened(crashed)
+			if s, err = Open(cfg, set); err != nil {
+				fail("reopen: %v", err)
+			}
+			st := s.Stats()
+			if st.Entries < int64(len(m.pending)) || st.Entries > int64(len(m.pending)+len(m.maybe)) {
+				fail("reopened with %d entries; the model has %d pending and %d maybe", st.Entries, len(m.pending), len(m.maybe))
+			}
+			if st.CorruptEntries+st.CorruptSegments+st.TornTails+st.BytesLost != 0 {
+				fail("a clean stop or kill -9 was reported as damage: %+v", st)
+			}
+		}
+		if err := s.failure(); err != nil {
+			fail("%v", err)
+		}
+	}
+	// In the end the spool delivers exactly what the model says.
+	for {
+		id, b, ok, err := s.TryNext(nil)
+		require.NoError(t, err)
+		if !ok {
+			require.NoError(t, m.none())
+			break
+		}
+		require.NoError(t, m.next(id, b))
+	}
+	t.Logf("seed %d (%s): %d ops, %d appended, %d pending at the end", seed, cfg.Sync, ops, m.lastID, len(m.pending))
+}
