@@ -101,7 +101,7 @@ type Spool struct {
 	lastID     atomic.Uint64 // highest ID appended
 	durable    atomic.Uint64
 	closedFlag atomic.Bool
-	finished   atomic.Bool // Close has done its final sync
+	finished   atomic.Bool           // Close has done its final sync
 	failed     atomic.Pointer[error] // sticky fsync failure
 
 	dataEv    event // an entry was appended (readers)
