@@ -147,10 +147,15 @@ func TestTailOnce_Flaky503And429WithRetryAfter_AllLinesArrive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var mu sync.Mutex
 	throttled := 0
-	respond := func(_ int64, w http.ResponseWriter) bool {
+	respond := func(n int64, w http.ResponseWriter) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		switch r := rng.Float64(); {
+		case n == 2: // at least one throttle, whatever the random draws
+			throttled++
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return true
 		case r < 0.30:
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return true
@@ -211,7 +216,7 @@ func TestTail_Kill9FiveTimesWhileShipping_NoLineMissing(t *testing.T) {
 		next := written + (n-n/3)/5
 		writeLog(t, log, written, next, 100)
 		written = next
-		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
+		time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
 		require.NoError(t, p.cmd.Process.Kill()) // SIGKILL
 		<-p.done
 	}
