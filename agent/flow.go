@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kplagent/agent/agent/source"
@@ -33,6 +35,8 @@ type flow struct {
 	entry     []byte
 	pk        []byte
 	rng       *rand.PCG
+	pkPool    []string        // random partition keys, drawn from per record
+	clock     atomic.Int64    // coarse now (unix nanos), advanced by runTimers
 	appendTo  context.Context // the context of the Append in progress (emit's or shutdown's)
 	appendErr error
 }
@@ -54,12 +58,33 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 		return nil, fmt.Errorf("flow %s: %w", name, err)
 	}
 	seed := rand.Uint64()
-	return &flow{
+	f := &flow{
 		name: name, cfg: cfg, log: log, spool: sp, dlq: dlq, metrics: m,
 		builder: b, tracker: newTracker(),
 		rng: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
-	}, nil
+	}
+	if cfg.PartitionKey == PartitionKeyRandom {
+		f.pkPool = make([]string, randomKeyPool)
+		var raw [8]byte
+		for i := range f.pkPool {
+			binary.BigEndian.PutUint64(raw[:], f.rng.Uint64())
+			f.pkPool[i] = hex.EncodeToString(raw[:])
+		}
+	}
+	f.clock.Store(time.Now().UnixNano())
+	return f, nil
 }
+
+// randomKeyPool is how many random partition keys a flow draws from. Keys
+// are 64 random bits, so 4096 of them spread records evenly over any
+// stream's shards (and Kafka partitions), while drawing one costs no
+// allocation and repeated keys shrink an aggregate's key table.
+const randomKeyPool = 4096
+
+// now is a coarse clock (within the flush tick, a few ms) for stamping when
+// aggregates open and files were last touched: reading the real clock per
+// record costs more than the rest of the tracking.
+func (f *flow) now() time.Time { return time.Unix(0, f.clock.Load()) }
 
 // emitFor returns the emit function for one source of the flow.
 func (f *flow) emitFor(src string, committer source.Committer, sm *sourceMetrics) source.Emit {
@@ -73,7 +98,7 @@ func (f *flow) emitFor(src string, committer source.Committer, sm *sourceMetrics
 }
 
 func (f *flow) addLocked(ctx context.Context, src string, committer source.Committer, r source.Record) error {
-	now := time.Now()
+	now := f.now()
 	rec := aggregate.Record{Data: r.Data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
 	if rec.PartitionKey == "" {
 		rec.PartitionKey = f.partitionKey(r.Data)
@@ -115,15 +140,14 @@ func reasonOf(err error) string {
 
 // partitionKey makes a key for a record without one.
 func (f *flow) partitionKey(data []byte) string {
-	var raw [8]byte
-	if f.cfg.PartitionKey == PartitionKeyDeterministic {
-		a := crc32.Checksum(data, crc32c)
-		b := crc32.ChecksumIEEE(data)
-		raw = [8]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a), byte(b >> 24), byte(b >> 16), byte(b >> 8), byte(b)}
-	} else {
-		v := f.rng.Uint64()
-		raw = [8]byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+	if f.pkPool != nil {
+		return f.pkPool[f.rng.Uint64()%randomKeyPool]
 	}
+	// deterministic: two independent 32-bit CRCs of the data (both are
+	// hardware-accelerated), so equal records always share a key.
+	var raw [8]byte
+	binary.BigEndian.PutUint32(raw[:4], crc32.Checksum(data, crc32c))
+	binary.BigEndian.PutUint32(raw[4:], crc32.ChecksumIEEE(data))
 	f.pk = hex.AppendEncode(f.pk[:0], raw[:])
 	return string(f.pk)
 }
@@ -206,6 +230,7 @@ func (f *flow) runTimers(ctx context.Context, checkpointEvery time.Duration) err
 		case <-ctx.Done():
 			return nil
 		case now := <-ft.C:
+			f.clock.Store(now.UnixNano())
 			if err := f.flushOlder(ctx, now); err != nil && ctx.Err() == nil {
 				return err
 			}
