@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func runBin(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(agentBin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+func TestValidate_ExampleConfigIsValid(t *testing.T) {
+	t.Setenv("COLLECTOR_TOKEN", "t")
+	out, errOut, code := runBin(t, "validate", "-c", "../../agent.yaml.example")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "agent.yaml.example: ok")
+}
+
+func TestValidate_BrokenConfigListsEveryProblemWithFileLineAndExits2(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(`state_dir: /tmp/x
+spool:
+  sync: sometimes
+sources:
+  - name: app
+    type: file
+    file: {include: [/var/log/*.log], start_at: middle}
+outputs:
+  - name: out
+    type: http
+    http: {url: "ftp://example.com", format: xml}
+flows:
+  - name: main
+    sources: [app]
+    output: out
+    sendr: {}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", p)
+	require.Equal(t, 2, code)
+	for _, want := range []string{
+		p + ":16: flows[0].sendr: unknown field",
+	} {
+		require.Contains(t, errOut, want)
+	}
+	// Unknown keys stop before semantic checks; fix it and see the rest.
+	data, _ := os.ReadFile(p)
+	require.NoError(t, os.WriteFile(p, bytes.Replace(data, []byte("    sendr: {}\n"), nil, 1), 0o600))
+	_, errOut, code = runBin(t, "validate", "-c", p)
+	require.Equal(t, 2, code)
+	for _, want := range []string{
+		p + ":3: spool.sync:",
+		p + ":7: sources[0].file.start_at:",
+		p + ":11: outputs[0].http.url:",
+		p + ":11: outputs[0].http.format:",
+	} {
+		require.Contains(t, errOut, want)
+	}
+	require.Equal(t, 4, strings.Count(errOut, p+":"), errOut)
+}
+
+func TestRun_BadConfigExits2(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("flows: [\n"), 0o600))
+	_, errOut, code := runBin(t, "run", "-c", p)
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, p+":")
+}
+
+func TestTailOnce_StdoutPrintsEveryLineAndAgainOnRerun(t *testing.T) {
+	for range 2 { // stdout has no state to resume: each run prints everything
+		out, errOut, code := runBin(t, "tail", "--once", "../../testdata/sample.log")
+		require.Equal(t, 0, code, errOut)
+		want, err := os.ReadFile("../../testdata/sample.log")
+		require.NoError(t, err)
+		require.Equal(t, string(want), out)
+	}
+}
+
+func TestTailOnce_FileDestinationThenResumesFromCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 1000, 80)
+	dest := filepath.Join(dir, "out")
+	state := filepath.Join(dir, "state")
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", "file://"+dest, "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	writeLog(t, log, 1000, 1500, 80)
+	_, errOut, code = runBin(t, "tail", "--once", log, "--to", "file://"+dest, "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	files, err := filepath.Glob(filepath.Join(dest, "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	counts := map[int]int{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, line := range bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+			n, ok := lineNumber(line)
+			require.True(t, ok, "%q", line)
+			counts[n]++
+		}
+	}
+	require.Len(t, counts, 1500)
+	for n, c := range counts {
+		require.Equal(t, 1, c, "line %d delivered %d times: the second run must resume", n, c)
+	}
+}
+
+func TestTail_UnknownDestinationSchemeIsAUsageError(t *testing.T) {
+	_, errOut, code := runBin(t, "tail", "x.log", "--to", "gopher://host/x")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, `unknown scheme "gopher"`)
+}
+
+func TestTailOnce_PermanentRejectionExits1AndDeadLetters(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 10, 80)
+	s := newSink(t)
+	reject := func(_ int64, w http.ResponseWriter) bool {
+		http.Error(w, "schema mismatch", http.StatusBadRequest)
+		return true
+	}
+	s.respond.Store(&reject)
+	state := filepath.Join(dir, "state")
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "dead-letter")
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 10, strings.Count(out, "schema mismatch"), out)
+	require.Contains(t, out, "L00000000")
+}
