@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +48,10 @@ type collector struct {
 	commit bool
 	block  chan struct{} // when non-nil, emit waits for it to be closed
 	onEmit func(r source.Record)
+	// lag > 0 commits a record only once lag later records arrived: the
+	// last lag records of a run stay uncommitted, as if in flight.
+	lag     int
+	pending []source.Cursor
 }
 
 func (c *collector) emit(ctx context.Context, r source.Record) error {
@@ -63,7 +69,16 @@ func (c *collector) emit(ctx context.Context, r source.Record) error {
 	c.recs = append(c.recs, rec{data: string(r.Data), cursor: r.Cursor})
 	c.mu.Unlock()
 	if c.commit && c.src != nil {
-		c.src.Commit(r.Cursor.FileID, r.Cursor.Offset)
+		if c.lag == 0 {
+			c.src.Commit(r.Cursor.FileID, r.Cursor.Offset)
+			return nil
+		}
+		c.pending = append(c.pending, r.Cursor)
+		if len(c.pending) > c.lag {
+			cur := c.pending[0]
+			c.pending = c.pending[1:]
+			c.src.Commit(cur.FileID, cur.Offset)
+		}
 	}
 	return nil
 }
@@ -222,4 +237,113 @@ func openStore(t *testing.T, path string) *checkpoint.Store {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// logWriter appends numbered lines of one stream to a file, the way an
+// application does: through one descriptor opened with O_APPEND, which it
+// reopens after a rotation.
+type logWriter struct {
+	t      *testing.T
+	path   string
+	stream string
+	f      *os.File
+	seq    int
+	buf    []byte
+}
+
+func newLogWriter(t *testing.T, path, stream string) *logWriter {
+	w := &logWriter{t: t, path: path, stream: stream}
+	w.reopen()
+	t.Cleanup(w.close)
+	return w
+}
+
+// write appends n lines in one write(2).
+func (w *logWriter) write(n int) {
+	w.buf = w.buf[:0]
+	for i := 0; i < n; i++ {
+		w.buf = append(w.buf, line(w.stream, w.seq)...)
+		w.buf = append(w.buf, '\n')
+		w.seq++
+	}
+	if _, err := w.f.Write(w.buf); err != nil {
+		panic(err) // not require: may run outside the test goroutine
+	}
+}
+
+func (w *logWriter) reopen() {
+	w.close()
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		panic(err)
+	}
+	w.f = f
+}
+
+func (w *logWriter) close() {
+	if w.f != nil {
+		_ = w.f.Close()
+		w.f = nil
+	}
+}
+
+// inodeOf returns the "dev:ino:" prefix of the FileIDs of the file at path.
+func inodeOf(t *testing.T, path string) string {
+	t.Helper()
+	st, err := statPath(path)
+	require.NoError(t, err)
+	return fmt.Sprintf("%d:%d:", st.key.dev, st.key.ino)
+}
+
+// waitOpen waits until the source holds the file now at path open.
+func waitOpen(t *testing.T, src *Source, path string) {
+	t.Helper()
+	prefix := inodeOf(t, path)
+	require.Eventually(t, func() bool {
+		for _, fs := range src.Files() {
+			if strings.HasPrefix(fs.FileID, prefix) && (fs.State == "open" || fs.State == "rotated") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "source never opened %s", path)
+}
+
+// waitCaughtUp waits until the source read the file at path to its size.
+func waitCaughtUp(t *testing.T, src *Source, path string) {
+	t.Helper()
+	prefix := inodeOf(t, path)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		for _, fs := range src.Files() {
+			if strings.HasPrefix(fs.FileID, prefix) && fs.Offset == fi.Size() {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "source did not catch up with %s", path)
+}
+
+// syncBuffer is a log destination tests can read while the source writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testLogger() (*slog.Logger, *syncBuffer) {
+	buf := &syncBuffer{}
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }

@@ -58,7 +58,7 @@ func (sp *splitter) feed(data []byte, base int64) (int, error) {
 			return i, err
 		}
 	}
-	max := sp.max
+	lim := sp.max
 	for {
 		j := bytes.IndexByte(data[i:], '\n')
 		if j < 0 {
@@ -75,16 +75,16 @@ func (sp *splitter) feed(data []byte, base int64) (int, error) {
 		}
 	}
 	// An incomplete line that can no longer fit, whatever follows.
-	for rest := data[i:]; len(rest) > max+1 || (len(rest) == max+1 && rest[max] != '\r'); rest = data[i:] {
+	for rest := data[i:]; len(rest) > lim+1 || (len(rest) == lim+1 && rest[lim] != '\r'); rest = data[i:] {
 		start := base + int64(i)
 		if !sp.split {
-			sp.held = append(sp.held[:0], rest[:max-len(sp.marker)]...)
+			sp.held = append(sp.held[:0], rest[:lim-len(sp.marker)]...)
 			sp.heldStart = start
 			sp.discarding = true
 			return len(data), nil
 		}
-		i += max
-		if err := sp.piece(rest[:max], start, start+int64(max)); err != nil {
+		i += lim
+		if err := sp.piece(rest[:lim], start, start+int64(lim)); err != nil {
 			return i, err
 		}
 	}
@@ -107,8 +107,8 @@ func (sp *splitter) flush(rest []byte, base int64) error {
 
 // line emits a complete line (without its terminator).
 func (sp *splitter) line(line []byte, start, end int64) error {
-	max := sp.max
-	if len(line) <= max {
+	lim := sp.max
+	if len(line) <= lim {
 		if sp.splitting {
 			sp.splitting = false
 			return sp.out(line, start, end, kindSplitMore)
@@ -116,15 +116,15 @@ func (sp *splitter) line(line []byte, start, end int64) error {
 		return sp.out(line, start, end, kindLine)
 	}
 	if !sp.split {
-		keep := max - len(sp.marker)
+		keep := lim - len(sp.marker)
 		copy(line[keep:], sp.marker) // the rest of the line is skipped anyway
-		return sp.out(line[:max], start, end, kindTruncated)
+		return sp.out(line[:lim], start, end, kindTruncated)
 	}
-	for len(line) > max {
-		if err := sp.piece(line[:max], start, start+int64(max)); err != nil {
+	for len(line) > lim {
+		if err := sp.piece(line[:lim], start, start+int64(lim)); err != nil {
 			return err
 		}
-		line, start = line[max:], start+int64(max)
+		line, start = line[lim:], start+int64(lim)
 	}
 	sp.splitting = false
 	return sp.out(line, start, end, kindSplitMore)

@@ -273,7 +273,11 @@ func (r *runner) consider(path string) {
 	if g == nil {
 		g = r.newFile(path, st)
 	} else {
+		wasGone := g.state == stGone
 		r.attach(g, path)
+		if wasGone && !r.ignored(st) {
+			r.enqueue(g) // open it: confirms its identity, and holds it against rotation
+		}
 	}
 	g.seenGen = r.scanGen
 	r.observe(g, st)
@@ -325,12 +329,21 @@ func (r *runner) newFile(path string, st fileStat) *file {
 	r.byPath[path] = f
 	r.live = append(r.live, f)
 	r.s.log.Debug("following file", "path", path, "file_id", inc.id, "offset", f.offset)
+	if !r.ignored(st) {
+		r.enqueue(f) // hold it open, so a rotation cannot take lines from us
+	}
 	return f
+}
+
+// ignored reports whether a file is older than IgnoreOlder.
+func (r *runner) ignored(st fileStat) bool {
+	io := r.cfg.IgnoreOlder
+	return io > 0 && r.now.Sub(time.Unix(0, st.mtime)) > io
 }
 
 // startOffset decides where a file without a checkpoint is read from.
 func (r *runner) startOffset(path string, st fileStat) int64 {
-	if io := r.cfg.IgnoreOlder; io > 0 && r.now.Sub(time.Unix(0, st.mtime)) > io {
+	if r.ignored(st) {
 		return st.size // old: counts as read
 	}
 	if !r.initialScan || r.cfg.StartAt == StartAtBeginning {
@@ -703,6 +716,10 @@ func (r *runner) reborn(f *file, path string, st fileStat) *file {
 	r.s.log.Info("inode reused by a new file; reading it from the start", "path", path, "old_file_id", f.inc.id)
 	r.forget(f)
 	g := r.newFile(path, st)
+	if g.inQueue { // the caller opens it now
+		g.inQueue = false
+		r.dropWaiting(g)
+	}
 	g.offset = 0
 	g.offsetA.Store(0)
 	g.inc.committed.Store(0)

@@ -78,7 +78,7 @@ type Source struct {
 	lastCPWarn time.Time
 
 	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
-	filesOpen, filesWaiting                                                                         atomic.Int64
+	filesOpen, filesWaiting                                                                          atomic.Int64
 }
 
 // New checks cfg and prepares a source; nothing runs until Run.
