@@ -263,7 +263,7 @@ func TestSymlink_RetargetedSymlinkFollowsNewTarget(t *testing.T) {
 	tmp := filepath.Join(dir, "current.tmp")
 	require.NoError(t, os.Symlink(t2, tmp))
 	require.NoError(t, os.Rename(tmp, p)) // atomic retarget
-	w1.write(20)                           // late lines of the old target
+	w1.write(20)                          // late lines of the old target
 	for i := 0; i < 10; i++ {
 		w2.write(20)
 		pace()
