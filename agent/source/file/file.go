@@ -88,6 +88,8 @@ type file struct {
 	lastGrowth time.Time
 	detachedAt time.Time
 	turnBytes  int64 // read since the descriptor was given (fair share)
+	caughtUp   bool  // reached the end since the descriptor was given
+	admitted   time.Time
 	seenGen    uint64
 }
 

@@ -22,9 +22,12 @@ const (
 	// turnBudget is how much one file may read before the loop looks at
 	// events, timers and the other files.
 	turnBudget = 4 << 20
-	// fairShare is how much a file may read while others wait for a
-	// descriptor before it yields its own.
-	fairShare = 16 << 20
+	// fairShare and fairTime bound a file's turn with a descriptor while
+	// other files wait for one (a file that caught up with its writer yields
+	// at once): the files written fastest cannot starve the others, even when
+	// the source cannot keep up with them.
+	fairShare = 8 << 20
+	fairTime  = 250 * time.Millisecond
 	// minScanGap bounds how often events may trigger a full scan.
 	minScanGap = 100 * time.Millisecond
 	// timerCheckEvery bounds how often per-file timers are checked while
@@ -672,8 +675,8 @@ func (r *runner) open(f *file) {
 	f.fd = fd
 	r.nOpen++
 	r.setState(f, stOpen)
-	f.hot, f.eof = true, false
-	f.lastGrowth = r.now
+	f.hot, f.eof, f.caughtUp = true, false, false
+	f.lastGrowth, f.admitted = r.now, r.now
 	f.turnBytes = 0
 	if truncated || st.size < f.offset {
 		r.truncated(f)
@@ -786,14 +789,15 @@ func (r *runner) schedule() {
 		if f.state != stOpen || f.fd == nil {
 			continue // a rotated file holds its descriptor: nothing else can reach its data
 		}
-		atEnd := f.eof && !f.hot
-		if !atEnd && f.turnBytes < fairShare {
+		// Its turn ends once it caught up with its writer, or had its
+		// share while others wait.
+		if !f.caughtUp && f.turnBytes < fairShare && r.now.Sub(f.admitted) < fairTime {
 			continue
 		}
 		r.closeFD(f)
 		r.setState(f, stIdle)
-		if !atEnd {
-			r.enqueue(f) // back of the queue
+		if f.hot || !f.eof {
+			r.enqueue(f) // more to read: back of the queue
 		}
 		want--
 	}
@@ -903,7 +907,7 @@ func (r *runner) readTurn(f *file) (int64, error) {
 		return total, nil
 	}
 	f.hot = false
-	f.eof = true
+	f.eof, f.caughtUp = true, true
 	f.size = max(f.size, f.offset)
 	if total == 0 {
 		if st, err := statFile(f.fd); err == nil {

@@ -1,0 +1,200 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path, Settings{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func entry(off int64) Entry {
+	return Entry{Offset: off, Path: "/var/log/a.log", LastSeen: time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC), Dev: 1, Ino: 2,
+		Birth: 7, Fingerprint: "0011223344556677", FingerprintLen: 1024}
+}
+
+func TestStore_RoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "checkpoints.json") // the directory is created
+	s := open(t, path)
+	s.Set("src", "1:2:x", entry(10))
+	s.Set("other", "3:4:y", entry(20))
+	scanned := time.Date(2025, 2, 3, 4, 5, 6, 7, time.UTC)
+	s.SetScannedAt("src", scanned)
+	require.NoError(t, s.Flush())
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "Close is idempotent")
+	require.ErrorIs(t, s.Flush(), ErrClosed)
+
+	s2 := open(t, path)
+	e, ok := s2.Get("src", "1:2:x")
+	require.True(t, ok)
+	require.Equal(t, entry(10), e)
+	require.Equal(t, map[string]Entry{"3:4:y": entry(20)}, s2.Entries("other"))
+	require.True(t, scanned.Equal(s2.ScannedAt("src")))
+	require.ElementsMatch(t, []string{"src", "other"}, s2.Sources())
+	require.Equal(t, 2, s2.Stats().Entries)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+}
+
+// Flush writes only when something changed; no temp files are left.
+func TestStore_FlushWritesOnlyChangesAtomically(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.json")
+	s := open(t, path)
+	require.NoError(t, s.Flush())
+	require.Zero(t, s.Stats().Writes, "nothing to write")
+	s.Set("s", "a", entry(1))
+	require.NoError(t, s.Flush())
+	require.NoError(t, s.Flush())
+	s.Set("s", "a", entry(1)) // same value
+	require.NoError(t, s.Flush())
+	require.Equal(t, uint64(1), s.Stats().Writes)
+	s.Set("s", "a", entry(2))
+	require.NoError(t, s.Flush())
+	require.Equal(t, uint64(2), s.Stats().Writes)
+	names, err := filepath.Glob(filepath.Join(dir, "*"))
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{path, path + ".lock"}, names)
+	var ff map[string]any
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &ff))
+	require.Equal(t, float64(1), ff["version"])
+}
+
+func TestCheckpoint_CorruptFileIsMovedAsideAndStoreStartsEmpty(t *testing.T) {
+	for _, tc := range []struct{ name, content string }{
+		{"torn", `{"version":1,"sources":{"s":{"files":{"a":{"offset":1`},
+		{"garbage", "\x00\x01not json"},
+		{"wrong version", `{"version":99,"sources":{}}`},
+		{"negative offset", `{"version":1,"sources":{"s":{"files":{"a":{"offset":-5}}}}}`},
+		{"null source", `{"version":1,"sources":{"s":null}}`},
+		{"empty", ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cp.json")
+			require.NoError(t, os.WriteFile(path, []byte(tc.content), 0o600))
+			s := open(t, path) // never fails over content
+			require.Empty(t, s.Sources())
+			require.Equal(t, uint64(1), s.Stats().LoadErrors)
+			kept, err := os.ReadFile(path + ".corrupt")
+			require.NoError(t, err)
+			require.Equal(t, tc.content, string(kept))
+			require.ErrorIs(t, s.Load(), os.ErrNotExist, "moved aside")
+			// The next flush writes a good file.
+			s.Set("s", "a", entry(3))
+			require.NoError(t, s.Flush())
+			require.NoError(t, s.Close())
+			s2 := open(t, path)
+			e, ok := s2.Get("s", "a")
+			require.True(t, ok)
+			require.Equal(t, int64(3), e.Offset)
+		})
+	}
+}
+
+func TestStore_LoadReportsCorruption(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	s := open(t, path)
+	require.ErrorIs(t, s.Load(), os.ErrNotExist)
+	require.NoError(t, os.WriteFile(path, []byte("{"), 0o600))
+	require.ErrorIs(t, s.Load(), ErrCorrupt)
+}
+
+func TestStore_SecondOpenIsLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	s := open(t, path)
+	_, err := Open(path, Settings{})
+	require.ErrorIs(t, err, ErrLocked)
+	require.NoError(t, s.Close())
+	s2, err := Open(path, Settings{})
+	require.NoError(t, err)
+	require.NoError(t, s2.Close())
+}
+
+func TestStore_PruneDeleteAndDropSource(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "cp.json"))
+	now := time.Now()
+	old, fresh := entry(1), entry(2)
+	old.LastSeen, fresh.LastSeen = now.Add(-48*time.Hour), now
+	s.Set("s", "old", old)
+	s.Set("s", "fresh", fresh)
+	s.Set("t", "x", old)
+	require.Equal(t, 1, s.Prune("s", now.Add(-24*time.Hour)))
+	require.Equal(t, []string{"fresh"}, keys(s.Entries("s")))
+	s.Delete("s", "fresh")
+	s.Delete("s", "missing")
+	require.Empty(t, s.Entries("s"))
+	s.DropSource("t")
+	require.Empty(t, s.Entries("t"))
+	require.Zero(t, s.Stats().Entries)
+}
+
+func keys(m map[string]Entry) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// A failed write is returned and counted; the state stays in memory and the
+// next Flush writes it.
+func TestStore_WriteErrorIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.json")
+	s := open(t, path)
+	s.Set("s", "a", entry(1))
+	// A directory where the file should be makes the rename fail.
+	require.NoError(t, os.Mkdir(path, 0o700))
+	require.Error(t, s.Flush())
+	require.Equal(t, uint64(1), s.Stats().WriteErrors)
+	require.NoError(t, os.Remove(path))
+	require.NoError(t, s.Flush())
+	require.Equal(t, uint64(1), s.Stats().Writes)
+	names, err := filepath.Glob(filepath.Join(dir, "*.tmp-*"))
+	require.NoError(t, err)
+	require.Empty(t, names, "temp files are cleaned up")
+}
+
+func TestStore_ConcurrentUse(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "cp.json"))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := range 200 {
+				s.Set("s", string(rune('a'+i)), entry(int64(j)))
+				if j%50 == 0 {
+					_ = s.Flush()
+				}
+				_, _ = s.Get("s", "a")
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, s.Flush())
+	require.Len(t, s.Entries("s"), 4)
+}
+
+func TestStore_EmptyPath(t *testing.T) {
+	_, err := Open("", Settings{})
+	require.Error(t, err)
+}
