@@ -162,6 +162,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 				fr.sources = append(fr.sources, src)
 			}
 		}
+		if fc.SpoolBypass && len(fr.sources) > 0 && allReplayable(fr.sources) {
+			q := newDirectQueue()
+			fl.direct = q
+			fl.directOK.Store(true)
+			fr.sender.direct = q
+		}
 	}
 	a.registerStateMetrics()
 
@@ -174,6 +180,17 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		defer ad.close()
 	}
 	return a.run(ctx, dlq)
+}
+
+// allReplayable reports whether every source can read its records again
+// after a crash (it checkpoints only what the agent committed).
+func allReplayable(srcs []source.Source) bool {
+	for _, s := range srcs {
+		if _, ok := s.(source.Committer); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *Agent) outputUsed(name string) bool {
@@ -223,16 +240,18 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		default:
 		}
 	}
+	var timers sync.WaitGroup
 	for _, fr := range a.flows {
-		bg.Add(2)
+		bg.Add(1)
 		go func() {
 			defer bg.Done()
 			if err := fr.sender.run(sendCtx); err != nil {
 				fail(err)
 			}
 		}()
+		timers.Add(1)
 		go func() {
-			defer bg.Done()
+			defer timers.Done()
 			if err := fr.flow.runTimers(timerCtx, a.cfg.Checkpoint.Interval); err != nil {
 				fail(err)
 			}
@@ -280,9 +299,13 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	stopSources()
 	srcWG.Wait()
 
-	// Everything the sources emitted goes to the spool, durably.
+	// Everything the sources emitted goes to the spool, durably (or, in
+	// once mode, on to the destination directly).
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout+time.Second)
 	for _, fr := range a.flows {
+		if !drainForever {
+			fr.flow.directOK.Store(false)
+		}
 		if err := fr.flow.flushAll(flushCtx); err != nil {
 			a.log.Error("flushing aggregates at shutdown; their records will be read again after a restart", "flow", fr.cfg.Name, "error", err)
 		}
@@ -303,8 +326,16 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		cancel()
 	}
 	stopSend()
-	stopTimers()
 	bg.Wait()
+	for _, fr := range a.flows {
+		fr.flow.directOK.Store(false)
+		fr.sender.drainDirect()
+		if err := fr.spool.Sync(); err != nil {
+			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
+		}
+	}
+	stopTimers()
+	timers.Wait()
 	for _, fr := range a.flows {
 		fr.flow.commit(time.Now())
 	}

@@ -118,6 +118,10 @@ type FlowConfig struct {
 	Output       string            `yaml:"output"`
 	Failover     string            `yaml:"failover"`
 	PartitionKey string            `yaml:"partition_key"` // random|deterministic
+	// SpoolBypass lets aggregates go to the output in memory while it keeps
+	// up, writing to the spool only what is not delivered at the first
+	// attempt. Only for flows whose sources can replay (files).
+	SpoolBypass bool `yaml:"spool_bypass"`
 	Aggregation  AggregationConfig `yaml:"aggregation"`
 	Sender       SenderConfig      `yaml:"sender"`
 }
@@ -173,6 +177,7 @@ func DefaultConfig() Config {
 func DefaultFlowConfig() FlowConfig {
 	return FlowConfig{
 		PartitionKey: PartitionKeyRandom,
+		SpoolBypass:  true,
 		Aggregation: AggregationConfig{
 			MaxBytes: 51200, // the KPL's AggregationMaxSize
 			// The KPL's default count limit is effectively unlimited; size

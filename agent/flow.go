@@ -37,6 +37,8 @@ type flow struct {
 	rng       *rand.PCG
 	pkPool    []string        // random partition keys, drawn from per record
 	clock     atomic.Int64    // coarse now (unix nanos), advanced by runTimers
+	direct    *directQueue    // nil: every aggregate goes through the spool
+	directOK  atomic.Bool     // the direct path is open (closed during shutdown)
 	appendTo  context.Context // the context of the Append in progress (emit's or shutdown's)
 	appendErr error
 }
@@ -155,19 +157,28 @@ func (f *flow) partitionKey(data []byte) string {
 // onAggregate appends a closed aggregate to the spool. Called by the builder
 // under f.mu.
 func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
+	if f.direct != nil && f.directOK.Load() {
+		if tk := f.direct.offer(a); tk != nil {
+			f.metrics.aggregates.Inc()
+			f.metrics.aggregatedRecords.Add(float64(a.Count))
+			f.metrics.direct.Inc()
+			f.tracker.closed(group, 0, tk, true)
+			return nil
+		}
+	}
 	f.entry = a.AppendEntry(f.entry[:0])
 	id, err := f.spool.Append(f.appendTo, f.entry)
 	switch {
 	case err == nil:
 		f.metrics.aggregates.Inc()
 		f.metrics.aggregatedRecords.Add(float64(a.Count))
-		f.tracker.closed(group, id, true)
+		f.tracker.closed(group, id, nil, true)
 		return nil
 	case errors.Is(err, spool.ErrFull):
 		// when_full: drop_newest. Counted; the records no longer hold the
 		// checkpoint back, as the operator chose.
 		f.metrics.dropped("spool_full").Add(float64(a.Count))
-		f.tracker.closed(group, 0, false)
+		f.tracker.closed(group, 0, nil, false)
 		return nil
 	case errors.Is(err, spool.ErrTooLarge):
 		if derr := f.dlq.writeAggregate(f.name, "", "spool_entry_too_large: "+err.Error(), a); derr != nil {
@@ -175,7 +186,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 			return derr
 		}
 		f.metrics.dropped("rejected").Add(float64(a.Count))
-		f.tracker.closed(group, 0, false)
+		f.tracker.closed(group, 0, nil, false)
 		return nil
 	default:
 		f.appendErr = fmt.Errorf("flow %s: spool append: %w", f.name, err)

@@ -119,11 +119,11 @@ func TestTracker_OutOfOrderGroupsHoldTheEarliestStart(t *testing.T) {
 	tr.add("s", &c, source.Cursor{FileID: "A", Start: 0, Offset: 10}, 0, now)
 	tr.add("s", &c, source.Cursor{FileID: "A", Start: 10, Offset: 20}, 1, now)
 	tr.add("s", &c, source.Cursor{FileID: "A", Start: 20, Offset: 30}, 0, now)
-	tr.closed(1, 1, true) // group 1 (record at 10) reaches the spool first
+	tr.closed(1, 1, nil, true) // group 1 (record at 10) reaches the spool first
 	tr.commit(1, now, time.Hour)
 	off, _ := c.of("A")
 	require.Equal(t, int64(0), off, "group 0 still holds the record at 0")
-	tr.closed(0, 2, true)
+	tr.closed(0, 2, nil, true)
 	tr.commit(1, now, time.Hour)
 	off, _ = c.of("A")
 	require.Equal(t, int64(0), off, "group 0 is in the spool but not durable")

@@ -23,6 +23,8 @@ type metrics struct {
 	sendDuration *prometheus.HistogramVec
 	failovers    *prometheus.CounterVec
 	undecodable  *prometheus.CounterVec
+	direct       *prometheus.CounterVec
+	spilled      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -40,6 +42,9 @@ func newMetrics() *metrics {
 		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"output"})
 	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_failovers_total", Help: "Switches from a flow's primary output to its failover."}, []string{"flow"})
 	m.undecodable = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_spool_undecodable_entries_total", Help: "Spool entries that passed their checksum but could not be parsed (dead-lettered)."}, []string{"flow"})
+	m.direct = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_aggregates_total", Help: "Aggregates handed to the sender in memory, skipping the spool (the destination kept up)."}, []string{"flow"})
+	m.spilled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_spilled_total", Help: "Aggregates sent directly but not delivered at the first attempt, written to the spool."}, []string{"flow"})
+	m.reg.MustRegister(m.direct, m.spilled)
 	m.reg.MustRegister(m.sourceRecords, m.sourceBytes, m.dropped, m.aggregates, m.aggregatedRecords,
 		m.sent, m.requests, m.retries, m.deadLettered, m.sendDuration, m.failovers, m.undecodable,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -58,12 +63,13 @@ func (m *metrics) source(name string) *sourceMetrics {
 type flowMetrics struct {
 	m                 *metrics
 	name              string
+	direct            prometheus.Counter
 	aggregates        prometheus.Counter
 	aggregatedRecords prometheus.Counter
 }
 
 func (m *metrics) flow(name string) *flowMetrics {
-	return &flowMetrics{m: m, name: name, aggregates: m.aggregates.WithLabelValues(name), aggregatedRecords: m.aggregatedRecords.WithLabelValues(name)}
+	return &flowMetrics{m: m, name: name, direct: m.direct.WithLabelValues(name), aggregates: m.aggregates.WithLabelValues(name), aggregatedRecords: m.aggregatedRecords.WithLabelValues(name)}
 }
 
 func (f *flowMetrics) dropped(reason string) prometheus.Counter {
@@ -94,8 +100,12 @@ func (o *outputMetrics) retries(class string) prometheus.Counter {
 type senderMetrics struct {
 	failovers   prometheus.Counter
 	undecodable prometheus.Counter
+	spilled     prometheus.Counter
+	droppedFull prometheus.Counter
 }
 
 func (m *metrics) sender(flow string) *senderMetrics {
-	return &senderMetrics{failovers: m.failovers.WithLabelValues(flow), undecodable: m.undecodable.WithLabelValues(flow)}
+	return &senderMetrics{failovers: m.failovers.WithLabelValues(flow), undecodable: m.undecodable.WithLabelValues(flow),
+		spilled: m.spilled.WithLabelValues(flow),
+		droppedFull: m.dropped.WithLabelValues(flow, "spool_full")}
 }

@@ -39,6 +39,12 @@ type sender struct {
 
 	lastWarn atomic.Int64 // unix nanos of the last retry warning (rate limit)
 	inFlight atomic.Int64 // entries read from the spool, not yet acked
+
+	// direct carries aggregates that skip the spool while the destination
+	// keeps up (see direct.go); nil when the flow's sources cannot replay.
+	direct *directQueue
+	// slots bounds the Sends in flight across spool and direct workers.
+	slots chan struct{}
 }
 
 type outputState struct {
@@ -46,21 +52,34 @@ type outputState struct {
 	metrics *outputMetrics
 }
 
-// batch is a set of spool entries handed to one Send.
+// batch is a set of entries handed to one Send: spool entries (ids), or
+// aggregates that skipped the spool (items).
 type batch struct {
-	ids  []spool.ID
-	aggs []aggregate.Aggregate
-	buf  []byte // backing storage of the entries
+	ids   []spool.ID
+	items []*directItem
+	aggs  []aggregate.Aggregate
+	buf   []byte // backing storage of the spool entries
 }
 
 func (s *sender) run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errc := make(chan error, s.cfg.Concurrency)
-	for range s.cfg.Concurrency {
+	workers := s.cfg.Concurrency
+	if s.direct != nil {
+		workers *= 2
+	}
+	s.slots = make(chan struct{}, s.cfg.Concurrency)
+	errc := make(chan error, workers)
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.worker(ctx); err != nil {
+			var err error
+			if i < s.cfg.Concurrency {
+				err = s.worker(ctx)
+			} else {
+				err = s.directWorker(ctx)
+			}
+			if err != nil {
 				errc <- err
 			}
 		}()
@@ -69,6 +88,18 @@ func (s *sender) run(ctx context.Context) error {
 	close(errc)
 	return <-errc
 }
+
+// acquire takes one of the Concurrency send slots.
+func (s *sender) acquire(ctx context.Context) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *sender) release() { <-s.slots }
 
 func (s *sender) worker(ctx context.Context) error {
 	var b batch
@@ -79,7 +110,11 @@ func (s *sender) worker(ctx context.Context) error {
 			}
 			return fmt.Errorf("flow %s: read spool: %w", s.flow, err)
 		}
+		if !s.acquire(ctx) {
+			return nil // the batch stays unacknowledged in the spool
+		}
 		s.deliver(ctx, &b)
+		s.release()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -146,8 +181,18 @@ func (s *sender) ack(id spool.ID) {
 	}
 }
 
+// done releases entry i of b: delivered or dead-lettered.
+func (s *sender) done(b *batch, i int) {
+	if b.items != nil {
+		b.items[i].ticket.markDone()
+		return
+	}
+	s.ack(b.ids[i])
+}
+
 // deliver sends b until every entry is delivered or dead-lettered, or ctx
-// ends (the rest stays in the spool).
+// ends (the rest stays in the spool). A direct batch is not retried in
+// memory: what is not delivered at the first try goes to the spool.
 func (s *sender) deliver(ctx context.Context, b *batch) {
 	start := time.Now()
 	pending := make([]int, len(b.aggs))
@@ -170,11 +215,14 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 			o.metrics.sent.Add(float64(sub.UserRecords()))
 			o.metrics.requests("ok").Inc()
 			for _, i := range pending {
-				s.ack(b.ids[i])
+				s.done(b, i)
 			}
 			return
 		}
 		if ctx.Err() != nil {
+			if b.items != nil {
+				s.spill(b, pending)
+			}
 			return
 		}
 		var pe *outputs.PartialError
@@ -197,7 +245,7 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 					continue
 				}
 				o.metrics.sent.Add(float64(b.aggs[i].Count))
-				s.ack(b.ids[i])
+				s.done(b, i)
 			}
 			o.metrics.requests("partial").Inc()
 			if outputs.IsPermanent(pe.Err) {
@@ -237,6 +285,12 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 			class = "partial"
 		}
 		o.metrics.retries(class).Add(float64(len(pending)))
+		if b.items != nil {
+			// The destination is not keeping up: the rest waits on disk.
+			s.spill(b, pending)
+			s.warnRetry(o, err, 0, len(pending))
+			return
+		}
 		s.warnRetry(o, err, delay, len(pending))
 		if !sleepCtx(ctx, delay) {
 			return
@@ -246,13 +300,16 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 
 func (s *sender) deadLetter(o *outputState, b *batch, i int, reason string) {
 	if err := s.dlq.writeAggregate(s.flow, o.out.Name(), reason, &b.aggs[i]); err != nil {
-		// Not acked: the entry stays in the spool and is retried after a
-		// restart rather than lost.
+		// Not released: the entry stays in (or goes to) the spool and is
+		// retried after a restart rather than lost.
 		s.log.Error("cannot write the dead-letter file; the entry stays in the spool", "error", err)
+		if b.items != nil {
+			s.spill(b, []int{i})
+		}
 		return
 	}
 	o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
-	s.ack(b.ids[i])
+	s.done(b, i)
 }
 
 // backoff is exponential with full jitter: uniform in [0, min(max, initial·2^n)].

@@ -23,12 +23,13 @@ import (
 // scripted is an output whose every Send answers with the next function of
 // its script (the last one repeats); it records what it delivered.
 type scripted struct {
-	name   string
-	mu     sync.Mutex
-	script []func(b outputs.Batch) error
-	calls  int
-	times  []time.Time
-	got    map[string]int // user record -> deliveries
+	name    string
+	mu      sync.Mutex
+	script  []func(b outputs.Batch) error
+	calls   int
+	times   []time.Time
+	got     map[string]int // entry body -> deliveries
+	records int            // user records delivered
 }
 
 func newScripted(name string, script ...func(b outputs.Batch) error) *scripted {
@@ -56,6 +57,7 @@ func (s *scripted) Send(_ context.Context, b outputs.Batch) error {
 	for i := range b.Records {
 		if !failed[i] {
 			s.got[string(b.Records[i].Body)]++
+			s.records += b.Records[i].Count
 		}
 	}
 	return err

@@ -45,7 +45,15 @@ type openGroup struct {
 
 type pendingAgg struct {
 	id       spool.ID
+	t        *ticket // set for an aggregate sent directly (id unused)
 	minStart int64
+}
+
+func (p pendingAgg) durable(d spool.ID) bool {
+	if p.t != nil {
+		return p.t.durable(d)
+	}
+	return p.id <= d
 }
 
 func newTracker() *tracker {
@@ -87,10 +95,10 @@ func (t *tracker) add(src string, committer source.Committer, c source.Cursor, g
 	t.groups[group] = append(t.groups[group], ft)
 }
 
-// closed notes that group's aggregate went to the spool as id. ok false means
-// the aggregate was not kept (a counted drop): its records no longer hold
-// the checkpoint back.
-func (t *tracker) closed(group int, id spool.ID, ok bool) {
+// closed notes that group's aggregate went to the spool as id, or was sent
+// directly under tk. ok false means the aggregate was not kept (a counted
+// drop): its records no longer hold the checkpoint back.
+func (t *tracker) closed(group int, id spool.ID, tk *ticket, ok bool) {
 	if group < 0 || group >= len(t.groups) {
 		return
 	}
@@ -100,7 +108,7 @@ func (t *tracker) closed(group int, id spool.ID, ok bool) {
 				continue
 			}
 			if ok {
-				ft.pending = append(ft.pending, pendingAgg{id: id, minStart: o.minStart})
+				ft.pending = append(ft.pending, pendingAgg{id: id, t: tk, minStart: o.minStart})
 			}
 			ft.open = append(ft.open[:i], ft.open[i+1:]...)
 			break
@@ -114,13 +122,15 @@ func (t *tracker) closed(group int, id spool.ID, ok bool) {
 // in flight are forgotten.
 func (t *tracker) commit(durable spool.ID, now time.Time, forget time.Duration) {
 	for k, ft := range t.files {
-		n := 0
-		for n < len(ft.pending) && ft.pending[n].id <= durable {
-			n++
+		// Drop what became durable (direct sends finish in any order).
+		keep := ft.pending[:0]
+		for _, p := range ft.pending {
+			if !p.durable(durable) {
+				keep = append(keep, p)
+			}
 		}
-		if n > 0 {
-			ft.pending = append(ft.pending[:0], ft.pending[n:]...)
-		}
+		clear(ft.pending[len(keep):])
+		ft.pending = keep
 		off := ft.lastEnd
 		for _, o := range ft.open {
 			off = min(off, o.minStart)
