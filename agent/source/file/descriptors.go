@@ -1,0 +1,272 @@
+package file
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// poll checks every open file for growth, truncation and deletion.
+func (r *runner) poll() {
+	r.nextPoll = r.now.Add(r.cfg.PollInterval)
+	for i := 0; i < len(r.live); i++ {
+		f := r.live[i]
+		if f.fd == nil {
+			continue
+		}
+		st, err := statFile(f.fd)
+		if err != nil {
+			continue
+		}
+		r.checkOpen(f, st, true)
+	}
+}
+
+// checkOpen acts on a fresh fstat of an open file.
+func (r *runner) checkOpen(f *file, st fileStat, recheck bool) {
+	f.size = st.size
+	f.sizeA.Store(st.size)
+	if st.size < f.offset {
+		r.truncated(f)
+		return
+	}
+	if recheck && st.size != f.pollSize && f.fp.n > 0 {
+		// Truncated and rewritten past our offset between two looks?
+		if ok, err := f.fp.matches(f.fd, r.fpBuf); err == nil && !ok {
+			r.truncated(f)
+			return
+		}
+	}
+	f.pollSize = st.size
+	if st.size > f.offset {
+		f.hot = true
+	}
+	if st.nlink == 0 && f.state == stOpen {
+		path := f.path
+		r.lose(f)
+		r.consider(path) // recreated already?
+	}
+}
+
+// truncated restarts a file whose size fell below the read offset
+// (copytruncate) or whose first bytes changed: what was read of its old
+// content is emitted, and reading restarts at 0 under a new FileID.
+func (r *runner) truncated(f *file) {
+	if err := r.flushPending(f); err != nil {
+		r.deferErr(err)
+	}
+	r.c.truncations++
+	inc := &incarnation{id: newFileID(f.key), f: f}
+	var fp fingerprint
+	if f.fd != nil {
+		fp, _ = readFingerprint(f.fd, r.cfg.FingerprintBytes, r.fpBuf)
+		if _, err := f.fd.Seek(0, io.SeekStart); err != nil {
+			r.s.log.Warn("seek after truncation", "path", f.path, "error", err)
+		}
+	}
+	r.s.mu.Lock()
+	old := f.inc
+	delete(r.s.byID, old.id)
+	r.s.dropped = append(r.s.dropped, old.id)
+	r.s.byID[inc.id] = inc
+	f.inc = inc
+	f.fp = fp
+	r.s.mu.Unlock()
+	r.s.log.Info("file truncated; reading it again from the start", "path", f.path, "old_file_id", old.id, "file_id", inc.id)
+	f.offset, f.pollSize = 0, 0
+	f.offsetA.Store(0)
+	f.spill = f.spill[:0]
+	f.sp.reset()
+	f.hot, f.eof = true, false
+}
+
+// open gives f a descriptor and confirms its identity.
+func (r *runner) open(f *file) {
+	path := f.path
+	fd, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			r.lose(f)
+			return
+		}
+		if !f.failed {
+			f.failed = true
+			r.s.log.Warn("cannot open file", "path", path, "error", err)
+		}
+		r.setState(f, stIdle)
+		return
+	}
+	st, err := statFile(fd)
+	if err != nil {
+		_ = fd.Close()
+		r.setState(f, stIdle)
+		return
+	}
+	if st.key != f.key {
+		_ = fd.Close()
+		r.lose(f)
+		r.consider(path)
+		return
+	}
+	f.failed = false
+	truncated := false
+	if f.birth != 0 && st.birth != 0 && f.birth != st.birth {
+		f = r.reborn(f, path, st) // inode reused by a new file
+	} else if ok, err := f.fp.matches(fd, r.fpBuf); err == nil && !ok {
+		if f.birth != 0 && f.birth == st.birth {
+			truncated = true // same file, new content
+		} else {
+			f = r.reborn(f, path, st) // inode reused, or rewritten: either way new
+		}
+	}
+	f.fd = fd
+	r.nOpen++
+	r.setState(f, stOpen)
+	f.hot, f.eof, f.caughtUp = true, false, false
+	f.lastGrowth, f.admitted = r.now, r.now
+	f.turnBytes = 0
+	if truncated || st.size < f.offset {
+		r.truncated(f)
+	} else if _, err := fd.Seek(f.offset, io.SeekStart); err != nil {
+		r.s.log.Warn("seek", "path", path, "error", err)
+	}
+	f.size, f.pollSize = st.size, st.size
+	r.fingerprint(f)
+	r.resolve(f)
+}
+
+// resolve notes the target of an open file reached through a symlink, so
+// events in the target's directory reach it.
+func (r *runner) resolve(f *file) {
+	if f.realPath != "" {
+		delete(r.byReal, f.realPath)
+		f.realPath = ""
+	}
+	if f.fd == nil || f.path == "" {
+		return
+	}
+	lfi, err := os.Lstat(f.path)
+	if err != nil || lfi.Mode()&fs.ModeSymlink == 0 {
+		return
+	}
+	real, err := filepath.EvalSymlinks(f.path)
+	if err != nil {
+		return
+	}
+	f.realPath = real
+	r.byReal[real] = f
+	if r.watch != nil && !r.watch.dirs[filepath.Dir(real)] {
+		r.scanWanted = true // watch the target's directory too
+	}
+}
+
+// reborn replaces f, whose inode now holds another file, with a new file at
+// path read from the beginning.
+func (r *runner) reborn(f *file, path string, st fileStat) *file {
+	r.s.log.Info("inode reused by a new file; reading it from the start", "path", path, "old_file_id", f.inc.id)
+	r.forget(f)
+	g := r.newFile(path, st)
+	if g.inQueue { // the caller opens it now
+		g.inQueue = false
+		r.dropWaiting(g)
+	}
+	g.offset = 0
+	g.offsetA.Store(0)
+	g.inc.committed.Store(0)
+	return g
+}
+
+// fingerprint extends f's fingerprint while the file is shorter than
+// FingerprintBytes was.
+func (r *runner) fingerprint(f *file) {
+	if f.fd == nil || f.fp.n >= r.cfg.FingerprintBytes || f.size <= int64(f.fp.n) {
+		return
+	}
+	fp, err := readFingerprint(f.fd, r.cfg.FingerprintBytes, r.fpBuf)
+	if err != nil {
+		return
+	}
+	r.s.mu.Lock()
+	f.fp = fp
+	r.s.mu.Unlock()
+}
+
+func (r *runner) setState(f *file, st state) {
+	if f.state == st {
+		return
+	}
+	r.s.mu.Lock()
+	f.state = st
+	r.s.mu.Unlock()
+}
+
+func (r *runner) enqueue(f *file) {
+	if f.inQueue || f.fd != nil || f.path == "" {
+		return
+	}
+	f.inQueue = true
+	r.setState(f, stWaiting)
+	r.waitq = append(r.waitq, f)
+}
+
+// closeFD releases f's descriptor (it keeps its path and position).
+func (r *runner) closeFD(f *file) {
+	if f.fd == nil {
+		return
+	}
+	_ = f.fd.Close()
+	f.fd = nil
+	r.nOpen--
+	if f.realPath != "" {
+		delete(r.byReal, f.realPath)
+		f.realPath = ""
+	}
+}
+
+// schedule hands descriptors to waiting files, taking them from open files
+// that are at their end or had their share.
+func (r *runner) schedule() {
+	r.admit()
+	if len(r.waitq) == 0 {
+		return
+	}
+	want := len(r.waitq)
+	for i := 0; i < len(r.live) && want > 0; i++ {
+		f := r.live[i]
+		if f.state != stOpen || f.fd == nil {
+			continue // a rotated file holds its descriptor: nothing else can reach its data
+		}
+		// Its turn ends once it caught up with its writer, or had its
+		// share while others wait.
+		if !f.caughtUp && f.turnBytes < fairShare && r.now.Sub(f.admitted) < fairTime {
+			continue
+		}
+		r.closeFD(f)
+		r.setState(f, stIdle)
+		if f.hot || !f.eof {
+			r.enqueue(f) // more to read: back of the queue
+		}
+		want--
+	}
+	r.admit()
+}
+
+func (r *runner) admit() {
+	for len(r.waitq) > 0 && r.nOpen < r.cfg.MaxOpenFiles {
+		f := r.waitq[0]
+		r.waitq = r.waitq[1:]
+		if !f.inQueue {
+			continue
+		}
+		f.inQueue = false
+		if f.path == "" || f.fd != nil {
+			continue
+		}
+		r.open(f)
+	}
+	if len(r.waitq) == 0 {
+		r.waitq = r.waitq[:0:0]
+	}
+}

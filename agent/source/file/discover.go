@@ -1,0 +1,365 @@
+package file
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// scan expands the patterns, attaches what it finds and notices paths that
+// are gone.
+func (r *runner) scan() {
+	r.scanGen++
+	r.scanWanted = false
+	q0 := len(r.waitq)
+	dirs := map[string]bool{}
+	r.s.m.walk(r.consider, func(d string) { dirs[d] = true })
+	for p, f := range r.byPath {
+		if f.seenGen != r.scanGen {
+			r.consider(p) // not listed (gone, or its directory unreadable): look at it directly
+		}
+	}
+	// The files found waiting in this scan take turns most recently written
+	// first.
+	slices.SortStableFunc(r.waitq[q0:], func(a, b *file) int {
+		switch {
+		case a.mtime > b.mtime:
+			return -1
+		case a.mtime < b.mtime:
+			return 1
+		}
+		return 0
+	})
+	for _, f := range r.live {
+		if f.realPath != "" {
+			dirs[filepath.Dir(f.realPath)] = true
+		}
+	}
+	if r.watch != nil && r.watch.sync(dirs) {
+		r.scanWanted = true // look again, now that the new directories are watched
+	}
+	r.lastScan = r.now
+	r.nextScan = r.now.Add(r.cfg.ScanInterval)
+	r.s.mu.Lock()
+	r.s.scannedAt = r.now
+	r.s.mu.Unlock()
+}
+
+// consider looks at a path that matches the patterns (or did).
+func (r *runner) consider(path string) {
+	f := r.byPath[path]
+	st, err := statPath(path)
+	if err != nil {
+		if f != nil && errors.Is(err, fs.ErrNotExist) {
+			r.lose(f)
+		}
+		return
+	}
+	if !st.regular {
+		return
+	}
+	if f != nil && f.key == st.key {
+		f.seenGen = r.scanGen
+		r.seen(f)
+		r.observe(f, st)
+		return
+	}
+	if f != nil {
+		r.lose(f) // the path leads to another file now
+	}
+	g := r.byKey[st.key]
+	if g != nil && g.path != "" && g.path != path {
+		// One file under two matching names (a link): follow it under the
+		// first while that still leads to it.
+		if gst, err := statPath(g.path); err == nil && gst.key == st.key {
+			g.seenGen = r.scanGen
+			return
+		}
+	}
+	if g == nil {
+		g = r.newFile(path, st)
+	} else {
+		wasGone := g.state == stGone
+		r.attach(g, path)
+		if wasGone && !r.ignored(st) {
+			r.enqueue(g) // open it: confirms its identity, and holds it against rotation
+		}
+	}
+	g.seenGen = r.scanGen
+	r.observe(g, st)
+}
+
+func (r *runner) seen(f *file) {
+	if r.now.Sub(f.lastSeen) >= r.refreshSeen {
+		r.s.mu.Lock()
+		f.lastSeen = r.now
+		r.s.mu.Unlock()
+	}
+}
+
+// observe notes a stat of f's path: does it need reading?
+func (r *runner) observe(f *file, st fileStat) {
+	f.size = st.size
+	f.sizeA.Store(st.size)
+	changed := f.mtime != 0 && st.mtime != f.mtime
+	f.mtime = st.mtime
+	if f.fd != nil {
+		if st.size != f.offset || changed {
+			f.hot = true
+		}
+		return
+	}
+	if st.size != f.offset || changed {
+		r.enqueue(f)
+	}
+}
+
+// newFile starts following a file no checkpoint knows.
+func (r *runner) newFile(path string, st fileStat) *file {
+	f := &file{key: st.key, birth: st.birth, mtime: st.mtime, size: st.size}
+	f.offset = r.startOffset(path, st)
+	f.lastGrowth = r.now
+	f.sp = r.newSplitter(f)
+	inc := &incarnation{id: newFileID(st.key), f: f}
+	inc.committed.Store(f.offset) // nothing before it will be emitted
+	f.offsetA.Store(f.offset)
+	f.sizeA.Store(st.size)
+	r.s.mu.Lock()
+	f.inc = inc
+	f.path = path
+	f.lastSeen = r.now
+	f.state = stIdle
+	r.s.byID[inc.id] = inc
+	r.s.mu.Unlock()
+	r.byKey[st.key] = f
+	r.byPath[path] = f
+	r.live = append(r.live, f)
+	r.s.log.Debug("following file", "path", path, "file_id", inc.id, "offset", f.offset)
+	if !r.ignored(st) {
+		r.enqueue(f) // hold it open, so a rotation cannot take lines from us
+	}
+	return f
+}
+
+// ignored reports whether a file is older than IgnoreOlder.
+func (r *runner) ignored(st fileStat) bool {
+	io := r.cfg.IgnoreOlder
+	return io > 0 && r.now.Sub(time.Unix(0, st.mtime)) > io
+}
+
+// startOffset decides where a file without a checkpoint is read from.
+func (r *runner) startOffset(path string, st fileStat) int64 {
+	if r.ignored(st) {
+		return st.size // old: counts as read
+	}
+	if !r.initialScan || r.cfg.StartAt == StartAtBeginning {
+		return 0 // appeared while we run
+	}
+	if st.birth != 0 && !r.prevScan.IsZero() && st.birth > r.prevScan.UnixNano() {
+		return 0 // appeared while the agent was down
+	}
+	return r.lastLineEnd(path, st.size)
+}
+
+// lastLineEnd returns the offset after the last newline in the file's last
+// MaxRecordBytes, so reading from the end starts at a line boundary (an
+// incomplete last line is read whole once it is complete).
+func (r *runner) lastLineEnd(path string, size int64) int64 {
+	fd, err := os.Open(path)
+	if err != nil {
+		return size
+	}
+	defer fd.Close()
+	if r.tailBuf == nil {
+		r.tailBuf = make([]byte, 64<<10)
+	}
+	buf := r.tailBuf[:min(int64(len(r.tailBuf)), size)]
+	limit := max(size-int64(r.cfg.MaxRecordBytes), 0)
+	for end := size; end > limit; {
+		start := max(end-int64(len(buf)), limit)
+		n, err := fd.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return size
+		}
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] == '\n' {
+				return start + int64(i) + 1
+			}
+		}
+		end = start
+	}
+	if limit == 0 {
+		return 0 // one incomplete line: all of it is what comes next
+	}
+	return size
+}
+
+func (r *runner) newSplitter(f *file) splitter {
+	return splitter{
+		max:    int(r.cfg.MaxRecordBytes),
+		marker: []byte(r.cfg.TruncateMarker),
+		split:  r.cfg.Oversize == OversizeSplit,
+		out: func(rec []byte, start, end int64, kind recordKind) error {
+			return r.record(f, rec, start, end, kind)
+		},
+	}
+}
+
+// attach follows a known file (from a checkpoint, or renamed) at path. Its
+// identity is confirmed when it is opened.
+func (r *runner) attach(f *file, path string) {
+	if f.path != "" {
+		delete(r.byPath, f.path)
+	}
+	r.s.mu.Lock()
+	f.path = path
+	f.lastSeen = r.now
+	switch f.state {
+	case stGone:
+		f.state = stIdle
+	case stDetached:
+		f.state = stOpen // renamed to a name we follow: keeps its position
+	}
+	r.s.mu.Unlock()
+	r.byPath[path] = f
+	if !slices.Contains(r.live, f) {
+		r.live = append(r.live, f)
+	}
+	if f.fd != nil {
+		f.hot = true
+		r.resolve(f)
+	}
+}
+
+// lose handles a file whose path no longer leads to it: renamed away or
+// deleted. An open file is read to its end first.
+func (r *runner) lose(f *file) {
+	if f.path == "" {
+		return
+	}
+	delete(r.byPath, f.path)
+	if f.realPath != "" {
+		delete(r.byReal, f.realPath)
+		f.realPath = ""
+	}
+	r.c.rotations++
+	r.s.mu.Lock()
+	f.lastPath, f.path = f.path, ""
+	f.lastSeen = r.now
+	if f.fd != nil {
+		f.state = stDetached
+	} else {
+		f.state = stGone
+	}
+	r.s.mu.Unlock()
+	if f.fd != nil {
+		f.detachedAt = r.now
+		f.hot = true
+		return
+	}
+	f.inQueue = false
+	r.dropWaiting(f)
+	// What was read of its last line will not be completed now.
+	if err := r.flushPending(f); err != nil {
+		r.deferErr(err)
+	}
+	r.dropLive(f)
+}
+
+func (r *runner) dropLive(f *file) {
+	if i := slices.Index(r.live, f); i >= 0 {
+		r.live = slices.Delete(r.live, i, i+1)
+	}
+}
+
+func (r *runner) dropWaiting(f *file) {
+	if i := slices.Index(r.waitq, f); i >= 0 {
+		r.waitq = slices.Delete(r.waitq, i, i+1)
+	}
+}
+
+// forget removes a file that is proven dead (its inode now belongs to
+// another file).
+func (r *runner) forget(f *file) {
+	if f.path != "" {
+		delete(r.byPath, f.path)
+	}
+	if r.byKey[f.key] == f {
+		delete(r.byKey, f.key)
+	}
+	r.dropLive(f)
+	r.dropWaiting(f)
+	f.inQueue = false
+	r.s.mu.Lock()
+	delete(r.s.byID, f.inc.id)
+	r.s.dropped = append(r.s.dropped, f.inc.id)
+	f.state = stGone
+	f.path = ""
+	r.s.mu.Unlock()
+}
+
+func (r *runner) applyHints() {
+	ops, overflow := r.hints.take(r.spare)
+	for p, op := range ops {
+		r.hint(p, op)
+	}
+	clear(ops)
+	r.spare = ops
+	if overflow {
+		r.scanWanted = true
+		for _, f := range r.live {
+			if f.fd != nil {
+				f.hot = true
+			}
+		}
+	}
+}
+
+func (r *runner) hint(p string, op fsnotify.Op) {
+	if r.watch != nil && r.watch.dirs[p] && op&(fsnotify.Remove|fsnotify.Rename) != 0 {
+		delete(r.watch.dirs, p) // the kernel dropped the watch with the directory
+		r.scanWanted = true
+	}
+	if f := r.byPath[p]; f != nil {
+		if op == fsnotify.Write && f.fd != nil {
+			f.hot = true
+			return
+		}
+		r.consider(p)
+		if f.fd != nil {
+			f.hot = true
+		}
+		return
+	}
+	if f := r.byReal[p]; f != nil {
+		if f.fd != nil {
+			f.hot = true
+		} else if f.path != "" {
+			r.consider(f.path)
+		}
+		return
+	}
+	if op&(fsnotify.Create|fsnotify.Write) != 0 {
+		if r.s.m.wanted(p) {
+			r.consider(p)
+			return
+		}
+		if op.Has(fsnotify.Create) && r.s.m.mayContain(p) {
+			r.scanWanted = true // perhaps a new directory on the way to matches
+		}
+	}
+	if op.Has(fsnotify.Write) {
+		// A rotated file written under a name we do not follow.
+		for _, f := range r.live {
+			if f.state == stDetached {
+				f.hot = true
+			}
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package file
+
+import (
+	"errors"
+	"io"
+
+	"github.com/kplagent/agent/agent/source"
+)
+
+// readAll gives every open file with data one turn.
+func (r *runner) readAll() (bool, error) {
+	progressed := false
+	for i := 0; i < len(r.live); i++ {
+		f := r.live[i]
+		if f.fd == nil || !f.hot {
+			continue
+		}
+		n, err := r.readTurn(f)
+		if n > 0 {
+			progressed = true
+		}
+		if err != nil {
+			return progressed, err
+		}
+		if r.ctx.Err() != nil {
+			return progressed, nil
+		}
+	}
+	return progressed, r.takeErr()
+}
+
+// readTurn reads up to turnBudget bytes of f and emits what they complete.
+func (r *runner) readTurn(f *file) (int64, error) {
+	buf := r.buf
+	k := copy(buf, f.spill)
+	base := f.offset - int64(k)
+	var total int64
+	eof := false
+	var rerr, err error
+	for total < turnBudget {
+		var n int
+		n, rerr = f.fd.Read(buf[k : k+readChunk])
+		if n > 0 {
+			total += int64(n)
+			f.offset += int64(n)
+			k += n
+			var c int
+			c, err = f.sp.feed(buf[:k], base)
+			if c < k {
+				copy(buf, buf[c:k])
+			}
+			base += int64(c)
+			k -= c
+			if err != nil {
+				break
+			}
+		}
+		if rerr != nil || n == 0 {
+			eof = true
+			break
+		}
+		if n < readChunk {
+			break // probably the end: the next turn finds out
+		}
+	}
+	f.spill = append(f.spill[:0], buf[:k]...)
+	f.offsetA.Store(f.offset)
+	if err != nil {
+		return total, err // from emit: the source stops
+	}
+	if rerr != nil && !errors.Is(rerr, io.EOF) {
+		if r.readErrs == nil {
+			r.readErrs = map[*file]bool{}
+		}
+		if !r.readErrs[f] {
+			r.readErrs[f] = true
+			r.s.log.Warn("read failed; retrying at the next poll", "path", f.path, "error", rerr)
+		}
+	}
+	if total > 0 {
+		f.lastGrowth = r.now
+		f.turnBytes += total
+		f.eof = false
+		if f.fp.n < r.cfg.FingerprintBytes && f.offset > int64(f.fp.n) {
+			f.size = max(f.size, f.offset)
+			r.fingerprint(f)
+		}
+	}
+	if !eof {
+		return total, nil
+	}
+	f.hot = false
+	f.eof, f.caughtUp = true, true
+	f.size = max(f.size, f.offset)
+	if total == 0 {
+		if st, err := statFile(f.fd); err == nil {
+			r.checkOpen(f, st, false)
+		}
+	}
+	if r.s.set.Once && !f.hot {
+		if err := r.flushPending(f); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// record takes one record from a file's splitter.
+func (r *runner) record(f *file, rec []byte, start, end int64, kind recordKind) error {
+	switch kind {
+	case kindTruncated:
+		r.c.truncated++
+	case kindSplit, kindSplitMore:
+		r.c.split++
+	}
+	if ml := r.s.ml; ml != nil {
+		return r.mlAdd(f, ml, rec, start, end, kind == kindSplitMore)
+	}
+	return r.send(f.inc.id, rec, start, end)
+}
+
+func (r *runner) send(id string, data []byte, start, end int64) error {
+	r.c.records++
+	r.c.bytes += uint64(len(data))
+	return r.emit(r.ctx, source.Record{Data: data, Cursor: source.Cursor{FileID: id, Start: start, Offset: end}})
+}
+
+// mlAdd adds a line to f's multiline record, emitting the previous record
+// when this line starts a new one.
+func (r *runner) mlAdd(f *file, ml *mlRules, line []byte, start, end int64, cont bool) error {
+	st := &f.ml
+	join := st.lines > 0 && (cont || ml.joins(line))
+	if join && (st.lines+1 > ml.maxLines || len(st.buf)+1+len(line) > ml.maxBytes) {
+		join = false
+	}
+	if !join && st.lines > 0 {
+		if err := r.mlFlush(f); err != nil {
+			return err
+		}
+	}
+	if st.lines == 0 {
+		st.buf = append(st.buf[:0], line...)
+		st.start = start
+	} else {
+		st.buf = append(st.buf, '\n')
+		st.buf = append(st.buf, line...)
+	}
+	st.lines++
+	st.end = end
+	st.last = r.now
+	return nil
+}
+
+func (r *runner) mlFlush(f *file) error {
+	st := &f.ml
+	if st.lines == 0 {
+		return nil
+	}
+	st.lines = 0
+	err := r.send(f.inc.id, st.buf, st.start, st.end)
+	if cap(st.buf) > mlShrinkAbove {
+		st.buf = nil
+	} else {
+		st.buf = st.buf[:0]
+	}
+	return err
+}
+
+// flushPending emits what f holds: its incomplete last line and its
+// multiline record.
+func (r *runner) flushPending(f *file) error {
+	if len(f.spill) > 0 || f.sp.busy() {
+		r.c.partial++
+		err := f.sp.flush(f.spill, f.offset-int64(len(f.spill)))
+		f.spill = f.spill[:0]
+		if err != nil {
+			return err
+		}
+	}
+	return r.mlFlush(f)
+}
+
+// deferErr keeps an emit error raised where it cannot be returned; the
+// loop returns it at the end of the turn.
+func (r *runner) deferErr(err error) {
+	if err != nil && r.deferred == nil {
+		r.deferred = err
+	}
+}
+
+func (r *runner) takeErr() error {
+	err := r.deferred
+	r.deferred = nil
+	return err
+}
