@@ -57,6 +57,11 @@ func (a *Aggregate) Size() int {
 	return n
 }
 
+// IsAggregated reports whether Kinesis record data is a KPL aggregated record:
+// whether it starts with the KPL magic number. Decode tells whether it is a
+// valid one.
+func IsAggregated(data []byte) bool { return hasMagic(data) }
+
 // hasMagic reports whether data starts with the KPL magic number.
 func hasMagic(data []byte) bool {
 	return len(data) >= magicLen && [magicLen]byte(data[:magicLen]) == magic

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -133,27 +134,22 @@ type Builder struct {
 	lastEHK     string
 	lastEHKHash HashKey
 
-	// With a shard map: recent partition keys and their hash keys and shards.
-	seed  maphash.Seed
-	cache *[hashCacheSize]hashCacheEntry
+	// With a shard map: recent partition keys, their shards and more.
+	seed      maphash.Seed
+	cache     *[keyCacheSets][2]keyCacheEntry
+	wholeSpan bool // one shard holds every hash key: no need to hash
 
 	pendingRecords int
 	pendingBytes   int
+	epoch          uint64 // numbers the aggregates opened, from 1
 
 	agg Aggregate // passed to emit: reused so that it does not escape per call
-}
-
-const hashCacheSize = 1024 // entries; a power of two
-
-type hashCacheEntry struct {
-	pk    string
-	hash  HashKey
-	shard int32
 }
 
 // group is one group's open aggregate and the buffers it reuses.
 type group struct {
 	count    int       // user records; 0 when no aggregate is open
+	epoch    uint64    // the open aggregate's number
 	body     int       // size of the encoded AggregatedRecord
 	openedAt time.Time // when the first record joined
 	prev     int32     // open list
@@ -206,7 +202,9 @@ func NewBuilder(cfg Config, shards *ShardMap) (*Builder, error) {
 	if shards != nil {
 		n = shards.Len()
 		b.seed = maphash.MakeSeed()
-		b.cache = new([hashCacheSize]hashCacheEntry)
+		b.cache = new([keyCacheSets][2]keyCacheEntry)
+		one := shards.Shard(0)
+		b.wholeSpan = shards.Len() == 1 && one.Start == (HashKey{}) && one.End == MaxHashKey
 	} else {
 		b.byPK = make(map[string]int32)
 		b.byEHK = make(map[HashKey]int32)
@@ -259,171 +257,85 @@ func (b *Builder) Pending() (records int, bytes int) {
 // they change nothing. now is the caller's clock and stamps when an
 // aggregate was opened (see FlushOlder).
 func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate) error) (group int, err error) {
-	pk, ehk := r.PartitionKey, r.ExplicitHashKey
-	var h HashKey // the record's hash key, when hashOK
-	hashOK := false
-	if ehk != "" {
-		if ehk == b.lastEHK {
-			h = b.lastEHKHash
-		} else {
-			if h, err = ParseHashKey(ehk); err != nil {
-				return 0, err
-			}
-			b.lastEHK, b.lastEHKHash = ehk, h
-		}
-		hashOK = true
-	}
-	if size := len(pk) + len(r.Data); size > b.cfg.RecordLimit {
+	pk, ehk, data := r.PartitionKey, r.ExplicitHashKey, r.Data
+	if size := len(pk) + len(data); size > b.cfg.RecordLimit {
 		return 0, fmt.Errorf("%w: %d bytes of data and partition key, the limit is %d", ErrRecordTooLarge, size, b.cfg.RecordLimit)
 	}
-
-	var gi int32
+	var rt route
 	if b.shards != nil {
-		var shard int32
-		if h, shard, err = b.predict(pk, h, hashOK); err != nil {
-			return 0, err
-		}
-		hashOK = true
-		gi = shard
-	} else if gi, err = b.groupFor(pk, h, hashOK, now, emit); err != nil {
+		rt, err = b.routeByShard(pk, ehk)
+	} else {
+		rt, err = b.routeByKey(pk, ehk, emit)
+	}
+	if err != nil {
 		return 0, err
 	}
 
-	g := &b.groups[gi]
-	data := r.Data
+	g := &b.groups[rt.group]
+	hasEHK := ehk != ""
 	if g.count > 0 {
 		// Does r fit the open aggregate?
+		var pkIdx uint32
+		found := false
+		if rt.cached != nil && rt.cached.epoch == g.epoch {
+			pkIdx, found = rt.cached.pkIdx, true // the key is in this aggregate's table
+		} else {
+			pkIdx, found = g.pks.lookup(pk)
+		}
 		grow := 0
-		pkIdx, found := g.pks.lookup(pk)
 		if !found {
 			pkIdx = g.pks.next()
 			grow += keyFieldSize(pk)
 		}
 		var ehkIdx uint32
-		if ehk != "" {
+		if hasEHK {
 			if ehkIdx, found = g.ehks.lookup(ehk); !found {
 				ehkIdx = g.ehks.next()
 				grow += keyFieldSize(ehk)
 			}
 		}
-		body := g.body + grow + recordFieldSize(pkIdx, ehkIdx, ehk != "", len(data))
+		inner := recordSize(pkIdx, ehkIdx, hasEHK, len(data))
+		body := g.body + grow + 1 + protowire.SizeVarint(uint64(inner)) + inner
 		if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
-			b.append(g, pk, ehk, pkIdx, ehkIdx, data, body)
-			return int(gi), nil
+			b.append(g, pk, ehk, pkIdx, ehkIdx, inner, data, body)
+			if rt.cached != nil {
+				rt.cached.epoch, rt.cached.pkIdx = g.epoch, pkIdx
+			}
+			return int(rt.group), nil
 		}
-		if err := b.close(gi, emit); err != nil {
+		if err := b.close(rt.group, emit); err != nil {
 			return 0, err
 		}
 		if b.shards == nil {
-			// Closing unbound the group: bind it again (the freed index).
-			if gi, err = b.groupFor(pk, h, hashOK, now, emit); err != nil {
-				return 0, err // cannot happen: an index was just freed
+			// Closing unbound the group: bind it again (the index just freed).
+			if rt, err = b.routeByKey(pk, ehk, emit); err != nil {
+				return 0, err
 			}
-			g = &b.groups[gi]
+			g = &b.groups[rt.group]
 		}
 	}
 
 	// r opens a new aggregate of the group.
+	b.epoch++
+	g.epoch = b.epoch
 	g.openedAt = now
 	g.firstPK, g.firstEHK = pk, ehk
-	g.firstHash, g.firstHashOK = h, hashOK
+	g.firstHash, g.firstHashOK = rt.hash, rt.hashOK
 	if g.buf == nil {
 		g.head = initialHead
 		g.buf = make([]byte, g.head, g.head+min(b.cfg.MaxBytes, 64<<10))
 	}
-	b.link(gi)
-	b.append(g, pk, ehk, 0, 0, data, keyFieldSize(pk)+cond(ehk != "", keyFieldSize(ehk), 0)+recordFieldSize(0, 0, ehk != "", len(data)))
-	return int(gi), nil
-}
-
-// predict returns the hash key of a record and the shard it maps to.
-func (b *Builder) predict(pk string, h HashKey, hashOK bool) (HashKey, int32, error) {
-	if hashOK {
-		if err := b.validatePK(pk); err != nil {
-			return h, 0, err
-		}
-		shard, ok := b.shards.Lookup(h)
-		if !ok {
-			return h, 0, fmt.Errorf("%w: explicit hash key %s", ErrNoShard, h)
-		}
-		return h, int32(shard), nil
+	b.link(rt.group)
+	inner := recordSize(0, 0, hasEHK, len(data))
+	body := keyFieldSize(pk) + 1 + protowire.SizeVarint(uint64(inner)) + inner
+	if hasEHK {
+		body += keyFieldSize(ehk)
 	}
-	e := &b.cache[maphash.String(b.seed, pk)&(hashCacheSize-1)]
-	if e.pk == pk && pk != "" {
-		return e.hash, e.shard, nil
+	b.append(g, pk, ehk, 0, 0, inner, data, body)
+	if rt.cached != nil {
+		rt.cached.epoch, rt.cached.pkIdx = g.epoch, 0
 	}
-	if err := ValidatePartitionKey(pk); err != nil {
-		return h, 0, err
-	}
-	h = PartitionKeyHash(pk)
-	shard, ok := b.shards.Lookup(h)
-	if !ok {
-		return h, 0, fmt.Errorf("%w: %s, the hash of partition key %q", ErrNoShard, h, truncateForError(pk))
-	}
-	*e = hashCacheEntry{pk: pk, hash: h, shard: int32(shard)}
-	return h, int32(shard), nil
-}
-
-// validatePK validates pk, remembering the last valid one.
-func (b *Builder) validatePK(pk string) error {
-	if pk == b.lastPK && pk != "" {
-		return nil
-	}
-	if err := ValidatePartitionKey(pk); err != nil {
-		return err
-	}
-	b.lastPK, b.lastPKGroup = pk, none
-	return nil
-}
-
-// groupFor returns the group bound to a record's key (its explicit hash key
-// when hashOK, else its partition key), binding a free group if none is,
-// and closing the oldest aggregate first if no group is free.
-func (b *Builder) groupFor(pk string, h HashKey, hashOK bool, now time.Time, emit func(int, *Aggregate) error) (int32, error) {
-	if hashOK {
-		if err := b.validatePK(pk); err != nil {
-			return 0, err
-		}
-		if gi, ok := b.byEHK[h]; ok {
-			return gi, nil
-		}
-	} else {
-		if pk == b.lastPK && b.lastPKGroup != none {
-			return b.lastPKGroup, nil
-		}
-		if gi, ok := b.byPK[pk]; ok {
-			b.lastPK, b.lastPKGroup = pk, gi
-			return gi, nil
-		}
-		if err := b.validatePK(pk); err != nil {
-			return 0, err
-		}
-	}
-	if len(b.free) == 0 {
-		if err := b.close(b.head, emit); err != nil {
-			return 0, err
-		}
-	}
-	gi := b.free[len(b.free)-1]
-	b.free = b.free[:len(b.free)-1]
-	g := &b.groups[gi]
-	g.bound = true
-	if hashOK {
-		g.byEHK, g.keyEHK = true, h
-		b.byEHK[h] = gi
-	} else {
-		g.byEHK, g.key = false, pk
-		b.byPK[pk] = gi
-		b.lastPK, b.lastPKGroup = pk, gi
-	}
-	return gi, nil
-}
-
-// recordFieldSize is the encoded size of a Record as field 3 of
-// AggregatedRecord.
-func recordFieldSize(pkIdx, ehkIdx uint32, hasEHK bool, dataLen int) int {
-	inner := recordSize(pkIdx, ehkIdx, hasEHK, dataLen)
-	return 1 + protowire.SizeVarint(uint64(inner)) + inner
+	return int(rt.group), nil
 }
 
 // recordSize is the encoded size of a Record message.
@@ -444,9 +356,9 @@ const (
 )
 
 // append encodes a record into g's open aggregate, adding its keys to the
-// tables unless pkIdx/ehkIdx name existing entries; body is the aggregate's
-// size afterwards.
-func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, data []byte, body int) {
+// tables unless pkIdx/ehkIdx name existing entries; inner is the size of the
+// Record message, body the aggregate's size afterwards.
+func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, inner int, data []byte, body int) {
 	before := g.size()
 	if pkIdx == g.pks.next() {
 		g.pks.add(pk)
@@ -455,25 +367,48 @@ func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, data []
 	if hasEHK && ehkIdx == g.ehks.next() {
 		g.ehks.add(ehk)
 	}
-	buf := append(g.buf, tagRecords)
-	buf = protowire.AppendVarint(buf, uint64(recordSize(pkIdx, ehkIdx, hasEHK, len(data))))
-	buf = append(buf, tagPKIndex)
-	buf = protowire.AppendVarint(buf, uint64(pkIdx))
+	// Written in place: tag, length, index fields, data tag and length (at
+	// most 1+5+1+5+1+5+1+5 bytes), data.
+	const maxHeader = 24
+	buf := g.buf
+	if cap(buf)-len(buf) < maxHeader+len(data) {
+		buf = slices.Grow(buf, maxHeader+len(data))
+	}
+	l := len(buf)
+	w := buf[l : l+maxHeader+len(data)]
+	w[0] = tagRecords
+	n := 1 + putVarint(w[1:], uint64(inner))
+	w[n] = tagPKIndex
+	n += 1 + putVarint(w[n+1:], uint64(pkIdx))
 	if hasEHK {
-		buf = append(buf, tagEHKIndex)
-		buf = protowire.AppendVarint(buf, uint64(ehkIdx))
+		w[n] = tagEHKIndex
+		n += 1 + putVarint(w[n+1:], uint64(ehkIdx))
 	}
-	buf = append(buf, tagData)
-	buf = protowire.AppendVarint(buf, uint64(len(data)))
+	w[n] = tagData
+	n += 1 + putVarint(w[n+1:], uint64(len(data)))
 	if g.count == 0 {
-		g.firstData = len(buf)
+		g.firstData = l + n
 	}
-	g.buf = append(buf, data...)
+	copy(w[n:], data)
+	g.buf = buf[:l+n+len(data)]
 
 	g.count++
 	g.body = body
 	b.pendingRecords++
 	b.pendingBytes += g.size() - before
+}
+
+// putVarint writes v as a protobuf varint at the start of b, which must be
+// large enough, and returns its length.
+func putVarint(b []byte, v uint64) int {
+	i := 0
+	for v >= 0x80 {
+		b[i] = byte(v) | 0x80
+		v >>= 7
+		i++
+	}
+	b[i] = byte(v)
+	return i + 1
 }
 
 // size is what g's open aggregate would count against Kinesis limits.
@@ -623,11 +558,4 @@ func (b *Builder) FlushAll(emit func(group int, a *Aggregate) error) error {
 		}
 	}
 	return nil
-}
-
-func cond(c bool, a, b int) int {
-	if c {
-		return a
-	}
-	return b
 }

@@ -78,7 +78,7 @@ func decodeBase64(t *testing.T, s string) []byte {
 
 func TestCrossCheck_NodeAggLibDecodesWhatWeEncode(t *testing.T) {
 	r := rand.New(rand.NewPCG(testSeed(t), 9))
-	var sent []emitted  // Kinesis records, in order
+	var sent []emitted   // Kinesis records, in order
 	var users [][]Record // the user records of each
 	encode := func(cfg Config, m *ShardMap, recs []Record) {
 		b, err := NewBuilder(cfg, m)
