@@ -113,17 +113,17 @@ func (o *OutputConfig) UnmarshalYAML(n *yaml.Node) error {
 
 // FlowConfig binds sources to an output.
 type FlowConfig struct {
-	Name         string            `yaml:"name"`
-	Sources      []string          `yaml:"sources"`
-	Output       string            `yaml:"output"`
-	Failover     string            `yaml:"failover"`
-	PartitionKey string            `yaml:"partition_key"` // random|deterministic
+	Name         string   `yaml:"name"`
+	Sources      []string `yaml:"sources"`
+	Output       string   `yaml:"output"`
+	Failover     string   `yaml:"failover"`
+	PartitionKey string   `yaml:"partition_key"` // random|deterministic
 	// SpoolBypass lets aggregates go to the output in memory while it keeps
 	// up, writing to the spool only what is not delivered at the first
 	// attempt. Only for flows whose sources can replay (files).
-	SpoolBypass bool `yaml:"spool_bypass"`
-	Aggregation  AggregationConfig `yaml:"aggregation"`
-	Sender       SenderConfig      `yaml:"sender"`
+	SpoolBypass bool              `yaml:"spool_bypass"`
+	Aggregation AggregationConfig `yaml:"aggregation"`
+	Sender      SenderConfig      `yaml:"sender"`
 }
 
 func (*FlowConfig) strictYAML() {}
@@ -187,7 +187,7 @@ func DefaultFlowConfig() FlowConfig {
 		},
 		Sender: SenderConfig{
 			Concurrency:     4,
-			BatchMaxBytes:   4 << 20, // under PutRecords' 5 MiB with headroom for keys
+			BatchMaxBytes:   1 << 20, // bounds the memory of each request in flight; PutRecords takes up to 5 MiB
 			BatchMaxRecords: 500,     // PutRecords' per-request limit
 			BackoffInitial:  100 * time.Millisecond,
 			BackoffMax:      30 * time.Second,

@@ -106,6 +106,6 @@ type senderMetrics struct {
 
 func (m *metrics) sender(flow string) *senderMetrics {
 	return &senderMetrics{failovers: m.failovers.WithLabelValues(flow), undecodable: m.undecodable.WithLabelValues(flow),
-		spilled: m.spilled.WithLabelValues(flow),
+		spilled:     m.spilled.WithLabelValues(flow),
 		droppedFull: m.dropped.WithLabelValues(flow, "spool_full")}
 }
