@@ -1,0 +1,109 @@
+// Package file is the agent's file source: it follows log files the way
+// logrotate, applications and container runtimes treat them, and emits one
+// record per line (or per multiline record) without skipping or inventing a
+// line.
+//
+// # Model
+//
+// One goroutine (Run's) does all discovery, reading and emitting, so records
+// of a file are emitted in file order and emit is never called concurrently.
+// A second goroutine receives fsnotify events and only records them as hints
+// (which paths changed); a third writes checkpoints every second. Commit,
+// Stats and Files may be called from any goroutine.
+//
+// The loop sleeps until an event, a deadline (scan, poll, partial-line or
+// multiline timeout, rotate wait, close_inactive) or the end: an idle source
+// costs one fstat per open file per poll_interval and a pattern scan per
+// scan_interval, nothing else.
+//
+// # Discovery
+//
+// Include patterns are globs; a "**" element matches any number of
+// directories (it does not follow symlinked directories, so link cycles are
+// harmless). Every directory that can hold a match is watched with fsnotify,
+// and for a pattern whose directory does not exist yet, its nearest existing
+// ancestor is, so new files and directories are found at once. A periodic
+// scan (scan_interval) is the fallback where events never come (NFS, some
+// overlay setups, a watch limit reached).
+//
+// # Identity
+//
+// A file is its device and inode. Because a deleted file's inode can be
+// reused, identity is confirmed when a file is (re)opened: by its birth time
+// where the file system keeps one (statx; ext4, xfs, btrfs, tmpfs), and by a
+// fingerprint, a hash of its first fingerprint_bytes (fewer while the file is
+// shorter; the fingerprint grows with the file). A mismatch means a new file,
+// read from its start. Files with identical first bytes are still different
+// files: the fingerprint only confirms an inode, it never identifies a file
+// on its own. Without birth times, an inode reused by a file whose first
+// bytes equal what the old file had is indistinguishable from the old file;
+// that is the limit of every fingerprinting scheme.
+//
+// A FileID ("dev:ino:tag") names one incarnation of a file's content. It
+// stays with the file across renames and restarts (it is kept in the
+// checkpoint). A truncation starts a new incarnation with a new ID, so
+// offsets restart at 0 without a late commit of the old content moving the
+// new content's checkpoint.
+//
+// # Rotation
+//
+//   - Rename and create: the renamed file stays open and is read to its end,
+//     including what its writer appends before reopening, and is released
+//     rotate_wait after it last grew. If its new name matches the patterns it
+//     is simply followed there, at its position.
+//   - copytruncate: a size below the read offset (or first bytes that
+//     changed) means the file was truncated: what was read of its last line
+//     is emitted, reading restarts at 0, and Stats.Truncations counts it.
+//     Lines written between logrotate's copy and its truncate are in neither
+//     file: every agent loses them. So does every line the source had not
+//     read yet when the file was truncated: the data is gone. Prefer rename
+//     rotation; if copytruncate is unavoidable, keep the source caught up.
+//     An application that does not open its log with O_APPEND keeps writing
+//     at its old offset after a truncation, which leaves a hole of NUL bytes
+//     that the source reads as data.
+//   - Delete while open: as a rename, the file is drained and then closed.
+//   - Symlinks: a matching symlink is followed to its target; a path that
+//     becomes a symlink to the same file keeps its position, a symlink
+//     pointed at another file makes the old target drain and the new one be
+//     read from its start.
+//   - A file that disappears and comes back (same inode) keeps its position;
+//     a new file under an old name is new.
+//
+// max_open_files bounds descriptors. Every file found is opened (so a
+// rotation cannot take lines from under it) while descriptors last; the
+// others wait in a queue, most recently modified first. While files wait, an
+// open file yields its descriptor as soon as it has caught up with its
+// writer, or after 8 MiB or 250 ms of reading, and goes to the back of the
+// queue if it has more: every file gets turns. A rotated file keeps its
+// descriptor until drained (nothing else can reach its data). A file that is
+// renamed to a name outside the patterns while it waits for a descriptor
+// cannot be followed: size max_open_files for the files that are written.
+//
+// # Records
+//
+// One record per line, "\n" and "\r\n" removed, bytes passed through (invalid
+// UTF-8 is data). A last line without a newline is held until its newline
+// comes, or the file has not grown for flush_partial_after, or the file is
+// rotated away and released, or (--once) the end is reached; it is then
+// emitted as it is. Lines longer than max_record_bytes are truncated
+// (max_record_bytes-len(truncate_marker) bytes plus truncate_marker, the rest
+// skipped; the default marker "\n" can never end an untruncated line) or split
+// into consecutive records. Empty lines are empty records.
+//
+// A record's Cursor is {FileID, Start, Offset}: the byte range it came from,
+// terminator included. Data is only valid during emit: the source reuses its
+// buffers and emits without allocating.
+//
+// # Checkpoints and start position
+//
+// The checkpoint of a file is the offset handed to Commit by the agent once
+// every record up to it is durable downstream; the read offset is never
+// stored. On start, a file with a checkpoint resumes at its committed offset
+// (records after it are emitted again: at-least-once). A file without one
+// starts at start_at ("end" starts after its last complete line), except
+// that files that appear while the source runs, and files born (by birth
+// time) after the previous run last scanned, are read from their start: they
+// were not there when the source last looked. ignore_older files count as
+// read up to their size. Checkpoints are written every second and when Run
+// returns; entries of files gone for longer than checkpoint_ttl are dropped.
+package file
