@@ -160,7 +160,9 @@ func cmdTail(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext(stderr)
 	defer stop()
-	if !o.quiet && isTerminal(stderr) {
+	// The status line shares the terminal with records printed to stdout:
+	// only draw it when records go elsewhere.
+	if !o.quiet && cfg.Outputs[0].Type != "stdout" && isTerminal(stderr) {
 		sctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); statusLine(sctx, a, stderr) }()
