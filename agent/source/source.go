@@ -5,9 +5,12 @@ package source
 import "context"
 
 // Cursor locates a record in its source so a checkpoint can resume after it.
-// For files, FileID is the file's identity key (device, inode and fingerprint,
-// stable across renames) and Offset is the byte offset just after the record.
-// Start is the byte offset where the record began.
+// For files, FileID is an opaque key for one file's content (device, inode
+// and a tag; confirmed by birth time and fingerprint), stable across renames
+// and restarts; a file truncated under the reader (copytruncate) continues
+// under a new FileID, its offsets starting again at 0. Offset is the byte
+// offset just after the record (its line terminator included) and Start the
+// byte offset where the record began.
 type Cursor struct {
 	FileID string
 	Start  int64

@@ -159,6 +159,10 @@ func DefaultMultilineConfig() MultilineConfig {
 	}
 }
 
+// maxMaxRecordBytes bounds MaxRecordBytes: the source keeps up to that much
+// per file with an incomplete line, and one buffer of it.
+const maxMaxRecordBytes = units.ByteSize(64 << 20)
+
 // maxFingerprintBytes bounds FingerprintBytes: it is read on every identity
 // check.
 const maxFingerprintBytes = 64 << 10
@@ -203,8 +207,8 @@ func (c Config) Validate() error {
 	if c.CloseInactive < 0 {
 		add("close_inactive", "must not be negative (0 keeps files open)")
 	}
-	if c.MaxRecordBytes < 1 {
-		add("max_record_bytes", "must be at least 1")
+	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > maxMaxRecordBytes {
+		add("max_record_bytes", "must be between 1 and %s", maxMaxRecordBytes)
 	}
 	switch c.Oversize {
 	case OversizeTruncate:

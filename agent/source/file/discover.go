@@ -105,15 +105,19 @@ func (r *runner) seen(f *file) {
 
 // observe notes a stat of f's path: does it need reading?
 func (r *runner) observe(f *file, st fileStat) {
+	sizeChanged := st.size != f.size
+	changed := f.mtime != 0 && st.mtime != f.mtime
 	f.size = st.size
 	f.sizeA.Store(st.size)
-	changed := f.mtime != 0 && st.mtime != f.mtime
 	f.mtime = st.mtime
 	if f.fd != nil {
 		if st.size != f.offset || changed {
 			f.hot = true
 		}
 		return
+	}
+	if f.failed && !sizeChanged && !changed {
+		return // could not be opened: try again once it changes
 	}
 	if st.size != f.offset || changed {
 		r.enqueue(f)
@@ -143,6 +147,15 @@ func (r *runner) newFile(path string, st fileStat) *file {
 	r.s.log.Debug("following file", "path", path, "file_id", inc.id, "offset", f.offset)
 	if !r.ignored(st) {
 		r.enqueue(f) // hold it open, so a rotation cannot take lines from us
+	} else if fd, err := os.Open(path); err == nil {
+		// Not opened for now, but its identity is recorded: a new file that
+		// gets its inode later must not resume at its offset.
+		if fp, err := readFingerprint(fd, r.cfg.FingerprintBytes, r.fpBuf); err == nil {
+			r.s.mu.Lock()
+			f.fp = fp
+			r.s.mu.Unlock()
+		}
+		_ = fd.Close()
 	}
 	return f
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,4 +174,27 @@ func waitScanned(t *testing.T, src *Source) {
 		defer src.mu.RUnlock()
 		return !src.scannedAt.IsZero()
 	}, 5*time.Second, time.Millisecond)
+}
+
+// A file that cannot be opened is reported once and does not keep --once
+// from finishing; the others are read.
+func TestOnce_UnopenableFileDoesNotHang(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.log")
+	writeFile(t, bad, "secret\n")
+	writeFile(t, filepath.Join(dir, "good.log"), "fine\n")
+	osOpen = func(name string) (*os.File, error) {
+		if name == bad {
+			return nil, os.ErrPermission
+		}
+		return os.Open(name)
+	}
+	t.Cleanup(func() { osOpen = os.Open })
+	log, logs := testLogger()
+	src, err := New(testConfig(dir, "*.log"), Settings{Name: "once", Once: true, Logger: log})
+	require.NoError(t, err)
+	col := &collector{}
+	require.NoError(t, src.Run(t.Context(), col.emit))
+	require.Equal(t, []string{"fine"}, col.lines())
+	require.Equal(t, 1, strings.Count(logs.String(), "cannot open file"))
 }

@@ -3,6 +3,7 @@ package file
 import (
 	"errors"
 	"io"
+	"time"
 
 	"github.com/kplagent/agent/agent/source"
 )
@@ -18,6 +19,7 @@ func (r *runner) readAll() (bool, error) {
 		n, err := r.readTurn(f)
 		if n > 0 {
 			progressed = true
+			r.now = time.Now() // emit may have blocked for long (backpressure)
 		}
 		if err != nil {
 			return progressed, err
@@ -78,7 +80,7 @@ func (r *runner) readTurn(f *file) (int64, error) {
 		}
 	}
 	if total > 0 {
-		f.lastGrowth = r.now
+		f.lastGrowth = time.Now() // not r.now: emit may have blocked since
 		f.turnBytes += total
 		f.eof = false
 		if f.fp.n < r.cfg.FingerprintBytes && f.offset > int64(f.fp.n) {

@@ -76,6 +76,7 @@ type Source struct {
 
 	persistMu  sync.Mutex
 	lastCPWarn time.Time
+	scanSaved  time.Time // scannedAt last handed to the store
 
 	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
 	filesOpen, filesWaiting                                                                          atomic.Int64
@@ -148,7 +149,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 				case <-stop:
 					return
 				case <-t.C:
-					s.persist(true)
+					s.persist(false)
 				}
 			}
 		})
@@ -251,9 +252,13 @@ func (s *Source) persistOne(inc *incarnation) {
 	}
 }
 
-// persist hands changed entries to the checkpoint store, and writes it when
-// flush is set.
-func (s *Source) persist(flush bool) {
+// scanSaveEvery is how often the time of the last scan is written on its
+// own: an idle source writes its checkpoints once a minute, not every scan.
+const scanSaveEvery = time.Minute
+
+// persist hands changed entries to the checkpoint store and writes it; final
+// also records the time of the last scan.
+func (s *Source) persist(final bool) {
 	st := s.set.Checkpoints
 	if st == nil {
 		return
@@ -261,6 +266,7 @@ func (s *Source) persist(flush bool) {
 	s.persistMu.Lock()
 	defer s.persistMu.Unlock()
 	name := s.set.Name
+	changed := false
 	s.mu.Lock()
 	for id, inc := range s.byID {
 		if inc.f.inc != inc {
@@ -269,6 +275,7 @@ func (s *Source) persist(flush bool) {
 		if e := inc.f.entry(inc); !sameEntry(e, inc.saved) {
 			st.Set(name, id, e)
 			inc.saved = e
+			changed = true
 		}
 	}
 	dropped := s.dropped
@@ -277,12 +284,11 @@ func (s *Source) persist(flush bool) {
 	s.mu.Unlock()
 	for _, id := range dropped {
 		st.Delete(name, id)
+		changed = true
 	}
-	if !scanned.IsZero() {
+	if !scanned.IsZero() && (changed || final || scanned.Sub(s.scanSaved) >= scanSaveEvery) {
 		st.SetScannedAt(name, scanned)
-	}
-	if !flush {
-		return
+		s.scanSaved = scanned
 	}
 	if err := st.Flush(); err != nil && !errors.Is(err, checkpoint.ErrClosed) {
 		s.cpErrors.Add(1)
