@@ -75,7 +75,7 @@ func (r *runner) truncated(f *file) {
 	r.s.dropped = append(r.s.dropped, old.id)
 	r.s.byID[inc.id] = inc
 	f.inc = inc
-	f.fp = fp
+	f.setFingerprint(fp)
 	r.s.mu.Unlock()
 	r.s.log.Info("file truncated; reading it again from the start", "path", f.path, "old_file_id", old.id, "file_id", inc.id)
 	f.offset, f.pollSize = 0, 0
@@ -192,7 +192,7 @@ func (r *runner) fingerprint(f *file) {
 		return
 	}
 	r.s.mu.Lock()
-	f.fp = fp
+	f.setFingerprint(fp)
 	r.s.mu.Unlock()
 }
 

@@ -152,7 +152,7 @@ func (r *runner) newFile(path string, st fileStat) *file {
 		// gets its inode later must not resume at its offset.
 		if fp, err := readFingerprint(fd, r.cfg.FingerprintBytes, r.fpBuf); err == nil {
 			r.s.mu.Lock()
-			f.fp = fp
+			f.setFingerprint(fp)
 			r.s.mu.Unlock()
 		}
 		_ = fd.Close()
@@ -351,9 +351,16 @@ func (r *runner) hint(p string, op fsnotify.Op) {
 		return
 	}
 	if f := r.byReal[p]; f != nil {
+		// The target of a followed symlink: written, or replaced (a
+		// container runtime rotating the file the link points to).
+		if op == fsnotify.Write && f.fd != nil {
+			f.hot = true
+			return
+		}
 		if f.fd != nil {
 			f.hot = true
-		} else if f.path != "" {
+		}
+		if f.path != "" {
 			r.consider(f.path)
 		}
 		return

@@ -65,6 +65,7 @@ type file struct {
 	path     string // "" when no matching path leads to it
 	lastPath string
 	fp       fingerprint
+	fpHex    string // fp as written to checkpoints
 	lastSeen time.Time
 	state    state
 
@@ -101,6 +102,12 @@ func (f *file) drained() bool {
 	return f.eof && !f.hot && len(f.spill) == 0 && !f.sp.busy() && f.ml.lines == 0
 }
 
+// setFingerprint records fp; Source.mu must be held (or f not shared yet).
+func (f *file) setFingerprint(fp fingerprint) {
+	f.fp = fp
+	f.fpHex = fp.String()
+}
+
 // entry builds the checkpoint entry; Source.mu must be held.
 func (f *file) entry(inc *incarnation) checkpoint.Entry {
 	path := f.path
@@ -114,7 +121,7 @@ func (f *file) entry(inc *incarnation) checkpoint.Entry {
 		Dev:            f.key.dev,
 		Ino:            f.key.ino,
 		Birth:          f.birth,
-		Fingerprint:    f.fp.String(),
+		Fingerprint:    f.fpHex,
 		FingerprintLen: f.fp.n,
 	}
 }

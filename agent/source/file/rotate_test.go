@@ -315,3 +315,34 @@ func TestRotate_RecreatedFileIsReadFromStart(t *testing.T) {
 	require.NoError(t, r.halt(t))
 	require.Equal(t, []string{"a1", "a2", "b1", "b2"}, r.col.lines())
 }
+
+// A link to a file that is rotated by rename under the link (as a container
+// runtime rotates the file behind /var/log/containers/*.log): the old target
+// is drained and the new one found through events in the target's
+// directory, long before the next scan.
+func TestSymlink_TargetRotatedBehindTheLink(t *testing.T) {
+	dir := t.TempDir()
+	pods := filepath.Join(dir, "pods")
+	require.NoError(t, os.MkdirAll(pods, 0o755))
+	target := filepath.Join(pods, "0.log")
+	link := filepath.Join(dir, "containers", "app.log")
+	require.NoError(t, os.MkdirAll(filepath.Dir(link), 0o755))
+	w := newLogWriter(t, target, "app")
+	require.NoError(t, os.Symlink(target, link))
+	cfg := testConfig(dir, "containers/*.log")
+	cfg.ScanInterval = time.Hour
+	cfg.PollInterval = time.Hour
+	r := start(t, cfg, Settings{})
+	for range 3 {
+		w.write(50)
+		waitOpen(t, r.src, link)
+		require.NoError(t, os.Rename(target, fmt.Sprintf("%s.%d", target, w.seq)))
+		w.write(10)
+		w.reopen()
+		w.write(50)
+	}
+	r.waitCount(t, w.seq)
+	require.NoError(t, r.halt(t))
+	checkStream(t, r.col.records(), "app", w.seq, false)
+	require.Equal(t, w.seq, r.col.count())
+}

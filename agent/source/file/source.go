@@ -193,7 +193,8 @@ func (s *Source) load(r *runner) {
 			delete(s.byID, old.inc.id)
 			s.dropped = append(s.dropped, old.inc.id)
 		}
-		f := &file{key: key, birth: e.Birth, fp: fp, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true}
+		f := &file{key: key, birth: e.Birth, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true}
+		f.setFingerprint(fp)
 		f.sp = r.newSplitter(f)
 		f.offsetA.Store(e.Offset)
 		f.sizeA.Store(e.Offset)
