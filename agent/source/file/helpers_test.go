@@ -170,7 +170,17 @@ func appendFile(t *testing.T, path, data string) {
 
 // line formats line seq of stream: "<stream> <seq> <padding>".
 func line(stream string, seq int) string {
-	return fmt.Sprintf("%s %08d %s", stream, seq, pad[:seq%len(pad)])
+	b := make([]byte, 0, len(stream)+10+len(pad))
+	b = append(b, stream...)
+	b = append(b, ' ')
+	n := strconv.Itoa(seq)
+	for i := len(n); i < 8; i++ {
+		b = append(b, '0')
+	}
+	b = append(b, n...)
+	b = append(b, ' ')
+	b = append(b, pad[:seq%len(pad)]...)
+	return string(b)
 }
 
 var pad = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs"

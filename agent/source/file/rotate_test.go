@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,4 +346,31 @@ func TestSymlink_TargetRotatedBehindTheLink(t *testing.T) {
 	require.NoError(t, r.halt(t))
 	checkStream(t, r.col.records(), "app", w.seq, false)
 	require.Equal(t, w.seq, r.col.count())
+}
+
+// Files lists, under one path, the file there now before the file rotated
+// away from it that is still draining (the agent's lag metric takes the
+// first).
+func TestFiles_CurrentFileBeforeRotated(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	writeFile(t, p, "old\n")
+	cfg := testConfig(dir, "app.log")
+	cfg.RotateWait = time.Hour
+	r := start(t, cfg, Settings{})
+	r.waitCount(t, 1)
+	require.NoError(t, os.Rename(p, p+".1"))
+	writeFile(t, p, "new\n")
+	r.waitCount(t, 2)
+	waitOpen(t, r.src, p)
+	require.Eventually(t, func() bool { return len(r.src.Files()) == 2 }, 5*time.Second, time.Millisecond)
+	files := r.src.Files()
+	require.Equal(t, p, files[0].Path)
+	require.Equal(t, "open", files[0].State)
+	require.True(t, strings.HasPrefix(files[0].FileID, inodeOf(t, p)))
+	require.Equal(t, p, files[1].Path)
+	require.Equal(t, "rotated", files[1].State)
+	require.Equal(t, uint64(1), r.src.Stats().Rotations)
+	require.Equal(t, 2, r.src.Stats().FilesOpen)
+	require.NoError(t, r.halt(t))
 }

@@ -323,7 +323,8 @@ func (s *Source) Stats() Stats {
 }
 
 // Files describes the files the source follows (and those it no longer
-// follows whose records are not all committed), sorted by path.
+// follows whose records are not all committed), sorted by path; under one
+// path, the file there now comes before files rotated away from it.
 func (s *Source) Files() []FileStatus {
 	s.mu.RLock()
 	out := make([]FileStatus, 0, len(s.byID))
@@ -340,8 +341,22 @@ func (s *Source) Files() []FileStatus {
 		out = append(out, FileStatus{Path: path, FileID: id, Size: f.sizeA.Load(), Offset: off, Committed: committed, State: f.state.String()})
 	}
 	s.mu.RUnlock()
+	// Under one path, the file that is there now comes first, then files
+	// rotated away from it.
+	rank := func(st string) int {
+		switch st {
+		case stDetached.String():
+			return 1
+		case stGone.String():
+			return 2
+		}
+		return 0
+	}
 	slices.SortFunc(out, func(a, b FileStatus) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		if c := rank(a.State) - rank(b.State); c != 0 {
 			return c
 		}
 		return strings.Compare(a.FileID, b.FileID)
