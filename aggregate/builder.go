@@ -134,7 +134,8 @@ type Builder struct {
 	lastEHK     string
 	lastEHKHash HashKey
 
-	// With a shard map: recent partition keys, their shards and more.
+	// Recent partition keys: with a shard map their shards and hash keys,
+	// and in both modes their groups and indexes in the open aggregates.
 	seed      maphash.Seed
 	cache     *[keyCacheSets][2]keyCacheEntry
 	wholeSpan bool // one shard holds every hash key: no need to hash
@@ -198,11 +199,11 @@ func NewBuilder(cfg Config, shards *ShardMap) (*Builder, error) {
 	}
 	cfg = cfg.WithDefaults()
 	b := &Builder{cfg: cfg, shards: shards, head: none, tail: none, lastPKGroup: none}
+	b.seed = maphash.MakeSeed()
+	b.cache = new([keyCacheSets][2]keyCacheEntry)
 	n := cfg.MaxGroups
 	if shards != nil {
 		n = shards.Len()
-		b.seed = maphash.MakeSeed()
-		b.cache = new([keyCacheSets][2]keyCacheEntry)
 		one := shards.Shard(0)
 		b.wholeSpan = shards.Len() == 1 && one.Start == (HashKey{}) && one.End == MaxHashKey
 	} else {
@@ -257,6 +258,36 @@ func (b *Builder) Pending() (records int, bytes int) {
 // they change nothing. now is the caller's clock and stamps when an
 // aggregate was opened (see FlushOlder).
 func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate) error) (group int, err error) {
+	// The fast path: a record without explicit hash key whose partition key
+	// is in the key table of its group's open aggregate (the cache says so),
+	// and fits it. Most records of a stream with repeating keys.
+	if pk := r.PartitionKey; r.ExplicitHashKey == "" && pk != "" {
+		set := &b.cache[maphash.String(b.seed, pk)&(keyCacheSets-1)]
+		e := &set[0]
+		if e.pk != pk {
+			if e = &set[1]; e.pk != pk {
+				return b.add(r, now, emit)
+			}
+		}
+		if g := &b.groups[e.shard]; e.epoch == g.epoch && g.count > 0 && len(pk)+len(r.Data) <= b.cfg.RecordLimit {
+			inner := recordSize(e.pkIdx, 0, false, len(r.Data))
+			body := g.body + 1 + protowire.SizeVarint(uint64(inner)) + inner
+			if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
+				before := g.size()
+				g.write(e.pkIdx, 0, false, inner, r.Data)
+				g.count++
+				g.body = body
+				b.pendingRecords++
+				b.pendingBytes += len(AggregatedPartitionKey) + wireFraming + body - before
+				return int(e.shard), nil
+			}
+		}
+	}
+	return b.add(r, now, emit)
+}
+
+// add is Add's general path.
+func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate) error) (group int, err error) {
 	pk, ehk, data := r.PartitionKey, r.ExplicitHashKey, r.Data
 	if size := len(pk) + len(data); size > b.cfg.RecordLimit {
 		return 0, fmt.Errorf("%w: %d bytes of data and partition key, the limit is %d", ErrRecordTooLarge, size, b.cfg.RecordLimit)
@@ -298,9 +329,7 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 		body := g.body + grow + 1 + protowire.SizeVarint(uint64(inner)) + inner
 		if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
 			b.append(g, pk, ehk, pkIdx, ehkIdx, inner, data, body)
-			if rt.cached != nil {
-				rt.cached.epoch, rt.cached.pkIdx = g.epoch, pkIdx
-			}
+			b.remember(rt, pk, ehk, g.epoch, pkIdx)
 			return int(rt.group), nil
 		}
 		if err := b.close(rt.group, emit); err != nil {
@@ -332,9 +361,7 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 		body += keyFieldSize(ehk)
 	}
 	b.append(g, pk, ehk, 0, 0, inner, data, body)
-	if rt.cached != nil {
-		rt.cached.epoch, rt.cached.pkIdx = g.epoch, 0
-	}
+	b.remember(rt, pk, ehk, g.epoch, 0)
 	return int(rt.group), nil
 }
 
@@ -367,6 +394,18 @@ func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, inner i
 	if hasEHK && ehkIdx == g.ehks.next() {
 		g.ehks.add(ehk)
 	}
+	if g.count == 0 {
+		g.firstData = len(g.buf) + 1 + protowire.SizeVarint(uint64(inner)) + inner - len(data)
+	}
+	g.write(pkIdx, ehkIdx, hasEHK, inner, data)
+	g.count++
+	g.body = body
+	b.pendingRecords++
+	b.pendingBytes += g.size() - before
+}
+
+// write appends a Record message of size inner, as field 3, to g.buf.
+func (g *group) write(pkIdx, ehkIdx uint32, hasEHK bool, inner int, data []byte) {
 	// Written in place: tag, length, index fields, data tag and length (at
 	// most 1+5+1+5+1+5+1+5 bytes), data.
 	const maxHeader = 24
@@ -386,16 +425,8 @@ func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, inner i
 	}
 	w[n] = tagData
 	n += 1 + putVarint(w[n+1:], uint64(len(data)))
-	if g.count == 0 {
-		g.firstData = l + n
-	}
 	copy(w[n:], data)
 	g.buf = buf[:l+n+len(data)]
-
-	g.count++
-	g.body = body
-	b.pendingRecords++
-	b.pendingBytes += g.size() - before
 }
 
 // putVarint writes v as a protobuf varint at the start of b, which must be

@@ -19,15 +19,15 @@ type route struct {
 const keyCacheSets = 1024
 
 // keyCacheEntry caches what a partition key costs to work out: validation,
-// MD5 and shard lookup, and its index in the key table of its shard's open
-// aggregate.
+// MD5 and shard lookup (with a shard map), and the open aggregate it was
+// last added to and its index in that aggregate's key table.
 type keyCacheEntry struct {
 	pk     string
-	hash   HashKey
-	hashOK bool // false when the shard map needs no hash (wholeSpan)
-	shard  int32
-	pkIdx  uint32 // the key's index in the table of its shard's aggregate...
-	epoch  uint64 // ...if that aggregate is still the one numbered epoch
+	hash   HashKey // with a shard map...
+	hashOK bool    // ...false when the map needs no hash (wholeSpan)
+	shard  int32   // the key's group: its shard, or without a shard map the group it was last added to
+	pkIdx  uint32  // the key's index in the table of that group's aggregate...
+	epoch  uint64  // ...if that aggregate is still the one numbered epoch
 }
 
 // routeByShard routes a record by the shard its hash key predicts.
@@ -118,6 +118,29 @@ func (b *Builder) routeByKey(pk, ehk string, emit func(int, *Aggregate) error) (
 	b.byPK[pk] = gi
 	b.lastPK, b.lastPKGroup = pk, gi
 	return route{group: gi}, nil
+}
+
+// remember notes in the key cache that a record without explicit hash key
+// was added to the aggregate numbered epoch of group rt.group, whose key
+// table has its partition key at pkIdx.
+func (b *Builder) remember(rt route, pk, ehk string, epoch uint64, pkIdx uint32) {
+	e := rt.cached
+	if e == nil {
+		if ehk != "" {
+			return
+		}
+		set := &b.cache[maphash.String(b.seed, pk)&(keyCacheSets-1)]
+		switch pk {
+		case set[0].pk:
+			e = &set[0]
+		case set[1].pk:
+			e = &set[1]
+		default:
+			set[1], set[0] = set[0], keyCacheEntry{pk: pk}
+			e = &set[0]
+		}
+	}
+	e.shard, e.epoch, e.pkIdx = rt.group, epoch, pkIdx
 }
 
 // parseEHK parses an explicit hash key, remembering the last one.
