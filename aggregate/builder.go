@@ -112,8 +112,10 @@ type Tag struct {
 // records (the records predicted to land on one shard, or without a shard
 // map the records of one partition key) has at most one open aggregate.
 //
-// A Builder is not safe for concurrent use; it does no I/O, starts no
-// goroutine and never reads the clock: time comes from the caller.
+// A Builder is not safe for concurrent use, and emit must not call back into
+// it. It does no I/O, starts no goroutine and never reads the clock: time
+// comes from the caller. Its memory is bounded by its groups (each open
+// aggregate holds up to MaxBytes) and a cache of 2048 recent partition keys.
 type Builder struct {
 	cfg    Config
 	shards *ShardMap // nil: group by key

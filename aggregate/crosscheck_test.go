@@ -41,8 +41,9 @@ func toNode(pk, ehk string, data []byte) nodeRecord {
 	return r
 }
 
-// runNode sends a request to the cross-check script and returns its results.
-func runNode(t *testing.T, req any) []nodeResult {
+// requireNode returns the path of node, failing the test (skipping it with
+// -short) when node or the npm test peers are missing.
+func requireNode(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(npmDir, "node_modules", "aws-kinesis-agg", "package.json")); err != nil {
 		if testing.Short() {
@@ -54,6 +55,13 @@ func runNode(t *testing.T, req any) []nodeResult {
 	if err != nil {
 		t.Fatalf("the KPL cross-check needs node (Node.js) in PATH: %v", err)
 	}
+	return node
+}
+
+// runNode sends a request to the cross-check script and returns its results.
+func runNode(t *testing.T, req any) []nodeResult {
+	t.Helper()
+	node := requireNode(t)
 	in, err := json.Marshal(req)
 	require.NoError(t, err)
 	cmd := exec.CommandContext(t.Context(), node, filepath.Join(npmDir, "kpl_crosscheck.js"))
@@ -77,6 +85,7 @@ func decodeBase64(t *testing.T, s string) []byte {
 }
 
 func TestCrossCheck_NodeAggLibDecodesWhatWeEncode(t *testing.T) {
+	requireNode(t)
 	r := rand.New(rand.NewPCG(testSeed(t), 9))
 	var sent []emitted   // Kinesis records, in order
 	var users [][]Record // the user records of each
@@ -164,6 +173,7 @@ func TestCrossCheck_NodeAggLibDecodesWhatWeEncode(t *testing.T) {
 }
 
 func TestCrossCheck_WeDecodeWhatNodeAggLibEncodes(t *testing.T) {
+	requireNode(t)
 	r := rand.New(rand.NewPCG(testSeed(t), 10))
 	// aws-kinesis-agg lists its key tables with Object.keys, which puts keys
 	// that look like array indexes (decimal integers below 2^32-1) first in
@@ -241,6 +251,7 @@ func TestCrossCheck_WeDecodeWhatNodeAggLibEncodes(t *testing.T) {
 }
 
 func TestCrossCheck_NodeAggLibRejectsAProto3StyleEncodingThatDropsRequiredFields(t *testing.T) {
+	requireNode(t)
 	// What a proto3-style encoder writes for records ("k", index 0, "x") and
 	// ("k", index 0, empty data): the zero index and the empty data are
 	// dropped. Required fields are missing, and consumers refuse it.

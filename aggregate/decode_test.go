@@ -160,3 +160,14 @@ func TestForEach_DoesNotAllocate(t *testing.T) {
 		}))
 	}
 }
+
+func TestForEach_CountMismatchIsMalformed(t *testing.T) {
+	body := pb(nil).str(1, "pk").bytes(3, pb(nil).varint(1, 0).str(3, "x")).bytes(3, pb(nil).varint(1, 0).str(3, "y"))
+	a := Aggregate{Aggregated: true, Body: body, Count: 3}
+	err := ForEach(&a, func(_, _, _ []byte) error {
+		t.Fatal("a record of a malformed aggregate was delivered")
+		return nil
+	})
+	require.ErrorIs(t, err, ErrMalformed)
+	require.ErrorContains(t, err, "2 records, the aggregate says 3")
+}

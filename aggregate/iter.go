@@ -1,6 +1,9 @@
 package aggregate
 
-import "unsafe"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // ForEach calls fn for every user record in a, in order, without verifying an
 // MD5 (a's Body comes from the spool, which has its own checksum). The slices
@@ -9,7 +12,8 @@ import "unsafe"
 // once with a's own keys and Body.
 //
 // An aggregated Body is validated whole before fn is first called: a
-// malformed one (errors wrap ErrMalformed) delivers no record. ForEach stops
+// malformed one, or one of another number of records than a.Count (when
+// not 0), delivers no record; errors wrap ErrMalformed. ForEach stops
 // at and returns the first error of fn. It does not allocate.
 func ForEach(a *Aggregate, fn func(partitionKey, explicitHashKey, data []byte) error) error {
 	if !a.Aggregated {
@@ -17,8 +21,12 @@ func ForEach(a *Aggregate, fn func(partitionKey, explicitHashKey, data []byte) e
 	}
 	t := getTables()
 	defer putTables(t)
-	if _, err := t.parse(a.Body); err != nil {
+	n, err := t.parse(a.Body)
+	if err != nil {
 		return err
+	}
+	if a.Count > 0 && n != a.Count {
+		return fmt.Errorf("%w: %d records, the aggregate says %d", ErrMalformed, n, a.Count)
 	}
 	body := a.Body
 	return t.each(body, func(r rawRecord) error {
