@@ -328,3 +328,35 @@ func TestShutdown_WhileEmitBlocks(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Error(t, src.Run(context.Background(), col.emit), "Run twice")
 }
+
+// While emit blocks, files are created and rotated away under a pattern
+// that follows only the live name: they were held open when they appeared,
+// so their lines arrive once emit accepts again.
+func TestBackpressure_FilesRotatedWhileBlockedAreRead(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	w := newLogWriter(t, p, "app")
+	w.write(10)
+	cfg := testConfig(dir, "app.log")
+	cfg.ScanInterval = time.Hour // events only
+	src, err := New(cfg, Settings{Name: "s"})
+	require.NoError(t, err)
+	col := &collector{src: src, commit: true, block: make(chan struct{}), blocked: make(chan struct{}, 1)}
+	r := startWith(t, src, col)
+	<-col.blocked // the loop is stuck in emit
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, os.Rename(p, fmt.Sprintf("%s.%d", p, i)))
+		w.write(5) // late lines to the rotated file
+		w.reopen()
+		w.write(20)
+		// Rotations are minutes apart in life; here, let the event
+		// goroutine see the new file before it is rotated in turn.
+		// (The writer holds one descriptor of it, the source the other.)
+		require.Eventually(t, func() bool { return descriptorsOf(p) >= 2 }, 5*time.Second, time.Millisecond, "new file not held")
+	}
+	close(col.block)
+	r.waitCount(t, w.seq)
+	require.NoError(t, r.halt(t))
+	checkStream(t, col.records(), "app", w.seq, false)
+	require.Equal(t, w.seq, col.count())
+}

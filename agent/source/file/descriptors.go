@@ -124,18 +124,31 @@ func (r *runner) open(f *file) {
 			f = r.reborn(f, path, st) // inode reused, or rewritten: either way new
 		}
 	}
+	r.use(f, fd)
+	if truncated && f.offset != 0 {
+		r.truncated(f)
+	}
+}
+
+// use gives f the descriptor fd (positioned anywhere) and starts reading it
+// at f.offset, or from 0 if the file is now shorter.
+func (r *runner) use(f *file, fd *os.File) {
 	f.fd = fd
 	r.nOpen++
 	r.setState(f, stOpen)
 	f.hot, f.eof, f.caughtUp = true, false, false
 	f.lastGrowth, f.admitted = r.now, r.now
 	f.turnBytes = 0
-	if truncated || st.size < f.offset {
+	st, err := statFile(fd)
+	if err == nil && st.size < f.offset {
 		r.truncated(f)
 	} else if _, err := fd.Seek(f.offset, io.SeekStart); err != nil {
-		r.s.log.Warn("seek", "path", path, "error", err)
+		r.s.log.Warn("seek", "path", f.path, "error", err)
 	}
-	f.size, f.pollSize = st.size, st.size
+	if err == nil {
+		f.size, f.pollSize = st.size, st.size
+		f.sizeA.Store(st.size)
+	}
 	r.fingerprint(f)
 	r.resolve(f)
 }

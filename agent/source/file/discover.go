@@ -124,7 +124,8 @@ func (r *runner) observe(f *file, st fileStat) {
 	}
 }
 
-// newFile starts following a file no checkpoint knows.
+// newFile starts following a file no checkpoint knows; path is "" for a
+// file that no matching path leads to any more.
 func (r *runner) newFile(path string, st fileStat) *file {
 	f := &file{key: st.key, birth: st.birth, mtime: st.mtime, size: st.size}
 	f.offset = r.startOffset(path, st)
@@ -142,7 +143,9 @@ func (r *runner) newFile(path string, st fileStat) *file {
 	r.s.byID[inc.id] = inc
 	r.s.mu.Unlock()
 	r.byKey[st.key] = f
-	r.byPath[path] = f
+	if path != "" {
+		r.byPath[path] = f
+	}
 	r.live = append(r.live, f)
 	r.s.log.Debug("following file", "path", path, "file_id", inc.id, "offset", f.offset)
 	if !r.ignored(st) {
@@ -318,6 +321,9 @@ func (r *runner) forget(f *file) {
 }
 
 func (r *runner) applyHints() {
+	for _, hf := range r.hints.takeHeld() {
+		r.adopt(hf)
+	}
 	ops, overflow := r.hints.take(r.spare)
 	for p, op := range ops {
 		r.hint(p, op)
@@ -331,6 +337,39 @@ func (r *runner) applyHints() {
 				f.hot = true
 			}
 		}
+	}
+}
+
+// adopt takes a file the event goroutine opened when it was created. A file
+// the loop already knows is left to the usual path; a new one is followed
+// with that descriptor, even if it was renamed away or deleted since.
+func (r *runner) adopt(hf heldFile) {
+	if r.byKey[hf.st.key] != nil {
+		_ = hf.fd.Close()
+		r.consider(hf.path)
+		return
+	}
+	st, err := statPath(hf.path)
+	if err == nil && st.key == hf.st.key {
+		f := r.newFile(hf.path, hf.st)
+		if f.inQueue {
+			f.inQueue = false
+			r.dropWaiting(f)
+		}
+		r.use(f, hf.fd)
+		return
+	}
+	// Rotated away before the loop got to it: drain it.
+	f := r.newFile("", hf.st)
+	r.use(f, hf.fd)
+	r.c.rotations++
+	r.s.mu.Lock()
+	f.lastPath = hf.path
+	f.state = stDetached
+	r.s.mu.Unlock()
+	f.detachedAt = r.now
+	if err == nil {
+		r.consider(hf.path)
 	}
 }
 

@@ -69,6 +69,13 @@
 //   - A file that disappears and comes back (same inode) keeps its position;
 //     a new file under an old name is new.
 //
+// The loop may be stuck in emit for a long time (backpressure). Meanwhile the
+// event goroutine opens every new matching file the moment it is created
+// and holds it (up to max_open_files such descriptors) for the loop to
+// adopt, so a file created and rotated away during the stall is still read.
+// Without events (NFS) that protection is gone: follow the rotated names too
+// (app.log*) if the destination may stall for longer than a rotation period.
+//
 // max_open_files bounds descriptors. Every file found is opened (so a
 // rotation cannot take lines from under it) while descriptors last; the
 // others wait in a queue, most recently modified first. While files wait, an

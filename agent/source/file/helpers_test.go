@@ -42,12 +42,13 @@ type rec struct {
 // when commit is set, commits each record at once (as if downstream made it
 // durable immediately).
 type collector struct {
-	mu     sync.Mutex
-	recs   []rec
-	src    *Source
-	commit bool
-	block  chan struct{} // when non-nil, emit waits for it to be closed
-	onEmit func(r source.Record)
+	mu      sync.Mutex
+	recs    []rec
+	src     *Source
+	commit  bool
+	block   chan struct{} // when non-nil, emit waits for it to be closed
+	blocked chan struct{} // when non-nil, gets a value when emit starts waiting
+	onEmit  func(r source.Record)
 	// lag > 0 commits a record only once lag later records arrived: the
 	// last lag records of a run stay uncommitted, as if in flight.
 	lag     int
@@ -56,6 +57,12 @@ type collector struct {
 
 func (c *collector) emit(ctx context.Context, r source.Record) error {
 	if c.block != nil {
+		if c.blocked != nil {
+			select {
+			case c.blocked <- struct{}{}:
+			default:
+			}
+		}
 		select {
 		case <-c.block:
 		case <-ctx.Done():

@@ -28,6 +28,21 @@ func openUnder(dir string) (int, error) {
 	return n, nil
 }
 
+// descriptorsOf counts this process's descriptors of the file now at path.
+func descriptorsOf(path string) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == path {
+			n++
+		}
+	}
+	return n
+}
+
 // More files than max_open_files, all written at once: descriptors stay
 // within the bound, every file makes progress while the others are written,
 // and nothing is lost.

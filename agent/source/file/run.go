@@ -82,7 +82,7 @@ func newRunner(s *Source, ctx context.Context, emit source.Emit) *runner {
 	r := &runner{
 		s: s, cfg: &s.cfg, ctx: ctx, emit: emit,
 		byKey: map[devIno]*file{}, byPath: map[string]*file{}, byReal: map[string]*file{},
-		hints: newHints(), spare: map[string]fsnotify.Op{},
+		hints: newHints(s.cfg.MaxOpenFiles), spare: map[string]fsnotify.Op{},
 		buf:   make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
 		fpBuf: make([]byte, s.cfg.FingerprintBytes),
 	}
@@ -316,5 +316,6 @@ func (r *runner) shutdown() {
 	if r.watch != nil {
 		r.watch.close()
 	}
+	r.hints.release()
 	r.publish()
 }

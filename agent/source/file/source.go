@@ -131,7 +131,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 	r := newRunner(s, ctx, emit)
 	s.load(r)
 	if !s.set.Once && !disableWatch {
-		w, err := newWatcher(r.hints, s.log)
+		w, err := newWatcher(r.hints, s.m, s.log)
 		if err != nil {
 			s.log.Warn("no file events; finding changes by scanning only", "error", err)
 		} else {

@@ -3,6 +3,7 @@ package file
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
@@ -16,15 +17,79 @@ const maxHints = 16 << 10
 // hints collects file system events for the run loop: which paths changed
 // and how, coalesced, plus a wake-up. Events are hints only: the loop always
 // checks the file system itself, and scans and polls cover lost events.
+//
+// Hints also hold new files open. The run loop may be blocked in emit for
+// a long time (backpressure); a file created and rotated away meanwhile
+// would be out of reach by the time the loop looks. So the event goroutine
+// opens each new matching file at once and keeps the descriptor until the
+// loop adopts it (up to holdMax descriptors).
 type hints struct {
 	mu       sync.Mutex
 	ops      map[string]fsnotify.Op
 	overflow bool
 	wake     chan struct{} // capacity 1
+	held     map[devIno]heldFile
+	holdMax  int
 }
 
-func newHints() *hints {
-	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1)}
+// heldFile is a new file opened by the event goroutine.
+type heldFile struct {
+	path string
+	fd   *os.File
+	st   fileStat
+}
+
+func newHints(holdMax int) *hints {
+	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1), held: map[devIno]heldFile{}, holdMax: holdMax}
+}
+
+// hold opens a newly created file that the source wants.
+func (h *hints) hold(path string) {
+	h.mu.Lock()
+	full := len(h.held) >= h.holdMax
+	h.mu.Unlock()
+	if full {
+		return
+	}
+	fd, err := osOpen(path)
+	if err != nil {
+		return
+	}
+	st, err := statFile(fd)
+	if err != nil || !st.regular {
+		_ = fd.Close()
+		return
+	}
+	h.mu.Lock()
+	if _, dup := h.held[st.key]; dup || len(h.held) >= h.holdMax {
+		h.mu.Unlock()
+		_ = fd.Close()
+		return
+	}
+	h.held[st.key] = heldFile{path: path, fd: fd, st: st}
+	h.mu.Unlock()
+}
+
+// takeHeld hands the held files to the run loop.
+func (h *hints) takeHeld() []heldFile {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.held) == 0 {
+		return nil
+	}
+	out := make([]heldFile, 0, len(h.held))
+	for k, hf := range h.held {
+		out = append(out, hf)
+		delete(h.held, k)
+	}
+	return out
+}
+
+// release closes what was never adopted (at the end of Run).
+func (h *hints) release() {
+	for _, hf := range h.takeHeld() {
+		_ = hf.fd.Close()
+	}
 }
 
 func (h *hints) add(name string, op fsnotify.Op) {
@@ -72,7 +137,7 @@ type watcher struct {
 	wg     sync.WaitGroup
 }
 
-func newWatcher(h *hints, log *slog.Logger) (*watcher, error) {
+func newWatcher(h *hints, m *matcher, log *slog.Logger) (*watcher, error) {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
@@ -84,6 +149,9 @@ func newWatcher(h *hints, log *slog.Logger) (*watcher, error) {
 			case ev, ok := <-fw.Events:
 				if !ok {
 					return
+				}
+				if ev.Has(fsnotify.Create) && m.wanted(ev.Name) {
+					h.hold(ev.Name)
 				}
 				h.add(ev.Name, ev.Op)
 			case err, ok := <-fw.Errors:
