@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -141,6 +142,10 @@ type Builder struct {
 	seed      maphash.Seed
 	cache     *[keyCacheSets][2]keyCacheEntry
 	wholeSpan bool // one shard holds every hash key: no need to hash
+	// The cache entry last found for a string address. An entry holds its
+	// string, so an entry whose string has the same address and length as a
+	// key holds that key.
+	byAddr [1 << byAddrBits]*keyCacheEntry
 
 	pendingRecords int
 	pendingBytes   int
@@ -184,6 +189,8 @@ type group struct {
 	ehkHash HashKey
 	ehkOK   bool // ...valid for ehkHash
 }
+
+const byAddrBits = 10
 
 const (
 	initialHead = 256 // room for the key tables of a one-key aggregate
@@ -264,12 +271,19 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 	// is in the key table of its group's open aggregate (the cache says so),
 	// and fits it. Most records of a stream with repeating keys.
 	if pk := r.PartitionKey; r.ExplicitHashKey == "" && pk != "" {
-		set := &b.cache[maphash.String(b.seed, pk)&(keyCacheSets-1)]
-		e := &set[0]
-		if e.pk != pk {
-			if e = &set[1]; e.pk != pk {
-				return b.add(r, now, emit)
+		// Callers often pass the very same strings: try the entry last found
+		// for this string's address before hashing its bytes.
+		p := unsafe.StringData(pk)
+		slot := &b.byAddr[uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15>>(64-byAddrBits)]
+		e := *slot
+		if e == nil || unsafe.StringData(e.pk) != p || len(e.pk) != len(pk) {
+			set := &b.cache[maphash.String(b.seed, pk)&(keyCacheSets-1)]
+			if e = &set[0]; e.pk != pk {
+				if e = &set[1]; e.pk != pk {
+					return b.add(r, now, emit)
+				}
 			}
+			*slot = e
 		}
 		if g := &b.groups[e.shard]; e.epoch == g.epoch && g.count > 0 && len(pk)+len(r.Data) <= b.cfg.RecordLimit {
 			inner := recordSize(e.pkIdx, 0, false, len(r.Data))

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -659,4 +660,54 @@ func aggregateSize(t *testing.T, recs []Record) int {
 	require.NoError(t, b.FlushAll(c.emit))
 	require.Len(t, c.out, 1)
 	return c.out[0].Agg.Size()
+}
+
+func TestBuilder_KeyCachesStayCorrectUnderEvictionAndStringReuse(t *testing.T) {
+	// More keys than the caches hold, each passed both as the same string
+	// value (same address) and as a fresh copy, so that entries are evicted,
+	// move between the ways of a set and go stale in the address cache.
+	r := rand.New(rand.NewPCG(11, 12))
+	keys := make([]string, 5000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%d", i)
+	}
+	// Keys sliced from one string share their address: only their lengths
+	// tell them apart.
+	line := strings.Repeat("abcdefgh", 8)
+	for i := range 20 {
+		keys[100+i] = line[:1+i]
+	}
+	for _, m := range []*ShardMap{nil, evenShards(t, 8), allShards(t)} {
+		b, err := NewBuilder(Config{MaxRecords: 50, MaxGroups: 64}, m)
+		require.NoError(t, err)
+		in := map[string][]string{} // per partition key, the data in order
+		out := map[string][]string{}
+		emit := func(group int, a *Aggregate) error {
+			recs, err := DecodeKinesisRecord(a.PartitionKey, a.ExplicitHashKey, a.AppendKinesisData(nil))
+			require.NoError(t, err)
+			for _, rec := range recs {
+				out[rec.PartitionKey] = append(out[rec.PartitionKey], string(rec.Data))
+				if m != nil {
+					shard, _ := m.Lookup(PartitionKeyHash(rec.PartitionKey))
+					require.Equal(t, group, shard)
+				}
+			}
+			return nil
+		}
+		for i := range 40_000 {
+			k := keys[r.IntN(len(keys))]
+			if i%2 == 0 {
+				k = keys[r.IntN(20)+100*r.IntN(2)] // hot keys, half of them sliced from one string
+			}
+			if r.IntN(3) == 0 {
+				k = string([]byte(k)) // same key, another address
+			}
+			data := fmt.Sprint(i)
+			_, err := b.Add(Record{PartitionKey: k, Data: []byte(data)}, t0, emit)
+			require.NoError(t, err)
+			in[k] = append(in[k], data)
+		}
+		require.NoError(t, b.FlushAll(emit))
+		require.Equal(t, in, out)
+	}
 }
