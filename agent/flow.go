@@ -35,7 +35,7 @@ type flow struct {
 	entry     []byte
 	pk        []byte
 	rng       *rand.PCG
-	pkPool    []string        // random partition keys, drawn from per record
+	randomPK  string          // partition_key random: the key of the aggregate being filled
 	clock     atomic.Int64    // coarse now (unix nanos), advanced by runTimers
 	direct    *directQueue    // nil: every aggregate goes through the spool
 	directOK  atomic.Bool     // the direct path is open (closed during shutdown)
@@ -66,22 +66,24 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 		rng: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
 	}
 	if cfg.PartitionKey == PartitionKeyRandom {
-		f.pkPool = make([]string, randomKeyPool)
-		var raw [8]byte
-		for i := range f.pkPool {
-			binary.BigEndian.PutUint64(raw[:], f.rng.Uint64())
-			f.pkPool[i] = hex.EncodeToString(raw[:])
-		}
+		f.nextRandomPK()
 	}
 	f.clock.Store(time.Now().UnixNano())
 	return f, nil
 }
 
-// randomKeyPool is how many random partition keys a flow draws from. Keys
-// are 64 random bits, so 4096 of them spread records evenly over any
-// stream's shards (and Kafka partitions), while drawing one costs no
-// allocation and repeated keys shrink an aggregate's key table.
-const randomKeyPool = 4096
+// nextRandomPK draws the random partition key for the next aggregate.
+//
+// partition_key: random gives each aggregate one random 64-bit key shared
+// by its records, like Kafka's sticky partitioner: aggregates spread evenly
+// over a stream's shards (or a topic's partitions), while a record costs no
+// key of its own (no allocation, no key-table entry, 20 fewer bytes on the
+// wire). The key changes whenever an aggregate is emitted.
+func (f *flow) nextRandomPK() {
+	var raw [8]byte
+	binary.BigEndian.PutUint64(raw[:], f.rng.Uint64())
+	f.randomPK = hex.EncodeToString(raw[:])
+}
 
 // now is a coarse clock (within the flush tick, a few ms) for stamping when
 // aggregates open and files were last touched: reading the real clock per
@@ -142,8 +144,8 @@ func reasonOf(err error) string {
 
 // partitionKey makes a key for a record without one.
 func (f *flow) partitionKey(data []byte) string {
-	if f.pkPool != nil {
-		return f.pkPool[f.rng.Uint64()%randomKeyPool]
+	if f.cfg.PartitionKey == PartitionKeyRandom {
+		return f.randomPK
 	}
 	// deterministic: two independent 32-bit CRCs of the data (both are
 	// hardware-accelerated), so equal records always share a key.
@@ -157,6 +159,9 @@ func (f *flow) partitionKey(data []byte) string {
 // onAggregate appends a closed aggregate to the spool. Called by the builder
 // under f.mu.
 func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
+	if f.cfg.PartitionKey == PartitionKeyRandom {
+		f.nextRandomPK()
+	}
 	if f.direct != nil && f.directOK.Load() {
 		if tk := f.direct.offer(a); tk != nil {
 			f.metrics.aggregates.Inc()
