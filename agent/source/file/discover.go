@@ -351,6 +351,9 @@ func (r *runner) adopt(hf heldFile) {
 	}
 	st, err := statPath(hf.path)
 	if err == nil && st.key == hf.st.key {
+		if old := r.byPath[hf.path]; old != nil {
+			r.lose(old) // the path leads to the new file now
+		}
 		f := r.newFile(hf.path, hf.st)
 		if f.inQueue {
 			f.inQueue = false

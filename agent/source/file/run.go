@@ -32,6 +32,10 @@ const (
 // disableWatch lets tests run without events, as on NFS.
 var disableWatch = false
 
+// loopHook, when set (by tests), is called at the end of every turn of the
+// loop: the tests check the runner's invariants there.
+var loopHook func(*runner)
+
 // counters are the run loop's, published to Source after each turn.
 type counters struct {
 	records, bytes, truncated, split, truncations, rotations, partial uint64
@@ -122,6 +126,9 @@ func (r *runner) loop() error {
 			err = r.timers()
 		}
 		r.publish()
+		if loopHook != nil {
+			loopHook(r)
+		}
 		if err != nil {
 			return err
 		}
