@@ -2,8 +2,10 @@ package checkpoint
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,4 +199,19 @@ func TestStore_ConcurrentUse(t *testing.T) {
 func TestStore_EmptyPath(t *testing.T) {
 	_, err := Open("", Settings{})
 	require.Error(t, err)
+}
+
+// Checkpoints on a tmpfs (/run, /dev/shm) vanish at reboot: Open says so.
+func TestStore_WarnsOnTmpfs(t *testing.T) {
+	if !onTmpfs("/dev/shm") {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "checkpoint-test-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	var logs strings.Builder
+	s, err := Open(filepath.Join(dir, "cp.json"), Settings{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	require.Contains(t, logs.String(), "tmpfs")
 }
