@@ -14,9 +14,10 @@ type route struct {
 }
 
 // keyCacheSets is the number of sets of the partition key cache, two
-// entries each: enough for the keys of a host's sources, small enough to
-// stay in the CPU's caches (about 100 KiB).
-const keyCacheSets = 1024
+// entries each: 8192 keys, enough for the hot keys of most streams, in about
+// 400 KiB (a CPU's L2 cache). Streams with more distinct keys pay an MD5 per
+// record for shard prediction, as the KPL does.
+const keyCacheSets = 4096
 
 // keyCacheEntry caches what a partition key costs to work out: validation,
 // MD5 and shard lookup (with a shard map), and the open aggregate it was
