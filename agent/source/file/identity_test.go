@@ -190,3 +190,27 @@ func TestFingerprint_ParseRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, fingerprint{}, got)
 }
+
+// Checkpoints taken with a longer fingerprint still work after
+// fingerprint_bytes was lowered.
+func TestIdentity_FingerprintBytesChangedBetweenRuns(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.log")
+	writeFile(t, p, numbered("a", 0, 100))
+	cpPath := filepath.Join(t.TempDir(), "cp.json")
+	cfg := testConfig(dir, "*.log")
+	cfg.FingerprintBytes = 4096
+	st := openStore(t, cpPath)
+	r := start(t, cfg, Settings{Checkpoints: st})
+	r.waitCount(t, 100)
+	require.NoError(t, r.halt(t))
+	require.NoError(t, st.Close())
+	appendFile(t, p, numbered("a", 100, 10))
+	cfg.FingerprintBytes = 16
+	st2 := openStore(t, cpPath)
+	r2 := start(t, cfg, Settings{Checkpoints: st2})
+	r2.waitCount(t, 10)
+	require.NoError(t, r2.halt(t))
+	require.Equal(t, line("a", 100), r2.col.lines()[0])
+	require.Len(t, r2.col.lines(), 10)
+}

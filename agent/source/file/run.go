@@ -88,7 +88,7 @@ func newRunner(s *Source, ctx context.Context, emit source.Emit) *runner {
 		byKey: map[devIno]*file{}, byPath: map[string]*file{}, byReal: map[string]*file{},
 		hints: newHints(s.cfg.MaxOpenFiles), spare: map[string]fsnotify.Op{},
 		buf:   make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
-		fpBuf: make([]byte, s.cfg.FingerprintBytes),
+		fpBuf: make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
 	}
 	// LastSeen only needs the TTL's precision; refreshing it rarely keeps
 	// an idle agent from rewriting its checkpoints.
