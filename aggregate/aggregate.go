@@ -9,12 +9,12 @@ const (
 	magicLen    = 4
 	digestLen   = md5.Size
 	wireFraming = magicLen + digestLen // bytes the wire adds around the protobuf body
-
-	// AggregatedPartitionKey is the partition key of an aggregate of 2+
-	// records, as the KPL sets it: Kinesis routes it by its explicit hash key,
-	// and the sub-records carry their own keys.
-	AggregatedPartitionKey = "a"
 )
+
+// AggregatedPartitionKey is the partition key of an aggregate of 2+ records,
+// as the KPL sets it: Kinesis routes the aggregate by its explicit hash key,
+// and the sub-records carry their own keys.
+const AggregatedPartitionKey = "a"
 
 // magic starts every KPL aggregated record.
 var magic = [magicLen]byte{0xF3, 0x89, 0x9A, 0xC2}
