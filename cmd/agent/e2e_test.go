@@ -254,11 +254,11 @@ flows:
     output: sink
 `, filepath.Join(dir, "state"), admin, log, s.URL())), 0o600))
 	p := startAgent(t, "run", "-c", cfg)
-	var read float64
 	require.Eventually(t, func() bool {
-		read = metric(admin, "agent_records_received_total")
-		return read > 0 && metric(admin, "agent_spool_bytes") > 3<<20
-	}, 30*time.Second, 50*time.Millisecond)
+		return metric(admin, "agent_spool_blocked_appends") > 0
+	}, time.Minute, 50*time.Millisecond, "the spool never filled: bytes %v, read %v",
+		metric(admin, "agent_spool_bytes"), metric(admin, "agent_records_received_total"))
+	require.Greater(t, metric(admin, "agent_spool_bytes"), float64(2<<20))
 	// Reading pauses: the count stops growing well short of the file.
 	time.Sleep(2 * time.Second)
 	paused := metric(admin, "agent_records_received_total")
