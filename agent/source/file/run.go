@@ -247,6 +247,10 @@ func (r *runner) timers() error {
 			}
 			t = t.Add(cfg.RotateWait)
 			if r.s.set.Once || !now.Before(t) {
+				if st, err := statFile(f.fd); err == nil && st.size != f.offset {
+					r.checkOpen(f, st, false) // it grew after all: read that first
+					continue
+				}
 				if err := r.release(f); err != nil {
 					return err
 				}
