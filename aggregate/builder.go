@@ -147,6 +147,8 @@ type Builder struct {
 	// string, so an entry whose string has the same address and length as a
 	// key holds that key.
 	byAddr [1 << byAddrBits]*keyCacheEntry
+	sumPK  string // the last key hashed for the cache...
+	sum    uint64 // ...and its hash
 
 	pendingRecords int
 	pendingBytes   int
@@ -279,11 +281,8 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 		slot := &b.byAddr[uint64(uintptr(unsafe.Pointer(p)))*0x9E3779B97F4A7C15>>(64-byAddrBits)]
 		e = *slot
 		if e == nil || unsafe.StringData(e.pk) != p || len(e.pk) != len(pk) {
-			set := &b.cache[maphash.String(b.seed, pk)&(keyCacheSets-1)]
-			if e = &set[0]; e.pk != pk {
-				if e = &set[1]; e.pk != pk {
-					return b.add(r, now, emit, nil)
-				}
+			if e, _ = b.cacheFind(pk); e == nil {
+				return b.add(r, now, emit, nil)
 			}
 			*slot = e
 		}

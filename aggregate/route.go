@@ -3,6 +3,7 @@ package aggregate
 import (
 	"fmt"
 	"hash/maphash"
+	"unsafe"
 )
 
 // route is where a record goes: its group and what is known of its keys.
@@ -24,6 +25,7 @@ const keyCacheSets = 4096
 // last added to and its index in that aggregate's key table.
 type keyCacheEntry struct {
 	pk     string
+	sum    uint64  // maphash of pk: most misses are told without reading pk's bytes
 	hash   HashKey // with a shard map...
 	hashOK bool    // ...false when the map needs no hash (wholeSpan)
 	shard  int32   // the key's group: its shard, or without a shard map the group it was last added to
@@ -48,16 +50,14 @@ func (b *Builder) routeByShard(pk, ehk string) (route, error) {
 		return route{group: int32(shard), hash: h, hashOK: true}, nil
 	}
 
-	set := &b.cache[maphash.String(b.seed, pk)&(keyCacheSets-1)]
-	for i := range set {
-		if e := &set[i]; e.pk == pk && pk != "" {
-			return route{group: e.shard, hash: e.hash, hashOK: e.hashOK, cached: e}, nil
-		}
+	cached, set := b.cacheFind(pk)
+	if cached != nil {
+		return route{group: cached.shard, hash: cached.hash, hashOK: cached.hashOK, cached: cached}, nil
 	}
 	if err := ValidatePartitionKey(pk); err != nil {
 		return route{}, err
 	}
-	e := keyCacheEntry{pk: pk}
+	e := keyCacheEntry{pk: pk, sum: b.sum}
 	if !b.wholeSpan {
 		e.hash, e.hashOK = PartitionKeyHash(pk), true
 		shard, ok := b.shards.Lookup(e.hash)
@@ -121,6 +121,22 @@ func (b *Builder) routeByKey(pk, ehk string, emit func(int, *Aggregate) error) (
 	return route{group: gi}, nil
 }
 
+// cacheFind returns pk's cache entry, or nil, and the set it belongs to.
+func (b *Builder) cacheFind(pk string) (*keyCacheEntry, *[2]keyCacheEntry) {
+	// The same key is often looked up twice in a row (fast path, then
+	// general path): its hash is kept.
+	if unsafe.StringData(pk) != unsafe.StringData(b.sumPK) || len(pk) != len(b.sumPK) {
+		b.sumPK, b.sum = pk, maphash.String(b.seed, pk)
+	}
+	set := &b.cache[b.sum&(keyCacheSets-1)]
+	for i := range set {
+		if e := &set[i]; e.sum == b.sum && e.pk == pk && pk != "" {
+			return e, set
+		}
+	}
+	return nil, set
+}
+
 // remember notes in the key cache that a record without explicit hash key
 // was added to the aggregate numbered epoch of group rt.group, whose key
 // table has its partition key at pkIdx.
@@ -130,14 +146,9 @@ func (b *Builder) remember(rt route, pk, ehk string, epoch uint64, pkIdx uint32)
 		if ehk != "" {
 			return
 		}
-		set := &b.cache[maphash.String(b.seed, pk)&(keyCacheSets-1)]
-		switch pk {
-		case set[0].pk:
-			e = &set[0]
-		case set[1].pk:
-			e = &set[1]
-		default:
-			set[1], set[0] = set[0], keyCacheEntry{pk: pk}
+		var set *[2]keyCacheEntry
+		if e, set = b.cacheFind(pk); e == nil {
+			set[1], set[0] = set[0], keyCacheEntry{pk: pk, sum: b.sum}
 			e = &set[0]
 		}
 	}
