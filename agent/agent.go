@@ -155,7 +155,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			switch sc.Type {
 			case "file":
 				src, err := file.New(*sc.File, file.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
-					Checkpoints: store, Once: a.set.Once})
+					Checkpoints: store, Once: a.set.Once, CheckpointInterval: cfg.Checkpoint.Interval})
 				if err != nil {
 					return fmt.Errorf("source %s: %w", name, err)
 				}
