@@ -103,7 +103,7 @@ func (s *Spool) recover() error {
 	if n := len(kept); n > 0 && kept[n-1].count() == 0 {
 		g := kept[n-1]
 		kept = kept[:n-1]
-		if g.hdr.first >= nextID {
+		if !g.sealed && g.hdr.first >= nextID {
 			f, err := s.fs.OpenFile(g.path, os.O_RDWR|os.O_APPEND, 0)
 			if err != nil {
 				return fmt.Errorf("spool: open segment %s: %w", g.path, err)
@@ -112,6 +112,7 @@ func (s *Spool) recover() error {
 			s.active, s.wf = g, f
 		} else {
 			s.removeRecovered(g)
+			nextID = max(nextID, g.hdr.first)
 		}
 	}
 	s.segs = kept
@@ -219,7 +220,7 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 		b := make([]byte, sealFrameSize)
 		if _, err := f.ReadAt(b, size-sealFrameSize); err == nil {
 			if last, ok := parseSeal(b, h, size-sealFrameSize); ok &&
-				int64(last-first+1)*frameHeaderSize <= size-segHeaderSize-sealFrameSize {
+				uint64(last-first+1) <= uint64(size-segHeaderSize-sealFrameSize)/frameHeaderSize {
 				return &segment{hdr: h, path: path, last: last, end: size - sealFrameSize, size: size, sealed: true}, last, nil
 			}
 		}

@@ -79,7 +79,6 @@ type Spool struct {
 	closed   bool
 	broken   bool  // wf's tail may hold a partial frame: roll before writing
 	free     int64 // free disk bytes: last statfs minus bytes written since
-	noSpace  bool  // the last write failed with ENOSPC; cleared by the maintainer
 	fullNote bool  // a "full" episode has been logged
 
 	// syncMu serialises fsyncs of the active file with its sealing and
@@ -101,6 +100,7 @@ type Spool struct {
 	lastID     atomic.Uint64 // highest ID appended
 	durable    atomic.Uint64
 	closedFlag atomic.Bool
+	noSpace    atomic.Bool           // a write failed with ENOSPC; cleared by a deletion or a free-space check
 	finished   atomic.Bool           // Close has done its final sync
 	failed     atomic.Pointer[error] // sticky fsync failure
 
@@ -348,6 +348,7 @@ func (s *Spool) deleteDone() {
 		s.removeFilesLocked(g)
 	}
 	if len(gs) > 0 {
+		s.noSpace.Store(false)
 		s.spaceEv.broadcast()
 	}
 }

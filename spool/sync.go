@@ -145,7 +145,7 @@ func (s *Spool) runMaintainer() {
 	t := time.NewTicker(min(s.cfg.SyncInterval, maxMaintainEvery))
 	defer t.Stop()
 	lastFlush := time.Now()
-	freeErrLogged := false
+	freeErrLogged, ackErrLogged := false, false
 	for {
 		select {
 		case <-s.closing:
@@ -158,8 +158,13 @@ func (s *Spool) runMaintainer() {
 			}
 			if now.Sub(lastFlush) >= s.cfg.SyncInterval-s.cfg.SyncInterval/8 {
 				lastFlush = now
-				if err := s.flushAcks(); err != nil {
-					s.log.Warn("spool: writing acknowledgements failed; retrying", "error", err)
+				switch err := s.flushAcks(); {
+				case err != nil && !ackErrLogged:
+					ackErrLogged = true
+					s.log.Warn("spool: writing acknowledgements failed; retrying every sync_interval", "error", err)
+				case err == nil && ackErrLogged:
+					ackErrLogged = false
+					s.log.Info("spool: acknowledgements written again")
 				}
 			}
 		}
@@ -183,9 +188,9 @@ func (s *Spool) measureFree() error {
 	}
 	s.wmu.Lock()
 	s.free = free
-	s.noSpace = false
-	blocked := s.st.blocked.Load() > 0
 	s.wmu.Unlock()
+	s.noSpace.Store(false)
+	blocked := s.st.blocked.Load() > 0
 	if blocked {
 		s.spaceEv.broadcast()
 	}

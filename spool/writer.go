@@ -71,7 +71,7 @@ func (s *Spool) appendLocked(ctx context.Context, entry []byte) (ID, error) {
 		}
 		// The disk is full whatever statfs said: behave as full until the
 		// maintainer measures again or a segment is deleted.
-		s.noSpace = true
+		s.noSpace.Store(true)
 		if !s.fullNote {
 			s.log.Warn("spool: disk full (ENOSPC)", "error", err)
 		}
@@ -82,7 +82,7 @@ func (s *Spool) appendLocked(ctx context.Context, entry []byte) (ID, error) {
 // above the free-disk floor. The seal a segment gets when it is closed is
 // counted in advance.
 func (s *Spool) roomLocked(need int64) bool {
-	if s.noSpace {
+	if s.noSpace.Load() {
 		return false
 	}
 	need += sealFrameSize
@@ -111,7 +111,7 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 
 func (s *Spool) fullReasonLocked(need int64) string {
 	switch {
-	case s.noSpace:
+	case s.noSpace.Load():
 		return "no space left on device"
 	case s.st.bytes.Load()+need+sealFrameSize > int64(s.cfg.MaxBytes):
 		return fmt.Sprintf("max_bytes (%s) reached", s.cfg.MaxBytes)
@@ -182,7 +182,7 @@ func (s *Spool) dropOldestLocked(reason string) bool {
 	s.st.droppedOldest.Add(uint64(lost))
 	s.removeFilesLocked(g)
 	s.ackMu.Unlock()
-	s.noSpace = false
+	s.noSpace.Store(false)
 	s.lg.dropped(uint64(lost), 0, reason)
 	s.spaceEv.broadcast()
 	return true
