@@ -22,6 +22,7 @@ type faultFS struct {
 	writeErr  error // writes fail with it, after writing half
 	syncErr   error // Sync fails with it
 	free      int64 // FreeBytes reports it when > 0
+	syncGate  chan struct{} // when set, Sync waits for it to be closed
 	readBytes atomic.Int64
 }
 
@@ -80,6 +81,12 @@ func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
 }
 
 func (f *faultFile) Sync() error {
+	f.fs.mu.Lock()
+	gate := f.fs.syncGate
+	f.fs.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	if _, se, _ := f.fs.get(); se != nil {
 		return se
 	}
@@ -321,4 +328,31 @@ func TestFull_FreeDiskFloorActsAsFull(t *testing.T) {
 	require.NoError(t, s.measureFree())
 	_, err := s.Append(t.Context(), payload(99, 300))
 	require.NoError(t, err)
+}
+
+func TestFull_DropOldestFirstDeletesWhatAcksFinished(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.MaxBytes = 16 << 10
+	cfg.WhenFull = WhenFullDropOldest
+	for round := range 20 { // the maintainer may or may not be first
+		dir := cfg.Dir
+		cfg.Dir = t.TempDir()
+		s := open(t, cfg)
+		var ids []ID // fill until the next append would not fit
+		for s.Stats().Bytes+2*(300+frameHeaderSize)+sealFrameSize <= int64(cfg.MaxBytes) {
+			ids = append(ids, fill(t, s, 1, 300)...)
+		}
+		require.Zero(t, s.Stats().DroppedOldest)
+		for _, id := range ids[:12] { // exactly the first segment
+			require.NoError(t, s.Ack(id))
+		}
+		for range 4 {
+			_, err := s.Append(t.Context(), payload(0, 300))
+			require.NoError(t, err)
+		}
+		require.Zero(t, s.Stats().DroppedOldest, "round %d: dropped entries while a finished segment was waiting for deletion", round)
+		require.NoError(t, s.Close())
+		cfg.Dir = dir
+	}
 }

@@ -271,6 +271,38 @@ func TestSync_AlwaysIsDurableWhenAppendReturns(t *testing.T) {
 	}
 }
 
+func TestSync_AlwaysGroupCommitSharesOneFsyncAmongWaitingAppenders(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sync = SyncAlways
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	before := s.Stats().Fsyncs
+	gate := make(chan struct{})
+	fs.set(func(f *faultFS) { f.syncGate = gate })
+	const appenders = 8
+	errc := make(chan error, appenders)
+	for i := range appenders {
+		go func() {
+			_, err := s.Append(context.Background(), payload(uint64(i), 100))
+			errc <- err
+		}()
+	}
+	// Every appender has written its frame while the first fsync is held.
+	for s.Stats().Appended < appenders {
+		ch := s.dataEv.wait()
+		if s.Stats().Appended < appenders {
+			<-ch
+		}
+	}
+	close(gate)
+	for range appenders {
+		require.NoError(t, <-errc)
+	}
+	fsyncs := s.Stats().Fsyncs - before
+	require.LessOrEqual(t, fsyncs, uint64(2), "8 appends shared at most 2 fsyncs")
+	t.Logf("%d appends, %d fsyncs", appenders, fsyncs)
+}
+
 func TestSync_NeverReportsTheLastAppendedAsDurable(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Sync = SyncNever

@@ -95,6 +95,13 @@ func (s *Spool) roomLocked(need int64) bool {
 // whenFullLocked applies when_full. It returns nil when the caller should
 // look for room again, or the error Append returns.
 func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
+	// Segments finished by acks may still wait for the maintainer to
+	// delete them, or be in the middle of it: finish that first (ackMu
+	// serialises it), rather than drop or wait.
+	s.deleteDone()
+	if s.roomLocked(need) {
+		return nil
+	}
 	reason := s.fullReasonLocked(need)
 	switch s.cfg.WhenFull {
 	case WhenFullDropOldest:
