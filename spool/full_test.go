@@ -19,9 +19,9 @@ import (
 type faultFS struct {
 	fs        fileSystem
 	mu        sync.Mutex
-	writeErr  error // writes fail with it, after writing half
-	syncErr   error // Sync fails with it
-	free      int64 // FreeBytes reports it when > 0
+	writeErr  error         // writes fail with it, after writing half
+	syncErr   error         // Sync fails with it
+	free      int64         // FreeBytes reports it when > 0
 	syncGate  chan struct{} // when set, Sync waits for it to be closed
 	readBytes atomic.Int64
 }
