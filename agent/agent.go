@@ -252,7 +252,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		timers.Add(1)
 		go func() {
 			defer timers.Done()
-			if err := fr.flow.runTimers(timerCtx, a.cfg.Checkpoint.Interval); err != nil {
+			if err := fr.flow.runTimers(timerCtx, srcCtx, a.cfg.Checkpoint.Interval); err != nil {
 				fail(err)
 			}
 		}()
@@ -293,6 +293,14 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 			drainForever = true
 		}
 	}
+	// A source that failed also ends its Run: both cases may be ready.
+	if runErr == nil {
+		select {
+		case runErr = <-fatal:
+			drainForever = false
+		default:
+		}
+	}
 	if a.admin != nil {
 		a.admin.ready.Store(false)
 	}
@@ -300,8 +308,12 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	srcWG.Wait()
 
 	// Everything the sources emitted goes to the spool, durably (or, in
-	// once mode, on to the destination directly).
+	// once mode, on to the destination directly, however long that takes).
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout+time.Second)
+	if drainForever {
+		cancelFlush()
+		flushCtx, cancelFlush = context.WithCancel(ctx)
+	}
 	for _, fr := range a.flows {
 		if !drainForever {
 			fr.flow.directOK.Store(false)
@@ -319,10 +331,10 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	if drainForever {
 		// --once: deliver everything, however long it takes (a signal
 		// still interrupts).
-		a.waitDrained(ctx, fatal)
+		runErr = a.waitDrained(ctx, fatal)
 	} else if runErr == nil {
 		dctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-		a.waitDrained(dctx, fatal)
+		runErr = a.waitDrained(dctx, fatal)
 		cancel()
 	}
 	stopSend()
@@ -353,28 +365,29 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	return nil
 }
 
-// waitDrained returns when every flow's spool is empty and nothing is
-// buffered, or when ctx ends.
-func (a *Agent) waitDrained(ctx context.Context, fatal chan error) {
+// waitDrained returns when nothing is buffered, every tracked record is
+// durable and every flow's spool is empty (in that order: a spill between
+// the checks cannot make it return early), or when ctx ends. A fatal error
+// ends it too and is returned.
+func (a *Agent) waitDrained(ctx context.Context, fatal chan error) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
 		drained := true
 		for _, fr := range a.flows {
-			if fr.spool.Stats().Entries > 0 || !fr.flow.idle() {
+			if !fr.flow.idle() || fr.spool.Stats().Entries > 0 {
 				drained = false
 				break
 			}
 		}
 		if drained {
-			return
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case err := <-fatal:
-			a.log.Error("stopping", "error", err)
-			return
+			return err
 		case <-t.C:
 		}
 	}

@@ -3,7 +3,9 @@ package agent
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -66,10 +68,22 @@ func (d *deadLetter) write(recs func(emit func(DeadLetterRecord) error) error) e
 	if err := d.open(); err != nil {
 		return err
 	}
+	// A failed write (a full disk) is cut off again, so the file stays
+	// one whole JSON object per line.
+	start, err := d.f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
+	}
+	fail := func(err error) error {
+		if terr := d.f.Truncate(start); terr != nil {
+			err = errors.Join(err, terr)
+		}
+		return err
+	}
 	w := bufio.NewWriter(d.f)
 	enc := json.NewEncoder(w)
 	n := 0
-	err := recs(func(r DeadLetterRecord) error {
+	err = recs(func(r DeadLetterRecord) error {
 		if utf8.Valid(r.Data) {
 			t := string(r.Data)
 			r.Text = &t
@@ -78,13 +92,13 @@ func (d *deadLetter) write(recs func(emit func(DeadLetterRecord) error) error) e
 		return enc.Encode(r)
 	})
 	if err != nil {
-		return fmt.Errorf("dead-letter: %w", err)
+		return fail(fmt.Errorf("dead-letter: %w", err))
 	}
 	if err := w.Flush(); err != nil {
-		return fmt.Errorf("dead-letter: write %s: %w", d.path, err)
+		return fail(fmt.Errorf("dead-letter: write %s: %w", d.path, err))
 	}
 	if err := d.f.Sync(); err != nil {
-		return fmt.Errorf("dead-letter: sync %s: %w", d.path, err)
+		return fail(fmt.Errorf("dead-letter: sync %s: %w", d.path, err))
 	}
 	d.count.Add(int64(n))
 	return nil

@@ -94,30 +94,37 @@ func (s *sender) directWorker(ctx context.Context) error {
 	var b batch
 	maxBytes := int(s.cfg.BatchMaxBytes)
 	for {
-		b.ids, b.items, b.aggs = b.ids[:0], b.items[:0], b.aggs[:0]
+		b.ids, b.items, b.aggs, b.spill = b.ids[:0], b.items[:0], b.aggs[:0], b.spill[:0]
+		size := 0
 		select {
 		case <-ctx.Done():
 			return nil
 		case it := <-s.direct.ch:
+			size += len(it.entry)
 			s.takeDirect(&b, it)
 		}
-		size := len(b.items[0].entry)
 	more:
 		for len(b.items) < s.cfg.BatchMaxRecords && size < maxBytes {
 			select {
 			case it := <-s.direct.ch:
-				s.takeDirect(&b, it)
 				size += len(it.entry)
+				s.takeDirect(&b, it)
 			default:
 				break more
 			}
 		}
+		if len(b.items) == 0 {
+			continue
+		}
 		if !s.acquire(ctx) {
-			s.spill(&b, allIndexes(len(b.items)))
+			b.spill = allIndexes(len(b.items))
 		} else {
 			s.deliver(ctx, &b)
 			s.release()
 		}
+		// Spill with the slot given back: the spool's own senders need the
+		// slots to make room in a full spool.
+		s.spill(ctx, &b, b.spill)
 		for _, it := range b.items {
 			s.direct.put(it)
 		}
@@ -149,26 +156,48 @@ func (s *sender) takeDirect(b *batch, it *directItem) {
 }
 
 // spill writes the entries at idx of a direct batch to the spool; the
-// spool's senders deliver them from there. While the agent shuts down it
-// still tries for a bounded time; what cannot be written stays unreleased
-// and is read again from its file after a restart.
-func (s *sender) spill(b *batch, idx []int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+// spool's senders deliver them from there. It waits for room like any
+// appender (when_full: block) until ctx ends; then, shutting down, it still
+// tries for a bounded time. What it cannot write is not released: its
+// records hold their file checkpoints and are read again after a restart.
+func (s *sender) spill(ctx context.Context, b *batch, idx []int) {
+	var shutdown context.CancelFunc
 	for _, i := range idx {
 		it := b.items[i]
-		id, err := s.spool.Append(ctx, it.entry)
-		switch {
-		case err == nil:
-			it.ticket.spilled(id)
-			s.metrics.spilled.Inc()
-		case errors.Is(err, spool.ErrFull):
-			// when_full: drop_newest, as for any append: counted.
-			s.metrics.droppedFull.Add(float64(b.aggs[i].Count))
-			it.ticket.markDone()
-		default:
-			s.log.Error("cannot spill an undelivered aggregate to the spool; its records will be read again after a restart",
-				"error", fmt.Errorf("flow %s: %w", s.flow, err))
+		for attempt := 0; ; attempt++ {
+			if ctx.Err() != nil && shutdown == nil {
+				ctx, shutdown = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer shutdown()
+			}
+			id, err := s.spool.Append(ctx, it.entry)
+			switch {
+			case err != nil && ctx.Err() != nil && shutdown == nil:
+				continue // stopping: try again within the shutdown bound
+			case err == nil:
+				it.ticket.spilled(id)
+				s.metrics.spilled.Inc()
+			case errors.Is(err, spool.ErrFull):
+				// when_full: drop_newest, as for any append: counted.
+				s.metrics.droppedFull.Add(float64(b.aggs[i].Count))
+				it.ticket.markDone()
+			case errors.Is(err, spool.ErrTooLarge):
+				if derr := s.dlq.writeAggregate(s.flow, "", "spool_entry_too_large: "+err.Error(), &b.aggs[i]); derr != nil {
+					s.log.Error("cannot dead-letter an aggregate too large for the spool; its records will be read again after a restart", "error", derr)
+					break
+				}
+				s.metrics.droppedTooLarge.Add(float64(b.aggs[i].Count))
+				it.ticket.markDone()
+			case errors.Is(err, spool.ErrClosed), ctx.Err() != nil:
+				s.log.Error("cannot spill an undelivered aggregate while stopping; its records will be read again after a restart",
+					"error", fmt.Errorf("flow %s: %w", s.flow, err))
+			default:
+				// An I/O error: keep trying, the records are only in memory.
+				s.log.Error("spilling an undelivered aggregate to the spool failed; retrying", "error", fmt.Errorf("flow %s: %w", s.flow, err))
+				if sleepCtx(ctx, s.backoff(attempt)) {
+					continue
+				}
+			}
+			break
 		}
 	}
 }
@@ -185,7 +214,9 @@ func (s *sender) drainDirect() {
 			b.items, b.aggs = b.items[:0], b.aggs[:0]
 			s.takeDirect(&b, it)
 			if len(b.items) > 0 {
-				s.spill(&b, []int{0})
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				s.spill(ctx, &b, []int{0})
+				cancel()
 				s.direct.put(it)
 			}
 		default:

@@ -29,9 +29,13 @@ type flow struct {
 	dlq     *deadLetter
 	metrics *flowMetrics
 
+	// tmu guards the tracker alone, so checkpoints keep moving while mu is
+	// held by an Append blocked on a full spool. Order: mu, then tmu.
+	tmu     sync.Mutex
+	tracker *tracker
+
 	mu        sync.Mutex // guards everything below; held across spool.Append (backpressure)
 	builder   *aggregate.Builder
-	tracker   *tracker
 	entry     []byte
 	pk        []byte
 	rng       *rand.PCG
@@ -123,10 +127,10 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 			return fmt.Errorf("flow %s: dead-letter a rejected record: %w", f.name, derr)
 		}
 		f.metrics.dropped("rejected").Inc()
-		f.tracker.add(src, committer, r.Cursor, -1, now)
+		f.track(func(t *tracker) { t.add(src, committer, r.Cursor, -1, now) })
 		return nil
 	}
-	f.tracker.add(src, committer, r.Cursor, group, now)
+	f.track(func(t *tracker) { t.add(src, committer, r.Cursor, group, now) })
 	return nil
 }
 
@@ -167,7 +171,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 			f.metrics.aggregates.Inc()
 			f.metrics.aggregatedRecords.Add(float64(a.Count))
 			f.metrics.direct.Inc()
-			f.tracker.closed(group, 0, tk, true)
+			f.track(func(t *tracker) { t.closed(group, 0, tk, true) })
 			return nil
 		}
 	}
@@ -177,13 +181,13 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 	case err == nil:
 		f.metrics.aggregates.Inc()
 		f.metrics.aggregatedRecords.Add(float64(a.Count))
-		f.tracker.closed(group, id, nil, true)
+		f.track(func(t *tracker) { t.closed(group, id, nil, true) })
 		return nil
 	case errors.Is(err, spool.ErrFull):
 		// when_full: drop_newest. Counted; the records no longer hold the
 		// checkpoint back, as the operator chose.
 		f.metrics.dropped("spool_full").Add(float64(a.Count))
-		f.tracker.closed(group, 0, nil, false)
+		f.track(func(t *tracker) { t.closed(group, 0, nil, false) })
 		return nil
 	case errors.Is(err, spool.ErrTooLarge):
 		if derr := f.dlq.writeAggregate(f.name, "", "spool_entry_too_large: "+err.Error(), a); derr != nil {
@@ -191,7 +195,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 			return derr
 		}
 		f.metrics.dropped("rejected").Add(float64(a.Count))
-		f.tracker.closed(group, 0, nil, false)
+		f.track(func(t *tracker) { t.closed(group, 0, nil, false) })
 		return nil
 	default:
 		f.appendErr = fmt.Errorf("flow %s: spool append: %w", f.name, err)
@@ -217,25 +221,41 @@ func (f *flow) flushAll(ctx context.Context) error {
 	return f.builder.FlushAll(f.onAggregate)
 }
 
-// commit moves the sources' checkpoints to what the spool holds durably.
+// track runs fn on the tracker under its lock.
+func (f *flow) track(fn func(*tracker)) {
+	f.tmu.Lock()
+	fn(f.tracker)
+	f.tmu.Unlock()
+}
+
+// commit moves the sources' checkpoints to what is durable. It does not wait
+// for an aggregation blocked on a full spool.
 func (f *flow) commit(now time.Time) {
 	durable := f.spool.Durable()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.tracker.commit(durable, now, 10*time.Minute)
+	f.track(func(t *tracker) { t.commit(durable, now, 10*time.Minute) })
 }
 
 // idle reports whether nothing is buffered in the aggregator and every
-// tracked record is durable.
+// tracked record is durable. A flow busy appending is not idle.
 func (f *flow) idle() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	if !f.mu.TryLock() {
+		return false
+	}
 	n, _ := f.builder.Pending()
-	return n == 0 && !f.tracker.inFlight()
+	f.mu.Unlock()
+	if n > 0 {
+		return false
+	}
+	f.tmu.Lock()
+	defer f.tmu.Unlock()
+	return !f.tracker.inFlight()
 }
 
 // runTimers flushes aged aggregates and commits checkpoints until ctx ends.
-func (f *flow) runTimers(ctx context.Context, checkpointEvery time.Duration) error {
+// Flushes append with flushCtx, which ends when shutdown begins, so a flush
+// blocked on a full spool lets go of the flow (shutdown's final flush takes
+// over the aggregate, which an interrupted emit leaves open).
+func (f *flow) runTimers(ctx, flushCtx context.Context, checkpointEvery time.Duration) error {
 	flushEvery := max(f.cfg.Aggregation.MaxBufferedTime/2, 5*time.Millisecond)
 	ft := time.NewTicker(flushEvery)
 	defer ft.Stop()
@@ -247,7 +267,10 @@ func (f *flow) runTimers(ctx context.Context, checkpointEvery time.Duration) err
 			return nil
 		case now := <-ft.C:
 			f.clock.Store(now.UnixNano())
-			if err := f.flushOlder(ctx, now); err != nil && ctx.Err() == nil {
+			if flushCtx.Err() != nil {
+				continue
+			}
+			if err := f.flushOlder(flushCtx, now); err != nil && flushCtx.Err() == nil {
 				return err
 			}
 		case now := <-ct.C:

@@ -98,14 +98,15 @@ func (o *outputMetrics) retries(class string) prometheus.Counter {
 }
 
 type senderMetrics struct {
-	failovers   prometheus.Counter
-	undecodable prometheus.Counter
-	spilled     prometheus.Counter
-	droppedFull prometheus.Counter
+	failovers       prometheus.Counter
+	undecodable     prometheus.Counter
+	spilled         prometheus.Counter
+	droppedFull     prometheus.Counter
+	droppedTooLarge prometheus.Counter
 }
 
 func (m *metrics) sender(flow string) *senderMetrics {
 	return &senderMetrics{failovers: m.failovers.WithLabelValues(flow), undecodable: m.undecodable.WithLabelValues(flow),
 		spilled:     m.spilled.WithLabelValues(flow),
-		droppedFull: m.dropped.WithLabelValues(flow, "spool_full")}
+		droppedFull: m.dropped.WithLabelValues(flow, "spool_full"), droppedTooLarge: m.dropped.WithLabelValues(flow, "rejected")}
 }

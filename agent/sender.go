@@ -59,9 +59,16 @@ type batch struct {
 	items []*directItem
 	aggs  []aggregate.Aggregate
 	buf   []byte // backing storage of the spool entries
+	// spill lists the direct entries deliver could not finish: the worker
+	// writes them to the spool once it gave back its send slot.
+	spill []int
 }
 
 func (s *sender) run(ctx context.Context) error {
+	// The first worker error stops the others: the agent shuts down rather
+	// than limp on with a spool it cannot read.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	workers := s.cfg.Concurrency
 	if s.direct != nil {
@@ -81,6 +88,7 @@ func (s *sender) run(ctx context.Context) error {
 			}
 			if err != nil {
 				errc <- err
+				cancel()
 			}
 		}()
 	}
@@ -221,7 +229,7 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		}
 		if ctx.Err() != nil {
 			if b.items != nil {
-				s.spill(b, pending)
+				b.spill = append(b.spill, pending...)
 			}
 			return
 		}
@@ -287,7 +295,7 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		o.metrics.retries(class).Add(float64(len(pending)))
 		if b.items != nil {
 			// The destination is not keeping up: the rest waits on disk.
-			s.spill(b, pending)
+			b.spill = append(b.spill, pending...)
 			s.warnRetry(o, err, 0, len(pending))
 			return
 		}
@@ -304,7 +312,7 @@ func (s *sender) deadLetter(o *outputState, b *batch, i int, reason string) {
 		// retried after a restart rather than lost.
 		s.log.Error("cannot write the dead-letter file; the entry stays in the spool", "error", err)
 		if b.items != nil {
-			s.spill(b, []int{i})
+			b.spill = append(b.spill, i)
 		}
 		return
 	}
@@ -340,14 +348,22 @@ func (s *sender) pick() (*outputState, bool) {
 	return s.primary, true
 }
 
+// report feeds the failover state machine. Only failures that say the
+// destination is unhealthy count (network errors, 5xx): a throttle or a
+// partial failure means it is up and answering.
 func (s *sender) report(primary bool, err error) {
 	if s.failover == nil || !primary {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err == nil || outputs.IsPermanent(err) {
+	var te *outputs.ThrottleError
+	var pe *outputs.PartialError
+	if err == nil || outputs.IsPermanent(err) || errors.As(err, &pe) {
 		s.primaryBad = 0
+		return
+	}
+	if errors.As(err, &te) {
 		return
 	}
 	s.primaryBad++
