@@ -17,8 +17,8 @@ import (
 	"github.com/kplagent/agent/spool"
 )
 
-// reviewDirectRig is directRig with a spool configured by tune.
-func reviewDirectRig(t *testing.T, out outputs.Output, tune func(*spool.Config)) (*flow, *sender, *spool.Spool) {
+// spillRig is directRig with a spool configured by tune.
+func spillRig(t *testing.T, out outputs.Output, tune func(*spool.Config)) (*flow, *sender, *spool.Spool) {
 	t.Helper()
 	dir := t.TempDir()
 	sc := spool.DefaultConfig()
@@ -65,7 +65,7 @@ func TestDirect_SpillFailureNeverOrphansTheAggregate(t *testing.T) {
 		}
 		return nil
 	})
-	f, s, sp := reviewDirectRig(t, out, func(c *spool.Config) { c.MaxEntryBytes = 512 })
+	f, s, sp := spillRig(t, out, func(c *spool.Config) { c.MaxEntryBytes = 512 })
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.run(ctx) }()
@@ -111,7 +111,7 @@ func TestDirect_SpillWaitsForRoomInAFullSpool(t *testing.T) {
 		}
 		return nil
 	})
-	f, s, sp := reviewDirectRig(t, out, func(c *spool.Config) {
+	f, s, sp := spillRig(t, out, func(c *spool.Config) {
 		c.SegmentBytes, c.MaxBytes = 4<<10, 8<<10
 		c.WhenFull = spool.WhenFullBlock
 	})

@@ -69,7 +69,7 @@ flows:
 	case <-time.After(10 * time.Second):
 		buf := make([]byte, 1<<20)
 		n := runtime.Stack(buf, true)
-		if os.Getenv("REVIEW_STACKS") != "" {
+		if os.Getenv("AGENT_TEST_STACKS") != "" {
 			t.Log(string(buf[:n]))
 		}
 		t.Fatal("Run did not return 10s after cancel (shutdown_timeout 500ms): shutdown is stuck behind flow.mu")
