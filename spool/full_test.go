@@ -356,3 +356,28 @@ func TestFull_DropOldestFirstDeletesWhatAcksFinished(t *testing.T) {
 		cfg.Dir = dir
 	}
 }
+
+func TestDiskFull_AckWritesFailAndRetryWithoutLosingAlignment(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 10, 100)
+	drain(t, s)
+	require.NoError(t, s.Ack(ids[0]))
+	require.NoError(t, s.Sync()) // the ack file exists
+	for _, i := range []int{1, 6, 3} { // three records: the failed write stops mid-record
+		require.NoError(t, s.Ack(ids[i]))
+	}
+	fs.set(func(f *faultFS) { f.writeErr = syscall.ENOSPC })
+	require.ErrorIs(t, s.Sync(), syscall.ENOSPC)
+	fs.set(func(f *faultFS) { f.writeErr = nil })
+	require.NoError(t, s.Sync(), "the acks are written on the next try")
+	for _, i := range []int{2, 4, 7, 8, 9} {
+		require.NoError(t, s.Ack(ids[i]))
+	}
+	require.NoError(t, s.Sync())
+	s.crash()
+
+	_, _, got := readAll(t, cfg)
+	require.Equal(t, []ID{ids[5]}, got, "every ack survived, none misread")
+}

@@ -173,9 +173,10 @@ func (s *Spool) flushAcks() error {
 			buf = appendAckRecord(buf, r)
 		}
 		s.mu.Lock()
-		fresh := j.g.ackSize == 0
+		prev := j.g.ackSize
 		s.mu.Unlock()
-		err := s.appendAckFile(j.g, buf, fresh)
+		fresh := prev == 0
+		err := s.appendAckFile(j.g, buf, prev)
 		if err != nil {
 			s.mu.Lock()
 			if !j.g.removed {
@@ -210,11 +211,12 @@ func (s *Spool) flushAcks() error {
 	return errors.Join(errs...)
 }
 
-// appendAckFile appends records to g's ack file, creating it with its header
-// when fresh. ackMu is held.
-func (s *Spool) appendAckFile(g *segment, recs []byte, fresh bool) error {
+// appendAckFile appends records to g's ack file, which has prev bytes,
+// creating it with its header when prev is 0. A failed write is cut off
+// again, so that records stay aligned. ackMu is held.
+func (s *Spool) appendAckFile(g *segment, recs []byte, prev int64) error {
 	flags := os.O_WRONLY | os.O_APPEND
-	if fresh {
+	if prev == 0 {
 		flags |= os.O_CREATE | os.O_TRUNC
 		h := encodeAckHeader(g.hdr.first)
 		recs = append(h[:], recs...)
@@ -223,7 +225,10 @@ func (s *Spool) appendAckFile(g *segment, recs []byte, fresh bool) error {
 	if err != nil {
 		return fmt.Errorf("spool: open ack file: %w", err)
 	}
-	_, err = f.Write(recs)
+	n, err := f.Write(recs)
+	if err != nil && n > 0 {
+		_ = f.Truncate(prev)
+	}
 	if err == nil && s.cfg.Sync != SyncNever {
 		err = f.Sync()
 		s.st.fsyncs.Add(1)

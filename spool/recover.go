@@ -264,17 +264,17 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	}
 	// Seal it: it is never appended to again, and the next Open need not
 	// scan it. If that fails (a full disk) it is scanned again next time.
+	// Either way sync it: after a kill -9 its tail may be only in the page
+	// cache, and Durable covers what Open recovered.
 	seal := appendSeal(nil, h, res.last, res.end)
 	if _, err := f.WriteAt(seal, res.end); err == nil {
-		if err := f.Sync(); err == nil {
-			s.st.fsyncs.Add(1)
-			g.size += sealFrameSize
-		} else {
-			s.log.Warn("spool: cannot sync the seal of a recovered segment", "segment", path, "error", err)
-			_ = f.Truncate(res.end)
-		}
+		g.size += sealFrameSize
 	} else {
 		_ = f.Truncate(res.end)
+	}
+	s.st.fsyncs.Add(1)
+	if err := f.Sync(); err != nil {
+		s.log.Warn("spool: cannot sync a recovered segment", "segment", path, "error", err)
 	}
 	g.sealed = true
 	return g, res.last, nil
