@@ -364,7 +364,7 @@ func TestDiskFull_AckWritesFailAndRetryWithoutLosingAlignment(t *testing.T) {
 	ids := fill(t, s, 10, 100)
 	drain(t, s)
 	require.NoError(t, s.Ack(ids[0]))
-	require.NoError(t, s.Sync()) // the ack file exists
+	require.NoError(t, s.Sync())       // the ack file exists
 	for _, i := range []int{1, 6, 3} { // three records: the failed write stops mid-record
 		require.NoError(t, s.Ack(ids[i]))
 	}
