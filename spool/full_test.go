@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -299,6 +300,7 @@ func TestFull_DropOldestDeletesTheOldestSegmentAndCountsIt(t *testing.T) {
 	require.Positive(t, st.DroppedOldest)
 	require.Zero(t, st.DroppedNewest)
 	require.NoError(t, s.Ack(first), "acking a dropped entry is not an error")
+	require.Zero(t, openDeleted(t, cfg.Dir), "no descriptor keeps a dropped segment's blocks")
 	ids, _ := drain(t, s)
 	require.Equal(t, last, ids[len(ids)-1], "the newest are kept")
 	require.Equal(t, uint64(200), uint64(len(ids))+st.DroppedOldest, "each entry is either kept or counted")
@@ -380,4 +382,20 @@ func TestDiskFull_AckWritesFailAndRetryWithoutLosingAlignment(t *testing.T) {
 
 	_, _, got := readAll(t, cfg)
 	require.Equal(t, []ID{ids[5]}, got, "every ack survived, none misread")
+}
+
+// openDeleted counts this process's descriptors on deleted files in dir.
+func openDeleted(t *testing.T, dir string) int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink("/proc/self/fd/" + fd.Name())
+		if err == nil && strings.HasPrefix(target, dir) && strings.HasSuffix(target, " (deleted)") {
+			n++
+		}
+	}
+	return n
 }

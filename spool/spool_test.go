@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestSpool_AppendNextAckRoundTrip(t *testing.T) {
@@ -476,4 +477,25 @@ func TestErrors_AreWrappedSentinels(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), "spool: "), err)
 		require.False(t, errors.Is(err, ErrClosed) && err != ErrClosed)
 	}
+}
+
+func TestConfig_DecodesFromYAML(t *testing.T) {
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(`
+dir: /var/lib/agent/spool/main
+max_bytes: 10GiB
+segment_bytes: 32MiB
+max_entry_bytes: 8MiB
+sync: always
+sync_interval: 250ms
+when_full: drop_oldest
+min_free_bytes: 1GiB
+`))
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(&cfg))
+	require.NoError(t, cfg.Validate())
+	require.Equal(t, Config{
+		Dir: "/var/lib/agent/spool/main", MaxBytes: 10 << 30, SegmentBytes: 32 << 20, MaxEntryBytes: 8 << 20,
+		Sync: SyncAlways, SyncInterval: 250 * time.Millisecond, WhenFull: WhenFullDropOldest, MinFreeBytes: 1 << 30,
+	}, cfg)
 }
