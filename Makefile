@@ -21,6 +21,9 @@ $(NPM_DIR)/node_modules/.installed: $(NPM_DIR)/package.json $(NPM_DIR)/package-l
 test: npm-deps
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
+	# Allocation tests again without the race detector, which disables them
+	# (sync.Pool drops items on purpose under -race).
+	$(GO) test -count=1 -run 'Alloc' ./aggregate/ ./spool/ ./agent/source/file/
 	$(MAKE) fuzz-short
 
 test-short:
