@@ -23,7 +23,7 @@ test: npm-deps
 	$(GO) test -race -timeout 20m ./...
 	# Allocation tests again without the race detector, which disables them
 	# (sync.Pool drops items on purpose under -race).
-	$(GO) test -count=1 -run 'Alloc' ./aggregate/ ./spool/ ./agent/source/file/
+	$(GO) test -count=1 -run 'Alloc' ./agent/ ./aggregate/ ./spool/ ./agent/source/file/
 	$(MAKE) fuzz-short
 
 test-short:
