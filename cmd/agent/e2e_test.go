@@ -319,3 +319,26 @@ func metric(addr, name string) float64 {
 }
 
 var _ = context.Background
+
+func TestTail_SecondSignalExitsAtOnceAndLosesNothing(t *testing.T) {
+	t.Parallel()
+	const n = 50_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	state := filepath.Join(dir, "state")
+	writeLog(t, log, 0, n, 100)
+	s := newSink(t)
+	s.stop() // down: the first signal's drain would wait for it
+	admin := freeAddr(t)
+	p := startAgent(t, "tail", log, "--to", s.URL(), "--state-dir", state, "--admin", admin)
+	require.Eventually(t, func() bool { return metric(admin, "agent_records_received_total") >= n }, time.Minute, 50*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 1, p.wait(t, 5*time.Second), "a second signal exits at once with status 1")
+	require.Contains(t, p.stderr.String(), "second signal")
+
+	s.start()
+	p = startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, true)
+}
