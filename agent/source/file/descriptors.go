@@ -179,9 +179,14 @@ func (r *runner) resolve(f *file) {
 }
 
 // reborn replaces f, whose inode now holds another file, with a new file at
-// path read from the beginning.
+// path read from the beginning. What was read of f and not emitted yet (its
+// incomplete last line, its multiline record) is emitted first, under f's
+// FileID: those bytes were in f.
 func (r *runner) reborn(f *file, path string, st fileStat) *file {
 	r.s.log.Info("inode reused by a new file; reading it from the start", "path", path, "old_file_id", f.inc.id)
+	if err := r.flushPending(f); err != nil {
+		r.deferErr(err)
+	}
 	r.forget(f)
 	g := r.newFile(path, st)
 	if g.inQueue { // the caller opens it now
