@@ -218,9 +218,8 @@ func (s *Spool) close() error {
 	var errs []error
 	s.wmu.Lock()
 	if s.active != nil {
-		if err := s.sealActiveLocked(false); err != nil {
-			errs = append(errs, err)
-		}
+		// Its only error is the sticky failure, reported below.
+		_ = s.sealActiveLocked(false)
 	}
 	s.wmu.Unlock()
 	if s.failure() == nil {

@@ -58,11 +58,13 @@ func (s *Spool) Sync() error {
 func (s *Spool) waitSynced(id ID) error {
 	for {
 		ch := s.durableEv.wait()
-		if s.Durable() >= id {
-			return nil
-		}
+		// The failure first: an fsync failed, so this entry is not
+		// accepted, whatever Durable says by the time we look.
 		if err := s.failure(); err != nil {
 			return err
+		}
+		if s.Durable() >= id {
+			return nil
 		}
 		if s.finished.Load() {
 			return ErrClosed
@@ -119,16 +121,17 @@ func (s *Spool) syncData() error {
 	if target <= s.Durable() {
 		return nil
 	}
-	var err error
 	s.syncMu.Lock()
-	// If the segment was sealed meanwhile, sealing synced it.
+	defer s.syncMu.Unlock()
+	// If the segment was sealed meanwhile, sealing synced it. A failure is
+	// recorded, and Durable moved, under syncMu: a seal that syncs next
+	// must see the failure, or its own (successful) fsync would make the
+	// entries whose pages the kernel dropped look durable.
 	if g != nil && s.wf == f {
-		err = f.Sync()
+		if err := f.Sync(); err != nil {
+			s.fail(err)
+		}
 		s.st.fsyncs.Add(1)
-	}
-	s.syncMu.Unlock()
-	if err != nil {
-		s.fail(err)
 	}
 	if err := s.failure(); err != nil {
 		return err

@@ -247,7 +247,7 @@ func (s *Spool) writeLocked(entry []byte) (ID, error) {
 	s.st.bytes.Add(need)
 	s.mu.Unlock()
 	s.free -= need
-	if s.cfg.Sync == SyncNever {
+	if s.cfg.Sync == SyncNever && s.failure() == nil {
 		s.advanceDurable(id)
 	}
 	return id, nil
@@ -276,7 +276,8 @@ func (s *Spool) rollLocked() error {
 // Close does not retire: the newest segment file is what keeps IDs growing
 // across restarts. An empty segment gets no seal, and neither does a broken
 // one. Sealing is best effort: a segment without its seal is scanned at the
-// next Open instead. Only a failed fsync is an error.
+// next Open instead. Only a failed fsync is an error, this one's or an
+// earlier one's: after it nothing more is written, so no new segment either.
 func (s *Spool) sealActiveLocked(retire bool) error {
 	g := s.active
 	s.syncMu.Lock()
@@ -293,13 +294,18 @@ func (s *Spool) sealActiveLocked(retire bool) error {
 	s.st.fsyncs.Add(1)
 	s.wf.Close()
 	s.active, s.wf = nil, nil
-	s.syncMu.Unlock()
+	// Under syncMu, like every fsync: a failure is recorded before anyone
+	// else can sync, and Durable moves only if no fsync has failed. After a
+	// failed one, a later fsync succeeds although the kernel may have
+	// dropped the pages it could not write.
 	if err != nil {
 		s.fail(err)
-		err = s.failure()
-	} else {
+	}
+	err = s.failure()
+	if err == nil {
 		s.advanceDurable(g.last)
 	}
+	s.syncMu.Unlock()
 
 	s.mu.Lock()
 	g.sealed = true

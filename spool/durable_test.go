@@ -1,0 +1,52 @@
+package spool
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// After a failed fsync nothing written before it may be called durable: Close's
+// seal is a second fsync, which Linux reports as a success although the
+// kernel may have dropped the pages the first one could not write.
+func TestSync_FailedFsyncIsNeverMadeDurableByClose(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 5, 100)
+	fs.set(func(f *faultFS) { f.syncErr = syscall.EIO })
+	require.ErrorIs(t, s.Sync(), syscall.EIO)
+	require.Less(t, s.Durable(), ids[4])
+	fs.set(func(f *faultFS) { f.syncErr = nil }) // the next fsync "succeeds"
+	require.Error(t, s.Close())
+	require.Less(t, s.Durable(), ids[4], "Durable moved past entries whose fsync failed")
+}
+
+// The same while running: an append that passed the failure check before
+// the interval fsync failed rolls the segment; the seal's fsync must not move
+// Durable over the failed entries (the agent would checkpoint past them), and
+// no new segment is started.
+func TestSync_FailedFsyncIsNeverMadeDurableByASeal(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &ioFaultFS{gate: make(chan struct{})}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 4, 4000) // the 5th entry of this size rolls
+	require.Len(t, segFiles(t, cfg.Dir), 1)
+	fs.failSync.Store(fs.syncs.Load() + 1)
+	syncDone := make(chan error, 1)
+	go func() { syncDone <- s.Sync() }() // holds syncMu in a failing fsync
+	time.Sleep(100 * time.Millisecond)
+	appendDone := make(chan error, 1)
+	go func() {
+		_, err := s.Append(context.Background(), payload(4, 4000))
+		appendDone <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the append is past its failure check, waiting for syncMu
+	close(fs.gate)
+	require.ErrorIs(t, <-syncDone, syscall.EIO)
+	require.ErrorIs(t, <-appendDone, syscall.EIO, "the roll saw the failure")
+	require.Less(t, s.Durable(), ids[3], "Durable moved past entries whose fsync failed")
+}
