@@ -45,8 +45,10 @@
 // # Recovery
 //
 // Open never fails because of what the files contain. A segment closed
-// cleanly ends with a seal and is trusted without a scan; the segment that
-// was active when the process stopped is scanned frame by frame. A torn tail
+// cleanly ends with a seal and is trusted without a scan (the newest one is
+// fsynced first: the process may have stopped between its seal and its
+// fsync); the segment that was active when the process stopped is scanned
+// frame by frame, sealed and fsynced. A torn tail
 // is cut at the last good frame. A corrupt frame in the middle is skipped
 // (found by a scan or by the reader) and the next valid frame is found by its
 // salted CRC and its ID. A segment with an unreadable header is renamed

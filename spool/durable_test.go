@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -49,4 +50,46 @@ func TestSync_FailedFsyncIsNeverMadeDurableByASeal(t *testing.T) {
 	require.ErrorIs(t, <-syncDone, syscall.EIO)
 	require.ErrorIs(t, <-appendDone, syscall.EIO, "the roll saw the failure")
 	require.Less(t, s.Durable(), ids[3], "Durable moved past entries whose fsync failed")
+}
+
+// kill -9 between a seal's write and its fsync leaves a sealed segment whose
+// entries were never fsynced. Open trusts it without a scan, but must fsync it
+// before it reports its entries durable.
+func TestRecover_SealedButUnsyncedSegmentIsSyncedBeforeDurable(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 4, 4000)
+	require.Zero(t, s.Durable())
+	seg := segFiles(t, cfg.Dir)[0]
+	fi, err := os.Stat(seg)
+	require.NoError(t, err)
+	gate := make(chan struct{})
+	fs.set(func(f *faultFS) { f.syncGate = gate })
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(context.Background(), payload(4, 4000)) // rolls: seal, then fsync
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		fi2, err := os.Stat(seg)
+		require.NoError(t, err)
+		if fi2.Size() == fi.Size()+sealFrameSize {
+			break
+		}
+		require.True(t, time.Now().Before(deadline))
+		time.Sleep(time.Millisecond)
+	}
+	dir2 := copyDir(t, cfg.Dir) // the state kill -9 leaves now: sealed, not fsynced
+	close(gate)
+	require.NoError(t, <-done)
+
+	cfg2 := cfg
+	cfg2.Dir = dir2
+	rfs := &ioFaultFS{}
+	s2 := open(t, cfg2, Settings{fs: rfs})
+	if s2.Durable() >= ids[3] {
+		require.Contains(t, rfs.syncedFiles(), segName(1),
+			"Open reports ID %d durable without ever fsyncing its segment", ids[3])
+	}
 }

@@ -51,7 +51,7 @@ func (s *Spool) recover() error {
 	}
 	sort.Slice(segFirsts, func(i, j int) bool { return segFirsts[i] < segFirsts[j] })
 
-	rs := &recoverState{s: s, names: names, buf: make([]byte, readBufSize)}
+	rs := &recoverState{s: s, names: names, buf: make([]byte, readBufSize), unsynced: map[*segment]bool{}}
 	var kept []*segment
 	var maxUsed ID // the highest ID that may have been handed out
 	for i, first := range segFirsts {
@@ -80,6 +80,9 @@ func (s *Spool) recover() error {
 			delete(ackFiles, first)
 		}
 		kept = append(kept, g)
+	}
+	if err := rs.syncNewestSealed(kept); err != nil {
+		return err
 	}
 	for first := range ackFiles { // their segment is gone: finished or moved aside
 		_ = s.fs.Remove(filepath.Join(s.dir, ackName(first)))
@@ -172,9 +175,43 @@ func parseName(name, ext string) (ID, bool) {
 }
 
 type recoverState struct {
-	s     *Spool
-	names map[string]bool // files in the directory, for moving aside
-	buf   []byte
+	s        *Spool
+	names    map[string]bool // files in the directory, for moving aside
+	buf      []byte
+	unsynced map[*segment]bool // trusted by their seal, not fsynced by this Open
+}
+
+// syncNewestSealed fsyncs the newest segment with entries if it was trusted
+// by its seal. A segment is sealed, then fsynced, and only then is a newer
+// one created: a process stopped between the two (kill -9) leaves the newest
+// segment sealed but perhaps only in the page cache, and Durable, set from
+// what Open found, must not cover it before it is on disk. Older segments
+// were fsynced before a newer one existed.
+func (rs *recoverState) syncNewestSealed(kept []*segment) error {
+	s := rs.s
+	for i := len(kept) - 1; i >= 0; i-- {
+		g := kept[i]
+		if g.count() == 0 {
+			continue
+		}
+		if !rs.unsynced[g] {
+			return nil
+		}
+		f, err := s.fs.OpenFile(g.path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("spool: open segment %s: %w", g.path, err)
+		}
+		err = f.Sync()
+		s.st.fsyncs.Add(1)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("spool: sync segment %s: %w", g.path, err)
+		}
+		return nil
+	}
+	return nil
 }
 
 // segment recovers one segment file. It returns the segment to keep (sealed
@@ -221,7 +258,9 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 		if _, err := f.ReadAt(b, size-sealFrameSize); err == nil {
 			if last, ok := parseSeal(b, h, size-sealFrameSize); ok &&
 				uint64(last-first+1) <= uint64(size-segHeaderSize-sealFrameSize)/frameHeaderSize {
-				return &segment{hdr: h, path: path, last: last, end: size - sealFrameSize, size: size, sealed: true}, last, nil
+				g := &segment{hdr: h, path: path, last: last, end: size - sealFrameSize, size: size, sealed: true}
+				rs.unsynced[g] = true
+				return g, last, nil
 			}
 		}
 	}
@@ -265,7 +304,8 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	// Seal it: it is never appended to again, and the next Open need not
 	// scan it. If that fails (a full disk) it is scanned again next time.
 	// Either way sync it: after a kill -9 its tail may be only in the page
-	// cache, and Durable covers what Open recovered.
+	// cache, and Durable covers what Open recovered. A failed sync fails
+	// Open: the kernel may have dropped what it could not write.
 	seal := appendSeal(nil, h, res.last, res.end)
 	if _, err := f.WriteAt(seal, res.end); err == nil {
 		g.size += sealFrameSize
@@ -274,7 +314,7 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	}
 	s.st.fsyncs.Add(1)
 	if err := f.Sync(); err != nil {
-		s.log.Warn("spool: cannot sync a recovered segment", "segment", path, "error", err)
+		return nil, 0, fmt.Errorf("spool: sync recovered segment %s: %w", path, err)
 	}
 	g.sealed = true
 	return g, res.last, nil
