@@ -40,6 +40,10 @@ type Config struct {
 	// one started. Disk space is given back a whole segment at a time.
 	SegmentBytes units.ByteSize `yaml:"segment_bytes"`
 	// MaxEntryBytes is the largest entry Append accepts (ErrTooLarge above).
+	// An entry larger than a segment gets a segment of its own. Open lowers
+	// it, with a warning, to what fits under MaxBytes in a segment of its
+	// own (MaxBytes less 88 bytes of header, frame header and seal), so that
+	// once everything is acknowledged any accepted entry finds room.
 	MaxEntryBytes units.ByteSize `yaml:"max_entry_bytes"`
 	// Sync is the durability policy; see doc.go for each one's loss window.
 	Sync SyncPolicy `yaml:"sync"`
@@ -63,6 +67,13 @@ const (
 	// minSyncInterval stops a typo ("1ns") from turning into an fsync loop.
 	minSyncInterval = time.Millisecond
 )
+
+// maxFitEntry is the largest entry that fits under cfg.MaxBytes in an
+// otherwise empty spool: one segment with its header, the entry's frame and
+// the seal.
+func maxFitEntry(cfg Config) int64 {
+	return int64(cfg.MaxBytes) - segHeaderSize - frameHeaderSize - sealFrameSize
+}
 
 // DefaultConfig returns the defaults. Dir is left empty: the agent puts the
 // spool under its state directory.

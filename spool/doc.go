@@ -40,7 +40,10 @@
 // until its context is done: sources pause), drop_newest (Append returns an
 // error wrapping ErrFull; counted) or drop_oldest (the oldest segment is
 // deleted with its unacknowledged entries; counted). Space comes back a
-// segment at a time, so max_bytes must be at least two segments.
+// segment at a time, so max_bytes must be at least two segments; acknowledged
+// entries in the active segment are freed by closing it early. Open lowers
+// max_entry_bytes to what fits under max_bytes (max_bytes less 88 bytes), so
+// that an accepted entry always finds room once everything is acknowledged.
 //
 // # Recovery
 //

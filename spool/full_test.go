@@ -399,3 +399,72 @@ func openDeleted(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// when_full block: everything is acknowledged, but the acknowledged entries
+// are in the active segment, which only a roll frees. The append that needs
+// their room rolls it rather than wait forever.
+func TestFull_BlockedAppendProceedsWhenEverythingIsAcked(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.MaxBytes = 8 << 10
+	s := open(t, cfg)
+	ids := fill(t, s, 4, 900)
+	got, _ := drain(t, s)
+	require.Equal(t, ids, got)
+	for _, id := range ids {
+		require.NoError(t, s.Ack(id))
+	}
+	require.NoError(t, s.Sync())
+	require.Zero(t, s.Stats().Entries)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	_, err := s.Append(ctx, payload(4, 5000)) // fits in an empty segment and under max_bytes
+	require.NoError(t, err, "stats: %+v", s.Stats())
+}
+
+// The same when the acks come while the append waits: the ack that finishes
+// the active segment wakes it.
+func TestFull_BlockedAppendWakesWhenTheActiveSegmentIsAllAcked(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.MaxBytes = 8 << 10
+	s := open(t, cfg)
+	ids := fill(t, s, 4, 900)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(context.Background(), payload(4, 5000))
+		done <- err
+	}()
+	waitBlocked(t, s, 1)
+	got, _ := drain(t, s)
+	require.Equal(t, ids, got)
+	for _, id := range ids {
+		require.NoError(t, s.Ack(id))
+	}
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("append still blocked; stats: %+v", s.Stats())
+	}
+}
+
+// An entry that could never fit under max_bytes is refused at once rather
+// than waiting forever: Open lowers max_entry_bytes to what fits.
+func TestFull_MaxEntryBytesIsLoweredToWhatFitsUnderMaxBytes(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	cfg.MaxBytes = 8 << 10
+	cfg.MaxEntryBytes = 1 << 20
+	require.NoError(t, cfg.Validate())
+	s := open(t, cfg)
+	fit := int(maxFitEntry(cfg))
+	_, err := s.Append(t.Context(), make([]byte, fit+1))
+	require.ErrorIs(t, err, ErrTooLarge)
+	id, err := s.Append(t.Context(), payload(0, fit))
+	require.NoError(t, err)
+	got, data := drain(t, s)
+	require.Equal(t, []ID{id}, got)
+	require.Equal(t, payload(0, fit), data[0])
+	require.LessOrEqual(t, s.Stats().Bytes, int64(cfg.MaxBytes))
+}

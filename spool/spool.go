@@ -180,6 +180,14 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 	if s.fs == nil {
 		s.fs = osFS{}
 	}
+	if fit := maxFitEntry(cfg); s.maxEntry > fit {
+		// A larger entry could never be written: it would wait (block),
+		// or be refused (drop_newest) or drop everything (drop_oldest)
+		// in vain.
+		s.maxEntry = fit
+		s.log.Warn("spool: max_entry_bytes is more than fits under max_bytes; larger entries are refused",
+			"max_entry_bytes", cfg.MaxEntryBytes, "max_bytes", cfg.MaxBytes, "effective_max_entry_bytes", fit)
+	}
 	s.lg.log = s.log
 	if err := s.fs.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create directory: %w", err)
@@ -297,9 +305,14 @@ func (s *Spool) Ack(id ID) error {
 	s.st.acked.Add(1)
 	s.st.entries.Add(-1)
 	kick := s.retireIfDoneLocked(g)
+	// A blocked append rolls an active segment that is all done, to free it.
+	wake := !kick && !g.sealed && g.allDone() && s.st.blocked.Load() > 0
 	s.mu.Unlock()
 	if kick {
 		s.kick(s.kickMaint)
+	}
+	if wake {
+		s.spaceEv.broadcast()
 	}
 	return nil
 }

@@ -102,6 +102,25 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	if s.roomLocked(need) {
 		return nil
 	}
+	// Acknowledged entries in the active segment are freed only by a roll:
+	// without it an entry that needs their room would wait forever,
+	// although everything is acknowledged.
+	if s.activeDoneLocked() {
+		if err := s.rollLocked(); err != nil {
+			if ferr := s.failure(); ferr != nil {
+				return ferr
+			}
+			if isNoSpace(err) {
+				s.noSpace.Store(true)
+			}
+			// Else the next write tries to start a segment again and
+			// returns what stops it.
+		}
+		s.deleteDone()
+		if s.roomLocked(need) {
+			return nil
+		}
+	}
 	reason := s.fullReasonLocked(need)
 	switch s.cfg.WhenFull {
 	case WhenFullDropOldest:
@@ -114,6 +133,18 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	s.st.droppedNewest.Add(1)
 	s.lg.dropped(0, 1, reason)
 	return fmt.Errorf("%w: %s", ErrFull, reason)
+}
+
+// activeDoneLocked reports whether the active segment has entries and all
+// of them are done, so that a roll frees it whole.
+func (s *Spool) activeDoneLocked() bool {
+	g := s.active
+	if g == nil || g.last < g.hdr.first {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return g.allDone()
 }
 
 func (s *Spool) fullReasonLocked(need int64) string {
