@@ -35,14 +35,20 @@ func (r *runner) checkOpen(f *file, st fileStat, recheck bool) {
 		r.truncated(f)
 		return
 	}
-	if recheck && st.size != f.pollSize && f.fp.n > 0 {
-		// Truncated and rewritten past our offset between two looks?
-		if ok, err := f.fp.matches(f.fd, r.fpBuf); err == nil && !ok {
+	if recheck && st.size != f.pollSize {
+		// Truncated and rewritten past our offset between two looks? pollSize
+		// is the size at the last check, not the last size seen: a file that
+		// was read meanwhile may have been truncated and regrown before the
+		// read, and its size says nothing of that.
+		ok, err := f.fp.matches(f.fd, r.fpBuf)
+		if err == nil && !ok {
 			r.truncated(f)
 			return
 		}
+		if err == nil {
+			f.pollSize = st.size // else check again at the next poll
+		}
 	}
-	f.pollSize = st.size
 	if st.size > f.offset {
 		f.hot = true
 	}
@@ -82,7 +88,7 @@ func (r *runner) truncated(f *file) {
 	f.offsetA.Store(0)
 	f.spill = f.spill[:0]
 	f.sp.reset()
-	f.hot, f.eof = true, false
+	f.hot, f.eof, f.atEnd = true, false, false
 }
 
 // open gives f a descriptor and confirms its identity.
@@ -136,7 +142,7 @@ func (r *runner) use(f *file, fd *os.File) {
 	f.fd = fd
 	r.nOpen++
 	r.setState(f, stOpen)
-	f.hot, f.eof, f.caughtUp = true, false, false
+	f.hot, f.eof, f.caughtUp, f.atEnd = true, false, false, false // the identity was just checked
 	f.lastGrowth, f.admitted = r.now, r.now
 	f.turnBytes = 0
 	st, err := statFile(fd)
@@ -200,18 +206,26 @@ func (r *runner) reborn(f *file, path string, st fileStat) *file {
 }
 
 // fingerprint extends f's fingerprint while the file is shorter than
-// FingerprintBytes was.
-func (r *runner) fingerprint(f *file) {
+// FingerprintBytes was. If the bytes the fingerprint was taken of changed,
+// the file was truncated and rewritten: it restarts (truncated) and
+// fingerprint reports false. Hashing the new content instead would hide the
+// truncation for good.
+func (r *runner) fingerprint(f *file) bool {
 	if f.fd == nil || f.fp.n >= r.cfg.FingerprintBytes || f.size <= int64(f.fp.n) {
-		return
+		return true
 	}
 	fp, err := readFingerprint(f.fd, r.cfg.FingerprintBytes, r.fpBuf)
 	if err != nil {
-		return
+		return true
+	}
+	if fp.n < f.fp.n || (f.fp.n > 0 && sumBytes(r.fpBuf[:f.fp.n]) != f.fp.sum) {
+		r.truncated(f)
+		return false
 	}
 	r.s.mu.Lock()
 	f.setFingerprint(fp)
 	r.s.mu.Unlock()
+	return true
 }
 
 func (r *runner) setState(f *file, st state) {

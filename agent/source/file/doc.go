@@ -54,6 +54,11 @@
 //   - copytruncate: a size below the read offset (or first bytes that
 //     changed) means the file was truncated: what was read of its last line
 //     is emitted, reading restarts at 0, and Stats.Truncations counts it.
+//     The first bytes are compared with the fingerprint whenever a file that
+//     was read to its end grows again (before the new bytes are used) and at
+//     each poll where its size changed, so a file truncated and rewritten
+//     past the read offset while the source was blocked (backpressure) is
+//     caught too, unless its new first bytes equal the old ones.
 //     Lines written between logrotate's copy and its truncate are in neither
 //     file: every agent loses them. So does every line the source had not
 //     read yet when the file was truncated: the data is gone. Prefer rename

@@ -78,12 +78,13 @@ type file struct {
 	offset     int64  // next byte to read; spill holds [offset-len(spill), offset)
 	size       int64  // last size seen
 	mtime      int64  // last mtime seen (ns)
-	pollSize   int64  // size at the last poll (fingerprint re-check on change)
+	pollSize   int64  // size at the last fingerprint check by a poll (re-checked when it changes)
 	spill      []byte // an incomplete last line
 	sp         splitter
 	ml         mlState
 	hot        bool // may have data: read it
 	eof        bool // the last read found the end
+	atEnd      bool // the last read was short (the end was reached): what comes next is growth, checked against the fingerprint
 	inQueue    bool // in the wait queue
 	failed     bool // opening failed (logged once)
 	lastGrowth time.Time

@@ -39,9 +39,28 @@ func (r *runner) readTurn(f *file) (int64, error) {
 	var total int64
 	eof := false
 	var rerr, err error
+	// Growth after the end was reached may follow a copytruncate: the file
+	// cut to 0 and rewritten past our offset before we looked (emit may have
+	// blocked meanwhile). Its first bytes tell: they are compared with the
+	// fingerprint after the read (a truncation just before it is caught too)
+	// and before the bytes are used. One pread of at most fingerprint_bytes,
+	// only when a file that was at its end grows.
+	verify := f.atEnd && f.fp.n > 0
+	f.atEnd = false
 	for total < turnBudget {
 		var n int
 		n, rerr = f.fd.Read(buf[k : k+readChunk])
+		if n > 0 && verify {
+			verify = false
+			if ok, err := f.fp.matches(f.fd, r.fpBuf); err == nil && !ok {
+				// What was read is new content at the old offset: drop it
+				// and read the file again from 0.
+				r.truncated(f) // emits the old spill: buf[:k] was a copy
+				k, base = 0, 0
+				rerr = nil
+				continue
+			}
+		}
 		if n > 0 {
 			total += int64(n)
 			f.offset += int64(n)
@@ -59,9 +78,11 @@ func (r *runner) readTurn(f *file) (int64, error) {
 		}
 		if rerr != nil || n == 0 {
 			eof = true
+			f.atEnd = true
 			break
 		}
 		if n < readChunk {
+			f.atEnd = true
 			break // probably the end: the next turn finds out
 		}
 	}
@@ -85,7 +106,9 @@ func (r *runner) readTurn(f *file) (int64, error) {
 		f.eof = false
 		if f.fp.n < r.cfg.FingerprintBytes && f.offset > int64(f.fp.n) {
 			f.size = max(f.size, f.offset)
-			r.fingerprint(f)
+			if !r.fingerprint(f) {
+				return total, nil // truncated: read again from 0
+			}
 		}
 	}
 	if !eof {
