@@ -102,7 +102,9 @@ func (s *Spool) recover() error {
 	// An empty last segment (the active one at the last stop, or a crash
 	// right after a roll) becomes the active segment again if its name does
 	// not go back in IDs; it is also what carries the ID sequence across a
-	// restart of an empty spool.
+	// restart of an empty spool. Otherwise it goes, but only once the new
+	// active segment exists (its ack file may be what names the highest ID).
+	var stale *segment
 	if n := len(kept); n > 0 && kept[n-1].count() == 0 {
 		g := kept[n-1]
 		kept = kept[:n-1]
@@ -114,7 +116,7 @@ func (s *Spool) recover() error {
 			nextID = g.hdr.first
 			s.active, s.wf = g, f
 		} else {
-			s.removeRecovered(g)
+			stale = g
 			nextID = max(nextID, g.hdr.first)
 		}
 	}
@@ -145,6 +147,9 @@ func (s *Spool) recover() error {
 		s.active, s.wf = g, f
 	}
 	// Finished segments go only now that a newer segment holds the IDs.
+	if stale != nil {
+		s.removeRecovered(stale)
+	}
 	for _, g := range kept {
 		if g.allDone() {
 			s.removeLocked(g)

@@ -227,7 +227,7 @@ func (s *Spool) close() error {
 	s.wmu.Lock()
 	if s.active != nil {
 		// Its only error is the sticky failure, reported below.
-		_ = s.sealActiveLocked(false)
+		_ = s.sealActiveLocked()
 	}
 	s.wmu.Unlock()
 	if s.failure() == nil {
@@ -327,9 +327,11 @@ func (s *Spool) findLocked(id ID) *segment {
 }
 
 // retireIfDoneLocked moves a sealed, fully done segment out of the table
-// and queues its files for removal. It reports whether it did.
+// and queues its files for removal. It reports whether it did. The newest
+// segment stays (it is sealed and newest only after Close or a failed roll):
+// its file is what keeps IDs growing across restarts.
 func (s *Spool) retireIfDoneLocked(g *segment) bool {
-	if !g.sealed || g.removed || !g.allDone() {
+	if !g.sealed || g.removed || !g.allDone() || g == s.segs[len(s.segs)-1] {
 		return false
 	}
 	s.removeLocked(g)

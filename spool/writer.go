@@ -104,8 +104,9 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	}
 	// Acknowledged entries in the active segment are freed only by a roll:
 	// without it an entry that needs their room would wait forever,
-	// although everything is acknowledged.
-	if s.activeDoneLocked() {
+	// although everything is acknowledged. Likewise a finished segment
+	// left newest by a failed roll goes once a newer segment exists.
+	if s.active == nil || s.activeDoneLocked() {
 		if err := s.rollLocked(); err != nil {
 			if ferr := s.failure(); ferr != nil {
 				return ferr
@@ -185,25 +186,28 @@ func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) e
 }
 
 // dropOldestLocked deletes the oldest segment to make room and counts its
-// unacknowledged entries. When only the active segment is left it is sealed
-// first. It reports false when there is nothing to drop.
+// unacknowledged entries. When only one segment is left a new one is started
+// first: the newest segment file is what carries IDs across restarts. It
+// reports false when there is nothing to drop, or no new segment can be
+// started.
 func (s *Spool) dropOldestLocked(reason string) bool {
 	s.mu.Lock()
 	var g *segment
 	if len(s.segs) > 0 {
 		g = s.segs[0]
 	}
+	only := len(s.segs) == 1
 	s.mu.Unlock()
 	if g == nil {
 		return false
 	}
-	if g == s.active {
-		if g.last < g.hdr.first { // empty: dropping it frees nothing
+	if only {
+		if g == s.active && g.last < g.hdr.first { // empty: dropping it frees nothing
 			return false
 		}
 		if err := s.rollLocked(); err != nil {
-			// Seal it anyway so it can go; the next append rolls.
-			s.log.Warn("spool: cannot start a new segment", "error", err)
+			s.log.Warn("spool: cannot start a new segment, so cannot drop the only one", "error", err)
+			return false
 		}
 	}
 	s.ackMu.Lock()
@@ -284,13 +288,18 @@ func (s *Spool) writeLocked(entry []byte) (ID, error) {
 	return id, nil
 }
 
-// rollLocked closes the active segment (sealing it) and starts a new one at
-// nextID.
+// rollLocked closes the active segment (sealing it), if there is one, and
+// starts a new one at nextID. Only then may the previous segment be retired
+// if it is done: the newest segment file is what keeps IDs growing across
+// restarts, so a failed create leaves it in place (active stays nil and the
+// next write tries again).
 func (s *Spool) rollLocked() error {
 	if s.active != nil {
-		if err := s.sealActiveLocked(true); err != nil {
+		if err := s.sealActiveLocked(); err != nil {
 			return err
 		}
+	} else if err := s.failure(); err != nil {
+		return err
 	}
 	g, f, err := s.createSegment(s.nextID)
 	if err != nil {
@@ -299,17 +308,25 @@ func (s *Spool) rollLocked() error {
 	s.syncMu.Lock() // syncData reads wf under syncMu
 	s.active, s.wf, s.broken = g, f, false
 	s.syncMu.Unlock()
+	s.mu.Lock()
+	kick := false
+	if n := len(s.segs); n >= 2 {
+		kick = s.retireIfDoneLocked(s.segs[n-2])
+	}
+	s.mu.Unlock()
+	if kick {
+		s.kick(s.kickMaint)
+	}
 	return nil
 }
 
 // sealActiveLocked writes the seal, syncs and closes the active segment, and
-// marks it sealed; with retire a fully acknowledged segment is then deleted.
-// Close does not retire: the newest segment file is what keeps IDs growing
-// across restarts. An empty segment gets no seal, and neither does a broken
-// one. Sealing is best effort: a segment without its seal is scanned at the
+// marks it sealed. It stays in the table, done or not, until a newer segment
+// exists (rollLocked). An empty segment gets no seal, and neither does a
+// broken one. Sealing is best effort: a segment without its seal is scanned at the
 // next Open instead. Only a failed fsync is an error, this one's or an
 // earlier one's: after it nothing more is written, so no new segment either.
-func (s *Spool) sealActiveLocked(retire bool) error {
+func (s *Spool) sealActiveLocked() error {
 	g := s.active
 	s.syncMu.Lock()
 	var extra int64
@@ -341,13 +358,9 @@ func (s *Spool) sealActiveLocked(retire bool) error {
 	s.mu.Lock()
 	g.sealed = true
 	g.size += extra
-	kick := retire && s.retireIfDoneLocked(g)
 	s.mu.Unlock()
 	s.st.bytes.Add(extra)
 	s.free -= extra
-	if kick {
-		s.kick(s.kickMaint)
-	}
 	return err
 }
 
