@@ -124,10 +124,22 @@ func (r *runner) open(f *file) {
 	if f.birth != 0 && st.birth != 0 && f.birth != st.birth {
 		f = r.reborn(f, path, st) // inode reused by a new file
 	} else if ok, err := f.fp.matches(fd, r.fpBuf); err == nil && !ok {
-		if f.birth != 0 && f.birth == st.birth {
-			truncated = true // same file, new content
-		} else {
+		switch {
+		case f.birth == 0 || f.birth != st.birth:
 			f = r.reborn(f, path, st) // inode reused, or rewritten: either way new
+		case f.offset != 0:
+			truncated = true // same file, new content
+		default:
+			// Same file, new content, and nothing of the old content was
+			// read: it is read from 0 anyway, under its ID. Only the
+			// fingerprint must follow, or the next check (reopen, restart)
+			// would take the same content for another truncation and read
+			// it all again.
+			if fp, err := readFingerprint(fd, r.cfg.FingerprintBytes, r.fpBuf); err == nil {
+				r.s.mu.Lock()
+				f.setFingerprint(fp)
+				r.s.mu.Unlock()
+			}
 		}
 	}
 	r.use(f, fd)
