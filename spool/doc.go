@@ -56,7 +56,9 @@
 // (found by a scan or by the reader) and the next valid frame is found by its
 // salted CRC and its ID. A segment with an unreadable header is renamed
 // *.corrupt (the newest 16 such files are kept for inspection). Each case is
-// logged once with what was lost and counted in Stats. Other files in the
+// logged once with what was lost and counted in Stats. Only bytes that are
+// not a valid frame count as lost: an I/O error while reading is returned to
+// the reader (or fails Open) and loses nothing. Other files in the
 // directory are left alone. Open fails only for I/O errors (permissions, a
 // read-only file system) and with ErrLocked when another process has the
 // directory open; the error names that process.

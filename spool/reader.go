@@ -34,7 +34,9 @@ func (c *cursor) release() {
 // Next returns the oldest entry not yet handed out since Open, blocking until
 // there is one, ctx is done or the spool closes (ErrClosed). Entries come in
 // ID order, each once per Open; entries not acknowledged before a restart
-// come again after it. The returned slice belongs to the caller.
+// come again after it. The returned slice belongs to the caller. A read
+// error (EIO) is returned as is; the entry is not skipped, and the next call
+// tries it again.
 func (s *Spool) Next(ctx context.Context) (ID, []byte, error) {
 	id, b, err := s.ReadNext(ctx, nil)
 	if err == nil && b == nil {
@@ -134,10 +136,10 @@ func (s *Spool) readLocked(dst []byte) (ID, []byte, bool, error) {
 			}
 		}
 		if err != nil {
-			if !sealed {
-				return 0, dst, false, fmt.Errorf("spool: read %s: %w", g.path, err)
-			}
-			s.log.Error("spool: read error, skipping the rest of the segment", "segment", g.path, "error", err)
+			// An I/O error, not a bad frame: the entries may well be
+			// intact. Nothing is marked lost and the cursor stays, so the
+			// next call (or the next Open) reads from here again.
+			return 0, dst, false, fmt.Errorf("spool: read %s: %w", g.path, err)
 		}
 		// Nothing valid up to end: every frame left there is lost.
 		if c.after < last {
