@@ -51,16 +51,15 @@
 // cleanly ends with a seal and is trusted without a scan (the newest one is
 // fsynced first: the process may have stopped between its seal and its
 // fsync); the segment that was active when the process stopped is scanned
-// frame by frame, sealed and fsynced. A torn tail
-// is cut at the last good frame. A corrupt frame in the middle is skipped
-// (found by a scan or by the reader) and the next valid frame is found by its
-// salted CRC and its ID. A segment with an unreadable header is renamed
+// frame by frame, sealed and fsynced. A torn tail is cut at the last good
+// frame. A corrupt frame in the middle is skipped (found by a scan or by the
+// reader) and the next valid frame is found by its salted CRC and its ID. A segment with an unreadable header is renamed
 // *.corrupt (the newest 16 such files are kept for inspection). Each case is
 // logged once with what was lost and counted in Stats. Only bytes that are
 // not a valid frame count as lost: an I/O error while reading is returned to
-// the reader (or fails Open) and loses nothing. Other files in the
-// directory are left alone. Open fails only for I/O errors (permissions, a
-// read-only file system) and with ErrLocked when another process has the
+// the reader (or fails Open) and loses nothing. Other files in the directory
+// are left alone. Open fails only for I/O errors (permissions, a read-only
+// file system, a read error) and with ErrLocked when another process has the
 // directory open; the error names that process.
 //
 // After an fsync error the kernel may have dropped the pages it could not

@@ -303,7 +303,11 @@ func (s *Spool) recoverAcks(g *segment) (ID, error) {
 		return 0, fmt.Errorf("spool: stat ack file %s: %w", path, err)
 	}
 	hdr := make([]byte, ackHeaderSize)
-	if n, _ := f.ReadAt(hdr, 0); n < ackHeaderSize || !ackHeaderOK(hdr, g.hdr.first) {
+	n, err := f.ReadAt(hdr, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("spool: read ack file %s: %w", path, err)
+	}
+	if n < ackHeaderSize || !ackHeaderOK(hdr, g.hdr.first) {
 		if size > 0 {
 			s.log.Warn("spool: unreadable ack file removed; its entries will be delivered again", "file", path)
 		}

@@ -222,7 +222,7 @@ func (rs *recoverState) syncNewestSealed(kept []*segment) error {
 // segment recovers one segment file. It returns the segment to keep (sealed
 // unless empty), or nil if the file was removed or moved aside, and the
 // highest ID the file may have held. Only errors that are not about the
-// file's content are returned.
+// file's content (I/O errors, a read error included) are returned.
 func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, error) {
 	s := rs.s
 	path := filepath.Join(s.dir, segName(first))
@@ -241,10 +241,12 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 		}
 		return nil, first - 1, nil
 	}
+	// A read error fails Open rather than move a healthy segment aside (and
+	// hand its IDs out again) because of a transient EIO.
 	hb := make([]byte, min(size, segHeaderSize))
 	_, err = f.ReadAt(hb, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, 0, rs.moveAside(path, first, next, size, fmt.Sprintf("read error: %v", err))
+		return nil, 0, fmt.Errorf("spool: read segment %s: %w", path, err)
 	}
 	h, err := parseSegHeader(hb)
 	if err == nil && h.first != first {
@@ -260,7 +262,11 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	fr := newFrameReader(f, h.salt, maxEntryLimit, rs.buf)
 	if size >= segHeaderSize+sealFrameSize {
 		b := make([]byte, sealFrameSize)
-		if _, err := f.ReadAt(b, size-sealFrameSize); err == nil {
+		_, err := f.ReadAt(b, size-sealFrameSize)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, 0, fmt.Errorf("spool: read segment %s: %w", path, err)
+		}
+		if err == nil {
 			if last, ok := parseSeal(b, h, size-sealFrameSize); ok &&
 				uint64(last-first+1) <= uint64(size-segHeaderSize-sealFrameSize)/frameHeaderSize {
 				g := &segment{hdr: h, path: path, last: last, end: size - sealFrameSize, size: size, sealed: true}
@@ -273,7 +279,7 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	// No valid seal: the process stopped while this segment was active.
 	res, err := scanFrames(fr, first, size)
 	if err != nil {
-		return nil, 0, rs.moveAside(path, first, next, size, fmt.Sprintf("read error: %v", err))
+		return nil, 0, fmt.Errorf("spool: read segment %s: %w", path, err)
 	}
 	if tail := size - res.end; tail > 0 {
 		if err := f.Truncate(res.end); err != nil {

@@ -158,8 +158,9 @@ func ackName(first ID) string { return fmt.Sprintf("%016x.ack", uint64(first)) }
 // Open opens the spool in cfg.Dir, creating it if needed, and recovers what
 // is there: a torn tail is cut, an unreadable segment is moved aside, and
 // each loss is logged and counted. It fails for invalid configuration, for
-// I/O errors such as permissions, and with ErrLocked when another process has
-// the directory open; never because of what the files contain.
+// I/O errors such as permissions or a failed read, and with ErrLocked when
+// another process has the directory open; never because of what the files
+// contain.
 func Open(cfg Config, set Settings) (*Spool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("spool: invalid config: %w", err)
