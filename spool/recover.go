@@ -166,14 +166,16 @@ func (s *Spool) recover() error {
 	return nil
 }
 
-// parseName parses "<16 hex digits><ext>".
+// parseName parses "<16 lower-case hex digits><ext>", the names segName and
+// ackName make. Any other name (upper-case hex included) is not the spool's:
+// the spool opens files by the name it makes.
 func parseName(name, ext string) (ID, bool) {
 	hex, ok := strings.CutSuffix(name, ext)
 	if !ok || len(hex) != 16 {
 		return 0, false
 	}
 	v, err := strconv.ParseUint(hex, 16, 64)
-	if err != nil || v == 0 {
+	if err != nil || v == 0 || fmt.Sprintf("%016x", v) != hex {
 		return 0, false
 	}
 	return ID(v), true

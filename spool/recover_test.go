@@ -339,6 +339,8 @@ func TestRecover_GarbageFilesInTheDirectory(t *testing.T) {
 		"dead-letter.log":      []byte("not the spool's"),
 		"zz.seg":               []byte("not a segment name"),
 		"0000000000000000.seg": []byte("ID 0 is not a segment"),
+		"00000000000003E8.seg": []byte("upper-case hex is not the spool's"),
+		"00000000000003E8.ack": []byte("upper-case hex is not the spool's"),
 	}
 	for name, b := range garbage {
 		require.NoError(t, os.WriteFile(filepath.Join(cfg.Dir, name), b, 0o600))
@@ -457,4 +459,18 @@ func TestRecover_SealedSegmentsAreNotScanned(t *testing.T) {
 	require.Less(t, fs.readBytes.Load(), int64(4<<10), "Open read only headers and seals")
 	ids, _ := drain(t, s)
 	require.Len(t, ids, 100)
+}
+
+// Open must not fail because of what is in the directory. A foreign file
+// whose name is a segment name in upper-case hex is not a segment (the spool
+// opens the lower-case name): it is left alone.
+func TestRecover_UpperCaseSegmentNameDoesNotFailOpen(t *testing.T) {
+	cfg := testConfig(t)
+	require.NoError(t, os.MkdirAll(cfg.Dir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(cfg.Dir, "000000000000000A.seg"), []byte("not ours"), 0o600))
+	s, err := Open(cfg, Settings{})
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().CorruptSegments)
+	require.NoError(t, s.Close())
+	require.FileExists(t, filepath.Join(cfg.Dir, "000000000000000A.seg"))
 }
