@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 )
 
-// osOpen opens files to follow; tests make it fail.
-var osOpen = os.Open
+// osOpen opens files to follow (regular files only, never blocking on a
+// FIFO); tests make it fail.
+var osOpen = openRegular
 
 // poll checks every open file for growth, truncation and deletion.
 func (r *runner) poll() {
@@ -96,8 +97,8 @@ func (r *runner) open(f *file) {
 	path := f.path
 	fd, err := osOpen(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			r.lose(f)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) {
+			r.lose(f) // gone, or replaced by something that is not a file
 			return
 		}
 		if !f.failed {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -150,7 +149,7 @@ func (r *runner) newFile(path string, st fileStat) *file {
 	r.s.log.Debug("following file", "path", path, "file_id", inc.id, "offset", f.offset)
 	if !r.ignored(st) {
 		r.enqueue(f) // hold it open, so a rotation cannot take lines from us
-	} else if fd, err := os.Open(path); err == nil {
+	} else if fd, err := openRegular(path); err == nil {
 		// Not opened for now, but its identity is recorded: a new file that
 		// gets its inode later must not resume at its offset.
 		if fp, err := readFingerprint(fd, r.cfg.FingerprintBytes, r.fpBuf); err == nil {
@@ -187,7 +186,7 @@ func (r *runner) startOffset(path string, st fileStat) int64 {
 // MaxRecordBytes, so reading from the end starts at a line boundary (an
 // incomplete last line is read whole once it is complete).
 func (r *runner) lastLineEnd(path string, size int64) int64 {
-	fd, err := os.Open(path)
+	fd, err := openRegular(path)
 	if err != nil {
 		return size
 	}

@@ -183,13 +183,14 @@ func TestOnce_UnopenableFileDoesNotHang(t *testing.T) {
 	bad := filepath.Join(dir, "bad.log")
 	writeFile(t, bad, "secret\n")
 	writeFile(t, filepath.Join(dir, "good.log"), "fine\n")
+	orig := osOpen
 	osOpen = func(name string) (*os.File, error) {
 		if name == bad {
 			return nil, os.ErrPermission
 		}
-		return os.Open(name)
+		return orig(name)
 	}
-	t.Cleanup(func() { osOpen = os.Open })
+	t.Cleanup(func() { osOpen = orig })
 	log, logs := testLogger()
 	src, err := New(testConfig(dir, "*.log"), Settings{Name: "once", Once: true, Logger: log})
 	require.NoError(t, err)

@@ -247,7 +247,7 @@ func (w *walker) visit(p string, rest []string, e fs.DirEntry) {
 // readDir lists dir without sorting; errors (a directory that vanished or
 // cannot be read) yield nothing: the next scan tries again.
 func readDir(dir string) []fs.DirEntry {
-	f, err := os.Open(dir)
+	f, err := openDir(dir)
 	if err != nil {
 		return nil
 	}

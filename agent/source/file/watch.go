@@ -43,7 +43,9 @@ func newHints(holdMax int) *hints {
 	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1), held: map[devIno]heldFile{}, holdMax: holdMax}
 }
 
-// hold opens a newly created file that the source wants.
+// hold opens a newly created file that the source wants. Only regular
+// files are opened (a FIFO's open would block this goroutine until a writer
+// comes, and with it every event and shutdown).
 func (h *hints) hold(path string) {
 	h.mu.Lock()
 	full := len(h.held) >= h.holdMax
@@ -51,7 +53,10 @@ func (h *hints) hold(path string) {
 	if full {
 		return
 	}
-	fd, err := osOpen(path)
+	if st, err := statPath(path); err != nil || !st.regular {
+		return
+	}
+	fd, err := osOpen(path) // checks again: the path may have changed since
 	if err != nil {
 		return
 	}
