@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -467,4 +468,56 @@ func TestFull_MaxEntryBytesIsLoweredToWhatFitsUnderMaxBytes(t *testing.T) {
 	require.Equal(t, []ID{id}, got)
 	require.Equal(t, payload(0, fit), data[0])
 	require.LessOrEqual(t, s.Stats().Bytes, int64(cfg.MaxBytes))
+}
+
+// A first ack-file write whose fsync fails leaves a file that ackSize does
+// not count; it goes with its segment all the same.
+func TestDiskFull_AckFileLeftByAFailedFirstWriteGoesWithItsSegment(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &ioFaultFS{}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 5, 4000) // the 5th rolls: segment 1 holds ids[:4]
+	require.NoError(t, s.Sync())
+	drain(t, s)
+	for _, id := range ids[:3] {
+		require.NoError(t, s.Ack(id))
+	}
+	fs.failSync.Store(fs.syncs.Load() + 1) // the ack file's fsync
+	require.ErrorIs(t, s.Sync(), syscall.EIO)
+	require.Nil(t, s.failure(), "an ack file's fsync costs duplicates at worst")
+	ack := filepath.Join(cfg.Dir, ackName(ids[0]))
+	require.FileExists(t, ack)
+	require.NoError(t, s.Ack(ids[3])) // segment 1 is done
+	s.deleteDone()
+	require.NoFileExists(t, filepath.Join(cfg.Dir, segName(ids[0])))
+	require.NoFileExists(t, ack)
+}
+
+// While ack writes keep failing, the acks wait in the bitmap, not in a queue
+// that grows with each one; the next write that works records them all.
+func TestDiskFull_AcksDoNotQueueUpWhileAckWritesFail(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 100, 10)
+	drain(t, s)
+	require.NoError(t, s.Ack(ids[0]))
+	require.NoError(t, s.Sync()) // the ack file exists
+	fs.set(func(f *faultFS) { f.writeErr = syscall.ENOSPC })
+	for round := range 3 {
+		for i := 1 + round; i < len(ids); i += 3 { // out of order: one range each
+			require.NoError(t, s.Ack(ids[i]))
+		}
+		require.ErrorIs(t, s.Sync(), syscall.ENOSPC)
+		s.mu.Lock()
+		pending := len(s.segs[0].pending)
+		s.mu.Unlock()
+		require.Zero(t, pending, "round %d", round)
+	}
+	fs.set(func(f *faultFS) { f.writeErr = nil })
+	require.NoError(t, s.Sync())
+	s.crash()
+
+	_, _, got := readAll(t, cfg)
+	require.Empty(t, got, "every ack survived")
 }

@@ -146,20 +146,26 @@ func (b *bitmap) countRanges() int64 {
 func (s *Spool) ackPath(g *segment) string { return filepath.Join(s.dir, ackName(g.hdr.first)) }
 
 // flushAcks appends the pending acknowledgements of every segment to its ack
-// file and syncs it (unless sync is never). On error the records are kept
-// for the next try; they are at worst delivered again after a crash.
+// file and syncs it (unless sync is never). After an error the next try
+// rewrites the file from the segment's bitmap; until then the entries are
+// at worst delivered again after a crash.
 func (s *Spool) flushAcks() error {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	type job struct {
-		g  *segment
-		rs []idRange
+		g       *segment
+		rs      []idRange
+		rewrite bool
 	}
 	var jobs []job
 	s.mu.Lock()
 	for _, g := range s.segs {
-		if len(g.pending) > 0 {
-			jobs = append(jobs, job{g, g.pending})
+		switch {
+		case g.rewrite:
+			jobs = append(jobs, job{g: g, rewrite: true})
+			g.rewrite, g.pending = false, nil
+		case len(g.pending) > 0:
+			jobs = append(jobs, job{g: g, rs: g.pending})
 			g.pending = nil
 		}
 	}
@@ -168,6 +174,17 @@ func (s *Spool) flushAcks() error {
 	created := false
 	var buf []byte
 	for _, j := range jobs {
+		if j.rewrite {
+			if err := s.rewriteAcks(j.g); err != nil {
+				s.mu.Lock()
+				if !j.g.removed {
+					j.g.rewrite, j.g.pending = true, nil
+				}
+				s.mu.Unlock()
+				errs = append(errs, err)
+			}
+			continue
+		}
 		buf = buf[:0]
 		for _, r := range j.rs {
 			buf = appendAckRecord(buf, r)
@@ -178,9 +195,12 @@ func (s *Spool) flushAcks() error {
 		fresh := prev == 0
 		err := s.appendAckFile(j.g, buf, prev)
 		if err != nil {
+			// The bitmap holds these acks and every later one: the next
+			// flush rewrites the file from it, so nothing queues up while
+			// the disk refuses.
 			s.mu.Lock()
 			if !j.g.removed {
-				j.g.pending = append(j.rs, j.g.pending...)
+				j.g.rewrite, j.g.pending = true, nil
 			}
 			s.mu.Unlock()
 			errs = append(errs, err)

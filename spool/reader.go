@@ -207,9 +207,13 @@ func (s *Spool) openNextLocked(after ID) (bool, error) {
 func (s *Spool) lostLocked(g *segment, from, to ID, bytes int64, what string) {
 	var n int64
 	s.mu.Lock()
+	if g.removed { // dropped (and counted) meanwhile, or finished
+		s.mu.Unlock()
+		return
+	}
 	for id := from; id <= to; id++ {
 		if g.done.set(uint64(id - g.hdr.first)) {
-			g.pending = addID(g.pending, id)
+			g.queueAck(id)
 			n++
 		}
 	}

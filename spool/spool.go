@@ -141,6 +141,7 @@ type segment struct {
 	removed bool  // out of the table: fully done or dropped
 	done    bitmap
 	pending []idRange // acks not yet written to the ack file
+	rewrite bool      // an ack write failed: rewrite the file from done
 	ackSize int64     // bytes of the ack file on disk
 	ackRecs int64     // records in the ack file
 	logged  int       // corruption reports logged for this segment
@@ -150,6 +151,15 @@ func (g *segment) count() int64  { return int64(g.last - g.hdr.first + 1) }
 func (g *segment) allDone() bool { return g.done.n >= g.count() }
 func (g *segment) isDone(id ID) bool {
 	return g.done.get(uint64(id - g.hdr.first))
+}
+
+// queueAck queues id, just set in done, for the ack file. While the file is
+// due for a rewrite from done, nothing is queued: what waits for a failing
+// disk does not grow with the acks.
+func (g *segment) queueAck(id ID) {
+	if !g.rewrite {
+		g.pending = addID(g.pending, id)
+	}
 }
 
 func segName(first ID) string { return fmt.Sprintf("%016x.seg", uint64(first)) }
@@ -302,7 +312,7 @@ func (s *Spool) Ack(id ID) error {
 		s.mu.Unlock()
 		return nil
 	}
-	g.pending = addID(g.pending, id)
+	g.queueAck(id)
 	s.st.acked.Add(1)
 	s.st.entries.Add(-1)
 	kick := s.retireIfDoneLocked(g)
@@ -379,12 +389,12 @@ func (s *Spool) removeFilesLocked(g *segment) {
 	}
 	s.st.bytes.Add(-g.size)
 	s.st.segments.Add(-1)
-	if g.ackSize > 0 {
-		if err := s.fs.Remove(g.path[:len(g.path)-len(".seg")] + ".ack"); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.log.Warn("spool: cannot delete an ack file", "segment", g.path, "error", err)
-		}
-		s.st.bytes.Add(-g.ackSize)
+	// Whatever ackSize says: a first write that failed after creating the
+	// file leaves one that ackSize does not count.
+	if err := s.fs.Remove(s.ackPath(g)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("spool: cannot delete an ack file", "segment", g.path, "error", err)
 	}
+	s.st.bytes.Add(-g.ackSize)
 }
 
 func (s *Spool) kick(c chan struct{}) {

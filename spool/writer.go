@@ -224,14 +224,15 @@ func (s *Spool) dropOldestLocked(reason string) bool {
 	s.st.droppedOldest.Add(uint64(lost))
 	s.removeFilesLocked(g)
 	s.ackMu.Unlock()
-	// A reader still open on it would keep its blocks allocated; if the
-	// reader is busy it lets go at its next read.
-	if s.rmu.TryLock() {
-		if s.rd.g == g {
-			s.rd.release()
-		}
-		s.rmu.Unlock()
+	// A reader still open on it would keep its blocks allocated, and the
+	// next write would hit ENOSPC again and drop another segment. A busy
+	// reader is waited for: a read never waits for the writer (lock order
+	// wmu, rmu).
+	s.rmu.Lock()
+	if s.rd.g == g {
+		s.rd.release()
 	}
+	s.rmu.Unlock()
 	s.noSpace.Store(false)
 	s.lg.dropped(uint64(lost), 0, reason)
 	s.spaceEv.broadcast()
