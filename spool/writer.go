@@ -128,6 +128,9 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 		if s.dropOldestLocked(reason) {
 			return nil
 		}
+		if err := s.failure(); err != nil { // the roll before the drop saw it
+			return err
+		}
 	case WhenFullBlock:
 		return s.waitRoomLocked(ctx, need, reason)
 	}
