@@ -168,6 +168,19 @@ func (r *runner) use(f *file, fd *os.File) {
 		f.size, f.pollSize = st.size, st.size
 		f.sizeA.Store(st.size)
 	}
+	if f.midLine {
+		// The offset came from a checkpoint or a start position. If it is
+		// not at a line start, the line's beginning was emitted (a flushed
+		// partial line) or skipped (counted as read): the newline that ends
+		// it makes no record.
+		f.midLine = false
+		var b [1]byte
+		if f.offset > 0 {
+			if n, _ := fd.ReadAt(b[:], f.offset-1); n == 1 && b[0] != '\n' {
+				f.sp.cont = true
+			}
+		}
+	}
 	r.fingerprint(f)
 	r.resolve(f)
 }

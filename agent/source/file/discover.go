@@ -128,6 +128,7 @@ func (r *runner) observe(f *file, st fileStat) {
 func (r *runner) newFile(path string, st fileStat) *file {
 	f := &file{key: st.key, birth: st.birth, mtime: st.mtime, size: st.size}
 	f.offset = r.startOffset(path, st)
+	f.midLine = f.offset > 0
 	f.lastGrowth = r.now
 	f.sp = r.newSplitter(f)
 	inc := &incarnation{id: newFileID(st.key), f: f}

@@ -97,7 +97,11 @@
 // UTF-8 is data). A last line without a newline is held until its newline
 // comes, or the file has not grown for flush_partial_after, or the file is
 // rotated away and released, or (--once) the end is reached; it is then
-// emitted as it is. Lines longer than max_record_bytes are truncated
+// emitted as it is (a trailing "\r" included: it may be data). What the file
+// later adds to that line is the next record, but the newline that only
+// ends it ("\n", "\r\n", or the "\n" after a flushed "\r") makes no record,
+// also after a restart from its checkpoint: no empty record is invented.
+// Lines longer than max_record_bytes are truncated
 // (max_record_bytes-len(truncate_marker) bytes plus truncate_marker, the rest
 // skipped; the default marker "\n" can never end an untruncated line) or split
 // into consecutive records. Empty lines are empty records.

@@ -87,6 +87,7 @@ type file struct {
 	atEnd      bool // the last read was short (the end was reached): what comes next is growth, checked against the fingerprint
 	inQueue    bool // in the wait queue
 	failed     bool // opening failed (logged once)
+	midLine    bool // offset was not reached by reading (checkpoint, start position): see use
 	lastGrowth time.Time
 	detachedAt time.Time
 	turnBytes  int64 // read since the descriptor was given (fair share)

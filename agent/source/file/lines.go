@@ -22,6 +22,13 @@ const (
 // most max+1 bytes: the extra byte may be the "\r" of a "\r\n") and passes
 // them again in front of the next bytes. The splitter itself holds only the
 // kept prefix of a line being truncated.
+//
+// A line whose beginning was flushed (emitted without its newline) goes on
+// with the next bytes: what they add to it is the next record, but the
+// newline that merely ends it ("\n", or "\r\n") makes no record: an empty
+// record would be invented. A flushed line keeps a trailing "\r" (whether it
+// is the first half of a "\r\n" is not known yet); a "\n" right after it
+// ends that line the same way.
 type splitter struct {
 	max    int
 	marker []byte
@@ -32,11 +39,12 @@ type splitter struct {
 	held       []byte // its kept prefix (room for the marker is added on emit)
 	heldStart  int64
 	splitting  bool // the current line already had a piece emitted
+	cont       bool // the next byte continues a line whose beginning was emitted (flushed)
 }
 
 // reset forgets any line in progress (after a truncation of the file).
 func (sp *splitter) reset() {
-	sp.discarding, sp.splitting = false, false
+	sp.discarding, sp.splitting, sp.cont = false, false, false
 	sp.held = sp.held[:0]
 }
 
@@ -48,6 +56,23 @@ func (sp *splitter) busy() bool { return sp.discarding }
 // modified (the truncation marker is written into it).
 func (sp *splitter) feed(data []byte, base int64) (int, error) {
 	i := 0
+	if sp.cont {
+		// The newline ending a flushed line is no line of its own.
+		switch {
+		case len(data) == 0:
+			return 0, nil
+		case data[0] == '\n':
+			i = 1
+		case data[0] == '\r':
+			if len(data) == 1 {
+				return 0, nil // "\r\n" or data: the next byte tells
+			}
+			if data[1] == '\n' {
+				i = 2
+			}
+		}
+		sp.cont = false
+	}
 	if sp.discarding {
 		j := bytes.IndexByte(data, '\n')
 		if j < 0 {
@@ -97,11 +122,13 @@ func (sp *splitter) feed(data []byte, base int64) (int, error) {
 func (sp *splitter) flush(rest []byte, base int64) error {
 	end := base + int64(len(rest))
 	if sp.discarding {
+		sp.cont = true
 		return sp.emitHeld(end)
 	}
 	if len(rest) == 0 {
 		return nil
 	}
+	sp.cont = true
 	return sp.line(rest, base, end)
 }
 

@@ -138,3 +138,53 @@ func FuzzSplitter(f *testing.F) {
 		require.Equal(t, int64(len(data)), next)
 	})
 }
+
+// A line flushed without its newline (the file was idle) goes on with the
+// next bytes: their text is the next record, but the newline that only
+// ends the flushed line ("\n", "\r\n", or the "\n" of a flushed "\r")
+// makes no record.
+func TestSplitter_NewlineAfterFlushMakesNoRecord(t *testing.T) {
+	const F = "<flush>" // the file was idle: flush what is pending
+	for _, tc := range []struct {
+		name  string
+		parts []string // fed one after another
+		want  []piece
+	}{
+		{name: "cr flushed then lf", parts: []string{"abc\r", F, "\nx\n"}, want: []piece{
+			{"abc\r", 0, 4, kindLine}, {"x", 5, 7, kindLine}}},
+		{name: "lf", parts: []string{"abc", F, "\n"}, want: []piece{{"abc", 0, 3, kindLine}}},
+		{name: "crlf", parts: []string{"abc", F, "\r\nx\n"}, want: []piece{{"abc", 0, 3, kindLine}, {"x", 5, 7, kindLine}}},
+		{name: "cr then lf apart", parts: []string{"abc", F, "\r", "\nx\n"}, want: []piece{{"abc", 0, 3, kindLine}, {"x", 5, 7, kindLine}}},
+		{name: "rest of the line", parts: []string{"abc", F, "def\n"}, want: []piece{{"abc", 0, 3, kindLine}, {"def", 3, 7, kindLine}}},
+		{name: "lone cr is data", parts: []string{"abc", F, "\rx\n"}, want: []piece{{"abc", 0, 3, kindLine}, {"\rx", 3, 6, kindLine}}},
+		{name: "an empty line after it is one", parts: []string{"abc", F, "\n\n"}, want: []piece{{"abc", 0, 3, kindLine}, {"", 4, 5, kindLine}}},
+		{name: "only the next byte", parts: []string{"abc", F, "x", "\n"}, want: []piece{{"abc", 0, 3, kindLine}, {"x", 3, 5, kindLine}}},
+		{name: "rest flushed too", parts: []string{"abc", F, "\r", F, "\n"}, want: []piece{{"abc", 0, 3, kindLine}, {"\r", 3, 4, kindLine}}},
+		{name: "truncated line flushed", parts: []string{"abcdefgh", F, "\nx\n"}, want: []piece{{"abc|", 0, 8, kindTruncated}, {"x", 9, 11, kindLine}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out []piece
+			sp := splitter{max: 4, marker: []byte("|")}
+			sp.out = func(rec []byte, start, end int64, kind recordKind) error {
+				out = append(out, piece{string(rec), start, end, kind})
+				return nil
+			}
+			var pending []byte
+			base := int64(0)
+			for _, part := range tc.parts {
+				if part == F {
+					require.NoError(t, sp.flush(pending, base))
+					base += int64(len(pending))
+					pending = nil
+					continue
+				}
+				buf := append(append([]byte(nil), pending...), part...)
+				c, err := sp.feed(buf, base)
+				require.NoError(t, err)
+				pending, base = buf[c:], base+int64(c)
+			}
+			require.Empty(t, pending)
+			require.Equal(t, tc.want, out)
+		})
+	}
+}

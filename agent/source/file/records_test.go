@@ -53,6 +53,41 @@ func TestPartial_FlushedAfterIdle(t *testing.T) {
 	require.Equal(t, uint64(1), r.src.Stats().PartialFlushes)
 }
 
+// A flushed last line that ends in "\r" keeps it (it may be data); the
+// "\n" that comes later ends that line and makes no record of its own, in
+// the same run or after a restart from the flushed line's checkpoint.
+func TestPartial_NewlineAfterFlushedLineMakesNoRecord(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.log")
+	cpPath := filepath.Join(t.TempDir(), "cp.json")
+	cfg := testConfig(dir, "*.log")
+	cfg.FlushPartialAfter = 100 * time.Millisecond
+	writeFile(t, p, "one\nabc\r")
+	st := openStore(t, cpPath)
+	src, err := New(cfg, Settings{Name: "s", Checkpoints: st})
+	require.NoError(t, err)
+	r := startWith(t, src, &collector{src: src, commit: true})
+	r.waitCount(t, 2)
+	appendFile(t, p, "\n")
+	appendFile(t, p, "two\ndef")
+	r.waitCount(t, 4)
+	require.NoError(t, r.halt(t))
+	require.NoError(t, st.Close())
+	require.Equal(t, []string{"one", "abc\r", "two", "def"}, r.col.lines())
+	require.Equal(t, uint64(2), src.Stats().PartialFlushes)
+
+	// Restarted from the checkpoint after "def": its "\r\n" comes now.
+	appendFile(t, p, "\r\nthree\n")
+	st2 := openStore(t, cpPath)
+	src2, err := New(cfg, Settings{Name: "s", Checkpoints: st2})
+	require.NoError(t, err)
+	r2 := startWith(t, src2, &collector{src: src2, commit: true})
+	r2.waitCount(t, 1)
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, r2.halt(t))
+	require.Equal(t, []string{"three"}, r2.col.lines())
+}
+
 // A partial last line of a file rotated away is emitted when the file is
 // released.
 func TestPartial_FlushedWhenRotatedAway(t *testing.T) {
