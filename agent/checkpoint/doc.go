@@ -37,5 +37,8 @@
 // A missing file is a first start. A file that cannot be parsed is moved
 // aside to path + ".corrupt" and the store starts empty: the daemon never
 // refuses to start over its checkpoints, the sources fall back to their
-// configured start position.
+// configured start position. A file that cannot be read (an I/O error, a
+// permission) may still be good: it is moved aside to path + ".unreadable"
+// the same way, and if even that fails, it is never written over: writes
+// fail (and are retried, moving it aside first) until it can be moved.
 package checkpoint

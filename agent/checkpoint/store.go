@@ -77,22 +77,26 @@ type Store struct {
 	path string
 	log  *slog.Logger
 
-	writeMu sync.Mutex // serializes writes of the file
+	writeMu sync.Mutex // serializes writes (and Load's renames) of the file
 	lock    *os.File   // flock held while open
 
 	mu      sync.Mutex
 	sources map[string]*sourceState
 	gen     uint64 // bumped by every change
 	written uint64 // gen of the last successful write
+	aside   bool   // the file could not be read nor moved aside: move it before writing
 	closed  bool
 	stats   Stats
 }
 
+// readFile reads the state file; tests make it fail as a disk would.
+var readFile = os.ReadFile
+
 // Open locks the state at path, creating its directory, and loads it. A
 // missing file is a first start (logged at info); a corrupt or unreadable
-// one is logged, moved aside to path+".corrupt" where possible, and the
-// store starts empty. Neither makes Open fail: it fails only when the
-// directory cannot be created or the state is locked by another Store.
+// one is logged, moved aside (see Load), and the store starts empty. Neither
+// makes Open fail: it fails only when the directory cannot be created or the
+// state is locked by another Store.
 func Open(path string, set Settings) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("checkpoint: empty path")
@@ -127,11 +131,17 @@ func Open(path string, set Settings) (*Store, error) {
 func (s *Store) Path() string { return s.path }
 
 // Load replaces the in-memory state with the file's. A missing file returns
-// an error wrapping os.ErrNotExist; a corrupt one wraps ErrCorrupt and is
-// renamed to path+".corrupt" so the next Flush does not destroy it. In both
+// an error wrapping os.ErrNotExist. A file that cannot be parsed wraps
+// ErrCorrupt and is renamed to path+".corrupt"; one that cannot be read (an
+// I/O error, a permission, a directory there) wraps ErrCorrupt and the read
+// error, and is renamed to path+".unreadable": the next Flush must not
+// destroy what may be a good file. If it cannot be moved aside, Flush tries
+// again and writes nothing (returning an error) until it can. In all these
 // cases the state is empty afterwards.
 func (s *Store) Load() error {
-	data, rerr := os.ReadFile(s.path)
+	s.writeMu.Lock() // it may rename the file
+	defer s.writeMu.Unlock()
+	data, rerr := readFile(s.path)
 	var ff fileFormat
 	err := rerr
 	if err == nil {
@@ -142,6 +152,7 @@ func (s *Store) Load() error {
 	s.sources = map[string]*sourceState{}
 	s.gen++
 	s.written = s.gen // the file holds what memory holds (or nothing worth keeping)
+	s.aside = false
 	if err == nil {
 		s.sources = ff.Sources
 		s.stats.Entries = countEntries(s.sources)
@@ -157,8 +168,30 @@ func (s *Store) Load() error {
 		if mverr := os.Rename(s.path, s.path+".corrupt"); mverr == nil {
 			return fmt.Errorf("%w %s (moved to %s.corrupt): %v", ErrCorrupt, s.path, s.path, err)
 		}
+		return fmt.Errorf("%w %s: %v", ErrCorrupt, s.path, err)
 	}
-	return fmt.Errorf("%w %s: %v", ErrCorrupt, s.path, err)
+	if mverr := os.Rename(s.path, s.path+unreadableSuffix); mverr != nil {
+		s.aside = true
+		return fmt.Errorf("%w %s: %w (cannot move it aside, not writing over it: %v)", ErrCorrupt, s.path, rerr, mverr)
+	}
+	return fmt.Errorf("%w %s (moved to %s%s): %w", ErrCorrupt, s.path, s.path, unreadableSuffix, rerr)
+}
+
+// unreadableSuffix names a state file moved aside because it could not be
+// read.
+const unreadableSuffix = ".unreadable"
+
+// moveAside renames the file that Load could not read, before it is written
+// over; a file gone since is fine.
+func (s *Store) moveAside() error {
+	err := os.Rename(s.path, s.path+unreadableSuffix)
+	if err == nil {
+		s.log.Warn("moved the unreadable checkpoint file aside", "path", s.path, "to", s.path+unreadableSuffix)
+	}
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("%s could not be read and cannot be moved aside; not writing over it: %w", s.path, err)
 }
 
 func decode(data []byte, ff *fileFormat) error {
@@ -364,12 +397,19 @@ func (s *Store) flushLocked() error {
 	gen := s.gen
 	ff := fileFormat{Version: formatVersion, SavedAt: time.Now().UTC(), Sources: s.sources}
 	data, err := json.MarshalIndent(&ff, "", " ")
+	aside := s.aside
 	s.mu.Unlock()
+	if err == nil && aside {
+		err = s.moveAside()
+	}
 	if err == nil {
 		err = writeAtomic(s.path, data)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if aside && err == nil {
+		s.aside = false
+	}
 	if err != nil {
 		s.stats.WriteErrors++
 		return fmt.Errorf("checkpoint: write %s: %w", s.path, err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,6 +112,93 @@ func TestCheckpoint_CorruptFileIsMovedAsideAndStoreStartsEmpty(t *testing.T) {
 			require.Equal(t, int64(3), e.Offset)
 		})
 	}
+}
+
+// A state file that cannot be read may still be good (a transient I/O
+// error, a permission): it is moved aside to .unreadable, not written over,
+// and the store starts empty (Open does not fail).
+func TestCheckpoint_UnreadableFileIsMovedAsideNotOverwritten(t *testing.T) {
+	t.Run("directory at the path", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "cp.json")
+		require.NoError(t, os.Mkdir(path, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(path, "keep"), []byte("x"), 0o600))
+		s := open(t, path)
+		require.Empty(t, s.Sources())
+		require.Equal(t, uint64(1), s.Stats().LoadErrors)
+		_, err := os.Stat(filepath.Join(path+".unreadable", "keep"))
+		require.NoError(t, err, "moved aside whole")
+		s.Set("s", "a", entry(3))
+		require.NoError(t, s.Flush())
+		require.NoError(t, s.Close())
+		e, ok := open(t, path).Get("s", "a")
+		require.True(t, ok)
+		require.Equal(t, int64(3), e.Offset)
+	})
+	t.Run("I/O error", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "cp.json")
+		good := writeGood(t, path)
+		failReads(t)
+		s := open(t, path)
+		require.Empty(t, s.Sources())
+		require.Equal(t, uint64(1), s.Stats().LoadErrors)
+		kept, err := os.ReadFile(path + ".unreadable")
+		require.NoError(t, err)
+		require.Equal(t, good, kept)
+		s.Set("s", "b", entry(4))
+		require.NoError(t, s.Flush())
+		require.NoError(t, s.Close())
+		readFile = os.ReadFile
+		s2 := open(t, path)
+		require.Equal(t, []string{"b"}, keys(s2.Entries("s")))
+	})
+}
+
+// If the unreadable file cannot even be moved aside, nothing is written over
+// it: Flush fails (and counts a write error) until it can be moved.
+func TestCheckpoint_UnreadableFileThatCannotBeMovedIsNeverOverwritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	good := writeGood(t, path)
+	failReads(t)
+	// A non-empty directory where it would be moved makes the rename fail.
+	require.NoError(t, os.MkdirAll(filepath.Join(path+".unreadable", "x"), 0o700))
+	s := open(t, path)
+	err := s.Load()
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorIs(t, err, syscall.EIO)
+	s.Set("s", "b", entry(4))
+	require.Error(t, s.Flush())
+	require.Equal(t, uint64(1), s.Stats().WriteErrors)
+	now, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, good, now, "not written over")
+
+	require.NoError(t, os.RemoveAll(path+".unreadable"))
+	require.NoError(t, s.Flush())
+	kept, err := os.ReadFile(path + ".unreadable")
+	require.NoError(t, err)
+	require.Equal(t, good, kept)
+	require.NoError(t, s.Close())
+	readFile = os.ReadFile
+	require.Equal(t, []string{"b"}, keys(open(t, path).Entries("s")))
+}
+
+// writeGood writes a valid state file with entry "a" of source "s".
+func writeGood(t *testing.T, path string) []byte {
+	t.Helper()
+	s := open(t, path)
+	s.Set("s", "a", entry(1))
+	require.NoError(t, s.Close())
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return data
+}
+
+// failReads makes reading the state file fail with EIO, as a bad disk does.
+func failReads(t *testing.T) {
+	readFile = func(name string) ([]byte, error) {
+		return nil, &os.PathError{Op: "read", Path: name, Err: syscall.EIO}
+	}
+	t.Cleanup(func() { readFile = os.ReadFile })
 }
 
 func TestStore_LoadReportsCorruption(t *testing.T) {
