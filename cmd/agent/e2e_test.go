@@ -192,7 +192,7 @@ func TestTail_DestinationDown30s_BacklogSpooledThenDelivered(t *testing.T) {
 	go writeLog(t, log, n/2, n, 100)
 	require.Eventually(t, func() bool {
 		return metric(admin, "agent_spool_entries") > 0 && metric(admin, "agent_records_received_total") >= n
-	}, 30*time.Second, 100*time.Millisecond)
+	}, 2*time.Minute, 100*time.Millisecond)
 	time.Sleep(30 * time.Second)
 	require.Zero(t, s.distinct(), "nothing can arrive while the destination is down")
 	require.Positive(t, metric(admin, "agent_spool_bytes"))
@@ -333,8 +333,18 @@ func TestTail_SecondSignalExitsAtOnceAndLosesNothing(t *testing.T) {
 	p := startAgent(t, "tail", log, "--to", s.URL(), "--state-dir", state, "--admin", admin)
 	require.Eventually(t, func() bool { return metric(admin, "agent_records_received_total") >= n }, time.Minute, 50*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	// Two signals sent back to back may merge into one: send the second once
+	// the first has begun the shutdown (readiness drops).
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}, 30*time.Second, 10*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	require.Equal(t, 1, p.wait(t, 5*time.Second), "a second signal exits at once with status 1")
+	require.Equal(t, 1, p.wait(t, 3*time.Second), "a second signal exits at once with status 1")
 	require.Contains(t, p.stderr.String(), "second signal")
 
 	s.start()
