@@ -448,12 +448,7 @@ func (c Config) Validate() error {
 	sources := map[string]bool{}
 	for i, s := range c.Sources {
 		p := fmt.Sprintf("sources[%d]", i)
-		if s.Name == "" {
-			add(p+".name", "required")
-		} else if sources[s.Name] {
-			add(p+".name", "duplicate source name %q", s.Name)
-		}
-		sources[s.Name] = true
+		uniqueName(p, "source", s.Name, sources, add)
 		switch s.Type {
 		case "file":
 			if err := s.File.Validate(); err != nil {
@@ -468,12 +463,7 @@ func (c Config) Validate() error {
 	outputs := map[string]bool{}
 	for i, o := range c.Outputs {
 		p := fmt.Sprintf("outputs[%d]", i)
-		if o.Name == "" {
-			add(p+".name", "required")
-		} else if outputs[o.Name] {
-			add(p+".name", "duplicate output name %q", o.Name)
-		}
-		outputs[o.Name] = true
+		uniqueName(p, "output", o.Name, outputs, add)
 		switch o.Type {
 		case "http":
 			if err := o.HTTP.Validate(); err != nil {
@@ -573,6 +563,17 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// uniqueName checks that the element at path p has a name not used before
+// by another element of its kind, and records it in seen.
+func uniqueName(p, kind, name string, seen map[string]bool, add func(path, format string, args ...any)) {
+	if name == "" {
+		add(p+".name", "required")
+	} else if seen[name] {
+		add(p+".name", "duplicate %s name %q", kind, name)
+	}
+	seen[name] = true
 }
 
 // resolve fills derived defaults (paths under the state directory) and makes

@@ -109,3 +109,17 @@ func (e *ThrottleError) Unwrap() error { return e.Err }
 func Throttle(err error, d time.Duration) error {
 	return &ThrottleError{Delay: d, Err: err}
 }
+
+// Rejected reports records an output could not encode or the destination
+// refused for good: nil when bad is empty, a Permanent error when every one
+// of the batch's n records is bad, else a PartialError of the bad ones (with
+// their reasons) whose error is Permanent. first is the first record's error.
+func Rejected(bad []int, reasons []string, n int, first error) error {
+	switch {
+	case len(bad) == 0:
+		return nil
+	case len(bad) == n:
+		return Permanent(first)
+	}
+	return &PartialError{Failed: bad, Reasons: reasons, Err: Permanent(first)}
+}

@@ -193,13 +193,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 			return err
 		}
 	}
-	switch {
-	case len(bad) == 0:
-		return nil
-	case len(bad) == len(b.Records):
-		return outputs.Permanent(firstBad)
-	}
-	return &outputs.PartialError{Failed: bad, Reasons: reasons, Err: outputs.Permanent(firstBad)}
+	return outputs.Rejected(bad, reasons, len(b.Records), firstBad)
 }
 
 // append writes p and syncs; on failure it cuts the file back.

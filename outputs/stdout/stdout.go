@@ -131,13 +131,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	if err := o.write(buf); err != nil {
 		return err
 	}
-	switch {
-	case len(bad) == 0:
-		return nil
-	case len(bad) == len(b.Records):
-		return outputs.Permanent(firstBad)
-	}
-	return &outputs.PartialError{Failed: bad, Reasons: reasons, Err: outputs.Permanent(firstBad)}
+	return outputs.Rejected(bad, reasons, len(b.Records), firstBad)
 }
 
 func (o *Output) write(p []byte) error {
