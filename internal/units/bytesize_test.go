@@ -1,0 +1,41 @@
+package units
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+func TestParseByteSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want ByteSize
+	}{
+		{"512", 512}, {"64KiB", 64 << 10}, {"10MiB", 10 << 20}, {"1GiB", 1 << 30}, {"2TiB", 2 << 40},
+		{"100kB", 100_000}, {"1.5GB", 1_500_000_000}, {"1MB", 1_000_000}, {" 4 MiB ", 4 << 20}, {"1m", 1 << 20}, {"0", 0},
+	} {
+		got, err := ParseByteSize(tc.in)
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, got, tc.in)
+	}
+	for _, bad := range []string{"", "MiB", "-1KiB", "ten", "1 parsec", "NaN", "1e300TiB"} {
+		_, err := ParseByteSize(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestByteSize_YAMLRoundTrip(t *testing.T) {
+	var v struct {
+		A ByteSize `yaml:"a"`
+		B ByteSize `yaml:"b"`
+	}
+	require.NoError(t, yaml.Unmarshal([]byte("a: 64MiB\nb: 1000\n"), &v))
+	require.Equal(t, ByteSize(64<<20), v.A)
+	require.Equal(t, ByteSize(1000), v.B)
+	out, err := yaml.Marshal(v)
+	require.NoError(t, err)
+	require.Equal(t, "a: 64MiB\nb: \"1000\"\n", string(out))
+	require.Error(t, yaml.Unmarshal([]byte("a: [1]\n"), &v))
+	require.Error(t, yaml.Unmarshal([]byte("a: lots\n"), &v))
+}
