@@ -96,16 +96,15 @@ func (f *flow) now() time.Time { return time.Unix(0, f.clock.Load()) }
 
 // emitFor returns the emit function for one source of the flow.
 func (f *flow) emitFor(src string, committer source.Committer, sm *sourceMetrics) source.Emit {
+	sm.attach(&f.tmu) // counted with each record's tracking, under one lock
 	return func(ctx context.Context, r source.Record) error {
-		sm.records.Inc()
-		sm.bytes.Add(float64(len(r.Data)))
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return f.addLocked(ctx, src, committer, r)
+		return f.addLocked(ctx, src, committer, sm, r)
 	}
 }
 
-func (f *flow) addLocked(ctx context.Context, src string, committer source.Committer, r source.Record) error {
+func (f *flow) addLocked(ctx context.Context, src string, committer source.Committer, sm *sourceMetrics, r source.Record) error {
 	now := f.now()
 	rec := aggregate.Record{Data: r.Data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
 	if rec.PartitionKey == "" {
@@ -127,10 +126,14 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 			return fmt.Errorf("flow %s: dead-letter a rejected record: %w", f.name, derr)
 		}
 		f.metrics.dropped("rejected").Inc()
-		f.track(func(t *tracker) { t.add(src, committer, r.Cursor, -1, now) })
-		return nil
+		group = -1
 	}
-	f.track(func(t *tracker) { t.add(src, committer, r.Cursor, group, now) })
+	n := uint64(len(r.Data))
+	f.track(func(t *tracker) {
+		t.add(src, committer, r.Cursor, group, now)
+		sm.records++
+		sm.bytes += n
+	})
 	return nil
 }
 
