@@ -375,6 +375,9 @@ func (a *Agent) waitDrained(ctx context.Context, fatal chan error) error {
 	for {
 		drained := true
 		for _, fr := range a.flows {
+			// Release what became durable now, not at the next checkpoint
+			// tick: --once would otherwise wait up to checkpoint.interval.
+			fr.flow.commit(time.Now())
 			if !fr.flow.idle() || fr.spool.Stats().Entries > 0 {
 				drained = false
 				break
