@@ -148,3 +148,14 @@ func TestTailOnce_PermanentRejectionExits1AndDeadLetters(t *testing.T) {
 	require.Equal(t, 10, strings.Count(out, "schema mismatch"), out)
 	require.Contains(t, out, "L00000000")
 }
+
+func TestTailOnce_NoMatchingFileIsAnErrorAndNamed(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "app.log")
+	_, errOut, code := runBin(t, "tail", "--once", missing)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, missing+": no such file")
+	out, errOut, code := runBin(t, "tail", "--once", "../../testdata/sample.log", missing)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, missing+": no such file", "a missing path among others is reported, not fatal")
+	require.Equal(t, 40, strings.Count(out, "\n"))
+}

@@ -143,6 +143,10 @@ func cmdTail(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent tail: --from-beginning and --from-end exclude each other")
 		return exitUsage
 	}
+	if matched := warnMissing(paths, stderr); o.once && !matched {
+		fmt.Fprintln(stderr, "agent tail: no file matches; nothing to ship")
+		return exitFailed
+	}
 	cfg, cleanup, err := tailConfig(paths, o)
 	if err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
@@ -173,6 +177,26 @@ func cmdTail(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitCode(err, stderr)
+}
+
+// warnMissing tells about paths that match no file now (a typo, or a file
+// that does not exist yet: without --once, tail waits for it). It reports
+// whether any path matches a file (or cannot be checked here: ** patterns).
+func warnMissing(paths []string, stderr io.Writer) bool {
+	found := false
+	for _, p := range paths {
+		if strings.Contains(p, "**") {
+			found = true
+			continue
+		}
+		m, err := filepath.Glob(p)
+		if err == nil && len(m) > 0 {
+			found = true
+			continue
+		}
+		fmt.Fprintf(stderr, "agent tail: %s: no such file (yet)\n", p)
+	}
+	return found
 }
 
 // tailConfig turns the command line into the same Config a daemon reads.
