@@ -103,12 +103,16 @@ type rawRecord struct {
 	msg           []byte // the whole message
 }
 
-// parse walks body, collecting the key tables, then validates every record,
-// so that a malformed aggregate is refused before any record is used. It
-// returns the number of records.
+// parse walks body once, collecting the key tables and validating every
+// record, so that a malformed aggregate is refused before any record is
+// used. It returns the number of records.
 func (t *tables) parse(body []byte) (int, error) {
 	t.pk, t.ehk = t.pk[:0], t.ehk[:0]
 	records := 0
+	var r rawRecord
+	var maxPK, maxEHK uint64 // highest index used (when usedPK, usedEHK)
+	var maxPKRec, maxEHKRec int
+	usedPK, usedEHK := false, false
 	for off := 0; off < len(body); {
 		num, typ, n := protowire.ConsumeTag(body[off:])
 		if n < 0 {
@@ -127,6 +131,18 @@ func (t *tables) parse(body []byte) (int, error) {
 			case 2:
 				t.ehk = append(t.ehk, span{start, off + n})
 			default:
+				// Validate the record in this same walk; its key indexes
+				// are checked once the tables are complete (they may come
+				// in any order).
+				if err := parseRecord(v, &r); err != nil {
+					return 0, fmt.Errorf("%w: record %d: %v", ErrMalformed, records, err)
+				}
+				if !usedPK || r.pkIdx > maxPK {
+					maxPK, maxPKRec, usedPK = r.pkIdx, records, true
+				}
+				if r.hasEHK && (!usedEHK || r.ehkIdx > maxEHK) {
+					maxEHK, maxEHKRec, usedEHK = r.ehkIdx, records, true
+				}
 				records++
 			}
 			off += n
@@ -140,8 +156,11 @@ func (t *tables) parse(body []byte) (int, error) {
 		}
 		off += n
 	}
-	if err := t.each(body, nil); err != nil {
-		return 0, err
+	if usedPK && maxPK >= uint64(len(t.pk)) {
+		return 0, fmt.Errorf("%w: record %d: partition key index %d outside the table of %d keys", ErrMalformed, maxPKRec, maxPK, len(t.pk))
+	}
+	if usedEHK && maxEHK >= uint64(len(t.ehk)) {
+		return 0, fmt.Errorf("%w: record %d: explicit hash key index %d outside the table of %d keys", ErrMalformed, maxEHKRec, maxEHK, len(t.ehk))
 	}
 	return records, nil
 }
