@@ -252,7 +252,11 @@ func (s *Spool) close() error {
 	if err := s.flushAcks(); err != nil {
 		errs = append(errs, err)
 	}
-	s.deleteDone()
+	if s.deleteDone() && s.cfg.Sync != SyncNever {
+		if err := s.fs.SyncDir(s.dir); err != nil {
+			errs = append(errs, fmt.Errorf("spool: sync directory: %w", err))
+		}
+	}
 	if err := s.failure(); err != nil {
 		errs = append(errs, err)
 	}
@@ -361,8 +365,10 @@ func (s *Spool) removeLocked(g *segment) {
 	}
 }
 
-// deleteDone removes the files of retired segments.
-func (s *Spool) deleteDone() {
+// deleteDone removes the files of retired segments and reports whether
+// there were any. A segment's acks are dropped when it is retired (see
+// retireIfDoneLocked): until its files are gone, a crash delivers it again.
+func (s *Spool) deleteDone() bool {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	s.mu.Lock()
@@ -376,6 +382,7 @@ func (s *Spool) deleteDone() {
 		s.noSpace.Store(false)
 		s.spaceEv.broadcast()
 	}
+	return len(gs) > 0
 }
 
 // removeFilesLocked deletes a segment's files. ackMu is held. The segment

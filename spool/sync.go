@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -42,6 +43,12 @@ func (s *Spool) WaitDurable(ctx context.Context, id ID) error {
 
 // Sync writes everything appended so far and the pending acknowledgements to
 // stable storage now, whatever the policy (the shutdown path).
+//
+// The acks that finished a segment are in no ack file: retiring the segment
+// dropped them, and deleting its files is what makes them durable. That is
+// the maintainer's job, which may not have run yet (a loaded machine), so
+// Sync deletes retired segments too; otherwise a crash after Sync would
+// deliver them again.
 func (s *Spool) Sync() error {
 	if s.closedFlag.Load() {
 		return ErrClosed
@@ -49,6 +56,11 @@ func (s *Spool) Sync() error {
 	err := s.syncData()
 	if aerr := s.flushAcks(); err == nil {
 		err = aerr
+	}
+	if s.deleteDone() {
+		if derr := s.fs.SyncDir(s.dir); err == nil && derr != nil {
+			err = fmt.Errorf("spool: sync directory: %w", derr)
+		}
 	}
 	return err
 }
