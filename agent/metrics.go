@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -58,19 +59,20 @@ func newMetrics() *metrics {
 // updated under the flow's tracker lock, which each record takes anyway:
 // two atomic adds per record cost more than the rest of the tracking.
 type sourceMetrics struct {
-	mu      *sync.Mutex
+	mu      atomic.Pointer[sync.Mutex] // set once the source is wired to its flow
 	records uint64
 	bytes   uint64
 }
 
-func (s *sourceMetrics) attach(mu *sync.Mutex) { s.mu = mu }
+func (s *sourceMetrics) attach(mu *sync.Mutex) { s.mu.Store(mu) }
 
 func (s *sourceMetrics) read() (records, bytes uint64) {
-	if s.mu == nil {
+	mu := s.mu.Load()
+	if mu == nil {
 		return 0, 0
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
 	return s.records, s.bytes
 }
 
