@@ -51,8 +51,6 @@ type Agent struct {
 	outputs map[string]outputs.Output
 	flows   []*flowRuntime
 	admin   *admin
-
-	statsMu sync.Mutex
 }
 
 type flowRuntime struct {

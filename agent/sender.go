@@ -38,7 +38,6 @@ type sender struct {
 	primaryBad int // consecutive failed attempts on the primary
 
 	lastWarn atomic.Int64 // unix nanos of the last retry warning (rate limit)
-	inFlight atomic.Int64 // entries read from the spool, not yet acked
 
 	// direct carries aggregates that skip the spool while the destination
 	// keeps up (see direct.go); nil when the flow's sources cannot replay.
@@ -152,7 +151,6 @@ func (s *sender) fill(ctx context.Context, b *batch) error {
 			more = s.take(b, id, data)
 		}
 		if len(b.ids) > 0 {
-			s.inFlight.Add(int64(len(b.ids)))
 			return nil
 		}
 	}
@@ -208,7 +206,6 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		pending[i] = i
 	}
 	sub := outputs.Batch{Records: make([]aggregate.Aggregate, 0, len(b.aggs))}
-	defer s.inFlight.Add(-int64(len(b.ids)))
 	for attempt := 0; len(pending) > 0; attempt++ {
 		sub.Records = sub.Records[:0]
 		for _, i := range pending {
