@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,14 +20,7 @@ import (
 func spillRig(t *testing.T, out outputs.Output, tune func(*spool.Config)) (*flow, *sender, *spool.Spool) {
 	t.Helper()
 	dir := t.TempDir()
-	sc := spool.DefaultConfig()
-	sc.Dir = filepath.Join(dir, "spool")
-	sc.MinFreeBytes = 0
-	sc.SyncInterval = 10 * time.Millisecond
-	tune(&sc)
-	sp, err := spool.Open(sc, spool.Settings{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = sp.Close() })
+	sp := openTestSpool(t, dir, tune)
 	cfg := DefaultFlowConfig()
 	cfg.Name = "f"
 	cfg.Aggregation.MaxBytes = 1024

@@ -36,17 +36,27 @@ func (c *commits) of(id string) (int64, bool) {
 	return v, ok
 }
 
-func newTestFlow(t *testing.T, sync spool.SyncPolicy, interval time.Duration) (*flow, *spool.Spool) {
+// openTestSpool opens a spool in dir/spool with no free-disk floor and a
+// short sync interval, adjusted by tune (may be nil); closed at cleanup.
+func openTestSpool(t *testing.T, dir string, tune func(*spool.Config)) *spool.Spool {
 	t.Helper()
-	dir := t.TempDir()
 	sc := spool.DefaultConfig()
 	sc.Dir = filepath.Join(dir, "spool")
 	sc.MinFreeBytes = 0
-	sc.Sync = sync
-	sc.SyncInterval = interval
+	sc.SyncInterval = 10 * time.Millisecond
+	if tune != nil {
+		tune(&sc)
+	}
 	sp, err := spool.Open(sc, spool.Settings{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sp.Close() })
+	return sp
+}
+
+func newTestFlow(t *testing.T, sync spool.SyncPolicy, interval time.Duration) (*flow, *spool.Spool) {
+	t.Helper()
+	dir := t.TempDir()
+	sp := openTestSpool(t, dir, func(c *spool.Config) { c.Sync, c.SyncInterval = sync, interval })
 	cfg := DefaultFlowConfig()
 	cfg.Name = "f"
 	cfg.Aggregation.MaxBytes = 1024

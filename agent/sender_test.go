@@ -86,13 +86,7 @@ type senderRig struct {
 func newSenderRig(t *testing.T, primary, failover outputs.Output, tune func(*SenderConfig)) *senderRig {
 	t.Helper()
 	dir := t.TempDir()
-	sc := spool.DefaultConfig()
-	sc.Dir = filepath.Join(dir, "spool")
-	sc.MinFreeBytes = 0
-	sc.SyncInterval = 10 * time.Millisecond
-	sp, err := spool.Open(sc, spool.Settings{Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = sp.Close() })
+	sp := openTestSpool(t, dir, nil)
 	cfg := DefaultFlowConfig().Sender
 	cfg.BackoffInitial = time.Millisecond
 	cfg.BackoffMax = 5 * time.Millisecond
