@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short npm-deps fuzz-short bench bench-e2e vet fmt clean demo
+.PHONY: all build test test-short npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check
 
 all: build
 
@@ -18,13 +18,17 @@ $(NPM_DIR)/node_modules/.installed: $(NPM_DIR)/package.json $(NPM_DIR)/package-l
 	npm ci --prefix $(NPM_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: npm-deps
+test: npm-deps tidy-check
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
 	# Allocation tests again without the race detector, which disables them
 	# (sync.Pool drops items on purpose under -race).
 	$(GO) test -count=1 -run 'Alloc' ./agent/ ./aggregate/ ./spool/ ./agent/source/file/
 	$(MAKE) fuzz-short
+
+# go.mod must be tidy: direct dependencies listed as such, nothing unused.
+tidy-check:
+	@$(GO) mod tidy -diff || { echo 'go.mod/go.sum are not tidy: run go mod tidy'; exit 1; }
 
 test-short:
 	$(GO) test -short ./...
