@@ -15,12 +15,10 @@ import (
 	"time"
 
 	"github.com/kplagent/agent/agent/checkpoint"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kplagent/agent/agent/source"
-	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/outputs"
-	fileout "github.com/kplagent/agent/outputs/file"
-	httpout "github.com/kplagent/agent/outputs/http"
-	"github.com/kplagent/agent/outputs/stdout"
 	"github.com/kplagent/agent/spool"
 )
 
@@ -39,6 +37,8 @@ type Settings struct {
 	Stdout io.Writer
 	// OnReady is called once the pipeline runs (sd_notify READY=1).
 	OnReady func()
+	// Components are the source and output types the config may name.
+	Components Components
 }
 
 // Agent is a configured pipeline. Run it once.
@@ -67,6 +67,20 @@ func New(cfg Config, set Settings) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var errs []error
+	for i, s := range cfg.Sources {
+		if _, ok := set.Components.Source(s.Type); !ok {
+			errs = append(errs, fmt.Errorf("sources[%d].type: %q is not compiled in (want %s)", i, s.Type, orList(set.Components.SourceNames())))
+		}
+	}
+	for i, o := range cfg.Outputs {
+		if _, ok := set.Components.Output(o.Type); !ok {
+			errs = append(errs, fmt.Errorf("outputs[%d].type: %q is not compiled in (want %s)", i, o.Type, orList(set.Components.OutputNames())))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if set.Logger == nil {
 		set.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -80,16 +94,18 @@ func New(cfg Config, set Settings) (*Agent, error) {
 }
 
 func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
-	log := a.log.With("component", "output", "output", oc.Name)
-	switch oc.Type {
-	case "http":
-		return httpout.New(oc.Name, *oc.HTTP, httpout.Settings{Logger: log, UserAgent: "agent/" + a.set.Version})
-	case "stdout":
-		return stdout.New(oc.Name, *oc.Stdout, stdout.Settings{Logger: log, Writer: a.set.Stdout})
-	case "file":
-		return fileout.New(oc.Name, *oc.File, fileout.Settings{Logger: log})
+	t, _ := a.set.Components.Output(oc.Type) // New checked it is there
+	o, err := t.New(oc.Name, oc.Config, outputs.Settings{
+		Logger:     a.log.With("component", "output", "output", oc.Name),
+		Version:    a.set.Version,
+		UserAgent:  "agent/" + a.set.Version,
+		Stdout:     a.set.Stdout,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"output": oc.Name}, a.m.reg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("output %s: %w", oc.Name, err)
 	}
-	return nil, fmt.Errorf("output %s: unknown type %q", oc.Name, oc.Type)
+	return o, nil
 }
 
 // Run runs the pipeline until ctx is done (or, in once mode, until all is
@@ -150,15 +166,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 		for _, name := range fc.Sources {
 			sc := srcCfg[name]
-			switch sc.Type {
-			case "file":
-				src, err := file.New(*sc.File, file.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
-					Checkpoints: store, Once: a.set.Once, CheckpointInterval: cfg.Checkpoint.Interval})
-				if err != nil {
-					return fmt.Errorf("source %s: %w", name, err)
-				}
-				fr.sources = append(fr.sources, src)
+			t, _ := a.set.Components.Source(sc.Type) // New checked it is there
+			src, err := t.New(sc.Config, source.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
+				Checkpoints: store, Once: a.set.Once, CheckpointInterval: cfg.Checkpoint.Interval,
+				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"source": name}, a.m.reg)})
+			if err != nil {
+				return fmt.Errorf("source %s: %w", name, err)
 			}
+			fr.sources = append(fr.sources, src)
 		}
 		if fc.SpoolBypass && len(fr.sources) > 0 && allReplayable(fr.sources) {
 			q := newDirectQueue()

@@ -70,9 +70,9 @@ flows:
   - name: main
     sources: [app]
     output: sink
-`, filepath.Join(dir, "state"), admin, log, srv.URL)), noEnv)
+`, filepath.Join(dir, "state"), admin, log, srv.URL)), noEnv, testComponents)
 	require.NoError(t, err)
-	a, err := New(cfg, Settings{Logger: slog.New(slog.DiscardHandler)})
+	a, err := New(cfg, Settings{Components: testComponents, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -100,7 +100,7 @@ flows:
 	cancel()
 	require.NoError(t, <-done)
 	// Positions were saved: a second run ships nothing again.
-	a2, err := New(cfg, Settings{Logger: slog.New(slog.DiscardHandler), Once: true})
+	a2, err := New(cfg, Settings{Components: testComponents, Logger: slog.New(slog.DiscardHandler), Once: true})
 	require.NoError(t, err)
 	require.NoError(t, a2.Run(t.Context()))
 	require.Equal(t, int64(1000), received.Load())

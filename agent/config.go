@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,11 +17,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/internal/units"
-	fileout "github.com/kplagent/agent/outputs/file"
-	httpout "github.com/kplagent/agent/outputs/http"
-	"github.com/kplagent/agent/outputs/stdout"
+	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
 )
 
@@ -54,62 +55,40 @@ type CheckpointCfg struct {
 	Interval time.Duration `yaml:"interval"`
 }
 
-// SourceConfig is one named input.
+// SourceConfig is one named input. Type names a compiled-in source type
+// (see Components) and the block named like it holds its options:
+// `type: file` reads `file:`.
 type SourceConfig struct {
-	Name string       `yaml:"name"`
-	Type string       `yaml:"type"` // file
-	File *file.Config `yaml:"file"`
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	// Config holds the type's options: a pointer made by the type's
+	// DefaultConfig with the user's block decoded over it.
+	Config any `yaml:"-"`
+
+	node *yaml.Node // the element as written; ParseConfig decodes it
 }
 
-func (*SourceConfig) strictYAML() {}
-
-// UnmarshalYAML fills the type's defaults before decoding the user's values.
-func (s *SourceConfig) UnmarshalYAML(n *yaml.Node) error {
-	type plain SourceConfig
-	fc := file.DefaultConfig()
-	p := plain{File: &fc}
-	if err := n.Decode(&p); err != nil {
-		return err
-	}
-	*s = SourceConfig(p)
-	if s.Type != "file" {
-		s.File = nil
-	}
-	return nil
-}
-
-// OutputConfig is one named destination; the block named like Type holds
-// its options.
+// OutputConfig is one named destination; Type names a compiled-in output
+// type and the block named like it holds its options.
 type OutputConfig struct {
-	Name   string          `yaml:"name"`
-	Type   string          `yaml:"type"` // http|stdout|file
-	HTTP   *httpout.Config `yaml:"http"`
-	Stdout *stdout.Config  `yaml:"stdout"`
-	File   *fileout.Config `yaml:"file"`
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	// Config holds the type's options: a pointer made by the type's
+	// DefaultConfig with the user's block decoded over it.
+	Config any `yaml:"-"`
+
+	node *yaml.Node
 }
 
-func (*OutputConfig) strictYAML() {}
+// UnmarshalYAML keeps the node: which block to decode, and into what,
+// depends on the type, looked up in the Components by ParseConfig.
+func (s *SourceConfig) UnmarshalYAML(n *yaml.Node) error { s.node = n; return nil }
 
-// UnmarshalYAML fills the type's defaults before decoding the user's values.
-func (o *OutputConfig) UnmarshalYAML(n *yaml.Node) error {
-	type plain OutputConfig
-	h, s, f := httpout.DefaultConfig(), stdout.DefaultConfig(), fileout.DefaultConfig()
-	p := plain{HTTP: &h, Stdout: &s, File: &f}
-	if err := n.Decode(&p); err != nil {
-		return err
-	}
-	*o = OutputConfig(p)
-	if o.Type != "http" {
-		o.HTTP = nil
-	}
-	if o.Type != "stdout" {
-		o.Stdout = nil
-	}
-	if o.Type != "file" {
-		o.File = nil
-	}
-	return nil
-}
+// UnmarshalYAML keeps the node (see SourceConfig.UnmarshalYAML).
+func (o *OutputConfig) UnmarshalYAML(n *yaml.Node) error { o.node = n; return nil }
+
+func (*SourceConfig) componentYAML() {}
+func (*OutputConfig) componentYAML() {}
 
 // FlowConfig binds sources to an output.
 type FlowConfig struct {
@@ -236,46 +215,234 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// LoadConfig reads, expands, strictly decodes and validates a config file.
-func LoadConfig(path string) (Config, error) {
+// LoadConfig reads, expands, strictly decodes and validates a config file
+// (ParseConfig), then checks the files it names as the components'
+// constructors would (TLS certificates and keys). `agent validate` and
+// `agent run` both load through it, so validate accepts nothing run rejects.
+func LoadConfig(path string, comps Components) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	return ParseConfig(path, data, os.LookupEnv)
+	p := parse(path, data, os.LookupEnv, comps)
+	p.checkFiles()
+	return p.result()
 }
 
-// ParseConfig is LoadConfig on bytes; name is used in error messages and to
-// resolve relative paths; lookup resolves ${ENV} references.
-func ParseConfig(name string, data []byte, lookup func(string) (string, bool)) (Config, error) {
-	cerr := &ConfigError{File: name}
+// ParseConfig is LoadConfig on bytes, without I/O: name is used in error
+// messages and to resolve relative paths; lookup resolves ${ENV}
+// references; comps are the types `type:` may name. Every problem is
+// reported, as file:line: path: message.
+func ParseConfig(name string, data []byte, lookup func(string) (string, bool), comps Components) (Config, error) {
+	return parse(name, data, lookup, comps).result()
+}
+
+// parsed is a configuration being loaded, with its problems so far.
+type parsed struct {
+	cfg   Config
+	lines lineIndex
+	cerr  *ConfigError
+}
+
+func (p *parsed) result() (Config, error) {
+	if len(p.cerr.Problems) > 0 {
+		sort.SliceStable(p.cerr.Problems, func(i, j int) bool { return p.cerr.Problems[i].Line < p.cerr.Problems[j].Line })
+		return p.cfg, p.cerr
+	}
+	return p.cfg, nil
+}
+
+func (p *parsed) add(fe fieldError) { p.cerr.Problems = append(p.cerr.Problems, fe) }
+
+// covered reports whether a problem was found already at path (or a parent
+// of it, or a child), or on line: a later problem there is a consequence.
+func (p *parsed) covered(path string, line int) bool {
+	for _, q := range p.cerr.Problems {
+		if line > 0 && q.Line == line {
+			return true
+		}
+		if q.Path != "" && path != "" && (q.Path == path || isUnder(path, q.Path) || isUnder(q.Path, path)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isUnder reports whether path is strictly inside parent.
+func isUnder(path, parent string) bool {
+	return strings.HasPrefix(path, parent) && len(path) > len(parent) && (path[len(parent)] == '.' || path[len(parent)] == '[')
+}
+
+// addDecodeError adds the decoder's problems that the strict walk did not
+// report already (on the same line).
+func (p *parsed) addDecodeError(err error) {
+	for _, fe := range yamlErrors(err) {
+		if fe.Line > 0 && p.covered("", fe.Line) {
+			continue
+		}
+		fe.Path = p.lines.pathAt(fe.Line)
+		p.add(fe)
+	}
+}
+
+func parse(name string, data []byte, lookup func(string) (string, bool), comps Components) *parsed {
+	p := &parsed{cfg: DefaultConfig(), lines: lineIndex{}, cerr: &ConfigError{File: name}}
 	data, envProblems := expandEnv(data, lookup)
-	cerr.Problems = append(cerr.Problems, envProblems...)
+	p.cerr.Problems = append(p.cerr.Problems, envProblems...)
 
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		cerr.Problems = append(cerr.Problems, yamlErrors(err)...)
-		return Config{}, cerr
+		p.cerr.Problems = append(p.cerr.Problems, yamlErrors(err)...)
+		return p
 	}
-	cfg := DefaultConfig()
-	lines := lineIndex{}
-	checkNode(&root, reflect.TypeOf(cfg), "", lines, &cerr.Problems)
+	checkNode(&root, reflect.TypeOf(p.cfg), "", p.lines, &p.cerr.Problems)
 	if len(root.Content) > 0 {
-		if err := root.Decode(&cfg); err != nil {
-			cerr.Problems = append(cerr.Problems, yamlErrors(err)...)
+		if err := root.Decode(&p.cfg); err != nil {
+			p.addDecodeError(err)
 		}
 	}
-	if len(cerr.Problems) == 0 {
-		for _, e := range flatten(cfg.Validate()) {
-			cerr.Problems = append(cerr.Problems, placeError(e, lines))
+	p.decodeComponents(comps)
+	// Validation runs even when decoding found problems: every problem is
+	// listed at once. Those at a place already reported are its echoes.
+	var later []fieldError
+	for _, e := range flatten(p.cfg.Validate()) {
+		fe := placeError(e, p.lines)
+		if !p.covered(fe.Path, fe.Line) {
+			later = append(later, fe)
 		}
 	}
-	if len(cerr.Problems) > 0 {
-		sort.SliceStable(cerr.Problems, func(i, j int) bool { return cerr.Problems[i].Line < cerr.Problems[j].Line })
-		return cfg, cerr
+	p.cerr.Problems = append(p.cerr.Problems, later...)
+	p.cfg.resolve(filepath.Dir(name))
+	return p
+}
+
+// componentType is what decoding needs of a source or output type.
+type componentType struct {
+	name     string
+	defaults func() any
+}
+
+// decodeComponents decodes every source and output: name, type, and the
+// block of the type's name, strictly, over the type's defaults.
+func (p *parsed) decodeComponents(comps Components) {
+	var srcTypes, outTypes []componentType
+	for _, t := range comps.Sources {
+		srcTypes = append(srcTypes, componentType{t.Name, t.DefaultConfig})
 	}
-	cfg.resolve(filepath.Dir(name))
-	return cfg, nil
+	for _, t := range comps.Outputs {
+		outTypes = append(outTypes, componentType{t.Name, t.DefaultConfig})
+	}
+	for i := range p.cfg.Sources {
+		s := &p.cfg.Sources[i]
+		if s.node != nil {
+			s.Name, s.Type, s.Config = p.decodeComponent(s.node, fmt.Sprintf("sources[%d]", i), srcTypes)
+			s.node = nil
+		}
+	}
+	for i := range p.cfg.Outputs {
+		o := &p.cfg.Outputs[i]
+		if o.node != nil {
+			o.Name, o.Type, o.Config = p.decodeComponent(o.node, fmt.Sprintf("outputs[%d]", i), outTypes)
+			o.node = nil
+		}
+	}
+}
+
+func (p *parsed) decodeComponent(n *yaml.Node, path string, types []componentType) (name, typ string, cfg any) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	p.lines.set(path, n.Line)
+	if n.Kind != yaml.MappingNode {
+		p.add(fieldError{Path: path, Line: n.Line, Msg: "want a mapping with name, type and the type's options"})
+		return "", "", nil
+	}
+	pairs := mappingPairs(n)
+	typeLine := n.Line
+	for _, kv := range pairs {
+		k, v := kv[0], kv[1]
+		kp := joinPath(path, k.Value)
+		p.lines.set(kp, k.Line)
+		switch k.Value {
+		case "name":
+			name = p.scalarString(v, kp)
+		case "type":
+			typ, typeLine = p.scalarString(v, kp), k.Line
+		}
+	}
+	var t *componentType
+	names := make([]string, 0, len(types))
+	for i := range types {
+		names = append(names, types[i].name)
+		if types[i].name == typ {
+			t = &types[i]
+		}
+	}
+	if typ != "" && t == nil {
+		p.add(fieldError{Path: path + ".type", Line: typeLine, Msg: fmt.Sprintf("unknown %q (want %s)", typ, orList(names))})
+	}
+	if t != nil {
+		cfg = t.defaults()
+	}
+	for _, kv := range pairs {
+		k, v := kv[0], kv[1]
+		kp := joinPath(path, k.Value)
+		switch {
+		case k.Value == "name" || k.Value == "type":
+		case k.Value == typ && t != nil:
+			checkNode(v, reflect.TypeOf(cfg), kp, p.lines, &p.cerr.Problems)
+			if !isNull(v) {
+				if err := v.Decode(cfg); err != nil {
+					p.addDecodeError(err)
+				}
+			}
+		case k.Value == typ: // an unknown type, reported above
+		case slices.Contains(names, k.Value):
+			p.add(fieldError{Path: kp, Line: k.Line, Msg: fmt.Sprintf("options of type %q, but type is %q", k.Value, typ)})
+		default:
+			known := []string{"name", "type"}
+			if t != nil {
+				known = append(known, typ)
+			}
+			p.add(fieldError{Path: kp, Line: k.Line, Msg: unknownFieldMsg(k.Value, known)})
+		}
+	}
+	return name, typ, cfg
+}
+
+// scalarString decodes a name or type.
+func (p *parsed) scalarString(n *yaml.Node, path string) string {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.ScalarNode {
+		p.add(fieldError{Path: path, Line: n.Line, Msg: "want a string"})
+		return ""
+	}
+	if isNull(n) {
+		return ""
+	}
+	return n.Value
+}
+
+// checkFiles runs the components' file checks (FileChecker) for those
+// whose options had no problem.
+func (p *parsed) checkFiles() {
+	check := func(path string, cfg any) {
+		fc, ok := cfg.(outputs.FileChecker)
+		if !ok || p.covered(path, 0) {
+			return
+		}
+		for _, e := range flatten(at(path, fc.CheckFiles())) {
+			p.add(placeError(e, p.lines))
+		}
+	}
+	for i, s := range p.cfg.Sources {
+		check(fmt.Sprintf("sources[%d].%s", i, s.Type), s.Config)
+	}
+	for i, o := range p.cfg.Outputs {
+		check(fmt.Sprintf("outputs[%d].%s", i, o.Type), o.Config)
+	}
 }
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
@@ -434,6 +601,13 @@ func (c Config) Validate() error {
 	default:
 		add("log.format", "unknown %q (want text or json)", c.Log.Format)
 	}
+	if l := c.Admin.Listen; l != "" && l != "off" {
+		if _, port, err := net.SplitHostPort(l); err != nil {
+			add("admin.listen", "want HOST:PORT or off: %v", err)
+		} else if port == "" {
+			add("admin.listen", "want HOST:PORT or off: no port in %q", l)
+		}
+	}
 	if c.Checkpoint.Interval <= 0 {
 		add("checkpoint.interval", "must be positive")
 	}
@@ -445,49 +619,29 @@ func (c Config) Validate() error {
 		errs = append(errs, at("spool", err))
 	}
 
-	sources := map[string]bool{}
+	sources := map[string]SourceConfig{}
 	for i, s := range c.Sources {
 		p := fmt.Sprintf("sources[%d]", i)
 		uniqueName(p, "source", s.Name, sources, add)
-		switch s.Type {
-		case "file":
-			if err := s.File.Validate(); err != nil {
-				errs = append(errs, at(p+".file", err))
-			}
-		case "":
-			add(p+".type", "required (file)")
-		default:
-			add(p+".type", "unknown %q (want file)", s.Type)
-		}
+		sources[s.Name] = s
+		errs = append(errs, componentProblems(p, s.Type, s.Config)...)
 	}
-	outputs := map[string]bool{}
+	outs := map[string]OutputConfig{}
 	for i, o := range c.Outputs {
 		p := fmt.Sprintf("outputs[%d]", i)
-		uniqueName(p, "output", o.Name, outputs, add)
-		switch o.Type {
-		case "http":
-			if err := o.HTTP.Validate(); err != nil {
-				errs = append(errs, at(p+".http", err))
-			}
-		case "stdout":
-			if err := o.Stdout.Validate(); err != nil {
-				errs = append(errs, at(p+".stdout", err))
-			}
-		case "file":
-			if err := o.File.Validate(); err != nil {
-				errs = append(errs, at(p+".file", err))
-			}
-		case "":
-			add(p+".type", "required (http, stdout or file)")
-		default:
-			add(p+".type", "unknown %q (want http, stdout or file)", o.Type)
-		}
+		uniqueName(p, "output", o.Name, outs, add)
+		outs[o.Name] = o
+		errs = append(errs, componentProblems(p, o.Type, o.Config)...)
 	}
 	if len(c.Flows) == 0 {
 		add("flows", "at least one flow is required")
 	}
 	flows := map[string]bool{}
 	used := map[string]string{}
+	sourceIndex := map[string]int{}
+	for i, s := range c.Sources {
+		sourceIndex[s.Name] = i
+	}
 	for i, f := range c.Flows {
 		p := fmt.Sprintf("flows[%d]", i)
 		if f.Name == "" {
@@ -502,7 +656,7 @@ func (c Config) Validate() error {
 			add(p+".sources", "at least one source is required")
 		}
 		for j, s := range f.Sources {
-			if !sources[s] {
+			if _, ok := sources[s]; !ok {
 				add(fmt.Sprintf("%s.sources[%d]", p, j), "no source named %q", s)
 			} else if other, ok := used[s]; ok {
 				add(fmt.Sprintf("%s.sources[%d]", p, j), "source %q is already used by flow %q", s, other)
@@ -511,11 +665,11 @@ func (c Config) Validate() error {
 		}
 		if f.Output == "" {
 			add(p+".output", "required")
-		} else if !outputs[f.Output] {
+		} else if _, ok := outs[f.Output]; !ok {
 			add(p+".output", "no output named %q", f.Output)
 		}
 		if f.Failover != "" {
-			if !outputs[f.Failover] {
+			if _, ok := outs[f.Failover]; !ok {
 				add(p+".failover", "no output named %q", f.Failover)
 			} else if f.Failover == f.Output {
 				add(p+".failover", "must differ from output")
@@ -527,8 +681,31 @@ func (c Config) Validate() error {
 			add(p+".partition_key", "unknown %q (want random or deterministic)", f.PartitionKey)
 		}
 		a := f.Aggregation
-		if a.MaxBytes < 1024 || a.MaxBytes > 10<<20 {
-			add(p+".aggregation.max_bytes", "must be between 1KiB and 10MiB (the largest Kinesis record), got %d", a.MaxBytes)
+		limit, limitBy := flowRecordLimit(f, outs)
+		if a.MaxBytes < 1024 || int64(a.MaxBytes) > int64(limit) {
+			add(p+".aggregation.max_bytes", "must be between 1KiB and %s (the largest record %s takes), got %s", units.ByteSize(limit), limitBy, a.MaxBytes)
+		} else if a.MaxBytes+entryOverhead > c.Spool.MaxEntryBytes && c.Spool.MaxEntryBytes > 0 {
+			add(p+".aggregation.max_bytes", "%s does not fit spool.max_entry_bytes (%s): every aggregate a retry spills to the spool would be dead-lettered; lower it or raise spool.max_entry_bytes to at least %s",
+				a.MaxBytes, c.Spool.MaxEntryBytes, a.MaxBytes+entryOverhead)
+		}
+		for _, name := range f.Sources {
+			sc, ok := sources[name]
+			if !ok {
+				continue
+			}
+			rs, ok := sc.Config.(source.RecordSizer)
+			if !ok {
+				continue
+			}
+			largest, key := rs.LargestRecord()
+			sp := fmt.Sprintf("sources[%d].%s.%s", sourceIndex[name], sc.Type, key)
+			if largest+recordHeadroom > int64(limit) {
+				add(sp, "%s is more than %s takes (%s) less %s for the partition key and KPL framing: longer records would be dead-lettered; at most %s",
+					units.ByteSize(largest), limitBy, units.ByteSize(limit), units.ByteSize(recordHeadroom), units.ByteSize(int64(limit)-recordHeadroom))
+			} else if c.Spool.MaxEntryBytes > 0 && largest+recordHeadroom > int64(c.Spool.MaxEntryBytes) {
+				add(sp, "%s does not fit spool.max_entry_bytes (%s) with %s for the keys: a record that long would be dead-lettered; at most %s, or raise spool.max_entry_bytes",
+					units.ByteSize(largest), c.Spool.MaxEntryBytes, units.ByteSize(recordHeadroom), units.ByteSize(int64(c.Spool.MaxEntryBytes)-recordHeadroom))
+			}
 		}
 		if a.MaxRecords < 1 {
 			add(p+".aggregation.max_records", "must be at least 1")
@@ -566,14 +743,65 @@ func (c Config) Validate() error {
 }
 
 // uniqueName checks that the element at path p has a name not used before
-// by another element of its kind, and records it in seen.
-func uniqueName(p, kind, name string, seen map[string]bool, add func(path, format string, args ...any)) {
+// by another element of its kind (a key of seen).
+func uniqueName[V any](p, kind, name string, seen map[string]V, add func(path, format string, args ...any)) {
 	if name == "" {
 		add(p+".name", "required")
-	} else if seen[name] {
+	} else if _, ok := seen[name]; ok {
 		add(p+".name", "duplicate %s name %q", kind, name)
 	}
-	seen[name] = true
+}
+
+// componentProblems checks a source or output at path p: its type, and its
+// options with their own Validate.
+func componentProblems(p, typ string, cfg any) []error {
+	switch {
+	case typ == "":
+		return []error{&pathError{path: p + ".type", err: errors.New("required")}}
+	case cfg == nil:
+		return []error{&pathError{path: p + ".type", err: fmt.Errorf("unknown %q", typ)}}
+	}
+	if v, ok := cfg.(outputs.ConfigValidator); ok {
+		if err := v.Validate(); err != nil {
+			return []error{at(p+"."+typ, err)}
+		}
+	}
+	return nil
+}
+
+// Sizes the flow checks against the outputs' and the spool's limits.
+const (
+	// entryOverhead is what a spool entry adds to an aggregate's partition
+	// key and body (aggregation.max_bytes counts both): version, flags,
+	// record count, three lengths and an explicit hash key of up to 39
+	// digits.
+	entryOverhead = 64
+	// recordHeadroom is what a record may need on top of its data: a
+	// partition key of up to 256 characters (1 KiB of UTF-8), an explicit
+	// hash key, and the KPL framing when it is aggregated. The file
+	// source's default max_record_bytes (1 MiB less 4 KiB) is the 1 MiB
+	// Kinesis record limit less this.
+	recordHeadroom = 4 << 10
+)
+
+// flowRecordLimit is the largest record the flow's outputs take, and which
+// output sets it ("output \"name\"").
+func flowRecordLimit(f FlowConfig, outs map[string]OutputConfig) (int, string) {
+	limit, by := aggregate.MaxRecordSize, "a Kinesis record"
+	for _, name := range []string{f.Output, f.Failover} {
+		o, ok := outs[name]
+		if !ok || name == "" {
+			continue
+		}
+		l := aggregate.MaxRecordSize
+		if rl, ok := o.Config.(outputs.RecordLimiter); ok {
+			l = rl.MaxRecordBytes()
+		}
+		if l < limit || (l == limit && by == "a Kinesis record") {
+			limit, by = l, fmt.Sprintf("output %q", name)
+		}
+	}
+	return limit, by
 }
 
 // resolve fills derived defaults (paths under the state directory) and makes
@@ -590,19 +818,14 @@ func (c *Config) resolve(base string) {
 		c.Spool.Dir = filepath.Join(c.StateDir, "spool")
 	}
 	c.Spool.Dir = abs(c.Spool.Dir)
-	for i := range c.Sources {
-		if f := c.Sources[i].File; f != nil {
-			for j := range f.Include {
-				f.Include[j] = abs(f.Include[j])
-			}
+	for _, s := range c.Sources {
+		if r, ok := s.Config.(outputs.PathResolver); ok {
+			r.ResolvePaths(base)
 		}
 	}
-	for i := range c.Outputs {
-		if f := c.Outputs[i].File; f != nil {
-			f.Dir, f.Path = abs(f.Dir), abs(f.Path)
-		}
-		if h := c.Outputs[i].HTTP; h != nil {
-			h.TLS.CAFile, h.TLS.CertFile, h.TLS.KeyFile = abs(h.TLS.CAFile), abs(h.TLS.CertFile), abs(h.TLS.KeyFile)
+	for _, o := range c.Outputs {
+		if r, ok := o.Config.(outputs.PathResolver); ok {
+			r.ResolvePaths(base)
 		}
 	}
 }

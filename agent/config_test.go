@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent/source/file"
+	httpout "github.com/kplagent/agent/outputs/http"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -18,10 +21,10 @@ func TestConfig_ExampleFileValidates(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := ParseConfig("agent.yaml.example", data, func(k string) (string, bool) {
 		return map[string]string{"HOSTNAME": "h1"}[k], k == "HOSTNAME"
-	})
+	}, testComponents)
 	require.NoError(t, err)
 	require.Len(t, cfg.Flows, 1)
-	require.Equal(t, "h1", cfg.Outputs[0].HTTP.Headers["X-Source"])
+	require.Equal(t, "h1", cfg.Outputs[0].Config.(*httpout.Config).Headers["X-Source"])
 	require.Equal(t, "/var/lib/agent/spool", cfg.Spool.Dir)
 	require.Equal(t, 50*1024, int(cfg.Flows[0].Aggregation.MaxBytes))
 }
@@ -32,7 +35,7 @@ func TestConfig_ReadmeExamplesValidate(t *testing.T) {
 	require.NoError(t, err)
 	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(data, -1)
 	for i, b := range blocks {
-		_, err := ParseConfig("README.md block "+string(rune('1'+i)), b[1], noEnv)
+		_, err := ParseConfig("README.md block "+string(rune('1'+i)), b[1], noEnv, testComponents)
 		require.NoError(t, err)
 	}
 }
@@ -56,16 +59,15 @@ flows:
 `
 
 func TestConfig_MinimalGetsDefaults(t *testing.T) {
-	cfg, err := ParseConfig("a.yaml", []byte(minimal), noEnv)
+	cfg, err := ParseConfig("a.yaml", []byte(minimal), noEnv, testComponents)
 	require.NoError(t, err)
 	f := cfg.Flows[0]
 	require.Equal(t, PartitionKeyRandom, f.PartitionKey)
 	require.Equal(t, 100*time.Millisecond, f.Aggregation.MaxBufferedTime)
 	require.Equal(t, 4, f.Sender.Concurrency)
-	require.Equal(t, "ndjson", cfg.Outputs[0].HTTP.Format)
-	require.Equal(t, "end", cfg.Sources[0].File.StartAt)
+	require.Equal(t, "ndjson", cfg.Outputs[0].Config.(*httpout.Config).Format)
+	require.Equal(t, "end", cfg.Sources[0].Config.(*file.Config).StartAt)
 	require.Equal(t, "/tmp/agent-state/spool", cfg.Spool.Dir)
-	require.Nil(t, cfg.Outputs[0].Stdout)
 }
 
 func TestConfig_ErrorsCarryFileLineAndPath(t *testing.T) {
@@ -92,7 +94,7 @@ func TestConfig_ErrorsCarryFileLineAndPath(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig("a.yaml", []byte(tc.yaml), noEnv)
+			_, err := ParseConfig("a.yaml", []byte(tc.yaml), noEnv, testComponents)
 			require.Error(t, err)
 			var ce *ConfigError
 			require.ErrorAs(t, err, &ce)
@@ -112,9 +114,9 @@ func TestConfig_EnvExpansion(t *testing.T) {
 			return "https://example.com/$$x", true
 		}
 		return "", false
-	})
+	}, testComponents)
 	require.NoError(t, err)
-	require.Equal(t, "https://example.com/$$x", cfg.Outputs[0].HTTP.URL, "values are not expanded twice")
+	require.Equal(t, "https://example.com/$$x", cfg.Outputs[0].Config.(*httpout.Config).URL, "values are not expanded twice")
 	require.Equal(t, 64*1024, int(cfg.Flows[0].Aggregation.MaxBytes))
 }
 
@@ -122,7 +124,7 @@ func TestConfig_RelativePathsAreRelativeToTheFile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "agent.yaml")
 	require.NoError(t, os.WriteFile(p, []byte(strings.Replace(minimal, "/tmp/agent-state", "state", 1)), 0o600))
-	cfg, err := LoadConfig(p)
+	cfg, err := LoadConfig(p, testComponents)
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(dir, "state"), cfg.StateDir)
 	require.Equal(t, filepath.Join(dir, "state", "spool"), cfg.Spool.Dir)

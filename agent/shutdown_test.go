@@ -54,9 +54,9 @@ flows:
     output: sink
     spool_bypass: false
     aggregation: {max_bytes: 1KiB}
-`, filepath.Join(dir, "state"), log, srv.URL)), noEnv)
+`, filepath.Join(dir, "state"), log, srv.URL)), noEnv, testComponents)
 	require.NoError(t, err)
-	a, err := New(cfg, Settings{Logger: slog.New(slog.DiscardHandler)})
+	a, err := New(cfg, Settings{Components: testComponents, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -36,7 +36,7 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 		if c == "" {
 			c = defaultConfigPath
 		}
-		cfg, err := agent.LoadConfig(c)
+		cfg, err := agent.LoadConfig(c, components())
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitUsage

@@ -27,7 +27,7 @@ Usage:
   agent validate [-c FILE]      check a config file; exit 2 listing every problem
   agent dead-letter [flags]     print the dead-letter file (records that could not be delivered)
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
-  agent version                 print the version
+  agent version                 print the version and the compiled-in source and output types
 `
 
 // Exit codes.
@@ -61,7 +61,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "kpl":
 		return runKPL(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "agent", version)
+		printVersion(stdout)
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

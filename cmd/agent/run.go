@@ -19,13 +19,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	cfg, err := agent.LoadConfig(*cfgPath)
+	cfg, err := agent.LoadConfig(*cfgPath, components())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, OnReady: notifyReady})
+	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, OnReady: notifyReady, Components: components()})
 	if err != nil {
 		return exitCode(err, stderr)
 	}
@@ -55,7 +55,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	code := exitOK
 	for _, p := range paths {
-		if _, err := agent.LoadConfig(p); err != nil {
+		if _, err := agent.LoadConfig(p, components()); err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitUsage
 			continue

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -158,7 +157,7 @@ func cmdTail(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(stderr, o.logLevel, "text")
-	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Once: o.once, Stdout: stdout})
+	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Once: o.once, Stdout: stdout, Components: components()})
 	if err != nil {
 		return exitCode(err, stderr)
 	}
@@ -222,7 +221,7 @@ func tailConfig(paths []string, o *tailOptions) (agent.Config, func(), error) {
 	switch {
 	case o.stateDir != "":
 		cfg.StateDir = o.stateDir
-	case out.Type == "stdout":
+	case o.to == "" || o.to == "-":
 		// Nothing to resume for a terminal: each run starts afresh.
 		dir, err := os.MkdirTemp("", "agent-tail-")
 		if err != nil {
@@ -252,24 +251,10 @@ func tailConfig(paths []string, o *tailOptions) (agent.Config, func(), error) {
 		}
 	}
 
-	src := agent.SourceConfig{Name: "tail", Type: "file"}
-	fc := defaultFileSource()
-	fc.Include = include
-	fc.StartAt = "beginning"
-	if o.fromEnd {
-		fc.StartAt = "end"
+	src, err := tailSource(include, o, components())
+	if err != nil {
+		return cfg, cleanup, err
 	}
-	if o.maxRecord != "" {
-		v, err := units.ParseByteSize(o.maxRecord)
-		if err != nil {
-			return cfg, cleanup, fmt.Errorf("--max-record-bytes: %w", err)
-		}
-		fc.MaxRecordBytes = v
-	}
-	if o.multiline != "" {
-		setMultilineStart(&fc, o.multiline)
-	}
-	src.File = &fc
 	cfg.Sources = []agent.SourceConfig{src}
 	out.Name = "destination"
 	cfg.Outputs = []agent.OutputConfig{out}
@@ -283,37 +268,6 @@ func tailConfig(paths []string, o *tailOptions) (agent.Config, func(), error) {
 	}
 	cfg.Flows = []agent.FlowConfig{flow}
 	return cfg, cleanup, nil
-}
-
-// destination maps --to to an output. kinesis:// and kafka:// are reserved
-// for the outputs that come next; the scheme decides the type.
-func destination(o *tailOptions) (agent.OutputConfig, error) {
-	to := o.to
-	if to == "" || to == "-" {
-		return stdoutOutput(), nil
-	}
-	u, err := url.Parse(to)
-	if err != nil {
-		return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", to, err)
-	}
-	switch u.Scheme {
-	case "http", "https":
-		return httpOutput(to, o)
-	case "file":
-		dir := u.Path
-		if u.Host != "" && u.Host != "localhost" {
-			return agent.OutputConfig{}, fmt.Errorf("--to %q: file URLs name a local directory: file:///path/to/dir", to)
-		}
-		if dir == "" {
-			return agent.OutputConfig{}, fmt.Errorf("--to %q: missing directory", to)
-		}
-		return fileOutput(dir), nil
-	case "kinesis", "kafka":
-		return agent.OutputConfig{}, fmt.Errorf("--to %q: the %s output is not available in this build yet", to, u.Scheme)
-	case "":
-		return agent.OutputConfig{}, fmt.Errorf("--to %q: want -, file:///DIR, http://… or https://…", to)
-	}
-	return agent.OutputConfig{}, fmt.Errorf("--to %q: unknown scheme %q (want -, file, http or https)", to, u.Scheme)
 }
 
 // defaultTailStateDir is $XDG_STATE_HOME/agent/tail/<id>, where id names the

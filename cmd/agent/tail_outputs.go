@@ -2,58 +2,78 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/kplagent/agent/agent"
-	"github.com/kplagent/agent/agent/source/file"
-	fileout "github.com/kplagent/agent/outputs/file"
-	httpout "github.com/kplagent/agent/outputs/http"
-	"github.com/kplagent/agent/outputs/stdout"
+	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/outputs"
 )
 
-func stdoutOutput() agent.OutputConfig {
-	c := stdout.DefaultConfig()
-	return agent.OutputConfig{Type: "stdout", Stdout: &c}
+// outputFlags are the tail flags a --to URL cannot carry.
+func outputFlags(o *tailOptions) outputs.TailFlags {
+	return outputs.TailFlags{
+		Format:             o.httpFormat,
+		Headers:            map[string]string(o.headers),
+		Gzip:               o.gzip,
+		BearerToken:        o.bearer,
+		BasicAuth:          o.basic,
+		CAFile:             o.caFile,
+		CertFile:           o.certFile,
+		KeyFile:            o.keyFile,
+		InsecureSkipVerify: o.insecure,
+		Timeout:            o.httpTimeout,
+	}
 }
 
-func fileOutput(dir string) agent.OutputConfig {
-	c := fileout.DefaultConfig()
-	c.Dir = dir
-	return agent.OutputConfig{Type: "file", File: &c}
-}
-
-func httpOutput(to string, o *tailOptions) (agent.OutputConfig, error) {
-	c := httpout.DefaultConfig()
-	c.URL = to
-	c.Format = o.httpFormat
-	if !o.gzip {
-		c.Compression = httpout.CompressionNone
+// tailSource makes the source of `agent tail PATH...`: the type that takes
+// plain paths ("file" scheme).
+func tailSource(include []string, o *tailOptions, comps agent.Components) (agent.SourceConfig, error) {
+	t, ok := comps.SourceForScheme("file")
+	if !ok {
+		return agent.SourceConfig{}, fmt.Errorf("no source type for files in this build")
 	}
-	if len(o.headers) > 0 {
-		c.Headers = map[string]string(o.headers)
-	}
-	if o.bearer != "" {
-		c.Auth.Bearer = o.bearer
-	}
-	if o.basic != "" {
-		user, pass, ok := strings.Cut(o.basic, ":")
-		if !ok {
-			return agent.OutputConfig{}, fmt.Errorf("--basic-auth: want USER:PASSWORD")
+	flags := source.TailFlags{FromEnd: o.fromEnd, MultilineStart: o.multiline}
+	if o.maxRecord != "" {
+		v, err := units.ParseByteSize(o.maxRecord)
+		if err != nil {
+			return agent.SourceConfig{}, fmt.Errorf("--max-record-bytes: %w", err)
 		}
-		c.Auth.Basic = &httpout.BasicAuth{Username: user, Password: pass}
+		flags.MaxRecordBytes = int64(v)
 	}
-	c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile = o.caFile, o.certFile, o.keyFile
-	c.TLS.InsecureSkipVerify = o.insecure
-	if o.httpTimeout > 0 {
-		c.Timeout = o.httpTimeout
+	cfg, err := t.FromArgs(include, flags)
+	if err != nil {
+		return agent.SourceConfig{}, err
 	}
-	return agent.OutputConfig{Type: "http", HTTP: &c}, nil
+	return agent.SourceConfig{Name: "tail", Type: t.Name, Config: cfg}, nil
 }
 
-func defaultFileSource() file.Config { return file.DefaultConfig() }
-
-func setMultilineStart(c *file.Config, pattern string) {
-	m := file.DefaultMultilineConfig()
-	m.Start = pattern
-	c.Multiline = &m
+// destination maps --to to an output: the URL's scheme picks the type
+// ("-" is stdout), which makes its config from the URL and the flags.
+func destination(o *tailOptions) (agent.OutputConfig, error) {
+	comps := components()
+	to := o.to
+	scheme := "-"
+	var u *url.URL
+	if to != "" && to != "-" {
+		var err error
+		if u, err = url.Parse(to); err != nil {
+			return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", to, err)
+		}
+		scheme = u.Scheme
+	}
+	want := strings.Join(comps.OutputSchemes(), ", ")
+	if scheme == "" {
+		return agent.OutputConfig{}, fmt.Errorf("--to %q: want - or a URL (schemes: %s)", to, want)
+	}
+	t, ok := comps.OutputForScheme(scheme)
+	if !ok {
+		return agent.OutputConfig{}, fmt.Errorf("--to %q: unknown scheme %q (this build takes %s)", to, scheme, want)
+	}
+	cfg, err := t.FromURL(u, outputFlags(o))
+	if err != nil {
+		return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", to, err)
+	}
+	return agent.OutputConfig{Type: t.Name, Config: cfg}, nil
 }

@@ -52,14 +52,16 @@ func ParseByteSize(s string) (ByteSize, error) {
 	return ByteSize(v), nil
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// UnmarshalYAML implements yaml.Unmarshaler. Its errors are
+// *yaml.TypeError with the node's line, so the decoder reports the place and
+// goes on decoding the rest of the document.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("byte size must be a scalar")
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: byte size must be a scalar", n.Line)}}
 	}
 	v, err := ParseByteSize(n.Value)
 	if err != nil {
-		return err
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*b = v
 	return nil

@@ -39,3 +39,18 @@ func TestByteSize_YAMLRoundTrip(t *testing.T) {
 	require.Error(t, yaml.Unmarshal([]byte("a: [1]\n"), &v))
 	require.Error(t, yaml.Unmarshal([]byte("a: lots\n"), &v))
 }
+
+// Regression: a bad size aborted decoding with an error that had no line,
+// so `agent validate` printed "file: invalid byte size" and nothing after it.
+func TestByteSize_BadValueIsATypeErrorWithItsLine(t *testing.T) {
+	var v struct {
+		A ByteSize `yaml:"a"`
+		B ByteSize `yaml:"b"`
+		C int      `yaml:"c"`
+	}
+	err := yaml.Unmarshal([]byte("a: -5\nb: [1]\nc: 7\n"), &v)
+	var te *yaml.TypeError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, []string{`line 1: invalid byte size "-5" (want e.g. 512, 64KiB, 10MiB, 1GiB)`, "line 2: byte size must be a scalar"}, te.Errors)
+	require.Equal(t, 7, v.C, "decoding goes on after a bad size")
+}

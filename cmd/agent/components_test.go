@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent/source/file"
+	fileout "github.com/kplagent/agent/outputs/file"
+	httpout "github.com/kplagent/agent/outputs/http"
+	"github.com/kplagent/agent/outputs/stdout"
+)
+
+func TestComponents_ListIsConsistent(t *testing.T) {
+	require.NoError(t, components().Check())
+}
+
+func TestVersion_PrintsTheCompiledInTypes(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, exitOK, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
+	require.Equal(t, "agent "+version+"\nsources: file\noutputs: http, stdout, file\n", out.String())
+}
+
+// --to picks the output type by its scheme, and the type maps the flags a
+// URL cannot carry.
+func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
+	_, o := tailFlags(&bytes.Buffer{})
+
+	o.to = "-"
+	out, err := destination(o)
+	require.NoError(t, err)
+	require.Equal(t, "stdout", out.Type)
+	require.IsType(t, &stdout.Config{}, out.Config)
+
+	o.to = "file:///var/tmp/shipped"
+	out, err = destination(o)
+	require.NoError(t, err)
+	require.Equal(t, "file", out.Type)
+	require.Equal(t, "/var/tmp/shipped", out.Config.(*fileout.Config).Dir)
+
+	o.to = "https://collector.example.com/ingest"
+	o.httpFormat, o.gzip, o.bearer, o.caFile, o.httpTimeout = "json", false, "tok", "ca.pem", 3*time.Second
+	require.NoError(t, o.headers.Set("X-Team: web"))
+	out, err = destination(o)
+	require.NoError(t, err)
+	require.Equal(t, "http", out.Type)
+	h := out.Config.(*httpout.Config)
+	require.Equal(t, "https://collector.example.com/ingest", h.URL)
+	require.Equal(t, httpout.FormatJSON, h.Format)
+	require.Equal(t, httpout.CompressionNone, h.Compression)
+	require.Equal(t, map[string]string{"X-Team": "web"}, h.Headers)
+	require.Equal(t, "tok", h.Auth.Bearer)
+	require.Equal(t, "ca.pem", h.TLS.CAFile)
+	require.Equal(t, 3*time.Second, h.Timeout)
+
+	o.basic = "nocolon"
+	_, err = destination(o)
+	require.EqualError(t, err, `--to "https://collector.example.com/ingest": --basic-auth: want USER:PASSWORD`)
+
+	for to, want := range map[string]string{
+		"kinesis://stream":       `--to "kinesis://stream": unknown scheme "kinesis" (this build takes http, https, -, file)`,
+		"file://host/dir":        `--to "file://host/dir": file URLs name a local directory: file:///path/to/dir`,
+		"collector.example":      `--to "collector.example": want - or a URL (schemes: http, https, -, file)`,
+		"file:///":               "",
+		"http://[::1]:namedport": `--to "http://[::1]:namedport": parse`,
+	} {
+		o := &tailOptions{to: to, gzip: true}
+		_, err := destination(o)
+		if want == "" {
+			require.NoError(t, err, to)
+			continue
+		}
+		require.ErrorContains(t, err, want, to)
+	}
+}
+
+func TestTail_SourceIsMadeByTheFileType(t *testing.T) {
+	_, o := tailFlags(&bytes.Buffer{})
+	o.fromEnd, o.maxRecord, o.multiline = true, "64KiB", `^\d`
+	src, err := tailSource([]string{"/var/log/a.log", "/var/log/b/*.log"}, o, components())
+	require.NoError(t, err)
+	require.Equal(t, "tail", src.Name)
+	require.Equal(t, "file", src.Type)
+	c := src.Config.(*file.Config)
+	require.Equal(t, []string{"/var/log/a.log", "/var/log/b/*.log"}, c.Include)
+	require.Equal(t, file.StartAtEnd, c.StartAt)
+	require.Equal(t, 64<<10, int(c.MaxRecordBytes))
+	require.Equal(t, `^\d`, c.Multiline.Start)
+	require.NoError(t, c.Validate())
+
+	o.maxRecord = "lots"
+	_, err = tailSource([]string{"/x"}, o, components())
+	require.ErrorContains(t, err, "--max-record-bytes: invalid byte size")
+}

@@ -1,0 +1,110 @@
+package outputs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kplagent/agent/aggregate"
+)
+
+// Type describes one output type: everything the agent and the command line
+// need to configure and build it. An output package exports one (a func
+// Type() outputs.Type); cmd/agent lists the compiled-in types once and hands
+// the list to the agent. Nothing registers itself.
+type Type struct {
+	// Name is the `type:` value in the configuration, and the key of the
+	// output's own block: `type: http` takes its options from `http:`.
+	Name string
+	// DefaultConfig returns a pointer to a new config struct holding the
+	// type's defaults. The user's block is decoded over it strictly (unknown
+	// keys are errors, reported with file:line and path). The config
+	// should implement ConfigValidator and may implement PathResolver,
+	// FileChecker and RecordLimiter.
+	DefaultConfig func() any
+	// New builds the output from a config made by DefaultConfig (and
+	// validated). It may read files the config names; it opens no
+	// connection.
+	New func(name string, cfg any, set Settings) (Output, error)
+	// FromURL, optional, turns `agent tail --to URL` into a config (made by
+	// DefaultConfig) for a URL whose scheme is one of Schemes. flags carries
+	// the options a URL cannot; a type uses those that apply to it.
+	FromURL func(u *url.URL, flags TailFlags) (any, error)
+	// Schemes are the --to URL schemes FromURL takes ("-" is stdout).
+	Schemes []string
+}
+
+// Settings are what the agent passes to every output it builds (set in
+// code, not in the config file).
+type Settings struct {
+	// Logger is scoped to the output (component=output, output=name).
+	Logger *slog.Logger
+	// Version is the agent's version; UserAgent is "agent/<version>", for
+	// outputs that identify themselves to their destination.
+	Version   string
+	UserAgent string
+	// Stdout is the process's standard output (replaced in tests).
+	Stdout io.Writer
+	// Registerer takes the output's own metrics. Its metrics carry the
+	// label output=<name> already. Never nil.
+	Registerer prometheus.Registerer
+}
+
+// TailFlags are the `agent tail` options a --to URL cannot carry. Each type
+// maps those that make sense for it and ignores the others.
+type TailFlags struct {
+	Format             string            // --http-format
+	Headers            map[string]string // --header 'Name: value' (repeatable)
+	Gzip               bool              // --gzip (default true)
+	BearerToken        string            // --bearer-token
+	BasicAuth          string            // --basic-auth USER:PASSWORD
+	CAFile             string            // --ca-file
+	CertFile           string            // --cert-file
+	KeyFile            string            // --key-file
+	InsecureSkipVerify bool              // --insecure-skip-verify
+	Timeout            time.Duration     // --timeout (0: the type's default)
+}
+
+// Optional capabilities of an output's config, found by type assertion.
+
+// ConfigValidator checks a config without I/O. Each problem is an error whose
+// message starts with its key relative to the type's block ("url: required",
+// "tls.ca_file: ..."); join several with errors.Join.
+type ConfigValidator interface {
+	Validate() error
+}
+
+// PathResolver makes the relative file paths of a config relative to base,
+// the directory of the config file.
+type PathResolver interface {
+	ResolvePaths(base string)
+}
+
+// FileChecker checks the files a config names (that they exist and parse),
+// the I/O part of what New would reject. `agent validate` and `agent run`
+// both call it after Validate and ResolvePaths. Problems are reported as by
+// ConfigValidator.
+type FileChecker interface {
+	CheckFiles() error
+}
+
+// RecordLimiter is implemented by configs of destinations that bound the
+// size of one record (a Kinesis record is at most 1 MiB by default, 10 MiB
+// at most): MaxRecordBytes is the largest record, partition key included,
+// the destination takes. The agent checks flows[].aggregation.max_bytes and
+// the sources' largest records against it. Outputs without it are taken to
+// accept aggregate.MaxRecordSize.
+type RecordLimiter interface {
+	MaxRecordBytes() int
+}
+
+// ShardMapper is implemented by outputs whose destination partitions
+// records by hash key (Kinesis shards): the agent aggregates per shard
+// using the map, refreshed when ShardMap's result changes.
+type ShardMapper interface {
+	ShardMap(ctx context.Context) (*aggregate.ShardMap, error)
+}

@@ -1,0 +1,50 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+
+	"github.com/kplagent/agent/outputs"
+)
+
+// Type is the file output's component type: `type: file` with a `file:`
+// block, and `agent tail --to file:///DIR`.
+func Type() outputs.Type {
+	return outputs.Type{
+		Name:          "file",
+		DefaultConfig: func() any { c := DefaultConfig(); return &c },
+		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("file: output %s: config is %T, want *file.Config", name, cfg)
+			}
+			return New(name, *c, Settings{Logger: set.Logger})
+		},
+		FromURL: fromURL,
+		Schemes: []string{"file"},
+	}
+}
+
+// fromURL makes the config of `agent tail --to file:///DIR`.
+func fromURL(u *url.URL, _ outputs.TailFlags) (any, error) {
+	if u.Host != "" && u.Host != "localhost" {
+		return nil, errors.New("file URLs name a local directory: file:///path/to/dir")
+	}
+	if u.Path == "" {
+		return nil, errors.New("missing directory")
+	}
+	c := DefaultConfig()
+	c.Dir = u.Path
+	return &c, nil
+}
+
+// ResolvePaths makes dir and path relative to base.
+func (c *Config) ResolvePaths(base string) {
+	for _, p := range []*string{&c.Dir, &c.Path} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+}

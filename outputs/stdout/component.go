@@ -1,0 +1,26 @@
+package stdout
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/kplagent/agent/outputs"
+)
+
+// Type is the stdout output's component type: `type: stdout` with an
+// optional `stdout:` block, and `agent tail --to -` (the default).
+func Type() outputs.Type {
+	return outputs.Type{
+		Name:          "stdout",
+		DefaultConfig: func() any { c := DefaultConfig(); return &c },
+		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("stdout: output %s: config is %T, want *stdout.Config", name, cfg)
+			}
+			return New(name, *c, Settings{Logger: set.Logger, Writer: set.Stdout})
+		},
+		FromURL: func(*url.URL, outputs.TailFlags) (any, error) { c := DefaultConfig(); return &c, nil },
+		Schemes: []string{"-"},
+	}
+}
