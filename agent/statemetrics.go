@@ -6,7 +6,7 @@ import (
 	"github.com/kplagent/agent/spool"
 )
 
-// registerStateMetrics exposes the spools' and sources' own counters, read
+// registerStateMetrics exposes the spools' own counters, read
 // at scrape time (they are atomics inside those packages).
 func (a *Agent) registerStateMetrics() {
 	for _, fr := range a.flows {
@@ -34,5 +34,4 @@ func (a *Agent) registerStateMetrics() {
 			counter("agent_spool_fsyncs_total", "fsync calls on spool files.", func(s spool.Stats) float64 { return float64(s.Fsyncs) }),
 		)
 	}
-	a.registerSourceMetrics()
 }

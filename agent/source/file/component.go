@@ -20,8 +20,17 @@ func Type() source.Type {
 			if !ok {
 				return nil, fmt.Errorf("file source %q: config is %T, want *file.Config", set.Name, cfg)
 			}
-			return New(*c, Settings{Name: set.Name, Logger: set.Logger, Checkpoints: set.Checkpoints,
+			s, err := New(*c, Settings{Name: set.Name, Logger: set.Logger, Checkpoints: set.Checkpoints,
 				Once: set.Once, CheckpointInterval: set.CheckpointInterval})
+			if err != nil {
+				return nil, err
+			}
+			if set.Registerer != nil {
+				if err := set.Registerer.Register(newMetricsCollector(s)); err != nil {
+					return nil, fmt.Errorf("file source %q: metrics: %w", set.Name, err)
+				}
+			}
+			return s, nil
 		},
 		FromArgs: fromArgs,
 		Schemes:  []string{"file"},

@@ -1,25 +1,21 @@
-package agent
+package file
 
-import (
-	"github.com/prometheus/client_golang/prometheus"
+import "github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kplagent/agent/agent/source/file"
-)
-
-// fileSourceCollector exposes a file source's counters and, per file, the
-// checkpoint lag: bytes in the file not yet durable downstream.
-type fileSourceCollector struct {
-	src *file.Source
+// metricsCollector exposes a file source's counters and, per file, the
+// checkpoint lag: bytes in the file not yet durable downstream. The
+// registerer it is given adds the label source=<name>.
+type metricsCollector struct {
+	src *Source
 
 	truncated, split, truncations, rotations, partial, ckptErrors, open, waiting, lag *prometheus.Desc
 }
 
-func newFileSourceCollector(src *file.Source) *fileSourceCollector {
-	l := prometheus.Labels{"source": src.Name()}
+func newMetricsCollector(src *Source) *metricsCollector {
 	d := func(name, help string, vars ...string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, vars, l)
+		return prometheus.NewDesc(name, help, vars, nil)
 	}
-	return &fileSourceCollector{
+	return &metricsCollector{
 		src:         src,
 		truncated:   d("agent_file_truncated_records_total", "Lines longer than max_record_bytes, truncated."),
 		split:       d("agent_file_split_records_total", "Records that are pieces of a line longer than max_record_bytes (oversize: split)."),
@@ -33,13 +29,13 @@ func newFileSourceCollector(src *file.Source) *fileSourceCollector {
 	}
 }
 
-func (c *fileSourceCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.truncated, c.split, c.truncations, c.rotations, c.partial, c.ckptErrors, c.open, c.waiting, c.lag} {
 		ch <- d
 	}
 }
 
-func (c *fileSourceCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Stats()
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
@@ -59,15 +55,5 @@ func (c *fileSourceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		seen[f.Path] = true
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(max(f.Size-f.Committed, 0)), f.Path)
-	}
-}
-
-func (a *Agent) registerSourceMetrics() {
-	for _, fr := range a.flows {
-		for _, src := range fr.sources {
-			if fs, ok := src.(*file.Source); ok {
-				a.m.reg.MustRegister(newFileSourceCollector(fs))
-			}
-		}
 	}
 }
