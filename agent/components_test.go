@@ -139,7 +139,7 @@ flows:
 		"output: q", "output: q\n    aggregation: {max_bytes: 600KiB}", 1)
 	_, err = ParseConfig("a.yaml", []byte(bad), noEnv, comps)
 	require.Error(t, err)
-	require.Equal(t, `a.yaml:7: sources[0].file.max_record_bytes: 1020KiB is more than output "q" takes (512KiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 508KiB
+	require.Equal(t, `a.yaml:7: sources[0].file.max_record_bytes: 1020KiB is more than the largest record output "q" takes (512KiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 508KiB
 a.yaml:12: outputs[0].mem.topic: required
 a.yaml:14: outputs[0].mem.colour: unknown field "colour" (known: dir, record_limit, topic)
 a.yaml:20: flows[0].aggregation.max_bytes: must be between 1KiB and 512KiB (the largest record output "q" takes), got 600KiB`, err.Error())

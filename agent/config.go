@@ -103,6 +103,8 @@ type FlowConfig struct {
 	SpoolBypass bool              `yaml:"spool_bypass"`
 	Aggregation AggregationConfig `yaml:"aggregation"`
 	Sender      SenderConfig      `yaml:"sender"`
+
+	decodeErr error // set by UnmarshalYAML, taken by ParseConfig
 }
 
 func (*FlowConfig) strictYAML() {}
@@ -111,10 +113,12 @@ func (*FlowConfig) strictYAML() {}
 func (f *FlowConfig) UnmarshalYAML(n *yaml.Node) error {
 	type plain FlowConfig
 	p := plain(DefaultFlowConfig())
-	if err := n.Decode(&p); err != nil {
-		return err
-	}
+	err := n.Decode(&p)
 	*f = FlowConfig(p)
+	// A flow with a bad value is kept (yaml drops list elements whose
+	// UnmarshalYAML fails), so the rest of it is checked too; ParseConfig
+	// reports the error.
+	f.decodeErr = err
 	return nil
 }
 
@@ -255,10 +259,11 @@ func (p *parsed) result() (Config, error) {
 func (p *parsed) add(fe fieldError) { p.cerr.Problems = append(p.cerr.Problems, fe) }
 
 // covered reports whether a problem was found already at path (or a parent
-// of it, or a child), or on line: a later problem there is a consequence.
+// of it, or a child), or one without a path on line (or, for a problem
+// without a path, any on line): a later problem there is a consequence.
 func (p *parsed) covered(path string, line int) bool {
 	for _, q := range p.cerr.Problems {
-		if line > 0 && q.Line == line {
+		if line > 0 && q.Line == line && (q.Path == "" || path == "") {
 			return true
 		}
 		if q.Path != "" && path != "" && (q.Path == path || isUnder(path, q.Path) || isUnder(q.Path, path)) {
@@ -301,7 +306,20 @@ func parse(name string, data []byte, lookup func(string) (string, bool), comps C
 			p.addDecodeError(err)
 		}
 	}
+	for i := range p.cfg.Flows {
+		if err := p.cfg.Flows[i].decodeErr; err != nil {
+			p.addDecodeError(err)
+			p.cfg.Flows[i].decodeErr = nil
+		}
+	}
 	p.decodeComponents(comps)
+	// Problems found before the walk (unset environment variables) get
+	// the path of their line.
+	for i := range p.cerr.Problems {
+		if fe := &p.cerr.Problems[i]; fe.Path == "" && fe.Line > 0 {
+			fe.Path = p.lines.pathAt(fe.Line)
+		}
+	}
 	// Validation runs even when decoding found problems: every problem is
 	// listed at once. Those at a place already reported are its echoes.
 	var later []fieldError
@@ -397,6 +415,7 @@ func (p *parsed) decodeComponent(n *yaml.Node, path string, types []componentTyp
 				}
 			}
 		case k.Value == typ: // an unknown type, reported above
+		case slices.Contains(names, k.Value) && typ == "": // type: required is reported
 		case slices.Contains(names, k.Value):
 			p.add(fieldError{Path: kp, Line: k.Line, Msg: fmt.Sprintf("options of type %q, but type is %q", k.Value, typ)})
 		default:
@@ -683,10 +702,10 @@ func (c Config) Validate() error {
 		a := f.Aggregation
 		limit, limitBy := flowRecordLimit(f, outs)
 		if a.MaxBytes < 1024 || int64(a.MaxBytes) > int64(limit) {
-			add(p+".aggregation.max_bytes", "must be between 1KiB and %s (the largest record %s takes), got %s", units.ByteSize(limit), limitBy, a.MaxBytes)
+			add(p+".aggregation.max_bytes", "must be between 1KiB and %s (%s), got %s", units.ByteSize(limit), limitBy, a.MaxBytes)
 		} else if a.MaxBytes+entryOverhead > c.Spool.MaxEntryBytes && c.Spool.MaxEntryBytes > 0 {
-			add(p+".aggregation.max_bytes", "%s does not fit spool.max_entry_bytes (%s): every aggregate a retry spills to the spool would be dead-lettered; lower it or raise spool.max_entry_bytes to at least %s",
-				a.MaxBytes, c.Spool.MaxEntryBytes, a.MaxBytes+entryOverhead)
+			add(p+".aggregation.max_bytes", "%s does not fit spool.max_entry_bytes (%s): an aggregate that large would be dead-lettered when it goes to the spool (with spool_bypass, after one failed send); raise spool.max_entry_bytes to at least %d bytes or lower aggregation.max_bytes",
+				a.MaxBytes, c.Spool.MaxEntryBytes, int64(a.MaxBytes+entryOverhead))
 		}
 		for _, name := range f.Sources {
 			sc, ok := sources[name]
@@ -700,7 +719,7 @@ func (c Config) Validate() error {
 			largest, key := rs.LargestRecord()
 			sp := fmt.Sprintf("sources[%d].%s.%s", sourceIndex[name], sc.Type, key)
 			if largest+recordHeadroom > int64(limit) {
-				add(sp, "%s is more than %s takes (%s) less %s for the partition key and KPL framing: longer records would be dead-lettered; at most %s",
+				add(sp, "%s is more than %s (%s) less %s for the partition key and KPL framing: longer records would be dead-lettered; at most %s",
 					units.ByteSize(largest), limitBy, units.ByteSize(limit), units.ByteSize(recordHeadroom), units.ByteSize(int64(limit)-recordHeadroom))
 			} else if c.Spool.MaxEntryBytes > 0 && largest+recordHeadroom > int64(c.Spool.MaxEntryBytes) {
 				add(sp, "%s does not fit spool.max_entry_bytes (%s) with %s for the keys: a record that long would be dead-lettered; at most %s, or raise spool.max_entry_bytes",
@@ -784,22 +803,24 @@ const (
 	recordHeadroom = 4 << 10
 )
 
-// flowRecordLimit is the largest record the flow's outputs take, and which
-// output sets it ("output \"name\"").
+// flowRecordLimit is the largest record the flow's outputs take, and a
+// phrase naming the output that sets it.
 func flowRecordLimit(f FlowConfig, outs map[string]OutputConfig) (int, string) {
-	limit, by := aggregate.MaxRecordSize, "a Kinesis record"
+	limit, by := aggregate.MaxRecordSize, "the largest Kinesis record"
+	first := true
 	for _, name := range []string{f.Output, f.Failover} {
 		o, ok := outs[name]
 		if !ok || name == "" {
 			continue
 		}
-		l := aggregate.MaxRecordSize
+		l := aggregate.MaxRecordSize // the aggregator's record limit
 		if rl, ok := o.Config.(outputs.RecordLimiter); ok {
 			l = rl.MaxRecordBytes()
 		}
-		if l < limit || (l == limit && by == "a Kinesis record") {
-			limit, by = l, fmt.Sprintf("output %q", name)
+		if l < limit || first {
+			limit, by = l, fmt.Sprintf("the largest record output %q takes", name)
 		}
+		first = false
 	}
 	return limit, by
 }

@@ -90,7 +90,7 @@ func TestConfig_ErrorsCarryFileLineAndPath(t *testing.T) {
 			[]string{`a.yaml:3: `}},
 		{"syntax error", minimal + "  - : : :\n\t", []string{"a.yaml:"}},
 		{"unset env var", strings.Replace(minimal, "/var/log/app.log", "${LOG_PATH}", 1),
-			[]string{`a.yaml:7: environment variable LOG_PATH is not set`}},
+			[]string{`a.yaml:7: sources[0].file.include: environment variable LOG_PATH is not set`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

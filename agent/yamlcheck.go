@@ -35,15 +35,25 @@ func (l lineIndex) set(path string, line int) {
 	}
 }
 
-// pathAt returns the deepest path on line, or "".
+// pathAt returns the deepest path that holds every path on line (a line
+// may hold several: `tls: {ca_file: a, cert_file: b}`), or "".
 func (l lineIndex) pathAt(line int) string {
-	best := ""
+	var on []string
 	for p, n := range l {
-		if n == line && (len(p) > len(best) || (len(p) == len(best) && p < best)) {
-			best = p
+		if n == line && p != "" {
+			on = append(on, p)
 		}
 	}
-	return best
+	if len(on) == 0 {
+		return ""
+	}
+	common := on[0]
+	for _, p := range on[1:] {
+		for common != "" && p != common && !isUnder(p, common) {
+			common = parentPath(common)
+		}
+	}
+	return common
 }
 
 // checkNode walks n against type t. Unknown keys, and values that do not

@@ -1,0 +1,256 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Every problem of a file is reported at once, each as file:line: path:
+// message (issue 8 item 7).
+func TestValidate_EveryProblemWithFileLineAndPath(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"bad values of every kind, all listed", `state_dir: /tmp/x
+shutdown_timeout: banana
+log: {level: loud}
+admin: {listen: "8686"}
+spool:
+  sync: sometimes
+  max_bytes: -5
+sources:
+  - name: app
+    type: file
+    file:
+      include: [/var/log/*.log, "${LOG_DIR}/x.log"]
+      start_at: middle
+      max_open_files: many
+      multiline: {start: "(["}
+  - name: app2
+    type: fiel
+outputs:
+  - name: out
+    type: http
+    http: {url: "ftp://example.com", format: xml}
+    file: {dir: /tmp}
+  - name: out2
+    type: file
+    colour: blue
+flows:
+  - name: main
+    sources: [app]
+    output: out
+    sendr: {}
+    aggregation: {max_records: [1], max_buffered_time: 0s}
+  - name: big
+    sources: app2
+    output: nope
+    aggregation:
+      max_bytes: 2MiB
+`, `bad.yaml:2: shutdown_timeout: invalid duration "banana" (want e.g. 500ms, 10s, 5m, 1h)
+bad.yaml:3: log.level: unknown "loud" (want debug, info, warn or error)
+bad.yaml:4: admin.listen: want HOST:PORT or off: address 8686: missing port in address
+bad.yaml:6: spool.sync: must be "always", "interval" or "never", got "sometimes"
+bad.yaml:7: spool.max_bytes: invalid byte size "-5" (want e.g. 512, 64KiB, 10MiB, 1GiB)
+bad.yaml:12: sources[0].file.include: environment variable LOG_DIR is not set (use ${LOG_DIR:-default} for a default)
+bad.yaml:13: sources[0].file.start_at: must be "beginning" or "end", not "middle"
+bad.yaml:14: sources[0].file.max_open_files: invalid integer "many"
+bad.yaml:15: sources[0].file.multiline.start: error parsing regexp: missing closing ]: ` + "`[`" + `
+bad.yaml:17: sources[1].type: unknown "fiel" (want file)
+bad.yaml:21: outputs[0].http.url: scheme "ftp" not supported (want http or https)
+bad.yaml:21: outputs[0].http.format: unknown "xml" (want ndjson, json, raw or kafka-rest-v2)
+bad.yaml:22: outputs[0].file: options of type "file", but type is "http"
+bad.yaml:23: outputs[1].file.dir: required (or path)
+bad.yaml:25: outputs[1].colour: unknown field "colour" (known: name, type, file)
+bad.yaml:30: flows[0].sendr: unknown field "sendr" (did you mean "sender"?)
+bad.yaml:31: flows[0].aggregation.max_records: want a single value, not a list
+bad.yaml:31: flows[0].aggregation.max_buffered_time: must be positive
+bad.yaml:33: flows[1].sources: want a list, not "app2"
+bad.yaml:34: flows[1].output: no output named "nope"
+bad.yaml:36: flows[1].aggregation.max_bytes: must be between 1KiB and 1MiB (the largest Kinesis record), got 2MiB`},
+
+		// Issue 8 item 1: a 50 KiB aggregate was accepted with 16 KiB
+		// spool entries, and dead-lettered after one transient 503.
+		{"aggregate and records larger than a spool entry", `state_dir: /tmp/x
+spool:
+  max_entry_bytes: 16KiB
+sources:
+  - name: app
+    type: file
+    file: {include: [/var/log/app.log]}
+outputs:
+  - name: out
+    type: http
+    http: {url: "http://127.0.0.1:9/x"}
+flows:
+  - name: main
+    sources: [app]
+    output: out
+    aggregation:
+      max_bytes: 50KiB
+`, `bad.yaml:7: sources[0].file.max_record_bytes: 1020KiB does not fit spool.max_entry_bytes (16KiB) with 4KiB for the keys: a record that long would be dead-lettered; at most 12KiB, or raise spool.max_entry_bytes
+bad.yaml:17: flows[0].aggregation.max_bytes: 50KiB does not fit spool.max_entry_bytes (16KiB): an aggregate that large would be dead-lettered when it goes to the spool (with spool_bypass, after one failed send); raise spool.max_entry_bytes to at least 51264 bytes or lower aggregation.max_bytes`},
+
+		{"records larger than the output takes", `state_dir: /tmp/x
+sources:
+  - name: app
+    type: file
+    file:
+      include: [/var/log/app.log]
+      max_record_bytes: 4MiB
+outputs:
+  - name: out
+    type: http
+    http: {url: "http://127.0.0.1:9/x"}
+flows:
+  - name: main
+    sources: [app]
+    output: out
+`, `bad.yaml:7: sources[0].file.max_record_bytes: 4MiB is more than the largest record output "out" takes (1MiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 1020KiB`},
+
+		{"no flows, component without a type", `state_dir: /tmp/x
+sources:
+  - name: app
+    file: {include: [/var/log/app.log]}
+  - [not, a, mapping]
+`, `bad.yaml: flows: at least one flow is required
+bad.yaml:3: sources[0].type: required
+bad.yaml:5: sources[1]: want a mapping with name, type and the type's options`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("bad.yaml", []byte(tc.yaml), noEnv, testComponents)
+			require.Error(t, err)
+			require.Equal(t, tc.want, err.Error())
+		})
+	}
+}
+
+// LoadConfig (agent validate and agent run) checks the files a component
+// would load, with their place.
+func TestValidate_FilesAreCheckedWithTheirPlace(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600))
+	p := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(`state_dir: state
+sources:
+  - name: app
+    type: file
+    file: {include: [app.log]}
+outputs:
+  - name: a
+    type: http
+    http:
+      url: https://example.com/x
+      tls: {ca_file: missing.pem}
+  - name: b
+    type: http
+    http:
+      url: https://example.com/x
+      tls:
+        ca_file: ca.txt
+        cert_file: cert.pem
+        key_file: key.pem
+flows:
+  - name: main
+    sources: [app]
+    output: a
+`), 0o600))
+	_, err := LoadConfig(p, testComponents)
+	require.Error(t, err)
+	require.Equal(t, `DIR/agent.yaml:11: outputs[0].http.tls.ca_file: open DIR/missing.pem: no such file or directory
+DIR/agent.yaml:17: outputs[1].http.tls.ca_file: no PEM certificate found in DIR/ca.txt
+DIR/agent.yaml:18: outputs[1].http.tls.cert_file: with tls.key_file: open DIR/cert.pem: no such file or directory`,
+		strings.ReplaceAll(err.Error(), dir, "DIR"))
+}
+
+// startRun does what `agent run` does until the pipeline is ready: load,
+// build, start. It returns nil once the agent ran (and stopped cleanly).
+func startRun(t *testing.T, path string) error {
+	cfg, err := LoadConfig(path, testComponents)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	a, err := New(cfg, Settings{Components: testComponents, OnReady: cancel})
+	if err != nil {
+		return err
+	}
+	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// `agent validate` fails exactly when `agent run` would fail to start
+// (issue 8): before, the combinations below passed validate and then failed
+// at start (or dead-lettered records once running).
+func TestValidate_FailsIffRunFailsAtStart(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	require.NoError(t, os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600))
+	base := `state_dir: %s
+shutdown_timeout: 100ms
+admin: {listen: "off"}
+sources:
+  - name: app
+    type: file
+    file: {include: [%s]}
+outputs:
+  - name: out
+    type: http
+    http: {url: "http://127.0.0.1:9/x"}
+flows:
+  - name: main
+    sources: [app]
+    output: out
+`
+	cases := []struct {
+		name   string
+		edit   func(string) string
+		wantOK bool
+	}{
+		{"good", func(s string) string { return s }, true},
+		{"good with https and no TLS files", func(s string) string {
+			return strings.Replace(s, "http://127.0.0.1:9/x", "https://127.0.0.1:9/x", 1)
+		}, true},
+		{"aggregate above the record limit", func(s string) string { return s + "    aggregation: {max_bytes: 2MiB}\n" }, false},
+		{"aggregate above the spool entry", func(s string) string {
+			return strings.Replace(s, "admin:", "spool: {max_entry_bytes: 16KiB}\nadmin:", 1) +
+				"    aggregation: {max_bytes: 8KiB}\n"
+		}, false},
+		{"missing CA file", func(s string) string {
+			return strings.Replace(s, `{url: "http://127.0.0.1:9/x"}`, `{url: "https://127.0.0.1:9/x", tls: {ca_file: nope.pem}}`, 1)
+		}, false},
+		{"CA file without PEM", func(s string) string {
+			return strings.Replace(s, `{url: "http://127.0.0.1:9/x"}`, fmt.Sprintf(`{url: "https://127.0.0.1:9/x", tls: {ca_file: %q}}`, notPEM), 1)
+		}, false},
+		{"admin address without port", func(s string) string { return strings.Replace(s, `{listen: "off"}`, `{listen: "8686"}`, 1) }, false},
+		{"bad regular expression", func(s string) string {
+			return strings.Replace(s, "file: {include: [", `file: {multiline: {start: "(["}, include: [`, 1)
+		}, false},
+		{"bad byte size", func(s string) string { return s + "    aggregation: {max_bytes: -5}\n" }, false},
+		{"unknown key", func(s string) string { return s + "    colour: red\n" }, false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(dir, fmt.Sprintf("state%d", i))
+			p := filepath.Join(dir, fmt.Sprintf("agent%d.yaml", i))
+			require.NoError(t, os.WriteFile(p, []byte(tc.edit(fmt.Sprintf(base, state, filepath.Join(dir, "app.log")))), 0o600))
+			_, verr := LoadConfig(p, testComponents)
+			rerr := startRun(t, p)
+			require.Equal(t, tc.wantOK, rerr == nil, "run: %v", rerr)
+			require.Equal(t, rerr == nil, verr == nil, "validate: %v\nrun: %v", verr, rerr)
+		})
+	}
+}
