@@ -144,7 +144,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		srcCfg[s.Name] = s
 	}
 	defer a.closeSpools()
+	outCfg := map[string]OutputConfig{}
+	for _, oc := range cfg.Outputs {
+		outCfg[oc.Name] = oc
+	}
 	for _, fc := range cfg.Flows {
+		fc.recordLimit, _ = flowRecordLimit(fc, outCfg)
 		log := a.log.With("component", "flow", "flow", fc.Name)
 		sc := cfg.Spool
 		sc.Dir = filepath.Join(cfg.Spool.Dir, fc.Name)

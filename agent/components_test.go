@@ -161,3 +161,37 @@ func TestComponents_CheckRefusesAListThatCannotWork(t *testing.T) {
 	require.ErrorContains(t, err, `output type "type": the name is a reserved key`)
 	require.ErrorContains(t, err, `output type "type" needs DefaultConfig and New`)
 }
+
+// An output whose records may be larger than 1 MiB (Kinesis large records)
+// raises the flow's aggregator limit: a config validate accepts also runs,
+// and a record of 1.5 MiB is delivered, not dead-lettered.
+func TestComponents_OutputRecordLimitRaisesTheAggregatorLimit(t *testing.T) {
+	var built []*memOutput
+	comps := testComponents
+	comps.Outputs = append(append([]outputs.Type(nil), comps.Outputs...), memType(&built))
+	dir := t.TempDir()
+	big := strings.Repeat("x", 1536<<10)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "app.log"), []byte("a\n"+big+"\nb\n"), 0o600))
+	cfg, err := ParseConfig(filepath.Join(dir, "a.yaml"), []byte(`
+state_dir: state
+admin: {listen: "off"}
+sources:
+  - name: app
+    type: file
+    file: {include: [app.log], start_at: beginning, max_record_bytes: 3MiB}
+outputs:
+  - name: q
+    type: mem
+    mem: {topic: logs, record_limit: 4MiB}
+flows:
+  - name: main
+    sources: [app]
+    output: q
+    aggregation: {max_bytes: 2MiB}
+`), noEnv, comps)
+	require.NoError(t, err)
+	a, err := New(cfg, Settings{Components: comps, Once: true})
+	require.NoError(t, err)
+	require.NoError(t, a.Run(t.Context()), "nothing dead-lettered")
+	require.Equal(t, int64(3), built[0].records.Load())
+}

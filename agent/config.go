@@ -105,6 +105,9 @@ type FlowConfig struct {
 	Sender      SenderConfig      `yaml:"sender"`
 
 	decodeErr error // set by UnmarshalYAML, taken by ParseConfig
+	// recordLimit is the largest record the flow's outputs take (set by
+	// Run from their configs' MaxRecordBytes).
+	recordLimit int
 }
 
 func (*FlowConfig) strictYAML() {}
@@ -334,6 +337,24 @@ func parse(name string, data []byte, lookup func(string) (string, bool), comps C
 	return p
 }
 
+// dirPossible reports whether dir is a directory or could be made one: its
+// nearest existing ancestor must be a directory (permissions are left to
+// run: validate may run as another user).
+func dirPossible(dir string) error {
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", p)
+			}
+			return nil
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
+}
+
 // componentType is what decoding needs of a source or output type.
 type componentType struct {
 	name     string
@@ -444,8 +465,9 @@ func (p *parsed) scalarString(n *yaml.Node, path string) string {
 	return n.Value
 }
 
-// checkFiles runs the components' file checks (FileChecker) for those
-// whose options had no problem.
+// checkFiles checks that the state and spool directories can be made, and
+// runs the components' file checks (FileChecker) for those whose options
+// had no problem.
 func (p *parsed) checkFiles() {
 	check := func(path string, cfg any) {
 		fc, ok := cfg.(outputs.FileChecker)
@@ -454,6 +476,14 @@ func (p *parsed) checkFiles() {
 		}
 		for _, e := range flatten(at(path, fc.CheckFiles())) {
 			p.add(placeError(e, p.lines))
+		}
+	}
+	for _, d := range []struct{ key, dir string }{{"state_dir", p.cfg.StateDir}, {"spool.dir", p.cfg.Spool.Dir}} {
+		if d.dir == "" || p.covered(d.key, 0) {
+			continue
+		}
+		if err := dirPossible(d.dir); err != nil {
+			p.add(placeError(&pathError{path: d.key, err: err}, p.lines))
 		}
 	}
 	for i, s := range p.cfg.Sources {

@@ -57,8 +57,9 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 		return nil, fmt.Errorf("flow %s: %w", name, err)
 	}
 	b, err := aggregate.NewBuilder(aggregate.Config{
-		MaxBytes:   int(cfg.Aggregation.MaxBytes),
-		MaxRecords: cfg.Aggregation.MaxRecords,
+		MaxBytes:    int(cfg.Aggregation.MaxBytes),
+		MaxRecords:  cfg.Aggregation.MaxRecords,
+		RecordLimit: cfg.recordLimit, // 0: the Kinesis default
 	}, shards)
 	if err != nil {
 		return nil, fmt.Errorf("flow %s: %w", name, err)

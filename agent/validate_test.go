@@ -241,6 +241,14 @@ flows:
 		}, false},
 		{"bad byte size", func(s string) string { return s + "    aggregation: {max_bytes: -5}\n" }, false},
 		{"unknown key", func(s string) string { return s + "    colour: red\n" }, false},
+		{"state_dir is a file", func(s string) string {
+			return strings.Replace(s, "state_dir: ", "state_dir: "+notPEM+" #", 1)
+		}, false},
+		{"file output directory is a file", func(s string) string {
+			return strings.Replace(s, `type: http
+    http: {url: "http://127.0.0.1:9/x"}`, fmt.Sprintf(`type: file
+    file: {dir: %q}`, filepath.Join(notPEM, "sub")), 1)
+		}, false},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 
 	"github.com/kplagent/agent/outputs"
@@ -45,6 +46,43 @@ func (c *Config) ResolvePaths(base string) {
 	for _, p := range []*string{&c.Dir, &c.Path} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
+		}
+	}
+}
+
+// CheckFiles reports what would make New fail whatever the permissions: a
+// dir that is not a directory, a path that is one, or a file where a
+// directory to create would go.
+func (c *Config) CheckFiles() error {
+	var errs []error
+	if c.Dir != "" {
+		if err := dirPossible(c.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("dir: %w", err))
+		}
+	}
+	if c.Path != "" {
+		if fi, err := os.Stat(c.Path); err == nil && fi.IsDir() {
+			errs = append(errs, fmt.Errorf("path: %s is a directory", c.Path))
+		} else if err := dirPossible(filepath.Dir(c.Path)); err != nil {
+			errs = append(errs, fmt.Errorf("path: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dirPossible reports whether dir is a directory or could be made one: its
+// nearest existing ancestor must be a directory.
+func dirPossible(dir string) error {
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", p)
+			}
+			return nil
+		}
+		if filepath.Dir(p) == p {
+			return nil
 		}
 	}
 }
