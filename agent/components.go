@@ -127,7 +127,7 @@ func (c Components) Check() error {
 func orList(names []string) string {
 	switch len(names) {
 	case 0:
-		return "none compiled in"
+		return "none: no types were given to the agent"
 	case 1:
 		return names[0]
 	}
