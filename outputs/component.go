@@ -32,7 +32,8 @@ type Type struct {
 	New func(name string, cfg any, set Settings) (Output, error)
 	// FromURL, optional, turns `agent tail --to URL` into a config (made by
 	// DefaultConfig) for a URL whose scheme is one of Schemes. flags carries
-	// the options a URL cannot; a type uses those that apply to it.
+	// the options a URL cannot; a type uses those that apply to it. u is nil
+	// for "-" (the default destination, stdout).
 	FromURL func(u *url.URL, flags TailFlags) (any, error)
 	// Schemes are the --to URL schemes FromURL takes ("-" is stdout).
 	Schemes []string
