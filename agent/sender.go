@@ -44,11 +44,35 @@ type sender struct {
 	direct *directQueue
 	// slots bounds the Sends in flight across spool and direct workers.
 	slots chan struct{}
+	// held are direct entries neither delivered nor spilled when the
+	// workers stopped: drainDirect tries to spill them once more.
+	heldMu       sync.Mutex
+	held         []*directItem
+	lastHeldWarn atomic.Int64
 }
 
 type outputState struct {
 	out     outputs.Output
 	metrics *outputMetrics
+	// pausedUntil (unix nanos) is when the output's last throttle ends:
+	// no worker, on either path, sends to it before then.
+	pausedUntil atomic.Int64
+}
+
+// pause notes that the output asked for no sends during d.
+func (o *outputState) pause(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := o.pausedUntil.Load()
+		if cur >= until || o.pausedUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// paused returns how long the output's throttle still lasts.
+func (o *outputState) paused() time.Duration {
+	return time.Until(time.Unix(0, o.pausedUntil.Load()))
 }
 
 // batch is a set of entries handed to one Send: spool entries (ids), or
@@ -61,6 +85,11 @@ type batch struct {
 	// spill lists the direct entries deliver could not finish: the worker
 	// writes them to the spool once it gave back its send slot.
 	spill []int
+	// retryIn is the delay deliver chose after a direct batch failed.
+	retryIn time.Duration
+	// born is when the batch was first tried (max_retry_duration counts
+	// from it, across the in-memory retries of a direct batch).
+	born time.Time
 }
 
 func (s *sender) run(ctx context.Context) error {
@@ -136,6 +165,7 @@ func (s *sender) fill(ctx context.Context, b *batch) error {
 	if b.buf == nil {
 		b.buf = make([]byte, 0, maxBytes+64<<10)
 	}
+	b.born = time.Time{}
 	for {
 		b.ids, b.aggs, b.buf = b.ids[:0], b.aggs[:0], b.buf[:0]
 		id, data, err := s.spool.ReadNext(ctx, b.buf[len(b.buf):])
@@ -200,7 +230,10 @@ func (s *sender) done(b *batch, i int) {
 // ends (the rest stays in the spool). A direct batch is not retried in
 // memory: what is not delivered at the first try goes to the spool.
 func (s *sender) deliver(ctx context.Context, b *batch) {
-	start := time.Now()
+	if b.born.IsZero() {
+		b.born = time.Now()
+	}
+	start := b.born
 	pending := make([]int, len(b.aggs))
 	for i := range pending {
 		pending[i] = i
@@ -212,6 +245,17 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 			sub.Records = append(sub.Records, b.aggs[i])
 		}
 		o, isPrimary := s.pick()
+		if wait := o.paused(); wait > 0 {
+			// The output throttled: nobody sends to it before the delay
+			// it asked for is over.
+			if b.items != nil {
+				b.spill = append(b.spill, pending...) // the spool (or memory) waits
+				return
+			}
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+		}
 		t0 := time.Now()
 		err := o.out.Send(ctx, sub)
 		o.metrics.duration.Observe(time.Since(t0).Seconds())
@@ -285,15 +329,20 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		var te *outputs.ThrottleError
 		if errors.As(err, &te) {
 			class = "throttle"
-			delay = max(delay, te.Delay)
+			d := min(max(te.Delay, 0), s.maxThrottle())
+			o.pause(d)
+			delay = max(delay, d)
 		} else if pe != nil {
 			class = "partial"
 		}
 		o.metrics.retries(class).Add(float64(len(pending)))
 		if b.items != nil {
-			// The destination is not keeping up: the rest waits on disk.
+			// The destination is not keeping up: the rest waits on disk
+			// (or, while the spool has no room, in memory), and is sent
+			// again after delay.
 			b.spill = append(b.spill, pending...)
-			s.warnRetry(o, err, 0, len(pending))
+			b.retryIn = delay
+			s.warnRetry(o, err, delay, len(pending))
 			return
 		}
 		s.warnRetry(o, err, delay, len(pending))
@@ -315,6 +364,14 @@ func (s *sender) deadLetter(o *outputState, b *batch, i int, reason string) {
 	}
 	o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
 	s.done(b, i)
+}
+
+// maxThrottle caps the delay a throttle asks for (max_throttle_delay).
+func (s *sender) maxThrottle() time.Duration {
+	if s.cfg.MaxThrottleDelay > 0 {
+		return s.cfg.MaxThrottleDelay
+	}
+	return DefaultFlowConfig().Sender.MaxThrottleDelay
 }
 
 // backoff is exponential with full jitter: uniform in [0, min(max, initial·2^n)].
