@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/spool"
+)
+
+// Issue 8, item 9: `Retry-After: 86400` parked a worker for a day. The delay
+// a throttle asks for is capped by max_throttle_delay.
+func TestSender_ThrottleDelayIsCappedByMaxThrottleDelay(t *testing.T) {
+	const cap = 100 * time.Millisecond
+	out := newScripted("o", func(outputs.Batch) error { return outputs.Throttle(errors.New("503"), 24*time.Hour) }, ok)
+	r := newSenderRig(t, out, nil, func(c *SenderConfig) { c.MaxThrottleDelay = cap })
+	r.appendRecords(1)
+	r.runUntilDrained() // fails after 20 s
+	require.Len(t, out.times, 2)
+	require.GreaterOrEqual(t, out.times[1].Sub(out.times[0]), cap, "the throttle is still honoured up to the cap")
+	require.Equal(t, map[string]int{"r0": 1}, out.delivered())
+}
+
+func TestConfig_MaxThrottleDelay(t *testing.T) {
+	require.Equal(t, time.Minute, DefaultFlowConfig().Sender.MaxThrottleDelay)
+	_, err := ParseConfig("t.yaml", []byte(`
+outputs: [{name: o, type: stdout}]
+sources: [{name: s, type: file, file: {include: [/tmp/x.log]}}]
+flows:
+  - name: f
+    sources: [s]
+    output: o
+    sender: {max_throttle_delay: 0s}
+`), noEnv)
+	require.ErrorContains(t, err, "flows[0].sender.max_throttle_delay: must be positive")
+}
+
+// Issue 8, item 9: a direct batch's first throttle was ignored: the batch
+// was spilled and the spool's workers sent it again at once (retry_in=0s).
+// Every send to a throttled output waits for the delay it asked for.
+func TestDirect_ThrottleIsHonouredByTheSpoolPath(t *testing.T) {
+	const delay = 400 * time.Millisecond
+	var calls atomic.Int64
+	out := newScripted("o", func(outputs.Batch) error {
+		if calls.Add(1) == 1 {
+			return outputs.Throttle(errors.New("429"), delay)
+		}
+		return nil
+	})
+	f, s, sp := directRig(t, out)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	var c commits
+	emit := f.emitFor("src", &c, newMetrics().source("src"))
+	end := emitLines(t, emit, 5) // one aggregate
+	require.NoError(t, f.flushAll(t.Context()))
+	require.Eventually(t, func() bool {
+		f.commit(time.Now())
+		off, _ := c.of("A")
+		return off == end && sp.Stats().Entries == 0 && userRecordsIn(out) == 5
+	}, 10*time.Second, 5*time.Millisecond)
+	out.mu.Lock()
+	times := append([]time.Time(nil), out.times...)
+	out.mu.Unlock()
+	require.Len(t, times, 2)
+	require.GreaterOrEqual(t, times[1].Sub(times[0]), delay, "the second send must wait for the throttle's delay")
+}
+
+// Issue 8, item 8: the flow handed durable offsets to its sources only every
+// checkpoint.interval, which adds to the window in which a crash sends
+// records again. Durable records release their checkpoint promptly.
+func TestCheckpoint_CommittedPromptlyOnceDurable(t *testing.T) {
+	f, sp := newTestFlow(t, spool.SyncAlways, time.Second)
+	var c commits
+	emit := f.emitFor("src", &c, newMetrics().source("src"))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f.runTimers(ctx, ctx, time.Hour) }()
+	defer func() { cancel(); <-done }()
+
+	end := emitLines(t, emit, 20)
+	require.NoError(t, f.flushAll(t.Context()))
+	require.Equal(t, spool.ID(sp.Stats().Appended), sp.Durable(), "sync always: durable once appended")
+	require.Eventually(t, func() bool {
+		off, _ := c.of("A")
+		return off == end
+	}, 5*time.Second, 5*time.Millisecond, "the checkpoint must move well before checkpoint.interval (1h here)")
+}
