@@ -370,10 +370,14 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	if !waitGroupCtx(finalCtx, &bg) {
 		a.log.Warn("senders did not stop in time; their entries stay in the spool")
 	}
+	// With the senders stopped nothing makes room in a spool: the last
+	// spills take room that is there and do not wait for more.
+	spillCtx, cancelSpill := context.WithTimeout(finalCtx, stopSpillWait)
+	defer cancelSpill()
 	left := make([]directLeft, len(a.flows))
 	for i, fr := range a.flows {
 		fr.flow.directOK.Store(false)
-		left[i] = fr.sender.drainDirect(finalCtx)
+		left[i] = fr.sender.drainDirect(spillCtx)
 		if err := fr.spool.Sync(); err != nil {
 			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
 		}
@@ -402,6 +406,9 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 // senders' return, the last spills (which no longer wait for room), the
 // spools' sync and closing the outputs.
 const stopMargin = time.Second
+
+// stopSpillWait bounds the wait for spool room of shutdown's last spills.
+const stopSpillWait = 100 * time.Millisecond
 
 // waitGroupCtx waits for wg, or until ctx ends. It reports whether wg is done.
 func waitGroupCtx(ctx context.Context, wg *sync.WaitGroup) bool {

@@ -159,7 +159,7 @@ func (s *sender) sendDirect(ctx context.Context, b *batch) {
 		// Spill with the slot given back: the spool's own senders need the
 		// slots to make room in a full spool. The wait for room is bounded
 		// by the retry delay, after which the batch is sent again.
-		wait := max(b.retryIn, s.backoff(attempt), s.primary.paused())
+		wait := max(b.retryIn, s.backoff(attempt), s.primary.paused(), s.cfg.BackoffInitial)
 		sctx, cancel := context.WithTimeout(ctx, wait)
 		left, err := s.spill(sctx, b, b.spill)
 		if len(left) == 0 {

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The destination is down and the spool has no room (its disk under
+// min_free_bytes, as a state directory on a small tmpfs under the default
+// floor): undelivered aggregates wait in memory and the sources pause.
+// SIGTERM with shutdown_timeout 2s must exit 0 within the deadline plus a
+// small margin, with one line saying what was left; the next start, with
+// the destination up, delivers every line (nothing lost).
+func TestRun_SIGTERMWithDownDestinationAndNoSpoolRoom_KeepsTheDeadlineLosesNothing(t *testing.T) {
+	t.Parallel()
+	const n = 20_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, 100)
+	s := newSink(t)
+	s.stop()
+	admin := freeAddr(t)
+	cfg := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir: %s
+shutdown_timeout: 2s
+admin: {listen: %q}
+spool: {min_free_bytes: 1000TiB}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: sink
+    type: http
+    http: {url: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: sink
+    sender: {backoff_max: 1s}
+`, filepath.Join(dir, "state"), admin, log, s.URL())), 0o600))
+
+	p := startAgent(t, "run", "-c", cfg)
+	require.Eventually(t, func() bool { return metric(admin, "agent_direct_held_aggregates") > 0 }, time.Minute, 50*time.Millisecond,
+		"the direct path never held an undelivered aggregate; stderr:\n%s", tail(p.stderr.String(), 4000))
+	start := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	code := p.wait(t, time.Minute)
+	took := time.Since(start)
+	out := p.stderr.String()
+	require.Equal(t, 0, code, out)
+	require.Less(t, took, 5*time.Second, "shutdown_timeout 2s plus a small margin; stderr:\n%s", tail(out, 4000))
+	require.Equal(t, 1, strings.Count(out, "stopped before everything was delivered"), "one summary line; stderr:\n%s", tail(out, 4000))
+	require.NotContains(t, out, "level=ERROR", "records left for the next start are no error")
+	require.Zero(t, s.distinct(), "the destination was down")
+
+	// Same configuration (still no spool room), destination up: the direct
+	// path delivers every line.
+	s.start()
+	p = startAgent(t, "run", "-c", cfg)
+	require.Eventually(t, func() bool { return s.distinct() == n }, 2*time.Minute, 100*time.Millisecond,
+		"%d of %d lines arrived; stderr:\n%s", s.distinct(), n, tail(p.stderr.String(), 4000))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	require.Contains(t, p.stderr.String(), "everything read was delivered")
+	requireAllArrived(t, s, n, true)
+}
