@@ -172,13 +172,13 @@ func (s *sender) fill(ctx context.Context, b *batch) error {
 		if err != nil {
 			return err
 		}
-		more := s.take(b, id, data)
+		more := s.take(ctx, b, id, data)
 		for more && len(b.ids) < s.cfg.BatchMaxRecords && len(b.buf) < maxBytes {
 			id, data, ok, err := s.spool.TryNext(b.buf[len(b.buf):])
 			if err != nil || !ok {
 				break
 			}
-			more = s.take(b, id, data)
+			more = s.take(ctx, b, id, data)
 		}
 		if len(b.ids) > 0 {
 			return nil
@@ -188,7 +188,7 @@ func (s *sender) fill(ctx context.Context, b *batch) error {
 
 // take adds one spool entry to b. It returns false when the entry did not
 // fit in the slab (it was read into its own allocation): the batch is full.
-func (s *sender) take(b *batch, id spool.ID, data []byte) bool {
+func (s *sender) take(ctx context.Context, b *batch, id spool.ID, data []byte) bool {
 	inSlab := len(data) == 0 || (cap(b.buf)-len(b.buf) >= len(data) && &b.buf[:cap(b.buf)][len(b.buf)] == &data[0])
 	if inSlab {
 		b.buf = b.buf[:len(b.buf)+len(data)]
@@ -197,14 +197,23 @@ func (s *sender) take(b *batch, id spool.ID, data []byte) bool {
 	if err != nil {
 		// The spool's CRC matched, so this is not corruption at rest but an
 		// entry we cannot interpret (written by a newer version?). Keep it
-		// out of the output and in the dead-letter file.
+		// out of the output and in the dead-letter file. Until that file
+		// takes it, the worker retries: skipped, it would stay in the
+		// spool unread until a restart (and --once would never finish).
 		s.metrics.undecodable.Inc()
-		if derr := s.dlq.writeRaw(s.flow, "", "undecodable_spool_entry: "+err.Error(), data); derr != nil {
-			s.log.Error("cannot dead-letter an undecodable spool entry; it stays in the spool", "error", derr)
-			return inSlab
+		for attempt := 0; ; attempt++ {
+			derr := s.dlq.writeRaw(s.flow, "", "undecodable_spool_entry: "+err.Error(), data)
+			if derr == nil {
+				s.ack(id)
+				return inSlab
+			}
+			if attempt == 0 {
+				s.log.Error("cannot dead-letter an undecodable spool entry; retrying (it stays in the spool)", "error", derr)
+			}
+			if !sleepCtx(ctx, s.backoff(attempt)) {
+				return inSlab
+			}
 		}
-		s.ack(id)
-		return inSlab
 	}
 	b.ids = append(b.ids, id)
 	b.aggs = append(b.aggs, a)
@@ -298,30 +307,30 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 			}
 			o.metrics.requests("partial").Inc()
 			if outputs.IsPermanent(pe.Err) {
+				var idx []int
+				var reasons []string
 				for j, i := range pending {
 					if reason, bad := isFailed[j]; bad {
 						if reason == "" {
 							reason = pe.Err.Error()
 						}
-						s.deadLetter(o, b, i, "rejected: "+reason)
+						idx, reasons = append(idx, i), append(reasons, "rejected: "+reason)
 					}
 				}
+				s.deadLetterAll(ctx, o, b, idx, reasons)
 				return
 			}
 			pending = failed
 		} else if outputs.IsPermanent(err) {
 			o.metrics.requests("rejected").Inc()
-			for _, i := range pending {
-				s.deadLetter(o, b, i, "rejected: "+err.Error())
-			}
+			s.deadLetterAll(ctx, o, b, pending, sameReason(len(pending), "rejected: "+err.Error()))
 			return
 		} else {
 			o.metrics.requests("error").Inc()
 		}
 		if s.cfg.MaxRetryDuration > 0 && time.Since(start) >= s.cfg.MaxRetryDuration {
-			for _, i := range pending {
-				s.deadLetter(o, b, i, fmt.Sprintf("retries_exhausted after %s: %v", time.Since(start).Round(time.Millisecond), err))
-			}
+			reason := fmt.Sprintf("retries_exhausted after %s: %v", time.Since(start).Round(time.Millisecond), err)
+			s.deadLetterAll(ctx, o, b, pending, sameReason(len(pending), reason))
 			return
 		}
 		delay := s.backoff(attempt)
@@ -352,18 +361,49 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 	}
 }
 
-func (s *sender) deadLetter(o *outputState, b *batch, i int, reason string) {
-	if err := s.dlq.writeAggregate(s.flow, o.out.Name(), reason, &b.aggs[i]); err != nil {
-		// Not released: the entry stays in (or goes to) the spool and is
-		// retried after a restart rather than lost.
-		s.log.Error("cannot write the dead-letter file; the entry stays in the spool", "error", err)
-		if b.items != nil {
-			b.spill = append(b.spill, i)
+// deadLetterAll writes the entries at idx of b to the dead-letter file,
+// each with its reason, and releases them. An entry the file does not take
+// is not released: a direct one goes to b.spill (the spool, or memory); a
+// spool entry is tried again with backoff until written or ctx ends (then
+// it stays in the spool and is sent again after a restart). Skipped, it
+// would sit unread in the spool until a restart.
+func (s *sender) deadLetterAll(ctx context.Context, o *outputState, b *batch, idx []int, reasons []string) {
+	for attempt := 0; len(idx) > 0; attempt++ {
+		var failed []int
+		var failedReasons []string
+		var lastErr error
+		for k, i := range idx {
+			if err := s.dlq.writeAggregate(s.flow, o.out.Name(), reasons[k], &b.aggs[i]); err != nil {
+				failed, failedReasons, lastErr = append(failed, i), append(failedReasons, reasons[k]), err
+				continue
+			}
+			o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
+			s.done(b, i)
 		}
-		return
+		if len(failed) == 0 {
+			return
+		}
+		if b.items != nil {
+			s.log.Error("cannot write the dead-letter file; the entries go to the spool", "entries", len(failed), "error", lastErr)
+			b.spill = append(b.spill, failed...)
+			return
+		}
+		if attempt == 0 {
+			s.log.Error("cannot write the dead-letter file; retrying (the entries stay in the spool)", "entries", len(failed), "error", lastErr)
+		}
+		if !sleepCtx(ctx, s.backoff(attempt)) {
+			return
+		}
+		idx, reasons = failed, failedReasons
 	}
-	o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
-	s.done(b, i)
+}
+
+func sameReason(n int, reason string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = reason
+	}
+	return out
 }
 
 // maxThrottle caps the delay a throttle asks for (max_throttle_delay).

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,4 +94,43 @@ func TestCheckpoint_CommittedPromptlyOnceDurable(t *testing.T) {
 		off, _ := c.of("A")
 		return off == end
 	}, 5*time.Second, 5*time.Millisecond, "the checkpoint must move well before checkpoint.interval (1h here)")
+}
+
+// Hunt (issue 8): a spool entry the destination rejected, or one that could
+// not be decoded, whose dead-letter write failed (a full or read-only state
+// directory) was left unacknowledged but behind the spool's read cursor: it
+// sat there until a restart, and --once waited for it forever. The sender
+// keeps trying the dead-letter file, so the entry leaves the spool once the
+// file can be written.
+func TestSender_DeadLetterWriteFailureIsRetriedNotSkipped(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry func(r *senderRig)
+	}{
+		{"rejected", func(r *senderRig) { r.appendRecords(1) }},
+		{"undecodable", func(r *senderRig) {
+			_, err := r.spool.Append(t.Context(), []byte{0xff, 0x00, 0x01})
+			require.NoError(t, err)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := newScripted("o", func(outputs.Batch) error { return outputs.Permanent(errors.New("400 bad record")) })
+			r := newSenderRig(t, out, nil, nil)
+			// A directory where the dead-letter file goes: it cannot be opened.
+			require.NoError(t, os.Mkdir(r.dlq.path, 0o700))
+			tc.entry(r)
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- r.s.run(ctx) }()
+			defer func() { cancel(); <-done }()
+
+			require.Eventually(t, func() bool { return r.spool.Stats().Entries == 1 }, 5*time.Second, 5*time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // a few failed attempts
+			require.Equal(t, int64(1), r.spool.Stats().Entries, "not released while the dead-letter file cannot take it")
+			require.NoError(t, os.Remove(r.dlq.path))
+			require.Eventually(t, func() bool { return r.spool.Stats().Entries == 0 }, 10*time.Second, 5*time.Millisecond,
+				"once the dead-letter file can be written the entry must leave the spool without a restart")
+			require.Len(t, r.deadLettered(), 1)
+		})
+	}
 }
