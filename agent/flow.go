@@ -367,8 +367,27 @@ func (f *flow) runTimers(ctx, flushCtx context.Context, checkpointEvery time.Dur
 	// deliveries); the sooner their files' checkpoints move, the fewer
 	// records a crash sends again. Committing is cheap (the source persists
 	// on its own checkpoint.interval), so it runs often.
-	ct := time.NewTicker(min(checkpointEvery, commitEvery))
-	defer ct.Stop()
+	// Commits run on their own: a flush waits for the flow's lock, which an
+	// emit blocked on a full spool holds for as long as the spool stays
+	// full, and checkpoints must keep moving meanwhile (what was appended
+	// before still becomes durable).
+	cctx, stopCommits := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ct := time.NewTicker(min(checkpointEvery, commitEvery))
+		defer ct.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case now := <-ct.C:
+				f.commit(now)
+			}
+		}
+	}()
+	defer func() { stopCommits(); wg.Wait() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -381,8 +400,6 @@ func (f *flow) runTimers(ctx, flushCtx context.Context, checkpointEvery time.Dur
 			if err := f.flushOlder(flushCtx, now); err != nil && flushCtx.Err() == nil {
 				return err
 			}
-		case now := <-ct.C:
-			f.commit(now)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
 )
@@ -133,4 +136,49 @@ func TestSender_DeadLetterWriteFailureIsRetriedNotSkipped(t *testing.T) {
 			require.Len(t, r.deadLettered(), 1)
 		})
 	}
+}
+
+// Hunt (issue 8): the flow's timer goroutine both flushed aged aggregates
+// and committed checkpoints. A flush waits for the flow's lock, which an
+// emit blocked on a full spool holds for as long as the spool stays full:
+// the checkpoints stopped, although what was appended before kept becoming
+// durable, and a crash then read all of it again.
+func TestCheckpoint_MovesWhileAnEmitIsBlockedOnAFullSpool(t *testing.T) {
+	dir := t.TempDir()
+	sp := openTestSpool(t, dir, func(c *spool.Config) {
+		c.SegmentBytes, c.MaxBytes = 4<<10, 8<<10
+		c.WhenFull = spool.WhenFullBlock
+	})
+	cfg := DefaultFlowConfig()
+	cfg.Aggregation.MaxBytes = 1024
+	cfg.Aggregation.MaxBufferedTime = 10 * time.Millisecond // the flush ticks (and blocks) before the first commit
+	dlq := openDeadLetter(dir)
+	t.Cleanup(func() { _ = dlq.close() })
+	f, err := newFlow("f", cfg, sp, dlq, newMetrics().flow("f"), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	var c commits
+	emit := f.emitFor("src", &c, newMetrics().source("src"))
+
+	ctx, cancel := context.WithCancel(t.Context())
+	timers := make(chan error, 1)
+	go func() { timers <- f.runTimers(ctx, ctx, 20*time.Millisecond) }()
+	emitted := make(chan error, 1)
+	go func() {
+		var off int64
+		for i := 0; ; i++ {
+			data := fmt.Appendf(nil, "line %04d %090d", i, 0)
+			if err := emit(ctx, source.Record{Data: data, Cursor: source.Cursor{FileID: "A", Start: off, Offset: off + int64(len(data)) + 1}}); err != nil {
+				emitted <- err
+				return
+			}
+			off += int64(len(data)) + 1
+		}
+	}()
+	defer func() { cancel(); <-emitted; require.NoError(t, <-timers) }()
+
+	require.Eventually(t, func() bool { return sp.Stats().BlockedAppends > 0 }, 5*time.Second, time.Millisecond, "the spool fills")
+	require.Eventually(t, func() bool {
+		off, _ := c.of("A")
+		return off > 0 && sp.Stats().BlockedAppends > 0
+	}, 5*time.Second, 5*time.Millisecond, "what became durable while the emit is blocked must be committed")
 }
