@@ -178,7 +178,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 		a.admin = ad
-		defer ad.close()
+		defer func() { ad.close(a.closeBy) }()
 	}
 	return a.run(ctx, dlq)
 }
@@ -383,7 +383,10 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		}
 	}
 	stopTimers()
-	timers.Wait()
+	if !waitGroupCtx(finalCtx, &timers) {
+		// A flush waits for a flow held by a source that did not stop.
+		a.log.Warn("flow timers did not stop in time")
+	}
 	for _, fr := range a.flows {
 		fr.flow.commit(time.Now())
 	}

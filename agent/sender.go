@@ -285,7 +285,15 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		}
 		var pe *outputs.PartialError
 		failed := pending
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) && !validPartial(pe, len(pending)) {
+			// A partial failure that names no record of the batch, or
+			// one outside it, cannot say what was delivered: none of it
+			// counts as delivered (a resend, not a loss).
+			s.log.Error("output reported a partial failure with invalid indexes; retrying the whole batch",
+				"output", o.out.Name(), "failed", len(pe.Failed), "batch", len(pending))
+			err, pe = fmt.Errorf("%w (invalid partial failure)", pe.Err), nil
+		}
+		if pe != nil {
 			failed = failed[:0:0]
 			isFailed := make(map[int]string, len(pe.Failed))
 			for k, j := range pe.Failed {
@@ -396,6 +404,20 @@ func (s *sender) deadLetterAll(ctx context.Context, o *outputState, b *batch, id
 		}
 		idx, reasons = failed, failedReasons
 	}
+}
+
+// validPartial reports whether pe names at least one record of a batch of
+// n, and none outside it.
+func validPartial(pe *outputs.PartialError, n int) bool {
+	if len(pe.Failed) == 0 {
+		return false
+	}
+	for _, j := range pe.Failed {
+		if j < 0 || j >= n {
+			return false
+		}
+	}
+	return true
 }
 
 func sameReason(n int, reason string) []string {

@@ -182,3 +182,20 @@ func TestCheckpoint_MovesWhileAnEmitIsBlockedOnAFullSpool(t *testing.T) {
 		return off > 0 && sp.Stats().BlockedAppends > 0
 	}, 5*time.Second, 5*time.Millisecond, "what became durable while the emit is blocked must be committed")
 }
+
+// Hunt (issue 8): a PartialError naming no record of the batch (or one
+// outside it) was taken as "everything else delivered": an error reported
+// as success. It is retried as a whole.
+func TestSender_PartialErrorWithInvalidIndexesIsNotSuccess(t *testing.T) {
+	for _, failed := range [][]int{nil, {5}, {-1}} {
+		t.Run(fmt.Sprint(failed), func(t *testing.T) {
+			out := newScripted("o", func(outputs.Batch) error {
+				return &outputs.PartialError{Failed: failed, Err: errors.New("500")}
+			}, ok)
+			r := newSenderRig(t, out, nil, nil)
+			r.appendRecords(2)
+			r.runUntilDrained()
+			require.Equal(t, 2, out.calls, "the batch must be sent again")
+		})
+	}
+}
