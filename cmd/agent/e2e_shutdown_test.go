@@ -56,6 +56,7 @@ flows:
 	code := p.wait(t, time.Minute)
 	took := time.Since(start)
 	out := p.stderr.String()
+	t.Logf("SIGTERM to exit: %s", took.Round(time.Millisecond))
 	require.Equal(t, 0, code, out)
 	require.Less(t, took, 5*time.Second, "shutdown_timeout 2s plus a small margin; stderr:\n%s", tail(out, 4000))
 	require.Equal(t, 1, strings.Count(out, "stopped before everything was delivered"), "one summary line; stderr:\n%s", tail(out, 4000))
