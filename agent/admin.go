@@ -54,9 +54,17 @@ func startAdmin(listen string, m *metrics, log *slog.Logger) (*admin, error) {
 // Addr is the address the admin endpoint listens on.
 func (a *admin) Addr() string { return a.ln.Addr().String() }
 
-func (a *admin) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// close stops the endpoint, letting requests in progress finish for up to
+// 2 s, and no later than by when that is set (shutdown's deadline).
+func (a *admin) close(by time.Time) {
+	deadline := time.Now().Add(2 * time.Second)
+	if !by.IsZero() && by.Before(deadline) {
+		deadline = by
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	_ = a.srv.Shutdown(ctx)
+	if err := a.srv.Shutdown(ctx); err != nil {
+		_ = a.srv.Close() // cut what did not finish
+	}
 	<-a.done
 }

@@ -51,6 +51,9 @@ type Agent struct {
 	outputs map[string]outputs.Output
 	flows   []*flowRuntime
 	admin   *admin
+	// closeBy is when closing the outputs must end (the end of shutdown's
+	// margin); zero before a shutdown.
+	closeBy time.Time
 }
 
 type flowRuntime struct {
@@ -195,7 +198,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 		a.admin = ad
-		defer ad.close()
+		defer func() { ad.close(a.closeBy) }()
 	}
 	return a.run(ctx, dlq)
 }
@@ -221,7 +224,14 @@ func (a *Agent) outputUsed(name string) bool {
 }
 
 func (a *Agent) closeOutputs() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	by := time.Now().Add(5 * time.Second)
+	if !a.closeBy.IsZero() {
+		by = a.closeBy
+		if soon := time.Now().Add(100 * time.Millisecond); by.Before(soon) {
+			by = soon
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), by)
 	defer cancel()
 	for name, o := range a.outputs {
 		if err := o.Close(ctx); err != nil {
@@ -323,52 +333,84 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		a.admin.ready.Store(false)
 	}
 	stopSources()
-	srcWG.Wait()
+
+	// One deadline for the whole stop: shutdown_timeout from now for the
+	// sources to return, the aggregators to flush, and the senders to
+	// deliver; then stopMargin for what is left to be spilled or logged, the
+	// spools to sync and the outputs to close. Nothing in between waits on
+	// its own clock. (In once mode the drain is the point: no deadline, a
+	// signal still interrupts.)
+	stopCtx, cancelStop := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancelStop()
+	if drainForever {
+		stopCtx = ctx
+	}
+	if !waitGroupCtx(stopCtx, &srcWG) {
+		a.log.Warn("sources did not stop within shutdown_timeout; their last records are read again after a restart")
+	}
 
 	// Everything the sources emitted goes to the spool, durably (or, in
 	// once mode, on to the destination directly, however long that takes).
-	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout+time.Second)
-	if drainForever {
-		cancelFlush()
-		flushCtx, cancelFlush = context.WithCancel(ctx)
+	// The flows flush side by side: one waiting for room in its spool does
+	// not take the others' time.
+	unflushed := make([]int, len(a.flows))
+	var fw sync.WaitGroup
+	for i, fr := range a.flows {
+		fw.Add(1)
+		go func() {
+			defer fw.Done()
+			if !drainForever {
+				fr.flow.directOK.Store(false)
+			}
+			if err := fr.flow.flushAll(stopCtx); err != nil {
+				unflushed[i] = fr.flow.pending()
+				if stopCtx.Err() == nil {
+					a.log.Error("flushing aggregates at shutdown; their records will be read again after a restart", "flow", fr.cfg.Name, "error", err)
+				}
+			}
+			if err := fr.spool.Sync(); err != nil {
+				a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
+			}
+			fr.flow.commit(time.Now())
+		}()
 	}
-	for _, fr := range a.flows {
-		if !drainForever {
-			fr.flow.directOK.Store(false)
-		}
-		if err := fr.flow.flushAll(flushCtx); err != nil {
-			a.log.Error("flushing aggregates at shutdown; their records will be read again after a restart", "flow", fr.cfg.Name, "error", err)
-		}
-		if err := fr.spool.Sync(); err != nil {
-			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
-		}
-		fr.flow.commit(time.Now())
-	}
-	cancelFlush()
+	fw.Wait()
 
-	if drainForever {
-		// --once: deliver everything, however long it takes (a signal
-		// still interrupts).
-		runErr = a.waitDrained(ctx, fatal)
-	} else if runErr == nil {
-		dctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-		runErr = a.waitDrained(dctx, fatal)
-		cancel()
+	if drainForever || runErr == nil {
+		runErr = a.waitDrained(stopCtx, fatal)
 	}
+
+	// The margin: senders stop (an interrupted Send leaves its entries in
+	// the spool, or its records in their files), what the direct path holds
+	// is spilled if the spool has room now, and checkpoints move.
+	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), stopMargin)
+	defer cancelFinal()
+	a.closeBy, _ = finalCtx.Deadline()
 	stopSend()
-	bg.Wait()
-	for _, fr := range a.flows {
+	if !waitGroupCtx(finalCtx, &bg) {
+		a.log.Warn("senders did not stop in time; their entries stay in the spool")
+	}
+	// With the senders stopped nothing makes room in a spool: the last
+	// spills take room that is there and do not wait for more.
+	spillCtx, cancelSpill := context.WithTimeout(finalCtx, stopSpillWait)
+	defer cancelSpill()
+	left := make([]directLeft, len(a.flows))
+	for i, fr := range a.flows {
 		fr.flow.directOK.Store(false)
-		fr.sender.drainDirect()
+		left[i] = fr.sender.drainDirect(spillCtx)
 		if err := fr.spool.Sync(); err != nil {
 			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
 		}
 	}
 	stopTimers()
-	timers.Wait()
+	if !waitGroupCtx(finalCtx, &timers) {
+		// A flush waits for a flow held by a source that did not stop.
+		a.log.Warn("flow timers did not stop in time")
+	}
 	for _, fr := range a.flows {
 		fr.flow.commit(time.Now())
 	}
+	a.logStopSummary(left, unflushed)
 	if runErr != nil {
 		return runErr
 	}
@@ -382,6 +424,57 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	}
 	return nil
 }
+
+// stopMargin bounds the end of a shutdown after shutdown_timeout: the
+// senders' return, the last spills (which no longer wait for room), the
+// spools' sync and closing the outputs.
+const stopMargin = time.Second
+
+// stopSpillWait bounds the wait for spool room of shutdown's last spills.
+const stopSpillWait = 100 * time.Millisecond
+
+// waitGroupCtx waits for wg, or until ctx ends. It reports whether wg is done.
+func waitGroupCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// logStopSummary logs one line saying what shutdown left undelivered and
+// where it comes from after the next start: the spool, or the files whose
+// checkpoints did not move past it.
+func (a *Agent) logStopSummary(left []directLeft, unflushed []int) {
+	var inSpool int64
+	var memAggs, memRecords int
+	var files []string
+	nfiles := 0
+	for i, fr := range a.flows {
+		inSpool += fr.spool.Stats().Entries
+		memAggs += left[i].aggregates
+		memRecords += left[i].records + unflushed[i]
+		for _, h := range fr.flow.heldBack() {
+			nfiles++
+			if len(files) < maxSummaryFiles {
+				files = append(files, h)
+			}
+		}
+	}
+	if inSpool == 0 && nfiles == 0 && memRecords == 0 {
+		a.log.Info("stopped; everything read was delivered")
+		return
+	}
+	a.log.Warn("stopped before everything was delivered; the rest is sent after the next start",
+		"spool_entries", inSpool, "unspooled_records", memRecords, "unspooled_aggregates", memAggs,
+		"files_read_again", nfiles, "read_again_from", files)
+}
+
+// maxSummaryFiles bounds the files named in the shutdown summary.
+const maxSummaryFiles = 10
 
 // waitDrained returns when nothing is buffered, every tracked record is
 // durable and every flow's spool is empty (in that order: a spill between

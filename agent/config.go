@@ -143,6 +143,7 @@ type SenderConfig struct {
 	MaxRetryDuration time.Duration  `yaml:"max_retry_duration"` // 0: retry forever; else dead-letter after it
 	FailoverAfter    int            `yaml:"failover_after"`     // consecutive failures before using the failover output
 	FailbackAfter    time.Duration  `yaml:"failback_after"`     // how long to stay on the failover before trying the primary again
+	MaxThrottleDelay time.Duration  `yaml:"max_throttle_delay"` // cap of a throttle's requested delay (Retry-After)
 }
 
 // DefaultConfig returns the daemon's defaults.
@@ -179,6 +180,10 @@ func DefaultFlowConfig() FlowConfig {
 			BackoffMax:      30 * time.Second,
 			FailoverAfter:   3,
 			FailbackAfter:   time.Minute,
+			// A Retry-After is honoured up to this long: long enough for
+			// any rate limit's window, short enough that a server asking
+			// for a day (or a bad clock) does not park the flow's sends.
+			MaxThrottleDelay: time.Minute,
 		},
 	}
 }
@@ -786,6 +791,9 @@ func (c Config) Validate() error {
 		}
 		if s.FailbackAfter <= 0 {
 			add(p+".sender.failback_after", "must be positive")
+		}
+		if s.MaxThrottleDelay <= 0 {
+			add(p+".sender.max_throttle_delay", "must be positive")
 		}
 	}
 	return errors.Join(errs...)

@@ -62,9 +62,10 @@ func newDirectQueue() *directQueue {
 	return &directQueue{ch: make(chan *directItem, directQueueLen)}
 }
 
-// offer queues a copy of a's entry encoding without blocking. It returns nil
-// when the queue is full (the caller spools the aggregate).
-func (q *directQueue) offer(a *aggregate.Aggregate) *ticket {
+// offer queues a copy of a's entry encoding, waiting up to wait (and no
+// longer than ctx) for room. It returns nil when the queue stayed full (the
+// caller spools the aggregate).
+func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait time.Duration) *ticket {
 	it, _ := q.pool.Get().(*directItem)
 	if it == nil {
 		it = &directItem{}
@@ -76,9 +77,19 @@ func (q *directQueue) offer(a *aggregate.Aggregate) *ticket {
 	case q.ch <- it:
 		return tk // it belongs to the sender now
 	default:
-		q.put(it)
-		return nil
 	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case q.ch <- it:
+			return tk
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	q.put(it)
+	return nil
 }
 
 func (q *directQueue) put(it *directItem) {
@@ -94,7 +105,7 @@ func (s *sender) directWorker(ctx context.Context) error {
 	var b batch
 	maxBytes := int(s.cfg.BatchMaxBytes)
 	for {
-		b.ids, b.items, b.aggs, b.spill = b.ids[:0], b.items[:0], b.aggs[:0], b.spill[:0]
+		b.ids, b.items, b.aggs, b.spill, b.born = b.ids[:0], b.items[:0], b.aggs[:0], b.spill[:0], time.Time{}
 		size := 0
 		select {
 		case <-ctx.Done():
@@ -113,22 +124,118 @@ func (s *sender) directWorker(ctx context.Context) error {
 				break more
 			}
 		}
-		if len(b.items) == 0 {
-			continue
+		if len(b.items) > 0 {
+			s.sendDirect(ctx, &b)
 		}
+	}
+}
+
+// sendDirect delivers a direct batch at the first attempt or spills what
+// was not delivered to the spool. What the spool cannot take either (full
+// with when_full: block, disk under min_free_bytes, an I/O error) stays in
+// memory and is tried again, send then spill, with backoff: the direct
+// queue fills up behind it and the sources pause, and nothing waits for
+// room that may never come. When ctx ends, what is left is handed to
+// drainDirect.
+func (s *sender) sendDirect(ctx context.Context, b *batch) {
+	held := 0 // of b's entries, counted in the held gauge
+	defer func() { s.metrics.held.Add(-float64(held)) }()
+	for attempt := 0; ; attempt++ {
+		b.spill, b.retryIn = b.spill[:0], 0
 		if !s.acquire(ctx) {
 			b.spill = allIndexes(len(b.items))
 		} else {
-			s.deliver(ctx, &b)
+			s.deliver(ctx, b)
 			s.release()
 		}
+		if len(b.spill) == 0 {
+			s.putBack(b, nil)
+			return
+		}
+		if ctx.Err() != nil {
+			s.hold(b, b.spill)
+			return
+		}
 		// Spill with the slot given back: the spool's own senders need the
-		// slots to make room in a full spool.
-		s.spill(ctx, &b, b.spill)
-		for _, it := range b.items {
+		// slots to make room in a full spool. The wait for room is bounded
+		// by the retry delay, after which the batch is sent again.
+		wait := max(b.retryIn, s.backoff(attempt), s.primary.paused(), s.cfg.BackoffInitial)
+		sctx, cancel := context.WithTimeout(ctx, wait)
+		left, err := s.spill(sctx, b, b.spill)
+		if len(left) == 0 {
+			cancel()
+			s.putBack(b, nil)
+			return
+		}
+		s.metrics.held.Add(float64(len(left) - held))
+		held = len(left)
+		s.warnHeld(len(left), wait, err)
+		<-sctx.Done() // the rest of the delay
+		cancel()
+		if ctx.Err() != nil {
+			s.hold(b, left)
+			return
+		}
+		s.keepOnly(b, left)
+	}
+}
+
+// keepOnly shrinks b to the entries at idx (in order), returning the others
+// to the pool.
+func (s *sender) keepOnly(b *batch, idx []int) {
+	keep := make(map[int]bool, len(idx))
+	for _, i := range idx {
+		keep[i] = true
+	}
+	n := 0
+	for i, it := range b.items {
+		if !keep[i] {
+			s.direct.put(it)
+			continue
+		}
+		b.items[n], b.aggs[n] = it, b.aggs[i]
+		n++
+	}
+	clear(b.items[n:])
+	b.items, b.aggs = b.items[:n], b.aggs[:n]
+}
+
+// putBack returns b's items to the pool, except those at keep.
+func (s *sender) putBack(b *batch, keep []int) {
+	kept := make(map[int]bool, len(keep))
+	for _, i := range keep {
+		kept[i] = true
+	}
+	for i, it := range b.items {
+		if !kept[i] {
 			s.direct.put(it)
 		}
 	}
+	clear(b.items)
+	b.items = b.items[:0]
+}
+
+// hold keeps the entries at idx of b for drainDirect (shutdown) and
+// releases the rest.
+func (s *sender) hold(b *batch, idx []int) {
+	s.heldMu.Lock()
+	for _, i := range idx {
+		s.held = append(s.held, b.items[i])
+	}
+	s.heldMu.Unlock()
+	s.putBack(b, idx)
+}
+
+// warnHeld logs, at most every 10 s, that undelivered aggregates stay in
+// memory because the spool does not take them.
+func (s *sender) warnHeld(n int, retry time.Duration, err error) {
+	now := time.Now().UnixNano()
+	last := s.lastHeldWarn.Load()
+	if now-last < int64(10*time.Second) || !s.lastHeldWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("undelivered aggregates cannot be spilled to the spool; kept in memory and retried, sources pause",
+		"aggregates", n, "retry_in", retry.Round(time.Millisecond), "error", err)
 }
 
 func allIndexes(n int) []int {
@@ -156,71 +263,84 @@ func (s *sender) takeDirect(b *batch, it *directItem) {
 }
 
 // spill writes the entries at idx of a direct batch to the spool; the
-// spool's senders deliver them from there. It waits for room like any
-// appender (when_full: block) until ctx ends; then, shutting down, it still
-// tries for a bounded time. What it cannot write is not released: its
-// records hold their file checkpoints and are read again after a restart.
-func (s *sender) spill(ctx context.Context, b *batch, idx []int) {
-	var shutdown context.CancelFunc
-	for _, i := range idx {
+// spool's senders deliver them from there. An Append waits for room (when
+// full: block) until ctx ends; an Append with ctx already done still takes
+// an entry the spool has room for. spill returns the indexes it could not
+// write nor otherwise release (dropped by when_full: drop_newest, or
+// dead-lettered as too large), with the last error: their records are
+// still only in memory (and in their files, whose checkpoints they hold).
+func (s *sender) spill(ctx context.Context, b *batch, idx []int) (left []int, lastErr error) {
+	for k, i := range idx {
 		it := b.items[i]
-		for attempt := 0; ; attempt++ {
-			if ctx.Err() != nil && shutdown == nil {
-				ctx, shutdown = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer shutdown()
+		id, err := s.spool.Append(ctx, it.entry)
+		switch {
+		case err == nil:
+			it.ticket.spilled(id)
+			s.metrics.spilled.Inc()
+			continue
+		case errors.Is(err, spool.ErrFull):
+			// when_full: drop_newest, as for any append: counted.
+			s.metrics.droppedFull.Add(float64(b.aggs[i].Count))
+			it.ticket.markDone()
+			continue
+		case errors.Is(err, spool.ErrTooLarge):
+			if derr := s.dlq.writeAggregate(s.flow, "", "spool_entry_too_large: "+err.Error(), &b.aggs[i]); derr != nil {
+				err = fmt.Errorf("dead-letter an aggregate too large for the spool: %w", derr)
+				break
 			}
-			id, err := s.spool.Append(ctx, it.entry)
-			switch {
-			case err != nil && ctx.Err() != nil && shutdown == nil:
-				continue // stopping: try again within the shutdown bound
-			case err == nil:
-				it.ticket.spilled(id)
-				s.metrics.spilled.Inc()
-			case errors.Is(err, spool.ErrFull):
-				// when_full: drop_newest, as for any append: counted.
-				s.metrics.droppedFull.Add(float64(b.aggs[i].Count))
-				it.ticket.markDone()
-			case errors.Is(err, spool.ErrTooLarge):
-				if derr := s.dlq.writeAggregate(s.flow, "", "spool_entry_too_large: "+err.Error(), &b.aggs[i]); derr != nil {
-					s.log.Error("cannot dead-letter an aggregate too large for the spool; its records will be read again after a restart", "error", derr)
-					break
-				}
-				s.metrics.droppedTooLarge.Add(float64(b.aggs[i].Count))
-				it.ticket.markDone()
-			case errors.Is(err, spool.ErrClosed), ctx.Err() != nil:
-				s.log.Error("cannot spill an undelivered aggregate while stopping; its records will be read again after a restart",
-					"error", fmt.Errorf("flow %s: %w", s.flow, err))
-			default:
-				// An I/O error: keep trying, the records are only in memory.
-				s.log.Error("spilling an undelivered aggregate to the spool failed; retrying", "error", fmt.Errorf("flow %s: %w", s.flow, err))
-				if sleepCtx(ctx, s.backoff(attempt)) {
-					continue
-				}
-			}
-			break
+			s.metrics.droppedTooLarge.Add(float64(b.aggs[i].Count))
+			it.ticket.markDone()
+			continue
+		case errors.Is(err, spool.ErrClosed):
+			return append(left, idx[k:]...), err
 		}
+		left = append(left, i)
+		lastErr = fmt.Errorf("flow %s: spill: %w", s.flow, err)
 	}
+	return left, lastErr
 }
 
-// drainDirect spills what is still queued (shutdown).
-func (s *sender) drainDirect() {
+// directLeft is what the direct path could neither deliver nor spill by the
+// end of shutdown: its records are read again from their files.
+type directLeft struct {
+	aggregates, records int
+}
+
+// drainDirect spills what is still queued or held (shutdown), with the
+// senders stopped. Every Append shares ctx: once it ends, an entry is
+// written only if the spool has room at once, so the drain takes no longer
+// than ctx whatever is queued.
+func (s *sender) drainDirect(ctx context.Context) directLeft {
+	var left directLeft
 	if s.direct == nil {
-		return
+		return left
 	}
+	s.heldMu.Lock()
+	held := s.held
+	s.held = nil
+	s.heldMu.Unlock()
 	var b batch
+	drain := func(it *directItem) {
+		b.items, b.aggs = b.items[:0], b.aggs[:0]
+		s.takeDirect(&b, it)
+		if len(b.items) == 0 {
+			return
+		}
+		if idx, _ := s.spill(ctx, &b, []int{0}); len(idx) > 0 {
+			left.aggregates++
+			left.records += b.aggs[0].Count
+		}
+		s.direct.put(it)
+	}
+	for _, it := range held {
+		drain(it)
+	}
 	for {
 		select {
 		case it := <-s.direct.ch:
-			b.items, b.aggs = b.items[:0], b.aggs[:0]
-			s.takeDirect(&b, it)
-			if len(b.items) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				s.spill(ctx, &b, []int{0})
-				cancel()
-				s.direct.put(it)
-			}
+			drain(it)
 		default:
-			return
+			return left
 		}
 	}
 }

@@ -91,10 +91,10 @@ func assertEventually(d time.Duration, cond func() bool) bool {
 
 // Regression: the same orphaning with the default when_full: block. The
 // destination is down long enough for the spool to fill; a direct batch
-// that fails is spilled, spill's Append waits 10 s for room, gives up and
-// only logs. After the destination recovers and the spool drains, the
-// orphaned records are never delivered and the checkpoint never reaches the
-// end (until a restart re-reads the file, if it still exists).
+// that fails is spilled, and spill's Append waited a bounded time for room,
+// then only logged. After the destination recovers and the spool drains,
+// the orphaned records were never delivered and the checkpoint never
+// reached the end. Now what cannot be spilled is kept and sent again.
 func TestDirect_SpillWaitsForRoomInAFullSpool(t *testing.T) {
 	var up atomic.Bool
 	out := newScripted("o", func(outputs.Batch) error {
@@ -131,7 +131,7 @@ func TestDirect_SpillWaitsForRoomInAFullSpool(t *testing.T) {
 		emitted <- f.flushAll(ctx)
 	}()
 
-	time.Sleep(12 * time.Second) // longer than spill's 10 s wait for room
+	time.Sleep(2 * time.Second) // the spool fills; spills wait for room and are retried
 	up.Store(true)
 	require.NoError(t, <-emitted)
 	ok := assertEventually(15*time.Second, func() bool {

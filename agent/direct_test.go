@@ -98,7 +98,7 @@ func TestDirect_ShutdownSpillsWhatIsQueued(t *testing.T) {
 	require.NoError(t, f.flushAll(t.Context()))
 	// No sender runs: everything waits in the direct queue. Shutdown spills it.
 	close(block)
-	s.drainDirect()
+	s.drainDirect(t.Context())
 	require.NoError(t, sp.Sync())
 	f.commit(time.Now())
 	off, _ := c.of("A")

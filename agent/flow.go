@@ -9,11 +9,13 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/spool"
 )
@@ -164,23 +166,54 @@ func (f *flow) partitionKey(data []byte) string {
 	return string(f.pk)
 }
 
+// While the direct queue is full and the spool has no room, a flow waits in
+// turns for room in the spool (directFullSpoolWait) and in the queue
+// (directFullQueueWait). The spool's wait is the longer one: while the
+// destination is down the spool is where room comes back first.
+const (
+	directFullSpoolWait = 500 * time.Millisecond
+	directFullQueueWait = 100 * time.Millisecond
+)
+
 // onAggregate appends a closed aggregate to the spool. Called by the builder
 // under f.mu.
 func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 	if f.cfg.PartitionKey == PartitionKeyRandom {
 		f.nextRandomPK()
 	}
-	if f.direct != nil && f.directOK.Load() {
-		if tk := f.direct.offer(a); tk != nil {
-			f.metrics.aggregates.Inc()
-			f.metrics.aggregatedRecords.Add(float64(a.Count))
-			f.metrics.direct.Inc()
-			f.track(func(t *tracker) { t.closed(group, 0, tk, true) })
-			return nil
+	f.entry = f.entry[:0]
+	var id spool.ID
+	var err error
+	for wait := time.Duration(0); ; {
+		if f.direct != nil && f.directOK.Load() {
+			if tk := f.direct.offer(f.appendTo, a, wait); tk != nil {
+				f.metrics.aggregates.Inc()
+				f.metrics.aggregatedRecords.Add(float64(a.Count))
+				f.metrics.direct.Inc()
+				f.track(func(t *tracker) { t.closed(group, 0, tk, true) })
+				return nil
+			}
 		}
+		if len(f.entry) == 0 {
+			f.entry = a.AppendEntry(f.entry)
+		}
+		if f.direct == nil || !f.directOK.Load() {
+			id, err = f.spool.Append(f.appendTo, f.entry)
+			break
+		}
+		// The direct queue is full: the aggregate goes to the spool. The
+		// wait for room there is bounded, and alternates with a wait for
+		// room in the queue: a spool that cannot make room (its disk under
+		// min_free_bytes) must not hold the flow once the direct senders
+		// deliver again.
+		actx, cancel := context.WithTimeout(f.appendTo, directFullSpoolWait)
+		id, err = f.spool.Append(actx, f.entry)
+		cancel()
+		if err == nil || f.appendTo.Err() != nil || actx.Err() == nil {
+			break
+		}
+		wait = directFullQueueWait
 	}
-	f.entry = a.AppendEntry(f.entry[:0])
-	id, err := f.spool.Append(f.appendTo, f.entry)
 	switch {
 	case err == nil:
 		f.metrics.aggregates.Inc()
@@ -216,13 +249,78 @@ func (f *flow) flushOlder(ctx context.Context, now time.Time) error {
 	return f.builder.FlushOlder(now.Add(-f.cfg.Aggregation.MaxBufferedTime), f.onAggregate)
 }
 
-// flushAll closes every open aggregate (shutdown, --once).
+// flushAll closes every open aggregate (shutdown, --once). It gives up
+// when ctx ends, even waiting for the flow's lock.
 func (f *flow) flushAll(ctx context.Context) error {
-	f.mu.Lock()
+	if !lockCtx(ctx, &f.mu) {
+		return fmt.Errorf("flow %s: flush: %w", f.name, context.Cause(ctx))
+	}
 	defer f.mu.Unlock()
 	f.appendTo = ctx
 	f.appendErr = nil
 	return f.builder.FlushAll(f.onAggregate)
+}
+
+// lockCtx locks mu, or gives up when ctx ends. The flow's lock is held
+// across a spool Append, whose wait ends with its own context: this is for
+// a holder that does not return in time.
+func lockCtx(ctx context.Context, mu *sync.Mutex) bool {
+	if mu.TryLock() {
+		return true
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			if mu.TryLock() {
+				return true
+			}
+		}
+	}
+}
+
+// pending returns the records buffered in open aggregates (0 when the flow
+// is busy: shutdown's summary does not wait for it).
+func (f *flow) pending() int {
+	if !f.mu.TryLock() {
+		return 0
+	}
+	defer f.mu.Unlock()
+	n, _ := f.builder.Pending()
+	return n
+}
+
+// heldBack names the files whose checkpoints wait for records that are not
+// durable: those records are read again after a restart.
+func (f *flow) heldBack() []string {
+	var out []string
+	paths := map[source.Committer]map[string]string{}
+	f.track(func(t *tracker) {
+		for _, ft := range t.files {
+			if len(ft.open) == 0 && len(ft.pending) == 0 {
+				continue
+			}
+			name := ft.key.fileID
+			if lister, ok := ft.committer.(interface{ Files() []file.FileStatus }); ok {
+				if paths[ft.committer] == nil {
+					m := map[string]string{}
+					for _, fs := range lister.Files() {
+						m[fs.FileID] = fs.Path
+					}
+					paths[ft.committer] = m
+				}
+				if p := paths[ft.committer][ft.key.fileID]; p != "" {
+					name = p
+				}
+			}
+			out = append(out, fmt.Sprintf("%s@%d", name, max(ft.committed, 0)))
+		}
+	})
+	sort.Strings(out)
+	return out
 }
 
 // track runs fn on the tracker under its lock.
@@ -255,6 +353,9 @@ func (f *flow) idle() bool {
 	return !f.tracker.inFlight()
 }
 
+// commitEvery is how often a flow hands durable offsets to its sources.
+const commitEvery = 50 * time.Millisecond
+
 // runTimers flushes aged aggregates and commits checkpoints until ctx ends.
 // Flushes append with flushCtx, which ends when shutdown begins, so a flush
 // blocked on a full spool lets go of the flow (shutdown's final flush takes
@@ -263,8 +364,31 @@ func (f *flow) runTimers(ctx, flushCtx context.Context, checkpointEvery time.Dur
 	flushEvery := max(f.cfg.Aggregation.MaxBufferedTime/2, 5*time.Millisecond)
 	ft := time.NewTicker(flushEvery)
 	defer ft.Stop()
-	ct := time.NewTicker(checkpointEvery)
-	defer ct.Stop()
+	// Records become durable continuously (spool syncs, direct
+	// deliveries); the sooner their files' checkpoints move, the fewer
+	// records a crash sends again. Committing is cheap (the source persists
+	// on its own checkpoint.interval), so it runs often.
+	// Commits run on their own: a flush waits for the flow's lock, which an
+	// emit blocked on a full spool holds for as long as the spool stays
+	// full, and checkpoints must keep moving meanwhile (what was appended
+	// before still becomes durable).
+	cctx, stopCommits := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ct := time.NewTicker(min(checkpointEvery, commitEvery))
+		defer ct.Stop()
+		for {
+			select {
+			case <-cctx.Done():
+				return
+			case now := <-ct.C:
+				f.commit(now)
+			}
+		}
+	}()
+	defer func() { stopCommits(); wg.Wait() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -277,8 +401,6 @@ func (f *flow) runTimers(ctx, flushCtx context.Context, checkpointEvery time.Dur
 			if err := f.flushOlder(flushCtx, now); err != nil && flushCtx.Err() == nil {
 				return err
 			}
-		case now := <-ct.C:
-			f.commit(now)
 		}
 	}
 }

@@ -27,6 +27,7 @@ type metrics struct {
 	undecodable  *prometheus.CounterVec
 	direct       *prometheus.CounterVec
 	spilled      *prometheus.CounterVec
+	held         *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -48,7 +49,8 @@ func newMetrics() *metrics {
 	m.undecodable = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_spool_undecodable_entries_total", Help: "Spool entries that passed their checksum but could not be parsed (dead-lettered)."}, []string{"flow"})
 	m.direct = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_aggregates_total", Help: "Aggregates handed to the sender in memory, skipping the spool (the destination kept up)."}, []string{"flow"})
 	m.spilled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_spilled_total", Help: "Aggregates sent directly but not delivered at the first attempt, written to the spool."}, []string{"flow"})
-	m.reg.MustRegister(m.direct, m.spilled)
+	m.held = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_direct_held_aggregates", Help: "Aggregates sent directly, not delivered, that the spool could not take: kept in memory and retried."}, []string{"flow"})
+	m.reg.MustRegister(m.direct, m.spilled, m.held)
 	m.reg.MustRegister(m.sources, m.dropped, m.aggregates, m.aggregatedRecords,
 		m.sent, m.requests, m.retries, m.deadLettered, m.sendDuration, m.failovers, m.undecodable,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -148,10 +150,12 @@ type senderMetrics struct {
 	spilled         prometheus.Counter
 	droppedFull     prometheus.Counter
 	droppedTooLarge prometheus.Counter
+	held            prometheus.Gauge
 }
 
 func (m *metrics) sender(flow string) *senderMetrics {
 	return &senderMetrics{failovers: m.failovers.WithLabelValues(flow), undecodable: m.undecodable.WithLabelValues(flow),
 		spilled:     m.spilled.WithLabelValues(flow),
-		droppedFull: m.dropped.WithLabelValues(flow, "spool_full"), droppedTooLarge: m.dropped.WithLabelValues(flow, "rejected")}
+		droppedFull: m.dropped.WithLabelValues(flow, "spool_full"), droppedTooLarge: m.dropped.WithLabelValues(flow, "rejected"),
+		held: m.held.WithLabelValues(flow)}
 }

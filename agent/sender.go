@@ -44,11 +44,35 @@ type sender struct {
 	direct *directQueue
 	// slots bounds the Sends in flight across spool and direct workers.
 	slots chan struct{}
+	// held are direct entries neither delivered nor spilled when the
+	// workers stopped: drainDirect tries to spill them once more.
+	heldMu       sync.Mutex
+	held         []*directItem
+	lastHeldWarn atomic.Int64
 }
 
 type outputState struct {
 	out     outputs.Output
 	metrics *outputMetrics
+	// pausedUntil (unix nanos) is when the output's last throttle ends:
+	// no worker, on either path, sends to it before then.
+	pausedUntil atomic.Int64
+}
+
+// pause notes that the output asked for no sends during d.
+func (o *outputState) pause(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := o.pausedUntil.Load()
+		if cur >= until || o.pausedUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// paused returns how long the output's throttle still lasts.
+func (o *outputState) paused() time.Duration {
+	return time.Until(time.Unix(0, o.pausedUntil.Load()))
 }
 
 // batch is a set of entries handed to one Send: spool entries (ids), or
@@ -61,6 +85,11 @@ type batch struct {
 	// spill lists the direct entries deliver could not finish: the worker
 	// writes them to the spool once it gave back its send slot.
 	spill []int
+	// retryIn is the delay deliver chose after a direct batch failed.
+	retryIn time.Duration
+	// born is when the batch was first tried (max_retry_duration counts
+	// from it, across the in-memory retries of a direct batch).
+	born time.Time
 }
 
 func (s *sender) run(ctx context.Context) error {
@@ -136,19 +165,20 @@ func (s *sender) fill(ctx context.Context, b *batch) error {
 	if b.buf == nil {
 		b.buf = make([]byte, 0, maxBytes+64<<10)
 	}
+	b.born = time.Time{}
 	for {
 		b.ids, b.aggs, b.buf = b.ids[:0], b.aggs[:0], b.buf[:0]
 		id, data, err := s.spool.ReadNext(ctx, b.buf[len(b.buf):])
 		if err != nil {
 			return err
 		}
-		more := s.take(b, id, data)
+		more := s.take(ctx, b, id, data)
 		for more && len(b.ids) < s.cfg.BatchMaxRecords && len(b.buf) < maxBytes {
 			id, data, ok, err := s.spool.TryNext(b.buf[len(b.buf):])
 			if err != nil || !ok {
 				break
 			}
-			more = s.take(b, id, data)
+			more = s.take(ctx, b, id, data)
 		}
 		if len(b.ids) > 0 {
 			return nil
@@ -158,7 +188,7 @@ func (s *sender) fill(ctx context.Context, b *batch) error {
 
 // take adds one spool entry to b. It returns false when the entry did not
 // fit in the slab (it was read into its own allocation): the batch is full.
-func (s *sender) take(b *batch, id spool.ID, data []byte) bool {
+func (s *sender) take(ctx context.Context, b *batch, id spool.ID, data []byte) bool {
 	inSlab := len(data) == 0 || (cap(b.buf)-len(b.buf) >= len(data) && &b.buf[:cap(b.buf)][len(b.buf)] == &data[0])
 	if inSlab {
 		b.buf = b.buf[:len(b.buf)+len(data)]
@@ -167,14 +197,23 @@ func (s *sender) take(b *batch, id spool.ID, data []byte) bool {
 	if err != nil {
 		// The spool's CRC matched, so this is not corruption at rest but an
 		// entry we cannot interpret (written by a newer version?). Keep it
-		// out of the output and in the dead-letter file.
+		// out of the output and in the dead-letter file. Until that file
+		// takes it, the worker retries: skipped, it would stay in the
+		// spool unread until a restart (and --once would never finish).
 		s.metrics.undecodable.Inc()
-		if derr := s.dlq.writeRaw(s.flow, "", "undecodable_spool_entry: "+err.Error(), data); derr != nil {
-			s.log.Error("cannot dead-letter an undecodable spool entry; it stays in the spool", "error", derr)
-			return inSlab
+		for attempt := 0; ; attempt++ {
+			derr := s.dlq.writeRaw(s.flow, "", "undecodable_spool_entry: "+err.Error(), data)
+			if derr == nil {
+				s.ack(id)
+				return inSlab
+			}
+			if attempt == 0 {
+				s.log.Error("cannot dead-letter an undecodable spool entry; retrying (it stays in the spool)", "error", derr)
+			}
+			if !sleepCtx(ctx, s.backoff(attempt)) {
+				return inSlab
+			}
 		}
-		s.ack(id)
-		return inSlab
 	}
 	b.ids = append(b.ids, id)
 	b.aggs = append(b.aggs, a)
@@ -200,7 +239,10 @@ func (s *sender) done(b *batch, i int) {
 // ends (the rest stays in the spool). A direct batch is not retried in
 // memory: what is not delivered at the first try goes to the spool.
 func (s *sender) deliver(ctx context.Context, b *batch) {
-	start := time.Now()
+	if b.born.IsZero() {
+		b.born = time.Now()
+	}
+	start := b.born
 	pending := make([]int, len(b.aggs))
 	for i := range pending {
 		pending[i] = i
@@ -212,6 +254,17 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 			sub.Records = append(sub.Records, b.aggs[i])
 		}
 		o, isPrimary := s.pick()
+		if wait := o.paused(); wait > 0 {
+			// The output throttled: nobody sends to it before the delay
+			// it asked for is over.
+			if b.items != nil {
+				b.spill = append(b.spill, pending...) // the spool (or memory) waits
+				return
+			}
+			if !sleepCtx(ctx, wait) {
+				return
+			}
+		}
 		t0 := time.Now()
 		err := o.out.Send(ctx, sub)
 		o.metrics.duration.Observe(time.Since(t0).Seconds())
@@ -232,7 +285,15 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		}
 		var pe *outputs.PartialError
 		failed := pending
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) && !validPartial(pe, len(pending)) {
+			// A partial failure that names no record of the batch, or
+			// one outside it, cannot say what was delivered: none of it
+			// counts as delivered (a resend, not a loss).
+			s.log.Error("output reported a partial failure with invalid indexes; retrying the whole batch",
+				"output", o.out.Name(), "failed", len(pe.Failed), "batch", len(pending))
+			err, pe = fmt.Errorf("%w (invalid partial failure)", pe.Err), nil
+		}
+		if pe != nil {
 			failed = failed[:0:0]
 			isFailed := make(map[int]string, len(pe.Failed))
 			for k, j := range pe.Failed {
@@ -254,30 +315,30 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 			}
 			o.metrics.requests("partial").Inc()
 			if outputs.IsPermanent(pe.Err) {
+				var idx []int
+				var reasons []string
 				for j, i := range pending {
 					if reason, bad := isFailed[j]; bad {
 						if reason == "" {
 							reason = pe.Err.Error()
 						}
-						s.deadLetter(o, b, i, "rejected: "+reason)
+						idx, reasons = append(idx, i), append(reasons, "rejected: "+reason)
 					}
 				}
+				s.deadLetterAll(ctx, o, b, idx, reasons)
 				return
 			}
 			pending = failed
 		} else if outputs.IsPermanent(err) {
 			o.metrics.requests("rejected").Inc()
-			for _, i := range pending {
-				s.deadLetter(o, b, i, "rejected: "+err.Error())
-			}
+			s.deadLetterAll(ctx, o, b, pending, sameReason(len(pending), "rejected: "+err.Error()))
 			return
 		} else {
 			o.metrics.requests("error").Inc()
 		}
 		if s.cfg.MaxRetryDuration > 0 && time.Since(start) >= s.cfg.MaxRetryDuration {
-			for _, i := range pending {
-				s.deadLetter(o, b, i, fmt.Sprintf("retries_exhausted after %s: %v", time.Since(start).Round(time.Millisecond), err))
-			}
+			reason := fmt.Sprintf("retries_exhausted after %s: %v", time.Since(start).Round(time.Millisecond), err)
+			s.deadLetterAll(ctx, o, b, pending, sameReason(len(pending), reason))
 			return
 		}
 		delay := s.backoff(attempt)
@@ -285,15 +346,20 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		var te *outputs.ThrottleError
 		if errors.As(err, &te) {
 			class = "throttle"
-			delay = max(delay, te.Delay)
+			d := min(max(te.Delay, 0), s.maxThrottle())
+			o.pause(d)
+			delay = max(delay, d)
 		} else if pe != nil {
 			class = "partial"
 		}
 		o.metrics.retries(class).Add(float64(len(pending)))
 		if b.items != nil {
-			// The destination is not keeping up: the rest waits on disk.
+			// The destination is not keeping up: the rest waits on disk
+			// (or, while the spool has no room, in memory), and is sent
+			// again after delay.
 			b.spill = append(b.spill, pending...)
-			s.warnRetry(o, err, 0, len(pending))
+			b.retryIn = delay
+			s.warnRetry(o, err, delay, len(pending))
 			return
 		}
 		s.warnRetry(o, err, delay, len(pending))
@@ -303,18 +369,71 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 	}
 }
 
-func (s *sender) deadLetter(o *outputState, b *batch, i int, reason string) {
-	if err := s.dlq.writeAggregate(s.flow, o.out.Name(), reason, &b.aggs[i]); err != nil {
-		// Not released: the entry stays in (or goes to) the spool and is
-		// retried after a restart rather than lost.
-		s.log.Error("cannot write the dead-letter file; the entry stays in the spool", "error", err)
-		if b.items != nil {
-			b.spill = append(b.spill, i)
+// deadLetterAll writes the entries at idx of b to the dead-letter file,
+// each with its reason, and releases them. An entry the file does not take
+// is not released: a direct one goes to b.spill (the spool, or memory); a
+// spool entry is tried again with backoff until written or ctx ends (then
+// it stays in the spool and is sent again after a restart). Skipped, it
+// would sit unread in the spool until a restart.
+func (s *sender) deadLetterAll(ctx context.Context, o *outputState, b *batch, idx []int, reasons []string) {
+	for attempt := 0; len(idx) > 0; attempt++ {
+		var failed []int
+		var failedReasons []string
+		var lastErr error
+		for k, i := range idx {
+			if err := s.dlq.writeAggregate(s.flow, o.out.Name(), reasons[k], &b.aggs[i]); err != nil {
+				failed, failedReasons, lastErr = append(failed, i), append(failedReasons, reasons[k]), err
+				continue
+			}
+			o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
+			s.done(b, i)
 		}
-		return
+		if len(failed) == 0 {
+			return
+		}
+		if b.items != nil {
+			s.log.Error("cannot write the dead-letter file; the entries go to the spool", "entries", len(failed), "error", lastErr)
+			b.spill = append(b.spill, failed...)
+			return
+		}
+		if attempt == 0 {
+			s.log.Error("cannot write the dead-letter file; retrying (the entries stay in the spool)", "entries", len(failed), "error", lastErr)
+		}
+		if !sleepCtx(ctx, s.backoff(attempt)) {
+			return
+		}
+		idx, reasons = failed, failedReasons
 	}
-	o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
-	s.done(b, i)
+}
+
+// validPartial reports whether pe names at least one record of a batch of
+// n, and none outside it.
+func validPartial(pe *outputs.PartialError, n int) bool {
+	if len(pe.Failed) == 0 {
+		return false
+	}
+	for _, j := range pe.Failed {
+		if j < 0 || j >= n {
+			return false
+		}
+	}
+	return true
+}
+
+func sameReason(n int, reason string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = reason
+	}
+	return out
+}
+
+// maxThrottle caps the delay a throttle asks for (max_throttle_delay).
+func (s *sender) maxThrottle() time.Duration {
+	if s.cfg.MaxThrottleDelay > 0 {
+		return s.cfg.MaxThrottleDelay
+	}
+	return DefaultFlowConfig().Sender.MaxThrottleDelay
 }
 
 // backoff is exponential with full jitter: uniform in [0, min(max, initial·2^n)].
