@@ -127,10 +127,10 @@ type runningAgent struct {
 
 func startTestAgent(t *testing.T, yaml string) *runningAgent {
 	t.Helper()
-	cfg, err := ParseConfig("t.yaml", []byte(yaml), noEnv)
+	cfg, err := ParseConfig("t.yaml", []byte(yaml), noEnv, testComponents)
 	require.NoError(t, err)
 	lb := &logBuffer{}
-	a, err := New(cfg, Settings{Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	a, err := New(cfg, Settings{Components: testComponents, Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningAgent{cancel: cancel, done: make(chan error, 1), log: lb}

@@ -40,7 +40,7 @@ flows:
     sources: [s]
     output: o
     sender: {max_throttle_delay: 0s}
-`), noEnv)
+`), noEnv, testComponents)
 	require.ErrorContains(t, err, "flows[0].sender.max_throttle_delay: must be positive")
 }
 
