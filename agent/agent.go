@@ -17,6 +17,7 @@ import (
 	"github.com/kplagent/agent/agent/checkpoint"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
 	httpout "github.com/kplagent/agent/outputs/http"
@@ -37,6 +38,8 @@ type Settings struct {
 	Once bool
 	// Stdout is where stdout outputs write (default os.Stdout).
 	Stdout io.Writer
+	// Stdin is what stdin sources without a path read (default os.Stdin).
+	Stdin io.Reader
 	// OnReady is called once the pipeline runs (sd_notify READY=1).
 	OnReady func()
 }
@@ -154,6 +157,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			case "file":
 				src, err := file.New(*sc.File, file.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
 					Checkpoints: store, Once: a.set.Once, CheckpointInterval: cfg.Checkpoint.Interval})
+				if err != nil {
+					return fmt.Errorf("source %s: %w", name, err)
+				}
+				fr.sources = append(fr.sources, src)
+			case "stdin":
+				src, err := stdin.New(*sc.Stdin, stdin.Settings{Name: name, Logger: a.log.With("component", "source", "source", name), Reader: a.set.Stdin})
 				if err != nil {
 					return fmt.Errorf("source %s: %w", name, err)
 				}

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/internal/units"
 	fileout "github.com/kplagent/agent/outputs/file"
 	httpout "github.com/kplagent/agent/outputs/http"
@@ -56,9 +57,10 @@ type CheckpointCfg struct {
 
 // SourceConfig is one named input.
 type SourceConfig struct {
-	Name string       `yaml:"name"`
-	Type string       `yaml:"type"` // file
-	File *file.Config `yaml:"file"`
+	Name  string        `yaml:"name"`
+	Type  string        `yaml:"type"` // file|stdin
+	File  *file.Config  `yaml:"file"`
+	Stdin *stdin.Config `yaml:"stdin"`
 }
 
 func (*SourceConfig) strictYAML() {}
@@ -66,14 +68,17 @@ func (*SourceConfig) strictYAML() {}
 // UnmarshalYAML fills the type's defaults before decoding the user's values.
 func (s *SourceConfig) UnmarshalYAML(n *yaml.Node) error {
 	type plain SourceConfig
-	fc := file.DefaultConfig()
-	p := plain{File: &fc}
+	fc, sc := file.DefaultConfig(), stdin.DefaultConfig()
+	p := plain{File: &fc, Stdin: &sc}
 	if err := n.Decode(&p); err != nil {
 		return err
 	}
 	*s = SourceConfig(p)
 	if s.Type != "file" {
 		s.File = nil
+	}
+	if s.Type != "stdin" {
+		s.Stdin = nil
 	}
 	return nil
 }
@@ -454,10 +459,14 @@ func (c Config) Validate() error {
 			if err := s.File.Validate(); err != nil {
 				errs = append(errs, at(p+".file", err))
 			}
+		case "stdin":
+			if err := s.Stdin.Validate(); err != nil {
+				errs = append(errs, at(p+".stdin", err))
+			}
 		case "":
-			add(p+".type", "required (file)")
+			add(p+".type", "required (file or stdin)")
 		default:
-			add(p+".type", "unknown %q (want file)", s.Type)
+			add(p+".type", "unknown %q (want file or stdin)", s.Type)
 		}
 	}
 	outputs := map[string]bool{}
@@ -595,6 +604,9 @@ func (c *Config) resolve(base string) {
 			for j := range f.Include {
 				f.Include[j] = abs(f.Include[j])
 			}
+		}
+		if in := c.Sources[i].Stdin; in != nil && in.Path != "-" {
+			in.Path = abs(in.Path)
 		}
 	}
 	for i := range c.Outputs {

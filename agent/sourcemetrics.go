@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source/stdin"
 )
 
 // fileSourceCollector exposes a file source's counters and, per file, the
@@ -67,6 +68,9 @@ func (a *Agent) registerSourceMetrics() {
 		for _, src := range fr.sources {
 			if fs, ok := src.(*file.Source); ok {
 				a.m.reg.MustRegister(newFileSourceCollector(fs))
+			}
+			if ss, ok := src.(*stdin.Source); ok {
+				a.m.reg.MustRegister(newStdinSourceCollector(ss))
 			}
 		}
 	}
