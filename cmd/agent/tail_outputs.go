@@ -6,6 +6,7 @@ import (
 
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source/stdin"
 	fileout "github.com/kplagent/agent/outputs/file"
 	httpout "github.com/kplagent/agent/outputs/http"
 	"github.com/kplagent/agent/outputs/stdout"
@@ -56,4 +57,10 @@ func setMultilineStart(c *file.Config, pattern string) {
 	m := file.DefaultMultilineConfig()
 	m.Start = pattern
 	c.Multiline = &m
+}
+
+func stdinSource(path string) stdin.Config {
+	c := stdin.DefaultConfig()
+	c.Path = path
+	return c
 }
