@@ -530,11 +530,12 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 	if o.maxRetry > 0 {
 		flow.Sender.MaxRetryDuration = o.maxRetry
 	}
-	if out.Type == "stdout" || out.Type == "file" {
+	if out.Type == "stdout" || out.Type == "file" || o.concurrency == 1 {
 		// A terminal, a pipe or a file shows records in the order they
 		// were written: one request at a time, in spool order (the direct
-		// path would let a spilled aggregate overtake), keeps each
-		// input's order byte for byte.
+		// path would let a spilled aggregate overtake), each retried until
+		// it is done, keeps each input's order byte for byte. An explicit
+		// --concurrency 1 asks the same of any destination.
 		flow.SpoolBypass = false
 		if o.concurrency == 0 {
 			flow.Sender.Concurrency = 1
