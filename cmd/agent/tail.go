@@ -75,14 +75,16 @@ func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
 		fmt.Fprint(stderr, `Usage: agent tail PATH... [flags]
 
 Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail -F.
+PATH - reads standard input, and a named pipe is read as a stream, until its end.
 Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH.
+stdout and file:// keep each input's order byte for byte (one request at a time).
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.to, "to", "-", "destination URL")
-	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered)")
+	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered, a named file cannot be read, or an interruption left records undelivered)")
 	fs.BoolVar(&o.fromBeginning, "from-beginning", false, "read files without a checkpoint from the beginning (the default)")
 	fs.BoolVar(&o.fromEnd, "from-end", false, "read files without a checkpoint from their end (only new lines)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "spool, checkpoints and dead-letter file (default: $XDG_STATE_HOME/agent/tail/<id>; a temporary one for stdout)")
@@ -93,7 +95,7 @@ Flags:
 	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random or deterministic (a hash of the record)")
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
 	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
-	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4)")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
