@@ -35,6 +35,8 @@ type Settings struct {
 	Once bool
 	// Stdout is where stdout outputs write (default os.Stdout).
 	Stdout io.Writer
+	// Stdin is what stdin sources without a path read (default os.Stdin).
+	Stdin io.Reader
 	// OnReady is called once the pipeline runs (sd_notify READY=1).
 	OnReady func()
 	// Components are the source and output types the config may name.
@@ -177,7 +179,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			t, _ := a.set.Components.Source(sc.Type) // New checked it is there
 			src, err := t.New(sc.Config, source.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
 				Checkpoints: store, Once: a.set.Once, CheckpointInterval: cfg.Checkpoint.Interval,
-				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"source": name}, a.m.reg)})
+				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"source": name}, a.m.reg), Stdin: a.set.Stdin})
 			if err != nil {
 				return fmt.Errorf("source %s: %w", name, err)
 			}

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"io"
 	"log/slog"
 	"time"
 
@@ -47,6 +48,8 @@ type Settings struct {
 	Once bool
 	// Registerer takes the source's own metrics, labelled source=<name>.
 	Registerer prometheus.Registerer
+	// Stdin is what stream sources without a path read (os.Stdin when nil).
+	Stdin io.Reader
 }
 
 // TailFlags are the `agent tail` options for sources. Each type uses those

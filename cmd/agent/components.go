@@ -8,6 +8,7 @@ import (
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
 	httpout "github.com/kplagent/agent/outputs/http"
@@ -21,6 +22,7 @@ func components() agent.Components {
 	return agent.Components{
 		Sources: []source.Type{
 			file.Type(),
+			stdin.Type(),
 		},
 		Outputs: []outputs.Type{
 			httpout.Type(),

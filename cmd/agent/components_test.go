@@ -79,8 +79,8 @@ func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
 
 func TestTail_SourceIsMadeByTheFileType(t *testing.T) {
 	_, o := tailFlags(&bytes.Buffer{})
-	o.fromEnd, o.maxRecord, o.multiline = true, "64KiB", `^\d`
-	src, err := tailSource([]string{"/var/log/a.log", "/var/log/b/*.log"}, o, components())
+	o.fromEnd, o.multiline = true, `^\d`
+	src, err := tailSource("tail", "file", []string{"/var/log/a.log", "/var/log/b/*.log"}, o, 64<<10, components())
 	require.NoError(t, err)
 	require.Equal(t, "tail", src.Name)
 	require.Equal(t, "file", src.Type)
@@ -91,7 +91,6 @@ func TestTail_SourceIsMadeByTheFileType(t *testing.T) {
 	require.Equal(t, `^\d`, c.Multiline.Start)
 	require.NoError(t, c.Validate())
 
-	o.maxRecord = "lots"
-	_, err = tailSource([]string{"/x"}, o, components())
-	require.ErrorContains(t, err, "--max-record-bytes: invalid byte size")
+	_, err = tailSource("tail", "nope", []string{"/x"}, o, 0, components())
+	require.ErrorContains(t, err, `no source type for "nope"`)
 }

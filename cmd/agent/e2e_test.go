@@ -65,18 +65,27 @@ func writeLog(t *testing.T, path string, from, to, size int) {
 
 type agentProc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *bytes.Buffer // read it after the exit; output() while running
+	sw     *syncWriter
 	done   chan error
+}
+
+// output is what the agent wrote so far (safe while it runs).
+func (p *agentProc) output() string {
+	p.sw.mu.Lock()
+	defer p.sw.mu.Unlock()
+	return p.stderr.String()
 }
 
 func startAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
 	cmd := exec.Command(agentBin, args...)
 	var stderr bytes.Buffer
-	cmd.Stderr = &syncWriter{w: &stderr}
-	cmd.Stdout = &syncWriter{w: &stderr}
+	sw := &syncWriter{w: &stderr}
+	cmd.Stderr = sw
+	cmd.Stdout = sw
 	require.NoError(t, cmd.Start())
-	p := &agentProc{cmd: cmd, stderr: &stderr, done: make(chan error, 1)}
+	p := &agentProc{cmd: cmd, stderr: &stderr, sw: sw, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
@@ -333,8 +342,11 @@ func TestTail_SecondSignalExitsAtOnceAndLosesNothing(t *testing.T) {
 	p := startAgent(t, "tail", log, "--to", s.URL(), "--state-dir", state, "--admin", admin)
 	require.Eventually(t, func() bool { return metric(admin, "agent_records_received_total") >= n }, time.Minute, 50*time.Millisecond)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	// Two signals sent back to back may merge into one: send the second once
-	// the first has begun the shutdown (readiness drops).
+	first := time.Now()
+	// Two signals sent back to back may merge into one, and a signal within
+	// signalCoalesce of the first is the same request (GNU timeout sends it
+	// twice): send the second once the first has begun the shutdown
+	// (readiness drops) and the window is over.
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + admin + "/readyz")
 		if err != nil {
@@ -343,6 +355,7 @@ func TestTail_SecondSignalExitsAtOnceAndLosesNothing(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
 	}, 30*time.Second, 10*time.Millisecond)
+	time.Sleep(time.Until(first.Add(signalCoalesce + 200*time.Millisecond)))
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 1, p.wait(t, 3*time.Second), "a second signal exits at once with status 1")
 	require.Contains(t, p.stderr.String(), "second signal")

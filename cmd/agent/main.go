@@ -10,9 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/kplagent/agent/agent"
 )
@@ -53,7 +51,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
 	case "tail":
-		return cmdTail(args[1:], stdout, stderr)
+		return cmdTail(args[1:], stdin, stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
 	case "dead-letter":
@@ -80,31 +78,6 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// signalContext is cancelled by the first SIGINT/SIGTERM; a second one exits
-// at once (what the spool accepted is on disk per its sync policy, and file
-// offsets were only committed for durable records).
-func signalContext(stderr io.Writer) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ch:
-		case <-done:
-			return
-		}
-		cancel()
-		select {
-		case <-ch:
-			fmt.Fprintln(stderr, "agent: second signal, exiting now")
-			os.Exit(exitFailed)
-		case <-done:
-		}
-	}()
-	return ctx, func() { signal.Stop(ch); close(done); cancel() }
 }
 
 func exitCode(err error, stderr io.Writer) int {

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os/signal"
+	"syscall"
 
 	"github.com/kplagent/agent/agent"
 )
@@ -29,7 +31,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitCode(err, stderr)
 	}
-	ctx, stop := signalContext(stderr)
+	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
+	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr})
 	defer stop()
 	err = a.Run(ctx)
 	notifyStopping()

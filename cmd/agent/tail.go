@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +52,7 @@ type tailOptions struct {
 	concurrency   int
 	maxRecord     string
 	multiline     string
+	maxRetry      time.Duration
 
 	httpFormat  string
 	headers     headerFlags
@@ -71,14 +74,16 @@ func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
 		fmt.Fprint(stderr, `Usage: agent tail PATH... [flags]
 
 Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail -F.
+PATH - reads standard input, and a named pipe is read as a stream, until its end.
 Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH.
+stdout and file:// keep each input's order byte for byte (one request at a time).
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.to, "to", "-", "destination URL")
-	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered)")
+	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered, a named file cannot be read, or an interruption left records undelivered)")
 	fs.BoolVar(&o.fromBeginning, "from-beginning", false, "read files without a checkpoint from the beginning (the default)")
 	fs.BoolVar(&o.fromEnd, "from-end", false, "read files without a checkpoint from their end (only new lines)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "spool, checkpoints and dead-letter file (default: $XDG_STATE_HOME/agent/tail/<id>; a temporary one for stdout)")
@@ -89,8 +94,9 @@ Flags:
 	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random or deterministic (a hash of the record)")
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
 	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
-	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4)")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
+	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
 	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request) or kafka-rest-v2")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
@@ -124,7 +130,8 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func cmdTail(args []string, stdout, stderr io.Writer) int {
+func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	start := time.Now()
 	fs, o := tailFlags(stderr)
 	paths, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -142,40 +149,255 @@ func cmdTail(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent tail: --from-beginning and --from-end exclude each other")
 		return exitUsage
 	}
-	if matched := warnMissing(paths, stderr); o.once && !matched {
-		fmt.Fprintln(stderr, "agent tail: no file matches; nothing to ship")
-		return exitFailed
-	}
-	cfg, cleanup, err := tailConfig(paths, o)
+	in, err := classifyInputs(paths)
 	if err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
+	}
+	if !in.onlyStreams() {
+		if bad := unreadable(in.files, stderr); o.once && bad {
+			return exitFailed
+		}
+		if matched := warnMissing(in.files, stderr); o.once && !matched && !in.hasStreams() {
+			fmt.Fprintln(stderr, "agent tail: no file matches; nothing to ship")
+			return exitFailed
+		}
+	}
+	// A stream ends: with nothing else to follow, the run ends with it
+	// (everything read is delivered first, as with --once).
+	once := o.once || in.onlyStreams()
+	cfg, tmp, err := tailConfig(in, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent tail:", err)
+		return exitUsage
+	}
+	cleanup := func() {
+		if tmp {
+			os.RemoveAll(cfg.StateDir)
+		}
 	}
 	defer cleanup()
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
+	hadCheckpoints := !tmp && fileExists(filepath.Join(cfg.StateDir, "checkpoints.json"))
 	log := newLogger(stderr, o.logLevel, "text")
-	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Once: o.once, Stdout: stdout, Components: components()})
+
+	// A closed stdout fails the write (EPIPE) instead of killing the
+	// process: the agent then stops quietly and cleans up.
+	signal.Ignore(syscall.SIGPIPE)
+	hint := ""
+	if isTerminal(stderr) {
+		hint = "agent tail: stopping after delivering what was read (a second Ctrl-C exits at once)"
+	}
+	sigCtx, stopSignals := watchSignals(signalOptions{log: log, stderr: stderr, hint: hint, beforeExit: cleanup})
+	defer stopSignals()
+	ctx, cancel := context.WithCancelCause(sigCtx)
+	defer cancel(nil)
+
+	set := agent.Settings{Logger: log, Version: version, Once: once, Stdout: stdout, Stdin: stdin, Components: components()}
+	toStdout := cfg.Outputs[0].Type == "stdout"
+	if toStdout {
+		// Without state to keep (a temporary directory), what the reader
+		// no longer takes is dropped; with --state-dir it stays in the spool
+		// for the next run.
+		pw := &readerGoneWriter{w: stdout, discard: tmp, gone: func() { cancel(errReaderGone) }}
+		set.Stdout = pw
+		if f, ok := stdout.(*os.File); ok {
+			wctx, stopWatch := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { defer close(done); watchReaderGone(wctx, f, pw.markGone) }()
+			defer func() { stopWatch(); <-done }()
+		}
+	}
+	a, err := agent.New(cfg, set)
 	if err != nil {
 		return exitCode(err, stderr)
 	}
-	ctx, stop := signalContext(stderr)
-	defer stop()
 	// The status line shares the terminal with records printed to stdout:
 	// only draw it when records go elsewhere.
-	if !o.quiet && cfg.Outputs[0].Type != "stdout" && isTerminal(stderr) {
+	if !o.quiet && !toStdout && isTerminal(stderr) {
 		sctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); statusLine(sctx, a, stderr) }()
 		defer func() { cancel(); <-done }()
 	}
 	err = a.Run(ctx)
-	if err != nil && errors.Is(err, ctx.Err()) {
+	r := tailResult{
+		err: err, interrupted: ctx.Err() != nil, readerGone: errors.Is(context.Cause(ctx), errReaderGone),
+		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), took: time.Since(start),
+		hadCheckpoints: hadCheckpoints, files: in.files,
+	}
+	return r.report(stderr, once && !o.quiet && isTerminal(stderr))
+}
+
+// tailResult is what a run of agent tail ended with.
+type tailResult struct {
+	err            error
+	interrupted    bool // a signal (or the reader of stdout leaving) stopped it
+	readerGone     bool
+	once           bool
+	tmp            bool // the state directory is temporary (stdout)
+	stateDir       string
+	snap           agent.Snapshot
+	took           time.Duration
+	hadCheckpoints bool
+	files          []string
+}
+
+// undelivered is how many records read by this run were neither delivered
+// nor dead-lettered (nor dropped).
+func (r tailResult) undelivered() int64 {
+	s := r.snap
+	return max(s.RecordsRead-s.RecordsSent-s.DeadLettered-s.Dropped, 0)
+}
+
+// report prints what the user must know about the run and returns the exit
+// status.
+func (r tailResult) report(stderr io.Writer, summary bool) int {
+	if r.err != nil && !errors.Is(r.err, context.Canceled) && !errors.Is(r.err, agent.ErrDeadLettered) {
+		return exitCode(r.err, stderr)
+	}
+	if r.readerGone {
+		// `agent tail app.log | head`: the reader had what it wanted.
+		if n := r.undelivered(); n > 0 && !r.tmp {
+			fmt.Fprintf(stderr, "agent tail: stdout was closed; %d records were not printed and stay in %s for the next run\n", n, r.stateDir)
+		}
 		return exitOK
 	}
-	return exitCode(err, stderr)
+	code := exitOK
+	if r.snap.RecordsRead == 0 && r.hadCheckpoints && anyNonEmpty(r.files) {
+		fmt.Fprintf(stderr, "agent tail: nothing new to ship: the positions saved in %s are at the end of the files (--reset reads them again)\n", r.stateDir)
+	}
+	if summary {
+		dl := r.snap.DeadLettered + r.snap.Dropped
+		fmt.Fprintf(stderr, "agent tail: %d records (%s) in %s, %d dead-lettered\n",
+			r.snap.RecordsRead, humanBytes(float64(r.snap.BytesRead)), r.took.Round(time.Millisecond), dl)
+	}
+	if r.once && r.interrupted {
+		if n := r.undelivered(); n > 0 {
+			where := "they stay in " + r.stateDir + " and go out with the next run of the same command"
+			if r.tmp {
+				where = "they were not printed"
+			}
+			fmt.Fprintf(stderr, "agent tail: interrupted: %d records were not delivered (%s)\n", n, where)
+			code = exitFailed
+		}
+	}
+	if errors.Is(r.err, agent.ErrDeadLettered) {
+		exitCode(r.err, stderr)
+		code = exitFailed
+	}
+	return code
+}
+
+// tailInputs are the command line's paths by kind.
+type tailInputs struct {
+	files []string // file paths and glob patterns, absolute
+	stdin bool     // "-"
+	fifos []string // named pipes, absolute
+}
+
+func (in tailInputs) hasStreams() bool  { return in.stdin || len(in.fifos) > 0 }
+func (in tailInputs) onlyStreams() bool { return len(in.files) == 0 }
+
+// classifyInputs sorts the paths: "-" is standard input, an existing named
+// pipe is read as a stream, anything else is a file or a glob.
+func classifyInputs(paths []string) (tailInputs, error) {
+	var in tailInputs
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if p == "-" {
+			if in.stdin {
+				return in, errors.New("- (standard input) given twice")
+			}
+			in.stdin = true
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return in, err
+		}
+		if seen[abs] {
+			continue
+		}
+		seen[abs] = true
+		if !hasGlobMeta(p) {
+			if fi, err := os.Stat(abs); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
+				in.fifos = append(in.fifos, abs)
+				continue
+			}
+		}
+		in.files = append(in.files, abs)
+	}
+	return in, nil
+}
+
+func hasGlobMeta(p string) bool { return strings.ContainsAny(p, "*?[") }
+
+// unreadable names every literal path that exists but cannot be read (no
+// permission, a directory, a loop of links). It reports whether there was
+// one.
+func unreadable(files []string, stderr io.Writer) bool {
+	bad := false
+	for _, p := range files {
+		if hasGlobMeta(p) {
+			continue
+		}
+		if err := checkReadable(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "agent tail: %s: cannot be read: %s\n", p, errorText(err))
+			bad = true
+		}
+	}
+	return bad
+}
+
+// checkReadable opens p for reading (and closes it), without waiting on
+// anything that is not a regular file.
+func checkReadable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory (quote a glob to follow its files: '" + filepath.Join(p, "*.log") + "')")
+	}
+	if !fi.Mode().IsRegular() {
+		return unix.Access(p, unix.R_OK)
+	}
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// errorText is err without the path os errors repeat.
+func errorText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// anyNonEmpty reports whether a file the patterns match has data.
+func anyNonEmpty(patterns []string) bool {
+	for _, p := range patterns {
+		m, _ := filepath.Glob(p)
+		for _, f := range m {
+			if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // warnMissing tells about paths that match no file now (a typo, or a file
@@ -198,25 +420,22 @@ func warnMissing(paths []string, stderr io.Writer) bool {
 	return found
 }
 
-// tailConfig turns the command line into the same Config a daemon reads.
-func tailConfig(paths []string, o *tailOptions) (agent.Config, func(), error) {
-	cleanup := func() {}
-	cfg := agent.DefaultConfig()
+// tailConfig turns the command line into the same Config a daemon reads. tmp
+// reports a temporary state directory, removed after the run.
+func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err error) {
+	cfg = agent.DefaultConfig()
 	cfg.Log.Level = o.logLevel
 	cfg.Admin.Listen = o.admin
 	cfg.ShutdownTimeout = 5 * time.Second
 
-	var include []string
-	for _, p := range paths {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			return cfg, cleanup, err
-		}
-		include = append(include, abs)
-	}
 	out, err := destination(o)
 	if err != nil {
-		return cfg, cleanup, err
+		return cfg, false, err
+	}
+	ids := append([]string(nil), in.files...)
+	ids = append(ids, in.fifos...)
+	if in.stdin {
+		ids = append(ids, "-")
 	}
 	switch {
 	case o.stateDir != "":
@@ -225,49 +444,97 @@ func tailConfig(paths []string, o *tailOptions) (agent.Config, func(), error) {
 		// Nothing to resume for a terminal: each run starts afresh.
 		dir, err := os.MkdirTemp("", "agent-tail-")
 		if err != nil {
-			return cfg, cleanup, err
+			return cfg, false, err
 		}
 		cfg.StateDir = dir
-		cleanup = func() { os.RemoveAll(dir) }
+		tmp = true
 	default:
-		dir, err := defaultTailStateDir(include, o.to)
+		dir, err := defaultTailStateDir(ids, o.to)
 		if err != nil {
-			return cfg, cleanup, err
+			return cfg, false, err
 		}
 		cfg.StateDir = dir
+	}
+	fail := func(err error) (agent.Config, bool, error) {
+		if tmp {
+			os.RemoveAll(cfg.StateDir)
+		}
+		return cfg, false, err
 	}
 	cfg.Spool.Dir = filepath.Join(cfg.StateDir, "spool")
 	cfg.Spool.Sync = spool.SyncPolicy(o.sync)
 	if o.spoolMax != "" {
 		v, err := units.ParseByteSize(o.spoolMax)
 		if err != nil {
-			return cfg, cleanup, fmt.Errorf("--spool-max-bytes: %w", err)
+			return fail(fmt.Errorf("--spool-max-bytes: %w", err))
 		}
 		cfg.Spool.MaxBytes = v
 	}
 	if o.reset {
 		if err := os.Remove(filepath.Join(cfg.StateDir, "checkpoints.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return cfg, cleanup, err
+			return fail(err)
+		}
+	}
+	var maxRecord units.ByteSize
+	if o.maxRecord != "" {
+		maxRecord, err = units.ParseByteSize(o.maxRecord)
+		if err != nil {
+			return fail(fmt.Errorf("--max-record-bytes: %w", err))
 		}
 	}
 
-	src, err := tailSource(include, o, components())
-	if err != nil {
-		return cfg, cleanup, err
+	var names []string
+	comps := components()
+	if len(in.files) > 0 {
+		src, err := tailSource("tail", "file", in.files, o, maxRecord, comps)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Sources = append(cfg.Sources, src)
+		names = append(names, src.Name)
 	}
-	cfg.Sources = []agent.SourceConfig{src}
+	streams := in.fifos
+	if in.stdin {
+		streams = append([]string{"-"}, streams...)
+	}
+	for _, p := range streams {
+		name := "stdin"
+		if p != "-" {
+			name = "fifo:" + p
+		}
+		src, err := tailSource(name, "-", []string{p}, o, maxRecord, comps)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Sources = append(cfg.Sources, src)
+		names = append(names, name)
+	}
 	out.Name = "destination"
 	cfg.Outputs = []agent.OutputConfig{out}
 	flow := agent.DefaultFlowConfig()
 	flow.Name = "tail"
-	flow.Sources = []string{"tail"}
+	flow.Sources = names
 	flow.Output = out.Name
 	flow.PartitionKey = o.partitionKey
 	if o.concurrency > 0 {
 		flow.Sender.Concurrency = o.concurrency
 	}
+	if o.maxRetry > 0 {
+		flow.Sender.MaxRetryDuration = o.maxRetry
+	}
+	if out.Type == "stdout" || out.Type == "file" || o.concurrency == 1 {
+		// A terminal, a pipe or a file shows records in the order they
+		// were written: one request at a time, in spool order (the direct
+		// path would let a spilled aggregate overtake), each retried until
+		// it is done, keeps each input's order byte for byte. An explicit
+		// --concurrency 1 asks the same of any destination.
+		flow.SpoolBypass = false
+		if o.concurrency == 0 {
+			flow.Sender.Concurrency = 1
+		}
+	}
 	cfg.Flows = []agent.FlowConfig{flow}
-	return cfg, cleanup, nil
+	return cfg, tmp, nil
 }
 
 // defaultTailStateDir is $XDG_STATE_HOME/agent/tail/<id>, where id names the

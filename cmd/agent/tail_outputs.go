@@ -27,26 +27,20 @@ func outputFlags(o *tailOptions) outputs.TailFlags {
 	}
 }
 
-// tailSource makes the source of `agent tail PATH...`: the type that takes
-// plain paths ("file" scheme).
-func tailSource(include []string, o *tailOptions, comps agent.Components) (agent.SourceConfig, error) {
-	t, ok := comps.SourceForScheme("file")
+// tailSource makes a source of `agent tail`: the type that takes the
+// scheme of args ("file" for plain paths, "-" for standard input and named
+// pipes) makes its config from them and the flags.
+func tailSource(name, scheme string, args []string, o *tailOptions, maxRecord units.ByteSize, comps agent.Components) (agent.SourceConfig, error) {
+	t, ok := comps.SourceForScheme(scheme)
 	if !ok {
-		return agent.SourceConfig{}, fmt.Errorf("no source type for files in this build")
+		return agent.SourceConfig{}, fmt.Errorf("no source type for %q in this build", scheme)
 	}
-	flags := source.TailFlags{FromEnd: o.fromEnd, MultilineStart: o.multiline}
-	if o.maxRecord != "" {
-		v, err := units.ParseByteSize(o.maxRecord)
-		if err != nil {
-			return agent.SourceConfig{}, fmt.Errorf("--max-record-bytes: %w", err)
-		}
-		flags.MaxRecordBytes = int64(v)
-	}
-	cfg, err := t.FromArgs(include, flags)
+	flags := source.TailFlags{FromEnd: o.fromEnd, MultilineStart: o.multiline, MaxRecordBytes: int64(maxRecord)}
+	cfg, err := t.FromArgs(args, flags)
 	if err != nil {
 		return agent.SourceConfig{}, err
 	}
-	return agent.SourceConfig{Name: "tail", Type: t.Name, Config: cfg}, nil
+	return agent.SourceConfig{Name: name, Type: t.Name, Config: cfg}, nil
 }
 
 // destination maps --to to an output: the URL's scheme picks the type

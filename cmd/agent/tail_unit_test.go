@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent/source/stdin"
+
+	"github.com/kplagent/agent/agent"
+)
+
+func TestClassifyInputs(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "in.fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	file := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+
+	in, err := classifyInputs([]string{"-", fifo, file, filepath.Join(dir, "*.log"), file})
+	require.NoError(t, err)
+	require.True(t, in.stdin)
+	require.Equal(t, []string{fifo}, in.fifos)
+	require.Equal(t, []string{file, filepath.Join(dir, "*.log")}, in.files, "a path given twice is followed once")
+	require.True(t, in.hasStreams())
+	require.False(t, in.onlyStreams())
+
+	in, err = classifyInputs([]string{"-"})
+	require.NoError(t, err)
+	require.True(t, in.onlyStreams())
+
+	_, err = classifyInputs([]string{"-", "-"})
+	require.ErrorContains(t, err, "given twice")
+}
+
+func TestTailConfig_OrderedDestinationsSendOneRequestAtATimeFromTheSpool(t *testing.T) {
+	in := tailInputs{files: []string{"/var/log/app.log"}}
+	for _, tc := range []struct {
+		to          string
+		concurrency int
+		ordered     bool
+		want        int
+	}{
+		{to: "-", ordered: true, want: 1},
+		{to: "file:///tmp/x", ordered: true, want: 1},
+		{to: "http://127.0.0.1:1/x", ordered: false, want: 4},
+		{to: "http://127.0.0.1:1/x", concurrency: 1, ordered: true, want: 1},
+		{to: "-", concurrency: 3, ordered: true, want: 3},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", tc.to, tc.concurrency), func(t *testing.T) {
+			_, o := tailFlags(&bytes.Buffer{})
+			o.to, o.concurrency, o.stateDir = tc.to, tc.concurrency, t.TempDir()
+			cfg, tmp, err := tailConfig(in, o)
+			require.NoError(t, err)
+			require.False(t, tmp)
+			require.NoError(t, cfg.Validate())
+			f := cfg.Flows[0]
+			require.Equal(t, !tc.ordered, f.SpoolBypass)
+			require.Equal(t, tc.want, f.Sender.Concurrency)
+		})
+	}
+}
+
+func TestTailConfig_StreamsAreStdinSources(t *testing.T) {
+	_, o := tailFlags(&bytes.Buffer{})
+	o.stateDir = t.TempDir()
+	o.maxRecord = "1KiB"
+	o.maxRetry = time.Minute
+	cfg, _, err := tailConfig(tailInputs{stdin: true, fifos: []string{"/tmp/p"}, files: []string{"/tmp/a.log"}}, o)
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	require.Len(t, cfg.Sources, 3)
+	require.Equal(t, "file", cfg.Sources[0].Type)
+	require.Equal(t, "stdin", cfg.Sources[1].Type)
+	require.Equal(t, "-", cfg.Sources[1].Config.(*stdin.Config).Path)
+	require.Equal(t, "/tmp/p", cfg.Sources[2].Config.(*stdin.Config).Path)
+	require.EqualValues(t, 1024, cfg.Sources[2].Config.(*stdin.Config).MaxRecordBytes)
+	require.Equal(t, []string{"tail", "stdin", "fifo:/tmp/p"}, cfg.Flows[0].Sources)
+	require.Equal(t, time.Minute, cfg.Flows[0].Sender.MaxRetryDuration)
+}
+
+func TestTailResult_Report(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		r       tailResult
+		summary bool
+		code    int
+		want    []string
+		notWant []string
+	}{
+		{
+			name: "interrupted once with records left",
+			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", snap: agent.Snapshot{RecordsRead: 100, RecordsSent: 40, DeadLettered: 10}},
+			code: exitFailed, want: []string{"interrupted: 50 records were not delivered", "they stay in /s"},
+		},
+		{
+			name: "interrupted once with everything delivered",
+			r:    tailResult{once: true, interrupted: true, err: context.Canceled, snap: agent.Snapshot{RecordsRead: 100, RecordsSent: 100}},
+			code: exitOK, notWant: []string{"interrupted"},
+		},
+		{
+			name: "interrupted once to stdout",
+			r:    tailResult{once: true, interrupted: true, tmp: true, snap: agent.Snapshot{RecordsRead: 3}},
+			code: exitFailed, want: []string{"3 records were not delivered (they were not printed)"},
+		},
+		{
+			name: "interrupted follow mode is a normal end",
+			r:    tailResult{interrupted: true, snap: agent.Snapshot{RecordsRead: 3}},
+			code: exitOK,
+		},
+		{
+			name: "reader gone is quiet",
+			r:    tailResult{once: true, interrupted: true, readerGone: true, tmp: true, snap: agent.Snapshot{RecordsRead: 3}},
+			code: exitOK, notWant: []string{"agent tail"},
+		},
+		{
+			name: "reader gone with a state directory tells what stays",
+			r:    tailResult{interrupted: true, readerGone: true, stateDir: "/s", snap: agent.Snapshot{RecordsRead: 3}},
+			code: exitOK, want: []string{"stdout was closed; 3 records were not printed and stay in /s"},
+		},
+		{
+			name: "summary", summary: true,
+			r:    tailResult{once: true, took: 1500 * time.Millisecond, snap: agent.Snapshot{RecordsRead: 1000, BytesRead: 2048, RecordsSent: 998, DeadLettered: 2}},
+			code: exitOK, want: []string{"agent tail: 1000 records (2.0 KiB) in 1.5s, 2 dead-lettered\n"},
+		},
+		{
+			name: "dead-lettered",
+			r:    tailResult{once: true, err: fmt.Errorf("%w: 2 records (see /s/dead-letter)", agent.ErrDeadLettered)},
+			code: exitFailed, want: []string{"dead-letter"},
+		},
+		{
+			name: "runtime failure",
+			r:    tailResult{err: errors.New("agent: spool: disk on fire")},
+			code: exitFailed, want: []string{"agent: spool: disk on fire"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			require.Equal(t, tc.code, tc.r.report(&stderr, tc.summary))
+			for _, w := range tc.want {
+				require.Contains(t, stderr.String(), w)
+			}
+			for _, w := range tc.notWant {
+				require.NotContains(t, stderr.String(), w)
+			}
+			if !tc.summary {
+				require.NotRegexp(t, `records \(.*\) in .*dead-lettered`, stderr.String())
+			}
+		})
+	}
+}
+
+func TestReaderGoneWriter(t *testing.T) {
+	for _, discard := range []bool{true, false} {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		gone := 0
+		pw := &readerGoneWriter{w: w, discard: discard, gone: func() { gone++ }}
+		n, err := pw.Write([]byte("a\n"))
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.NoError(t, r.Close())
+		for range 2 {
+			n, err = pw.Write([]byte("b\n"))
+			if discard {
+				require.NoError(t, err)
+				require.Equal(t, 2, n)
+			} else {
+				require.ErrorIs(t, err, errStdoutClosed)
+				require.NotErrorIs(t, err, syscall.EPIPE, "EPIPE would make the stdout output dead-letter the records")
+			}
+		}
+		require.Equal(t, 1, gone)
+		require.NoError(t, w.Close())
+	}
+}
+
+func TestWatchReaderGone_NoticesAClosedPipeWhileIdle(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer w.Close()
+	done := make(chan struct{})
+	go watchReaderGone(t.Context(), w, func() { close(done) })
+	require.NoError(t, r.Close())
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the closed read end was not noticed")
+	}
+}
+
+func TestCheckReadable(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "a.log")
+	require.NoError(t, os.WriteFile(f, []byte("x"), 0o600))
+	require.NoError(t, checkReadable(f))
+	require.ErrorIs(t, checkReadable(filepath.Join(dir, "missing")), os.ErrNotExist)
+	require.ErrorContains(t, checkReadable(dir), "is a directory")
+	loop := filepath.Join(dir, "loop")
+	require.NoError(t, os.Symlink(loop, loop))
+	require.ErrorIs(t, checkReadable(loop), syscall.ELOOP)
+	fifo := filepath.Join(dir, "p")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	require.NoError(t, checkReadable(fifo), "a FIFO is checked without opening it")
+}
