@@ -68,8 +68,10 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxRequestBytes bounds the uncompressed body of a request; a larger
 	// batch is split at user-record boundaries. A single user record larger
-	// than this is sent alone (the server is the judge: a 413 dead-letters
-	// it). Default 5MiB, the PutRecords request limit.
+	// than this is sent alone (the server is the judge: a 413 for it alone
+	// dead-letters it). A server that answers 413 to a larger request gets
+	// the request split in halves, and smaller requests from then on.
+	// Default 5MiB, the PutRecords request limit.
 	MaxRequestBytes units.ByteSize `yaml:"max_request_bytes"`
 	// MaxRequestRecords bounds the user records in a request. Default 10000:
 	// small requests cost throughput; lower it for servers that want fewer.
