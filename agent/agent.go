@@ -109,6 +109,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}()
 	dlq := openDeadLetter(cfg.StateDir)
+	dlq.configure(cfg.DeadLetter, a.m, a.log.With("component", "dead_letter"))
 	defer dlq.close()
 
 	for _, oc := range cfg.Outputs {
