@@ -154,13 +154,8 @@ func (d *deadLetter) write(flow string, recs func(emit func(DeadLetterRecord) er
 	enc := json.NewEncoder(&buf)
 	n := 0
 	err := recs(func(r DeadLetterRecord) error {
-		r.Reason = redact.String(r.Reason)
-		if utf8.Valid(r.Data) {
-			t := string(r.Data)
-			r.Text = &t
-		}
 		n++
-		return enc.Encode(r)
+		return enc.Encode(d.prepare(r))
 	})
 	if err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
@@ -168,7 +163,7 @@ func (d *deadLetter) write(flow string, recs func(emit func(DeadLetterRecord) er
 	if n == 0 {
 		return nil
 	}
-	wrote, err := d.appendLines(buf.Bytes())
+	wrote, err := d.appendLines(buf.Bytes(), false)
 	if err != nil {
 		return err
 	}
@@ -179,10 +174,22 @@ func (d *deadLetter) write(flow string, recs func(emit func(DeadLetterRecord) er
 	return nil
 }
 
+// prepare scrubs r's reason of secrets and fills Text.
+func (d *deadLetter) prepare(r DeadLetterRecord) DeadLetterRecord {
+	r.Reason = redact.String(r.Reason)
+	r.Text = nil
+	if utf8.Valid(r.Data) {
+		t := string(r.Data)
+		r.Text = &t
+	}
+	return r
+}
+
 // appendLines appends whole JSON lines to the active file, rotating it when
 // they would take it past max_bytes. It reports false when the files are
-// full and the lines were dropped.
-func (d *deadLetter) appendLines(lines []byte) (bool, error) {
+// full and the lines were dropped; with force (lines that were in the
+// dead-letter files already, put back by replay) they are written anyway.
+func (d *deadLetter) appendLines(lines []byte, force bool) (bool, error) {
 	wrote := true
 	err := d.locked(func() error {
 		f, err := os.OpenFile(d.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -201,14 +208,21 @@ func (d *deadLetter) appendLines(lines []byte) (bool, error) {
 			if err != nil {
 				return err
 			}
-			if !rotated {
+			if !rotated && !force {
 				wrote = false
 				return nil
 			}
 			if f, err = os.OpenFile(d.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
 				return fmt.Errorf("dead-letter: %w", err)
 			}
-			start = 0
+			if start = 0; !rotated {
+				st, err := f.Stat()
+				if err != nil {
+					f.Close()
+					return fmt.Errorf("dead-letter: %w", err)
+				}
+				start = st.Size()
+			}
 		}
 		_, err = f.Write(lines)
 		if err == nil {
