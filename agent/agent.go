@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kplagent/agent/agent/checkpoint"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
@@ -83,7 +85,8 @@ func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
 	log := a.log.With("component", "output", "output", oc.Name)
 	switch oc.Type {
 	case "http":
-		return httpout.New(oc.Name, *oc.HTTP, httpout.Settings{Logger: log, UserAgent: "agent/" + a.set.Version})
+		return httpout.New(oc.Name, *oc.HTTP, httpout.Settings{Logger: log, UserAgent: "agent/" + a.set.Version,
+			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"output": oc.Name}, a.m.reg)})
 	case "stdout":
 		return stdout.New(oc.Name, *oc.Stdout, stdout.Settings{Logger: log, Writer: a.set.Stdout})
 	case "file":

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,7 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent dead-letter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage:\n  agent dead-letter [-c FILE | --state-dir DIR | --file PATH] [--json]\n  agent dead-letter replay [-c FILE] [--state-dir DIR] [--flow NAME] [--output NAME] [--retry-for 1m]\n\n")
+		fmt.Fprint(stderr, "Usage:\n  agent dead-letter [-c FILE | --state-dir DIR | --file PATH] [--json]\n  agent dead-letter replay [-c FILE] [--state-dir DIR] [--flow NAME] [--output NAME] [--retry-for 1m]\n  agent dead-letter replay --tail PATH... --to URL [agent tail flags]\n\n")
 		fs.PrintDefaults()
 	}
 	cfgPath := fs.String("c", "", "config file whose state_dir holds the dead-letter files (default /etc/agent/agent.yaml)")
@@ -123,6 +124,9 @@ func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart,
 // delivered, 1 when some stay in the dead-letter files (rejected again, not
 // replayed, or the destination still failing), 2 for a bad config.
 func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--tail" || args[0] == "-tail") {
+		return cmdDeadLetterReplayTail(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("agent dead-letter replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfigPath, "config file: its flows' outputs receive the records")
@@ -145,10 +149,42 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	return replay(cfg, log, agent.ReplayOptions{Flow: *flow, Output: *output, RetryFor: *retryFor}, stdout, stderr)
+}
+
+// cmdDeadLetterReplayTail replays what `agent tail` dead-lettered: it takes
+// the same PATH... and flags as the tail command (so the same state
+// directory and destination), e.g.
+//
+//	agent dead-letter replay --tail app.log --to https://collector/ingest
+func cmdDeadLetterReplayTail(args []string, stdout, stderr io.Writer) int {
+	fs, o := tailFlags(stderr)
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(paths) == 0 {
+		fmt.Fprintln(stderr, "agent dead-letter replay --tail: the PATH... of the agent tail command is required (it names the state directory)")
+		return exitUsage
+	}
+	cfg, cleanup, err := tailConfig(paths, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent dead-letter replay:", err)
+		return exitUsage
+	}
+	defer cleanup()
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "agent dead-letter replay:", err)
+		return exitUsage
+	}
+	log := newLogger(stderr, o.logLevel, "text")
+	return replay(cfg, log, agent.ReplayOptions{}, stdout, stderr)
+}
+
+func replay(cfg agent.Config, log *slog.Logger, opt agent.ReplayOptions, stdout, stderr io.Writer) int {
 	ctx, stop := signalContext(stderr)
 	defer stop()
-	res, err := agent.ReplayDeadLetters(ctx, cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout},
-		agent.ReplayOptions{Flow: *flow, Output: *output, RetryFor: *retryFor})
+	res, err := agent.ReplayDeadLetters(ctx, cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout}, opt)
 	fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)\n",
 		res.Delivered, res.Rejected, res.Kept)
 	switch {

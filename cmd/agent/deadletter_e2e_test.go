@@ -267,3 +267,29 @@ func TestDeadLetterReplay_Kill9MidReplayLosesNothing(t *testing.T) {
 	require.Empty(t, out)
 	require.Contains(t, errOut, "nothing was dead-lettered")
 }
+
+func TestDeadLetterReplayTail_SendsWhatTailDeadLettered(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 50, 80)
+	s := newSink(t)
+	reject := func(_ int64, w http.ResponseWriter) bool {
+		http.Error(w, "schema mismatch", http.StatusBadRequest)
+		return true
+	}
+	s.respond.Store(&reject)
+	state := filepath.Join(dir, "state")
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 1, code, errOut)
+	require.Zero(t, s.distinct())
+
+	s.respond.Store(nil) // the cause is fixed
+	_, errOut, code = runBin(t, "dead-letter", "replay", "--tail", log, "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "50 delivered")
+	requireAllArrived(t, s, 50, false)
+	out, _, code := runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 0, code)
+	require.Empty(t, out)
+}
