@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
 )
 
@@ -158,11 +159,15 @@ func (c Config) Validate() error {
 		u, err := url.Parse(raw)
 		switch {
 		case err != nil:
-			add("%s: %v", key, err)
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // the rest quotes the URL, secrets and all
+			}
+			add("%s: not a valid URL (%s): %v", key, redact.RawURL(raw), err)
 		case u.Scheme != "http" && u.Scheme != "https":
 			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
 		case u.Host == "":
-			add("%s: no host in %q", key, raw)
+			add("%s: no host in %q", key, redact.RawURL(raw))
 		}
 	}
 	if c.URL == "" {

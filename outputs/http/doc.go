@@ -25,6 +25,10 @@
 //     size later requests are packed to (half the refused body, halving again
 //     on the next 413; for the output's lifetime; gauge
 //     agent_output_http_request_bytes_limit), so the split costs once.
+//     Splits are bounded per request (128 after 400s, 1024 after 413s):
+//     past that, the records of a refused part are rejected one by one
+//     unsent (a request of only bad records would otherwise cost two
+//     requests per record); they can be replayed from the dead-letter file.
 //   - other 4xx, and 400 for a single user record: permanent; the error (a
 //     *StatusError) carries the status and up to 1 KiB of the response body.
 //

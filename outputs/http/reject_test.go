@@ -267,3 +267,35 @@ func TestSend_SecretsOfTheURLAreInNoError(t *testing.T) {
 		})
 	}
 }
+
+func TestConfig_ValidationErrorsHideURLSecrets(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"http://u:s3cret@ho st/?k=s3cret", "http:///path?api_key=s3cret", "http://h/%zz?api_key=s3cret"} {
+		err := config(u).Validate()
+		require.Error(t, err, u)
+		require.NotContains(t, err.Error(), "s3cret")
+	}
+}
+
+func TestSend_400ForEveryRecordIsSplitABoundedNumberOfTimes(t *testing.T) {
+	t.Parallel()
+	rc := &recorder{script: []reply{{status: 400, body: "all bad"}}}
+	srv := startServer(t, rc)
+	o := newOutput(t, config(srv.URL))
+	data := numbered(2000, 10)
+	b := batchtest.Build(t, 100, 0, batchtest.Records(data...)...)
+
+	err := o.Send(t.Context(), b)
+
+	var re *outputs.RejectedRecordsError
+	require.ErrorAs(t, err, &re)
+	require.NoError(t, re.Err)
+	require.Len(t, re.Rejected, 2000, "every record is rejected, each on its own")
+	require.LessOrEqual(t, len(rc.requests()), 1+2*maxBadRequestSplits)
+	seen := map[[2]int]bool{}
+	for _, r := range re.Rejected {
+		seen[[2]int{r.Record, r.UserRecord}] = true
+		require.Contains(t, r.Reason, "all bad")
+	}
+	require.Len(t, seen, 2000)
+}

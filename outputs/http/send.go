@@ -80,6 +80,7 @@ type sender struct {
 	// lo and hi delimit the user records (indexes into refs) of the
 	// request on the wire: all of body, or part of it once split.
 	lo, hi int
+	splits int // splits of the request being sent
 
 	fails      []failure // per Kinesis record; nil until the first failure
 	nfail      int
@@ -180,6 +181,7 @@ func (s *sender) flush() error {
 	if s.n == 0 {
 		return nil
 	}
+	s.splits = 0
 	s.send(0, s.n)
 	s.body, s.n, s.ends, s.refs = s.body[:0], 0, s.ends[:0], s.refs[:0]
 	if s.stop != nil {
@@ -203,6 +205,18 @@ func (s *sender) send(lo, hi int) {
 	err := s.o.roundTrip(s.ctx, body, nil, onOK)
 	if hi-lo > 1 {
 		if status, ok := splittable(err); ok {
+			if limit := maxSplits(status); s.splits >= limit {
+				// Many bad records (or a server refusing even small
+				// bodies): finding each would cost two requests per
+				// record. The rest of this range is rejected record by
+				// record (dead-lettered, for replay), unsent.
+				e := s.addErr(outputs.Permanent(fmt.Errorf("%w (not split further: %d splits of this request already)", err, s.splits)))
+				for j := lo; j < hi; j++ {
+					s.reject(j, e)
+				}
+				return
+			}
+			s.splits++
 			s.o.split(status, len(body))
 			mid := lo + (hi-lo)/2
 			s.send(lo, mid)
@@ -236,6 +250,23 @@ func (s *sender) requestBody(lo, hi int) []byte {
 	b = append(b, s.suffix...)
 	*s.sub = b
 	return b
+}
+
+// Splits of one request are bounded. Answered 400, a few bad records among
+// many are found in about 2·log2(n) requests each, but a request of only bad
+// records would take two requests per record. Answered 413, a request needs
+// about twice as many requests as the server's limit goes into its size:
+// 1024 covers a 5 MiB request to a server taking 5 KiB.
+const (
+	maxBadRequestSplits = 128
+	maxTooLargeSplits   = 1024
+)
+
+func maxSplits(status int) int {
+	if status == http.StatusRequestEntityTooLarge {
+		return maxTooLargeSplits
+	}
+	return maxBadRequestSplits
 }
 
 // splittable reports whether err is a response that splitting the request
