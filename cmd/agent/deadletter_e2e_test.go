@@ -25,7 +25,11 @@ import (
 // counts the numbered lines of the bodies it accepts.
 type limitSink struct {
 	limit int
-	mu    sync.Mutex
+	// slowFirst requests are answered after a pause, so that the file is
+	// read meanwhile and later requests carry many aggregates.
+	slowFirst int
+	mu        sync.Mutex
+	requests  int
 	lines map[int]int
 	other []string
 	too   int
@@ -35,6 +39,13 @@ func (s *limitSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
+	}
+	s.mu.Lock()
+	s.requests++
+	slow := s.requests <= s.slowFirst
+	s.mu.Unlock()
+	if slow {
+		time.Sleep(500 * time.Millisecond)
 	}
 	body := raw
 	if r.Header.Get("Content-Encoding") == "gzip" {
@@ -69,7 +80,7 @@ func TestTailOnce_413SplitsRequests_AllDeliveredNoneDeadLettered(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	writeLog(t, log, 0, n, 104)
-	s := &limitSink{limit: 64 << 10, lines: map[int]int{}}
+	s := &limitSink{limit: 64 << 10, slowFirst: 8, lines: map[int]int{}}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	state := filepath.Join(dir, "state")
@@ -101,7 +112,7 @@ func TestTailOnce_OneRecordOverTheServerLimit_OnlyItIsDeadLettered(t *testing.T)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	writeLog(t, log, n/2, n, 104)
-	s := &limitSink{limit: 64 << 10, lines: map[int]int{}}
+	s := &limitSink{limit: 64 << 10, slowFirst: 8, lines: map[int]int{}}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	state := filepath.Join(dir, "state")
