@@ -42,7 +42,8 @@ const (
 // DeadLetterConfig caps the dead-letter files (dead_letter in agent.yaml).
 type DeadLetterConfig struct {
 	// MaxBytes is the size at which the active file is rotated. A single
-	// write (one aggregate's records) may take a file past it.
+	// write (one aggregate's records) may take a file past it. 0 means the
+	// default.
 	MaxBytes units.ByteSize `yaml:"max_bytes"`
 	// MaxFiles is how many rotated files are kept besides the active one.
 	// When they are all there and the active file is full, further
@@ -62,7 +63,7 @@ func DefaultDeadLetterConfig() DeadLetterConfig {
 // Validate checks c (keys relative to dead_letter).
 func (c DeadLetterConfig) Validate() error {
 	var errs []error
-	if c.MaxBytes < 1<<10 {
+	if c.MaxBytes != 0 && c.MaxBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("max_bytes: must be at least 1KiB, got %d", int64(c.MaxBytes)))
 	}
 	if c.MaxFiles < 0 {
@@ -116,6 +117,9 @@ func openDeadLetter(stateDir string) *deadLetter {
 
 // configure sets the caps, the logger and the drop counter.
 func (d *deadLetter) configure(cfg DeadLetterConfig, m *metrics, log *slog.Logger) {
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultDeadLetterConfig().MaxBytes
+	}
 	d.cfg = cfg
 	if log != nil {
 		d.log = log
