@@ -43,18 +43,15 @@ const (
 
 // Output is the HTTP output. Send is safe for concurrent use.
 type Output struct {
-	name   string
-	cfg    Config // with defaults filled in
-	format format
-	gzip   bool
-	url    *url.URL
-	// redactedURL names url in errors and logs: no user information, no
-	// query values (internal/redact).
-	redactedURL string
-	host        string      // request Host (virtual host)
-	header      http.Header // static headers, cloned per request
-	health      string      // healthcheck URL, or ""
-	tlsConf     *tls.Config // nil for http://
+	name    string
+	cfg     Config // with defaults filled in
+	format  format
+	gzip    bool
+	url     *url.URL
+	host    string      // request Host (virtual host)
+	header  http.Header // static headers, cloned per request
+	health  string      // healthcheck URL, or ""
+	tlsConf *tls.Config // nil for http://
 
 	transport *http.Transport
 	client    *http.Client
@@ -65,6 +62,9 @@ type Output struct {
 	gzips   sync.Pool // *gzipper
 	senders sync.Pool // *sender
 
+	// redactedURL names url in errors and logs: no user information, no
+	// query values (internal/redact).
+	redactedURL string
 	// limit is the uncompressed request size requests are packed up to:
 	// cfg.MaxRequestBytes, lowered by 413 answers (limit.go).
 	limit               atomic.Int64
@@ -93,17 +93,17 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	o := &Output{
-		name:        name,
-		cfg:         cfg,
-		format:      parseFormat(cfg.Format),
-		gzip:        cfg.Compression == CompressionGzip,
-		url:         u,
-		redactedURL: redact.URL(u),
-		host:        u.Host,
-		health:      cfg.HealthcheckURL,
-		log:         log,
-		now:         time.Now,
+		name:   name,
+		cfg:    cfg,
+		format: parseFormat(cfg.Format),
+		gzip:   cfg.Compression == CompressionGzip,
+		url:    u,
+		host:   u.Host,
+		health: cfg.HealthcheckURL,
+		log:    log,
+		now:    time.Now,
 	}
+	o.redactedURL = redact.URL(u)
 	o.bufs.maxKeep = max(2*int(cfg.MaxRequestBytes), 2<<20)
 	o.limit.Store(int64(cfg.MaxRequestBytes))
 	if o.metrics, err = newOutputMetrics(set.Metrics); err != nil {
