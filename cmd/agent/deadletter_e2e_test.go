@@ -30,9 +30,9 @@ type limitSink struct {
 	slowFirst int
 	mu        sync.Mutex
 	requests  int
-	lines map[int]int
-	other []string
-	too   int
+	lines     map[int]int
+	other     []string
+	too       int
 }
 
 func (s *limitSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
