@@ -14,9 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kplagent/agent/agent/checkpoint"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kplagent/agent/agent/checkpoint"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
@@ -130,6 +130,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}()
 	dlq := openDeadLetter(cfg.StateDir)
+	dlq.configure(cfg.DeadLetter, a.m, a.log.With("component", "dead_letter"))
 	defer dlq.close()
 
 	for _, oc := range cfg.Outputs {

@@ -37,6 +37,9 @@ type Config struct {
 	Sources         []SourceConfig `yaml:"sources"`
 	Outputs         []OutputConfig `yaml:"outputs"`
 	Flows           []FlowConfig   `yaml:"flows"`
+
+	// DeadLetter caps the dead-letter files (deadletter.go).
+	DeadLetter DeadLetterConfig `yaml:"dead_letter"`
 }
 
 // LogConfig selects the log level and format.
@@ -157,6 +160,7 @@ func DefaultConfig() Config {
 		Admin:           AdminConfig{Listen: "127.0.0.1:8686"},
 		Spool:           spool.DefaultConfig(),
 		Checkpoint:      CheckpointCfg{Interval: time.Second},
+		DeadLetter:      DefaultDeadLetterConfig(),
 	}
 }
 
@@ -664,6 +668,9 @@ func (c Config) Validate() error {
 	}
 	if c.Checkpoint.Interval <= 0 {
 		add("checkpoint.interval", "must be positive")
+	}
+	if err := c.DeadLetter.Validate(); err != nil {
+		errs = append(errs, at("dead_letter", err))
 	}
 	sp := c.Spool
 	if sp.Dir == "" {

@@ -268,6 +268,7 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		t0 := time.Now()
 		err := o.out.Send(ctx, sub)
 		o.metrics.duration.Observe(time.Since(t0).Seconds())
+		err = s.settleRejected(o, b, pending, err) // user records rejected alone (rejects.go)
 		s.report(isPrimary, err)
 		if err == nil {
 			o.metrics.sent.Add(float64(sub.UserRecords()))

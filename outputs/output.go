@@ -42,6 +42,9 @@ func (b Batch) UserRecords() int {
 //     records named by a PartialError whose Err is permanent) and retrying
 //     cannot help; the sender dead-letters it;
 //   - an error wrapped by Throttle: retry no sooner than its delay;
+//   - a *RejectedRecordsError: the user records it lists were rejected for
+//     good on their own (dead-letter exactly those); its Err classifies the
+//     rest of the batch as above (nil: all the rest was delivered);
 //   - any other error: retryable with backoff (network, 5xx, timeouts).
 //
 // Close releases connections; it is called once after the last Send returned,

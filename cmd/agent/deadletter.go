@@ -2,72 +2,111 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/kplagent/agent/agent"
 )
 
-// cmdDeadLetter prints the dead-letter file: one block per record with when,
-// where and why, then the record (as text when it is UTF-8, else base64).
-// --json prints the file's lines unchanged (for jq).
+// cmdDeadLetter prints the dead-letter files (a replay's remainder, the
+// rotated files, the active file): one block per record with when, where
+// and why, then the record (as text when it is UTF-8, else base64). --json
+// prints the lines unchanged (for jq). `agent dead-letter replay` sends the
+// records again.
 func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "replay" {
+		return cmdDeadLetterReplay(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("agent dead-letter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "", "config file whose state_dir holds the dead-letter file (default /etc/agent/agent.yaml)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage:\n  agent dead-letter [-c FILE | --state-dir DIR | --file PATH] [--json]\n  agent dead-letter replay [-c FILE] [--state-dir DIR] [--flow NAME] [--output NAME] [--retry-for 1m]\n  agent dead-letter replay --tail PATH... --to URL [agent tail flags]\n\n")
+		fs.PrintDefaults()
+	}
+	cfgPath := fs.String("c", "", "config file whose state_dir holds the dead-letter files (default /etc/agent/agent.yaml)")
 	stateDir := fs.String("state-dir", "", "state directory holding "+agent.DeadLetterFile)
-	path := fs.String("file", "", "the dead-letter file itself")
+	path := fs.String("file", "", "one dead-letter file itself")
 	asJSON := fs.Bool("json", false, "print the JSON lines as they are")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	p := *path
-	switch {
-	case p != "":
-	case *stateDir != "":
-		p = filepath.Join(*stateDir, agent.DeadLetterFile)
-	default:
-		c := *cfgPath
-		if c == "" {
-			c = defaultConfigPath
+	var parts []agent.DeadLetterPart
+	if *path != "" {
+		parts = []agent.DeadLetterPart{{Path: *path}}
+	} else {
+		dir := *stateDir
+		if dir == "" {
+			c := *cfgPath
+			if c == "" {
+				c = defaultConfigPath
+			}
+			cfg, err := agent.LoadConfig(c, components())
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				return exitUsage
+			}
+			dir = cfg.StateDir
 		}
-		cfg, err := agent.LoadConfig(c, components())
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitUsage
+		if err := agent.CheckStateDir(dir); err != nil {
+			fmt.Fprintln(stderr, "agent dead-letter:", strings.TrimPrefix(err.Error(), "agent: "))
+			return exitFailed
 		}
-		p = filepath.Join(cfg.StateDir, agent.DeadLetterFile)
+		var err error
+		if parts, err = agent.DeadLetterFiles(dir); err != nil {
+			fmt.Fprintln(stderr, "agent dead-letter:", err)
+			return exitFailed
+		}
+		if len(parts) == 0 {
+			fmt.Fprintf(stderr, "agent dead-letter: no %s in %s: nothing was dead-lettered\n", agent.DeadLetterFile, dir)
+			return exitOK
+		}
 	}
-	f, err := os.Open(p)
-	if os.IsNotExist(err) {
-		fmt.Fprintf(stderr, "agent dead-letter: %s does not exist: nothing was dead-lettered\n", p)
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "agent dead-letter:", err)
-		return exitFailed
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
+	for _, p := range parts {
+		if err := printDeadLetters(w, stderr, p, *asJSON); err != nil {
+			fmt.Fprintln(stderr, "agent dead-letter:", err)
+			return exitFailed
+		}
+	}
+	return exitOK
+}
+
+func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart, asJSON bool) error {
+	f, err := os.Open(p.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // replayed or rotated meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(p.Offset, io.SeekStart); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	n := 0
 	for sc.Scan() {
 		n++
-		if *asJSON {
+		if asJSON {
 			w.Write(sc.Bytes())
 			w.WriteByte('\n')
 			continue
 		}
 		var r agent.DeadLetterRecord
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			fmt.Fprintf(stderr, "agent dead-letter: %s:%d: %v\n", p, n, err)
+			fmt.Fprintf(stderr, "agent dead-letter: %s: line %d after offset %d: %v\n", p.Path, n, p.Offset, err)
 			continue
 		}
 		fmt.Fprintf(w, "%s flow=%s output=%s pk=%q\n  reason: %s\n", r.Time.Format("2006-01-02T15:04:05Z07:00"), r.Flow, r.Output, r.PartitionKey, r.Reason)
@@ -77,8 +116,95 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(w, "  base64: %s\n", base64.StdEncoding.EncodeToString(r.Data))
 		}
 	}
-	if err := sc.Err(); err != nil {
-		fmt.Fprintln(stderr, "agent dead-letter:", err)
+	return sc.Err()
+}
+
+// cmdDeadLetterReplay sends dead-lettered records again through their
+// flow's output as the config defines it. Exit 0 when every record was
+// delivered, 1 when some stay in the dead-letter files (rejected again, not
+// replayed, or the destination still failing), 2 for a bad config.
+func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "--tail" || args[0] == "-tail") {
+		return cmdDeadLetterReplayTail(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("agent dead-letter replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", defaultConfigPath, "config file: its flows' outputs receive the records")
+	stateDir := fs.String("state-dir", "", "state directory holding the dead-letter files (default: the config's state_dir)")
+	flow := fs.String("flow", "", "replay only this flow's records")
+	output := fs.String("output", "", "send every record through this output of the config instead of its flow's")
+	retryFor := fs.Duration("retry-for", time.Minute, "how long to retry a failing destination before stopping (the rest stays)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	cfg, err := agent.LoadConfig(*cfgPath, components())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
+	if *stateDir != "" {
+		if cfg.StateDir, err = filepath.Abs(*stateDir); err != nil {
+			fmt.Fprintln(stderr, "agent dead-letter replay:", err)
+			return exitUsage
+		}
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	return replay(cfg, log, agent.ReplayOptions{Flow: *flow, Output: *output, RetryFor: *retryFor}, stdout, stderr)
+}
+
+// cmdDeadLetterReplayTail replays what `agent tail` dead-lettered: it takes
+// the same PATH... and flags as the tail command (so the same state
+// directory and destination), e.g.
+//
+//	agent dead-letter replay --tail app.log --to https://collector/ingest
+func cmdDeadLetterReplayTail(args []string, stdout, stderr io.Writer) int {
+	fs, o := tailFlags(stderr)
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitUsage
+	}
+	if len(paths) == 0 {
+		fmt.Fprintln(stderr, "agent dead-letter replay --tail: the PATH... of the agent tail command is required (it names the state directory)")
+		return exitUsage
+	}
+	in, err := classifyInputs(paths)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent dead-letter replay:", err)
+		return exitUsage
+	}
+	cfg, tmp, err := tailConfig(in, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent dead-letter replay:", err)
+		return exitUsage
+	}
+	if tmp {
+		// A temporary state directory holds no dead letters to replay.
+		os.RemoveAll(cfg.StateDir)
+		fmt.Fprintln(stderr, "agent dead-letter replay: agent tail to stdout keeps no state; nothing to replay")
+		return exitUsage
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "agent dead-letter replay:", err)
+		return exitUsage
+	}
+	log := newLogger(stderr, o.logLevel, "text")
+	return replay(cfg, log, agent.ReplayOptions{}, stdout, stderr)
+}
+
+func replay(cfg agent.Config, log *slog.Logger, opt agent.ReplayOptions, stdout, stderr io.Writer) int {
+	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr})
+	defer stop()
+	res, err := agent.ReplayDeadLetters(ctx, cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, Components: components()}, opt)
+	fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)\n",
+		res.Delivered, res.Rejected, res.Kept)
+	switch {
+	case err != nil && errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "agent dead-letter replay: interrupted; run it again to go on")
+		return exitFailed
+	case err != nil:
+		fmt.Fprintln(stderr, "agent dead-letter replay:", strings.TrimPrefix(err.Error(), "agent: "))
+		return exitFailed
+	case res.Rejected > 0 || res.Kept > 0:
 		return exitFailed
 	}
 	return exitOK

@@ -24,6 +24,7 @@ Usage:
   agent tail PATH... [flags]    ship files ad hoc (agent tail -h for flags)
   agent validate [-c FILE]      check a config file; exit 2 listing every problem
   agent dead-letter [flags]     print the dead-letter file (records that could not be delivered)
+  agent dead-letter replay [-c FILE]  send the dead-lettered records again (once the cause is fixed)
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
   agent version                 print the version and the compiled-in source and output types
 `

@@ -90,7 +90,7 @@ func TestSendAggregates_SplitAcrossRequests(t *testing.T) {
 	}{
 		{"ok", reply{status: 200}, nil, 3, false},
 		{"retryable 2nd request: B (half delivered) and C fail", reply{status: 500}, []int{1, 2}, 2, false},
-		{"permanent 2nd request: B and C dead-lettered, 3rd still sent", reply{status: 400}, []int{1, 2}, 3, true},
+		{"permanent 2nd request: B and C dead-lettered, 3rd still sent", reply{status: 403}, []int{1, 2}, 3, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,7 +117,7 @@ func TestSendAggregates_SplitAcrossRequests(t *testing.T) {
 	}
 }
 
-func TestSendAggregates_KafkaRESTFailsTheWholeAggregate(t *testing.T) {
+func TestSendAggregates_KafkaRESTRetriesTheWholeAggregateAndRejectsOneRecord(t *testing.T) {
 	t.Parallel()
 	// A = ok0 ok1 retry2, B = ok3 ok4 ok5, C = ok6 perm7 ok8.
 	data := []string{"ok0", "ok1", "retry2", "ok3", "ok4", "ok5", "ok6", "perm7", "ok8"}
@@ -128,12 +128,20 @@ func TestSendAggregates_KafkaRESTFailsTheWholeAggregate(t *testing.T) {
 
 	err := o.Send(t.Context(), b)
 
-	pe := requirePartial(t, err, 0, 2)
-	require.False(t, outputs.IsPermanent(pe.Err), "one aggregate is retryable")
+	// A fails whole (retried); in C only perm7 is rejected, on its own.
+	var re *outputs.RejectedRecordsError
+	require.ErrorAs(t, err, &re)
+	require.Len(t, re.Rejected, 1)
+	require.Equal(t, 2, re.Rejected[0].Record)
+	require.Equal(t, 1, re.Rejected[0].UserRecord)
+	require.Contains(t, re.Rejected[0].Reason, "error_code 1")
+	pe := requirePartial(t, re.Err, 0)
+	require.False(t, outputs.IsPermanent(pe.Err), "A is retryable")
 	require.Contains(t, pe.Reasons[0], "error_code 2")
-	require.Contains(t, pe.Reasons[1], "error_code 1")
 
-	// Only C left, its failure non-retriable: permanent.
+	// Only C left: delivered but for perm7.
 	err = o.Send(t.Context(), outputs.Batch{Records: b.Records[2:]})
-	require.True(t, outputs.IsPermanent(err))
+	require.ErrorAs(t, err, &re)
+	require.NoError(t, re.Err)
+	require.Equal(t, []outputs.RejectedRecord{{Record: 0, UserRecord: 1, Reason: re.Rejected[0].Reason}}, re.Rejected)
 }

@@ -21,7 +21,7 @@ func Type() outputs.Type {
 			if !ok {
 				return nil, fmt.Errorf("http: output %s: config is %T, want *http.Config", name, cfg)
 			}
-			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent})
+			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Metrics: set.Registerer})
 		},
 		FromURL: fromURL,
 		Schemes: []string{"http", "https"},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
 )
 
@@ -68,8 +69,10 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxRequestBytes bounds the uncompressed body of a request; a larger
 	// batch is split at user-record boundaries. A single user record larger
-	// than this is sent alone (the server is the judge: a 413 dead-letters
-	// it). Default 5MiB, the PutRecords request limit.
+	// than this is sent alone (the server is the judge: a 413 for it alone
+	// dead-letters it). A server that answers 413 to a larger request gets
+	// the request split in halves, and smaller requests from then on.
+	// Default 5MiB, the PutRecords request limit.
 	MaxRequestBytes units.ByteSize `yaml:"max_request_bytes"`
 	// MaxRequestRecords bounds the user records in a request. Default 10000:
 	// small requests cost throughput; lower it for servers that want fewer.
@@ -156,11 +159,15 @@ func (c Config) Validate() error {
 		u, err := url.Parse(raw)
 		switch {
 		case err != nil:
-			add("%s: %v", key, err)
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // the rest quotes the URL, secrets and all
+			}
+			add("%s: not a valid URL (%s): %v", key, redact.RawURL(raw), err)
 		case u.Scheme != "http" && u.Scheme != "https":
 			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
 		case u.Host == "":
-			add("%s: no host in %q", key, raw)
+			add("%s: no host in %q", key, redact.RawURL(raw))
 		}
 	}
 	if c.URL == "" {

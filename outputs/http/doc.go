@@ -18,13 +18,28 @@
 //   - 408, 5xx, network errors, timeouts: retryable.
 //   - 3xx: permanent. Redirects are not followed (net/http would turn a
 //     POST into a GET on 301/302/303); configure the final URL.
-//   - other 4xx: permanent; the error (a *StatusError) carries the status
-//     and up to 1 KiB of the response body.
+//   - 413, and 400 for a request of several user records: the request is
+//     split in halves that are sent at once (no backoff: this is
+//     translation, not retry), recursively down to single user records; only
+//     a user record refused on its own is rejected. A 413 also lowers the
+//     size later requests are packed to (half the refused body, halving again
+//     on the next 413; for the output's lifetime; gauge
+//     agent_output_http_request_bytes_limit), so the split costs once.
+//     Splits are bounded per request (128 after 400s, 1024 after 413s):
+//     past that, the records of a refused part are rejected one by one
+//     unsent (a request of only bad records would otherwise cost two
+//     requests per record); they can be replayed from the dead-letter file.
+//   - other 4xx, and 400 for a single user record: permanent; the error (a
+//     *StatusError) carries the status and up to 1 KiB of the response body.
 //
 // Failures are reported per Kinesis record (index into Batch.Records): when
 // any user record of an aggregate is not delivered, the whole aggregate is
 // reported failed and retried or dead-lettered, so its other user records may
-// be delivered twice (at-least-once). When the batch needs several requests:
+// be delivered twice (at-least-once). The exception is a user record
+// rejected on its own (a 413 or 400 for a request of that one record, a
+// kafka-rest-v2 error_code 1): it is listed in an
+// *outputs.RejectedRecordsError and the rest of its aggregate counts as
+// delivered. When the batch needs several requests:
 //   - a permanent rejection marks that request's records and sending goes on;
 //   - a retryable failure or throttle stops the Send: that request's records
 //     and all later ones are reported failed with that error;
@@ -36,8 +51,19 @@
 // # kafka-rest-v2
 //
 // The response's offsets array has one entry per record of the request, in
-// order. error_code 1 (non-retriable Kafka exception) is permanent,
-// error_code 2 (retriable) and any other non-null code are retryable. A 2xx
-// response whose offsets cannot be matched to the request is retryable (the
-// records may be duplicated).
+// order. error_code 1 (non-retriable Kafka exception) rejects that user
+// record, error_code 2 (retriable) and any other non-null code are
+// retryable. A 2xx response whose offsets array does not match the request
+// is retryable (the records may be duplicated). A 2xx response with no
+// offsets at all (empty, not JSON, or without "offsets") does not come from
+// the REST Proxy (which always lists them) but from something in front of
+// it: the records are taken as delivered as far as we can tell, counted in
+// agent_output_http_unconfirmed_records_total and logged (at most once a
+// minute). Resending could not get a better answer and would loop forever.
+//
+// # Secrets in URLs
+//
+// Errors and logs name the URL with its user information and query values
+// replaced by REDACTED (internal/redact), including the URLs inside
+// net/http's errors, a redirect's Location and error response bodies.
 package http

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+
+	"github.com/kplagent/agent/internal/redact"
 )
 
 // Healthcheck reports whether the destination is reachable without sending
@@ -17,17 +19,17 @@ func (o *Output) Healthcheck(ctx context.Context) error {
 	if o.health != "" {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.health, nil)
 		if err != nil {
-			return fmt.Errorf("http: healthcheck: %w", err)
+			return redact.Error(fmt.Errorf("http: healthcheck: %w", err))
 		}
 		req.Header = o.header.Clone()
 		req.Header.Del("Content-Type")
 		resp, err := o.client.Do(req)
 		if err != nil {
-			return fmt.Errorf("http: healthcheck: %w", err)
+			return redact.Error(fmt.Errorf("http: healthcheck: %w", err))
 		}
 		defer drainClose(resp.Body)
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			return fmt.Errorf("http: healthcheck: GET %s: %s", req.URL.Redacted(), resp.Status)
+			return fmt.Errorf("http: healthcheck: GET %s: %s", redact.URL(req.URL), resp.Status)
 		}
 		return nil
 	}

@@ -33,43 +33,58 @@ func appendKafkaRecord(dst, pk, data []byte) []byte {
 }
 
 type kafkaProduceResponse struct {
-	Offsets []struct {
-		Partition *int32  `json:"partition"`
-		Offset    *int64  `json:"offset"`
-		ErrorCode *int    `json:"error_code"`
-		Error     *string `json:"error"`
-	} `json:"offsets"`
+	// Offsets is nil when the response has no "offsets" (or it is null).
+	Offsets *[]kafkaOffset `json:"offsets"`
+}
+
+type kafkaOffset struct {
+	Partition *int32  `json:"partition"`
+	Offset    *int64  `json:"offset"`
+	ErrorCode *int    `json:"error_code"`
+	Error     *string `json:"error"`
 }
 
 // readKafkaResponse reads a 2xx produce response and fails the Kinesis
-// records of the user records it reports failed.
+// records (or rejects the user records) it reports failed.
+//
+// A 2xx response that carries no offsets at all (an empty body, a body that
+// is not JSON, or JSON without "offsets") cannot come from the REST Proxy,
+// which always lists them: something in between (a gateway, a load
+// balancer) answered. It is taken as delivered, as far as we can tell, and
+// counted and logged as unconfirmed: resending cannot get a better answer
+// from the same hop and would loop forever. An offsets array that does not
+// match the request is a malformed answer from the proxy itself: retryable.
 func (s *sender) readKafkaResponse(resp *http.Response) error {
 	var pr kafkaProduceResponse
 	dec := json.NewDecoder(io.LimitReader(resp.Body, maxKafkaResponse))
-	if err := dec.Decode(&pr); err != nil {
-		return fmt.Errorf("http: POST %s: %s: cannot read the produce response: %w", s.o.url.Redacted(), resp.Status, err)
-	}
-	if len(pr.Offsets) != s.n {
-		return fmt.Errorf("http: POST %s: %s: produce response has %d offsets for %d records", s.o.url.Redacted(), resp.Status, len(pr.Offsets), s.n)
-	}
-	j := 0 // user record index in the request
-	for _, r := range s.runs {
-		for k := 0; k < r.n; k, j = k+1, j+1 {
-			off := pr.Offsets[j]
-			if off.ErrorCode == nil {
-				continue
-			}
-			msg := ""
-			if off.Error != nil {
-				msg = *off.Error
-			}
-			err := fmt.Errorf("http: kafka-rest: record %d of the request: error_code %d: %s", j, *off.ErrorCode, msg)
-			class := classRetry
-			if *off.ErrorCode == kafkaNonRetriable {
-				class, err = classPermanent, outputs.Permanent(err)
-			}
-			s.fail(r.rec, class, s.addErr(err))
+	n := s.hi - s.lo
+	if err := dec.Decode(&pr); err != nil || pr.Offsets == nil {
+		why := "no offsets"
+		if err != nil {
+			why = "not a JSON produce response: " + err.Error()
 		}
+		s.o.unconfirmed(n, resp.Status, why)
+		return nil
+	}
+	offsets := *pr.Offsets
+	if len(offsets) != n {
+		return fmt.Errorf("http: POST %s: %s: produce response has %d offsets for %d records", s.o.redactedURL, resp.Status, len(offsets), n)
+	}
+	for j := s.lo; j < s.hi; j++ {
+		off := offsets[j-s.lo]
+		if off.ErrorCode == nil {
+			continue
+		}
+		msg := ""
+		if off.Error != nil {
+			msg = *off.Error
+		}
+		err := fmt.Errorf("http: kafka-rest: record %d of the request: error_code %d: %s", j-s.lo, *off.ErrorCode, msg)
+		if *off.ErrorCode == kafkaNonRetriable {
+			s.reject(j, s.addErr(outputs.Permanent(err)))
+			continue
+		}
+		s.fail(s.refs[j].rec, classRetry, s.addErr(err))
 	}
 	return nil
 }

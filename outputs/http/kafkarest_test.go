@@ -125,7 +125,6 @@ func TestSend_KafkaRESTBadResponses(t *testing.T) {
 		permanent bool
 	}{
 		{"offsets count mismatch", reply{status: 200, body: `{"offsets":[{"partition":0,"offset":1}]}`}, "1 offsets for 2 records", false},
-		{"not json", reply{status: 200, body: `<html>ok</html>`}, "cannot read the produce response", false},
 		{"topic not found", reply{status: 404, body: `{"error_code":40401,"message":"Topic not found."}`}, "40401", true},
 		{"records too large", reply{status: 422, body: `{"error_code":42201,"message":"too large"}`}, "42201", true},
 	}

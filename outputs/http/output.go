@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -25,6 +28,9 @@ type Settings struct {
 	// MaxConns is the sender's in-flight Send limit for this output; it sizes
 	// the pool of idle keep-alive connections. Default 64.
 	MaxConns int
+	// Metrics, when set, receives the output's own metrics (the caller adds
+	// the output's name as a label, e.g. with prometheus.WrapRegistererWith).
+	Metrics prometheus.Registerer
 }
 
 const (
@@ -55,6 +61,15 @@ type Output struct {
 	bufs    bufPool
 	gzips   sync.Pool // *gzipper
 	senders sync.Pool // *sender
+
+	// redactedURL names url in errors and logs: no user information, no
+	// query values (internal/redact).
+	redactedURL string
+	// limit is the uncompressed request size requests are packed up to:
+	// cfg.MaxRequestBytes, lowered by 413 answers (limit.go).
+	limit               atomic.Int64
+	metrics             *outputMetrics
+	lastUnconfirmedWarn atomic.Int64
 
 	closed atomic.Bool
 }
@@ -88,7 +103,13 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		log:    log,
 		now:    time.Now,
 	}
+	o.redactedURL = redact.URL(u)
 	o.bufs.maxKeep = max(2*int(cfg.MaxRequestBytes), 2<<20)
+	o.limit.Store(int64(cfg.MaxRequestBytes))
+	if o.metrics, err = newOutputMetrics(set.Metrics); err != nil {
+		return nil, fmt.Errorf("http: output %s: metrics: %w", name, err)
+	}
+	o.metrics.limit.Set(float64(cfg.MaxRequestBytes))
 	if u.Scheme == "https" || cfg.TLS.isSet() {
 		if o.tlsConf, err = loadTLS(cfg.TLS); err != nil {
 			return nil, fmt.Errorf("http: output %s: %w", name, err)

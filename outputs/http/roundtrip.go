@@ -6,18 +6,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
 )
 
 // StatusError is a non-2xx response. It is wrapped by outputs.Permanent,
 // outputs.Throttle or nothing, per the package classification.
 type StatusError struct {
-	URL        string // redacted
+	URL        string // redacted: no user information, no query values
 	StatusCode int
 	Status     string // e.g. "400 Bad Request"
 	Body       string // first bytes of the response body (at most maxErrorBody)
@@ -81,10 +83,15 @@ func (o *Output) roundTrip(ctx context.Context, body []byte, keys *aggregate.Agg
 
 	resp, err := o.client.Do(req)
 	if err != nil {
-		if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("http: POST %s: no response within timeout %s: %w", o.url.Redacted(), o.cfg.Timeout, err)
+		// net/http's *url.Error names the URL with its query: scrub it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = o.redactedURL
 		}
-		return fmt.Errorf("http: %w", err) // *url.Error names the method and the redacted URL
+		if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return redact.Error(fmt.Errorf("http: POST %s: no response within timeout %s: %w", o.redactedURL, o.cfg.Timeout, err))
+		}
+		return redact.Error(fmt.Errorf("http: %w", err))
 	}
 	defer drainClose(resp.Body)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -104,10 +111,10 @@ func drainClose(body io.ReadCloser) {
 // statusError classifies a non-2xx response.
 func (o *Output) statusError(resp *http.Response) error {
 	e := &StatusError{
-		URL:        o.url.Redacted(),
+		URL:        o.redactedURL,
 		StatusCode: resp.StatusCode,
 		Status:     resp.Status,
-		Body:       readSnippet(resp.Body),
+		Body:       redact.String(readSnippet(resp.Body)),
 	}
 	code := resp.StatusCode
 	switch {
@@ -123,7 +130,7 @@ func (o *Output) statusError(resp *http.Response) error {
 		return e
 	case code < 400:
 		if loc := resp.Header.Get("Location"); loc != "" {
-			e.Body = "redirect to " + loc + " not followed: configure the final url"
+			e.Body = "redirect to " + redact.RawURL(loc) + " not followed: configure the final url"
 		}
 		return outputs.Permanent(e)
 	}

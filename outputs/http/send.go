@@ -41,9 +41,9 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	return err
 }
 
-// run is a stretch of consecutive user records of one Kinesis record in the
-// request being built.
-type run struct{ rec, n int }
+// userRef places one user record of the request being built: Kinesis
+// record rec of the batch, user record idx inside it.
+type userRef struct{ rec, idx int }
 
 // Failure classes of a Kinesis record, ordered: retryable wins over permanent
 // when a record fails both ways.
@@ -58,6 +58,12 @@ type failure struct {
 	err   int // index into sender.errs
 }
 
+// rejection is a user record rejected on its own (see outputs.RejectedRecord).
+type rejection struct {
+	userRef
+	err int // index into sender.errs
+}
+
 // sender is the state of one Send: the request being built and the fate of
 // every Kinesis record. Reused through Output.senders.
 type sender struct {
@@ -66,23 +72,34 @@ type sender struct {
 	recs                []aggregate.Aggregate
 	prefix, sep, suffix string
 
-	body []byte // request being built
-	n    int    // user records in body
-	runs []run  // Kinesis records with user records in body, in order
+	body []byte    // request being built: prefix and records, without suffix
+	n    int       // user records in body
+	ends []int     // ends[j]: offset in body just after user record j
+	refs []userRef // refs[j]: where user record j comes from
+	sub  *[]byte   // pooled buffer for the body of part of a split request
+	// lo and hi delimit the user records (indexes into refs) of the
+	// request on the wire: all of body, or part of it once split.
+	lo, hi int
+	splits int // splits of the request being sent
 
 	fails      []failure // per Kinesis record; nil until the first failure
 	nfail      int
-	errs       []error // distinct errors of fails
-	stop       error   // the retryable error that stopped sending
-	stopErr    int     // its index in errs
+	rejects    []rejection // user records rejected on their own
+	errs       []error     // distinct errors of fails and rejects
+	stop       error       // the retryable error that stopped sending
+	stopErr    int         // its index in errs
 	firstPerm  error
 	firstRetry error
 }
 
 func (s *sender) reset() {
 	s.ctx, s.recs, s.body = nil, nil, nil
-	s.n, s.runs = 0, s.runs[:0]
-	s.fails, s.nfail = nil, 0
+	s.n, s.ends, s.refs = 0, s.ends[:0], s.refs[:0]
+	if s.sub != nil {
+		s.o.bufs.put(s.sub)
+		s.sub = nil
+	}
+	s.fails, s.nfail, s.rejects = nil, 0, s.rejects[:0]
 	clear(s.errs)
 	s.errs = s.errs[:0]
 	s.stop, s.firstPerm, s.firstRetry = nil, nil, nil
@@ -97,8 +114,11 @@ func (s *sender) sendRecords() {
 			s.fail(i, classRetry, s.stopErr)
 			continue
 		}
+		idx := 0
 		err := aggregate.ForEach(&s.recs[i], func(pk, _, data []byte) error {
-			return s.add(i, pk, data)
+			err := s.add(userRef{rec: i, idx: idx}, pk, data)
+			idx++
+			return err
 		})
 		switch {
 		case err == nil:
@@ -116,9 +136,9 @@ func (s *sender) sendRecords() {
 	}
 }
 
-// add appends one user record of Kinesis record rec to the request, sending
-// the request first when the record does not fit.
-func (s *sender) add(rec int, pk, data []byte) error {
+// add appends a user record to the request, sending the request first when
+// the record does not fit.
+func (s *sender) add(ref userRef, pk, data []byte) error {
 	if s.n >= s.o.cfg.MaxRequestRecords {
 		if err := s.flush(); err != nil {
 			return err
@@ -126,7 +146,7 @@ func (s *sender) add(rec int, pk, data []byte) error {
 	}
 	mark := len(s.body)
 	s.body = s.appendRecord(s.body, pk, data)
-	if s.n > 0 && len(s.body)+len(s.suffix) > int(s.o.cfg.MaxRequestBytes) {
+	if s.n > 0 && len(s.body)+len(s.suffix) > s.o.requestLimit() {
 		s.body = s.body[:mark]
 		if err := s.flush(); err != nil {
 			return err
@@ -134,11 +154,8 @@ func (s *sender) add(rec int, pk, data []byte) error {
 		s.body = s.appendRecord(s.body, pk, data) // alone if it is oversized
 	}
 	s.n++
-	if k := len(s.runs) - 1; k >= 0 && s.runs[k].rec == rec {
-		s.runs[k].n++
-	} else {
-		s.runs = append(s.runs, run{rec: rec, n: 1})
-	}
+	s.ends = append(s.ends, len(s.body))
+	s.refs = append(s.refs, ref)
 	return nil
 }
 
@@ -164,18 +181,106 @@ func (s *sender) flush() error {
 	if s.n == 0 {
 		return nil
 	}
-	s.body = append(s.body, s.suffix...)
-	var onOK func(*http.Response) error
-	if s.o.format == formatKafkaRESTv2 {
-		onOK = s.readKafkaResponse
-	}
-	err := s.o.roundTrip(s.ctx, s.body, nil, onOK)
-	s.settle(err)
-	s.body, s.n, s.runs = s.body[:0], 0, s.runs[:0]
+	s.splits = 0
+	s.send(0, s.n)
+	s.body, s.n, s.ends, s.refs = s.body[:0], 0, s.ends[:0], s.refs[:0]
 	if s.stop != nil {
 		return errStop
 	}
 	return nil
+}
+
+// send posts user records [lo, hi) of the request being built and settles
+// them. A request the server refuses as too large (413), or as bad (400)
+// when it holds several user records, is split in halves that are sent at
+// once, down to single user records: one bad or oversized record costs
+// only itself (see the package documentation).
+func (s *sender) send(lo, hi int) {
+	body := s.requestBody(lo, hi)
+	var onOK func(*http.Response) error
+	if s.o.format == formatKafkaRESTv2 {
+		onOK = s.readKafkaResponse
+	}
+	s.lo, s.hi = lo, hi
+	err := s.o.roundTrip(s.ctx, body, nil, onOK)
+	if hi-lo > 1 {
+		if status, ok := splittable(err); ok {
+			if limit := maxSplits(status); s.splits >= limit {
+				// Many bad records (or a server refusing even small
+				// bodies): finding each would cost two requests per
+				// record. The rest of this range is rejected record by
+				// record (dead-lettered, for replay), unsent.
+				e := s.addErr(outputs.Permanent(fmt.Errorf("%w (not split further: %d splits of this request already)", err, s.splits)))
+				for j := lo; j < hi; j++ {
+					s.reject(j, e)
+				}
+				return
+			}
+			s.splits++
+			s.o.split(status, len(body))
+			mid := lo + (hi-lo)/2
+			s.send(lo, mid)
+			if s.stop != nil {
+				s.settleRange(mid, hi, classRetry, s.stopErr)
+				return
+			}
+			s.send(mid, hi)
+			return
+		}
+	}
+	s.settle(lo, hi, err)
+}
+
+// requestBody frames user records [lo, hi) as a request body.
+func (s *sender) requestBody(lo, hi int) []byte {
+	if lo == 0 && hi == s.n {
+		// The suffix goes after the records; ends stay valid for a split.
+		s.body = append(s.body[:s.ends[hi-1]], s.suffix...)
+		return s.body
+	}
+	start := len(s.prefix)
+	if lo > 0 {
+		start = s.ends[lo-1] + len(s.sep)
+	}
+	if s.sub == nil {
+		s.sub = s.o.bufs.get()
+	}
+	b := append((*s.sub)[:0], s.prefix...)
+	b = append(b, s.body[start:s.ends[hi-1]]...)
+	b = append(b, s.suffix...)
+	*s.sub = b
+	return b
+}
+
+// Splits of one request are bounded. Answered 400, a few bad records among
+// many are found in about 2·log2(n) requests each, but a request of only bad
+// records would take two requests per record. Answered 413, a request needs
+// about twice as many requests as the server's limit goes into its size:
+// 1024 covers a 5 MiB request to a server taking 5 KiB.
+const (
+	maxBadRequestSplits = 128
+	maxTooLargeSplits   = 1024
+)
+
+func maxSplits(status int) int {
+	if status == http.StatusRequestEntityTooLarge {
+		return maxTooLargeSplits
+	}
+	return maxBadRequestSplits
+}
+
+// splittable reports whether err is a response that splitting the request
+// may cure: 413 Content Too Large, 400 Bad Request.
+func splittable(err error) (int, bool) {
+	var se *StatusError
+	if err == nil || !errors.As(err, &se) {
+		return 0, false
+	}
+	switch se.StatusCode {
+	case http.StatusRequestEntityTooLarge, http.StatusBadRequest:
+		return se.StatusCode, true
+	}
+	return 0, false
 }
 
 func (s *sender) sendRaw() {
@@ -186,27 +291,57 @@ func (s *sender) sendRaw() {
 		}
 		a := &s.recs[i]
 		s.body = a.AppendKinesisData(s.body[:0])
-		s.runs = append(s.runs[:0], run{rec: i, n: a.Count})
-		s.settle(s.o.roundTrip(s.ctx, s.body, a, nil))
+		s.refs = append(s.refs[:0], userRef{rec: i})
+		// The whole Kinesis record is one request: a rejection is its own.
+		err := s.o.roundTrip(s.ctx, s.body, a, nil)
+		if outputs.IsPermanent(err) {
+			s.fail(i, classPermanent, s.addErr(err))
+			continue
+		}
+		s.settle(0, 1, err)
 	}
-	s.runs = s.runs[:0]
+	s.refs = s.refs[:0]
 }
 
-// settle records the outcome of the request holding s.runs.
-func (s *sender) settle(err error) {
+// settle records the outcome of the request holding user records [lo, hi).
+func (s *sender) settle(lo, hi int, err error) {
 	if err == nil {
 		return
 	}
 	e := s.addErr(err)
-	class := classRetry
-	if outputs.IsPermanent(err) {
-		class = classPermanent
-	} else {
+	if !outputs.IsPermanent(err) {
 		s.stop, s.stopErr = err, e
+		s.settleRange(lo, hi, classRetry, e)
+		return
 	}
-	for _, r := range s.runs {
-		s.fail(r.rec, class, e)
+	if hi-lo == 1 {
+		s.reject(lo, e) // rejected on its own
+		return
 	}
+	s.settleRange(lo, hi, classPermanent, e)
+}
+
+// settleRange fails the Kinesis records of user records [lo, hi).
+func (s *sender) settleRange(lo, hi int, class uint8, e int) {
+	last := -1
+	for _, r := range s.refs[lo:hi] {
+		if r.rec != last {
+			s.fail(r.rec, class, e)
+			last = r.rec
+		}
+	}
+}
+
+// reject records user record j of the request as rejected for good on its
+// own. A Kinesis record of one user record simply fails permanently; inside
+// a larger aggregate only that user record is reported.
+func (s *sender) reject(j int, e int) {
+	r := s.refs[j]
+	if s.recs[r.rec].Count <= 1 {
+		s.fail(r.rec, classPermanent, e)
+		return
+	}
+	s.rejects = append(s.rejects, rejection{userRef: r, err: e})
 }
 
 // addErr keeps err for fail and returns its index.
@@ -236,8 +371,23 @@ func (s *sender) fail(i int, class uint8, e int) {
 	}
 }
 
-// result turns the failures into Send's error.
+// result turns the failures into Send's error: the user records rejected on
+// their own inside Kinesis records that are otherwise delivered, around the
+// outcome of the rest.
 func (s *sender) result() error {
+	rest := s.failResult()
+	var rejected []outputs.RejectedRecord
+	for _, r := range s.rejects {
+		if s.fails != nil && s.fails[r.rec].class != classOK {
+			continue // its Kinesis record fails whole: retried or dead-lettered whole
+		}
+		rejected = append(rejected, outputs.RejectedRecord{Record: r.rec, UserRecord: r.idx, Reason: s.errs[r.err].Error()})
+	}
+	return outputs.WithRejected(rejected, rest)
+}
+
+// failResult classifies the failed Kinesis records.
+func (s *sender) failResult() error {
 	if s.nfail == 0 {
 		return nil
 	}

@@ -77,7 +77,7 @@ func TestSend_SplitFailureInSecondRequest(t *testing.T) {
 	}{
 		{"retryable: only its records fail", []string{"a", "b", "c", "d"}, reply{status: 500}, []int{2, 3}, 2, false},
 		{"retryable stops: later records fail unsent", []string{"a", "b", "c", "d", "e"}, reply{status: 502}, []int{2, 3, 4}, 2, false},
-		{"permanent: later requests still sent", []string{"a", "b", "c", "d", "e"}, reply{status: 400, body: "bad"}, []int{2, 3}, 3, true},
+		{"permanent: later requests still sent", []string{"a", "b", "c", "d", "e"}, reply{status: 403, body: "bad"}, []int{2, 3}, 3, true},
 		{"throttle stops", []string{"a", "b", "c", "d", "e"}, reply{status: 429, header: map[string]string{"Retry-After": "3"}}, []int{2, 3, 4}, 2, false},
 	}
 	for _, tc := range tests {

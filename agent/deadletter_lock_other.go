@@ -1,0 +1,11 @@
+//go:build !unix
+
+package agent
+
+import "os"
+
+// flock is a no-op where flock is not available: replay must not run
+// beside a running agent there.
+func flock(*os.File) error { return nil }
+
+func funlock(*os.File) {}

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent"
+)
+
+// limitSink is a real HTTP server that refuses bodies over limit bytes
+// (on the wire or decompressed) with 413, like a proxy's body limit, and
+// counts the numbered lines of the bodies it accepts.
+type limitSink struct {
+	limit int
+	// slowFirst requests are answered after a pause, so that the file is
+	// read meanwhile and later requests carry many aggregates.
+	slowFirst int
+	mu        sync.Mutex
+	requests  int
+	lines     map[int]int
+	other     []string
+	too       int
+}
+
+func (s *limitSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.requests++
+	slow := s.requests <= s.slowFirst
+	s.mu.Unlock()
+	if slow {
+		time.Sleep(500 * time.Millisecond)
+	}
+	body := raw
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err == nil {
+			body, err = io.ReadAll(zr)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(raw) > s.limit || len(body) > s.limit {
+		s.too++
+		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	for _, l := range bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n")) {
+		if n, ok := lineNumber(l); ok {
+			s.lines[n]++
+		} else {
+			s.other = append(s.other, string(l))
+		}
+	}
+}
+
+func TestTailOnce_413SplitsRequests_AllDeliveredNoneDeadLettered(t *testing.T) {
+	t.Parallel()
+	const n = 20_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, 104)
+	s := &limitSink{limit: 64 << 10, slowFirst: 8, lines: map[int]int{}}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	state := filepath.Join(dir, "state")
+
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", srv.URL+"/ingest", "--state-dir", state, "--gzip=false")
+
+	require.Equal(t, 0, code, errOut)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.Positive(t, s.too, "the server refused the first requests")
+	require.Equal(t, n, len(s.lines))
+	for i := range n {
+		require.Equal(t, 1, s.lines[i], "line %d", i)
+	}
+	_, err := os.Stat(filepath.Join(state, agent.DeadLetterFile))
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing dead-lettered")
+}
+
+func TestTailOnce_OneRecordOverTheServerLimit_OnlyItIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	const n = 3000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n/2, 104)
+	big := "BIG " + strings.Repeat("z", 100<<10) + "\n"
+	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(big)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	writeLog(t, log, n/2, n, 104)
+	s := &limitSink{limit: 64 << 10, slowFirst: 8, lines: map[int]int{}}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	state := filepath.Join(dir, "state")
+
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", srv.URL+"/ingest", "--state-dir", state, "--gzip=false")
+
+	require.Equal(t, 1, code, "a record was dead-lettered: %s", errOut)
+	s.mu.Lock()
+	require.Equal(t, n, len(s.lines), "every other line arrived")
+	require.Empty(t, s.other)
+	s.mu.Unlock()
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state, "--json")
+	require.Equal(t, 0, code, errOut)
+	recs := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, recs, 1, "only the oversized record")
+	var r agent.DeadLetterRecord
+	require.NoError(t, json.Unmarshal([]byte(recs[0]), &r))
+	require.Equal(t, strings.TrimSuffix(big, "\n"), string(r.Data))
+	require.Contains(t, r.Reason, "413")
+}
+
+func TestTail_URLSecretsAreInNoLogAndNoDeadLetterLine(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cretVALUE"
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		calls++
+		c := calls
+		mu.Unlock()
+		switch {
+		case c <= 2: // retried: logged as a warning
+			http.Error(w, "try later", http.StatusServiceUnavailable)
+		case c%2 == 1:
+			w.Header().Set("Location", "https://bob:"+secret+"@elsewhere.example/in?token="+secret)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+		default:
+			http.Error(w, "bad request for "+r.URL.String(), http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 6, 80)
+	state := filepath.Join(dir, "state")
+	to := strings.Replace(srv.URL, "http://", "http://user:"+secret+"@", 1) + "/ingest?api_key=" + secret
+
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", to, "--state-dir", state)
+
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "send failed; retrying", "the warning is logged")
+	require.NotContains(t, errOut, secret)
+	var dl []byte
+	parts, err := agent.DeadLetterFiles(state)
+	require.NoError(t, err)
+	require.NotEmpty(t, parts)
+	for _, p := range parts {
+		b, err := os.ReadFile(p.Path)
+		require.NoError(t, err)
+		dl = append(dl, b...)
+	}
+	require.Contains(t, string(dl), "api_key=REDACTED")
+	require.NotContains(t, string(dl), secret)
+	out, errOut, _ := runBin(t, "dead-letter", "--state-dir", state)
+	require.NotContains(t, out+errOut, secret)
+}
+
+func TestDeadLetter_StateDirWithoutAgentStateFails(t *testing.T) {
+	t.Parallel()
+	empty := t.TempDir()
+	_, errOut, code := runBin(t, "dead-letter", "--state-dir", empty)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "holds no agent state")
+	_, errOut, code = runBin(t, "dead-letter", "--state-dir", filepath.Join(empty, "typo"))
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "no such file")
+}
+
+// writeDeadLetters writes n numbered records of flow main as the agent does.
+func writeDeadLetters(t *testing.T, state string, n int) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(state, 0o700))
+	f, err := os.Create(filepath.Join(state, agent.DeadLetterFile))
+	require.NoError(t, err)
+	enc := json.NewEncoder(f)
+	buf := make([]byte, 0, 128)
+	for i := range n {
+		buf = numberedLine(buf[:0], i, 100)
+		data := bytes.TrimSuffix(buf, []byte("\n"))
+		text := string(data)
+		require.NoError(t, enc.Encode(agent.DeadLetterRecord{Time: time.Now().UTC(), Flow: "main", Output: "sink",
+			Reason: "rejected: 400 schema mismatch", PartitionKey: "pk", Data: data, Text: &text}))
+	}
+	require.NoError(t, f.Close())
+}
+
+func replayConfigFile(t *testing.T, dir, state, url string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir: %s
+admin: {listen: "off"}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q]}
+outputs:
+  - name: sink
+    type: http
+    http: {url: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: sink
+`, state, filepath.Join(dir, "*.log"), url)), 0o600))
+	return cfg
+}
+
+func TestDeadLetterReplay_Kill9MidReplayLosesNothing(t *testing.T) {
+	t.Parallel()
+	const n = 20_000
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, n)
+	s := newSink(t)
+	slow := func(_ int64, w http.ResponseWriter) bool { time.Sleep(20 * time.Millisecond); return false }
+	s.respond.Store(&slow)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+
+	p := startAgent(t, "dead-letter", "replay", "-c", cfg)
+	require.Eventually(t, func() bool { return s.distinct() >= n/4 }, time.Minute, time.Millisecond)
+	require.NoError(t, p.cmd.Process.Kill()) // SIGKILL mid-replay
+	<-p.done
+	got := s.distinct()
+	require.Less(t, got, n, "killed before the end")
+
+	// What is left is still readable, and holds every record not delivered.
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state, "--json")
+	require.Equal(t, 0, code, errOut)
+	left := map[int]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r agent.DeadLetterRecord
+		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		num, ok := lineNumber(r.Data)
+		require.True(t, ok)
+		left[num] = true
+	}
+	s.mu.Lock()
+	for i := range n {
+		require.True(t, s.counts[i] > 0 || left[i], "record %d neither delivered nor in the dead-letter files", i)
+	}
+	s.mu.Unlock()
+
+	s.respond.Store(nil)
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "0 rejected again")
+	requireAllArrived(t, s, n, true)
+	out, errOut, code = runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	require.Contains(t, errOut, "nothing was dead-lettered")
+}
+
+func TestDeadLetterReplayTail_SendsWhatTailDeadLettered(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 50, 80)
+	s := newSink(t)
+	reject := func(_ int64, w http.ResponseWriter) bool {
+		http.Error(w, "schema mismatch", http.StatusBadRequest)
+		return true
+	}
+	s.respond.Store(&reject)
+	state := filepath.Join(dir, "state")
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 1, code, errOut)
+	require.Zero(t, s.distinct())
+
+	s.respond.Store(nil) // the cause is fixed
+	_, errOut, code = runBin(t, "dead-letter", "replay", "--tail", log, "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "50 delivered")
+	requireAllArrived(t, s, 50, false)
+	out, _, code := runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 0, code)
+	require.Empty(t, out)
+}
