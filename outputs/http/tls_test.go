@@ -126,7 +126,7 @@ func newTLSEnv(t *testing.T, requireClientCert bool) *tlsEnv {
 // server checks its certificate, so the refusal reaches the client as the
 // server's alert ("certificate required") when it reads, or as a broken
 // connection when its request write loses the race with the server's close.
-const tls13ClientCertRejected = `tls: certificate required|broken pipe|connection reset by peer`
+const tls13ClientCertRejected = `tls: certificate required|broken pipe|connection reset by peer|use of closed network connection`
 
 func TestSend_TLS(t *testing.T) {
 	t.Parallel()
