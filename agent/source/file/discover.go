@@ -16,9 +16,13 @@ import (
 func (r *runner) scan() {
 	r.scanGen++
 	r.scanWanted = false
+	r.fdPaused = false // the next scan tries again
 	q0 := len(r.waitq)
 	dirs := map[string]bool{}
-	r.s.m.walk(r.consider, func(d string) { dirs[d] = true })
+	r.s.m.walk(r.consider, func(d string) { dirs[d] = true }, func(d string, err error) {
+		r.c.listErrors++
+		r.listLog.add(r.s.log, r.now, d, err)
+	})
 	for p, f := range r.byPath {
 		if f.seenGen != r.scanGen {
 			r.consider(p) // not listed (gone, or its directory unreadable): look at it directly
@@ -115,8 +119,14 @@ func (r *runner) observe(f *file, st fileStat) {
 		}
 		return
 	}
-	if f.failed && !sizeChanged && !changed {
-		return // could not be opened: try again once it changes
+	if f.failed {
+		// Could not be opened: try again once per scan (a chmod changes
+		// neither size nor mtime), or when it changes. A failure that
+		// does not pass (--once) is reported, not waited for.
+		if (f.failedGen != r.scanGen && !r.s.set.Once) || sizeChanged || changed {
+			r.enqueue(f)
+		}
+		return
 	}
 	if st.size != f.offset || changed {
 		r.enqueue(f)
@@ -289,6 +299,7 @@ func (r *runner) lose(f *file) {
 }
 
 func (r *runner) dropLive(f *file) {
+	r.unfail(f)
 	if i := slices.Index(r.live, f); i >= 0 {
 		r.live = slices.Delete(r.live, i, i+1)
 	}
@@ -346,6 +357,7 @@ func (r *runner) applyHints() {
 func (r *runner) adopt(hf heldFile) {
 	if r.byKey[hf.st.key] != nil {
 		_ = hf.fd.Close()
+		r.s.fds.release()
 		r.consider(hf.path)
 		return
 	}
@@ -382,6 +394,9 @@ func (r *runner) hint(p string, op fsnotify.Op) {
 		r.scanWanted = true
 	}
 	if f := r.byPath[p]; f != nil {
+		if op.Has(fsnotify.Chmod) && f.failed {
+			f.failedGen = 0 // its permissions changed: try again now
+		}
 		if op == fsnotify.Write && f.fd != nil {
 			f.hot = true
 			return

@@ -86,7 +86,8 @@ type file struct {
 	eof        bool // the last read found the end
 	atEnd      bool // the last read was short (the end was reached): what comes next is growth, checked against the fingerprint
 	inQueue    bool // in the wait queue
-	failed     bool // opening failed (logged once)
+	failed     bool   // the last open (or read) failed: tried again at each scan
+	failedGen  uint64 // the scan generation of the last failure
 	midLine    bool // offset was not reached by reading (checkpoint, start position): see use
 	lastGrowth time.Time
 	detachedAt time.Time

@@ -39,6 +39,7 @@ var loopHook func(*runner)
 // counters are the run loop's, published to Source after each turn.
 type counters struct {
 	records, bytes, truncated, split, truncations, rotations, partial uint64
+	openErrors, noDescriptor, readErrors, listErrors               uint64
 }
 
 // runner is the state of one Run call. Everything in it belongs to the run
@@ -56,6 +57,17 @@ type runner struct {
 	live   []*file // every file that is not gone
 	waitq  []*file
 	nOpen  int
+	// nFailed counts the live files whose last open (or read) failed: they
+	// are retried at each scan.
+	nFailed int
+	// fdPaused stops admitting files after the kernel refused a descriptor
+	// (EMFILE, ENFILE) until the source frees one or the next scan.
+	fdPaused bool
+	// starved: the last acquire failed on the process budget (other file
+	// sources hold it); counted in processFDs.starved.
+	starved bool
+
+	openLog, readLog, listLog errLog
 
 	hints *hints
 	spare map[string]fsnotify.Op
@@ -79,16 +91,18 @@ type runner struct {
 	c        counters
 	deferred error // an emit error raised where it could not be returned
 	tailBuf  []byte
-	readErrs map[*file]bool
 }
 
 func newRunner(s *Source, ctx context.Context, emit source.Emit) *runner {
 	r := &runner{
 		s: s, cfg: &s.cfg, ctx: ctx, emit: emit,
 		byKey: map[devIno]*file{}, byPath: map[string]*file{}, byReal: map[string]*file{},
-		hints: newHints(s.cfg.MaxOpenFiles), spare: map[string]fsnotify.Op{},
+		hints: newHints(s.fds), spare: map[string]fsnotify.Op{},
 		buf:   make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
 		fpBuf: make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
+		openLog: errLog{msg: "cannot open files; retrying each at every scan"},
+		readLog: errLog{msg: "cannot read files; retrying (open files at the next poll, the others after reopening at the next scan)"},
+		listLog: errLog{msg: "cannot list directories; retrying at every scan"},
 	}
 	// LastSeen only needs the TTL's precision; refreshing it rarely keeps
 	// an idle agent from rewriting its checkpoints.
@@ -151,7 +165,9 @@ func (r *runner) loop() error {
 // wait blocks until an event, the next deadline or the end.
 func (r *runner) wait(timer *time.Timer) {
 	next := r.nextScan
-	if r.nOpen > 0 {
+	if r.nOpen > 0 || (len(r.waitq) > 0 && !r.fdPaused) {
+		// Open files are polled; files waiting for a descriptor that
+		// another source may yield try again.
 		next = minTime(next, r.nextPoll)
 	}
 	if r.scanWanted {
@@ -197,9 +213,16 @@ func (r *runner) publish() {
 		s.rotations.Add(c.rotations)
 		s.partialFlushes.Add(c.partial)
 	}
+	if c.openErrors|c.noDescriptor|c.readErrors|c.listErrors != 0 {
+		s.openErrors.Add(c.openErrors)
+		s.noDescriptor.Add(c.noDescriptor)
+		s.readErrors.Add(c.readErrors)
+		s.listErrors.Add(c.listErrors)
+	}
 	*c = counters{}
 	s.filesOpen.Store(int64(r.nOpen))
 	s.filesWaiting.Store(int64(len(r.waitq)))
+	s.filesUnreadable.Store(int64(r.nFailed))
 }
 
 // timers flushes idle partial lines and multiline records, releases drained
@@ -268,6 +291,12 @@ func (r *runner) timers() error {
 			}
 		}
 	}
+	for _, l := range []*errLog{&r.openLog, &r.readLog, &r.listLog} {
+		l.flush(r.s.log, now)
+		if l.n > 0 {
+			next(l.last.Add(errLogEvery))
+		}
+	}
 	r.timerDue = due
 	r.prune()
 	return r.takeErr()
@@ -328,5 +357,6 @@ func (r *runner) shutdown() {
 		r.watch.close()
 	}
 	r.hints.release()
+	r.setStarved(false)
 	r.publish()
 }

@@ -45,6 +45,23 @@ type Stats struct {
 	FilesWaiting          int    // files with data waiting for a descriptor (max_open_files)
 	PartialFlushes        uint64 // last lines emitted without their newline (idle, rotated away, --once)
 	CheckpointWriteErrors uint64
+	// OpenErrors counts failed opens of matched files (permission, I/O,
+	// ...), each attempt; the file is tried again at every scan.
+	OpenErrors uint64
+	// NoDescriptor counts opens the kernel refused for lack of descriptors
+	// (EMFILE, ENFILE); the file keeps its place in the queue.
+	NoDescriptor uint64
+	// ReadErrors counts failed reads (not end of file); reading is retried.
+	ReadErrors uint64
+	// ListErrors counts directories that could not be listed during a
+	// scan; they are listed again at the next scan.
+	ListErrors uint64
+	// FilesUnreadable is the number of files whose last open or read
+	// failed, waiting for the next scan to try again.
+	FilesUnreadable int
+	// MaxOpenFiles is the source's bound on descriptors: max_open_files,
+	// or less when the file sources' share of RLIMIT_NOFILE is smaller.
+	MaxOpenFiles int
 }
 
 // FileStatus describes one file the source follows.
@@ -78,8 +95,11 @@ type Source struct {
 	lastCPWarn time.Time
 	scanSaved  time.Time // scannedAt last handed to the store
 
+	fds *fdPool
+
 	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
-	filesOpen, filesWaiting                                                                          atomic.Int64
+	openErrors, noDescriptor, readErrors, listErrors                                                 atomic.Uint64
+	filesOpen, filesWaiting, filesUnreadable                                                         atomic.Int64
 }
 
 // New checks cfg and prepares a source; nothing runs until Run.
@@ -113,7 +133,25 @@ func New(cfg Config, set Settings) (*Source, error) {
 	if set.CheckpointInterval <= 0 {
 		set.CheckpointInterval = time.Second
 	}
-	return &Source{cfg: cfg, set: set, log: log, m: m, ml: ml, byID: map[string]*incarnation{}}, nil
+	return &Source{cfg: cfg, set: set, log: log, m: m, ml: ml, byID: map[string]*incarnation{}, fds: newFDPool(cfg.MaxOpenFiles, log)}, nil
+}
+
+// newFDPool sizes a source's descriptor bound: max_open_files, within what
+// the process's RLIMIT_NOFILE leaves the file sources after the reserve (see
+// fdbudget.go).
+func newFDPool(maxOpen int, log *slog.Logger) *fdPool {
+	soft, err := rlimitNofile()
+	budget := int64(fdLimitCap)
+	if err == nil {
+		budget = fdBudgetFor(soft)
+	}
+	processFDs.limit.Store(budget)
+	p := &fdPool{max: min(int64(maxOpen), budget), proc: &processFDs}
+	if p.max < int64(maxOpen) {
+		log.Info("max_open_files lowered to leave descriptors for outputs and the spool",
+			"max_open_files", maxOpen, "used", p.max, "rlimit_nofile", soft, "reserved", int64(min(soft, fdLimitCap))-budget)
+	}
+	return p
 }
 
 // Name returns the source's name.
@@ -319,6 +357,12 @@ func (s *Source) Stats() Stats {
 		FilesWaiting:          int(s.filesWaiting.Load()),
 		PartialFlushes:        s.partialFlushes.Load(),
 		CheckpointWriteErrors: s.cpErrors.Load(),
+		OpenErrors:            s.openErrors.Load(),
+		NoDescriptor:          s.noDescriptor.Load(),
+		ReadErrors:            s.readErrors.Load(),
+		ListErrors:            s.listErrors.Load(),
+		FilesUnreadable:       int(s.filesUnreadable.Load()),
+		MaxOpenFiles:          int(s.fds.max),
 	}
 }
 

@@ -22,14 +22,15 @@ const maxHints = 16 << 10
 // a long time (backpressure); a file created and rotated away meanwhile
 // would be out of reach by the time the loop looks. So the event goroutine
 // opens each new matching file at once and keeps the descriptor until the
-// loop adopts it (up to holdMax descriptors).
+// loop adopts it (within the source's descriptor pool, shared with the
+// loop: held files count against max_open_files and the process budget).
 type hints struct {
 	mu       sync.Mutex
 	ops      map[string]fsnotify.Op
 	overflow bool
 	wake     chan struct{} // capacity 1
 	held     map[devIno]heldFile
-	holdMax  int
+	fds      *fdPool // held files take descriptors from the source's pool
 }
 
 // heldFile is a new file opened by the event goroutine.
@@ -39,36 +40,36 @@ type heldFile struct {
 	st   fileStat
 }
 
-func newHints(holdMax int) *hints {
-	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1), held: map[devIno]heldFile{}, holdMax: holdMax}
+func newHints(fds *fdPool) *hints {
+	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1), held: map[devIno]heldFile{}, fds: fds}
 }
 
 // hold opens a newly created file that the source wants. Only regular
 // files are opened (a FIFO's open would block this goroutine until a writer
 // comes, and with it every event and shutdown).
 func (h *hints) hold(path string) {
-	h.mu.Lock()
-	full := len(h.held) >= h.holdMax
-	h.mu.Unlock()
-	if full {
-		return
-	}
 	if st, err := statPath(path); err != nil || !st.regular {
 		return
 	}
+	if h.fds.acquire() != nil {
+		return // no descriptor to spare: the loop finds the file by its event
+	}
 	fd, err := osOpen(path) // checks again: the path may have changed since
 	if err != nil {
+		h.fds.release()
 		return
 	}
 	st, err := statFile(fd)
 	if err != nil || !st.regular {
 		_ = fd.Close()
+		h.fds.release()
 		return
 	}
 	h.mu.Lock()
-	if _, dup := h.held[st.key]; dup || len(h.held) >= h.holdMax {
+	if _, dup := h.held[st.key]; dup {
 		h.mu.Unlock()
 		_ = fd.Close()
+		h.fds.release()
 		return
 	}
 	h.held[st.key] = heldFile{path: path, fd: fd, st: st}
@@ -94,6 +95,7 @@ func (h *hints) takeHeld() []heldFile {
 func (h *hints) release() {
 	for _, hf := range h.takeHeld() {
 		_ = hf.fd.Close()
+		h.fds.release()
 	}
 }
 
