@@ -82,13 +82,13 @@ type file struct {
 	spill      []byte // an incomplete last line
 	sp         splitter
 	ml         mlState
-	hot        bool // may have data: read it
-	eof        bool // the last read found the end
-	atEnd      bool // the last read was short (the end was reached): what comes next is growth, checked against the fingerprint
-	inQueue    bool // in the wait queue
+	hot        bool   // may have data: read it
+	eof        bool   // the last read found the end
+	atEnd      bool   // the last read was short (the end was reached): what comes next is growth, checked against the fingerprint
+	inQueue    bool   // in the wait queue
 	failed     bool   // the last open (or read) failed: tried again at each scan
 	failedGen  uint64 // the scan generation of the last failure
-	midLine    bool // offset was not reached by reading (checkpoint, start position): see use
+	midLine    bool   // offset was not reached by reading (checkpoint, start position): see use
 	lastGrowth time.Time
 	detachedAt time.Time
 	turnBytes  int64 // read since the descriptor was given (fair share)

@@ -39,7 +39,7 @@ var loopHook func(*runner)
 // counters are the run loop's, published to Source after each turn.
 type counters struct {
 	records, bytes, truncated, split, truncations, rotations, partial uint64
-	openErrors, noDescriptor, readErrors, listErrors               uint64
+	openErrors, noDescriptor, readErrors, listErrors                  uint64
 }
 
 // runner is the state of one Run call. Everything in it belongs to the run
@@ -98,8 +98,8 @@ func newRunner(s *Source, ctx context.Context, emit source.Emit) *runner {
 		s: s, cfg: &s.cfg, ctx: ctx, emit: emit,
 		byKey: map[devIno]*file{}, byPath: map[string]*file{}, byReal: map[string]*file{},
 		hints: newHints(s.fds), spare: map[string]fsnotify.Op{},
-		buf:   make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
-		fpBuf: make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
+		buf:     make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
+		fpBuf:   make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
 		openLog: errLog{msg: "cannot open files; retrying each at every scan"},
 		readLog: errLog{msg: "cannot read files; retrying (open files at the next poll, the others after reopening at the next scan)"},
 		listLog: errLog{msg: "cannot list directories; retrying at every scan"},
