@@ -2,14 +2,20 @@ package file
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
+// TestMain runs the tests or, when a test re-executes the test binary as a
+// child process (childRoleEnv set), that child's role (see child_test.go).
 func TestMain(m *testing.M) {
 	loopHook = checkInvariants
+	if role := os.Getenv(childRoleEnv); role != "" {
+		os.Exit(runChild(role))
+	}
 	goleak.VerifyTestMain(m)
 }
 

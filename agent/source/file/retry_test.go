@@ -1,0 +1,219 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// failOpen makes osOpen fail with errno for the paths fail selects, while
+// on is set, for the rest of the test.
+func failOpen(t *testing.T, on *atomic.Bool, errno syscall.Errno, fail func(path string) bool) {
+	t.Helper()
+	orig := osOpen
+	osOpen = func(path string) (*os.File, error) {
+		if on.Load() && fail(path) {
+			return nil, &os.PathError{Op: "open", Path: path, Err: errno}
+		}
+		return orig(path)
+	}
+	t.Cleanup(func() { osOpen = orig })
+}
+
+// scanOnly runs the rest of the test without file events, as on NFS: what
+// the source finds, it finds by scanning.
+func scanOnly(t *testing.T) {
+	t.Helper()
+	disableWatch = true
+	t.Cleanup(func() { disableWatch = false })
+}
+
+// waitFor polls cond until it holds or d passed.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// unreadableScenario follows dir, where a.log is readable and b.log cannot
+// be opened until unblock is called. b.log must be tried again at every
+// scan, counted, logged once (rate-limited), and read once it can be,
+// although it did not change.
+func unreadableScenario(dir string, out io.Writer, unblock func() error) error {
+	buf := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(buf, out), nil))
+	src, err := New(testConfig(dir, "*.log"), Settings{Name: "retry", Logger: log})
+	if err != nil {
+		return err
+	}
+	col := &collector{src: src, commit: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, col.emit) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// Three failed opens: the file is tried at every scan, not once.
+	if !waitFor(10*time.Second, func() bool {
+		st := src.Stats()
+		return col.count() >= 1 && st.OpenErrors >= 3 && st.FilesUnreadable == 1
+	}) {
+		return fmt.Errorf("b.log not retried at each scan: lines %q, stats %+v", col.lines(), src.Stats())
+	}
+	if got := col.lines(); !slices.Equal(got, []string{"a1"}) {
+		return fmt.Errorf("before unblock: lines %q, want [a1]", got)
+	}
+	if err := unblock(); err != nil {
+		return err
+	}
+	if !waitFor(10*time.Second, func() bool { return col.count() >= 3 }) {
+		return fmt.Errorf("b.log not read after it became readable: lines %q, stats %+v", col.lines(), src.Stats())
+	}
+	if got := col.lines(); !slices.Equal(got, []string{"a1", "b1", "b2"}) {
+		return fmt.Errorf("lines %q, want [a1 b1 b2]", got)
+	}
+	if st := src.Stats(); st.FilesUnreadable != 0 {
+		return fmt.Errorf("files unreadable %d after b.log was read", st.FilesUnreadable)
+	}
+	if n := strings.Count(buf.String(), "cannot open files"); n != 1 {
+		return fmt.Errorf("%d log lines for the failed opens, want 1 (rate-limited):\n%s", n, buf.String())
+	}
+	return nil
+}
+
+// chmodScenario is issue 8.4: b.log has mode 000 when the source starts and
+// 644 later, without growing (chmod changes its ctime, not its mtime or
+// size). It runs without events: the scan must find it.
+func chmodScenario(dir string, out io.Writer) error {
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	if err := os.WriteFile(a, []byte("a1\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(b, []byte("b1\nb2\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(b, 0); err != nil {
+		return err
+	}
+	if f, err := os.Open(b); err == nil {
+		_ = f.Close()
+		return errors.New("mode 000 does not deny reads to this user")
+	}
+	disableWatch = true
+	defer func() { disableWatch = false }()
+	return unreadableScenario(dir, out, func() error { return os.Chmod(b, 0o644) })
+}
+
+// Issue 8.4 with real permissions. Root reads files of mode 000, so as root
+// the scenario runs in a child process as nobody.
+func TestRetry_ChmodMakesAFileReadableAtTheNextScan(t *testing.T) {
+	if os.Geteuid() != 0 {
+		require.NoError(t, chmodScenario(t.TempDir(), t.Output()))
+		return
+	}
+	const nobody = 65534
+	bin := copyTestBinary(t)
+	dir, err := os.MkdirTemp("", "filesrc-chmod-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chown(dir, nobody, nobody))
+	runChildProcess(t, bin, "chmod", dir, &syscall.Credential{Uid: nobody, Gid: nobody})
+}
+
+// The same through the open seam, for every user (root included) and for
+// errors other than permissions: a failed open is retried at every scan,
+// not only once the file changes.
+func TestRetry_FailedOpenIsRetriedAtEveryScan(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EPERM, syscall.EIO, syscall.ELOOP} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			scanOnly(t)
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "a.log"), "a1\n")
+			b := filepath.Join(dir, "b.log")
+			writeFile(t, b, "b1\nb2\n")
+			var on atomic.Bool
+			on.Store(true)
+			failOpen(t, &on, errno, func(p string) bool { return p == b })
+			require.NoError(t, unreadableScenario(dir, t.Output(), func() error {
+				on.Store(false)
+				return nil
+			}))
+		})
+	}
+}
+
+// With events, a chmod is an event: the file is tried again at once, not
+// only at the next scan.
+func TestRetry_ChmodEventRetriesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.log"), "a1\n")
+	b := filepath.Join(dir, "b.log")
+	writeFile(t, b, "b1\nb2\n")
+	var on atomic.Bool
+	on.Store(true)
+	failOpen(t, &on, syscall.EACCES, func(p string) bool { return p == b })
+	cfg := testConfig(dir, "*.log")
+	cfg.ScanInterval = time.Hour // only the event can bring it
+	r := start(t, cfg, Settings{})
+	r.waitCount(t, 1)
+	require.Eventually(t, func() bool { return r.src.Stats().FilesUnreadable == 1 }, 10*time.Second, 5*time.Millisecond)
+	on.Store(false)
+	require.NoError(t, os.Chmod(b, 0o640))
+	r.waitCount(t, 3)
+	require.Equal(t, []string{"a1", "b1", "b2"}, r.col.lines())
+}
+
+// Opens refused for lack of descriptors (EMFILE, ENFILE: here from another
+// part of the process) are not the files' fault: every file stays in the
+// queue, none is given up on, and all are read once descriptors return,
+// although none of them changed.
+func TestDescriptors_NoDescriptorKeepsFilesQueued(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			scanOnly(t)
+			dir := t.TempDir()
+			const files = 20
+			for i := range files {
+				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d.log", i)), fmt.Sprintf("f%02d\n", i))
+			}
+			var on atomic.Bool
+			on.Store(true)
+			failOpen(t, &on, errno, func(string) bool { return true })
+			log, logs := testLogger()
+			r := start(t, testConfig(dir, "*.log"), Settings{Logger: log})
+			require.Eventually(t, func() bool {
+				st := r.src.Stats()
+				return st.NoDescriptor >= 3 && st.FilesWaiting == files
+			}, 10*time.Second, 5*time.Millisecond, "files wait in the queue")
+			st := r.src.Stats()
+			require.Zero(t, st.FilesUnreadable, "no file is given up on")
+			require.Zero(t, st.OpenErrors)
+			// Each try stops at the first refusal: one attempt per scan (or
+			// freed descriptor), not one per file.
+			require.Less(t, st.NoDescriptor, uint64(files))
+			require.Zero(t, r.col.count())
+			on.Store(false)
+			r.waitCount(t, files)
+			require.Len(t, r.col.lines(), files)
+			require.Equal(t, 1, strings.Count(logs.String(), "cannot open files"))
+		})
+	}
+}
