@@ -87,6 +87,7 @@ func (r *runner) truncated(f *file) {
 	r.s.mu.Unlock()
 	r.s.log.Info("file truncated; reading it again from the start", "path", f.path, "old_file_id", old.id, "file_id", inc.id)
 	f.offset, f.pollSize = 0, 0
+	f.findLineEnd = false
 	f.offsetA.Store(0)
 	f.spill = f.spill[:0]
 	f.sp.reset()
@@ -195,6 +196,17 @@ func (r *runner) use(f *file, fd *os.File) {
 	f.lastGrowth, f.admitted = r.now, r.now
 	f.turnBytes = 0
 	st, err := statFile(fd)
+	if f.findLineEnd && err == nil && st.size >= f.offset {
+		// start_at: end, and the file could not be read when it was
+		// found: start after its last complete line as of then, now.
+		f.findLineEnd = false
+		if off, lerr := r.lastLineEnd(fd, f.offset); lerr == nil && off != f.offset {
+			f.offset = off
+			f.offsetA.Store(off)
+			f.inc.committed.Store(off) // nothing of it was emitted yet
+			f.midLine = off > 0
+		}
+	}
 	if err == nil && st.size < f.offset {
 		r.truncated(f)
 	} else if _, err := fd.Seek(f.offset, io.SeekStart); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -137,7 +138,7 @@ func (r *runner) observe(f *file, st fileStat) {
 // file that no matching path leads to any more.
 func (r *runner) newFile(path string, st fileStat) *file {
 	f := &file{key: st.key, birth: st.birth, mtime: st.mtime, size: st.size}
-	f.offset = r.startOffset(path, st)
+	f.offset, f.findLineEnd = r.startOffset(path, st)
 	f.midLine = f.offset > 0
 	f.lastGrowth = r.now
 	f.sp = r.newSplitter(f)
@@ -160,7 +161,7 @@ func (r *runner) newFile(path string, st fileStat) *file {
 	r.s.log.Debug("following file", "path", path, "file_id", inc.id, "offset", f.offset)
 	if !r.ignored(st) {
 		r.enqueue(f) // hold it open, so a rotation cannot take lines from us
-	} else if fd, err := openRegular(path); err == nil {
+	} else if fd, err := osOpen(path); err == nil {
 		// Not opened for now, but its identity is recorded: a new file that
 		// gets its inode later must not resume at its offset.
 		if fp, err := readFingerprint(fd, r.cfg.FingerprintBytes, r.fpBuf); err == nil {
@@ -179,29 +180,36 @@ func (r *runner) ignored(st fileStat) bool {
 	return io > 0 && r.now.Sub(time.Unix(0, st.mtime)) > io
 }
 
-// startOffset decides where a file without a checkpoint is read from.
-func (r *runner) startOffset(path string, st fileStat) int64 {
+// startOffset decides where a file without a checkpoint is read from. It
+// reports deferred when the line end before the file's end could not be
+// found (the file could not be opened): the offset is then the size, and
+// the line end is looked for when the file is opened (see use).
+func (r *runner) startOffset(path string, st fileStat) (off int64, deferred bool) {
 	if r.ignored(st) {
-		return st.size // old: counts as read
+		return st.size, false // old: counts as read
 	}
 	if !r.initialScan || r.cfg.StartAt == StartAtBeginning {
-		return 0 // appeared while we run
+		return 0, false // appeared while we run
 	}
 	if st.birth != 0 && !r.prevScan.IsZero() && st.birth > r.prevScan.UnixNano() {
-		return 0 // appeared while the agent was down
+		return 0, false // appeared while the agent was down
 	}
-	return r.lastLineEnd(path, st.size)
+	fd, err := osOpen(path)
+	if err != nil {
+		return st.size, true
+	}
+	defer fd.Close()
+	off, err = r.lastLineEnd(fd, st.size)
+	if err != nil {
+		return st.size, true
+	}
+	return off, false
 }
 
 // lastLineEnd returns the offset after the last newline in the file's last
-// MaxRecordBytes, so reading from the end starts at a line boundary (an
-// incomplete last line is read whole once it is complete).
-func (r *runner) lastLineEnd(path string, size int64) int64 {
-	fd, err := openRegular(path)
-	if err != nil {
-		return size
-	}
-	defer fd.Close()
+// MaxRecordBytes before size, so reading from the end starts at a line
+// boundary (an incomplete last line is read whole once it is complete).
+func (r *runner) lastLineEnd(fd *os.File, size int64) (int64, error) {
 	if r.tailBuf == nil {
 		r.tailBuf = make([]byte, 64<<10)
 	}
@@ -211,19 +219,19 @@ func (r *runner) lastLineEnd(path string, size int64) int64 {
 		start := max(end-int64(len(buf)), limit)
 		n, err := fd.ReadAt(buf[:end-start], start)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return size
+			return size, err
 		}
 		for i := n - 1; i >= 0; i-- {
 			if buf[i] == '\n' {
-				return start + int64(i) + 1
+				return start + int64(i) + 1, nil
 			}
 		}
 		end = start
 	}
 	if limit == 0 {
-		return 0 // one incomplete line: all of it is what comes next
+		return 0, nil // one incomplete line: all of it is what comes next
 	}
-	return size
+	return size, nil
 }
 
 func (r *runner) newSplitter(f *file) splitter {

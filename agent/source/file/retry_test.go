@@ -217,3 +217,27 @@ func TestDescriptors_NoDescriptorKeepsFilesQueued(t *testing.T) {
 		})
 	}
 }
+
+// start_at: end starts after a file's last complete line. When the file
+// cannot be read at the start, that line end is found once it is opened:
+// the incomplete last line is not cut in two (its tail sent as a record of
+// its own).
+func TestRetry_StartAtEndOfAFileUnreadableAtTheStart(t *testing.T) {
+	scanOnly(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.log")
+	writeFile(t, p, "old1\nold2\npart")
+	var on atomic.Bool
+	on.Store(true)
+	failOpen(t, &on, syscall.EACCES, func(string) bool { return true })
+	cfg := testConfig(dir, "*.log")
+	cfg.StartAt = StartAtEnd
+	r := start(t, cfg, Settings{})
+	require.Eventually(t, func() bool { return r.src.Stats().OpenErrors >= 1 }, 10*time.Second, 5*time.Millisecond)
+	on.Store(false)
+	require.Eventually(t, func() bool { return r.src.Stats().FilesUnreadable == 0 && r.src.Stats().FilesOpen == 1 },
+		10*time.Second, 5*time.Millisecond)
+	appendFile(t, p, "ial\nnew\n")
+	r.waitCount(t, 2)
+	require.Equal(t, []string{"partial", "new"}, r.col.lines())
+}
