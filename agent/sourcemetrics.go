@@ -12,7 +12,7 @@ type fileSourceCollector struct {
 	src *file.Source
 
 	truncated, split, truncations, rotations, partial, ckptErrors, open, waiting, lag *prometheus.Desc
-	openErrors, readErrors, listErrors, unreadable, openLimit                         *prometheus.Desc
+	openErrors, readErrors, scanErrors, unreadable, openLimit                         *prometheus.Desc
 }
 
 func newFileSourceCollector(src *file.Source) *fileSourceCollector {
@@ -33,7 +33,7 @@ func newFileSourceCollector(src *file.Source) *fileSourceCollector {
 		lag:         d("agent_checkpoint_lag_bytes", "Bytes of a file not yet durable downstream (size minus checkpoint).", "file"),
 		openErrors:  d("agent_file_open_errors_total", "Failed opens of matched files: reason descriptors (EMFILE, ENFILE: the file keeps its place) or other (permission, I/O: retried at every scan).", "reason"),
 		readErrors:  d("agent_file_read_errors_total", "Failed reads of followed files (retried)."),
-		listErrors:  d("agent_file_list_errors_total", "Directories that could not be listed during a scan (listed again at the next)."),
+		scanErrors:  d("agent_file_scan_errors_total", "Directories that could not be listed, and matched paths that could not be examined, during scans (tried again at the next)."),
 		unreadable:  d("agent_file_unreadable", "Files whose last open or read failed, waiting for the next scan to try again."),
 		openLimit:   d("agent_file_open_limit", "Descriptors the source may hold: max_open_files, lowered to leave a reserve of RLIMIT_NOFILE for outputs and the spool."),
 	}
@@ -41,7 +41,7 @@ func newFileSourceCollector(src *file.Source) *fileSourceCollector {
 
 func (c *fileSourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.truncated, c.split, c.truncations, c.rotations, c.partial, c.ckptErrors, c.open, c.waiting, c.lag,
-		c.openErrors, c.readErrors, c.listErrors, c.unreadable, c.openLimit} {
+		c.openErrors, c.readErrors, c.scanErrors, c.unreadable, c.openLimit} {
 		ch <- d
 	}
 }
@@ -62,7 +62,7 @@ func (c *fileSourceCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.openErrors, prometheus.CounterValue, float64(s.NoDescriptor), "descriptors")
 	ch <- prometheus.MustNewConstMetric(c.openErrors, prometheus.CounterValue, float64(s.OpenErrors), "other")
 	counter(c.readErrors, s.ReadErrors)
-	counter(c.listErrors, s.ListErrors)
+	counter(c.scanErrors, s.ScanErrors)
 	ch <- prometheus.MustNewConstMetric(c.unreadable, prometheus.GaugeValue, float64(s.FilesUnreadable))
 	ch <- prometheus.MustNewConstMetric(c.openLimit, prometheus.GaugeValue, float64(s.MaxOpenFiles))
 	seen := map[string]bool{}

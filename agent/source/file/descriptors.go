@@ -23,6 +23,7 @@ func (r *runner) poll() {
 		}
 		st, err := statFile(f.fd)
 		if err != nil {
+			r.readFailed(f, err) // a followed file is opened again at the next scan
 			continue
 		}
 		r.checkOpen(f, st, true)
@@ -104,7 +105,7 @@ func (r *runner) open(f *file) (retry bool) {
 	if err != nil {
 		r.s.fds.release()
 		switch {
-		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular):
+		case isGone(err) || errors.Is(err, errNotRegular):
 			r.lose(f) // gone, or replaced by something that is not a file
 		case isNoDescriptor(err):
 			// Not the file's fault: it waits at the head of the queue, and

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -21,8 +22,8 @@ func (r *runner) scan() {
 	q0 := len(r.waitq)
 	dirs := map[string]bool{}
 	r.s.m.walk(r.consider, func(d string) { dirs[d] = true }, func(d string, err error) {
-		r.c.listErrors++
-		r.listLog.add(r.s.log, r.now, d, err)
+		r.c.scanErrors++
+		r.scanLog.add(r.s.log, r.now, d, err)
 	})
 	for p, f := range r.byPath {
 		if f.seenGen != r.scanGen {
@@ -45,7 +46,7 @@ func (r *runner) scan() {
 			dirs[filepath.Dir(f.realPath)] = true
 		}
 	}
-	if r.watch != nil && r.watch.sync(dirs) {
+	if r.watch != nil && r.watch.sync(dirs, r.watchFailed) {
 		r.scanWanted = true // look again, now that the new directories are watched
 	}
 	r.lastScan = r.now
@@ -55,14 +56,31 @@ func (r *runner) scan() {
 	r.s.mu.Unlock()
 }
 
+func (r *runner) watchFailed(dir string, err error) {
+	r.c.watchErrors++
+	r.watchLog.add(r.s.log, r.now, dir, err)
+}
+
+// isGone reports an error that means no file is at the path any more.
+func isGone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
 // consider looks at a path that matches the patterns (or did).
 func (r *runner) consider(path string) {
 	f := r.byPath[path]
 	st, err := statPath(path)
 	if err != nil {
-		if f != nil && errors.Is(err, fs.ErrNotExist) {
-			r.lose(f)
+		if isGone(err) {
+			if f != nil {
+				r.lose(f)
+			}
+			return
 		}
+		// Cannot tell (a directory on the way lost its x permission, I/O):
+		// the file stays as it was, and is looked at again at the next scan.
+		r.c.scanErrors++
+		r.scanLog.add(r.s.log, r.now, path, err)
 		return
 	}
 	if !st.regular {

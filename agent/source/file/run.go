@@ -39,7 +39,7 @@ var loopHook func(*runner)
 // counters are the run loop's, published to Source after each turn.
 type counters struct {
 	records, bytes, truncated, split, truncations, rotations, partial uint64
-	openErrors, noDescriptor, readErrors, listErrors                  uint64
+	openErrors, noDescriptor, readErrors, scanErrors, watchErrors     uint64
 }
 
 // runner is the state of one Run call. Everything in it belongs to the run
@@ -67,7 +67,7 @@ type runner struct {
 	// sources hold it); counted in processFDs.starved.
 	starved bool
 
-	openLog, readLog, listLog errLog
+	openLog, readLog, scanLog, watchLog errLog
 
 	hints *hints
 	spare map[string]fsnotify.Op
@@ -98,11 +98,12 @@ func newRunner(s *Source, ctx context.Context, emit source.Emit) *runner {
 		s: s, cfg: &s.cfg, ctx: ctx, emit: emit,
 		byKey: map[devIno]*file{}, byPath: map[string]*file{}, byReal: map[string]*file{},
 		hints: newHints(s.fds), spare: map[string]fsnotify.Op{},
-		buf:     make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
-		fpBuf:   make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
-		openLog: errLog{msg: "cannot open files; retrying each at every scan"},
-		readLog: errLog{msg: "cannot read files; retrying (open files at the next poll, the others after reopening at the next scan)"},
-		listLog: errLog{msg: "cannot list directories; retrying at every scan"},
+		buf:      make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
+		fpBuf:    make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
+		openLog:  errLog{msg: "cannot open files; retrying each at every scan"},
+		readLog:  errLog{msg: "cannot read files; retrying (open files at the next poll, the others after reopening at the next scan)"},
+		scanLog:  errLog{msg: "cannot list directories or examine files; retrying at every scan"},
+		watchLog: errLog{msg: "cannot watch directories; relying on scans there, retrying at every scan"},
 	}
 	// LastSeen only needs the TTL's precision; refreshing it rarely keeps
 	// an idle agent from rewriting its checkpoints.
@@ -213,11 +214,12 @@ func (r *runner) publish() {
 		s.rotations.Add(c.rotations)
 		s.partialFlushes.Add(c.partial)
 	}
-	if c.openErrors|c.noDescriptor|c.readErrors|c.listErrors != 0 {
+	if c.openErrors|c.noDescriptor|c.readErrors|c.scanErrors|c.watchErrors != 0 {
 		s.openErrors.Add(c.openErrors)
 		s.noDescriptor.Add(c.noDescriptor)
 		s.readErrors.Add(c.readErrors)
-		s.listErrors.Add(c.listErrors)
+		s.scanErrors.Add(c.scanErrors)
+		s.watchErrors.Add(c.watchErrors)
 	}
 	*c = counters{}
 	s.filesOpen.Store(int64(r.nOpen))
@@ -270,7 +272,17 @@ func (r *runner) timers() error {
 			}
 			t = t.Add(cfg.RotateWait)
 			if r.s.set.Once || !now.Before(t) {
-				if st, err := statFile(f.fd); err == nil && st.size != f.offset {
+				st, err := statFile(f.fd)
+				if err != nil {
+					// Whether it grew is unknown: its data is reachable
+					// only through this descriptor, so it is kept and
+					// looked at again.
+					r.c.readErrors++
+					r.readLog.add(r.s.log, now, f.lastPath, err)
+					next(now.Add(cfg.PollInterval))
+					continue
+				}
+				if st.size != f.offset {
 					r.checkOpen(f, st, false) // it grew after all: read that first
 					continue
 				}
@@ -291,7 +303,7 @@ func (r *runner) timers() error {
 			}
 		}
 	}
-	for _, l := range []*errLog{&r.openLog, &r.readLog, &r.listLog} {
+	for _, l := range []*errLog{&r.openLog, &r.readLog, &r.scanLog, &r.watchLog} {
 		l.flush(r.s.log, now)
 		if l.n > 0 {
 			next(l.last.Add(errLogEvery))

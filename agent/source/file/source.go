@@ -53,9 +53,14 @@ type Stats struct {
 	NoDescriptor uint64
 	// ReadErrors counts failed reads (not end of file); reading is retried.
 	ReadErrors uint64
-	// ListErrors counts directories that could not be listed during a
-	// scan; they are listed again at the next scan.
-	ListErrors uint64
+	// ScanErrors counts directories that could not be listed and matched
+	// paths that could not be examined (stat), other than because they
+	// are gone; they are tried again at the next scan.
+	ScanErrors uint64
+	// WatchErrors counts directories whose watch could not be added (the
+	// inotify limit, permissions); changes there are found by scanning, and
+	// the watch is tried again at each scan.
+	WatchErrors uint64
 	// FilesUnreadable is the number of files whose last open or read
 	// failed, waiting for the next scan to try again.
 	FilesUnreadable int
@@ -98,7 +103,7 @@ type Source struct {
 	fds *fdPool
 
 	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
-	openErrors, noDescriptor, readErrors, listErrors                                                 atomic.Uint64
+	openErrors, noDescriptor, readErrors, scanErrors, watchErrors                                    atomic.Uint64
 	filesOpen, filesWaiting, filesUnreadable                                                         atomic.Int64
 }
 
@@ -360,7 +365,8 @@ func (s *Source) Stats() Stats {
 		OpenErrors:            s.openErrors.Load(),
 		NoDescriptor:          s.noDescriptor.Load(),
 		ReadErrors:            s.readErrors.Load(),
-		ListErrors:            s.listErrors.Load(),
+		ScanErrors:            s.scanErrors.Load(),
+		WatchErrors:           s.watchErrors.Load(),
 		FilesUnreadable:       int(s.filesUnreadable.Load()),
 		MaxOpenFiles:          int(s.fds.max),
 	}

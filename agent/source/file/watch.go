@@ -2,6 +2,7 @@ package file
 
 import (
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -137,11 +138,10 @@ func (h *hints) take(spare map[string]fsnotify.Op) (map[string]fsnotify.Op, bool
 // watcher watches directories with fsnotify and feeds hints. Its methods
 // other than the event goroutine are called by the run loop only.
 type watcher struct {
-	w      *fsnotify.Watcher
-	log    *slog.Logger
-	dirs   map[string]bool
-	failed map[string]bool // directories whose watch could not be added (logged once)
-	wg     sync.WaitGroup
+	w    *fsnotify.Watcher
+	log  *slog.Logger
+	dirs map[string]bool
+	wg   sync.WaitGroup
 }
 
 func newWatcher(h *hints, m *matcher, log *slog.Logger) (*watcher, error) {
@@ -149,7 +149,7 @@ func newWatcher(h *hints, m *matcher, log *slog.Logger) (*watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{w: fw, log: log, dirs: map[string]bool{}, failed: map[string]bool{}}
+	w := &watcher{w: fw, log: log, dirs: map[string]bool{}}
 	w.wg.Go(func() {
 		for {
 			select {
@@ -177,8 +177,9 @@ func newWatcher(h *hints, m *matcher, log *slog.Logger) (*watcher, error) {
 
 // sync makes the watched set equal to dirs. It reports whether it added a
 // watch: what changed in that directory before the watch existed is found by
-// scanning again.
-func (w *watcher) sync(dirs map[string]bool) (added bool) {
+// scanning again. A watch that cannot be added is reported to failed and
+// tried again at the next sync.
+func (w *watcher) sync(dirs map[string]bool, failed func(dir string, err error)) (added bool) {
 	for d := range w.dirs {
 		if !dirs[d] {
 			_ = w.w.Remove(d) // may be gone already, with its watch
@@ -190,13 +191,11 @@ func (w *watcher) sync(dirs map[string]bool) (added bool) {
 			continue
 		}
 		if err := w.w.Add(d); err != nil {
-			if !w.failed[d] {
-				w.failed[d] = true
-				w.log.Warn("cannot watch directory; relying on scans", "dir", d, "error", err)
+			if !errors.Is(err, fs.ErrNotExist) {
+				failed(d, err)
 			}
 			continue
 		}
-		delete(w.failed, d)
 		w.dirs[d] = true
 		added = true
 	}
