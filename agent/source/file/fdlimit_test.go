@@ -190,3 +190,33 @@ func childFDLimit(dir string, log *slog.Logger) error {
 		createFailures, count(), dialFailures, st.MaxOpenFiles, st.NoDescriptor, st.OpenErrors)
 	return nil
 }
+
+// The file sources of a process share one descriptor budget. A source
+// whose files wait for it must not starve while another holds descriptors
+// of files that have nothing to read: those are given up.
+func TestDescriptors_SourcesShareTheBudgetWithoutStarving(t *testing.T) {
+	require.Zero(t, processFDs.held.Load(), "a source of another test still holds descriptors")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	const filesA, filesB = 10, 5
+	for i := range filesA {
+		writeFile(t, filepath.Join(dirA, fmt.Sprintf("a%02d.log", i)), fmt.Sprintf("a%02d\n", i))
+	}
+	for i := range filesB {
+		writeFile(t, filepath.Join(dirB, fmt.Sprintf("b%02d.log", i)), fmt.Sprintf("b%02d\n", i))
+	}
+	a := start(t, testConfig(dirA, "*.log"), Settings{Name: "a"})
+	restore := processFDs.limit.Load()
+	t.Cleanup(func() { processFDs.limit.Store(restore) })
+	processFDs.limit.Store(filesA) // as if RLIMIT_NOFILE left the file sources 10
+	a.waitCount(t, filesA)
+	require.Eventually(t, func() bool { return a.src.Stats().FilesOpen == filesA }, 10*time.Second, 5*time.Millisecond,
+		"a holds every descriptor of the budget (its files stay open: close_inactive is 5m)")
+
+	b, err := New(testConfig(dirB, "*.log"), Settings{Name: "b"})
+	require.NoError(t, err)
+	processFDs.limit.Store(filesA) // New set it from the real limit again
+	rb := startWith(t, b, &collector{src: b, commit: true})
+	rb.waitCount(t, filesB)
+	require.Less(t, a.src.Stats().FilesOpen, filesA, "a gave descriptors up")
+	require.LessOrEqual(t, processFDs.held.Load(), int64(filesA))
+}
