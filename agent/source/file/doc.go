@@ -76,8 +76,9 @@
 //
 // The loop may be stuck in emit for a long time (backpressure). Meanwhile the
 // event goroutine opens every new matching file the moment it is created
-// and holds it (up to max_open_files such descriptors) for the loop to
-// adopt, so a file created and rotated away during the stall is still read.
+// and holds it for the loop to adopt (while descriptors last: they count
+// against max_open_files like the loop's), so a file created and rotated
+// away during the stall is still read.
 // Without events (NFS) that protection is gone: follow the rotated names too
 // (app.log*) if the destination may stall for longer than a rotation period.
 //
