@@ -135,11 +135,18 @@ func (r *runner) open(f *file) (retry bool) {
 		return false
 	}
 	r.unfail(f)
-	f.failed = false
 	truncated := false
 	if f.birth != 0 && st.birth != 0 && f.birth != st.birth {
 		f = r.reborn(f, path, st) // inode reused by a new file
-	} else if ok, err := f.fp.matches(fd, r.fpBuf); err == nil && !ok {
+	} else if ok, err := f.fp.matches(fd, r.fpBuf); err != nil {
+		// Its first bytes cannot be read, so its identity is not
+		// confirmed: resuming at its offset could skip a new file's
+		// lines. Tried again at the next scan.
+		_ = fd.Close()
+		r.s.fds.release()
+		r.failed(f, err, &r.readLog, &r.c.readErrors)
+		return false
+	} else if !ok {
 		switch {
 		case f.birth == 0 || f.birth != st.birth:
 			f = r.reborn(f, path, st) // inode reused, or rewritten: either way new

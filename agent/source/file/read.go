@@ -3,10 +3,14 @@ package file
 import (
 	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/kplagent/agent/agent/source"
 )
+
+// readFD reads a followed file; tests make it fail.
+var readFD = (*os.File).Read
 
 // readAll gives every open file with data one turn.
 func (r *runner) readAll() (bool, error) {
@@ -49,7 +53,7 @@ func (r *runner) readTurn(f *file) (int64, error) {
 	f.atEnd = false
 	for total < turnBudget {
 		var n int
-		n, rerr = f.fd.Read(buf[k : k+readChunk])
+		n, rerr = readFD(f.fd, buf[k:k+readChunk])
 		if n > 0 && verify {
 			verify = false
 			if ok, err := f.fp.matches(f.fd, r.fpBuf); err == nil && !ok {

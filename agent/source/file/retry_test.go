@@ -241,3 +241,37 @@ func TestRetry_StartAtEndOfAFileUnreadableAtTheStart(t *testing.T) {
 	r.waitCount(t, 2)
 	require.Equal(t, []string{"partial", "new"}, r.col.lines())
 }
+
+// A read error (EIO; ESTALE on NFS) closes a followed file, which is opened
+// again at its position at the next scan: nothing is skipped or read twice,
+// and the error is counted and logged once.
+func TestRetry_ReadErrorReopensAtTheNextScan(t *testing.T) {
+	scanOnly(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.log")
+	writeFile(t, p, "l1\n")
+	var on atomic.Bool
+	orig := readFD
+	readFD = func(f *os.File, b []byte) (int, error) {
+		if on.Load() {
+			return 0, &os.PathError{Op: "read", Path: f.Name(), Err: syscall.EIO}
+		}
+		return orig(f, b)
+	}
+	t.Cleanup(func() { readFD = orig })
+	log, logs := testLogger()
+	r := start(t, testConfig(dir, "*.log"), Settings{Logger: log})
+	r.waitCount(t, 1)
+	on.Store(true)
+	appendFile(t, p, "l2\n")
+	require.Eventually(t, func() bool {
+		st := r.src.Stats()
+		return st.ReadErrors >= 3 && st.FilesUnreadable == 1
+	}, 10*time.Second, 5*time.Millisecond, "read again at every scan")
+	appendFile(t, p, "l3\n")
+	on.Store(false)
+	r.waitCount(t, 3)
+	require.Eventually(t, func() bool { return r.src.Stats().FilesUnreadable == 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, []string{"l1", "l2", "l3"}, r.col.lines())
+	require.Equal(t, 1, strings.Count(logs.String(), "cannot read files"))
+}
