@@ -34,6 +34,8 @@ func runChild(role string) int {
 		err = childFDLimit(dir, log)
 	case "chmod":
 		err = chmodScenario(dir, os.Stderr)
+	case "listdir":
+		err = unlistableScenario(dir, os.Stderr)
 	default:
 		err = fmt.Errorf("unknown child role %q", role)
 	}

@@ -125,17 +125,81 @@ func chmodScenario(dir string, out io.Writer) error {
 // Issue 8.4 with real permissions. Root reads files of mode 000, so as root
 // the scenario runs in a child process as nobody.
 func TestRetry_ChmodMakesAFileReadableAtTheNextScan(t *testing.T) {
+	runPermissionScenario(t, "chmod", chmodScenario)
+}
+
+// runPermissionScenario runs a scenario that needs permissions to deny
+// access: in this process, or as root (who is never denied) in a child
+// running as nobody.
+func runPermissionScenario(t *testing.T, role string, scenario func(dir string, out io.Writer) error) {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		require.NoError(t, chmodScenario(t.TempDir(), t.Output()))
+		require.NoError(t, scenario(t.TempDir(), t.Output()))
 		return
 	}
 	const nobody = 65534
 	bin := copyTestBinary(t)
-	dir, err := os.MkdirTemp("", "filesrc-chmod-")
+	dir, err := os.MkdirTemp("", "filesrc-"+role+"-")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	require.NoError(t, os.Chown(dir, nobody, nobody))
-	runChildProcess(t, bin, "chmod", dir, &syscall.Credential{Uid: nobody, Gid: nobody})
+	runChildProcess(t, bin, role, dir, &syscall.Credential{Uid: nobody, Gid: nobody})
+}
+
+// A directory that cannot be listed (mode 000) hides its files: the scan
+// says so (counted, logged once) and lists it again at every scan, so its
+// files are read once it can be listed.
+func TestRetry_UnlistableDirectoryIsListedAgainAtEveryScan(t *testing.T) {
+	runPermissionScenario(t, "listdir", unlistableScenario)
+}
+
+func unlistableScenario(dir string, out io.Writer) error {
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(sub, "x.log"), []byte("x1\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(sub, 0); err != nil {
+		return err
+	}
+	defer func() { _ = os.Chmod(sub, 0o755) }() // so that it can be removed
+	if _, err := os.ReadDir(sub); err == nil {
+		return errors.New("mode 000 does not deny listing to this user")
+	}
+	disableWatch = true
+	defer func() { disableWatch = false }()
+	buf := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(buf, out), nil))
+	src, err := New(testConfig(dir, "*/*.log"), Settings{Name: "listdir", Logger: log})
+	if err != nil {
+		return err
+	}
+	col := &collector{src: src, commit: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, col.emit) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	if !waitFor(10*time.Second, func() bool { return src.Stats().ScanErrors >= 3 }) {
+		return fmt.Errorf("unlistable directory not reported at each scan: stats %+v", src.Stats())
+	}
+	if err := os.Chmod(sub, 0o755); err != nil {
+		return err
+	}
+	if !waitFor(10*time.Second, func() bool { return col.count() >= 1 }) {
+		return fmt.Errorf("x.log not read once its directory could be listed: stats %+v", src.Stats())
+	}
+	if got := col.lines(); !slices.Equal(got, []string{"x1"}) {
+		return fmt.Errorf("lines %q, want [x1]", got)
+	}
+	if n := strings.Count(buf.String(), "cannot list directories"); n != 1 {
+		return fmt.Errorf("%d log lines for the failed listings, want 1 (rate-limited):\n%s", n, buf.String())
+	}
+	return nil
 }
 
 // The same through the open seam, for every user (root included) and for
