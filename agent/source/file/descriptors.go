@@ -165,6 +165,7 @@ func (r *runner) open(f *file) (retry bool) {
 			}
 		}
 	}
+	r.opens++
 	r.use(f, fd)
 	if truncated && f.offset != 0 {
 		r.truncated(f)

@@ -220,3 +220,23 @@ func TestDescriptors_SourcesShareTheBudgetWithoutStarving(t *testing.T) {
 	require.Less(t, a.src.Stats().FilesOpen, filesA, "a gave descriptors up")
 	require.LessOrEqual(t, processFDs.held.Load(), int64(filesA))
 }
+
+// Files waiting for a descriptor get it as soon as an open file caught up
+// with its writer, not at the next poll or scan: with 20 files, 2
+// descriptors and nothing else to wake the source (no events, poll and
+// scan an hour apart), every file is still read at once.
+func TestDescriptors_WaitingFilesDoNotWaitForThePoll(t *testing.T) {
+	scanOnly(t)
+	dir := t.TempDir()
+	const files = 20
+	for i := range files {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d.log", i)), fmt.Sprintf("f%02d\n", i))
+	}
+	cfg := testConfig(dir, "*.log")
+	cfg.MaxOpenFiles = 2
+	cfg.ScanInterval = time.Hour
+	cfg.PollInterval = time.Hour
+	r := start(t, cfg, Settings{})
+	r.waitCount(t, files)
+	require.LessOrEqual(t, r.src.Stats().FilesOpen, 2)
+}

@@ -57,6 +57,7 @@ type runner struct {
 	live   []*file // every file that is not gone
 	waitq  []*file
 	nOpen  int
+	opens  uint64 // successful opens, to tell whether schedule admitted a file
 	// nFailed counts the live files whose last open (or read) failed: they
 	// are retried at each scan.
 	nFailed int
@@ -147,7 +148,7 @@ func (r *runner) loop() error {
 		if err != nil {
 			return err
 		}
-		if progressed {
+		if progressed || r.rotate() {
 			continue
 		}
 		if r.s.set.Once && r.onceDone() {
@@ -161,6 +162,18 @@ func (r *runner) loop() error {
 		}
 		r.wait(timer)
 	}
+}
+
+// rotate gives the descriptors of files that caught up during this turn
+// to waiting files at once, and reports whether it opened any: sleeping
+// until the next poll would leave the waiting files waiting for nothing.
+func (r *runner) rotate() bool {
+	if len(r.waitq) == 0 || r.fdPaused {
+		return false
+	}
+	n := r.opens
+	r.schedule()
+	return r.opens != n
 }
 
 // wait blocks until an event, the next deadline or the end.
