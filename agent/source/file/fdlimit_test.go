@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,4 +241,34 @@ func TestDescriptors_WaitingFilesDoNotWaitForThePoll(t *testing.T) {
 	r := start(t, cfg, Settings{})
 	r.waitCount(t, files)
 	require.LessOrEqual(t, r.src.Stats().FilesOpen, 2)
+}
+
+// A file whose size promises data that reads do not give (stale attributes
+// on a network file system) must not make the loop spin handing
+// descriptors back and forth between waiting files.
+func TestDescriptors_RotationWithoutDataDoesNotSpin(t *testing.T) {
+	scanOnly(t)
+	dir := t.TempDir()
+	for i := range 2 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%d.log", i)), "data\n")
+	}
+	orig := readFD
+	readFD = func(*os.File, []byte) (int, error) { return 0, io.EOF }
+	t.Cleanup(func() { readFD = orig })
+	var turns atomic.Int64
+	origHook := loopHook
+	loopHook = func(r *runner) {
+		turns.Add(1)
+		origHook(r)
+	}
+	cfg := testConfig(dir, "*.log")
+	cfg.MaxOpenFiles = 1
+	cfg.ScanInterval = time.Hour
+	r := start(t, cfg, Settings{})
+	time.Sleep(500 * time.Millisecond) // what is measured is the absence of work
+	require.NoError(t, r.halt(t))
+	loopHook = origHook
+	// A poll every 50 ms wakes the loop ~10 times, each followed by a few
+	// rotations; a spinning loop turns many thousands of times.
+	require.Less(t, turns.Load(), int64(500), "loop turns in 500 ms")
 }

@@ -58,6 +58,9 @@ type runner struct {
 	waitq  []*file
 	nOpen  int
 	opens  uint64 // successful opens, to tell whether schedule admitted a file
+	// idleRotations counts the turns since the last progress or wait that
+	// only gave descriptors to waiting files (see rotate).
+	idleRotations int
 	// nFailed counts the live files whose last open (or read) failed: they
 	// are retried at each scan.
 	nFailed int
@@ -148,7 +151,11 @@ func (r *runner) loop() error {
 		if err != nil {
 			return err
 		}
-		if progressed || r.rotate() {
+		if progressed {
+			r.idleRotations = 0
+			continue
+		}
+		if r.rotate() {
 			continue
 		}
 		if r.s.set.Once && r.onceDone() {
@@ -161,6 +168,7 @@ func (r *runner) loop() error {
 			continue
 		}
 		r.wait(timer)
+		r.idleRotations = 0
 	}
 }
 
@@ -171,9 +179,19 @@ func (r *runner) rotate() bool {
 	if len(r.waitq) == 0 || r.fdPaused {
 		return false
 	}
+	// Turns that only rotate descriptors, reading nothing, are bounded by
+	// about one pass over the queue: a file whose size promises data that
+	// reads do not give must not make the loop spin.
+	if r.idleRotations > len(r.waitq)/max(int(r.s.fds.max), 1)+1 {
+		return false
+	}
 	n := r.opens
 	r.schedule()
-	return r.opens != n
+	if r.opens == n {
+		return false
+	}
+	r.idleRotations++
+	return true
 }
 
 // wait blocks until an event, the next deadline or the end.
