@@ -113,7 +113,7 @@ func (r *runner) open(f *file) (retry bool) {
 			// next scan.
 			r.c.noDescriptor++
 			r.fdPaused = true
-			r.openLog.add(r.s.log, r.now, path, err)
+			r.fdLog.add(r.s.log, r.now, path, err)
 			return true
 		default:
 			r.failed(f, err, &r.openLog, &r.c.openErrors)

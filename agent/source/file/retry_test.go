@@ -277,7 +277,8 @@ func TestDescriptors_NoDescriptorKeepsFilesQueued(t *testing.T) {
 			on.Store(false)
 			r.waitCount(t, files)
 			require.Len(t, r.col.lines(), files)
-			require.Equal(t, 1, strings.Count(logs.String(), "cannot open files"))
+			require.Equal(t, 1, strings.Count(logs.String(), "no file descriptor left"))
+			require.Zero(t, strings.Count(logs.String(), "cannot open files"))
 		})
 	}
 }

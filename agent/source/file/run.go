@@ -71,7 +71,7 @@ type runner struct {
 	// sources hold it); counted in processFDs.starved.
 	starved bool
 
-	openLog, readLog, scanLog, watchLog errLog
+	openLog, fdLog, readLog, scanLog, watchLog errLog
 
 	hints *hints
 	spare map[string]fsnotify.Op
@@ -105,6 +105,7 @@ func newRunner(s *Source, ctx context.Context, emit source.Emit) *runner {
 		buf:      make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
 		fpBuf:    make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
 		openLog:  errLog{msg: "cannot open files; retrying each at every scan"},
+		fdLog:    errLog{msg: "no file descriptor left (the process's RLIMIT_NOFILE or the system's file-max); files wait for one, raise the limit (LimitNOFILE=)"},
 		readLog:  errLog{msg: "cannot read files; retrying (open files at the next poll, the others after reopening at the next scan)"},
 		scanLog:  errLog{msg: "cannot list directories or examine files; retrying at every scan"},
 		watchLog: errLog{msg: "cannot watch directories; relying on scans there, retrying at every scan"},
@@ -334,7 +335,7 @@ func (r *runner) timers() error {
 			}
 		}
 	}
-	for _, l := range []*errLog{&r.openLog, &r.readLog, &r.scanLog, &r.watchLog} {
+	for _, l := range []*errLog{&r.openLog, &r.fdLog, &r.readLog, &r.scanLog, &r.watchLog} {
 		l.flush(r.s.log, now)
 		if l.n > 0 {
 			next(l.last.Add(errLogEvery))
