@@ -97,12 +97,12 @@
 // the shared budget makes the other sources give up the descriptors of
 // files that have nothing to read.
 //
-// Every file found is opened (so a
-// rotation cannot take lines from under it) while descriptors last; the
-// others wait in a queue, most recently modified first. While files wait, an
-// open file yields its descriptor as soon as it has caught up with its
-// writer, or after 8 MiB or 250 ms of reading, and goes to the back of the
-// queue if it has more: every file gets turns. A rotated file keeps its
+// Every file found is opened (so a rotation cannot take lines from under
+// it) while descriptors last; the others wait in a queue, most recently
+// modified first. While files wait, an open file yields its descriptor as
+// soon as it has caught up with its writer (in the same turn of the loop,
+// not at the next poll), or after 8 MiB or 250 ms of reading, and goes to
+// the back of the queue if it has more: every file gets turns. A rotated file keeps its
 // descriptor until drained (nothing else can reach its data). A file that is
 // renamed to a name outside the patterns while it waits for a descriptor
 // cannot be followed: size max_open_files for the files that are written.
@@ -116,8 +116,11 @@
 // (EMFILE, ENFILE) is not the file's fault: it keeps its place at the head
 // of the queue, and no other file is tried until the source frees a
 // descriptor or the next scan. A read or fstat error closes a followed file,
-// which is opened again (at its position) at the next scan; a rotated file
+// which is opened again (at its position) at the next scan; so does a file
+// whose first bytes cannot be read to confirm its identity. A rotated file
 // keeps its descriptor, its only way to its data, and is tried at each poll.
+// With start_at: end, a file that cannot be read when found starts after its
+// last complete line as of then, found when it is first opened.
 // A directory that cannot be listed, a path that cannot be examined and a
 // directory that cannot be watched are tried again at every scan. Each kind
 // of failure is counted (Stats: OpenErrors, NoDescriptor, ReadErrors,
