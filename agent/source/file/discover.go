@@ -2,6 +2,7 @@ package file
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -19,6 +20,16 @@ func (r *runner) scan() {
 	r.scanGen++
 	r.scanWanted = false
 	r.fdPaused = false // the next scan tries again
+	if r.wantWatch && r.watch == nil {
+		// inotify_init can fail for a while (EMFILE, the per-user instance
+		// limit): scans find changes meanwhile, and each tries again.
+		w, err := newWatcher(r.hints, r.s.m, r.s.log)
+		if err != nil {
+			r.watchFailed("", fmt.Errorf("no file events, finding changes by scanning: %w", err))
+		} else {
+			r.watch = w
+		}
+	}
 	q0 := len(r.waitq)
 	dirs := map[string]bool{}
 	r.s.m.walk(r.consider, func(d string) { dirs[d] = true }, func(d string, err error) {

@@ -121,8 +121,9 @@
 // keeps its descriptor, its only way to its data, and is tried at each poll.
 // With start_at: end, a file that cannot be read when found starts after its
 // last complete line as of then, found when it is first opened.
-// A directory that cannot be listed, a path that cannot be examined and a
-// directory that cannot be watched are tried again at every scan. Each kind
+// A directory that cannot be listed, a path that cannot be examined, a
+// directory that cannot be watched and the watcher itself (inotify_init:
+// EMFILE, the per-user instance limit) are tried again at every scan. Each kind
 // of failure is counted (Stats: OpenErrors, NoDescriptor, ReadErrors,
 // ScanErrors, WatchErrors, FilesUnreadable) and logged at most once a
 // minute, with the number of failures and the last path, not once per file.

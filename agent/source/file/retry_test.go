@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/stretchr/testify/require"
 )
 
@@ -339,4 +340,42 @@ func TestRetry_ReadErrorReopensAtTheNextScan(t *testing.T) {
 	require.Eventually(t, func() bool { return r.src.Stats().FilesUnreadable == 0 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, []string{"l1", "l2", "l3"}, r.col.lines())
 	require.Equal(t, 1, strings.Count(logs.String(), "cannot read files"))
+}
+
+// A watcher that cannot be started (inotify_init: EMFILE, the per-user
+// instance limit) is started at a later scan; meanwhile scans find the
+// changes. It was tried once, at the start, and given up on for the run.
+func TestRetry_WatcherStartedAtALaterScan(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	var calls, started atomic.Int64
+	orig := newFSWatcher
+	newFSWatcher = func() (*fsnotify.Watcher, error) {
+		calls.Add(1)
+		if fail.Load() {
+			return nil, syscall.EMFILE
+		}
+		started.Add(1)
+		return orig()
+	}
+	t.Cleanup(func() { newFSWatcher = orig })
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.log")
+	writeFile(t, p, "a1\n")
+	log, logs := testLogger()
+	r := start(t, testConfig(dir, "*.log"), Settings{Logger: log})
+	r.waitCount(t, 1)
+	require.Eventually(t, func() bool { return r.src.Stats().WatchErrors >= 3 }, 10*time.Second, 5*time.Millisecond,
+		"tried at every scan")
+	appendFile(t, p, "a2\n") // found by a scan meanwhile
+	r.waitCount(t, 2)
+	fail.Store(false)
+	require.Eventually(t, func() bool { return started.Load() == 1 }, 10*time.Second, 5*time.Millisecond)
+	n := calls.Load()
+	appendFile(t, p, "a3\n")
+	r.waitCount(t, 3)
+	require.Never(t, func() bool { return calls.Load() != n }, 3*testConfig(dir).ScanInterval, 10*time.Millisecond,
+		"a started watcher is kept: scans do not start another")
+	require.Equal(t, []string{"a1", "a2", "a3"}, r.col.lines())
+	require.Equal(t, 1, strings.Count(logs.String(), "cannot watch directories"))
 }

@@ -76,6 +76,9 @@ type runner struct {
 	hints *hints
 	spare map[string]fsnotify.Op
 	watch *watcher
+	// wantWatch: events are wanted (not --once, not disabled); while
+	// watch is nil, every scan tries to start the watcher.
+	wantWatch bool
 
 	buf   []byte // the work buffer: an incomplete line plus one chunk
 	fpBuf []byte

@@ -173,14 +173,9 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 	}
 	r := newRunner(s, ctx, emit)
 	s.load(r)
-	if !s.set.Once && !disableWatch {
-		w, err := newWatcher(r.hints, s.m, s.log)
-		if err != nil {
-			s.log.Warn("no file events; finding changes by scanning only", "error", err)
-		} else {
-			r.watch = w
-		}
-	}
+	// Events are wanted; the first scan starts the watcher (and every scan
+	// after it while it cannot be started).
+	r.wantWatch = !s.set.Once && !disableWatch
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	if s.set.Checkpoints != nil {

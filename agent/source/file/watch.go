@@ -144,8 +144,11 @@ type watcher struct {
 	wg   sync.WaitGroup
 }
 
+// newFSWatcher starts an inotify instance; tests make it fail.
+var newFSWatcher = fsnotify.NewWatcher
+
 func newWatcher(h *hints, m *matcher, log *slog.Logger) (*watcher, error) {
-	fw, err := fsnotify.NewWatcher()
+	fw, err := newFSWatcher()
 	if err != nil {
 		return nil, err
 	}
