@@ -62,7 +62,9 @@ type Config struct {
 
 	// MaxOpenFiles bounds the descriptors the source holds. When more files
 	// have data, the least recently written wait and take turns: an open
-	// file at its end, or one that had a long turn, yields its slot.
+	// file at its end, or one that had a long turn, yields its slot. The
+	// bound is lowered to what RLIMIT_NOFILE leaves the file sources after
+	// a reserve for the rest of the agent (see the package documentation).
 	MaxOpenFiles int `yaml:"max_open_files"`
 	// ScanInterval is how often the include patterns are expanded again. It
 	// is the fallback for file systems whose changes produce no events (NFS,
@@ -133,7 +135,9 @@ func DefaultConfig() Config {
 	return Config{
 		StartAt: StartAtEnd, // a daemon installed on a busy host ships what comes next, not years of history
 		// Go raises the soft RLIMIT_NOFILE to the hard limit, so 1024 files
-		// leave room for the rest of the agent under any usual limit.
+		// leave room for the rest of the agent under any usual limit (often
+		// 524288 under systemd). Under a lower limit the source takes less
+		// and leaves a reserve (fdbudget.go).
 		MaxOpenFiles: 1024,
 		ScanInterval: 10 * time.Second, // the fallback only: events find files at once where they work
 		PollInterval: time.Second,      // one fstat per open file per second: no busy polling

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // osOpen opens files to follow (regular files only, never blocking on a
@@ -22,6 +23,7 @@ func (r *runner) poll() {
 		}
 		st, err := statFile(f.fd)
 		if err != nil {
+			r.readFailed(f, err) // a followed file is opened again at the next scan
 			continue
 		}
 		r.checkOpen(f, st, true)
@@ -86,45 +88,65 @@ func (r *runner) truncated(f *file) {
 	r.s.mu.Unlock()
 	r.s.log.Info("file truncated; reading it again from the start", "path", f.path, "old_file_id", old.id, "file_id", inc.id)
 	f.offset, f.pollSize = 0, 0
+	f.findLineEnd = false
 	f.offsetA.Store(0)
 	f.spill = f.spill[:0]
 	f.sp.reset()
 	f.hot, f.eof, f.atEnd = true, false, false
 }
 
-// open gives f a descriptor and confirms its identity.
-func (r *runner) open(f *file) {
+// open gives f a descriptor and confirms its identity. The caller has
+// acquired a descriptor from the pool; open keeps it with the file or
+// releases it. It reports retry when the kernel had no descriptor for the
+// file (EMFILE, ENFILE): the file is fine and should keep its place.
+func (r *runner) open(f *file) (retry bool) {
 	path := f.path
 	fd, err := osOpen(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) {
+		r.s.fds.release()
+		switch {
+		case isGone(err) || errors.Is(err, errNotRegular):
 			r.lose(f) // gone, or replaced by something that is not a file
-			return
+		case isNoDescriptor(err):
+			// Not the file's fault: it waits at the head of the queue, and
+			// no other file is tried until a descriptor is freed or the
+			// next scan.
+			r.c.noDescriptor++
+			r.fdPaused = true
+			r.fdLog.add(r.s.log, r.now, path, err)
+			return true
+		default:
+			r.failed(f, err, &r.openLog, &r.c.openErrors)
 		}
-		if !f.failed {
-			f.failed = true
-			r.s.log.Warn("cannot open file", "path", path, "error", err)
-		}
-		r.setState(f, stIdle)
-		return
+		return false
 	}
 	st, err := statFile(fd)
 	if err != nil {
 		_ = fd.Close()
-		r.setState(f, stIdle)
-		return
+		r.s.fds.release()
+		r.failed(f, err, &r.openLog, &r.c.openErrors)
+		return false
 	}
 	if st.key != f.key {
 		_ = fd.Close()
+		r.s.fds.release()
 		r.lose(f)
 		r.consider(path)
-		return
+		return false
 	}
-	f.failed = false
+	r.unfail(f)
 	truncated := false
 	if f.birth != 0 && st.birth != 0 && f.birth != st.birth {
 		f = r.reborn(f, path, st) // inode reused by a new file
-	} else if ok, err := f.fp.matches(fd, r.fpBuf); err == nil && !ok {
+	} else if ok, err := f.fp.matches(fd, r.fpBuf); err != nil {
+		// Its first bytes cannot be read, so its identity is not
+		// confirmed: resuming at its offset could skip a new file's
+		// lines. Tried again at the next scan.
+		_ = fd.Close()
+		r.s.fds.release()
+		r.failed(f, err, &r.readLog, &r.c.readErrors)
+		return false
+	} else if !ok {
 		switch {
 		case f.birth == 0 || f.birth != st.birth:
 			f = r.reborn(f, path, st) // inode reused, or rewritten: either way new
@@ -143,9 +165,33 @@ func (r *runner) open(f *file) {
 			}
 		}
 	}
+	r.opens++
 	r.use(f, fd)
 	if truncated && f.offset != 0 {
 		r.truncated(f)
+	}
+	return false
+}
+
+// failed notes that f could not be opened (or read, after which its
+// descriptor was closed): it is idle until the next scan tries again. The
+// failure is counted in *count and logged through l, rate-limited.
+func (r *runner) failed(f *file, err error, l *errLog, count *uint64) {
+	*count++
+	l.add(r.s.log, r.now, f.path, err)
+	if !f.failed {
+		f.failed = true
+		r.nFailed++
+	}
+	f.failedGen = r.scanGen
+	r.setState(f, stIdle)
+}
+
+// unfail clears f's failure: it was opened, or left the live set.
+func (r *runner) unfail(f *file) {
+	if f.failed {
+		f.failed = false
+		r.nFailed--
 	}
 }
 
@@ -159,6 +205,17 @@ func (r *runner) use(f *file, fd *os.File) {
 	f.lastGrowth, f.admitted = r.now, r.now
 	f.turnBytes = 0
 	st, err := statFile(fd)
+	if f.findLineEnd && err == nil && st.size >= f.offset {
+		// start_at: end, and the file could not be read when it was
+		// found: start after its last complete line as of then, now.
+		f.findLineEnd = false
+		if off, lerr := r.lastLineEnd(fd, f.offset); lerr == nil && off != f.offset {
+			f.offset = off
+			f.offsetA.Store(off)
+			f.inc.committed.Store(off) // nothing of it was emitted yet
+			f.midLine = off > 0
+		}
+	}
 	if err == nil && st.size < f.offset {
 		r.truncated(f)
 	} else if _, err := fd.Seek(f.offset, io.SeekStart); err != nil {
@@ -280,6 +337,8 @@ func (r *runner) closeFD(f *file) {
 	_ = f.fd.Close()
 	f.fd = nil
 	r.nOpen--
+	r.s.fds.release()
+	r.fdPaused = false // a descriptor is free: waiting files may try again
 	if f.realPath != "" {
 		delete(r.byReal, f.realPath)
 		f.realPath = ""
@@ -291,7 +350,13 @@ func (r *runner) closeFD(f *file) {
 func (r *runner) schedule() {
 	r.admit()
 	if len(r.waitq) == 0 {
+		if r.s.fds.proc.starved.Load() > 0 && !r.starved {
+			r.yieldIdle()
+		}
 		return
+	}
+	if r.fdPaused {
+		return // the kernel has no descriptor for us: closing files would only shuffle them
 	}
 	want := len(r.waitq)
 	for i := 0; i < len(r.live) && want > 0; i++ {
@@ -314,20 +379,67 @@ func (r *runner) schedule() {
 	r.admit()
 }
 
+// yieldIdleMax bounds the descriptors one turn gives up to other sources.
+const yieldIdleMax = 64
+
+// yieldIdle closes open files that have nothing to read, because another
+// file source of the process waits for a descriptor of the shared budget.
+// They are opened again when they grow (an event, or the next scan).
+func (r *runner) yieldIdle() {
+	n := 0
+	for _, f := range r.live {
+		if n == yieldIdleMax {
+			return
+		}
+		if f.state != stOpen || f.fd == nil || !f.caughtUp || f.hot || !f.eof {
+			continue
+		}
+		r.closeFD(f)
+		r.setState(f, stIdle)
+		n++
+	}
+}
+
+// admit opens waiting files, most deserving first, while descriptors last.
 func (r *runner) admit() {
-	for len(r.waitq) > 0 && r.nOpen < r.cfg.MaxOpenFiles {
+	for len(r.waitq) > 0 && !r.fdPaused {
 		f := r.waitq[0]
+		if !f.inQueue || f.path == "" || f.fd != nil {
+			r.waitq = r.waitq[1:]
+			f.inQueue = false
+			continue
+		}
+		if err := r.s.fds.acquire(); err != nil {
+			r.setStarved(errors.Is(err, errNoBudget))
+			return
+		}
+		r.setStarved(false)
 		r.waitq = r.waitq[1:]
-		if !f.inQueue {
-			continue
-		}
 		f.inQueue = false
-		if f.path == "" || f.fd != nil {
-			continue
+		if r.open(f) {
+			// No descriptor after all: back to the head of the queue.
+			r.waitq = slices.Insert(r.waitq, 0, f)
+			f.inQueue = true
+			r.setState(f, stWaiting)
+			return
 		}
-		r.open(f)
 	}
 	if len(r.waitq) == 0 {
 		r.waitq = r.waitq[:0:0]
+		r.setStarved(false)
+	}
+}
+
+// setStarved records whether this source waits on the process budget, so
+// that other sources yield their idle descriptors.
+func (r *runner) setStarved(v bool) {
+	if r.starved == v {
+		return
+	}
+	r.starved = v
+	if v {
+		r.s.fds.proc.starved.Add(1)
+	} else {
+		r.s.fds.proc.starved.Add(-1)
 	}
 }

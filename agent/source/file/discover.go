@@ -2,10 +2,13 @@ package file
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -16,9 +19,23 @@ import (
 func (r *runner) scan() {
 	r.scanGen++
 	r.scanWanted = false
+	r.fdPaused = false // the next scan tries again
+	if r.wantWatch && r.watch == nil {
+		// inotify_init can fail for a while (EMFILE, the per-user instance
+		// limit): scans find changes meanwhile, and each tries again.
+		w, err := newWatcher(r.hints, r.s.m, r.s.log)
+		if err != nil {
+			r.watchFailed("", fmt.Errorf("no file events, finding changes by scanning: %w", err))
+		} else {
+			r.watch = w
+		}
+	}
 	q0 := len(r.waitq)
 	dirs := map[string]bool{}
-	r.s.m.walk(r.consider, func(d string) { dirs[d] = true })
+	r.s.m.walk(r.consider, func(d string) { dirs[d] = true }, func(d string, err error) {
+		r.c.scanErrors++
+		r.scanLog.add(r.s.log, r.now, d, err)
+	})
 	for p, f := range r.byPath {
 		if f.seenGen != r.scanGen {
 			r.consider(p) // not listed (gone, or its directory unreadable): look at it directly
@@ -40,7 +57,7 @@ func (r *runner) scan() {
 			dirs[filepath.Dir(f.realPath)] = true
 		}
 	}
-	if r.watch != nil && r.watch.sync(dirs) {
+	if r.watch != nil && r.watch.sync(dirs, r.watchFailed) {
 		r.scanWanted = true // look again, now that the new directories are watched
 	}
 	r.lastScan = r.now
@@ -50,14 +67,31 @@ func (r *runner) scan() {
 	r.s.mu.Unlock()
 }
 
+func (r *runner) watchFailed(dir string, err error) {
+	r.c.watchErrors++
+	r.watchLog.add(r.s.log, r.now, dir, err)
+}
+
+// isGone reports an error that means no file is at the path any more.
+func isGone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
 // consider looks at a path that matches the patterns (or did).
 func (r *runner) consider(path string) {
 	f := r.byPath[path]
 	st, err := statPath(path)
 	if err != nil {
-		if f != nil && errors.Is(err, fs.ErrNotExist) {
-			r.lose(f)
+		if isGone(err) {
+			if f != nil {
+				r.lose(f)
+			}
+			return
 		}
+		// Cannot tell (a directory on the way lost its x permission, I/O):
+		// the file stays as it was, and is looked at again at the next scan.
+		r.c.scanErrors++
+		r.scanLog.add(r.s.log, r.now, path, err)
 		return
 	}
 	if !st.regular {
@@ -115,8 +149,14 @@ func (r *runner) observe(f *file, st fileStat) {
 		}
 		return
 	}
-	if f.failed && !sizeChanged && !changed {
-		return // could not be opened: try again once it changes
+	if f.failed {
+		// Could not be opened: try again once per scan (a chmod changes
+		// neither size nor mtime), or when it changes. A failure that
+		// does not pass (--once) is reported, not waited for.
+		if (f.failedGen != r.scanGen && !r.s.set.Once) || sizeChanged || changed {
+			r.enqueue(f)
+		}
+		return
 	}
 	if st.size != f.offset || changed {
 		r.enqueue(f)
@@ -127,7 +167,7 @@ func (r *runner) observe(f *file, st fileStat) {
 // file that no matching path leads to any more.
 func (r *runner) newFile(path string, st fileStat) *file {
 	f := &file{key: st.key, birth: st.birth, mtime: st.mtime, size: st.size}
-	f.offset = r.startOffset(path, st)
+	f.offset, f.findLineEnd = r.startOffset(path, st)
 	f.midLine = f.offset > 0
 	f.lastGrowth = r.now
 	f.sp = r.newSplitter(f)
@@ -150,7 +190,7 @@ func (r *runner) newFile(path string, st fileStat) *file {
 	r.s.log.Debug("following file", "path", path, "file_id", inc.id, "offset", f.offset)
 	if !r.ignored(st) {
 		r.enqueue(f) // hold it open, so a rotation cannot take lines from us
-	} else if fd, err := openRegular(path); err == nil {
+	} else if fd, err := osOpen(path); err == nil {
 		// Not opened for now, but its identity is recorded: a new file that
 		// gets its inode later must not resume at its offset.
 		if fp, err := readFingerprint(fd, r.cfg.FingerprintBytes, r.fpBuf); err == nil {
@@ -169,29 +209,36 @@ func (r *runner) ignored(st fileStat) bool {
 	return io > 0 && r.now.Sub(time.Unix(0, st.mtime)) > io
 }
 
-// startOffset decides where a file without a checkpoint is read from.
-func (r *runner) startOffset(path string, st fileStat) int64 {
+// startOffset decides where a file without a checkpoint is read from. It
+// reports deferred when the line end before the file's end could not be
+// found (the file could not be opened): the offset is then the size, and
+// the line end is looked for when the file is opened (see use).
+func (r *runner) startOffset(path string, st fileStat) (off int64, deferred bool) {
 	if r.ignored(st) {
-		return st.size // old: counts as read
+		return st.size, false // old: counts as read
 	}
 	if !r.initialScan || r.cfg.StartAt == StartAtBeginning {
-		return 0 // appeared while we run
+		return 0, false // appeared while we run
 	}
 	if st.birth != 0 && !r.prevScan.IsZero() && st.birth > r.prevScan.UnixNano() {
-		return 0 // appeared while the agent was down
+		return 0, false // appeared while the agent was down
 	}
-	return r.lastLineEnd(path, st.size)
+	fd, err := osOpen(path)
+	if err != nil {
+		return st.size, true
+	}
+	defer fd.Close()
+	off, err = r.lastLineEnd(fd, st.size)
+	if err != nil {
+		return st.size, true
+	}
+	return off, false
 }
 
 // lastLineEnd returns the offset after the last newline in the file's last
-// MaxRecordBytes, so reading from the end starts at a line boundary (an
-// incomplete last line is read whole once it is complete).
-func (r *runner) lastLineEnd(path string, size int64) int64 {
-	fd, err := openRegular(path)
-	if err != nil {
-		return size
-	}
-	defer fd.Close()
+// MaxRecordBytes before size, so reading from the end starts at a line
+// boundary (an incomplete last line is read whole once it is complete).
+func (r *runner) lastLineEnd(fd *os.File, size int64) (int64, error) {
 	if r.tailBuf == nil {
 		r.tailBuf = make([]byte, 64<<10)
 	}
@@ -201,19 +248,19 @@ func (r *runner) lastLineEnd(path string, size int64) int64 {
 		start := max(end-int64(len(buf)), limit)
 		n, err := fd.ReadAt(buf[:end-start], start)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return size
+			return size, err
 		}
 		for i := n - 1; i >= 0; i-- {
 			if buf[i] == '\n' {
-				return start + int64(i) + 1
+				return start + int64(i) + 1, nil
 			}
 		}
 		end = start
 	}
 	if limit == 0 {
-		return 0 // one incomplete line: all of it is what comes next
+		return 0, nil // one incomplete line: all of it is what comes next
 	}
-	return size
+	return size, nil
 }
 
 func (r *runner) newSplitter(f *file) splitter {
@@ -289,6 +336,7 @@ func (r *runner) lose(f *file) {
 }
 
 func (r *runner) dropLive(f *file) {
+	r.unfail(f)
 	if i := slices.Index(r.live, f); i >= 0 {
 		r.live = slices.Delete(r.live, i, i+1)
 	}
@@ -346,6 +394,7 @@ func (r *runner) applyHints() {
 func (r *runner) adopt(hf heldFile) {
 	if r.byKey[hf.st.key] != nil {
 		_ = hf.fd.Close()
+		r.s.fds.release()
 		r.consider(hf.path)
 		return
 	}
@@ -382,6 +431,9 @@ func (r *runner) hint(p string, op fsnotify.Op) {
 		r.scanWanted = true
 	}
 	if f := r.byPath[p]; f != nil {
+		if op.Has(fsnotify.Chmod) && f.failed {
+			f.failedGen = 0 // its permissions changed: try again now
+		}
 		if op == fsnotify.Write && f.fd != nil {
 			f.hot = true
 			return

@@ -76,20 +76,59 @@
 //
 // The loop may be stuck in emit for a long time (backpressure). Meanwhile the
 // event goroutine opens every new matching file the moment it is created
-// and holds it (up to max_open_files such descriptors) for the loop to
-// adopt, so a file created and rotated away during the stall is still read.
+// and holds it for the loop to adopt (while descriptors last: they count
+// against max_open_files like the loop's), so a file created and rotated
+// away during the stall is still read.
 // Without events (NFS) that protection is gone: follow the rotated names too
 // (app.log*) if the destination may stall for longer than a rotation period.
 //
-// max_open_files bounds descriptors. Every file found is opened (so a
-// rotation cannot take lines from under it) while descriptors last; the
-// others wait in a queue, most recently modified first. While files wait, an
-// open file yields its descriptor as soon as it has caught up with its
-// writer, or after 8 MiB or 250 ms of reading, and goes to the back of the
-// queue if it has more: every file gets turns. A rotated file keeps its
+// # Descriptors
+//
+// max_open_files (default 1024) bounds the descriptors a source holds,
+// files the event goroutine holds for the loop included. The file sources
+// of a process also share one budget: the soft RLIMIT_NOFILE minus a reserve
+// of max(128, a quarter of the limit) (but at least half the limit is left
+// to the sources), which they never touch: the outputs' connections, the
+// spool's segments, checkpoint writes and the admin server need it. Go
+// raises the soft limit to the hard limit when the process starts, so
+// under `ulimit -n 1024` (hard 1024) a source holds at most 768 files,
+// whatever max_open_files says; New logs when it lowers the bound, and
+// Stats.MaxOpenFiles (agent_file_open_limit) shows it. A source waiting for
+// the shared budget makes the other sources give up the descriptors of
+// files that have nothing to read.
+//
+// Every file found is opened (so a rotation cannot take lines from under
+// it) while descriptors last; the others wait in a queue, most recently
+// modified first. While files wait, an open file yields its descriptor as
+// soon as it has caught up with its writer (in the same turn of the loop,
+// not at the next poll), or after 8 MiB or 250 ms of reading, and goes to
+// the back of the queue if it has more: every file gets turns. A rotated file keeps its
 // descriptor until drained (nothing else can reach its data). A file that is
 // renamed to a name outside the patterns while it waits for a descriptor
 // cannot be followed: size max_open_files for the files that are written.
+//
+// # Failures
+//
+// No file is given up on after an error that may pass. A file that cannot
+// be opened (EACCES, EPERM, EIO, ...) is tried again at every scan, and at
+// once on a chmod event (a chmod changes neither size nor mtime, so waiting
+// for growth would wait forever). An open refused for lack of descriptors
+// (EMFILE, ENFILE) is not the file's fault: it keeps its place at the head
+// of the queue, and no other file is tried until the source frees a
+// descriptor or the next scan. A read or fstat error closes a followed file,
+// which is opened again (at its position) at the next scan; so does a file
+// whose first bytes cannot be read to confirm its identity. A rotated file
+// keeps its descriptor, its only way to its data, and is tried at each poll.
+// With start_at: end, a file that cannot be read when found starts after its
+// last complete line as of then, found when it is first opened.
+// A directory that cannot be listed, a path that cannot be examined, a
+// directory that cannot be watched and the watcher itself (inotify_init:
+// EMFILE, the per-user instance limit) are tried again at every scan. Each kind
+// of failure is counted (Stats: OpenErrors, NoDescriptor, ReadErrors,
+// ScanErrors, WatchErrors, FilesUnreadable) and logged at most once a
+// minute, with the number of failures and the last path, not once per file.
+// With --once (Settings.Once) a file that cannot be opened is reported and
+// skipped instead.
 //
 // # Records
 //

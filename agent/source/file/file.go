@@ -73,27 +73,29 @@ type file struct {
 	sizeA   atomic.Int64
 
 	// Owned by the run goroutine.
-	fd         *os.File
-	realPath   string // the target when path is a symlink
-	offset     int64  // next byte to read; spill holds [offset-len(spill), offset)
-	size       int64  // last size seen
-	mtime      int64  // last mtime seen (ns)
-	pollSize   int64  // size at the last fingerprint check by a poll (re-checked when it changes)
-	spill      []byte // an incomplete last line
-	sp         splitter
-	ml         mlState
-	hot        bool // may have data: read it
-	eof        bool // the last read found the end
-	atEnd      bool // the last read was short (the end was reached): what comes next is growth, checked against the fingerprint
-	inQueue    bool // in the wait queue
-	failed     bool // opening failed (logged once)
-	midLine    bool // offset was not reached by reading (checkpoint, start position): see use
-	lastGrowth time.Time
-	detachedAt time.Time
-	turnBytes  int64 // read since the descriptor was given (fair share)
-	caughtUp   bool  // reached the end since the descriptor was given
-	admitted   time.Time
-	seenGen    uint64
+	fd          *os.File
+	realPath    string // the target when path is a symlink
+	offset      int64  // next byte to read; spill holds [offset-len(spill), offset)
+	size        int64  // last size seen
+	mtime       int64  // last mtime seen (ns)
+	pollSize    int64  // size at the last fingerprint check by a poll (re-checked when it changes)
+	spill       []byte // an incomplete last line
+	sp          splitter
+	ml          mlState
+	hot         bool   // may have data: read it
+	eof         bool   // the last read found the end
+	atEnd       bool   // the last read was short (the end was reached): what comes next is growth, checked against the fingerprint
+	inQueue     bool   // in the wait queue
+	failed      bool   // the last open (or read) failed: tried again at each scan
+	failedGen   uint64 // the scan generation of the last failure
+	midLine     bool   // offset was not reached by reading (checkpoint, start position): see use
+	findLineEnd bool   // start_at end, but the file could not be read when found: offset is its size then, moved back to the last line end when it is opened
+	lastGrowth  time.Time
+	detachedAt  time.Time
+	turnBytes   int64 // read since the descriptor was given (fair share)
+	caughtUp    bool  // reached the end since the descriptor was given
+	admitted    time.Time
+	seenGen     uint64
 }
 
 // id returns the current FileID; run goroutine only.

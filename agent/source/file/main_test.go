@@ -2,15 +2,37 @@ package file
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
+// TestMain runs the tests or, when a test re-executes the test binary as a
+// child process (childRoleEnv set), that child's role (see child_test.go).
 func TestMain(m *testing.M) {
 	loopHook = checkInvariants
-	goleak.VerifyTestMain(m)
+	if role := os.Getenv(childRoleEnv); role != "" {
+		os.Exit(runChild(role))
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+		// Every descriptor taken from the budget was given back.
+		if n := processFDs.held.Load(); n != 0 {
+			fmt.Fprintf(os.Stderr, "descriptor budget: %d still held after every source stopped\n", n)
+			code = 1
+		}
+		if n := processFDs.starved.Load(); n != 0 {
+			fmt.Fprintf(os.Stderr, "descriptor budget: %d sources still marked starved\n", n)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // checkInvariants panics when the runner's indexes disagree; every test
@@ -61,6 +83,18 @@ func checkInvariants(r *runner) {
 	}
 	if open != r.nOpen {
 		fail("%d descriptors, nOpen %d", open, r.nOpen)
+	}
+	if held := r.s.fds.held.Load(); held < int64(r.nOpen) || held > r.s.fds.max {
+		fail("pool holds %d (max %d) with %d files open", held, r.s.fds.max, r.nOpen)
+	}
+	failed := 0
+	for _, f := range r.live {
+		if f.failed {
+			failed++
+		}
+	}
+	if failed != r.nFailed {
+		fail("%d failed files, nFailed %d", failed, r.nFailed)
 	}
 	for _, f := range r.waitq {
 		if !seen[f] || !f.inQueue || f.fd != nil {

@@ -9,6 +9,7 @@ type metricsCollector struct {
 	src *Source
 
 	truncated, split, truncations, rotations, partial, ckptErrors, open, waiting, lag *prometheus.Desc
+	openErrors, readErrors, scanErrors, watchErrors, unreadable, openLimit            *prometheus.Desc
 }
 
 func newMetricsCollector(src *Source) *metricsCollector {
@@ -26,11 +27,18 @@ func newMetricsCollector(src *Source) *metricsCollector {
 		open:        d("agent_file_open", "File descriptors held."),
 		waiting:     d("agent_file_waiting", "Files with data waiting for a descriptor (max_open_files)."),
 		lag:         d("agent_checkpoint_lag_bytes", "Bytes of a file not yet durable downstream (size minus checkpoint).", "file"),
+		openErrors:  d("agent_file_open_errors_total", "Failed opens of matched files: reason descriptors (EMFILE, ENFILE: the file keeps its place) or other (permission, I/O: retried at every scan).", "reason"),
+		readErrors:  d("agent_file_read_errors_total", "Failed reads of followed files (retried)."),
+		scanErrors:  d("agent_file_scan_errors_total", "Directories that could not be listed, and matched paths that could not be examined, during scans (tried again at the next)."),
+		watchErrors: d("agent_file_watch_errors_total", "Directories whose inotify watch could not be added (changes there are found by scans; tried again at every scan)."),
+		unreadable:  d("agent_file_unreadable", "Files whose last open or read failed, waiting for the next scan to try again."),
+		openLimit:   d("agent_file_open_limit", "Descriptors the source may hold: max_open_files, lowered to leave a reserve of RLIMIT_NOFILE for outputs and the spool."),
 	}
 }
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.truncated, c.split, c.truncations, c.rotations, c.partial, c.ckptErrors, c.open, c.waiting, c.lag} {
+	for _, d := range []*prometheus.Desc{c.truncated, c.split, c.truncations, c.rotations, c.partial, c.ckptErrors, c.open, c.waiting, c.lag,
+		c.openErrors, c.readErrors, c.scanErrors, c.watchErrors, c.unreadable, c.openLimit} {
 		ch <- d
 	}
 }
@@ -48,6 +56,13 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.ckptErrors, s.CheckpointWriteErrors)
 	ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(s.FilesOpen))
 	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(s.FilesWaiting))
+	ch <- prometheus.MustNewConstMetric(c.openErrors, prometheus.CounterValue, float64(s.NoDescriptor), "descriptors")
+	ch <- prometheus.MustNewConstMetric(c.openErrors, prometheus.CounterValue, float64(s.OpenErrors), "other")
+	counter(c.readErrors, s.ReadErrors)
+	counter(c.scanErrors, s.ScanErrors)
+	counter(c.watchErrors, s.WatchErrors)
+	ch <- prometheus.MustNewConstMetric(c.unreadable, prometheus.GaugeValue, float64(s.FilesUnreadable))
+	ch <- prometheus.MustNewConstMetric(c.openLimit, prometheus.GaugeValue, float64(s.MaxOpenFiles))
 	seen := map[string]bool{}
 	for _, f := range c.src.Files() {
 		if seen[f.Path] {

@@ -1,10 +1,12 @@
 package file
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // glob is a compiled include or exclude pattern: an absolute, clean path
@@ -145,9 +147,11 @@ func (m *matcher) mayContain(dir string) bool {
 // patterns), dir for every directory whose changes could add or remove a
 // match (for a pattern whose base does not exist yet, its nearest existing
 // ancestor). "**" does not follow symlinked directories, so a link cycle
-// cannot trap it; other elements do follow them.
-func (m *matcher) walk(file func(path string), dir func(path string)) {
-	w := walker{m: m, file: file, dirFn: dir, seen: map[string]bool{}}
+// cannot trap it; other elements do follow them. listErr is called for a
+// directory that exists but could not be listed (permission, descriptors,
+// I/O): what it holds is not seen by this walk.
+func (m *matcher) walk(file func(path string), dir func(path string), listErr func(dir string, err error)) {
+	w := walker{m: m, file: file, dirFn: dir, listErr: listErr, seen: map[string]bool{}}
 	for _, g := range m.include {
 		if len(g.elems) == 0 {
 			continue
@@ -178,7 +182,9 @@ type walker struct {
 	m     *matcher
 	file  func(string)
 	dirFn func(string)
-	seen  map[string]bool // dir + "\x00" + remaining pattern, to visit each once
+	// listErr is told of a directory that could not be listed.
+	listErr func(string, error)
+	seen    map[string]bool // dir + "\x00" + remaining pattern, to visit each once
 }
 
 func (w *walker) walk(dir string, rest []string) {
@@ -199,7 +205,7 @@ func (w *walker) walk(dir string, rest []string) {
 		if len(rest) > 1 {
 			w.walk(dir, rest[1:])
 		}
-		for _, e := range readDir(dir) {
+		for _, e := range w.readDir(dir) {
 			p := filepath.Join(dir, e.Name())
 			switch {
 			case e.IsDir(): // not a symlink: no cycles
@@ -214,7 +220,7 @@ func (w *walker) walk(dir string, rest []string) {
 		w.visit(filepath.Join(dir, el), rest, nil)
 		return
 	}
-	for _, e := range readDir(dir) {
+	for _, e := range w.readDir(dir) {
 		if ok, _ := filepath.Match(el, e.Name()); ok {
 			w.visit(filepath.Join(dir, e.Name()), rest, e)
 		}
@@ -244,14 +250,26 @@ func (w *walker) visit(p string, rest []string, e fs.DirEntry) {
 	}
 }
 
-// readDir lists dir without sorting; errors (a directory that vanished or
-// cannot be read) yield nothing: the next scan tries again.
-func readDir(dir string) []fs.DirEntry {
+// readDir lists dir without sorting. A directory that vanished (or is not
+// one any more) yields nothing; other errors are reported to listErr, with
+// whatever was listed before the error: the next scan tries again.
+func (w *walker) readDir(dir string) []fs.DirEntry {
 	f, err := openDir(dir)
 	if err != nil {
+		w.reportErr(dir, err)
 		return nil
 	}
 	defer f.Close()
-	es, _ := f.ReadDir(-1)
+	es, err := f.ReadDir(-1)
+	if err != nil {
+		w.reportErr(dir, err)
+	}
 	return es
+}
+
+func (w *walker) reportErr(dir string, err error) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || w.listErr == nil {
+		return
+	}
+	w.listErr(dir, err)
 }

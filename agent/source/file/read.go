@@ -3,10 +3,14 @@ package file
 import (
 	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/kplagent/agent/agent/source"
 )
+
+// readFD reads a followed file; tests make it fail.
+var readFD = (*os.File).Read
 
 // readAll gives every open file with data one turn.
 func (r *runner) readAll() (bool, error) {
@@ -49,7 +53,7 @@ func (r *runner) readTurn(f *file) (int64, error) {
 	f.atEnd = false
 	for total < turnBudget {
 		var n int
-		n, rerr = f.fd.Read(buf[k : k+readChunk])
+		n, rerr = readFD(f.fd, buf[k:k+readChunk])
 		if n > 0 && verify {
 			verify = false
 			if ok, err := f.fp.matches(f.fd, r.fpBuf); err == nil && !ok {
@@ -91,15 +95,7 @@ func (r *runner) readTurn(f *file) (int64, error) {
 	if err != nil {
 		return total, err // from emit: the source stops
 	}
-	if rerr != nil && !errors.Is(rerr, io.EOF) {
-		if r.readErrs == nil {
-			r.readErrs = map[*file]bool{}
-		}
-		if !r.readErrs[f] {
-			r.readErrs[f] = true
-			r.s.log.Warn("read failed; retrying at the next poll", "path", f.path, "error", rerr)
-		}
-	}
+	readFailed := rerr != nil && !errors.Is(rerr, io.EOF)
 	if total > 0 {
 		f.lastGrowth = time.Now() // not r.now: emit may have blocked since
 		f.turnBytes += total
@@ -112,6 +108,10 @@ func (r *runner) readTurn(f *file) (int64, error) {
 		}
 	}
 	if !eof {
+		return total, nil
+	}
+	if readFailed {
+		r.readFailed(f, rerr)
 		return total, nil
 	}
 	f.hot = false
@@ -128,6 +128,27 @@ func (r *runner) readTurn(f *file) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// readFailed handles a read error (EIO, ESTALE...). A file followed at its
+// path gives up its descriptor and is opened again at the next scan (a
+// stale NFS handle needs a new open; the position is kept). A rotated file
+// keeps its descriptor, the only way to its data, and is read again at the
+// next poll.
+func (r *runner) readFailed(f *file, err error) {
+	f.hot = false
+	f.eof, f.caughtUp = true, true
+	if f.state != stOpen {
+		r.c.readErrors++
+		path := f.path
+		if path == "" {
+			path = f.lastPath
+		}
+		r.readLog.add(r.s.log, r.now, path, err)
+		return
+	}
+	r.closeFD(f)
+	r.failed(f, err, &r.readLog, &r.c.readErrors)
 }
 
 // record takes one record from a file's splitter.

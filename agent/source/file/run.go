@@ -39,6 +39,7 @@ var loopHook func(*runner)
 // counters are the run loop's, published to Source after each turn.
 type counters struct {
 	records, bytes, truncated, split, truncations, rotations, partial uint64
+	openErrors, noDescriptor, readErrors, scanErrors, watchErrors     uint64
 }
 
 // runner is the state of one Run call. Everything in it belongs to the run
@@ -56,10 +57,28 @@ type runner struct {
 	live   []*file // every file that is not gone
 	waitq  []*file
 	nOpen  int
+	opens  uint64 // successful opens, to tell whether schedule admitted a file
+	// idleRotations counts the turns since the last progress or wait that
+	// only gave descriptors to waiting files (see rotate).
+	idleRotations int
+	// nFailed counts the live files whose last open (or read) failed: they
+	// are retried at each scan.
+	nFailed int
+	// fdPaused stops admitting files after the kernel refused a descriptor
+	// (EMFILE, ENFILE) until the source frees one or the next scan.
+	fdPaused bool
+	// starved: the last acquire failed on the process budget (other file
+	// sources hold it); counted in processFDs.starved.
+	starved bool
+
+	openLog, fdLog, readLog, scanLog, watchLog errLog
 
 	hints *hints
 	spare map[string]fsnotify.Op
 	watch *watcher
+	// wantWatch: events are wanted (not --once, not disabled); while
+	// watch is nil, every scan tries to start the watcher.
+	wantWatch bool
 
 	buf   []byte // the work buffer: an incomplete line plus one chunk
 	fpBuf []byte
@@ -79,16 +98,20 @@ type runner struct {
 	c        counters
 	deferred error // an emit error raised where it could not be returned
 	tailBuf  []byte
-	readErrs map[*file]bool
 }
 
 func newRunner(s *Source, ctx context.Context, emit source.Emit) *runner {
 	r := &runner{
 		s: s, cfg: &s.cfg, ctx: ctx, emit: emit,
 		byKey: map[devIno]*file{}, byPath: map[string]*file{}, byReal: map[string]*file{},
-		hints: newHints(s.cfg.MaxOpenFiles), spare: map[string]fsnotify.Op{},
-		buf:   make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
-		fpBuf: make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
+		hints: newHints(s.fds), spare: map[string]fsnotify.Op{},
+		buf:      make([]byte, int(s.cfg.MaxRecordBytes)+1+readChunk),
+		fpBuf:    make([]byte, maxFingerprintBytes), // a checkpoint may hold a longer fingerprint than configured now
+		openLog:  errLog{msg: "cannot open files; retrying each at every scan"},
+		fdLog:    errLog{msg: "no file descriptor left (the process's RLIMIT_NOFILE or the system's file-max); files wait for one, raise the limit (LimitNOFILE=)"},
+		readLog:  errLog{msg: "cannot read files; retrying (open files at the next poll, the others after reopening at the next scan)"},
+		scanLog:  errLog{msg: "cannot list directories or examine files; retrying at every scan"},
+		watchLog: errLog{msg: "cannot watch directories; relying on scans there, retrying at every scan"},
 	}
 	// LastSeen only needs the TTL's precision; refreshing it rarely keeps
 	// an idle agent from rewriting its checkpoints.
@@ -133,6 +156,10 @@ func (r *runner) loop() error {
 			return err
 		}
 		if progressed {
+			r.idleRotations = 0
+			continue
+		}
+		if r.rotate() {
 			continue
 		}
 		if r.s.set.Once && r.onceDone() {
@@ -145,13 +172,38 @@ func (r *runner) loop() error {
 			continue
 		}
 		r.wait(timer)
+		r.idleRotations = 0
 	}
+}
+
+// rotate gives the descriptors of files that caught up during this turn
+// to waiting files at once, and reports whether it opened any: sleeping
+// until the next poll would leave the waiting files waiting for nothing.
+func (r *runner) rotate() bool {
+	if len(r.waitq) == 0 || r.fdPaused {
+		return false
+	}
+	// Turns that only rotate descriptors, reading nothing, are bounded by
+	// about one pass over the queue: a file whose size promises data that
+	// reads do not give must not make the loop spin.
+	if r.idleRotations > len(r.waitq)/max(int(r.s.fds.max), 1)+1 {
+		return false
+	}
+	n := r.opens
+	r.schedule()
+	if r.opens == n {
+		return false
+	}
+	r.idleRotations++
+	return true
 }
 
 // wait blocks until an event, the next deadline or the end.
 func (r *runner) wait(timer *time.Timer) {
 	next := r.nextScan
-	if r.nOpen > 0 {
+	if r.nOpen > 0 || (len(r.waitq) > 0 && !r.fdPaused) {
+		// Open files are polled; files waiting for a descriptor that
+		// another source may yield try again.
 		next = minTime(next, r.nextPoll)
 	}
 	if r.scanWanted {
@@ -197,9 +249,17 @@ func (r *runner) publish() {
 		s.rotations.Add(c.rotations)
 		s.partialFlushes.Add(c.partial)
 	}
+	if c.openErrors|c.noDescriptor|c.readErrors|c.scanErrors|c.watchErrors != 0 {
+		s.openErrors.Add(c.openErrors)
+		s.noDescriptor.Add(c.noDescriptor)
+		s.readErrors.Add(c.readErrors)
+		s.scanErrors.Add(c.scanErrors)
+		s.watchErrors.Add(c.watchErrors)
+	}
 	*c = counters{}
 	s.filesOpen.Store(int64(r.nOpen))
 	s.filesWaiting.Store(int64(len(r.waitq)))
+	s.filesUnreadable.Store(int64(r.nFailed))
 }
 
 // timers flushes idle partial lines and multiline records, releases drained
@@ -247,7 +307,17 @@ func (r *runner) timers() error {
 			}
 			t = t.Add(cfg.RotateWait)
 			if r.s.set.Once || !now.Before(t) {
-				if st, err := statFile(f.fd); err == nil && st.size != f.offset {
+				st, err := statFile(f.fd)
+				if err != nil {
+					// Whether it grew is unknown: its data is reachable
+					// only through this descriptor, so it is kept and
+					// looked at again.
+					r.c.readErrors++
+					r.readLog.add(r.s.log, now, f.lastPath, err)
+					next(now.Add(cfg.PollInterval))
+					continue
+				}
+				if st.size != f.offset {
 					r.checkOpen(f, st, false) // it grew after all: read that first
 					continue
 				}
@@ -266,6 +336,12 @@ func (r *runner) timers() error {
 			} else {
 				next(t)
 			}
+		}
+	}
+	for _, l := range []*errLog{&r.openLog, &r.fdLog, &r.readLog, &r.scanLog, &r.watchLog} {
+		l.flush(r.s.log, now)
+		if l.n > 0 {
+			next(l.last.Add(errLogEvery))
 		}
 	}
 	r.timerDue = due
@@ -328,5 +404,6 @@ func (r *runner) shutdown() {
 		r.watch.close()
 	}
 	r.hints.release()
+	r.setStarved(false)
 	r.publish()
 }

@@ -45,6 +45,28 @@ type Stats struct {
 	FilesWaiting          int    // files with data waiting for a descriptor (max_open_files)
 	PartialFlushes        uint64 // last lines emitted without their newline (idle, rotated away, --once)
 	CheckpointWriteErrors uint64
+	// OpenErrors counts failed opens of matched files (permission, I/O,
+	// ...), each attempt; the file is tried again at every scan.
+	OpenErrors uint64
+	// NoDescriptor counts opens the kernel refused for lack of descriptors
+	// (EMFILE, ENFILE); the file keeps its place in the queue.
+	NoDescriptor uint64
+	// ReadErrors counts failed reads (not end of file); reading is retried.
+	ReadErrors uint64
+	// ScanErrors counts directories that could not be listed and matched
+	// paths that could not be examined (stat), other than because they
+	// are gone; they are tried again at the next scan.
+	ScanErrors uint64
+	// WatchErrors counts directories whose watch could not be added (the
+	// inotify limit, permissions); changes there are found by scanning, and
+	// the watch is tried again at each scan.
+	WatchErrors uint64
+	// FilesUnreadable is the number of files whose last open or read
+	// failed, waiting for the next scan to try again.
+	FilesUnreadable int
+	// MaxOpenFiles is the source's bound on descriptors: max_open_files,
+	// or less when the file sources' share of RLIMIT_NOFILE is smaller.
+	MaxOpenFiles int
 }
 
 // FileStatus describes one file the source follows.
@@ -78,8 +100,11 @@ type Source struct {
 	lastCPWarn time.Time
 	scanSaved  time.Time // scannedAt last handed to the store
 
+	fds *fdPool
+
 	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
-	filesOpen, filesWaiting                                                                          atomic.Int64
+	openErrors, noDescriptor, readErrors, scanErrors, watchErrors                                    atomic.Uint64
+	filesOpen, filesWaiting, filesUnreadable                                                         atomic.Int64
 }
 
 // New checks cfg and prepares a source; nothing runs until Run.
@@ -113,7 +138,25 @@ func New(cfg Config, set Settings) (*Source, error) {
 	if set.CheckpointInterval <= 0 {
 		set.CheckpointInterval = time.Second
 	}
-	return &Source{cfg: cfg, set: set, log: log, m: m, ml: ml, byID: map[string]*incarnation{}}, nil
+	return &Source{cfg: cfg, set: set, log: log, m: m, ml: ml, byID: map[string]*incarnation{}, fds: newFDPool(cfg.MaxOpenFiles, log)}, nil
+}
+
+// newFDPool sizes a source's descriptor bound: max_open_files, within what
+// the process's RLIMIT_NOFILE leaves the file sources after the reserve (see
+// fdbudget.go).
+func newFDPool(maxOpen int, log *slog.Logger) *fdPool {
+	soft, err := rlimitNofile()
+	budget := int64(fdLimitCap)
+	if err == nil {
+		budget = fdBudgetFor(soft)
+	}
+	processFDs.limit.Store(budget)
+	p := &fdPool{max: min(int64(maxOpen), budget), proc: &processFDs}
+	if p.max < int64(maxOpen) {
+		log.Info("max_open_files lowered to leave descriptors for outputs and the spool",
+			"max_open_files", maxOpen, "used", p.max, "rlimit_nofile", soft, "reserved", int64(min(soft, fdLimitCap))-budget)
+	}
+	return p
 }
 
 // Name returns the source's name.
@@ -130,14 +173,9 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 	}
 	r := newRunner(s, ctx, emit)
 	s.load(r)
-	if !s.set.Once && !disableWatch {
-		w, err := newWatcher(r.hints, s.m, s.log)
-		if err != nil {
-			s.log.Warn("no file events; finding changes by scanning only", "error", err)
-		} else {
-			r.watch = w
-		}
-	}
+	// Events are wanted; the first scan starts the watcher (and every scan
+	// after it while it cannot be started).
+	r.wantWatch = !s.set.Once && !disableWatch
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	if s.set.Checkpoints != nil {
@@ -319,6 +357,13 @@ func (s *Source) Stats() Stats {
 		FilesWaiting:          int(s.filesWaiting.Load()),
 		PartialFlushes:        s.partialFlushes.Load(),
 		CheckpointWriteErrors: s.cpErrors.Load(),
+		OpenErrors:            s.openErrors.Load(),
+		NoDescriptor:          s.noDescriptor.Load(),
+		ReadErrors:            s.readErrors.Load(),
+		ScanErrors:            s.scanErrors.Load(),
+		WatchErrors:           s.watchErrors.Load(),
+		FilesUnreadable:       int(s.filesUnreadable.Load()),
+		MaxOpenFiles:          int(s.fds.max),
 	}
 }
 

@@ -2,6 +2,7 @@ package file
 
 import (
 	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -22,14 +23,15 @@ const maxHints = 16 << 10
 // a long time (backpressure); a file created and rotated away meanwhile
 // would be out of reach by the time the loop looks. So the event goroutine
 // opens each new matching file at once and keeps the descriptor until the
-// loop adopts it (up to holdMax descriptors).
+// loop adopts it (within the source's descriptor pool, shared with the
+// loop: held files count against max_open_files and the process budget).
 type hints struct {
 	mu       sync.Mutex
 	ops      map[string]fsnotify.Op
 	overflow bool
 	wake     chan struct{} // capacity 1
 	held     map[devIno]heldFile
-	holdMax  int
+	fds      *fdPool // held files take descriptors from the source's pool
 }
 
 // heldFile is a new file opened by the event goroutine.
@@ -39,36 +41,36 @@ type heldFile struct {
 	st   fileStat
 }
 
-func newHints(holdMax int) *hints {
-	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1), held: map[devIno]heldFile{}, holdMax: holdMax}
+func newHints(fds *fdPool) *hints {
+	return &hints{ops: map[string]fsnotify.Op{}, wake: make(chan struct{}, 1), held: map[devIno]heldFile{}, fds: fds}
 }
 
 // hold opens a newly created file that the source wants. Only regular
 // files are opened (a FIFO's open would block this goroutine until a writer
 // comes, and with it every event and shutdown).
 func (h *hints) hold(path string) {
-	h.mu.Lock()
-	full := len(h.held) >= h.holdMax
-	h.mu.Unlock()
-	if full {
-		return
-	}
 	if st, err := statPath(path); err != nil || !st.regular {
 		return
 	}
+	if h.fds.acquire() != nil {
+		return // no descriptor to spare: the loop finds the file by its event
+	}
 	fd, err := osOpen(path) // checks again: the path may have changed since
 	if err != nil {
+		h.fds.release()
 		return
 	}
 	st, err := statFile(fd)
 	if err != nil || !st.regular {
 		_ = fd.Close()
+		h.fds.release()
 		return
 	}
 	h.mu.Lock()
-	if _, dup := h.held[st.key]; dup || len(h.held) >= h.holdMax {
+	if _, dup := h.held[st.key]; dup {
 		h.mu.Unlock()
 		_ = fd.Close()
+		h.fds.release()
 		return
 	}
 	h.held[st.key] = heldFile{path: path, fd: fd, st: st}
@@ -94,6 +96,7 @@ func (h *hints) takeHeld() []heldFile {
 func (h *hints) release() {
 	for _, hf := range h.takeHeld() {
 		_ = hf.fd.Close()
+		h.fds.release()
 	}
 }
 
@@ -135,19 +138,21 @@ func (h *hints) take(spare map[string]fsnotify.Op) (map[string]fsnotify.Op, bool
 // watcher watches directories with fsnotify and feeds hints. Its methods
 // other than the event goroutine are called by the run loop only.
 type watcher struct {
-	w      *fsnotify.Watcher
-	log    *slog.Logger
-	dirs   map[string]bool
-	failed map[string]bool // directories whose watch could not be added (logged once)
-	wg     sync.WaitGroup
+	w    *fsnotify.Watcher
+	log  *slog.Logger
+	dirs map[string]bool
+	wg   sync.WaitGroup
 }
 
+// newFSWatcher starts an inotify instance; tests make it fail.
+var newFSWatcher = fsnotify.NewWatcher
+
 func newWatcher(h *hints, m *matcher, log *slog.Logger) (*watcher, error) {
-	fw, err := fsnotify.NewWatcher()
+	fw, err := newFSWatcher()
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{w: fw, log: log, dirs: map[string]bool{}, failed: map[string]bool{}}
+	w := &watcher{w: fw, log: log, dirs: map[string]bool{}}
 	w.wg.Go(func() {
 		for {
 			select {
@@ -175,8 +180,9 @@ func newWatcher(h *hints, m *matcher, log *slog.Logger) (*watcher, error) {
 
 // sync makes the watched set equal to dirs. It reports whether it added a
 // watch: what changed in that directory before the watch existed is found by
-// scanning again.
-func (w *watcher) sync(dirs map[string]bool) (added bool) {
+// scanning again. A watch that cannot be added is reported to failed and
+// tried again at the next sync.
+func (w *watcher) sync(dirs map[string]bool, failed func(dir string, err error)) (added bool) {
 	for d := range w.dirs {
 		if !dirs[d] {
 			_ = w.w.Remove(d) // may be gone already, with its watch
@@ -188,13 +194,11 @@ func (w *watcher) sync(dirs map[string]bool) (added bool) {
 			continue
 		}
 		if err := w.w.Add(d); err != nil {
-			if !w.failed[d] {
-				w.failed[d] = true
-				w.log.Warn("cannot watch directory; relying on scans", "dir", d, "error", err)
+			if !errors.Is(err, fs.ErrNotExist) {
+				failed(d, err)
 			}
 			continue
 		}
-		delete(w.failed, d)
 		w.dirs[d] = true
 		added = true
 	}
