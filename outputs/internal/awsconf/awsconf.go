@@ -24,6 +24,10 @@ import (
 // configured anywhere, asking IMDS for one.
 const loadTimeout = 10 * time.Second
 
+// credentialsExpiryWindow is how long before they expire assumed-role
+// credentials are refreshed (AssumeRole's shortest session is 15 minutes).
+const credentialsExpiryWindow = 5 * time.Minute
+
 // Settings are an output block's AWS settings (region, profile, role) and
 // the User-Agent product to add.
 type Settings struct {
@@ -113,7 +117,12 @@ func Load(s Settings, maxConns int) (aws.Config, *http.Transport, error) {
 				o.ExternalID = aws.String(s.ExternalID)
 			}
 		})
-		cfg.Credentials = aws.NewCredentialsCache(provider)
+		cfg.Credentials = aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+			// Refresh ahead of expiry, so that no request is signed with
+			// credentials that expire in flight.
+			o.ExpiryWindow = credentialsExpiryWindow
+			o.ExpiryWindowJitterFrac = 0.2
+		})
 	}
 	return cfg, tr, nil
 }
