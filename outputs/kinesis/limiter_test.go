@@ -35,7 +35,7 @@ func TestLimiter_ThrottlingHalvesTheRateWhichRecovers(t *testing.T) {
 	l.reserve(now, map[string]demand{"a": {records: 1}})
 	l.throttled("a", now)
 	require.Equal(t, 0.5, l.factor("a"))
-	l.throttled("a", now.Add(cutInterval/2)) // the same burst: one cut
+	l.throttled("a", now.Add(cutInterval/2))     // the same burst: one cut
 	require.InDelta(t, 0.5, l.factor("a"), 0.03) // (recovering meanwhile)
 	now = now.Add(cutInterval)
 	l.throttled("a", now)

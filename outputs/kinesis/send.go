@@ -20,8 +20,9 @@ type entry struct {
 	pk    string
 	ehk   string
 	data  []byte
-	shard int // the shard the map predicts, an index into it
-	users int // user records
+	shard int    // the shard the map predicts, an index into it
+	users int    // user records
+	body  []byte // of an aggregate: its protobuf message (in data, or a copy)
 }
 
 func (e *entry) size() int { return len(e.pk) + len(e.data) }
@@ -183,7 +184,7 @@ func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry 
 		if covered {
 			start := len(*buf)
 			*buf = a.AppendKinesisData(*buf)
-			entries = append(entries, entry{idx: i, pk: a.PartitionKey, ehk: a.ExplicitHashKey, data: (*buf)[start:len(*buf):len(*buf)], shard: shard, users: a.Count})
+			entries = append(entries, entry{idx: i, pk: a.PartitionKey, ehk: a.ExplicitHashKey, data: (*buf)[start:len(*buf):len(*buf)], shard: shard, users: a.Count, body: a.Body})
 			continue
 		}
 		// Built against an older map: re-aggregate against this one.
@@ -194,7 +195,11 @@ func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry 
 				return err
 			}
 			data := p.AppendKinesisData(nil)
-			entries = append(entries, entry{idx: i, pk: p.PartitionKey, ehk: p.ExplicitHashKey, data: data, shard: shard, users: p.Count})
+			e := entry{idx: i, pk: p.PartitionKey, ehk: p.ExplicitHashKey, data: data, shard: shard, users: p.Count}
+			if p.Aggregated {
+				e.body = append([]byte(nil), p.Body...)
+			}
+			entries = append(entries, e)
 			return nil
 		})
 		if err != nil {
@@ -295,7 +300,8 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 		return err
 	}
 
-	mismatches := 0
+	var mismatched []int // aggregates that landed on another shard than predicted
+	plainMismatches := 0
 	var throttled map[string]bool
 	for j, r := range out.Records {
 		e := &req[j]
@@ -318,14 +324,14 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 			st.fail(e.idx, reason, false)
 			continue
 		}
-		size := e.size()
-		o.metrics.records.Inc()
-		o.metrics.userRecords.Add(float64(e.users))
-		o.metrics.bytes.Add(float64(size))
-		o.metrics.payloadUnits.Add(float64(payloadUnits(size)))
 		if r.ShardId != nil && *r.ShardId != predicted {
-			mismatches++
+			if e.body != nil {
+				mismatched = append(mismatched, j)
+				continue
+			}
+			plainMismatches++ // Kinesis routed it by its own keys: fine wherever it is
 		}
+		o.delivered(e)
 	}
 	if o.limiter != nil && len(throttled) > 0 {
 		now := o.now()
@@ -333,11 +339,48 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 			o.limiter.throttled(id, now)
 		}
 	}
-	if mismatches > 0 {
-		o.metrics.mismatches.Add(float64(mismatches))
-		o.refreshInBackground(true)
+	if plainMismatches+len(mismatched) == 0 {
+		return nil
+	}
+	o.metrics.mismatches.Add(float64(plainMismatches + len(mismatched)))
+	// A reshard the map does not know yet. An aggregate that landed on a
+	// shard not holding all its sub-records would be dropped by the KCL:
+	// it is failed, to be sent again, split against the refreshed map.
+	m := o.refreshAfterMismatch(ctx, st.m)
+	for _, j := range mismatched {
+		e := &req[j]
+		actual := *out.Records[j].ShardId
+		if i, ok := shardIndex(m, actual); ok {
+			a := aggregate.Aggregate{PartitionKey: e.pk, ExplicitHashKey: e.ehk, Aggregated: true, Body: e.body, Count: e.users}
+			if covered, err := m.Covers(&a, i); err == nil && covered {
+				o.delivered(e)
+				continue
+			}
+		}
+		o.metrics.failed.WithLabelValues("ShardMismatch").Inc()
+		st.fail(e.idx, fmt.Sprintf("the aggregate landed on shard %s, not on %s as predicted (a reshard): sent again, re-aggregated against the refreshed shard map",
+			actual, st.m.Shard(e.shard).ID), false)
 	}
 	return nil
+}
+
+// delivered counts a delivered entry.
+func (o *Output) delivered(e *entry) {
+	size := e.size()
+	o.metrics.records.Inc()
+	o.metrics.userRecords.Add(float64(e.users))
+	o.metrics.bytes.Add(float64(size))
+	o.metrics.payloadUnits.Add(float64(payloadUnits(size)))
+}
+
+// shardIndex returns the index of the shard named id in m.
+func shardIndex(m *aggregate.ShardMap, id string) (int, bool) {
+	for i := range m.Len() {
+		if m.Shard(i).ID == id {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // maxKeptBuf bounds the request buffers kept for reuse.

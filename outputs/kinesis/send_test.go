@@ -260,22 +260,25 @@ func TestSend_MismatchingShardTriggersARefreshWithBackoff(t *testing.T) {
 	fake, srv := newFakeKinesis(t, 2)
 	clock := newFakeClock()
 	o := newTestOutput(t, testConfig(srv.URL), clock)
-	m, err := o.ShardMap(t.Context())
+	_, err := o.ShardMap(t.Context())
 	require.NoError(t, err)
-	b := build(t, m, lines(rand.New(rand.NewPCG(1, 2)), "x", 50, 10))
+	data := make([]string, 50)
+	for i := range data {
+		data[i] = "plain"
+	}
 
-	// The stream was resharded behind the output's back.
+	// The stream was resharded behind the output's back: plain records
+	// land where Kinesis routes them, and the answer names new shards.
 	fake.reshard(3, "shardId-new")
 	changed := o.ShardMapChanged()
-	require.NoError(t, o.Send(t.Context(), b))
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 	require.Positive(t, testutil.ToFloat64(o.metrics.mismatches))
 	select {
 	case <-changed:
-	case <-time.After(10 * time.Second):
+	default:
 		t.Fatal("no refresh after a mismatching shard")
 	}
 	require.Equal(t, uint64(2), o.ShardMapVersion())
-	waitIdle(t, o)
 	list, _ := fake.counts()
 	require.Equal(t, 2, list)
 
@@ -284,24 +287,95 @@ func TestSend_MismatchingShardTriggersARefreshWithBackoff(t *testing.T) {
 	fake.mu.Lock()
 	fake.shardID = func(string) string { return "shardId-elsewhere" }
 	fake.mu.Unlock()
-	m, err = o.ShardMap(t.Context())
-	require.NoError(t, err)
-	b = build(t, m, lines(rand.New(rand.NewPCG(1, 2)), "x", 50, 10))
-	require.NoError(t, o.Send(t.Context(), b)) // triggers (the gap was reset by the change)
-	waitIdle(t, o)
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...))) // refreshes (the gap was reset by the change)
 	list, _ = fake.counts()
 	require.Equal(t, 3, list)
 	for range 5 {
-		require.NoError(t, o.Send(t.Context(), b))
-		waitIdle(t, o)
+		require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 	}
 	list, _ = fake.counts()
 	require.Equal(t, 3, list, "refreshes within the backoff")
 	clock.Advance(maxTriggerGap)
-	require.NoError(t, o.Send(t.Context(), b))
-	waitIdle(t, o)
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 	list, _ = fake.counts()
 	require.Equal(t, 4, list)
+	require.Equal(t, uint64(2), o.ShardMapVersion())
+}
+
+func TestSend_AggregateLandingOnAnUnforeseenShardIsSentAgainSplit(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 2)
+	o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+	old, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 4)), "m", 2000, 400)
+	b := build(t, old, recs)
+
+	// Resharded behind the output's back: the aggregates of the old map
+	// land on the new shards, some holding sub-records of neighbours.
+	fake.reshard(5, "shardId-new")
+	err = o.Send(t.Context(), b)
+	require.ErrorContains(t, err, "a reshard")
+	require.False(t, outputs.IsPermanent(err))
+	failed := failedOf(t, err, len(b.Records))
+	require.Equal(t, uint64(2), o.ShardMapVersion(), "refreshed within the Send")
+	fake.mu.Lock()
+	bad := len(fake.violations)
+	fake.mu.Unlock()
+	require.Positive(t, bad, "the fake saw aggregates straddling the new shards")
+
+	// The sender retries the failed ones: split against the new map.
+	var retry outputs.Batch
+	for _, i := range failed {
+		retry.Records = append(retry.Records, b.Records[i])
+	}
+	require.NoError(t, o.Send(t.Context(), retry))
+	fake.mu.Lock()
+	require.Len(t, fake.violations, bad, "the retry is re-aggregated")
+	fake.mu.Unlock()
+	// Every line reached a shard in an aggregate the KCL keeps.
+	kept := map[string]bool{}
+	fake.mu.Lock()
+	for id, rs := range fake.stored {
+		var shard aggregate.Shard
+		for _, s := range fake.shards {
+			if s.ID == id {
+				shard = s
+			}
+		}
+		for _, r := range rs {
+			users, err := aggregate.DecodeKinesisRecord(r.PartitionKey, r.ExplicitHashKey, r.Data)
+			require.NoError(t, err)
+			ok := true
+			for _, u := range users {
+				ok = ok && shard.Contains(hashOf(u.PartitionKey, u.ExplicitHashKey))
+			}
+			for _, u := range users {
+				if ok {
+					kept[string(u.Data)] = true
+				}
+			}
+		}
+	}
+	fake.mu.Unlock()
+	for _, r := range recs {
+		require.True(t, kept[string(r.Data)], "%s", r.Data)
+	}
+}
+
+// failedOf returns the indexes a Send error reports failed: a
+// PartialError's, or all n.
+func failedOf(t *testing.T, err error, n int) []int {
+	t.Helper()
+	require.Error(t, err)
+	var pe *outputs.PartialError
+	if errors.As(err, &pe) {
+		return pe.Failed
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	return all
 }
 
 // waitIdle waits until no background refresh runs.

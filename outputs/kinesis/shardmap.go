@@ -14,8 +14,8 @@ import (
 	"github.com/kplagent/agent/aggregate"
 )
 
-// Triggered refreshes (a record landed on another shard than predicted) are
-// spaced by a backoff, so that a reshard, during which ListShards may lag
+// Triggered refreshes (a record landed on another shard than predicted) run
+// at once, within the Send that saw the mismatch, but are spaced by a backoff, so that a reshard, during which ListShards may lag
 // behind PutRecords, does not become a ListShards storm (ListShards is
 // limited to 1000 calls per second per account, shared with every producer).
 const (
@@ -97,26 +97,49 @@ func (o *Output) current(ctx context.Context) (*aggregate.ShardMap, error) {
 	stale := o.now().Sub(o.maps.fetched) >= o.cfg.ShardMapRefresh
 	o.maps.mu.Unlock()
 	if stale {
-		o.refreshInBackground(false)
+		o.refreshInBackground()
 	}
 	return m, nil
 }
 
-// refreshInBackground starts a refresh unless one runs. A triggered refresh
-// (a mismatching shard) is also held back by the trigger backoff.
-func (o *Output) refreshInBackground(triggered bool) {
+// RefreshShardMap fetches the shard map now (ListShards) and installs it if
+// it changed. The output refreshes by itself; this is for a flow that knows
+// better (e.g. an operator's reshard command).
+func (o *Output) RefreshShardMap(ctx context.Context) error {
+	o.maps.fetchMu.Lock()
+	defer o.maps.fetchMu.Unlock()
+	return o.refresh(ctx)
+}
+
+// refreshAfterMismatch refreshes the map at once after a record landed on
+// another shard than seen predicted, unless the map changed since seen or
+// the trigger backoff holds, and returns the newest map.
+func (o *Output) refreshAfterMismatch(ctx context.Context, seen *aggregate.ShardMap) *aggregate.ShardMap {
+	o.maps.fetchMu.Lock()
+	defer o.maps.fetchMu.Unlock()
+	o.maps.mu.Lock()
+	now := o.now()
+	if o.maps.cur != seen || now.Before(o.maps.nextTrig) {
+		defer o.maps.mu.Unlock()
+		return o.maps.cur
+	}
+	o.maps.trigGap = min(maxTriggerGap, max(minTriggerGap, 2*o.maps.trigGap))
+	o.maps.nextTrig = now.Add(o.maps.trigGap)
+	o.maps.mu.Unlock()
+	if err := o.refresh(ctx); err != nil && ctx.Err() == nil {
+		o.warnEvery(&o.lastRefreshWarn, "shard map refresh failed; the current map stays in use", "error", err)
+	}
 	o.maps.mu.Lock()
 	defer o.maps.mu.Unlock()
-	now := o.now()
+	return o.maps.cur
+}
+
+// refreshInBackground starts a periodic refresh unless one runs.
+func (o *Output) refreshInBackground() {
+	o.maps.mu.Lock()
+	defer o.maps.mu.Unlock()
 	if o.maps.refreshing || o.closing.Load() {
 		return
-	}
-	if triggered {
-		if now.Before(o.maps.nextTrig) {
-			return
-		}
-		o.maps.trigGap = min(maxTriggerGap, max(minTriggerGap, 2*o.maps.trigGap))
-		o.maps.nextTrig = now.Add(o.maps.trigGap)
 	}
 	o.maps.refreshing = true
 	o.wg.Add(1)
