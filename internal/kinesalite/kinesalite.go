@@ -227,7 +227,8 @@ func (s *Server) ReadAll(tb testing.TB, name string) []Record {
 // of Shard.
 type UserRecord struct {
 	aggregate.Record
-	Shard aggregate.Shard
+	Shard          aggregate.Shard
+	SequenceNumber string // of the Kinesis record that held it
 }
 
 // HashKey returns the hash key Kinesis (and the KCL) route the record by.
@@ -249,7 +250,7 @@ func Deaggregate(tb testing.TB, recs []Record) []UserRecord {
 			tb.Fatalf("kinesalite: record %s of shard %s: %v", r.SequenceNumber, r.Shard.ID, err)
 		}
 		for _, d := range dec {
-			users = append(users, UserRecord{Record: d, Shard: r.Shard})
+			users = append(users, UserRecord{Record: d, Shard: r.Shard, SequenceNumber: r.SequenceNumber})
 		}
 	}
 	return users
@@ -270,6 +271,26 @@ func CheckKCL(users []UserRecord) error {
 		}
 	}
 	return nil
+}
+
+// KeptByKCL returns the user records a KCL delivers: those of the Kinesis
+// records whose every sub-record lies in the range of the shard they were
+// read from (the KCL drops the others whole).
+func KeptByKCL(users []UserRecord) []UserRecord {
+	type key struct{ shard, seq string }
+	bad := map[key]bool{}
+	for _, u := range users {
+		if h, err := u.HashKey(); err != nil || !u.Shard.Contains(h) {
+			bad[key{u.Shard.ID, u.SequenceNumber}] = true
+		}
+	}
+	var kept []UserRecord
+	for _, u := range users {
+		if !bad[key{u.Shard.ID, u.SequenceNumber}] {
+			kept = append(kept, u)
+		}
+	}
+	return kept
 }
 
 func truncate(b []byte) string {
