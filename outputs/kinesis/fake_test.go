@@ -338,3 +338,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
+
+// newShardMapForTest returns an even map of n shards.
+func newShardMapForTest(n int) (*aggregate.ShardMap, error) {
+	return aggregate.NewShardMap(evenShards(n))
+}
