@@ -66,7 +66,12 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	}
 	m, err := o.current(ctx)
 	if err != nil {
-		return classify(ctx, err)
+		// Without a shard map nothing is sent; never permanent: the
+		// records are fine.
+		if c := classify(ctx, err); !outputs.IsPermanent(c) {
+			return c
+		}
+		return err
 	}
 	st := &sendState{m: m, failed: make(map[int]failure)}
 	bufp := o.getBuf(b)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -545,4 +546,19 @@ func TestSend_AfterCloseFails(t *testing.T) {
 	o := newTestOutput(t, testConfig(srv.URL), nil)
 	require.NoError(t, o.Close(t.Context()))
 	require.ErrorIs(t, o.Send(t.Context(), plainBatch("a")), errClosed)
+}
+
+func TestSend_ListShardsErrorsAreNeverPermanent(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 1)
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), "ListShards") {
+			writeJSON(w, 400, map[string]any{"__type": "ValidationException", "message": "no"})
+			return
+		}
+		fake.ServeHTTP(w, r)
+	})
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	requireRetryable(t, o.Send(t.Context(), plainBatch("a")))
+	_, puts := fake.counts()
+	require.Zero(t, puts)
 }
