@@ -87,7 +87,7 @@ func TestSend_KinesaliteIntegration(t *testing.T) {
 
 	r := rand.New(rand.NewPCG(testSeed(t), 5))
 	start := time.Now()
-	first := mixedLines(r, "first", 10_000)
+	first := mixedLines(r, "first", 6_000)
 	sendInBatches(t, o, build(t, m, first))
 	t.Logf("sent %d lines in %s", len(first), time.Since(start))
 	start = time.Now()
@@ -120,7 +120,7 @@ func TestSend_KinesaliteIntegration(t *testing.T) {
 	// of the reshard: those that land on a shard not holding all their
 	// sub-records are sent again, split (the first copy is what a KCL
 	// drops); every line reaches a KCL in an aggregate it keeps.
-	during := mixedLines(r, "during", 5_000)
+	during := mixedLines(r, "during", 3_000)
 	sendInBatches(t, o, build(t, m, during))
 	require.Equal(t, uint64(2), o.ShardMapVersion())
 	require.Positive(t, testutil.ToFloat64(o.metrics.mismatches))
@@ -134,7 +134,7 @@ func TestSend_KinesaliteIntegration(t *testing.T) {
 	// reshard) sent by an output that knows the new map: split before
 	// sending, nothing lands where a KCL would drop it.
 	before := len(srv.ReadAll(t, stream))
-	after := mixedLines(r, "after", 5_000)
+	after := mixedLines(r, "after", 3_000)
 	sendInBatches(t, o, build(t, m, after))
 	all := srv.ReadAll(t, stream)
 	require.NoError(t, kinesalite.CheckKCL(kinesalite.Deaggregate(t, all[before:])))
