@@ -132,6 +132,34 @@ func start(tb testing.TB, node, mod string) (*Server, error) {
 	return &Server{Endpoint: endpoint, Client: client}, nil
 }
 
+// Env returns the environment a child process (the agent's binary) needs
+// to reach the emulator with the SDK's default chain: static credentials and
+// the region. Its output block still needs endpoint: s.Endpoint.
+func (s *Server) Env() []string {
+	return []string{
+		"AWS_ACCESS_KEY_ID=" + AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + SecretAccessKey,
+		"AWS_REGION=" + Region,
+		"AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
+// Lines returns the data of every user record a KCL consumer of the stream
+// would see (see KeptByKCL), in shard and sequence order, and an error
+// naming the first user record a KCL would drop, if any. For end-to-end
+// tests: compare with the lines written.
+func (s *Server) Lines(tb testing.TB, stream string) ([]string, error) {
+	tb.Helper()
+	users := Deaggregate(tb, s.ReadAll(tb, stream))
+	err := CheckKCL(users)
+	kept := KeptByKCL(users)
+	lines := make([]string, len(kept))
+	for i, u := range kept {
+		lines[i] = string(u.Data)
+	}
+	return lines, err
+}
+
 // CreateStream creates a stream of n shards and waits until it is ACTIVE.
 func (s *Server) CreateStream(tb testing.TB, name string, n int) {
 	tb.Helper()
