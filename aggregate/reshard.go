@@ -130,32 +130,61 @@ func (m *ShardMap) Covers(a *Aggregate, i int) (bool, error) {
 // shard each one routes to, as a Builder with map m would, and passes each
 // resulting Kinesis record to emit (valid only during the call, as with the
 // Builder). The records of one shard keep their order. A plain record is
-// passed on as it is. Records that fit a fit the pieces: the limits are
-// raised to a's size and count when those exceed the defaults. Errors wrap
-// ErrMalformed, the Builder's errors for a bad sub-record (ErrPartitionKey,
-// ErrExplicitHashKey, ErrNoShard when m has gaps), or are emit's.
+// passed on as it is. Errors wrap ErrMalformed, the Builder's errors for a
+// bad sub-record (ErrPartitionKey, ErrExplicitHashKey, ErrNoShard when m has
+// gaps), or are emit's. A caller splitting many aggregates against one map
+// reuses a Splitter instead.
 func Split(a *Aggregate, m *ShardMap, emit func(*Aggregate) error) error {
 	if !a.Aggregated {
 		return emit(a)
 	}
-	size := a.Size()
-	cfg := Config{
-		RecordLimit: min(max(size, MaxRecordSize), MaxLargeRecordSize),
-		MaxRecords:  max(a.Count, DefaultMaxRecords),
-	}
-	cfg.MaxBytes = min(max(size, DefaultMaxBytes), cfg.RecordLimit)
-	b, err := NewBuilder(cfg, m)
+	s, err := NewSplitter(m)
 	if err != nil {
 		return err
+	}
+	return s.Split(a, emit)
+}
+
+// Splitter splits aggregates against one shard map (see Split), reusing one
+// Builder and its buffers. It is not safe for concurrent use.
+type Splitter struct {
+	b *Builder
+}
+
+// splitMaxRecords bounds nothing in practice: a piece holds at most the
+// records of the aggregate it comes from.
+const splitMaxRecords = 1 << 30
+
+// NewSplitter returns a Splitter for m. Its Builder takes records and
+// pieces up to MaxLargeRecordSize: a piece is a part of one aggregate, so
+// it is never larger than the aggregate itself.
+func NewSplitter(m *ShardMap) (*Splitter, error) {
+	b, err := NewBuilder(Config{MaxBytes: MaxLargeRecordSize, RecordLimit: MaxLargeRecordSize, MaxRecords: splitMaxRecords}, m)
+	if err != nil {
+		return nil, err
+	}
+	return &Splitter{b: b}, nil
+}
+
+// Map returns the shard map s splits against.
+func (s *Splitter) Map() *ShardMap { return s.b.shards }
+
+// Split is the package's Split with s's map. After an error the Splitter
+// stays usable.
+func (s *Splitter) Split(a *Aggregate, emit func(*Aggregate) error) error {
+	if !a.Aggregated {
+		return emit(a)
 	}
 	out := func(_ int, agg *Aggregate) error { return emit(agg) }
 	var now time.Time
-	err = ForEach(a, func(pk, ehk, data []byte) error {
-		_, err := b.Add(Record{Data: data, PartitionKey: string(pk), ExplicitHashKey: string(ehk)}, now, out)
+	err := ForEach(a, func(pk, ehk, data []byte) error {
+		_, err := s.b.Add(Record{Data: data, PartitionKey: string(pk), ExplicitHashKey: string(ehk)}, now, out)
 		return err
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		return s.b.FlushAll(out)
 	}
-	return b.FlushAll(out)
+	// Drop what was added: the next aggregate starts afresh.
+	_ = s.b.FlushAll(func(int, *Aggregate) error { return nil })
+	return err
 }

@@ -142,3 +142,33 @@ func TestSplit_PlainRecordPassesThrough(t *testing.T) {
 	}))
 	require.Equal(t, 1, n)
 }
+
+func TestSplitter_ReusedAcrossAggregatesAndAfterAnError(t *testing.T) {
+	r := rand.New(rand.NewPCG(testSeed(t), 3))
+	old, cur := evenShards(t, 3), evenShards(t, 7)
+	s, err := NewSplitter(cur)
+	require.NoError(t, err)
+	require.Same(t, cur, s.Map())
+	collect := func(split func(*Aggregate, func(*Aggregate) error) error, a *Aggregate) ([]string, error) {
+		var out []string
+		err := split(a, func(p *Aggregate) error {
+			out = append(out, string(p.AppendKinesisData(nil))+"|"+p.PartitionKey+"|"+p.ExplicitHashKey)
+			return nil
+		})
+		return out, err
+	}
+	// A bad key after good records: refused in the middle of the split.
+	rec := func(pk uint64, data string) []byte { return pb(nil).varint(1, pk).bytes(3, []byte(data)) }
+	body := pb(nil).str(1, "good").str(1, "bad\xff").bytes(3, rec(0, "x")).bytes(3, rec(0, "y")).bytes(3, rec(1, "z"))
+	malformed := Aggregate{PartitionKey: "a", ExplicitHashKey: "0", Aggregated: true, Body: body, Count: 3}
+	for k, e := range buildAll(t, old, randomRecords(r, 2000)) {
+		want, err := collect(func(a *Aggregate, emit func(*Aggregate) error) error { return Split(a, cur, emit) }, &e.Agg)
+		require.NoError(t, err)
+		require.NoError(t, s.Split(&e.Agg, func(*Aggregate) error { return nil }))
+		gotPieces, err := collect(s.Split, &e.Agg)
+		require.NoError(t, err)
+		require.Equal(t, want, gotPieces, "aggregate %d", k)
+		_, err = collect(s.Split, &malformed)
+		require.ErrorIs(t, err, ErrPartitionKey)
+	}
+}

@@ -58,7 +58,8 @@ type Output struct {
 
 	maps shardMaps
 
-	bufs sync.Pool // *[]byte: request data
+	bufs      sync.Pool // *[]byte: request data
+	splitters splitterPool
 
 	// Background refreshes run under bgCtx; Close cancels it and waits.
 	bgCtx    context.Context

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -194,19 +195,23 @@ func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry 
 		}
 		// Built against an older map: re-aggregate against this one.
 		mark := len(entries)
-		err = aggregate.Split(a, m, func(p *aggregate.Aggregate) error {
-			shard, err := m.Route(p)
-			if err != nil {
-				return err
-			}
-			data := p.AppendKinesisData(nil)
-			e := entry{idx: i, pk: p.PartitionKey, ehk: p.ExplicitHashKey, data: data, shard: shard, users: p.Count}
-			if p.Aggregated {
-				e.body = append([]byte(nil), p.Body...)
-			}
-			entries = append(entries, e)
-			return nil
-		})
+		sp, err := o.splitter(m)
+		if err == nil {
+			err = sp.Split(a, func(p *aggregate.Aggregate) error {
+				shard, err := m.Route(p)
+				if err != nil {
+					return err
+				}
+				data := p.AppendKinesisData(nil)
+				e := entry{idx: i, pk: p.PartitionKey, ehk: p.ExplicitHashKey, data: data, shard: shard, users: p.Count}
+				if p.Aggregated {
+					e.body = append([]byte(nil), p.Body...)
+				}
+				entries = append(entries, e)
+				return nil
+			})
+			o.splitters.put(sp)
+		}
 		if err != nil {
 			entries = entries[:mark]
 			st.fail(i, fmt.Sprintf("re-aggregating against the new shard map: %v", err), true)
@@ -215,6 +220,43 @@ func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry 
 		o.metrics.split.Inc()
 	}
 	return entries
+}
+
+// splitterPool keeps the Splitters of one shard map for reuse (each holds a
+// Builder: its key cache is worth keeping).
+type splitterPool struct {
+	mu   sync.Mutex
+	m    *aggregate.ShardMap
+	free []*aggregate.Splitter
+}
+
+// maxFreeSplitters bounds the Splitters kept: one per concurrent Send is
+// plenty, and each holds about 700 KiB.
+const maxFreeSplitters = 4
+
+// splitter returns a Splitter for m.
+func (o *Output) splitter(m *aggregate.ShardMap) (*aggregate.Splitter, error) {
+	p := &o.splitters
+	p.mu.Lock()
+	if p.m != m { // a new map: the old Splitters are of no use
+		p.m, p.free = m, nil
+	}
+	if n := len(p.free); n > 0 {
+		s := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
+		return s, nil
+	}
+	p.mu.Unlock()
+	return aggregate.NewSplitter(m)
+}
+
+func (p *splitterPool) put(s *aggregate.Splitter) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.Map() == p.m && len(p.free) < maxFreeSplitters {
+		p.free = append(p.free, s)
+	}
 }
 
 // checkRecord checks what PutRecords would refuse of a user record.
