@@ -562,3 +562,18 @@ func TestSend_ListShardsErrorsAreNeverPermanent(t *testing.T) {
 	_, puts := fake.counts()
 	require.Zero(t, puts)
 }
+
+func TestSend_AggregatesOfAFlowWithoutShardMapAreSplit(t *testing.T) {
+	// Today's flows aggregate against one range covering every hash key:
+	// on a stream of several shards each aggregate is split in Send.
+	fake, srv := newFakeKinesis(t, 4)
+	o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+	one, err := aggregate.NewShardMap([]aggregate.Shard{{ID: "all", End: aggregate.MaxHashKey}})
+	require.NoError(t, err)
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 6)), "flow", 3000, 100)
+	b := build(t, one, recs)
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Empty(t, fake.violations)
+	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
+	require.Equal(t, float64(len(b.Records)), testutil.ToFloat64(o.metrics.split))
+}
