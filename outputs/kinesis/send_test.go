@@ -577,3 +577,19 @@ func TestSend_AggregatesOfAFlowWithoutShardMapAreSplit(t *testing.T) {
 	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
 	require.Equal(t, float64(len(b.Records)), testutil.ToFloat64(o.metrics.split))
 }
+
+func TestSend_AFastAnswerDoesNotCutTheResponse(t *testing.T) {
+	// The fake answers as soon as it has the body; the SDK then closes the
+	// request body while net/http may still be checking it for extra bytes.
+	// That must not close the connection under the response being read
+	// (it did, 1 request in 100 or so: see awsconf.hideWriterTo).
+	_, srv := newFakeKinesis(t, 2)
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.RateLimit = RateLimitOff }), nil)
+	data := make([]string, 5000)
+	for i := range data {
+		data[i] = "x"
+	}
+	for range 40 {
+		require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	}
+}

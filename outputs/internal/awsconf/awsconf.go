@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -48,6 +49,33 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 		l.log.Debug(fmt.Sprintf(format, v...), "sdk_level", string(c))
 	}
 }
+
+// hideWriterTo hides the request body's io.WriterTo from net/http. The SDK
+// closes a request's body once the response arrives, and its body's WriteTo
+// then answers io.EOF where Read answers (0, io.EOF): when a fast server
+// answers before net/http's writer has done with the body (it reads past the
+// content length to check for extra bytes), that EOF is a write error, and
+// the connection is closed under the response being read ("use of closed
+// network connection"). With Read alone, the EOF is the end of the body.
+type hideWriterTo struct{ base http.RoundTripper }
+
+func (h hideWriterTo) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		if _, ok := req.Body.(io.WriterTo); ok {
+			r := new(http.Request)
+			*r = *req // a shallow copy: a RoundTripper must not modify req
+			r.Body = readCloser{req.Body}
+			req = r
+		}
+	}
+	return h.base.RoundTrip(req)
+}
+
+// readCloser exposes only Read and Close.
+type readCloser struct{ rc io.ReadCloser }
+
+func (r readCloser) Read(p []byte) (int, error) { return r.rc.Read(p) }
+func (r readCloser) Close() error               { return r.rc.Close() }
 
 // transportOptions tune the transport of every SDK call of one output.
 func transportOptions(tr *http.Transport, maxConns int) {
@@ -99,7 +127,7 @@ func Load(s Settings, maxConns int) (aws.Config, *http.Transport, error) {
 	}
 	transportOptions(tr, max(1, maxConns))
 	cfg.HTTPClient = &http.Client{
-		Transport:     tr,
+		Transport:     hideWriterTo{tr},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	if s.UserAgent != "" {
