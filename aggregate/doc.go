@@ -17,6 +17,12 @@
 // count (Config.MaxRecords), or on age (FlushOlder, the caller's
 // RecordMaxBufferedTime).
 //
+// After a reshard, aggregates built against the older map (in a spool, in
+// flight) may straddle the new shards: ShardMap.Covers tells whether every
+// sub-record of an aggregate lies in the shard it lands on, and Split
+// re-aggregates one against the current map (the Kinesis output does both
+// before sending).
+//
 // An aggregate of 2+ records is sent with partition key "a" and, as explicit
 // hash key, the hash key of its first record in decimal (as the KPL does). An
 // aggregate of one record is sent as that record, plain, with its own keys.

@@ -146,7 +146,25 @@ func FuzzParseEntry(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, a, again)
 		// ForEach on whatever body an entry carries must not panic either.
-		_ = ForEach(&a, func(_, _, _ []byte) error { return nil })
+		ferr := ForEach(&a, func(_, _, _ []byte) error { return nil })
+		// Nor the reshard checks: Covers, and Split, which keeps every
+		// record of a valid aggregate.
+		m := evenShards(t, 3)
+		if i, err := m.Route(&a); err == nil {
+			covered, err := m.Covers(&a, i)
+			if ferr != nil && a.Aggregated {
+				require.Error(t, err, "Covers accepted what ForEach refused")
+				require.False(t, covered)
+			}
+		}
+		n := 0
+		serr := Split(&a, m, func(p *Aggregate) error {
+			n += p.Count
+			return nil
+		})
+		if ferr == nil && serr == nil {
+			require.Equal(t, a.Count, n)
+		}
 	})
 }
 

@@ -1,0 +1,282 @@
+package firehose
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/batchtest"
+)
+
+const envAccessKey = "AKIDFIREHOSETEST"
+
+func TestMain(m *testing.M) {
+	for _, k := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_FIREHOSE"} {
+		os.Unsetenv(k)
+	}
+	none := filepath.Join(os.TempDir(), "firehose-test-no-such-dir")
+	os.Setenv("AWS_ACCESS_KEY_ID", envAccessKey)
+	os.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	os.Setenv("AWS_CONFIG_FILE", filepath.Join(none, "config"))
+	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(none, "credentials"))
+	os.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	goleak.VerifyTestMain(m)
+}
+
+// fakeFirehose speaks Firehose's JSON 1.1 protocol (PutRecordBatch,
+// DescribeDeliveryStream).
+type fakeFirehose struct {
+	mu       sync.Mutex
+	records  [][]byte
+	puts     int
+	akids    []string
+	failCode func(data []byte) string
+	whole    []struct {
+		status int
+		code   string
+	}
+}
+
+var credentialRE = regexp.MustCompile(`Credential=([^/]+)/`)
+
+func (f *fakeFirehose) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m := credentialRE.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+		f.akids = append(f.akids, m[1])
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	switch strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "Firehose_20150804.") {
+	case "DescribeDeliveryStream":
+		_ = json.NewEncoder(w).Encode(map[string]any{"DeliveryStreamDescription": map[string]any{
+			"DeliveryStreamName": "s", "DeliveryStreamStatus": "ACTIVE", "DeliveryStreamARN": "arn:aws:firehose:us-east-1:1:deliverystream/s",
+			"DeliveryStreamType": "DirectPut", "VersionId": "1", "Destinations": []any{}, "HasMoreDestinations": false,
+		}})
+	case "PutRecordBatch":
+		f.puts++
+		if len(f.whole) > 0 {
+			e := f.whole[0]
+			f.whole = f.whole[1:]
+			w.WriteHeader(e.status)
+			_ = json.NewEncoder(w).Encode(map[string]any{"__type": e.code, "message": "fake " + e.code})
+			return
+		}
+		var in struct {
+			DeliveryStreamName string
+			Records            []struct{ Data string }
+		}
+		if err := json.Unmarshal(body, &in); err != nil {
+			w.WriteHeader(400)
+			return
+		}
+		var resp []map[string]any
+		failed := 0
+		for i, rec := range in.Records {
+			data, _ := base64.StdEncoding.DecodeString(rec.Data)
+			if f.failCode != nil {
+				if code := f.failCode(data); code != "" {
+					failed++
+					resp = append(resp, map[string]any{"ErrorCode": code, "ErrorMessage": "fake"})
+					continue
+				}
+			}
+			f.records = append(f.records, data)
+			resp = append(resp, map[string]any{"RecordId": fmt.Sprint(i)})
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"FailedPutCount": failed, "RequestResponses": resp})
+	default:
+		w.WriteHeader(400)
+	}
+}
+
+func (f *fakeFirehose) got() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, len(f.records))
+	for i, r := range f.records {
+		out[i] = string(r)
+	}
+	return out
+}
+
+func newFake(t *testing.T) (*fakeFirehose, *httptest.Server) {
+	f := &fakeFirehose{}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func newTestOutput(t *testing.T, url string, mods ...func(*Config)) *Output {
+	t.Helper()
+	c := DefaultConfig()
+	c.Stream, c.Region, c.Endpoint = "logs", "us-east-1", url
+	for _, m := range mods {
+		m(&c)
+	}
+	o, err := New("fh", c, Settings{})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, o.Close(context.Background())) })
+	return o
+}
+
+func TestSend_JoinsTheLinesOfEachBatchRecord(t *testing.T) {
+	fake, srv := newFake(t)
+	o := newTestOutput(t, srv.URL)
+	b := batchtest.Build(t, 3, 0, batchtest.Records("a", "b", "c\n", "d", "e")...)
+	require.Len(t, b.Records, 2)
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Equal(t, []string{"a\nb\nc\n", "d\ne\n"}, fake.got())
+	require.Equal(t, 5.0, testutil.ToFloat64(o.metrics.userRecords))
+	require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.records))
+	fake.mu.Lock()
+	require.Equal(t, []string{envAccessKey}, fake.akids)
+	fake.mu.Unlock()
+}
+
+func TestSend_JoinedRecordsStayWithinTheRecordLimit(t *testing.T) {
+	fake, srv := newFake(t)
+	o := newTestOutput(t, srv.URL, func(c *Config) { c.MaxRecordSize = 10 })
+	b := batchtest.Build(t, 10, 0, batchtest.Records("1234", "5678", "abc", "defghijk")...)
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Equal(t, []string{"1234\n5678\n", "abc\n", "defghijk\n"}, fake.got())
+}
+
+func TestSend_OneRecordPerLineWithoutNewlines(t *testing.T) {
+	fake, srv := newFake(t)
+	o := newTestOutput(t, srv.URL, func(c *Config) { c.AggregateLines, c.AppendNewline = false, false })
+	require.NoError(t, o.Send(t.Context(), batchtest.Build(t, 10, 0, batchtest.Records("a", "b", "c")...)))
+	require.Equal(t, []string{"a", "b", "c"}, fake.got())
+}
+
+func TestSend_OnlyFailedRecordsAreReported(t *testing.T) {
+	fake, srv := newFake(t)
+	fake.failCode = func(data []byte) string {
+		if strings.HasPrefix(string(data), "fail") {
+			return "ServiceUnavailableException"
+		}
+		return ""
+	}
+	o := newTestOutput(t, srv.URL)
+	b := batchtest.Build(t, 1, 0, batchtest.Records("ok0", "fail1", "ok2", "fail3")...)
+	err := o.Send(t.Context(), b)
+	var pe *outputs.PartialError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, []int{1, 3}, pe.Failed)
+	require.Contains(t, pe.Reasons[0], "ServiceUnavailableException")
+	var te *outputs.ThrottleError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, []string{"ok0\n", "ok2\n"}, fake.got())
+	require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.throttled))
+}
+
+func TestSend_WholeRequestErrorsAreClassified(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+		want   string
+	}{
+		{400, "ResourceNotFoundException", "retry"},
+		{400, "InvalidKMSResourceException", "retry"},
+		{500, "InternalFailure", "retry"},
+		{400, "ServiceUnavailableException", "throttle"},
+		{400, "LimitExceededException", "throttle"},
+		{400, "InvalidArgumentException", "permanent"},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			fake, srv := newFake(t)
+			fake.whole = append(fake.whole, struct {
+				status int
+				code   string
+			}{tc.status, tc.code})
+			o := newTestOutput(t, srv.URL)
+			err := o.Send(t.Context(), batchtest.Build(t, 1, 0, batchtest.Records("a", "b")...))
+			require.ErrorContains(t, err, tc.code)
+			var te *outputs.ThrottleError
+			var pe *outputs.PartialError
+			require.False(t, errors.As(err, &pe), "whole batch: not partial")
+			switch tc.want {
+			case "retry":
+				require.False(t, outputs.IsPermanent(err))
+				require.False(t, errors.As(err, &te))
+			case "throttle":
+				require.ErrorAs(t, err, &te)
+			case "permanent":
+				require.True(t, outputs.IsPermanent(err))
+			}
+			require.NoError(t, o.Send(t.Context(), batchtest.Build(t, 1, 0, batchtest.Records("a")...)))
+		})
+	}
+}
+
+func TestSend_RequestLimitsAndOversizedLines(t *testing.T) {
+	fake, srv := newFake(t)
+	o := newTestOutput(t, srv.URL, func(c *Config) { c.MaxRequestRecords = 2; c.MaxRecordSize = 8 })
+	b := batchtest.Build(t, 1, 0, batchtest.Records("a", "b", "c", "far too long", "d")...)
+	err := o.Send(t.Context(), b)
+	var pe *outputs.PartialError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, []int{3}, pe.Failed)
+	require.True(t, outputs.IsPermanent(pe.Err))
+	require.Contains(t, pe.Reasons[0], "max_record_bytes")
+	require.Equal(t, []string{"a\n", "b\n", "c\n", "d\n"}, fake.got())
+	fake.mu.Lock()
+	require.Equal(t, 2, fake.puts)
+	fake.mu.Unlock()
+}
+
+func TestHealthcheck(t *testing.T) {
+	_, srv := newFake(t)
+	o := newTestOutput(t, srv.URL)
+	require.NoError(t, o.Healthcheck(t.Context()))
+	srv.Close()
+	require.Error(t, o.Healthcheck(t.Context()))
+}
+
+func TestConfig(t *testing.T) {
+	c := DefaultConfig()
+	require.ErrorContains(t, c.Validate(), "stream: required")
+	c.Stream = "logs"
+	require.NoError(t, c.Validate())
+	require.Equal(t, MaxRecordBytes-1, c.MaxRecordBytes())
+	c.MaxRecordSize = MaxRecordBytes + 1
+	c.MaxRequestBytes = 5 << 20
+	c.ExternalID = "secret-id"
+	err := c.Validate()
+	require.ErrorContains(t, err, "max_record_bytes:")
+	require.ErrorContains(t, err, "max_request_bytes:")
+	require.ErrorContains(t, err, "external_id: set without role_arn")
+	require.NotContains(t, err.Error(), "secret-id")
+
+	u, _ := url.Parse("firehose://logs?region=eu-west-1&aggregate_lines=false&endpoint=http://127.0.0.1:1")
+	got, err := FromURL(u)
+	require.NoError(t, err)
+	want := DefaultConfig()
+	want.Stream, want.Region, want.AggregateLines, want.Endpoint = "logs", "eu-west-1", false, "http://127.0.0.1:1"
+	require.Equal(t, want, got)
+	u, _ = url.Parse("firehose://logs?colour=red")
+	_, err = FromURL(u)
+	require.ErrorContains(t, err, "colour: unknown parameter")
+	u, _ = url.Parse("firehose://?region=x")
+	_, err = FromURL(u)
+	require.ErrorContains(t, err, "stream: required")
+}

@@ -1,0 +1,156 @@
+// Package awsconf resolves the AWS SDK configuration the Kinesis and Firehose
+// outputs share: region, endpoint, the default credential chain and an
+// optionally assumed role, with the SDK's own retries off.
+package awsconf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
+)
+
+// loadTimeout bounds reading the shared config files and, when no region is
+// configured anywhere, asking IMDS for one.
+const loadTimeout = 10 * time.Second
+
+// credentialsExpiryWindow is how long before they expire assumed-role
+// credentials are refreshed (AssumeRole's shortest session is 15 minutes).
+const credentialsExpiryWindow = 5 * time.Minute
+
+// Settings are an output block's AWS settings (region, profile, role) and
+// the User-Agent product to add.
+type Settings struct {
+	Region, Profile                                   string
+	RoleARN, ExternalID, RoleSessionName, STSEndpoint string
+	UserAgent                                         string
+	// Logger receives the SDK's own log lines (at debug level); nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// sdkLogger passes the SDK's log lines to slog at debug level: they are
+// about connection reuse and the like, and the outputs report what matters.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	if l.log != nil {
+		l.log.Debug(fmt.Sprintf(format, v...), "sdk_level", string(c))
+	}
+}
+
+// hideWriterTo hides the request body's io.WriterTo from net/http. The SDK
+// closes a request's body once the response arrives, and its body's WriteTo
+// then answers io.EOF where Read answers (0, io.EOF): when a fast server
+// answers before net/http's writer has done with the body (it reads past the
+// content length to check for extra bytes), that EOF is a write error, and
+// the connection is closed under the response being read ("use of closed
+// network connection"). With Read alone, the EOF is the end of the body.
+type hideWriterTo struct{ base http.RoundTripper }
+
+func (h hideWriterTo) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		if _, ok := req.Body.(io.WriterTo); ok {
+			r := new(http.Request)
+			*r = *req // a shallow copy: a RoundTripper must not modify req
+			r.Body = readCloser{req.Body}
+			req = r
+		}
+	}
+	return h.base.RoundTrip(req)
+}
+
+// readCloser exposes only Read and Close.
+type readCloser struct{ rc io.ReadCloser }
+
+func (r readCloser) Read(p []byte) (int, error) { return r.rc.Read(p) }
+func (r readCloser) Close() error               { return r.rc.Close() }
+
+// transportOptions tune the transport of every SDK call of one output.
+func transportOptions(tr *http.Transport, maxConns int) {
+	tr.MaxIdleConns = 2 * maxConns
+	tr.MaxIdleConnsPerHost = maxConns
+	tr.IdleConnTimeout = 90 * time.Second
+	tr.WriteBufferSize = 64 << 10 // requests of up to 5 MiB
+	tr.ForceAttemptHTTP2 = true
+}
+
+// Load resolves the SDK configuration: the default credential chain
+// (environment, shared config and profiles, SSO, web identity, ECS, IMDSv2),
+// the region, and, when s.RoleARN is set, credentials of that role assumed
+// through STS, cached and refreshed before they expire. The SDK's own retries
+// are off: the agent's sender retries.
+//
+// The calls of the Kinesis (or Firehose) and STS clients go through the
+// returned transport, which the caller closes (CloseIdleConnections) when
+// done. It honours a custom CA bundle (AWS_CA_BUNDLE, ca_bundle).
+func Load(s Settings, maxConns int) (aws.Config, *http.Transport, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		awsconfig.WithLogger(sdkLogger{s.Logger}),
+	}
+	if s.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(s.Region))
+	} else {
+		opts = append(opts, awsconfig.WithEC2IMDSRegion())
+	}
+	if s.Profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(s.Profile))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, nil, fmt.Errorf("load the AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, nil, errors.New("region: not set (set region, AWS_REGION, or the profile's region)")
+	}
+	// The loader's client carries the CA bundle; take its transport to
+	// own the connections.
+	var tr *http.Transport
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		tr = bc.GetTransport()
+	} else {
+		tr = awshttp.NewBuildableClient().GetTransport()
+	}
+	transportOptions(tr, max(1, maxConns))
+	cfg.HTTPClient = &http.Client{
+		Transport:     hideWriterTo{tr},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if s.UserAgent != "" {
+		cfg.APIOptions = append(cfg.APIOptions, awsmiddleware.AddUserAgentKey(s.UserAgent))
+	}
+	if s.RoleARN != "" {
+		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
+			if s.STSEndpoint != "" {
+				o.BaseEndpoint = aws.String(s.STSEndpoint)
+			}
+		})
+		provider := stscreds.NewAssumeRoleProvider(stsClient, s.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+			o.RoleSessionName = s.RoleSessionName
+			if s.ExternalID != "" {
+				o.ExternalID = aws.String(s.ExternalID)
+			}
+		})
+		cfg.Credentials = aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {
+			// Refresh ahead of expiry, so that no request is signed with
+			// credentials that expire in flight.
+			o.ExpiryWindow = credentialsExpiryWindow
+			o.ExpiryWindowJitterFrac = 0.2
+		})
+	}
+	return cfg, tr, nil
+}

@@ -1,0 +1,358 @@
+package kinesis
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/units"
+)
+
+// Limits of Kinesis Data Streams' PutRecords.
+const (
+	// MaxRequestRecords is the most records PutRecords takes.
+	MaxRequestRecords = 500
+	// MaxRequestBytes is the most bytes (data plus partition keys) PutRecords
+	// takes.
+	MaxRequestBytes = 5 << 20
+	// shardBytesPerSecond and shardRecordsPerSecond are a shard's write
+	// limits.
+	shardBytesPerSecond   = 1 << 20
+	shardRecordsPerSecond = 1000
+)
+
+// Config is the user configuration of a Kinesis Data Streams output
+// (outputs[].kinesis). Secrets are never part of it: credentials come from the
+// SDK's default chain (environment, shared config and profiles, SSO, web
+// identity, ECS, IMDSv2), optionally through an assumed role.
+type Config struct {
+	// Stream is the stream's name. Required.
+	Stream string `yaml:"stream"`
+	// Region is the stream's region; empty takes the SDK's (AWS_REGION,
+	// the profile's region, IMDS).
+	Region string `yaml:"region"`
+	// Endpoint overrides the Kinesis endpoint (a VPC endpoint, an emulator):
+	// an http or https URL.
+	Endpoint string `yaml:"endpoint"`
+	// Profile selects a profile of the shared config files instead of
+	// AWS_PROFILE or "default".
+	Profile string `yaml:"profile"`
+	// RoleARN, when set, is assumed through STS with the default chain's
+	// credentials; the temporary credentials are cached and refreshed before
+	// they expire.
+	RoleARN string `yaml:"role_arn"`
+	// ExternalID is passed to AssumeRole (the role's trust policy may want
+	// one).
+	ExternalID string `yaml:"external_id"`
+	// RoleSessionName names the assumed role's sessions (CloudTrail).
+	// Default "kplagent".
+	RoleSessionName string `yaml:"role_session_name"`
+	// STSEndpoint overrides the STS endpoint used to assume RoleARN.
+	STSEndpoint string `yaml:"sts_endpoint"`
+
+	// Aggregation sends the KPL aggregates as they are (default true).
+	// false sends one Kinesis record per user record, with its own partition
+	// key and explicit hash key, for consumers that do not deaggregate.
+	Aggregation bool `yaml:"aggregation"`
+	// MaxRecordSize (max_record_bytes) is the stream's record limit (data plus partition
+	// key): default 1MiB, up to 10MiB for streams configured for large
+	// records. The flow's aggregates are built within it.
+	MaxRecordSize units.ByteSize `yaml:"max_record_bytes"`
+	// MaxRequestBytes and MaxRequestRecords bound one PutRecords request:
+	// default and at most 5MiB and 500.
+	MaxRequestBytes   units.ByteSize `yaml:"max_request_bytes"`
+	MaxRequestRecords int            `yaml:"max_request_records"`
+	// RateLimit paces the records put to each shard to this percentage of
+	// the shard's write limits (1 MiB/s, 1000 records/s), as the KPL's
+	// RateLimit does: default 150 (the KPL's), so a backlog drains at the
+	// stream's capacity without a storm of throttling errors. "off" turns
+	// pacing off (RateLimitOff in code; 0 stands for the default).
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// ShardMapRefresh is how often the shard map (ListShards) is refreshed
+	// even when no record says it changed. Default 1m.
+	ShardMapRefresh time.Duration `yaml:"shard_map_refresh"`
+	// Timeout bounds each API call. Default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// RateLimit is a percentage of a shard's write limits, or RateLimitOff. Its
+// YAML and URL forms are an integer from 1 to 1000 or "off".
+type RateLimit int
+
+// RateLimitOff turns the per-shard pacing off.
+const RateLimitOff RateLimit = -1
+
+// DefaultRateLimit is the KPL's default RateLimit: 150% lets a shard's
+// limiter absorb the bursts Kinesis itself tolerates while staying close
+// enough to the limit that throttling stays rare.
+const DefaultRateLimit RateLimit = 150
+
+const maxRateLimit = 1000
+
+// ParseRateLimit parses "off" or a percentage from 1 to 1000.
+func ParseRateLimit(s string) (RateLimit, error) {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "off", "false", "none":
+		return RateLimitOff, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(s, "%"))
+	if err != nil || n < 1 || n > maxRateLimit {
+		return 0, fmt.Errorf("%q: want a percentage from 1 to %d, or off", s, maxRateLimit)
+	}
+	return RateLimit(n), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *RateLimit) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return errors.New("rate_limit must be a percentage or off")
+	}
+	v, err := ParseRateLimit(n.Value)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (r RateLimit) MarshalYAML() (any, error) {
+	if r == RateLimitOff {
+		return "off", nil
+	}
+	return int(r), nil
+}
+
+func (r RateLimit) String() string {
+	if r == RateLimitOff {
+		return "off"
+	}
+	return strconv.Itoa(int(r)) + "%"
+}
+
+// Defaults, each justified.
+const (
+	defaultShardMapRefresh = time.Minute      // reshards are rare, and mismatches trigger a refresh anyway
+	defaultTimeout         = 30 * time.Second // a 5 MiB request over a slow uplink still fits
+	defaultSessionName     = "kplagent"
+)
+
+// DefaultConfig returns the defaults; Stream must still be set.
+func DefaultConfig() Config {
+	return Config{
+		Aggregation:       true,
+		MaxRecordSize:     aggregate.MaxRecordSize,
+		MaxRequestBytes:   MaxRequestBytes,
+		MaxRequestRecords: MaxRequestRecords,
+		RateLimit:         DefaultRateLimit,
+		ShardMapRefresh:   defaultShardMapRefresh,
+		Timeout:           defaultTimeout,
+		RoleSessionName:   defaultSessionName,
+	}
+}
+
+// withDefaults fills zero values (a Config not built from DefaultConfig;
+// Aggregation, a bool, is taken as it is).
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxRecordSize == 0 {
+		c.MaxRecordSize = d.MaxRecordSize
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if c.MaxRequestRecords == 0 {
+		c.MaxRequestRecords = d.MaxRequestRecords
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = d.RateLimit
+	}
+	if c.ShardMapRefresh == 0 {
+		c.ShardMapRefresh = d.ShardMapRefresh
+	}
+	if c.Timeout == 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.RoleSessionName == "" {
+		c.RoleSessionName = d.RoleSessionName
+	}
+	return c
+}
+
+// MaxRecordBytes returns the stream's record limit (data plus partition key)
+// the flow must build its aggregates within.
+func (c Config) MaxRecordBytes() int {
+	return int(c.withDefaults().MaxRecordSize)
+}
+
+// Validate checks c without I/O. Zero values stand for the defaults. Each
+// problem is prefixed by its key relative to the block; values of secrets
+// (external_id) are never quoted.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch {
+	case c.Stream == "":
+		add("stream: required")
+	case len(c.Stream) > 128 || !validStreamName(c.Stream):
+		add("stream: %q is not a stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)", c.Stream)
+	}
+	if c.Region != "" && !validRegion(c.Region) {
+		add("region: %q is not a region name", c.Region)
+	}
+	checkURL := func(key, raw string) {
+		if raw == "" {
+			return
+		}
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			add("%s: %v", key, err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
+		case u.Host == "":
+			add("%s: no host in %q", key, raw)
+		}
+	}
+	checkURL("endpoint", c.Endpoint)
+	checkURL("sts_endpoint", c.STSEndpoint)
+	if c.RoleARN != "" && !strings.HasPrefix(c.RoleARN, "arn:") {
+		add("role_arn: %q is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", c.RoleARN)
+	}
+	if c.RoleARN == "" {
+		if c.ExternalID != "" {
+			add("external_id: set without role_arn")
+		}
+		if c.STSEndpoint != "" {
+			add("sts_endpoint: set without role_arn")
+		}
+	}
+	if n := len(c.RoleSessionName); n > 0 && (n < 2 || n > 64) {
+		add("role_session_name: %d characters, want 2 to 64", n)
+	}
+	if c.MaxRecordSize < 0 || c.MaxRecordSize > aggregate.MaxLargeRecordSize {
+		add("max_record_bytes: %d, want up to %d (10MiB, for streams configured for large records)", int64(c.MaxRecordSize), aggregate.MaxLargeRecordSize)
+	}
+	if c.MaxRequestBytes < 0 || c.MaxRequestBytes > MaxRequestBytes {
+		add("max_request_bytes: %d, want up to %d (5MiB, the PutRecords limit)", int64(c.MaxRequestBytes), MaxRequestBytes)
+	}
+	if c.MaxRequestRecords < 0 || c.MaxRequestRecords > MaxRequestRecords {
+		add("max_request_records: %d, want up to %d (the PutRecords limit)", c.MaxRequestRecords, MaxRequestRecords)
+	}
+	if c.RateLimit != RateLimitOff && (c.RateLimit < 0 || c.RateLimit > maxRateLimit) {
+		add("rate_limit: %d, want a percentage from 1 to %d, or off", int(c.RateLimit), maxRateLimit)
+	}
+	if c.ShardMapRefresh < 0 || (c.ShardMapRefresh > 0 && c.ShardMapRefresh < time.Second) {
+		add("shard_map_refresh: %s, want at least 1s", c.ShardMapRefresh)
+	}
+	if c.Timeout < 0 {
+		add("timeout: negative (%s)", c.Timeout)
+	}
+	return errors.Join(errs...)
+}
+
+func validStreamName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validRegion(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// FromURL returns the configuration of an `agent tail --to` URL:
+//
+//	kinesis://STREAM?region=R[&endpoint=URL][&profile=P][&role_arn=ARN]
+//	  [&external_id=ID][&role_session_name=N][&sts_endpoint=URL]
+//	  [&rate_limit=150|off][&aggregation=false][&max_record_bytes=10MiB]
+//
+// Unknown parameters are errors. The result is validated.
+func FromURL(u *url.URL) (Config, error) {
+	c := DefaultConfig()
+	if u.Scheme != "kinesis" {
+		return c, fmt.Errorf("kinesis: url scheme %q, want kinesis://STREAM", u.Scheme)
+	}
+	c.Stream = u.Host
+	if c.Stream == "" {
+		c.Stream = u.Opaque
+	}
+	if u.Path != "" && u.Path != "/" {
+		return c, fmt.Errorf("kinesis: url: unexpected path %q (want kinesis://STREAM?region=R)", u.Path)
+	}
+	var errs []error
+	for k, vs := range u.Query() {
+		if len(vs) != 1 {
+			errs = append(errs, fmt.Errorf("%s: given %d times", k, len(vs)))
+			continue
+		}
+		v := vs[0]
+		switch k {
+		case "region":
+			c.Region = v
+		case "endpoint":
+			c.Endpoint = v
+		case "profile":
+			c.Profile = v
+		case "role_arn":
+			c.RoleARN = v
+		case "external_id":
+			c.ExternalID = v
+		case "role_session_name":
+			c.RoleSessionName = v
+		case "sts_endpoint":
+			c.STSEndpoint = v
+		case "rate_limit":
+			r, err := ParseRateLimit(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("rate_limit: %w", err))
+			}
+			c.RateLimit = r
+		case "aggregation":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("aggregation: %q, want true or false", v))
+			}
+			c.Aggregation = b
+		case "max_record_bytes":
+			n, err := units.ParseByteSize(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("max_record_bytes: %w", err))
+			}
+			c.MaxRecordSize = n
+		default:
+			errs = append(errs, fmt.Errorf("%s: unknown parameter", k))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("kinesis: url: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("kinesis: url: %w", err)
+	}
+	return c, nil
+}

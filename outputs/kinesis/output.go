@@ -1,0 +1,215 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/awsconf"
+)
+
+// Settings are the values set in code (not from YAML).
+type Settings struct {
+	Logger     *slog.Logger // already scoped to this output by the caller; nil: discard
+	UserAgent  string       // added to the SDK's User-Agent, e.g. "kplagent/1.2.3"
+	Registerer prometheus.Registerer
+	// MaxConns sizes the pool of idle connections: the sender's in-flight
+	// Send limit. Default 64.
+	MaxConns int
+}
+
+const defaultMaxConns = 64
+
+// warnInterval rate-limits the warnings of conditions that repeat at every
+// retry (stream not found, access denied, failed refreshes).
+const warnInterval = 30 * time.Second
+
+// api is the part of the Kinesis client the output uses.
+type api interface {
+	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
+	ListShards(ctx context.Context, in *kinesis.ListShardsInput, opts ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+	DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, opts ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error)
+}
+
+// Output is the Kinesis Data Streams output. Send, ShardMap and the other
+// methods are safe for concurrent use.
+type Output struct {
+	name    string
+	cfg     Config // defaults filled in
+	client  api
+	tr      *http.Transport
+	log     *slog.Logger
+	metrics *metrics
+	limiter *limiter // nil: rate_limit off
+	now     func() time.Time
+	// sleep waits d or until ctx is done (tests replace it).
+	sleep func(ctx context.Context, d time.Duration) error
+
+	maps shardMaps
+
+	bufs      sync.Pool // *[]byte: request data
+	splitters splitterPool
+
+	// Background refreshes run under bgCtx; Close cancels it and waits.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	wg       sync.WaitGroup
+	closing  atomic.Bool
+
+	lastMissingWarn atomic.Int64 // unix nanos of the last warning of its kind
+	lastAuthWarn    atomic.Int64
+	lastRefreshWarn atomic.Int64
+}
+
+var (
+	_ outputs.Output        = (*Output)(nil)
+	_ outputs.Healthchecker = (*Output)(nil)
+)
+
+// New validates cfg, resolves the AWS configuration (shared config files,
+// region) and returns the output. It calls no Kinesis API: the shard map is
+// fetched by the first ShardMap or Send.
+func New(name string, cfg Config, set Settings) (*Output, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("kinesis: output %s: %w", name, err)
+	}
+	cfg = cfg.withDefaults()
+	log := set.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	maxConns := set.MaxConns
+	if maxConns <= 0 {
+		maxConns = defaultMaxConns
+	}
+	awsCfg, tr, err := awsconf.Load(awsconf.Settings{
+		Region: cfg.Region, Profile: cfg.Profile,
+		RoleARN: cfg.RoleARN, ExternalID: cfg.ExternalID, RoleSessionName: cfg.RoleSessionName, STSEndpoint: cfg.STSEndpoint,
+		UserAgent: set.UserAgent, Logger: log,
+	}, maxConns)
+	if err != nil {
+		return nil, fmt.Errorf("kinesis: output %s: %w", name, err)
+	}
+	client := kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.Retryer = aws.NopRetryer{} // the agent's sender retries
+	})
+	o := newOutput(name, cfg, client, log, set.Registerer)
+	o.tr = tr
+	o.log.Info("kinesis output ready", "stream", cfg.Stream, "region", awsCfg.Region,
+		"assume_role", cfg.RoleARN != "", "rate_limit", cfg.RateLimit.String(), "aggregation", cfg.Aggregation)
+	return o, nil
+}
+
+// newOutput builds an output around client (tests pass fakes).
+func newOutput(name string, cfg Config, client api, log *slog.Logger, reg prometheus.Registerer) *Output {
+	o := &Output{
+		name:    name,
+		cfg:     cfg,
+		client:  client,
+		log:     log,
+		metrics: newMetrics(reg, name, cfg.Stream),
+		now:     time.Now,
+		sleep:   sleepCtx,
+	}
+	if cfg.RateLimit != RateLimitOff {
+		o.limiter = newLimiter(cfg.RateLimit)
+	}
+	o.maps.changed = make(chan struct{})
+	o.bgCtx, o.bgCancel = context.WithCancel(context.Background())
+	return o
+}
+
+// Name returns the output's name.
+func (o *Output) Name() string { return o.name }
+
+// Close stops background shard map refreshes and closes idle connections. It
+// is idempotent; Send must not be called after it.
+func (o *Output) Close(context.Context) error {
+	if o.closing.Swap(true) {
+		return nil
+	}
+	o.bgCancel()
+	o.wg.Wait()
+	if o.tr != nil {
+		o.tr.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Healthcheck asks DescribeStreamSummary whether the stream exists and takes
+// writes (ACTIVE or UPDATING).
+func (o *Output) Healthcheck(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	defer cancel()
+	out, err := o.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(o.cfg.Stream)})
+	if err != nil {
+		return fmt.Errorf("kinesis: DescribeStreamSummary %s: %w", o.cfg.Stream, o.describeError(err))
+	}
+	if d := out.StreamDescriptionSummary; d != nil {
+		switch d.StreamStatus {
+		case types.StreamStatusActive, types.StreamStatusUpdating:
+			return nil
+		}
+		return fmt.Errorf("kinesis: stream %s is %s", o.cfg.Stream, d.StreamStatus)
+	}
+	return nil
+}
+
+// warnEvery logs msg at most once per warnInterval per kind (last).
+func (o *Output) warnEvery(last *atomic.Int64, msg string, args ...any) {
+	now := o.now().UnixNano()
+	prev := last.Load()
+	if prev != 0 && now-prev < int64(warnInterval) {
+		return
+	}
+	if last.CompareAndSwap(prev, now) {
+		o.log.Warn(msg, args...)
+	}
+}
+
+// describeError logs, rate-limited, the errors an operator must act on (a
+// missing stream, denied access) and returns err.
+func (o *Output) describeError(err error) error {
+	code := errorCode(err)
+	switch {
+	case code == "ResourceNotFoundException":
+		o.metrics.streamMissing.Inc()
+		o.warnEvery(&o.lastMissingWarn, "stream not found: records wait in the spool until it exists (create it, or fix stream/region)",
+			"stream", o.cfg.Stream)
+	case authCodes[code]:
+		o.warnEvery(&o.lastAuthWarn, "access to the stream refused: check the credentials and the policy (kinesis:PutRecords, kinesis:ListShards, kinesis:DescribeStreamSummary)",
+			"stream", o.cfg.Stream, "code", code)
+	}
+	return err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// errClosed is returned by Send after Close.
+var errClosed = errors.New("kinesis: output closed")

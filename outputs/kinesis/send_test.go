@@ -1,0 +1,595 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs"
+)
+
+func TestSend_AggregatesBuiltOnTheShardMapAreDeliveredWhole(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 4)
+	reg := prometheus.NewRegistry()
+	o, err := New("k", testConfig(srv.URL), Settings{Registerer: reg})
+	require.NoError(t, err)
+	defer o.Close(context.Background())
+	m, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 4, m.Len())
+	require.Equal(t, uint64(1), o.ShardMapVersion())
+
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 1)), "line", 2000, 300)
+	b := build(t, m, recs)
+	require.GreaterOrEqual(t, len(b.Records), 4)
+	require.NoError(t, o.Send(t.Context(), b))
+
+	require.Empty(t, fake.violations)
+	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
+	require.Equal(t, 2000.0, testutil.ToFloat64(o.metrics.userRecords))
+	require.Equal(t, float64(len(b.Records)), testutil.ToFloat64(o.metrics.records))
+	require.GreaterOrEqual(t, testutil.ToFloat64(o.metrics.payloadUnits), float64(len(b.Records)))
+	require.Equal(t, 4.0, testutil.ToFloat64(o.metrics.shards))
+	n, err := testutil.GatherAndCount(reg, "agent_kinesis_user_records_put_total")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	// Only the first map fetch: nothing mismatched.
+	list, _ := fake.counts()
+	require.Equal(t, 1, list)
+}
+
+func TestSend_RequestsRespectRecordAndByteLimits(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 1)
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) {
+		c.MaxRequestRecords = 7
+		c.MaxRequestBytes = 1000
+		c.RateLimit = RateLimitOff
+	}), nil)
+	data := make([]string, 50)
+	for i := range data {
+		data[i] = strings.Repeat("x", 90+i) // 50 records of ~100+ bytes
+	}
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	_, puts := fake.counts()
+	// By bytes: at most 1000 per request, i.e. at most 8 records of >=92
+	// bytes; by count at most 7: at least ceil(50/7) = 8 requests.
+	require.GreaterOrEqual(t, puts, 8)
+	require.ElementsMatch(t, data, fake.userData(t))
+}
+
+func TestSend_OnlyFailedEntriesAreReported(t *testing.T) {
+	for _, tc := range []struct {
+		code     string
+		throttle bool
+	}{
+		{"InternalFailure", false},
+		{"ProvisionedThroughputExceededException", true},
+		{"KMSThrottlingException", true},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			fake, srv := newFakeKinesis(t, 2)
+			fake.failCode = func(_ string, data []byte) string {
+				if strings.HasPrefix(string(data), "fail") {
+					return tc.code
+				}
+				return ""
+			}
+			o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+			b := plainBatch("ok0", "ok1", "fail2", "ok3", "ok4", "ok5", "ok6", "fail7")
+			err := o.Send(t.Context(), b)
+			var pe *outputs.PartialError
+			require.ErrorAs(t, err, &pe)
+			require.Equal(t, []int{2, 7}, pe.Failed)
+			require.Len(t, pe.Reasons, 2)
+			require.Contains(t, pe.Reasons[0], tc.code)
+			require.False(t, outputs.IsPermanent(err))
+			var te *outputs.ThrottleError
+			require.Equal(t, tc.throttle, errors.As(err, &te))
+			require.ElementsMatch(t, []string{"ok0", "ok1", "ok3", "ok4", "ok5", "ok6"}, fake.userData(t))
+			require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
+			require.Equal(t, 6.0, testutil.ToFloat64(o.metrics.userRecords))
+
+			// All failed: the error itself, not a partial one.
+			err = o.Send(t.Context(), plainBatch("fail0", "fail1"))
+			require.Error(t, err)
+			require.False(t, errors.As(err, &pe))
+			require.Equal(t, tc.throttle, errors.As(err, &te))
+		})
+	}
+}
+
+func TestSend_WholeRequestErrorsAreClassified(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+		want   string // retry, throttle, permanent
+	}{
+		{400, "ResourceNotFoundException", "retry"},
+		{400, "ResourceInUseException", "retry"},
+		{400, "AccessDeniedException", "retry"},
+		{400, "KMSAccessDeniedException", "retry"},
+		{500, "InternalFailure", "retry"},
+		{503, "ServiceUnavailable", "retry"},
+		{400, "LimitExceededException", "throttle"},
+		{400, "ThrottlingException", "throttle"},
+		{400, "ValidationException", "permanent"},
+		{400, "InvalidArgumentException", "permanent"},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			fake, srv := newFakeKinesis(t, 1)
+			fake.whole = []fakeError{{tc.status, tc.code}}
+			o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+			err := o.Send(t.Context(), plainBatch("a", "b"))
+			require.ErrorContains(t, err, tc.code)
+			switch tc.want {
+			case "retry":
+				requireRetryable(t, err)
+			case "throttle":
+				var te *outputs.ThrottleError
+				require.ErrorAs(t, err, &te)
+				require.False(t, outputs.IsPermanent(err))
+			case "permanent":
+				require.True(t, outputs.IsPermanent(err), "%v", err)
+			}
+			require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
+			// The next attempt goes through.
+			require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
+		})
+	}
+}
+
+func TestSend_StreamNotFoundIsLoggedRateLimited(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 1)
+	var logs strings.Builder
+	o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+	o.log = newTextLogger(&logs)
+	for range 5 {
+		fake.mu.Lock()
+		fake.whole = []fakeError{{400, "ResourceNotFoundException"}}
+		fake.mu.Unlock()
+		requireRetryable(t, o.Send(t.Context(), plainBatch("a")))
+	}
+	require.Equal(t, 1, strings.Count(logs.String(), "stream not found"), logs.String())
+	require.Equal(t, 5.0, testutil.ToFloat64(o.metrics.streamMissing))
+}
+
+func TestSend_AFailedRequestFailsOnlyItsRecordsAndTheUnsent(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 1)
+	// Request 1 passes, 2 fails with a 500 (the Send stops there), the
+	// records of request 3 are not sent.
+	fake.whole = []fakeError{{}, {500, "InternalFailure"}}
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.MaxRequestRecords = 3 }), newFakeClock())
+	err := o.Send(t.Context(), plainBatch("0", "1", "2", "3", "4", "5", "6", "7"))
+	var pe *outputs.PartialError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, []int{3, 4, 5, 6, 7}, pe.Failed)
+	require.False(t, outputs.IsPermanent(err))
+	require.ElementsMatch(t, []string{"0", "1", "2"}, fake.userData(t))
+	_, puts := fake.counts()
+	require.Equal(t, 2, puts)
+
+	// A permanent failure of one request fails its records for good and
+	// the Send goes on with the next.
+	fake.whole = []fakeError{{400, "ValidationException"}}
+	err = o.Send(t.Context(), plainBatch("a", "b", "c", "d"))
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, []int{0, 1, 2}, pe.Failed)
+	require.True(t, outputs.IsPermanent(pe.Err))
+	require.Contains(t, fake.userData(t), "d")
+}
+
+func TestSend_InvalidRecordsAreRejectedBeforeSending(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 1)
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.MaxRecordSize = 100 }), newFakeClock())
+	b := plainBatch("ok", strings.Repeat("x", 200), "ok2")
+	b.Records = append(b.Records, aggregate.Aggregate{PartitionKey: "", Body: []byte("no key"), Count: 1},
+		aggregate.Aggregate{PartitionKey: "k", ExplicitHashKey: "12x", Body: []byte("bad ehk"), Count: 1})
+	err := o.Send(t.Context(), b)
+	var pe *outputs.PartialError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, []int{1, 3, 4}, pe.Failed)
+	require.True(t, outputs.IsPermanent(pe.Err))
+	require.Contains(t, pe.Reasons[0], "max_record_bytes")
+	require.ElementsMatch(t, []string{"ok", "ok2"}, fake.userData(t))
+}
+
+func TestSend_AggregationOffSendsEachUserRecordWithItsKeys(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 4)
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.Aggregation = false }), newFakeClock())
+	m, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 2)), "u", 700, 20)
+	b := build(t, m, recs)
+	require.Less(t, len(b.Records), 100)
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Empty(t, fake.violations)
+	fake.mu.Lock()
+	var stored []storedRecord
+	for _, rs := range fake.stored {
+		stored = append(stored, rs...)
+	}
+	fake.mu.Unlock()
+	require.Len(t, stored, 700)
+	want := map[string]aggregate.Record{}
+	for _, r := range recs {
+		want[string(r.Data)] = r
+	}
+	for _, s := range stored {
+		require.False(t, aggregate.IsAggregated(s.Data))
+		r := want[string(s.Data)]
+		require.Equal(t, r.PartitionKey, s.PartitionKey)
+		require.Equal(t, r.ExplicitHashKey, s.ExplicitHashKey)
+	}
+	require.Equal(t, 700.0, testutil.ToFloat64(o.metrics.records))
+}
+
+func TestSend_AggregatesBuiltOnAnOlderMapAreSplitForTheNewOne(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 2)
+	o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+	old, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 3)), "r", 1500, 300)
+	b := build(t, old, recs) // e.g. in the spool during the reshard
+
+	fake.reshard(5, "shardId-child")
+	changed := o.ShardMapChanged()
+	require.NoError(t, o.refresh(t.Context()))
+	<-changed
+	require.Equal(t, uint64(2), o.ShardMapVersion())
+	cur, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 5, cur.Len())
+
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Empty(t, fake.violations, "every sub-record must lie in the range of the shard its aggregate landed on")
+	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
+	require.Positive(t, testutil.ToFloat64(o.metrics.split))
+	require.Greater(t, testutil.ToFloat64(o.metrics.records), float64(len(b.Records)))
+	require.Zero(t, testutil.ToFloat64(o.metrics.mismatches))
+}
+
+func TestSend_MismatchingShardTriggersARefreshWithBackoff(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 2)
+	clock := newFakeClock()
+	o := newTestOutput(t, testConfig(srv.URL), clock)
+	_, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	data := make([]string, 50)
+	for i := range data {
+		data[i] = "plain"
+	}
+
+	// The stream was resharded behind the output's back: plain records
+	// land where Kinesis routes them, and the answer names new shards.
+	fake.reshard(3, "shardId-new")
+	changed := o.ShardMapChanged()
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	require.Positive(t, testutil.ToFloat64(o.metrics.mismatches))
+	select {
+	case <-changed:
+	default:
+		t.Fatal("no refresh after a mismatching shard")
+	}
+	require.Equal(t, uint64(2), o.ShardMapVersion())
+	list, _ := fake.counts()
+	require.Equal(t, 2, list)
+
+	// The shard IDs answered keep mismatching (say ListShards lags): the
+	// next refreshes are spaced by the backoff, not one per Send.
+	fake.mu.Lock()
+	fake.shardID = func(string) string { return "shardId-elsewhere" }
+	fake.mu.Unlock()
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...))) // refreshes (the gap was reset by the change)
+	list, _ = fake.counts()
+	require.Equal(t, 3, list)
+	for range 5 {
+		require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	}
+	list, _ = fake.counts()
+	require.Equal(t, 3, list, "refreshes within the backoff")
+	clock.Advance(maxTriggerGap)
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	list, _ = fake.counts()
+	require.Equal(t, 4, list)
+	require.Equal(t, uint64(2), o.ShardMapVersion())
+}
+
+func TestSend_AggregateLandingOnAnUnforeseenShardIsSentAgainSplit(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 2)
+	o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+	old, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 4)), "m", 2000, 400)
+	b := build(t, old, recs)
+
+	// Resharded behind the output's back: the aggregates of the old map
+	// land on the new shards, some holding sub-records of neighbours.
+	fake.reshard(5, "shardId-new")
+	err = o.Send(t.Context(), b)
+	require.ErrorContains(t, err, "a reshard")
+	require.False(t, outputs.IsPermanent(err))
+	failed := failedOf(t, err, len(b.Records))
+	require.Equal(t, uint64(2), o.ShardMapVersion(), "refreshed within the Send")
+	fake.mu.Lock()
+	bad := len(fake.violations)
+	fake.mu.Unlock()
+	require.Positive(t, bad, "the fake saw aggregates straddling the new shards")
+
+	// The sender retries the failed ones: split against the new map.
+	var retry outputs.Batch
+	for _, i := range failed {
+		retry.Records = append(retry.Records, b.Records[i])
+	}
+	require.NoError(t, o.Send(t.Context(), retry))
+	fake.mu.Lock()
+	require.Len(t, fake.violations, bad, "the retry is re-aggregated")
+	fake.mu.Unlock()
+	// Every line reached a shard in an aggregate the KCL keeps.
+	kept := map[string]bool{}
+	fake.mu.Lock()
+	for id, rs := range fake.stored {
+		var shard aggregate.Shard
+		for _, s := range fake.shards {
+			if s.ID == id {
+				shard = s
+			}
+		}
+		for _, r := range rs {
+			users, err := aggregate.DecodeKinesisRecord(r.PartitionKey, r.ExplicitHashKey, r.Data)
+			require.NoError(t, err)
+			ok := true
+			for _, u := range users {
+				ok = ok && shard.Contains(hashOf(u.PartitionKey, u.ExplicitHashKey))
+			}
+			for _, u := range users {
+				if ok {
+					kept[string(u.Data)] = true
+				}
+			}
+		}
+	}
+	fake.mu.Unlock()
+	for _, r := range recs {
+		require.True(t, kept[string(r.Data)], "%s", r.Data)
+	}
+}
+
+// failedOf returns the indexes a Send error reports failed: a
+// PartialError's, or all n.
+func failedOf(t *testing.T, err error, n int) []int {
+	t.Helper()
+	require.Error(t, err)
+	var pe *outputs.PartialError
+	if errors.As(err, &pe) {
+		return pe.Failed
+	}
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+// waitIdle waits until no background refresh runs.
+func waitIdle(t *testing.T, o *Output) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		o.maps.mu.Lock()
+		defer o.maps.mu.Unlock()
+		return !o.maps.refreshing
+	}, 10*time.Second, time.Millisecond)
+}
+
+func TestSend_PeriodicRefresh(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 2)
+	clock := newFakeClock()
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.ShardMapRefresh = time.Minute }), clock)
+	require.NoError(t, o.Send(t.Context(), plainBatch("a")))
+	require.NoError(t, o.Send(t.Context(), plainBatch("b")))
+	waitIdle(t, o)
+	list, _ := fake.counts()
+	require.Equal(t, 1, list)
+	clock.Advance(time.Minute)
+	require.NoError(t, o.Send(t.Context(), plainBatch("c")))
+	waitIdle(t, o)
+	list, _ = fake.counts()
+	require.Equal(t, 2, list)
+	require.Equal(t, uint64(1), o.ShardMapVersion(), "same shards: same version")
+	require.Equal(t, 1.0, testutil.ToFloat64(o.metrics.refreshes.WithLabelValues("unchanged")))
+}
+
+func TestShardMap_ListShardsIsPaginatedAndKeepsOpenShardsOnly(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 3)
+	fake.reshard(7, "shardId-open") // 3 closed + 7 open
+	fake.pageSize = 2
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	m, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 7, m.Len())
+	for i := range m.Len() {
+		require.True(t, strings.HasPrefix(m.Shard(i).ID, "shardId-open-"))
+	}
+	list, _ := fake.counts()
+	require.Equal(t, 5, list)
+	require.Empty(t, fake.violations)
+}
+
+func TestShardMap_IncompleteCoverageIsAnError(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 3)
+	fake.shards = fake.shards[1:] // a gap at the start, as mid-reshard
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	_, err := o.ShardMap(t.Context())
+	require.ErrorContains(t, err, "do not cover")
+	requireRetryable(t, o.Send(t.Context(), plainBatch("a")))
+	require.Equal(t, uint64(0), o.ShardMapVersion())
+}
+
+func TestSend_LimiterBringsTheThrottleRateDown(t *testing.T) {
+	// A stream whose shard takes 1000 records/s, and a sender that sends
+	// as fast as it can, retrying the failed records after 100ms. Time is
+	// the fake clock's: only pacing and the retry delays move it.
+	run := func(rate RateLimit) (early, late int, o *Output) {
+		fake, srv := newFakeKinesis(t, 1)
+		clock := newFakeClock()
+		fake.clock, fake.limit = clock, 1000
+		o = newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.RateLimit = rate }), clock)
+		data := make([]string, 250)
+		for i := range data {
+			data[i] = "r"
+		}
+		const rounds = 40
+		for round := range rounds {
+			b := plainBatch(data...)
+			for len(b.Records) > 0 {
+				err := o.Send(t.Context(), b)
+				if err == nil {
+					break
+				}
+				require.False(t, outputs.IsPermanent(err))
+				var pe *outputs.PartialError
+				if errors.As(err, &pe) { // else all failed
+					var left outputs.Batch
+					for _, i := range pe.Failed {
+						left.Records = append(left.Records, b.Records[i])
+					}
+					b = left
+				}
+				clock.Advance(100 * time.Millisecond)
+			}
+			fake.mu.Lock()
+			if round < 8 {
+				early = fake.throttled
+			}
+			late = fake.throttled - early
+			fake.mu.Unlock()
+		}
+		return early, late, o
+	}
+	// 400% of the shard's limit: the limiter starts too fast and must adapt.
+	early, late, o := run(400)
+	t.Logf("limiter at 400%%: %d throttled in the first 8 rounds, %d in the last 32", early, late)
+	require.Less(t, o.limiter.factor("shardId-000000000000"), 1.0)
+	offEarly, offLate, _ := run(RateLimitOff)
+	t.Logf("limiter off: %d throttled in the first 8 rounds, %d in the last 32", offEarly, offLate)
+	require.Less(t, late*5, offLate, "the limiter must throttle far less than no limiter")
+	require.Less(t, late/5, early+1, "the throttle rate comes down once the limiter adapted")
+	require.Positive(t, testutil.ToFloat64(o.metrics.limiterWait))
+}
+
+func TestSend_PacesToTheShardRate(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 2)
+	clock := newFakeClock()
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.RateLimit = 100 }), clock)
+	m, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	// 5000 records on one shard at 1000/s: after the first second's burst
+	// the limiter spreads them over about 4 more seconds.
+	recs := make([]aggregate.Record, 5000)
+	for i := range recs {
+		recs[i] = aggregate.Record{Data: []byte("x"), PartitionKey: "one-key"}
+	}
+	b := outputs.Batch{}
+	for _, r := range recs {
+		b.Records = append(b.Records, aggregate.Aggregate{PartitionKey: r.PartitionKey, Body: r.Data, Count: 1})
+	}
+	start := clock.Now()
+	require.NoError(t, o.Send(t.Context(), b))
+	elapsed := clock.Now().Sub(start)
+	require.InDelta(t, 4.0, elapsed.Seconds(), 0.6, "elapsed %s", elapsed)
+	require.InDelta(t, elapsed.Seconds(), testutil.ToFloat64(o.metrics.limiterWait), 0.01)
+	_ = m
+	require.Len(t, fake.userData(t), 5000)
+}
+
+func TestSend_PacingHonoursContext(t *testing.T) {
+	_, srv := newFakeKinesis(t, 1)
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.RateLimit = 1 }), nil) // 10 records/s
+	data := make([]string, 100)
+	for i := range data {
+		data[i] = "x"
+	}
+	require.NoError(t, o.Send(t.Context(), plainBatch(data[:10]...))) // the burst
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := o.Send(ctx, plainBatch(data...))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestHealthcheck(t *testing.T) {
+	_, srv := newFakeKinesis(t, 1)
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	require.NoError(t, o.Healthcheck(t.Context()))
+	srv.Close()
+	require.Error(t, o.Healthcheck(t.Context()))
+}
+
+func TestSend_NetworkErrorIsRetryable(t *testing.T) {
+	_, srv := newFakeKinesis(t, 1)
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	_, err := o.ShardMap(t.Context())
+	require.NoError(t, err)
+	srv.Close()
+	requireRetryable(t, o.Send(t.Context(), plainBatch("a")))
+}
+
+func TestSend_AfterCloseFails(t *testing.T) {
+	_, srv := newFakeKinesis(t, 1)
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	require.NoError(t, o.Close(t.Context()))
+	require.ErrorIs(t, o.Send(t.Context(), plainBatch("a")), errClosed)
+}
+
+func TestSend_ListShardsErrorsAreNeverPermanent(t *testing.T) {
+	fake, srv := newFakeKinesis(t, 1)
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), "ListShards") {
+			writeJSON(w, 400, map[string]any{"__type": "ValidationException", "message": "no"})
+			return
+		}
+		fake.ServeHTTP(w, r)
+	})
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	requireRetryable(t, o.Send(t.Context(), plainBatch("a")))
+	_, puts := fake.counts()
+	require.Zero(t, puts)
+}
+
+func TestSend_AggregatesOfAFlowWithoutShardMapAreSplit(t *testing.T) {
+	// Today's flows aggregate against one range covering every hash key:
+	// on a stream of several shards each aggregate is split in Send.
+	fake, srv := newFakeKinesis(t, 4)
+	o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
+	one, err := aggregate.NewShardMap([]aggregate.Shard{{ID: "all", End: aggregate.MaxHashKey}})
+	require.NoError(t, err)
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 6)), "flow", 3000, 100)
+	b := build(t, one, recs)
+	require.NoError(t, o.Send(t.Context(), b))
+	require.Empty(t, fake.violations)
+	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
+	require.Equal(t, float64(len(b.Records)), testutil.ToFloat64(o.metrics.split))
+}
+
+func TestSend_AFastAnswerDoesNotCutTheResponse(t *testing.T) {
+	// The fake answers as soon as it has the body; the SDK then closes the
+	// request body while net/http may still be checking it for extra bytes.
+	// That must not close the connection under the response being read
+	// (it did, 1 request in 100 or so: see awsconf.hideWriterTo).
+	_, srv := newFakeKinesis(t, 2)
+	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.RateLimit = RateLimitOff }), nil)
+	data := make([]string, 5000)
+	for i := range data {
+		data[i] = "x"
+	}
+	for range 40 {
+		require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	}
+}
