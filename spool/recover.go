@@ -153,14 +153,16 @@ func (s *Spool) recover() error {
 	for _, g := range kept {
 		if g.allDone() {
 			s.removeLocked(g)
-			s.removeFilesLocked(g)
+			if s.removeFilesLocked(g) != nil {
+				s.toDelete = append(s.toDelete, g) // the maintainer tries again
+			}
 		}
 	}
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("spool: sync directory: %w", err)
 	}
 	s.log.Info("spool: opened", "dir", s.dir, "segments", s.st.segments.Load(), "entries", s.st.entries.Load(),
-		"bytes", s.st.bytes.Load(), "next_id", uint64(nextID), "torn_tails", s.st.tornTails.Load(),
+		"bytes", s.st.bytes.Load(), "min_free_bytes", s.minFree, "next_id", uint64(nextID), "torn_tails", s.st.tornTails.Load(),
 		"corrupt_segments", s.st.corruptSegments.Load(), "corrupt_entries", s.st.corruptEntries.Load(),
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
