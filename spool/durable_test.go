@@ -93,3 +93,21 @@ func TestRecover_SealedButUnsyncedSegmentIsSyncedBeforeDurable(t *testing.T) {
 			"Open reports ID %d durable without ever fsyncing its segment", ids[3])
 	}
 }
+
+// Regression (found by TestPowerCut): with sync never, Sync skipped the
+// fsync because Durable, which is the last appended ID under that policy,
+// already covered every entry; a power cut after Sync returned could lose
+// them (and the header of a new segment, which made it move aside).
+func TestSync_SyncFsyncsUnderSyncNever(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sync = SyncNever
+	fs := &ioFaultFS{}
+	s := open(t, cfg, Settings{fs: fs})
+	fill(t, s, 3, 100)
+	before := fs.syncs.Load()
+	require.NoError(t, s.Sync())
+	require.Greater(t, fs.syncs.Load(), before, "Sync wrote nothing to stable storage")
+	before = fs.syncs.Load()
+	require.NoError(t, s.Sync())
+	require.Equal(t, before, fs.syncs.Load(), "nothing new: no second fsync")
+}

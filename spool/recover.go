@@ -51,7 +51,9 @@ func (s *Spool) recover() error {
 	}
 	sort.Slice(segFirsts, func(i, j int) bool { return segFirsts[i] < segFirsts[j] })
 
-	rs := &recoverState{s: s, names: names, buf: make([]byte, readBufSize), unsynced: map[*segment]bool{}}
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	rs := &recoverState{s: s, names: names, buf: *bp, unsynced: map[*segment]bool{}}
 	var kept []*segment
 	var maxUsed ID // the highest ID that may have been handed out
 	for i, first := range segFirsts {
@@ -72,7 +74,7 @@ func (s *Spool) recover() error {
 			continue
 		}
 		if ackFiles[first] {
-			used, err := s.recoverAcks(g)
+			used, err := s.recoverAcks(g, rs.buf)
 			if err != nil {
 				return err
 			}
@@ -136,6 +138,7 @@ func (s *Spool) recover() error {
 	s.nextID = nextID
 	s.lastID.Store(uint64(nextID - 1))
 	s.durable.Store(uint64(nextID - 1))
+	s.synced.Store(uint64(nextID - 1))
 	if err := s.measureFree(); err != nil {
 		s.log.Warn("spool: cannot measure free disk space; min_free_bytes is not enforced", "error", err)
 	}

@@ -108,6 +108,7 @@ type Spool struct {
 
 	lastID     atomic.Uint64 // highest ID appended
 	durable    atomic.Uint64
+	synced     atomic.Uint64 // highest ID fsynced; Durable too except with SyncNever
 	closedFlag atomic.Bool
 	freeAt     atomic.Int64          // when free was last measured (Unix ns)
 	noSpace    atomic.Bool           // a write failed with ENOSPC; cleared by a deletion or a free-space check
@@ -323,6 +324,11 @@ func (s *Spool) close() error {
 func (s *Spool) releaseFiles() {
 	s.rmu.Lock()
 	s.rd.release()
+	if s.rd.buf != nil {
+		b := s.rd.buf
+		readBufs.Put(&b)
+		s.rd.buf = nil
+	}
 	s.rmu.Unlock()
 	if s.wf != nil { // only after a failed Open
 		s.wf.Close()

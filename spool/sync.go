@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -130,7 +131,9 @@ func (s *Spool) syncData() error {
 	if err := s.failure(); err != nil {
 		return err
 	}
-	if target <= s.Durable() {
+	// Against what is fsynced, not Durable: with SyncNever Durable is the
+	// last appended ID, and Sync must still write it to disk.
+	if target <= ID(s.synced.Load()) {
 		return nil
 	}
 	s.syncMu.Lock()
@@ -148,8 +151,19 @@ func (s *Spool) syncData() error {
 	if err := s.failure(); err != nil {
 		return err
 	}
+	advance(&s.synced, target)
 	s.advanceDurable(target)
 	return nil
+}
+
+// advance moves v up to id, never down.
+func advance(v *atomic.Uint64, id ID) {
+	for {
+		cur := v.Load()
+		if uint64(id) <= cur || v.CompareAndSwap(cur, uint64(id)) {
+			return
+		}
+	}
 }
 
 // runMaintainer writes acknowledgements every sync_interval, deletes

@@ -387,6 +387,7 @@ func (s *Spool) sealActiveLocked() error {
 	}
 	err = s.failure()
 	if err == nil {
+		advance(&s.synced, g.last)
 		s.advanceDurable(g.last)
 	}
 	s.syncMu.Unlock()
