@@ -19,15 +19,16 @@ import (
 // after writing part of their bytes (as a real full disk does), failing
 // fsyncs, and a made-up free-space figure.
 type faultFS struct {
-	fs        fileSystem
-	mu        sync.Mutex
-	writeErr  error         // writes fail with it, after writing half
-	syncErr   error         // Sync fails with it
-	free      int64         // DiskSpace reports it as free when > 0
-	total     int64         // DiskSpace reports it as the size when > 0
-	dirFault  error         // see dirErr
-	syncGate  chan struct{} // when set, Sync waits for it to be closed
-	readBytes atomic.Int64
+	fs          fileSystem
+	mu          sync.Mutex
+	writeErr    error         // writes fail with it, after writing half
+	syncErr     error         // Sync fails with it
+	free        int64         // DiskSpace reports it as free when > 0
+	total       int64         // DiskSpace reports it as the size when > 0
+	dirFault    error         // see dirErr
+	removeFault error         // Remove fails with it
+	syncGate    chan struct{} // when set, Sync waits for it to be closed
+	readBytes   atomic.Int64
 }
 
 func (f *faultFS) set(fn func(f *faultFS)) {
@@ -56,6 +57,12 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error
 	return &faultFile{file: fl, fs: f}, nil
 }
 func (f *faultFS) Remove(name string) error {
+	f.mu.Lock()
+	re := f.removeFault
+	f.mu.Unlock()
+	if re != nil {
+		return &os.PathError{Op: "remove", Path: name, Err: re}
+	}
 	if de := f.dirErr(); de != nil {
 		return &os.PathError{Op: "remove", Path: name, Err: de}
 	}

@@ -3,10 +3,12 @@ package spool
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +69,7 @@ func TestPowerCut(t *testing.T) {
 	dir := t.TempDir() // holds the real lock file; the spool's files are simulated
 	done := 0
 	for run := uint64(0); done < cuts; run++ {
-		pc := newPowerCutRun(t, dir, seed+run, []SyncPolicy{SyncAlways, SyncInterval, SyncNever}[run%3])
+		pc := newPowerCutRun(t, dir, seed+run, []SyncPolicy{SyncAlways, SyncInterval, SyncNever}[(seed+run)%3])
 		for life := 0; life < 3 && done < cuts; life++ {
 			pc.life()
 			done++
@@ -105,9 +107,37 @@ func newPowerCutRun(t *testing.T, dir string, seed uint64, policy SyncPolicy) *p
 
 func (pc *powerCutRun) fail(format string, args ...any) {
 	pc.t.Helper()
-	pc.t.Fatalf("seed %d, sync %s: %s\ntrace:\n%v\nfiles now: %v", pc.seed, pc.cfg.Sync, fmt.Sprintf(format, args...),
-		pc.trace[max(0, len(pc.trace)-60):], pc.fs.Names(pc.cfg.Dir))
+	pc.t.Fatalf("seed %d (sync %s): %s\ntrace:\n%s\nfiles now: %v", pc.seed, pc.cfg.Sync, fmt.Sprintf(format, args...),
+		strings.Join(pc.trace[max(0, len(pc.trace)-80):], "\n"), pc.fs.Names(pc.cfg.Dir))
 }
+
+// files lists the newest files with their sizes, for the trace.
+func (pc *powerCutRun) files() string {
+	des, _ := pc.fs.ReadDir(pc.cfg.Dir)
+	var b strings.Builder
+	for _, de := range des[max(0, len(des)-4):] {
+		fi, _ := de.Info()
+		fmt.Fprintf(&b, "%s:%d ", de.Name(), fi.Size())
+	}
+	return b.String()
+}
+
+// traceHandler puts the spool's log lines at WARN and above into the trace.
+type traceHandler struct{ pc *powerCutRun }
+
+func (h traceHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h traceHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString("log: " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	h.pc.note("%s", b.String())
+	return nil
+}
+func (h traceHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h traceHandler) WithGroup(string) slog.Handler      { return h }
 
 func (pc *powerCutRun) note(format string, args ...any) {
 	pc.trace = append(pc.trace, fmt.Sprintf(format, args...))
@@ -117,11 +147,12 @@ func (pc *powerCutRun) note(format string, args ...any) {
 // scheduled earlier may land there too); after a cut it restarts the disk
 // and opens again. Then it checks what the spool holds.
 func (pc *powerCutRun) open() *Spool {
-	set := Settings{fs: crashSeam{pc.fs}}
+	set := Settings{fs: crashSeam{pc.fs}, Logger: slog.New(traceHandler{pc})}
 	if pc.rng.IntN(3) == 0 {
 		pc.fs.Cut(1 + pc.rng.Int64N(12))
 	}
 	for {
+		pc.note("files before Open: %s", pc.files())
 		s, err := Open(pc.cfg, set)
 		if !pc.fs.Off() {
 			if err != nil {

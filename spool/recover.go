@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,7 +123,11 @@ func (s *Spool) recover() error {
 			nextID = max(nextID, g.hdr.first)
 		}
 	}
-	s.segs = kept
+	// A copy: removeLocked shifts s.segs in place, and the loop over kept
+	// below must not see the active segment (appended to s.segs) slide into
+	// its range, or it would delete that empty segment as "finished" and
+	// every entry appended after this Open would go to an unlinked file.
+	s.segs = slices.Clone(kept)
 	var entries int64
 	for _, g := range kept {
 		g.sealed = true
