@@ -22,9 +22,14 @@
 //     entries appended in the last sync_interval, and Durable() says which IDs
 //     are safe: source checkpoints wait for it (WaitDurable).
 //   - never: the OS writes back when it likes (typically within 30 s on
-//     Linux); the spool fsyncs only when it closes a segment and on Close.
+//     Linux); the spool fsyncs only when it closes a segment, on Sync and on
+//     Close.
 //     kill -9 loses nothing; a power loss can lose whatever was not yet
 //     written back, and Durable() is simply the last appended ID.
+//
+// TestPowerCut checks these promises at thousands of random power cuts on a
+// simulated disk that keeps only what was fsynced (internal/crashfs); set
+// AGENT_POWERCUT_ITER (or run make test-powercut) for more.
 //
 // For every policy acknowledgements are written every sync_interval and on
 // Close: a crash delivers again what was acknowledged since the last write.

@@ -41,7 +41,7 @@ func powerCutIterations(t *testing.T) int {
 	if testing.Short() || raceEnabled {
 		return 200
 	}
-	return 2000
+	return 1500
 }
 
 // TestPowerCut cuts the power at random points of a random workload (append,
@@ -72,7 +72,8 @@ func TestPowerCut(t *testing.T) {
 		pc := newPowerCutRun(t, dir, seed+run, []SyncPolicy{SyncAlways, SyncInterval, SyncNever}[(seed+run)%3])
 		for life := 0; life < 3 && done < cuts; life++ {
 			pc.life()
-			done++
+			done += pc.cuts
+			pc.cuts = 0
 		}
 	}
 }
@@ -91,6 +92,7 @@ type powerCutRun struct {
 	cur    []ID        // IDs returned since the last Open
 	wasDur map[ID]bool // IDs that were durable once: never handed out again
 	trace  []string    // what this run did, for the failure report
+	cuts   int         // power cuts so far (in a workload or in an Open)
 }
 
 func newPowerCutRun(t *testing.T, dir string, seed uint64, policy SyncPolicy) *powerCutRun {
@@ -168,6 +170,7 @@ func (pc *powerCutRun) open() *Spool {
 		}
 		pc.note("power cut during Open (%v)", err)
 		pc.fs.Restart()
+		pc.cuts++
 	}
 }
 
@@ -307,4 +310,5 @@ func (pc *powerCutRun) life() {
 	s.crash()
 	pc.note("power cut at op %d", pc.fs.Ops())
 	pc.fs.Restart()
+	pc.cuts++
 }
