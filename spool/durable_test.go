@@ -111,3 +111,17 @@ func TestSync_SyncFsyncsUnderSyncNever(t *testing.T) {
 	require.NoError(t, s.Sync())
 	require.Equal(t, before, fs.syncs.Load(), "nothing new: no second fsync")
 }
+
+// Regression (found by TestPowerCut): a new segment's header was not
+// fsynced, only its directory entry. After a roll or an Open had deleted the
+// finished segment before it, a power cut could leave the new file empty;
+// Open removed it and handed out again IDs that had been durable (and
+// acknowledged).
+func TestRoll_NewSegmentHeaderIsFsyncedWithItsEntry(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &ioFaultFS{}
+	s := open(t, cfg, Settings{fs: fs})
+	fill(t, s, 2, 10000) // the second entry starts a new segment
+	require.Len(t, segFiles(t, cfg.Dir), 2)
+	require.Contains(t, fs.syncedFiles(), segName(2), "the new segment's header was never fsynced")
+}

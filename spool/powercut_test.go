@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,6 +92,7 @@ type powerCutRun struct {
 	must   map[ID]bool // entries that must be found after the next cut, unless acked
 	cur    []ID        // IDs returned since the last Open
 	wasDur map[ID]bool // IDs that were durable once: never handed out again
+	trMu   sync.Mutex  // the spool's goroutines log into the trace too
 	trace  []string    // what this run did, for the failure report
 	cuts   int         // power cuts so far (in a workload or in an Open)
 }
@@ -109,6 +111,8 @@ func newPowerCutRun(t *testing.T, dir string, seed uint64, policy SyncPolicy) *p
 
 func (pc *powerCutRun) fail(format string, args ...any) {
 	pc.t.Helper()
+	pc.trMu.Lock()
+	defer pc.trMu.Unlock()
 	pc.t.Fatalf("seed %d (sync %s): %s\ntrace:\n%s\nfiles now: %v", pc.seed, pc.cfg.Sync, fmt.Sprintf(format, args...),
 		strings.Join(pc.trace[max(0, len(pc.trace)-80):], "\n"), pc.fs.Names(pc.cfg.Dir))
 }
@@ -142,6 +146,8 @@ func (h traceHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h traceHandler) WithGroup(string) slog.Handler      { return h }
 
 func (pc *powerCutRun) note(format string, args ...any) {
+	pc.trMu.Lock()
+	defer pc.trMu.Unlock()
 	pc.trace = append(pc.trace, fmt.Sprintf(format, args...))
 }
 

@@ -401,8 +401,8 @@ func (s *Spool) sealActiveLocked() error {
 	return err
 }
 
-// createSegment creates the segment file for first, writes its header and
-// makes its directory entry durable, then adds it to the table.
+// createSegment creates the segment file for first, writes and fsyncs its
+// header and makes its directory entry durable, then adds it to the table.
 func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	h := segHeader{first: first, salt: rand.Uint32()}
 	path := filepath.Join(s.dir, segName(first))
@@ -412,6 +412,16 @@ func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	}
 	b := h.encode()
 	_, err = f.Write(b[:])
+	// The header is fsynced before the directory entry: once the entry is
+	// durable, the file must say which IDs it starts at. The previous
+	// segment may be deleted as soon as this one exists, and then this
+	// file's name and header are all that keeps IDs growing across a
+	// restart; an empty file left by a power cut is removed at Open and
+	// would let IDs be handed out again.
+	if err == nil {
+		err = f.Sync()
+		s.st.fsyncs.Add(1)
+	}
 	if err == nil {
 		err = s.fs.SyncDir(s.dir)
 	}
