@@ -46,6 +46,9 @@ func (s *Store) crash() {
 // never an older state, and no temporary file left behind.
 func TestPowerCut_CheckpointsAreOldOrNewNeverTorn(t *testing.T) {
 	cuts := 2000
+	if raceEnabled || testing.Short() {
+		cuts = 300
+	}
 	if v := os.Getenv("AGENT_POWERCUT_ITER"); v != "" {
 		n, err := strconv.Atoi(v)
 		require.NoError(t, err, "AGENT_POWERCUT_ITER")
