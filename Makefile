@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check
+.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check
 
 all: build
 
@@ -32,6 +32,12 @@ tidy-check:
 
 test-short:
 	$(GO) test -short ./...
+
+# Many more simulated power cuts than `make test` runs (spool and checkpoint
+# store, internal/crashfs). AGENT_POWERCUT_SEED replays a failure's seed.
+AGENT_POWERCUT_ITER ?= 100000
+test-powercut:
+	AGENT_POWERCUT_ITER=$(AGENT_POWERCUT_ITER) $(GO) test -count=1 -timeout 0 -run 'PowerCut' ./spool/ ./agent/checkpoint/
 
 # A few seconds of each fuzz target, on top of the seed corpora run by `go test`.
 FUZZTIME ?= 5s

@@ -32,6 +32,7 @@ func (a *Agent) registerStateMetrics() {
 			counter("agent_spool_torn_tails_total", "Incomplete writes cut off a segment's end at recovery.", func(s spool.Stats) float64 { return float64(s.TornTails) }),
 			counter("agent_spool_bytes_lost_total", "Bytes cut, skipped or moved aside by recovery.", func(s spool.Stats) float64 { return float64(s.BytesLost) }),
 			counter("agent_spool_fsyncs_total", "fsync calls on spool files.", func(s spool.Stats) float64 { return float64(s.Fsyncs) }),
+			counter("agent_spool_write_errors_total", "Spool writes, file creations and deletions the file system refused (a read-only directory); retried, nothing dropped.", func(s spool.Stats) float64 { return float64(s.WriteErrors) }),
 		)
 	}
 }

@@ -3,9 +3,11 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kplagent/agent/internal/units"
+	"go.yaml.in/yaml/v3"
 )
 
 // SyncPolicy says when appended entries are flushed to stable storage.
@@ -53,8 +55,63 @@ type Config struct {
 	// WhenFull is what Append does at MaxBytes or MinFreeBytes.
 	WhenFull WhenFull `yaml:"when_full"`
 	// MinFreeBytes is the free-disk floor: when the file system holding Dir
-	// has less free space than this, the spool behaves as full. 0 disables.
-	MinFreeBytes units.ByteSize `yaml:"min_free_bytes"`
+	// has less free space than this, the spool behaves as full. 0 disables;
+	// "auto" (MinFreeAuto, the default) is the smaller of 256 MiB and 5% of
+	// the file system's size, measured at Open.
+	MinFreeBytes MinFree `yaml:"min_free_bytes"`
+}
+
+// MinFree is min_free_bytes: a byte size (see units.ByteSize) or "auto".
+type MinFree int64
+
+// MinFreeAuto is min_free_bytes: auto.
+const MinFreeAuto MinFree = -1
+
+// The automatic free-disk floor is the smaller of autoFloorMax and
+// autoFloorPercent of the file system's size. 256 MiB keeps room for the
+// system's own logs and package updates when the spool shares a root file
+// system, but on a small partition (a 1 GiB /var on a device, a 2 GiB
+// container volume) it would take a quarter of the disk or more and leave
+// the spool no room at all. 5% is what ext4 reserves for root by default for
+// the same purpose; it is kept free on top of that reserve (free space is
+// measured as an unprivileged user sees it). The floor is 256 MiB from a
+// 5 GiB file system up.
+const (
+	autoFloorMax     = 256 << 20
+	autoFloorPercent = 5
+)
+
+// autoFloor is the floor of min_free_bytes: auto on a file system of total
+// bytes; 0 when the size is unknown.
+func autoFloor(total int64) int64 {
+	if total <= 0 {
+		return autoFloorMax
+	}
+	return min(autoFloorMax, total/100*autoFloorPercent)
+}
+
+// UnmarshalYAML reads "auto" or a byte size.
+func (m *MinFree) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && strings.EqualFold(strings.TrimSpace(n.Value), "auto") {
+		*m = MinFreeAuto
+		return nil
+	}
+	var b units.ByteSize
+	if err := b.UnmarshalYAML(n); err != nil {
+		return fmt.Errorf("%w (or \"auto\")", err)
+	}
+	*m = MinFree(b)
+	return nil
+}
+
+// MarshalYAML writes "auto" or the size.
+func (m MinFree) MarshalYAML() (any, error) { return m.String(), nil }
+
+func (m MinFree) String() string {
+	if m == MinFreeAuto {
+		return "auto"
+	}
+	return units.ByteSize(m).String()
 }
 
 const (
@@ -96,9 +153,9 @@ func DefaultConfig() Config {
 		// block: nothing is lost; file sources pause and resume from their
 		// checkpoints. Inputs that cannot wait choose a drop policy.
 		WhenFull: WhenFullBlock,
-		// 256 MiB keeps room for the system's own logs and package updates
-		// when the spool shares a small root file system.
-		MinFreeBytes: 256 << 20,
+		// auto: 256 MiB, or 5% of a file system smaller than 5 GiB (see
+		// autoFloor), so that the default works on small partitions too.
+		MinFreeBytes: MinFreeAuto,
 	}
 }
 
@@ -134,8 +191,8 @@ func (c Config) Validate() error {
 	default:
 		bad("when_full", "must be %q, %q or %q, got %q", WhenFullBlock, WhenFullDropNewest, WhenFullDropOldest, c.WhenFull)
 	}
-	if c.MinFreeBytes < 0 {
-		bad("min_free_bytes", "must not be negative, got %d", int64(c.MinFreeBytes))
+	if c.MinFreeBytes < 0 && c.MinFreeBytes != MinFreeAuto {
+		bad("min_free_bytes", "must be a size or \"auto\", got %d", int64(c.MinFreeBytes))
 	}
 	return errors.Join(errs...)
 }

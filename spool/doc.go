@@ -22,9 +22,14 @@
 //     entries appended in the last sync_interval, and Durable() says which IDs
 //     are safe: source checkpoints wait for it (WaitDurable).
 //   - never: the OS writes back when it likes (typically within 30 s on
-//     Linux); the spool fsyncs only when it closes a segment and on Close.
+//     Linux); the spool fsyncs only when it closes a segment, on Sync and on
+//     Close.
 //     kill -9 loses nothing; a power loss can lose whatever was not yet
 //     written back, and Durable() is simply the last appended ID.
+//
+// TestPowerCut checks these promises at thousands of random power cuts on a
+// simulated disk that keeps only what was fsynced (internal/crashfs); set
+// AGENT_POWERCUT_ITER (or run make test-powercut) for more.
 //
 // For every policy acknowledgements are written every sync_interval and on
 // Close: a crash delivers again what was acknowledged since the last write.
@@ -34,12 +39,20 @@
 // # When full
 //
 // The spool is full when its files would exceed max_bytes, when the file
-// system's free space would fall below min_free_bytes, or after a write got
-// ENOSPC (until the next free-space check, at most a second later).
+// system's free space would fall below min_free_bytes (auto: the smaller of
+// 256 MiB and 5% of the file system's size), after a write got ENOSPC (until
+// the next free-space check, at most a second later), or while the directory
+// refuses writes (EACCES, EPERM, EROFS: made read-only while the spool runs;
+// tried again with backoff from 100 ms to 2 s, one ERROR per 30 s, counted in
+// Stats.WriteErrors). Ack-file writes and deletions of finished segments
+// that fail the same way are retried at the next maintenance round; nothing
+// accepted is dropped because of them. A blocked append looks again at least
+// every second whatever blocks it.
 // when_full then decides: block (Append waits for acks to free a segment,
 // until its context is done: sources pause), drop_newest (Append returns an
 // error wrapping ErrFull; counted) or drop_oldest (the oldest segment is
-// deleted with its unacknowledged entries; counted). Space comes back a
+// deleted with its unacknowledged entries; counted; not while the directory
+// refuses writes, as that would free nothing). Space comes back a
 // segment at a time, so max_bytes must be at least two segments; acknowledged
 // entries in the active segment are freed by closing it early. Open lowers
 // max_entry_bytes to what fits under max_bytes (max_bytes less 88 bytes), so

@@ -93,3 +93,35 @@ func TestRecover_SealedButUnsyncedSegmentIsSyncedBeforeDurable(t *testing.T) {
 			"Open reports ID %d durable without ever fsyncing its segment", ids[3])
 	}
 }
+
+// Regression (found by TestPowerCut): with sync never, Sync skipped the
+// fsync because Durable, which is the last appended ID under that policy,
+// already covered every entry; a power cut after Sync returned could lose
+// them (and the header of a new segment, which made it move aside).
+func TestSync_SyncFsyncsUnderSyncNever(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sync = SyncNever
+	fs := &ioFaultFS{}
+	s := open(t, cfg, Settings{fs: fs})
+	fill(t, s, 3, 100)
+	before := fs.syncs.Load()
+	require.NoError(t, s.Sync())
+	require.Greater(t, fs.syncs.Load(), before, "Sync wrote nothing to stable storage")
+	before = fs.syncs.Load()
+	require.NoError(t, s.Sync())
+	require.Equal(t, before, fs.syncs.Load(), "nothing new: no second fsync")
+}
+
+// Regression (found by TestPowerCut): a new segment's header was not
+// fsynced, only its directory entry. After a roll or an Open had deleted the
+// finished segment before it, a power cut could leave the new file empty;
+// Open removed it and handed out again IDs that had been durable (and
+// acknowledged).
+func TestRoll_NewSegmentHeaderIsFsyncedWithItsEntry(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &ioFaultFS{}
+	s := open(t, cfg, Settings{fs: fs})
+	fill(t, s, 2, 10000) // the second entry starts a new segment
+	require.Len(t, segFiles(t, cfg.Dir), 2)
+	require.Contains(t, fs.syncedFiles(), segName(2), "the new segment's header was never fsynced")
+}

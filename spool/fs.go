@@ -16,9 +16,9 @@ type fileSystem interface {
 	MkdirAll(name string, perm os.FileMode) error
 	// SyncDir makes the directory's entries (creations, renames) durable.
 	SyncDir(name string) error
-	// FreeBytes is the space available to this (unprivileged) process on
-	// the file system holding dir.
-	FreeBytes(dir string) (int64, error)
+	// DiskSpace returns the space available to this (unprivileged)
+	// process on the file system holding dir, and that file system's size.
+	DiskSpace(dir string) (free, total int64, err error)
 }
 
 // file is an open segment or ack file.
@@ -48,7 +48,7 @@ func (osFS) Remove(name string) error                     { return os.Remove(nam
 func (osFS) Rename(oldname, newname string) error         { return os.Rename(oldname, newname) }
 func (osFS) ReadDir(name string) ([]os.DirEntry, error)   { return os.ReadDir(name) }
 func (osFS) MkdirAll(name string, perm os.FileMode) error { return os.MkdirAll(name, perm) }
-func (osFS) FreeBytes(dir string) (int64, error)          { return freeBytes(dir) }
+func (osFS) DiskSpace(dir string) (int64, int64, error)   { return diskSpace(dir) }
 
 func (osFS) SyncDir(name string) error {
 	d, err := os.Open(name)

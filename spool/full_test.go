@@ -19,13 +19,16 @@ import (
 // after writing part of their bytes (as a real full disk does), failing
 // fsyncs, and a made-up free-space figure.
 type faultFS struct {
-	fs        fileSystem
-	mu        sync.Mutex
-	writeErr  error         // writes fail with it, after writing half
-	syncErr   error         // Sync fails with it
-	free      int64         // FreeBytes reports it when > 0
-	syncGate  chan struct{} // when set, Sync waits for it to be closed
-	readBytes atomic.Int64
+	fs          fileSystem
+	mu          sync.Mutex
+	writeErr    error         // writes fail with it, after writing half
+	syncErr     error         // Sync fails with it
+	free        int64         // DiskSpace reports it as free when > 0
+	total       int64         // DiskSpace reports it as the size when > 0
+	dirFault    error         // see dirErr
+	removeFault error         // Remove fails with it
+	syncGate    chan struct{} // when set, Sync waits for it to be closed
+	readBytes   atomic.Int64
 }
 
 func (f *faultFS) set(fn func(f *faultFS)) {
@@ -44,22 +47,56 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error
 	if we, _, _ := f.get(); we != nil && flag&os.O_CREATE != 0 {
 		return nil, &os.PathError{Op: "open", Path: name, Err: we}
 	}
+	if de := f.dirErr(); de != nil && flag&os.O_CREATE != 0 {
+		return nil, &os.PathError{Op: "open", Path: name, Err: de}
+	}
 	fl, err := f.fs.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
 	}
 	return &faultFile{file: fl, fs: f}, nil
 }
-func (f *faultFS) Remove(name string) error                     { return f.fs.Remove(name) }
-func (f *faultFS) Rename(o, n string) error                     { return f.fs.Rename(o, n) }
+func (f *faultFS) Remove(name string) error {
+	f.mu.Lock()
+	re := f.removeFault
+	f.mu.Unlock()
+	if re != nil {
+		return &os.PathError{Op: "remove", Path: name, Err: re}
+	}
+	if de := f.dirErr(); de != nil {
+		return &os.PathError{Op: "remove", Path: name, Err: de}
+	}
+	return f.fs.Remove(name)
+}
+func (f *faultFS) Rename(o, n string) error {
+	if de := f.dirErr(); de != nil {
+		return &os.LinkError{Op: "rename", Old: o, New: n, Err: de}
+	}
+	return f.fs.Rename(o, n)
+}
+
+// dirErr is the error of a directory made read-only (EACCES, EROFS):
+// creating, renaming and removing files fail with it, while the files
+// already open stay writable, as with chmod a-w on the directory.
+func (f *faultFS) dirErr() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dirFault
+}
 func (f *faultFS) ReadDir(name string) ([]os.DirEntry, error)   { return f.fs.ReadDir(name) }
 func (f *faultFS) MkdirAll(name string, perm os.FileMode) error { return f.fs.MkdirAll(name, perm) }
 func (f *faultFS) SyncDir(name string) error                    { return f.fs.SyncDir(name) }
-func (f *faultFS) FreeBytes(dir string) (int64, error) {
-	if _, _, free := f.get(); free > 0 {
-		return free, nil
+func (f *faultFS) DiskSpace(dir string) (int64, int64, error) {
+	free, total, err := f.fs.DiskSpace(dir)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.free > 0 {
+		free, err = f.free, nil
 	}
-	return f.fs.FreeBytes(dir)
+	if f.total > 0 {
+		total = f.total
+	}
+	return free, total, err
 }
 
 type faultFile struct {

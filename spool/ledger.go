@@ -310,8 +310,9 @@ func (s *Spool) rewriteAcks(g *segment) error {
 // highest ID it names (acks may name entries whose frames were lost in a
 // torn tail; new IDs must not reuse them). A damaged file costs at most
 // duplicates: unreadable records are skipped, a torn last record is cut, and
-// a file with a bad header is removed.
-func (s *Spool) recoverAcks(g *segment) (ID, error) {
+// a file with a bad header is removed. buf is scratch space of at least
+// ackRecordSize bytes.
+func (s *Spool) recoverAcks(g *segment, buf []byte) (ID, error) {
 	path := s.ackPath(g)
 	f, err := s.fs.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -340,7 +341,7 @@ func (s *Spool) recoverAcks(g *segment) (ID, error) {
 	var maxID ID
 	var recs, bad int64
 	whole := ackHeaderSize + (size-ackHeaderSize)/ackRecordSize*ackRecordSize
-	buf := make([]byte, 64*ackRecordSize*64)
+	buf = buf[:len(buf)/ackRecordSize*ackRecordSize] // the recovery's read buffer
 	for off := int64(ackHeaderSize); off < whole; {
 		n := min(int64(len(buf)), whole-off)
 		if _, err := f.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {

@@ -192,7 +192,7 @@ func (s *Spool) openNextLocked(after ID) (bool, error) {
 		}
 		c.release()
 		if c.buf == nil {
-			c.buf = make([]byte, readBufSize)
+			c.buf = *readBufs.Get().(*[]byte)
 		}
 		c.g, c.f = g, f
 		c.fr = newFrameReader(f, g.hdr.salt, maxEntryLimit, c.buf)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,7 +52,9 @@ func (s *Spool) recover() error {
 	}
 	sort.Slice(segFirsts, func(i, j int) bool { return segFirsts[i] < segFirsts[j] })
 
-	rs := &recoverState{s: s, names: names, buf: make([]byte, readBufSize), unsynced: map[*segment]bool{}}
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	rs := &recoverState{s: s, names: names, buf: *bp, unsynced: map[*segment]bool{}}
 	var kept []*segment
 	var maxUsed ID // the highest ID that may have been handed out
 	for i, first := range segFirsts {
@@ -72,7 +75,7 @@ func (s *Spool) recover() error {
 			continue
 		}
 		if ackFiles[first] {
-			used, err := s.recoverAcks(g)
+			used, err := s.recoverAcks(g, rs.buf)
 			if err != nil {
 				return err
 			}
@@ -120,7 +123,11 @@ func (s *Spool) recover() error {
 			nextID = max(nextID, g.hdr.first)
 		}
 	}
-	s.segs = kept
+	// A copy: removeLocked shifts s.segs in place, and the loop over kept
+	// below must not see the active segment (appended to s.segs) slide into
+	// its range, or it would delete that empty segment as "finished" and
+	// every entry appended after this Open would go to an unlinked file.
+	s.segs = slices.Clone(kept)
 	var entries int64
 	for _, g := range kept {
 		g.sealed = true
@@ -136,6 +143,7 @@ func (s *Spool) recover() error {
 	s.nextID = nextID
 	s.lastID.Store(uint64(nextID - 1))
 	s.durable.Store(uint64(nextID - 1))
+	s.synced.Store(uint64(nextID - 1))
 	if err := s.measureFree(); err != nil {
 		s.log.Warn("spool: cannot measure free disk space; min_free_bytes is not enforced", "error", err)
 	}
@@ -153,14 +161,16 @@ func (s *Spool) recover() error {
 	for _, g := range kept {
 		if g.allDone() {
 			s.removeLocked(g)
-			s.removeFilesLocked(g)
+			if s.removeFilesLocked(g) != nil {
+				s.toDelete = append(s.toDelete, g) // the maintainer tries again
+			}
 		}
 	}
 	if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("spool: sync directory: %w", err)
 	}
 	s.log.Info("spool: opened", "dir", s.dir, "segments", s.st.segments.Load(), "entries", s.st.entries.Load(),
-		"bytes", s.st.bytes.Load(), "next_id", uint64(nextID), "torn_tails", s.st.tornTails.Load(),
+		"bytes", s.st.bytes.Load(), "min_free_bytes", s.minFree, "next_id", uint64(nextID), "torn_tails", s.st.tornTails.Load(),
 		"corrupt_segments", s.st.corruptSegments.Load(), "corrupt_entries", s.st.corruptEntries.Load(),
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -473,4 +474,42 @@ func TestRecover_UpperCaseSegmentNameDoesNotFailOpen(t *testing.T) {
 	require.Zero(t, s.Stats().CorruptSegments)
 	require.NoError(t, s.Close())
 	require.FileExists(t, filepath.Join(cfg.Dir, "000000000000000A.seg"))
+}
+
+// Regression (found by TestPowerCut): a segment found finished at Open (all
+// of it acknowledged in its ack file, its deletion cut short by a crash) was
+// removed from the table in place while Open looped over the same array; the
+// new active segment slid into the loop's range and, being empty, was deleted
+// as "finished" too. Every entry appended after that Open went to an
+// unlinked file and was gone at the next restart, whatever the sync policy.
+func TestRecover_FinishedSegmentAtOpenDoesNotTakeTheActiveSegmentWithIt(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Sync = SyncAlways
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	first := fill(t, s, 3, 100)
+	drain(t, s)
+	for _, id := range first {
+		require.NoError(t, s.Ack(id))
+	}
+	require.NoError(t, s.Sync()) // the ack file covers the whole (active) segment
+	fs.set(func(f *faultFS) { f.removeFault = syscall.EIO })
+	var kept []ID
+	for i := range 2 { // a segment each; the first segment is finished, its deletion fails
+		id, err := s.Append(t.Context(), payload(uint64(3+i), 16000))
+		require.NoError(t, err)
+		kept = append(kept, id)
+	}
+	s.crash()
+	// Three segments to recover (the slice that holds them has room for a
+	// fourth, the new active one), the first one finished.
+	require.Len(t, segFiles(t, cfg.Dir), 3)
+
+	s = open(t, cfg)
+	id, err := s.Append(t.Context(), payload(99, 100))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	s = open(t, cfg)
+	got, _ := drain(t, s)
+	require.Equal(t, append(kept, id), got, "the entry appended after the Open survived")
 }

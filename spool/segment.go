@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync"
 )
 
 // The byte layout is drawn in doc.go.
@@ -113,6 +114,15 @@ func parseSeal(b []byte, h segHeader, off int64) (ID, bool) {
 	}
 	return last, true
 }
+
+// readBufs holds read windows (readBufSize) between uses: a spool takes one
+// for recovery and one for its reader, and gives them back at the end of
+// recovery and at Close, so reopening spools does not allocate and clear
+// half a megabyte each time.
+var readBufs = sync.Pool{New: func() any {
+	b := make([]byte, readBufSize)
+	return &b
+}}
 
 // frameReader reads frames from one segment file through a bounded window.
 // It is not safe for concurrent use. Bytes below the end passed to it must

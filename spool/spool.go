@@ -37,7 +37,8 @@ type Settings struct {
 	// Nil discards them.
 	Logger *slog.Logger
 
-	fs fileSystem // tests inject faults here; nil is the real file system
+	fs          fileSystem    // tests inject faults here; nil is the real file system
+	errLogEvery time.Duration // tests shorten it; 0 is errLogEvery
 }
 
 // Stats are the spool's gauges and counters. Counters count from Open.
@@ -54,6 +55,7 @@ type Stats struct {
 	TornTails       uint64 // incomplete writes cut off the end of a segment at recovery
 	BytesLost       uint64 // bytes cut, skipped or moved aside because of the above
 	Fsyncs          uint64 // fsync/fdatasync calls on segment and ack files
+	WriteErrors     uint64 // writes, creations and deletions the file system refused (retried)
 	BlockedAppends  int64  // Append calls waiting for room now (when_full: block)
 	Durable         ID     // see Durable
 }
@@ -79,7 +81,14 @@ type Spool struct {
 	closed   bool
 	broken   bool  // wf's tail may hold a partial frame: roll before writing
 	free     int64 // free disk bytes: last statfs minus bytes written since
+	minFree  int64 // the free-disk floor in force (min_free_bytes resolved at Open)
 	fullNote bool  // a "full" episode has been logged
+
+	// A refused write (see refused.go): the error, when to try again and
+	// the current backoff. Guarded by wmu.
+	refErr     error
+	refUntil   time.Time
+	refBackoff time.Duration
 
 	// syncMu serialises fsyncs of the active file with its sealing and
 	// closing, so a sync never runs on a closed file.
@@ -99,7 +108,9 @@ type Spool struct {
 
 	lastID     atomic.Uint64 // highest ID appended
 	durable    atomic.Uint64
+	synced     atomic.Uint64 // highest ID fsynced; Durable too except with SyncNever
 	closedFlag atomic.Bool
+	freeAt     atomic.Int64          // when free was last measured (Unix ns)
 	noSpace    atomic.Bool           // a write failed with ENOSPC; cleared by a deletion or a free-space check
 	finished   atomic.Bool           // Close has done its final sync
 	failed     atomic.Pointer[error] // sticky fsync failure
@@ -118,13 +129,15 @@ type Spool struct {
 
 	st counters
 	lg lossLog
+
+	appendErrLog, ackErrLog, deleteErrLog errLog
 }
 
 type counters struct {
 	entries, bytes, segments                      atomic.Int64
 	appended, acked, droppedOldest, droppedNewest atomic.Uint64
 	corruptEntries, corruptSegments, tornTails    atomic.Uint64
-	bytesLost, fsyncs                             atomic.Uint64
+	bytesLost, fsyncs, writeErrors                atomic.Uint64
 	blocked                                       atomic.Int64
 }
 
@@ -200,8 +213,26 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 			"max_entry_bytes", cfg.MaxEntryBytes, "max_bytes", cfg.MaxBytes, "effective_max_entry_bytes", fit)
 	}
 	s.lg.log = s.log
+	every := set.errLogEvery
+	if every <= 0 {
+		every = errLogEvery
+	}
+	s.appendErrLog = errLog{log: s.log, every: every,
+		msg: "spool: the directory refuses writes; appends wait and retry"}
+	s.ackErrLog = errLog{log: s.log, every: every,
+		msg: "spool: writing acknowledgements failed; retrying every sync_interval (a crash would deliver them again)"}
+	s.deleteErrLog = errLog{log: s.log, every: every,
+		msg: "spool: cannot delete finished segments; retrying (their space stays in use)"}
 	if err := s.fs.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create directory: %w", err)
+	}
+	s.minFree = int64(cfg.MinFreeBytes)
+	if cfg.MinFreeBytes == MinFreeAuto {
+		_, total, err := s.fs.DiskSpace(s.dir)
+		if err != nil {
+			total = 0 // then the floor is not enforced anyway (measureFree)
+		}
+		s.minFree = autoFloor(total)
 	}
 	lf, err := lockDir(s.dir)
 	if err != nil {
@@ -212,10 +243,35 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 		s.releaseFiles()
 		return nil, err
 	}
+	s.warnIfFullAtStart()
 	s.wg.Add(2)
 	go s.runSyncer()
 	go s.runMaintainer()
 	return s, nil
+}
+
+// warnIfFullAtStart says once, with the numbers, when the spool cannot take
+// even the smallest entry as it opens: the backlog on disk fills max_bytes,
+// or free disk is below the floor. Appends then follow when_full until
+// room comes back; the warning tells the operator why the sources wait.
+func (s *Spool) warnIfFullAtStart() {
+	need := int64(frameHeaderSize + 1 + sealFrameSize)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	bytes := s.st.bytes.Load()
+	switch {
+	case bytes+need > int64(s.cfg.MaxBytes):
+		s.log.Warn("spool: cannot accept anything at start: the entries on disk fill max_bytes; appends follow when_full until the destination takes some",
+			"dir", s.dir, "bytes", bytes, "max_bytes", int64(s.cfg.MaxBytes), "when_full", s.cfg.WhenFull)
+	case s.minFree > 0 && s.free-need < s.minFree:
+		free, total, err := s.fs.DiskSpace(s.dir)
+		if err != nil {
+			free = s.free
+		}
+		s.log.Warn("spool: cannot accept anything at start: free disk is below min_free_bytes; appends follow when_full until space is freed",
+			"dir", s.dir, "free_bytes", free, "min_free_bytes", s.minFree, "min_free_bytes_setting", s.cfg.MinFreeBytes.String(),
+			"file_system_bytes", total, "when_full", s.cfg.WhenFull)
+	}
 }
 
 // Close stops the spool: blocked calls return ErrClosed, the active segment
@@ -268,6 +324,11 @@ func (s *Spool) close() error {
 func (s *Spool) releaseFiles() {
 	s.rmu.Lock()
 	s.rd.release()
+	if s.rd.buf != nil {
+		b := s.rd.buf
+		readBufs.Put(&b)
+		s.rd.buf = nil
+	}
 	s.rmu.Unlock()
 	if s.wf != nil { // only after a failed Open
 		s.wf.Close()
@@ -294,6 +355,7 @@ func (s *Spool) Stats() Stats {
 		TornTails:       s.st.tornTails.Load(),
 		BytesLost:       s.st.bytesLost.Load(),
 		Fsyncs:          s.st.fsyncs.Load(),
+		WriteErrors:     s.st.writeErrors.Load(),
 		BlockedAppends:  s.st.blocked.Load(),
 		Durable:         s.Durable(),
 	}
@@ -365,9 +427,12 @@ func (s *Spool) removeLocked(g *segment) {
 	}
 }
 
-// deleteDone removes the files of retired segments and reports whether
-// there were any. A segment's acks are dropped when it is retired (see
+// deleteDone removes the files of retired segments and reports whether it
+// removed any. A segment's acks are dropped when it is retired (see
 // retireIfDoneLocked): until its files are gone, a crash delivers it again.
+// A segment whose file cannot be deleted (a directory made read-only) stays
+// queued and is tried again at the next call: its space must come back once
+// the directory is writable, or a blocked append would wait for ever.
 func (s *Spool) deleteDone() bool {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
@@ -375,33 +440,48 @@ func (s *Spool) deleteDone() bool {
 	gs := s.toDelete
 	s.toDelete = nil
 	s.mu.Unlock()
+	var failed []*segment
+	var ferr error
 	for _, g := range gs {
-		s.removeFilesLocked(g)
+		if err := s.removeFilesLocked(g); err != nil {
+			failed, ferr = append(failed, g), err
+		}
 	}
-	if len(gs) > 0 {
+	if len(failed) > 0 {
+		s.mu.Lock()
+		s.toDelete = append(failed, s.toDelete...)
+		s.mu.Unlock()
+		s.st.writeErrors.Add(1)
+		s.deleteErrLog.failed(ferr, "dir", s.dir, "segments", len(failed))
+	} else if len(gs) > 0 {
+		s.deleteErrLog.ok("spool: finished segments deleted again", "dir", s.dir)
+	}
+	removed := len(gs) > len(failed)
+	if removed {
 		s.noSpace.Store(false)
 		s.spaceEv.broadcast()
 	}
-	return len(gs) > 0
+	return removed
 }
 
 // removeFilesLocked deletes a segment's files. ackMu is held. The segment
 // goes first: if the ack file went first and we crashed, the whole segment
-// would be delivered again.
-func (s *Spool) removeFilesLocked(g *segment) {
+// would be delivered again. It returns the error that kept the segment
+// file (a file already gone is not one).
+func (s *Spool) removeFilesLocked(g *segment) error {
 	if err := s.fs.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Error("spool: cannot delete a finished segment; it will be read again after a restart",
-			"segment", g.path, "error", err)
-		return
+		return fmt.Errorf("spool: delete %s: %w", g.path, err)
 	}
 	s.st.bytes.Add(-g.size)
 	s.st.segments.Add(-1)
 	// Whatever ackSize says: a first write that failed after creating the
-	// file leaves one that ackSize does not count.
+	// file leaves one that ackSize does not count. One left behind is
+	// removed at the next Open (its segment is gone).
 	if err := s.fs.Remove(s.ackPath(g)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("spool: cannot delete an ack file", "segment", g.path, "error", err)
+		s.log.Warn("spool: cannot delete an ack file; the next start removes it", "segment", g.path, "error", err)
 	}
 	s.st.bytes.Add(-g.ackSize)
+	return nil
 }
 
 func (s *Spool) kick(c chan struct{}) {

@@ -458,7 +458,7 @@ func TestConfig_ValidateReportsEveryProblemWithItsKey(t *testing.T) {
 	ok.Dir = "/x"
 	require.NoError(t, ok.Validate())
 
-	bad := Config{SegmentBytes: 1, MaxBytes: 1, Sync: "x", WhenFull: "y", MaxEntryBytes: 0, MinFreeBytes: -1}
+	bad := Config{SegmentBytes: 1, MaxBytes: 1, Sync: "x", WhenFull: "y", MaxEntryBytes: 0, MinFreeBytes: -2}
 	err := bad.Validate()
 	require.Error(t, err)
 	for _, key := range []string{"dir:", "segment_bytes:", "max_bytes:", "max_entry_bytes:", "sync:", "sync_interval:", "when_full:", "min_free_bytes:"} {

@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -130,7 +131,9 @@ func (s *Spool) syncData() error {
 	if err := s.failure(); err != nil {
 		return err
 	}
-	if target <= s.Durable() {
+	// Against what is fsynced, not Durable: with SyncNever Durable is the
+	// last appended ID, and Sync must still write it to disk.
+	if target <= ID(s.synced.Load()) {
 		return nil
 	}
 	s.syncMu.Lock()
@@ -148,8 +151,19 @@ func (s *Spool) syncData() error {
 	if err := s.failure(); err != nil {
 		return err
 	}
+	advance(&s.synced, target)
 	s.advanceDurable(target)
 	return nil
+}
+
+// advance moves v up to id, never down.
+func advance(v *atomic.Uint64, id ID) {
+	for {
+		cur := v.Load()
+		if uint64(id) <= cur || v.CompareAndSwap(cur, uint64(id)) {
+			return
+		}
+	}
 }
 
 // runMaintainer writes acknowledgements every sync_interval, deletes
@@ -160,7 +174,7 @@ func (s *Spool) runMaintainer() {
 	t := time.NewTicker(min(s.cfg.SyncInterval, maxMaintainEvery))
 	defer t.Stop()
 	lastFlush := time.Now()
-	freeErrLogged, ackErrLogged := false, false
+	freeErrLogged := false
 	for {
 		select {
 		case <-s.closing:
@@ -173,13 +187,11 @@ func (s *Spool) runMaintainer() {
 			}
 			if now.Sub(lastFlush) >= s.cfg.SyncInterval-s.cfg.SyncInterval/8 {
 				lastFlush = now
-				switch err := s.flushAcks(); {
-				case err != nil && !ackErrLogged:
-					ackErrLogged = true
-					s.log.Warn("spool: writing acknowledgements failed; retrying every sync_interval", "error", err)
-				case err == nil && ackErrLogged:
-					ackErrLogged = false
-					s.log.Info("spool: acknowledgements written again")
+				if err := s.flushAcks(); err != nil {
+					s.st.writeErrors.Add(1)
+					s.ackErrLog.failed(err, "dir", s.dir)
+				} else {
+					s.ackErrLog.ok("spool: acknowledgements written again", "dir", s.dir)
 				}
 			}
 		}
@@ -196,18 +208,28 @@ const maxMaintainEvery = time.Second
 // enforced rather than blocking forever.
 func (s *Spool) measureFree() error {
 	free, err := int64(1<<62), error(nil)
-	if s.cfg.MinFreeBytes > 0 {
-		if free, err = s.fs.FreeBytes(s.dir); err != nil {
+	if s.minFree > 0 {
+		if free, _, err = s.fs.DiskSpace(s.dir); err != nil {
 			free = 1 << 62
 		}
 	}
 	s.wmu.Lock()
 	s.free = free
 	s.wmu.Unlock()
+	s.freeAt.Store(time.Now().UnixNano())
 	s.noSpace.Store(false)
 	blocked := s.st.blocked.Load() > 0
 	if blocked {
 		s.spaceEv.broadcast()
 	}
 	return err
+}
+
+// measureFreeIfStale is measureFree for a blocked appender woken by its
+// timer: it measures only if the maintainer has not done so lately (it may
+// be busy with a slow disk). Its error is the maintainer's to log.
+func (s *Spool) measureFreeIfStale() {
+	if time.Since(time.Unix(0, s.freeAt.Load())) >= maxMaintainEvery {
+		_ = s.measureFree()
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 var errUnsupported = errors.New("spool: unsupported platform")
 
-func freeBytes(string) (int64, error) { return 0, errUnsupported }
-func flock(*os.File) error            { return errUnsupported }
-func isNoSpace(error) bool            { return false }
+func diskSpace(string) (int64, int64, error) { return 0, 0, errUnsupported }
+func flock(*os.File) error                   { return errUnsupported }
+func isNoSpace(error) bool                   { return false }
+func isRefused(err error) bool               { return errors.Is(err, os.ErrPermission) }

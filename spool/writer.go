@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/kplagent/agent/internal/units"
 )
 
 // wbufMax is the largest frame assembled in memory and written with one
@@ -60,20 +63,26 @@ func (s *Spool) appendLocked(ctx context.Context, entry []byte) (ID, error) {
 		}
 		id, err := s.writeLocked(entry)
 		if err == nil {
+			s.writesWorkLocked()
 			if s.fullNote {
 				s.fullNote = false
 				s.log.Info("spool: room again, appends resume")
 			}
 			return id, nil
 		}
-		if !isNoSpace(err) {
+		switch {
+		case isNoSpace(err):
+			// The disk is full whatever statfs said: behave as full until
+			// the maintainer measures again or a segment is deleted.
+			s.noSpace.Store(true)
+			if !s.fullNote {
+				s.log.Warn("spool: disk full (ENOSPC)", "error", err)
+			}
+		case isRefused(err):
+			// A directory made read-only: wait and try again (refused.go).
+			s.refusedLocked(err)
+		default:
 			return 0, fmt.Errorf("spool: append: %w", err)
-		}
-		// The disk is full whatever statfs said: behave as full until the
-		// maintainer measures again or a segment is deleted.
-		s.noSpace.Store(true)
-		if !s.fullNote {
-			s.log.Warn("spool: disk full (ENOSPC)", "error", err)
 		}
 	}
 }
@@ -82,14 +91,14 @@ func (s *Spool) appendLocked(ctx context.Context, entry []byte) (ID, error) {
 // above the free-disk floor. The seal a segment gets when it is closed is
 // counted in advance.
 func (s *Spool) roomLocked(need int64) bool {
-	if s.noSpace.Load() {
+	if s.noSpace.Load() || s.refusingLocked() {
 		return false
 	}
 	need += sealFrameSize
 	if s.st.bytes.Load()+need > int64(s.cfg.MaxBytes) {
 		return false
 	}
-	return s.cfg.MinFreeBytes == 0 || s.free-need >= int64(s.cfg.MinFreeBytes)
+	return s.minFree == 0 || s.free-need >= s.minFree
 }
 
 // whenFullLocked applies when_full. It returns nil when the caller should
@@ -106,13 +115,16 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	// without it an entry that needs their room would wait forever,
 	// although everything is acknowledged. Likewise a finished segment
 	// left newest by a failed roll goes once a newer segment exists.
-	if s.active == nil || s.activeDoneLocked() {
+	if (s.active == nil || s.activeDoneLocked()) && !s.refusingLocked() {
 		if err := s.rollLocked(); err != nil {
 			if ferr := s.failure(); ferr != nil {
 				return ferr
 			}
-			if isNoSpace(err) {
+			switch {
+			case isNoSpace(err):
 				s.noSpace.Store(true)
+			case isRefused(err):
+				s.refusedLocked(err)
 			}
 			// Else the next write tries to start a segment again and
 			// returns what stops it.
@@ -125,7 +137,9 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	reason := s.fullReasonLocked(need)
 	switch s.cfg.WhenFull {
 	case WhenFullDropOldest:
-		if s.dropOldestLocked(reason) {
+		// A directory that refuses writes refuses deletions too: dropping
+		// would lose entries and free nothing.
+		if !s.refusingLocked() && s.dropOldestLocked(reason) {
 			return nil
 		}
 		if err := s.failure(); err != nil { // the roll before the drop saw it
@@ -153,36 +167,48 @@ func (s *Spool) activeDoneLocked() bool {
 
 func (s *Spool) fullReasonLocked(need int64) string {
 	switch {
+	case s.refusingLocked():
+		return fmt.Sprintf("the directory refuses writes (%v)", s.refErr)
 	case s.noSpace.Load():
 		return "no space left on device"
 	case s.st.bytes.Load()+need+sealFrameSize > int64(s.cfg.MaxBytes):
 		return fmt.Sprintf("max_bytes (%s) reached", s.cfg.MaxBytes)
 	default:
-		return fmt.Sprintf("free disk below min_free_bytes (%s)", s.cfg.MinFreeBytes)
+		return fmt.Sprintf("free disk below min_free_bytes (%s)", units.ByteSize(s.minFree))
 	}
 }
 
 // waitRoomLocked waits, with wmu released, until room may have been made,
-// ctx is done or the spool closes.
+// ctx is done or the spool closes. It wakes by itself when a refused write
+// may be tried again, and at least every maxMaintainEvery whatever the
+// reason: room that acks do not bring back (a disk filled by others, a
+// deletion that failed) must be looked for again rather than waited for.
 func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) error {
 	ch := s.spaceEv.wait()
 	if s.roomLocked(need) {
 		return nil // freed between the check and the wait
 	}
-	if !s.fullNote {
+	wake := maxMaintainEvery
+	if s.refErr != nil {
+		wake = max(time.Until(s.refUntil), time.Millisecond)
+	} else if !s.fullNote {
 		s.fullNote = true
 		s.log.Warn("spool: full, appends wait for room", "reason", reason)
 	}
 	s.st.blocked.Add(1)
 	s.blockedEv.broadcast()
 	s.wmu.Unlock()
+	t := time.NewTimer(wake)
 	var err error
 	select {
 	case <-ch:
+	case <-t.C:
+		s.measureFreeIfStale()
 	case <-s.closing:
 	case <-ctx.Done():
 		err = fmt.Errorf("spool: waiting for room (%s): %w", reason, context.Cause(ctx))
 	}
+	t.Stop()
 	s.wmu.Lock()
 	s.st.blocked.Add(-1)
 	return err
@@ -225,7 +251,13 @@ func (s *Spool) dropOldestLocked(reason string) bool {
 	s.mu.Unlock()
 	s.st.entries.Add(-lost)
 	s.st.droppedOldest.Add(uint64(lost))
-	s.removeFilesLocked(g)
+	if err := s.removeFilesLocked(g); err != nil {
+		s.mu.Lock()
+		s.toDelete = append(s.toDelete, g) // deleteDone tries again
+		s.mu.Unlock()
+		s.st.writeErrors.Add(1)
+		s.deleteErrLog.failed(err, "dir", s.dir, "segments", 1)
+	}
 	s.ackMu.Unlock()
 	// A reader still open on it would keep its blocks allocated, and the
 	// next write would hit ENOSPC again and drop another segment. A busy
@@ -355,6 +387,7 @@ func (s *Spool) sealActiveLocked() error {
 	}
 	err = s.failure()
 	if err == nil {
+		advance(&s.synced, g.last)
 		s.advanceDurable(g.last)
 	}
 	s.syncMu.Unlock()
@@ -368,8 +401,8 @@ func (s *Spool) sealActiveLocked() error {
 	return err
 }
 
-// createSegment creates the segment file for first, writes its header and
-// makes its directory entry durable, then adds it to the table.
+// createSegment creates the segment file for first, writes and fsyncs its
+// header and makes its directory entry durable, then adds it to the table.
 func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	h := segHeader{first: first, salt: rand.Uint32()}
 	path := filepath.Join(s.dir, segName(first))
@@ -379,6 +412,16 @@ func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	}
 	b := h.encode()
 	_, err = f.Write(b[:])
+	// The header is fsynced before the directory entry: once the entry is
+	// durable, the file must say which IDs it starts at. The previous
+	// segment may be deleted as soon as this one exists, and then this
+	// file's name and header are all that keeps IDs growing across a
+	// restart; an empty file left by a power cut is removed at Open and
+	// would let IDs be handed out again.
+	if err == nil {
+		err = f.Sync()
+		s.st.fsyncs.Add(1)
+	}
 	if err == nil {
 		err = s.fs.SyncDir(s.dir)
 	}

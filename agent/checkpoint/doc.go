@@ -31,7 +31,13 @@
 //
 // Writes are atomic: a temporary file in the same directory is written and
 // fsynced, renamed over the old file, and the directory is fsynced, so a
-// crash leaves the old or the new state, never a torn one. A lock file
+// crash or a power cut leaves the old or the new state, never a torn one
+// (TestPowerCut_CheckpointsAreOldOrNewNeverTorn checks it on a simulated
+// disk); temporary files a crash leaves behind are removed at Open. A write
+// that fails (a full disk, a directory made read-only while the agent runs)
+// keeps the old file; the state stays in memory, the failure is counted
+// (Stats.WriteErrors) and the next Flush, at the next checkpoint interval,
+// tries again. A lock file
 // (path + ".lock", flock) keeps a second agent from sharing the state.
 //
 // A missing file is a first start. A file that cannot be parsed is moved

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -49,6 +51,8 @@ type Entry struct {
 // Settings are set in code.
 type Settings struct {
 	Logger *slog.Logger // nil discards
+
+	fs fileSystem // tests inject faults here; nil is the real file system
 }
 
 // Stats are the store's counters.
@@ -76,6 +80,7 @@ type fileFormat struct {
 type Store struct {
 	path string
 	log  *slog.Logger
+	fs   fileSystem
 
 	writeMu sync.Mutex // serializes writes (and Load's renames) of the file
 	lock    *os.File   // flock held while open
@@ -88,9 +93,6 @@ type Store struct {
 	closed  bool
 	stats   Stats
 }
-
-// readFile reads the state file; tests make it fail as a disk would.
-var readFile = os.ReadFile
 
 // Open locks the state at path, creating its directory, and loads it. A
 // missing file is a first start (logged at info); a corrupt or unreadable
@@ -105,14 +107,19 @@ func Open(path string, set Settings) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	fsys := set.fs
+	if fsys == nil {
+		fsys = osFS{}
+	}
+	if err := fsys.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	lock, err := lockFile(path + ".lock")
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, log: log, lock: lock, sources: map[string]*sourceState{}}
+	s := &Store{path: path, log: log, fs: fsys, lock: lock, sources: map[string]*sourceState{}}
+	s.removeTemps()
 	if onTmpfs(filepath.Dir(path)) {
 		log.Warn("checkpoint file is on tmpfs: it is lost at reboot and files will start over", "path", path)
 	}
@@ -141,7 +148,7 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Load() error {
 	s.writeMu.Lock() // it may rename the file
 	defer s.writeMu.Unlock()
-	data, rerr := readFile(s.path)
+	data, rerr := s.fs.ReadFile(s.path)
 	var ff fileFormat
 	err := rerr
 	if err == nil {
@@ -165,12 +172,12 @@ func (s *Store) Load() error {
 	s.stats.LoadErrors++
 	s.written = 0 // write a good file at the next Flush
 	if rerr == nil {
-		if mverr := os.Rename(s.path, s.path+".corrupt"); mverr == nil {
+		if mverr := s.fs.Rename(s.path, s.path+".corrupt"); mverr == nil {
 			return fmt.Errorf("%w %s (moved to %s.corrupt): %v", ErrCorrupt, s.path, s.path, err)
 		}
 		return fmt.Errorf("%w %s: %v", ErrCorrupt, s.path, err)
 	}
-	if mverr := os.Rename(s.path, s.path+unreadableSuffix); mverr != nil {
+	if mverr := s.fs.Rename(s.path, s.path+unreadableSuffix); mverr != nil {
 		s.aside = true
 		return fmt.Errorf("%w %s: %w (cannot move it aside, not writing over it: %v)", ErrCorrupt, s.path, rerr, mverr)
 	}
@@ -184,7 +191,7 @@ const unreadableSuffix = ".unreadable"
 // moveAside renames the file that Load could not read, before it is written
 // over; a file gone since is fine.
 func (s *Store) moveAside() error {
-	err := os.Rename(s.path, s.path+unreadableSuffix)
+	err := s.fs.Rename(s.path, s.path+unreadableSuffix)
 	if err == nil {
 		s.log.Warn("moved the unreadable checkpoint file aside", "path", s.path, "to", s.path+unreadableSuffix)
 	}
@@ -403,7 +410,7 @@ func (s *Store) flushLocked() error {
 		err = s.moveAside()
 	}
 	if err == nil {
-		err = writeAtomic(s.path, data)
+		err = s.writeAtomic(data)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -441,18 +448,25 @@ func (s *Store) Close() error {
 	return err
 }
 
-// writeAtomic replaces path with data: temp file, fsync, rename, fsync dir.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+// tempPrefix starts the name of a temporary state file: path + tempPrefix +
+// a random suffix.
+const tempPrefix = ".tmp-"
+
+// writeAtomic replaces the state file with data: temp file, fsync, rename,
+// fsync the directory. On error the old file is untouched (or already
+// replaced whole, when only the directory fsync failed) and the temporary
+// file is removed if it can be.
+func (s *Store) writeAtomic(data []byte) (err error) {
+	dir := filepath.Dir(s.path)
+	tmp := fmt.Sprintf("%s%s%016x", s.path, tempPrefix, rand.Uint64())
+	f, err := s.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			_ = os.Remove(tmp)
+			_ = s.fs.Remove(tmp)
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
@@ -464,22 +478,27 @@ func writeAtomic(path string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	if err = s.fs.Rename(tmp, s.path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return s.fs.SyncDir(dir)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// removeTemps deletes temporary state files left by a process that stopped
+// between creating one and renaming it (a crash, a power cut, a write that
+// failed in a directory that then refused the removal). Only the lock holder
+// writes them, and Open holds the lock.
+func (s *Store) removeTemps() {
+	dir, base := filepath.Dir(s.path), filepath.Base(s.path)+tempPrefix
+	des, err := s.fs.ReadDir(dir)
 	if err != nil {
-		return err
+		return // the next Open tries again
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	for _, de := range des {
+		if strings.HasPrefix(de.Name(), base) {
+			_ = s.fs.Remove(filepath.Join(dir, de.Name()))
+		}
 	}
-	return err
 }
 
 var _ io.Closer = (*Store)(nil)
