@@ -82,6 +82,11 @@ var errClosed = errors.New("kafka: output closed")
 // New validates cfg, loads the TLS files and AWS configuration it names and
 // returns the output. The client connects lazily: New opens no connection.
 func New(name string, cfg Config, set Settings) (*Output, error) {
+	return newOutputOpts(name, cfg, set)
+}
+
+// newOutputOpts is New with extra client options (tests' hooks).
+func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka: output %s: %w", name, err)
 	}
@@ -121,6 +126,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		reg:  set.Registerer,
 	}
 	opts = append(opts, sec...)
+	opts = append(opts, extra...)
 	opts = append(opts, kgo.ProducerOnDataLossDetected(func(topic string, partition int32) {
 		o.rl.logf(slog.LevelError, "data_loss:"+topic, "the broker reports data loss (its log was truncated or the producer's state expired)",
 			"topic", topic, "partition", partition)
