@@ -1,5 +1,6 @@
 // Package http is the HTTP output: it POSTs batches to an endpoint as ndjson,
-// a JSON array, raw KPL records or Confluent REST Proxy v2 produce requests,
+// a JSON array, raw KPL records or Confluent REST Proxy v2 or v3 produce
+// requests,
 // and classifies each response for the agent's sender (see outputs.Output).
 //
 // # Requests
@@ -40,4 +41,15 @@
 // error_code 2 (retriable) and any other non-null code are retryable. A 2xx
 // response whose offsets cannot be matched to the request is retryable (the
 // records may be duplicated).
+//
+// # kafka-rest-v3
+//
+// The request is a stream of concatenated JSON records (binary key and value,
+// base64) posted to .../v3/clusters/CLUSTER/topics/TOPIC/records with a
+// Content-Length (not chunked); the 200 response is a stream of delivery
+// reports, one per record, in order. error_code 200 is delivered; 400, 413,
+// 415 and 422 are permanent (the record itself is refused); any other code
+// (401, 403, 404, 408, 429, 5xx) is retryable. Records after a missing or
+// unreadable report are retryable; more reports than records make the whole
+// request retryable. Failures are reported per Kinesis record as above.
 package http

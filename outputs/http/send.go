@@ -153,6 +153,8 @@ func (s *sender) appendRecord(dst, pk, data []byte) []byte {
 		return encode.AppendJSONString(dst, data)
 	case formatKafkaRESTv2:
 		return appendKafkaRecord(dst, pk, data)
+	case formatKafkaRESTv3:
+		return appendKafkaV3Record(dst, pk, data)
 	}
 	dst = append(dst, data...)
 	return append(dst, '\n')
@@ -166,8 +168,11 @@ func (s *sender) flush() error {
 	}
 	s.body = append(s.body, s.suffix...)
 	var onOK func(*http.Response) error
-	if s.o.format == formatKafkaRESTv2 {
+	switch s.o.format {
+	case formatKafkaRESTv2:
 		onOK = s.readKafkaResponse
+	case formatKafkaRESTv3:
+		onOK = s.readKafkaV3Response
 	}
 	err := s.o.roundTrip(s.ctx, s.body, nil, onOK)
 	s.settle(err)
