@@ -1,7 +1,7 @@
 // Package http is the HTTP output: it POSTs batches to an endpoint as ndjson,
 // a JSON array, raw KPL records or Confluent REST Proxy v2 or v3 produce
-// requests,
-// and classifies each response for the agent's sender (see outputs.Output).
+// requests, and classifies each response for the agent's sender (see
+// outputs.Output).
 //
 // # Requests
 //

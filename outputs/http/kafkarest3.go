@@ -62,7 +62,7 @@ func kafkaV3Permanent(code int) bool {
 // report.
 func (s *sender) readKafkaV3Response(resp *http.Response) error {
 	dec := json.NewDecoder(io.LimitReader(resp.Body, maxKafkaResponse))
-	j := 0 // user record index in the request
+	j := 0        // user record index in the request
 	readErr := -1 // index in s.errs of the error that ended the reports
 	stop := func(err error, rec int) {
 		readErr = s.addErr(err)
