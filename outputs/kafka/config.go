@@ -139,6 +139,8 @@ const (
 	defaultProduceTimeout   = 10 * time.Second // franz-go's and roughly Java's request timeout
 	defaultSendTimeout      = 30 * time.Second // three produce timeouts: a leader move and a retry fit
 	defaultPort             = "9092"
+	// minSendTimeout is franz-go's least record delivery timeout.
+	minSendTimeout = time.Second
 )
 
 // DefaultConfig returns the defaults; Brokers and Topic must still be set.
@@ -277,8 +279,8 @@ func (c Config) Validate() error {
 	if c.ProduceTimeout < 0 {
 		add("produce_timeout: negative (%s)", c.ProduceTimeout)
 	}
-	if c.SendTimeout < 0 {
-		add("send_timeout: negative (%s)", c.SendTimeout)
+	if c.SendTimeout < 0 || (c.SendTimeout > 0 && c.SendTimeout < minSendTimeout) {
+		add("send_timeout: %s, want at least %s", c.SendTimeout, minSendTimeout)
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls: cert_file and key_file go together")

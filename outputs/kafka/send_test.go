@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kplagent/agent/aggregate"
@@ -204,9 +207,11 @@ func TestSend_RequestTimedOutIsRetriedWithoutDuplicates(t *testing.T) {
 func TestSend_TopicCreatedLaterIsDelivered(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 0)
-	o := newOutput(t, testConfig(c))
+	o, err := newOutputOpts("k", testConfig(c), Settings{}, fastMetadata)
+	require.NoError(t, err)
+	defer o.Close(t.Context())
 	b := lineBatches(t, 0, 500, 50, 100)[0]
-	err := o.Send(t.Context(), b)
+	err = o.Send(t.Context(), b)
 	require.Error(t, err)
 	require.False(t, outputs.IsPermanent(err), "a missing topic is retried: %v", err)
 	require.ErrorIs(t, err, kerr.UnknownTopicOrPartition)
@@ -352,4 +357,89 @@ func requirePartial(t *testing.T, err error, failed ...int) *outputs.PartialErro
 	require.Equal(t, failed, pe.Failed)
 	require.Len(t, pe.Reasons, len(pe.Failed))
 	return pe
+}
+
+// fastMetadata lets tests of missing topics reload metadata quickly (the
+// default minimum age, 5s, makes each Send to a missing topic take ~12s).
+var fastMetadata = kgo.MetadataMinAge(50 * time.Millisecond)
+
+// logCapture is a slog handler that keeps the messages logged.
+type logCapture struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	l.msgs = append(l.msgs, line)
+	return nil
+}
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCapture) WithGroup(string) slog.Handler      { return l }
+
+func (l *logCapture) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if strings.Contains(m, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSend_UnknownTopicIsLoggedOncePerInterval(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 0)
+	logs := &logCapture{}
+	o, err := newOutputOpts("k", testConfig(c, func(cfg *Config) { cfg.Topic = "missing" }), Settings{Logger: slog.New(logs)}, fastMetadata)
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	for range 3 {
+		err := o.Send(t.Context(), lineBatches(t, 0, 20, 10, 10)[0])
+		require.ErrorIs(t, err, kerr.UnknownTopicOrPartition)
+	}
+	require.Equal(t, 1, logs.count("topic does not exist"), "%v", logs.msgs)
+	require.Equal(t, 60.0, testutil.ToFloat64(o.m.errors.WithLabelValues("missing", "UNKNOWN_TOPIC_OR_PARTITION")), "counted per Kafka record")
+}
+
+// TestSend_BrokerDownKeepsMemoryBounded sends to a broker that went away:
+// every Send returns at its deadline with a retryable error, and the records
+// it handed to the producer are failed and released, not piled up: 2 MB
+// sent, never more than max_buffered_bytes held.
+func TestSend_BrokerDownKeepsMemoryBounded(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, testTopic))
+	require.NoError(t, err)
+	o := newOutput(t, testConfig(c, func(cfg *Config) {
+		cfg.SendTimeout, cfg.MaxBufferedBytes = time.Second, 256<<10
+	}))
+	deliver(t, o, lineBatches(t, 0, 10, 10, 10)[0], time.Now().Add(30*time.Second))
+	c.Close()
+	batches := lineBatches(t, 0, 20000, 100, 40) // ~500 KB a batch: more than the buffer
+	for _, b := range batches[:4] {
+		start := time.Now()
+		err := o.Send(t.Context(), b)
+		require.Error(t, err)
+		require.False(t, outputs.IsPermanent(err))
+		require.Less(t, time.Since(start), 15*time.Second)
+		require.LessOrEqual(t, o.cl.BufferedProduceBytes(), int64(256<<10))
+	}
+	// The records still buffered belong to Sends that returned: when the
+	// broker is back, those never sent are past their delivery timeout and
+	// are dropped before a request is written, not sent behind the sender's
+	// retry.
+	t.Logf("still buffered: %d records, %d bytes", o.cl.BufferedProduceRecords(), o.cl.BufferedProduceBytes())
+	c2 := startCluster(t, 1, kfake.Ports(port))
+	require.Eventually(t, func() bool { return o.cl.BufferedProduceRecords() == 0 }, 30*time.Second, 20*time.Millisecond)
+	// Only a request written to the dying connection (outcome unknown) may
+	// be resent: at most a few batches, not the buffer.
+	got := readAll(t, c2.ListenAddrs(), testTopic, 0)
+	t.Logf("delivered after the broker came back: %d", len(got))
 }
