@@ -11,12 +11,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/outputs/internal/batchtest"
+	"github.com/kplagent/agent/outputs/kafka/kafkatest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,13 +27,11 @@ const testTopic = "logs"
 // testTopic of partitions partitions (none when partitions is 0).
 func startCluster(t testing.TB, partitions int32, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
-	if partitions > 0 {
-		opts = append(opts, kfake.SeedTopics(partitions, testTopic))
+	topic := testTopic
+	if partitions == 0 {
+		topic = ""
 	}
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	return c
+	return kafkatest.Start(t, topic, partitions, opts...)
 }
 
 // testConfig is a configuration for c's brokers, adjusted by fns.
@@ -110,65 +108,19 @@ func deliver(t testing.TB, o *Output, b outputs.Batch, deadline time.Time) {
 }
 
 // consumed is one record read back.
-type consumed struct {
-	Key, Value string
-	Partition  int32
-}
+type consumed = kafkatest.Record
 
-// readAll reads want records of topic from the start of every partition,
-// failing the test after a generous deadline. It keeps reading briefly
-// after want to catch duplicates.
+// readAll reads want records of topic (then a little longer, to catch
+// duplicates).
 func readAll(t testing.TB, brokers []string, topic string, want int) []consumed {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
-	require.NoError(t, err)
-	defer cl.Close()
-	var out []consumed
-	deadline := time.Now().Add(60 * time.Second)
-	extra := time.Time{}
-	for {
-		if len(out) >= want && extra.IsZero() {
-			extra = time.Now().Add(500 * time.Millisecond)
-		}
-		if !extra.IsZero() && time.Now().After(extra) {
-			return out
-		}
-		require.True(t, time.Now().Before(deadline), "read %d of %d records", len(out), want)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		for _, e := range fs.Errors() {
-			if !errors.Is(e.Err, context.DeadlineExceeded) {
-				t.Logf("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
-			}
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, consumed{Key: string(r.Key), Value: string(r.Value), Partition: r.Partition})
-		})
-	}
+	return kafkatest.ReadAll(t, brokers, topic, want, 60*time.Second)
 }
 
-// requireExactlyOnce checks that got holds lines [0, n) once each, keyed by
-// their partition key.
+// requireExactlyOnce checks that got holds lines [0, n) once each.
 func requireExactlyOnce(t testing.TB, got []consumed, n int) {
 	t.Helper()
-	seen := make(map[string]int, n)
-	for _, r := range got {
-		seen[r.Value]++
-	}
-	var missing, dups int
-	for i := range n {
-		switch c := seen[line(i)]; {
-		case c == 0:
-			missing++
-		case c > 1:
-			dups++
-		}
-	}
-	require.Zero(t, missing, "lines missing")
-	require.Zero(t, dups, "lines duplicated")
-	require.Len(t, got, n)
+	require.NoError(t, kafkatest.CheckOnce(got, n, line))
 }
 
 // freePort returns a TCP port free right now.
