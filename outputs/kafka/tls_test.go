@@ -95,7 +95,8 @@ func TestSend_TLSWithClientCertificate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.TLS, cfg.SendTimeout = tc.tls, 2*time.Second }))
+			t.Parallel()
+			o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.TLS, cfg.SendTimeout = tc.tls, time.Second }))
 			err := o.Send(t.Context(), lineBatches(t, 0, 5, 10, 10)[0])
 			require.Error(t, err)
 			require.False(t, outputs.IsPermanent(err))
