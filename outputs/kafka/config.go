@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -121,6 +122,19 @@ type SASLConfig struct {
 	Username  string `yaml:"username"`
 	Password  string `yaml:"password"`
 }
+
+// String hides the password: a configuration printed or logged by mistake
+// does not leak it.
+func (s SASLConfig) String() string {
+	pw := ""
+	if s.Password != "" {
+		pw = "<redacted>"
+	}
+	return fmt.Sprintf("{mechanism:%s username:%s password:%s}", s.Mechanism, s.Username, pw)
+}
+
+// LogValue is String for log/slog.
+func (s SASLConfig) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Defaults, each with its reason.
 const (

@@ -54,16 +54,24 @@ func securityOpts(ctx context.Context, c Config, userAgent string) ([]kgo.Opt, e
 		}
 		opts = append(opts, kgo.DialTLSConfig(conf))
 	}
-	var mech sasl.Mechanism
-	switch c.SASL.Mechanism {
+	mech, err := saslMechanism(ctx, c.SASL, userAgent)
+	if err != nil || mech == nil {
+		return opts, err
+	}
+	return append(opts, kgo.SASL(mech)), nil
+}
+
+// saslMechanism returns the SASL mechanism of c, nil for none.
+func saslMechanism(ctx context.Context, c SASLConfig, userAgent string) (sasl.Mechanism, error) {
+	switch c.Mechanism {
 	case "":
-		return opts, nil
+		return nil, nil
 	case SASLPlain:
-		mech = plain.Auth{User: c.SASL.Username, Pass: c.SASL.Password}.AsMechanism()
+		return plain.Auth{User: c.Username, Pass: c.Password}.AsMechanism(), nil
 	case SASLScramSHA256:
-		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password}.AsSha256Mechanism()
+		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha256Mechanism(), nil
 	case SASLScramSHA512:
-		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password}.AsSha512Mechanism()
+		return scram.Auth{User: c.Username, Pass: c.Password}.AsSha512Mechanism(), nil
 	case SASLAWSMSKIAM:
 		// The default chain: environment, shared config and credentials
 		// files, web identity, ECS and EC2 roles. LoadDefaultConfig wraps
@@ -77,7 +85,7 @@ func securityOpts(ctx context.Context, c Config, userAgent string) ([]kgo.Opt, e
 		if creds == nil {
 			return nil, fmt.Errorf("sasl: %s: no AWS credential provider found", SASLAWSMSKIAM)
 		}
-		mech = saslaws.ManagedStreamingIAM(func(ctx context.Context) (saslaws.Auth, error) {
+		return saslaws.ManagedStreamingIAM(func(ctx context.Context) (saslaws.Auth, error) {
 			v, err := creds.Retrieve(ctx)
 			if err != nil {
 				return saslaws.Auth{}, fmt.Errorf("kafka: %s: AWS credentials: %w", SASLAWSMSKIAM, err)
@@ -88,9 +96,7 @@ func securityOpts(ctx context.Context, c Config, userAgent string) ([]kgo.Opt, e
 				SessionToken: v.SessionToken,
 				UserAgent:    userAgent,
 			}, nil
-		})
-	default: // unreachable after Validate
-		return nil, fmt.Errorf("sasl.mechanism: unknown %q", c.SASL.Mechanism)
+		}), nil
 	}
-	return append(opts, kgo.SASL(mech)), nil
+	return nil, fmt.Errorf("sasl.mechanism: unknown %q", c.Mechanism) // unreachable after Validate
 }
