@@ -101,3 +101,31 @@ func (c lossyConn) Write(p []byte) (int, error) {
 	}
 	return c.Conn.Write(p)
 }
+
+// TestSend_LeaderMovesMidStreamLosesNothingAndDuplicatesNothing moves the
+// partitions' leaders between three brokers while batches are sent: the
+// old leader answers NOT_LEADER_OR_FOLLOWER, the producer reloads metadata
+// and resends to the new one.
+func TestSend_LeaderMovesMidStreamLosesNothingAndDuplicatesNothing(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3, kfake.NumBrokers(3))
+	o, err := newOutputOpts("k", testConfig(c), Settings{}, fastMetadata)
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	const n = 10000
+	batches := lineBatches(t, 0, n, 100, 5)
+	deadline := time.Now().Add(60 * time.Second)
+	moves := 0
+	for k, b := range batches {
+		if k%5 == 2 {
+			before := c.LeaderFor(testTopic, 0)
+			c.ShufflePartitionLeaders()
+			if c.LeaderFor(testTopic, 0) != before {
+				moves++
+			}
+		}
+		deliver(t, o, b, deadline)
+	}
+	require.Positive(t, moves, "partition 0's leader moved")
+	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, n), n)
+}
