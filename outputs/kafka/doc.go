@@ -37,7 +37,9 @@
 // spool entry (an element of Batch.Records) is delivered only when every
 // Kafka record made from it is acknowledged. The result is nil, the error
 // itself when every entry failed, or an *outputs.PartialError listing the
-// failed entries with a reason each. franz-go's own retries are bounded (10
+// failed entries with a reason each, whose Err is permanent only when every
+// failed entry was refused for good (a mix is retryable: the refused entries
+// fail again on their own and are dead-lettered then). franz-go's own retries are bounded (10
 // tries, SendTimeout per record, 4 metadata loads for a missing topic), so
 // Send returns and the agent's sender owns retry and backoff.
 //
