@@ -171,6 +171,7 @@ func (s *send) produce(ctx context.Context, recs []aggregate.Aggregate) {
 			s.fail(i, classRetry, fmt.Errorf("kafka: not produced before the send deadline: %w", err), "")
 			continue
 		}
+		promise := func(r *kgo.Record, err error) { s.settle(i, r, err) }
 		if o.cfg.Format == FormatKPL {
 			src := &recs[i]
 			key := readOnly(src.PartitionKey)
@@ -184,21 +185,21 @@ func (s *send) produce(ctx context.Context, recs []aggregate.Aggregate) {
 			key = s.copyBytes(key)
 			off := len(s.buf)
 			s.buf = src.AppendKinesisData(s.buf)
-			s.add(ctx, i, o.cfg.Topic, key, s.buf[off:len(s.buf):len(s.buf)])
+			s.add(ctx, i, promise, o.cfg.Topic, key, s.buf[off:len(s.buf):len(s.buf)])
 			continue
 		}
 		a := recs[i] // a copy whose Body and keys are ours
 		a.Body = s.copyBytes(a.Body)
 		pk := s.copyBytes(readOnly(a.PartitionKey))
 		if !a.Aggregated {
-			s.add(ctx, i, s.topic(a.Body), pk, a.Body)
+			s.add(ctx, i, promise, s.topic(a.Body), pk, a.Body)
 			continue
 		}
 		err := aggregate.ForEach(&a, func(key, _, data []byte) error {
 			if ctx.Err() != nil {
 				return errDeadline
 			}
-			s.add(ctx, i, s.topic(data), key, data)
+			s.add(ctx, i, promise, s.topic(data), key, data)
 			return nil
 		})
 		switch {
@@ -217,8 +218,9 @@ var (
 	errDeadline = errors.New("kafka: send deadline")
 )
 
-// add hands one Kafka record of entry i to the producer.
-func (s *send) add(ctx context.Context, i int, topic string, key, value []byte) {
+// add hands one Kafka record of entry i to the producer; promise is entry
+// i's (one closure per entry, not per record).
+func (s *send) add(ctx context.Context, i int, promise func(*kgo.Record, error), topic string, key, value []byte) {
 	if s.o.cfg.Key == KeyNone {
 		key = nil
 	}
@@ -226,7 +228,7 @@ func (s *send) add(ctx context.Context, i int, topic string, key, value []byte) 
 	r := &s.krecs[len(s.krecs)-1]
 	s.left[i].Add(1)
 	s.pending.Add(1)
-	s.o.cl.Produce(ctx, r, func(r *kgo.Record, err error) { s.settle(i, r, err) })
+	s.o.cl.Produce(ctx, r, promise)
 }
 
 // topic returns the topic of a user record: its TopicField when set and
