@@ -290,6 +290,9 @@ func (c Config) Validate() error {
 	if c.MaxBufferedBytes < 0 {
 		add("max_buffered_bytes: negative (%d)", int64(c.MaxBufferedBytes))
 	}
+	if eff := c.withDefaults(); c.MaxBufferedBytes >= 0 && c.BatchMaxBytes >= 0 && eff.MaxBufferedBytes < eff.BatchMaxBytes {
+		add("max_buffered_bytes: %s is less than batch_max_bytes %s (a record larger than the buffer is refused)", eff.MaxBufferedBytes, eff.BatchMaxBytes)
+	}
 	if c.ProduceTimeout < 0 {
 		add("produce_timeout: negative (%s)", c.ProduceTimeout)
 	}

@@ -40,6 +40,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"negatives", ok(func(c *Config) {
 			c.Linger, c.BatchMaxBytes, c.MaxInFlight, c.MaxBufferedBytes, c.ProduceTimeout, c.SendTimeout = -1, -1, -1, -1, -1, -1
 		}), []string{"linger:", "batch_max_bytes:", "max_in_flight:", "max_buffered_bytes:", "produce_timeout:", "send_timeout:"}},
+		{"buffer smaller than a batch", ok(func(c *Config) { c.MaxBufferedBytes = 64 << 10 }), []string{"max_buffered_bytes: 64KiB is less than batch_max_bytes"}},
 		{"send_timeout too short", ok(func(c *Config) { c.SendTimeout = 500 * time.Millisecond }), []string{"send_timeout: 500ms, want at least 1s"}},
 		{"tls half a key pair", ok(func(c *Config) { c.TLS = TLSConfig{Enabled: true, CertFile: "c.pem"} }), []string{"tls: cert_file and key_file"}},
 		{"tls settings while disabled", ok(func(c *Config) { c.TLS.CAFile = "ca.pem" }), []string{"tls.enabled is false"}},

@@ -418,7 +418,7 @@ func TestSend_BrokerDownKeepsMemoryBounded(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, testTopic))
 	require.NoError(t, err)
 	o, err := newOutputOpts("k", testConfig(c, func(cfg *Config) {
-		cfg.SendTimeout, cfg.MaxBufferedBytes = time.Second, 256<<10
+		cfg.SendTimeout, cfg.MaxBufferedBytes, cfg.BatchMaxBytes = time.Second, 256<<10, 64<<10
 	}), Settings{}, fastMetadata)
 	require.NoError(t, err)
 	defer o.Close(t.Context())
