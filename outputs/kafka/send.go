@@ -89,6 +89,8 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 		case <-s.done:
 		case <-t.C:
 			settled = false
+			o.rl.logf(slog.LevelWarn, "abandoned", "records still unacknowledged at send_timeout: they are retried, and those the broker had already written are then delivered twice",
+				"records", s.pending.Load(), "send_timeout", o.cfg.SendTimeout)
 		}
 		t.Stop()
 	}
