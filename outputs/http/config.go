@@ -23,6 +23,8 @@ const (
 	FormatRaw = "raw"
 	// FormatKafkaRESTv2 posts to a Confluent REST Proxy's v2 produce API.
 	FormatKafkaRESTv2 = "kafka-rest-v2"
+	// FormatKafkaRESTv3 posts to a Confluent REST Proxy's v3 produce API.
+	FormatKafkaRESTv3 = "kafka-rest-v3"
 )
 
 // Compression names (Config.Compression).
@@ -36,7 +38,7 @@ type Config struct {
 	// URL receives a POST per request. http or https; user:password@ in the
 	// URL is sent as basic auth by net/http, prefer Auth.
 	URL string `yaml:"url"`
-	// Format is ndjson (default), json, raw or kafka-rest-v2.
+	// Format is ndjson (default), json, raw, kafka-rest-v2 or kafka-rest-v3.
 	//   - ndjson: Content-Type application/x-ndjson; each user record's bytes
 	//     and "\n". Records are sent as they are: one containing "\n" reads
 	//     back as several lines.
@@ -54,6 +56,11 @@ type Config struct {
 	//     {"records":[{"key":b64(partition key),"value":b64(data)}]}. URL is
 	//     the proxy's /topics/NAME. Per-record errors in the response's
 	//     offsets are retried (error_code 2) or dead-lettered (error_code 1).
+	//   - kafka-rest-v3: Content-Type application/json; concatenated
+	//     {"key":{"type":"BINARY","data":b64},"value":{...}} records. URL is
+	//     the proxy's /v3/clusters/CLUSTER/topics/TOPIC/records. Each record's
+	//     delivery report is checked: error_code 200 is delivered; 400, 413,
+	//     415 and 422 are dead-lettered; any other code is retried.
 	Format string `yaml:"format"`
 	// Compression is gzip (default) or none. gzip compresses the whole body
 	// at speed level 1 and sets Content-Encoding: gzip.
@@ -179,9 +186,9 @@ func (c Config) Validate() error {
 		checkURL("healthcheck_url", c.HealthcheckURL)
 	}
 	switch c.Format {
-	case "", FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2:
+	case "", FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2, FormatKafkaRESTv3:
 	default:
-		add("format: unknown %q (want %s, %s, %s or %s)", c.Format, FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2)
+		add("format: unknown %q (want %s, %s, %s, %s or %s)", c.Format, FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2, FormatKafkaRESTv3)
 	}
 	switch c.Compression {
 	case "", CompressionGzip, CompressionNone:

@@ -26,7 +26,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"url scheme", func(c *Config) { c.URL = "ftp://h/x" }, []string{`url: scheme "ftp" not supported (want http or https)`}},
 		{"url host", func(c *Config) { c.URL = "http:///x" }, []string{`url: no host in "http:///x"`}},
 		{"url parse", func(c *Config) { c.URL = "http://h/%zz" }, []string{"url: "}},
-		{"format", func(c *Config) { c.Format = "xml" }, []string{`format: unknown "xml" (want ndjson, json, raw or kafka-rest-v2)`}},
+		{"format", func(c *Config) { c.Format = "xml" }, []string{`format: unknown "xml" (want ndjson, json, raw, kafka-rest-v2 or kafka-rest-v3)`}},
 		{"compression", func(c *Config) { c.Compression = "zstd" }, []string{`compression: unknown "zstd" (want gzip or none)`}},
 		{"reserved header", func(c *Config) { c.Headers = map[string]string{"content-encoding": "br"} }, []string{"headers.content-encoding: set by the output, cannot be configured"}},
 		{"bad header name", func(c *Config) { c.Headers = map[string]string{"X Bad": "v"} }, []string{`headers: invalid name "X Bad"`}},

@@ -1,6 +1,7 @@
 // Package http is the HTTP output: it POSTs batches to an endpoint as ndjson,
-// a JSON array, raw KPL records or Confluent REST Proxy v2 produce requests,
-// and classifies each response for the agent's sender (see outputs.Output).
+// a JSON array, raw KPL records or Confluent REST Proxy v2 or v3 produce
+// requests, and classifies each response for the agent's sender (see
+// outputs.Output).
 //
 // # Requests
 //
@@ -60,6 +61,17 @@
 // it: the records are taken as delivered as far as we can tell, counted in
 // agent_output_http_unconfirmed_records_total and logged (at most once a
 // minute). Resending could not get a better answer and would loop forever.
+//
+// # kafka-rest-v3
+//
+// The request is a stream of concatenated JSON records (binary key and value,
+// base64) posted to .../v3/clusters/CLUSTER/topics/TOPIC/records with a
+// Content-Length (not chunked); the 200 response is a stream of delivery
+// reports, one per record, in order. error_code 200 is delivered; 400, 413,
+// 415 and 422 reject that user record on its own (dead-lettered); any other
+// code (401, 403, 404, 408, 429, 5xx) is retryable. Records after a missing
+// or unreadable report are retryable; more reports than records make the
+// whole request retryable.
 //
 // # Secrets in URLs
 //

@@ -172,8 +172,11 @@ func (o *Output) staticHeader(userAgent string) http.Header {
 	}
 	h.Set("User-Agent", userAgent)
 	h.Set("Content-Type", o.format.contentType())
-	if o.format == formatKafkaRESTv2 {
+	switch o.format {
+	case formatKafkaRESTv2:
 		h.Set("Accept", "application/vnd.kafka.v2+json")
+	case formatKafkaRESTv3:
+		h.Set("Accept", kafkaV3ContentType)
 	}
 	for k, v := range o.cfg.Headers {
 		if strings.EqualFold(k, "Host") {
@@ -199,6 +202,7 @@ const (
 	formatJSON
 	formatRaw
 	formatKafkaRESTv2
+	formatKafkaRESTv3
 )
 
 func parseFormat(s string) format {
@@ -209,6 +213,8 @@ func parseFormat(s string) format {
 		return formatRaw
 	case FormatKafkaRESTv2:
 		return formatKafkaRESTv2
+	case FormatKafkaRESTv3:
+		return formatKafkaRESTv3
 	}
 	return formatNDJSON
 }
@@ -221,6 +227,8 @@ func (f format) contentType() string {
 		return "application/octet-stream"
 	case formatKafkaRESTv2:
 		return "application/vnd.kafka.binary.v2+json"
+	case formatKafkaRESTv3:
+		return kafkaV3ContentType
 	}
 	return "application/x-ndjson"
 }

@@ -170,6 +170,8 @@ func (s *sender) appendRecord(dst, pk, data []byte) []byte {
 		return encode.AppendJSONString(dst, data)
 	case formatKafkaRESTv2:
 		return appendKafkaRecord(dst, pk, data)
+	case formatKafkaRESTv3:
+		return appendKafkaV3Record(dst, pk, data)
 	}
 	dst = append(dst, data...)
 	return append(dst, '\n')
@@ -198,8 +200,11 @@ func (s *sender) flush() error {
 func (s *sender) send(lo, hi int) {
 	body := s.requestBody(lo, hi)
 	var onOK func(*http.Response) error
-	if s.o.format == formatKafkaRESTv2 {
+	switch s.o.format {
+	case formatKafkaRESTv2:
 		onOK = s.readKafkaResponse
+	case formatKafkaRESTv3:
+		onOK = s.readKafkaV3Response
 	}
 	s.lo, s.hi = lo, hi
 	err := s.o.roundTrip(s.ctx, body, nil, onOK)

@@ -1,0 +1,88 @@
+// Package kafka is the Kafka output: it produces batches to Apache Kafka (or
+// a compatible broker: Amazon MSK, Redpanda, ...) with franz-go, and
+// classifies each record's outcome for the agent's sender (see
+// outputs.Output).
+//
+// # Records
+//
+// With format records (the default) each user record of a KPL aggregate is
+// one Kafka record: value = the record's bytes, key = its partition key (no
+// key with key: none). With format kpl each spool entry (a Kinesis record: a
+// KPL aggregate with magic and MD5, or a plain record) is one Kafka record,
+// for consumers that deaggregate; its key is the first user record's
+// partition key (the flow's aggregator groups records by key when no shard
+// map is in use, so it is every record's key).
+//
+// The topic is Config.Topic, or per user record the top-level JSON string
+// field Config.TopicField when it is present and a legal topic name
+// (agent_kafka_topic_fallback_total counts the others, which go to Topic).
+//
+// # Partitioning
+//
+// Keyed records go where the Java client's default partitioner puts them:
+// murmur2 of the key, made positive, modulo the partition count
+// (kgo.StickyKeyPartitioner(nil)), so other producers' records of a key
+// share its partition. Records without a key are sticky: they fill one
+// partition's batch, then move on (KIP-480).
+//
+// # Delivery
+//
+// Acks all and the idempotent producer are the defaults: the broker drops
+// the duplicates of the producer's own retries (a request timed out, a
+// connection cut, a broker restarted after writing but before answering),
+// and order per partition is kept with 5 requests in flight.
+//
+// Send hands every Kafka record of the batch to the producer, then waits for
+// the broker's acknowledgements, at most Config.SendTimeout (and its ctx). A
+// spool entry (an element of Batch.Records) is delivered only when every
+// Kafka record made from it is acknowledged. The result is nil, the error
+// itself when every entry failed, or an *outputs.PartialError listing the
+// failed entries with a reason each, whose Err is permanent only when every
+// failed entry was refused for good (a mix is retryable: the refused entries
+// fail again on their own and are dead-lettered then). franz-go's own retries are bounded (10
+// tries, SendTimeout per record, 4 metadata loads for a missing topic), so
+// Send returns and the agent's sender owns retry and backoff.
+//
+// When Send returns at its deadline, records the producer has not sent yet
+// are failed (their context is done); records in a request whose outcome is
+// unknown stay with the producer, which resends them with the same sequence
+// numbers until the broker answers (the idempotent producer cannot drop
+// them without risking a gap). Their entries are reported retryable: the
+// sender's retry may then write them a second time (at-least-once). Memory
+// stays bounded by Config.MaxBufferedBytes: while it is full, Send waits for
+// room, then fails its records as retryable at its deadline.
+//
+// # Classification
+//
+//   - MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE: the broker judges whole
+//     record batches, so every record of the refused batch is sent again
+//     alone (through a second producer that buffers one record); one still
+//     refused alone is permanent, like INVALID_RECORD, CORRUPT_MESSAGE and
+//     INVALID_TOPIC_EXCEPTION. Outputs report spool entries, so the whole
+//     KPL aggregate holding the record is dead-lettered with the reason
+//     (its other user records may have been delivered too).
+//   - A malformed aggregate (it cannot be deaggregated): permanent.
+//   - UNKNOWN_TOPIC_OR_PARTITION: retryable (the topic may be created
+//     later), logged at most once per 30s per topic.
+//   - Authorization and SASL failures: retryable (ACLs and secrets can be
+//     fixed without a restart), logged at most once per 30s.
+//   - Anything else (timeouts, broker down, leader moves, NOT_ENOUGH_REPLICAS):
+//     retryable.
+//
+// # Security
+//
+// TLS (system roots or ca_file, optional client certificate, server_name)
+// and SASL PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM. AWS_MSK_IAM
+// signs with credentials from the AWS SDK's default chain (environment,
+// shared files and profiles, web identity, ECS and EC2 roles), refreshed
+// before they expire; the region comes from the broker's host name. Secrets
+// are never logged nor put in errors.
+//
+// # Metrics
+//
+// Labelled by output (constant) and topic: agent_kafka_records_produced_total,
+// agent_kafka_bytes_produced_total (key and value bytes, before compression),
+// agent_kafka_produce_errors_total{code} (the Kafka error name, or timeout,
+// canceled, client), agent_kafka_produce_latency_seconds (from Send to the
+// acknowledgement), and agent_kafka_topic_fallback_total{reason}.
+package kafka

@@ -1,0 +1,467 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs"
+)
+
+// Failure classes of a spool entry, ordered: retryable wins over permanent
+// when an entry fails both ways.
+const (
+	classOK uint8 = iota
+	classPermanent
+	classRetry
+)
+
+// send is the state of one Send. The producer's promises (run one at a time
+// on franz-go's promise goroutine) and the Send goroutine share it: left and
+// pending are atomic, fails is guarded by mu. A send whose Send returned at
+// its deadline with records still in the producer is abandoned to them (and
+// the garbage collector), never reused.
+type send struct {
+	o      *Output
+	start  time.Time
+	buf    []byte       // copies of keys and values: the batch aliases the sender's buffers
+	krecs  []kgo.Record // one per Kafka record
+	topics map[string]string
+
+	left    []atomic.Int32 // per entry: Kafka records not settled
+	pending atomic.Int64   // Kafka records not settled, +1 while producing
+	done    chan struct{}  // closed when pending reaches 0
+
+	mu       sync.Mutex
+	fails    []failure // per entry
+	suspects []suspect // records refused as too large, to check alone
+}
+
+// suspect is a Kafka record of entry i that the broker refused as too
+// large. The broker judges whole record batches, so the record may only
+// have shared a batch with an oversized one: it is sent again alone before
+// it is judged.
+type suspect struct {
+	i          int
+	topic      string
+	key, value []byte
+}
+
+type failure struct {
+	class  uint8
+	err    error
+	reason string
+}
+
+// Send delivers b: each spool entry is reported delivered only when every
+// Kafka record made from it was acknowledged. See the package documentation.
+func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
+	if o.closed.Load() {
+		return errClosed
+	}
+	if len(b.Records) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.SendTimeout)
+	defer cancel()
+	s := o.getSend(b)
+	s.produce(ctx, b.Records)
+	if s.pending.Add(-1) == 0 {
+		close(s.done)
+	}
+	settled := true
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		// The producer fails the records it has not sent yet (their
+		// context is done); records in a request whose outcome is unknown
+		// stay with it until the broker answers.
+		t := time.NewTimer(abandonGrace)
+		select {
+		case <-s.done:
+		case <-t.C:
+			settled = false
+			o.rl.logf(slog.LevelWarn, "abandoned", "records still unacknowledged at send_timeout: they are retried, and those the broker had already written are then delivered twice",
+				"records", s.pending.Load(), "send_timeout", o.cfg.SendTimeout)
+		}
+		t.Stop()
+	}
+	if settled && len(s.suspects) > 0 {
+		settled = s.checkAlone(ctx)
+	}
+	err := s.result(ctx)
+	if settled {
+		o.putSend(s)
+	}
+	return err
+}
+
+func (o *Output) getSend(b outputs.Batch) *send {
+	s, ok := o.sends.Get().(*send)
+	if !ok {
+		s = &send{o: o, topics: make(map[string]string)}
+	}
+	s.start = time.Now()
+	s.done = make(chan struct{})
+	s.pending.Store(1)
+	n := len(b.Records)
+	if cap(s.left) < n {
+		s.left = make([]atomic.Int32, n)
+		s.fails = make([]failure, n)
+	} else {
+		s.left, s.fails = s.left[:n], s.fails[:n]
+	}
+	size, recs := 0, 0
+	for i := range b.Records {
+		a := &b.Records[i]
+		size += len(a.PartitionKey) + len(a.Body) + aggregateFraming
+		recs += max(a.Count, 1)
+	}
+	if o.cfg.Format == FormatKPL {
+		recs = n
+	}
+	if cap(s.buf) < size {
+		s.buf = make([]byte, 0, size)
+	}
+	if cap(s.krecs) < recs {
+		s.krecs = make([]kgo.Record, 0, recs)
+	}
+	return s
+}
+
+// aggregateFraming is what AppendKinesisData adds to an aggregate's Body
+// (magic and MD5).
+const aggregateFraming = 4 + 16
+
+// maxPooledBytes keeps a Send's copy buffer pooled up to this size.
+const maxPooledBytes = 16 << 20
+
+func (o *Output) putSend(s *send) {
+	if cap(s.buf) > maxPooledBytes {
+		return
+	}
+	s.buf = s.buf[:0]
+	clear(s.krecs[:cap(s.krecs)])
+	s.krecs = s.krecs[:0]
+	clear(s.fails)
+	clear(s.suspects)
+	s.suspects = s.suspects[:0]
+	clear(s.topics)
+	o.sends.Put(s)
+}
+
+// copyBytes appends b to s.buf, whose capacity was sized for the batch, and
+// returns the copy.
+func (s *send) copyBytes(b []byte) []byte {
+	off := len(s.buf)
+	s.buf = append(s.buf, b...)
+	return s.buf[off:len(s.buf):len(s.buf)]
+}
+
+func (s *send) produce(ctx context.Context, recs []aggregate.Aggregate) {
+	o := s.o
+	for i := range recs {
+		if err := ctx.Err(); err != nil {
+			s.fail(i, classRetry, fmt.Errorf("kafka: not produced before the send deadline: %w", err), "")
+			continue
+		}
+		promise := func(r *kgo.Record, err error) { s.settle(i, r, err) }
+		if o.cfg.Format == FormatKPL {
+			src := &recs[i]
+			key := readOnly(src.PartitionKey)
+			if src.Aggregated {
+				key = nil
+				_ = aggregate.ForEach(src, func(p, _, _ []byte) error { // the first user record's key
+					key = p
+					return errFirst
+				})
+			}
+			key = s.copyBytes(key)
+			off := len(s.buf)
+			s.buf = src.AppendKinesisData(s.buf)
+			s.add(ctx, i, promise, o.cfg.Topic, key, s.buf[off:len(s.buf):len(s.buf)])
+			continue
+		}
+		a := recs[i] // a copy whose Body and keys are ours
+		a.Body = s.copyBytes(a.Body)
+		pk := s.copyBytes(readOnly(a.PartitionKey))
+		if !a.Aggregated {
+			s.add(ctx, i, promise, s.topic(a.Body), pk, a.Body)
+			continue
+		}
+		err := aggregate.ForEach(&a, func(key, _, data []byte) error {
+			if ctx.Err() != nil {
+				return errDeadline
+			}
+			s.add(ctx, i, promise, s.topic(data), key, data)
+			return nil
+		})
+		switch {
+		case err == nil:
+		case errors.Is(err, errDeadline):
+			s.fail(i, classRetry, fmt.Errorf("kafka: not produced before the send deadline: %w", ctx.Err()), "")
+		default: // ForEach validates the whole aggregate first: nothing of it was produced
+			err = fmt.Errorf("kafka: decode record %d of the batch: %w", i, err)
+			s.fail(i, classPermanent, outputs.Permanent(err), err.Error())
+		}
+	}
+}
+
+var (
+	errFirst    = errors.New("kafka: first record found")
+	errDeadline = errors.New("kafka: send deadline")
+)
+
+// add hands one Kafka record of entry i to the producer; promise is entry
+// i's (one closure per entry, not per record).
+func (s *send) add(ctx context.Context, i int, promise func(*kgo.Record, error), topic string, key, value []byte) {
+	if s.o.cfg.Key == KeyNone {
+		key = nil
+	}
+	s.krecs = append(s.krecs, kgo.Record{Topic: topic, Key: key, Value: value})
+	r := &s.krecs[len(s.krecs)-1]
+	s.left[i].Add(1)
+	s.pending.Add(1)
+	s.o.cl.Produce(ctx, r, promise)
+}
+
+// topic returns the topic of a user record: its TopicField when set and
+// valid, else the configured topic.
+func (s *send) topic(data []byte) string {
+	o := s.o
+	if o.cfg.TopicField == "" {
+		return o.cfg.Topic
+	}
+	t, ok := jsonStringField(data, o.cfg.TopicField)
+	switch {
+	case !ok:
+		o.m.fallback.WithLabelValues(fallbackMissing).Inc()
+		return o.cfg.Topic
+	case !validTopic(string(t)): // no allocation
+		o.m.fallback.WithLabelValues(fallbackInvalid).Inc()
+		return o.cfg.Topic
+	}
+	if v, ok := s.topics[string(t)]; ok {
+		return v
+	}
+	v := string(t)
+	s.topics[v] = v
+	return v
+}
+
+// settle is the promise of one Kafka record of entry i.
+func (s *send) settle(i int, r *kgo.Record, err error) {
+	o := s.o
+	if err == nil {
+		tm := o.m.topic(r.Topic)
+		tm.records.Inc()
+		tm.bytes.Add(float64(len(r.Key) + len(r.Value)))
+		tm.latency.Observe(time.Since(s.start).Seconds())
+	} else if isAny(err, tooLargeCodes) {
+		s.mu.Lock()
+		s.suspects = append(s.suspects, suspect{i: i, topic: r.Topic, key: r.Key, value: r.Value})
+		s.mu.Unlock()
+	} else {
+		class, code, reason := o.classify(r, err)
+		o.m.errors.WithLabelValues(r.Topic, code).Inc()
+		s.fail(i, class, fmt.Errorf("kafka: produce to topic %s: %w", r.Topic, err), reason)
+	}
+	s.left[i].Add(-1)
+	if s.pending.Add(-1) == 0 {
+		close(s.done)
+	}
+}
+
+func (s *send) fail(i int, class uint8, err error, reason string) {
+	s.mu.Lock()
+	if f := &s.fails[i]; class > f.class {
+		f.class, f.err, f.reason = class, err, reason
+	}
+	s.mu.Unlock()
+}
+
+// permanentCodes are broker answers that no retry can change for the
+// record: it is dead-lettered with the reason.
+var permanentCodes = []error{
+	kerr.MessageTooLarge,    // a record larger than the topic's max.message.bytes (or batch_max_bytes)
+	kerr.RecordListTooLarge, // likewise for the batch
+	kerr.InvalidRecord,      // refused by the broker's validation (e.g. a compacted topic without key)
+	kerr.CorruptMessage,     // the broker's CRC check failed on this record
+	kerr.InvalidTopicException,
+	kerr.InvalidRequiredAcks,
+}
+
+// tooLargeCodes are the answers to a record batch too large for the topic
+// (or for Config.BatchMaxBytes, a check franz-go makes per record).
+var tooLargeCodes = []error{kerr.MessageTooLarge, kerr.RecordListTooLarge}
+
+// checkAlone sends the suspects one at a time through a producer that
+// buffers one record, so each is a batch of its own and the broker's answer
+// is about that record. It reports false when it returned at the deadline
+// with a record still in that producer.
+func (s *send) checkAlone(ctx context.Context) bool {
+	o := s.o
+	s.mu.Lock()
+	sus := s.suspects
+	s.suspects = nil
+	s.mu.Unlock()
+	cl, err := o.soloClient()
+	if err != nil {
+		for _, x := range sus {
+			s.fail(x.i, classRetry, fmt.Errorf("kafka: produce to topic %s: %w", x.topic, err), "")
+		}
+		return true
+	}
+	type answer struct {
+		r   *kgo.Record
+		err error
+	}
+	ch := make(chan answer, 1)
+	for k, x := range sus {
+		if ctx.Err() != nil {
+			for _, y := range sus[k:] {
+				s.fail(y.i, classRetry, fmt.Errorf("kafka: not produced before the send deadline: %w", ctx.Err()), "")
+			}
+			return true
+		}
+		r := &kgo.Record{Topic: x.topic, Key: x.key, Value: x.value}
+		cl.Produce(ctx, r, func(r *kgo.Record, err error) { ch <- answer{r, err} })
+		var a answer
+		select {
+		case a = <-ch:
+		case <-ctx.Done():
+			t := time.NewTimer(abandonGrace)
+			select {
+			case a = <-ch:
+				t.Stop()
+			case <-t.C:
+				for _, y := range sus[k:] {
+					s.fail(y.i, classRetry, fmt.Errorf("kafka: not acknowledged before the send deadline: %w", ctx.Err()), "")
+				}
+				return false
+			}
+		}
+		if a.err == nil {
+			tm := o.m.topic(x.topic)
+			tm.records.Inc()
+			tm.bytes.Add(float64(len(x.key) + len(x.value)))
+			tm.latency.Observe(time.Since(s.start).Seconds())
+			continue
+		}
+		class, code, reason := o.classify(a.r, a.err)
+		o.m.errors.WithLabelValues(x.topic, code).Inc()
+		s.fail(x.i, class, fmt.Errorf("kafka: produce to topic %s: %w", x.topic, a.err), reason)
+	}
+	return true
+}
+
+// authCodes are retried (ACLs may be fixed) and logged at most once per
+// logInterval.
+var authCodes = []error{
+	kerr.TopicAuthorizationFailed,
+	kerr.ClusterAuthorizationFailed,
+	kerr.TransactionalIDAuthorizationFailed,
+	kerr.SaslAuthenticationFailed,
+	kerr.IllegalSaslState,
+	kerr.UnsupportedSaslMechanism,
+}
+
+// classify returns a failed record's class, its metric code and, for a
+// permanent failure, the dead-letter reason. It logs, rate-limited.
+func (o *Output) classify(r *kgo.Record, err error) (class uint8, code, reason string) {
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		code = ke.Message
+	}
+	for _, p := range permanentCodes {
+		if errors.Is(err, p) {
+			reason = fmt.Sprintf("kafka: topic %s rejected a record of %d bytes (key %d bytes): %v", r.Topic, len(r.Value), len(r.Key), err)
+			o.rl.logf(slog.LevelError, "permanent:"+code+":"+r.Topic, "a record was rejected for good: dead-lettered",
+				"topic", r.Topic, "code", code, "value_bytes", len(r.Value), "error", err)
+			return classPermanent, code, reason
+		}
+	}
+	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
+		o.rl.logf(slog.LevelWarn, "unknown_topic:"+r.Topic, "topic does not exist: its records are retried (it may be created later)",
+			"topic", r.Topic)
+		return classRetry, code, ""
+	case isAny(err, authCodes):
+		o.rl.logf(slog.LevelError, "auth:"+code+":"+r.Topic, "not authorized: records are retried until the credentials or ACLs are fixed",
+			"topic", r.Topic, "code", code, "error", err)
+		return classRetry, code, ""
+	case code != "":
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout):
+		code = "timeout"
+	case errors.Is(err, context.Canceled):
+		code = "canceled"
+	default:
+		code = "client"
+	}
+	o.rl.logf(slog.LevelWarn, "retry:"+code, "records not acknowledged: retried", "topic", r.Topic, "code", code, "error", err)
+	return classRetry, code, ""
+}
+
+func isAny(err error, targets []error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// result turns the entries' fates into Send's error. It runs after every
+// record settled, or at the deadline: an entry with records still in the
+// producer is retryable.
+func (s *send) result(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var (
+		failed       []int
+		reasons      []string
+		first        error
+		allPermanent = true
+	)
+	for i := range s.fails {
+		f := s.fails[i]
+		if f.class == classOK && s.left[i].Load() != 0 {
+			f = failure{class: classRetry, err: fmt.Errorf("kafka: output %s: not acknowledged within send_timeout %s: %w", s.o.name, s.o.cfg.SendTimeout, ctx.Err())}
+		}
+		if f.class == classOK {
+			continue
+		}
+		failed = append(failed, i)
+		reason := f.reason
+		if reason == "" {
+			reason = f.err.Error()
+		}
+		reasons = append(reasons, reason)
+		if f.class == classRetry {
+			allPermanent = false
+			if first == nil || outputs.IsPermanent(first) {
+				first = f.err
+			}
+		} else if first == nil {
+			first = f.err
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	if allPermanent && !outputs.IsPermanent(first) {
+		first = outputs.Permanent(first)
+	}
+	if len(failed) == len(s.fails) {
+		return first
+	}
+	return &outputs.PartialError{Failed: failed, Reasons: reasons, Err: first}
+}

@@ -1,0 +1,447 @@
+package kafka
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/batchtest"
+)
+
+// testLines keeps each codec's run to about a second on a loaded machine.
+const testLines = 10000
+
+func TestSend_EveryCodecDeliversEveryLineOnce(t *testing.T) {
+	t.Parallel()
+	for _, codec := range []string{CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd} {
+		t.Run(codec, func(t *testing.T) {
+			t.Parallel()
+			c := startCluster(t, 3)
+			o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.Compression = codec }))
+			deadline := time.Now().Add(60 * time.Second)
+			for _, b := range lineBatches(t, 0, testLines, 100, 50) {
+				deliver(t, o, b, deadline)
+			}
+			got := readAll(t, c.ListenAddrs(), testTopic, testLines)
+			requireExactlyOnce(t, got, testLines)
+			parts := map[int32]int{}
+			for _, r := range got {
+				require.True(t, strings.HasPrefix(r.Key, "host-"), "key %q", r.Key)
+				parts[r.Partition]++
+			}
+			require.Len(t, parts, 3, "records spread over the 3 partitions")
+		})
+	}
+}
+
+// javaMurmur2 is Kafka's Utils.murmur2, written from the Java source's
+// algorithm (seed 0x9747b28c, m 0x5bd1e995, r 24), independently of
+// franz-go's.
+func javaMurmur2(data []byte) int32 {
+	const (
+		seed = uint32(0x9747b28c)
+		m    = uint32(0x5bd1e995)
+		r    = 24
+	)
+	n := len(data)
+	h := seed ^ uint32(n)
+	for i := 0; i+4 <= n; i += 4 {
+		k := binary.LittleEndian.Uint32(data[i:])
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	tail := data[n&^3:]
+	switch len(tail) {
+	case 3:
+		h ^= uint32(tail[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(tail[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(tail[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return int32(h)
+}
+
+// javaPartition is Kafka's BuiltInPartitioner.partitionForKey:
+// toPositive(murmur2(key)) % numPartitions.
+func javaPartition(key string, partitions int32) int32 {
+	return (javaMurmur2([]byte(key)) & 0x7fffffff) % partitions
+}
+
+func TestJavaMurmur2_KafkaUtilsTestVectors(t *testing.T) {
+	t.Parallel()
+	// org.apache.kafka.common.utils.UtilsTest.testMurmur2
+	for in, want := range map[string]int32{
+		"21":                         -973932308,
+		"foobar":                     -790332482,
+		"a-little-bit-long-string":   -985981536,
+		"a-little-bit-longer-string": -1486304829,
+		"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+		"abc": 479470107,
+	} {
+		require.Equal(t, want, javaMurmur2([]byte(in)), in)
+	}
+}
+
+func TestSend_KeyedRecordsLandWhereJavaPutsThem(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	o := newOutput(t, testConfig(c))
+	const n = 3000
+	deliver(t, o, lineBatches(t, 0, n, 50, 1000)[0], time.Now().Add(30*time.Second))
+	got := readAll(t, c.ListenAddrs(), testTopic, n)
+	requireExactlyOnce(t, got, n)
+	counts := map[int32]int{}
+	for _, r := range got {
+		require.Equal(t, javaPartition(r.Key, 3), r.Partition, "key %q", r.Key)
+		counts[r.Partition]++
+	}
+	require.Len(t, counts, 3)
+}
+
+func TestSend_KeyNoneIsSticky(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.Key = KeyNone }))
+	const n = 2000
+	for _, b := range lineBatches(t, 0, n, 100, 5) {
+		deliver(t, o, b, time.Now().Add(30*time.Second))
+	}
+	got := readAll(t, c.ListenAddrs(), testTopic, n)
+	requireExactlyOnce(t, got, n)
+	for _, r := range got {
+		require.Empty(t, r.Key)
+	}
+}
+
+func TestSend_FormatKPLSendsEachAggregateWhole(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.Format = FormatKPL }))
+	const n = 1000
+	batches := lineBatches(t, 0, n, 40, 1000)
+	require.Len(t, batches, 1)
+	deliver(t, o, batches[0], time.Now().Add(30*time.Second))
+	got := readAll(t, c.ListenAddrs(), testTopic, len(batches[0].Records))
+	require.Len(t, got, len(batches[0].Records))
+	var lines []consumed
+	for _, r := range got {
+		recs, err := aggregate.Decode([]byte(r.Value)) // verifies magic and MD5
+		require.NoError(t, err)
+		require.Equal(t, recs[0].PartitionKey, r.Key, "the first user record's key")
+		require.Equal(t, javaPartition(r.Key, 3), r.Partition)
+		for _, u := range recs {
+			lines = append(lines, consumed{Key: u.PartitionKey, Value: string(u.Data)})
+		}
+	}
+	requireExactlyOnce(t, lines, n)
+}
+
+func TestSend_TopicFieldRoutesRecords(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 0, kfake.SeedTopics(1, testTopic, "app-a", "app-b"))
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.TopicField = "topic" }))
+	b := batchtest.Build(t, 10, 0, batchtest.Records(
+		`{"topic":"app-a","n":1}`,
+		`{"n":2,"topic":"app-b"}`,
+		`{"nested":{"topic":"app-b"},"topic":"app-a","n":3}`,
+		`{"topic":"bad topic!","n":4}`,
+		`not json 5`,
+		`{"topic":7,"n":6}`,
+	)...)
+	deliver(t, o, b, time.Now().Add(30*time.Second))
+	vals := func(topic string, n int) []string {
+		var out []string
+		for _, r := range readAll(t, c.ListenAddrs(), topic, n) {
+			out = append(out, r.Value)
+		}
+		return out
+	}
+	require.ElementsMatch(t, []string{`{"topic":"app-a","n":1}`, `{"nested":{"topic":"app-b"},"topic":"app-a","n":3}`}, vals("app-a", 2))
+	require.ElementsMatch(t, []string{`{"n":2,"topic":"app-b"}`}, vals("app-b", 1))
+	require.ElementsMatch(t, []string{`{"topic":"bad topic!","n":4}`, `not json 5`, `{"topic":7,"n":6}`}, vals(testTopic, 3))
+	require.Equal(t, 1.0, testutil.ToFloat64(o.m.fallback.WithLabelValues(fallbackInvalid)))
+	require.Equal(t, 2.0, testutil.ToFloat64(o.m.fallback.WithLabelValues(fallbackMissing)))
+}
+
+func TestSend_RequestTimedOutIsRetriedWithoutDuplicates(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	// REQUEST_TIMED_OUT on produce: kfake appends the batch and still
+	// answers the error, as a broker whose replicas were slow does. The
+	// producer's retries carry the same sequence numbers and are dropped.
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.RequestTimedOut, Count: 4})
+	o := newOutput(t, testConfig(c))
+	const n = 5000
+	for _, b := range lineBatches(t, 0, n, 100, 10) {
+		deliver(t, o, b, time.Now().Add(60*time.Second))
+	}
+	require.EqualValues(t, 4, h.Hits(), "the faults were hit")
+	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, n), n)
+}
+
+func TestSend_TopicCreatedLaterIsDelivered(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 0)
+	o, err := newOutputOpts("k", testConfig(c), Settings{}, fastMetadata)
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	b := lineBatches(t, 0, 500, 50, 100)[0]
+	err = o.Send(t.Context(), b)
+	require.Error(t, err)
+	require.False(t, outputs.IsPermanent(err), "a missing topic is retried: %v", err)
+	require.ErrorIs(t, err, kerr.UnknownTopicOrPartition)
+	require.NoError(t, c.CreateTopic(testTopic, 3, nil))
+	deliver(t, o, b, time.Now().Add(60*time.Second))
+	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, 500), 500)
+}
+
+func TestSend_RecordTooLargeIsPermanentForItsAggregateOnly(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 0)
+	require.NoError(t, c.CreateTopic(testTopic, 1, map[string]string{"max.message.bytes": "2000"}))
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.Compression = CompressionNone }))
+	big := strings.Repeat("x", 4000)
+	recs := batchtest.Records("a1", "a2", "b1", big, "c1", "c2")
+	b := batchtest.Build(t, 2, 0, recs...) // [a1 a2] [b1 big] [c1 c2]
+	require.Len(t, b.Records, 3)
+	err := o.Send(t.Context(), b)
+	pe := requirePartial(t, err, 1)
+	require.True(t, outputs.IsPermanent(pe.Err), "%v", err)
+	require.Contains(t, pe.Reasons[0], "MESSAGE_TOO_LARGE")
+	require.Contains(t, pe.Reasons[0], "4000 bytes")
+	got := readAll(t, c.ListenAddrs(), testTopic, 5)
+	var vals []string
+	for _, r := range got {
+		vals = append(vals, r.Value)
+	}
+	// b1 shared a batch with the oversized record and was sent again alone;
+	// its aggregate is still dead-lettered whole (outputs reports spool
+	// entries, not user records).
+	require.ElementsMatch(t, []string{"a1", "a2", "b1", "c1", "c2"}, vals)
+}
+
+func TestSend_ClientSideTooLargeIsPermanent(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.BatchMaxBytes = 1024 }))
+	b := batchtest.Build(t, 1, 0, batchtest.Records("small", strings.Repeat("y", 2000))...)
+	err := o.Send(t.Context(), b)
+	pe := requirePartial(t, err, 1)
+	require.True(t, outputs.IsPermanent(pe.Err))
+	require.Contains(t, pe.Reasons[0], "2000 bytes")
+}
+
+func TestSend_MalformedAggregateIsPermanent(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	o := newOutput(t, testConfig(c))
+	b := lineBatches(t, 0, 20, 10, 10)[0]
+	b.Records[0].Body = []byte{0xff, 0x01}
+	err := o.Send(t.Context(), b)
+	pe := requirePartial(t, err, 0)
+	require.True(t, outputs.IsPermanent(pe.Err))
+	require.ErrorIs(t, err, aggregate.ErrMalformed)
+}
+
+func TestSend_ReturnsAtItsDeadlineWhenTheBrokerNeverAnswers(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return nil, nil, true // read and never answered
+	})
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	start := time.Now()
+	err := o.Send(t.Context(), lineBatches(t, 0, 100, 10, 100)[0])
+	require.Error(t, err)
+	require.False(t, outputs.IsPermanent(err))
+	require.Less(t, time.Since(start), 20*time.Second, "Send bounds its wait")
+}
+
+func TestSend_SASL(t *testing.T) {
+	t.Parallel()
+	for _, mech := range []string{SASLPlain, SASLScramSHA256, SASLScramSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			t.Parallel()
+			c := startCluster(t, 1, kfake.EnableSASL(), kfake.Superuser(mech, "agent", "s3cret"))
+			o := newOutput(t, testConfig(c, func(cfg *Config) {
+				cfg.SASL = SASLConfig{Mechanism: strings.ToLower(mech), Username: "agent", Password: "s3cret"}
+			}))
+			deliver(t, o, lineBatches(t, 0, 50, 10, 10)[0], time.Now().Add(30*time.Second))
+
+			bad := newOutput(t, testConfig(c, func(cfg *Config) {
+				cfg.SASL = SASLConfig{Mechanism: mech, Username: "agent", Password: "wrong-password"}
+				cfg.SendTimeout = time.Second
+			}))
+			err := bad.Send(t.Context(), lineBatches(t, 0, 5, 10, 10)[0])
+			require.Error(t, err)
+			require.False(t, outputs.IsPermanent(err), "authentication failures are retried: %v", err)
+			require.NotContains(t, err.Error(), "wrong-password")
+		})
+	}
+}
+
+func TestSend_MetricsPerTopic(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	reg := prometheus.NewPedanticRegistry()
+	o, err := New("k1", testConfig(c), Settings{Registerer: reg})
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	b := lineBatches(t, 0, 100, 10, 100)[0]
+	deliver(t, o, b, time.Now().Add(30*time.Second))
+	require.Equal(t, 100.0, testutil.ToFloat64(o.m.records.WithLabelValues(testTopic)))
+	var bytes int
+	for i := range 100 {
+		bytes += len(line(i)) + len(key(i))
+	}
+	require.Equal(t, float64(bytes), testutil.ToFloat64(o.m.bytes.WithLabelValues(testTopic)))
+	n, err := testutil.GatherAndCount(reg, "agent_kafka_produce_latency_seconds")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoError(t, o.Close(t.Context()))
+	// Close unregisters: an output of the same name can be built again (reload).
+	o2, err := New("k1", testConfig(c), Settings{Registerer: reg})
+	require.NoError(t, err)
+	require.NoError(t, o2.Close(t.Context()))
+}
+
+func TestSend_AfterCloseFails(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	o := newOutput(t, testConfig(c))
+	require.NoError(t, o.Close(t.Context()))
+	require.ErrorIs(t, o.Send(t.Context(), lineBatches(t, 0, 1, 1, 1)[0]), errClosed)
+}
+
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	o := newOutput(t, testConfig(c))
+	require.NoError(t, o.Healthcheck(t.Context()))
+	c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	require.Error(t, o.Healthcheck(ctx))
+}
+
+func requirePartial(t *testing.T, err error, failed ...int) *outputs.PartialError {
+	t.Helper()
+	var pe *outputs.PartialError
+	require.ErrorAs(t, err, &pe, fmt.Sprint(err))
+	require.Equal(t, failed, pe.Failed)
+	require.Len(t, pe.Reasons, len(pe.Failed))
+	return pe
+}
+
+// fastMetadata lets tests of missing topics reload metadata quickly (the
+// default minimum age, 5s, makes each Send to a missing topic take ~12s).
+var fastMetadata = kgo.MetadataMinAge(50 * time.Millisecond)
+
+// logCapture is a slog handler that keeps the messages logged.
+type logCapture struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	l.msgs = append(l.msgs, line)
+	return nil
+}
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCapture) WithGroup(string) slog.Handler      { return l }
+
+func (l *logCapture) count(substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if strings.Contains(m, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestSend_UnknownTopicIsLoggedOncePerInterval(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 0)
+	logs := &logCapture{}
+	o, err := newOutputOpts("k", testConfig(c, func(cfg *Config) { cfg.Topic = "missing" }), Settings{Logger: slog.New(logs)}, fastMetadata)
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	for range 3 {
+		err := o.Send(t.Context(), lineBatches(t, 0, 20, 10, 10)[0])
+		require.ErrorIs(t, err, kerr.UnknownTopicOrPartition)
+	}
+	require.Equal(t, 1, logs.count("topic does not exist"), "%v", logs.msgs)
+	require.Equal(t, 60.0, testutil.ToFloat64(o.m.errors.WithLabelValues("missing", "UNKNOWN_TOPIC_OR_PARTITION")), "counted per Kafka record")
+}
+
+// TestSend_BrokerDownKeepsMemoryBounded sends to a broker that went away:
+// every Send returns at its deadline with a retryable error, and the records
+// it handed to the producer are failed and released, not piled up: 1 MB
+// sent, never more than max_buffered_bytes held.
+func TestSend_BrokerDownKeepsMemoryBounded(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, testTopic))
+	require.NoError(t, err)
+	o, err := newOutputOpts("k", testConfig(c, func(cfg *Config) {
+		cfg.SendTimeout, cfg.MaxBufferedBytes, cfg.BatchMaxBytes = time.Second, 256<<10, 64<<10
+	}), Settings{}, fastMetadata)
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	deliver(t, o, lineBatches(t, 0, 10, 10, 10)[0], time.Now().Add(30*time.Second))
+	c.Close()
+	batches := lineBatches(t, 0, 10000, 100, 40) // ~500 KB a batch: twice the buffer
+	for _, b := range batches[:2] {
+		start := time.Now()
+		err := o.Send(t.Context(), b)
+		require.Error(t, err)
+		require.False(t, outputs.IsPermanent(err))
+		require.Less(t, time.Since(start), 15*time.Second)
+		require.LessOrEqual(t, o.cl.BufferedProduceBytes(), int64(256<<10))
+	}
+	// The records still buffered belong to Sends that returned: when the
+	// broker is back, those never sent are past their delivery timeout and
+	// are dropped before a request is written, not sent behind the sender's
+	// retry.
+	t.Logf("still buffered: %d records, %d bytes", o.cl.BufferedProduceRecords(), o.cl.BufferedProduceBytes())
+	c2 := startCluster(t, 1, kfake.Ports(port))
+	require.Eventually(t, func() bool { return o.cl.BufferedProduceRecords() == 0 }, 30*time.Second, 20*time.Millisecond)
+	// Only a request written to the dying connection (outcome unknown) may
+	// be resent: at most a few batches, not the buffer.
+	got := readAll(t, c2.ListenAddrs(), testTopic, 0)
+	t.Logf("delivered after the broker came back: %d", len(got))
+}
