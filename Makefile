@@ -47,19 +47,22 @@ fuzz-short:
 	done
 
 # deb and rpm packages (packaging/nfpm.yaml, built by nfpm: `go tool nfpm`)
-# for each of PKG_ARCHES, into DIST: make package VERSION=1.2.3
-DIST       ?= dist
-PKG_ARCHES ?= amd64 arm64
+# for each of PKG_ARCHES, into DIST: make package VERSION=1.2.3 (a tag
+# v1.2.3 checked out works without VERSION; the v is dropped).
+DIST        ?= dist
+PKG_ARCHES  ?= amd64 arm64
+PKG_VERSION  = $(patsubst v%,%,$(VERSION))
 package:
-	@case '$(VERSION)' in [0-9]*) ;; *) echo 'make package: VERSION must be a package version starting with a digit, e.g. make package VERSION=1.2.3 (got "$(VERSION)")'; exit 2;; esac
+	@echo '$(PKG_VERSION)' | grep -Eq '^[0-9]+\.[0-9]+(\.[0-9]+)*([~+][0-9A-Za-z.~+]*)?$$' || { \
+	  echo 'make package: VERSION must be a release version such as 1.2.3 or 1.2.3~rc1 (got "$(VERSION)")'; exit 2; }
 	@mkdir -p $(DIST)
 	@printf 'agent (%s-1) unstable; urgency=medium\n\n  * Release %s, built from commit %s.\n\n -- agent maintainers <agent@kplagent.invalid>  %s\n' \
-	  '$(VERSION)' '$(VERSION)' '$(COMMIT)' "$$(date -u -R)" | gzip -9n > $(DIST)/changelog.Debian.gz
+	  '$(PKG_VERSION)' '$(PKG_VERSION)' '$(COMMIT)' "$$(date -u -R)" | gzip -9n > $(DIST)/changelog.Debian.gz
 	@set -e; for arch in $(PKG_ARCHES); do \
 	  echo "package: build linux/$$arch"; \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/agent-linux-$$arch ./cmd/agent; \
 	  for fmt in deb rpm; do \
-	    VERSION='$(VERSION)' PKG_ARCH=$$arch BIN=$(DIST)/agent-linux-$$arch CHANGELOG=$(DIST)/changelog.Debian.gz \
+	    VERSION='$(PKG_VERSION)' PKG_ARCH=$$arch BIN=$(DIST)/agent-linux-$$arch CHANGELOG=$(DIST)/changelog.Debian.gz \
 	      $(GO) tool nfpm package --config packaging/nfpm.yaml --packager $$fmt --target $(DIST)/; \
 	  done; \
 	done
