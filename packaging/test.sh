@@ -5,9 +5,10 @@
 # config, removes and purges it, checking users, files, modes and state at
 # each step.
 #
-# Installing needs root and CI=true or AGENT_PACKAGE_TEST_INSTALL=1, so a
-# developer's `make test-package` never installs anything by accident; it
-# refuses when an agent package is already installed. The machine is left
+# Installing needs root and CI=true or AGENT_PACKAGE_TEST_INSTALL=1 (=0
+# turns it off even with CI=true), so a developer's `make test-package` never
+# installs anything by accident; it refuses when an agent package is already
+# installed. The machine is left
 # as found: the package purged, and the agent user removed if the test
 # created it (the package itself keeps the user on purge).
 #
@@ -36,7 +37,8 @@ expect_mode() {
 }
 
 install_mode=false
-if [ "${CI:-}" = true ] || [ "${AGENT_PACKAGE_TEST_INSTALL:-}" = 1 ]; then
+if [ "${AGENT_PACKAGE_TEST_INSTALL:-}" = 1 ] ||
+	{ [ "${CI:-}" = true ] && [ "${AGENT_PACKAGE_TEST_INSTALL:-}" != 0 ]; }; then
 	install_mode=true
 	[ "$(id -u)" = 0 ] || fail "installing the package needs root"
 	for tool in dpkg lintian rpm systemd-analyze runuser setpriv; do
