@@ -2,10 +2,12 @@
 GO        ?= go
 BIN       ?= bin/agent
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check
+.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check package test-package docker
 
 all: build
 
@@ -49,6 +51,37 @@ fuzz-short:
 	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir; \
 	  done; \
 	done
+
+# deb and rpm packages (packaging/nfpm.yaml, built by nfpm: `go tool nfpm`)
+# for each of PKG_ARCHES, into DIST: make package VERSION=1.2.3 (a tag
+# v1.2.3 checked out works without VERSION; the v is dropped).
+DIST        ?= dist
+PKG_ARCHES  ?= amd64 arm64
+PKG_VERSION  = $(patsubst v%,%,$(VERSION))
+package:
+	@echo '$(PKG_VERSION)' | grep -Eq '^[0-9]+\.[0-9]+(\.[0-9]+)*([~+][0-9A-Za-z.~+]*)?$$' || { \
+	  echo 'make package: VERSION must be a release version such as 1.2.3 or 1.2.3~rc1 (got "$(VERSION)")'; exit 2; }
+	@mkdir -p $(DIST)
+	@printf 'agent (%s-1) unstable; urgency=medium\n\n  * Release %s, built from commit %s.\n\n -- agent maintainers <agent@kplagent.invalid>  %s\n' \
+	  '$(PKG_VERSION)' '$(PKG_VERSION)' '$(COMMIT)' "$$(date -u -R)" | gzip -9n > $(DIST)/changelog.Debian.gz
+	@set -e; for arch in $(PKG_ARCHES); do \
+	  echo "package: build linux/$$arch"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/agent-linux-$$arch ./cmd/agent; \
+	  for fmt in deb rpm; do \
+	    VERSION='$(PKG_VERSION)' PKG_ARCH=$$arch BIN=$(DIST)/agent-linux-$$arch CHANGELOG=$(DIST)/changelog.Debian.gz \
+	      $(GO) tool nfpm package --config packaging/nfpm.yaml --packager $$fmt --target $(DIST)/; \
+	  done; \
+	done
+
+# Builds, inspects, lints and (with CI=true or AGENT_PACKAGE_TEST_INSTALL=1,
+# as root) installs, upgrades and purges the deb on this machine.
+test-package:
+	packaging/test.sh
+
+# The container image (Dockerfile), where a container builder exists.
+IMAGE ?= agent:$(VERSION)
+docker:
+	docker build --build-arg VERSION='$(VERSION)' --build-arg COMMIT='$(COMMIT)' --build-arg DATE='$(DATE)' -t '$(IMAGE)' .
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./aggregate/ ./spool/ ./agent/source/file/

@@ -32,10 +32,17 @@ func components() agent.Components {
 	}
 }
 
-// printVersion prints the version and the compiled-in types.
+// printVersion prints the version, the commit and build date when stamped,
+// and the compiled-in types.
 func printVersion(w io.Writer) {
 	c := components()
 	fmt.Fprintln(w, "agent", version)
+	if commit != "" {
+		fmt.Fprintln(w, "commit:", commit)
+	}
+	if date != "" {
+		fmt.Fprintln(w, "built:", date)
+	}
 	fmt.Fprintln(w, "sources:", strings.Join(c.SourceNames(), ", "))
 	fmt.Fprintln(w, "outputs:", strings.Join(c.OutputNames(), ", "))
 }
