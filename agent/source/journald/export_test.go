@@ -59,7 +59,7 @@ func TestParseExport(t *testing.T) {
 				{fields: map[string][]string{"__CURSOR": {"c2"}, "MESSAGE": {""}}, cursor: "c2"},
 			}},
 		{name: "binary field with newlines and a blank line inside",
-			in: "__CURSOR=c1\n" + binField("MESSAGE", []byte("a\n\nb\x00\xff")) + "PRIORITY=3\n\n",
+			in:   "__CURSOR=c1\n" + binField("MESSAGE", []byte("a\n\nb\x00\xff")) + "PRIORITY=3\n\n",
 			want: []parsed{{fields: map[string][]string{"__CURSOR": {"c1"}, "MESSAGE": {"a\n\nb\x00\xff"}, "PRIORITY": {"3"}}, cursor: "c1"}}},
 		{name: "repeated field", in: "A=1\nA=2\n\n",
 			want: []parsed{{fields: map[string][]string{"A": {"1", "2"}}}}},

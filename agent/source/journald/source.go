@@ -254,7 +254,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 		seq     int64
 		since   string // for restarts before any cursor was seen
 		delay   = restartMin
-		started bool      // a journalctl delivered entries
+		started bool      // a journalctl wrote entries
 		first   time.Time // when the first journalctl started
 	)
 	en := newEncoder(s.cfg.ExcludeFields, int(s.cfg.MaxRecordBytes))
@@ -270,8 +270,10 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 		if res.last != "" {
 			after = res.last
 		}
-		if res.emitted > 0 {
+		if res.output {
 			started = true
+		}
+		if res.emitted > 0 {
 			delay = restartMin
 		}
 		if ctx.Err() != nil {
@@ -308,6 +310,7 @@ type childResult struct {
 	emitErr  error
 	startErr error
 	stderr   string // the last lines journalctl wrote to stderr
+	output   bool   // journalctl wrote something on stdout
 }
 
 // runChild runs one journalctl until it ends, ctx ends, the stream breaks
@@ -345,7 +348,8 @@ func (s *Source) runChild(ctx context.Context, emit source.Emit, path string, ar
 	defer r.Close()
 
 	maxValue := int(s.cfg.MaxRecordBytes)
-	p := newExportReader(r, maxValue, 2*maxValue)
+	cr := &countingReader{r: r}
+	p := newExportReader(cr, maxValue, 2*maxValue)
 	var buf []byte
 	for {
 		e, err := p.next()
@@ -405,7 +409,20 @@ func (s *Source) runChild(ctx context.Context, emit source.Emit, path string, ar
 		res.exitCode = 0
 	}
 	res.stderr = errw.tail()
+	res.output = cr.n > 0
 	return res
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func joinArgs(a []string) string {

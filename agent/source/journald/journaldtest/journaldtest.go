@@ -14,21 +14,30 @@ import (
 	"time"
 )
 
-// BuildFake builds the fake journalctl into dir and returns its path.
-func BuildFake(t testing.TB, dir string) string {
-	t.Helper()
+// Build builds the fake journalctl into dir and returns its path.
+func Build(dir string) (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
-		t.Fatal("journaldtest: no caller")
+		return "", fmt.Errorf("journaldtest: no caller")
 	}
 	pkg := filepath.Join(filepath.Dir(file), "..", "internal", "fakejournalctl")
 	out := filepath.Join(dir, "journalctl")
 	cmd := exec.Command("go", "build", "-o", out, ".")
 	cmd.Dir = pkg
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the fake journalctl: %v\n%s", err, b)
+		return "", fmt.Errorf("building the fake journalctl: %v\n%s", err, b)
 	}
-	return out
+	return out, nil
+}
+
+// BuildFake builds the fake journalctl into dir and returns its path.
+func BuildFake(t testing.TB, dir string) string {
+	t.Helper()
+	p, err := Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // Journal is a file of export-format entries the fake serves.
@@ -59,11 +68,17 @@ func Message(i int) string { return fmt.Sprintf("message %06d", i) }
 // MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and _SYSTEMD_UNIT.
 func (j *Journal) Append(t testing.TB, n int) int {
 	t.Helper()
+	return j.AppendAt(t, n, time.Now())
+}
+
+// AppendAt is Append with __REALTIME_TIMESTAMP at.
+func (j *Journal) AppendAt(t testing.TB, n int, at time.Time) int {
+	t.Helper()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	first := j.n
 	var b strings.Builder
-	now := time.Now().UnixMicro()
+	now := at.UnixMicro()
 	for i := first; i < first+n; i++ {
 		fmt.Fprintf(&b, "__CURSOR=%s\n__REALTIME_TIMESTAMP=%d\n__MONOTONIC_TIMESTAMP=%d\n_BOOT_ID=0123456789abcdef0123456789abcdef\nPRIORITY=6\nSYSLOG_IDENTIFIER=app\n_SYSTEMD_UNIT=app.service\n_PID=42\nMESSAGE=%s\n\n",
 			Cursor(i), now, i, Message(i))

@@ -40,9 +40,17 @@ func main() {
 		}
 	}
 	starts := 0
-	if logPath := os.Getenv("FAKE_JOURNAL_LOG"); logPath != "" {
+	logPath := os.Getenv("FAKE_JOURNAL_LOG")
+	if logPath != "" {
 		if old, err := os.ReadFile(logPath); err == nil {
 			starts = bytes.Count(old, []byte("\n"))
+		}
+	}
+	// logStart notes the start once its position is fixed: a test that
+	// saw the line may append entries that must come out.
+	logStart := func() {
+		if logPath == "" {
+			return
 		}
 		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
@@ -52,6 +60,7 @@ func main() {
 		f.Close()
 	}
 	if msg := os.Getenv("FAKE_JOURNAL_FAIL"); msg != "" {
+		logStart()
 		fail(msg)
 	}
 	die := -1
@@ -68,6 +77,7 @@ func main() {
 			i = 0
 		}
 		if i < 0 {
+			logStart()
 			fail("Failed to seek to cursor: Invalid argument")
 		}
 		end := bytes.Index(data[i:], []byte("\n\n"))
@@ -78,6 +88,7 @@ func main() {
 	case tailZero:
 		pos = completeEnd(data, 0)
 	}
+	logStart()
 	var sinceUS int64 = -1
 	if since != "" {
 		s, err := strconv.ParseInt(since, 10, 64)
