@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -170,6 +171,37 @@ func TestJournald_RealJournalLineArrives(t *testing.T) {
 	require.NotEmpty(t, rec["_PID"])
 	_, err = time.Parse(time.RFC3339Nano, rec["__REALTIME_TIMESTAMP"].(string))
 	require.NoError(t, err)
+
+	// A value that is not UTF-8 comes in journalctl's binary form and
+	// leaves as base64.
+	write := func(line string) {
+		cmd := exec.Command("systemd-cat", "-t", tag)
+		cmd.Stdin = strings.NewReader(line + "\n")
+		require.NoError(t, cmd.Run())
+	}
+	bin := "bad \xff byte"
+	write(bin)
+	want := []byte(`"MESSAGE":{"base64":"` + base64.StdEncoding.EncodeToString([]byte(bin)) + `"}`)
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(outFile)
+		return bytes.Contains(b, want)
+	}, 30*time.Second, 20*time.Millisecond, "agent: %s", p.output())
 	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
 	require.Equal(t, 0, p.wait(t, 30*time.Second), p.output())
+
+	// Written while the agent is down: the restart resumes after the
+	// checkpointed (real) cursor and sends it, and nothing twice.
+	write("while down")
+	p = startAgent(t, "run", "-c", cfgPath)
+	require.Eventually(t, func() bool { return outputMessages(t, outFile)["while down"] == 1 }, 30*time.Second, 20*time.Millisecond, "agent: %s", p.output())
+	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
+	require.Equal(t, 0, p.wait(t, 30*time.Second), p.output())
+	b, err := os.ReadFile(outFile)
+	require.NoError(t, err)
+	require.Equal(t, 1, bytes.Count(b, want), "the binary entry once")
+	for m, n := range outputMessages(t, outFile) {
+		if m != msg { // written until one arrived: several entries
+			require.Equal(t, 1, n, "%q delivered %d times", m, n)
+		}
+	}
 }
