@@ -3,6 +3,7 @@ package journald
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -35,10 +36,13 @@ func Type() source.Type {
 	}
 }
 
-// ResolvePaths makes a relative directory relative to base (the config
-// file's directory). journalctl_path stays as it is: a bare name is looked
-// up in PATH.
+// ResolvePaths makes a relative directory, and a relative journalctl_path
+// with a "/", relative to base (the config file's directory); a bare
+// journalctl_path is looked up in PATH.
 func (c *Config) ResolvePaths(base string) {
+	if strings.Contains(c.JournalctlPath, "/") && !filepath.IsAbs(c.JournalctlPath) {
+		c.JournalctlPath = filepath.Join(base, c.JournalctlPath)
+	}
 	if c.Directory != "" && !filepath.IsAbs(c.Directory) {
 		c.Directory = filepath.Join(base, c.Directory)
 	}

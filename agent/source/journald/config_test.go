@@ -60,3 +60,18 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 }
+
+func TestConfig_ResolvePaths(t *testing.T) {
+	c := DefaultConfig()
+	c.ResolvePaths("/etc/agent")
+	require.Equal(t, "journalctl", c.JournalctlPath, "a bare name is looked up in PATH")
+	require.Empty(t, c.Directory)
+	c.JournalctlPath, c.Directory = "bin/journalctl", "journal"
+	c.ResolvePaths("/etc/agent")
+	require.Equal(t, "/etc/agent/bin/journalctl", c.JournalctlPath)
+	require.Equal(t, "/etc/agent/journal", c.Directory)
+	c.JournalctlPath, c.Directory = "/usr/bin/journalctl", "/var/log/journal"
+	c.ResolvePaths("/etc/agent")
+	require.Equal(t, "/usr/bin/journalctl", c.JournalctlPath)
+	require.Equal(t, "/var/log/journal", c.Directory)
+}

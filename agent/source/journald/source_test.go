@@ -198,6 +198,25 @@ func TestRun_JournalctlDyingMidStreamIsRestartedAfterTheLastEmittedEntry(t *test
 	require.Contains(t, starts[1], "--after-cursor="+journaldtest.Cursor(3))
 }
 
+// Output that is not in the export format is counted; journalctl is
+// stopped and started again after the last good entry.
+func TestRun_MalformedOutputRestartsJournalctlAfterTheLastEntry(t *testing.T) {
+	f := newFixture(t)
+	f.j.Append(t, 6)
+	t.Setenv("FAKE_JOURNAL_GARBAGE", "3")
+	s, err := New(f.config(nil), Settings{Name: "j"})
+	require.NoError(t, err)
+	c := &collector{}
+	stop := run(t, s, c)
+	waitFor(t, "6 records", func() bool { return len(c.messages()) == 6 })
+	require.NoError(t, stop())
+	require.Equal(t, messages(0, 6), c.messages())
+	st := s.Stats()
+	require.Equal(t, uint64(1), st.ParseErrors)
+	require.Equal(t, uint64(1), st.Restarts)
+	require.Contains(t, f.starts()[1], "--after-cursor="+journaldtest.Cursor(2))
+}
+
 func TestRun_StartAtEndReadsOnlyNewEntries(t *testing.T) {
 	f := newFixture(t)
 	f.j.Append(t, 5)

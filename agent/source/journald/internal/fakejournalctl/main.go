@@ -7,6 +7,8 @@
 //	FAKE_JOURNAL_LOG  a line with the arguments is appended per start
 //	FAKE_JOURNAL_DIE  "N": the first start writes N entries and half of the
 //	                  next one, then exits with status 1 (a crash mid-stream)
+//	FAKE_JOURNAL_GARBAGE "N": the first start writes N entries, then a line
+//	                  that is not in the export format, and waits
 //	FAKE_JOURNAL_FAIL a message written to stderr before exiting with
 //	                  status 1 at once (an unreadable journal)
 //
@@ -63,9 +65,12 @@ func main() {
 		logStart()
 		fail(msg)
 	}
-	die := -1
+	die, garbage := -1, -1
 	if n, err := strconv.Atoi(os.Getenv("FAKE_JOURNAL_DIE")); err == nil && starts == 0 {
 		die = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("FAKE_JOURNAL_GARBAGE")); err == nil && starts == 0 {
+		garbage = n
 	}
 	path := os.Getenv("FAKE_JOURNAL")
 	pos := 0
@@ -109,6 +114,10 @@ func main() {
 			pos += end + 2
 			if sinceUS >= 0 && realtime(ent) < sinceUS {
 				continue
+			}
+			if written == garbage {
+				os.Stdout.WriteString("-- this is not the export format --\n\n")
+				select {} // until killed
 			}
 			if written == die {
 				os.Stdout.Write(ent[:len(ent)/2])
