@@ -3,6 +3,7 @@ package journald
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -130,6 +131,8 @@ func FuzzParseExport(f *testing.F) {
 		p := newExportReader(bytes.NewReader(data), maxValue, maxEntry)
 		var again bytes.Buffer
 		var want []string
+		en := newEncoder(nil, 100)
+		var rec []byte
 		for {
 			e, err := p.next()
 			if err != nil {
@@ -145,6 +148,11 @@ func FuzzParseExport(f *testing.F) {
 			}
 			require.LessOrEqual(t, total, maxEntry)
 			again.WriteString("\n")
+			// Encode a copy: encoding may cut values.
+			cp := &entry{fields: append([]field(nil), e.fields...), truncated: e.truncated}
+			rec, _ = en.encode(rec, cp)
+			require.True(t, json.Valid(rec), "%q", rec)
+			require.LessOrEqual(t, len(rec), 100)
 			want = append(want, dump(e.fields))
 		}
 		p2 := newExportReader(bytes.NewReader(again.Bytes()), maxValue, maxEntry)

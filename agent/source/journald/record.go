@@ -67,7 +67,8 @@ func (en *encoder) encode(dst []byte, e *entry) (out []byte, cut bool) {
 	}
 	cut = e.truncated
 	out = en.appendObject(dst[:0], e, cut)
-	for tries := 0; len(out) > en.max && tries < 16; tries++ {
+	// Each round shortens a value or drops a field: it ends.
+	for len(out) > en.max {
 		cut = true
 		// Cut the longest value by what is too much (encoded bytes are at
 		// least the raw bytes), plus room for the marker.
@@ -83,7 +84,7 @@ func (en *encoder) encode(dst []byte, e *entry) (out []byte, cut bool) {
 		if longest < 0 {
 			// Only names left: drop the last group.
 			if len(en.group) == 0 {
-				break
+				break // "{}" plus the marker: shorter than any max
 			}
 			en.group = en.group[:len(en.group)-1]
 		} else {

@@ -71,3 +71,17 @@ func TestEncode_OversizeEntryIsCutToFitAndMarked(t *testing.T) {
 	require.True(t, cut, "an entry the reader cut is marked too")
 	require.Equal(t, `{"__CURSOR":"c","PRIORITY":"3","_AGENT_TRUNCATED":true}`, string(out))
 }
+
+// Many fields, each escaping to six bytes a byte, still fit.
+func TestEncode_ManyEscapedFieldsFit(t *testing.T) {
+	const max = 1024
+	en := newEncoder(nil, max)
+	var kv []string
+	for i := range 200 {
+		kv = append(kv, "F"+strings.Repeat("X", i%50), strings.Repeat("\x01", 40))
+	}
+	out, cut := en.encode(nil, entryOf(kv...))
+	require.True(t, cut)
+	require.LessOrEqual(t, len(out), max)
+	require.True(t, json.Valid(out), "%s", out)
+}
