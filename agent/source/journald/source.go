@@ -259,8 +259,9 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 	)
 	en := newEncoder(s.cfg.ExcludeFields, int(s.cfg.MaxRecordBytes))
 	for children := 1; ; children++ {
-		if after == "" && since == "" && children > 1 {
-			// No entry seen yet: go on from when the first one started.
+		if after == "" && since == "" && children > 1 && s.cfg.StartAt == StartAtEnd {
+			// No entry seen yet: go on from when the first one started
+			// (from the beginning, start_at: beginning starts over).
 			since = "@" + strconv.FormatInt(first.Unix(), 10)
 		}
 		if children == 1 {
@@ -282,7 +283,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 		if res.emitErr != nil {
 			return res.emitErr
 		}
-		if res.startErr != nil {
+		if res.startErr != nil && children == 1 {
 			return fmt.Errorf("journald source %q: %w: %w", s.set.Name, ErrNoJournalctl, res.startErr)
 		}
 		if !started && children == 1 && res.exitCode > 0 {
@@ -290,6 +291,9 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 				s.set.Name, joinArgs(res.args), res.exitCode, res.stderr)
 		}
 		s.restarts.Add(1)
+		if res.err == nil {
+			res.err = res.startErr
+		}
 		s.log.Warn("journalctl ended; starting it again", "exit_code", res.exitCode, "error", res.err,
 			"after_cursor", after, "in", delay, "stderr", res.stderr)
 		select {

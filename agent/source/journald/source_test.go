@@ -252,6 +252,24 @@ func TestRun_RestartBeforeAnyEntryGoesOnFromTheFirstStart(t *testing.T) {
 	require.Contains(t, starts[1], "--since=@")
 }
 
+// With start_at: beginning, a journalctl that dies before its first entry
+// is started again from the beginning: nothing older is skipped.
+func TestRun_RestartBeforeAnyEntryFromTheBeginningStartsOver(t *testing.T) {
+	f := newFixture(t)
+	f.j.AppendAt(t, 5, time.Now().Add(-time.Hour))
+	t.Setenv("FAKE_JOURNAL_DIE", "0")
+	s, err := New(f.config(nil), Settings{Name: "j"})
+	require.NoError(t, err)
+	c := &collector{}
+	stop := run(t, s, c)
+	waitFor(t, "5 records", func() bool { return len(c.messages()) == 5 })
+	require.NoError(t, stop())
+	require.Equal(t, messages(0, 5), c.messages())
+	starts := f.starts()
+	require.Len(t, starts, 2)
+	require.NotContains(t, starts[1], "--since")
+}
+
 func TestRun_MissingJournalctlIsAnErrorAtStart(t *testing.T) {
 	for _, p := range []string{filepath.Join(t.TempDir(), "journalctl"), "no-such-journalctl-here"} {
 		s, err := New(func() Config { c := DefaultConfig(); c.JournalctlPath = p; return c }(), Settings{Name: "j"})
