@@ -46,6 +46,10 @@ type Entry struct {
 	Birth          int64  `json:"birth,omitempty"`
 	Fingerprint    string `json:"fingerprint,omitempty"`
 	FingerprintLen int    `json:"fingerprint_len,omitempty"`
+	// Cursor is where a source whose position is not a byte offset resumes
+	// (the systemd journal's cursor string); "" for files. Files written
+	// before it existed load with "".
+	Cursor string `json:"cursor,omitempty"`
 }
 
 // Settings are set in code.

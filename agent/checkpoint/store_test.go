@@ -303,3 +303,33 @@ func TestStore_WarnsOnTmpfs(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.Contains(t, logs.String(), "tmpfs")
 }
+
+// A source positioned by a string (the journal's cursor) keeps it across a
+// restart, and a file written before the field existed still loads.
+func TestStore_CursorRoundTripAndOlderFilesLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "checkpoints.json")
+	s := open(t, path)
+	cur := "s=0123456789abcdef;i=2a;b=fedcba;m=1f;t=5e;x=99"
+	s.Set("journal", "journal", Entry{Cursor: cur, LastSeen: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)})
+	require.NoError(t, s.Close())
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(data), `"cursor": "`+cur+`"`)
+	s2 := open(t, path)
+	e, ok := s2.Get("journal", "journal")
+	require.True(t, ok)
+	require.Equal(t, cur, e.Cursor)
+	require.NoError(t, s2.Close())
+
+	old := filepath.Join(dir, "old.json")
+	require.NoError(t, os.WriteFile(old, []byte(`{"version":1,"saved_at":"2025-01-01T00:00:00Z","sources":{"f":{"files":{"1:2:x":{"offset":5,"last_seen":"2025-01-01T00:00:00Z","dev":1,"ino":2}}}}}`), 0o600))
+	s3 := open(t, old)
+	e, ok = s3.Get("f", "1:2:x")
+	require.True(t, ok)
+	require.Equal(t, int64(5), e.Offset)
+	require.Empty(t, e.Cursor)
+	out, err := json.Marshal(e)
+	require.NoError(t, err)
+	require.NotContains(t, string(out), "cursor", "file entries are written as before")
+}
