@@ -12,6 +12,11 @@ import (
 	"github.com/kplagent/agent/agent/source"
 )
 
+// stopDrain is how long, once the source stops, a connection is still read
+// (what its client sent before the stop is in the socket's buffer) before
+// it is closed.
+const stopDrain = 100 * time.Millisecond
+
 // runStream accepts connections (Unix stream or TCP) and serves each in its
 // own goroutine until ctx is done.
 func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit) error {
@@ -50,8 +55,9 @@ func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, 
 		ln.Close()
 		mu.Lock()
 		closing = true
+		at := time.Now().Add(stopDrain)
 		for c := range open {
-			c.SetReadDeadline(time.Now()) // the reader ends, delivering what it has
+			c.SetReadDeadline(at) // the reader ends, delivering what it has
 		}
 		mu.Unlock()
 	}()
@@ -132,7 +138,7 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 	sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit}
 	fr := newFramer(s.cfg.Framing == FramingOctetCounted, int(s.cfg.MaxRecordBytes), s.marker, s.cfg.OnOversize == OversizeClose, sink.out)
 	idle := s.cfg.IdleTimeout
-	var deadline time.Time
+	var deadline, stopAt time.Time
 	for {
 		if idle > 0 {
 			// Moving the deadline costs a timer update: do it at most
@@ -143,7 +149,12 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 			}
 		}
 		if ctx.Err() != nil {
-			c.SetReadDeadline(time.Now())
+			// Stopping: read what the client already sent for stopDrain
+			// more, then end.
+			if stopAt.IsZero() {
+				stopAt = time.Now().Add(stopDrain)
+			}
+			c.SetReadDeadline(stopAt)
 		}
 		n, rerr := c.Read(buf)
 		if n > 0 {
