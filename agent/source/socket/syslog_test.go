@@ -67,16 +67,16 @@ func TestParseSyslog_RejectsWhatIsNotSyslog(t *testing.T) {
 		"",
 		"plain text",
 		"<>1 - - - - - -",
-		"<192>1 - - - - - -",           // PRI beyond 191
-		"<013>Dec  6 07:10:00 a: b",    // leading zero
-		"<13>1 2026-13 h a p m - x",    // bad timestamp
-		"<13>1 - h a p m",              // header cut short
-		"<13>1 - h a p m [unclosed",    // structured data unclosed
-		`<13>1 - h a p m [id k="v]`,    // value unclosed
-		"<13>1 - h a p m -x",           // no SP before MSG
-		"<13>Dex  6 07:10:00 a: b",     // not a month
-		"<13>Dec  6 7:10:00 a: b",      // hour not two digits
-		"<13>this has no timestamp",    // RFC 3164 without a timestamp
+		"<192>1 - - - - - -",        // PRI beyond 191
+		"<013>Dec  6 07:10:00 a: b", // leading zero
+		"<13>1 2026-13 h a p m - x", // bad timestamp
+		"<13>1 - h a p m",           // header cut short
+		"<13>1 - h a p m [unclosed", // structured data unclosed
+		`<13>1 - h a p m [id k="v]`, // value unclosed
+		"<13>1 - h a p m -x",        // no SP before MSG
+		"<13>Dex  6 07:10:00 a: b",  // not a month
+		"<13>Dec  6 7:10:00 a: b",   // hour not two digits
+		"<13>this has no timestamp", // RFC 3164 without a timestamp
 		"<13>1 2026-12-06T07:10:00 h a p m - no zone",
 	} {
 		var m syslogMsg
