@@ -15,6 +15,7 @@ import (
 
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source/socket"
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
@@ -26,7 +27,7 @@ import (
 // testComponents are the types the tests' configs name (cmd/agent lists the
 // program's own).
 var testComponents = Components{
-	Sources: []source.Type{file.Type(), stdin.Type()},
+	Sources: []source.Type{file.Type(), stdin.Type(), socket.Type()},
 	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type()},
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/source/socket"
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
@@ -23,6 +24,7 @@ func components() agent.Components {
 		Sources: []source.Type{
 			file.Type(),
 			stdin.Type(),
+			socket.Type(),
 		},
 		Outputs: []outputs.Type{
 			httpout.Type(),

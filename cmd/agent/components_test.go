@@ -21,7 +21,7 @@ func TestComponents_ListIsConsistent(t *testing.T) {
 func TestVersion_PrintsTheCompiledInTypes(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, exitOK, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
-	require.Equal(t, "agent "+version+"\nsources: file\noutputs: http, stdout, file\n", out.String())
+	require.Equal(t, "agent "+version+"\nsources: file, stdin, socket\noutputs: http, stdout, file\n", out.String())
 }
 
 // --to picks the output type by its scheme, and the type maps the flags a
