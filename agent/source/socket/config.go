@@ -173,16 +173,10 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// LargestRecord is the most data one record can have. A syslog record is
-// the JSON object made from the message: its escaping can make it longer
-// than the message (up to 6 bytes per control byte, 3 per invalid UTF-8
-// byte) plus the fields around it.
-func (c *Config) LargestRecord() (int64, string) {
-	if c.Format == FormatSyslog {
-		return 6*int64(c.MaxRecordBytes) + 512, "max_record_bytes (format syslog: up to 6 times as JSON)"
-	}
-	return int64(c.MaxRecordBytes), "max_record_bytes"
-}
+// LargestRecord is the most data one record can have: max_record_bytes. A
+// syslog message whose JSON form would be longer is passed on raw (and
+// counted as a parse failure), so formatting never exceeds it.
+func (c *Config) LargestRecord() (int64, string) { return int64(c.MaxRecordBytes), "max_record_bytes" }
 
 // addr is a parsed Listen.
 type addr struct {

@@ -273,6 +273,12 @@ func (k *recordSink) out(rec []byte, fl frameFlags) error {
 		if err := parseSyslog(rec, &k.msg, s.now()); err == nil {
 			k.scratch = appendSyslogJSON(k.scratch[:0], &k.msg)
 			data = k.scratch
+			if len(data) > int(s.cfg.MaxRecordBytes) {
+				// The JSON form (keys, escaping) does not fit where the
+				// message did: pass the message on raw, counted.
+				data = rec
+				s.parseFail.Add(1)
+			}
 		} else {
 			s.parseFail.Add(1)
 		}

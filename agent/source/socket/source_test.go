@@ -378,3 +378,20 @@ func TestSource_StopEndsOpenConnectionsDeliveringTheirPartialRecord(t *testing.T
 	require.NoError(t, r.stop())
 	require.Equal(t, []string{"done", "not yet"}, r.k.records())
 }
+
+func TestSource_SyslogWhoseJSONWouldNotFitIsPassedRaw(t *testing.T) {
+	cfg := testConfig("tcp://127.0.0.1:0")
+	cfg.Format = FormatSyslog
+	cfg.MaxRecordBytes = 80
+	r := start(t, cfg)
+	c := dial(t, "tcp", r.src.Addr().String())
+	short := "<13>1 - h a - - - hi"
+	long := "<13>1 - h a - - - " + strings.Repeat("\x01", 10) // JSON escapes each control byte to 6 bytes
+	_, err := io.WriteString(c, short+"\n"+long+"\n")
+	require.NoError(t, err)
+	recs := r.k.waitFor(t, 2)
+	require.Equal(t, `{"host":"h","app":"a","facility":"user","severity":"notice","message":"hi"}`, recs[0])
+	require.Equal(t, long, recs[1])
+	require.LessOrEqual(t, len(recs[1]), 80)
+	require.EqualValues(t, 1, r.src.Stats().ParseFailures)
+}
