@@ -211,22 +211,27 @@ func (s *Source) prepareSocketFile() error {
 }
 
 // ownSocketFile sets the socket file's mode and group and returns its
-// identity, so only that file is removed at the end.
+// identity, so only that file is removed at the end (also when setting
+// them failed).
 func (s *Source) ownSocketFile() (os.FileInfo, error) {
 	path := s.addr.address
-	if err := os.Chmod(path, fs.FileMode(s.mode)); err != nil {
+	mine, err := os.Lstat(path)
+	if err != nil {
 		return nil, err
+	}
+	if err := os.Chmod(path, fs.FileMode(s.mode)); err != nil {
+		return mine, err
 	}
 	if s.cfg.Group != "" {
 		gid, err := lookupGroup(s.cfg.Group)
 		if err != nil {
-			return nil, fmt.Errorf("group %q: %w", s.cfg.Group, err)
+			return mine, fmt.Errorf("group %q: %w", s.cfg.Group, err)
 		}
 		if err := os.Lchown(path, -1, gid); err != nil {
-			return nil, fmt.Errorf("group %q: %w", s.cfg.Group, err)
+			return mine, fmt.Errorf("group %q: %w", s.cfg.Group, err)
 		}
 	}
-	return os.Lstat(path)
+	return mine, nil
 }
 
 // removeSocketFile removes the socket file if it is still the one this
