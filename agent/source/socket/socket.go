@@ -167,7 +167,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 	if err != nil {
 		return fmt.Errorf("socket source %q: %w", s.set.Name, err)
 	}
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
 		return fmt.Errorf("socket source %q: %w", s.set.Name, cause)
 	}
 	return nil
@@ -275,7 +275,17 @@ func (k *recordSink) out(rec []byte, fl frameFlags) error {
 	data := rec
 	switch s.cfg.Format {
 	case FormatSyslog:
-		if err := parseSyslog(rec, &k.msg, s.now()); err == nil {
+		// Some senders end an octet-counted frame or a datagram with a
+		// newline inside it: not part of the message (a truncated record's
+		// marker is kept).
+		msg := rec
+		if n := len(msg); n > 0 && msg[n-1] == '\n' && !fl.truncated {
+			msg = msg[:n-1]
+			if n > 1 && msg[n-2] == '\r' {
+				msg = msg[:n-2]
+			}
+		}
+		if err := parseSyslog(msg, &k.msg, s.now()); err == nil {
 			k.scratch = appendSyslogJSON(k.scratch[:0], &k.msg)
 			data = k.scratch
 			if len(data) > int(s.cfg.MaxRecordBytes) {

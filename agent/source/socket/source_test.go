@@ -346,7 +346,7 @@ func TestSource_SyslogOverOctetCountedTCP(t *testing.T) {
 	cfg.Format = FormatSyslog
 	r := start(t, cfg)
 	c := dial(t, "tcp", r.src.Addr().String())
-	m1 := "<34>1 2003-10-11T22:14:15.003Z host su - ID47 - multi\nline"
+	m1 := "<34>1 2003-10-11T22:14:15.003Z host su - ID47 - multi\nline\n" // a newline ending the frame is not the message's
 	m2 := "not syslog"
 	_, err := fmt.Fprintf(c, "%d %s%d %s", len(m1), m1, len(m2), m2)
 	require.NoError(t, err)
