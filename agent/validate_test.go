@@ -64,7 +64,7 @@ bad.yaml:12: sources[0].file.include: environment variable LOG_DIR is not set (u
 bad.yaml:13: sources[0].file.start_at: must be "beginning" or "end", not "middle"
 bad.yaml:14: sources[0].file.max_open_files: invalid integer "many"
 bad.yaml:15: sources[0].file.multiline.start: error parsing regexp: missing closing ]: ` + "`[`" + `
-bad.yaml:17: sources[1].type: unknown "fiel" (want file or stdin)
+bad.yaml:17: sources[1].type: unknown "fiel" (want file, stdin or socket)
 bad.yaml:21: outputs[0].http.url: scheme "ftp" not supported (want http or https)
 bad.yaml:21: outputs[0].http.format: unknown "xml" (want ndjson, json, raw or kafka-rest-v2)
 bad.yaml:22: outputs[0].file: options of type "file", but type is "http"
