@@ -73,19 +73,35 @@ func TestSource_UnixStreamSocketFileModeAndRemovalOnStop(t *testing.T) {
 }
 
 func TestSource_StaleSocketIsReplaced(t *testing.T) {
-	path := sockPath(t, "stale.sock")
-	ln, err := net.Listen("unix", path)
-	require.NoError(t, err)
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	require.NoError(t, ln.Close()) // a crash leaves the file; nobody listens
-	_, err = os.Lstat(path)
-	require.NoError(t, err)
+	t.Run("unix", func(t *testing.T) {
+		path := sockPath(t, "stale.sock")
+		ln, err := net.Listen("unix", path)
+		require.NoError(t, err)
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		require.NoError(t, ln.Close()) // a crash leaves the file; nobody listens
+		_, err = os.Lstat(path)
+		require.NoError(t, err)
 
-	r := start(t, testConfig("unix://"+path))
-	c := dial(t, "unix", path)
-	_, err = io.WriteString(c, "fresh\n")
-	require.NoError(t, err)
-	require.Equal(t, []string{"fresh"}, r.k.waitFor(t, 1))
+		r := start(t, testConfig("unix://"+path))
+		c := dial(t, "unix", path)
+		_, err = io.WriteString(c, "fresh\n")
+		require.NoError(t, err)
+		require.Equal(t, []string{"fresh"}, r.k.waitFor(t, 1))
+	})
+	t.Run("unixgram", func(t *testing.T) {
+		path := sockPath(t, "stale.dgram")
+		pc, err := net.ListenPacket("unixgram", path)
+		require.NoError(t, err)
+		require.NoError(t, pc.Close()) // the file stays
+		_, err = os.Lstat(path)
+		require.NoError(t, err)
+
+		r := start(t, testConfig("unixgram://"+path))
+		c := dial(t, "unixgram", path)
+		_, err = io.WriteString(c, "fresh")
+		require.NoError(t, err)
+		require.Equal(t, []string{"fresh"}, r.k.waitFor(t, 1))
+	})
 }
 
 func TestSource_LiveSocketOrOtherFileIsAnErrorAndKept(t *testing.T) {
