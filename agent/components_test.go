@@ -16,6 +16,7 @@ import (
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/agent/source/journald"
+	"github.com/kplagent/agent/agent/source/socket"
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
@@ -27,7 +28,7 @@ import (
 // testComponents are the types the tests' configs name (cmd/agent lists the
 // program's own).
 var testComponents = Components{
-	Sources: []source.Type{file.Type(), stdin.Type(), journald.Type()},
+	Sources: []source.Type{file.Type(), stdin.Type(), journald.Type(), socket.Type()},
 	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type()},
 }
 

@@ -58,6 +58,7 @@ type TailFlags struct {
 	FromEnd        bool   // --from-end: start at the end of existing input
 	MaxRecordBytes int64  // --max-record-bytes (0: the type's default)
 	MultilineStart string // --multiline-start REGEX
+	Format         string // --format: how records are parsed (socket: lines, json, syslog; "" the type's default)
 }
 
 // RecordSizer is implemented by source configs that bound their records:

@@ -9,6 +9,7 @@ import (
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/agent/source/journald"
+	"github.com/kplagent/agent/agent/source/socket"
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
@@ -25,6 +26,7 @@ func components() agent.Components {
 			file.Type(),
 			stdin.Type(),
 			journald.Type(),
+			socket.Type(),
 		},
 		Outputs: []outputs.Type{
 			httpout.Type(),

@@ -52,6 +52,7 @@ type tailOptions struct {
 	concurrency   int
 	maxRecord     string
 	multiline     string
+	format        string
 	maxRetry      time.Duration
 
 	httpFormat  string
@@ -71,10 +72,12 @@ func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
 	fs := flag.NewFlagSet("agent tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: agent tail PATH... [flags]
+		fmt.Fprint(stderr, `Usage: agent tail PATH|SOCKET... [flags]
 
 Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail -F.
 PATH - reads standard input, and a named pipe is read as a stream, until its end.
+SOCKET listens: unix:///run/app.sock, unixgram:///run/app.dgram, tcp://127.0.0.1:5140,
+udp://127.0.0.1:5140 (records parsed per --format), until interrupted.
 Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH.
 stdout and file:// keep each input's order byte for byte (one request at a time).
 
@@ -98,6 +101,7 @@ Flags:
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
+	fs.StringVar(&o.format, "format", "", "records received on sockets: lines (default), json (checked) or syslog (RFC 5424/3164 parsed into JSON)")
 	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request) or kafka-rest-v2")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
 	fs.BoolVar(&o.gzip, "gzip", true, "gzip HTTP bodies")
@@ -154,11 +158,19 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
-	if !in.onlyStreams() {
+	if o.format != "" && len(in.sockets) == 0 {
+		fmt.Fprintln(stderr, "agent tail: --format applies to socket inputs (unix://, unixgram://, tcp://, udp://)")
+		return exitUsage
+	}
+	if o.once && len(in.sockets) > 0 {
+		fmt.Fprintln(stderr, "agent tail: --once does not apply to sockets (they have no end); stop with Ctrl-C or SIGTERM")
+		return exitUsage
+	}
+	if len(in.files) > 0 {
 		if bad := unreadable(in.files, stderr); o.once && bad {
 			return exitFailed
 		}
-		if matched := warnMissing(in.files, stderr); o.once && !matched && !in.hasStreams() {
+		if matched := warnMissing(in.files, stderr); o.once && !matched && !in.hasStreams() && len(in.sockets) == 0 {
 			fmt.Fprintln(stderr, "agent tail: no file matches; nothing to ship")
 			return exitFailed
 		}
@@ -294,20 +306,40 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 
 // tailInputs are the command line's paths by kind.
 type tailInputs struct {
-	files []string // file paths and glob patterns, absolute
-	stdin bool     // "-"
-	fifos []string // named pipes, absolute
+	files   []string // file paths and glob patterns, absolute
+	stdin   bool     // "-"
+	fifos   []string // named pipes, absolute
+	sockets []string // URLs of a source type's scheme (unix://, tcp://, ...)
 }
 
-func (in tailInputs) hasStreams() bool  { return in.stdin || len(in.fifos) > 0 }
-func (in tailInputs) onlyStreams() bool { return len(in.files) == 0 }
+func (in tailInputs) hasStreams() bool { return in.stdin || len(in.fifos) > 0 }
 
-// classifyInputs sorts the paths: "-" is standard input, an existing named
-// pipe is read as a stream, anything else is a file or a glob.
+// onlyStreams: every input ends (standard input, named pipes), so the run
+// ends with them. Files are followed and sockets listen until interrupted.
+func (in tailInputs) onlyStreams() bool { return len(in.files) == 0 && len(in.sockets) == 0 }
+
+// classifyInputs sorts the paths: "-" is standard input, SCHEME://... is a
+// socket (or another source type's URL; file:// is a path), an existing
+// named pipe is read as a stream, anything else is a file or a glob.
 func classifyInputs(paths []string) (tailInputs, error) {
 	var in tailInputs
 	seen := map[string]bool{}
 	for _, p := range paths {
+		if scheme, _, ok := strings.Cut(p, "://"); ok && scheme != "" && !strings.ContainsAny(scheme, "/*?[") {
+			if scheme == "file" {
+				p = strings.TrimPrefix(p, "file://")
+			} else {
+				if _, ok := components().SourceForScheme(scheme); !ok {
+					return in, fmt.Errorf("%s: unknown scheme %q (this build takes paths, - and %s)", p, scheme, strings.Join(sourceSchemes(), ", "))
+				}
+				if seen[p] {
+					return in, fmt.Errorf("%s given twice", p)
+				}
+				seen[p] = true
+				in.sockets = append(in.sockets, p)
+				continue
+			}
+		}
 		if p == "-" {
 			if in.stdin {
 				return in, errors.New("- (standard input) given twice")
@@ -332,6 +364,22 @@ func classifyInputs(paths []string) (tailInputs, error) {
 		in.files = append(in.files, abs)
 	}
 	return in, nil
+}
+
+// sourceSchemes are the URL schemes `agent tail` takes as inputs.
+func sourceSchemes() []string {
+	var out []string
+	for _, t := range components().Sources {
+		if t.FromArgs == nil {
+			continue
+		}
+		for _, sc := range t.Schemes {
+			if sc != "file" && sc != "-" {
+				out = append(out, sc+"://")
+			}
+		}
+	}
+	return out
 }
 
 func hasGlobMeta(p string) bool { return strings.ContainsAny(p, "*?[") }
@@ -434,6 +482,7 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 	}
 	ids := append([]string(nil), in.files...)
 	ids = append(ids, in.fifos...)
+	ids = append(ids, in.sockets...)
 	if in.stdin {
 		ids = append(ids, "-")
 	}
@@ -508,6 +557,15 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		}
 		cfg.Sources = append(cfg.Sources, src)
 		names = append(names, name)
+	}
+	for _, u := range in.sockets {
+		scheme, _, _ := strings.Cut(u, "://")
+		src, err := tailSource(u, scheme, []string{u}, o, maxRecord, comps)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Sources = append(cfg.Sources, src)
+		names = append(names, u)
 	}
 	out.Name = "destination"
 	cfg.Outputs = []agent.OutputConfig{out}

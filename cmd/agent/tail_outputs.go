@@ -29,13 +29,13 @@ func outputFlags(o *tailOptions) outputs.TailFlags {
 
 // tailSource makes a source of `agent tail`: the type that takes the
 // scheme of args ("file" for plain paths, "-" for standard input and named
-// pipes) makes its config from them and the flags.
+// pipes, a URL scheme such as "tcp" for sockets) makes its config from them and the flags.
 func tailSource(name, scheme string, args []string, o *tailOptions, maxRecord units.ByteSize, comps agent.Components) (agent.SourceConfig, error) {
 	t, ok := comps.SourceForScheme(scheme)
 	if !ok {
 		return agent.SourceConfig{}, fmt.Errorf("no source type for %q in this build", scheme)
 	}
-	flags := source.TailFlags{FromEnd: o.fromEnd, MultilineStart: o.multiline, MaxRecordBytes: int64(maxRecord)}
+	flags := source.TailFlags{FromEnd: o.fromEnd, MultilineStart: o.multiline, MaxRecordBytes: int64(maxRecord), Format: o.format}
 	cfg, err := t.FromArgs(args, flags)
 	if err != nil {
 		return agent.SourceConfig{}, err

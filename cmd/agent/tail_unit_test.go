@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kplagent/agent/agent/source/socket"
 	"github.com/kplagent/agent/agent/source/stdin"
 
 	"github.com/kplagent/agent/agent"
@@ -210,4 +211,54 @@ func TestCheckReadable(t *testing.T) {
 	fifo := filepath.Join(dir, "p")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
 	require.NoError(t, checkReadable(fifo), "a FIFO is checked without opening it")
+}
+
+func TestClassifyInputs_SocketURLs(t *testing.T) {
+	in, err := classifyInputs([]string{"unix:///run/app.sock", "/var/log/a.log", "tcp://127.0.0.1:5140", "udp://127.0.0.1:5140", "unixgram:///run/d.sock", "file:///var/log/b.log"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"unix:///run/app.sock", "tcp://127.0.0.1:5140", "udp://127.0.0.1:5140", "unixgram:///run/d.sock"}, in.sockets)
+	require.Equal(t, []string{"/var/log/a.log", "/var/log/b.log"}, in.files)
+	require.False(t, in.onlyStreams(), "sockets listen until interrupted")
+
+	in, err = classifyInputs([]string{"tcp://127.0.0.1:5140"})
+	require.NoError(t, err)
+	require.False(t, in.onlyStreams())
+
+	_, err = classifyInputs([]string{"sctp://127.0.0.1:1"})
+	require.ErrorContains(t, err, `unknown scheme "sctp"`)
+	require.ErrorContains(t, err, "tcp://")
+	_, err = classifyInputs([]string{"tcp://127.0.0.1:1", "tcp://127.0.0.1:1"})
+	require.ErrorContains(t, err, "given twice")
+}
+
+func TestTailConfig_SocketsAreSocketSources(t *testing.T) {
+	_, o := tailFlags(&bytes.Buffer{})
+	o.stateDir = t.TempDir()
+	o.format = "syslog"
+	o.maxRecord = "2KiB"
+	cfg, _, err := tailConfig(tailInputs{sockets: []string{"unix:///run/app.sock", "tcp://:5140"}}, o)
+	require.NoError(t, err)
+	require.NoError(t, cfg.Validate())
+	require.Len(t, cfg.Sources, 2)
+	for _, s := range cfg.Sources {
+		require.Equal(t, "socket", s.Type)
+		c := s.Config.(*socket.Config)
+		require.Equal(t, socket.FormatSyslog, c.Format)
+		require.EqualValues(t, 2048, c.MaxRecordBytes)
+	}
+	require.Equal(t, "tcp://:5140", cfg.Sources[1].Config.(*socket.Config).Listen)
+	require.Equal(t, []string{"unix:///run/app.sock", "tcp://:5140"}, cfg.Flows[0].Sources)
+
+	o.format = "xml"
+	_, _, err = tailConfig(tailInputs{sockets: []string{"tcp://:5140"}}, o)
+	require.ErrorContains(t, err, "format:")
+}
+
+func TestTail_SocketFlagsAreChecked(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, exitUsage, run([]string{"tail", "--once", "tcp://127.0.0.1:1"}, bytes.NewReader(nil), &out, &errOut))
+	require.Contains(t, errOut.String(), "--once does not apply to sockets")
+	errOut.Reset()
+	require.Equal(t, exitUsage, run([]string{"tail", "--format", "syslog", "/var/log/x.log"}, bytes.NewReader(nil), &out, &errOut))
+	require.Contains(t, errOut.String(), "--format applies to socket inputs")
 }

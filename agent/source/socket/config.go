@@ -1,0 +1,254 @@
+package socket
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kplagent/agent/internal/units"
+)
+
+// Formats of the records a socket receives.
+const (
+	FormatLines  = "lines"  // each record as received
+	FormatJSON   = "json"   // each record must be one JSON value; invalid ones pass raw, counted
+	FormatSyslog = "syslog" // RFC 5424 or RFC 3164, parsed into a JSON object; others pass raw, counted
+)
+
+// Framings of a stream socket (TCP, Unix stream).
+const (
+	FramingLines        = "lines"          // records end with "\n" ("\r\n" too)
+	FramingOctetCounted = "octet_counting" // RFC 6587 3.4.1: "LEN SP MSG"
+)
+
+// What happens to a record longer than max_record_bytes (on_oversize).
+const (
+	OversizeTruncate = "truncate" // keep the first bytes, append truncate_marker, count
+	OversizeClose    = "close"    // count, drop the record and close the connection
+)
+
+// What happens to a connection beyond max_connections (on_max_connections).
+const (
+	MaxConnsWait   = "wait"   // it waits in the listen backlog until one closes
+	MaxConnsRefuse = "refuse" // it is accepted and closed at once, counted
+)
+
+// Network kinds, the schemes of Listen.
+const (
+	netUnix     = "unix"
+	netUnixgram = "unixgram"
+	netTCP      = "tcp"
+	netUDP      = "udp"
+)
+
+// Defaults, each justified.
+const (
+	// DefaultMaxRecordBytes matches the file and stdin sources: the Kinesis
+	// record limit (1 MiB) minus 4 KiB of room for the KPL aggregate.
+	DefaultMaxRecordBytes = units.ByteSize(1<<20 - 4<<10)
+	// DefaultMaxConnections bounds memory: each connection holds a 64 KiB
+	// read buffer plus at most one record in progress.
+	DefaultMaxConnections = 256
+	// DefaultIdleTimeout closes a connection that sent nothing for this
+	// long (a client that connects and never writes holds a slot).
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultDatagramQueue is how many datagrams wait for the flow while it
+	// cannot take them (spool full); more are dropped (spool_full).
+	DefaultDatagramQueue = 1024
+	// DefaultMode lets the owner and the group write (connect).
+	DefaultMode = "0660"
+	// DefaultTruncateMarker ends a truncated record, as in the file source.
+	DefaultTruncateMarker = "\n"
+)
+
+// maxMaxRecordBytes bounds max_record_bytes: a connection keeps up to that
+// much of a record that did not end yet. A datagram is at most 64 KiB
+// anyway (UDP) or the socket's buffer (unixgram).
+const maxMaxRecordBytes = units.ByteSize(64 << 20)
+
+// Config is a socket source as written in the agent's YAML
+// (sources[].socket). Start from DefaultConfig.
+type Config struct {
+	// Listen is where to listen: unix:///run/app.sock (stream),
+	// unixgram:///run/app.dgram (datagrams), tcp://127.0.0.1:5140 or
+	// udp://127.0.0.1:5140. A TCP or UDP address without a host
+	// (tcp://:5140) listens on loopback only; any other interface, 0.0.0.0
+	// included, must be written out.
+	Listen string `yaml:"listen"`
+	// Format is lines, json or syslog.
+	Format string `yaml:"format"`
+	// Framing is how a stream is cut into records: lines or
+	// octet_counting. Datagrams are one record each.
+	Framing string `yaml:"framing"`
+	// Mode is the socket file's permission (octal, "0660"); Group its
+	// group (a name or a number; "" keeps the agent's).
+	Mode  string `yaml:"mode"`
+	Group string `yaml:"group"`
+	// MaxRecordBytes bounds one record; OnOversize says what a longer one
+	// does (truncate or close).
+	MaxRecordBytes units.ByteSize `yaml:"max_record_bytes"`
+	OnOversize     string         `yaml:"on_oversize"`
+	// TruncateMarker ends a truncated record; "" adds nothing.
+	TruncateMarker string `yaml:"truncate_marker"`
+	// MaxConnections bounds open stream connections; OnMaxConnections says
+	// what one more does (wait or refuse).
+	MaxConnections   int    `yaml:"max_connections"`
+	OnMaxConnections string `yaml:"on_max_connections"`
+	// IdleTimeout closes a connection that sent nothing for so long (0:
+	// never).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// DatagramQueue is how many received datagrams may wait for the flow;
+	// when it is full, more are dropped and counted (reason spool_full).
+	DatagramQueue int `yaml:"datagram_queue"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Format:           FormatLines,
+		Framing:          FramingLines,
+		Mode:             DefaultMode,
+		MaxRecordBytes:   DefaultMaxRecordBytes,
+		OnOversize:       OversizeTruncate,
+		TruncateMarker:   DefaultTruncateMarker,
+		MaxConnections:   DefaultMaxConnections,
+		OnMaxConnections: MaxConnsWait,
+		IdleTimeout:      DefaultIdleTimeout,
+		DatagramQueue:    DefaultDatagramQueue,
+	}
+}
+
+// Validate reports every problem, each prefixed with its YAML key. It does
+// no I/O (a group name is looked up when the source starts).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, f string, a ...any) { errs = append(errs, fmt.Errorf(key+": "+f, a...)) }
+	if c.Listen == "" {
+		bad("listen", "required (unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT)")
+	} else if _, err := parseListen(c.Listen); err != nil {
+		bad("listen", "%v", err)
+	}
+	switch c.Format {
+	case FormatLines, FormatJSON, FormatSyslog:
+	default:
+		bad("format", "must be %q, %q or %q, got %q", FormatLines, FormatJSON, FormatSyslog, c.Format)
+	}
+	switch c.Framing {
+	case FramingLines, FramingOctetCounted:
+	default:
+		bad("framing", "must be %q or %q, got %q", FramingLines, FramingOctetCounted, c.Framing)
+	}
+	if _, err := parseMode(c.Mode); err != nil {
+		bad("mode", "%v", err)
+	}
+	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > maxMaxRecordBytes {
+		bad("max_record_bytes", "must be between 1 and %s", maxMaxRecordBytes)
+	} else if int64(len(c.TruncateMarker)) >= int64(c.MaxRecordBytes) {
+		bad("truncate_marker", "must be shorter than max_record_bytes (%d bytes)", int64(c.MaxRecordBytes))
+	}
+	switch c.OnOversize {
+	case OversizeTruncate, OversizeClose:
+	default:
+		bad("on_oversize", "must be %q or %q, got %q", OversizeTruncate, OversizeClose, c.OnOversize)
+	}
+	if c.MaxConnections < 1 {
+		bad("max_connections", "must be at least 1")
+	}
+	switch c.OnMaxConnections {
+	case MaxConnsWait, MaxConnsRefuse:
+	default:
+		bad("on_max_connections", "must be %q or %q, got %q", MaxConnsWait, MaxConnsRefuse, c.OnMaxConnections)
+	}
+	if c.IdleTimeout < 0 {
+		bad("idle_timeout", "must not be negative")
+	}
+	if c.DatagramQueue < 1 {
+		bad("datagram_queue", "must be at least 1")
+	}
+	return errors.Join(errs...)
+}
+
+// LargestRecord is the most data one record can have: max_record_bytes. A
+// syslog message whose JSON form would be longer is passed on raw (and
+// counted as a parse failure), so formatting never exceeds it.
+func (c *Config) LargestRecord() (int64, string) { return int64(c.MaxRecordBytes), "max_record_bytes" }
+
+// addr is a parsed Listen.
+type addr struct {
+	network string // unix, unixgram, tcp, udp
+	address string // a path or host:port
+}
+
+func (a addr) stream() bool   { return a.network == netUnix || a.network == netTCP }
+func (a addr) isUnix() bool   { return a.network == netUnix || a.network == netUnixgram }
+func (a addr) String() string { return a.network + "://" + a.address }
+
+// parseListen parses unix:///path, unixgram:///path, tcp://host:port and
+// udp://host:port. A missing host is loopback.
+func parseListen(s string) (addr, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return addr{}, err
+	}
+	switch u.Scheme {
+	case netUnix, netUnixgram:
+		if u.Host != "" {
+			return addr{}, fmt.Errorf("%q: a socket path is absolute: %s:///PATH", s, u.Scheme)
+		}
+		if u.Path == "" || u.Path[0] != '/' {
+			return addr{}, fmt.Errorf("%q: want %s:///ABSOLUTE/PATH", s, u.Scheme)
+		}
+		if len(u.Path) > 107 {
+			return addr{}, fmt.Errorf("%q: a Unix socket path is at most 107 bytes", s)
+		}
+		return addr{network: u.Scheme, address: u.Path}, nil
+	case netTCP, netUDP:
+		if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+			return addr{}, fmt.Errorf("%q: want %s://HOST:PORT", s, u.Scheme)
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			return addr{}, fmt.Errorf("%q: want %s://HOST:PORT: %w", s, u.Scheme, err)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			return addr{}, fmt.Errorf("%q: bad port %q", s, port)
+		}
+		if host == "" {
+			host = "127.0.0.1" // loopback unless another interface is named
+		}
+		return addr{network: u.Scheme, address: net.JoinHostPort(host, port)}, nil
+	case "":
+		return addr{}, fmt.Errorf("%q: want a URL: unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT", s)
+	default:
+		return addr{}, fmt.Errorf("%q: unknown scheme %q (unix, unixgram, tcp, udp)", s, u.Scheme)
+	}
+}
+
+// parseMode parses an octal permission such as "0660".
+func parseMode(s string) (uint32, error) {
+	if s == "" {
+		return 0, errors.New("required (octal, e.g. \"0660\")")
+	}
+	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || v > 0o777 {
+		return 0, fmt.Errorf("want an octal permission such as \"0660\", got %q", s)
+	}
+	return uint32(v), nil
+}
+
+// lookupGroup returns the id of a group name or number.
+func lookupGroup(g string) (int, error) {
+	if id, err := strconv.Atoi(g); err == nil && id >= 0 {
+		return id, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(grp.Gid)
+}

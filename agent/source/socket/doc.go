@@ -1,0 +1,64 @@
+// Package socket is the source that listens on a socket (`type: socket`,
+// and the unix://, unixgram://, tcp:// and udp:// arguments of `agent
+// tail`): applications and syslog clients write records to it.
+//
+// Listeners, one per source (listen:):
+//
+//	unix:///run/app.sock       Unix stream socket: records framed by lines or
+//	                           RFC 6587 octet counting (framing:)
+//	unixgram:///run/app.dgram  Unix datagram socket: one record per datagram
+//	tcp://127.0.0.1:5140       TCP, framed like unix://
+//	udp://127.0.0.1:5140       UDP: one record per datagram
+//
+// A TCP or UDP address without a host (tcp://:5140) listens on loopback;
+// any other interface, 0.0.0.0 included, must be written out.
+//
+// Socket files are created with mode (default 0660) and group. The mode is
+// set right after bind: until then the file has the umask's permissions
+// (0755 under the usual 022 umask, which lets only the owner connect). A
+// socket file left by a crash is replaced only if nobody listens on it (a
+// connect is refused); a live socket, a regular file or anything else at
+// the path is an error and is never removed. On a clean stop the socket
+// file is removed, if it is still the one this source made.
+//
+// Formats (format:): lines passes records as received; json checks each is
+// one JSON value; syslog parses RFC 5424 and RFC 3164 (BSD, as syslog(3)
+// writes it to /dev/log, with or without hostname) into one JSON object
+//
+//	{"timestamp":"2026-12-06T07:10:00.123Z","host":"web01","app":"sshd",
+//	 "procid":"1234","msgid":"ID47","facility":"auth","severity":"info",
+//	 "structured_data":{"id@32473":{"k":"v"}},"message":"..."}
+//
+// (absent fields left out; an RFC 3164 timestamp gets the agent's year and
+// zone). A record that does not parse, or whose JSON would be longer than
+// max_record_bytes, is passed on raw and counted
+// (agent_socket_parse_failures_total); nothing is dropped for its format.
+// The parsers are hand-written single passes without allocation.
+//
+// Limits: max_record_bytes bounds a record; a longer one is truncated
+// (truncate_marker appended) or, with on_oversize: close, dropped with its
+// connection; both counted. max_connections bounds open stream
+// connections: one more waits in the listen backlog (wait) or is accepted
+// and closed (refuse, counted). idle_timeout closes a connection that sent
+// nothing for that long. Memory per connection is one 64 KiB read buffer
+// plus at most max_record_bytes+1 of a record in progress. A connection
+// that ends (EOF, half-close, reset, idle) inside a record delivers what
+// it had, counted as partial. On stop, each connection is read for 100 ms
+// more (what its client already sent), then closed.
+//
+// Backpressure: records are emitted from the connection's goroutine as
+// they are framed. While the flow blocks (a full spool with when_full:
+// block), that goroutine stops reading: the kernel's buffers fill and the
+// client blocks in its writes; nothing is lost. Datagrams cannot wait: the
+// reader copies each into a queue of datagram_queue entries that one
+// goroutine hands to the flow; a datagram arriving while the queue is full
+// is dropped and counted (reason spool_full).
+//
+// A socket cannot be read again: the source is no source.Committer, so its
+// flow takes the spool path. What a crash can lose is in README.md
+// ("Sockets").
+//
+// The flow's emit is safe for concurrent use (it takes the flow's lock);
+// each connection emits from its own goroutine. Record.Data is only valid
+// during the emit call.
+package socket

@@ -1,0 +1,128 @@
+package socket
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+type framed struct {
+	rec string
+	fl  frameFlags
+}
+
+// frameAll feeds in to a framer in chunks of size chunk (0: whole) and
+// returns the records, and the error that stopped it (end included).
+func frameAll(octet bool, max int, closeOver bool, in []byte, chunk int) ([]framed, error) {
+	var got []framed
+	fr := newFramer(octet, max, []byte("\n"), closeOver, func(rec []byte, fl frameFlags) error {
+		got = append(got, framed{string(rec), fl})
+		return nil
+	})
+	if chunk <= 0 {
+		chunk = len(in) + 1
+	}
+	for len(in) > 0 {
+		n := min(chunk, len(in))
+		// The framer may keep no reference to a chunk after feed.
+		c := append([]byte(nil), in[:n]...)
+		err := fr.feed(c)
+		clear(c)
+		if err != nil {
+			return got, err
+		}
+		in = in[n:]
+	}
+	return got, fr.end()
+}
+
+func TestFramer(t *testing.T) {
+	tr := frameFlags{truncated: true}
+	pa := frameFlags{partial: true}
+	tests := []struct {
+		name      string
+		octet     bool
+		closeOver bool
+		in        string
+		want      []framed
+		err       error
+	}{
+		{name: "lines", in: "a\nbb\r\n\nccc\n", want: []framed{{"a", frameFlags{}}, {"bb", frameFlags{}}, {"", frameFlags{}}, {"ccc", frameFlags{}}}},
+		{name: "partial last line", in: "a\nbc", want: []framed{{"a", frameFlags{}}, {"bc", pa}}},
+		{name: "long line truncated", in: "0123456789ab\nx\n", want: []framed{{"0123456\n", tr}, {"x", frameFlags{}}}},
+		{name: "exactly max", in: "01234567\n", want: []framed{{"01234567", frameFlags{}}}},
+		{name: "max plus CR", in: "01234567\r\n", want: []framed{{"01234567", frameFlags{}}}},
+		{name: "long line closes", closeOver: true, in: "a\n0123456789ab\nx\n", want: []framed{{"a", frameFlags{}}}, err: errOversize},
+		{name: "octet", octet: true, in: "3 abc5 hello\n2 hi", want: []framed{{"abc", frameFlags{}}, {"hello", frameFlags{}}, {"hi", frameFlags{}}}},
+		{name: "octet keeps newlines inside", octet: true, in: "6 a\nb\r\nc\n", want: []framed{{"a\nb\r\nc", frameFlags{}}}},
+		{name: "octet oversize truncated", octet: true, in: "12 0123456789ab1 x", want: []framed{{"0123456\n", tr}, {"x", frameFlags{}}}},
+		{name: "octet oversize closes", octet: true, closeOver: true, in: "1 a12 0123456789ab1 x", want: []framed{{"a", frameFlags{}}}, err: errOversize},
+		{name: "octet malformed header", octet: true, in: "3 abcX 1", want: []framed{{"abc", frameFlags{}}}, err: errMalformedFrame},
+		{name: "octet leading zero", octet: true, in: "03 abc", err: errMalformedFrame},
+		{name: "octet too many digits", octet: true, in: "12345678901 x", err: errMalformedFrame},
+		{name: "octet short frame at end", octet: true, in: "5 ab", want: []framed{{"ab", pa}}},
+		{name: "octet header without message at end", octet: true, in: "1 a5 ", want: []framed{{"a", frameFlags{}}}, err: errMalformedFrame},
+		{name: "octet header cut at end", octet: true, in: "1 a12", want: []framed{{"a", frameFlags{}}}, err: errMalformedFrame},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, chunk := range []int{0, 1, 2, 3, 5} {
+				got, err := frameAll(tc.octet, 8, tc.closeOver, []byte(tc.in), chunk)
+				require.ErrorIs(t, err, tc.err, "chunk %d", chunk)
+				if tc.err == nil {
+					require.NoError(t, err)
+				}
+				require.Equal(t, tc.want, got, "chunk %d", chunk)
+			}
+		})
+	}
+}
+
+// FuzzOctetFraming: splitOctetFrame never panics and never consumes more
+// than it has; the streaming framer, fed the same bytes in any chunks,
+// frames the same records.
+func FuzzOctetFraming(f *testing.F) {
+	for _, s := range []string{"3 abc5 hello", "5 ab", "0 ", "\n12 0123456789ab\n1 x", "X", "99999999999 x"} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
+		const max = 1 << 20
+		var want []string
+		rest := in
+		var refErr error
+		for len(rest) > 0 {
+			msg, n, err := splitOctetFrame(rest)
+			if n < 0 || n > len(rest) {
+				t.Fatalf("consumed %d of %d", n, len(rest))
+			}
+			if err != nil {
+				refErr = err
+				break
+			}
+			if n == 0 {
+				break
+			}
+			want = append(want, string(msg))
+			rest = rest[n:]
+		}
+		got, err := frameAll(true, max, false, in, int(chunk))
+		n := min(len(got), len(want))
+		for i := range n {
+			if got[i].rec != want[i] {
+				t.Fatalf("record %d: framer %q, reference %q", i, got[i].rec, want[i])
+			}
+		}
+		if refErr == nil && len(rest) == 0 {
+			if err != nil || len(got) != len(want) {
+				t.Fatalf("complete frames: framer %d records (%v), reference %d", len(got), err, len(want))
+			}
+		}
+		if refErr != nil && len(got) < len(want) {
+			t.Fatalf("framer stopped early: %d records, reference %d before its error", len(got), len(want))
+		}
+		if bytes.Contains(in, []byte{0}) && len(got) > len(want)+1 {
+			t.Fatalf("framer made %d records, reference %d", len(got), len(want))
+		}
+	})
+}

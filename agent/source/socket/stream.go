@@ -1,0 +1,200 @@
+package socket
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/kplagent/agent/agent/source"
+)
+
+// stopDrain is how long, once the source stops, a connection is still read
+// (what its client sent before the stop is in the socket's buffer) before
+// it is closed.
+const stopDrain = 100 * time.Millisecond
+
+// runStream accepts connections (Unix stream or TCP) and serves each in its
+// own goroutine until ctx is done.
+func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit) error {
+	var mine os.FileInfo
+	if s.addr.isUnix() {
+		if err := s.prepareSocketFile(); err != nil {
+			return err
+		}
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, s.addr.network, s.addr.address)
+	if err != nil {
+		return err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // removeSocketFile removes it if it is still ours
+		if mine, err = s.ownSocketFile(); err != nil {
+			ln.Close()
+			s.removeSocketFile(mine)
+			return err
+		}
+	}
+	defer s.removeSocketFile(mine)
+	s.listening(ln.Addr())
+
+	var (
+		mu      sync.Mutex
+		open    = map[net.Conn]struct{}{}
+		closing bool
+		wg      sync.WaitGroup
+	)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		ln.Close()
+		mu.Lock()
+		closing = true
+		at := time.Now().Add(stopDrain)
+		for c := range open {
+			c.SetReadDeadline(at) // the reader ends, delivering what it has
+		}
+		mu.Unlock()
+	}()
+	defer func() { <-stopped }()
+	defer wg.Wait()
+
+	slots := make(chan struct{}, s.cfg.MaxConnections)
+	wait := s.cfg.OnMaxConnections == MaxConnsWait
+	backoff := 5 * time.Millisecond
+	for {
+		if wait {
+			// At max_connections, stop accepting: more clients wait in
+			// the listen backlog (then their connect blocks or fails).
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			if wait {
+				<-slots
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Out of descriptors or another transient failure: wait and
+			// try again, as net/http does.
+			s.log.Warn("accept failed; retrying", "error", err, "retry_in", backoff)
+			sleepCtx(ctx, backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if !wait {
+			select {
+			case slots <- struct{}{}:
+			default:
+				s.refused.Add(1)
+				c.Close()
+				continue
+			}
+		}
+		mu.Lock()
+		if closing {
+			mu.Unlock()
+			c.Close()
+			<-slots
+			return nil
+		}
+		open[c] = struct{}{}
+		mu.Unlock()
+		s.conns.Add(1)
+		s.connsTotal.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serve(ctx, cancel, c, emit)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
+			c.Close()
+			s.conns.Add(-1)
+			<-slots
+		}()
+	}
+}
+
+// serve reads one connection until its end, an error, idle_timeout or the
+// source's stop. Records are emitted as they are framed: while the flow
+// blocks (a full spool with when_full: block) this connection is not read,
+// so its client blocks in its writes and nothing is lost.
+func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c net.Conn, emit source.Emit) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit}
+	fr := newFramer(s.cfg.Framing == FramingOctetCounted, int(s.cfg.MaxRecordBytes), s.marker, s.cfg.OnOversize == OversizeClose, sink.out)
+	idle := s.cfg.IdleTimeout
+	var deadline, stopAt time.Time
+	for {
+		if idle > 0 {
+			// Moving the deadline costs a timer update: do it at most
+			// every idle/8.
+			if now := time.Now(); deadline.Sub(now) < idle-idle/8 {
+				deadline = now.Add(idle)
+				c.SetReadDeadline(deadline)
+			}
+		}
+		if ctx.Err() != nil {
+			// Stopping: read what the client already sent for stopDrain
+			// more, then end.
+			if stopAt.IsZero() {
+				stopAt = time.Now().Add(stopDrain)
+			}
+			c.SetReadDeadline(stopAt)
+		}
+		n, rerr := c.Read(buf)
+		if n > 0 {
+			if err := fr.feed(buf[:n]); err != nil {
+				s.frameError(err)
+				return
+			}
+		}
+		if rerr == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(rerr, &ne) && ne.Timeout() && ctx.Err() == nil {
+			s.idle.Add(1)
+			s.log.Debug("closing an idle connection", "remote", remote(c), "idle_timeout", idle)
+		} else if rerr != io.EOF && ctx.Err() == nil {
+			s.log.Debug("connection read failed", "remote", remote(c), "error", rerr)
+		}
+		// The end of the connection (EOF, a half-close, a reset, idle or
+		// stop): a record begun is delivered, counted as partial.
+		if err := fr.end(); err != nil {
+			s.frameError(err)
+		}
+		return
+	}
+}
+
+// frameError counts why a connection's framing stopped.
+func (s *Source) frameError(err error) {
+	switch {
+	case errors.Is(err, errOversize):
+		s.drop(DropOversize, 1)
+	case errors.Is(err, errMalformedFrame):
+		s.drop(DropMalformedFrame, 1)
+	}
+}
+
+func remote(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return "unix"
+}
