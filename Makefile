@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       ?= bin/agent
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse HEAD 2>/dev/null) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 NPM_DIR   := test/npm
 
 .PHONY: all build test test-short npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check

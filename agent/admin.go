@@ -2,53 +2,68 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// admin serves /metrics (Prometheus), /healthz (the process is up) and
-// /readyz (the pipeline is running and not shutting down).
+// admin serves the operator's endpoints:
+//
+//	GET /metrics  Prometheus metrics
+//	GET /healthz  200 while the process serves requests (liveness: restart
+//	              the agent when this fails)
+//	GET /readyz   200 while the pipeline runs and delivers; 503 while it
+//	              starts or stops, or when for longer than
+//	              admin.not_ready_after a flow's outputs have all been
+//	              failing or its full spool blocks its sources (readiness:
+//	              alert or route around it; restarting does not help, the
+//	              agent is waiting correctly and keeps what it read)
+//	GET /status   the pipeline's state as JSON (agent status, agent top)
 type admin struct {
-	ln    net.Listener
-	srv   *http.Server
-	ready atomic.Bool
-	done  chan struct{}
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{}
 }
 
-func startAdmin(listen string, m *metrics, log *slog.Logger) (*admin, error) {
+func startAdmin(listen string, a *Agent, log *slog.Logger) (*admin, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", listen, err)
 	}
-	a := &admin{ln: ln, done: make(chan struct{})}
+	ad := &admin{ln: ln, done: make(chan struct{})}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if why := a.notReady(time.Now()); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.Status())
+	})
+	ad.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		defer close(a.done)
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(ad.done)
+		if err := ad.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin endpoint stopped", "error", err)
 		}
 	}()
 	log.Info("admin endpoint listening", "address", ln.Addr().String())
-	return a, nil
+	return ad, nil
 }
 
 // Addr is the address the admin endpoint listens on.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,8 @@ var ErrDeadLettered = errors.New("agent: some records were written to the dead-l
 type Settings struct {
 	Logger  *slog.Logger
 	Version string
+	// Commit is the VCS revision built (agent_build_info).
+	Commit string
 	// Once makes Run return when every source reached its end and everything
 	// read was delivered (agent tail --once).
 	Once bool
@@ -56,6 +59,13 @@ type Agent struct {
 	// closeBy is when closing the outputs must end (the end of shutdown's
 	// margin); zero before a shutdown.
 	closeBy time.Time
+
+	// What status, readiness and the watchdog read (status.go).
+	state    atomic.Int32
+	stMu     sync.Mutex
+	running  []*flowRuntime
+	st       *statusTracker
+	dlqCount atomic.Pointer[atomic.Int64]
 }
 
 type flowRuntime struct {
@@ -95,7 +105,9 @@ func New(cfg Config, set Settings) (*Agent, error) {
 	if cfg.Spool.Dir == "" {
 		cfg.Spool.Dir = filepath.Join(cfg.StateDir, "spool")
 	}
-	return &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}}, nil
+	a := &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}, st: newStatusTracker(time.Now())}
+	a.m.buildInfo(set.Version, set.Commit)
+	return a, nil
 }
 
 func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
@@ -156,10 +168,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	for _, fc := range cfg.Flows {
 		fc.recordLimit, _ = flowRecordLimit(fc, outCfg)
-		log := a.log.With("component", "flow", "flow", fc.Name)
+		flowLog := a.log.With("flow", fc.Name) // one component key per line: each part adds its own
+		log := flowLog.With("component", "flow")
 		sc := cfg.Spool
 		sc.Dir = filepath.Join(cfg.Spool.Dir, fc.Name)
-		sp, err := spool.Open(sc, spool.Settings{Logger: log.With("component", "spool")})
+		sp, err := spool.Open(sc, spool.Settings{Logger: flowLog.With("component", "spool")})
 		if err != nil {
 			return fmt.Errorf("flow %s: %w", fc.Name, err)
 		}
@@ -170,7 +183,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 		fr.flow = fl
-		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: log.With("component", "sender"),
+		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: flowLog.With("component", "sender"),
 			metrics: a.m.sender(fc.Name), primary: &outputState{out: a.outputs[fc.Output], metrics: a.m.output(fc.Output)}}
 		if fc.Failover != "" {
 			fr.sender.failover = &outputState{out: a.outputs[fc.Failover], metrics: a.m.output(fc.Failover)}
@@ -194,9 +207,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}
 	a.registerStateMetrics()
+	stopStatus := a.startStatus(dlq)
+	defer stopStatus()
 
 	if l := cfg.Admin.Listen; l != "" && l != "off" {
-		ad, err := startAdmin(l, a.m, a.log.With("component", "admin"))
+		ad, err := startAdmin(l, a, a.log.With("component", "admin"))
 		if err != nil {
 			return err
 		}
@@ -306,9 +321,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	}
 	go func() { srcWG.Wait(); close(srcDone) }()
 
-	if a.admin != nil {
-		a.admin.ready.Store(true)
-	}
+	a.state.Store(stateRunning)
 	if a.set.OnReady != nil {
 		a.set.OnReady()
 	}
@@ -332,9 +345,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		default:
 		}
 	}
-	if a.admin != nil {
-		a.admin.ready.Store(false)
-	}
+	a.state.Store(stateStopping)
 	stopSources()
 
 	// One deadline for the whole stop: shutdown_timeout from now for the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/kplagent/agent/agent"
@@ -18,7 +19,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfigPath, "config file")
 	fs.StringVar(cfgPath, "config", defaultConfigPath, "config file")
+	logFormat := fs.String("log-format", "", "auto, text or json (overrides log.format; auto: JSON when stderr is the systemd journal, text otherwise)")
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	switch *logFormat {
+	case "", "auto", "text", "json":
+	default:
+		fmt.Fprintf(stderr, "agent run: --log-format: unknown %q (want auto, text or json)\n", *logFormat)
 		return exitUsage
 	}
 	cfg, err := agent.LoadConfig(*cfgPath, components())
@@ -26,16 +34,26 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, OnReady: notifyReady, Components: components()})
+	sd := newSystemd(log)
+	defer sd.close()
+	var a *agent.Agent
+	a, err = agent.New(cfg, agent.Settings{Logger: log, Version: version, Commit: buildCommit(), Stdout: stdout,
+		OnReady: func() { sd.ready(a) }, Components: components()})
 	if err != nil {
 		return exitCode(err, stderr)
 	}
+	log.Info("agent starting", "version", version, "commit", buildCommit(), "go", runtime.Version(), "config", *cfgPath, "admin", cfg.Admin.Listen)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
 	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr})
 	defer stop()
+	stopWatch := watchStop(ctx, sd.stopping)
 	err = a.Run(ctx)
-	notifyStopping()
+	stopWatch()
+	sd.stopping()
 	if err != nil && !errors.Is(err, ctx.Err()) {
 		log.Error("agent stopped", "error", err)
 		return exitFailed

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// notifySocket is a fake systemd: the datagram socket NOTIFY_SOCKET names,
+// collecting every message in order.
+type notifySocket struct {
+	path string
+	conn *net.UnixConn
+	mu   sync.Mutex
+	msgs []string
+	done chan struct{}
+}
+
+func newNotifySocket(t *testing.T) *notifySocket {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sd") // short: a socket path has ~100 bytes
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	n := &notifySocket{path: filepath.Join(dir, "notify"), done: make(chan struct{})}
+	n.conn, err = net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	require.NoError(t, err)
+	go func() {
+		defer close(n.done)
+		buf := make([]byte, 4096)
+		for {
+			k, err := n.conn.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, string(buf[:k]))
+			n.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { n.conn.Close(); <-n.done })
+	return n
+}
+
+func (n *notifySocket) messages() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.msgs...)
+}
+
+// index is the position of the first message with prefix at or after from (-1: none).
+func indexOf(msgs []string, prefix string, from int) int {
+	for i := from; i < len(msgs); i++ {
+		if strings.HasPrefix(msgs[i], prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// startAgentEnv is startAgent with extra environment variables.
+func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(agentBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	sw := &syncWriter{w: &stderr}
+	cmd.Stderr, cmd.Stdout = sw, sw
+	require.NoError(t, cmd.Start())
+	p := &agentProc{cmd: cmd, stderr: &stderr, sw: sw, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func writeConfig(t *testing.T, dir, body string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(body), 0o600))
+	return cfg
+}
+
+// Under systemd (Type=notify, WatchdogSec=): READY=1 once running, then
+// STATUS= lines and WATCHDOG=1 pings, STOPPING=1 at SIGTERM, in that order;
+// JSON logs carry one component key per line and the version at start-up.
+func TestRun_UnderSystemd_NotifiesReadyStatusWatchdogStopping(t *testing.T) {
+	t.Parallel()
+	const n = 2000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, 80)
+	s := newSink(t)
+	admin := freeAddr(t)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: sink
+    type: http
+    http: {url: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: sink
+`, filepath.Join(dir, "state"), admin, log, s.URL()))
+	sd := newNotifySocket(t)
+	p := startAgentEnv(t, []string{"NOTIFY_SOCKET=" + sd.path, "WATCHDOG_USEC=400000"}, "run", "-c", cfg, "--log-format", "json")
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == n }, "not every line arrived")
+	p.waitFor(t, time.Minute, func() bool {
+		m := sd.messages()
+		return indexOf(m, "STATUS=", 0) >= 0 && indexOf(m, "WATCHDOG=1", 0) >= 0 && strings.Count(strings.Join(m, "\n"), "WATCHDOG=1") >= 3
+	}, "no STATUS= and WATCHDOG=1 messages")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+
+	m := sd.messages()
+	t.Logf("notify messages: %d, first %q", len(m), m[:min(len(m), 4)])
+	require.Equal(t, "READY=1", m[0], "READY=1 comes first")
+	require.Equal(t, 1, strings.Count(strings.Join(m, "\n"), "READY=1"), "one READY=1")
+	stopping := indexOf(m, "STOPPING=1", 0)
+	require.Positive(t, stopping, "STOPPING=1 after READY=1: %q", m)
+	require.Positive(t, indexOf(m[:stopping], "WATCHDOG=1", 1), "watchdog pings while running")
+	st := indexOf(m[:stopping], "STATUS=", 1)
+	require.Positive(t, st, "a STATUS= line while running")
+	require.Regexp(t, `^STATUS=running; \d+ records/s in, \d+ records/s out; backlog \d+ entries`, m[st])
+
+	// Logs: JSON, one component key per line, durations as strings.
+	lines := strings.Split(strings.TrimSpace(p.stderr.String()), "\n")
+	sawStart, sawComponent := false, false
+	for _, line := range lines {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "not a JSON line: %s", line)
+		require.LessOrEqual(t, strings.Count(line, `"component":`), 1, "component key repeated: %s", line)
+		if strings.Count(line, `"component":`) == 1 {
+			sawComponent = true
+		}
+		if rec["msg"] == "agent starting" {
+			sawStart = true
+			require.Equal(t, "dev", rec["version"])
+			require.NotEmpty(t, rec["go"])
+		}
+		for k, v := range rec {
+			if strings.HasSuffix(k, "_in") || k == "after" || k == "took" {
+				_, isString := v.(string)
+				require.True(t, isString, "duration %s not a string: %s", k, line)
+			}
+		}
+	}
+	require.True(t, sawStart, "no start-up line with the version")
+	require.True(t, sawComponent, "no line with a component")
+}
