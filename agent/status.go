@@ -415,14 +415,9 @@ func (a *Agent) sample(now time.Time) {
 		}
 		var read uint64
 		for _, name := range st.srcNames[fr.cfg.Name] {
-			s := st.sources[name]
+			s := a.seenSource(name)
 			if s == nil {
-				sm := a.sourceCounters(name)
-				if sm == nil {
-					continue
-				}
-				s = &sourceSeen{sm: sm}
-				st.sources[name] = s
+				continue
 			}
 			r, _ := s.sm.read()
 			if r != s.records {
@@ -576,8 +571,11 @@ func (a *Agent) Status() Status {
 		}
 		for _, src := range fr.sources {
 			s := SourceStatus{Name: src.Name(), Type: srcTypes[src.Name()]}
-			if seen := a.st.sources[src.Name()]; seen != nil {
+			if seen := a.seenSource(src.Name()); seen != nil {
 				s.RecordsRead, s.BytesRead = seen.sm.read()
+				if s.RecordsRead != seen.records {
+					seen.records, seen.lastRead = s.RecordsRead, now
+				}
 				if !seen.lastRead.IsZero() {
 					t := seen.lastRead
 					s.LastRead = &t
@@ -674,4 +672,19 @@ func (a *Agent) sourceCounters(name string) *sourceMetrics {
 		}
 	}
 	return nil
+}
+
+// seenSource is what the status tracker knows of a source (nil before the
+// source is wired to its flow). Call with a.st.mu held.
+func (a *Agent) seenSource(name string) *sourceSeen {
+	if s := a.st.sources[name]; s != nil {
+		return s
+	}
+	sm := a.sourceCounters(name)
+	if sm == nil {
+		return nil
+	}
+	s := &sourceSeen{sm: sm}
+	a.st.sources[name] = s
+	return s
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent"
 )
 
 // notifySocket is a fake systemd: the datagram socket NOTIFY_SOCKET names,
@@ -167,4 +171,131 @@ flows:
 	}
 	require.True(t, sawStart, "no start-up line with the version")
 	require.True(t, sawComponent, "no line with a component")
+}
+
+// statusJSON runs `agent status --json` against the agent at admin.
+func statusJSON(t *testing.T, admin string) (agent.Status, bool) {
+	t.Helper()
+	out, err := exec.Command(agentBin, "status", "--json", "--admin", admin).Output()
+	if err != nil {
+		return agent.Status{}, false
+	}
+	var st agent.Status
+	require.NoError(t, json.Unmarshal(out, &st), "agent status --json: %s", out)
+	return st, true
+}
+
+// fileLines counts the numbered lines in a file output's file.
+func fileLines(t *testing.T, path string) map[int]int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return map[int]int{}
+	}
+	require.NoError(t, err)
+	got := map[int]int{}
+	for _, m := range regexp.MustCompile(`L(\d{8}) `).FindAllSubmatch(b, -1) {
+		k, _ := strconv.Atoi(string(m[1]))
+		got[k]++
+	}
+	return got
+}
+
+// A flow's failover may be an output of another type: HTTP primary, file
+// failover. The primary goes down, then comes back: every line arrives at
+// one of them, and `agent status --json` shows the switch both ways.
+func TestFailover_HTTPToFileAndBack_SeenInStatus(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	admin := freeAddr(t)
+	failFile := filepath.Join(dir, "failover.ndjson")
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: web
+    type: http
+    http: {url: %q, timeout: 2s}
+  - name: local
+    type: file
+    file: {path: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: web
+    failover: local
+    sender: {backoff_initial: 10ms, backoff_max: 200ms, failover_after: 2, failback_after: 1s}
+`, filepath.Join(dir, "state"), admin, log, s.URL(), failFile))
+	const per = 500
+	writeLog(t, log, 0, per, 80)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == per }, "the first lines did not reach the primary")
+	st, ok := statusJSON(t, admin)
+	require.True(t, ok)
+	require.Len(t, st.Flows, 1)
+	require.Equal(t, "web", st.Flows[0].Output)
+	require.False(t, st.Flows[0].OnFailover)
+	require.Len(t, st.Flows[0].Sources, 1)
+	require.NotNil(t, st.Flows[0].Sources[0].LastRead)
+
+	// The primary goes down: the flow switches to the file.
+	s.stop()
+	writeLog(t, log, per, 2*per, 80)
+	p.waitFor(t, time.Minute, func() bool {
+		st, ok := statusJSON(t, admin)
+		return ok && st.Flows[0].OnFailover && st.Flows[0].Output == "local"
+	}, "status never showed the failover output active")
+	p.waitFor(t, time.Minute, func() bool { return len(fileLines(t, failFile)) > 0 }, "nothing reached the failover file")
+	st, _ = statusJSON(t, admin)
+	var web agent.OutputStatus
+	for _, o := range st.Outputs {
+		if o.Name == "web" {
+			web = o
+		}
+	}
+	require.NotEmpty(t, web.LastError, "the primary's last error is shown")
+	require.Equal(t, "http", web.Type)
+	require.Positive(t, metric(admin, "agent_output_failovers_total"))
+	require.Equal(t, 1.0, metric(admin, `agent_flow_active_output{flow="main",output="local"}`))
+	table, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", table)
+	require.Contains(t, string(table), "local (failover; primary web failing)")
+	require.Regexp(t, `(?m)^web\s+http\s+(retrying|ok)`, string(table))
+
+	// The primary comes back: after failback_after the flow probes it and stays.
+	// The probe rides on traffic: lines keep coming until it happened.
+	s.start()
+	next := 2 * per
+	p.waitFor(t, time.Minute, func() bool {
+		if next < 3*per {
+			writeLog(t, log, next, next+10, 80)
+			next += 10
+		}
+		st, ok := statusJSON(t, admin)
+		return ok && !st.Flows[0].OnFailover && st.Flows[0].Output == "web"
+	}, "status never showed the primary active again")
+	writeLog(t, log, next, 3*per, 80)
+	union := func() int {
+		got := fileLines(t, failFile)
+		for i := range 3 * per {
+			if s.count(i) > 0 {
+				got[i]++
+			}
+		}
+		return len(got)
+	}
+	p.waitFor(t, time.Minute, func() bool { return union() == 3*per }, "not every line arrived at one of the outputs")
+	require.Positive(t, metric(admin, "agent_output_failbacks_total"))
+	require.Equal(t, 1.0, metric(admin, `agent_flow_active_output{flow="main",output="web"}`))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	out := p.stderr.String()
+	require.Contains(t, out, "using the failover output")
+	require.Contains(t, out, "trying the primary output again")
 }
