@@ -393,26 +393,7 @@ func (a *Agent) sample(now time.Time) {
 			st.flows[fr.cfg.Name] = fs
 		}
 		ss := fr.spool.Stats()
-		if ss.Appended != fs.lastAppended {
-			fs.appends = append(fs.appends, appendSample{low: fs.lastTick, high: now, appended: ss.Appended})
-			fs.lastAppended = ss.Appended
-			if len(fs.appends) > maxAppendSamples {
-				fs.appends = mergeSamples(fs.appends)
-			}
-		}
-		fs.lastTick = now
-		// Samples all of whose entries are gone are not needed.
-		removed := int64(ss.Appended) - ss.Entries
-		for len(fs.appends) > 0 && int64(fs.appends[0].appended) <= removed {
-			fs.appends = fs.appends[1:]
-		}
-		if ss.BlockedAppends > 0 {
-			if fs.blockedSince.IsZero() {
-				fs.blockedSince = now
-			}
-		} else {
-			fs.blockedSince = time.Time{}
-		}
+		fs.observe(now, ss.Appended, ss.Entries, ss.BlockedAppends > 0)
 		var read uint64
 		for _, name := range st.srcNames[fr.cfg.Name] {
 			s := a.seenSource(name)
@@ -434,6 +415,30 @@ func (a *Agent) sample(now time.Time) {
 			st.outputs[name] = r
 		}
 		r.add(now, o.seen.records.Load())
+	}
+}
+
+// observe notes the spool's counters at now.
+func (fs *flowSamples) observe(now time.Time, appended uint64, entries int64, blocked bool) {
+	if appended != fs.lastAppended {
+		fs.appends = append(fs.appends, appendSample{low: fs.lastTick, high: now, appended: appended})
+		fs.lastAppended = appended
+		if len(fs.appends) > maxAppendSamples {
+			fs.appends = mergeSamples(fs.appends)
+		}
+	}
+	fs.lastTick = now
+	// Samples all of whose entries are gone are not needed.
+	removed := int64(appended) - entries
+	for len(fs.appends) > 0 && int64(fs.appends[0].appended) <= removed {
+		fs.appends = fs.appends[1:]
+	}
+	if blocked {
+		if fs.blockedSince.IsZero() {
+			fs.blockedSince = now
+		}
+	} else {
+		fs.blockedSince = time.Time{}
 	}
 }
 
