@@ -25,10 +25,13 @@ import (
 //	              alert or route around it; restarting does not help, the
 //	              agent is waiting correctly and keeps what it read)
 //	GET /status   the pipeline's state as JSON (agent status, agent top)
+//	GET /tap?flow=NAME&rate=N  a sample of the records entering the flow,
+//	              at most N a second (default 10), as NDJSON (agent tap)
 type admin struct {
 	ln   net.Listener
 	srv  *http.Server
 	done chan struct{}
+	quit chan struct{} // closed when the endpoint closes: streams end
 }
 
 func startAdmin(listen string, a *Agent, log *slog.Logger) (*admin, error) {
@@ -36,7 +39,7 @@ func startAdmin(listen string, a *Agent, log *slog.Logger) (*admin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", listen, err)
 	}
-	ad := &admin{ln: ln, done: make(chan struct{})}
+	ad := &admin{ln: ln, done: make(chan struct{}), quit: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -55,6 +58,7 @@ func startAdmin(listen string, a *Agent, log *slog.Logger) (*admin, error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(a.Status())
 	})
+	mux.HandleFunc("GET /tap", func(w http.ResponseWriter, r *http.Request) { a.serveTap(w, r, ad.quit) })
 	ad.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(ad.done)
@@ -78,6 +82,7 @@ func (a *admin) close(by time.Time) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	close(a.quit)
 	if err := a.srv.Shutdown(ctx); err != nil {
 		_ = a.srv.Close() // cut what did not finish
 	}

@@ -74,6 +74,7 @@ type flowRuntime struct {
 	flow    *flow
 	sender  *sender
 	spool   *spool.Spool
+	tap     tap // agent tap (tap.go)
 }
 
 // New validates cfg and builds outputs and sources. It does no I/O besides
@@ -309,7 +310,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	for _, fr := range a.flows {
 		for _, src := range fr.sources {
 			committer, _ := src.(source.Committer)
-			emit := fr.flow.emitFor(src.Name(), committer, a.m.source(src.Name()))
+			emit := fr.tap.wrap(fr.cfg.Name, src.Name(), fr.flow.emitFor(src.Name(), committer, a.m.source(src.Name())))
 			srcWG.Add(1)
 			go func() {
 				defer srcWG.Done()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -298,4 +299,82 @@ flows:
 	out := p.stderr.String()
 	require.Contains(t, out, "using the failover output")
 	require.Contains(t, out, "trying the primary output again")
+}
+
+// agent tap prints a rate-limited sample of the records entering a flow;
+// the records still all reach the destination.
+func TestTap_SamplesTheFlowsRecordsAtTheAskedRate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	admin := freeAddr(t)
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: sink
+    type: http
+    http: {url: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: sink
+`, filepath.Join(dir, "state"), admin, log, s.URL()))
+	writeLog(t, log, 0, 1, 80)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == 1 }, "the agent did not start")
+
+	bad := exec.Command(agentBin, "tap", "nope", "--admin", admin)
+	out, err := bad.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `no flow "nope"`)
+
+	const rate = 5
+	tp := exec.Command(agentBin, "tap", "main", "--rate", strconv.Itoa(rate), "--admin", admin)
+	stdout, err := tp.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, tp.Start())
+	started := time.Now()
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	next := 1
+	var got []string
+	deadline := time.After(time.Minute)
+	for len(got) < 8 {
+		writeLog(t, log, next, next+200, 80) // far more than the rate
+		next += 200
+		select {
+		case l := <-lines:
+			got = append(got, l)
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("agent tap printed %d lines in a minute", len(got))
+		}
+	}
+	elapsed := time.Since(started)
+	require.NoError(t, tp.Process.Signal(syscall.SIGINT))
+	for l := range lines {
+		got = append(got, l)
+	}
+	require.NoError(t, tp.Wait())
+	for _, l := range got {
+		require.Regexp(t, `^L\d{8} `, l, "a record the test wrote")
+	}
+	// A burst of one, then at most rate a second (plus the time the last
+	// lines took to reach the pipe).
+	require.LessOrEqual(t, float64(len(got)), 1+rate*(time.Since(started).Seconds()+1), "tap sampled faster than asked (%d lines in %s)", len(got), elapsed)
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == next }, "not every line arrived")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
 }

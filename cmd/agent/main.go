@@ -32,6 +32,7 @@ Usage:
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
   agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
   agent top                     the same, refreshed live (q or Ctrl-C to quit)
+  agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
   agent version                 print the version and the compiled-in source and output types
 `
 
@@ -65,6 +66,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDeadLetter(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "tap":
+		return cmdTap(args[1:], stdout, stderr)
 	case "top":
 		return cmdTop(args[1:], stdin, stdout, stderr)
 	case "kpl":
