@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,17 @@ func TestComponents_ListIsConsistent(t *testing.T) {
 func TestVersion_PrintsTheCompiledInTypes(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, exitOK, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
-	require.Equal(t, "agent "+version+"\nsources: file\noutputs: http, stdout, file\n", out.String())
+	c := components()
+	require.Equal(t, "agent "+version+"\ncommit: unknown\nbuilt: unknown\ngo: "+runtime.Version()+
+		"\nsources: "+strings.Join(c.SourceNames(), ", ")+"\noutputs: "+strings.Join(c.OutputNames(), ", ")+"\n", out.String())
+	require.Contains(t, out.String(), "sources: file, stdin\n")
+	require.Contains(t, out.String(), "outputs: http, ")
+
+	commit, date = "0123abc", "2026-12-06T07:00:00Z" // what the Makefile stamps
+	defer func() { commit, date = "", "" }()
+	out.Reset()
+	require.Equal(t, exitOK, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
+	require.Contains(t, out.String(), "\ncommit: 0123abc\nbuilt: 2026-12-06T07:00:00Z\n")
 }
 
 // --to picks the output type by its scheme, and the type maps the flags a
