@@ -44,6 +44,10 @@ type Settings struct {
 	OnReady func()
 	// Components are the source and output types the config may name.
 	Components Components
+	// Admin, when set, is the admin endpoint to serve this pipeline on (it
+	// outlives the Agent: `agent run` keeps it across reloads); otherwise
+	// Run starts its own on admin.listen.
+	Admin *Admin
 }
 
 // Agent is a configured pipeline. Run it once.
@@ -55,7 +59,7 @@ type Agent struct {
 
 	outputs map[string]outputs.Output
 	flows   []*flowRuntime
-	admin   *admin
+	admin   *Admin
 	// closeBy is when closing the outputs must end (the end of shutdown's
 	// margin); zero before a shutdown.
 	closeBy time.Time
@@ -211,11 +215,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	stopStatus := a.startStatus(dlq)
 	defer stopStatus()
 
-	if l := cfg.Admin.Listen; l != "" && l != "off" {
-		ad, err := startAdmin(l, a, a.log.With("component", "admin"))
+	if ad := a.set.Admin; ad != nil {
+		ad.attach(a) // the owner's endpoint, kept across reloads
+		defer ad.detach(a)
+	} else if l := cfg.Admin.Listen; l != "" && l != "off" {
+		ad, err := StartAdmin(l, a.log.With("component", "admin"))
 		if err != nil {
 			return err
 		}
+		ad.attach(a)
 		a.admin = ad
 		defer func() { ad.close(a.closeBy) }()
 	}

@@ -378,3 +378,87 @@ flows:
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
 }
+
+// A reload (agent reload, SIGHUP) swaps the pipeline for one built from the
+// new configuration without losing a line; a broken configuration is
+// refused with its file:line and the running pipeline stays.
+func TestReload_ChangesTheOutputsURLLosingNothing_BrokenConfigKeepsTheOldOne(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	sa, sb := newSink(t), newSink(t)
+	admin := freeAddr(t)
+	config := func(url string) string {
+		return fmt.Sprintf(`
+state_dir: %s
+shutdown_timeout: 5s
+admin: {listen: %q}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: sink
+    type: http
+    http: {url: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: sink
+`, filepath.Join(dir, "state"), admin, log, url)
+	}
+	cfg := writeConfig(t, dir, config(sa.URL()))
+	sd := newNotifySocket(t)
+	p := startAgentEnv(t, []string{"NOTIFY_SOCKET=" + sd.path}, "run", "-c", cfg)
+	next := 0
+	write := func() {
+		writeLog(t, log, next, next+50, 80)
+		next += 50
+	}
+	// keepWriting writes lines until cond holds.
+	keepWriting := func(cond func() bool, msg string) {
+		p.waitFor(t, time.Minute, func() bool { write(); return cond() }, msg)
+	}
+	keepWriting(func() bool { return sa.distinct() > 100 }, "lines did not reach the first URL")
+
+	writeConfig(t, dir, config(sb.URL()))
+	out, err := exec.Command(agentBin, "reload", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, "reloaded\n", string(out))
+	keepWriting(func() bool { return sb.distinct() > 100 }, "lines did not reach the new URL after the reload")
+	aAfter := sa.distinct()
+
+	// A broken configuration: refused, with where the problem is.
+	require.NoError(t, os.WriteFile(cfg, []byte(config(sa.URL())+"bogus_key: 1\n"), 0o600))
+	out, err = exec.Command(agentBin, "reload", "--admin", admin).CombinedOutput()
+	require.Error(t, err)
+	require.Regexp(t, `agent\.yaml:\d+`, string(out))
+	require.Contains(t, string(out), "bogus_key")
+	require.Equal(t, 1.0, metric(admin, `agent_config_reloads_total{result="failed"}`))
+	require.Equal(t, 1.0, metric(admin, `agent_config_reloads_total{result="ok"}`))
+	bBefore := sb.distinct()
+	keepWriting(func() bool { return sb.distinct() > bBefore+100 }, "the running pipeline did not keep going after a refused reload")
+	require.Equal(t, aAfter, sa.distinct(), "the refused configuration's URL got nothing")
+
+	// SIGHUP reloads too.
+	writeConfig(t, dir, config(sa.URL()))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	keepWriting(func() bool { return sa.distinct() > aAfter+100 }, "SIGHUP did not reload")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	for i := range next {
+		if sa.count(i)+sb.count(i) == 0 {
+			t.Fatalf("line %d of %d lost across reloads; stderr:\n%s", i, next, tail(p.stderr.String(), 4000))
+		}
+	}
+	t.Logf("%d lines, %d at the first URL, %d at the second", next, sa.distinct(), sb.distinct())
+
+	m := sd.messages()
+	require.Equal(t, "READY=1", m[0])
+	reloading := indexOf(m, "RELOADING=1\nMONOTONIC_USEC=", 0)
+	require.Positive(t, reloading, "RELOADING=1 with MONOTONIC_USEC: %q", m)
+	require.Greater(t, indexOf(m, "READY=1", reloading), reloading, "READY=1 again after the reload")
+	require.Positive(t, indexOf(m, "STOPPING=1", reloading))
+	require.Contains(t, p.stderr.String(), "reload refused: the configuration is invalid")
+}

@@ -33,6 +33,7 @@ Usage:
   agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
   agent top                     the same, refreshed live (q or Ctrl-C to quit)
   agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
+  agent reload [-c FILE]        make the running agent re-read its config (as SIGHUP; exit 1 if refused)
   agent version                 print the version and the compiled-in source and output types
 `
 
@@ -66,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDeadLetter(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "reload":
+		return cmdReload(args[1:], stdout, stderr)
 	case "tap":
 		return cmdTap(args[1:], stdout, stderr)
 	case "top":

@@ -70,6 +70,14 @@ func (s *systemd) stopping() {
 	}
 }
 
+// reloading reports that a configuration reload began: the next pipeline's
+// ready sends READY=1 again.
+func (s *systemd) reloading() {
+	if err := sdnotify.Reloading(); err != nil {
+		s.log.Debug("cannot notify systemd", "state", "RELOADING=1", "error", err)
+	}
+}
+
 // close ends the loop.
 func (s *systemd) close() {
 	s.mu.Lock()

@@ -261,3 +261,43 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 }
+
+// cmdReload asks the running agent to re-read its configuration (POST
+// /reload; SIGHUP does the same without an answer). It waits for the
+// result: exit 0 once the new pipeline starts, 1 with the configuration's
+// problems when it was refused (the running pipeline stays).
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf statusFlags
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	base, err := sf.adminURL()
+	if err != nil {
+		fmt.Fprintln(stderr, "agent reload:", err)
+		return exitUsage
+	}
+	// The old pipeline stops as at shutdown first: up to shutdown_timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/reload", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent reload:", err)
+		return exitUsage
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent reload: is the agent running?", err)
+		return exitFailed
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "agent reload: refused, the running configuration stays:\n%s", body)
+		return exitFailed
+	}
+	fmt.Fprint(stdout, string(body))
+	return exitOK
+}
