@@ -375,6 +375,35 @@ flows:
 	// lines took to reach the pipe).
 	require.LessOrEqual(t, float64(len(got)), 1+rate*(time.Since(started).Seconds()+1), "tap sampled faster than asked (%d lines in %s)", len(got), elapsed)
 	p.waitFor(t, time.Minute, func() bool { return s.distinct() == next }, "not every line arrived")
+
+	// agent top redraws the status until q.
+	top := exec.Command(agentBin, "top", "--admin", admin)
+	keys, err := top.StdinPipe()
+	require.NoError(t, err)
+	var screen syncWriter
+	screen.w = new(bytes.Buffer)
+	top.Stdout = &screen
+	require.NoError(t, top.Start())
+	p.waitFor(t, time.Minute, func() bool {
+		screen.mu.Lock()
+		defer screen.mu.Unlock()
+		return strings.Count(screen.w.String(), "\033[H\033[2J") >= 2 && strings.Contains(screen.w.String(), "OUTPUT")
+	}, "agent top did not redraw")
+	_, err = keys.Write([]byte("q"))
+	require.NoError(t, err)
+	topDone := make(chan error, 1)
+	go func() { topDone <- top.Wait() }()
+	select {
+	case err := <-topDone:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		_ = top.Process.Kill()
+		t.Fatal("agent top did not quit on q")
+	}
+	screen.mu.Lock()
+	require.Regexp(t, `(?m)^main\s+sink\s+`, screen.w.String())
+	screen.mu.Unlock()
+
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
 }
