@@ -140,7 +140,8 @@ type OutputStatus struct {
 	Name string `json:"name"`
 	Type string `json:"type"`
 	// State is ok, throttled (it asked for a pause), retrying (its last
-	// attempt failed and is retried) or idle (never sent).
+	// attempt failed and is retried), failed over (a flow's primary whose
+	// sends go to its failover) or idle (never sent).
 	State         string     `json:"state"`
 	Active        bool       `json:"active"` // some flow sends to it now
 	RecordsSent   uint64     `json:"records_sent"`
@@ -158,6 +159,9 @@ const (
 	OutputOK        = "ok"
 	OutputRetrying  = "retrying"
 	OutputThrottled = "throttled"
+	// OutputFailedOver: a flow's primary whose sends go to the failover
+	// while it keeps failing (tried again every failback_after).
+	OutputFailedOver = "failed over"
 )
 
 // outputSeen is what the sender saw of an output, for status and
@@ -283,14 +287,18 @@ func (l *liveness) idleOrSince() bool { return l.busy.Load() == 0 }
 const livenessSlack = 2 * time.Minute
 
 // Alive reports whether the pipeline makes progress or waits for work:
-// every flow's timers goroutine ticked recently, and every sender either
+// every flow's timers goroutine ticked recently (or waits behind a source
+// paused by a full spool), and every sender either
 // waits for entries or began or finished an attempt recently. The systemd
 // watchdog is pinged only while it holds. It returns what is stuck.
 func (a *Agent) Alive() error {
 	now := time.Now()
 	for _, fr := range a.runtimeFlows() {
+		// The timers wait for the flow's lock while an emit holding it waits
+		// for room in a full spool (when_full: block): that is waiting
+		// correctly, as long as the sender below is alive.
 		tick := max(fr.cfg.Aggregation.MaxBufferedTime/2, 5*time.Millisecond)
-		if d := now.Sub(fr.flow.now()); d > tick+livenessSlack {
+		if d := now.Sub(fr.flow.now()); d > tick+livenessSlack && (fr.spool == nil || fr.spool.Stats().BlockedAppends == 0) {
 			return fmt.Errorf("flow %s: its timers have not ticked for %s", fr.cfg.Name, d.Round(time.Second))
 		}
 		s := fr.sender
@@ -560,12 +568,15 @@ func (a *Agent) Status() Status {
 	for _, sc := range a.cfg.Sources {
 		srcTypes[sc.Name] = sc.Type
 	}
-	active := map[string]bool{}
+	active, failedOver := map[string]bool{}, map[string]bool{}
 	a.st.mu.Lock()
 	defer a.st.mu.Unlock()
 	for _, fr := range a.runtimeFlows() {
 		o, onFailover := fr.sender.activeOutput()
 		active[o.out.Name()] = true
+		if onFailover {
+			failedOver[fr.cfg.Output] = true
+		}
 		ss := fr.spool.Stats()
 		age := a.st.oldestAge(fr.cfg.Name, spoolStatsView{Entries: ss.Entries, Appended: ss.Appended}, now)
 		f := FlowStatus{Name: fr.cfg.Name, Output: o.out.Name(), Primary: fr.cfg.Output, Failover: fr.cfg.Failover, OnFailover: onFailover,
@@ -599,6 +610,9 @@ func (a *Agent) Status() Status {
 	for name, o := range a.outputStates() {
 		os := OutputStatus{Name: name, Type: types[name], State: o.state(now), Active: active[name],
 			RecordsSent: o.seen.records.Load(), BytesSent: o.seen.bytes.Load()}
+		if failedOver[name] && !active[name] {
+			os.State = OutputFailedOver
+		}
 		if r := a.st.outputs[name]; r != nil {
 			os.RecordsPerSec = r.rate()
 		}

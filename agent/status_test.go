@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/spool"
 )
 
 func TestStatusTracker_OldestAgeFollowsTheOldestUnacknowledgedEntry(t *testing.T) {
@@ -141,4 +143,38 @@ func TestAlive_ReportsAStuckSenderOrTimers(t *testing.T) {
 
 	fl.clock.Store(time.Now().Add(-livenessSlack - time.Second).UnixNano())
 	require.ErrorContains(t, a.Alive(), "flow main: its timers have not ticked")
+}
+
+func TestAlive_TimersWaitingBehindAFullSpoolAreAlive(t *testing.T) {
+	sc := spool.DefaultConfig()
+	sc.Dir = t.TempDir()
+	sc.SegmentBytes = 4 << 10
+	sc.MaxBytes = 8 << 10
+	sc.MinFreeBytes = 0
+	sc.WhenFull = spool.WhenFullBlock
+	sp, err := spool.Open(sc, spool.Settings{Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	defer sp.Close()
+	fl := &flow{}
+	fl.clock.Store(time.Now().Add(-livenessSlack - time.Second).UnixNano())
+	s := &sender{cfg: SenderConfig{BackoffMax: time.Second}, primary: newTestOutputState("web")}
+	a := &Agent{st: newStatusTracker(time.Now())}
+	a.running = []*flowRuntime{{cfg: FlowConfig{Name: "main"}, flow: fl, sender: s, spool: sp}}
+	require.ErrorContains(t, a.Alive(), "its timers have not ticked")
+
+	// Fill the spool until an Append waits for room.
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if _, err := sp.Append(ctx, make([]byte, 1000)); err != nil {
+				return
+			}
+		}
+	}()
+	require.Eventually(t, func() bool { return sp.Stats().BlockedAppends > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, a.Alive(), "a source paused by a full spool is waiting correctly")
+	cancel()
+	<-done
 }

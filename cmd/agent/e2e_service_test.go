@@ -261,13 +261,14 @@ flows:
 		}
 	}
 	require.NotEmpty(t, web.LastError, "the primary's last error is shown")
+	require.Equal(t, agent.OutputFailedOver, web.State)
 	require.Equal(t, "http", web.Type)
 	require.Positive(t, metric(admin, "agent_output_failovers_total"))
 	require.Equal(t, 1.0, metric(admin, `agent_flow_active_output{flow="main",output="local"}`))
 	table, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", table)
 	require.Contains(t, string(table), "local (failover; primary web failing)")
-	require.Regexp(t, `(?m)^web\s+http\s+(retrying|ok)`, string(table))
+	require.Regexp(t, `(?m)^web\s+http\s+failed over for \d`, string(table))
 
 	// The primary comes back: after failback_after the flow probes it and stays.
 	// The probe rides on traffic: lines keep coming until it happened.
