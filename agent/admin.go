@@ -2,69 +2,168 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
-// admin serves /metrics (Prometheus), /healthz (the process is up) and
-// /readyz (the pipeline is running and not shutting down).
-type admin struct {
-	ln    net.Listener
-	srv   *http.Server
-	ready atomic.Bool
-	done  chan struct{}
+// Admin serves the operator's endpoints for the pipeline attached to it:
+//
+//	GET  /metrics  Prometheus metrics
+//	GET  /healthz  200 while the process serves requests (liveness: restart
+//	               the agent when this fails)
+//	GET  /readyz   200 while the pipeline runs and delivers; 503 while it
+//	               starts, reloads or stops, or when for longer than
+//	               admin.not_ready_after a flow's outputs have all been
+//	               failing or its full spool blocks its sources (readiness:
+//	               alert or route around it; restarting does not help, the
+//	               agent is waiting correctly and keeps what it read)
+//	GET  /status   the pipeline's state as JSON (agent status, agent top)
+//	GET  /tap?flow=NAME&rate=N  a sample of the records entering the flow,
+//	               at most N a second (default 10), as NDJSON (agent tap)
+//	POST /reload   re-read the configuration (agent reload), when the
+//	               owner set a reload function
+//
+// `agent run` starts one and keeps it across configuration reloads
+// (Settings.Admin); an agent without one starts its own for its lifetime.
+type Admin struct {
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{}
+	quit chan struct{} // closed when the endpoint closes: streams end
+	log  *slog.Logger
+
+	cur     atomic.Pointer[Agent]
+	reload  atomic.Pointer[func() error]
+	reg     *prometheus.Registry // the admin's own metrics: they outlive pipelines
+	reloads *prometheus.CounterVec
+
+	closeOnce sync.Once
 }
 
-func startAdmin(listen string, m *metrics, log *slog.Logger) (*admin, error) {
+// StartAdmin listens on listen (HOST:PORT) and serves the endpoints.
+func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", listen, err)
 	}
-	a := &admin{ln: ln, done: make(chan struct{})}
+	ad := &Admin{ln: ln, done: make(chan struct{}), quit: make(chan struct{}), log: log, reg: prometheus.NewRegistry()}
+	ad.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_config_reloads_total",
+		Help: "Configuration reloads (SIGHUP, agent reload) by result: ok, or failed (the running configuration stays)."}, []string{"result"})
+	ad.reloads.WithLabelValues("ok")
+	ad.reloads.WithLabelValues("failed")
+	ad.reg.MustRegister(ad.reloads)
+
+	pipeline := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		if a := ad.cur.Load(); a != nil {
+			return a.m.reg.Gather()
+		}
+		return nil, nil
+	})
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{ad.reg, pipeline},
+		promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		a := ad.cur.Load()
+		if a == nil {
+			http.Error(w, "not ready: no pipeline (starting or reloading)", http.StatusServiceUnavailable)
+			return
+		}
+		if why := a.notReady(time.Now()); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		a := ad.cur.Load()
+		if a == nil {
+			http.Error(w, "no pipeline (starting or reloading)", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.Status())
+	})
+	mux.HandleFunc("GET /tap", func(w http.ResponseWriter, r *http.Request) {
+		a := ad.cur.Load()
+		if a == nil {
+			http.Error(w, "no pipeline (starting or reloading)", http.StatusServiceUnavailable)
+			return
+		}
+		a.serveTap(w, r, ad.quit)
+	})
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, _ *http.Request) {
+		f := ad.reload.Load()
+		if f == nil {
+			http.Error(w, "this agent cannot reload its configuration", http.StatusNotImplemented)
+			return
+		}
+		if err := (*f)(); err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		_, _ = w.Write([]byte("reloaded\n"))
+	})
+	ad.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		defer close(a.done)
-		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(ad.done)
+		if err := ad.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin endpoint stopped", "error", err)
 		}
 	}()
 	log.Info("admin endpoint listening", "address", ln.Addr().String())
-	return a, nil
+	return ad, nil
 }
 
 // Addr is the address the admin endpoint listens on.
-func (a *admin) Addr() string { return a.ln.Addr().String() }
+func (ad *Admin) Addr() string { return ad.ln.Addr().String() }
+
+// SetReload makes POST /reload call f, which returns once the reload is
+// done (nil) or refused (the error says why; the running pipeline stays).
+func (ad *Admin) SetReload(f func() error) { ad.reload.Store(&f) }
+
+// CountReload counts a reload by result: "ok" or "failed".
+func (ad *Admin) CountReload(result string) { ad.reloads.WithLabelValues(result).Inc() }
+
+// attach makes a the pipeline the endpoints describe; detach undoes it.
+func (ad *Admin) attach(a *Agent) { ad.cur.Store(a) }
+func (ad *Admin) detach(a *Agent) { ad.cur.CompareAndSwap(a, nil) }
+
+// Close stops the endpoint (requests in progress get up to 2 s).
+func (ad *Admin) Close() { ad.close(time.Time{}) }
 
 // close stops the endpoint, letting requests in progress finish for up to
 // 2 s, and no later than by when that is set (shutdown's deadline).
-func (a *admin) close(by time.Time) {
-	deadline := time.Now().Add(2 * time.Second)
-	if !by.IsZero() && by.Before(deadline) {
-		deadline = by
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	if err := a.srv.Shutdown(ctx); err != nil {
-		_ = a.srv.Close() // cut what did not finish
-	}
-	<-a.done
+func (ad *Admin) close(by time.Time) {
+	ad.closeOnce.Do(func() {
+		deadline := time.Now().Add(2 * time.Second)
+		if !by.IsZero() && by.Before(deadline) {
+			deadline = by
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		defer cancel()
+		close(ad.quit)
+		if err := ad.srv.Shutdown(ctx); err != nil {
+			_ = ad.srv.Close() // cut what did not finish
+		}
+		<-ad.done
+	})
 }

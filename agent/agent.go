@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,8 @@ var ErrDeadLettered = errors.New("agent: some records were written to the dead-l
 type Settings struct {
 	Logger  *slog.Logger
 	Version string
+	// Commit is the VCS revision built (agent_build_info).
+	Commit string
 	// Once makes Run return when every source reached its end and everything
 	// read was delivered (agent tail --once).
 	Once bool
@@ -41,6 +44,10 @@ type Settings struct {
 	OnReady func()
 	// Components are the source and output types the config may name.
 	Components Components
+	// Admin, when set, is the admin endpoint to serve this pipeline on (it
+	// outlives the Agent: `agent run` keeps it across reloads); otherwise
+	// Run starts its own on admin.listen.
+	Admin *Admin
 }
 
 // Agent is a configured pipeline. Run it once.
@@ -52,10 +59,17 @@ type Agent struct {
 
 	outputs map[string]outputs.Output
 	flows   []*flowRuntime
-	admin   *admin
+	admin   *Admin
 	// closeBy is when closing the outputs must end (the end of shutdown's
 	// margin); zero before a shutdown.
 	closeBy time.Time
+
+	// What status, readiness and the watchdog read (status.go).
+	state    atomic.Int32
+	stMu     sync.Mutex
+	running  []*flowRuntime
+	st       *statusTracker
+	dlqCount atomic.Pointer[atomic.Int64]
 }
 
 type flowRuntime struct {
@@ -64,6 +78,7 @@ type flowRuntime struct {
 	flow    *flow
 	sender  *sender
 	spool   *spool.Spool
+	tap     tap // agent tap (tap.go)
 }
 
 // New validates cfg and builds outputs and sources. It does no I/O besides
@@ -95,7 +110,9 @@ func New(cfg Config, set Settings) (*Agent, error) {
 	if cfg.Spool.Dir == "" {
 		cfg.Spool.Dir = filepath.Join(cfg.StateDir, "spool")
 	}
-	return &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}}, nil
+	a := &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}, st: newStatusTracker(time.Now())}
+	a.m.buildInfo(set.Version, set.Commit)
+	return a, nil
 }
 
 func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
@@ -156,10 +173,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	for _, fc := range cfg.Flows {
 		fc.recordLimit, _ = flowRecordLimit(fc, outCfg)
-		log := a.log.With("component", "flow", "flow", fc.Name)
+		flowLog := a.log.With("flow", fc.Name) // one component key per line: each part adds its own
+		log := flowLog.With("component", "flow")
 		sc := cfg.Spool
 		sc.Dir = filepath.Join(cfg.Spool.Dir, fc.Name)
-		sp, err := spool.Open(sc, spool.Settings{Logger: log.With("component", "spool")})
+		sp, err := spool.Open(sc, spool.Settings{Logger: flowLog.With("component", "spool")})
 		if err != nil {
 			return fmt.Errorf("flow %s: %w", fc.Name, err)
 		}
@@ -170,7 +188,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 		fr.flow = fl
-		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: log.With("component", "sender"),
+		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: flowLog.With("component", "sender"),
 			metrics: a.m.sender(fc.Name), primary: &outputState{out: a.outputs[fc.Output], metrics: a.m.output(fc.Output)}}
 		if fc.Failover != "" {
 			fr.sender.failover = &outputState{out: a.outputs[fc.Failover], metrics: a.m.output(fc.Failover)}
@@ -194,12 +212,18 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}
 	a.registerStateMetrics()
+	stopStatus := a.startStatus(dlq)
+	defer stopStatus()
 
-	if l := cfg.Admin.Listen; l != "" && l != "off" {
-		ad, err := startAdmin(l, a.m, a.log.With("component", "admin"))
+	if ad := a.set.Admin; ad != nil {
+		ad.attach(a) // the owner's endpoint, kept across reloads
+		defer ad.detach(a)
+	} else if l := cfg.Admin.Listen; l != "" && l != "off" {
+		ad, err := StartAdmin(l, a.log.With("component", "admin"))
 		if err != nil {
 			return err
 		}
+		ad.attach(a)
 		a.admin = ad
 		defer func() { ad.close(a.closeBy) }()
 	}
@@ -294,7 +318,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	for _, fr := range a.flows {
 		for _, src := range fr.sources {
 			committer, _ := src.(source.Committer)
-			emit := fr.flow.emitFor(src.Name(), committer, a.m.source(src.Name()))
+			emit := fr.tap.wrap(fr.cfg.Name, src.Name(), fr.flow.emitFor(src.Name(), committer, a.m.source(src.Name())))
 			srcWG.Add(1)
 			go func() {
 				defer srcWG.Done()
@@ -306,9 +330,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	}
 	go func() { srcWG.Wait(); close(srcDone) }()
 
-	if a.admin != nil {
-		a.admin.ready.Store(true)
-	}
+	a.state.Store(stateRunning)
 	if a.set.OnReady != nil {
 		a.set.OnReady()
 	}
@@ -332,9 +354,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		default:
 		}
 	}
-	if a.admin != nil {
-		a.admin.ready.Store(false)
-	}
+	a.state.Store(stateStopping)
 	stopSources()
 
 	// One deadline for the whole stop: shutdown_timeout from now for the

@@ -45,13 +45,24 @@ type Config struct {
 // LogConfig selects the log level and format.
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug|info|warn|error
-	Format string `yaml:"format"` // text|json
+	Format string `yaml:"format"` // auto|text|json: auto is JSON when stderr is the systemd journal, text otherwise
 }
 
 // AdminConfig is the admin HTTP endpoint (/metrics, /healthz, /readyz).
 type AdminConfig struct {
 	Listen string `yaml:"listen"` // "" or "off" disables it
+	// NotReadyAfter: /readyz fails once a flow's outputs have all been
+	// failing, or its full spool has been blocking its sources, for longer
+	// than this (0: /readyz only says whether the pipeline runs).
+	NotReadyAfter time.Duration `yaml:"not_ready_after"`
 }
+
+// DefaultAdminListen is the admin endpoint's default address. Its port is
+// used by no common agent or exporter (Vector 8686, Fluent Bit 2020,
+// Fluentd 24220, Filebeat 5066, Logstash 9600, Telegraf 8186, the OTel
+// Collector 8888/13133, Prometheus exporters 9100-9999), so the agent runs
+// beside any of them during a migration.
+const DefaultAdminListen = "127.0.0.1:7219"
 
 // CheckpointCfg controls how often file positions are persisted.
 type CheckpointCfg struct {
@@ -156,8 +167,8 @@ func DefaultConfig() Config {
 		// Long enough to deliver a typical in-flight window after SIGTERM,
 		// short enough for systemd's default 90 s stop timeout.
 		ShutdownTimeout: 10 * time.Second,
-		Log:             LogConfig{Level: "info", Format: "text"},
-		Admin:           AdminConfig{Listen: "127.0.0.1:8686"},
+		Log:             LogConfig{Level: "info", Format: "auto"},
+		Admin:           AdminConfig{Listen: DefaultAdminListen, NotReadyAfter: 5 * time.Minute},
 		Spool:           spool.DefaultConfig(),
 		Checkpoint:      CheckpointCfg{Interval: time.Second},
 		DeadLetter:      DefaultDeadLetterConfig(),
@@ -655,9 +666,12 @@ func (c Config) Validate() error {
 		add("log.level", "unknown %q (want debug, info, warn or error)", c.Log.Level)
 	}
 	switch c.Log.Format {
-	case "text", "json":
+	case "auto", "text", "json":
 	default:
-		add("log.format", "unknown %q (want text or json)", c.Log.Format)
+		add("log.format", "unknown %q (want auto, text or json)", c.Log.Format)
+	}
+	if c.Admin.NotReadyAfter < 0 {
+		add("admin.not_ready_after", "must not be negative")
 	}
 	if l := c.Admin.Listen; l != "" && l != "off" {
 		if _, port, err := net.SplitHostPort(l); err != nil {

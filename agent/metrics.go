@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,6 +30,13 @@ type metrics struct {
 	direct       *prometheus.CounterVec
 	spilled      *prometheus.CounterVec
 	held         *prometheus.GaugeVec
+
+	bytesSent   *prometheus.CounterVec
+	lastSuccess *prometheus.GaugeVec
+	active      *prometheus.GaugeVec
+	failbacks   *prometheus.CounterVec
+	build       *prometheus.GaugeVec
+	oldest      *oldestCollector
 }
 
 func newMetrics() *metrics {
@@ -51,6 +60,13 @@ func newMetrics() *metrics {
 	m.spilled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_spilled_total", Help: "Aggregates sent directly but not delivered at the first attempt, written to the spool."}, []string{"flow"})
 	m.held = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_direct_held_aggregates", Help: "Aggregates sent directly, not delivered, that the spool could not take: kept in memory and retried."}, []string{"flow"})
 	m.reg.MustRegister(m.direct, m.spilled, m.held)
+	m.bytesSent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_bytes_sent_total", Help: "Bytes of records the destination acknowledged (record bodies, before the output's own framing)."}, []string{"output"})
+	m.lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_output_last_success_timestamp_seconds", Help: "When the output last delivered records (unix time; absent before the first)."}, []string{"output"})
+	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_flow_active_output", Help: "1 for the output a flow sends to now (its primary, or its failover), 0 for the other."}, []string{"flow", "output"})
+	m.failbacks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_failbacks_total", Help: "Switches from a flow's failover output back to its primary (a probe, every failback_after)."}, []string{"flow"})
+	m.build = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_build_info", Help: "Always 1: the running build's version, VCS commit and Go version."}, []string{"version", "commit", "go"})
+	m.oldest = &oldestCollector{desc: prometheus.NewDesc("agent_flow_oldest_undelivered_age_seconds", "Age of the oldest entry in a flow's spool, not yet delivered (to about a second).", []string{"flow"}, nil)}
+	m.reg.MustRegister(m.bytesSent, m.lastSuccess, m.active, m.failbacks, m.build, m.oldest)
 	m.reg.MustRegister(m.sources, m.dropped, m.aggregates, m.aggregatedRecords,
 		m.sent, m.requests, m.retries, m.deadLettered, m.sendDuration, m.failovers, m.undecodable,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
@@ -129,11 +145,23 @@ type outputMetrics struct {
 	sent         prometheus.Counter
 	deadLettered prometheus.Counter
 	duration     prometheus.Observer
+	bytesSent    prometheus.Counter
+	lastSuccess  prometheus.Gauge
 }
 
 func (m *metrics) output(name string) *outputMetrics {
-	return &outputMetrics{m: m, name: name, sent: m.sent.WithLabelValues(name),
-		deadLettered: m.deadLettered.WithLabelValues(name), duration: m.sendDuration.WithLabelValues(name)}
+	o := &outputMetrics{m: m, name: name, sent: m.sent.WithLabelValues(name),
+		deadLettered: m.deadLettered.WithLabelValues(name), duration: m.sendDuration.WithLabelValues(name),
+		bytesSent: m.bytesSent.WithLabelValues(name), lastSuccess: m.lastSuccess.WithLabelValues(name)}
+	// Error and retry series exist at zero from the start: rate() and
+	// alerts on them work before the first error.
+	for _, r := range []string{"ok", "partial", "error", "rejected"} {
+		o.requests(r)
+	}
+	for _, c := range []string{"error", "throttle", "partial"} {
+		o.retries(c)
+	}
+	return o
 }
 
 func (o *outputMetrics) requests(result string) prometheus.Counter {
@@ -151,11 +179,53 @@ type senderMetrics struct {
 	droppedFull     prometheus.Counter
 	droppedTooLarge prometheus.Counter
 	held            prometheus.Gauge
+	failbacks       prometheus.Counter
+	activeVec       *prometheus.GaugeVec
+	flow            string
+}
+
+// active is the agent_flow_active_output series of one of the flow's outputs.
+func (s *senderMetrics) active(output string) prometheus.Gauge {
+	return s.activeVec.WithLabelValues(s.flow, output)
 }
 
 func (m *metrics) sender(flow string) *senderMetrics {
 	return &senderMetrics{failovers: m.failovers.WithLabelValues(flow), undecodable: m.undecodable.WithLabelValues(flow),
 		spilled:     m.spilled.WithLabelValues(flow),
 		droppedFull: m.dropped.WithLabelValues(flow, "spool_full"), droppedTooLarge: m.dropped.WithLabelValues(flow, "rejected"),
-		held: m.held.WithLabelValues(flow)}
+		held: m.held.WithLabelValues(flow), failbacks: m.failbacks.WithLabelValues(flow), activeVec: m.active, flow: flow}
+}
+
+// buildInfo sets agent_build_info.
+func (m *metrics) buildInfo(version, commit string) {
+	if commit == "" {
+		commit = "unknown"
+	}
+	m.build.WithLabelValues(version, commit, runtime.Version()).Set(1)
+}
+
+// oldestCollector exposes each flow's oldest undelivered entry's age,
+// computed at scrape time from the status tracker.
+type oldestCollector struct {
+	desc *prometheus.Desc
+	a    atomic.Pointer[Agent]
+}
+
+func (c *oldestCollector) set(a *Agent) { c.a.Store(a) }
+
+func (c *oldestCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *oldestCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a.Load()
+	if a == nil {
+		return
+	}
+	now := time.Now()
+	for _, fr := range a.runtimeFlows() {
+		ss := fr.spool.Stats()
+		a.st.mu.Lock()
+		age := a.st.oldestAge(fr.cfg.Name, spoolStatsView{Entries: ss.Entries, Appended: ss.Appended}, now)
+		a.st.mu.Unlock()
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, age.Seconds(), fr.cfg.Name)
+	}
 }

@@ -39,6 +39,9 @@ type sender struct {
 
 	lastWarn atomic.Int64 // unix nanos of the last retry warning (rate limit)
 
+	// live is the watchdog's view of the workers (status.go).
+	live liveness
+
 	// direct carries aggregates that skip the spool while the destination
 	// keeps up (see direct.go); nil when the flow's sources cannot replay.
 	direct *directQueue
@@ -57,6 +60,8 @@ type outputState struct {
 	// pausedUntil (unix nanos) is when the output's last throttle ends:
 	// no worker, on either path, sends to it before then.
 	pausedUntil atomic.Int64
+	// seen is what `agent status` shows of it (status.go).
+	seen outputSeen
 }
 
 // pause notes that the output asked for no sends during d.
@@ -243,6 +248,8 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		b.born = time.Now()
 	}
 	start := b.born
+	s.live.enter()
+	defer s.live.leave()
 	pending := make([]int, len(b.aggs))
 	for i := range pending {
 		pending[i] = i
@@ -266,10 +273,13 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 			}
 		}
 		t0 := time.Now()
+		s.live.beat(t0)
 		err := o.out.Send(ctx, sub)
 		o.metrics.duration.Observe(time.Since(t0).Seconds())
+		s.live.beat(time.Now())
 		err = s.settleRejected(o, b, pending, err) // user records rejected alone (rejects.go)
 		s.report(isPrimary, err)
+		o.note(err, &sub)
 		if err == nil {
 			o.metrics.sent.Add(float64(sub.UserRecords()))
 			o.metrics.requests("ok").Inc()
@@ -378,6 +388,7 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 // would sit unread in the spool until a restart.
 func (s *sender) deadLetterAll(ctx context.Context, o *outputState, b *batch, idx []int, reasons []string) {
 	for attempt := 0; len(idx) > 0; attempt++ {
+		s.live.beat(time.Now())
 		var failed []int
 		var failedReasons []string
 		var lastErr error
@@ -458,6 +469,7 @@ func (s *sender) pick() (*outputState, bool) {
 	if s.onFailover && time.Since(s.switchedAt) >= s.cfg.FailbackAfter {
 		s.onFailover = false // probe the primary
 		s.primaryBad = s.cfg.FailoverAfter - 1
+		s.switched(s.failover, s.primary, "trying the primary output again")
 	}
 	if s.onFailover {
 		return s.failover, false
@@ -488,6 +500,7 @@ func (s *sender) report(primary bool, err error) {
 		s.onFailover = true
 		s.switchedAt = time.Now()
 		s.metrics.failovers.Inc()
+		s.switched(s.primary, s.failover, "")
 		s.log.Warn("primary output failing; using the failover output", "failover", s.failover.out.Name(), "failures", s.primaryBad, "error", err)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/kplagent/agent/agent"
@@ -41,12 +43,46 @@ func components() agent.Components {
 func printVersion(w io.Writer) {
 	c := components()
 	fmt.Fprintln(w, "agent", version)
-	if commit != "" {
-		fmt.Fprintln(w, "commit:", commit)
-	}
-	if date != "" {
-		fmt.Fprintln(w, "built:", date)
-	}
+	fmt.Fprintln(w, "commit:", orUnknown(buildCommit()))
+	fmt.Fprintln(w, "built:", orUnknown(buildDate()))
+	fmt.Fprintln(w, "go:", runtime.Version())
 	fmt.Fprintln(w, "sources:", strings.Join(c.SourceNames(), ", "))
 	fmt.Fprintln(w, "outputs:", strings.Join(c.OutputNames(), ", "))
+}
+
+// buildCommit is the VCS revision: stamped by the Makefile, else what the
+// Go toolchain recorded (a build in a git checkout), else "".
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	return buildSetting("vcs.revision")
+}
+
+// buildDate is when the binary was built (stamped), else the commit's time.
+func buildDate() string {
+	if date != "" {
+		return date
+	}
+	return buildSetting("vcs.time")
+}
+
+func buildSetting(key string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, s := range bi.Settings {
+		if s.Key == key {
+			return s.Value
+		}
+	}
+	return ""
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +23,16 @@ func TestVersion_PrintsTheCompiledInTypes(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, exitOK, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
 	c := components()
-	require.Contains(t, c.SourceNames(), "file")
-	require.Contains(t, c.OutputNames(), "http")
-	require.Equal(t, "agent "+version+"\nsources: "+strings.Join(c.SourceNames(), ", ")+
-		"\noutputs: "+strings.Join(c.OutputNames(), ", ")+"\n", out.String())
+	require.Equal(t, "agent "+version+"\ncommit: unknown\nbuilt: unknown\ngo: "+runtime.Version()+
+		"\nsources: "+strings.Join(c.SourceNames(), ", ")+"\noutputs: "+strings.Join(c.OutputNames(), ", ")+"\n", out.String())
+	require.Contains(t, out.String(), "sources: file, stdin")
+	require.Contains(t, out.String(), "outputs: http, ")
+
+	commit, date = "0123abc", "2026-12-06T07:00:00Z" // what the Makefile stamps
+	defer func() { commit, date = "", "" }()
+	out.Reset()
+	require.Equal(t, exitOK, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
+	require.Contains(t, out.String(), "\ncommit: 0123abc\nbuilt: 2026-12-06T07:00:00Z\n")
 }
 
 // --to picks the output type by its scheme, and the type maps the flags a

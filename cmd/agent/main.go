@@ -8,14 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/kplagent/agent/agent"
 )
 
-var version = "dev"
+// Stamped by the Makefile (-X main.version=… -X main.commit=… -X main.date=…).
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
 
 const usage = `agent: ships log records to Kinesis, Kafka or HTTP without losing any.
 
@@ -26,6 +30,10 @@ Usage:
   agent dead-letter [flags]     print the dead-letter file (records that could not be delivered)
   agent dead-letter replay [-c FILE]  send the dead-lettered records again (once the cause is fixed)
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
+  agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
+  agent top                     the same, refreshed live (q or Ctrl-C to quit)
+  agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
+  agent reload [-c FILE]        make the running agent re-read its config (as SIGHUP; exit 1 if refused)
   agent version                 print the version and the compiled-in source and output types
 `
 
@@ -57,6 +65,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "dead-letter":
 		return cmdDeadLetter(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
+	case "reload":
+		return cmdReload(args[1:], stdout, stderr)
+	case "tap":
+		return cmdTap(args[1:], stdout, stderr)
+	case "top":
+		return cmdTop(args[1:], stdin, stdout, stderr)
 	case "kpl":
 		return runKPL(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
@@ -68,17 +84,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "agent: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
-}
-
-// newLogger builds the process's logger.
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func exitCode(err error, stderr io.Writer) int {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/kplagent/agent/agent"
@@ -18,7 +21,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfigPath, "config file")
 	fs.StringVar(cfgPath, "config", defaultConfigPath, "config file")
+	logFormat := fs.String("log-format", "", "auto, text or json (overrides log.format; auto: JSON when stderr is the systemd journal, text otherwise)")
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	switch *logFormat {
+	case "", "auto", "text", "json":
+	default:
+		fmt.Fprintf(stderr, "agent run: --log-format: unknown %q (want auto, text or json)\n", *logFormat)
 		return exitUsage
 	}
 	cfg, err := agent.LoadConfig(*cfgPath, components())
@@ -26,22 +36,160 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	a, err := agent.New(cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, OnReady: notifyReady, Components: components()})
+	sd := newSystemd(log)
+	defer sd.close()
+	var cur *agent.Agent
+	settings := func() agent.Settings {
+		return agent.Settings{Logger: log, Version: version, Commit: buildCommit(), Stdout: stdout,
+			OnReady: func() { sd.ready(cur) }, Components: components()}
+	}
+	log.Info("agent starting", "version", version, "commit", buildCommit(), "go", runtime.Version(), "config", *cfgPath, "admin", cfg.Admin.Listen)
+	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
+
+	reloads := make(chan chan error)
+	requestReload := func() chan error {
+		reply := make(chan error, 1)
+		select {
+		case reloads <- reply:
+		default:
+			reply <- errors.New("a reload is already in progress")
+		}
+		return reply
+	}
+	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr, reload: func() { requestReload() }})
+	defer stop()
+	var adm *agent.Admin
+	if l := cfg.Admin.Listen; l != "" && l != "off" {
+		// One endpoint for the process: it stays up across reloads.
+		if adm, err = agent.StartAdmin(l, log.With("component", "admin")); err != nil {
+			return exitCode(err, stderr)
+		}
+		defer adm.Close()
+		adm.SetReload(func() error {
+			select {
+			case err := <-requestReload():
+				return err
+			case <-ctx.Done():
+				return errors.New("the agent is stopping")
+			}
+		})
+	}
+	set := settings()
+	set.Admin = adm
+	a, err := agent.New(cfg, set)
 	if err != nil {
 		return exitCode(err, stderr)
 	}
-	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
-	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr})
-	defer stop()
-	err = a.Run(ctx)
-	notifyStopping()
-	if err != nil && !errors.Is(err, ctx.Err()) {
-		log.Error("agent stopped", "error", err)
-		return exitFailed
+	stopWatch := watchStop(ctx, sd.stopping)
+	defer stopWatch()
+	r := &reloader{log: log, path: *cfgPath, cfg: cfg, adm: adm, sd: sd, settings: settings, logFormat: *logFormat}
+	for {
+		cur = a
+		next, err := r.runUntilReload(ctx, a, reloads)
+		if next == nil {
+			sd.stopping()
+			if err != nil && !errors.Is(err, ctx.Err()) {
+				log.Error("agent stopped", "error", err)
+				return exitFailed
+			}
+			log.Info("agent stopped")
+			return exitOK
+		}
+		a = next
 	}
-	log.Info("agent stopped")
-	return exitOK
+}
+
+// reloader runs one pipeline after another: at SIGHUP or `agent reload`
+// the configuration is read and validated again (a bad one is logged and
+// the running pipeline stays), then the running pipeline stops as at
+// shutdown (sources stop, aggregates go to the spool, checkpoints are
+// saved) and one built from the new configuration starts, in the same
+// process, behind the same admin endpoint, on the same spools and state.
+type reloader struct {
+	log       *slog.Logger
+	path      string
+	cfg       agent.Config
+	adm       *agent.Admin
+	sd        *systemd
+	settings  func() agent.Settings
+	logFormat string
+}
+
+// runUntilReload runs a until ctx ends or it fails (it returns nil and
+// Run's error), or until a reload was accepted (it returns the next
+// pipeline, once a stopped).
+func (r *reloader) runUntilReload(ctx context.Context, a *agent.Agent, reloads chan chan error) (*agent.Agent, error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- a.Run(runCtx) }()
+	for {
+		select {
+		case err := <-errc:
+			return nil, err
+		case reply := <-reloads:
+			next, err := r.prepare()
+			if err != nil {
+				r.log.Error("reload refused: the configuration is invalid; the running one stays", "config", r.path, "error", err)
+				r.count("failed")
+				reply <- err
+				continue
+			}
+			r.log.Info("reloading: stopping the running pipeline", "config", r.path)
+			r.sd.reloading()
+			cancel()
+			if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+				r.count("failed")
+				reply <- err
+				return nil, err
+			}
+			if ctx.Err() != nil { // a stop signal arrived meanwhile
+				reply <- errors.New("the agent is stopping")
+				return nil, nil
+			}
+			r.count("ok")
+			r.log.Info("reloaded: starting the new pipeline")
+			reply <- nil
+			return next, nil
+		}
+	}
+}
+
+// prepare reads and validates the configuration and builds the next
+// pipeline (not started).
+func (r *reloader) prepare() (*agent.Agent, error) {
+	cfg, err := agent.LoadConfig(r.path, components())
+	if err != nil {
+		return nil, err
+	}
+	if r.logFormat != "" {
+		cfg.Log.Format = r.logFormat
+	}
+	if cfg.Admin.Listen != r.cfg.Admin.Listen {
+		r.log.Warn("reload: admin.listen changes take effect at the next restart", "listening", r.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
+		cfg.Admin.Listen = r.cfg.Admin.Listen
+	}
+	if cfg.Log != r.cfg.Log {
+		r.log.Warn("reload: log.level and log.format changes take effect at the next restart")
+	}
+	set := r.settings()
+	set.Admin = r.adm
+	a, err := agent.New(cfg, set)
+	if err != nil {
+		return nil, err
+	}
+	r.cfg = cfg
+	return a, nil
+}
+
+func (r *reloader) count(result string) {
+	if r.adm != nil {
+		r.adm.CountReload(result)
+	}
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

@@ -35,6 +35,9 @@ type signalOptions struct {
 	exit func(code int)
 	// now is the clock (tests replace it).
 	now func() time.Time
+	// reload, when set, is called at SIGHUP (agent run reloads its
+	// configuration); without it SIGHUP is logged and ignored.
+	reload func()
 }
 
 // watchSignals returns a context cancelled by the first SIGINT or SIGTERM:
@@ -42,8 +45,8 @@ type signalOptions struct {
 // after the first exits at once with exitFailed (what the spool accepted is
 // on disk per its sync policy, and file offsets were only committed for
 // durable records); one that arrives sooner is the same request delivered
-// twice and is ignored. SIGHUP never stops the agent: it is logged and
-// ignored (configuration reload comes later). The returned function stops
+// twice and is ignored. SIGHUP never stops the agent: it calls o.reload,
+// or is logged and ignored without one. The returned function stops
 // watching.
 func watchSignals(o signalOptions) (context.Context, func()) {
 	if o.exit == nil {
@@ -93,8 +96,10 @@ type signalHandler struct {
 func (h *signalHandler) handle(s os.Signal) {
 	now := h.now()
 	switch {
+	case s == syscall.SIGHUP && h.reload != nil:
+		h.reload()
 	case s == syscall.SIGHUP:
-		h.log.Warn("SIGHUP ignored: the agent keeps running (configuration reload is not supported yet)")
+		h.log.Warn("SIGHUP ignored: the agent keeps running (only agent run reloads its configuration)")
 	case h.first.IsZero():
 		h.first = now
 		h.log.Info("stopping: delivering what was read", "signal", s.String())

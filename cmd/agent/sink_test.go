@@ -186,3 +186,10 @@ func numberedLine(buf []byte, i, size int) []byte {
 	}
 	return append(buf, '\n')
 }
+
+// count is how many times line i arrived.
+func (s *sink) count(i int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[i]
+}

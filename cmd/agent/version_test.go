@@ -19,6 +19,7 @@ func TestVersion_PrintsTheStampedCommitAndDate(t *testing.T) {
 	require.Equal(t, "agent "+version, lines[0])
 	require.Equal(t, "commit: 0123456789ab", lines[1])
 	require.Equal(t, "built: 2026-12-06T07:00:00Z", lines[2])
-	require.True(t, strings.HasPrefix(lines[3], "sources: "), out.String())
+	require.True(t, strings.HasPrefix(lines[3], "go: "), out.String())
+	require.True(t, strings.HasPrefix(lines[4], "sources: "), out.String())
 	require.Empty(t, errOut.String())
 }

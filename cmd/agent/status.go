@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kplagent/agent/agent"
+)
+
+// statusFlags are the flags `agent status` and `agent top` share.
+type statusFlags struct {
+	cfgPath string
+	admin   string
+}
+
+func (f *statusFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.cfgPath, "c", defaultConfigPath, "config file (its admin.listen is the address asked)")
+	fs.StringVar(&f.cfgPath, "config", defaultConfigPath, "config file")
+	fs.StringVar(&f.admin, "admin", "", "the agent's admin address HOST:PORT (default: admin.listen of the config file, else "+agent.DefaultAdminListen+")")
+}
+
+// adminURL is the base URL of the running agent's admin endpoint.
+func (f *statusFlags) adminURL() (string, error) {
+	addr := f.admin
+	if addr == "" {
+		addr = agent.DefaultAdminListen
+		if _, err := os.Stat(f.cfgPath); err == nil {
+			cfg, err := agent.LoadConfig(f.cfgPath, components())
+			if err != nil {
+				return "", err
+			}
+			addr = cfg.Admin.Listen
+		}
+	}
+	if addr == "" || addr == "off" {
+		return "", fmt.Errorf("the admin endpoint is off (admin.listen in %s); set it to see the agent's status", f.cfgPath)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("admin address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1" // listening on every address: ask locally
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// fetchStatus reads GET /status.
+func fetchStatus(ctx context.Context, base string) (agent.Status, []byte, error) {
+	var st agent.Status
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
+	if err != nil {
+		return st, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, nil, fmt.Errorf("is the agent running? %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return st, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, nil, fmt.Errorf("%s/status: %s", base, resp.Status)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, nil, fmt.Errorf("%s/status: %w", base, err)
+	}
+	return st, body, nil
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf statusFlags
+	sf.register(fs)
+	asJSON := fs.Bool("json", false, "print the status as JSON (for scripts)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	base, err := sf.adminURL()
+	if err != nil {
+		fmt.Fprintln(stderr, "agent status:", err)
+		return exitUsage
+	}
+	st, raw, err := fetchStatus(context.Background(), base)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent status:", err)
+		return exitFailed
+	}
+	if *asJSON {
+		_, _ = stdout.Write(raw)
+		return exitOK
+	}
+	printStatus(stdout, st, time.Now())
+	return exitOK
+}
+
+// printStatus writes st as tables.
+func printStatus(w io.Writer, st agent.Status, now time.Time) {
+	ready := "ready"
+	if !st.Ready {
+		ready = "NOT READY: " + st.NotReady
+	}
+	fmt.Fprintf(w, "agent %s, %s for %s, %s; dead-lettered %d\n\n", st.Version, st.State, st.Uptime, ready, st.DeadLettered)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FLOW\tOUTPUT\tIN/S\tBACKLOG\tBYTES\tOLDEST\tSPOOL")
+	for _, f := range st.Flows {
+		out := f.Output
+		if f.OnFailover {
+			out += " (failover; primary " + f.Primary + " failing)"
+		}
+		spool := "ok"
+		if f.Spool.Blocked {
+			spool = "full, sources paused"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, out, human(f.RecordsPerSec), f.Spool.Entries, humanBytes(float64(f.Spool.Bytes)), f.Spool.OldestAge, spool)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tTYPE\tRECORDS\tLAST READ\tFILE\tBEHIND\tUNCOMMITTED")
+	for _, f := range st.Flows {
+		for _, s := range f.Sources {
+			last := "never"
+			if s.LastRead != nil {
+				last = ago(now, *s.LastRead)
+			}
+			if len(s.Files) == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t\t\t\n", s.Name, s.Type, s.RecordsRead, last)
+				continue
+			}
+			for i, fi := range s.Files {
+				name, typ, recs, lr := s.Name, s.Type, fmt.Sprint(s.RecordsRead), last
+				if i > 0 {
+					name, typ, recs, lr = "", "", "", ""
+				}
+				path := fi.Path
+				if fi.State != "" && fi.State != "open" {
+					path += " (" + fi.State + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, typ, recs, lr, path, humanBytes(float64(fi.Behind)), humanBytes(float64(fi.Uncommitted)))
+			}
+		}
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "OUTPUT\tTYPE\tSTATE\tACTIVE\tOUT/S\tSENT\tBYTES\tLAST OK\tLAST ERROR")
+	outs := append([]agent.OutputStatus(nil), st.Outputs...)
+	sort.Slice(outs, func(i, j int) bool { return outs[i].Name < outs[j].Name })
+	for _, o := range outs {
+		lastOK := "never"
+		if o.LastSuccess != nil {
+			lastOK = ago(now, *o.LastSuccess)
+		}
+		lastErr := ""
+		if o.LastErrorAt != nil {
+			lastErr = ago(now, *o.LastErrorAt) + ": " + truncate(o.LastError, 80)
+		}
+		state := o.State
+		if o.FailingFor != "" {
+			state += " for " + o.FailingFor
+		}
+		active := ""
+		if o.Active {
+			active = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", o.Name, o.Type, state, active, human(o.RecordsPerSec), o.RecordsSent, humanBytes(float64(o.BytesSent)), lastOK, lastErr)
+	}
+	_ = tw.Flush()
+}
+
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	if d < time.Second {
+		return "now"
+	}
+	return d.Round(time.Second).String() + " ago"
+}
+
+func truncate(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+
+// topEvery is how often `agent top` refreshes.
+const topEvery = time.Second
+
+func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent top", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf statusFlags
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	base, err := sf.adminURL()
+	if err != nil {
+		fmt.Fprintln(stderr, "agent top:", err)
+		return exitUsage
+	}
+	ctx, stop := watchSignals(signalOptions{stderr: stderr})
+	defer stop()
+	quit := make(chan struct{})
+	if f, ok := stdin.(*os.File); ok {
+		if restore, err := cbreak(f); err == nil {
+			defer restore()
+		}
+		go func() { // q quits; the reader ends with the process
+			buf := make([]byte, 1)
+			for {
+				n, err := f.Read(buf)
+				if err != nil {
+					return
+				}
+				if n == 1 && (buf[0] == 'q' || buf[0] == 'Q') {
+					close(quit)
+					return
+				}
+			}
+		}()
+	}
+	t := time.NewTicker(topEvery)
+	defer t.Stop()
+	for {
+		st, _, err := fetchStatus(ctx, base)
+		fmt.Fprint(stdout, "\033[H\033[2J") // home, clear
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stdout, "agent top: %v (retrying; q to quit)\n", err)
+		} else if err == nil {
+			printStatus(stdout, st, time.Now())
+			fmt.Fprintf(stdout, "\n%s  (q or Ctrl-C to quit)\n", time.Now().Format(time.TimeOnly))
+		}
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-quit:
+			return exitOK
+		case <-t.C:
+		}
+	}
+}
+
+// cmdReload asks the running agent to re-read its configuration (POST
+// /reload; SIGHUP does the same without an answer). It waits for the
+// result: exit 0 once the new pipeline starts, 1 with the configuration's
+// problems when it was refused (the running pipeline stays).
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf statusFlags
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	base, err := sf.adminURL()
+	if err != nil {
+		fmt.Fprintln(stderr, "agent reload:", err)
+		return exitUsage
+	}
+	// The old pipeline stops as at shutdown first: up to shutdown_timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/reload", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent reload:", err)
+		return exitUsage
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent reload: is the agent running?", err)
+		return exitFailed
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "agent reload: refused, the running configuration stays:\n%s", body)
+		return exitFailed
+	}
+	fmt.Fprint(stdout, string(body))
+	return exitOK
+}

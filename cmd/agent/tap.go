@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/kplagent/agent/agent"
+)
+
+// cmdTap streams a sample of the records entering a flow of the running
+// agent (GET /tap on its admin endpoint) until Ctrl-C.
+func cmdTap(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent tap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf statusFlags
+	sf.register(fs)
+	rate := fs.Float64("rate", 10, "at most this many records a second")
+	asJSON := fs.Bool("json", false, "print each sampled record as a JSON line (time, flow, source, data) instead of its data")
+	flow, rest := "", args
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		flow, rest = args[0], args[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return exitUsage
+	}
+	if flow == "" && fs.NArg() == 1 {
+		flow = fs.Arg(0)
+	}
+	if flow == "" {
+		fmt.Fprintln(stderr, "usage: agent tap FLOW [--rate N] [--json] [--admin HOST:PORT | -c FILE]")
+		return exitUsage
+	}
+	base, err := sf.adminURL()
+	if err != nil {
+		fmt.Fprintln(stderr, "agent tap:", err)
+		return exitUsage
+	}
+	ctx, stop := watchSignals(signalOptions{stderr: stderr})
+	defer stop()
+	u := base + "/tap?flow=" + url.QueryEscape(flow) + "&rate=" + strconv.FormatFloat(*rate, 'f', -1, 64)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent tap:", err)
+		return exitUsage
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent tap: is the agent running?", err)
+		return exitFailed
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		fmt.Fprintf(stderr, "agent tap: %s: %s", resp.Status, b)
+		return exitFailed
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	w := bufio.NewWriter(stdout)
+	for sc.Scan() {
+		if *asJSON {
+			_, _ = w.Write(sc.Bytes())
+			_ = w.WriteByte('\n')
+		} else {
+			var tr agent.TapRecord
+			if err := json.Unmarshal(sc.Bytes(), &tr); err != nil {
+				continue
+			}
+			if tr.DataBase64 != nil {
+				fmt.Fprintf(w, "(binary, %d bytes)\n", len(tr.DataBase64))
+			} else {
+				_, _ = w.WriteString(tr.Data)
+				if n := len(tr.Data); n == 0 || tr.Data[n-1] != '\n' {
+					_ = w.WriteByte('\n')
+				}
+			}
+		}
+		if err := w.Flush(); err != nil {
+			return exitFailed // stdout closed (| head)
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		fmt.Fprintln(stderr, "agent tap:", err)
+		return exitFailed
+	}
+	return exitOK
+}
