@@ -32,7 +32,7 @@ COPY packaging/agent.yaml /etc/agent/agent.yaml
 COPY --from=build --chown=65532:65532 /out/state /var/lib/agent
 USER 65532:65532
 VOLUME ["/var/lib/agent"]
-# admin.listen defaults to 127.0.0.1:8686, unreachable from outside the
-# container: set it to 0.0.0.0:8686 in the mounted config to scrape /metrics.
+# admin.listen defaults to 127.0.0.1:7219, unreachable from outside the
+# container: set it to 0.0.0.0:7219 in the mounted config to scrape /metrics.
 ENTRYPOINT ["/usr/bin/agent"]
 CMD ["run", "-c", "/etc/agent/agent.yaml"]

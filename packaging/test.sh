@@ -184,7 +184,7 @@ grep -q '^built: ' "$tmp/version" || fail "agent version has no build date"
 runuser -u agent -- /usr/bin/agent validate -c /etc/agent/agent.yaml || fail "agent validate of the shipped config"
 
 step "agent run as the agent user: starts on the shipped config, SIGTERM exits 0"
-# The shipped config with the admin endpoint off (port 8686 may be taken
+# The shipped config with the admin endpoint off (port 7219 may be taken
 # on a shared machine), in the state directory so the agent user reads it.
 sed 's/^state_dir: .*/&\nadmin:\n  listen: "off"/' /etc/agent/agent.yaml >/var/lib/agent/test-run.yaml
 chown agent:agent /var/lib/agent/test-run.yaml
