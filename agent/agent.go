@@ -106,6 +106,7 @@ func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
 		UserAgent:  "agent/" + a.set.Version,
 		Stdout:     a.set.Stdout,
 		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"output": oc.Name}, a.m.reg),
+		MaxConns:   a.outputConcurrency(oc.Name),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", oc.Name, err)
@@ -215,6 +216,19 @@ func allReplayable(srcs []source.Source) bool {
 		}
 	}
 	return true
+}
+
+// outputConcurrency is the most Sends in flight to the named output: the
+// sum of the concurrency of the flows that send to it (as primary or
+// failover).
+func (a *Agent) outputConcurrency(name string) int {
+	n := 0
+	for _, f := range a.cfg.Flows {
+		if f.Output == name || f.Failover == name {
+			n += f.Sender.Concurrency
+		}
+	}
+	return n
 }
 
 func (a *Agent) outputUsed(name string) bool {

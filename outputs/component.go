@@ -53,6 +53,10 @@ type Settings struct {
 	// Registerer takes the output's own metrics. Its metrics carry the
 	// label output=<name> already. Never nil.
 	Registerer prometheus.Registerer
+	// MaxConns is the most Sends in flight to the output at once (the sum
+	// of sender.concurrency over the flows that use it): outputs size their
+	// connection pools by it. 0: the output's default.
+	MaxConns int
 }
 
 // TailFlags are the `agent tail` options a --to URL cannot carry. Each type

@@ -11,7 +11,9 @@ import (
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
+	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
+	"github.com/kplagent/agent/outputs/kinesis"
 	"github.com/kplagent/agent/outputs/stdout"
 )
 
@@ -28,6 +30,8 @@ func components() agent.Components {
 			httpout.Type(),
 			stdout.Type(),
 			fileout.Type(),
+			kinesis.Type(),
+			firehose.Type(),
 		},
 	}
 }
