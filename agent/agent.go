@@ -171,6 +171,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 		fr.flow = fl
+		if sm, ok := a.outputs[fc.Output].(outputs.ShardMapper); ok {
+			// Aggregates are built per shard of the primary's stream; a
+			// failover of another type takes them as they are.
+			fl.useShardMap(sm)
+		}
 		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: log.With("component", "sender"),
 			metrics: a.m.sender(fc.Name), primary: &outputState{out: a.outputs[fc.Output], metrics: a.m.output(fc.Output)}}
 		if fc.Failover != "" {

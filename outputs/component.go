@@ -113,3 +113,13 @@ type RecordLimiter interface {
 type ShardMapper interface {
 	ShardMap(ctx context.Context) (*aggregate.ShardMap, error)
 }
+
+// ShardMapWatcher is implemented by ShardMappers whose map changes (a
+// Kinesis reshard): ShardMapVersion numbers the current map (0 before the
+// first, +1 per change) and ShardMapChanged returns a channel closed at the
+// next change. A flow rebuilds its aggregator when the version differs from
+// the one it was built against. A ShardMapper without it is asked once.
+type ShardMapWatcher interface {
+	ShardMapVersion() uint64
+	ShardMapChanged() <-chan struct{}
+}

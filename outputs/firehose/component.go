@@ -19,7 +19,7 @@ func Type() outputs.Type {
 			if !ok {
 				return nil, fmt.Errorf("firehose: output %s: config is %T, want *firehose.Config", name, cfg)
 			}
-			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Registerer: set.Registerer, MaxConns: set.MaxConns})
+			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Registerer: set.Registerer, MaxConns: set.MaxConns, OutputLabelled: true})
 		},
 		FromURL: func(u *url.URL, f outputs.TailFlags) (any, error) {
 			if u == nil {
