@@ -19,7 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kplagent/agent/agent"
+	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
 )
 
@@ -480,6 +482,15 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		maxRecord, err = units.ParseByteSize(o.maxRecord)
 		if err != nil {
 			return fail(fmt.Errorf("--max-record-bytes: %w", err))
+		}
+	}
+	if rl, ok := out.Config.(outputs.RecordLimiter); ok && maxRecord == 0 {
+		// A destination taking smaller records than the sources' default
+		// (Firehose: 1000 KiB) lowers it: longer lines are truncated, as
+		// with --max-record-bytes, rather than refused by validation. 4 KiB
+		// stay for the partition key and the KPL framing.
+		if fit := units.ByteSize(rl.MaxRecordBytes()) - 4<<10; fit < file.DefaultMaxRecordBytes {
+			maxRecord = fit
 		}
 	}
 
