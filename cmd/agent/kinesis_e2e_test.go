@@ -144,8 +144,8 @@ func TestTailOnce_Kinesis_EveryLineInItsShard(t *testing.T) {
 			ApproximateArrivalTimestamp        float64
 		}
 		var out struct {
-			Records           []getRecord
-			NextShardIterator string
+			Records            []getRecord
+			NextShardIterator  string
 			MillisBehindLatest int
 		}
 		want := 0
