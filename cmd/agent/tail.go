@@ -77,7 +77,11 @@ func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
 
 Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail -F.
 PATH - reads standard input, and a named pipe is read as a stream, until its end.
-Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH.
+Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
+  kinesis://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&rate_limit=150|off][&aggregation=false]
+  [&max_record_bytes=1MiB] (Kinesis Data Streams; KPL aggregates built per shard),
+  firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
+  AWS credentials: the SDK's default chain (environment, profile, SSO, IMDS...).
 stdout and file:// keep each input's order byte for byte (one request at a time).
 
 Flags:
@@ -109,7 +113,7 @@ Flags:
 	fs.StringVar(&o.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS")
 	fs.StringVar(&o.keyFile, "key-file", "", "client key (PEM) for mutual TLS")
 	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the HTTPS server's certificate (testing only)")
-	fs.DurationVar(&o.httpTimeout, "timeout", 0, "HTTP request timeout (default 30s)")
+	fs.DurationVar(&o.httpTimeout, "timeout", 0, "request timeout of the HTTP, Kinesis and Firehose destinations (default 30s)")
 	return fs, o
 }
 
