@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check
+.PHONY: all build test test-short npm-deps fuzz-short bench bench-e2e bench-kinesis vet fmt clean demo tidy-check
 
 all: build
 
@@ -49,6 +49,10 @@ bench:
 
 bench-e2e: build
 	$(GO) run ./internal/benche2e -agent $(BIN)
+
+# The same log to an in-process fake Kinesis and to the HTTP sink, compared.
+bench-kinesis: build
+	$(GO) run ./internal/benche2e -agent $(BIN) -kinesis
 
 vet:
 	$(GO) vet ./...

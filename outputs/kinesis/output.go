@@ -110,6 +110,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.Retryer = aws.NopRetryer{} // the agent's sender retries
+		o.Protocol = putRecordsProtocol{o.Protocol}
 	})
 	o := newOutput(name, cfg, client, log, set.Registerer, set.OutputLabelled)
 	o.tr = tr
