@@ -289,3 +289,68 @@ var (
 	_ outputs.ShardMapper     = (*kinesis.Output)(nil)
 	_ outputs.ShardMapWatcher = (*kinesis.Output)(nil)
 )
+
+// While ListShards keeps failing, records wait unread (nothing is
+// aggregated against a map that may be wrong), a shutdown is not held up,
+// and the next run, with the stream reachable, delivers every line.
+func TestKinesis_NoShardMapHoldsRecordsUntilShutdown(t *testing.T) {
+	fk := fakeaws.NewKinesis(2)
+	fk.KeepData = true
+	fk.FailListShards(1 << 30)
+	srv := httptest.NewServer(fk)
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "fake")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CA_BUNDLE", "")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	var lines []string
+	for i := range 300 {
+		lines = append(lines, fmt.Sprintf("line %d", i))
+	}
+	require.NoError(t, os.WriteFile(log, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+	yml := fmt.Sprintf(`
+state_dir: %s
+admin: {listen: "off"}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: stream
+    type: kinesis
+    kinesis: {stream: logs, region: us-east-1, endpoint: %q, rate_limit: "off"}
+flows:
+  - name: main
+    sources: [app]
+    output: stream
+    sender: {backoff_initial: 10ms, backoff_max: 50ms}
+`, filepath.Join(dir, "state"), log, srv.URL)
+	cfg, err := ParseConfig("t.yaml", []byte(yml), noEnv, testComponents)
+	require.NoError(t, err)
+	a, err := New(cfg, Settings{Components: testComponents, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	require.Eventually(t, func() bool { return fk.Stats().ListShards >= 5 }, 20*time.Second, 10*time.Millisecond, "the fetch is retried")
+	require.Zero(t, fk.Stats().PutRecords)
+	start := time.Now()
+	cancel()
+	require.NoError(t, <-done)
+	require.Less(t, time.Since(start), 10*time.Second, "the retry loop ends with the shutdown")
+
+	fk.FailListShards(0)
+	cfg, err = ParseConfig("t.yaml", []byte(yml), noEnv, testComponents)
+	require.NoError(t, err)
+	a, err = New(cfg, Settings{Components: testComponents, Once: true, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, a.Run(t.Context()))
+	require.Empty(t, fk.Violations())
+	var got []string
+	for _, d := range fk.UserData() {
+		got = append(got, d...)
+	}
+	require.ElementsMatch(t, lines, got)
+}
