@@ -53,13 +53,12 @@ type flow struct {
 	// records are grouped per predicted shard, so that every sub-record of
 	// an aggregate lies in the range of the shard the aggregate lands on.
 	aggCfg      aggregate.Config
-	shards      outputs.ShardMapper                             // nil: one range for every hash key
-	watcher     outputs.ShardMapWatcher                         // nil: the map never changes
-	mapReady    bool                                            // builder was built against shards' map
-	mapVersion  uint64                                          // the version of that map
-	mapChanged  <-chan struct{}                                 // closed when the output's map changes after it
-	mapWarnedAt time.Time                                       // of the last warning of a failed fetch
-	mapSleep    func(ctx context.Context, d time.Duration) bool // sleepCtx (tests replace it)
+	shards      outputs.ShardMapper     // nil: one range for every hash key
+	watcher     outputs.ShardMapWatcher // nil: the map never changes
+	mapReady    bool                    // builder was built against shards' map
+	mapVersion  uint64                  // the version of that map
+	mapChanged  <-chan struct{}         // closed when the output's map changes after it
+	mapWarnedAt time.Time               // of the last warning of a failed fetch
 }
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -83,7 +82,7 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 	seed := rand.Uint64()
 	f := &flow{
 		name: name, cfg: cfg, log: log, spool: sp, dlq: dlq, metrics: m,
-		builder: b, tracker: newTracker(), aggCfg: aggCfg, mapSleep: sleepCtx,
+		builder: b, tracker: newTracker(), aggCfg: aggCfg,
 		rng: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
 	}
 	if cfg.PartitionKey == PartitionKeyRandom {
@@ -144,7 +143,7 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 			return nil
 		}
 		f.warnShardMap("fetching the shard map failed; records wait (unread) until it comes", attempt, err)
-		if !f.mapSleep(ctx, backoff) {
+		if !sleepCtx(ctx, backoff) {
 			return fmt.Errorf("flow %s: shard map: %w", f.name, context.Cause(ctx))
 		}
 		backoff = min(2*backoff, f.cfg.Sender.BackoffMax)
