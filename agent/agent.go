@@ -123,6 +123,7 @@ func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
 		UserAgent:  "agent/" + a.set.Version,
 		Stdout:     a.set.Stdout,
 		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"output": oc.Name}, a.m.reg),
+		MaxConns:   a.outputConcurrency(oc.Name),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", oc.Name, err)
@@ -188,6 +189,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 		fr.flow = fl
+		if sm, ok := a.outputs[fc.Output].(outputs.ShardMapper); ok {
+			// Aggregates are built per shard of the primary's stream; a
+			// failover of another type takes them as they are.
+			fl.useShardMap(sm)
+		}
 		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: flowLog.With("component", "sender"),
 			metrics: a.m.sender(fc.Name), primary: &outputState{out: a.outputs[fc.Output], metrics: a.m.output(fc.Output)}}
 		if fc.Failover != "" {
@@ -239,6 +245,19 @@ func allReplayable(srcs []source.Source) bool {
 		}
 	}
 	return true
+}
+
+// outputConcurrency is the most Sends in flight to the named output: the
+// sum of the concurrency of the flows that send to it (as primary or
+// failover).
+func (a *Agent) outputConcurrency(name string) int {
+	n := 0
+	for _, f := range a.cfg.Flows {
+		if f.Output == name || f.Failover == name {
+			n += f.Sender.Concurrency
+		}
+	}
+	return n
 }
 
 func (a *Agent) outputUsed(name string) bool {

@@ -21,7 +21,9 @@ import (
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
+	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
+	"github.com/kplagent/agent/outputs/kinesis"
 	"github.com/kplagent/agent/outputs/stdout"
 )
 
@@ -29,7 +31,7 @@ import (
 // program's own).
 var testComponents = Components{
 	Sources: []source.Type{file.Type(), stdin.Type(), journald.Type(), socket.Type()},
-	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type()},
+	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type(), kinesis.Type(), firehose.Type()},
 }
 
 // memConfig is the config of memOutput, a type only the tests know: the
@@ -149,10 +151,10 @@ a.yaml:20: flows[0].aggregation.max_bytes: must be between 1KiB and 512KiB (the 
 
 	// Without the type in the Components, the config names an unknown type.
 	_, err = ParseConfig("a.yaml", []byte(yml), noEnv, testComponents)
-	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout or file)`)
+	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout, file, kinesis or firehose)`)
 	cfg.StateDir = t.TempDir()
 	_, err = New(cfg, Settings{Components: testComponents})
-	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout or file)`)
+	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout, file, kinesis or firehose)`)
 }
 
 func TestComponents_CheckRefusesAListThatCannotWork(t *testing.T) {
@@ -197,4 +199,58 @@ flows:
 	require.NoError(t, err)
 	require.NoError(t, a.Run(t.Context()), "nothing dead-lettered")
 	require.Equal(t, int64(3), built[0].records.Load())
+}
+
+// The Kinesis and Firehose blocks are decoded over their defaults, and a
+// flow's aggregates and its file source's records are checked against the
+// stream's record limit (the outputs' RecordLimiter).
+func TestComponents_KinesisAndFirehoseRecordLimitsAreValidated(t *testing.T) {
+	cfgYAML := func(out, source, agg string) string {
+		return fmt.Sprintf(`
+state_dir: /tmp/x
+sources:
+  - name: app
+    type: file
+    file: {include: [/var/log/app.log]%s}
+outputs:
+  - name: out
+%s
+flows:
+  - name: main
+    sources: [app]
+    output: out%s
+`, source, out, agg)
+	}
+	const kin = `    type: kinesis
+    kinesis: {stream: logs, region: eu-west-1, max_record_bytes: 512KiB, rate_limit: "off"}`
+	const fh = `    type: firehose
+    firehose: {stream: to-s3, max_record_bytes: 100KiB}`
+	for _, c := range []struct {
+		name, yaml, want string
+	}{
+		{"kinesis defaults", cfgYAML("    type: kinesis\n    kinesis: {stream: logs}", "", ""), ""},
+		{"kinesis 10MiB records take larger aggregates", cfgYAML("    type: kinesis\n    kinesis: {stream: logs, max_record_bytes: 10MiB}", ", max_record_bytes: 8MiB",
+			"\n    aggregation: {max_bytes: 4MiB}"), ""},
+		{"kinesis aggregates larger than the stream's records", cfgYAML(kin, ", max_record_bytes: 100KiB", "\n    aggregation: {max_bytes: 600KiB}"),
+			`a.yaml:15: flows[0].aggregation.max_bytes: must be between 1KiB and 512KiB (the largest record output "out" takes), got 600KiB`},
+		{"file records larger than the stream's records", cfgYAML(kin, "", ""),
+			`a.yaml:6: sources[0].file.max_record_bytes: 1020KiB is more than the largest record output "out" takes (512KiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 508KiB`},
+		{"kinesis block errors", cfgYAML("    type: kinesis\n    kinesis: {stream: \"a b\", max_request_records: 501, colour: red}", "", ""),
+			`a.yaml:10: outputs[0].kinesis.colour: unknown field "colour" (known: aggregation, endpoint, external_id, max_record_bytes, max_request_bytes, max_request_records, profile, rate_limit, region, role_arn, role_session_name, shard_map_refresh, stream, sts_endpoint, timeout)
+a.yaml:10: outputs[0].kinesis.stream: "a b" is not a stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)
+a.yaml:10: outputs[0].kinesis.max_request_records: 501, want up to 500 (the PutRecords limit)`},
+		{"firehose records", cfgYAML(fh, ", max_record_bytes: 64KiB", "\n    aggregation: {max_bytes: 200KiB}"),
+			`a.yaml:15: flows[0].aggregation.max_bytes: must be between 1KiB and 102399 (the largest record output "out" takes), got 200KiB`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := ParseConfig("a.yaml", []byte(c.yaml), noEnv, testComponents)
+			if c.want == "" {
+				require.NoError(t, err)
+				require.Equal(t, "out", cfg.Outputs[0].Name)
+				return
+			}
+			require.Error(t, err)
+			require.Contains(t, err.Error(), c.want)
+		})
+	}
 }

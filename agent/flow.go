@@ -17,6 +17,7 @@ import (
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
 )
 
@@ -47,6 +48,17 @@ type flow struct {
 	directOK  atomic.Bool     // the direct path is open (closed during shutdown)
 	appendTo  context.Context // the context of the Append in progress (emit's or shutdown's)
 	appendErr error
+
+	// The destination's shard map (Kinesis), when its output has one:
+	// records are grouped per predicted shard, so that every sub-record of
+	// an aggregate lies in the range of the shard the aggregate lands on.
+	aggCfg      aggregate.Config
+	shards      outputs.ShardMapper     // nil: one range for every hash key
+	watcher     outputs.ShardMapWatcher // nil: the map never changes
+	mapReady    bool                    // builder was built against shards' map
+	mapVersion  uint64                  // the version of that map
+	mapChanged  <-chan struct{}         // closed when the output's map changes after it
+	mapWarnedAt time.Time               // of the last warning of a failed fetch
 }
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -58,18 +70,19 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 	if err != nil {
 		return nil, fmt.Errorf("flow %s: %w", name, err)
 	}
-	b, err := aggregate.NewBuilder(aggregate.Config{
+	aggCfg := aggregate.Config{
 		MaxBytes:    int(cfg.Aggregation.MaxBytes),
 		MaxRecords:  cfg.Aggregation.MaxRecords,
 		RecordLimit: cfg.recordLimit, // 0: the Kinesis default
-	}, shards)
+	}
+	b, err := aggregate.NewBuilder(aggCfg, shards)
 	if err != nil {
 		return nil, fmt.Errorf("flow %s: %w", name, err)
 	}
 	seed := rand.Uint64()
 	f := &flow{
 		name: name, cfg: cfg, log: log, spool: sp, dlq: dlq, metrics: m,
-		builder: b, tracker: newTracker(),
+		builder: b, tracker: newTracker(), aggCfg: aggCfg,
 		rng: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
 	}
 	if cfg.PartitionKey == PartitionKeyRandom {
@@ -77,6 +90,120 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 	}
 	f.clock.Store(time.Now().UnixNano())
 	return f, nil
+}
+
+// useShardMap makes the flow aggregate against the shard map of sm (its
+// output's), fetched before the first record is aggregated. Call it before
+// the flow takes records.
+func (f *flow) useShardMap(sm outputs.ShardMapper) {
+	f.shards = sm
+	f.watcher, _ = sm.(outputs.ShardMapWatcher)
+}
+
+// Fetching the first shard map is retried with the sender's backoff; its
+// failures are logged at most every shardMapWarnEvery.
+const shardMapWarnEvery = 30 * time.Second
+
+// checkShardMapLocked makes sure the builder is built against the output's
+// current shard map: it fetches the first one (retrying until it comes or
+// ctx ends), and rebuilds the builder when the map changed. Cheap when
+// nothing changed (a receive from a channel). Called under f.mu.
+func (f *flow) checkShardMapLocked(ctx context.Context) error {
+	if f.mapReady {
+		if f.mapChanged == nil {
+			return nil
+		}
+		select {
+		case <-f.mapChanged:
+		default:
+			return nil
+		}
+	}
+	return f.loadShardMapLocked(ctx)
+}
+
+// loadShardMapLocked gets the output's current shard map and, when it is not
+// the one the builder was built against, flushes the builder's open
+// aggregates (as at an age flush) and builds a new builder against it.
+func (f *flow) loadShardMapLocked(ctx context.Context) error {
+	var m *aggregate.ShardMap
+	backoff := f.cfg.Sender.BackoffInitial
+	for attempt := 1; ; attempt++ {
+		var err error
+		m, err = f.shards.ShardMap(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("flow %s: shard map: %w", f.name, context.Cause(ctx))
+		}
+		if f.mapReady {
+			// The map in use stays (the output keeps its last good one).
+			f.warnShardMap("fetching the changed shard map failed; aggregating against the current one", attempt, err)
+			return nil
+		}
+		f.warnShardMap("fetching the shard map failed; records wait (unread) until it comes", attempt, err)
+		if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("flow %s: shard map: %w", f.name, context.Cause(ctx))
+		}
+		backoff = min(2*backoff, f.cfg.Sender.BackoffMax)
+	}
+	var version uint64
+	var changed <-chan struct{}
+	if f.watcher != nil {
+		// The channel before the version, the version before the map: a
+		// change in between closes the channel, and the next check takes
+		// the newer map.
+		changed = f.watcher.ShardMapChanged()
+		version = f.watcher.ShardMapVersion()
+		var err error
+		if m, err = f.shards.ShardMap(ctx); err != nil {
+			return fmt.Errorf("flow %s: shard map: %w", f.name, err)
+		}
+	}
+	if f.mapReady && version == f.mapVersion {
+		f.mapChanged = changed
+		return nil
+	}
+	b, err := aggregate.NewBuilder(f.aggCfg, m)
+	if err != nil {
+		return fmt.Errorf("flow %s: shard map: %w", f.name, err)
+	}
+	// The open aggregates were built against the old map: they go out
+	// first (the output splits those that straddle the new shards). Once
+	// flushed, no record is tracked in a group of the old builder, whose
+	// indexes the new builder's groups reuse.
+	if n, _ := f.builder.Pending(); n > 0 {
+		f.appendTo = ctx
+		f.appendErr = nil
+		if err := f.builder.FlushAll(f.onAggregate); err != nil {
+			return err
+		}
+	}
+	var rerr error
+	f.track(func(t *tracker) { rerr = t.regroup(b.Groups()) })
+	if rerr != nil {
+		return fmt.Errorf("flow %s: shard map change: %w", f.name, rerr)
+	}
+	if f.mapReady {
+		f.log.Info("shard map changed: aggregating per shard of the new map", "shards", m.Len(), "version", version)
+	} else {
+		f.log.Info("aggregating per shard", "shards", m.Len(), "version", version)
+	}
+	f.builder = b
+	f.mapReady, f.mapVersion, f.mapChanged = true, version, changed
+	return nil
+}
+
+// warnShardMap logs a failed shard map fetch, at most every
+// shardMapWarnEvery.
+func (f *flow) warnShardMap(msg string, attempt int, err error) {
+	now := time.Now()
+	if !f.mapWarnedAt.IsZero() && now.Sub(f.mapWarnedAt) < shardMapWarnEvery {
+		return
+	}
+	f.mapWarnedAt = now
+	f.log.Warn(msg, "attempt", attempt, "error", err)
 }
 
 // nextRandomPK draws the random partition key for the next aggregate.
@@ -108,6 +235,11 @@ func (f *flow) emitFor(src string, committer source.Committer, sm *sourceMetrics
 }
 
 func (f *flow) addLocked(ctx context.Context, src string, committer source.Committer, sm *sourceMetrics, r source.Record) error {
+	if f.shards != nil {
+		if err := f.checkShardMapLocked(ctx); err != nil {
+			return err
+		}
+	}
 	now := f.now()
 	rec := aggregate.Record{Data: r.Data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
 	if rec.PartitionKey == "" {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/kplagent/agent/agent/source"
@@ -115,6 +116,30 @@ func (t *tracker) closed(group int, id spool.ID, tk *ticket, ok bool) {
 		}
 	}
 	t.groups[group] = t.groups[group][:0]
+}
+
+// regroup prepares the per-group state for a new builder of n groups (a
+// shard map change). Every aggregate of the old builder must have been
+// closed first: a group index of the new builder names another aggregate
+// than the same index of the old one, so a record still open in an old
+// group would be released by the close of an unrelated new aggregate.
+func (t *tracker) regroup(n int) error {
+	for g, fts := range t.groups {
+		if len(fts) > 0 {
+			return fmt.Errorf("tracker: group %d of the old aggregator still has open records", g)
+		}
+	}
+	for _, ft := range t.files {
+		if len(ft.open) > 0 {
+			return fmt.Errorf("tracker: file %s still has records in open aggregates", ft.key.fileID)
+		}
+	}
+	if cap(t.groups) >= n {
+		t.groups = t.groups[:n]
+	} else {
+		t.groups = make([][]*fileTrack, n)
+	}
+	return nil
 }
 
 // commit hands every file's durable offset to its source. durable is the

@@ -53,6 +53,10 @@ type Settings struct {
 	// Registerer takes the output's own metrics. Its metrics carry the
 	// label output=<name> already. Never nil.
 	Registerer prometheus.Registerer
+	// MaxConns is the most Sends in flight to the output at once (the sum
+	// of sender.concurrency over the flows that use it): outputs size their
+	// connection pools by it. 0: the output's default.
+	MaxConns int
 }
 
 // TailFlags are the `agent tail` options a --to URL cannot carry. Each type
@@ -108,4 +112,14 @@ type RecordLimiter interface {
 // using the map, refreshed when ShardMap's result changes.
 type ShardMapper interface {
 	ShardMap(ctx context.Context) (*aggregate.ShardMap, error)
+}
+
+// ShardMapWatcher is implemented by ShardMappers whose map changes (a
+// Kinesis reshard): ShardMapVersion numbers the current map (0 before the
+// first, +1 per change) and ShardMapChanged returns a channel closed at the
+// next change. A flow rebuilds its aggregator when the version differs from
+// the one it was built against. A ShardMapper without it is asked once.
+type ShardMapWatcher interface {
+	ShardMapVersion() uint64
+	ShardMapChanged() <-chan struct{}
 }

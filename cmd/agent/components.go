@@ -15,7 +15,9 @@ import (
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
+	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
+	"github.com/kplagent/agent/outputs/kinesis"
 	"github.com/kplagent/agent/outputs/stdout"
 )
 
@@ -34,6 +36,8 @@ func components() agent.Components {
 			httpout.Type(),
 			stdout.Type(),
 			fileout.Type(),
+			kinesis.Type(),
+			firehose.Type(),
 		},
 	}
 }

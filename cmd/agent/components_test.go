@@ -11,7 +11,9 @@ import (
 
 	"github.com/kplagent/agent/agent/source/file"
 	fileout "github.com/kplagent/agent/outputs/file"
+	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
+	"github.com/kplagent/agent/outputs/kinesis"
 	"github.com/kplagent/agent/outputs/stdout"
 )
 
@@ -67,14 +69,39 @@ func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
 	require.Equal(t, "ca.pem", h.TLS.CAFile)
 	require.Equal(t, 3*time.Second, h.Timeout)
 
-	o.basic = "nocolon"
+	o.to = "kinesis://logs?region=eu-west-1&endpoint=http://127.0.0.1:4567&rate_limit=off&max_record_bytes=2MiB"
+	out, err = destination(o)
+	require.NoError(t, err)
+	require.Equal(t, "kinesis", out.Type)
+	k := out.Config.(*kinesis.Config)
+	require.Equal(t, "logs", k.Stream)
+	require.Equal(t, "eu-west-1", k.Region)
+	require.Equal(t, "http://127.0.0.1:4567", k.Endpoint)
+	require.Equal(t, kinesis.RateLimitOff, k.RateLimit)
+	require.Equal(t, 2<<20, k.MaxRecordBytes())
+	require.Equal(t, 3*time.Second, k.Timeout, "--timeout applies to every destination")
+	require.True(t, k.Aggregation)
+
+	o.to = "firehose://to-s3?region=us-east-1&aggregate_lines=false"
+	out, err = destination(o)
+	require.NoError(t, err)
+	require.Equal(t, "firehose", out.Type)
+	fh := out.Config.(*firehose.Config)
+	require.Equal(t, "to-s3", fh.Stream)
+	require.False(t, fh.AggregateLines)
+	require.True(t, fh.AppendNewline)
+
+	o.to, o.basic = "https://collector.example.com/ingest", "nocolon"
 	_, err = destination(o)
 	require.EqualError(t, err, `--to "https://collector.example.com/ingest": --basic-auth: want USER:PASSWORD`)
 
 	for to, want := range map[string]string{
-		"kinesis://stream":       `--to "kinesis://stream": unknown scheme "kinesis" (this build takes http, https, -, file)`,
+		"mqtt://broker/logs":     `--to "mqtt://broker/logs": unknown scheme "mqtt" (this build takes http, https, -, file, kinesis, firehose)`,
 		"file://host/dir":        `--to "file://host/dir": file URLs name a local directory: file:///path/to/dir`,
-		"collector.example":      `--to "collector.example": want - or a URL (schemes: http, https, -, file)`,
+		"collector.example":      `--to "collector.example": want - or a URL (schemes: http, https, -, file, kinesis, firehose)`,
+		"kinesis://s?colour=red": `--to "kinesis://s?colour=red": kinesis: url: colour: unknown parameter`,
+		"kinesis:///path":        `--to "kinesis:///path": kinesis: url: unexpected path "/path"`,
+		"firehose://s?gzip=true": `--to "firehose://s?gzip=true": firehose: url: gzip: unknown parameter`,
 		"file:///":               "",
 		"http://[::1]:namedport": `--to "http://[::1]:namedport": parse`,
 	} {

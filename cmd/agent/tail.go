@@ -19,7 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kplagent/agent/agent"
+	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
 )
 
@@ -78,7 +80,11 @@ Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail
 PATH - reads standard input, and a named pipe is read as a stream, until its end.
 SOCKET listens: unix:///run/app.sock, unixgram:///run/app.dgram, tcp://127.0.0.1:5140,
 udp://127.0.0.1:5140 (records parsed per --format), until interrupted.
-Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH.
+Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
+  kinesis://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&rate_limit=150|off][&aggregation=false]
+  [&max_record_bytes=1MiB] (Kinesis Data Streams; KPL aggregates built per shard),
+  firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
+  AWS credentials: the SDK's default chain (environment, profile, SSO, IMDS...).
 stdout and file:// keep each input's order byte for byte (one request at a time).
 
 Flags:
@@ -111,7 +117,7 @@ Flags:
 	fs.StringVar(&o.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS")
 	fs.StringVar(&o.keyFile, "key-file", "", "client key (PEM) for mutual TLS")
 	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the HTTPS server's certificate (testing only)")
-	fs.DurationVar(&o.httpTimeout, "timeout", 0, "HTTP request timeout (default 30s)")
+	fs.DurationVar(&o.httpTimeout, "timeout", 0, "request timeout of the HTTP, Kinesis and Firehose destinations (default 30s)")
 	return fs, o
 }
 
@@ -529,6 +535,15 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		maxRecord, err = units.ParseByteSize(o.maxRecord)
 		if err != nil {
 			return fail(fmt.Errorf("--max-record-bytes: %w", err))
+		}
+	}
+	if rl, ok := out.Config.(outputs.RecordLimiter); ok && maxRecord == 0 {
+		// A destination taking smaller records than the sources' default
+		// (Firehose: 1000 KiB) lowers it: longer lines are truncated, as
+		// with --max-record-bytes, rather than refused by validation. 4 KiB
+		// stay for the partition key and the KPL framing.
+		if fit := units.ByteSize(rl.MaxRecordBytes()) - 4<<10; fit < file.DefaultMaxRecordBytes {
+			maxRecord = fit
 		}
 	}
 

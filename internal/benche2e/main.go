@@ -3,6 +3,13 @@
 // `agent tail --once --from-beginning` against it (ndjson, no compression)
 // and prints MB/s shipped, CPU seconds per GB (user+sys of the agent
 // process) and the agent's peak RSS. It checks that every line arrived.
+//
+// With -kinesis (`make bench-kinesis`) each run ships the log twice, to the
+// HTTP sink and to an in-process fake Kinesis (ListShards and PutRecords
+// over plain HTTP, counting and checking every record as a KCL would), with
+// `--to kinesis://bench?endpoint=...&rate_limit=off`, and also reports the
+// user records per Kinesis record and the PUT payload units per GB against
+// one Kinesis record per line.
 package main
 
 import (
@@ -29,7 +36,16 @@ func main() {
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "agent-bench-e2e"), "work directory (the log is kept for reuse)")
 	runs := flag.Int("runs", 3, "runs (the best is reported, as the page cache warms)")
 	extra := flag.String("args", "", "extra agent tail flags")
+	kin := flag.Bool("kinesis", false, "also ship to a fake Kinesis each run, and compare")
+	shards := flag.Int("shards", 4, "shards of the fake Kinesis stream (-kinesis)")
 	flag.Parse()
+	if *kin {
+		if err := runKinesis(*agentBin, *size, *lineLen, *dir, *runs, *shards, *extra); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-kinesis:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)

@@ -28,6 +28,9 @@ type Settings struct {
 	UserAgent  string       // added to the SDK's User-Agent
 	Registerer prometheus.Registerer
 	MaxConns   int // idle connections kept: the sender's in-flight Sends. Default 64.
+	// OutputLabelled says Registerer adds the label output=<name> itself
+	// (the agent's does): the metrics then carry only the stream label.
+	OutputLabelled bool
 }
 
 // api is the part of the Firehose client the output uses.
@@ -84,7 +87,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		}
 		o.Retryer = aws.NopRetryer{} // the agent's sender retries
 	})
-	o := &Output{name: name, cfg: cfg, client: client, tr: tr, log: log, metrics: newMetrics(set.Registerer, name, cfg.Stream), now: time.Now}
+	o := &Output{name: name, cfg: cfg, client: client, tr: tr, log: log, metrics: newMetrics(set.Registerer, name, cfg.Stream, set.OutputLabelled), now: time.Now}
 	log.Info("firehose output ready", "stream", cfg.Stream, "region", awsCfg.Region, "assume_role", cfg.RoleARN != "", "aggregate_lines", cfg.AggregateLines)
 	return o, nil
 }
@@ -379,12 +382,16 @@ type metrics struct {
 	failed                                 *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, output, stream string) *metrics {
+func newMetrics(reg prometheus.Registerer, output, stream string, outputLabelled bool) *metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	labels := []string{"output", "stream"}
 	l := prometheus.Labels{"output": output, "stream": stream}
+	if outputLabelled { // the registerer adds output=<name> itself
+		labels = labels[1:]
+		delete(l, "output")
+	}
 	counter := func(name, help string) prometheus.Counter {
 		return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)).With(l)
 	}
@@ -396,7 +403,7 @@ func newMetrics(reg prometheus.Registerer, output, stream string) *metrics {
 		failed: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agent_firehose_failed_records_total",
 			Help: "Firehose records not delivered, by error code; retried unless the code is a validation error.",
-		}, []string{"output", "stream", "code"})).MustCurryWith(l),
+		}, append(labels[:len(labels):len(labels)], "code"))).MustCurryWith(l),
 	}
 }
 

@@ -11,7 +11,9 @@
 // Settings (Logger, UserAgent, Registerer, MaxConns) and New. *Output
 // implements outputs.Output and outputs.Healthchecker (DescribeStreamSummary).
 //
-// The flow aggregates against the stream's shard map, so that every
+// The agent's flows do what follows (agent/flow.go); the type is
+// registered by Type (component.go). The flow aggregates against the
+// stream's shard map, so that every
 // sub-record of an aggregate lies in the range of the shard it lands on (the
 // KCL drops a whole aggregate otherwise). The output offers the map:
 //
@@ -105,7 +107,9 @@
 //
 // # Metrics
 //
-// Registered on Settings.Registerer, labelled output and stream:
+// Registered on Settings.Registerer, labelled output and stream (with
+// Settings.OutputLabelled, as the agent builds it, the output label is the
+// registerer's own):
 // agent_kinesis_user_records_put_total, agent_kinesis_records_put_total,
 // agent_kinesis_bytes_put_total, agent_kinesis_put_payload_units_total (25 KB
 // units per record, rounded up), agent_kinesis_throttled_records_total,

@@ -27,12 +27,16 @@ type metrics struct {
 	streamMissing prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, output, stream string) *metrics {
+func newMetrics(reg prometheus.Registerer, output, stream string, outputLabelled bool) *metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry() // nowhere to publish: count anyway
 	}
 	labels := []string{"output", "stream"}
 	l := prometheus.Labels{"output": output, "stream": stream}
+	if outputLabelled { // the registerer adds output=<name> itself
+		labels = labels[1:]
+		delete(l, "output")
+	}
 	counter := func(name, help string) prometheus.Counter {
 		v := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
 		return v.With(l)
@@ -53,11 +57,11 @@ func newMetrics(reg prometheus.Registerer, output, stream string) *metrics {
 	m.failed = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agent_kinesis_failed_records_total",
 		Help: "Kinesis records not delivered, by error code (per-entry codes of PutRecords, or the whole request's); retried unless the code is a validation error.",
-	}, []string{"output", "stream", "code"})).MustCurryWith(l)
+	}, append(labels[:len(labels):len(labels)], "code"))).MustCurryWith(l)
 	m.refreshes = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agent_kinesis_shard_map_refreshes_total",
 		Help: "Shard map refreshes (ListShards), by result: changed, unchanged or error.",
-	}, []string{"output", "stream", "result"})).MustCurryWith(l)
+	}, append(labels[:len(labels):len(labels)], "result"))).MustCurryWith(l)
 	return m
 }
 

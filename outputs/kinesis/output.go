@@ -27,6 +27,10 @@ type Settings struct {
 	// MaxConns sizes the pool of idle connections: the sender's in-flight
 	// Send limit. Default 64.
 	MaxConns int
+	// OutputLabelled says Registerer adds the label output=<name> itself
+	// (the agent's does): the metrics then carry only the stream label, as
+	// a second output label would make their registration fail.
+	OutputLabelled bool
 }
 
 const defaultMaxConns = 64
@@ -106,8 +110,9 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.Retryer = aws.NopRetryer{} // the agent's sender retries
+		o.Protocol = putRecordsProtocol{o.Protocol}
 	})
-	o := newOutput(name, cfg, client, log, set.Registerer)
+	o := newOutput(name, cfg, client, log, set.Registerer, set.OutputLabelled)
 	o.tr = tr
 	o.log.Info("kinesis output ready", "stream", cfg.Stream, "region", awsCfg.Region,
 		"assume_role", cfg.RoleARN != "", "rate_limit", cfg.RateLimit.String(), "aggregation", cfg.Aggregation)
@@ -115,13 +120,13 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 }
 
 // newOutput builds an output around client (tests pass fakes).
-func newOutput(name string, cfg Config, client api, log *slog.Logger, reg prometheus.Registerer) *Output {
+func newOutput(name string, cfg Config, client api, log *slog.Logger, reg prometheus.Registerer, outputLabelled bool) *Output {
 	o := &Output{
 		name:    name,
 		cfg:     cfg,
 		client:  client,
 		log:     log,
-		metrics: newMetrics(reg, name, cfg.Stream),
+		metrics: newMetrics(reg, name, cfg.Stream, outputLabelled),
 		now:     time.Now,
 		sleep:   sleepCtx,
 	}

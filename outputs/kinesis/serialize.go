@@ -1,0 +1,118 @@
+package kinesis
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// putRecordsProtocol is the SDK's JSON 1.1 protocol with a faster
+// serializer for PutRecords: the request body (mostly base64 data, 5 MiB a
+// request) is written once into a buffer of its exact size, where the SDK's
+// generic serializer grows its buffer by appending (copying the body about
+// three times over) — a third of the output's CPU in profiles. The bytes on
+// the wire are the same JSON document (see the test comparing both).
+type putRecordsProtocol struct {
+	smithyhttp.ClientProtocol
+}
+
+func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy.OperationSchema, in smithy.Serializable, req *smithyhttp.Request) error {
+	pr, ok := in.(*kinesis.PutRecordsInput)
+	if !ok || pr.DryRun != nil || pr.StreamARN != nil || pr.StreamId != nil || pr.StreamName == nil {
+		return p.ClientProtocol.SerializeRequest(ctx, schema, in, req)
+	}
+	// The method, path and headers as the SDK's protocol sets them, with an
+	// empty body the SDK's serializer would replace.
+	if err := p.ClientProtocol.SerializeRequest(ctx, schema, &kinesis.PutRecordsInput{}, req); err != nil {
+		return err
+	}
+	sreq, err := req.SetStream(bytes.NewReader(appendPutRecords(nil, pr)))
+	if err != nil {
+		return err
+	}
+	*req = *sreq
+	return nil
+}
+
+// appendPutRecords appends the JSON body of a PutRecords request:
+// {"Records":[{"Data":"base64","ExplicitHashKey":"...","PartitionKey":"..."},...],"StreamName":"..."}.
+func appendPutRecords(dst []byte, in *kinesis.PutRecordsInput) []byte {
+	n := 32 + len(*in.StreamName)
+	for _, r := range in.Records {
+		n += 64 + base64.StdEncoding.EncodedLen(len(r.Data))
+		if r.PartitionKey != nil {
+			n += 2 * len(*r.PartitionKey) // escapes, rarely
+		}
+		if r.ExplicitHashKey != nil {
+			n += len(*r.ExplicitHashKey)
+		}
+	}
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	dst = append(dst, `{"Records":[`...)
+	for i, r := range in.Records {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"Data":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, r.Data)
+		dst = append(dst, '"')
+		if r.ExplicitHashKey != nil {
+			dst = append(dst, `,"ExplicitHashKey":`...)
+			dst = appendJSONString(dst, *r.ExplicitHashKey)
+		}
+		if r.PartitionKey != nil {
+			dst = append(dst, `,"PartitionKey":`...)
+			dst = appendJSONString(dst, *r.PartitionKey)
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"StreamName":`...)
+	dst = appendJSONString(dst, *in.StreamName)
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD (as
+// encoding/json does).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
