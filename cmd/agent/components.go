@@ -12,6 +12,7 @@ import (
 	"github.com/kplagent/agent/outputs"
 	fileout "github.com/kplagent/agent/outputs/file"
 	httpout "github.com/kplagent/agent/outputs/http"
+	kafkaout "github.com/kplagent/agent/outputs/kafka"
 	"github.com/kplagent/agent/outputs/stdout"
 )
 
@@ -28,6 +29,7 @@ func components() agent.Components {
 			httpout.Type(),
 			stdout.Type(),
 			fileout.Type(),
+			kafkaout.Type(),
 		},
 	}
 }

@@ -21,7 +21,7 @@ func TestComponents_ListIsConsistent(t *testing.T) {
 func TestVersion_PrintsTheCompiledInTypes(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.Equal(t, exitOK, run([]string{"version"}, strings.NewReader(""), &out, &errOut))
-	require.Equal(t, "agent "+version+"\nsources: file\noutputs: http, stdout, file\n", out.String())
+	require.Equal(t, "agent "+version+"\nsources: file, stdin\noutputs: http, stdout, file, kafka\n", out.String())
 }
 
 // --to picks the output type by its scheme, and the type maps the flags a
@@ -61,10 +61,12 @@ func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
 	require.EqualError(t, err, `--to "https://collector.example.com/ingest": --basic-auth: want USER:PASSWORD`)
 
 	for to, want := range map[string]string{
-		"kinesis://stream":       `--to "kinesis://stream": unknown scheme "kinesis" (this build takes http, https, -, file)`,
-		"file://host/dir":        `--to "file://host/dir": file URLs name a local directory: file:///path/to/dir`,
-		"collector.example":      `--to "collector.example": want - or a URL (schemes: http, https, -, file)`,
-		"file:///":               "",
+		"kinesis://stream":  `--to "kinesis://stream": unknown scheme "kinesis" (this build takes http, https, -, file, kafka)`,
+		"file://host/dir":   `--to "file://host/dir": file URLs name a local directory: file:///path/to/dir`,
+		"collector.example": `--to "collector.example": want - or a URL (schemes: http, https, -, file, kafka)`,
+		"file:///":          "",
+		"kafka://k1:9092,k2:9092/logs?compression=zstd": "",
+		"kafka://k1:9092/":       `--to "kafka://k1:9092/": kafka: url kafka://k1:9092/: topic: required`,
 		"http://[::1]:namedport": `--to "http://[::1]:namedport": parse`,
 	} {
 		o := &tailOptions{to: to, gzip: true}

@@ -80,7 +80,8 @@
 //
 // # Metrics
 //
-// Labelled by output (constant) and topic: agent_kafka_records_produced_total,
+// Labelled by topic (and output=<name>, added by the agent's registerer):
+// agent_kafka_records_produced_total,
 // agent_kafka_bytes_produced_total (key and value bytes, before compression),
 // agent_kafka_produce_errors_total{code} (the Kafka error name, or timeout,
 // canceled, client), agent_kafka_produce_latency_seconds (from Send to the

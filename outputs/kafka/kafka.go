@@ -19,7 +19,7 @@ import (
 type Settings struct {
 	Logger     *slog.Logger          // already scoped to this output by the caller; nil: discard
 	UserAgent  string                // sent as the AWS_MSK_IAM user agent; default "kplagent"
-	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+	Registerer prometheus.Registerer // nil: metrics are kept but not exported; the agent's adds output=<name>
 }
 
 // Producer limits that are not configuration.
@@ -113,7 +113,7 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	if cfg.Acks == AcksNone {
 		log.Warn("acks: none: records are reported delivered without any acknowledgement and may be lost")
 	}
-	m, err := newMetrics(name, set.Registerer)
+	m, err := newMetrics(set.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: output %s: metrics: %w", name, err)
 	}
