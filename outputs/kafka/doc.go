@@ -58,9 +58,11 @@
 //     record batches, so every record of the refused batch is sent again
 //     alone (through a second producer that buffers one record); one still
 //     refused alone is permanent, like INVALID_RECORD, CORRUPT_MESSAGE and
-//     INVALID_TOPIC_EXCEPTION. Outputs report spool entries, so the whole
-//     KPL aggregate holding the record is dead-lettered with the reason
-//     (its other user records may have been delivered too).
+//     INVALID_TOPIC_EXCEPTION. With format records, a user record of a KPL
+//     aggregate refused alone is reported alone (*outputs.RejectedRecordsError):
+//     the agent dead-letters that user record with the reason and the rest
+//     of its aggregate counts as delivered. With format kpl (the aggregate
+//     is the Kafka record) and for a plain record, the entry fails for good.
 //   - A malformed aggregate (it cannot be deaggregated): permanent.
 //   - UNKNOWN_TOPIC_OR_PARTITION: retryable (the topic may be created
 //     later), logged at most once per 30s per topic.
