@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/outputs/internal/batchtest"
+	"github.com/kplagent/agent/outputs/kafka/kafkatest"
 )
 
 // testLines keeps each codec's run to about a second on a loaded machine.
@@ -50,48 +50,12 @@ func TestSend_EveryCodecDeliversEveryLineOnce(t *testing.T) {
 	}
 }
 
-// javaMurmur2 is Kafka's Utils.murmur2, written from the Java source's
-// algorithm (seed 0x9747b28c, m 0x5bd1e995, r 24), independently of
-// franz-go's.
-func javaMurmur2(data []byte) int32 {
-	const (
-		seed = uint32(0x9747b28c)
-		m    = uint32(0x5bd1e995)
-		r    = 24
-	)
-	n := len(data)
-	h := seed ^ uint32(n)
-	for i := 0; i+4 <= n; i += 4 {
-		k := binary.LittleEndian.Uint32(data[i:])
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	tail := data[n&^3:]
-	switch len(tail) {
-	case 3:
-		h ^= uint32(tail[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(tail[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(tail[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return int32(h)
-}
-
-// javaPartition is Kafka's BuiltInPartitioner.partitionForKey:
-// toPositive(murmur2(key)) % numPartitions.
-func javaPartition(key string, partitions int32) int32 {
-	return (javaMurmur2([]byte(key)) & 0x7fffffff) % partitions
-}
+// javaMurmur2 and javaPartition are Kafka's, written independently of
+// franz-go's (kafkatest, shared with the agent's end-to-end tests).
+var (
+	javaMurmur2   = kafkatest.JavaMurmur2
+	javaPartition = kafkatest.JavaPartition
+)
 
 func TestJavaMurmur2_KafkaUtilsTestVectors(t *testing.T) {
 	t.Parallel()
