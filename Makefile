@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e vet fmt clean demo tidy-check
+.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e bench-kafka vet fmt clean demo tidy-check
 
 all: build
 
@@ -55,6 +55,11 @@ bench:
 
 bench-e2e: build
 	$(GO) run ./internal/benche2e -agent $(BIN)
+
+# agent tail --to kafka:// against an in-process kfake broker, next to a bare
+# franz-go producer (the ceiling). Not part of `make test`.
+bench-kafka: build
+	$(GO) run ./internal/benche2e -agent $(BIN) -kafka
 
 vet:
 	$(GO) vet ./...

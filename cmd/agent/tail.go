@@ -75,7 +75,9 @@ func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
 
 Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail -F.
 PATH - reads standard input, and a named pipe is read as a stream, until its end.
-Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH.
+Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
+kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?compression=zstd&key=none&tls=true...] (one Kafka
+record per line; the parameters are the keys of the config file's kafka: block).
 stdout and file:// keep each input's order byte for byte (one request at a time).
 
 Flags:
@@ -98,16 +100,16 @@ Flags:
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
-	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request) or kafka-rest-v2")
+	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
 	fs.BoolVar(&o.gzip, "gzip", true, "gzip HTTP bodies")
 	fs.StringVar(&o.bearer, "bearer-token", os.Getenv("AGENT_BEARER_TOKEN"), "HTTP bearer token (default $AGENT_BEARER_TOKEN)")
 	fs.StringVar(&o.basic, "basic-auth", os.Getenv("AGENT_BASIC_AUTH"), "HTTP basic auth USER:PASSWORD (default $AGENT_BASIC_AUTH)")
-	fs.StringVar(&o.caFile, "ca-file", "", "CA certificates (PEM) to verify the HTTPS server")
-	fs.StringVar(&o.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS")
+	fs.StringVar(&o.caFile, "ca-file", "", "CA certificates (PEM) to verify the HTTPS server or the Kafka brokers (with kafka://, a TLS flag enables TLS)")
+	fs.StringVar(&o.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS (HTTPS or Kafka)")
 	fs.StringVar(&o.keyFile, "key-file", "", "client key (PEM) for mutual TLS")
-	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the HTTPS server's certificate (testing only)")
-	fs.DurationVar(&o.httpTimeout, "timeout", 0, "HTTP request timeout (default 30s)")
+	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the HTTPS server's or Kafka brokers' certificates (testing only)")
+	fs.DurationVar(&o.httpTimeout, "timeout", 0, "HTTP request timeout (default 30s; for Kafka use ?send_timeout=)")
 	return fs, o
 }
 

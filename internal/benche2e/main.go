@@ -3,6 +3,10 @@
 // `agent tail --once --from-beginning` against it (ndjson, no compression)
 // and prints MB/s shipped, CPU seconds per GB (user+sys of the agent
 // process) and the agent's peak RSS. It checks that every line arrived.
+//
+// With -kafka (`make bench-kafka`) the destination is a kfake broker in this
+// process instead, next to a bare franz-go producer sending the same lines
+// (see kafka.go).
 package main
 
 import (
@@ -29,14 +33,25 @@ func main() {
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "agent-bench-e2e"), "work directory (the log is kept for reuse)")
 	runs := flag.Int("runs", 3, "runs (the best is reported, as the page cache warms)")
 	extra := flag.String("args", "", "extra agent tail flags")
+	kafka := flag.Bool("kafka", false, "ship to an in-process kfake broker, next to a bare franz-go producer")
+	kafkaParams := flag.String("kafka-params", "", "query of the agent's kafka:// URL (e.g. compression=zstd)")
+	bare := flag.String("bare-producer", "", "internal: produce -log to this kafka:// URL with franz-go alone")
+	bareLog := flag.String("log", "", "internal: the log of -bare-producer")
 	flag.Parse()
-	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra); err != nil {
+	if *bare != "" {
+		if err := bareProducer(*bare, *bareLog); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e: bare producer:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra, *kafka, *kafkaParams); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string) error {
+func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string, kafka bool, kafkaParams string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -49,6 +64,9 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 	if f, err := os.Open(log); err == nil {
 		_, _ = io.Copy(io.Discard, f)
 		f.Close()
+	}
+	if kafka {
+		return runKafka(agentBin, log, size, lines, dir, runs, extra, kafkaParams)
 	}
 	var received, bytesIn atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -123,6 +141,7 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 type result struct {
 	wall, cpu time.Duration
 	rss       int64
+	records   int64
 	mbps      float64
 	cpuPerG   float64
 }
