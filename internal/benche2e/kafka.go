@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -102,14 +103,42 @@ func kafkaRun(lines, size int64, mk func(url string) *exec.Cmd) (result, error) 
 	cmd := mk(url)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	// The child's rusage Maxrss counts this process's RSS at fork (Linux
+	// keeps the larger of the forked and the exec'd memory's high-water
+	// mark), and this process holds kfake's data: read the child's own
+	// VmHWM instead while it runs.
+	var hwm atomic.Int64
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := vmHWM(cmd.Process.Pid); v > hwm.Load() {
+				hwm.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(stop)
+	<-polled
+	if err != nil {
 		return result{}, err
 	}
 	wall := time.Since(start)
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	r := result{
-		wall: wall, cpu: cpu, rss: ru.Maxrss << 10,
+		wall: wall, cpu: cpu, rss: hwm.Load(),
 		mbps:    float64(size) / 1e6 / wall.Seconds(),
 		cpuPerG: cpu.Seconds() / (float64(size) / 1e9),
 	}
@@ -225,4 +254,23 @@ func bareProducer(url, log string) error {
 		return fmt.Errorf("%d records failed: %v", n, firstErr.Load())
 	}
 	return nil
+}
+
+// vmHWM returns the peak RSS of process pid (VmHWM in /proc/PID/status), 0
+// when it cannot be read (the process is gone).
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n << 10 // kB
+			}
+		}
+	}
+	return 0
 }

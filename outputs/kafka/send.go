@@ -178,12 +178,12 @@ func (s *send) copyBytes(b []byte) []byte {
 func (s *send) produce(ctx context.Context, recs []aggregate.Aggregate) {
 	o := s.o
 	for i := range recs {
+		s.first[i] = len(s.krecs)
 		if err := ctx.Err(); err != nil {
 			s.fail(i, classRetry, fmt.Errorf("kafka: not produced before the send deadline: %w", err), "")
 			continue
 		}
 		promise := func(r *kgo.Record, err error) { s.settle(i, r, err) }
-		s.first[i] = len(s.krecs)
 		if o.cfg.Format == FormatKPL {
 			src := &recs[i]
 			key := readOnly(src.PartitionKey)
