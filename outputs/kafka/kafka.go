@@ -161,7 +161,7 @@ func clientOpts(c Config) ([]kgo.Opt, error) {
 		// Java's default partitioner: murmur2 of the key, positive,
 		// modulo the partition count; sticky for records without a key.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerBatchCompression(cc),
+		compressionOpt(c.Compression, cc),
 		kgo.ProducerLinger(c.Linger),
 		kgo.ProducerBatchMaxBytes(int32(c.BatchMaxBytes)), //nolint:gosec // Validate bounds it to 1GiB
 		kgo.MaxBufferedBytes(int(c.MaxBufferedBytes)),
@@ -183,6 +183,15 @@ func clientOpts(c Config) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(c.MaxInFlight))
 	}
 	return opts, nil
+}
+
+// compressionOpt selects the batch codec: lz4 through lz4Compressor (64 KiB
+// blocks, as Java), the others through franz-go's compressor.
+func compressionOpt(name string, cc kgo.CompressionCodec) kgo.ProducerOpt {
+	if name == CompressionLZ4 || (name == "" && defaultCompression == CompressionLZ4) {
+		return kgo.WithCompressor(newLZ4Compressor())
+	}
+	return kgo.ProducerBatchCompression(cc)
 }
 
 // codec maps a compression name ("" is the default) to franz-go's codec.
