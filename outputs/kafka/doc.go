@@ -71,6 +71,12 @@
 //   - Anything else (timeouts, broker down, leader moves, NOT_ENOUGH_REPLICAS):
 //     retryable.
 //
+// # Compression
+//
+// lz4 (the default) is written as lz4 frames of 64 KiB independent blocks,
+// as the Java client writes them (lz4Compressor); the other codecs are
+// franz-go's.
+//
 // # Security
 //
 // TLS (system roots or ca_file, optional client certificate, server_name)
