@@ -7,7 +7,7 @@ DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e bench-kinesis vet fmt clean demo tidy-check package test-package docker
+.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e bench-kinesis bench-kafka vet fmt clean demo tidy-check package test-package docker
 
 all: build
 
@@ -92,6 +92,11 @@ bench-e2e: build
 # The same log to an in-process fake Kinesis and to the HTTP sink, compared.
 bench-kinesis: build
 	$(GO) run ./internal/benche2e -agent $(BIN) -kinesis
+
+# agent tail --to kafka:// against an in-process kfake broker, next to a bare
+# franz-go producer (the ceiling). Not part of `make test`.
+bench-kafka: build
+	$(GO) run ./internal/benche2e -agent $(BIN) -kafka
 
 vet:
 	$(GO) vet ./...

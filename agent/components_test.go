@@ -23,6 +23,7 @@ import (
 	fileout "github.com/kplagent/agent/outputs/file"
 	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
+	kafkaout "github.com/kplagent/agent/outputs/kafka"
 	"github.com/kplagent/agent/outputs/kinesis"
 	"github.com/kplagent/agent/outputs/stdout"
 )
@@ -31,7 +32,7 @@ import (
 // program's own).
 var testComponents = Components{
 	Sources: []source.Type{file.Type(), stdin.Type(), journald.Type(), socket.Type()},
-	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type(), kinesis.Type(), firehose.Type()},
+	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type(), kinesis.Type(), firehose.Type(), kafkaout.Type()},
 }
 
 // memConfig is the config of memOutput, a type only the tests know: the
@@ -151,10 +152,10 @@ a.yaml:20: flows[0].aggregation.max_bytes: must be between 1KiB and 512KiB (the 
 
 	// Without the type in the Components, the config names an unknown type.
 	_, err = ParseConfig("a.yaml", []byte(yml), noEnv, testComponents)
-	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout, file, kinesis or firehose)`)
+	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout, file, kinesis, firehose or kafka)`)
 	cfg.StateDir = t.TempDir()
 	_, err = New(cfg, Settings{Components: testComponents})
-	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout, file, kinesis or firehose)`)
+	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout, file, kinesis, firehose or kafka)`)
 }
 
 func TestComponents_CheckRefusesAListThatCannotWork(t *testing.T) {

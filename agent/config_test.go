@@ -12,6 +12,7 @@ import (
 
 	"github.com/kplagent/agent/agent/source/file"
 	httpout "github.com/kplagent/agent/outputs/http"
+	kafkaout "github.com/kplagent/agent/outputs/kafka"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -25,6 +26,11 @@ func TestConfig_ExampleFileValidates(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, cfg.Flows, 1)
 	require.Equal(t, "h1", cfg.Outputs[0].Config.(*httpout.Config).Headers["X-Source"])
+	k := cfg.Outputs[1].Config.(*kafkaout.Config)
+	require.Equal(t, "kafka", cfg.Outputs[1].Type)
+	require.Equal(t, []string{"k1:9092", "k2:9092"}, k.Brokers)
+	require.Equal(t, 5*time.Millisecond, k.Linger)
+	require.Equal(t, 64<<20, int(k.MaxBufferedBytes))
 	require.Equal(t, "/var/lib/agent/spool", cfg.Spool.Dir)
 	require.Equal(t, 50*1024, int(cfg.Flows[0].Aggregation.MaxBytes))
 }

@@ -17,6 +17,7 @@ import (
 	fileout "github.com/kplagent/agent/outputs/file"
 	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
+	kafkaout "github.com/kplagent/agent/outputs/kafka"
 	"github.com/kplagent/agent/outputs/kinesis"
 	"github.com/kplagent/agent/outputs/stdout"
 )
@@ -38,6 +39,7 @@ func components() agent.Components {
 			fileout.Type(),
 			kinesis.Type(),
 			firehose.Type(),
+			kafkaout.Type(),
 		},
 	}
 }

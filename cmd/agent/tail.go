@@ -84,6 +84,8 @@ Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https:/
   kinesis://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&rate_limit=150|off][&aggregation=false]
   [&max_record_bytes=1MiB] (Kinesis Data Streams; KPL aggregates built per shard),
   firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
+  kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?compression=zstd&key=none&tls=true...] (one Kafka
+  record per line; the parameters are the keys of the config file's kafka: block).
   AWS credentials: the SDK's default chain (environment, profile, SSO, IMDS...).
 stdout and file:// keep each input's order byte for byte (one request at a time).
 
@@ -108,16 +110,16 @@ Flags:
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
 	fs.StringVar(&o.format, "format", "", "records received on sockets: lines (default), json (checked) or syslog (RFC 5424/3164 parsed into JSON)")
-	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request) or kafka-rest-v2")
+	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
 	fs.BoolVar(&o.gzip, "gzip", true, "gzip HTTP bodies")
 	fs.StringVar(&o.bearer, "bearer-token", os.Getenv("AGENT_BEARER_TOKEN"), "HTTP bearer token (default $AGENT_BEARER_TOKEN)")
 	fs.StringVar(&o.basic, "basic-auth", os.Getenv("AGENT_BASIC_AUTH"), "HTTP basic auth USER:PASSWORD (default $AGENT_BASIC_AUTH)")
-	fs.StringVar(&o.caFile, "ca-file", "", "CA certificates (PEM) to verify the HTTPS server")
-	fs.StringVar(&o.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS")
+	fs.StringVar(&o.caFile, "ca-file", "", "CA certificates (PEM) to verify the HTTPS server or the Kafka brokers (with kafka://, a TLS flag enables TLS)")
+	fs.StringVar(&o.certFile, "cert-file", "", "client certificate (PEM) for mutual TLS (HTTPS or Kafka)")
 	fs.StringVar(&o.keyFile, "key-file", "", "client key (PEM) for mutual TLS")
-	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the HTTPS server's certificate (testing only)")
-	fs.DurationVar(&o.httpTimeout, "timeout", 0, "request timeout of the HTTP, Kinesis and Firehose destinations (default 30s)")
+	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the HTTPS server's or Kafka brokers' certificates (testing only)")
+	fs.DurationVar(&o.httpTimeout, "timeout", 0, "request timeout of the HTTP, Kinesis and Firehose destinations (default 30s; for Kafka use ?send_timeout=)")
 	return fs, o
 }
 

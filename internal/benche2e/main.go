@@ -10,6 +10,10 @@
 // `--to kinesis://bench?endpoint=...&rate_limit=off`, and also reports the
 // user records per Kinesis record and the PUT payload units per GB against
 // one Kinesis record per line.
+//
+// With -kafka (`make bench-kafka`) the destination is a kfake broker in this
+// process instead, next to a bare franz-go producer sending the same lines
+// (see kafka.go).
 package main
 
 import (
@@ -38,7 +42,18 @@ func main() {
 	extra := flag.String("args", "", "extra agent tail flags")
 	kin := flag.Bool("kinesis", false, "also ship to a fake Kinesis each run, and compare")
 	shards := flag.Int("shards", 4, "shards of the fake Kinesis stream (-kinesis)")
+	kafka := flag.Bool("kafka", false, "ship to an in-process kfake broker, next to a bare franz-go producer")
+	kafkaParams := flag.String("kafka-params", "", "query of the agent's kafka:// URL (e.g. compression=zstd)")
+	bare := flag.String("bare-producer", "", "internal: produce -log to this kafka:// URL with franz-go alone")
+	bareLog := flag.String("log", "", "internal: the log of -bare-producer")
 	flag.Parse()
+	if *bare != "" {
+		if err := bareProducer(*bare, *bareLog); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e: bare producer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *kin {
 		if err := runKinesis(*agentBin, *size, *lineLen, *dir, *runs, *shards, *extra); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-kinesis:", err)
@@ -46,13 +61,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra); err != nil {
+	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra, *kafka, *kafkaParams); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string) error {
+func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string, kafka bool, kafkaParams string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -65,6 +80,9 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 	if f, err := os.Open(log); err == nil {
 		_, _ = io.Copy(io.Discard, f)
 		f.Close()
+	}
+	if kafka {
+		return runKafka(agentBin, log, size, lines, dir, runs, extra, kafkaParams)
 	}
 	var received, bytesIn atomic.Int64
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -139,6 +157,7 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 type result struct {
 	wall, cpu time.Duration
 	rss       int64
+	records   int64
 	mbps      float64
 	cpuPerG   float64
 }

@@ -58,9 +58,11 @@
 //     record batches, so every record of the refused batch is sent again
 //     alone (through a second producer that buffers one record); one still
 //     refused alone is permanent, like INVALID_RECORD, CORRUPT_MESSAGE and
-//     INVALID_TOPIC_EXCEPTION. Outputs report spool entries, so the whole
-//     KPL aggregate holding the record is dead-lettered with the reason
-//     (its other user records may have been delivered too).
+//     INVALID_TOPIC_EXCEPTION. With format records, a user record of a KPL
+//     aggregate refused alone is reported alone (*outputs.RejectedRecordsError):
+//     the agent dead-letters that user record with the reason and the rest
+//     of its aggregate counts as delivered. With format kpl (the aggregate
+//     is the Kafka record) and for a plain record, the entry fails for good.
 //   - A malformed aggregate (it cannot be deaggregated): permanent.
 //   - UNKNOWN_TOPIC_OR_PARTITION: retryable (the topic may be created
 //     later), logged at most once per 30s per topic.
@@ -68,6 +70,12 @@
 //     fixed without a restart), logged at most once per 30s.
 //   - Anything else (timeouts, broker down, leader moves, NOT_ENOUGH_REPLICAS):
 //     retryable.
+//
+// # Compression
+//
+// lz4 (the default) is written as lz4 frames of 64 KiB independent blocks,
+// as the Java client writes them (lz4Compressor); the other codecs are
+// franz-go's.
 //
 // # Security
 //
@@ -80,7 +88,8 @@
 //
 // # Metrics
 //
-// Labelled by output (constant) and topic: agent_kafka_records_produced_total,
+// Labelled by topic (and output=<name>, added by the agent's registerer):
+// agent_kafka_records_produced_total,
 // agent_kafka_bytes_produced_total (key and value bytes, before compression),
 // agent_kafka_produce_errors_total{code} (the Kafka error name, or timeout,
 // canceled, client), agent_kafka_produce_latency_seconds (from Send to the

@@ -19,7 +19,7 @@ import (
 type Settings struct {
 	Logger     *slog.Logger          // already scoped to this output by the caller; nil: discard
 	UserAgent  string                // sent as the AWS_MSK_IAM user agent; default "kplagent"
-	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+	Registerer prometheus.Registerer // nil: metrics are kept but not exported; the agent's adds output=<name>
 }
 
 // Producer limits that are not configuration.
@@ -113,7 +113,7 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	if cfg.Acks == AcksNone {
 		log.Warn("acks: none: records are reported delivered without any acknowledgement and may be lost")
 	}
-	m, err := newMetrics(name, set.Registerer)
+	m, err := newMetrics(set.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: output %s: metrics: %w", name, err)
 	}
@@ -161,7 +161,7 @@ func clientOpts(c Config) ([]kgo.Opt, error) {
 		// Java's default partitioner: murmur2 of the key, positive,
 		// modulo the partition count; sticky for records without a key.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerBatchCompression(cc),
+		compressionOpt(c.Compression, cc),
 		kgo.ProducerLinger(c.Linger),
 		kgo.ProducerBatchMaxBytes(int32(c.BatchMaxBytes)), //nolint:gosec // Validate bounds it to 1GiB
 		kgo.MaxBufferedBytes(int(c.MaxBufferedBytes)),
@@ -183,6 +183,15 @@ func clientOpts(c Config) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(c.MaxInFlight))
 	}
 	return opts, nil
+}
+
+// compressionOpt selects the batch codec: lz4 through lz4Compressor (64 KiB
+// blocks, as Java), the others through franz-go's compressor.
+func compressionOpt(name string, cc kgo.CompressionCodec) kgo.ProducerOpt {
+	if name == CompressionLZ4 || (name == "" && defaultCompression == CompressionLZ4) {
+		return kgo.WithCompressor(newLZ4Compressor())
+	}
+	return kgo.ProducerBatchCompression(cc)
 }
 
 // codec maps a compression name ("" is the default) to franz-go's codec.

@@ -9,8 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the output's Prometheus metrics, labelled by output name (a
-// constant label, so several Kafka outputs share one registry) and topic.
+// metrics are the output's Prometheus metrics, labelled by topic. The
+// registerer the agent passes labels them output=<name> (so several Kafka
+// outputs share one registry); the package adds no output label itself.
 type metrics struct {
 	records  *prometheus.CounterVec   // topic
 	bytes    *prometheus.CounterVec   // topic
@@ -35,28 +36,27 @@ const (
 	fallbackInvalid = "invalid" // the field is not a legal topic name
 )
 
-func newMetrics(name string, reg prometheus.Registerer) (*metrics, error) {
-	cl := prometheus.Labels{"output": name}
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agent_kafka_records_produced_total", ConstLabels: cl,
+			Name: "agent_kafka_records_produced_total",
 			Help: "Kafka records acknowledged by the brokers.",
 		}, []string{"topic"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agent_kafka_bytes_produced_total", ConstLabels: cl,
+			Name: "agent_kafka_bytes_produced_total",
 			Help: "Key and value bytes of the Kafka records acknowledged by the brokers (before compression).",
 		}, []string{"topic"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agent_kafka_produce_errors_total", ConstLabels: cl,
+			Name: "agent_kafka_produce_errors_total",
 			Help: "Kafka records that failed, by topic and Kafka error code name (or client, timeout, canceled).",
 		}, []string{"topic", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "agent_kafka_produce_latency_seconds", ConstLabels: cl,
+			Name:    "agent_kafka_produce_latency_seconds",
 			Help:    "Time from a Send handing a record to the producer to the broker's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12), // 1ms .. ~60s
 		}, []string{"topic"}),
 		fallback: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agent_kafka_topic_fallback_total", ConstLabels: cl,
+			Name: "agent_kafka_topic_fallback_total",
 			Help: "User records sent to the fallback topic because their topic_field was missing or invalid.",
 		}, []string{"reason"}),
 	}

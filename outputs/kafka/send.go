@@ -40,9 +40,14 @@ type send struct {
 	pending atomic.Int64   // Kafka records not settled, +1 while producing
 	done    chan struct{}  // closed when pending reaches 0
 
+	first []int // per entry: the index in krecs of its first Kafka record
+
 	mu       sync.Mutex
 	fails    []failure // per entry
 	suspects []suspect // records refused as too large, to check alone
+	// rejected are the user records of aggregates refused alone for good
+	// (written by checkAlone, on the Send goroutine).
+	rejected []outputs.RejectedRecord
 }
 
 // suspect is a Kafka record of entry i that the broker refused as too
@@ -51,6 +56,7 @@ type send struct {
 // it is judged.
 type suspect struct {
 	i          int
+	r          *kgo.Record // the record in krecs, to find its user record's index
 	topic      string
 	key, value []byte
 }
@@ -95,7 +101,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 		t.Stop()
 	}
 	if settled && len(s.suspects) > 0 {
-		settled = s.checkAlone(ctx)
+		settled = s.checkAlone(ctx, b.Records)
 	}
 	err := s.result(ctx)
 	if settled {
@@ -116,8 +122,9 @@ func (o *Output) getSend(b outputs.Batch) *send {
 	if cap(s.left) < n {
 		s.left = make([]atomic.Int32, n)
 		s.fails = make([]failure, n)
+		s.first = make([]int, n)
 	} else {
-		s.left, s.fails = s.left[:n], s.fails[:n]
+		s.left, s.fails, s.first = s.left[:n], s.fails[:n], s.first[:n]
 	}
 	size, recs := 0, 0
 	for i := range b.Records {
@@ -154,6 +161,8 @@ func (o *Output) putSend(s *send) {
 	clear(s.fails)
 	clear(s.suspects)
 	s.suspects = s.suspects[:0]
+	clear(s.rejected)
+	s.rejected = s.rejected[:0]
 	clear(s.topics)
 	o.sends.Put(s)
 }
@@ -169,6 +178,7 @@ func (s *send) copyBytes(b []byte) []byte {
 func (s *send) produce(ctx context.Context, recs []aggregate.Aggregate) {
 	o := s.o
 	for i := range recs {
+		s.first[i] = len(s.krecs)
 		if err := ctx.Err(); err != nil {
 			s.fail(i, classRetry, fmt.Errorf("kafka: not produced before the send deadline: %w", err), "")
 			continue
@@ -267,7 +277,7 @@ func (s *send) settle(i int, r *kgo.Record, err error) {
 		tm.latency.Observe(time.Since(s.start).Seconds())
 	} else if isAny(err, tooLargeCodes) {
 		s.mu.Lock()
-		s.suspects = append(s.suspects, suspect{i: i, topic: r.Topic, key: r.Key, value: r.Value})
+		s.suspects = append(s.suspects, suspect{i: i, r: r, topic: r.Topic, key: r.Key, value: r.Value})
 		s.mu.Unlock()
 	} else {
 		class, code, reason := o.classify(r, err)
@@ -305,9 +315,11 @@ var tooLargeCodes = []error{kerr.MessageTooLarge, kerr.RecordListTooLarge}
 
 // checkAlone sends the suspects one at a time through a producer that
 // buffers one record, so each is a batch of its own and the broker's answer
-// is about that record. It reports false when it returned at the deadline
-// with a record still in that producer.
-func (s *send) checkAlone(ctx context.Context) bool {
+// is about that record. A user record of a KPL aggregate (format records)
+// refused alone for good is rejected alone (s.rejected): the rest of its
+// aggregate may be delivered. It reports false when it returned at the
+// deadline with a record still in that producer.
+func (s *send) checkAlone(ctx context.Context, recs []aggregate.Aggregate) bool {
 	o := s.o
 	s.mu.Lock()
 	sus := s.suspects
@@ -358,9 +370,32 @@ func (s *send) checkAlone(ctx context.Context) bool {
 		}
 		class, code, reason := o.classify(a.r, a.err)
 		o.m.errors.WithLabelValues(x.topic, code).Inc()
+		if class == classPermanent && o.cfg.Format == FormatRecords && recs[x.i].Aggregated {
+			if u, ok := s.userRecord(x); ok {
+				s.rejected = append(s.rejected, outputs.RejectedRecord{Record: x.i, UserRecord: u, Reason: reason})
+				continue
+			}
+		}
 		s.fail(x.i, class, fmt.Errorf("kafka: produce to topic %s: %w", x.topic, a.err), reason)
 	}
 	return true
+}
+
+// userRecord returns the index, inside its aggregate, of the user record
+// that suspect x was made from: entry i's Kafka records are consecutive in
+// krecs, one per user record in order. Settled records are no longer read
+// by the producer, so krecs may be read here.
+func (s *send) userRecord(x suspect) (int, bool) {
+	end := len(s.krecs)
+	if x.i+1 < len(s.first) {
+		end = s.first[x.i+1]
+	}
+	for k := s.first[x.i]; k < end && k < len(s.krecs); k++ {
+		if &s.krecs[k] == x.r {
+			return k - s.first[x.i], true
+		}
+	}
+	return 0, false // krecs grew past its capacity (a wrong Count): judge the whole entry
 }
 
 // authCodes are retried (ACLs may be fixed) and logged at most once per
@@ -454,8 +489,16 @@ func (s *send) result(ctx context.Context) error {
 			first = f.err
 		}
 	}
+	// A user record rejected alone is reported only when the rest of its
+	// entry was delivered; a failed entry is retried or dead-lettered whole.
+	rejected := s.rejected[:0:0]
+	for _, r := range s.rejected {
+		if s.fails[r.Record].class == classOK && s.left[r.Record].Load() == 0 {
+			rejected = append(rejected, r)
+		}
+	}
 	if len(failed) == 0 {
-		return nil
+		return outputs.WithRejected(rejected, nil)
 	}
 	if allPermanent && !outputs.IsPermanent(first) {
 		first = outputs.Permanent(first)
@@ -463,5 +506,5 @@ func (s *send) result(ctx context.Context) error {
 	if len(failed) == len(s.fails) {
 		return first
 	}
-	return &outputs.PartialError{Failed: failed, Reasons: reasons, Err: first}
+	return outputs.WithRejected(rejected, &outputs.PartialError{Failed: failed, Reasons: reasons, Err: first})
 }

@@ -2,7 +2,7 @@ package kafka
 
 import (
 	"context"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -21,6 +21,7 @@ import (
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/outputs/internal/batchtest"
+	"github.com/kplagent/agent/outputs/kafka/kafkatest"
 )
 
 // testLines keeps each codec's run to about a second on a loaded machine.
@@ -49,48 +50,12 @@ func TestSend_EveryCodecDeliversEveryLineOnce(t *testing.T) {
 	}
 }
 
-// javaMurmur2 is Kafka's Utils.murmur2, written from the Java source's
-// algorithm (seed 0x9747b28c, m 0x5bd1e995, r 24), independently of
-// franz-go's.
-func javaMurmur2(data []byte) int32 {
-	const (
-		seed = uint32(0x9747b28c)
-		m    = uint32(0x5bd1e995)
-		r    = 24
-	)
-	n := len(data)
-	h := seed ^ uint32(n)
-	for i := 0; i+4 <= n; i += 4 {
-		k := binary.LittleEndian.Uint32(data[i:])
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	tail := data[n&^3:]
-	switch len(tail) {
-	case 3:
-		h ^= uint32(tail[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(tail[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(tail[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return int32(h)
-}
-
-// javaPartition is Kafka's BuiltInPartitioner.partitionForKey:
-// toPositive(murmur2(key)) % numPartitions.
-func javaPartition(key string, partitions int32) int32 {
-	return (javaMurmur2([]byte(key)) & 0x7fffffff) % partitions
-}
+// javaMurmur2 and javaPartition are Kafka's, written independently of
+// franz-go's (kafkatest, shared with the agent's end-to-end tests).
+var (
+	javaMurmur2   = kafkatest.JavaMurmur2
+	javaPartition = kafkatest.JavaPartition
+)
 
 func TestJavaMurmur2_KafkaUtilsTestVectors(t *testing.T) {
 	t.Parallel()
@@ -220,40 +185,85 @@ func TestSend_TopicCreatedLaterIsDelivered(t *testing.T) {
 	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, 500), 500)
 }
 
-func TestSend_RecordTooLargeIsPermanentForItsAggregateOnly(t *testing.T) {
+// A user record the broker refuses alone as too large is rejected alone:
+// the rest of its aggregate is delivered and counts as such.
+func TestSend_RecordTooLargeIsRejectedAloneInItsAggregate(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 0)
 	require.NoError(t, c.CreateTopic(testTopic, 1, map[string]string{"max.message.bytes": "2000"}))
 	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.Compression = CompressionNone }))
 	big := strings.Repeat("x", 4000)
-	recs := batchtest.Records("a1", "a2", "b1", big, "c1", "c2")
-	b := batchtest.Build(t, 2, 0, recs...) // [a1 a2] [b1 big] [c1 c2]
+	recs := batchtest.Records("a1", "a2", "b1", big, "b3", "c1", "c2")
+	b := batchtest.Build(t, 3, 0, recs...) // [a1 a2 b1] [big b3 c1] [c2]
 	require.Len(t, b.Records, 3)
 	err := o.Send(t.Context(), b)
-	pe := requirePartial(t, err, 1)
-	require.True(t, outputs.IsPermanent(pe.Err), "%v", err)
-	require.Contains(t, pe.Reasons[0], "MESSAGE_TOO_LARGE")
-	require.Contains(t, pe.Reasons[0], "4000 bytes")
-	got := readAll(t, c.ListenAddrs(), testTopic, 5)
+	re := requireRejected(t, err, outputs.RejectedRecord{Record: 1, UserRecord: 0})
+	require.NoError(t, re.Err, "the rest of the batch was delivered")
+	require.Contains(t, re.Rejected[0].Reason, "MESSAGE_TOO_LARGE")
+	require.Contains(t, re.Rejected[0].Reason, "4000 bytes")
+	require.False(t, outputs.IsPermanent(err), "nothing else failed")
+	got := readAll(t, c.ListenAddrs(), testTopic, 6)
 	var vals []string
 	for _, r := range got {
 		vals = append(vals, r.Value)
 	}
-	// b1 shared a batch with the oversized record and was sent again alone;
-	// its aggregate is still dead-lettered whole (outputs reports spool
-	// entries, not user records).
-	require.ElementsMatch(t, []string{"a1", "a2", "b1", "c1", "c2"}, vals)
+	// b3 and c1 shared a batch with the oversized record and were sent
+	// again alone; the broker took them.
+	require.ElementsMatch(t, []string{"a1", "a2", "b1", "b3", "c1", "c2"}, vals)
 }
 
-func TestSend_ClientSideTooLargeIsPermanent(t *testing.T) {
+// The client's own check (a record larger than batch_max_bytes) is judged
+// the same way, and a plain record (one user record) fails as its entry.
+func TestSend_ClientSideTooLargeIsRejectedAlone(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 1)
 	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.BatchMaxBytes = 1024 }))
-	b := batchtest.Build(t, 1, 0, batchtest.Records("small", strings.Repeat("y", 2000))...)
+	y := strings.Repeat("y", 2000)
+	b := batchtest.Build(t, 2, 0, batchtest.Records("small", y, "z1", "z2", y)...) // [small y] [z1 z2] y
+	require.Len(t, b.Records, 3)
+	require.False(t, b.Records[2].Aggregated)
 	err := o.Send(t.Context(), b)
-	pe := requirePartial(t, err, 1)
+	re := requireRejected(t, err, outputs.RejectedRecord{Record: 0, UserRecord: 1})
+	require.Contains(t, re.Rejected[0].Reason, "2000 bytes")
+	pe := requirePartial(t, err, 2)
 	require.True(t, outputs.IsPermanent(pe.Err))
 	require.Contains(t, pe.Reasons[0], "2000 bytes")
+	requireExactlyOnceValues(t, readAll(t, c.ListenAddrs(), testTopic, 3), "small", "z1", "z2")
+}
+
+// With format kpl the aggregate is the Kafka record: it fails whole.
+func TestSend_TooLargeKPLRecordFailsItsEntry(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.BatchMaxBytes = 1024; cfg.Format = FormatKPL }))
+	b := batchtest.Build(t, 2, 0, batchtest.Records("small", strings.Repeat("y", 2000), "z1", "z2")...)
+	err := o.Send(t.Context(), b)
+	var re *outputs.RejectedRecordsError
+	require.False(t, errors.As(err, &re), "%v", err)
+	pe := requirePartial(t, err, 0)
+	require.True(t, outputs.IsPermanent(pe.Err))
+}
+
+func requireRejected(t *testing.T, err error, want ...outputs.RejectedRecord) *outputs.RejectedRecordsError {
+	t.Helper()
+	var re *outputs.RejectedRecordsError
+	require.ErrorAs(t, err, &re, fmt.Sprint(err))
+	require.Len(t, re.Rejected, len(want))
+	for i, w := range want {
+		require.Equal(t, w.Record, re.Rejected[i].Record, "rejected[%d]", i)
+		require.Equal(t, w.UserRecord, re.Rejected[i].UserRecord, "rejected[%d]", i)
+		require.NotEmpty(t, re.Rejected[i].Reason)
+	}
+	return re
+}
+
+func requireExactlyOnceValues(t *testing.T, got []consumed, want ...string) {
+	t.Helper()
+	var vals []string
+	for _, r := range got {
+		vals = append(vals, r.Value)
+	}
+	require.ElementsMatch(t, want, vals)
 }
 
 func TestSend_MalformedAggregateIsPermanent(t *testing.T) {

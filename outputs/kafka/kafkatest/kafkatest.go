@@ -5,6 +5,7 @@ package kafkatest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -107,4 +108,47 @@ func CheckOnce(got []Record, n int, line func(i int) string) error {
 		errs = append(errs, fmt.Errorf("%d unexpected values", len(seen)))
 	}
 	return errors.Join(errs...)
+}
+
+// JavaMurmur2 is Kafka's Utils.murmur2, written from the Java source's
+// algorithm (seed 0x9747b28c, m 0x5bd1e995, r 24), independently of
+// franz-go's.
+func JavaMurmur2(data []byte) int32 {
+	const (
+		seed = uint32(0x9747b28c)
+		m    = uint32(0x5bd1e995)
+		r    = 24
+	)
+	n := len(data)
+	h := seed ^ uint32(n)
+	for i := 0; i+4 <= n; i += 4 {
+		k := binary.LittleEndian.Uint32(data[i:])
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	tail := data[n&^3:]
+	switch len(tail) {
+	case 3:
+		h ^= uint32(tail[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(tail[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(tail[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return int32(h)
+}
+
+// JavaPartition is Kafka's BuiltInPartitioner.partitionForKey:
+// toPositive(murmur2(key)) % numPartitions.
+func JavaPartition(key string, partitions int32) int32 {
+	return (JavaMurmur2([]byte(key)) & 0x7fffffff) % partitions
 }

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kplagent/agent/outputs/kafka/kafkatest"
+)
+
+// The Kafka end-to-end tests run the agent binary against kfake brokers
+// started in the test process (the real wire protocol) and read the topic
+// back with a franz-go consumer.
+
+const kafkaTopic = "logs"
+
+// kafkaLineSize keeps lines short: the big test is about records, not bytes.
+const kafkaLineSize = 60
+
+// Line counts: the race detector makes the agent several times slower, so
+// its builds ship fewer lines.
+var (
+	kafkaBigLines   = raceOr(500_000, 100_000)
+	kafkaCodecLines = raceOr(20_000, 5_000)
+)
+
+func raceOr(normal, race int) int {
+	if raceEnabled {
+		return race
+	}
+	return normal
+}
+
+func freePortNum(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// kafkaLine is the value of line i as the agent sends it (no newline).
+func kafkaLine(i int) string {
+	return strings.TrimSuffix(string(numberedLine(nil, i, kafkaLineSize)), "\n")
+}
+
+func kafkaURL(c *kfake.Cluster, params string) string {
+	u := "kafka://" + strings.Join(c.ListenAddrs(), ",") + "/" + kafkaTopic
+	if params != "" {
+		u += "?" + params
+	}
+	return u
+}
+
+// readBackOnce reads n records of the topic and requires each line once.
+func readBackOnce(t *testing.T, brokers []string, n int) []kafkatest.Record {
+	t.Helper()
+	got := kafkatest.ReadAll(t, brokers, kafkaTopic, n, 2*time.Minute)
+	require.NoError(t, kafkatest.CheckOnce(got, n, kafkaLine))
+	return got
+}
+
+func TestTailOnce_Kafka500kLinesArriveExactlyOnce(t *testing.T) {
+	t.Parallel()
+	n := kafkaBigLines
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, kafkaLineSize)
+	c := kafkatest.Start(t, kafkaTopic, 3)
+	start := time.Now()
+	p := startAgent(t, "tail", log, "--once", "--to", kafkaURL(c, ""), "--state-dir", filepath.Join(dir, "state"))
+	require.Equal(t, 0, p.wait(t, 3*time.Minute), p.stderr.String())
+	t.Logf("%d lines shipped in %s", n, time.Since(start).Round(time.Millisecond))
+	got := readBackOnce(t, c.ListenAddrs(), n)
+	parts := map[int32]int{}
+	for _, r := range got {
+		parts[r.Partition]++
+	}
+	require.Len(t, parts, 3, "random partition keys spread the records over the 3 partitions")
+}
+
+func TestTailOnce_KafkaEveryCompressionCodec(t *testing.T) {
+	t.Parallel()
+	for _, codec := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
+		t.Run(codec, func(t *testing.T) {
+			t.Parallel()
+			n := kafkaCodecLines
+			dir := t.TempDir()
+			log := filepath.Join(dir, "app.log")
+			writeLog(t, log, 0, n, kafkaLineSize)
+			c := kafkatest.Start(t, kafkaTopic, 3)
+			p := startAgent(t, "tail", log, "--once", "--to", kafkaURL(c, "compression="+codec), "--state-dir", filepath.Join(dir, "state"))
+			require.Equal(t, 0, p.wait(t, 2*time.Minute), p.stderr.String())
+			readBackOnce(t, c.ListenAddrs(), n)
+		})
+	}
+}
+
+// With --partition-key deterministic the Kafka key is a hash of the line:
+// each record lands on the partition the Java client's default partitioner
+// picks for its key, computed here independently of franz-go.
+func TestTailOnce_KafkaKeyedRecordsLandWhereJavaPutsThem(t *testing.T) {
+	t.Parallel()
+	const n = 5000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, kafkaLineSize)
+	c := kafkatest.Start(t, kafkaTopic, 3)
+	p := startAgent(t, "tail", log, "--once", "--partition-key", "deterministic", "--to", kafkaURL(c, ""), "--state-dir", filepath.Join(dir, "state"))
+	require.Equal(t, 0, p.wait(t, 2*time.Minute), p.stderr.String())
+	got := readBackOnce(t, c.ListenAddrs(), n)
+	parts, keys := map[int32]int{}, map[string]bool{}
+	for _, r := range got {
+		require.NotEmpty(t, r.Key)
+		require.Equal(t, kafkatest.JavaPartition(r.Key, 3), r.Partition, "key %q", r.Key)
+		parts[r.Partition]++
+		keys[r.Key] = true
+	}
+	require.Len(t, parts, 3)
+	require.Greater(t, len(keys), n/2, "keys are hashes of distinct lines")
+}
+
+// The broker answers REQUEST_TIMED_OUT to several produce requests (after
+// appending them, as a broker whose replicas were slow), then stops for a
+// while mid-stream and restarts on the same port with the same data
+// directory. The outage is 8 s (not the 20 s of a real restart: the test
+// must stay short; the agent's behaviour does not change past its
+// send_timeout of a few seconds, which 8 s exceeds). Every line arrives once.
+func TestTail_KafkaTimeoutsAndBrokerRestartMidStream_NothingLostNoDuplicates(t *testing.T) {
+	t.Parallel()
+	const chunks = 50
+	n := raceOr(100_000, 40_000)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	data := filepath.Join(dir, "kfake")
+	port := freePortNum(t)
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(data), kfake.SeedTopics(3, kafkaTopic)}
+	c1, err := kfake.NewCluster(opts...)
+	require.NoError(t, err)
+	brokers := c1.ListenAddrs()
+	h := c1.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.RequestTimedOut, Count: 5})
+	admin := freeAddr(t)
+	p := startAgent(t, "tail", log, "--from-beginning", "--to", kafkaURL(c1, ""),
+		"--state-dir", filepath.Join(dir, "state"), "--admin", admin, "--log-level", "error")
+	// Lines keep coming while the broker is down and after it is back.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for k := range chunks {
+			writeLog(t, log, k*n/chunks, (k+1)*n/chunks, kafkaLineSize)
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+	require.Eventually(t, func() bool { return metric(admin, "agent_kafka_records_produced_total") >= float64(n/10) },
+		time.Minute, 20*time.Millisecond, "records were produced before the stop")
+	require.EqualValues(t, 5, h.Hits(), "the REQUEST_TIMED_OUT faults were hit")
+	c1.Close()
+	time.Sleep(8 * time.Second)
+	var c2 *kfake.Cluster
+	require.Eventually(t, func() bool { // the port may take a moment to be free
+		c2, err = kfake.NewCluster(opts...)
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+	t.Cleanup(c2.Close)
+	wg.Wait()
+	readBackOnce(t, brokers, n)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+}
+
+// A missing topic is retried (not dead-lettered) until it is created.
+func TestTailOnce_KafkaTopicMissingThenCreated_Delivered(t *testing.T) {
+	t.Parallel()
+	const n = 2000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, kafkaLineSize)
+	c := kafkatest.Start(t, "", 0)
+	admin := freeAddr(t)
+	p := startAgent(t, "tail", log, "--once", "--to", kafkaURL(c, ""), "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
+	require.Eventually(t, func() bool { return metric(admin, "agent_kafka_produce_errors_total") > 0 },
+		time.Minute, 50*time.Millisecond, "the missing topic was reported")
+	require.NoError(t, c.CreateTopic(kafkaTopic, 3, nil))
+	require.Equal(t, 0, p.wait(t, 2*time.Minute), p.stderr.String())
+	readBackOnce(t, c.ListenAddrs(), n)
+}
+
+// A line larger than the topic's max.message.bytes is dead-lettered alone:
+// the other lines of its aggregate are delivered, and --once exits 1.
+func TestTailOnce_KafkaLineTooLargeIsDeadLetteredAlone(t *testing.T) {
+	t.Parallel()
+	const n, big = 300, 137
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, big, kafkaLineSize)
+	writeLog(t, log, big, big+1, 5000)
+	writeLog(t, log, big+1, n, kafkaLineSize)
+	c := kafkatest.Start(t, "", 0)
+	require.NoError(t, c.CreateTopic(kafkaTopic, 1, map[string]string{"max.message.bytes": "2000"}))
+	state := filepath.Join(dir, "state")
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", kafkaURL(c, "compression=none"), "--state-dir", state)
+	require.Equal(t, 1, code, errOut)
+	got := kafkatest.ReadAll(t, c.ListenAddrs(), kafkaTopic, n-1, time.Minute)
+	require.NoError(t, kafkatest.CheckOnce(got, n-1, func(i int) string {
+		if i >= big {
+			i++ // every line but the big one
+		}
+		return kafkaLine(i)
+	}))
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 1, strings.Count(out, "MESSAGE_TOO_LARGE"), out)
+	require.Contains(t, out, "L00000137")
+	require.NotContains(t, out, "L00000136")
+	require.NotContains(t, out, "L00000138")
+}
