@@ -9,6 +9,7 @@ import (
 
 	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/outputs/internal/encode"
 )
 
 // Format names (Config.Format).
@@ -55,6 +56,18 @@ type Config struct {
 	//     the proxy's /topics/NAME. Per-record errors in the response's
 	//     offsets are retried (error_code 2) or dead-lettered (error_code 1).
 	Format string `yaml:"format"`
+	// Encoding is how ndjson and json write a user record: json (default)
+	// or text.
+	//   - json: one JSON object per record: the record itself when it is a
+	//     JSON object (records made objects by the flow's processing stage,
+	//     with their envelope fields), else {"message":"<the record>"}. An
+	//     ndjson body is then always valid NDJSON, and a multi-line record
+	//     (multiline) is one object, its line breaks escaped.
+	//   - text: ndjson sends the bytes as they are, one record per line
+	//     (a line break inside a record is sent as the two characters \n),
+	//     as Content-Type text/plain; charset=utf-8; json sends an array of
+	//     JSON strings.
+	Encoding string `yaml:"encoding"`
 	// Compression is gzip (default) or none. gzip compresses the whole body
 	// at speed level 1 and sets Content-Encoding: gzip.
 	Compression string `yaml:"compression"`
@@ -182,6 +195,9 @@ func (c Config) Validate() error {
 	case "", FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2:
 	default:
 		add("format: unknown %q (want %s, %s, %s or %s)", c.Format, FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2)
+	}
+	if _, err := encode.ParseEncoding(c.Encoding, encode.EncodingJSON); err != nil {
+		add("encoding: %v", err)
 	}
 	switch c.Compression {
 	case "", CompressionGzip, CompressionNone:
