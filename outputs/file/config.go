@@ -14,6 +14,12 @@ const (
 	FormatKPLJSON = encode.FormatKPLJSON // {"pk":..,"ehk":..,"data":base64} and "\n"
 )
 
+// Encoding names (Config.Encoding).
+const (
+	EncodingJSON = encode.EncodingNameJSON
+	EncodingText = encode.EncodingNameText
+)
+
 // Config is the user configuration of a file output (outputs[].file).
 type Config struct {
 	// Dir receives the file <output name>.ndjson. One of Dir and Path.

@@ -32,6 +32,12 @@ const (
 	FormatKPLJSON = encode.FormatKPLJSON // {"pk":..,"ehk":..,"data":base64} and "\n"
 )
 
+// Encoding names (Config.Encoding).
+const (
+	EncodingJSON = encode.EncodingNameJSON
+	EncodingText = encode.EncodingNameText
+)
+
 // Config is the user configuration of a stdout output (outputs[].stdout).
 type Config struct {
 	// Format is ndjson (default) or kpl-json.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/jsontext"
 )
 
 // Encoding is how an output writes one user record's data.
@@ -84,12 +85,7 @@ func AppendJSONObject(dst, data []byte) []byte {
 
 // IsJSONObject reports whether b (with no surrounding white space) is one
 // valid JSON object.
-func IsJSONObject(b []byte) bool {
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
-		return false
-	}
-	return json.Valid(b)
-}
+func IsJSONObject(b []byte) bool { return jsontext.IsObject(b) }
 
 // AppendText appends data with "\n" and "\r" written as \n and \r.
 func AppendText(dst, data []byte) []byte {
