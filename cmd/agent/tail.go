@@ -527,6 +527,22 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 	flow.Sources = names
 	flow.Output = out.Name
 	flow.PartitionKey = process.ParseKeyFlag(o.partitionKey)
+	if o.singleLine {
+		flow.Processors = append(flow.Processors, process.Processor{SingleLine: &process.SingleLineConfig{}})
+	}
+	if o.logFormat != "" {
+		flow.Processors = append(flow.Processors, process.Processor{LogToJSON: &process.LogConfig{Format: o.logFormat}})
+	}
+	if o.addHost != "" {
+		flow.Processors = append(flow.Processors, process.Processor{AddFields: &process.AddFieldsConfig{Hostname: o.addHost}})
+	}
+	if o.envelope != "" {
+		env, err := process.ParseEnvelopeList(o.envelope)
+		if err != nil {
+			return fail(fmt.Errorf("--envelope: %w", err))
+		}
+		flow.Envelope = env
+	}
 	if o.concurrency > 0 {
 		flow.Sender.Concurrency = o.concurrency
 	}
