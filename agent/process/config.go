@@ -28,7 +28,9 @@ type Processor struct {
 	Remove     []string          `yaml:"remove"` // field names
 }
 
-func (*Processor) strictYAML() {}
+// StrictYAML marks Processor for the agent's strict YAML check: its
+// UnmarshalYAML only fills defaults, its keys are still checked.
+func (*Processor) StrictYAML() {}
 
 // UnmarshalYAML decodes the processor and gives a key written without a
 // value (`- single_line:`) its defaults.
