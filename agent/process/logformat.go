@@ -121,7 +121,7 @@ func parseAccess(r *Record, line []byte, combined bool) bool {
 			r.setUnescaped(accessKeys[i], v[i])
 			continue
 		}
-		r.SetString(accessKeys[i], v[i])
+		r.addString(accessKeys[i], v[i])
 	}
 	return true
 }
@@ -149,7 +149,7 @@ func (r *Record) startObject() {
 // (\" \\ \xHH as written by Apache and nginx) decoded.
 func (r *Record) setUnescaped(key string, v []byte) {
 	if bytes.IndexByte(v, '\\') < 0 {
-		r.SetString(key, v)
+		r.addString(key, v)
 		return
 	}
 	s := r.scr[:0]
@@ -179,7 +179,7 @@ func (r *Record) setUnescaped(key string, v []byte) {
 		}
 	}
 	r.scr = s
-	r.SetString(key, s)
+	r.addString(key, s)
 }
 
 // parsePRI parses "<N>" at the start of b.
@@ -230,15 +230,15 @@ func parse3164(r *Record, line []byte) bool {
 		n, _ := strconv.Atoi(string(pri))
 		r.SetInt("priority", int64(n))
 	}
-	r.SetString("timestamp", ts)
-	r.SetString("hostname", host)
+	r.addString("timestamp", ts)
+	r.addString("hostname", host)
 	if prog != nil {
-		r.SetString("program", prog)
+		r.addString("program", prog)
 	}
 	if pid != nil {
-		r.SetString("processid", pid)
+		r.addString("processid", pid)
 	}
-	r.SetString("message", msg)
+	r.addString("message", msg)
 	return true
 }
 
@@ -300,14 +300,14 @@ func parse5424(r *Record, line []byte) bool {
 	r.SetInt("version", int64(v))
 	for i, k := range [...]string{"timestamp", "hostname", "app_name", "procid", "msgid"} {
 		if string(hdr[i]) != "-" {
-			r.SetString(k, hdr[i])
+			r.addString(k, hdr[i])
 		}
 	}
 	if sd != nil {
 		r.SetJSON("structured_data", sd)
 	}
 	if msg != nil {
-		r.SetString("message", msg)
+		r.addString("message", msg)
 	}
 	return true
 }

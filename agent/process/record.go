@@ -193,6 +193,10 @@ func (r *Record) put(ks, ke, ve int) {
 // appendKey appends a plain key to the arena, escaped.
 func (r *Record) appendKey(key string) (int, int) {
 	ks := len(r.arena)
+	if plainKey(key) {
+		r.arena = append(r.arena, key...)
+		return ks, len(r.arena)
+	}
 	r.arena = jsontext.AppendString(r.arena, []byte(key))
 	// drop the quotes
 	copy(r.arena[ks:], r.arena[ks+1:len(r.arena)-1])
@@ -206,6 +210,14 @@ func (r *Record) SetString(key string, v []byte) {
 	ks, ke := r.appendKey(key)
 	r.arena = jsontext.AppendString(r.arena, v)
 	r.put(ks, ke, len(r.arena))
+}
+
+// addString appends field key (not already set: a parser filling a new
+// object) with the JSON string of v.
+func (r *Record) addString(key string, v []byte) {
+	ks, ke := r.appendKey(key)
+	r.arena = jsontext.AppendString(r.arena, v)
+	r.fields = append(r.fields, field{int32(ks), int32(ke), int32(ke), int32(len(r.arena))})
 }
 
 // SetInt sets field key to the number v.
@@ -290,3 +302,13 @@ func jsonText(dst, raw []byte) []byte {
 func validUTF8Key(s string) bool { return s != "" && utf8.ValidString(s) }
 
 func appendStr(dst, s []byte) []byte { return jsontext.AppendString(dst, s) }
+
+// plainKey reports whether key needs no escaping in JSON.
+func plainKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

@@ -3,10 +3,7 @@
 // and a check that bytes are one JSON object.
 package jsontext
 
-import (
-	"encoding/json"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
@@ -73,5 +70,5 @@ func IsObject(b []byte) bool {
 	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
 		return false
 	}
-	return json.Valid(b)
+	return validObject(b)
 }
