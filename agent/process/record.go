@@ -32,9 +32,11 @@ type Meta struct {
 	Offset int64  // the byte offset where the record began
 }
 
-// Reset makes r the text record data (copied).
+// Reset makes r the text record data. data is not copied: it must stay
+// unchanged while r is used (processors that change the text make new
+// buffers).
 func (r *Record) Reset(data []byte) {
-	r.text = append(r.text[:0], data...)
+	r.text = data
 	r.obj = false
 	r.arena = r.arena[:0]
 	r.fields = r.fields[:0]

@@ -26,7 +26,7 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 func AppendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	for i := plainRun(s); i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if jsonSafe[c] {

@@ -179,6 +179,10 @@ func skipStr(b []byte, i int) (int, bool) {
 	}
 	i++
 	for i < len(b) {
+		i += plainRun(b[i:])
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		if strPlain[c] || c >= 0x80 {
 			i++
