@@ -38,10 +38,10 @@ type Config struct {
 	// URL is sent as basic auth by net/http, prefer Auth.
 	URL string `yaml:"url"`
 	// Format is ndjson (default), json, raw or kafka-rest-v2.
-	//   - ndjson: Content-Type application/x-ndjson; each user record's bytes
-	//     and "\n". Records are sent as they are: one containing "\n" reads
-	//     back as several lines.
-	//   - json: Content-Type application/json; ["rec1","rec2",...]. Record
+	//   - ndjson: Content-Type application/x-ndjson; each user record in its
+	//     Encoding (a JSON object by default) and "\n".
+	//   - json: Content-Type application/json; [rec1,rec2,...], each record
+	//     in its Encoding (an object, or a string with encoding text). Record
 	//     bytes are read as UTF-8 and every byte that is not valid UTF-8 is
 	//     sent as \ufffd (as encoding/json does): lossy for binary records,
 	//     which should use raw or kafka-rest-v2.
