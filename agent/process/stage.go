@@ -45,6 +45,7 @@ type Stage struct {
 	key      KeyConfig
 	keyRe    *regexp.Regexp
 	ehkField string
+	constKey string // the key of fixed and hostname, hashed down if long
 	ec2      []*ec2Fetcher
 
 	rec Record
@@ -90,6 +91,12 @@ func New(cfg Config, set Settings) (*Stage, error) {
 	s := &Stage{env: cfg.Envelope, envOn: cfg.Envelope.Enabled(), host: host, key: cfg.PartitionKey, ehkField: cfg.ExplicitHashKey}
 	for _, k := range slices.Sorted(maps.Keys(cfg.Envelope.Fields)) {
 		s.envStat = append(s.envStat, [2]string{k, cfg.Envelope.Fields[k]})
+	}
+	switch s.key.Kind {
+	case KeyFixed:
+		s.constKey = FitKey([]byte(s.key.Fixed))
+	case KeyHostname:
+		s.constKey = FitKey([]byte(host))
 	}
 	if s.key.Kind == KeyRegex {
 		re, err := regexp.Compile(s.key.Regex)
@@ -202,13 +209,8 @@ func (s *Stage) envelope(r *Record, meta Meta) {
 // fallback (KeyConfig.Fallback). Random and deterministic are the caller's.
 func (s *Stage) PartitionKey(data []byte) (string, bool) {
 	switch s.key.Kind {
-	case KeyFixed:
-		return FitKey([]byte(s.key.Fixed)), true
-	case KeyHostname:
-		if s.host == "" {
-			return "", false
-		}
-		return FitKey([]byte(s.host)), true
+	case KeyFixed, KeyHostname:
+		return s.constKey, s.constKey != ""
 	case KeyField:
 		v, ok := s.field(data, s.key.Field)
 		if !ok || len(v) == 0 {
