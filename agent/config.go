@@ -142,8 +142,9 @@ func (f *FlowConfig) UnmarshalYAML(n *yaml.Node) error {
 // ExplicitHashKeyConfig is flows[].explicit_hash_key.
 type ExplicitHashKeyConfig struct {
 	// Field names the field of a JSON record holding its explicit hash key
-	// (a decimal 0..2^128-1). A record without it has none; a bad value
-	// dead-letters the record (bad_explicit_hash_key).
+	// (a decimal 0..2^128-1). A record without it, or with a value that is
+	// not a decimal number, has none; a number above 2^128-1 dead-letters
+	// the record (bad_explicit_hash_key).
 	Field string `yaml:"field"`
 }
 

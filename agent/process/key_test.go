@@ -47,6 +47,12 @@ func TestPartitionKey_FieldOfProcessedRecord(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "10.1.2.3", k)
 	require.Equal(t, "77", s.ExplicitHashKey(out))
+
+	s, _ = newStage(t, Config{ExplicitHashKey: "h"})
+	for in, want := range map[string]string{`{"h":"123"}`: "123", `{"h":123}`: "123", `{"h":"x1"}`: "", `{"x":1}`: "", `text`: "", `{"h":"` + strings.Repeat("9", 40) + `"}`: ""} {
+		out, _ := s.Process([]byte(in), Meta{})
+		require.Equal(t, want, s.ExplicitHashKey(out), in)
+	}
 }
 
 func TestKeyConfig_YAML(t *testing.T) {

@@ -229,13 +229,16 @@ func (s *Stage) PartitionKey(data []byte) (string, bool) {
 }
 
 // ExplicitHashKey returns the explicit hash key field's value for the
-// record last processed ("" when not configured or absent).
+// record last processed ("" when not configured, absent or not a decimal
+// number of at most 39 digits).
 func (s *Stage) ExplicitHashKey(data []byte) string {
 	if s.ehkField == "" {
 		return ""
 	}
 	v, ok := s.field(data, s.ehkField)
-	if !ok {
+	if !ok || len(v) > 39 || !isDigits(v) {
+		// Absent or not a decimal number: the record has none (the
+		// partition key places it).
 		return ""
 	}
 	return string(v)
