@@ -1,5 +1,7 @@
 package jsontext
 
+import "bytes"
+
 // validObject reports whether b is exactly one JSON object (RFC 8259), with
 // no white space around it. A hand-written recursive descent: several times
 // faster than encoding/json.Valid, which the outputs would otherwise run on
@@ -178,6 +180,14 @@ func skipStr(b []byte, i int) (int, bool) {
 		return i, false
 	}
 	i++
+	// The common case, a string without escapes: find its end with
+	// IndexByte (vectorized) and check the span for control bytes.
+	if j := bytes.IndexByte(b[i:], '"'); j >= 0 {
+		span := b[i : i+j]
+		if bytes.IndexByte(span, '\\') < 0 && !hasControl(span) {
+			return i + j + 1, true
+		}
+	}
 	for i < len(b) {
 		i += plainRun(b[i:])
 		if i >= len(b) {
@@ -211,4 +221,22 @@ func skipStr(b []byte, i int) (int, bool) {
 		}
 	}
 	return i, false
+}
+
+// hasControl reports whether s holds a byte below 0x20.
+func hasControl(s []byte) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		v := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if (v-ones*0x20)&^v&highs != 0 {
+			return true
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] < 0x20 {
+			return true
+		}
+	}
+	return false
 }
