@@ -45,7 +45,7 @@ fuzz-short:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./aggregate/ ./spool/ ./agent/source/file/
+	$(GO) test -run '^$$' -bench . -benchmem ./aggregate/ ./spool/ ./agent/source/file/ ./agent/process/ ./internal/jsontext/
 
 bench-e2e: build
 	$(GO) run ./internal/benche2e -agent $(BIN)
