@@ -84,7 +84,7 @@ docker:
 	docker build --build-arg VERSION='$(VERSION)' --build-arg COMMIT='$(COMMIT)' --build-arg DATE='$(DATE)' -t '$(IMAGE)' .
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./aggregate/ ./spool/ ./agent/source/file/ ./agent/source/socket/
+	$(GO) test -run '^$$' -bench . -benchmem ./aggregate/ ./spool/ ./agent/source/file/ ./agent/source/socket/ ./agent/process/ ./internal/jsontext/
 
 bench-e2e: build
 	$(GO) run ./internal/benche2e -agent $(BIN)

@@ -288,6 +288,9 @@ func (a *Agent) closeOutputs() {
 
 func (a *Agent) closeSpools() {
 	for _, fr := range a.flows {
+		if fr.flow != nil {
+			fr.flow.close()
+		}
 		if err := fr.spool.Close(); err != nil {
 			a.log.Error("closing spool", "flow", fr.cfg.Name, "error", err)
 		}

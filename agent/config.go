@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kplagent/agent/agent/process"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/internal/units"
@@ -106,11 +107,21 @@ func (*OutputConfig) componentYAML() {}
 
 // FlowConfig binds sources to an output.
 type FlowConfig struct {
-	Name         string   `yaml:"name"`
-	Sources      []string `yaml:"sources"`
-	Output       string   `yaml:"output"`
-	Failover     string   `yaml:"failover"`
-	PartitionKey string   `yaml:"partition_key"` // random|deterministic
+	Name     string   `yaml:"name"`
+	Sources  []string `yaml:"sources"`
+	Output   string   `yaml:"output"`
+	Failover string   `yaml:"failover"`
+	// PartitionKey is random (default), deterministic, hostname, or a
+	// mapping with field, regex or fixed (process.KeyConfig).
+	PartitionKey process.KeyConfig `yaml:"partition_key"`
+	// ExplicitHashKey takes each record's explicit hash key from a field.
+	ExplicitHashKey ExplicitHashKeyConfig `yaml:"explicit_hash_key"`
+	// Processors run in order on every record of the flow's sources,
+	// before aggregation (docs/design/004-processing.md).
+	Processors []process.Processor `yaml:"processors"`
+	// Envelope adds fields about each record's origin (making it a JSON
+	// object) before aggregation.
+	Envelope process.Envelope `yaml:"envelope"`
 	// SpoolBypass lets aggregates go to the output in memory while it keeps
 	// up, writing to the spool only what is not delivered at the first
 	// attempt. Only for flows whose sources can replay (files).
@@ -137,6 +148,20 @@ func (f *FlowConfig) UnmarshalYAML(n *yaml.Node) error {
 	// reports the error.
 	f.decodeErr = err
 	return nil
+}
+
+// ExplicitHashKeyConfig is flows[].explicit_hash_key.
+type ExplicitHashKeyConfig struct {
+	// Field names the field of a JSON record holding its explicit hash key
+	// (a decimal 0..2^128-1). A record without it, or with a value that is
+	// not a decimal number, has none; a number above 2^128-1 dead-letters
+	// the record (bad_explicit_hash_key).
+	Field string `yaml:"field"`
+}
+
+// processConfig is the flow's processing stage.
+func (f FlowConfig) processConfig() process.Config {
+	return process.Config{Processors: f.Processors, Envelope: f.Envelope, PartitionKey: f.PartitionKey, ExplicitHashKey: f.ExplicitHashKey.Field}
 }
 
 // AggregationConfig sets when a KPL aggregate closes (KPL's
@@ -178,7 +203,7 @@ func DefaultConfig() Config {
 // DefaultFlowConfig returns a flow's defaults.
 func DefaultFlowConfig() FlowConfig {
 	return FlowConfig{
-		PartitionKey: PartitionKeyRandom,
+		PartitionKey: process.Key(PartitionKeyRandom),
 		SpoolBypass:  true,
 		Aggregation: AggregationConfig{
 			MaxBytes: 51200, // the KPL's AggregationMaxSize
@@ -750,10 +775,13 @@ func (c Config) Validate() error {
 				add(p+".failover", "must differ from output")
 			}
 		}
-		switch f.PartitionKey {
-		case PartitionKeyRandom, PartitionKeyDeterministic:
-		default:
-			add(p+".partition_key", "unknown %q (want random or deterministic)", f.PartitionKey)
+		if err := f.PartitionKey.Validate(); err != nil {
+			add(p+".partition_key", "%v", err)
+		}
+		for j, pc := range f.Processors {
+			if err := pc.Validate(); err != nil {
+				add(fmt.Sprintf("%s.processors[%d]", p, j), "%v", err)
+			}
 		}
 		a := f.Aggregation
 		limit, limitBy := flowRecordLimit(f, outs)

@@ -68,7 +68,7 @@ func TestConfig_MinimalGetsDefaults(t *testing.T) {
 	cfg, err := ParseConfig("a.yaml", []byte(minimal), noEnv, testComponents)
 	require.NoError(t, err)
 	f := cfg.Flows[0]
-	require.Equal(t, PartitionKeyRandom, f.PartitionKey)
+	require.Equal(t, PartitionKeyRandom, f.PartitionKey.Kind)
 	require.Equal(t, 100*time.Millisecond, f.Aggregation.MaxBufferedTime)
 	require.Equal(t, 4, f.Sender.Concurrency)
 	require.Equal(t, "ndjson", cfg.Outputs[0].Config.(*httpout.Config).Format)

@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kplagent/agent/agent/process"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/aggregate"
@@ -31,6 +34,9 @@ type flow struct {
 	spool   *spool.Spool
 	dlq     *deadLetter
 	metrics *flowMetrics
+	proc    *process.Stage // processors, envelope and key policies
+	active  bool           // proc changes records
+	random  bool           // random partition keys are used (the policy or its fallback)
 
 	// tmu guards the tracker alone, so checkpoints keep moving while mu is
 	// held by an Append blocked on a full spool. Order: mu, then tmu.
@@ -85,7 +91,22 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 		builder: b, tracker: newTracker(), aggCfg: aggCfg,
 		rng: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
 	}
-	if cfg.PartitionKey == PartitionKeyRandom {
+	var reg prometheus.Registerer
+	if m != nil && m.m != nil {
+		reg = m.m.reg
+	}
+	if f.proc, err = process.New(cfg.processConfig(), process.Settings{Flow: name, Logger: log, Registerer: reg}); err != nil {
+		return nil, fmt.Errorf("flow %s: %w", name, err)
+	}
+	f.active = f.proc.Active()
+	switch cfg.PartitionKey.Kind {
+	case PartitionKeyRandom, "":
+		f.random = true
+	case PartitionKeyDeterministic, process.KeyFixed:
+	default:
+		f.random = f.proc.KeyFallback() == PartitionKeyRandom
+	}
+	if f.random {
 		f.nextRandomPK()
 	}
 	f.clock.Store(time.Now().UnixNano())
@@ -241,9 +262,28 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 		}
 	}
 	now := f.now()
-	rec := aggregate.Record{Data: r.Data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
+	data := r.Data
+	if f.active {
+		var keep bool
+		if data, keep = f.proc.Process(r.Data, process.Meta{Source: src, Path: r.Path, Offset: r.Cursor.Start}); !keep {
+			// A drop or keep rule removed it: counted, and its offset
+			// may pass.
+			f.metrics.dropped("filtered").Inc()
+			n := uint64(len(r.Data))
+			f.track(func(t *tracker) {
+				t.add(src, committer, r.Cursor, -1, now)
+				sm.records++
+				sm.bytes += n
+			})
+			return nil
+		}
+	}
+	rec := aggregate.Record{Data: data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
 	if rec.PartitionKey == "" {
-		rec.PartitionKey = f.partitionKey(r.Data)
+		rec.PartitionKey = f.partitionKey(data)
+	}
+	if rec.ExplicitHashKey == "" && f.cfg.ExplicitHashKey.Field != "" {
+		rec.ExplicitHashKey = f.proc.ExplicitHashKey(data)
 	}
 	f.appendTo = ctx
 	f.appendErr = nil
@@ -257,7 +297,7 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 		}
 		// The record itself is unacceptable (too large, bad key): it goes
 		// to the dead-letter file, durably, before its offset may pass.
-		if derr := f.dlq.writeRecord(f.name, "", reasonOf(err), rec.PartitionKey, rec.ExplicitHashKey, r.Data); derr != nil {
+		if derr := f.dlq.writeRecord(f.name, "", reasonOf(err), rec.PartitionKey, rec.ExplicitHashKey, data); derr != nil {
 			return fmt.Errorf("flow %s: dead-letter a rejected record: %w", f.name, derr)
 		}
 		f.metrics.dropped("rejected").Inc()
@@ -286,8 +326,20 @@ func reasonOf(err error) string {
 
 // partitionKey makes a key for a record without one.
 func (f *flow) partitionKey(data []byte) string {
-	if f.cfg.PartitionKey == PartitionKeyRandom {
+	kind := f.cfg.PartitionKey.Kind
+	switch kind {
+	case PartitionKeyRandom, "":
 		return f.randomPK
+	case PartitionKeyDeterministic:
+	default:
+		// field, regex, fixed, hostname: from the record, else the
+		// fallback (the record is never dropped for want of a key).
+		if k, ok := f.proc.PartitionKey(data); ok {
+			return k
+		}
+		if f.proc.KeyFallback() == PartitionKeyRandom {
+			return f.randomPK
+		}
 	}
 	// deterministic: two independent 32-bit CRCs of the data (both are
 	// hardware-accelerated), so equal records always share a key.
@@ -310,7 +362,7 @@ const (
 // onAggregate appends a closed aggregate to the spool. Called by the builder
 // under f.mu.
 func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
-	if f.cfg.PartitionKey == PartitionKeyRandom {
+	if f.random {
 		f.nextRandomPK()
 	}
 	f.entry = f.entry[:0]
@@ -371,6 +423,9 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 		return f.appendErr
 	}
 }
+
+// close stops the processing stage's background work.
+func (f *flow) close() { f.proc.Close() }
 
 // flushOlder closes aggregates that waited longer than max_buffered_time.
 func (f *flow) flushOlder(ctx context.Context, now time.Time) error {

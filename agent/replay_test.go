@@ -51,6 +51,7 @@ func replayConfig(t *testing.T, dir, url string) Config {
 	cfg.Sources = []SourceConfig{{Name: "app", Type: "file", Config: &fc}}
 	hc := httpout.DefaultConfig()
 	hc.URL, hc.Compression = url, httpout.CompressionNone
+	hc.Encoding = "text" // the lines are read back as they are
 	cfg.Outputs = []OutputConfig{{Name: "sink", Type: "http", Config: &hc}}
 	fl := DefaultFlowConfig()
 	fl.Name, fl.Sources, fl.Output = "main", []string{"app"}, "sink"

@@ -25,6 +25,7 @@ sources:
 outputs:
   - name: out
     type: stdout
+    stdout: {encoding: text}
 flows:
   - name: main
     sources: [in]
@@ -43,7 +44,8 @@ flows:
 	require.NoError(t, err)
 	require.NoError(t, a.Run(t.Context()))
 
-	want := strings.Join(lines, "\n") + "\n" + strings.Repeat("y", 15) + "\n\n" + "last\n"
+	// text: the record's own line break is written as \n.
+	want := strings.Join(lines, "\n") + "\n" + strings.Repeat("y", 15) + "\\n\n" + "last\n"
 	require.Equal(t, want, out.String())
 	require.Nil(t, a.flows[0].flow.direct, "a stream cannot replay: no direct path")
 	s := a.Snapshot()

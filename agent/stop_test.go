@@ -180,7 +180,7 @@ sources:
 outputs:
   - name: sink
     type: http
-    http: {url: %q, compression: none}
+    http: {url: %q, compression: none, encoding: text}
 flows:
   - name: main
     sources: [app]

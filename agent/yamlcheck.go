@@ -146,6 +146,13 @@ func checkLeaf(n *yaml.Node, t reflect.Type, path string, problems *[]fieldError
 	}
 	msg := ""
 	switch {
+	case reflect.PointerTo(t).Implements(unmarshalerType) && n.Kind == yaml.MappingNode:
+		// A value with its own syntax that takes a mapping too
+		// (partition_key): its own message says what is wrong.
+		msg = err.Error()
+		if fes := yamlErrors(err); len(fes) > 0 {
+			msg = fes[0].Msg
+		}
 	case n.Kind != yaml.ScalarNode:
 		msg = "want a single value, not " + nodeKind(n)
 	case reflect.PointerTo(t).Implements(unmarshalerType):
@@ -236,8 +243,10 @@ func nodeKind(n *yaml.Node) string {
 // hasStrictFields reports struct types that implement UnmarshalYAML only to
 // apply defaults and whose fields must still be checked.
 func hasStrictFields(t reflect.Type) bool {
-	_, ok := reflect.New(t).Interface().(interface{ strictYAML() })
-	return ok
+	v := reflect.New(t).Interface()
+	_, ok := v.(interface{ strictYAML() })
+	_, exported := v.(interface{ StrictYAML() }) // the same, for types of other packages
+	return ok || exported
 }
 
 func joinPath(parent, key string) string {

@@ -63,6 +63,7 @@ type Settings struct {
 // maps those that make sense for it and ignores the others.
 type TailFlags struct {
 	Format             string            // --http-format
+	Encoding           string            // --encoding json|text ("": the type's tail default)
 	Headers            map[string]string // --header 'Name: value' (repeatable)
 	Gzip               bool              // --gzip (default true)
 	BearerToken        string            // --bearer-token

@@ -25,6 +25,9 @@ type Record struct {
 	PartitionKey    string // optional: "" lets the flow choose
 	ExplicitHashKey string // optional: decimal 0..2^128-1
 	Cursor          Cursor
+	// Path is the file the record was read from ("" for other sources),
+	// for the envelope's file field.
+	Path string
 }
 
 // Emit hands one record downstream. It blocks while downstream applies

@@ -141,6 +141,8 @@ func (s *sink) handle(w http.ResponseWriter, r *http.Request) {
 }
 
 func lineNumber(line []byte) (int, bool) {
+	// agent tail --to http sends JSON objects ({"message":"L12 ..."}).
+	line = bytes.TrimPrefix(line, []byte(`{"message":"`))
 	if len(line) < 2 || line[0] != 'L' {
 		return 0, false
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/agent/process"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
@@ -56,6 +57,11 @@ type tailOptions struct {
 	multiline     string
 	format        string
 	maxRetry      time.Duration
+	encoding      string
+	envelope      string
+	logFormat     string
+	addHost       string
+	singleLine    bool
 
 	httpFormat  string
 	headers     headerFlags
@@ -102,7 +108,12 @@ Flags:
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:7219)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (logs go to stderr)")
 	fs.BoolVar(&o.reset, "reset", false, "forget saved file positions (the spool's undelivered records are still delivered)")
-	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random or deterministic (a hash of the record)")
+	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random, deterministic (a hash of the record), hostname, field:NAME, regex:RE (its first group) or fixed:VALUE")
+	fs.StringVar(&o.encoding, "encoding", "", "how records are written: json (one object per record; the default for http) or text (the lines as they are; the default for stdout and file://)")
+	fs.StringVar(&o.envelope, "envelope", "", "fields to add to each record, comma-separated: timestamp, host, file, offset, source (rename with =NAME: host=hostname); makes records JSON objects")
+	fs.BoolVar(&o.singleLine, "single-line", false, "collapse multi-line records into one line (single_line)")
+	fs.StringVar(&o.logFormat, "log-format", "", "parse records as apache_common, apache_combined, nginx_combined, syslog_rfc3164 or syslog_rfc5424 into JSON objects (log_to_json)")
+	fs.StringVar(&o.addHost, "add-hostname", "", "add the host name to each record under this field (add_fields)")
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
 	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
 	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 1 for stdout and file://, which keeps order)")
@@ -590,7 +601,23 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 	flow.Name = "tail"
 	flow.Sources = names
 	flow.Output = out.Name
-	flow.PartitionKey = o.partitionKey
+	flow.PartitionKey = process.ParseKeyFlag(o.partitionKey)
+	if o.singleLine {
+		flow.Processors = append(flow.Processors, process.Processor{SingleLine: &process.SingleLineConfig{}})
+	}
+	if o.logFormat != "" {
+		flow.Processors = append(flow.Processors, process.Processor{LogToJSON: &process.LogConfig{Format: o.logFormat}})
+	}
+	if o.addHost != "" {
+		flow.Processors = append(flow.Processors, process.Processor{AddFields: &process.AddFieldsConfig{Hostname: o.addHost}})
+	}
+	if o.envelope != "" {
+		env, err := process.ParseEnvelopeList(o.envelope)
+		if err != nil {
+			return fail(fmt.Errorf("--envelope: %w", err))
+		}
+		flow.Envelope = env
+	}
 	if o.concurrency > 0 {
 		flow.Sender.Concurrency = o.concurrency
 	}

@@ -15,6 +15,7 @@ import (
 func outputFlags(o *tailOptions) outputs.TailFlags {
 	return outputs.TailFlags{
 		Format:             o.httpFormat,
+		Encoding:           o.encoding,
 		Headers:            map[string]string(o.headers),
 		Gzip:               o.gzip,
 		BearerToken:        o.bearer,

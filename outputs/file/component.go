@@ -29,7 +29,7 @@ func Type() outputs.Type {
 }
 
 // fromURL makes the config of `agent tail --to file:///DIR`.
-func fromURL(u *url.URL, _ outputs.TailFlags) (any, error) {
+func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 	if u.Host != "" && u.Host != "localhost" {
 		return nil, errors.New("file URLs name a local directory: file:///path/to/dir")
 	}
@@ -38,6 +38,12 @@ func fromURL(u *url.URL, _ outputs.TailFlags) (any, error) {
 	}
 	c := DefaultConfig()
 	c.Dir = u.Path
+	// Like stdout, agent tail writes the lines as they are unless
+	// --encoding json asks for objects.
+	c.Encoding = EncodingText
+	if f.Encoding != "" {
+		c.Encoding = f.Encoding
+	}
 	return &c, nil
 }
 

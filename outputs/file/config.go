@@ -10,8 +10,14 @@ import (
 
 // Format names (Config.Format).
 const (
-	FormatNDJSON  = encode.FormatNDJSON  // the record's bytes and "\n"
+	FormatNDJSON  = encode.FormatNDJSON  // the record in its Encoding and "\n"
 	FormatKPLJSON = encode.FormatKPLJSON // {"pk":..,"ehk":..,"data":base64} and "\n"
+)
+
+// Encoding names (Config.Encoding).
+const (
+	EncodingJSON = encode.EncodingNameJSON
+	EncodingText = encode.EncodingNameText
 )
 
 // Config is the user configuration of a file output (outputs[].file).
@@ -22,6 +28,11 @@ type Config struct {
 	Path string `yaml:"path"`
 	// Format is ndjson (default) or kpl-json.
 	Format string `yaml:"format"`
+	// Encoding is how ndjson writes a record: json (default: one JSON
+	// object per line, the record itself when it is a JSON object, else
+	// {"message":"..."}) or text (the bytes as they are, a line break inside
+	// a record written as \n). kpl-json ignores it.
+	Encoding string `yaml:"encoding"`
 	// MaxFileBytes rotates the file before a batch would take it past this
 	// size: it is renamed <stem>-<UTC time><ext> and a new one started. A
 	// batch is never split, so a file can exceed it by one batch when it
@@ -46,6 +57,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := encode.ParseLineFormat(c.Format); err != nil {
 		errs = append(errs, fmt.Errorf("format: %w", err))
+	}
+	if _, err := encode.ParseEncoding(c.Encoding, encode.EncodingJSON); err != nil {
+		errs = append(errs, fmt.Errorf("encoding: %w", err))
 	}
 	if c.MaxFileBytes < 0 {
 		errs = append(errs, fmt.Errorf("max_file_bytes: negative (%d)", int64(c.MaxFileBytes)))

@@ -36,6 +36,7 @@ type Output struct {
 	cfg    Config
 	path   string
 	format encode.LineFormat
+	enc    encode.Encoding
 	log    *slog.Logger
 	now    func() time.Time // rotation names; tests replace it
 
@@ -65,6 +66,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		return nil, fmt.Errorf("file: output %s: %w", name, err)
 	}
 	f, _ := encode.ParseLineFormat(cfg.Format)
+	enc, _ := encode.ParseEncoding(cfg.Encoding, encode.EncodingJSON)
 	path := cfg.Path
 	if path == "" {
 		path = filepath.Join(cfg.Dir, name+".ndjson")
@@ -73,7 +75,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	o := &Output{name: name, cfg: cfg, path: path, format: f, log: log, now: time.Now}
+	o := &Output{name: name, cfg: cfg, path: path, format: f, enc: enc, log: log, now: time.Now}
 	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return nil, fmt.Errorf("file: output %s: %w", name, err)
 	}
@@ -174,7 +176,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	var firstBad error
 	for i := range b.Records {
 		var err error
-		if buf, err = encode.AppendLines(buf, o.format, &b.Records[i]); err != nil {
+		if buf, err = encode.AppendEncodedLines(buf, o.format, o.enc, &b.Records[i]); err != nil {
 			err = fmt.Errorf("file: decode record %d of the batch: %w", i, err)
 			bad, reasons = append(bad, i), append(reasons, err.Error())
 			if firstBad == nil {

@@ -31,6 +31,9 @@ func plainBatch(data ...string) outputs.Batch {
 
 func newOutput(t *testing.T, cfg Config) *Output {
 	t.Helper()
+	if cfg.Encoding == "" {
+		cfg.Encoding = "text" // these tests read the records' bytes back
+	}
 	o, err := New("logs", cfg, Settings{})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, o.Close(t.Context())) })

@@ -36,6 +36,9 @@ func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 	if f.Format != "" {
 		c.Format = f.Format
 	}
+	if f.Encoding != "" {
+		c.Encoding = f.Encoding
+	}
 	if !f.Gzip {
 		c.Compression = CompressionNone
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/outputs/internal/encode"
 )
 
 // Format names (Config.Format).
@@ -39,10 +40,10 @@ type Config struct {
 	// URL is sent as basic auth by net/http, prefer Auth.
 	URL string `yaml:"url"`
 	// Format is ndjson (default), json, raw, kafka-rest-v2 or kafka-rest-v3.
-	//   - ndjson: Content-Type application/x-ndjson; each user record's bytes
-	//     and "\n". Records are sent as they are: one containing "\n" reads
-	//     back as several lines.
-	//   - json: Content-Type application/json; ["rec1","rec2",...]. Record
+	//   - ndjson: Content-Type application/x-ndjson; each user record in its
+	//     Encoding (a JSON object by default) and "\n".
+	//   - json: Content-Type application/json; [rec1,rec2,...], each record
+	//     in its Encoding (an object, or a string with encoding text). Record
 	//     bytes are read as UTF-8 and every byte that is not valid UTF-8 is
 	//     sent as \ufffd (as encoding/json does): lossy for binary records,
 	//     which should use raw or kafka-rest-v2.
@@ -62,6 +63,18 @@ type Config struct {
 	//     delivery report is checked: error_code 200 is delivered; 400, 413,
 	//     415 and 422 are dead-lettered; any other code is retried.
 	Format string `yaml:"format"`
+	// Encoding is how ndjson and json write a user record: json (default)
+	// or text.
+	//   - json: one JSON object per record: the record itself when it is a
+	//     JSON object (records made objects by the flow's processing stage,
+	//     with their envelope fields), else {"message":"<the record>"}. An
+	//     ndjson body is then always valid NDJSON, and a multi-line record
+	//     (multiline) is one object, its line breaks escaped.
+	//   - text: ndjson sends the bytes as they are, one record per line
+	//     (a line break inside a record is sent as the two characters \n),
+	//     as Content-Type text/plain; charset=utf-8; json sends an array of
+	//     JSON strings.
+	Encoding string `yaml:"encoding"`
 	// Compression is gzip (default) or none. gzip compresses the whole body
 	// at speed level 1 and sets Content-Encoding: gzip.
 	Compression string `yaml:"compression"`
@@ -189,6 +202,9 @@ func (c Config) Validate() error {
 	case "", FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2, FormatKafkaRESTv3:
 	default:
 		add("format: unknown %q (want %s, %s, %s, %s or %s)", c.Format, FormatNDJSON, FormatJSON, FormatRaw, FormatKafkaRESTv2, FormatKafkaRESTv3)
+	}
+	if _, err := encode.ParseEncoding(c.Encoding, encode.EncodingJSON); err != nil {
+		add("encoding: %v", err)
 	}
 	switch c.Compression {
 	case "", CompressionGzip, CompressionNone:

@@ -111,6 +111,7 @@ func newOutput(t testing.TB, cfg Config) *Output {
 func config(url string, mods ...func(*Config)) Config {
 	c := DefaultConfig()
 	c.URL = url
+	c.Encoding = "text" // most tests read the records' bytes back
 	for _, m := range mods {
 		m(&c)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/encode"
 )
 
 // Settings are the values set in code (not from YAML).
@@ -46,6 +47,7 @@ type Output struct {
 	name    string
 	cfg     Config // with defaults filled in
 	format  format
+	enc     encode.Encoding // of ndjson and json
 	gzip    bool
 	url     *url.URL
 	host    string      // request Host (virtual host)
@@ -92,10 +94,12 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	enc, _ := encode.ParseEncoding(cfg.Encoding, encode.EncodingJSON) // validated
 	o := &Output{
 		name:   name,
 		cfg:    cfg,
 		format: parseFormat(cfg.Format),
+		enc:    enc,
 		gzip:   cfg.Compression == CompressionGzip,
 		url:    u,
 		host:   u.Host,
@@ -171,7 +175,11 @@ func (o *Output) staticHeader(userAgent string) http.Header {
 		userAgent = defaultUserAgent
 	}
 	h.Set("User-Agent", userAgent)
-	h.Set("Content-Type", o.format.contentType())
+	if o.format == formatNDJSON && o.enc == encode.EncodingText {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	} else {
+		h.Set("Content-Type", o.format.contentType())
+	}
 	switch o.format {
 	case formatKafkaRESTv2:
 		h.Set("Accept", "application/vnd.kafka.v2+json")

@@ -167,13 +167,16 @@ func (s *sender) appendRecord(dst, pk, data []byte) []byte {
 	}
 	switch s.o.format {
 	case formatJSON:
-		return encode.AppendJSONString(dst, data)
+		if s.o.enc == encode.EncodingText {
+			return encode.AppendJSONString(dst, data)
+		}
+		return encode.AppendJSONObject(dst, data)
 	case formatKafkaRESTv2:
 		return appendKafkaRecord(dst, pk, data)
 	case formatKafkaRESTv3:
 		return appendKafkaV3Record(dst, pk, data)
 	}
-	dst = append(dst, data...)
+	dst = encode.AppendRecord(dst, s.o.enc, data)
 	return append(dst, '\n')
 }
 

@@ -20,7 +20,7 @@ import (
 
 func TestSend_FormatsOnTheWire(t *testing.T) {
 	t.Parallel()
-	data := []string{"plain", `quote " and \ back`, "tab\tnl\nctl\x01", "utf8 ☃", "bad \xff utf8"}
+	data := []string{"plain", `quote " and \ back`, "tab\tnl\nctl\x01", "utf8 ☃", "bad \xff utf8", ` {"obj": [1, "x"]} `, `{"not": "an object"`}
 	b64 := base64.StdEncoding.EncodeToString
 	kafka := `{"records":[`
 	for i, d := range data {
@@ -31,24 +31,33 @@ func TestSend_FormatsOnTheWire(t *testing.T) {
 	}
 	kafka += `]}`
 	tests := []struct {
-		format      string
-		contentType string
-		want        string
+		format, encoding string
+		contentType      string
+		want             string
 	}{
-		{FormatNDJSON, "application/x-ndjson", strings.Join(data, "\n") + "\n"},
-		{FormatJSON, "application/json", `["plain","quote \" and \\ back","tab\tnl\nctl\u0001","utf8 ☃","bad \ufffd utf8"]`},
-		{FormatKafkaRESTv2, "application/vnd.kafka.binary.v2+json", kafka},
+		{FormatNDJSON, "json", "application/x-ndjson", `{"message":"plain"}
+{"message":"quote \" and \\ back"}
+{"message":"tab\tnl\nctl\u0001"}
+{"message":"utf8 ☃"}
+{"message":"bad \ufffd utf8"}
+{"obj": [1, "x"]}
+{"message":"{\"not\": \"an object\""}
+`},
+		{FormatNDJSON, "text", "text/plain; charset=utf-8", "plain\nquote \" and \\ back\ntab\tnl\\nctl\x01\nutf8 ☃\nbad \xff utf8\n" + ` {"obj": [1, "x"]} ` + "\n" + `{"not": "an object"` + "\n"},
+		{FormatJSON, "text", "application/json", `["plain","quote \" and \\ back","tab\tnl\nctl\u0001","utf8 ☃","bad \ufffd utf8"," {\"obj\": [1, \"x\"]} ","{\"not\": \"an object\""]`},
+		{FormatJSON, "json", "application/json", `[{"message":"plain"},{"message":"quote \" and \\ back"},{"message":"tab\tnl\nctl\u0001"},{"message":"utf8 ☃"},{"message":"bad \ufffd utf8"},{"obj": [1, "x"]},{"message":"{\"not\": \"an object\""}]`},
+		{FormatKafkaRESTv2, "", "application/vnd.kafka.binary.v2+json", kafka},
 	}
 	for _, tc := range tests {
 		for _, comp := range []string{CompressionGzip, CompressionNone} {
-			t.Run(tc.format+"/"+comp, func(t *testing.T) {
+			t.Run(tc.format+"/"+tc.encoding+"/"+comp, func(t *testing.T) {
 				t.Parallel()
 				rc := &recorder{}
 				if tc.format == FormatKafkaRESTv2 {
 					rc.respond = func(r request) reply { return kafkaOK(t, r) }
 				}
 				srv := startServer(t, rc)
-				o := newOutput(t, config(srv.URL, func(c *Config) { c.Format, c.Compression = tc.format, comp }))
+				o := newOutput(t, config(srv.URL, func(c *Config) { c.Format, c.Compression, c.Encoding = tc.format, comp, tc.encoding }))
 
 				require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 

@@ -20,7 +20,16 @@ func Type() outputs.Type {
 			}
 			return New(name, *c, Settings{Logger: set.Logger, Writer: set.Stdout})
 		},
-		FromURL: func(*url.URL, outputs.TailFlags) (any, error) { c := DefaultConfig(); return &c, nil },
+		FromURL: func(_ *url.URL, f outputs.TailFlags) (any, error) {
+			// agent tail prints the lines as they are (it is tail -F)
+			// unless --encoding json asks for objects.
+			c := DefaultConfig()
+			c.Encoding = EncodingText
+			if f.Encoding != "" {
+				c.Encoding = f.Encoding
+			}
+			return &c, nil
+		},
 		Schemes: []string{"-"},
 	}
 }

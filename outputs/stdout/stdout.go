@@ -1,6 +1,7 @@
 // Package stdout is the output that prints user records to standard output
-// (the default destination of `agent tail`): one line per user record, as the
-// record's bytes (ndjson) or as a kpl-json object that keeps its keys.
+// (the default destination of `agent tail`): one line per user record, as a
+// JSON object or the record's text (ndjson, see Config.Encoding) or as a
+// kpl-json object that keeps its keys.
 //
 // Each Send writes its lines in chunks and returns once they are all written
 // to the Writer, so nothing is buffered between Sends. A failed write fails
@@ -27,14 +28,25 @@ import (
 
 // Format names (Config.Format).
 const (
-	FormatNDJSON  = encode.FormatNDJSON  // the record's bytes and "\n"
+	FormatNDJSON  = encode.FormatNDJSON  // the record in its Encoding and "\n"
 	FormatKPLJSON = encode.FormatKPLJSON // {"pk":..,"ehk":..,"data":base64} and "\n"
+)
+
+// Encoding names (Config.Encoding).
+const (
+	EncodingJSON = encode.EncodingNameJSON
+	EncodingText = encode.EncodingNameText
 )
 
 // Config is the user configuration of a stdout output (outputs[].stdout).
 type Config struct {
 	// Format is ndjson (default) or kpl-json.
 	Format string `yaml:"format"`
+	// Encoding is how ndjson writes a record: json (default: one JSON
+	// object per line, the record itself when it is a JSON object, else
+	// {"message":"..."}) or text (the bytes as they are, a line break inside
+	// a record written as \n). kpl-json ignores it.
+	Encoding string `yaml:"encoding"`
 }
 
 // DefaultConfig returns the defaults.
@@ -44,6 +56,9 @@ func DefaultConfig() Config { return Config{Format: FormatNDJSON} }
 func (c Config) Validate() error {
 	if _, err := encode.ParseLineFormat(c.Format); err != nil {
 		return fmt.Errorf("format: %w", err)
+	}
+	if _, err := encode.ParseEncoding(c.Encoding, encode.EncodingJSON); err != nil {
+		return fmt.Errorf("encoding: %w", err)
 	}
 	return nil
 }
@@ -59,6 +74,7 @@ type Settings struct {
 type Output struct {
 	name   string
 	format encode.LineFormat
+	enc    encode.Encoding
 
 	mu  sync.Mutex
 	w   io.Writer
@@ -73,11 +89,12 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		return nil, fmt.Errorf("stdout: output %s: %w", name, err)
 	}
 	f, _ := encode.ParseLineFormat(cfg.Format)
+	enc, _ := encode.ParseEncoding(cfg.Encoding, encode.EncodingJSON)
 	w := set.Writer
 	if w == nil {
 		w = os.Stdout
 	}
-	return &Output{name: name, format: f, w: w}, nil
+	return &Output{name: name, format: f, enc: enc, w: w}, nil
 }
 
 // Name returns the output's name.
@@ -113,7 +130,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	var firstBad error
 	for i := range b.Records {
 		var err error
-		buf, err = encode.AppendLines(buf, o.format, &b.Records[i])
+		buf, err = encode.AppendEncodedLines(buf, o.format, o.enc, &b.Records[i])
 		if err != nil {
 			err = fmt.Errorf("stdout: decode record %d of the batch: %w", i, err)
 			bad, reasons = append(bad, i), append(reasons, err.Error())

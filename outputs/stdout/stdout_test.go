@@ -29,23 +29,31 @@ func plainBatch(data ...string) outputs.Batch {
 	return b
 }
 
+// textConfig writes the records' bytes (these tests read them back).
+func textConfig() Config {
+	c := DefaultConfig()
+	c.Encoding = "text"
+	return c
+}
+
 func TestSend_Formats(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		format string
-		want   string
+		name, format, encoding string
+		want                   string
 	}{
-		{"", "a\nb \xff\n"},
-		{FormatNDJSON, "a\nb \xff\n"},
-		{FormatKPLJSON, `{"pk":"pk0","data":"YQ=="}` + "\n" + `{"pk":"pk1","ehk":"42","data":"YiD/"}` + "\n"},
+		{"default", "", "", `{"message":"a"}` + "\n" + `{"message":"b \ufffd\nc"}` + "\n" + `{"k":1}` + "\n"},
+		{"ndjson json", FormatNDJSON, "json", `{"message":"a"}` + "\n" + `{"message":"b \ufffd\nc"}` + "\n" + `{"k":1}` + "\n"},
+		{"ndjson text", FormatNDJSON, "text", "a\nb \xff\\nc\n {\"k\":1}\n"},
+		{"kpl-json", FormatKPLJSON, "", `{"pk":"pk0","data":"YQ=="}` + "\n" + `{"pk":"pk1","ehk":"42","data":"YiD/CmM="}` + "\n" + `{"pk":"pk2","data":"IHsiayI6MX0="}` + "\n"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.format, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var out bytes.Buffer
-			o, err := New("out", Config{Format: tc.format}, Settings{Writer: &out})
+			o, err := New("out", Config{Format: tc.format, Encoding: tc.encoding}, Settings{Writer: &out})
 			require.NoError(t, err)
-			b := plainBatch("a", "b \xff")
+			b := plainBatch("a", "b \xff\nc", ` {"k":1}`)
 			b.Records[1].ExplicitHashKey = "42"
 			require.NoError(t, o.Send(t.Context(), b))
 			require.Equal(t, tc.want, out.String())
@@ -80,7 +88,7 @@ func TestSend_WriteErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			o, err := New("out", DefaultConfig(), Settings{Writer: failWriter{tc.err}})
+			o, err := New("out", textConfig(), Settings{Writer: failWriter{tc.err}})
 			require.NoError(t, err)
 			err = o.Send(t.Context(), plainBatch("a"))
 			require.ErrorIs(t, err, tc.err)
@@ -95,7 +103,7 @@ func TestSend_RealPipeClosed(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Close())
 	defer w.Close()
-	o, err := New("out", DefaultConfig(), Settings{Writer: w})
+	o, err := New("out", textConfig(), Settings{Writer: w})
 	require.NoError(t, err)
 	// Go turns SIGPIPE into EPIPE for descriptors other than 1 and 2.
 	err = o.Send(t.Context(), plainBatch("a"))
@@ -106,7 +114,7 @@ func TestSend_RealPipeClosed(t *testing.T) {
 func TestSend_LargeBatchChunkedAndNotInterleaved(t *testing.T) {
 	t.Parallel()
 	var out lockedBuffer
-	o, err := New("out", DefaultConfig(), Settings{Writer: &out})
+	o, err := New("out", textConfig(), Settings{Writer: &out})
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -152,7 +160,7 @@ func (l *lockedBuffer) String() string {
 func TestSend_CanceledContext(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	o, err := New("out", DefaultConfig(), Settings{Writer: &out})
+	o, err := New("out", textConfig(), Settings{Writer: &out})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
@@ -163,7 +171,7 @@ func TestSend_CanceledContext(t *testing.T) {
 func TestSend_UndecodableRecordIsPermanentPartial(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	o, err := New("out", DefaultConfig(), Settings{Writer: &out})
+	o, err := New("out", textConfig(), Settings{Writer: &out})
 	require.NoError(t, err)
 	b := plainBatch("a", "", "c")
 	b.Records[1] = aggregate.Aggregate{PartitionKey: "a", Aggregated: true, Body: []byte{0xff, 0xff, 0xff}, Count: 2}
@@ -184,7 +192,7 @@ func TestSend_UndecodableRecordIsPermanentPartial(t *testing.T) {
 func TestSend_Aggregates(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	o, err := New("out", DefaultConfig(), Settings{Writer: &out})
+	o, err := New("out", textConfig(), Settings{Writer: &out})
 	require.NoError(t, err)
 	b := batchtest.Build(t, 3, 0, batchtest.Records("a", "b", "c", "d", "e")...)
 	require.Len(t, b.Records, 2)

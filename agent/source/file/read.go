@@ -162,13 +162,17 @@ func (r *runner) record(f *file, rec []byte, start, end int64, kind recordKind) 
 	if ml := r.s.ml; ml != nil {
 		return r.mlAdd(f, ml, rec, start, end, kind == kindSplitMore)
 	}
-	return r.send(f.inc.id, rec, start, end)
+	return r.send(f, rec, start, end)
 }
 
-func (r *runner) send(id string, data []byte, start, end int64) error {
+func (r *runner) send(f *file, data []byte, start, end int64) error {
 	r.c.records++
 	r.c.bytes += uint64(len(data))
-	return r.emit(r.ctx, source.Record{Data: data, Cursor: source.Cursor{FileID: id, Start: start, Offset: end}})
+	path := f.path
+	if path == "" {
+		path = f.lastPath // renamed away (rotated) since it was found
+	}
+	return r.emit(r.ctx, source.Record{Data: data, Path: path, Cursor: source.Cursor{FileID: f.inc.id, Start: start, Offset: end}})
 }
 
 // mlAdd adds a line to f's multiline record, emitting the previous record
@@ -203,7 +207,7 @@ func (r *runner) mlFlush(f *file) error {
 		return nil
 	}
 	st.lines = 0
-	err := r.send(f.inc.id, st.buf, st.start, st.end)
+	err := r.send(f, st.buf, st.start, st.end)
 	if cap(st.buf) > mlShrinkAbove {
 		st.buf = nil
 	} else {

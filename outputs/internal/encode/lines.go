@@ -11,8 +11,9 @@ import (
 type LineFormat int
 
 const (
-	// LineNDJSON writes the record's bytes followed by "\n". A record that
-	// itself contains "\n" reads back as several lines.
+	// LineNDJSON writes the record followed by "\n": in AppendLine the
+	// record's bytes (a record that contains "\n" reads back as several
+	// lines), in AppendEncodedLine the record in an Encoding.
 	LineNDJSON LineFormat = iota
 	// LineKPLJSON writes one JSON object per record and line:
 	// {"pk":"<partition key>","ehk":"<explicit hash key>","data":"<base64>"},

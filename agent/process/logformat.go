@@ -1,0 +1,384 @@
+package process
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// Log formats of log_to_json. The field names are the Kinesis Agent's
+// LOGTOJSON names, so its users' consumers keep working.
+const (
+	FormatApacheCommon   = "apache_common"   // %h %l %u %t "%r" %>s %b
+	FormatApacheCombined = "apache_combined" // common + "%{Referer}i" "%{User-agent}i"
+	FormatNginxCombined  = "nginx_combined"  // nginx's default log_format combined
+	FormatSyslog3164     = "syslog_rfc3164"  // BSD syslog: <PRI>Mmm dd hh:mm:ss host tag[pid]: msg
+	FormatSyslog5424     = "syslog_rfc5424"  // <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG
+)
+
+// logFormats are the names log_to_json accepts.
+var logFormats = []string{FormatApacheCommon, FormatApacheCombined, FormatNginxCombined, FormatSyslog3164, FormatSyslog5424}
+
+// logParser parses a line into r's fields; false leaves r unchanged.
+type logParser func(r *Record, line []byte) bool
+
+func logParserFor(format string) logParser {
+	switch format {
+	case FormatApacheCommon:
+		return func(r *Record, line []byte) bool { return parseAccess(r, line, false) }
+	case FormatApacheCombined, FormatNginxCombined:
+		return func(r *Record, line []byte) bool { return parseAccess(r, line, true) }
+	case FormatSyslog3164:
+		return parse3164
+	case FormatSyslog5424:
+		return parse5424
+	}
+	return nil
+}
+
+// token returns the bytes of b up to the next space and the rest after it.
+func token(b []byte) (tok, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, ' ')
+	if i <= 0 {
+		return nil, nil, false
+	}
+	return b[:i], b[i+1:], true
+}
+
+// quoted returns the contents of the double-quoted string at the start of
+// b (backslash escapes kept as they are) and the rest after it.
+func quoted(b []byte) (q, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return b[1:i], b[i+1:], true
+		}
+	}
+	return nil, nil, false
+}
+
+// accessFields are the values of an access log line, in output order.
+var accessKeys = [...]string{"host", "ident", "authuser", "datetime", "request", "response", "bytes", "referrer", "agent"}
+
+// parseAccess parses the Apache common or combined format (nginx's combined
+// is the same). Escapes in quoted fields (\" and \\, as Apache and nginx
+// write them) are decoded.
+func parseAccess(r *Record, line []byte, combined bool) bool {
+	line = bytes.TrimRight(line, "\r\n")
+	var v [9][]byte
+	var ok bool
+	b := line
+	for i := 0; i < 3; i++ {
+		if v[i], b, ok = token(b); !ok {
+			return false
+		}
+	}
+	if len(b) == 0 || b[0] != '[' {
+		return false
+	}
+	end := bytes.IndexByte(b, ']')
+	if end < 0 || len(b) < end+2 || b[end+1] != ' ' {
+		return false
+	}
+	v[3], b = b[1:end], b[end+2:]
+	if v[4], b, ok = quoted(b); !ok || len(b) == 0 || b[0] != ' ' {
+		return false
+	}
+	b = b[1:]
+	if v[5], b, ok = token(b); !ok || !isDigits(v[5]) {
+		return false
+	}
+	n := 7
+	if combined {
+		if v[6], b, ok = token(b); !ok {
+			return false
+		}
+		if v[7], b, ok = quoted(b); !ok || len(b) == 0 || b[0] != ' ' {
+			return false
+		}
+		if v[8], b, ok = quoted(b[1:]); !ok {
+			return false
+		}
+		n = 9
+		// Anything after the user agent (nginx or Apache formats that
+		// append fields) is left out.
+	} else {
+		v[6] = b
+		if i := bytes.IndexByte(b, ' '); i >= 0 {
+			return false
+		}
+	}
+	if len(v[6]) == 0 || (!isDigits(v[6]) && string(v[6]) != "-") {
+		return false
+	}
+	r.startObject()
+	for i := 0; i < n; i++ {
+		if i == 4 || i >= 7 {
+			r.setUnescaped(accessKeys[i], v[i])
+			continue
+		}
+		r.addString(accessKeys[i], v[i])
+	}
+	return true
+}
+
+func isDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// startObject makes r an empty object (its text is kept).
+func (r *Record) startObject() {
+	r.obj = true
+	r.arena = r.arena[:0]
+	r.fields = r.fields[:0]
+}
+
+// setUnescaped sets key to the string v with the log's backslash escapes
+// (\" \\ \xHH as written by Apache and nginx) decoded.
+func (r *Record) setUnescaped(key string, v []byte) {
+	if bytes.IndexByte(v, '\\') < 0 {
+		r.addString(key, v)
+		return
+	}
+	s := r.scr[:0]
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c != '\\' || i+1 == len(v) {
+			s = append(s, c)
+			continue
+		}
+		i++
+		switch v[i] {
+		case 'x':
+			if i+2 < len(v) {
+				if n, err := strconv.ParseUint(string(v[i+1:i+3]), 16, 8); err == nil {
+					s = append(s, byte(n))
+					i += 2
+					continue
+				}
+			}
+			s = append(s, '\\', 'x')
+		case 'n':
+			s = append(s, '\n')
+		case 't':
+			s = append(s, '\t')
+		default:
+			s = append(s, v[i])
+		}
+	}
+	r.scr = s
+	r.addString(key, s)
+}
+
+// parsePRI parses "<N>" at the start of b.
+func parsePRI(b []byte) (pri, rest []byte, ok bool) {
+	if len(b) < 3 || b[0] != '<' {
+		return nil, nil, false
+	}
+	end := bytes.IndexByte(b[:min(len(b), 6)], '>')
+	if end < 2 || !isDigits(b[1:end]) {
+		return nil, nil, false
+	}
+	return b[1:end], b[end+1:], true
+}
+
+// parse3164 parses a BSD syslog line (RFC 3164), with or without <PRI>:
+// "Oct 11 22:14:15 host program[pid]: message". Fields: priority (when
+// present), timestamp, hostname, program, processid (when present),
+// message.
+func parse3164(r *Record, line []byte) bool {
+	line = bytes.TrimRight(line, "\r\n")
+	pri, b, hasPRI := parsePRI(line)
+	if !hasPRI {
+		b = line
+	}
+	// Mmm dd hh:mm:ss (the day padded with a space: "Oct  1")
+	if len(b) < 16 || b[3] != ' ' || b[6] != ' ' || b[9] != ':' || b[12] != ':' || b[15] != ' ' || !isMonth(b[:3]) {
+		return false
+	}
+	ts := b[:15]
+	b = b[16:]
+	host, b, ok := token(b)
+	if !ok {
+		return false
+	}
+	// TAG[pid]: or TAG: ; a message without a tag keeps it all.
+	var prog, pid []byte
+	msg := b
+	if i := bytes.IndexByte(b, ':'); i > 0 && i < 64 && len(b) > i && bytes.IndexByte(b[:i], ' ') < 0 {
+		tag := b[:i]
+		msg = bytes.TrimPrefix(b[i+1:], []byte(" "))
+		prog = tag
+		if j := bytes.IndexByte(tag, '['); j > 0 && tag[len(tag)-1] == ']' {
+			prog, pid = tag[:j], tag[j+1:len(tag)-1]
+		}
+	}
+	r.startObject()
+	if hasPRI {
+		n, _ := strconv.Atoi(string(pri))
+		r.SetInt("priority", int64(n))
+	}
+	r.addString("timestamp", ts)
+	r.addString("hostname", host)
+	if prog != nil {
+		r.addString("program", prog)
+	}
+	if pid != nil {
+		r.addString("processid", pid)
+	}
+	r.addString("message", msg)
+	return true
+}
+
+func isMonth(b []byte) bool {
+	switch string(b) {
+	case "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec":
+		return true
+	}
+	return false
+}
+
+// parse5424 parses an RFC 5424 line: "<PRI>1 TIMESTAMP HOSTNAME APP-NAME
+// PROCID MSGID SD MSG". Fields: priority, version, timestamp, hostname,
+// app_name, procid, msgid (each left out when "-"), structured_data (an
+// object of SD-IDs, each an object of its params; left out when "-"),
+// message (a UTF-8 BOM removed).
+func parse5424(r *Record, line []byte) bool {
+	line = bytes.TrimRight(line, "\r\n")
+	pri, b, ok := parsePRI(line)
+	if !ok {
+		return false
+	}
+	ver, b, ok := token(b)
+	if !ok || !isDigits(ver) {
+		return false
+	}
+	var hdr [5][]byte // timestamp hostname app_name procid msgid
+	for i := range hdr {
+		if hdr[i], b, ok = token(b); !ok {
+			return false
+		}
+	}
+	// Structured data: "-" or [id k="v" ...]...
+	var sd []byte
+	switch {
+	case len(b) > 0 && b[0] == '-':
+		b = b[1:]
+	case len(b) > 0 && b[0] == '[':
+		var end int
+		sd, end, ok = r.parseSD(b)
+		if !ok {
+			return false
+		}
+		b = b[end:]
+	default:
+		return false
+	}
+	var msg []byte
+	if len(b) > 0 {
+		if b[0] != ' ' {
+			return false
+		}
+		msg = bytes.TrimPrefix(b[1:], []byte("\xef\xbb\xbf"))
+	}
+	n, _ := strconv.Atoi(string(pri))
+	v, _ := strconv.Atoi(string(ver))
+	r.startObject()
+	r.SetInt("priority", int64(n))
+	r.SetInt("version", int64(v))
+	for i, k := range [...]string{"timestamp", "hostname", "app_name", "procid", "msgid"} {
+		if string(hdr[i]) != "-" {
+			r.addString(k, hdr[i])
+		}
+	}
+	if sd != nil {
+		r.SetJSON("structured_data", sd)
+	}
+	if msg != nil {
+		r.addString("message", msg)
+	}
+	return true
+}
+
+// parseSD parses RFC 5424 structured data at the start of b into a JSON
+// object {"id":{"name":"value",...},...}, returning it (in r.scr) and the
+// index after the last ']'.
+func (r *Record) parseSD(b []byte) ([]byte, int, bool) {
+	out := append(r.scr[:0], '{')
+	i := 0
+	first := true
+	for i < len(b) && b[i] == '[' {
+		i++
+		j := i
+		for j < len(b) && b[j] != ' ' && b[j] != ']' {
+			j++
+		}
+		if j == i || j == len(b) {
+			return nil, 0, false
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = appendStr(out, b[i:j])
+		out = append(out, ':', '{')
+		i = j
+		firstParam := true
+		for i < len(b) && b[i] == ' ' {
+			i++
+			eq := bytes.IndexByte(b[i:], '=')
+			if eq <= 0 || i+eq+1 >= len(b) || b[i+eq+1] != '"' {
+				return nil, 0, false
+			}
+			name := b[i : i+eq]
+			i += eq + 2
+			var val []byte
+			closed := false
+			for i < len(b) {
+				c := b[i]
+				if c == '\\' && i+1 < len(b) && (b[i+1] == '"' || b[i+1] == '\\' || b[i+1] == ']') {
+					val = append(val, b[i+1])
+					i += 2
+					continue
+				}
+				if c == '"' {
+					closed = true
+					i++
+					break
+				}
+				val = append(val, c)
+				i++
+			}
+			if !closed {
+				return nil, 0, false
+			}
+			if !firstParam {
+				out = append(out, ',')
+			}
+			firstParam = false
+			out = appendStr(out, name)
+			out = append(out, ':')
+			out = appendStr(out, val)
+		}
+		if i >= len(b) || b[i] != ']' {
+			return nil, 0, false
+		}
+		i++
+		out = append(out, '}')
+	}
+	out = append(out, '}')
+	r.scr = out
+	return out, i, true
+}
