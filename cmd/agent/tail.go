@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kplagent/agent/agent"
-	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/agent/process"
+	"github.com/kplagent/agent/agent/source/file"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
