@@ -1,8 +1,8 @@
 // Package stdin is the source that reads records from a stream: standard
 // input (`agent tail -`, `type: stdin`) or a named pipe. Each line is one
 // record, its "\n" (or "\r\n") removed; a last line without a newline is
-// delivered at the end of the stream (or at a read error that ends it). Lines longer than max_record_bytes
-// are truncated and counted.
+// delivered at the end of the stream (or at a read error that ends it).
+// Lines longer than max_record_bytes are truncated and counted.
 //
 // A stream cannot be read again: the source is no source.Committer, so the
 // agent writes its records to the spool before they count as accepted (the
