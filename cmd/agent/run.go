@@ -134,7 +134,7 @@ func (r *reloader) runUntilReload(ctx context.Context, a *agent.Agent, reloads c
 		case reply := <-reloads:
 			next, err := r.prepare()
 			if err != nil {
-				r.log.Error("reload refused: the configuration is invalid; the running one stays", "config", r.path, "error", err)
+				r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
 				r.count("failed")
 				reply <- err
 				continue
@@ -162,6 +162,15 @@ func (r *reloader) runUntilReload(ctx context.Context, a *agent.Agent, reloads c
 // prepare reads and validates the configuration and builds the next
 // pipeline (not started).
 func (r *reloader) prepare() (*agent.Agent, error) {
+	// A stream (standard input, a FIFO) is not handed from one pipeline to
+	// the next: the stopped source's pending read would take the next
+	// chunk and its begun line would be dropped. Restarting ends the
+	// stream; the operator chooses.
+	for _, s := range r.cfg.Sources {
+		if s.Type == "stdin" {
+			return nil, fmt.Errorf("source %q reads a stream (type stdin), which a reload would cut (records lost); restart the agent to apply the new configuration", s.Name)
+		}
+	}
 	cfg, err := agent.LoadConfig(r.path, components())
 	if err != nil {
 		return nil, err
