@@ -42,3 +42,28 @@ flows:
 	_, err = r.prepare()
 	require.ErrorContains(t, err, `source "in" reads a stream (type stdin)`)
 }
+
+// A reload asked for while another runs (the loop is not receiving: it
+// stops the old pipeline) waits and runs next, reading the file as it is
+// then; it used to be dropped, silently for a SIGHUP, and an edit made
+// during a reload was never applied.
+func TestReloadQueue_ARequestDuringAReloadRunsNext(t *testing.T) {
+	q := newReloadQueue()
+	reply := q.request() // nobody receives: a reload is running
+	select {
+	case err := <-reply:
+		t.Fatalf("refused while a reload runs: %v", err)
+	default:
+	}
+	again := q.request()
+	require.ErrorContains(t, <-again, "already waiting", "more requests are the same request")
+
+	got := <-q.ch // the loop takes it once the running reload is done
+	got <- nil
+	require.NoError(t, <-reply)
+
+	// Stopping answers a request still queued.
+	reply = q.request()
+	q.refuseQueued()
+	require.ErrorContains(t, <-reply, "stopping")
+}
