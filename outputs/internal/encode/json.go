@@ -1,17 +1,6 @@
 package encode
 
-import "unicode/utf8"
-
-const hexDigits = "0123456789abcdef"
-
-// jsonSafe[c] is true for the ASCII bytes that need no escaping inside a JSON
-// string.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
+import "github.com/kplagent/agent/internal/jsonstr"
 
 // AppendJSONString appends s as a JSON string (quotes included) to dst.
 //
@@ -20,43 +9,4 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 // replacement character), as encoding/json does, so the output is always
 // valid JSON. That replacement is lossy: a destination that needs binary data
 // byte for byte must use a base64-carrying format instead.
-func AppendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+func AppendJSONString(dst, s []byte) []byte { return jsonstr.Append(dst, s) }

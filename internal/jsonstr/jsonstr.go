@@ -1,0 +1,71 @@
+// Package jsonstr writes bytes as JSON strings without encoding/json's
+// reflection and allocations: the one escaper of the agent's sources and
+// outputs.
+package jsonstr
+
+import "unicode/utf8"
+
+const hexDigits = "0123456789abcdef"
+
+// safe[c] is true for the ASCII bytes that need no escaping inside a JSON
+// string.
+var safe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// Append appends s as a JSON string (quotes included) to dst.
+//
+// Bytes are taken as UTF-8. Control characters are escaped; every byte that
+// is not part of a valid UTF-8 sequence is replaced by \ufffd (U+FFFD, the
+// replacement character), as encoding/json does, so the output is always
+// valid JSON. That replacement is lossy: a destination that needs binary data
+// byte for byte must use a base64-carrying format instead.
+func Append(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	dst = AppendBody(dst, s)
+	return append(dst, '"')
+}
+
+// AppendBody appends s escaped as Append does, without the quotes (for a
+// string written in pieces).
+func AppendBody(dst, s []byte) []byte {
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if safe[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(dst, s[start:]...)
+}
