@@ -63,6 +63,9 @@ type Agent struct {
 	// closeBy is when closing the outputs must end (the end of shutdown's
 	// margin); zero before a shutdown.
 	closeBy time.Time
+	// stopped is closed when Run returns: what streams from this pipeline
+	// (agent tap) on an endpoint that outlives it ends then.
+	stopped chan struct{}
 
 	// What status, readiness and the watchdog read (status.go).
 	state    atomic.Int32
@@ -110,7 +113,7 @@ func New(cfg Config, set Settings) (*Agent, error) {
 	if cfg.Spool.Dir == "" {
 		cfg.Spool.Dir = filepath.Join(cfg.StateDir, "spool")
 	}
-	a := &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}, st: newStatusTracker(time.Now())}
+	a := &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}, st: newStatusTracker(time.Now()), stopped: make(chan struct{})}
 	a.m.buildInfo(set.Version, set.Commit)
 	return a, nil
 }
@@ -134,6 +137,7 @@ func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
 // Run runs the pipeline until ctx is done (or, in once mode, until all is
 // delivered), then shuts down without losing what the spool accepted.
 func (a *Agent) Run(ctx context.Context) (err error) {
+	defer close(a.stopped)
 	cfg := a.cfg
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("agent: state directory: %w", err)

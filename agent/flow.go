@@ -65,6 +65,9 @@ type flow struct {
 	mapVersion  uint64                  // the version of that map
 	mapChanged  <-chan struct{}         // closed when the output's map changes after it
 	mapWarnedAt time.Time               // of the last warning of a failed fetch
+	// mapWait is set while an emit retries the first shard map fetch,
+	// holding mu: the timers cannot tick meanwhile, and are not stuck.
+	mapWait atomic.Bool
 }
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -164,6 +167,10 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 			return nil
 		}
 		f.warnShardMap("fetching the shard map failed; records wait (unread) until it comes", attempt, err)
+		if attempt == 1 {
+			f.mapWait.Store(true)
+			defer f.mapWait.Store(false)
+		}
 		if !sleepCtx(ctx, backoff) {
 			return fmt.Errorf("flow %s: shard map: %w", f.name, context.Cause(ctx))
 		}

@@ -402,10 +402,15 @@ func (r *replayer) send(ctx context.Context, o outputs.Output, items []*replayIt
 			err = re.Err
 		}
 		var pe *outputs.PartialError
+		if errors.As(err, &pe) && !validPartial(pe, len(pending)) {
+			// It cannot say what was delivered: none of it was (as in
+			// the sender's deliver).
+			err, pe = fmt.Errorf("%w (invalid partial failure)", pe.Err), nil
+		}
 		switch {
 		case err == nil:
 			return nil
-		case errors.As(err, &pe):
+		case pe != nil:
 			var failed []*replayItem
 			for k, j := range pe.Failed {
 				if j < 0 || j >= len(pending) {

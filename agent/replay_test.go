@@ -3,8 +3,10 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs"
 	httpout "github.com/kplagent/agent/outputs/http"
 )
 
@@ -174,4 +178,25 @@ func TestReplay_NoStateIsAnError(t *testing.T) {
 	cfg := replayConfig(t, t.TempDir(), "http://127.0.0.1:1/")
 	_, err := ReplayDeadLetters(t.Context(), cfg, Settings{Components: testComponents}, ReplayOptions{})
 	require.ErrorContains(t, err, "holds no agent state")
+}
+
+// A partial failure that names no record of the batch, or one outside it,
+// cannot say what was delivered: replay keeps every record (as the sender
+// does) instead of counting them delivered and removing them.
+func TestReplay_InvalidPartialFailureDeliversNothing(t *testing.T) {
+	for name, pe := range map[string]*outputs.PartialError{
+		"no index":         {Err: errors.New("503 from a proxy")},
+		"index outside it": {Failed: []int{7}, Err: errors.New("503 from a proxy")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := newScripted("o", func(outputs.Batch) error { return pe })
+			r := &replayer{opt: ReplayOptions{RetryFor: 1}, set: Settings{Logger: slog.New(slog.DiscardHandler)}}
+			items := []*replayItem{
+				{agg: aggregate.Aggregate{PartitionKey: "pk", Body: []byte("a"), Count: 1}},
+				{agg: aggregate.Aggregate{PartitionKey: "pk", Body: []byte("b"), Count: 1}},
+			}
+			err := r.send(t.Context(), out, items)
+			require.ErrorContains(t, err, "still failing", "the records stay in the dead-letter files")
+		})
+	}
 }

@@ -288,7 +288,7 @@ const livenessSlack = 2 * time.Minute
 
 // Alive reports whether the pipeline makes progress or waits for work:
 // every flow's timers goroutine ticked recently (or waits behind a source
-// paused by a full spool), and every sender either
+// paused by a full spool, or by its first shard map), and every sender either
 // waits for entries or began or finished an attempt recently. The systemd
 // watchdog is pinged only while it holds. It returns what is stuck.
 func (a *Agent) Alive() error {
@@ -298,7 +298,9 @@ func (a *Agent) Alive() error {
 		// for room in a full spool (when_full: block): that is waiting
 		// correctly, as long as the sender below is alive.
 		tick := max(fr.cfg.Aggregation.MaxBufferedTime/2, 5*time.Millisecond)
-		if d := now.Sub(fr.flow.now()); d > tick+livenessSlack && (fr.spool == nil || fr.spool.Stats().BlockedAppends == 0) {
+		// So do they while an emit waits for the first shard map (retried
+		// and logged: a restart would only wait again).
+		if d := now.Sub(fr.flow.now()); d > tick+livenessSlack && (fr.spool == nil || fr.spool.Stats().BlockedAppends == 0) && !fr.flow.mapWait.Load() {
 			return fmt.Errorf("flow %s: its timers have not ticked for %s", fr.cfg.Name, d.Round(time.Second))
 		}
 		s := fr.sender

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
@@ -177,4 +179,39 @@ func TestAlive_TimersWaitingBehindAFullSpoolAreAlive(t *testing.T) {
 	require.NoError(t, a.Alive(), "a source paused by a full spool is waiting correctly")
 	cancel()
 	<-done
+}
+
+// failingMapper is a destination whose shard map never comes (ListShards
+// failing: credentials, network).
+type failingMapper struct{ calls atomic.Int64 }
+
+func (m *failingMapper) ShardMap(context.Context) (*aggregate.ShardMap, error) {
+	m.calls.Add(1)
+	return nil, errors.New("ListShards: access denied")
+}
+
+// A flow waiting for its destination's first shard map holds its lock (the
+// records wait unread), so its timers cannot tick: that is waiting
+// correctly, retried and logged, not a stuck pipeline for the watchdog to
+// kill (a restart would only wait again).
+func TestAlive_FlowWaitingForTheShardMapIsAlive(t *testing.T) {
+	fl, sp := newTestFlow(t, spool.SyncInterval, time.Hour)
+	fl.cfg.Sender.BackoffInitial, fl.cfg.Sender.BackoffMax = time.Millisecond, 5*time.Millisecond
+	mapper := &failingMapper{}
+	fl.useShardMap(mapper)
+	s := &sender{cfg: SenderConfig{BackoffMax: time.Second}, primary: newTestOutputState("stream")}
+	a := &Agent{st: newStatusTracker(time.Now())}
+	a.running = []*flowRuntime{{cfg: FlowConfig{Name: "main"}, flow: fl, sender: s, spool: sp}}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	emit := fl.emitFor("src", nil, newMetrics().source("src"))
+	go func() { done <- emit(ctx, source.Record{Data: []byte("x")}) }()
+	require.Eventually(t, func() bool { return mapper.calls.Load() >= 3 }, 10*time.Second, time.Millisecond)
+	fl.clock.Store(time.Now().Add(-livenessSlack - time.Second).UnixNano()) // the timers wait for the flow's lock
+	require.NoError(t, a.Alive(), "a flow waiting for its shard map is waiting correctly")
+
+	cancel()
+	require.Error(t, <-done)
+	require.ErrorContains(t, a.Alive(), "its timers have not ticked", "once the wait is over, stale timers are stuck again")
 }

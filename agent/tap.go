@@ -102,7 +102,8 @@ func (t *tap) unsubscribe(s *tapSub) {
 }
 
 // serveTap streams a flow's sampled records as NDJSON until the client
-// goes or the agent stops.
+// goes, the endpoint closes or this pipeline stops (a reload ends the
+// stream: the client taps the new pipeline by asking again).
 func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan struct{}) {
 	name := r.URL.Query().Get("flow")
 	var t *tap
@@ -138,6 +139,8 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 		case <-r.Context().Done():
 			return
 		case <-quit:
+			return
+		case <-a.stopped: // a reload replaced this pipeline, or it stopped
 			return
 		case tr := <-s.ch:
 			if err := enc.Encode(tr); err != nil {

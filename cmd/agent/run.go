@@ -50,16 +50,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	log.Info("agent starting", "version", version, "commit", buildCommit(), "go", runtime.Version(), "config", *cfgPath, "admin", cfg.Admin.Listen)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
 
-	reloads := make(chan chan error)
-	requestReload := func() chan error {
-		reply := make(chan error, 1)
-		select {
-		case reloads <- reply:
-		default:
-			reply <- errors.New("a reload is already in progress")
-		}
-		return reply
-	}
+	reloads := newReloadQueue()
+	requestReload := reloads.request
 	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr, reload: func() { requestReload() }})
 	defer stop()
 	var adm *agent.Admin
@@ -89,8 +81,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	r := &reloader{log: log, path: *cfgPath, cfg: cfg, adm: adm, sd: sd, settings: settings, logFormat: *logFormat}
 	for {
 		cur = a
-		next, err := r.runUntilReload(ctx, a, reloads)
+		next, err := r.runUntilReload(ctx, a, reloads.ch)
 		if next == nil {
+			reloads.refuseQueued()
 			sd.stopping()
 			if err != nil && !errors.Is(err, ctx.Err()) {
 				log.Error("agent stopped", "error", err)
@@ -100,6 +93,34 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		a = next
+	}
+}
+
+// reloadQueue passes reload requests (SIGHUP, agent reload) to the
+// pipeline loop. A request made while a reload runs waits for it, then
+// reloads again: it reads the file as it is by then, so an edit made during
+// a reload is applied. Requests beyond that one are the same request.
+type reloadQueue struct{ ch chan chan error }
+
+func newReloadQueue() *reloadQueue { return &reloadQueue{ch: make(chan chan error, 1)} }
+
+// request queues a reload; the reply says how it went.
+func (q *reloadQueue) request() chan error {
+	reply := make(chan error, 1)
+	select {
+	case q.ch <- reply:
+	default:
+		reply <- errors.New("a reload is already waiting to run (it reads the configuration when it starts)")
+	}
+	return reply
+}
+
+// refuseQueued answers a request still queued when the agent stops.
+func (q *reloadQueue) refuseQueued() {
+	select {
+	case reply := <-q.ch:
+		reply <- errors.New("the agent is stopping")
+	default:
 	}
 }
 
@@ -134,7 +155,7 @@ func (r *reloader) runUntilReload(ctx context.Context, a *agent.Agent, reloads c
 		case reply := <-reloads:
 			next, err := r.prepare()
 			if err != nil {
-				r.log.Error("reload refused: the configuration is invalid; the running one stays", "config", r.path, "error", err)
+				r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
 				r.count("failed")
 				reply <- err
 				continue
@@ -162,6 +183,15 @@ func (r *reloader) runUntilReload(ctx context.Context, a *agent.Agent, reloads c
 // prepare reads and validates the configuration and builds the next
 // pipeline (not started).
 func (r *reloader) prepare() (*agent.Agent, error) {
+	// A stream (standard input, a FIFO) is not handed from one pipeline to
+	// the next: the stopped source's pending read would take the next
+	// chunk and its begun line would be dropped. Restarting ends the
+	// stream; the operator chooses.
+	for _, s := range r.cfg.Sources {
+		if s.Type == "stdin" {
+			return nil, fmt.Errorf("source %q reads a stream (type stdin), which a reload would cut (records lost); restart the agent to apply the new configuration", s.Name)
+		}
+	}
 	cfg, err := agent.LoadConfig(r.path, components())
 	if err != nil {
 		return nil, err

@@ -16,7 +16,7 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// AppendJSONString appends s as a JSON string (quotes included) to dst.
+// AppendString appends s as a JSON string (quotes included) to dst.
 //
 // Bytes are taken as UTF-8. Control characters are escaped; every byte that
 // is not part of a valid UTF-8 sequence is replaced by \ufffd (U+FFFD, the
@@ -25,6 +25,13 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 // byte for byte must use a base64-carrying format instead.
 func AppendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
+	dst = AppendBody(dst, s)
+	return append(dst, '"')
+}
+
+// AppendBody appends s escaped as AppendString does, without the quotes
+// (for a string written in pieces).
+func AppendBody(dst, s []byte) []byte {
 	start := 0
 	for i := plainRun(s); i < len(s); {
 		c := s[i]
@@ -60,8 +67,7 @@ func AppendString(dst, s []byte) []byte {
 		}
 		i += size
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }
 
 // IsObject reports whether b (with no surrounding white space) is one

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/outputs/internal/awsconf"
 )
 
 // Limits of Firehose's PutRecordBatch.
@@ -96,6 +96,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// awsSettings are the block's AWS settings, for awsconf.
+func (c Config) awsSettings() awsconf.Settings {
+	return awsconf.Settings{Region: c.Region, Profile: c.Profile,
+		RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName, STSEndpoint: c.STSEndpoint}
+}
+
 // MaxRecordBytes returns the largest user record the output can send (the
 // Firehose record limit, less the newline it may append): the flow's
 // aggregates must hold no larger user record.
@@ -118,31 +124,7 @@ func (c Config) Validate() error {
 	case len(c.Stream) > 64 || !validName(c.Stream):
 		add("stream: %q is not a Firehose stream name (1 to 64 of a-z, A-Z, 0-9, _ . -)", c.Stream)
 	}
-	checkURL := func(key, raw string) {
-		if raw == "" {
-			return
-		}
-		u, err := url.Parse(raw)
-		switch {
-		case err != nil:
-			add("%s: %v", key, err)
-		case u.Scheme != "http" && u.Scheme != "https":
-			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
-		case u.Host == "":
-			add("%s: no host in %q", key, raw)
-		}
-	}
-	checkURL("endpoint", c.Endpoint)
-	checkURL("sts_endpoint", c.STSEndpoint)
-	if c.RoleARN != "" && !strings.HasPrefix(c.RoleARN, "arn:") {
-		add("role_arn: %q is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", c.RoleARN)
-	}
-	if c.RoleARN == "" && c.ExternalID != "" {
-		add("external_id: set without role_arn")
-	}
-	if c.RoleARN == "" && c.STSEndpoint != "" {
-		add("sts_endpoint: set without role_arn")
-	}
+	errs = append(errs, c.awsSettings().Validate(c.Endpoint)...)
 	if c.MaxRecordSize < 0 || c.MaxRecordSize > MaxRecordBytes || (c.MaxRecordSize > 0 && c.MaxRecordSize < 2) {
 		add("max_record_bytes: %d, want 2 to %d (1000KiB, the Firehose limit)", int64(c.MaxRecordSize), MaxRecordBytes)
 	}

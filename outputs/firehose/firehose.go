@@ -73,11 +73,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	if maxConns <= 0 {
 		maxConns = 64
 	}
-	awsCfg, tr, err := awsconf.Load(awsconf.Settings{
-		Region: cfg.Region, Profile: cfg.Profile,
-		RoleARN: cfg.RoleARN, ExternalID: cfg.ExternalID, RoleSessionName: cfg.RoleSessionName, STSEndpoint: cfg.STSEndpoint,
-		UserAgent: set.UserAgent, Logger: log,
-	}, maxConns)
+	awsCfg, tr, err := awsconf.Load(cfg.awsSettings().With(set.UserAgent, log), maxConns)
 	if err != nil {
 		return nil, fmt.Errorf("firehose: output %s: %w", name, err)
 	}

@@ -252,6 +252,23 @@ func TestHealthcheck(t *testing.T) {
 	require.Error(t, o.Healthcheck(t.Context()))
 }
 
+// The AWS settings are checked as the Kinesis output checks them (one
+// check, in awsconf): a region or a role session name AWS refuses is a
+// config error, not a failure at the first request.
+func TestConfig_AWSSettingsAsKinesis(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"region":            func(c *Config) { c.Region = "US East" },
+		"role_session_name": func(c *Config) { c.RoleARN, c.RoleSessionName = "arn:aws:iam::123456789012:role/w", "x" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.Stream = "logs"
+			mod(&c)
+			require.ErrorContains(t, c.Validate(), name+":")
+		})
+	}
+}
+
 func TestConfig(t *testing.T) {
 	c := DefaultConfig()
 	require.ErrorContains(t, c.Validate(), "stream: required")

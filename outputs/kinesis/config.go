@@ -12,6 +12,7 @@ import (
 
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/outputs/internal/awsconf"
 )
 
 // Limits of Kinesis Data Streams' PutRecords.
@@ -186,6 +187,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// awsSettings are the block's AWS settings, for awsconf.
+func (c Config) awsSettings() awsconf.Settings {
+	return awsconf.Settings{Region: c.Region, Profile: c.Profile,
+		RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName, STSEndpoint: c.STSEndpoint}
+}
+
 // MaxRecordBytes returns the stream's record limit (data plus partition key)
 // the flow must build its aggregates within.
 func (c Config) MaxRecordBytes() int {
@@ -204,39 +211,7 @@ func (c Config) Validate() error {
 	case len(c.Stream) > 128 || !validStreamName(c.Stream):
 		add("stream: %q is not a stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)", c.Stream)
 	}
-	if c.Region != "" && !validRegion(c.Region) {
-		add("region: %q is not a region name", c.Region)
-	}
-	checkURL := func(key, raw string) {
-		if raw == "" {
-			return
-		}
-		u, err := url.Parse(raw)
-		switch {
-		case err != nil:
-			add("%s: %v", key, err)
-		case u.Scheme != "http" && u.Scheme != "https":
-			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
-		case u.Host == "":
-			add("%s: no host in %q", key, raw)
-		}
-	}
-	checkURL("endpoint", c.Endpoint)
-	checkURL("sts_endpoint", c.STSEndpoint)
-	if c.RoleARN != "" && !strings.HasPrefix(c.RoleARN, "arn:") {
-		add("role_arn: %q is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", c.RoleARN)
-	}
-	if c.RoleARN == "" {
-		if c.ExternalID != "" {
-			add("external_id: set without role_arn")
-		}
-		if c.STSEndpoint != "" {
-			add("sts_endpoint: set without role_arn")
-		}
-	}
-	if n := len(c.RoleSessionName); n > 0 && (n < 2 || n > 64) {
-		add("role_session_name: %d characters, want 2 to 64", n)
-	}
+	errs = append(errs, c.awsSettings().Validate(c.Endpoint)...)
 	if c.MaxRecordSize < 0 || c.MaxRecordSize > aggregate.MaxLargeRecordSize {
 		add("max_record_bytes: %d, want up to %d (10MiB, for streams configured for large records)", int64(c.MaxRecordSize), aggregate.MaxLargeRecordSize)
 	}
@@ -263,21 +238,6 @@ func validStreamName(s string) bool {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func validRegion(s string) bool {
-	if len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
 		default:
 			return false
 		}

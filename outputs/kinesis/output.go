@@ -97,11 +97,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	if maxConns <= 0 {
 		maxConns = defaultMaxConns
 	}
-	awsCfg, tr, err := awsconf.Load(awsconf.Settings{
-		Region: cfg.Region, Profile: cfg.Profile,
-		RoleARN: cfg.RoleARN, ExternalID: cfg.ExternalID, RoleSessionName: cfg.RoleSessionName, STSEndpoint: cfg.STSEndpoint,
-		UserAgent: set.UserAgent, Logger: log,
-	}, maxConns)
+	awsCfg, tr, err := awsconf.Load(cfg.awsSettings().With(set.UserAgent, log), maxConns)
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: output %s: %w", name, err)
 	}

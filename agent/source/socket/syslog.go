@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"time"
-	"unicode/utf8"
+
+	"github.com/kplagent/agent/internal/jsontext"
 )
 
 // The syslog parsers are written by hand: one pass over the message, no
@@ -346,7 +347,7 @@ func appendSyslogJSON(dst []byte, m *syslogMsg) []byte {
 		dst = append(dst, '"')
 		dst = append(dst, key...)
 		dst = append(dst, `":`...)
-		dst = appendJSONString(dst, v)
+		dst = jsontext.AppendString(dst, v)
 		dst = append(dst, ',')
 	}
 	str("timestamp", m.timestamp)
@@ -365,7 +366,7 @@ func appendSyslogJSON(dst []byte, m *syslogMsg) []byte {
 	}
 	if m.msg != nil {
 		dst = append(dst, `,"message":`...)
-		dst = appendJSONString(dst, m.msg)
+		dst = jsontext.AppendString(dst, m.msg)
 	}
 	return append(dst, '}')
 }
@@ -381,7 +382,7 @@ func appendSDJSON(dst []byte, sd []byte) []byte {
 		}
 		i++
 		n := sdName(sd[i:])
-		dst = appendJSONString(dst, sd[i:i+n])
+		dst = jsontext.AppendString(dst, sd[i:i+n])
 		dst = append(dst, ":{"...)
 		i += n
 		first := true
@@ -392,13 +393,13 @@ func appendSDJSON(dst []byte, sd []byte) []byte {
 				dst = append(dst, ',')
 			}
 			first = false
-			dst = appendJSONString(dst, sd[i:i+n])
+			dst = jsontext.AppendString(dst, sd[i:i+n])
 			dst = append(dst, ':', '"')
 			i += n + 2
 			start := i
 			for sd[i] != '"' {
 				if sd[i] == '\\' && (sd[i+1] == '"' || sd[i+1] == '\\' || sd[i+1] == ']') {
-					dst = appendJSONStringBody(dst, sd[start:i])
+					dst = jsontext.AppendBody(dst, sd[start:i])
 					i++
 					start = i
 				} else if sd[i] == '\\' {
@@ -406,7 +407,7 @@ func appendSDJSON(dst []byte, sd []byte) []byte {
 				}
 				i++
 			}
-			dst = appendJSONStringBody(dst, sd[start:i])
+			dst = jsontext.AppendBody(dst, sd[start:i])
 			dst = append(dst, '"')
 			i++
 		}
@@ -414,53 +415,4 @@ func appendSDJSON(dst []byte, sd []byte) []byte {
 		i++ // ']'
 	}
 	return append(dst, '}')
-}
-
-// appendJSONString writes s as a JSON string: quotes, backslashes and
-// control bytes escaped, invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	dst = appendJSONStringBody(dst, s)
-	return append(dst, '"')
-}
-
-const hexDigits = "0123456789abcdef"
-
-func appendJSONStringBody(dst, s []byte) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(dst, s[start:]...)
 }

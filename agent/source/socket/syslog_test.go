@@ -129,15 +129,3 @@ func FuzzParseRFC3164(f *testing.F) {
 		}
 	})
 }
-
-func TestAppendJSONString_MatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{"", "plain", "q\"b\\", "\x00\x01\x1f\t\r\n", "é日本\xff\xfe", "\u2028"} {
-		got := appendJSONString(nil, []byte(s))
-		var back string
-		require.NoError(t, json.Unmarshal(got, &back), "%q", got)
-		want, _ := json.Marshal(string([]rune(s))) // invalid bytes become U+FFFD
-		var wantBack string
-		require.NoError(t, json.Unmarshal(want, &wantBack))
-		require.Equal(t, wantBack, back)
-	}
-}

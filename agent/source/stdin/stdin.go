@@ -1,8 +1,8 @@
 // Package stdin is the source that reads records from a stream: standard
 // input (`agent tail -`, `type: stdin`) or a named pipe. Each line is one
 // record, its "\n" (or "\r\n") removed; a last line without a newline is
-// delivered at the end of the stream. Lines longer than max_record_bytes
-// are truncated and counted.
+// delivered at the end of the stream (or at a read error that ends it).
+// Lines longer than max_record_bytes are truncated and counted.
 //
 // A stream cannot be read again: the source is no source.Committer, so the
 // agent writes its records to the spool before they count as accepted (the
@@ -127,13 +127,15 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 		case c := <-rd.chunks:
 			err := sp.feed(c.buf[:c.n])
 			rd.free <- c.buf
-			if err == nil && c.err == io.EOF {
+			if err == nil && c.err != nil {
+				// The end of the stream, or a read error that ends it: the
+				// line begun was read and is delivered, counted partial.
 				var flushed bool
 				flushed, err = sp.end()
 				if flushed {
 					s.partial.Add(1)
 				}
-				if err == nil {
+				if err == nil && c.err == io.EOF {
 					s.log.Debug("end of stream", "records", s.records.Load(), "bytes", s.bytes.Load())
 					return nil
 				}

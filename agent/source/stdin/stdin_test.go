@@ -117,6 +117,17 @@ func TestRun_ReadErrorIsReturned(t *testing.T) {
 	require.Contains(t, err.Error(), `stdin source "in"`)
 }
 
+// A read error ends the stream as its end does: the line begun before it
+// was read from the stream and is delivered (counted partial), not dropped.
+func TestRun_ReadErrorDeliversThePartialLastLine(t *testing.T) {
+	s := newSource(t, DefaultConfig(), iotest.TimeoutReader(strings.NewReader("a\npart")))
+	var c collector
+	err := s.Run(t.Context(), c.emit)
+	require.ErrorIs(t, err, iotest.ErrTimeout)
+	require.Equal(t, []string{"a", "part"}, c.lines())
+	require.Equal(t, uint64(1), s.Stats().PartialLines)
+}
+
 func TestRun_EmitErrorStopsTheSource(t *testing.T) {
 	s := newSource(t, DefaultConfig(), strings.NewReader("a\nb\n"))
 	boom := io.ErrShortWrite
