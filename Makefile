@@ -44,13 +44,7 @@ test-powercut:
 # A few seconds of each fuzz target, on top of the seed corpora run by `go test`.
 FUZZTIME ?= 5s
 fuzz-short:
-	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
-	  dir=$$(dirname $$spec); \
-	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$spec | sed 's/func //'); do \
-	    echo "fuzz $$dir $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz-short.sh
 
 # deb and rpm packages (packaging/nfpm.yaml, built by nfpm: `go tool nfpm`)
 # for each of PKG_ARCHES, into DIST: make package VERSION=1.2.3 (a tag
