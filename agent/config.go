@@ -321,6 +321,16 @@ func (p *parsed) covered(path string, line int) bool {
 	return false
 }
 
+// reported reports whether a problem with this message was found already.
+func (p *parsed) reported(msg string) bool {
+	for _, q := range p.cerr.Problems {
+		if q.Msg == msg {
+			return true
+		}
+	}
+	return false
+}
+
 // isUnder reports whether path is strictly inside parent.
 func isUnder(path, parent string) bool {
 	return strings.HasPrefix(path, parent) && len(path) > len(parent) && (path[len(parent)] == '.' || path[len(parent)] == '[')
@@ -332,6 +342,9 @@ func (p *parsed) addDecodeError(err error) {
 	for _, fe := range yamlErrors(err) {
 		if fe.Line > 0 && p.covered("", fe.Line) {
 			continue
+		}
+		if fe.Line == 0 && p.reported(fe.Msg) {
+			continue // a leaf's own UnmarshalYAML error, placed by the strict walk already
 		}
 		fe.Path = p.lines.pathAt(fe.Line)
 		p.add(fe)

@@ -116,6 +116,23 @@ flows:
     output: out
 `, `bad.yaml:7: sources[0].file.max_record_bytes: 4MiB is more than the largest record output "out" takes (1MiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 1020KiB`},
 
+		// A leaf with its own UnmarshalYAML (a percentage or "off") was
+		// listed twice: once placed, once without file:line and path.
+		{"a leaf's own syntax error is listed once, placed", `state_dir: /tmp/x
+sources:
+  - name: app
+    type: file
+    file: {include: [/var/log/app.log]}
+outputs:
+  - name: out
+    type: kinesis
+    kinesis: {stream: s, region: us-east-1, rate_limit: 5000}
+flows:
+  - name: main
+    sources: [app]
+    output: out
+`, `bad.yaml:9: outputs[0].kinesis.rate_limit: "5000": want a percentage from 1 to 1000, or off`},
+
 		{"no flows, component without a type", `state_dir: /tmp/x
 sources:
   - name: app
