@@ -110,7 +110,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.Retryer = aws.NopRetryer{} // the agent's sender retries
-		o.Protocol = putRecordsProtocol{o.Protocol}
+		o.Protocol = putRecordsProtocol{ClientProtocol: o.Protocol, cbor: cfg.Protocol == ProtocolCBOR}
 	})
 	o := newOutput(name, cfg, client, log, set.Registerer, set.OutputLabelled)
 	o.tr = tr

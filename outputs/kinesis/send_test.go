@@ -75,35 +75,38 @@ func TestSend_OnlyFailedEntriesAreReported(t *testing.T) {
 		{"ProvisionedThroughputExceededException", true},
 		{"KMSThrottlingException", true},
 	} {
-		t.Run(tc.code, func(t *testing.T) {
-			fake, srv := newFakeKinesis(t, 2)
-			fake.failCode = func(_ string, data []byte) string {
-				if strings.HasPrefix(string(data), "fail") {
-					return tc.code
+		for _, proto := range []string{ProtocolCBOR, ProtocolJSON} {
+			t.Run(proto+"/"+tc.code, func(t *testing.T) {
+				fake, srv := newFakeKinesis(t, 2)
+				fake.failCode = func(_ string, data []byte) string {
+					if strings.HasPrefix(string(data), "fail") {
+						return tc.code
+					}
+					return ""
 				}
-				return ""
-			}
-			o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
-			b := plainBatch("ok0", "ok1", "fail2", "ok3", "ok4", "ok5", "ok6", "fail7")
-			err := o.Send(t.Context(), b)
-			var pe *outputs.PartialError
-			require.ErrorAs(t, err, &pe)
-			require.Equal(t, []int{2, 7}, pe.Failed)
-			require.Len(t, pe.Reasons, 2)
-			require.Contains(t, pe.Reasons[0], tc.code)
-			require.False(t, outputs.IsPermanent(err))
-			var te *outputs.ThrottleError
-			require.Equal(t, tc.throttle, errors.As(err, &te))
-			require.ElementsMatch(t, []string{"ok0", "ok1", "ok3", "ok4", "ok5", "ok6"}, fake.userData(t))
-			require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
-			require.Equal(t, 6.0, testutil.ToFloat64(o.metrics.userRecords))
+				o := newTestOutput(t, testConfig(srv.URL, withProtocol(proto)), newFakeClock())
+				b := plainBatch("ok0", "ok1", "fail2", "ok3", "ok4", "ok5", "ok6", "fail7")
+				err := o.Send(t.Context(), b)
+				var pe *outputs.PartialError
+				require.ErrorAs(t, err, &pe)
+				require.Equal(t, []int{2, 7}, pe.Failed)
+				require.Len(t, pe.Reasons, 2)
+				require.Contains(t, pe.Reasons[0], tc.code)
+				require.False(t, outputs.IsPermanent(err))
+				var te *outputs.ThrottleError
+				require.Equal(t, tc.throttle, errors.As(err, &te))
+				require.ElementsMatch(t, []string{"ok0", "ok1", "ok3", "ok4", "ok5", "ok6"}, fake.userData(t))
+				require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
+				require.Equal(t, 6.0, testutil.ToFloat64(o.metrics.userRecords))
 
-			// All failed: the error itself, not a partial one.
-			err = o.Send(t.Context(), plainBatch("fail0", "fail1"))
-			require.Error(t, err)
-			require.False(t, errors.As(err, &pe))
-			require.Equal(t, tc.throttle, errors.As(err, &te))
-		})
+				// All failed: the error itself, not a partial one.
+				err = o.Send(t.Context(), plainBatch("fail0", "fail1"))
+				require.Error(t, err)
+				require.False(t, errors.As(err, &pe))
+				require.Equal(t, tc.throttle, errors.As(err, &te))
+				requireProtocol(t, fake, proto)
+			})
+		}
 	}
 }
 
@@ -124,26 +127,29 @@ func TestSend_WholeRequestErrorsAreClassified(t *testing.T) {
 		{400, "ValidationException", "permanent"},
 		{400, "InvalidArgumentException", "permanent"},
 	} {
-		t.Run(tc.code, func(t *testing.T) {
-			fake, srv := newFakeKinesis(t, 1)
-			fake.whole = []fakeError{{tc.status, tc.code}}
-			o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
-			err := o.Send(t.Context(), plainBatch("a", "b"))
-			require.ErrorContains(t, err, tc.code)
-			switch tc.want {
-			case "retry":
-				requireRetryable(t, err)
-			case "throttle":
-				var te *outputs.ThrottleError
-				require.ErrorAs(t, err, &te)
-				require.False(t, outputs.IsPermanent(err))
-			case "permanent":
-				require.True(t, outputs.IsPermanent(err), "%v", err)
-			}
-			require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
-			// The next attempt goes through.
-			require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
-		})
+		for _, proto := range []string{ProtocolCBOR, ProtocolJSON} {
+			t.Run(proto+"/"+tc.code, func(t *testing.T) {
+				fake, srv := newFakeKinesis(t, 1)
+				fake.whole = []fakeError{{tc.status, tc.code}}
+				o := newTestOutput(t, testConfig(srv.URL, withProtocol(proto)), newFakeClock())
+				err := o.Send(t.Context(), plainBatch("a", "b"))
+				require.ErrorContains(t, err, tc.code)
+				switch tc.want {
+				case "retry":
+					requireRetryable(t, err)
+				case "throttle":
+					var te *outputs.ThrottleError
+					require.ErrorAs(t, err, &te)
+					require.False(t, outputs.IsPermanent(err))
+				case "permanent":
+					require.True(t, outputs.IsPermanent(err), "%v", err)
+				}
+				require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
+				// The next attempt goes through.
+				require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
+				requireProtocol(t, fake, proto)
+			})
+		}
 	}
 }
 

@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/kplagent/agent/internal/awscbor"
 )
 
 // putRecordsProtocol is the SDK's JSON 1.1 protocol with a faster
@@ -17,8 +23,15 @@ import (
 // generic serializer grows its buffer by appending (copying the body about
 // three times over) — a third of the output's CPU in profiles. The bytes on
 // the wire are the same JSON document (see the test comparing both).
+//
+// With cbor set, PutRecords goes out in the protocol's CBOR form
+// (Content-Type application/x-amz-cbor-1.1, as the Java SDK and the KPL
+// send it): the data as byte strings, not base64, so a third fewer bytes
+// to encode, hash (SigV4's payload SHA-256) and send. Its response is read
+// as CBOR, or as JSON when the server answers JSON (a proxy's error).
 type putRecordsProtocol struct {
 	smithyhttp.ClientProtocol
+	cbor bool
 }
 
 func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy.OperationSchema, in smithy.Serializable, req *smithyhttp.Request) error {
@@ -31,13 +44,60 @@ func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 	if err := p.ClientProtocol.SerializeRequest(ctx, schema, &kinesis.PutRecordsInput{}, req); err != nil {
 		return err
 	}
-	sreq, err := req.SetStream(bytes.NewReader(appendPutRecords(nil, pr)))
+	var body []byte
+	if p.cbor {
+		req.Header.Set("Content-Type", awscbor.ContentType)
+		body = awscbor.AppendPutRecords(nil, pr)
+	} else {
+		body = appendPutRecords(nil, pr)
+	}
+	sreq, err := req.SetStream(bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	*req = *sreq
 	return nil
 }
+
+// DeserializeResponse reads PutRecords responses in CBOR when the server
+// answers CBOR; everything else is the SDK's.
+func (p putRecordsProtocol) DeserializeResponse(ctx context.Context, schema *smithy.OperationSchema, types *smithy.TypeRegistry, resp *smithyhttp.Response, out smithy.Deserializable) error {
+	po, ok := out.(*kinesis.PutRecordsOutput)
+	if !ok || !p.cbor {
+		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != awscbor.ContentType {
+		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return &smithy.DeserializationError{Err: fmt.Errorf("reading the response: %w", err)}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		code, msg, derr := awscbor.DecodeError(body)
+		if h := resp.Header.Get("X-Amzn-ErrorType"); h != "" {
+			code = awscbor.SanitizeErrorCode(h)
+		}
+		if code == "" {
+			code = "UnknownError"
+		}
+		if msg == "" {
+			msg = http.StatusText(resp.StatusCode)
+			if derr != nil {
+				msg += " (" + derr.Error() + ")"
+			}
+		}
+		return &smithy.GenericAPIError{Code: code, Message: msg}
+	}
+	if err := awscbor.DecodePutRecordsResponse(body, po); err != nil {
+		return &smithy.DeserializationError{Err: err}
+	}
+	return nil
+}
+
+// maxResponseBytes bounds a PutRecords response read (500 results of about
+// 100 bytes each make 50 KB).
+const maxResponseBytes = 4 << 20
 
 // appendPutRecords appends the JSON body of a PutRecords request:
 // {"Records":[{"Data":"base64","ExplicitHashKey":"...","PartitionKey":"..."},...],"StreamName":"..."}.
