@@ -219,7 +219,8 @@ func (d *decoder) str(major, info byte, arg uint64) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := append([]byte(nil), d.b[:n]...)
+		s := make([]byte, n)
+		copy(s, d.b)
 		d.b = d.b[n:]
 		return s, nil
 	}

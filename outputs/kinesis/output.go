@@ -63,6 +63,7 @@ type Output struct {
 	maps shardMaps
 
 	bufs      sync.Pool // *[]byte: request data
+	bodies    sync.Pool // *[]byte: request bodies (see bodyBufKey)
 	splitters splitterPool
 
 	// Background refreshes run under bgCtx; Close cancels it and waits.
@@ -115,7 +116,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	o := newOutput(name, cfg, client, log, set.Registerer, set.OutputLabelled)
 	o.tr = tr
 	o.log.Info("kinesis output ready", "stream", cfg.Stream, "region", awsCfg.Region,
-		"assume_role", cfg.RoleARN != "", "rate_limit", cfg.RateLimit.String(), "aggregation", cfg.Aggregation)
+		"assume_role", cfg.RoleARN != "", "protocol", cfg.Protocol, "rate_limit", cfg.RateLimit.String(), "aggregation", cfg.Aggregation)
 	return o, nil
 }
 

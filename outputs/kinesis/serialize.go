@@ -45,11 +45,18 @@ func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 		return err
 	}
 	var body []byte
+	buf, _ := ctx.Value(bodyBufKey{}).(*[]byte)
+	if buf != nil {
+		body = (*buf)[:0]
+	}
 	if p.cbor {
 		req.Header.Set("Content-Type", awscbor.ContentType)
-		body = awscbor.AppendPutRecords(nil, pr)
+		body = awscbor.AppendPutRecords(body, pr)
 	} else {
-		body = appendPutRecords(nil, pr)
+		body = appendPutRecords(body, pr)
+	}
+	if buf != nil {
+		*buf = body
 	}
 	sreq, err := req.SetStream(bytes.NewReader(body))
 	if err != nil {
@@ -58,6 +65,13 @@ func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 	*req = *sreq
 	return nil
 }
+
+// bodyBufKey is the context key of a *[]byte the request body is written
+// into (its old content overwritten, grown if need be): the caller reuses
+// it once the call has returned. That is safe: the SDK's client closes the
+// body it hands to net/http before returning, and once closed the body
+// reads nothing more (net/http may try to, after a fast answer).
+type bodyBufKey struct{}
 
 // DeserializeResponse reads PutRecords responses in CBOR when the server
 // answers CBOR; everything else is the SDK's.
