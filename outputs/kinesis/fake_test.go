@@ -46,9 +46,12 @@ type fakeKinesis struct {
 	// whole, when set, fails the next PutRecords whole: status and __type.
 	whole []fakeError
 
-	listCalls  int
-	putCalls   int
-	cborCalls  int      // requests in CBOR
+	listCalls int
+	putCalls  int
+	cborCalls int // requests in CBOR
+	// cutCBOR > 0 cuts CBOR answers to that many bytes (kinesalite cuts
+	// them at 16 KiB).
+	cutCBOR    int
 	akids      []string // the access key ID of every request's signature
 	stored     map[string][]storedRecord
 	violations []string
@@ -138,7 +141,7 @@ func (f *fakeKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	reply := func(w http.ResponseWriter, status int, v any) {
 		if cbor {
-			writeCBOR(w, status, v)
+			writeCBOR(w, status, v, f.cutCBOR)
 		} else {
 			writeJSON(w, status, v)
 		}
@@ -167,10 +170,13 @@ func (f *fakeKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reply(w, 200, resp)
 }
 
-func writeCBOR(w http.ResponseWriter, status int, v any) {
+func writeCBOR(w http.ResponseWriter, status int, v any, cut int) {
 	b, err := awscbor.Append(nil, v)
 	if err != nil {
 		panic(err)
+	}
+	if cut > 0 && len(b) > cut {
+		b = b[:cut]
 	}
 	w.Header().Set("Content-Type", awscbor.ContentType)
 	w.WriteHeader(status)

@@ -1,8 +1,10 @@
 package kinesis
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -598,4 +600,32 @@ func TestSend_AFastAnswerDoesNotCutTheResponse(t *testing.T) {
 	for range 40 {
 		require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 	}
+}
+
+func TestSend_CBORThatDoesNotDecodeFallsBackToJSON(t *testing.T) {
+	// kinesalite cuts its CBOR answers at 16 KiB: the answer to 500
+	// records does not decode. The request is failed (retryable), and
+	// PutRecords goes on in JSON.
+	fake, srv := newFakeKinesis(t, 2)
+	fake.cutCBOR = 16 << 10
+	var logs bytes.Buffer
+	o, err := New("test", testConfig(srv.URL), Settings{Logger: newTextLogger(&logs)})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, o.Close(context.Background())) })
+	data := make([]string, 500)
+	for i := range data {
+		data[i] = fmt.Sprintf("line %d", i)
+	}
+	err = o.Send(t.Context(), plainBatch(data...))
+	requireRetryable(t, err)
+	require.ErrorContains(t, err, "CBOR")
+	require.Contains(t, logs.String(), "using JSON from now on")
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	require.NoError(t, o.Send(t.Context(), plainBatch("after")))
+	fake.mu.Lock()
+	require.Equal(t, 3, fake.putCalls)
+	require.Equal(t, 1, fake.cborCalls)
+	fake.mu.Unlock()
+	// The first request's records were stored: they arrive twice.
+	require.Len(t, fake.userData(t), 1001)
 }

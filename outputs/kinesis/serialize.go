@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -29,10 +30,18 @@ import (
 // send it): the data as byte strings, not base64, so a third fewer bytes
 // to encode, hash (SigV4's payload SHA-256) and send. Its response is read
 // as CBOR, or as JSON when the server answers JSON (a proxy's error).
+//
+// A server whose CBOR answers do not decode (kinesalite cuts its CBOR
+// responses at 16 KiB) turns CBOR off for good: the request in question
+// is failed and retried in JSON (its records may then arrive twice).
 type putRecordsProtocol struct {
 	smithyhttp.ClientProtocol
-	cbor bool
+	cbor *atomic.Bool // nil or false: JSON
+	// fallback, when set, is called when CBOR is turned off, with why.
+	fallback func(error)
 }
+
+func (p putRecordsProtocol) useCBOR() bool { return p.cbor != nil && p.cbor.Load() }
 
 func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy.OperationSchema, in smithy.Serializable, req *smithyhttp.Request) error {
 	pr, ok := in.(*kinesis.PutRecordsInput)
@@ -49,7 +58,7 @@ func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 	if buf != nil {
 		body = (*buf)[:0]
 	}
-	if p.cbor {
+	if p.useCBOR() {
 		req.Header.Set("Content-Type", awscbor.ContentType)
 		body = awscbor.AppendPutRecords(body, pr)
 	} else {
@@ -77,7 +86,7 @@ type bodyBufKey struct{}
 // answers CBOR; everything else is the SDK's.
 func (p putRecordsProtocol) DeserializeResponse(ctx context.Context, schema *smithy.OperationSchema, types *smithy.TypeRegistry, resp *smithyhttp.Response, out smithy.Deserializable) error {
 	po, ok := out.(*kinesis.PutRecordsOutput)
-	if !ok || !p.cbor {
+	if !ok || p.cbor == nil {
 		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != awscbor.ContentType {
@@ -104,6 +113,10 @@ func (p putRecordsProtocol) DeserializeResponse(ctx context.Context, schema *smi
 		return &smithy.GenericAPIError{Code: code, Message: msg}
 	}
 	if err := awscbor.DecodePutRecordsResponse(body, po); err != nil {
+		err = fmt.Errorf("%w (%d bytes): the endpoint's CBOR does not decode, PutRecords goes on in JSON", err, len(body))
+		if p.cbor.CompareAndSwap(true, false) && p.fallback != nil {
+			p.fallback(err)
+		}
 		return &smithy.DeserializationError{Err: err}
 	}
 	return nil
