@@ -27,7 +27,7 @@ import (
 //
 // With cbor set, PutRecords goes out in the protocol's CBOR form
 // (Content-Type application/x-amz-cbor-1.1, as the Java SDK and the KPL
-// send it): the data as byte strings, not base64, so a third fewer bytes
+// send it): the data as byte strings, not base64, so a quarter fewer bytes
 // to encode, hash (SigV4's payload SHA-256) and send. Its response is read
 // as CBOR, or as JSON when the server answers JSON (a proxy's error).
 //
