@@ -629,3 +629,29 @@ func TestSend_CBORThatDoesNotDecodeFallsBackToJSON(t *testing.T) {
 	// The first request's records were stored: they arrive twice.
 	require.Len(t, fake.userData(t), 1001)
 }
+
+// A real endpoint that cannot read our CBOR answers SerializationException
+// (or 415): that says nothing about the records, so they must not be
+// dead-lettered. The request is failed retryably and PutRecords goes on in
+// JSON, where the same records are delivered.
+func TestSend_CBORRefusedByTheEndpointFallsBackToJSONNotDeadLetter(t *testing.T) {
+	for _, e := range []fakeError{{400, "SerializationException"}, {415, "UnknownError"}} {
+		t.Run(e.code, func(t *testing.T) {
+			fake, srv := newFakeKinesis(t, 2)
+			fake.whole = []fakeError{e}
+			var logs bytes.Buffer
+			o, err := New("test", testConfig(srv.URL), Settings{Logger: newTextLogger(&logs)})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, o.Close(context.Background())) })
+			err = o.Send(t.Context(), plainBatch("a", "b"))
+			requireRetryable(t, err)
+			require.False(t, outputs.IsPermanent(err), "refused CBOR must not dead-letter the records: %v", err)
+			require.Contains(t, logs.String(), "using JSON from now on")
+			require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
+			fake.mu.Lock()
+			require.Equal(t, 1, fake.cborCalls)
+			fake.mu.Unlock()
+			require.Len(t, fake.userData(t), 2)
+		})
+	}
+}

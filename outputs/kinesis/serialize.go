@@ -110,6 +110,16 @@ func (p putRecordsProtocol) DeserializeResponse(ctx context.Context, schema *smi
 				msg += " (" + derr.Error() + ")"
 			}
 		}
+		if cborRefused(resp.StatusCode, code) {
+			// The endpoint cannot read our CBOR (a proxy or emulator that
+			// speaks JSON only, or a body it parses differently): the
+			// records are fine, so this must not count as their rejection.
+			err := fmt.Errorf("the endpoint refused PutRecords in CBOR (%d %s: %s), PutRecords goes on in JSON", resp.StatusCode, code, msg)
+			if p.cbor.CompareAndSwap(true, false) && p.fallback != nil {
+				p.fallback(err)
+			}
+			return &smithy.DeserializationError{Err: err}
+		}
 		return &smithy.GenericAPIError{Code: code, Message: msg}
 	}
 	if err := awscbor.DecodePutRecordsResponse(body, po); err != nil {
@@ -120,6 +130,16 @@ func (p putRecordsProtocol) DeserializeResponse(ctx context.Context, schema *smi
 		return &smithy.DeserializationError{Err: err}
 	}
 	return nil
+}
+
+// cborRefused reports whether an error answer to a CBOR request says the
+// endpoint could not read the body or does not take CBOR at all.
+func cborRefused(status int, code string) bool {
+	switch code {
+	case "SerializationException", "UnknownOperationException", "UnsupportedMediaTypeException", "InternalSerializationError":
+		return true
+	}
+	return status == http.StatusUnsupportedMediaType
 }
 
 // maxResponseBytes bounds a PutRecords response read (500 results of about
