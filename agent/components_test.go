@@ -237,7 +237,7 @@ flows:
 		{"file records larger than the stream's records", cfgYAML(kin, "", ""),
 			`a.yaml:6: sources[0].file.max_record_bytes: 1020KiB is more than the largest record output "out" takes (512KiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 508KiB`},
 		{"kinesis block errors", cfgYAML("    type: kinesis\n    kinesis: {stream: \"a b\", max_request_records: 501, colour: red}", "", ""),
-			`a.yaml:10: outputs[0].kinesis.colour: unknown field "colour" (known: aggregation, endpoint, external_id, max_record_bytes, max_request_bytes, max_request_records, profile, rate_limit, region, role_arn, role_session_name, shard_map_refresh, stream, sts_endpoint, timeout)
+			`a.yaml:10: outputs[0].kinesis.colour: unknown field "colour" (known: aggregation, endpoint, external_id, max_record_bytes, max_request_bytes, max_request_records, profile, protocol, rate_limit, region, role_arn, role_session_name, shard_map_refresh, stream, sts_endpoint, timeout)
 a.yaml:10: outputs[0].kinesis.stream: "a b" is not a stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)
 a.yaml:10: outputs[0].kinesis.max_request_records: 501, want up to 500 (the PutRecords limit)`},
 		{"firehose records", cfgYAML(fh, ", max_record_bytes: 64KiB", "\n    aggregation: {max_bytes: 200KiB}"),

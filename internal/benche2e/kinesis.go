@@ -19,8 +19,9 @@ import (
 )
 
 // runKinesis ships the log to the HTTP sink (ndjson, no compression) and to
-// a fake Kinesis in each run, and prints both and their ratio.
-func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shards int, extra string) error {
+// a fake Kinesis, once per PutRecords protocol of protocols, in each run,
+// and prints them and their ratios.
+func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shards int, extra string, protocols []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -75,7 +76,8 @@ func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shar
 	}
 
 	fmt.Printf("log: %s (%d MiB, %d lines of ~%d bytes); fake Kinesis of %d shards\n", log, size>>20, lines, lineLen, shards)
-	var hres, kres []result
+	var hres []result
+	kres := map[string][]result{}
 	var kst []fakeaws.KinesisStats
 	for i := 0; i < runs; i++ {
 		received.Store(0)
@@ -89,23 +91,29 @@ func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shar
 		hres = append(hres, r)
 		fmt.Printf("run %d http:    %4.0f MB/s  %.2f CPU-s/GB  peak RSS %d MiB\n", i+1, r.mbps, r.cpuPerG, r.rss>>20)
 
-		k := fakeaws.NewKinesis(shards)
-		fk.Store(k)
-		r, err = runOnce(agentBin, dir, log, size, env, extra, "--to", kinURL)
-		if err != nil {
-			return err
+		for _, proto := range protocols {
+			k := fakeaws.NewKinesis(shards)
+			fk.Store(k)
+			to := kinURL + "&protocol=" + proto
+			if proto == "default" { // the agent's default (also for agents without the key)
+				to = kinURL
+			}
+			r, err = runOnce(agentBin, dir, log, size, env, extra, "--to", to)
+			if err != nil {
+				return err
+			}
+			st := k.Stats()
+			if st.UserRecords < lines {
+				return fmt.Errorf("kinesis: only %d of %d lines arrived", st.UserRecords, lines)
+			}
+			if v := k.Violations(); len(v) > 0 {
+				return fmt.Errorf("kinesis: %d sub-records a KCL would drop (first: %s)", len(v), v[0])
+			}
+			kres[proto] = append(kres[proto], r)
+			kst = append(kst, st)
+			fmt.Printf("run %d kinesis %s: %4.0f MB/s  %.2f CPU-s/GB  peak RSS %d MiB  %d Kinesis records (%.0f user records each), %d PutRecords, %d payload units\n",
+				i+1, proto, r.mbps, r.cpuPerG, r.rss>>20, st.Records, float64(st.UserRecords)/float64(st.Records), st.PutRecords, st.PayloadUnits)
 		}
-		st := k.Stats()
-		if st.UserRecords < lines {
-			return fmt.Errorf("kinesis: only %d of %d lines arrived", st.UserRecords, lines)
-		}
-		if v := k.Violations(); len(v) > 0 {
-			return fmt.Errorf("kinesis: %d sub-records a KCL would drop (first: %s)", len(v), v[0])
-		}
-		kres = append(kres, r)
-		kst = append(kst, st)
-		fmt.Printf("run %d kinesis: %4.0f MB/s  %.2f CPU-s/GB  peak RSS %d MiB  %d Kinesis records (%.0f user records each), %d PutRecords, %d payload units\n",
-			i+1, r.mbps, r.cpuPerG, r.rss>>20, st.Records, float64(st.UserRecords)/float64(st.Records), st.PutRecords, st.PayloadUnits)
 	}
 	gb := float64(size) / 1e9
 	med := func(rs []result, f func(result) float64) float64 {
@@ -126,11 +134,16 @@ func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shar
 	fmt.Println("| | MB/s | CPU-s per GB | peak RSS | user records per Kinesis record | PUT payload units per GB |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	fmt.Printf("| http ndjson | %.0f | %.2f | %.0f MiB | | |\n", med(hres, mbps), med(hres, cpu), med(hres, rss))
-	fmt.Printf("| kinesis (rate_limit=off) | %.0f | %.2f | %.0f MiB | %.0f | %.0f |\n", med(kres, mbps), med(kres, cpu), med(kres, rss),
-		float64(st.UserRecords)/float64(st.Records), units)
+	for _, proto := range protocols {
+		fmt.Printf("| kinesis %s (rate_limit=off) | %.0f | %.2f | %.0f MiB | %.0f | %.0f |\n", proto, med(kres[proto], mbps), med(kres[proto], cpu), med(kres[proto], rss),
+			float64(st.UserRecords)/float64(st.Records), units)
+	}
 	fmt.Printf("| one Kinesis record per line | | | | 1 | %.0f |\n", perLine)
-	fmt.Printf("\nkinesis/http CPU per GB: %.2fx (target <= 1.5x); payload units: %.0fx fewer than one record per line (target >= 50x)\n",
-		med(kres, cpu)/med(hres, cpu), perLine/units)
+	fmt.Println()
+	for _, proto := range protocols {
+		fmt.Printf("kinesis %s/http CPU per GB: %.2fx (target <= 1.5x)\n", proto, med(kres[proto], cpu)/med(hres, cpu))
+	}
+	fmt.Printf("payload units: %.0fx fewer than one record per line (target >= 50x)\n", perLine/units)
 	return nil
 }
 

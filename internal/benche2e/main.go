@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,6 +43,7 @@ func main() {
 	extra := flag.String("args", "", "extra agent tail flags")
 	kin := flag.Bool("kinesis", false, "also ship to a fake Kinesis each run, and compare")
 	shards := flag.Int("shards", 4, "shards of the fake Kinesis stream (-kinesis)")
+	kinProtocols := flag.String("kinesis-protocols", "cbor", "PutRecords protocols to run with -kinesis, comma-separated (cbor, json, or default: the agent's default, without the URL key)")
 	kafka := flag.Bool("kafka", false, "ship to an in-process kfake broker, next to a bare franz-go producer")
 	kafkaParams := flag.String("kafka-params", "", "query of the agent's kafka:// URL (e.g. compression=zstd)")
 	bare := flag.String("bare-producer", "", "internal: produce -log to this kafka:// URL with franz-go alone")
@@ -55,7 +57,7 @@ func main() {
 		return
 	}
 	if *kin {
-		if err := runKinesis(*agentBin, *size, *lineLen, *dir, *runs, *shards, *extra); err != nil {
+		if err := runKinesis(*agentBin, *size, *lineLen, *dir, *runs, *shards, *extra, strings.Split(*kinProtocols, ",")); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-kinesis:", err)
 			os.Exit(1)
 		}

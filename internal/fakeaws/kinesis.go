@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/awscbor"
 )
 
 // Kinesis is a fake Kinesis Data Streams (ListShards, PutRecords,
@@ -149,8 +151,10 @@ func (k *Kinesis) UserData() map[string][]string {
 	return out
 }
 
-// ServeHTTP answers the SDK's JSON 1.1 requests.
+// ServeHTTP answers the SDK's JSON 1.1 requests, and their CBOR form
+// (Content-Type application/x-amz-cbor-1.1) in CBOR.
 func (k *Kinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cbor := isCBOR(r)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -175,7 +179,7 @@ func (k *Kinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp = map[string]any{"StreamDescriptionSummary": map[string]any{"StreamName": "s", "StreamStatus": "ACTIVE", "OpenShardCount": len(k.shards)}}
 	case "PutRecords":
 		k.stats.PutRecords++
-		resp, n, err = k.putRecords(body)
+		resp, n, err = k.putRecords(body, cbor)
 		if err != nil {
 			status, resp = http.StatusBadRequest, map[string]any{"__type": "ValidationException", "message": err.Error()}
 		}
@@ -184,10 +188,31 @@ func (k *Kinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, resp = http.StatusBadRequest, map[string]any{"__type": "UnknownOperationException", "message": op}
 	}
 	k.mu.Unlock()
-	writeJSON(w, status, resp)
+	if cbor {
+		writeCBOR(w, status, resp)
+	} else {
+		writeJSON(w, status, resp)
+	}
 	if onPut != nil {
 		onPut(n)
 	}
+}
+
+// isCBOR says r is in the protocol's CBOR form.
+func isCBOR(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == awscbor.ContentType
+}
+
+func writeCBOR(w http.ResponseWriter, status int, v any) {
+	b, err := awscbor.Append(nil, v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", awscbor.ContentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -224,8 +249,18 @@ type putEntry struct {
 	ExplicitHashKey string
 }
 
-func (k *Kinesis) putRecords(body []byte) (any, int, error) {
-	entries, err := parsePutRecords(body)
+func (k *Kinesis) putRecords(body []byte, cbor bool) (any, int, error) {
+	var entries []putEntry
+	var err error
+	if cbor {
+		var ces []awscbor.PutEntry
+		_, ces, err = awscbor.DecodePutRecordsRequest(body)
+		for _, e := range ces {
+			entries = append(entries, putEntry(e))
+		}
+	} else {
+		entries, err = parsePutRecords(body)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

@@ -1,10 +1,18 @@
 package fakeaws
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/awscbor"
 )
 
 // The fast scanner reads what encoding/json reads, and declines what it
@@ -37,4 +45,39 @@ func TestScanPutRecords_SameAsEncodingJSON(t *testing.T) {
 	}
 	_, ok = scanPutRecords([]byte(`{"Records":[{"Data":"aGk=","Extra":1}],"StreamName":"s"}`))
 	require.False(t, ok)
+}
+
+// A PutRecords in CBOR is answered in CBOR; its errors too.
+func TestKinesis_SpeaksCBOR(t *testing.T) {
+	k := NewKinesis(2)
+	in := &kinesis.PutRecordsInput{StreamName: aws.String("s"), Records: []types.PutRecordsRequestEntry{
+		{Data: []byte("one"), PartitionKey: aws.String("a")},
+		{Data: []byte{0, 1, 2}, PartitionKey: aws.String("b"), ExplicitHashKey: aws.String("1")},
+	}}
+	post := func(body []byte) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.Header.Set("X-Amz-Target", "Kinesis_20131202.PutRecords")
+		req.Header.Set("Content-Type", awscbor.ContentType)
+		rec := httptest.NewRecorder()
+		k.ServeHTTP(rec, req)
+		return rec
+	}
+	rec := post(awscbor.AppendPutRecords(nil, in))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, awscbor.ContentType, rec.Header().Get("Content-Type"))
+	var out kinesis.PutRecordsOutput
+	require.NoError(t, awscbor.DecodePutRecordsResponse(rec.Body.Bytes(), &out))
+	require.Equal(t, int32(0), aws.ToInt32(out.FailedRecordCount))
+	require.Len(t, out.Records, 2)
+	require.Equal(t, "shardId-000000000000", aws.ToString(out.Records[1].ShardId)) // hash key 1
+	st := k.Stats()
+	require.Equal(t, int64(2), st.UserRecords)
+	require.Equal(t, int64(len("one")+len("a")+3+len("b")), st.Bytes)
+
+	rec = post([]byte{0xa1, 0x61}) // cut short
+	require.Equal(t, http.StatusBadRequest, rec.Code)
+	code, msg, err := awscbor.DecodeError(rec.Body.Bytes())
+	require.NoError(t, err)
+	require.Equal(t, "ValidationException", code)
+	require.Contains(t, msg, "awscbor")
 }

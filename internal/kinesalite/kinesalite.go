@@ -128,7 +128,7 @@ func start(tb testing.TB, node, mod string) (*Server, error) {
 		Region:       Region,
 		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
-	})
+	}, func(o *kinesis.Options) { o.Protocol = getRecordsProtocol{o.Protocol} })
 	return &Server{Endpoint: endpoint, Client: client}, nil
 }
 

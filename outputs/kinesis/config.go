@@ -41,6 +41,11 @@ type Config struct {
 	// Endpoint overrides the Kinesis endpoint (a VPC endpoint, an emulator):
 	// an http or https URL.
 	Endpoint string `yaml:"endpoint"`
+	// Protocol is the encoding of PutRecords: "cbor" (default; the binary
+	// form the Java SDK and the KPL use, data sent as bytes rather than
+	// base64: less to encode, hash and send) or "json" (for proxies and
+	// emulators that speak only JSON). The other calls are always JSON.
+	Protocol string `yaml:"protocol"`
 	// Profile selects a profile of the shared config files instead of
 	// AWS_PROFILE or "default".
 	Profile string `yaml:"profile"`
@@ -156,8 +161,15 @@ func DefaultConfig() Config {
 		ShardMapRefresh:   defaultShardMapRefresh,
 		Timeout:           defaultTimeout,
 		RoleSessionName:   defaultSessionName,
+		Protocol:          ProtocolCBOR,
 	}
 }
+
+// The values of Config.Protocol.
+const (
+	ProtocolCBOR = "cbor"
+	ProtocolJSON = "json"
+)
 
 // withDefaults fills zero values (a Config not built from DefaultConfig;
 // Aggregation, a bool, is taken as it is).
@@ -183,6 +195,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RoleSessionName == "" {
 		c.RoleSessionName = d.RoleSessionName
+	}
+	if c.Protocol == "" {
+		c.Protocol = d.Protocol
 	}
 	return c
 }
@@ -212,6 +227,9 @@ func (c Config) Validate() error {
 		add("stream: %q is not a stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)", c.Stream)
 	}
 	errs = append(errs, c.awsSettings().Validate(c.Endpoint)...)
+	if c.Protocol != "" && c.Protocol != ProtocolCBOR && c.Protocol != ProtocolJSON {
+		add("protocol: %q, want cbor or json", c.Protocol)
+	}
 	if c.MaxRecordSize < 0 || c.MaxRecordSize > aggregate.MaxLargeRecordSize {
 		add("max_record_bytes: %d, want up to %d (10MiB, for streams configured for large records)", int64(c.MaxRecordSize), aggregate.MaxLargeRecordSize)
 	}
@@ -247,7 +265,7 @@ func validStreamName(s string) bool {
 
 // FromURL returns the configuration of an `agent tail --to` URL:
 //
-//	kinesis://STREAM?region=R[&endpoint=URL][&profile=P][&role_arn=ARN]
+//	kinesis://STREAM?region=R[&endpoint=URL][&protocol=cbor|json][&profile=P][&role_arn=ARN]
 //	  [&external_id=ID][&role_session_name=N][&sts_endpoint=URL]
 //	  [&rate_limit=150|off][&aggregation=false][&max_record_bytes=10MiB]
 //
@@ -276,6 +294,8 @@ func FromURL(u *url.URL) (Config, error) {
 			c.Region = v
 		case "endpoint":
 			c.Endpoint = v
+		case "protocol":
+			c.Protocol = v
 		case "profile":
 			c.Profile = v
 		case "role_arn":

@@ -30,6 +30,9 @@ func TestConfig_Validate(t *testing.T) {
 		{"request bytes", func(c *Config) { c.MaxRequestBytes = 6 << 20 }, []string{"max_request_bytes:"}},
 		{"request records", func(c *Config) { c.MaxRequestRecords = 501 }, []string{"max_request_records:"}},
 		{"rate limit off", func(c *Config) { c.RateLimit = RateLimitOff }, nil},
+		{"protocol json", func(c *Config) { c.Protocol = ProtocolJSON }, nil},
+		{"protocol empty: cbor", func(c *Config) { c.Protocol = "" }, nil},
+		{"protocol", func(c *Config) { c.Protocol = "xml" }, []string{`protocol: "xml", want cbor or json`}},
 		{"rate limit", func(c *Config) { c.RateLimit = 5000 }, []string{"rate_limit:"}},
 		{"refresh", func(c *Config) { c.ShardMapRefresh = time.Millisecond }, []string{"shard_map_refresh:"}},
 		{"all joined", func(c *Config) { c.Stream = ""; c.MaxRequestRecords = -1 }, []string{"stream: required", "max_request_records:"}},
@@ -102,6 +105,8 @@ func TestFromURL(t *testing.T) {
 			want: func(c *Config) {
 				c.Stream, c.Region, c.RoleARN, c.ExternalID, c.RateLimit, c.MaxRecordSize = "logs", "us-east-1", "arn:aws:iam::1:role/r", "e", 120, 2<<20
 			}},
+		{url: "kinesis://logs?protocol=json", want: func(c *Config) { c.Stream, c.Protocol = "logs", ProtocolJSON }},
+		{url: "kinesis://logs?protocol=grpc", err: "protocol:"},
 		{url: "kinesis://?region=us-east-1", err: "stream: required"},
 		{url: "kinesis://logs?colour=blue", err: "colour: unknown parameter"},
 		{url: "kinesis://logs?rate_limit=fast", err: "rate_limit:"},

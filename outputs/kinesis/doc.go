@@ -82,6 +82,23 @@
 // failed with them). A missing stream and refused access are also logged, at
 // most every 30 s. The SDK's own retries are off: the agent's sender retries.
 //
+// # Protocol
+//
+// PutRecords goes out in the CBOR form of the AWS JSON 1.1 protocol
+// (Content-Type application/x-amz-cbor-1.1, what the Java SDK and the KPL
+// send; protocol: cbor, the default): the records' data as CBOR byte
+// strings instead of base64, so about a quarter fewer bytes to encode, to
+// hash for SigV4 and to send. The body is written by hand
+// (internal/awscbor, serialize.go) into a reused buffer; the response and
+// errors ({"__type", "message"}) are read by a small CBOR decoder, or by the
+// SDK's when the server answers JSON. protocol: json sends the SDK's JSON
+// document (written by hand too) for proxies and emulators that speak only
+// JSON. A CBOR answer that does not decode turns CBOR off for the output's
+// life, with a warning: the request in question is retried in JSON (its
+// records may arrive twice). kinesalite, for one, cuts its CBOR answers at
+// 16 KiB (500 plain records). ListShards and DescribeStreamSummary are
+// always JSON.
+//
 // # Rate limiting
 //
 // Each shard has two token buckets, bytes and records per second, at

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/awscbor"
 )
 
 // fakeKinesis is an in-process Kinesis speaking the JSON 1.1 protocol the
@@ -44,8 +46,12 @@ type fakeKinesis struct {
 	// whole, when set, fails the next PutRecords whole: status and __type.
 	whole []fakeError
 
-	listCalls  int
-	putCalls   int
+	listCalls int
+	putCalls  int
+	cborCalls int // requests in CBOR
+	// cutCBOR > 0 cuts CBOR answers to that many bytes (kinesalite cuts
+	// them at 16 KiB).
+	cutCBOR    int
 	akids      []string // the access key ID of every request's signature
 	stored     map[string][]storedRecord
 	violations []string
@@ -128,6 +134,18 @@ func (f *fakeKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.akids = append(f.akids, m[1])
 	}
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "Kinesis_20131202.")
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	cbor := mt == awscbor.ContentType
+	if cbor {
+		f.cborCalls++
+	}
+	reply := func(w http.ResponseWriter, status int, v any) {
+		if cbor {
+			writeCBOR(w, status, v, f.cutCBOR)
+		} else {
+			writeJSON(w, status, v)
+		}
+	}
 	var resp any
 	switch op {
 	case "ListShards":
@@ -140,16 +158,29 @@ func (f *fakeKinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			e := f.whole[0]
 			f.whole = f.whole[1:]
 			if e.status != 0 { // 0: this request passes
-				writeJSON(w, e.status, map[string]any{"__type": e.code, "message": "fake " + e.code})
+				reply(w, e.status, map[string]any{"__type": e.code, "message": "fake " + e.code})
 				return
 			}
 		}
-		resp = f.putRecords(body)
+		resp = f.putRecords(body, cbor)
 	default:
-		writeJSON(w, 400, map[string]any{"__type": "UnknownOperationException", "message": op})
+		reply(w, 400, map[string]any{"__type": "UnknownOperationException", "message": op})
 		return
 	}
-	writeJSON(w, 200, resp)
+	reply(w, 200, resp)
+}
+
+func writeCBOR(w http.ResponseWriter, status int, v any, cut int) {
+	b, err := awscbor.Append(nil, v)
+	if err != nil {
+		panic(err)
+	}
+	if cut > 0 && len(b) > cut {
+		b = b[:cut]
+	}
+	w.Header().Set("Content-Type", awscbor.ContentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -238,7 +269,7 @@ func (f *fakeKinesis) allow(shard string) bool {
 	return true
 }
 
-func (f *fakeKinesis) putRecords(body []byte) any {
+func (f *fakeKinesis) putRecords(body []byte, cbor bool) any {
 	var in struct {
 		StreamName string
 		Records    []struct {
@@ -247,14 +278,32 @@ func (f *fakeKinesis) putRecords(body []byte) any {
 			ExplicitHashKey string
 		}
 	}
-	if err := json.Unmarshal(body, &in); err != nil {
+	var raw [][]byte // the records' data, decoded
+	if cbor {
+		stream, entries, err := awscbor.DecodePutRecordsRequest(body)
+		if err != nil {
+			panic(err)
+		}
+		in.StreamName = stream
+		for _, e := range entries {
+			in.Records = append(in.Records, struct {
+				Data            string
+				PartitionKey    string
+				ExplicitHashKey string
+			}{"", e.PartitionKey, e.ExplicitHashKey})
+			raw = append(raw, e.Data)
+		}
+	} else if err := json.Unmarshal(body, &in); err != nil {
 		panic(err)
 	}
 	var results []map[string]any
 	failed := 0
-	for _, e := range in.Records {
-		data, err := base64.StdEncoding.DecodeString(e.Data)
-		if err != nil {
+	for i, e := range in.Records {
+		var data []byte
+		var err error
+		if cbor {
+			data = raw[i]
+		} else if data, err = base64.StdEncoding.DecodeString(e.Data); err != nil {
 			panic(err)
 		}
 		shard := f.lookup(hashOf(e.PartitionKey, e.ExplicitHashKey))

@@ -52,6 +52,22 @@ func testConfig(url string, mods ...func(*Config)) Config {
 	return c
 }
 
+// withProtocol sets Config.Protocol.
+func withProtocol(p string) func(*Config) { return func(c *Config) { c.Protocol = p } }
+
+// requireProtocol asserts that fake's PutRecords requests were all in p.
+func requireProtocol(t *testing.T, fake *fakeKinesis, p string) {
+	t.Helper()
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	require.Positive(t, fake.putCalls)
+	if p == ProtocolCBOR {
+		require.Equal(t, fake.putCalls, fake.cborCalls, "PutRecords requests in CBOR")
+	} else {
+		require.Zero(t, fake.cborCalls, "PutRecords requests in CBOR")
+	}
+}
+
 // newTestOutput builds an output on cfg whose clock and pacing sleeps are
 // clock's (time moves only when the output paces); closed at cleanup.
 func newTestOutput(t testing.TB, cfg Config, clock *fakeClock) *Output {

@@ -63,6 +63,8 @@ type Output struct {
 	maps shardMaps
 
 	bufs      sync.Pool // *[]byte: request data
+	bodies    sync.Pool // *[]byte: request bodies (see bodyBufKey)
+	proto     putRecordsProtocol
 	splitters splitterPool
 
 	// Background refreshes run under bgCtx; Close cancels it and waits.
@@ -101,17 +103,25 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: output %s: %w", name, err)
 	}
+	proto := putRecordsProtocol{cbor: new(atomic.Bool)}
+	proto.cbor.Store(cfg.Protocol == ProtocolCBOR)
+	proto.fallback = func(err error) {
+		log.Warn("PutRecords in CBOR failed: using JSON from now on (set protocol: json for this endpoint)",
+			"stream", cfg.Stream, "endpoint", cfg.Endpoint, "err", err)
+	}
 	client := kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.Retryer = aws.NopRetryer{} // the agent's sender retries
-		o.Protocol = putRecordsProtocol{o.Protocol}
+		proto.ClientProtocol = o.Protocol
+		o.Protocol = proto
 	})
 	o := newOutput(name, cfg, client, log, set.Registerer, set.OutputLabelled)
 	o.tr = tr
+	o.proto = proto
 	o.log.Info("kinesis output ready", "stream", cfg.Stream, "region", awsCfg.Region,
-		"assume_role", cfg.RoleARN != "", "rate_limit", cfg.RateLimit.String(), "aggregation", cfg.Aggregation)
+		"assume_role", cfg.RoleARN != "", "protocol", cfg.Protocol, "rate_limit", cfg.RateLimit.String(), "aggregation", cfg.Aggregation)
 	return o, nil
 }
 

@@ -311,9 +311,16 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 			in.Records[j].ExplicitHashKey = aws.String(e.ehk)
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
+	body, _ := o.bodies.Get().(*[]byte)
+	if body == nil {
+		body = new([]byte)
+	}
+	cctx, cancel := context.WithTimeout(context.WithValue(ctx, bodyBufKey{}, body), o.cfg.Timeout)
 	out, err := o.client.PutRecords(cctx, in)
 	cancel()
+	if cap(*body) <= maxKeptBody {
+		o.bodies.Put(body)
+	}
 	if err == nil && len(out.Records) != len(req) {
 		err = fmt.Errorf("kinesis: PutRecords answered %d results for %d records", len(out.Records), len(req))
 	}
@@ -432,6 +439,10 @@ func shardIndex(m *aggregate.ShardMap, id string) (int, bool) {
 
 // maxKeptBuf bounds the request buffers kept for reuse.
 const maxKeptBuf = 8 << 20
+
+// maxKeptBody bounds the request bodies kept for reuse (5 MiB of data in
+// JSON is 6.7 MiB).
+const maxKeptBody = 8 << 20
 
 // getBuf returns a buffer with room for the batch's aggregates as sent.
 func (o *Output) getBuf(b outputs.Batch) *[]byte {

@@ -1,8 +1,10 @@
 package kinesis
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -75,35 +77,38 @@ func TestSend_OnlyFailedEntriesAreReported(t *testing.T) {
 		{"ProvisionedThroughputExceededException", true},
 		{"KMSThrottlingException", true},
 	} {
-		t.Run(tc.code, func(t *testing.T) {
-			fake, srv := newFakeKinesis(t, 2)
-			fake.failCode = func(_ string, data []byte) string {
-				if strings.HasPrefix(string(data), "fail") {
-					return tc.code
+		for _, proto := range []string{ProtocolCBOR, ProtocolJSON} {
+			t.Run(proto+"/"+tc.code, func(t *testing.T) {
+				fake, srv := newFakeKinesis(t, 2)
+				fake.failCode = func(_ string, data []byte) string {
+					if strings.HasPrefix(string(data), "fail") {
+						return tc.code
+					}
+					return ""
 				}
-				return ""
-			}
-			o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
-			b := plainBatch("ok0", "ok1", "fail2", "ok3", "ok4", "ok5", "ok6", "fail7")
-			err := o.Send(t.Context(), b)
-			var pe *outputs.PartialError
-			require.ErrorAs(t, err, &pe)
-			require.Equal(t, []int{2, 7}, pe.Failed)
-			require.Len(t, pe.Reasons, 2)
-			require.Contains(t, pe.Reasons[0], tc.code)
-			require.False(t, outputs.IsPermanent(err))
-			var te *outputs.ThrottleError
-			require.Equal(t, tc.throttle, errors.As(err, &te))
-			require.ElementsMatch(t, []string{"ok0", "ok1", "ok3", "ok4", "ok5", "ok6"}, fake.userData(t))
-			require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
-			require.Equal(t, 6.0, testutil.ToFloat64(o.metrics.userRecords))
+				o := newTestOutput(t, testConfig(srv.URL, withProtocol(proto)), newFakeClock())
+				b := plainBatch("ok0", "ok1", "fail2", "ok3", "ok4", "ok5", "ok6", "fail7")
+				err := o.Send(t.Context(), b)
+				var pe *outputs.PartialError
+				require.ErrorAs(t, err, &pe)
+				require.Equal(t, []int{2, 7}, pe.Failed)
+				require.Len(t, pe.Reasons, 2)
+				require.Contains(t, pe.Reasons[0], tc.code)
+				require.False(t, outputs.IsPermanent(err))
+				var te *outputs.ThrottleError
+				require.Equal(t, tc.throttle, errors.As(err, &te))
+				require.ElementsMatch(t, []string{"ok0", "ok1", "ok3", "ok4", "ok5", "ok6"}, fake.userData(t))
+				require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
+				require.Equal(t, 6.0, testutil.ToFloat64(o.metrics.userRecords))
 
-			// All failed: the error itself, not a partial one.
-			err = o.Send(t.Context(), plainBatch("fail0", "fail1"))
-			require.Error(t, err)
-			require.False(t, errors.As(err, &pe))
-			require.Equal(t, tc.throttle, errors.As(err, &te))
-		})
+				// All failed: the error itself, not a partial one.
+				err = o.Send(t.Context(), plainBatch("fail0", "fail1"))
+				require.Error(t, err)
+				require.False(t, errors.As(err, &pe))
+				require.Equal(t, tc.throttle, errors.As(err, &te))
+				requireProtocol(t, fake, proto)
+			})
+		}
 	}
 }
 
@@ -124,26 +129,29 @@ func TestSend_WholeRequestErrorsAreClassified(t *testing.T) {
 		{400, "ValidationException", "permanent"},
 		{400, "InvalidArgumentException", "permanent"},
 	} {
-		t.Run(tc.code, func(t *testing.T) {
-			fake, srv := newFakeKinesis(t, 1)
-			fake.whole = []fakeError{{tc.status, tc.code}}
-			o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
-			err := o.Send(t.Context(), plainBatch("a", "b"))
-			require.ErrorContains(t, err, tc.code)
-			switch tc.want {
-			case "retry":
-				requireRetryable(t, err)
-			case "throttle":
-				var te *outputs.ThrottleError
-				require.ErrorAs(t, err, &te)
-				require.False(t, outputs.IsPermanent(err))
-			case "permanent":
-				require.True(t, outputs.IsPermanent(err), "%v", err)
-			}
-			require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
-			// The next attempt goes through.
-			require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
-		})
+		for _, proto := range []string{ProtocolCBOR, ProtocolJSON} {
+			t.Run(proto+"/"+tc.code, func(t *testing.T) {
+				fake, srv := newFakeKinesis(t, 1)
+				fake.whole = []fakeError{{tc.status, tc.code}}
+				o := newTestOutput(t, testConfig(srv.URL, withProtocol(proto)), newFakeClock())
+				err := o.Send(t.Context(), plainBatch("a", "b"))
+				require.ErrorContains(t, err, tc.code)
+				switch tc.want {
+				case "retry":
+					requireRetryable(t, err)
+				case "throttle":
+					var te *outputs.ThrottleError
+					require.ErrorAs(t, err, &te)
+					require.False(t, outputs.IsPermanent(err))
+				case "permanent":
+					require.True(t, outputs.IsPermanent(err), "%v", err)
+				}
+				require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
+				// The next attempt goes through.
+				require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
+				requireProtocol(t, fake, proto)
+			})
+		}
 	}
 }
 
@@ -591,5 +599,59 @@ func TestSend_AFastAnswerDoesNotCutTheResponse(t *testing.T) {
 	}
 	for range 40 {
 		require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	}
+}
+
+func TestSend_CBORThatDoesNotDecodeFallsBackToJSON(t *testing.T) {
+	// kinesalite cuts its CBOR answers at 16 KiB: the answer to 500
+	// records does not decode. The request is failed (retryable), and
+	// PutRecords goes on in JSON.
+	fake, srv := newFakeKinesis(t, 2)
+	fake.cutCBOR = 16 << 10
+	var logs bytes.Buffer
+	o, err := New("test", testConfig(srv.URL), Settings{Logger: newTextLogger(&logs)})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, o.Close(context.Background())) })
+	data := make([]string, 500)
+	for i := range data {
+		data[i] = fmt.Sprintf("line %d", i)
+	}
+	err = o.Send(t.Context(), plainBatch(data...))
+	requireRetryable(t, err)
+	require.ErrorContains(t, err, "CBOR")
+	require.Contains(t, logs.String(), "using JSON from now on")
+	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
+	require.NoError(t, o.Send(t.Context(), plainBatch("after")))
+	fake.mu.Lock()
+	require.Equal(t, 3, fake.putCalls)
+	require.Equal(t, 1, fake.cborCalls)
+	fake.mu.Unlock()
+	// The first request's records were stored: they arrive twice.
+	require.Len(t, fake.userData(t), 1001)
+}
+
+// A real endpoint that cannot read our CBOR answers SerializationException
+// (or 415): that says nothing about the records, so they must not be
+// dead-lettered. The request is failed retryably and PutRecords goes on in
+// JSON, where the same records are delivered.
+func TestSend_CBORRefusedByTheEndpointFallsBackToJSONNotDeadLetter(t *testing.T) {
+	for _, e := range []fakeError{{400, "SerializationException"}, {415, "UnknownError"}} {
+		t.Run(e.code, func(t *testing.T) {
+			fake, srv := newFakeKinesis(t, 2)
+			fake.whole = []fakeError{e}
+			var logs bytes.Buffer
+			o, err := New("test", testConfig(srv.URL), Settings{Logger: newTextLogger(&logs)})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, o.Close(context.Background())) })
+			err = o.Send(t.Context(), plainBatch("a", "b"))
+			requireRetryable(t, err)
+			require.False(t, outputs.IsPermanent(err), "refused CBOR must not dead-letter the records: %v", err)
+			require.Contains(t, logs.String(), "using JSON from now on")
+			require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
+			fake.mu.Lock()
+			require.Equal(t, 1, fake.cborCalls)
+			fake.mu.Unlock()
+			require.Len(t, fake.userData(t), 2)
+		})
 	}
 }

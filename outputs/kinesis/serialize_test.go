@@ -40,7 +40,7 @@ func TestPutRecordsProtocol_SameRequestAsTheSDK(t *testing.T) {
 			Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", ""),
 		}, func(o *kinesis.Options) {
 			if fast {
-				o.Protocol = putRecordsProtocol{o.Protocol}
+				o.Protocol = putRecordsProtocol{ClientProtocol: o.Protocol}
 			}
 		})
 	}

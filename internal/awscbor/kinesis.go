@@ -1,0 +1,222 @@
+package awscbor
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+)
+
+// AppendPutRecords appends the CBOR body of a PutRecords request, the same
+// document as the JSON protocol's with Data as byte strings:
+// {"Records":[{"Data":h'..',"ExplicitHashKey":"..","PartitionKey":".."},...],"StreamName":".."}.
+// The buffer is grown once to the body's size. StreamARN, StreamId and
+// DryRun are not written: callers use StreamName.
+func AppendPutRecords(dst []byte, in *kinesis.PutRecordsInput) []byte {
+	n := 32
+	if in.StreamName != nil {
+		n += len(*in.StreamName)
+	}
+	for _, r := range in.Records {
+		n += 48 + len(r.Data)
+		if r.PartitionKey != nil {
+			n += len(*r.PartitionKey)
+		}
+		if r.ExplicitHashKey != nil {
+			n += len(*r.ExplicitHashKey)
+		}
+	}
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	fields := uint64(1)
+	if in.StreamName != nil {
+		fields++
+	}
+	dst = AppendHead(dst, majMap, fields)
+	dst = AppendText(dst, "Records")
+	dst = AppendHead(dst, majArray, uint64(len(in.Records)))
+	for _, r := range in.Records {
+		k := uint64(1)
+		if r.ExplicitHashKey != nil {
+			k++
+		}
+		if r.PartitionKey != nil {
+			k++
+		}
+		dst = AppendHead(dst, majMap, k)
+		dst = AppendText(dst, "Data")
+		dst = AppendBytes(dst, r.Data)
+		if r.ExplicitHashKey != nil {
+			dst = AppendText(dst, "ExplicitHashKey")
+			dst = AppendText(dst, *r.ExplicitHashKey)
+		}
+		if r.PartitionKey != nil {
+			dst = AppendText(dst, "PartitionKey")
+			dst = AppendText(dst, *r.PartitionKey)
+		}
+	}
+	if in.StreamName != nil {
+		dst = AppendText(dst, "StreamName")
+		dst = AppendText(dst, *in.StreamName)
+	}
+	return dst
+}
+
+// DecodePutRecordsResponse reads the body of a successful PutRecords
+// response into out: FailedRecordCount, EncryptionType and Records
+// (SequenceNumber, ShardId, ErrorCode, ErrorMessage). Unknown members are
+// ignored, null members left unset; members of the wrong type are an error.
+func DecodePutRecordsResponse(b []byte, out *kinesis.PutRecordsOutput) error {
+	v, _, err := Decode(b)
+	if err != nil {
+		return fmt.Errorf("awscbor: PutRecords response: %w", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("awscbor: PutRecords response is a %T, not a map", v)
+	}
+	if c, ok := m["FailedRecordCount"]; ok && c != nil {
+		n, err := toInt32(c)
+		if err != nil {
+			return fmt.Errorf("awscbor: PutRecords response: FailedRecordCount: %w", err)
+		}
+		out.FailedRecordCount = &n
+	}
+	if e, ok := m["EncryptionType"].(string); ok {
+		out.EncryptionType = types.EncryptionType(e)
+	}
+	recs, ok := m["Records"]
+	if !ok || recs == nil {
+		return nil
+	}
+	a, ok := recs.([]any)
+	if !ok {
+		return fmt.Errorf("awscbor: PutRecords response: Records is a %T, not an array", recs)
+	}
+	out.Records = make([]types.PutRecordsResultEntry, len(a))
+	for i, r := range a {
+		rm, ok := r.(map[string]any)
+		if !ok {
+			return fmt.Errorf("awscbor: PutRecords response: record %d is a %T, not a map", i, r)
+		}
+		e := &out.Records[i]
+		for _, f := range []struct {
+			name string
+			dst  **string
+		}{{"SequenceNumber", &e.SequenceNumber}, {"ShardId", &e.ShardId}, {"ErrorCode", &e.ErrorCode}, {"ErrorMessage", &e.ErrorMessage}} {
+			switch s := rm[f.name].(type) {
+			case nil:
+			case string:
+				*f.dst = &s
+			default:
+				return fmt.Errorf("awscbor: PutRecords response: record %d: %s is a %T, not a string", i, f.name, s)
+			}
+		}
+	}
+	return nil
+}
+
+func toInt32(v any) (int32, error) {
+	switch n := v.(type) {
+	case uint64:
+		if n <= math.MaxInt32 {
+			return int32(n), nil
+		}
+	case int64:
+		if n >= math.MinInt32 {
+			return int32(n), nil
+		}
+	case float64:
+		if n == math.Trunc(n) && n >= math.MinInt32 && n <= math.MaxInt32 {
+			return int32(n), nil
+		}
+	default:
+		return 0, fmt.Errorf("a %T, not an integer", v)
+	}
+	return 0, errors.New("out of range")
+}
+
+// DecodeError reads an error response body: {"__type": code, "message":
+// text} (also "code", "Message"). The code is sanitized as the JSON
+// protocol does: "aws.namespace#Code:http://..." becomes "Code".
+func DecodeError(b []byte) (code, message string, err error) {
+	v, _, err := Decode(b)
+	if err != nil {
+		return "", "", fmt.Errorf("awscbor: error response: %w", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return "", "", fmt.Errorf("awscbor: error response is a %T, not a map", v)
+	}
+	for _, k := range []string{"__type", "code", "Code"} {
+		if s, ok := m[k].(string); ok && s != "" {
+			code = s
+			break
+		}
+	}
+	for _, k := range []string{"message", "Message", "errorMessage"} {
+		if s, ok := m[k].(string); ok && s != "" {
+			message = s
+			break
+		}
+	}
+	return SanitizeErrorCode(code), message, nil
+}
+
+// SanitizeErrorCode strips an error code's namespace ("ns#") and URI
+// suffix (":http://...").
+func SanitizeErrorCode(code string) string {
+	if i := strings.IndexByte(code, ':'); i >= 0 {
+		code = code[:i]
+	}
+	if i := strings.LastIndexByte(code, '#'); i >= 0 {
+		code = code[i+1:]
+	}
+	return code
+}
+
+// PutEntry is one record of a decoded PutRecords request.
+type PutEntry struct {
+	Data            []byte
+	PartitionKey    string
+	ExplicitHashKey string
+}
+
+// DecodePutRecordsRequest reads a PutRecords request body (what servers
+// and fakes do).
+func DecodePutRecordsRequest(b []byte) (stream string, entries []PutEntry, err error) {
+	v, _, err := Decode(b)
+	if err != nil {
+		return "", nil, fmt.Errorf("awscbor: PutRecords request: %w", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return "", nil, fmt.Errorf("awscbor: PutRecords request is a %T, not a map", v)
+	}
+	stream, _ = m["StreamName"].(string)
+	recs, ok := m["Records"].([]any)
+	if !ok {
+		return "", nil, errors.New("awscbor: PutRecords request without Records")
+	}
+	entries = make([]PutEntry, len(recs))
+	for i, r := range recs {
+		rm, ok := r.(map[string]any)
+		if !ok {
+			return "", nil, fmt.Errorf("awscbor: PutRecords request: record %d is a %T, not a map", i, r)
+		}
+		data, ok := rm["Data"].([]byte)
+		if !ok {
+			return "", nil, fmt.Errorf("awscbor: PutRecords request: record %d: Data is a %T, not a byte string", i, rm["Data"])
+		}
+		entries[i].Data = data
+		entries[i].PartitionKey, _ = rm["PartitionKey"].(string)
+		entries[i].ExplicitHashKey, _ = rm["ExplicitHashKey"].(string)
+	}
+	return stream, entries, nil
+}
