@@ -150,7 +150,12 @@ func (o *Output) Name() string { return o.name }
 // Close stops background shard map refreshes and closes idle connections. It
 // is idempotent; Send must not be called after it.
 func (o *Output) Close(context.Context) error {
-	if o.closing.Swap(true) {
+	// Under the lock refreshInBackground checks closing with: a refresh
+	// either sees it, or has called wg.Add before the Wait below.
+	o.maps.mu.Lock()
+	was := o.closing.Swap(true)
+	o.maps.mu.Unlock()
+	if was {
 		return nil
 	}
 	o.bgCancel()
