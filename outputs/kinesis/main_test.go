@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -148,9 +149,17 @@ func requireRetryable(t *testing.T, err error) {
 	require.False(t, errors.As(err, &pe), "partial: %v", err)
 }
 
+// AGENT_TEST_SEED replays a logged seed.
 func testSeed(t testing.TB) uint64 {
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("AGENT_TEST_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("AGENT_TEST_SEED: %v", err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (AGENT_TEST_SEED replays it)", seed)
 	return seed
 }
 
