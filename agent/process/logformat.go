@@ -3,6 +3,8 @@ package process
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/kplagent/agent/internal/jsontext"
 )
 
 // Log formats of log_to_json. The field names are the Kinesis Agent's
@@ -61,21 +63,86 @@ func quoted(b []byte) (q, rest []byte, ok bool) {
 	return nil, nil, false
 }
 
-// accessFields are the values of an access log line, in output order.
+// accessKeys are the fields of an access log line, in output order.
 var accessKeys = [...]string{"host", "ident", "authuser", "datetime", "request", "response", "bytes", "referrer", "agent"}
 
+// accessOpen[i] opens field i in the output form: `"host":"` for the
+// first, `,"ident":"` for the others.
+var accessOpen = func() (o [len(accessKeys)]string) {
+	for i, k := range accessKeys {
+		o[i] = `,"` + k + `":"`
+	}
+	o[0] = o[0][1:]
+	return o
+}()
+
+// trimEOL removes the line terminator (any \r and \n at the end).
+func trimEOL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// openStr opens string field i of a parser's fixed layout (open[i] ends
+// with `":"`), returning the key's span.
+func (r *Record) openStr(open string, key string) (int, int) {
+	r.arena = append(r.arena, open...)
+	ke := len(r.arena) - 3
+	return ke - len(key), ke
+}
+
+// closeStr closes a string field opened by openStr.
+func (r *Record) closeStr(ks, ke int) {
+	r.arena = append(r.arena, '"')
+	r.closeField(ks, ke)
+}
+
+// accessField appends field i with the plain value v (escaped as needed).
+func (r *Record) accessField(i int, v []byte) {
+	ks, ke := r.openStr(accessOpen[i], accessKeys[i])
+	r.arena = jsontext.AppendBody(r.arena, v)
+	r.closeStr(ks, ke)
+}
+
+// accessQuoted appends field i with the double-quoted log value at the
+// start of b (its backslash escapes decoded) and returns the rest after the
+// closing quote.
+func (r *Record) accessQuoted(i int, b []byte) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, false
+	}
+	ks, ke := r.openStr(accessOpen[i], accessKeys[i])
+	// Fast path: the value needs neither decoding nor escaping.
+	if n := 1 + jsontext.PlainLen(b[1:]); n < len(b) && b[n] == '"' {
+		r.arena = append(r.arena, b[1:n]...)
+		r.closeStr(ks, ke)
+		return b[n+1:], true
+	}
+	q, rest, ok := quoted(b)
+	if !ok {
+		return nil, false
+	}
+	r.scr = unescapeLog(r.scr[:0], q)
+	r.arena = jsontext.AppendBody(r.arena, r.scr)
+	r.closeStr(ks, ke)
+	return rest, true
+}
+
 // parseAccess parses the Apache common or combined format (nginx's combined
-// is the same). Escapes in quoted fields (\" and \\, as Apache and nginx
-// write them) are decoded.
+// is the same), writing its fields straight into r's output form. Escapes
+// in quoted fields (\" \\ \xHH, as Apache and nginx write them) are
+// decoded. On false r is left a partial object: the caller restores it.
 func parseAccess(r *Record, line []byte, combined bool) bool {
-	line = bytes.TrimRight(line, "\r\n")
-	var v [9][]byte
-	var ok bool
-	b := line
+	b := trimEOL(line)
+	r.startObject()
 	for i := 0; i < 3; i++ {
-		if v[i], b, ok = token(b); !ok {
+		tok, rest, ok := token(b)
+		if !ok {
 			return false
 		}
+		r.accessField(i, tok)
+		b = rest
 	}
 	if len(b) == 0 || b[0] != '[' {
 		return false
@@ -84,46 +151,41 @@ func parseAccess(r *Record, line []byte, combined bool) bool {
 	if end < 0 || len(b) < end+2 || b[end+1] != ' ' {
 		return false
 	}
-	v[3], b = b[1:end], b[end+2:]
-	if v[4], b, ok = quoted(b); !ok || len(b) == 0 || b[0] != ' ' {
+	r.accessField(3, b[1:end])
+	b, ok := r.accessQuoted(4, b[end+2:])
+	if !ok || len(b) == 0 || b[0] != ' ' {
 		return false
 	}
-	b = b[1:]
-	if v[5], b, ok = token(b); !ok || !isDigits(v[5]) {
+	status, b, ok := token(b[1:])
+	if !ok || !isDigits(status) {
 		return false
 	}
-	n := 7
+	r.accessField(5, status)
+	var size []byte
 	if combined {
-		if v[6], b, ok = token(b); !ok {
+		if size, b, ok = token(b); !ok {
 			return false
 		}
-		if v[7], b, ok = quoted(b); !ok || len(b) == 0 || b[0] != ' ' {
-			return false
-		}
-		if v[8], b, ok = quoted(b[1:]); !ok {
-			return false
-		}
-		n = 9
-		// Anything after the user agent (nginx or Apache formats that
-		// append fields) is left out.
 	} else {
-		v[6] = b
-		if i := bytes.IndexByte(b, ' '); i >= 0 {
+		if bytes.IndexByte(b, ' ') >= 0 {
 			return false
 		}
+		size = b
 	}
-	if len(v[6]) == 0 || (!isDigits(v[6]) && string(v[6]) != "-") {
+	if !isDigits(size) && string(size) != "-" {
 		return false
 	}
-	r.startObject()
-	for i := 0; i < n; i++ {
-		if i == 4 || i >= 7 {
-			r.setUnescaped(accessKeys[i], v[i])
-			continue
-		}
-		r.addString(accessKeys[i], v[i])
+	r.accessField(6, size)
+	if !combined {
+		return true
 	}
-	return true
+	if b, ok = r.accessQuoted(7, b); !ok || len(b) == 0 || b[0] != ' ' {
+		return false
+	}
+	// Anything after the user agent (nginx or Apache formats that append
+	// fields) is left out.
+	_, ok = r.accessQuoted(8, b[1:])
+	return ok
 }
 
 func isDigits(b []byte) bool {
@@ -138,48 +200,53 @@ func isDigits(b []byte) bool {
 	return true
 }
 
-// startObject makes r an empty object (its text is kept).
-func (r *Record) startObject() {
-	r.obj = true
-	r.arena = r.arena[:0]
-	r.fields = r.fields[:0]
-}
-
-// setUnescaped sets key to the string v with the log's backslash escapes
-// (\" \\ \xHH as written by Apache and nginx) decoded.
-func (r *Record) setUnescaped(key string, v []byte) {
-	if bytes.IndexByte(v, '\\') < 0 {
-		r.addString(key, v)
-		return
-	}
-	s := r.scr[:0]
+// unescapeLog appends v with the log's backslash escapes (\" \\ \xHH \n
+// \t, as written by Apache and nginx) decoded.
+func unescapeLog(dst, v []byte) []byte {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c != '\\' || i+1 == len(v) {
-			s = append(s, c)
+			dst = append(dst, c)
 			continue
 		}
 		i++
 		switch v[i] {
 		case 'x':
 			if i+2 < len(v) {
-				if n, err := strconv.ParseUint(string(v[i+1:i+3]), 16, 8); err == nil {
-					s = append(s, byte(n))
+				if n, ok := unhex2(v[i+1], v[i+2]); ok {
+					dst = append(dst, n)
 					i += 2
 					continue
 				}
 			}
-			s = append(s, '\\', 'x')
+			dst = append(dst, '\\', 'x')
 		case 'n':
-			s = append(s, '\n')
+			dst = append(dst, '\n')
 		case 't':
-			s = append(s, '\t')
+			dst = append(dst, '\t')
 		default:
-			s = append(s, v[i])
+			dst = append(dst, v[i])
 		}
 	}
-	r.scr = s
-	r.addString(key, s)
+	return dst
+}
+
+func unhex2(a, b byte) (byte, bool) {
+	x, ok1 := unhex(a)
+	y, ok2 := unhex(b)
+	return x<<4 | y, ok1 && ok2
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // parsePRI parses "<N>" at the start of b.
@@ -199,7 +266,7 @@ func parsePRI(b []byte) (pri, rest []byte, ok bool) {
 // present), timestamp, hostname, program, processid (when present),
 // message.
 func parse3164(r *Record, line []byte) bool {
-	line = bytes.TrimRight(line, "\r\n")
+	line = trimEOL(line)
 	pri, b, hasPRI := parsePRI(line)
 	if !hasPRI {
 		b = line
@@ -256,7 +323,7 @@ func isMonth(b []byte) bool {
 // object of SD-IDs, each an object of its params; left out when "-"),
 // message (a UTF-8 BOM removed).
 func parse5424(r *Record, line []byte) bool {
-	line = bytes.TrimRight(line, "\r\n")
+	line = trimEOL(line)
 	pri, b, ok := parsePRI(line)
 	if !ok {
 		return false

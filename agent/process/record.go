@@ -13,15 +13,23 @@ import (
 // bytes as read) or a JSON object held as an ordered list of top-level
 // fields whose values are raw JSON. Its buffers are reused from record to
 // record: a Record belongs to one flow and is used under its lock.
+//
+// An object is kept in its output form: the arena always holds exactly
+// `{"k1":v1,"k2":v2` (no white space, no closing brace) and fields index
+// the keys and values in it. Parsers append fields straight into that form,
+// edits splice it in place, and Bytes only adds the brace: nothing is
+// copied to serialize a record.
 type Record struct {
 	text   []byte  // the record while it is text
-	obj    bool    // the record is a JSON object (fields)
-	arena  []byte  // keys (escaped, unquoted) and raw JSON values of fields
+	obj    bool    // the record is a JSON object (arena, fields)
+	arena  []byte  // the object without its closing brace
 	fields []field // in order; a key appears once
-	out    []byte  // Bytes' buffer
 	scr    []byte  // scratch for processors
+	scr2   []byte  // scratch for edits
 }
 
+// field indexes one member in the arena: the key (escaped, unquoted) is
+// arena[ks:ke], the raw JSON value arena[vs:ve] (vs is ke+2, past `":`).
 type field struct{ ks, ke, vs, ve int32 }
 
 // Meta is what a source knows about a record besides its bytes: the
@@ -54,19 +62,17 @@ func (r *Record) Bytes() []byte {
 	if !r.obj {
 		return r.text
 	}
-	b := append(r.out[:0], '{')
-	for i, f := range r.fields {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, r.arena[f.ks:f.ke]...)
-		b = append(b, '"', ':')
-		b = append(b, r.arena[f.vs:f.ve]...)
-	}
-	b = append(b, '}')
-	r.out = b
+	r.arena = append(r.arena, '}')
+	b := r.arena
+	r.arena = r.arena[:len(b)-1]
 	return b
+}
+
+// startObject makes r an empty object (its text is kept).
+func (r *Record) startObject() {
+	r.obj = true
+	r.arena = append(r.arena[:0], '{')
+	r.fields = r.fields[:0]
 }
 
 // toObject makes a text record an object: its fields when the text is a
@@ -78,22 +84,19 @@ func (r *Record) toObject() {
 	if r.parseObject(r.text) {
 		return
 	}
-	r.obj = true
-	r.arena = r.arena[:0]
-	r.fields = r.fields[:0]
-	r.SetString("message", r.text)
+	r.startObject()
+	r.addString(keyMessage, r.text)
 }
 
 // parseObject makes r the object b, reporting false (r unchanged) when b
-// is not one valid JSON object.
+// is not one valid JSON object. Values with line breaks (pretty-printed
+// nested objects) are compacted, so the object is one line.
 func (r *Record) parseObject(b []byte) bool {
 	b = bytes.TrimSpace(b)
 	if !jsontext.IsObject(b) {
 		return false
 	}
-	r.obj = true
-	r.arena = r.arena[:0]
-	r.fields = r.fields[:0]
+	r.startObject()
 	i := 1
 	for {
 		i = skipWS(b, i)
@@ -106,7 +109,13 @@ func (r *Record) parseObject(b []byte) bool {
 		i = skipWS(b, i)
 		vs := i
 		ve := skipValue(b, i)
-		r.setRaw(b[ks:ke], b[vs:ve])
+		v := b[vs:ve]
+		if len(v) > 0 && (v[0] == '{' || v[0] == '[') && bytes.ContainsAny(v, "\r\n") {
+			var c bytes.Buffer
+			_ = json.Compact(&c, v) // valid
+			v = c.Bytes()
+		}
+		r.setRaw(b[ks:ke], v)
 		i = skipWS(b, ve)
 		if b[i] == ',' {
 			i++
@@ -164,7 +173,8 @@ func skipValue(b []byte, i int) int {
 	return i
 }
 
-// find returns the index of the field named key, or -1.
+// find returns the index of the top-level field whose escaped key is key,
+// or -1.
 func (r *Record) find(key string) int {
 	for i, f := range r.fields {
 		if string(r.arena[f.ks:f.ke]) == key {
@@ -174,98 +184,172 @@ func (r *Record) find(key string) int {
 	return -1
 }
 
-// setRaw sets key (escaped, unquoted) to the raw JSON value v.
-func (r *Record) setRaw(key, v []byte) {
+// openField appends the separator and the quoted escaped key of a new field
+// and its colon, returning the key's span. The value follows.
+func (r *Record) openField(key []byte, escaped bool) (int, int) {
+	if len(r.fields) > 0 {
+		r.arena = append(r.arena, ',')
+	}
+	r.arena = append(r.arena, '"')
 	ks := len(r.arena)
-	r.arena = append(r.arena, key...)
+	if escaped || plainKey(key) {
+		r.arena = append(r.arena, key...)
+	} else {
+		r.arena = jsontext.AppendBody(r.arena, key)
+	}
 	ke := len(r.arena)
-	r.arena = append(r.arena, v...)
-	r.put(ks, ke, len(r.arena))
+	r.arena = append(r.arena, '"', ':')
+	return ks, ke
 }
 
-func (r *Record) put(ks, ke, ve int) {
-	nf := field{int32(ks), int32(ke), int32(ke), int32(ve)}
-	if i := r.find(string(r.arena[ks:ke])); i >= 0 {
-		r.fields[i] = nf
+// closeField records the field opened at ks, ke whose value ends the arena.
+func (r *Record) closeField(ks, ke int) {
+	r.fields = append(r.fields, field{int32(ks), int32(ke), int32(ke + 2), int32(len(r.arena))})
+}
+
+// splice replaces arena[s:e] by v (which must not be in the arena) and
+// moves every offset at or after e.
+func (r *Record) splice(s, e int, v []byte) {
+	d := len(v) - (e - s)
+	n := len(r.arena)
+	if d > 0 {
+		r.arena = append(r.arena, make([]byte, d)...)
+	}
+	copy(r.arena[s+len(v):], r.arena[e:n])
+	copy(r.arena[s:], v)
+	if d < 0 {
+		r.arena = r.arena[:n+d]
+	}
+	if d == 0 {
 		return
 	}
-	r.fields = append(r.fields, nf)
+	d32, e32 := int32(d), int32(e)
+	for i := range r.fields {
+		f := &r.fields[i]
+		if f.ks >= e32 {
+			f.ks += d32
+		}
+		if f.ke >= e32 {
+			f.ke += d32
+		}
+		if f.vs >= e32 {
+			f.vs += d32
+		}
+		if f.ve >= e32 {
+			f.ve += d32
+		}
+	}
 }
 
-// appendKey appends a plain key to the arena, escaped.
-func (r *Record) appendKey(key string) (int, int) {
-	ks := len(r.arena)
-	if plainKey(key) {
-		r.arena = append(r.arena, key...)
-		return ks, len(r.arena)
+// setValue replaces the raw value of field i by v (not in the arena).
+func (r *Record) setValue(i int, v []byte) {
+	f := r.fields[i]
+	r.splice(int(f.vs), int(f.ve), v)
+}
+
+// setRaw sets key (escaped, unquoted) to the raw JSON value v.
+func (r *Record) setRaw(key, v []byte) {
+	if i := r.find(string(key)); i >= 0 {
+		r.setValue(i, v)
+		return
 	}
-	r.arena = jsontext.AppendString(r.arena, []byte(key))
-	// drop the quotes
-	copy(r.arena[ks:], r.arena[ks+1:len(r.arena)-1])
-	r.arena = r.arena[:len(r.arena)-2]
-	return ks, len(r.arena)
+	ks, ke := r.openField(key, true)
+	r.arena = append(r.arena, v...)
+	r.closeField(ks, ke)
 }
 
 // SetString sets field key to the JSON string of v (the record must be an
 // object).
 func (r *Record) SetString(key string, v []byte) {
-	ks, ke := r.appendKey(key)
-	r.arena = jsontext.AppendString(r.arena, v)
-	r.put(ks, ke, len(r.arena))
+	if i := r.findName(key); i >= 0 {
+		r.scr2 = jsontext.AppendString(r.scr2[:0], v)
+		r.setValue(i, r.scr2)
+		return
+	}
+	r.addString(key, v)
+}
+
+// findName finds a field by its plain (unescaped) name.
+func (r *Record) findName(key string) int {
+	if plainKey([]byte(key)) {
+		return r.find(key)
+	}
+	r.scr2 = jsontext.AppendBody(r.scr2[:0], []byte(key))
+	return r.find(string(r.scr2))
 }
 
 // addString appends field key (not already set: a parser filling a new
 // object) with the JSON string of v.
 func (r *Record) addString(key string, v []byte) {
-	ks, ke := r.appendKey(key)
+	ks, ke := r.openField([]byte(key), false)
 	r.arena = jsontext.AppendString(r.arena, v)
-	r.fields = append(r.fields, field{int32(ks), int32(ke), int32(ke), int32(len(r.arena))})
+	r.closeField(ks, ke)
 }
 
 // SetInt sets field key to the number v.
 func (r *Record) SetInt(key string, v int64) {
-	ks, ke := r.appendKey(key)
-	r.arena = strconv.AppendInt(r.arena, v, 10)
-	r.put(ks, ke, len(r.arena))
+	var b [20]byte
+	r.SetJSON(key, strconv.AppendInt(b[:0], v, 10))
 }
 
-// SetJSON sets field key to the raw JSON value v (valid JSON).
+// SetJSON sets field key to the raw JSON value v (valid JSON, not in the
+// arena).
 func (r *Record) SetJSON(key string, v []byte) {
-	ks, ke := r.appendKey(key)
+	if i := r.findName(key); i >= 0 {
+		r.setValue(i, v)
+		return
+	}
+	ks, ke := r.openField([]byte(key), false)
 	r.arena = append(r.arena, v...)
-	r.put(ks, ke, len(r.arena))
+	r.closeField(ks, ke)
 }
 
-// Remove deletes field key; it reports whether it was there.
+// removeAt deletes field i.
+func (r *Record) removeAt(i int) {
+	f := r.fields[i]
+	s, e := int(f.ks)-1, int(f.ve) // from the key's quote to the value's end
+	switch {
+	case i > 0:
+		s-- // the comma before
+	case len(r.fields) > 1:
+		e++ // the first field: the comma after
+	}
+	r.splice(s, e, nil)
+	r.fields = append(r.fields[:i], r.fields[i+1:]...)
+}
+
+// Remove deletes top-level field key; it reports whether it was there.
 func (r *Record) Remove(key string) bool {
-	i := r.find(key)
+	i := r.findName(key)
 	if i < 0 {
 		return false
 	}
-	r.fields = append(r.fields[:i], r.fields[i+1:]...)
+	r.removeAt(i)
 	return true
 }
 
-// Rename renames field from to to (replacing a field named to).
+// Rename renames top-level field from to to (replacing a field named to).
 func (r *Record) Rename(from, to string) bool {
-	i := r.find(from)
+	i := r.findName(from)
 	if i < 0 || from == to {
 		return i >= 0
 	}
+	if j := r.findName(to); j >= 0 {
+		r.removeAt(j)
+		i = r.findName(from)
+	}
 	f := r.fields[i]
-	r.Remove(to)
-	i = r.find(from)
-	ks, ke := r.appendKey(to)
-	r.fields[i] = field{int32(ks), int32(ke), f.vs, f.ve}
+	r.scr2 = appendKeyBody(r.scr2[:0], to)
+	r.splice(int(f.ks), int(f.ke), r.scr2)
 	return true
 }
 
-// Raw returns field key's raw JSON value.
+// Raw returns top-level field key's raw JSON value.
 func (r *Record) Raw(key string) ([]byte, bool) {
 	if !r.obj {
 		return nil, false
 	}
-	i := r.find(key)
+	i := r.findName(key)
 	if i < 0 {
 		return nil, false
 	}
@@ -273,8 +357,8 @@ func (r *Record) Raw(key string) ([]byte, bool) {
 	return r.arena[f.vs:f.ve], true
 }
 
-// Value returns field key's value as text: a string's contents (unescaped),
-// or the raw JSON of any other value. dst is reused.
+// Value returns top-level field key's value as text: a string's contents
+// (unescaped), or the raw JSON of any other value. dst is reused.
 func (r *Record) Value(dst []byte, key string) ([]byte, bool) {
 	raw, ok := r.Raw(key)
 	if !ok {
@@ -305,12 +389,22 @@ func validUTF8Key(s string) bool { return s != "" && utf8.ValidString(s) }
 
 func appendStr(dst, s []byte) []byte { return jsontext.AppendString(dst, s) }
 
+// appendKeyBody appends a plain name as an escaped key (without quotes).
+func appendKeyBody(dst []byte, key string) []byte {
+	if plainKey([]byte(key)) {
+		return append(dst, key...)
+	}
+	return jsontext.AppendBody(dst, []byte(key))
+}
+
 // plainKey reports whether key needs no escaping in JSON.
-func plainKey(key string) bool {
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+func plainKey(key []byte) bool {
+	for _, c := range key {
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
 			return false
 		}
 	}
 	return true
 }
+
+const keyMessage = "message"

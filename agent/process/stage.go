@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kplagent/agent/internal/jsontext"
 )
 
 // Config is a flow's processing stage.
@@ -202,6 +204,13 @@ func (s *Stage) envelope(r *Record, meta Meta) {
 		r.SetString(kv[0], []byte(kv[1]))
 	}
 }
+
+// Object reports whether the record last returned by Process is a JSON
+// object the stage made: one valid JSON object on one line (no white space
+// around it, no line breaks in it), which an output can send as it is
+// without checking it again. False for a record left as text (no processor
+// made it an object, or its parser failed): the output checks those.
+func (s *Stage) Object() bool { return s.lastObj }
 
 // PartitionKey returns the key for the record last processed (data is its
 // bytes, as Process returned them or as read when the stage is inactive),
@@ -422,22 +431,24 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 				}
 				return passed
 			}
+			// A string value is redacted as text (unescaped, then escaped
+			// again), so a pattern cannot break the JSON around it.
 			for i := range r.fields {
 				f := r.fields[i]
 				v := r.arena[f.vs:f.ve]
 				if len(v) < 2 || v[0] != '"' {
 					continue
 				}
-				nv := v
+				s.buf = jsonText(s.buf[:0], v)
+				nv, changed := s.buf, false
 				for _, re := range res {
 					if re.Match(nv) {
-						nv = re.ReplaceAllLiteral(nv, mask)
+						nv, changed = re.ReplaceAllLiteral(nv, mask), true
 					}
 				}
-				if len(nv) != len(v) || !bytes.Equal(nv, v) {
-					vs := len(r.arena)
-					r.arena = append(r.arena, nv...)
-					r.fields[i].vs, r.fields[i].ve = int32(vs), int32(len(r.arena))
+				if changed {
+					r.scr = jsontext.AppendString(r.scr[:0], nv)
+					r.setValue(i, r.scr)
 				}
 			}
 			return passed
