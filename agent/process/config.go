@@ -3,6 +3,7 @@ package process
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -77,7 +78,7 @@ type CSVConfig struct {
 
 // LogConfig: log_to_json parses a record in a well-known log format.
 type LogConfig struct {
-	Format string `yaml:"format"` // apache_common, apache_combined, nginx_combined, syslog_rfc3164, syslog_rfc5424
+	Format string `yaml:"format"` // apache_common, apache_combined, nginx_combined, apache_error, syslog_rfc3164, syslog_rfc5424
 }
 
 // RegexConfig: regex parses a record with a regular expression (RE2
@@ -210,6 +211,11 @@ func (p Processor) Validate() error {
 		if len(a.Fields) == 0 && a.Hostname == "" && a.EC2 == nil {
 			add("", "nothing to add (set fields, hostname or ec2)")
 		}
+		for _, k := range slices.Sorted(maps.Keys(a.Fields)) {
+			if !validPath(k) {
+				add(".fields", "%q: want a name or a path of names (a.b.c), not empty, UTF-8", k)
+			}
+		}
 		if a.EC2 != nil {
 			for k := range a.EC2.Fields {
 				if !slices.Contains(ec2Keys, k) {
@@ -224,6 +230,9 @@ func (p Processor) Validate() error {
 		m := p.Drop
 		if m == nil {
 			m = p.Keep
+		}
+		if m.Field != "" && !validPath(m.Field) {
+			add(".field", "%q: want a name or a path of names (a.b.c), not empty, UTF-8", m.Field)
 		}
 		if m.Regex == "" {
 			add(".regex", "required")
@@ -243,9 +252,15 @@ func (p Processor) Validate() error {
 			add(".mask", "must not contain quotes, backslashes or line breaks")
 		}
 	case p.Rename != nil:
-		for from, to := range p.Rename {
-			if !validUTF8Key(from) || !validUTF8Key(to) {
-				add("."+from, "names must be non-empty UTF-8")
+		for _, from := range slices.Sorted(maps.Keys(p.Rename)) {
+			if to := p.Rename[from]; !validPath(from) || !validPath(to) {
+				add("."+from, "want a name or a path of names (a.b.c) on each side, not empty, UTF-8")
+			}
+		}
+	case p.Remove != nil:
+		for i, k := range p.Remove {
+			if !validPath(k) {
+				add(fmt.Sprintf("[%d]", i), "%q: want a name or a path of names (a.b.c), not empty, UTF-8", k)
 			}
 		}
 	}

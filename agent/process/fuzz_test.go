@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -21,12 +22,20 @@ func fuzzParser(f *testing.F, cfg Config, seeds ...string) {
 		if !keep {
 			t.Fatal("dropped without a drop rule")
 		}
-		if string(out) == string(in) {
+		if !s.Object() {
+			if string(out) != string(in) {
+				t.Fatalf("%q changed to %q but is not an object", in, out)
+			}
 			return
 		}
+		// An object the stage made: valid, one line, no white space
+		// around it (what an output sends without checking it again).
 		var obj map[string]any
 		if err := json.Unmarshal(out, &obj); err != nil {
 			t.Fatalf("%q made %q: %v", in, out, err)
+		}
+		if bytes.ContainsAny(out, "\r\n") || out[0] != '{' || out[len(out)-1] != '}' {
+			t.Fatalf("%q made %q: not one line", in, out)
 		}
 	})
 }
@@ -55,4 +64,26 @@ func FuzzLogToJSON(f *testing.F) {
 		Processor{LogToJSON: &LogConfig{Format: FormatApacheCombined}},
 		Processor{LogToJSON: &LogConfig{Format: FormatApacheCommon}},
 	), seeds...)
+}
+
+func FuzzApacheError(f *testing.F) {
+	fuzzParser(f, procs(Processor{LogToJSON: &LogConfig{Format: FormatApacheError}}),
+		`[Thu May 12 08:28:57.652118 2011] [core:error] [pid 8777:tid 4326490112] [client ::1:58619] File does not exist: /favicon.ico`,
+		`[Wed Oct 11 14:32:52.123456 2000] [proxy_fcgi:error] [pid 4321] (70007)The timeout specified has expired: [client 203.0.113.9:52144] AH01075: x, referer: https://e.com/`,
+		`[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] client denied: /x`,
+		`[Sun Mar  7 16:02:00 2004] [notice] Apache/2.2.3 (Unix) configured`,
+		`[Mon Jan 01 00:00:00.000001 2024] [:error] [pid 7]`,
+		"[Wed Oct 11 14:32:52 2000] [error] \xff\x00\"")
+}
+
+// FuzzJSONEdits runs the editing processors on JSON input: every edit
+// splices the object in place and must leave it valid.
+func FuzzJSONEdits(f *testing.F) {
+	fuzzParser(f, procs(
+		Processor{JSON: &JSONConfig{}},
+		Processor{Rename: map[string]string{"a": "b", "c.d": "e"}},
+		Processor{Remove: []string{"x", "y.z"}},
+		Processor{AddFields: &AddFieldsConfig{Fields: map[string]string{"a": "1", "f.g": "2"}}},
+		Processor{Redact: &RedactConfig{Patterns: []string{"email", `"`}}},
+	), `{"a":1,"b":2,"x":3}`, `{"c":{"d":[1,{"x":2}]},"y":{"z":1,"w":2}}`, "{\n\"a\" : {\"b\":\n1}}", `{"x":"a@b.io \"q\""}`, `{"f":"not an object"}`)
 }

@@ -49,12 +49,12 @@ func TestLogToJSON_Apache(t *testing.T) {
 	runGolden(t, procs(Processor{LogToJSON: &LogConfig{Format: FormatApacheCombined}}), []golden{
 		{"combined",
 			`203.0.113.9 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"`,
-			`{"host":"203.0.113.9","ident":"-","authuser":"frank","datetime":"10/Oct/2000:13:55:36 -0700","request":"GET /apache_pb.gif HTTP/1.0","response":"200","bytes":"2326","referrer":"http://www.example.com/start.html","agent":"Mozilla/4.08 [en] (Win98; I ;Nav)"}`},
+			`{"host":"203.0.113.9","ident":"-","authuser":"frank","datetime":"10/Oct/2000:13:55:36 -0700","request":"GET /apache_pb.gif HTTP/1.0","response":"200","bytes":"2326","referer":"http://www.example.com/start.html","agent":"Mozilla/4.08 [en] (Win98; I ;Nav)"}`},
 		{"escaped quote in the request, no body (-), trailing newline",
 			`::1 - - [06/Dec/2026:07:05:44 +0000] "GET /q?a=\"x\" HTTP/1.1" 304 - "-" "curl/8.5.0"` + "\n",
-			`{"host":"::1","ident":"-","authuser":"-","datetime":"06/Dec/2026:07:05:44 +0000","request":"GET /q?a=\"x\" HTTP/1.1","response":"304","bytes":"-","referrer":"-","agent":"curl/8.5.0"}`},
+			`{"host":"::1","ident":"-","authuser":"-","datetime":"06/Dec/2026:07:05:44 +0000","request":"GET /q?a=\"x\" HTTP/1.1","response":"304","bytes":"-","referer":"-","agent":"curl/8.5.0"}`},
 		{"nginx \\x escapes decoded", `10.0.0.1 - - [06/Dec/2026:07:05:44 +0000] "\x16\x03\x01" 400 157 "-" "-"`,
-			`{"host":"10.0.0.1","ident":"-","authuser":"-","datetime":"06/Dec/2026:07:05:44 +0000","request":"\u0016\u0003\u0001","response":"400","bytes":"157","referrer":"-","agent":"-"}`},
+			`{"host":"10.0.0.1","ident":"-","authuser":"-","datetime":"06/Dec/2026:07:05:44 +0000","request":"\u0016\u0003\u0001","response":"400","bytes":"157","referer":"-","agent":"-"}`},
 		{"common line is not combined: unchanged", `127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326`,
 			`127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326`},
 		{"garbage unchanged", `not an access log`, `not an access log`},
@@ -67,7 +67,7 @@ func TestLogToJSON_Apache(t *testing.T) {
 	})
 	runGolden(t, procs(Processor{LogToJSON: &LogConfig{Format: FormatNginxCombined}}), []golden{
 		{"nginx combined", `192.168.1.20 - - [28/Jul/2006:10:27:10 -0300] "GET /cgi-bin/try/ HTTP/1.0" 200 3395 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"`,
-			`{"host":"192.168.1.20","ident":"-","authuser":"-","datetime":"28/Jul/2006:10:27:10 -0300","request":"GET /cgi-bin/try/ HTTP/1.0","response":"200","bytes":"3395","referrer":"-","agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"}`},
+			`{"host":"192.168.1.20","ident":"-","authuser":"-","datetime":"28/Jul/2006:10:27:10 -0300","request":"GET /cgi-bin/try/ HTTP/1.0","response":"200","bytes":"3395","referer":"-","agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"}`},
 	})
 }
 
@@ -207,4 +207,37 @@ agent_processor_records_total{flow="f",processor="log_to_json",result="failed",s
 agent_processor_records_total{flow="f",processor="log_to_json",result="in",step="0"} 3
 agent_processor_records_total{flow="f",processor="log_to_json",result="out",step="0"} 3
 `), "agent_processor_records_total"))
+}
+
+func TestLogToJSON_ApacheError(t *testing.T) {
+	t.Parallel()
+	runGolden(t, procs(Processor{LogToJSON: &LogConfig{Format: FormatApacheError}}), []golden{
+		{"2.4 threaded, client with port",
+			`[Thu May 12 08:28:57.652118 2011] [core:error] [pid 8777:tid 4326490112] [client ::1:58619] File does not exist: /usr/local/apache2/htdocs/favicon.ico`,
+			`{"timestamp":"Thu May 12 08:28:57.652118 2011","module":"core","severity":"error","processid":"8777","threadid":"4326490112","client":"::1:58619","message":"File does not exist: /usr/local/apache2/htdocs/favicon.ico"}`},
+		{"2.4 lifecycle notice, no client",
+			`[Sun Dec 06 07:05:44.123456 2026] [mpm_event:notice] [pid 1234:tid 140234567890] AH00489: Apache/2.4.57 (Unix) configured -- resuming normal operations` + "\n",
+			`{"timestamp":"Sun Dec 06 07:05:44.123456 2026","module":"mpm_event","severity":"notice","processid":"1234","threadid":"140234567890","message":"AH00489: Apache/2.4.57 (Unix) configured -- resuming normal operations"}`},
+		{"2.4 prefork (no tid), OS error before the client, referer",
+			`[Wed Oct 11 14:32:52.123456 2000] [proxy_fcgi:error] [pid 4321] (70007)The timeout specified has expired: [client 203.0.113.9:52144] AH01075: Error dispatching request to : (polling), referer: https://www.example.com/cart`,
+			`{"timestamp":"Wed Oct 11 14:32:52.123456 2000","module":"proxy_fcgi","severity":"error","processid":"4321","client":"203.0.113.9:52144","message":"(70007)The timeout specified has expired: AH01075: Error dispatching request to : (polling)","referer":"https://www.example.com/cart"}`},
+		{"2.4 trace level, PHP message with quotes",
+			`[Tue Mar 05 10:11:12.345678 2024] [php:error] [pid 45:tid 46] [client 10.0.0.1:1234] PHP Fatal error:  Uncaught Error: Call to undefined function "foo()" in /var/www/index.php:3`,
+			`{"timestamp":"Tue Mar 05 10:11:12.345678 2024","module":"php","severity":"error","processid":"45","threadid":"46","client":"10.0.0.1:1234","message":"PHP Fatal error:  Uncaught Error: Call to undefined function \"foo()\" in /var/www/index.php:3"}`},
+		{"2.4 unknown module ([:error])",
+			`[Mon Jan 01 00:00:00.000001 2024] [:error] [pid 7] [client 10.1.1.1:80] mod_security: Access denied`,
+			`{"timestamp":"Mon Jan 01 00:00:00.000001 2024","severity":"error","processid":"7","client":"10.1.1.1:80","message":"mod_security: Access denied"}`},
+		{"2.2 with client",
+			`[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] client denied by server configuration: /export/home/live/ap/htdocs/test`,
+			`{"timestamp":"Wed Oct 11 14:32:52 2000","severity":"error","client":"127.0.0.1","message":"client denied by server configuration: /export/home/live/ap/htdocs/test"}`},
+		{"2.2 padded day, no client",
+			`[Sun Mar  7 16:02:00 2004] [notice] Apache/2.2.3 (Unix) configured -- resuming normal operations`,
+			`{"timestamp":"Sun Mar  7 16:02:00 2004","severity":"notice","message":"Apache/2.2.3 (Unix) configured -- resuming normal operations"}`},
+		{"an access log line unchanged", `127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326`, `127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2326`},
+		{"a continuation line (PHP stack trace) unchanged", `#0 /var/www/index.php(3): foo()`, `#0 /var/www/index.php(3): foo()`},
+		{"bad time unchanged", `[yesterday] [error] boom`, `[yesterday] [error] boom`},
+		{"bad pid unchanged", `[Wed Oct 11 14:32:52 2000] [error] [pid x] boom`, `[Wed Oct 11 14:32:52 2000] [error] [pid x] boom`},
+		{"unclosed client unchanged", `[Wed Oct 11 14:32:52 2000] [error] [client 1.2.3.4 boom`, `[Wed Oct 11 14:32:52 2000] [error] [client 1.2.3.4 boom`},
+		{"level with spaces unchanged", `[Wed Oct 11 14:32:52 2000] [very bad] boom`, `[Wed Oct 11 14:32:52 2000] [very bad] boom`},
+	})
 }

@@ -137,6 +137,9 @@ func (k KeyConfig) Validate() error {
 		if k.Field == "" {
 			return fmt.Errorf("field: required")
 		}
+		if !validPath(k.Field) {
+			return fmt.Errorf("field: %q: want a name or a path of names (a.b.c)", k.Field)
+		}
 	case KeyRegex:
 		re, err := regexp.Compile(k.Regex)
 		if err != nil {

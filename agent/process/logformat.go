@@ -15,10 +15,11 @@ const (
 	FormatNginxCombined  = "nginx_combined"  // nginx's default log_format combined
 	FormatSyslog3164     = "syslog_rfc3164"  // BSD syslog: <PRI>Mmm dd hh:mm:ss host tag[pid]: msg
 	FormatSyslog5424     = "syslog_rfc5424"  // <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG
+	FormatApacheError    = "apache_error"    // httpd 2.4 and 2.2 error log: [time] [module:level] [pid N:tid M] [client A] msg
 )
 
 // logFormats are the names log_to_json accepts.
-var logFormats = []string{FormatApacheCommon, FormatApacheCombined, FormatNginxCombined, FormatSyslog3164, FormatSyslog5424}
+var logFormats = []string{FormatApacheCommon, FormatApacheCombined, FormatNginxCombined, FormatApacheError, FormatSyslog3164, FormatSyslog5424}
 
 // logParser parses a line into r's fields; false leaves r unchanged.
 type logParser func(r *Record, line []byte) bool
@@ -33,6 +34,8 @@ func logParserFor(format string) logParser {
 		return parse3164
 	case FormatSyslog5424:
 		return parse5424
+	case FormatApacheError:
+		return parseApacheError
 	}
 	return nil
 }
@@ -64,7 +67,7 @@ func quoted(b []byte) (q, rest []byte, ok bool) {
 }
 
 // accessKeys are the fields of an access log line, in output order.
-var accessKeys = [...]string{"host", "ident", "authuser", "datetime", "request", "response", "bytes", "referrer", "agent"}
+var accessKeys = [...]string{"host", "ident", "authuser", "datetime", "request", "response", "bytes", "referer", "agent"}
 
 // accessOpen[i] opens field i in the output form: `"host":"` for the
 // first, `,"ident":"` for the others.
@@ -448,4 +451,140 @@ func (r *Record) parseSD(b []byte) ([]byte, int, bool) {
 	out = append(out, '}')
 	r.scr = out
 	return out, i, true
+}
+
+// parseApacheError parses an Apache httpd error log line in the default
+// formats of 2.4 and 2.2:
+//
+//	[Thu May 12 08:28:57.652118 2011] [core:error] [pid 8777:tid 4326490112] [client ::1:58619] File does not exist: /favicon.ico
+//	[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] client denied by server configuration: /export/home/htdocs/test
+//
+// Fields (the Kinesis Agent's APACHEERRORLOG names): timestamp, module
+// (2.4), severity, processid, threadid (2.4, threaded MPMs), client,
+// message, and referer (Apache's ", referer: URL" suffix, cut from the
+// message). Absent parts are left out. An OS error before the client
+// ("(70007)The timeout specified has expired: [client ...] ...") stays in
+// the message.
+func parseApacheError(r *Record, line []byte) bool {
+	b := trimEOL(line)
+	ts, b, ok := bracket(b)
+	if !ok || !errorLogTime(ts) {
+		return false
+	}
+	lvl, b, ok := bracket(b)
+	if !ok || len(lvl) == 0 {
+		return false
+	}
+	var module []byte
+	if i := bytes.LastIndexByte(lvl, ':'); i >= 0 {
+		module, lvl = lvl[:i], lvl[i+1:]
+	}
+	if !isWord(lvl) {
+		return false
+	}
+	var pid, tid []byte
+	if bytes.HasPrefix(b, []byte("[pid ")) {
+		var p []byte
+		if p, b, ok = bracket(b); !ok {
+			return false
+		}
+		p = p[len("pid "):]
+		if i := bytes.Index(p, []byte(":tid ")); i >= 0 {
+			pid, tid = p[:i], p[i+len(":tid "):]
+		} else {
+			pid = p
+		}
+		if !isDigits(pid) || (tid != nil && !isDigits(tid)) {
+			return false
+		}
+	}
+	// The client: first, or after an OS error ("(errno)text: ").
+	var client, osErr []byte
+	if len(b) > 0 && b[0] == '(' {
+		if i := bytes.Index(b, []byte(": [client ")); i > 0 && bytes.IndexByte(b[:i], ')') > 1 {
+			osErr, b = b[:i+2], b[i+2:]
+		}
+	}
+	if bytes.HasPrefix(b, []byte("[client ")) {
+		var c []byte
+		if c, b, ok = bracket(b); !ok {
+			return false
+		}
+		client = c[len("client "):]
+	}
+	msg := b
+	var referer []byte
+	if i := bytes.LastIndex(msg, []byte(", referer: ")); i >= 0 && bytes.IndexByte(msg[i+len(", referer: "):], ' ') < 0 {
+		msg, referer = msg[:i], msg[i+len(", referer: "):]
+	}
+	r.startObject()
+	r.addString("timestamp", ts)
+	if len(module) > 0 {
+		r.addString("module", module)
+	}
+	r.addString("severity", lvl)
+	if pid != nil {
+		r.addString("processid", pid)
+	}
+	if tid != nil {
+		r.addString("threadid", tid)
+	}
+	if client != nil {
+		r.addString("client", client)
+	}
+	if osErr != nil {
+		r.scr = append(append(r.scr[:0], osErr...), msg...)
+		msg = r.scr
+	}
+	r.addString("message", msg)
+	if referer != nil {
+		r.addString("referer", referer)
+	}
+	return true
+}
+
+// bracket returns the contents of the "[...]" at the start of b and the
+// rest after it and one space (the end of the line may follow "]" too).
+func bracket(b []byte) (in, rest []byte, ok bool) {
+	if len(b) < 2 || b[0] != '[' {
+		return nil, nil, false
+	}
+	end := bytes.IndexByte(b, ']')
+	if end < 0 {
+		return nil, nil, false
+	}
+	in, rest = b[1:end], b[end+1:]
+	switch {
+	case len(rest) == 0:
+	case rest[0] == ' ':
+		rest = rest[1:]
+	default:
+		return nil, nil, false
+	}
+	return in, rest, true
+}
+
+// errorLogTime checks the shape of an error log time: "Wed Oct 11
+// 14:32:52 2000", with microseconds in 2.4 ("...:52.123456 2000") and the
+// day possibly padded ("Mar  7").
+func errorLogTime(b []byte) bool {
+	if len(b) < 24 || b[3] != ' ' || b[7] != ' ' || !isMonth(b[4:7]) {
+		return false
+	}
+	year := b[len(b)-5:]
+	return year[0] == ' ' && isDigits(year[1:]) && bytes.Count(b, []byte(":")) == 2
+}
+
+// isWord reports whether b is a non-empty run of ASCII letters and digits
+// (a log level).
+func isWord(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -330,16 +330,21 @@ func (r *Record) Remove(key string) bool {
 
 // Rename renames top-level field from to to (replacing a field named to).
 func (r *Record) Rename(from, to string) bool {
-	i := r.findName(from)
+	return r.renameTop(string(appendKeyBody(nil, from)), string(appendKeyBody(nil, to)))
+}
+
+// renameTop renames a top-level field; the names are escaped.
+func (r *Record) renameTop(from, to string) bool {
+	i := r.find(from)
 	if i < 0 || from == to {
 		return i >= 0
 	}
-	if j := r.findName(to); j >= 0 {
+	if j := r.find(to); j >= 0 {
 		r.removeAt(j)
-		i = r.findName(from)
+		i = r.find(from)
 	}
 	f := r.fields[i]
-	r.scr2 = appendKeyBody(r.scr2[:0], to)
+	r.scr2 = append(r.scr2[:0], to...)
 	r.splice(int(f.ks), int(f.ke), r.scr2)
 	return true
 }

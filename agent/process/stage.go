@@ -47,6 +47,8 @@ type Stage struct {
 	key      KeyConfig
 	keyRe    *regexp.Regexp
 	ehkField string
+	keyPath  Path   // partition_key field
+	ehkPath  Path   // explicit_hash_key field
 	constKey string // the key of fixed and hostname, hashed down if long
 	ec2      []*ec2Fetcher
 
@@ -91,6 +93,7 @@ func New(cfg Config, set Settings) (*Stage, error) {
 		host = h
 	}
 	s := &Stage{env: cfg.Envelope, envOn: cfg.Envelope.Enabled(), host: host, key: cfg.PartitionKey, ehkField: cfg.ExplicitHashKey}
+	s.keyPath, s.ehkPath = ParsePath(cfg.PartitionKey.Field), ParsePath(cfg.ExplicitHashKey)
 	for _, k := range slices.Sorted(maps.Keys(cfg.Envelope.Fields)) {
 		s.envStat = append(s.envStat, [2]string{k, cfg.Envelope.Fields[k]})
 	}
@@ -221,7 +224,7 @@ func (s *Stage) PartitionKey(data []byte) (string, bool) {
 	case KeyFixed, KeyHostname:
 		return s.constKey, s.constKey != ""
 	case KeyField:
-		v, ok := s.field(data, s.key.Field)
+		v, ok := s.field(data, &s.keyPath)
 		if !ok || len(v) == 0 {
 			return "", false
 		}
@@ -244,7 +247,7 @@ func (s *Stage) ExplicitHashKey(data []byte) string {
 	if s.ehkField == "" {
 		return ""
 	}
-	v, ok := s.field(data, s.ehkField)
+	v, ok := s.field(data, &s.ehkPath)
 	if !ok || len(v) > 39 || !isDigits(v) {
 		// Absent or not a decimal number: the record has none (the
 		// partition key places it).
@@ -255,7 +258,7 @@ func (s *Stage) ExplicitHashKey(data []byte) string {
 
 // field reads a field of the record last processed, parsing data when the
 // stage did not make it an object.
-func (s *Stage) field(data []byte, name string) ([]byte, bool) {
+func (s *Stage) field(data []byte, p *Path) ([]byte, bool) {
 	r := &s.rec
 	if !s.lastObj {
 		r = &s.tmp
@@ -264,7 +267,7 @@ func (s *Stage) field(data []byte, name string) ([]byte, bool) {
 		}
 	}
 	var ok bool
-	s.kb, ok = r.Value(s.kb, name)
+	s.kb, ok = r.ValueAt(s.kb, p)
 	return s.kb, ok
 }
 
@@ -381,10 +384,21 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 			s.ec2 = append(s.ec2, fetch)
 		}
 		host := []byte(s.host)
+		type kv struct {
+			path Path
+			raw  []byte // the value as a JSON string
+		}
+		var fields []kv
+		for _, k := range static {
+			fields = append(fields, kv{ParsePath(k), appendStr(nil, []byte(a.Fields[k]))})
+		}
 		return func(s *Stage, r *Record) result {
 			r.toObject()
-			for _, k := range static {
-				r.SetString(k, []byte(a.Fields[k]))
+			res := passed
+			for i := range fields {
+				if !r.SetRawAt(&fields[i].path, fields[i].raw) {
+					res = failed // a field on its path is not an object
+				}
 			}
 			if a.Hostname != "" {
 				r.SetString(a.Hostname, host)
@@ -394,7 +408,7 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 					r.SetString(kv[0], []byte(kv[1]))
 				}
 			}
-			return passed
+			return res
 		}, nil
 	case p.Drop != nil || p.Keep != nil:
 		m, drop := p.Drop, true
@@ -402,13 +416,14 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 			m, drop = p.Keep, false
 		}
 		re := regexp.MustCompile(m.Regex)
-		field := m.Field
+		field := ParsePath(m.Field)
+		byField := m.Field != ""
 		return func(s *Stage, r *Record) result {
 			var match bool
 			switch {
-			case field != "":
+			case byField:
 				var ok bool
-				s.buf, ok = r.Value(s.buf, field)
+				s.buf, ok = r.ValueAt(s.buf, &field)
 				match = ok && re.Match(s.buf)
 			case r.obj:
 				match = re.Match(r.Bytes())
@@ -454,20 +469,30 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 			return passed
 		}, nil
 	case p.Rename != nil:
-		from := slices.Sorted(maps.Keys(p.Rename))
+		var moves [][2]Path
+		for _, from := range slices.Sorted(maps.Keys(p.Rename)) {
+			moves = append(moves, [2]Path{ParsePath(from), ParsePath(p.Rename[from])})
+		}
 		return func(s *Stage, r *Record) result {
+			res := passed
 			if r.obj {
-				for _, k := range from {
-					r.Rename(k, p.Rename[k])
+				for i := range moves {
+					if _, ok := r.RenameAt(&moves[i][0], &moves[i][1]); !ok {
+						res = failed // a field on the new path is not an object
+					}
 				}
 			}
-			return passed
+			return res
 		}, nil
 	case p.Remove != nil:
+		var paths []Path
+		for _, k := range p.Remove {
+			paths = append(paths, ParsePath(k))
+		}
 		return func(s *Stage, r *Record) result {
 			if r.obj {
-				for _, k := range p.Remove {
-					r.Remove(k)
+				for i := range paths {
+					r.RemoveAt(&paths[i])
 				}
 			}
 			return passed
