@@ -112,7 +112,7 @@ Flags:
 	fs.StringVar(&o.encoding, "encoding", "", "how records are written: json (one object per record; the default for http) or text (the lines as they are; the default for stdout and file://)")
 	fs.StringVar(&o.envelope, "envelope", "", "fields to add to each record, comma-separated: timestamp, host, file, offset, source (rename with =NAME: host=hostname); makes records JSON objects")
 	fs.BoolVar(&o.singleLine, "single-line", false, "collapse multi-line records into one line (single_line)")
-	fs.StringVar(&o.logFormat, "log-format", "", "parse records as apache_common, apache_combined, nginx_combined, syslog_rfc3164 or syslog_rfc5424 into JSON objects (log_to_json)")
+	fs.StringVar(&o.logFormat, "log-format", "", "parse records as apache_common, apache_combined, nginx_combined, apache_error, syslog_rfc3164 or syslog_rfc5424 into JSON objects (log_to_json)")
 	fs.StringVar(&o.addHost, "add-hostname", "", "add the host name to each record under this field (add_fields)")
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
 	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
