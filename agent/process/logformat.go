@@ -108,6 +108,42 @@ func (r *Record) accessField(i int, v []byte) {
 	r.closeStr(ks, ke)
 }
 
+// plainByte[c] is true for the bytes a JSON string holds as they are.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// accessToken appends field i with the token at the start of b (up to the
+// next stop byte, which must follow it) and returns the rest after the
+// stop. Tokens are short: one tight loop finds the end and checks that no
+// byte needs escaping, falling back to the escaper when one does.
+func (r *Record) accessToken(i int, b []byte, stop byte) ([]byte, bool) {
+	n := 0
+	for n < len(b) && b[n] != stop && plainByte[b[n]] {
+		n++
+	}
+	if n < len(b) && b[n] != stop {
+		if n = bytes.IndexByte(b, stop); n < 0 {
+			return nil, false
+		}
+		if n == 0 {
+			return nil, false
+		}
+		r.accessField(i, b[:n])
+		return b[n+1:], true
+	}
+	if n == 0 || n == len(b) {
+		return nil, false
+	}
+	ks, ke := r.openStr(accessOpen[i], accessKeys[i])
+	r.arena = append(r.arena, b[:n]...)
+	r.closeStr(ks, ke)
+	return b[n+1:], true
+}
+
 // accessQuoted appends field i with the double-quoted log value at the
 // start of b (its backslash escapes decoded) and returns the rest after the
 // closing quote.
@@ -139,23 +175,19 @@ func (r *Record) accessQuoted(i int, b []byte) ([]byte, bool) {
 func parseAccess(r *Record, line []byte, combined bool) bool {
 	b := trimEOL(line)
 	r.startObject()
+	var ok bool
 	for i := 0; i < 3; i++ {
-		tok, rest, ok := token(b)
-		if !ok {
+		if b, ok = r.accessToken(i, b, ' '); !ok {
 			return false
 		}
-		r.accessField(i, tok)
-		b = rest
 	}
 	if len(b) == 0 || b[0] != '[' {
 		return false
 	}
-	end := bytes.IndexByte(b, ']')
-	if end < 0 || len(b) < end+2 || b[end+1] != ' ' {
+	if b, ok = r.accessToken(3, b[1:], ']'); !ok || len(b) == 0 || b[0] != ' ' {
 		return false
 	}
-	r.accessField(3, b[1:end])
-	b, ok := r.accessQuoted(4, b[end+2:])
+	b, ok = r.accessQuoted(4, b[1:])
 	if !ok || len(b) == 0 || b[0] != ' ' {
 		return false
 	}
@@ -414,7 +446,7 @@ func (r *Record) parseSD(b []byte) ([]byte, int, bool) {
 			}
 			name := b[i : i+eq]
 			i += eq + 2
-			var val []byte
+			val := r.scr2[:0]
 			closed := false
 			for i < len(b) {
 				c := b[i]
@@ -431,6 +463,7 @@ func (r *Record) parseSD(b []byte) ([]byte, int, bool) {
 				val = append(val, c)
 				i++
 			}
+			r.scr2 = val
 			if !closed {
 				return nil, 0, false
 			}

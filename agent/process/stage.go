@@ -313,11 +313,13 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 		if p.SingleLine.Separator != nil {
 			sep = []byte(*p.SingleLine.Separator)
 		}
+		var buf []byte // reused: the record's bytes are valid until the next one
 		return func(s *Stage, r *Record) result {
 			if r.obj || (bytes.IndexByte(r.text, '\n') < 0 && bytes.IndexByte(r.text, '\r') < 0) {
 				return passed
 			}
-			r.text = singleLine(r.text, sep)
+			buf = singleLine(buf[:0], r.text, sep)
+			r.text = buf
 			return passed
 		}, nil
 	case p.CSVToJSON != nil:
@@ -383,7 +385,7 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 			}
 			s.ec2 = append(s.ec2, fetch)
 		}
-		host := []byte(s.host)
+		hostPath, hostRaw := ParsePath(a.Hostname), appendStr(nil, []byte(s.host))
 		type kv struct {
 			path Path
 			raw  []byte // the value as a JSON string
@@ -400,8 +402,8 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 					res = failed // a field on its path is not an object
 				}
 			}
-			if a.Hostname != "" {
-				r.SetString(a.Hostname, host)
+			if a.Hostname != "" && !r.SetRawAt(&hostPath, hostRaw) {
+				res = failed
 			}
 			if fetch != nil {
 				for _, kv := range fetch.fields() {
@@ -501,14 +503,13 @@ func (s *Stage) build(p Processor, set Settings, log *slog.Logger) (func(*Stage,
 	return nil, fmt.Errorf("no processor")
 }
 
-// singleLine replaces each line break of text, with the white space that
-// follows it, by sep; line breaks at the end are removed.
-func singleLine(text, sep []byte) []byte {
+// singleLine appends text to out with each line break (and the white space
+// that follows it) replaced by sep; line breaks at the end are removed.
+func singleLine(out, text, sep []byte) []byte {
 	end := len(text)
 	for end > 0 && (text[end-1] == '\n' || text[end-1] == '\r') {
 		end--
 	}
-	out := make([]byte, 0, end)
 	for i := 0; i < end; i++ {
 		c := text[i]
 		if c != '\n' && c != '\r' {
