@@ -3,6 +3,7 @@ package process
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"testing"
 )
 
@@ -86,4 +87,54 @@ func FuzzJSONEdits(f *testing.F) {
 		Processor{AddFields: &AddFieldsConfig{Fields: map[string]string{"a": "1", "f.g": "2"}}},
 		Processor{Redact: &RedactConfig{Patterns: []string{"email", `"`}}},
 	), `{"a":1,"b":2,"x":3}`, `{"c":{"d":[1,{"x":2}]},"y":{"z":1,"w":2}}`, "{\n\"a\" : {\"b\":\n1}}", `{"x":"a@b.io \"q\""}`, `{"f":"not an object"}`)
+}
+
+// accessRef is a reference for the combined format, written as a regular
+// expression: whatever it matches the hand-written parser must parse, to
+// the same values.
+var accessRef = regexp.MustCompile(`(?s)^([^ ]+) ([^ ]+) ([^ ]+) \[([^\]]+)\] "((?:[^"\\]|\\.)*)" ([0-9]+) ([0-9]+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"`)
+
+// FuzzAccessLogDifferential checks the access-log parser (its fast paths
+// and its escaping) against accessRef and encoding/json.
+func FuzzAccessLogDifferential(f *testing.F) {
+	for _, s := range []string{
+		`203.0.113.9 - frank [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326 "http://x/" "Mozilla/4.08"`,
+		`::1 - - [06/Dec/2026:07:05:44 +0000] "GET /q?a=\"x\" HTTP/1.1" 304 - "-" "curl/8.5.0" extra`,
+		`10.0.0.1 - - [06/Dec/2026:07:05:44 +0000] "\x16\x03\x01\xff" 400 157 "-" "é\t"`,
+		"1.2.3.4 - us\u00e9r [x] \"a\\\\b\\\"\" 200 1 \"\" \"\"",
+	} {
+		f.Add([]byte(s))
+	}
+	s, err := New(procs(Processor{LogToJSON: &LogConfig{Format: FormatApacheCombined}}), Settings{Hostname: "h"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(s.Close)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		line := trimEOL(in)
+		m := accessRef.FindSubmatch(line)
+		out, _ := s.Process(in, Meta{})
+		if m == nil {
+			return // the parser may take more (tabs in tokens, anything after the agent)
+		}
+		if !s.Object() {
+			t.Fatalf("%q: the reference parses it, the parser does not", in)
+		}
+		var got map[string]string
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%q made %q: %v", in, out, err)
+		}
+		for i, k := range accessKeys {
+			v := m[i+1]
+			if k == "request" || k == "referer" || k == "agent" {
+				v = unescapeLog(nil, v)
+			}
+			enc, _ := json.Marshal(string(v)) // invalid UTF-8 to U+FFFD, byte by byte
+			var want string
+			_ = json.Unmarshal(enc, &want)
+			if got[k] != want {
+				t.Fatalf("%q: %s = %q, want %q", in, k, got[k], want)
+			}
+		}
+	})
 }
