@@ -1,5 +1,9 @@
 package process
 
+import (
+	"github.com/kplagent/agent/internal/jsontext"
+)
+
 // csvParser parses one CSV record (RFC 4180: fields may be quoted; inside
 // quotes a doubled quote is a quote, and delimiters and line breaks are
 // data) into fields named by names; values past the names are named _N
@@ -10,6 +14,10 @@ type csvParser struct {
 	quote byte
 	vals  [][]byte
 	buf   []byte
+
+	opens  []string // `,"name":"` of each name (prepare)
+	keys   []string // each name escaped
+	unique bool     // the names are distinct
 }
 
 func (p *csvParser) parse(r *Record, line []byte) bool {
@@ -66,15 +74,46 @@ func (p *csvParser) parse(r *Record, line []byte) bool {
 	}
 	p.buf = buf
 	r.startObject()
+	if p.opens == nil {
+		p.prepare()
+	}
 	for k, s := range sp {
 		v := buf[s.s:s.e]
-		if k < len(p.names) {
+		switch {
+		case k < len(p.names) && p.unique:
+			// Distinct names: written straight into the output form.
+			open := p.opens[k]
+			if len(r.fields) == 0 {
+				open = open[1:] // no comma before the first field
+			}
+			ks, ke := r.openStr(open, p.keys[k])
+			r.arena = jsontext.AppendBody(r.arena, v)
+			r.closeStr(ks, ke)
+		case k < len(p.names):
 			r.SetString(p.names[k], v)
-			continue
+		default:
+			r.SetString(extraName(k+1), v)
 		}
-		r.SetString(extraName(k+1), v)
 	}
 	return true
+}
+
+// prepare computes the openers (`,"name":"`) of the named columns, and
+// whether the names are distinct (repeated names are set one over the
+// other, the last column winning; columns past the names, _N, are set
+// over a column so named).
+func (p *csvParser) prepare() {
+	p.unique = true
+	seen := map[string]bool{}
+	p.opens = make([]string, len(p.names))
+	p.keys = make([]string, len(p.names))
+	for i, n := range p.names {
+		k := string(appendKeyBody(nil, n))
+		p.unique = p.unique && !seen[k]
+		seen[k] = true
+		p.keys[i] = k
+		p.opens[i] = `,"` + k + `":"`
+	}
 }
 
 var extraNames = func() (n [64]string) {

@@ -109,6 +109,12 @@ func TestCSVToJSON(t *testing.T) {
 		{"quote inside an unquoted field unchanged", `6,a"b,c`, `6,a"b,c`},
 		{"junk after a closing quote unchanged", `7,"a"b,c`, `7,"a"b,c`},
 	})
+	runGolden(t, procs(Processor{CSVToJSON: &CSVConfig{Fields: []string{"a", "a"}}}), []golden{
+		{"repeated name: the last column wins", "1,2", `{"a":"2"}`},
+	})
+	runGolden(t, procs(Processor{CSVToJSON: &CSVConfig{Fields: []string{`x"y`, "_3"}}}), []golden{
+		{"escaped name; the third column's _3 over the column so named", "1,2,3", `{"x\"y":"1","_3":"3"}`},
+	})
 	runGolden(t, procs(Processor{CSVToJSON: &CSVConfig{Fields: []string{"a", "b"}, Delimiter: "\t", Quote: "'"}}), []golden{
 		{"tab and single quotes", "x y\t'p\tq'", `{"a":"x y","b":"p\tq"}`},
 	})
