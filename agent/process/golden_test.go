@@ -247,3 +247,62 @@ func TestLogToJSON_ApacheError(t *testing.T) {
 		{"level with spaces unchanged", `[Wed Oct 11 14:32:52 2000] [very bad] boom`, `[Wed Oct 11 14:32:52 2000] [very bad] boom`},
 	})
 }
+
+// Records every step passed are counted at once when the metric is
+// collected: a scrape sees all of them, while records go on being
+// processed, and a stage rebuilt for the same flow (a reload) adds to the
+// same series.
+func TestMetrics_CountedAtScrapeAndAcrossStages(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	cfg := procs(Processor{LogToJSON: &LogConfig{Format: FormatApacheCommon}}, Processor{AddFields: &AddFieldsConfig{Hostname: "h"}})
+	value := func(step, res string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				if l["step"] == step && l["result"] == res {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	line := []byte(`1.1.1.1 - - [d] "GET / HTTP/1.1" 200 1`)
+	s1, err := New(cfg, Settings{Flow: "f", Hostname: "w", Registerer: reg})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 2000; i++ {
+			s1.Process(line, Meta{})
+		}
+		s1.Process([]byte("junk"), Meta{})
+	}()
+	prev := 0.0
+	for i := 0; i < 20; i++ { // scrapes while records are processed: never less than before
+		v := value("1", "out")
+		require.GreaterOrEqual(t, v, prev)
+		prev = v
+	}
+	<-done
+	require.Equal(t, 2001.0, value("0", "in"))
+	require.Equal(t, 2001.0, value("0", "out"))
+	require.Equal(t, 1.0, value("0", "failed"))
+	require.Equal(t, 2001.0, value("1", "out"))
+
+	s2, err := New(cfg, Settings{Flow: "f", Hostname: "w", Registerer: reg}) // a reload: new before old closes
+	require.NoError(t, err)
+	s2.Process(line, Meta{})
+	s1.Process(line, Meta{}) // the old stage's last record, settled when it closes
+	s1.Close()
+	s1.Close()
+	require.Equal(t, 2003.0, value("0", "in"))
+	require.Equal(t, 2003.0, value("1", "out"))
+	s2.Close()
+}

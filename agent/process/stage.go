@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,9 @@ type Stage struct {
 	ehkPath  Path   // explicit_hash_key field
 	constKey string // the key of fixed and hostname, hashed down if long
 	ec2      []*ec2Fetcher
+
+	coll   *collector    // nil without a registry
+	passed atomic.Uint64 // records every step passed, not yet in the counters
 
 	rec Record
 	tmp Record
@@ -112,17 +116,11 @@ func New(cfg Config, set Settings) (*Stage, error) {
 	}
 	var vec *prometheus.CounterVec
 	if set.Registerer != nil {
-		vec = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "agent_processor_records_total",
-			Help: "Records through each processor of a flow, by result: in, out, failed (could not be parsed, passed unchanged), dropped (drop/keep).",
-		}, []string{"flow", "step", "processor", "result"})
-		if err := set.Registerer.Register(vec); err != nil {
-			if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-				vec = are.ExistingCollector.(*prometheus.CounterVec)
-			} else {
-				return nil, fmt.Errorf("process: metrics: %w", err)
-			}
+		c, err := registerCollector(set.Registerer)
+		if err != nil {
+			return nil, err
 		}
+		s.coll, vec = c, c.vec
 	}
 	for i, p := range cfg.Processors {
 		if err := p.Validate(); err != nil {
@@ -142,13 +140,20 @@ func New(cfg Config, set Settings) (*Stage, error) {
 		st.in, st.out, st.failed, st.dropped = c("in"), c("out"), c("failed"), c("dropped")
 		s.steps = append(s.steps, st)
 	}
+	if s.coll != nil {
+		s.coll.add(s)
+	}
 	return s, nil
 }
 
-// Close stops background work (the EC2 metadata refresh).
+// Close stops background work (the EC2 metadata refresh) and settles the
+// stage's counts into its metrics.
 func (s *Stage) Close() {
 	for _, f := range s.ec2 {
 		f.close()
+	}
+	if s.coll != nil {
+		s.coll.remove(s)
 	}
 }
 
@@ -163,10 +168,19 @@ func (s *Stage) Process(data []byte, meta Meta) ([]byte, bool) {
 	r := &s.rec
 	r.Reset(data)
 	s.lastObj = false
+	clean := true // every step so far passed: counted at the end, at once
 	for i := range s.steps {
 		st := &s.steps[i]
+		res := st.run(s, r)
+		if clean {
+			if res == passed {
+				continue
+			}
+			s.countClean(i)
+			clean = false
+		}
 		st.in.Inc()
-		switch st.run(s, r) {
+		switch res {
 		case failed:
 			st.failed.Inc()
 		case dropped:
@@ -174,6 +188,9 @@ func (s *Stage) Process(data []byte, meta Meta) ([]byte, bool) {
 			return nil, false
 		}
 		st.out.Inc()
+	}
+	if clean && len(s.steps) > 0 {
+		s.passed.Add(1)
 	}
 	if s.envOn {
 		r.toObject()
