@@ -224,6 +224,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.registerStateMetrics()
 	stopStatus := a.startStatus(dlq)
 	defer stopStatus()
+	// CloudWatch metrics (cloudwatch.go): deferred after the spools and
+	// outputs, so the last publish runs before they close.
+	stopCloudWatch, err := a.startCloudWatch()
+	if err != nil {
+		return err
+	}
+	defer stopCloudWatch()
 
 	if ad := a.set.Admin; ad != nil {
 		ad.attach(a) // the owner's endpoint, kept across reloads
