@@ -20,6 +20,7 @@ import (
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/blackhole"
 	fileout "github.com/kplagent/agent/outputs/file"
 	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
@@ -32,7 +33,7 @@ import (
 // program's own).
 var testComponents = Components{
 	Sources: []source.Type{file.Type(), stdin.Type(), journald.Type(), socket.Type()},
-	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type(), kinesis.Type(), firehose.Type(), kafkaout.Type()},
+	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type(), kinesis.Type(), firehose.Type(), kafkaout.Type(), blackhole.Type()},
 }
 
 // memConfig is the config of memOutput, a type only the tests know: the
