@@ -59,6 +59,7 @@ func (s *Source) runDatagram(ctx context.Context, cancel context.CancelCauseFunc
 			if sink.out(d, s.datagramFlags(&d)) != nil {
 				stopped = true
 			}
+			sink.flush()
 		}
 	}()
 	stop := make(chan struct{})

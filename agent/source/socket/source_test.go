@@ -411,3 +411,71 @@ func TestSource_SyslogWhoseJSONWouldNotFitIsPassedRaw(t *testing.T) {
 	require.LessOrEqual(t, len(recs[1]), 80)
 	require.EqualValues(t, 1, r.src.Stats().ParseFailures)
 }
+
+// RunBatch delivers exactly what Run does, in the same order: whole lines
+// of one read in batches, records across reads, truncated, partial and
+// oversize ones on their own.
+func TestRunBatch_DeliversWhatRunDoes(t *testing.T) {
+	var in strings.Builder
+	for i := range 20000 {
+		switch {
+		case i%997 == 5:
+			fmt.Fprintf(&in, "long %d %s\r\n", i, strings.Repeat("L", 3000)) // truncated at max_record_bytes
+		case i%101 == 7:
+			in.WriteString("\n") // an empty line
+		default:
+			fmt.Fprintf(&in, "line %d %s\n", i, strings.Repeat("x", i%200))
+		}
+	}
+	in.WriteString("partial last")
+	var results [][]string
+	for _, batch := range []bool{false, true} {
+		cfg := testConfig("unix://" + sockPath(t, fmt.Sprintf("b%v.sock", batch)))
+		cfg.MaxRecordBytes = 2048
+		r := startWith(t, cfg, batch, -1)
+		c := dial(t, "unix", r.src.Addr().String())
+		// Writes of odd sizes: records cross reads.
+		data := in.String()
+		for len(data) > 0 {
+			n := min(len(data), 7777)
+			_, err := c.Write([]byte(data[:n]))
+			require.NoError(t, err)
+			data = data[n:]
+		}
+		require.NoError(t, c.Close())
+		want := 20001
+		got := r.k.waitFor(t, want)
+		require.NoError(t, r.stop())
+		st := r.src.Stats()
+		require.Equal(t, uint64(want), st.Records)
+		require.Equal(t, uint64(1), st.PartialRecords)
+		require.Positive(t, st.TruncatedRecords)
+		if batch {
+			require.Positive(t, r.k.batches, "batches were used")
+		}
+		results = append(results, got)
+	}
+	require.Equal(t, results[0], results[1])
+}
+
+// A batch the flow fails part-way: the records it did not take are counted
+// as dropped (emit_error) and the source stops with the flow's error.
+func TestRunBatch_FlowErrorCountsTheRestAndStops(t *testing.T) {
+	cfg := testConfig("unix://" + sockPath(t, "f.sock"))
+	r := startWith(t, cfg, true, 10)
+	c := dial(t, "unix", r.src.Addr().String())
+	var in strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&in, "line %d\n", i)
+	}
+	_, err := c.Write([]byte(in.String()))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return r.src.Stats().Dropped[DropEmitError] > 0 }, 20*time.Second, 5*time.Millisecond)
+	require.ErrorContains(t, r.stop(), "flow failed")
+	st := r.src.Stats()
+	require.Equal(t, uint64(10), st.Records)
+	require.Len(t, r.k.records(), 10)
+	// The rest of the failing read's batch: the lines after the 10th that
+	// were read (one write: usually all 90).
+	require.LessOrEqual(t, st.Dropped[DropEmitError], uint64(90))
+}
