@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -201,4 +202,19 @@ flows: [{name: main, sources: [in], output: out}]
 	require.Equal(t, "KPLAgent", cw.Namespace)
 	require.Equal(t, map[string]string{"Host": "unknown"}, cw.Dimensions)
 	require.Equal(t, "eu-west-1", cw.Region)
+}
+
+// A CloudWatch that never answers holds neither the pipeline nor its
+// shutdown: the last publish gives up at the shutdown's deadline.
+func TestAgent_HangingCloudWatchDoesNotHoldTheShutdown(t *testing.T) {
+	fake := &fakeaws.CloudWatch{}
+	fake.Block()
+	defer fake.Unblock()
+	start := time.Now()
+	out, err, a := runWithCloudWatch(t, fake, 3000)
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 15*time.Second, "shutdown_timeout is 10s, the last publish at most its margin")
+	require.Equal(t, 3000, strings.Count(out, "\n"), "every record delivered")
+	require.Equal(t, 1, fake.Calls())
+	require.Equal(t, 1.0, counterValue(t, a, "agent_cloudwatch_requests_total", map[string]string{"result": "error"}))
 }
