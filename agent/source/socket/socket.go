@@ -269,6 +269,11 @@ type recordSink struct {
 	// record emitted on its own: order is kept).
 	batch   source.EmitBatch
 	pending []source.Record
+	// arena holds the formatted (syslog JSON) records of pending, refs
+	// says which: their Data is set from it at the flush (it may move
+	// while it grows).
+	arena   []byte
+	refs    []arenaRef
 	scratch []byte
 	msg     syslogMsg
 	// records and bytes emitted since the last flush: the source's
@@ -289,14 +294,24 @@ func (k *recordSink) flush() {
 // errStop ends a connection because the flow no longer takes records.
 var errStop = errors.New("socket: stopping")
 
-// maxBatch bounds a batch (a 64 KiB read of short lines is ~400 records).
-const maxBatch = 1024
+// A batch is flushed at maxBatch records (a 64 KiB read of short lines is
+// ~400) or maxArena bytes of formatted records.
+const (
+	maxBatch = 1024
+	maxArena = 4 * readBufferSize
+)
+
+// arenaRef places pending[i]'s data in the arena.
+type arenaRef struct{ i, start, end int }
 
 // flushBatch emits the pending records. An error stops the connection
 // (errStop), as in out; the records not taken are counted as dropped.
 func (k *recordSink) flushBatch() error {
 	if len(k.pending) == 0 {
 		return nil
+	}
+	for _, r := range k.refs {
+		k.pending[r.i].Data = k.arena[r.start:r.end]
 	}
 	n, err := k.batch(k.ctx, k.pending)
 	for _, r := range k.pending[:n] {
@@ -305,7 +320,10 @@ func (k *recordSink) flushBatch() error {
 	k.records += uint64(n)
 	left := len(k.pending) - n
 	clear(k.pending)
-	k.pending = k.pending[:0]
+	k.pending, k.refs, k.arena = k.pending[:0], k.refs[:0], k.arena[:0]
+	if cap(k.arena) > 2*maxArena {
+		k.arena = nil // one huge record does not pin its buffer
+	}
 	if err != nil {
 		return k.failed(err, left)
 	}
@@ -331,20 +349,56 @@ func (k *recordSink) out(rec []byte, fl frameFlags) error {
 	if fl.partial {
 		s.partial.Add(1)
 	}
-	if k.batch != nil && fl.stable && s.cfg.Format != FormatSyslog {
-		if s.cfg.Format == FormatJSON && !json.Valid(rec) {
-			s.parseFail.Add(1)
+	if k.batch != nil {
+		start := len(k.arena)
+		var formatted bool
+		if formatted, k.arena = k.format(rec, fl, k.arena); formatted {
+			k.refs = append(k.refs, arenaRef{len(k.pending), start, len(k.arena)})
+			k.pending = append(k.pending, source.Record{})
+		} else if fl.stable {
+			k.pending = append(k.pending, source.Record{Data: rec})
+		} else {
+			// In the framer's buffer, which the next record reuses: on its
+			// own, after what is pending.
+			if err := k.flushBatch(); err != nil {
+				return err
+			}
+			return k.emitOne(rec)
 		}
-		k.pending = append(k.pending, source.Record{Data: rec})
-		if len(k.pending) >= maxBatch {
+		if len(k.pending) >= maxBatch || len(k.arena) >= maxArena {
 			return k.flushBatch()
 		}
 		return nil
 	}
-	if err := k.flushBatch(); err != nil {
-		return err
-	}
+	formatted, scratch := k.format(rec, fl, k.scratch[:0])
+	k.scratch = scratch
 	data := rec
+	if formatted {
+		data = scratch
+	}
+	err := k.emitOne(data)
+	if cap(k.scratch) > 4*readBufferSize {
+		k.scratch = nil // one huge record does not pin its buffer
+	}
+	return err
+}
+
+// emitOne emits one record on its own.
+func (k *recordSink) emitOne(data []byte) error {
+	if err := k.emit(k.ctx, source.Record{Data: data}); err != nil {
+		return k.failed(err, 1)
+	}
+	k.records++
+	k.bytes += uint64(len(data))
+	return nil
+}
+
+// format applies the source's format to rec: with syslog, a message that
+// parses is appended to dst as JSON (formatted: the record is what was
+// appended); otherwise the record is rec as it is (json only checks it).
+// Parse failures are counted.
+func (k *recordSink) format(rec []byte, fl frameFlags, dst []byte) (formatted bool, _ []byte) {
+	s := k.s
 	switch s.cfg.Format {
 	case FormatSyslog:
 		// Some senders end an octet-counted frame or a datagram with a
@@ -357,32 +411,25 @@ func (k *recordSink) out(rec []byte, fl frameFlags) error {
 				msg = msg[:n-2]
 			}
 		}
-		if err := parseSyslog(msg, &k.msg, s.now()); err == nil {
-			k.scratch = appendSyslogJSON(k.scratch[:0], &k.msg)
-			data = k.scratch
-			if len(data) > int(s.cfg.MaxRecordBytes) {
-				// The JSON form (keys, escaping) does not fit where the
-				// message did: pass the message on raw, counted.
-				data = rec
-				s.parseFail.Add(1)
-			}
-		} else {
+		if err := parseSyslog(msg, &k.msg, s.now()); err != nil {
 			s.parseFail.Add(1)
+			return false, dst
 		}
+		start := len(dst)
+		dst = appendSyslogJSON(dst, &k.msg)
+		if len(dst)-start > int(s.cfg.MaxRecordBytes) {
+			// The JSON form (keys, escaping) does not fit where the
+			// message did: pass the message on raw, counted.
+			s.parseFail.Add(1)
+			return false, dst[:start]
+		}
+		return true, dst
 	case FormatJSON:
 		if !json.Valid(rec) {
 			s.parseFail.Add(1)
 		}
 	}
-	if err := k.emit(k.ctx, source.Record{Data: data}); err != nil {
-		return k.failed(err, 1)
-	}
-	if cap(k.scratch) > 4*readBufferSize {
-		k.scratch = nil // one huge record does not pin its buffer
-	}
-	k.records++
-	k.bytes += uint64(len(data))
-	return nil
+	return false, dst
 }
 
 // sleepCtx waits d or until ctx is done.

@@ -423,19 +423,31 @@ func TestRunBatch_DeliversWhatRunDoes(t *testing.T) {
 			fmt.Fprintf(&in, "long %d %s\r\n", i, strings.Repeat("L", 3000)) // truncated at max_record_bytes
 		case i%101 == 7:
 			in.WriteString("\n") // an empty line
+		case i%3 == 1:
+			fmt.Fprintf(&in, "<13>1 2026-12-06T07:10:00.123Z web-%d app 42 ID%d - syslog %d %s\n", i%7, i, i, strings.Repeat("s", i%300))
+		case i%11 == 2:
+			fmt.Fprintf(&in, `{"n":%d,"m":"json"}`+"\n", i)
 		default:
 			fmt.Fprintf(&in, "line %d %s\n", i, strings.Repeat("x", i%200))
 		}
 	}
 	in.WriteString("partial last")
+	for _, format := range []string{FormatLines, FormatJSON, FormatSyslog} {
+		t.Run(format, func(t *testing.T) { runBatchDeliversWhatRunDoes(t, format, in.String()) })
+	}
+}
+
+func runBatchDeliversWhatRunDoes(t *testing.T, format, in string) {
 	var results [][]string
+	var stats []Stats
 	for _, batch := range []bool{false, true} {
 		cfg := testConfig("unix://" + sockPath(t, fmt.Sprintf("b%v.sock", batch)))
 		cfg.MaxRecordBytes = 2048
+		cfg.Format = format
 		r := startWith(t, cfg, batch, -1)
 		c := dial(t, "unix", r.src.Addr().String())
 		// Writes of odd sizes: records cross reads.
-		data := in.String()
+		data := in
 		for len(data) > 0 {
 			n := min(len(data), 7777)
 			_, err := c.Write([]byte(data[:n]))
@@ -454,8 +466,23 @@ func TestRunBatch_DeliversWhatRunDoes(t *testing.T) {
 			require.Positive(t, r.k.batches, "batches were used")
 		}
 		results = append(results, got)
+		stats = append(stats, st)
 	}
 	require.Equal(t, results[0], results[1])
+	require.Equal(t, stats[0].Bytes, stats[1].Bytes)
+	require.Equal(t, stats[0].ParseFailures, stats[1].ParseFailures)
+	if format != FormatLines {
+		require.Positive(t, stats[1].ParseFailures)
+	}
+	if format == FormatSyslog {
+		parsed := 0
+		for _, r := range results[1] {
+			if strings.HasPrefix(r, "{") && strings.Contains(r, "syslog ") {
+				parsed++
+			}
+		}
+		require.Greater(t, parsed, 5000, "syslog lines went through the JSON arena")
+	}
 }
 
 // A batch the flow fails part-way: the records it did not take are counted
