@@ -48,6 +48,16 @@ func (k *collector) emit(ctx context.Context, r source.Record) error {
 // the records before it.
 func (k *collector) batch(ctx context.Context, rs []source.Record) (int, error) {
 	k.mu.Lock()
+	hold := k.hold
+	k.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.batches++
 	for i, r := range rs {

@@ -159,8 +159,8 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 	return s.RunBatch(ctx, emit, nil)
 }
 
-// RunBatch is Run where a stream connection's records of one read go to
-// batch at once (nil: one by one to emit). Datagrams go to emit.
+// RunBatch is Run where a stream connection's records of one read, and the
+// datagrams queued at once, go to batch together (nil: one by one to emit).
 func (s *Source) RunBatch(ctx context.Context, emit source.Emit, batch source.EmitBatch) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -168,7 +168,7 @@ func (s *Source) RunBatch(ctx context.Context, emit source.Emit, batch source.Em
 	if s.addr.stream() {
 		err = s.runStream(ctx, cancel, emit, batch)
 	} else {
-		err = s.runDatagram(ctx, cancel, emit)
+		err = s.runDatagram(ctx, cancel, emit, batch)
 	}
 	if err != nil {
 		return fmt.Errorf("socket source %q: %w", s.set.Name, err)

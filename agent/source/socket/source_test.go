@@ -259,15 +259,19 @@ func TestSource_MaxConnections(t *testing.T) {
 }
 
 func TestSource_Datagrams(t *testing.T) {
-	for _, network := range []string{"unixgram", "udp"} {
-		t.Run(network, func(t *testing.T) {
+	for _, tc := range []struct {
+		network string
+		batch   bool
+	}{{"unixgram", false}, {"udp", false}, {"unixgram", true}, {"udp", true}} {
+		network := tc.network
+		t.Run(fmt.Sprintf("%s/batch=%v", network, tc.batch), func(t *testing.T) {
 			listen := "udp://127.0.0.1:0"
 			if network == "unixgram" {
 				listen = "unixgram://" + sockPath(t, "d.sock")
 			}
 			cfg := testConfig(listen)
 			cfg.MaxRecordBytes = 64
-			r := start(t, cfg)
+			r := startWith(t, cfg, tc.batch, -1)
 			c := dial(t, network, r.src.Addr().String())
 			// Within the socket buffer: 200 small datagrams.
 			var want []string
@@ -505,4 +509,44 @@ func TestRunBatch_FlowErrorCountsTheRestAndStops(t *testing.T) {
 	// The rest of the failing read's batch: the lines after the 10th that
 	// were read (one write: usually all 90).
 	require.LessOrEqual(t, st.Dropped[DropEmitError], uint64(90))
+}
+
+// The same with batches: the consumer takes what is queued at once into
+// one blocked batch; every datagram is still either emitted, in order, or
+// counted as dropped.
+func TestRunBatch_DatagramsDroppedAndCountedWhileTheFlowBlocks(t *testing.T) {
+	cfg := testConfig("unixgram://" + sockPath(t, "qb.sock"))
+	cfg.DatagramQueue = 4
+	r := startWith(t, cfg, true, -1)
+	hold := make(chan struct{})
+	r.k.mu.Lock()
+	r.k.hold = hold
+	r.k.mu.Unlock()
+	c := dial(t, "unixgram", r.src.Addr().String())
+	for i := range 50 {
+		_, err := fmt.Fprintf(c, "d%d", i)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return r.src.Stats().Dropped[DropSpoolFull] >= 40 }, 20*time.Second, 5*time.Millisecond)
+	// Nothing more arrives: the reader has seen all 50.
+	require.Eventually(t, func() bool {
+		s := r.src.Stats()
+		return s.Dropped[DropSpoolFull] >= 40 && len(r.k.records()) == 0
+	}, 20*time.Second, 5*time.Millisecond)
+	close(hold)
+	require.Eventually(t, func() bool {
+		s := r.src.Stats()
+		return s.Records+s.Dropped[DropSpoolFull] == 50
+	}, 20*time.Second, 5*time.Millisecond, "each datagram emitted or counted")
+	require.NoError(t, r.stop())
+	s := r.src.Stats()
+	got := r.k.records()
+	require.EqualValues(t, len(got), s.Records)
+	require.EqualValues(t, 50, s.Records+s.Dropped[DropSpoolFull], "each datagram emitted or counted")
+	for i := 1; i < len(got); i++ {
+		var a, b int
+		fmt.Sscanf(got[i-1], "d%d", &a)
+		fmt.Sscanf(got[i], "d%d", &b)
+		require.Less(t, a, b, "in order")
+	}
 }
