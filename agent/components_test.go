@@ -153,10 +153,10 @@ a.yaml:20: flows[0].aggregation.max_bytes: must be between 1KiB and 512KiB (the 
 
 	// Without the type in the Components, the config names an unknown type.
 	_, err = ParseConfig("a.yaml", []byte(yml), noEnv, testComponents)
-	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout, file, kinesis, firehose or kafka)`)
+	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout, file, kinesis, firehose, kafka or blackhole)`)
 	cfg.StateDir = t.TempDir()
 	_, err = New(cfg, Settings{Components: testComponents})
-	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout, file, kinesis, firehose or kafka)`)
+	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout, file, kinesis, firehose, kafka or blackhole)`)
 }
 
 func TestComponents_CheckRefusesAListThatCannotWork(t *testing.T) {
