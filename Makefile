@@ -7,7 +7,7 @@ DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e bench-kinesis bench-kafka vet fmt clean demo tidy-check package test-package docker
+.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e bench-kinesis bench-kafka bench-socket vet fmt clean demo tidy-check package test-package docker
 
 all: build
 
@@ -91,6 +91,12 @@ bench-kinesis: build
 # franz-go producer (the ceiling). Not part of `make test`.
 bench-kafka: build
 	$(GO) run ./internal/benche2e -agent $(BIN) -kafka
+
+# One client writing ~160-byte lines to agent tail unix://… --to blackhole:
+# (socket -> aggregate -> spool -> sender -> discard). Not part of `make test`.
+# BENCH_ARGS='-size 134217728 -runs 1' for a short run.
+bench-socket: build
+	$(GO) run ./internal/benche2e -agent $(BIN) -socket $(BENCH_ARGS)
 
 vet:
 	$(GO) vet ./...

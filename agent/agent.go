@@ -224,6 +224,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.registerStateMetrics()
 	stopStatus := a.startStatus(dlq)
 	defer stopStatus()
+	// CloudWatch metrics (cloudwatch.go): deferred after the spools and
+	// outputs, so the last publish runs before they close.
+	stopCloudWatch, err := a.startCloudWatch()
+	if err != nil {
+		return err
+	}
+	defer stopCloudWatch()
 
 	if ad := a.set.Admin; ad != nil {
 		ad.attach(a) // the owner's endpoint, kept across reloads
@@ -344,11 +351,17 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	for _, fr := range a.flows {
 		for _, src := range fr.sources {
 			committer, _ := src.(source.Committer)
-			emit := fr.tap.wrap(fr.cfg.Name, src.Name(), fr.flow.emitFor(src.Name(), committer, a.m.source(src.Name())))
+			sm := a.m.source(src.Name())
+			emit := fr.tap.wrap(fr.cfg.Name, src.Name(), fr.flow.emitFor(src.Name(), committer, sm))
+			run := src.Run
+			if bs, ok := src.(source.BatchSource); ok { // a read's records at once (sockets)
+				batch := fr.tap.wrapBatch(fr.cfg.Name, src.Name(), fr.flow.emitBatchFor(src.Name(), committer, sm))
+				run = func(ctx context.Context, emit source.Emit) error { return bs.RunBatch(ctx, emit, batch) }
+			}
 			srcWG.Add(1)
 			go func() {
 				defer srcWG.Done()
-				if err := src.Run(srcCtx, emit); err != nil && srcCtx.Err() == nil {
+				if err := run(srcCtx, emit); err != nil && srcCtx.Err() == nil {
 					fail(fmt.Errorf("source %s: %w", src.Name(), err))
 				}
 			}()

@@ -20,6 +20,7 @@ import (
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/blackhole"
 	fileout "github.com/kplagent/agent/outputs/file"
 	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
@@ -32,7 +33,7 @@ import (
 // program's own).
 var testComponents = Components{
 	Sources: []source.Type{file.Type(), stdin.Type(), journald.Type(), socket.Type()},
-	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type(), kinesis.Type(), firehose.Type(), kafkaout.Type()},
+	Outputs: []outputs.Type{httpout.Type(), stdout.Type(), fileout.Type(), kinesis.Type(), firehose.Type(), kafkaout.Type(), blackhole.Type()},
 }
 
 // memConfig is the config of memOutput, a type only the tests know: the
@@ -152,10 +153,10 @@ a.yaml:20: flows[0].aggregation.max_bytes: must be between 1KiB and 512KiB (the 
 
 	// Without the type in the Components, the config names an unknown type.
 	_, err = ParseConfig("a.yaml", []byte(yml), noEnv, testComponents)
-	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout, file, kinesis, firehose or kafka)`)
+	require.EqualError(t, err, `a.yaml:10: outputs[0].type: unknown "mem" (want http, stdout, file, kinesis, firehose, kafka or blackhole)`)
 	cfg.StateDir = t.TempDir()
 	_, err = New(cfg, Settings{Components: testComponents})
-	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout, file, kinesis, firehose or kafka)`)
+	require.ErrorContains(t, err, `outputs[0].type: "mem" is not compiled in (want http, stdout, file, kinesis, firehose, kafka or blackhole)`)
 }
 
 func TestComponents_CheckRefusesAListThatCannotWork(t *testing.T) {

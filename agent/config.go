@@ -20,6 +20,7 @@ import (
 	"github.com/kplagent/agent/agent/process"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/cwmetrics"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
@@ -41,6 +42,17 @@ type Config struct {
 
 	// DeadLetter caps the dead-letter files (deadletter.go).
 	DeadLetter DeadLetterConfig `yaml:"dead_letter"`
+
+	// Metrics publishes the agent's metrics elsewhere than /metrics.
+	Metrics MetricsConfig `yaml:"metrics"`
+}
+
+// MetricsConfig is the metrics section: where the agent's own metrics are
+// published besides the admin endpoint's /metrics.
+type MetricsConfig struct {
+	// CloudWatch, when the block is written (and not enabled: false),
+	// publishes them to CloudWatch with PutMetricData (cloudwatch.go).
+	CloudWatch *cwmetrics.Config `yaml:"cloudwatch"`
 }
 
 // LogConfig selects the log level and format.
@@ -723,6 +735,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.DeadLetter.Validate(); err != nil {
 		errs = append(errs, at("dead_letter", err))
+	}
+	if cw := c.Metrics.CloudWatch; cw != nil && cw.Enabled {
+		if err := cw.Validate(); err != nil {
+			errs = append(errs, at("metrics.cloudwatch", err))
+		}
 	}
 	sp := c.Spool
 	if sp.Dir == "" {

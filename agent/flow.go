@@ -258,11 +258,45 @@ func (f *flow) emitFor(src string, committer source.Committer, sm *sourceMetrics
 	return func(ctx context.Context, r source.Record) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return f.addLocked(ctx, src, committer, sm, r)
+		return f.addLocked(ctx, src, committer, sm, r, nil)
 	}
 }
 
-func (f *flow) addLocked(ctx context.Context, src string, committer source.Committer, sm *sourceMetrics, r source.Record) error {
+// emitBatchFor is emitFor's batch form: the flow's lock is taken once per
+// batch and, for a source that does not checkpoint (a socket: nothing to
+// track per record but its counts), the tracker's lock once too.
+func (f *flow) emitBatchFor(src string, committer source.Committer, sm *sourceMetrics) source.EmitBatch {
+	sm.attach(&f.tmu)
+	return func(ctx context.Context, rs []source.Record) (int, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var counts *batchCounts
+		if committer == nil {
+			counts = &batchCounts{}
+			defer func() {
+				f.track(func(*tracker) {
+					sm.records += counts.records
+					sm.bytes += counts.bytes
+				})
+			}()
+		}
+		for i := range rs {
+			if err := f.addLocked(ctx, src, committer, sm, rs[i], counts); err != nil {
+				return i, err
+			}
+		}
+		return len(rs), nil
+	}
+}
+
+// batchCounts are a batch's source counts, added to the source's metrics
+// once at the batch's end.
+type batchCounts struct{ records, bytes uint64 }
+
+// addLocked adds one record. With counts (a source that does not
+// checkpoint, whose tracking is only its counts), the record is counted
+// there instead of under the tracker's lock.
+func (f *flow) addLocked(ctx context.Context, src string, committer source.Committer, sm *sourceMetrics, r source.Record, counts *batchCounts) error {
 	if f.shards != nil {
 		if err := f.checkShardMapLocked(ctx); err != nil {
 			return err
@@ -277,6 +311,11 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 			// may pass.
 			f.metrics.dropped("filtered").Inc()
 			n := uint64(len(r.Data))
+			if counts != nil {
+				counts.records++
+				counts.bytes += n
+				return nil
+			}
 			f.track(func(t *tracker) {
 				t.add(src, committer, r.Cursor, -1, now)
 				sm.records++
@@ -311,6 +350,11 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 		group = -1
 	}
 	n := uint64(len(r.Data))
+	if counts != nil {
+		counts.records++
+		counts.bytes += n
+		return nil
+	}
 	f.track(func(t *tracker) {
 		t.add(src, committer, r.Cursor, group, now)
 		sm.records++

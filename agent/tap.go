@@ -58,6 +58,18 @@ func (t *tap) wrap(flow, src string, emit source.Emit) source.Emit {
 	}
 }
 
+// wrapBatch is wrap for a batch emit.
+func (t *tap) wrapBatch(flow, src string, emit source.EmitBatch) source.EmitBatch {
+	return func(ctx context.Context, rs []source.Record) (int, error) {
+		if t.subs.Load() > 0 {
+			for _, r := range rs {
+				t.offer(flow, src, r)
+			}
+		}
+		return emit(ctx, rs)
+	}
+}
+
 func (t *tap) offer(flow, src string, r source.Record) {
 	now := time.Now()
 	t.mu.Lock()

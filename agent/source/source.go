@@ -45,6 +45,20 @@ type Source interface {
 	Run(ctx context.Context, emit Emit) error
 }
 
+// EmitBatch hands records downstream in order, as as many Emit calls
+// would, taking downstream's locks once for all of them. It returns how many
+// were accepted: on an error, the records from that index on were not. The
+// records' Data is only valid during the call.
+type EmitBatch func(ctx context.Context, rs []Record) (int, error)
+
+// BatchSource is implemented by sources that can emit a read's worth of
+// records at once (a socket connection's 64 KiB read holds hundreds of
+// lines): the agent calls RunBatch, with both forms of emit, instead of Run.
+type BatchSource interface {
+	Source
+	RunBatch(ctx context.Context, emit Emit, batch EmitBatch) error
+}
+
 // Committer is implemented by sources that checkpoint: the agent calls Commit
 // when every record of that file up to offset is durable (in the spool or
 // acknowledged by the destination). Offsets per FileID only grow. Safe for

@@ -14,6 +14,7 @@ import (
 	"github.com/kplagent/agent/agent/source/socket"
 	"github.com/kplagent/agent/agent/source/stdin"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/blackhole"
 	fileout "github.com/kplagent/agent/outputs/file"
 	"github.com/kplagent/agent/outputs/firehose"
 	httpout "github.com/kplagent/agent/outputs/http"
@@ -40,6 +41,7 @@ func components() agent.Components {
 			kinesis.Type(),
 			firehose.Type(),
 			kafkaout.Type(),
+			blackhole.Type(),
 		},
 	}
 }

@@ -96,13 +96,15 @@ func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
 	require.EqualError(t, err, `--to "https://collector.example.com/ingest": --basic-auth: want USER:PASSWORD`)
 
 	for to, want := range map[string]string{
-		"mqtt://broker/logs":     `--to "mqtt://broker/logs": unknown scheme "mqtt" (this build takes http, https, -, file, kinesis, firehose, kafka)`,
+		"mqtt://broker/logs":     `--to "mqtt://broker/logs": unknown scheme "mqtt" (this build takes http, https, -, file, kinesis, firehose, kafka, blackhole)`,
 		"file://host/dir":        `--to "file://host/dir": file URLs name a local directory: file:///path/to/dir`,
-		"collector.example":      `--to "collector.example": want - or a URL (schemes: http, https, -, file, kinesis, firehose, kafka)`,
+		"collector.example":      `--to "collector.example": want - or a URL (schemes: http, https, -, file, kinesis, firehose, kafka, blackhole)`,
 		"kinesis://s?colour=red": `--to "kinesis://s?colour=red": kinesis: url: colour: unknown parameter`,
 		"kinesis:///path":        `--to "kinesis:///path": kinesis: url: unexpected path "/path"`,
 		"firehose://s?gzip=true": `--to "firehose://s?gzip=true": firehose: url: gzip: unknown parameter`,
 		"file:///":               "",
+		"blackhole:":             "",
+		"blackhole://?x=1":       `--to "blackhole://?x=1": unknown parameter "x"`,
 		"kafka://k1:9092,k2:9092/logs?compression=zstd": "",
 		"kafka://k1:9092/":       `--to "kafka://k1:9092/": kafka: url kafka://k1:9092/: topic: required`,
 		"http://[::1]:namedport": `--to "http://[::1]:namedport": parse`,

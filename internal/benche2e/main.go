@@ -14,6 +14,9 @@
 // With -kafka (`make bench-kafka`) the destination is a kfake broker in this
 // process instead, next to a bare franz-go producer sending the same lines
 // (see kafka.go).
+//
+// With -socket (`make bench-socket`) one client writes the log to
+// `agent tail unix://… --to blackhole:` (see socket.go).
 package main
 
 import (
@@ -45,6 +48,7 @@ func main() {
 	shards := flag.Int("shards", 4, "shards of the fake Kinesis stream (-kinesis)")
 	kinProtocols := flag.String("kinesis-protocols", "cbor", "PutRecords protocols to run with -kinesis, comma-separated (cbor, json, or default: the agent's default, without the URL key)")
 	kafka := flag.Bool("kafka", false, "ship to an in-process kfake broker, next to a bare franz-go producer")
+	socket := flag.Bool("socket", false, "one client writing the log to agent tail unix://… --to blackhole: (the spool path)")
 	kafkaParams := flag.String("kafka-params", "", "query of the agent's kafka:// URL (e.g. compression=zstd)")
 	bare := flag.String("bare-producer", "", "internal: produce -log to this kafka:// URL with franz-go alone")
 	bareLog := flag.String("log", "", "internal: the log of -bare-producer")
@@ -63,13 +67,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra, *kafka, *kafkaParams); err != nil {
+	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra, *kafka, *kafkaParams, *socket); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string, kafka bool, kafkaParams string) error {
+func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string, kafka bool, kafkaParams string, socket bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -82,6 +86,9 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 	if f, err := os.Open(log); err == nil {
 		_, _ = io.Copy(io.Discard, f)
 		f.Close()
+	}
+	if socket {
+		return runSocket(agentBin, log, size, lines, dir, runs, extra)
 	}
 	if kafka {
 		return runKafka(agentBin, log, size, lines, dir, runs, extra, kafkaParams)

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kplagent/agent/internal/awsconf"
 	"github.com/kplagent/agent/internal/units"
-	"github.com/kplagent/agent/outputs/internal/awsconf"
 )
 
 // Limits of Firehose's PutRecordBatch.

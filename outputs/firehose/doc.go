@@ -24,7 +24,7 @@
 // for firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN]
 // [&aggregate_lines=false][&append_newline=false], Settings and New;
 // credentials, region, endpoint and role_arn work as for Kinesis
-// (outputs/internal/awsconf). Metrics, labelled output and stream:
+// (internal/awsconf). Metrics, labelled output and stream:
 // agent_firehose_user_records_put_total, agent_firehose_records_put_total,
 // agent_firehose_bytes_put_total, agent_firehose_throttled_records_total,
 // agent_firehose_failed_records_total{code}.

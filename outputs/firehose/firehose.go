@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/awsconf"
 	"github.com/kplagent/agent/outputs"
-	"github.com/kplagent/agent/outputs/internal/awsconf"
 )
 
 // Settings are the values set in code (not from YAML).

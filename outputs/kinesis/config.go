@@ -11,8 +11,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/awsconf"
 	"github.com/kplagent/agent/internal/units"
-	"github.com/kplagent/agent/outputs/internal/awsconf"
 )
 
 // Limits of Kinesis Data Streams' PutRecords.

@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kplagent/agent/internal/awsconf"
 	"github.com/kplagent/agent/outputs"
-	"github.com/kplagent/agent/outputs/internal/awsconf"
 )
 
 // Settings are the values set in code (not from YAML).

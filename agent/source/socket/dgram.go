@@ -18,7 +18,7 @@ import (
 // datagram_queue entries that one goroutine empties into the flow; when the
 // flow blocks (spool full with when_full: block) and the queue is full, a
 // datagram is dropped and counted (reason spool_full).
-func (s *Source) runDatagram(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit) error {
+func (s *Source) runDatagram(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit, batch source.EmitBatch) error {
 	var mine os.FileInfo
 	if s.addr.isUnix() {
 		if err := s.prepareSocketFile(); err != nil {
@@ -49,14 +49,39 @@ func (s *Source) runDatagram(ctx context.Context, cancel context.CancelCauseFunc
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit}
+		sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit, batch: batch}
+		// Each datagram is its own copy: it stays valid in a batch.
+		out := func(d []byte) error {
+			fl := s.datagramFlags(&d)
+			fl.stable = true
+			return sink.out(d, fl)
+		}
 		stopped := false
 		for d := range queue {
 			if stopped {
 				s.drop(DropShutdown, 1)
 				continue
 			}
-			if sink.out(d, s.datagramFlags(&d)) != nil {
+			err := out(d)
+			// What else is queued already goes in the same batch (never
+			// waiting for more).
+		drain:
+			for err == nil && len(sink.pending) > 0 && len(sink.pending) < maxBatch {
+				select {
+				case d, ok := <-queue:
+					if !ok {
+						break drain
+					}
+					err = out(d)
+				default:
+					break drain
+				}
+			}
+			if ferr := sink.flushBatch(); err == nil {
+				err = ferr
+			}
+			sink.flush()
+			if err != nil {
 				stopped = true
 			}
 		}

@@ -61,4 +61,13 @@
 // The flow's emit is safe for concurrent use (it takes the flow's lock);
 // each connection emits from its own goroutine. Record.Data is only valid
 // during the emit call.
+//
+// The source is a source.BatchSource: under RunBatch, the whole records of
+// one read (those that lie in the read buffer, and syslog records
+// formatted into a per-batch arena), and the datagrams queued at once, go
+// to the flow in one EmitBatch call, which takes the flow's locks once; a
+// record the framer gathered across reads or truncated is emitted on its
+// own, after what is pending, so the order is kept. The source's counters
+// are updated once per read. Memory per connection adds the batch's
+// records (at most 1024) and its arena (flushed at 256 KiB).
 package socket

@@ -25,6 +25,10 @@ const maxFrameDigits = 10
 type frameFlags struct {
 	truncated bool // longer than max: cut, marker appended
 	partial   bool // the stream ended inside it (no newline, or a short frame)
+	// stable: the record lies in the data passed to feed, so it stays
+	// valid until feed returns (else it is the framer's own buffer,
+	// reused for the next record).
+	stable bool
 }
 
 // framer cuts a stream into records, by lines or by RFC 6587 octet
@@ -95,8 +99,9 @@ func (f *framer) feedLines(data []byte) error {
 		seg := data[:i]
 		data = data[i+1:]
 		var rec []byte
+		stable := false
 		if len(f.rec) == 0 && !f.over {
-			rec = seg
+			rec, stable = seg, true
 		} else {
 			if err := f.keep(seg); err != nil {
 				return err
@@ -106,7 +111,7 @@ func (f *framer) feedLines(data []byte) error {
 		if n := len(rec); n > 0 && rec[n-1] == '\r' && !f.over {
 			rec = rec[:n-1]
 		}
-		if err := f.emit(rec, frameFlags{}); err != nil {
+		if err := f.emit(rec, frameFlags{stable: stable}); err != nil {
 			return err
 		}
 	}
@@ -136,7 +141,7 @@ func (f *framer) feedOctets(data []byte) error {
 		f.need -= take
 		if f.need == 0 && len(f.rec) == 0 && !f.over {
 			f.inBody = false
-			if err := f.emit(body, frameFlags{}); err != nil {
+			if err := f.emit(body, frameFlags{stable: true}); err != nil {
 				return err
 			}
 			continue
@@ -214,7 +219,7 @@ func (f *framer) emit(rec []byte, fl frameFlags) error {
 		if f.closeOver {
 			return errOversize
 		}
-		fl.truncated = true
+		fl.truncated, fl.stable = true, false
 		keep := f.max - len(f.marker)
 		rec = append(rec[:keep:keep], f.marker...)
 	}

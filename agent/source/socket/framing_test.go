@@ -2,7 +2,9 @@ package socket
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -16,7 +18,12 @@ type framed struct {
 // returns the records, and the error that stopped it (end included).
 func frameAll(octet bool, max int, closeOver bool, in []byte, chunk int) ([]framed, error) {
 	var got []framed
+	var c []byte // the chunk being fed
 	fr := newFramer(octet, max, []byte("\n"), closeOver, func(rec []byte, fl frameFlags) error {
+		if fl.stable && len(rec) > 0 && !within(rec, c) {
+			return fmt.Errorf("record %q marked stable is not in the chunk fed", rec)
+		}
+		fl.stable = false // checked here; where it is set depends on the chunks
 		got = append(got, framed{string(rec), fl})
 		return nil
 	})
@@ -26,7 +33,7 @@ func frameAll(octet bool, max int, closeOver bool, in []byte, chunk int) ([]fram
 	for len(in) > 0 {
 		n := min(chunk, len(in))
 		// The framer may keep no reference to a chunk after feed.
-		c := append([]byte(nil), in[:n]...)
+		c = append([]byte(nil), in[:n]...)
 		err := fr.feed(c)
 		clear(c)
 		if err != nil {
@@ -35,6 +42,36 @@ func frameAll(octet bool, max int, closeOver bool, in []byte, chunk int) ([]fram
 		in = in[n:]
 	}
 	return got, fr.end()
+}
+
+// within reports whether b lies inside buf's memory.
+func within(b, buf []byte) bool {
+	if len(buf) == 0 {
+		return false
+	}
+	start, end := uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&buf[0]))+uintptr(len(buf))
+	p := uintptr(unsafe.Pointer(&b[0]))
+	return p >= start && p+uintptr(len(b)) <= end
+}
+
+// Whole lines and octet frames within one chunk are marked stable (what the
+// source batches); the framer's own buffer (a record across chunks, a
+// truncated one) is not.
+func TestFramer_StableRecordsAreInTheChunk(t *testing.T) {
+	for _, tc := range []struct {
+		octet         bool
+		first, second string
+	}{{false, "abc\nde", "f\n"}, {true, "3 abc3 de", "f"}} {
+		octet := tc.octet
+		var fls []frameFlags
+		fr := newFramer(octet, 8, []byte("\n"), false, func(rec []byte, fl frameFlags) error { fls = append(fls, fl); return nil })
+		require.NoError(t, fr.feed([]byte(tc.first)))
+		require.NoError(t, fr.feed([]byte(tc.second)))
+		require.NoError(t, fr.end())
+		require.Len(t, fls, 2)
+		require.True(t, fls[0].stable, "octet %v", octet)
+		require.False(t, fls[1].stable, "octet %v: across two chunks", octet)
+	}
 }
 
 func TestFramer(t *testing.T) {

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,9 @@ type collector struct {
 	mu   sync.Mutex
 	recs []string
 	hold chan struct{}
+	// batches counts batch calls; failAt (batch) fails at that record.
+	batches int
+	failAt  int
 }
 
 func (k *collector) emit(ctx context.Context, r source.Record) error {
@@ -37,6 +41,32 @@ func (k *collector) emit(ctx context.Context, r source.Record) error {
 	defer k.mu.Unlock()
 	k.recs = append(k.recs, string(r.Data))
 	return nil
+}
+
+// batch is the collector's EmitBatch: failAt >= 0 fails the batch that
+// holds the record of that index (counting from the first record), taking
+// the records before it.
+func (k *collector) batch(ctx context.Context, rs []source.Record) (int, error) {
+	k.mu.Lock()
+	hold := k.hold
+	k.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.batches++
+	for i, r := range rs {
+		if k.failAt >= 0 && len(k.recs) == k.failAt {
+			return i, errors.New("flow failed")
+		}
+		k.recs = append(k.recs, string(r.Data))
+	}
+	return len(rs), nil
 }
 
 func (k *collector) records() []string {
@@ -67,13 +97,23 @@ func testConfig(listen string) Config {
 
 // start runs a source with cfg and waits until it listens.
 func start(t *testing.T, cfg Config) *running {
+	return startWith(t, cfg, false, -1)
+}
+
+// startWith is start, with RunBatch when batch is set (the collector's
+// batch failing at failAt when it is not negative).
+func startWith(t *testing.T, cfg Config, batch bool, failAt int) *running {
 	t.Helper()
 	src, err := New(cfg, Settings{Name: "sock", Now: func() time.Time { return clock3164 }})
 	require.NoError(t, err)
-	k := &collector{}
+	k := &collector{failAt: failAt}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, k.emit) }()
+	if batch {
+		go func() { done <- src.RunBatch(ctx, k.emit, k.batch) }()
+	} else {
+		go func() { done <- src.Run(ctx, k.emit) }()
+	}
 	select {
 	case <-src.Ready():
 	case err := <-done:

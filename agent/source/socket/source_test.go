@@ -259,15 +259,19 @@ func TestSource_MaxConnections(t *testing.T) {
 }
 
 func TestSource_Datagrams(t *testing.T) {
-	for _, network := range []string{"unixgram", "udp"} {
-		t.Run(network, func(t *testing.T) {
+	for _, tc := range []struct {
+		network string
+		batch   bool
+	}{{"unixgram", false}, {"udp", false}, {"unixgram", true}, {"udp", true}} {
+		network := tc.network
+		t.Run(fmt.Sprintf("%s/batch=%v", network, tc.batch), func(t *testing.T) {
 			listen := "udp://127.0.0.1:0"
 			if network == "unixgram" {
 				listen = "unixgram://" + sockPath(t, "d.sock")
 			}
 			cfg := testConfig(listen)
 			cfg.MaxRecordBytes = 64
-			r := start(t, cfg)
+			r := startWith(t, cfg, tc.batch, -1)
 			c := dial(t, network, r.src.Addr().String())
 			// Within the socket buffer: 200 small datagrams.
 			var want []string
@@ -410,4 +414,139 @@ func TestSource_SyslogWhoseJSONWouldNotFitIsPassedRaw(t *testing.T) {
 	require.Equal(t, long, recs[1])
 	require.LessOrEqual(t, len(recs[1]), 80)
 	require.EqualValues(t, 1, r.src.Stats().ParseFailures)
+}
+
+// RunBatch delivers exactly what Run does, in the same order: whole lines
+// of one read in batches, records across reads, truncated, partial and
+// oversize ones on their own.
+func TestRunBatch_DeliversWhatRunDoes(t *testing.T) {
+	var in strings.Builder
+	for i := range 20000 {
+		switch {
+		case i%997 == 5:
+			fmt.Fprintf(&in, "long %d %s\r\n", i, strings.Repeat("L", 3000)) // truncated at max_record_bytes
+		case i%101 == 7:
+			in.WriteString("\n") // an empty line
+		case i%3 == 1:
+			fmt.Fprintf(&in, "<13>1 2026-12-06T07:10:00.123Z web-%d app 42 ID%d - syslog %d %s\n", i%7, i, i, strings.Repeat("s", i%300))
+		case i%11 == 2:
+			fmt.Fprintf(&in, `{"n":%d,"m":"json"}`+"\n", i)
+		default:
+			fmt.Fprintf(&in, "line %d %s\n", i, strings.Repeat("x", i%200))
+		}
+	}
+	in.WriteString("partial last")
+	for _, format := range []string{FormatLines, FormatJSON, FormatSyslog} {
+		t.Run(format, func(t *testing.T) { runBatchDeliversWhatRunDoes(t, format, in.String()) })
+	}
+}
+
+func runBatchDeliversWhatRunDoes(t *testing.T, format, in string) {
+	var results [][]string
+	var stats []Stats
+	for _, batch := range []bool{false, true} {
+		cfg := testConfig("unix://" + sockPath(t, fmt.Sprintf("b%v.sock", batch)))
+		cfg.MaxRecordBytes = 2048
+		cfg.Format = format
+		r := startWith(t, cfg, batch, -1)
+		c := dial(t, "unix", r.src.Addr().String())
+		// Writes of odd sizes: records cross reads.
+		data := in
+		for len(data) > 0 {
+			n := min(len(data), 7777)
+			_, err := c.Write([]byte(data[:n]))
+			require.NoError(t, err)
+			data = data[n:]
+		}
+		require.NoError(t, c.Close())
+		want := 20001
+		got := r.k.waitFor(t, want)
+		require.NoError(t, r.stop())
+		st := r.src.Stats()
+		require.Equal(t, uint64(want), st.Records)
+		require.Equal(t, uint64(1), st.PartialRecords)
+		require.Positive(t, st.TruncatedRecords)
+		if batch {
+			require.Positive(t, r.k.batches, "batches were used")
+		}
+		results = append(results, got)
+		stats = append(stats, st)
+	}
+	require.Equal(t, results[0], results[1])
+	require.Equal(t, stats[0].Bytes, stats[1].Bytes)
+	require.Equal(t, stats[0].ParseFailures, stats[1].ParseFailures)
+	if format != FormatLines {
+		require.Positive(t, stats[1].ParseFailures)
+	}
+	if format == FormatSyslog {
+		parsed := 0
+		for _, r := range results[1] {
+			if strings.HasPrefix(r, "{") && strings.Contains(r, "syslog ") {
+				parsed++
+			}
+		}
+		require.Greater(t, parsed, 5000, "syslog lines went through the JSON arena")
+	}
+}
+
+// A batch the flow fails part-way: the records it did not take are counted
+// as dropped (emit_error) and the source stops with the flow's error.
+func TestRunBatch_FlowErrorCountsTheRestAndStops(t *testing.T) {
+	cfg := testConfig("unix://" + sockPath(t, "f.sock"))
+	r := startWith(t, cfg, true, 10)
+	c := dial(t, "unix", r.src.Addr().String())
+	var in strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&in, "line %d\n", i)
+	}
+	_, err := c.Write([]byte(in.String()))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return r.src.Stats().Dropped[DropEmitError] > 0 }, 20*time.Second, 5*time.Millisecond)
+	require.ErrorContains(t, r.stop(), "flow failed")
+	st := r.src.Stats()
+	require.Equal(t, uint64(10), st.Records)
+	require.Len(t, r.k.records(), 10)
+	// The rest of the failing read's batch: the lines after the 10th that
+	// were read (one write: usually all 90).
+	require.LessOrEqual(t, st.Dropped[DropEmitError], uint64(90))
+}
+
+// The same with batches: the consumer takes what is queued at once into
+// one blocked batch; every datagram is still either emitted, in order, or
+// counted as dropped.
+func TestRunBatch_DatagramsDroppedAndCountedWhileTheFlowBlocks(t *testing.T) {
+	cfg := testConfig("unixgram://" + sockPath(t, "qb.sock"))
+	cfg.DatagramQueue = 4
+	r := startWith(t, cfg, true, -1)
+	hold := make(chan struct{})
+	r.k.mu.Lock()
+	r.k.hold = hold
+	r.k.mu.Unlock()
+	c := dial(t, "unixgram", r.src.Addr().String())
+	for i := range 50 {
+		_, err := fmt.Fprintf(c, "d%d", i)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return r.src.Stats().Dropped[DropSpoolFull] >= 40 }, 20*time.Second, 5*time.Millisecond)
+	// Nothing more arrives: the reader has seen all 50.
+	require.Eventually(t, func() bool {
+		s := r.src.Stats()
+		return s.Dropped[DropSpoolFull] >= 40 && len(r.k.records()) == 0
+	}, 20*time.Second, 5*time.Millisecond)
+	close(hold)
+	require.Eventually(t, func() bool {
+		s := r.src.Stats()
+		return s.Records+s.Dropped[DropSpoolFull] == 50
+	}, 20*time.Second, 5*time.Millisecond, "each datagram emitted or counted")
+	require.NoError(t, r.stop())
+	s := r.src.Stats()
+	got := r.k.records()
+	require.EqualValues(t, len(got), s.Records)
+	require.EqualValues(t, 50, s.Records+s.Dropped[DropSpoolFull], "each datagram emitted or counted")
+	for i := 1; i < len(got); i++ {
+		var a, b int
+		fmt.Sscanf(got[i-1], "d%d", &a)
+		fmt.Sscanf(got[i], "d%d", &b)
+		require.Less(t, a, b, "in order")
+	}
 }

@@ -19,7 +19,7 @@ const stopDrain = 100 * time.Millisecond
 
 // runStream accepts connections (Unix stream or TCP) and serves each in its
 // own goroutine until ctx is done.
-func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit) error {
+func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit, batch source.EmitBatch) error {
 	var mine os.FileInfo
 	if s.addr.isUnix() {
 		if err := s.prepareSocketFile(); err != nil {
@@ -116,7 +116,7 @@ func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serve(ctx, cancel, c, emit)
+			s.serve(ctx, cancel, c, emit, batch)
 			mu.Lock()
 			delete(open, c)
 			mu.Unlock()
@@ -131,11 +131,11 @@ func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, 
 // source's stop. Records are emitted as they are framed: while the flow
 // blocks (a full spool with when_full: block) this connection is not read,
 // so its client blocks in its writes and nothing is lost.
-func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c net.Conn, emit source.Emit) {
+func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c net.Conn, emit source.Emit, batch source.EmitBatch) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit}
+	sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit, batch: batch}
 	fr := newFramer(s.cfg.Framing == FramingOctetCounted, int(s.cfg.MaxRecordBytes), s.marker, s.cfg.OnOversize == OversizeClose, sink.out)
 	idle := s.cfg.IdleTimeout
 	var deadline, stopAt time.Time
@@ -158,7 +158,14 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 		}
 		n, rerr := c.Read(buf)
 		if n > 0 {
-			if err := fr.feed(buf[:n]); err != nil {
+			err := fr.feed(buf[:n])
+			// The read's records go before buf is read into again (those
+			// framed before a framing error too).
+			if ferr := sink.flushBatch(); err == nil {
+				err = ferr
+			}
+			sink.flush()
+			if err != nil {
 				s.frameError(err)
 				return
 			}
@@ -175,7 +182,12 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 		}
 		// The end of the connection (EOF, a half-close, a reset, idle or
 		// stop): a record begun is delivered, counted as partial.
-		if err := fr.end(); err != nil {
+		err := fr.end()
+		if ferr := sink.flushBatch(); err == nil {
+			err = ferr
+		}
+		sink.flush()
+		if err != nil {
 			s.frameError(err)
 		}
 		return

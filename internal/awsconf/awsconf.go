@@ -1,6 +1,7 @@
 // Package awsconf resolves the AWS SDK configuration the Kinesis and Firehose
-// outputs share: region, endpoint, the default credential chain and an
-// optionally assumed role, with the SDK's own retries off.
+// outputs and the CloudWatch metrics publisher (internal/cwmetrics) share:
+// region, endpoint, the default credential chain and an optionally assumed
+// role, with the SDK's own retries off.
 package awsconf
 
 import (

@@ -1,0 +1,45 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/kplagent/agent/internal/cwmetrics"
+)
+
+// startCloudWatch starts publishing the pipeline's metrics to CloudWatch
+// when metrics.cloudwatch is enabled. The returned stop publishes a last
+// time, within what is left of the shutdown's deadline: call it once the
+// pipeline has stopped, before the spools close.
+func (a *Agent) startCloudWatch() (stop func(), err error) {
+	cfg := a.cfg.Metrics.CloudWatch
+	if cfg == nil || !cfg.Enabled {
+		return func() {}, nil
+	}
+	p, err := cwmetrics.New(*cfg, cwmetrics.Settings{Gatherer: a.m.reg, Registerer: a.m.reg,
+		Logger: a.log.With("component", "cloudwatch"), UserAgent: "agent/" + a.set.Version})
+	if err != nil {
+		return nil, err
+	}
+	p.Start()
+	return func() {
+		ctx, cancel := context.WithDeadline(context.Background(), a.lastPublishBy())
+		defer cancel()
+		p.Stop(ctx)
+	}, nil
+}
+
+// minLastPublish is the least time the last publish gets when the
+// shutdown's margin is spent already.
+const minLastPublish = 500 * time.Millisecond
+
+// lastPublishBy is when the last publish must end: the end of the
+// shutdown's margin (closeBy), or soon when the margin is spent or Run
+// ended without a shutdown.
+func (a *Agent) lastPublishBy() time.Time {
+	soon := time.Now().Add(minLastPublish)
+	if a.closeBy.IsZero() || a.closeBy.Before(soon) {
+		return soon
+	}
+	return a.closeBy
+}
