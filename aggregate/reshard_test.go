@@ -88,6 +88,54 @@ func TestCovers_MalformedBodyIsAnError(t *testing.T) {
 	require.ErrorIs(t, err, ErrExplicitHashKey)
 }
 
+// Covers first checks the key tables alone; a table key outside the shard
+// that no record routes by (a partition key of records that all have an
+// explicit hash key) must not make it refuse a covered aggregate, and a key
+// inside must not hide a record outside.
+func TestCovers_UnusedTableKeysDoNotDecide(t *testing.T) {
+	m := evenShards(t, 2)
+	keyIn := func(shard int) string {
+		for i := 0; ; i++ {
+			pk := fmt.Sprintf("k%d", i)
+			if j, _ := m.RouteKeys(pk, ""); j == shard {
+				return pk
+			}
+		}
+	}
+	in0, in1 := keyIn(0), keyIn(1)
+	ehk0 := m.Shard(0).Start.String()
+	ehk1 := m.Shard(1).Start.String()
+	rec := func(pkIdx uint64, ehkIdx int) pb {
+		r := pb(nil).varint(1, pkIdx)
+		if ehkIdx >= 0 {
+			r = r.varint(2, uint64(ehkIdx))
+		}
+		return pb(nil).bytes(3, r.bytes(3, []byte("x")))
+	}
+	for _, tc := range []struct {
+		name string
+		body pb
+		want bool
+	}{
+		{"all keys in", append(pb(nil).str(1, in0), append(rec(0, -1), rec(0, -1)...)...), true},
+		{"partition key out, unused: records by explicit hash key in", append(pb(nil).str(1, in1).str(2, ehk0), append(rec(0, 0), rec(0, 0)...)...), true},
+		{"partition key in, records by explicit hash key out", append(pb(nil).str(1, in0).str(2, ehk1), append(rec(0, -1), rec(0, 0)...)...), false},
+		{"second partition key out and used", append(pb(nil).str(1, in0).str(1, in1), append(rec(0, -1), rec(1, -1)...)...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Aggregate{PartitionKey: "a", ExplicitHashKey: ehk0, Aggregated: true, Body: tc.body, Count: 2}
+			ok, err := m.Covers(&a, 0)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, ok)
+		})
+	}
+	// A record naming a key outside the tables is malformed, whatever the
+	// tables hold.
+	a := Aggregate{PartitionKey: "a", ExplicitHashKey: ehk0, Aggregated: true, Body: append(pb(nil).str(1, in0), rec(1, -1)...), Count: 1}
+	_, err := m.Covers(&a, 0)
+	require.ErrorIs(t, err, ErrMalformed)
+}
+
 func TestSplit_ReaggregatesAgainstTheNewMapKeepingEveryRecordInOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(testSeed(t), 2))
 	for range 10 {

@@ -34,24 +34,16 @@ func AppendPutRecords(dst []byte, in *kinesis.PutRecordsInput) []byte {
 		copy(grown, dst)
 		dst = grown
 	}
-	fields := uint64(1)
 	if in.StreamName != nil {
-		fields++
+		dst = AppendPutRecordsHead(dst, len(in.Records))
+	} else {
+		dst = AppendHead(dst, majMap, 1)
+		dst = AppendText(dst, "Records")
+		dst = AppendHead(dst, majArray, uint64(len(in.Records)))
 	}
-	dst = AppendHead(dst, majMap, fields)
-	dst = AppendText(dst, "Records")
-	dst = AppendHead(dst, majArray, uint64(len(in.Records)))
 	for _, r := range in.Records {
-		k := uint64(1)
-		if r.ExplicitHashKey != nil {
-			k++
-		}
-		if r.PartitionKey != nil {
-			k++
-		}
-		dst = AppendHead(dst, majMap, k)
-		dst = AppendText(dst, "Data")
-		dst = AppendBytes(dst, r.Data)
+		dst = AppendPutRecordsEntryHead(dst, len(r.Data), r.ExplicitHashKey != nil, r.PartitionKey != nil)
+		dst = append(dst, r.Data...)
 		if r.ExplicitHashKey != nil {
 			dst = AppendText(dst, "ExplicitHashKey")
 			dst = AppendText(dst, *r.ExplicitHashKey)
@@ -61,11 +53,68 @@ func AppendPutRecords(dst []byte, in *kinesis.PutRecordsInput) []byte {
 			dst = AppendText(dst, *r.PartitionKey)
 		}
 	}
-	if in.StreamName != nil {
-		dst = AppendText(dst, "StreamName")
-		dst = AppendText(dst, *in.StreamName)
+	if in.StreamName == nil {
+		return dst
 	}
-	return dst
+	return AppendPutRecordsTail(dst, *in.StreamName)
+}
+
+// A PutRecords body can also be written piece by piece, so that a caller
+// lays each record's data out in place (no intermediate copy):
+//
+//	dst = AppendPutRecordsHead(dst, n)
+//	for each record:
+//		dst = AppendPutRecordsEntryHead(dst, len(data), ehk != "", true)
+//		dst = append(dst, data...) // exactly len(data) bytes
+//		dst = AppendPutRecordsEntryKeys(dst, pk, ehk)
+//	dst = AppendPutRecordsTail(dst, stream)
+//
+// The bytes are those of AppendPutRecords.
+
+// PutRecordsOverhead bounds the bytes a record adds to a PutRecords body
+// besides its data and keys (map head, field names, string heads).
+const PutRecordsOverhead = 48
+
+// AppendPutRecordsHead appends the start of a PutRecords body of n
+// records, with StreamName (AppendPutRecordsTail): {"Records":[ .
+func AppendPutRecordsHead(dst []byte, n int) []byte {
+	dst = AppendHead(dst, majMap, 2)
+	dst = AppendText(dst, "Records")
+	return AppendHead(dst, majArray, uint64(n))
+}
+
+// AppendPutRecordsEntryHead appends the start of one record, up to its
+// Data's byte string head: the caller appends dataLen bytes of data next,
+// then the keys (AppendPutRecordsEntryKeys with the same hasEHK and hasPK).
+func AppendPutRecordsEntryHead(dst []byte, dataLen int, hasEHK, hasPK bool) []byte {
+	k := uint64(1)
+	if hasEHK {
+		k++
+	}
+	if hasPK {
+		k++
+	}
+	dst = AppendHead(dst, majMap, k)
+	dst = AppendText(dst, "Data")
+	return AppendHead(dst, majBytes, uint64(dataLen))
+}
+
+// AppendPutRecordsEntryKeys appends a record's keys after its data: its
+// explicit hash key when ehk is not empty, and its partition key.
+func AppendPutRecordsEntryKeys(dst []byte, pk, ehk string) []byte {
+	if ehk != "" {
+		dst = AppendText(dst, "ExplicitHashKey")
+		dst = AppendText(dst, ehk)
+	}
+	dst = AppendText(dst, "PartitionKey")
+	return AppendText(dst, pk)
+}
+
+// AppendPutRecordsTail appends the end of a PutRecords body: its
+// StreamName.
+func AppendPutRecordsTail(dst []byte, stream string) []byte {
+	dst = AppendText(dst, "StreamName")
+	return AppendText(dst, stream)
 }
 
 // DecodePutRecordsResponse reads the body of a successful PutRecords
