@@ -238,8 +238,156 @@ type PutEntry struct {
 }
 
 // DecodePutRecordsRequest reads a PutRecords request body (what servers
-// and fakes do).
+// and fakes do). The entries' Data alias b when the body uses definite
+// lengths (as AppendPutRecords writes it); they are copies otherwise.
 func DecodePutRecordsRequest(b []byte) (stream string, entries []PutEntry, err error) {
+	stream, entries, ok, err := scanPutRecordsRequest(b)
+	if ok || err != nil {
+		return stream, entries, err
+	}
+	return decodePutRecordsRequest(b)
+}
+
+// scanPutRecordsRequest reads a request body of definite lengths without
+// building generic values; ok is false when it met an indefinite length
+// (then decodePutRecordsRequest reads it).
+func scanPutRecordsRequest(b []byte) (stream string, entries []PutEntry, ok bool, err error) {
+	d := decoder{b: b}
+	fail := func(format string, args ...any) (string, []PutEntry, bool, error) {
+		return "", nil, true, fmt.Errorf("awscbor: PutRecords request: "+format, args...)
+	}
+	text := func() (string, bool, error) {
+		major, info, arg, err := d.head()
+		if err != nil || info == 31 {
+			return "", info == 31, err
+		}
+		if major != majText {
+			return "", false, fmt.Errorf("a major type %d, not a text string", major)
+		}
+		n, err := d.length(arg, 1)
+		if err != nil {
+			return "", false, err
+		}
+		s := string(d.b[:n])
+		d.b = d.b[n:]
+		return s, false, nil
+	}
+	major, info, fields, err := d.head()
+	switch {
+	case err != nil:
+		return fail("%v", err)
+	case major != majMap:
+		return fail("a major type %d, not a map", major)
+	case info == 31:
+		return "", nil, false, nil
+	}
+	sawRecords := false
+	for range fields {
+		key, indef, err := text()
+		if indef {
+			return "", nil, false, nil
+		}
+		if err != nil {
+			return fail("key: %v", err)
+		}
+		switch key {
+		case "StreamName":
+			var indef bool
+			if stream, indef, err = text(); indef {
+				return "", nil, false, nil
+			} else if err != nil {
+				return fail("StreamName: %v", err)
+			}
+		case "Records":
+			sawRecords = true
+			major, info, n, err := d.head()
+			switch {
+			case err != nil:
+				return fail("Records: %v", err)
+			case major != majArray:
+				return fail("Records is of major type %d, not an array", major)
+			case info == 31:
+				return "", nil, false, nil
+			}
+			count, err := d.length(n, 1)
+			if err != nil {
+				return fail("Records: %v", err)
+			}
+			entries = make([]PutEntry, count)
+			for i := range entries {
+				major, info, k, err := d.head()
+				switch {
+				case err != nil:
+					return fail("record %d: %v", i, err)
+				case major != majMap:
+					return fail("record %d is of major type %d, not a map", i, major)
+				case info == 31:
+					return "", nil, false, nil
+				}
+				hasData := false
+				for range k {
+					name, indef, err := text()
+					if indef {
+						return "", nil, false, nil
+					}
+					if err != nil {
+						return fail("record %d: key: %v", i, err)
+					}
+					switch name {
+					case "Data":
+						major, info, arg, err := d.head()
+						switch {
+						case err != nil:
+							return fail("record %d: Data: %v", i, err)
+						case major != majBytes:
+							return fail("record %d: Data is of major type %d, not a byte string", i, major)
+						case info == 31:
+							return "", nil, false, nil
+						}
+						n, err := d.length(arg, 1)
+						if err != nil {
+							return fail("record %d: Data: %v", i, err)
+						}
+						entries[i].Data = d.b[:n:n]
+						d.b = d.b[n:]
+						hasData = true
+					case "PartitionKey", "ExplicitHashKey":
+						v, indef, err := text()
+						if indef {
+							return "", nil, false, nil
+						}
+						if err != nil {
+							return fail("record %d: %s: %v", i, name, err)
+						}
+						if name == "PartitionKey" {
+							entries[i].PartitionKey = v
+						} else {
+							entries[i].ExplicitHashKey = v
+						}
+					default:
+						if _, err := d.value(1); err != nil {
+							return fail("record %d: %s: %v", i, name, err)
+						}
+					}
+				}
+				if !hasData {
+					return fail("record %d: Data is a <nil>, not a byte string", i)
+				}
+			}
+		default:
+			if _, err := d.value(1); err != nil {
+				return fail("%s: %v", key, err)
+			}
+		}
+	}
+	if !sawRecords {
+		return fail("without Records")
+	}
+	return stream, entries, true, nil
+}
+
+// decodePutRecordsRequest reads any request body through Decode.
+func decodePutRecordsRequest(b []byte) (stream string, entries []PutEntry, err error) {
 	v, _, err := Decode(b)
 	if err != nil {
 		return "", nil, fmt.Errorf("awscbor: PutRecords request: %w", err)
