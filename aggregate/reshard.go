@@ -47,7 +47,9 @@ func (m *ShardMap) Route(a *Aggregate) (int, error) {
 }
 
 // Covers reports whether every user record of a lies in the hash range of
-// shard i of m: whether a KCL reading a from that shard keeps all of it. A
+// shard i of m: whether a KCL reading a from that shard keeps all of it. An
+// aggregate whose BuiltFor range lies in the shard's is covered without its
+// records being read. A
 // plain record is covered when it routes to shard i. A sub-record's hash key
 // is its explicit hash key, or the MD5 of its partition key (each distinct
 // key of the aggregate's tables is hashed once). Errors wrap ErrMalformed or
@@ -55,6 +57,9 @@ func (m *ShardMap) Route(a *Aggregate) (int, error) {
 // for aggregates of up to 64 distinct keys.
 func (m *ShardMap) Covers(a *Aggregate, i int) (bool, error) {
 	s := m.shards[i]
+	if a.Aggregated && a.BuiltFor != nil && s.Start.Cmp(a.BuiltFor.Start) <= 0 && a.BuiltFor.End.Cmp(s.End) <= 0 {
+		return true, nil
+	}
 	if !a.Aggregated {
 		j, err := m.Route(a)
 		if err != nil {
