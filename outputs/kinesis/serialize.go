@@ -74,7 +74,10 @@ func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 	switch {
 	case rq != nil && p.useCBOR():
 		req.Header.Set("Content-Type", awscbor.ContentType)
-		body, rq.payloadHash = appendCBORRequest(body, *pi.StreamName, rq.entries, &rq.sha)
+		if rq.sha == nil {
+			rq.sha = sha256.New()
+		}
+		body, rq.payloadHash = appendCBORRequest(body, *pi.StreamName, rq.entries, rq.sha)
 	case rq != nil:
 		body = appendJSONRequest(body, *pi.StreamName, rq.entries, &rq.scratch)
 	case p.useCBOR():
@@ -146,8 +149,9 @@ const hashChunk = 64 << 10
 // appendCBORRequest appends the CBOR body of a PutRecords request of
 // entries, laying each record's data out in place (an aggregate framed
 // with its magic and MD5 as it is copied: one copy of the data in all),
-// and returns it with its SHA-256 in hex, computed as it is written.
-func appendCBORRequest(dst []byte, stream string, entries []entry, sha *hash.Hash) ([]byte, string) {
+// and returns it with its SHA-256 in hex, computed with h (reset first) as
+// it is written.
+func appendCBORRequest(dst []byte, stream string, entries []entry, h hash.Hash) ([]byte, string) {
 	n := 32 + len(stream)
 	for i := range entries {
 		n += awscbor.PutRecordsOverhead + entries[i].size() + len(entries[i].rec.ExplicitHashKey)
@@ -157,10 +161,6 @@ func appendCBORRequest(dst []byte, stream string, entries []entry, sha *hash.Has
 		copy(grown, dst)
 		dst = grown
 	}
-	if *sha == nil {
-		*sha = sha256.New()
-	}
-	h := *sha
 	h.Reset()
 	start := len(dst)
 	hashed := start
