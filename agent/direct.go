@@ -43,8 +43,9 @@ func (t *ticket) durable(durable spool.ID) bool {
 
 // directItem is one aggregate in its spool-entry encoding, in memory.
 type directItem struct {
-	entry  []byte
-	ticket *ticket
+	entry    []byte
+	builtFor *aggregate.Shard // the aggregate's BuiltFor, which the entry does not carry
+	ticket   *ticket
 }
 
 // directQueue is the bounded hand-off between a flow and its sender.
@@ -71,6 +72,7 @@ func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait ti
 		it = &directItem{}
 	}
 	it.entry = a.AppendEntry(it.entry[:0])
+	it.builtFor = a.BuiltFor
 	tk := &ticket{}
 	it.ticket = tk
 	select {
@@ -258,6 +260,7 @@ func (s *sender) takeDirect(b *batch, it *directItem) {
 		s.direct.put(it)
 		return
 	}
+	a.BuiltFor = it.builtFor // from the flow's Builder: the output need not re-read the records
 	b.items = append(b.items, it)
 	b.aggs = append(b.aggs, a)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
 )
@@ -104,4 +105,32 @@ func TestDirect_ShutdownSpillsWhatIsQueued(t *testing.T) {
 	off, _ := c.of("A")
 	require.Equal(t, end, off, "spilled and synced: the checkpoint may pass")
 	require.Positive(t, sp.Stats().Entries)
+}
+
+// An aggregate's BuiltFor (the shard its Builder grouped it by, which lets
+// the Kinesis output skip re-reading its records) is not in its entry
+// encoding: the direct queue carries it to the sender. Spilled, it is lost,
+// and the output reads the records.
+func TestDirect_CarriesBuiltFor(t *testing.T) {
+	m, err := aggregate.NewShardMap([]aggregate.Shard{{ID: "s0", End: aggregate.MaxHashKey}})
+	require.NoError(t, err)
+	bld, err := aggregate.NewBuilder(aggregate.Config{}, m)
+	require.NoError(t, err)
+	for _, pk := range []string{"a", "b"} {
+		_, err := bld.Add(aggregate.Record{Data: []byte(pk), PartitionKey: pk}, time.Now(), nil)
+		require.NoError(t, err)
+	}
+	q := newDirectQueue()
+	var want *aggregate.Shard
+	require.NoError(t, bld.FlushAll(func(_ int, a *aggregate.Aggregate) error {
+		want = a.BuiltFor
+		require.NotNil(t, q.offer(t.Context(), a, 0))
+		return nil
+	}))
+	require.NotNil(t, want)
+	var b batch
+	(&sender{direct: q}).takeDirect(&b, <-q.ch)
+	require.Len(t, b.aggs, 1)
+	require.Same(t, want, b.aggs[0].BuiltFor)
+	require.Equal(t, 2, b.aggs[0].Count)
 }

@@ -33,6 +33,15 @@ type Aggregate struct {
 	Aggregated      bool   // Body is the protobuf AggregatedRecord message only (no magic, no MD5)
 	Body            []byte // when !Aggregated: the plain user record data
 	Count           int    // user records
+
+	// BuiltFor, when not nil, is the shard (of the shard map it was built
+	// with) whose hash key range holds every user record of an aggregate a
+	// Builder made: an output that routes the aggregate to a shard whose
+	// range contains BuiltFor's need not read its records to know they all
+	// lie in it (see ShardMap.Covers). It lives in memory only: the
+	// encodings (AppendEntry, AppendKinesisData) do not carry it, and
+	// ParseEntry leaves it nil.
+	BuiltFor *Shard
 }
 
 // AppendKinesisData appends the record's data as sent to Kinesis: magic,
@@ -41,9 +50,12 @@ func (a *Aggregate) AppendKinesisData(dst []byte) []byte {
 	if !a.Aggregated {
 		return append(dst, a.Body...)
 	}
-	sum := md5.Sum(a.Body)
 	dst = append(dst, magic[:]...)
+	start := len(dst)
 	dst = append(dst, a.Body...)
+	// The MD5 of the copy just written, still in the CPU's cache: the
+	// body is read from memory once, not once to copy and once to hash.
+	sum := md5.Sum(dst[start:])
 	return append(dst, sum[:]...)
 }
 

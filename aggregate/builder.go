@@ -484,6 +484,10 @@ func (b *Builder) close(gi int32, emit func(int, *Aggregate) error) error {
 		*a = Aggregate{PartitionKey: g.firstPK, ExplicitHashKey: g.firstEHK, Body: g.buf[g.firstData:], Count: 1}
 	} else {
 		*a = Aggregate{PartitionKey: AggregatedPartitionKey, ExplicitHashKey: g.aggregateEHK(), Aggregated: true, Body: g.assemble(), Count: g.count}
+		if b.shards != nil {
+			// Every record of the group was routed to shard gi of the map.
+			a.BuiltFor = &b.shards.shards[gi]
+		}
 	}
 	err := emit(int(gi), a)
 	*a = Aggregate{} // drop the references to the group's buffers

@@ -47,7 +47,9 @@ func (m *ShardMap) Route(a *Aggregate) (int, error) {
 }
 
 // Covers reports whether every user record of a lies in the hash range of
-// shard i of m: whether a KCL reading a from that shard keeps all of it. A
+// shard i of m: whether a KCL reading a from that shard keeps all of it. An
+// aggregate whose BuiltFor range lies in the shard's is covered without its
+// records being read. A
 // plain record is covered when it routes to shard i. A sub-record's hash key
 // is its explicit hash key, or the MD5 of its partition key (each distinct
 // key of the aggregate's tables is hashed once). Errors wrap ErrMalformed or
@@ -55,6 +57,9 @@ func (m *ShardMap) Route(a *Aggregate) (int, error) {
 // for aggregates of up to 64 distinct keys.
 func (m *ShardMap) Covers(a *Aggregate, i int) (bool, error) {
 	s := m.shards[i]
+	if a.Aggregated && a.BuiltFor != nil && s.Start.Cmp(a.BuiltFor.Start) <= 0 && a.BuiltFor.End.Cmp(s.End) <= 0 {
+		return true, nil
+	}
 	if !a.Aggregated {
 		j, err := m.Route(a)
 		if err != nil {
@@ -71,6 +76,10 @@ func (m *ShardMap) Covers(a *Aggregate, i int) (bool, error) {
 	if a.Count > 0 && n != a.Count {
 		return false, fmt.Errorf("%w: %d records, the aggregate says %d", ErrMalformed, n, a.Count)
 	}
+	body := a.Body
+	if tablesIn(t, body, s) {
+		return true, nil
+	}
 	// Per table entry: 0 not checked yet, 1 inside s, 2 outside.
 	var pkBuf, ehkBuf [64]uint8
 	pkState, ehkState := pkBuf[:0], ehkBuf[:0]
@@ -84,7 +93,6 @@ func (m *ShardMap) Covers(a *Aggregate, i int) (bool, error) {
 	} else {
 		ehkState = make([]uint8, len(t.ehk))
 	}
-	body := a.Body
 	var keyErr error
 	covered := true
 	err = t.each(body, func(r rawRecord) error {
@@ -124,6 +132,26 @@ func (m *ShardMap) Covers(a *Aggregate, i int) (bool, error) {
 		return false, err
 	}
 	return covered, nil
+}
+
+// tablesIn reports whether every key of the tables of body lies in s: then
+// every record does, whichever keys it uses (parse checked that their
+// indexes are inside the tables), and Covers need not walk the records
+// again. A key outside s, or an explicit hash key that does not parse,
+// says nothing of the records (it may be unused): false.
+func tablesIn(t *tables, body []byte, s Shard) bool {
+	for _, sp := range t.pk {
+		if !s.Contains(PartitionKeyHash(string(body[sp.off:sp.end]))) {
+			return false
+		}
+	}
+	for _, sp := range t.ehk {
+		h, err := ParseHashKey(string(body[sp.off:sp.end]))
+		if err != nil || !s.Contains(h) {
+			return false
+		}
+	}
+	return true
 }
 
 // Split re-aggregates the user records of a against m, grouping them by the

@@ -59,6 +59,11 @@ func TestCovers_AggregatesBuiltOnTheMapAreCovered_OlderMapsAreCaught(t *testing.
 			ok, err := cur.Covers(&e.Agg, i)
 			require.NoError(t, err)
 			require.True(t, ok, "an aggregate built on the map must be covered")
+			exact := e.Agg
+			exact.BuiltFor = nil // read from the spool: its records are read
+			ok, err = cur.Covers(&exact, i)
+			require.NoError(t, err)
+			require.True(t, ok, "an aggregate built on the map must be covered")
 		}
 		for _, e := range buildAll(t, old, recs) {
 			i, err := cur.Route(&e.Agg)
@@ -86,6 +91,105 @@ func TestCovers_MalformedBodyIsAnError(t *testing.T) {
 	a = Aggregate{PartitionKey: "a", ExplicitHashKey: "0", Aggregated: true, Body: bad, Count: 1}
 	_, err = m.Covers(&a, 0)
 	require.ErrorIs(t, err, ErrExplicitHashKey)
+}
+
+// Covers first checks the key tables alone; a table key outside the shard
+// that no record routes by (a partition key of records that all have an
+// explicit hash key) must not make it refuse a covered aggregate, and a key
+// inside must not hide a record outside.
+func TestCovers_UnusedTableKeysDoNotDecide(t *testing.T) {
+	m := evenShards(t, 2)
+	keyIn := func(shard int) string {
+		for i := 0; ; i++ {
+			pk := fmt.Sprintf("k%d", i)
+			if j, _ := m.RouteKeys(pk, ""); j == shard {
+				return pk
+			}
+		}
+	}
+	in0, in1 := keyIn(0), keyIn(1)
+	ehk0 := m.Shard(0).Start.String()
+	ehk1 := m.Shard(1).Start.String()
+	rec := func(pkIdx uint64, ehkIdx int) pb {
+		r := pb(nil).varint(1, pkIdx)
+		if ehkIdx >= 0 {
+			r = r.varint(2, uint64(ehkIdx))
+		}
+		return pb(nil).bytes(3, r.bytes(3, []byte("x")))
+	}
+	for _, tc := range []struct {
+		name string
+		body pb
+		want bool
+	}{
+		{"all keys in", append(pb(nil).str(1, in0), append(rec(0, -1), rec(0, -1)...)...), true},
+		{"partition key out, unused: records by explicit hash key in", append(pb(nil).str(1, in1).str(2, ehk0), append(rec(0, 0), rec(0, 0)...)...), true},
+		{"partition key in, records by explicit hash key out", append(pb(nil).str(1, in0).str(2, ehk1), append(rec(0, -1), rec(0, 0)...)...), false},
+		{"second partition key out and used", append(pb(nil).str(1, in0).str(1, in1), append(rec(0, -1), rec(1, -1)...)...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Aggregate{PartitionKey: "a", ExplicitHashKey: ehk0, Aggregated: true, Body: tc.body, Count: 2}
+			ok, err := m.Covers(&a, 0)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, ok)
+		})
+	}
+	// A record naming a key outside the tables is malformed, whatever the
+	// tables hold.
+	a := Aggregate{PartitionKey: "a", ExplicitHashKey: ehk0, Aggregated: true, Body: append(pb(nil).str(1, in0), rec(1, -1)...), Count: 1}
+	_, err := m.Covers(&a, 0)
+	require.ErrorIs(t, err, ErrMalformed)
+}
+
+// A Builder with a shard map notes on each aggregate the shard it grouped
+// its records by; Covers trusts it when that shard's range lies in the
+// target's (no record read) and reads the records otherwise. The entry
+// encoding does not carry it.
+func TestBuiltFor_IsTheGroupsShardAndLetsCoversSkipTheRecords(t *testing.T) {
+	r := rand.New(rand.NewPCG(testSeed(t), 7))
+	m := evenShards(t, 4)
+	merged, err := NewShardMap([]Shard{
+		{ID: "m01", Start: m.Shard(0).Start, End: m.Shard(1).End},
+		{ID: "m23", Start: m.Shard(2).Start, End: m.Shard(3).End},
+	})
+	require.NoError(t, err)
+	aggregates := 0
+	for _, e := range buildAll(t, m, randomRecords(r, 2000)) {
+		if !e.Agg.Aggregated {
+			require.Nil(t, e.Agg.BuiltFor)
+			continue
+		}
+		aggregates++
+		require.NotNil(t, e.Agg.BuiltFor)
+		require.Equal(t, m.Shard(e.Group), *e.Agg.BuiltFor)
+		require.True(t, coveredByHand(t, m, e, e.Group))
+		parsed, err := ParseEntry(e.Agg.AppendEntry(nil))
+		require.NoError(t, err)
+		require.Nil(t, parsed.BuiltFor, "not in the entry")
+
+		// After a merge the parent's range lies in the child's: covered,
+		// as reading the records says.
+		j, err := merged.Route(&e.Agg)
+		require.NoError(t, err)
+		ok, err := merged.Covers(&e.Agg, j)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.True(t, coveredByHand(t, merged, e, j))
+	}
+	require.Positive(t, aggregates)
+
+	// Trusted: records not read (this body would not parse)...
+	garbage := Aggregate{PartitionKey: "a", ExplicitHashKey: "0", Aggregated: true, Body: []byte{0x1a, 0x05, 0x08}, Count: 2}
+	inside := m.Shard(0)
+	garbage.BuiltFor = &inside
+	ok, err := merged.Covers(&garbage, 0)
+	require.NoError(t, err)
+	require.True(t, ok)
+	// ...unless the range is not within the target's: then they are.
+	whole := Shard{ID: "all", End: MaxHashKey}
+	garbage.BuiltFor = &whole
+	_, err = merged.Covers(&garbage, 0)
+	require.ErrorIs(t, err, ErrMalformed)
 }
 
 func TestSplit_ReaggregatesAgainstTheNewMapKeepingEveryRecordInOrder(t *testing.T) {

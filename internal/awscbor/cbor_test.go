@@ -283,3 +283,64 @@ func FuzzDecodePutRecordsResponse(f *testing.F) {
 		}
 	})
 }
+
+// A body written piece by piece is AppendPutRecords' body.
+func TestAppendPutRecords_PieceByPiece(t *testing.T) {
+	in := testInput()
+	b := AppendPutRecordsHead([]byte("x"), len(in.Records))
+	for _, r := range in.Records {
+		b = AppendPutRecordsEntryHead(b, len(r.Data), r.ExplicitHashKey != nil, true)
+		b = append(b, r.Data...)
+		b = AppendPutRecordsEntryKeys(b, *r.PartitionKey, aws.ToString(r.ExplicitHashKey))
+	}
+	b = AppendPutRecordsTail(b, *in.StreamName)
+	require.Equal(t, AppendPutRecords([]byte("x"), in), b)
+}
+
+// The scanning decoder reads what the generic one reads, aliasing the data,
+// refuses what it refuses, and leaves indefinite lengths to it.
+func TestDecodePutRecordsRequest_ScanSameAsGeneric(t *testing.T) {
+	b := AppendPutRecords(nil, testInput())
+	s1, e1, ok, err := scanPutRecordsRequest(b)
+	require.NoError(t, err)
+	require.True(t, ok)
+	s2, e2, err := decodePutRecordsRequest(b)
+	require.NoError(t, err)
+	require.Equal(t, s2, s1)
+	require.Equal(t, e2, e1)
+	for i := range e1 { // the data alias the body
+		if len(e1[i].Data) > 0 {
+			e1[i].Data[0] ^= 0xff
+			_, again, _, _ := scanPutRecordsRequest(b)
+			require.Equal(t, e1[i].Data[0], again[i].Data[0], "aliased")
+			break
+		}
+	}
+
+	// Unknown keys skipped; missing Data refused by both.
+	withExtra, err := Append(nil, map[string]any{"Records": []any{map[string]any{"Data": []byte("d"), "PartitionKey": "p", "Zz": []any{uint64(1)}}}, "StreamName": "s", "Aa": nil})
+	require.NoError(t, err)
+	_, es, err := DecodePutRecordsRequest(withExtra)
+	require.NoError(t, err)
+	require.Equal(t, []PutEntry{{Data: []byte("d"), PartitionKey: "p"}}, es)
+	noData, err := Append(nil, map[string]any{"Records": []any{map[string]any{"PartitionKey": "p"}}})
+	require.NoError(t, err)
+	_, _, _, err = scanPutRecordsRequest(noData)
+	require.Error(t, err)
+	_, _, err = decodePutRecordsRequest(noData)
+	require.Error(t, err)
+	for _, cut := range []int{1, len(withExtra) / 2, len(withExtra) - 1} {
+		_, _, err := DecodePutRecordsRequest(withExtra[:cut])
+		require.Error(t, err, "cut at %d", cut)
+	}
+
+	// Indefinite lengths: {_ "Records": [_ {_ "Data": (_ h'61', h'62'), "PartitionKey": "k"}]}.
+	indef := []byte{0xbf, 0x67, 'R', 'e', 'c', 'o', 'r', 'd', 's', 0x9f, 0xbf, 0x64, 'D', 'a', 't', 'a', 0x5f, 0x41, 'a', 0x41, 'b', 0xff,
+		0x6c, 'P', 'a', 'r', 't', 'i', 't', 'i', 'o', 'n', 'K', 'e', 'y', 0x61, 'k', 0xff, 0xff, 0xff}
+	_, _, ok, err = scanPutRecordsRequest(indef)
+	require.NoError(t, err)
+	require.False(t, ok)
+	_, es, err = DecodePutRecordsRequest(indef)
+	require.NoError(t, err)
+	require.Equal(t, []PutEntry{{Data: []byte("ab"), PartitionKey: "k"}}, es)
+}

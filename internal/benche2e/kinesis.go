@@ -20,8 +20,9 @@ import (
 
 // runKinesis ships the log to the HTTP sink (ndjson, no compression) and to
 // a fake Kinesis, once per PutRecords protocol of protocols, in each run,
-// and prints them and their ratios.
-func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shards int, extra string, protocols []string) error {
+// and prints them and their ratios. With baseline set, that agent binary
+// ships to the fake Kinesis too, in each run, just before agentBin.
+func runKinesis(agentBin, baseline string, size int64, lineLen int, dir string, runs, shards int, extra string, protocols []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -78,6 +79,7 @@ func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shar
 	fmt.Printf("log: %s (%d MiB, %d lines of ~%d bytes); fake Kinesis of %d shards\n", log, size>>20, lines, lineLen, shards)
 	var hres []result
 	kres := map[string][]result{}
+	bres := map[string][]result{} // baseline's
 	var kst []fakeaws.KinesisStats
 	for i := 0; i < runs; i++ {
 		received.Store(0)
@@ -92,23 +94,33 @@ func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shar
 		fmt.Printf("run %d http:    %4.0f MB/s  %.2f CPU-s/GB  peak RSS %d MiB\n", i+1, r.mbps, r.cpuPerG, r.rss>>20)
 
 		for _, proto := range protocols {
-			k := fakeaws.NewKinesis(shards)
-			fk.Store(k)
 			to := kinURL + "&protocol=" + proto
 			if proto == "default" { // the agent's default (also for agents without the key)
 				to = kinURL
 			}
+			if baseline != "" {
+				k := fakeaws.NewKinesis(shards)
+				fk.Store(k)
+				r, err := runOnce(baseline, dir, log, size, env, extra, "--to", to)
+				if err != nil {
+					return fmt.Errorf("baseline: %w", err)
+				}
+				if err := checkKinesis(k, lines); err != nil {
+					return fmt.Errorf("baseline: %w", err)
+				}
+				bres[proto] = append(bres[proto], r)
+				fmt.Printf("run %d kinesis %s, baseline: %4.0f MB/s  %.2f CPU-s/GB  peak RSS %d MiB\n", i+1, proto, r.mbps, r.cpuPerG, r.rss>>20)
+			}
+			k := fakeaws.NewKinesis(shards)
+			fk.Store(k)
 			r, err = runOnce(agentBin, dir, log, size, env, extra, "--to", to)
 			if err != nil {
 				return err
 			}
+			if err := checkKinesis(k, lines); err != nil {
+				return err
+			}
 			st := k.Stats()
-			if st.UserRecords < lines {
-				return fmt.Errorf("kinesis: only %d of %d lines arrived", st.UserRecords, lines)
-			}
-			if v := k.Violations(); len(v) > 0 {
-				return fmt.Errorf("kinesis: %d sub-records a KCL would drop (first: %s)", len(v), v[0])
-			}
 			kres[proto] = append(kres[proto], r)
 			kst = append(kst, st)
 			fmt.Printf("run %d kinesis %s: %4.0f MB/s  %.2f CPU-s/GB  peak RSS %d MiB  %d Kinesis records (%.0f user records each), %d PutRecords, %d payload units\n",
@@ -135,15 +147,33 @@ func runKinesis(agentBin string, size int64, lineLen int, dir string, runs, shar
 	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	fmt.Printf("| http ndjson | %.0f | %.2f | %.0f MiB | | |\n", med(hres, mbps), med(hres, cpu), med(hres, rss))
 	for _, proto := range protocols {
+		if baseline != "" {
+			fmt.Printf("| baseline: kinesis %s | %.0f | %.2f | %.0f MiB | | |\n", proto, med(bres[proto], mbps), med(bres[proto], cpu), med(bres[proto], rss))
+		}
 		fmt.Printf("| kinesis %s (rate_limit=off) | %.0f | %.2f | %.0f MiB | %.0f | %.0f |\n", proto, med(kres[proto], mbps), med(kres[proto], cpu), med(kres[proto], rss),
 			float64(st.UserRecords)/float64(st.Records), units)
 	}
 	fmt.Printf("| one Kinesis record per line | | | | 1 | %.0f |\n", perLine)
 	fmt.Println()
 	for _, proto := range protocols {
+		if baseline != "" {
+			fmt.Printf("baseline: kinesis %s/http CPU per GB: %.2fx\n", proto, med(bres[proto], cpu)/med(hres, cpu))
+		}
 		fmt.Printf("kinesis %s/http CPU per GB: %.2fx (target <= 1.5x)\n", proto, med(kres[proto], cpu)/med(hres, cpu))
 	}
 	fmt.Printf("payload units: %.0fx fewer than one record per line (target >= 50x)\n", perLine/units)
+	return nil
+}
+
+// checkKinesis checks that every line arrived at k, each in its shard's
+// hash key range.
+func checkKinesis(k *fakeaws.Kinesis, lines int64) error {
+	if st := k.Stats(); st.UserRecords < lines {
+		return fmt.Errorf("kinesis: only %d of %d lines arrived", st.UserRecords, lines)
+	}
+	if v := k.Violations(); len(v) > 0 {
+		return fmt.Errorf("kinesis: %d sub-records a KCL would drop (first: %s)", len(v), v[0])
+	}
 	return nil
 }
 

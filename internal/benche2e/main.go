@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -46,13 +47,26 @@ func main() {
 	extra := flag.String("args", "", "extra agent tail flags")
 	kin := flag.Bool("kinesis", false, "also ship to a fake Kinesis each run, and compare")
 	shards := flag.Int("shards", 4, "shards of the fake Kinesis stream (-kinesis)")
+	kinBaseline := flag.String("kinesis-baseline", "", "another agent binary (e.g. of the previous commit) shipped to the fake Kinesis in each run too, interleaved with -agent (-kinesis)")
 	kinProtocols := flag.String("kinesis-protocols", "cbor", "PutRecords protocols to run with -kinesis, comma-separated (cbor, json, or default: the agent's default, without the URL key)")
 	kafka := flag.Bool("kafka", false, "ship to an in-process kfake broker, next to a bare franz-go producer")
 	socket := flag.Bool("socket", false, "one client writing the log to agent tail unix://… --to blackhole: (the spool path)")
 	kafkaParams := flag.String("kafka-params", "", "query of the agent's kafka:// URL (e.g. compression=zstd)")
 	bare := flag.String("bare-producer", "", "internal: produce -log to this kafka:// URL with franz-go alone")
 	bareLog := flag.String("log", "", "internal: the log of -bare-producer")
+	cpuprofile := flag.String("cpuprofile", "", "write the benchmark process's own CPU profile (its sinks and fakes) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *bare != "" {
 		if err := bareProducer(*bare, *bareLog); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-e2e: bare producer:", err)
@@ -61,8 +75,9 @@ func main() {
 		return
 	}
 	if *kin {
-		if err := runKinesis(*agentBin, *size, *lineLen, *dir, *runs, *shards, *extra, strings.Split(*kinProtocols, ",")); err != nil {
+		if err := runKinesis(*agentBin, *kinBaseline, *size, *lineLen, *dir, *runs, *shards, *extra, strings.Split(*kinProtocols, ",")); err != nil {
 			fmt.Fprintln(os.Stderr, "bench-kinesis:", err)
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		return

@@ -1,10 +1,12 @@
 // Package fakeaws is an in-process Kinesis Data Streams and Firehose
-// speaking the JSON 1.1 protocol the AWS SDK uses, for the agent's tests and
-// benchmarks where kinesalite does not fit (reshards at a chosen moment,
-// failures of chosen calls, speed). Like the KCL, the fake Kinesis checks
-// that every sub-record of an aggregate lies in the hash key range of the
-// shard the aggregate lands on. Tests and benchmarks only; it is never part
-// of the agent's binary.
+// speaking the JSON 1.1 protocol the AWS SDK uses (and, for PutRecords, its
+// CBOR form), for the agent's tests and benchmarks where kinesalite does not
+// fit: reshards at a chosen moment, throttling, failures of chosen calls and
+// entries, shard IDs of the test's choosing, signature checks, speed. Like
+// the KCL, the fake Kinesis checks that every sub-record of an aggregate lies
+// in the hash key range of the shard the aggregate lands on, and that its
+// MD5 matches. Tests and benchmarks only; it is never part of the agent's
+// binary.
 package fakeaws
 
 import (
@@ -13,12 +15,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/big"
 	"mime"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/internal/awscbor"
@@ -26,22 +28,39 @@ import (
 
 // Kinesis is a fake Kinesis Data Streams (ListShards, PutRecords,
 // DescribeStreamSummary) of one stream, an http.Handler. Safe for
-// concurrent use.
+// concurrent use; the setters may be called while it serves.
 type Kinesis struct {
-	// KeepData keeps the data of every user record (see UserData); off,
-	// records are only counted and checked (benchmarks).
+	// KeepData keeps every Kinesis record and the data of every user
+	// record (see Records, UserData); off, records are only counted and
+	// checked (benchmarks). Set it before serving.
 	KeepData bool
 
 	mu     sync.Mutex
 	shards []aggregate.Shard // open
 	closed []aggregate.Shard
+	// pageSize > 0 paginates ListShards.
+	pageSize int
 	// listErrors > 0 fails as many next ListShards calls with
 	// LimitExceededException.
 	listErrors int
 	onPut      func(n int) // called (unlocked) after each PutRecords, with its entries
 
+	// Per-shard throttling: a token bucket of limit records per second on
+	// clock (nil: no throttling).
+	clock   Clock
+	limit   float64
+	buckets map[string]*bucket
+
+	failEntry func(pk string, data []byte) string // an error code for an entry, or ""
+	shardID   func(real string) string            // the shard ID answered for an entry
+	failPuts  []APIError                          // the next PutRecords calls' fates
+	cutCBOR   int                                 // > 0: CBOR answers cut to that many bytes
+	secrets   map[string]string                   // access key ID -> secret: signatures checked
+	akids     []string                            // the access key ID of every request's signature
+
 	stats      KinesisStats
-	data       map[string][]string // user records' data per shard ID
+	records    map[string][]Record // per shard ID (KeepData)
+	data       map[string][]string // user records' data per shard ID (KeepData)
 	violations []string
 	seq        int64
 }
@@ -49,20 +68,48 @@ type Kinesis struct {
 // KinesisStats counts what the fake Kinesis received.
 type KinesisStats struct {
 	ListShards   int   // calls
-	PutRecords   int   // calls
+	PutRecords   int   // calls, failed ones included
+	CBORRequests int   // requests in CBOR
 	Records      int64 // Kinesis records stored
 	UserRecords  int64 // user records in them (deaggregated)
 	Bytes        int64 // data plus partition keys
 	PayloadUnits int64 // 25 KB units per record, rounded up (how PUT payload units are billed)
+	Throttled    int   // entries refused by the throttle
+	Failed       int   // entries failed by FailEntries
+}
+
+// Record is one Kinesis record stored (KeepData).
+type Record struct {
+	PartitionKey, ExplicitHashKey string
+	Data                          []byte
+}
+
+// APIError is an error answer: its HTTP status and error code (__type).
+type APIError struct {
+	Status int
+	Code   string
+}
+
+// Clock tells the throttle the time.
+type Clock interface{ Now() time.Time }
+
+type bucket struct {
+	tokens float64
+	last   time.Time
 }
 
 // PayloadUnit is the size of a PUT payload unit.
 const PayloadUnit = 25 * 1024
 
-// NewKinesis returns a fake stream of n shards splitting the hash key space
-// evenly, as CreateStream does.
+// NewKinesis returns a fake stream of n shards named shardId-<index>
+// splitting the hash key space evenly, as CreateStream does.
 func NewKinesis(n int) *Kinesis {
-	return &Kinesis{shards: EvenShards(n, "shardId-"), data: map[string][]string{}}
+	return &Kinesis{
+		shards:  EvenShards(n, "shardId-"),
+		buckets: map[string]*bucket{},
+		records: map[string][]Record{},
+		data:    map[string][]string{},
+	}
 }
 
 // EvenShards splits the hash key space into n shards named prefix + index.
@@ -102,6 +149,14 @@ func (k *Kinesis) Reshard(n int, prefix string) {
 	k.shards = EvenShards(n, prefix)
 }
 
+// SetShards replaces the open shards (they may leave gaps, as in the middle
+// of a reshard).
+func (k *Kinesis) SetShards(shards []aggregate.Shard) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.shards = append([]aggregate.Shard(nil), shards...)
+}
+
 // Shards returns the open shards.
 func (k *Kinesis) Shards() []aggregate.Shard {
 	k.mu.Lock()
@@ -109,11 +164,70 @@ func (k *Kinesis) Shards() []aggregate.Shard {
 	return append([]aggregate.Shard(nil), k.shards...)
 }
 
+// SetListPageSize makes ListShards answer n shards a page (0: all).
+func (k *Kinesis) SetListPageSize(n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pageSize = n
+}
+
 // FailListShards makes the next n ListShards calls fail (throttled).
 func (k *Kinesis) FailListShards(n int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.listErrors = n
+}
+
+// Throttle refuses, with ProvisionedThroughputExceededException, the
+// entries of a shard above perSecond records a second on clock (a token
+// bucket per shard, full at first). A nil clock stops throttling.
+func (k *Kinesis) Throttle(clock Clock, perSecond float64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.clock, k.limit = clock, perSecond
+	k.buckets = map[string]*bucket{}
+}
+
+// FailEntries sets a function that returns an error code for a PutRecords
+// entry to fail (its data as sent: an aggregate is framed), or "".
+func (k *Kinesis) FailEntries(fn func(pk string, data []byte) string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.failEntry = fn
+}
+
+// AnswerShardID sets a function that returns the shard ID answered for an
+// entry stored on shard real (the records are stored on real still).
+func (k *Kinesis) AnswerShardID(fn func(real string) string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.shardID = fn
+}
+
+// FailPuts sets the fates of the next PutRecords calls, one each: an error
+// answer, or a zero APIError to let that call pass.
+func (k *Kinesis) FailPuts(errs ...APIError) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.failPuts = append([]APIError(nil), errs...)
+}
+
+// CutCBOR cuts the CBOR answers to n bytes (kinesalite cuts them at 16
+// KiB); 0 does not.
+func (k *Kinesis) CutCBOR(n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cutCBOR = n
+}
+
+// CheckSignatures makes every request's SigV4 signature checked against
+// these secrets, by access key ID: a request signed wrongly (its payload
+// hash included) or by an unknown key is refused with 403
+// InvalidSignatureException and listed in Violations. nil stops checking.
+func (k *Kinesis) CheckSignatures(secrets map[string]string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.secrets = secrets
 }
 
 // OnPut sets a function called after each PutRecords with its number of
@@ -132,11 +246,32 @@ func (k *Kinesis) Stats() KinesisStats {
 }
 
 // Violations lists the sub-records a KCL would have dropped (outside the
-// range of their aggregate's shard) and the records that did not decode.
+// range of their aggregate's shard), the records that did not decode or
+// whose MD5 did not match, and the requests that broke the protocol.
 func (k *Kinesis) Violations() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]string(nil), k.violations...)
+}
+
+// AccessKeyIDs returns the access key ID of every request's signature, in
+// order.
+func (k *Kinesis) AccessKeyIDs() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.akids...)
+}
+
+// Records returns the Kinesis records stored (KeepData), per shard ID, in
+// the order they were put.
+func (k *Kinesis) Records() map[string][]Record {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[string][]Record, len(k.records))
+	for id, rs := range k.records {
+		out[id] = append([]Record(nil), rs...)
+	}
+	return out
 }
 
 // UserData returns the data of every user record stored (KeepData), per
@@ -151,11 +286,27 @@ func (k *Kinesis) UserData() map[string][]string {
 	return out
 }
 
+// bodies are reused request buffers: a benchmark's fake reads gigabytes.
+var bodies sync.Pool // *[]byte
+
+// maxKeptBody bounds the request buffers kept.
+const maxKeptBody = 8 << 20
+
 // ServeHTTP answers the SDK's JSON 1.1 requests, and their CBOR form
 // (Content-Type application/x-amz-cbor-1.1) in CBOR.
 func (k *Kinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cbor := isCBOR(r)
-	body, err := io.ReadAll(r.Body)
+	bp, _ := bodies.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer func() {
+		if cap(*bp) <= maxKeptBody {
+			bodies.Put(bp)
+		}
+	}()
+	body, err := readBody(r, (*bp)[:0])
+	*bp = body
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -166,30 +317,52 @@ func (k *Kinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	var onPut func(int)
 	n := 0
-	switch op {
-	case "ListShards":
+	if cbor {
+		k.stats.CBORRequests++
+	}
+	cut := k.cutCBOR
+	akid, serr := k.checkSignature(r, body)
+	if akid != "" {
+		k.akids = append(k.akids, akid)
+	}
+	switch {
+	case serr != nil:
+		k.violations = append(k.violations, fmt.Sprintf("%s: %v", op, serr))
+		status, resp = http.StatusForbidden, errorBody("InvalidSignatureException", serr.Error())
+	case op == "ListShards":
 		k.stats.ListShards++
 		if k.listErrors > 0 {
 			k.listErrors--
-			status, resp = http.StatusBadRequest, map[string]any{"__type": "LimitExceededException", "message": "fake: rate exceeded"}
+			status, resp = http.StatusBadRequest, errorBody("LimitExceededException", "fake: rate exceeded")
 			break
 		}
-		resp = k.listShards()
-	case "DescribeStreamSummary":
+		resp, err = k.listShards(body, cbor)
+		if err != nil {
+			status, resp = http.StatusBadRequest, errorBody("InvalidArgumentException", err.Error())
+		}
+	case op == "DescribeStreamSummary":
 		resp = map[string]any{"StreamDescriptionSummary": map[string]any{"StreamName": "s", "StreamStatus": "ACTIVE", "OpenShardCount": len(k.shards)}}
-	case "PutRecords":
+	case op == "PutRecords":
 		k.stats.PutRecords++
+		if len(k.failPuts) > 0 {
+			e := k.failPuts[0]
+			k.failPuts = k.failPuts[1:]
+			if e.Status != 0 {
+				status, resp = e.Status, errorBody(e.Code, "fake "+e.Code)
+				break
+			}
+		}
 		resp, n, err = k.putRecords(body, cbor)
 		if err != nil {
-			status, resp = http.StatusBadRequest, map[string]any{"__type": "ValidationException", "message": err.Error()}
+			status, resp = http.StatusBadRequest, errorBody("ValidationException", err.Error())
 		}
 		onPut = k.onPut
 	default:
-		status, resp = http.StatusBadRequest, map[string]any{"__type": "UnknownOperationException", "message": op}
+		status, resp = http.StatusBadRequest, errorBody("UnknownOperationException", op)
 	}
 	k.mu.Unlock()
 	if cbor {
-		writeCBOR(w, status, resp)
+		writeCBOR(w, status, resp, cut)
 	} else {
 		writeJSON(w, status, resp)
 	}
@@ -198,17 +371,34 @@ func (k *Kinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func errorBody(code, msg string) map[string]any {
+	return map[string]any{"__type": code, "message": msg}
+}
+
+// readBody reads r's body into dst, grown once to its Content-Length.
+func readBody(r *http.Request, dst []byte) ([]byte, error) {
+	if n := r.ContentLength; n > 0 && n <= 64<<20 && int64(cap(dst)) < n {
+		dst = make([]byte, 0, n+1) // +1: room to see the EOF without growing
+	}
+	buf := bytes.NewBuffer(dst)
+	_, err := buf.ReadFrom(r.Body)
+	return buf.Bytes(), err
+}
+
 // isCBOR says r is in the protocol's CBOR form.
 func isCBOR(r *http.Request) bool {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	return mt == awscbor.ContentType
 }
 
-func writeCBOR(w http.ResponseWriter, status int, v any) {
+func writeCBOR(w http.ResponseWriter, status int, v any, cut int) {
 	b, err := awscbor.Append(nil, v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	if cut > 0 && len(b) > cut {
+		b = b[:cut]
 	}
 	w.Header().Set("Content-Type", awscbor.ContentType)
 	w.WriteHeader(status)
@@ -221,8 +411,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (k *Kinesis) listShards() any {
-	var all []map[string]any
+func (k *Kinesis) listShards(body []byte, cbor bool) (any, error) {
+	var in struct{ NextToken, StreamName string }
+	if cbor {
+		v, _, err := awscbor.Decode(body)
+		if err != nil {
+			return nil, err
+		}
+		m, _ := v.(map[string]any)
+		in.NextToken, _ = m["NextToken"].(string)
+		in.StreamName, _ = m["StreamName"].(string)
+	} else if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &in); err != nil {
+			return nil, err
+		}
+	}
 	shard := func(s aggregate.Shard, closed bool) map[string]any {
 		seq := map[string]any{"StartingSequenceNumber": "1"}
 		if closed {
@@ -234,13 +437,53 @@ func (k *Kinesis) listShards() any {
 			"SequenceNumberRange": seq,
 		}
 	}
+	var all []map[string]any
 	for _, s := range k.closed {
 		all = append(all, shard(s, true))
 	}
 	for _, s := range k.shards {
 		all = append(all, shard(s, false))
 	}
-	return map[string]any{"Shards": all}
+	start := 0
+	if in.NextToken != "" {
+		if in.StreamName != "" {
+			// ListShards refuses both: the token names the stream.
+			k.violations = append(k.violations, "ListShards with both NextToken and StreamName")
+			return nil, fmt.Errorf("NextToken and StreamName cannot be provided together")
+		}
+		if _, err := fmt.Sscanf(in.NextToken, "page-%d", &start); err != nil || start < 0 || start > len(all) {
+			return nil, fmt.Errorf("bad NextToken %q", in.NextToken)
+		}
+	}
+	end := len(all)
+	if k.pageSize > 0 {
+		end = min(start+k.pageSize, len(all))
+	}
+	out := map[string]any{"Shards": all[start:end]}
+	if end < len(all) {
+		out["NextToken"] = fmt.Sprintf("page-%d", end)
+	}
+	return out, nil
+}
+
+// allow takes a token of shard's bucket, if throttling.
+func (k *Kinesis) allow(shard string) bool {
+	if k.clock == nil {
+		return true
+	}
+	now := k.clock.Now()
+	b := k.buckets[shard]
+	if b == nil {
+		b = &bucket{tokens: k.limit, last: now}
+		k.buckets[shard] = b
+	}
+	b.tokens = min(k.limit, b.tokens+now.Sub(b.last).Seconds()*k.limit)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 type putEntry struct {
@@ -255,8 +498,9 @@ func (k *Kinesis) putRecords(body []byte, cbor bool) (any, int, error) {
 	if cbor {
 		var ces []awscbor.PutEntry
 		_, ces, err = awscbor.DecodePutRecordsRequest(body)
-		for _, e := range ces {
-			entries = append(entries, putEntry(e))
+		entries = make([]putEntry, len(ces))
+		for i, e := range ces {
+			entries[i] = putEntry(e)
 		}
 	} else {
 		entries, err = parsePutRecords(body)
@@ -265,35 +509,85 @@ func (k *Kinesis) putRecords(body []byte, cbor bool) (any, int, error) {
 		return nil, 0, err
 	}
 	results := make([]map[string]any, 0, len(entries))
+	failed := 0
 	hashes := map[string]aggregate.HashKey{} // of the partition keys of this request
 	for _, e := range entries {
+		if err := aggregate.ValidatePartitionKey(e.PartitionKey); err != nil {
+			return nil, 0, err
+		}
 		h, err := hashOf(e.PartitionKey, e.ExplicitHashKey)
 		if err != nil {
 			return nil, 0, err
 		}
 		var shard aggregate.Shard
+		found := false
 		for _, s := range k.shards {
 			if s.Contains(h) {
-				shard = s
+				shard, found = s, true
 			}
 		}
-		// The KCL's check, on every sub-record (MD5 included).
-		a := aggregate.Aggregate{PartitionKey: e.PartitionKey, ExplicitHashKey: e.ExplicitHashKey, Body: e.Data}
-		if aggregate.IsAggregated(e.Data) {
-			if len(e.Data) < 20 {
-				k.violations = append(k.violations, "a truncated aggregate")
-				continue
+		code := ""
+		switch {
+		case !found:
+			// A gap in the open shards (mid-reshard): the entry fails.
+			code = "InternalFailure"
+		case k.failEntry != nil:
+			if code = k.failEntry(e.PartitionKey, e.Data); code != "" {
+				k.stats.Failed++
 			}
-			body, sum := e.Data[4:len(e.Data)-md5.Size], e.Data[len(e.Data)-md5.Size:]
-			if got := md5.Sum(body); !bytes.Equal(got[:], sum) {
-				k.violations = append(k.violations, "an aggregate whose MD5 does not match")
-				continue
-			}
-			a.Aggregated, a.Body = true, body
 		}
-		users := 0
-		err = aggregate.ForEach(&a, func(pk, ehk, data []byte) error {
-			users++
+		if code == "" && !k.allow(shard.ID) {
+			code = "ProvisionedThroughputExceededException"
+			k.stats.Throttled++
+		}
+		if code != "" {
+			failed++
+			results = append(results, map[string]any{"ErrorCode": code, "ErrorMessage": "fake " + code + " on " + shard.ID})
+			continue
+		}
+		users := k.check(e, shard, hashes)
+		size := int64(len(e.Data) + len(e.PartitionKey))
+		k.stats.Records++
+		k.stats.UserRecords += int64(users)
+		k.stats.Bytes += size
+		k.stats.PayloadUnits += (size + PayloadUnit - 1) / PayloadUnit
+		if k.KeepData {
+			k.records[shard.ID] = append(k.records[shard.ID], Record{e.PartitionKey, e.ExplicitHashKey, bytes.Clone(e.Data)})
+		}
+		k.seq++
+		id := shard.ID
+		if k.shardID != nil {
+			id = k.shardID(id)
+		}
+		results = append(results, map[string]any{"SequenceNumber": fmt.Sprint(k.seq), "ShardId": id})
+	}
+	return map[string]any{"FailedRecordCount": failed, "Records": results}, len(entries), nil
+}
+
+// check is the KCL's check of a record read from shard, on every
+// sub-record of an aggregate (its MD5 included): it notes violations, keeps
+// the user records' data (KeepData) and returns how many there are.
+func (k *Kinesis) check(e putEntry, shard aggregate.Shard, hashes map[string]aggregate.HashKey) int {
+	a := aggregate.Aggregate{PartitionKey: e.PartitionKey, ExplicitHashKey: e.ExplicitHashKey, Body: e.Data, Count: 1}
+	if aggregate.IsAggregated(e.Data) {
+		if len(e.Data) < 4+md5.Size {
+			k.violations = append(k.violations, "a truncated aggregate")
+			return 0
+		}
+		body, sum := e.Data[4:len(e.Data)-md5.Size], e.Data[len(e.Data)-md5.Size:]
+		if got := md5.Sum(body); !bytes.Equal(got[:], sum) {
+			k.violations = append(k.violations, "an aggregate whose MD5 does not match")
+			return 0
+		}
+		a.Aggregated, a.Body, a.Count = true, body, 0
+	}
+	users := 0
+	err := aggregate.ForEach(&a, func(pk, ehk, data []byte) error {
+		users++
+		if !a.Aggregated {
+			// A plain record lands where Kinesis routes it: nothing to
+			// check (the KCL does not).
+		} else {
 			var uh aggregate.HashKey
 			var err error
 			if len(ehk) > 0 {
@@ -307,23 +601,16 @@ func (k *Kinesis) putRecords(body []byte, cbor bool) (any, int, error) {
 			if err != nil || !shard.Contains(uh) {
 				k.violations = append(k.violations, fmt.Sprintf("%.40q outside %s", data, shard.ID))
 			}
-			if k.KeepData {
-				k.data[shard.ID] = append(k.data[shard.ID], string(data))
-			}
-			return nil
-		})
-		if err != nil {
-			k.violations = append(k.violations, err.Error())
 		}
-		size := int64(len(e.Data) + len(e.PartitionKey))
-		k.stats.Records++
-		k.stats.UserRecords += int64(users)
-		k.stats.Bytes += size
-		k.stats.PayloadUnits += (size + PayloadUnit - 1) / PayloadUnit
-		k.seq++
-		results = append(results, map[string]any{"SequenceNumber": fmt.Sprint(k.seq), "ShardId": shard.ID})
+		if k.KeepData {
+			k.data[shard.ID] = append(k.data[shard.ID], string(data))
+		}
+		return nil
+	})
+	if err != nil {
+		k.violations = append(k.violations, err.Error())
 	}
-	return map[string]any{"FailedRecordCount": 0, "Records": results}, len(entries), nil
+	return users
 }
 
 // parsePutRecords reads the entries of a PutRecords body. The SDK's bodies

@@ -22,9 +22,8 @@ func TestCredentials_EnvironmentSignsTheRequests(t *testing.T) {
 	fake, srv := newFakeKinesis(t, 1)
 	o := newTestOutput(t, testConfig(srv.URL), nil)
 	require.NoError(t, o.Send(t.Context(), plainBatch("a")))
-	fake.mu.Lock()
-	defer fake.mu.Unlock()
-	require.Equal(t, []string{"AKIDSETBYTHISTEST", "AKIDSETBYTHISTEST"}, fake.akids) // ListShards, PutRecords
+	require.Equal(t, []string{"AKIDSETBYTHISTEST", "AKIDSETBYTHISTEST"}, fake.AccessKeyIDs()) // ListShards, PutRecords
+	require.Empty(t, fake.Violations(), "signatures")
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
@@ -39,9 +38,9 @@ func TestCredentials_SharedProfile(t *testing.T) {
 	fake, srv := newFakeKinesis(t, 1)
 	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.Profile = "other" }), nil)
 	require.NoError(t, o.Send(t.Context(), plainBatch("a")))
-	fake.mu.Lock()
-	defer fake.mu.Unlock()
-	require.Equal(t, "AKIDFROMPROFILE", fake.akids[len(fake.akids)-1])
+	akids := fake.AccessKeyIDs()
+	require.Equal(t, "AKIDFROMPROFILE", akids[len(akids)-1])
+	require.Empty(t, fake.Violations(), "signatures")
 }
 
 // fakeSTS answers AssumeRole (query protocol, XML) with temporary
@@ -113,12 +112,12 @@ func TestCredentials_AssumedRoleSignsPutRecords(t *testing.T) {
 	require.Equal(t, []string{envAccessKey}, sts.akids, "AssumeRole is signed with the default chain's credentials")
 	sts.mu.Unlock()
 
-	fake.mu.Lock()
-	require.NotEmpty(t, fake.akids)
-	for _, id := range fake.akids {
+	akids := fake.AccessKeyIDs()
+	require.NotEmpty(t, akids)
+	for _, id := range akids {
 		require.Equal(t, "ASIAASSUMED1", id)
 	}
-	fake.mu.Unlock()
+	require.Empty(t, fake.Violations(), "signatures")
 	for _, secret := range []string{"assumed-secret", "assumed-session-token", "external-secret-id", "secret-from-environment"} {
 		require.NotContains(t, logs.String(), secret)
 	}
@@ -139,9 +138,8 @@ func TestCredentials_AssumedRoleIsRefreshedBeforeItExpires(t *testing.T) {
 	_, err := o.ShardMap(t.Context())
 	require.NoError(t, err)
 	require.NoError(t, o.Send(t.Context(), plainBatch("a")))
-	fake.mu.Lock()
-	require.Equal(t, []string{"ASIAASSUMED1", "ASIAASSUMED2"}, fake.akids)
-	fake.mu.Unlock()
+	require.Equal(t, []string{"ASIAASSUMED1", "ASIAASSUMED2"}, fake.AccessKeyIDs())
+	require.Empty(t, fake.Violations(), "signatures")
 }
 
 func TestCredentials_ValidateNeverQuotesSecrets(t *testing.T) {

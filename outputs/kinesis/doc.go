@@ -89,7 +89,13 @@
 // send; protocol: cbor, the default): the records' data as CBOR byte
 // strings instead of base64, so about a quarter fewer bytes to encode, to
 // hash for SigV4 and to send. The body is written by hand
-// (internal/awscbor, serialize.go) into a reused buffer; the response and
+// (internal/awscbor, serialize.go) into a reused buffer, straight from the
+// batch's aggregates: each is framed (magic, MD5 of the copy just made) as
+// it is copied into the body, the only copy of its bytes, and the body's
+// SHA-256 is computed as it is written, while in the CPU's cache, and
+// handed to the SDK's SigV4 signer (which would otherwise read the body
+// once more to hash it). Checking an aggregate against its shard reads its
+// key tables and walks its records once. The response and
 // errors ({"__type", "message"}) are read by a small CBOR decoder, or by the
 // SDK's when the server answers JSON. protocol: json sends the SDK's JSON
 // document (written by hand too) for proxies and emulators that speak only

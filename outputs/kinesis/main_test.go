@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/fakeaws"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -57,15 +58,14 @@ func testConfig(url string, mods ...func(*Config)) Config {
 func withProtocol(p string) func(*Config) { return func(c *Config) { c.Protocol = p } }
 
 // requireProtocol asserts that fake's PutRecords requests were all in p.
-func requireProtocol(t *testing.T, fake *fakeKinesis, p string) {
+func requireProtocol(t *testing.T, fake *fakeaws.Kinesis, p string) {
 	t.Helper()
-	fake.mu.Lock()
-	defer fake.mu.Unlock()
-	require.Positive(t, fake.putCalls)
+	st := fake.Stats()
+	require.Positive(t, st.PutRecords)
 	if p == ProtocolCBOR {
-		require.Equal(t, fake.putCalls, fake.cborCalls, "PutRecords requests in CBOR")
+		require.Equal(t, st.PutRecords, st.CBORRequests, "PutRecords requests in CBOR")
 	} else {
-		require.Zero(t, fake.cborCalls, "PutRecords requests in CBOR")
+		require.Zero(t, st.CBORRequests, "PutRecords requests in CBOR")
 	}
 }
 

@@ -62,8 +62,10 @@ type Output struct {
 
 	maps shardMaps
 
-	bufs      sync.Pool // *[]byte: request data
-	bodies    sync.Pool // *[]byte: request bodies (see bodyBufKey)
+	requests sync.Pool // *request
+	// prepared says the client serializes PutRecords with proto, from the
+	// request's entries (see request): the SDK's client made by New.
+	prepared  bool
 	proto     putRecordsProtocol
 	splitters splitterPool
 
@@ -116,10 +118,12 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		o.Retryer = aws.NopRetryer{} // the agent's sender retries
 		proto.ClientProtocol = o.Protocol
 		o.Protocol = proto
+		o.APIOptions = append(o.APIOptions, addPayloadHash)
 	})
 	o := newOutput(name, cfg, client, log, set.Registerer, set.OutputLabelled)
 	o.tr = tr
 	o.proto = proto
+	o.prepared = true
 	o.log.Info("kinesis output ready", "stream", cfg.Stream, "region", awsCfg.Region,
 		"assume_role", cfg.RoleARN != "", "protocol", cfg.Protocol, "rate_limit", cfg.RateLimit.String(), "aggregation", cfg.Aggregation)
 	return o, nil

@@ -17,16 +17,15 @@ import (
 
 // entry is one Kinesis record of a PutRecords request.
 type entry struct {
-	idx   int // the batch record it carries (all or part of)
-	pk    string
-	ehk   string
-	data  []byte
-	shard int    // the shard the map predicts, an index into it
-	users int    // user records
-	body  []byte // of an aggregate: its protobuf message (in data, or a copy)
+	idx int // the batch record it carries (all or part of)
+	// rec is the Kinesis record: an aggregate's Body is its protobuf
+	// message, framed (magic, MD5) as it is written into the request body,
+	// so that its bytes are copied once, into the body.
+	rec   aggregate.Aggregate
+	shard int // the shard the map predicts, an index into it
 }
 
-func (e *entry) size() int { return len(e.pk) + len(e.data) }
+func (e *entry) size() int { return e.rec.Size() }
 
 // failure is why a batch record was not delivered.
 type failure struct {
@@ -75,9 +74,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 		return err
 	}
 	st := &sendState{m: m, failed: make(map[int]failure)}
-	bufp := o.getBuf(b)
-	defer o.putBuf(bufp)
-	entries := o.translate(st, b, bufp)
+	entries := o.translate(st, b)
 
 	for start := 0; start < len(entries); {
 		end, bytes := start, 0
@@ -146,7 +143,7 @@ func (s *sendState) result(n int) error {
 // translate turns the batch into the entries to put, routed against st.m.
 // Records that cannot be sent (keys Kinesis refuses, too large, a malformed
 // aggregate) are failed permanently with their reason.
-func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry {
+func (o *Output) translate(st *sendState, b outputs.Batch) []entry {
 	m := st.m
 	entries := make([]entry, 0, len(b.Records))
 	limit := int(o.cfg.MaxRecordSize)
@@ -155,11 +152,11 @@ func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry 
 		if !a.Aggregated || !o.cfg.Aggregation {
 			mark := len(entries)
 			err := aggregate.ForEach(a, func(pk, ehk, data []byte) error {
-				e := entry{idx: i, pk: string(pk), ehk: string(ehk), data: data, users: 1}
+				e := entry{idx: i, rec: aggregate.Aggregate{PartitionKey: string(pk), ExplicitHashKey: string(ehk), Body: data, Count: 1}}
 				if err := checkRecord(&e, limit); err != nil {
 					return err
 				}
-				shard, err := m.RouteKeys(e.pk, e.ehk)
+				shard, err := m.RouteKeys(e.rec.PartitionKey, e.rec.ExplicitHashKey)
 				if err != nil {
 					return err
 				}
@@ -188,9 +185,7 @@ func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry 
 			continue
 		}
 		if covered {
-			start := len(*buf)
-			*buf = a.AppendKinesisData(*buf)
-			entries = append(entries, entry{idx: i, pk: a.PartitionKey, ehk: a.ExplicitHashKey, data: (*buf)[start:len(*buf):len(*buf)], shard: shard, users: a.Count, body: a.Body})
+			entries = append(entries, entry{idx: i, rec: *a, shard: shard})
 			continue
 		}
 		// Built against an older map: re-aggregate against this one.
@@ -202,12 +197,9 @@ func (o *Output) translate(st *sendState, b outputs.Batch, buf *[]byte) []entry 
 				if err != nil {
 					return err
 				}
-				data := p.AppendKinesisData(nil)
-				e := entry{idx: i, pk: p.PartitionKey, ehk: p.ExplicitHashKey, data: data, shard: shard, users: p.Count}
-				if p.Aggregated {
-					e.body = append([]byte(nil), p.Body...)
-				}
-				entries = append(entries, e)
+				rec := *p
+				rec.Body = append([]byte(nil), p.Body...) // p's aliases the Splitter's buffers
+				entries = append(entries, entry{idx: i, rec: rec, shard: shard})
 				return nil
 			})
 			o.splitters.put(sp)
@@ -261,11 +253,11 @@ func (p *splitterPool) put(s *aggregate.Splitter) {
 
 // checkRecord checks what PutRecords would refuse of a user record.
 func checkRecord(e *entry, limit int) error {
-	if err := aggregate.ValidatePartitionKey(e.pk); err != nil {
+	if err := aggregate.ValidatePartitionKey(e.rec.PartitionKey); err != nil {
 		return err
 	}
-	if e.ehk != "" {
-		if _, err := aggregate.ParseHashKey(e.ehk); err != nil {
+	if e.rec.ExplicitHashKey != "" {
+		if _, err := aggregate.ParseHashKey(e.rec.ExplicitHashKey); err != nil {
 			return err
 		}
 	}
@@ -304,23 +296,25 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 		StreamName: aws.String(o.cfg.Stream),
 		Records:    make([]types.PutRecordsRequestEntry, len(req)),
 	}
+	pr := o.getRequest()
+	pr.in, pr.entries = in, req
 	for j := range req {
 		e := &req[j]
-		in.Records[j] = types.PutRecordsRequestEntry{Data: e.data, PartitionKey: aws.String(e.pk)}
-		if e.ehk != "" {
-			in.Records[j].ExplicitHashKey = aws.String(e.ehk)
+		in.Records[j] = types.PutRecordsRequestEntry{PartitionKey: aws.String(e.rec.PartitionKey)}
+		if o.prepared {
+			// The serializer writes the data from pr.entries.
+			in.Records[j].Data = noData
+		} else {
+			in.Records[j].Data = e.rec.AppendKinesisData(nil)
+		}
+		if e.rec.ExplicitHashKey != "" {
+			in.Records[j].ExplicitHashKey = aws.String(e.rec.ExplicitHashKey)
 		}
 	}
-	body, _ := o.bodies.Get().(*[]byte)
-	if body == nil {
-		body = new([]byte)
-	}
-	cctx, cancel := context.WithTimeout(context.WithValue(ctx, bodyBufKey{}, body), o.cfg.Timeout)
+	cctx, cancel := context.WithTimeout(context.WithValue(ctx, requestKey{}, pr), o.cfg.Timeout)
 	out, err := o.client.PutRecords(cctx, in)
 	cancel()
-	if cap(*body) <= maxKeptBody {
-		o.bodies.Put(body)
-	}
+	o.putRequest(pr)
 	if err == nil && len(out.Records) != len(req) {
 		err = fmt.Errorf("kinesis: PutRecords answered %d results for %d records", len(out.Records), len(req))
 	}
@@ -379,7 +373,7 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 			continue
 		}
 		if r.ShardId != nil && *r.ShardId != predicted {
-			if e.body != nil {
+			if e.rec.Aggregated {
 				mismatched = append(mismatched, j)
 				continue
 			}
@@ -405,8 +399,7 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 		e := &req[j]
 		actual := *out.Records[j].ShardId
 		if i, ok := shardIndex(m, actual); ok {
-			a := aggregate.Aggregate{PartitionKey: e.pk, ExplicitHashKey: e.ehk, Aggregated: true, Body: e.body, Count: e.users}
-			if covered, err := m.Covers(&a, i); err == nil && covered {
+			if covered, err := m.Covers(&e.rec, i); err == nil && covered {
 				o.delivered(e)
 				continue
 			}
@@ -422,7 +415,7 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 func (o *Output) delivered(e *entry) {
 	size := e.size()
 	o.metrics.records.Inc()
-	o.metrics.userRecords.Add(float64(e.users))
+	o.metrics.userRecords.Add(float64(e.rec.Count))
 	o.metrics.bytes.Add(float64(size))
 	o.metrics.payloadUnits.Add(float64(payloadUnits(size)))
 }
@@ -435,34 +428,4 @@ func shardIndex(m *aggregate.ShardMap, id string) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// maxKeptBuf bounds the request buffers kept for reuse.
-const maxKeptBuf = 8 << 20
-
-// maxKeptBody bounds the request bodies kept for reuse (5 MiB of data in
-// JSON is 6.7 MiB).
-const maxKeptBody = 8 << 20
-
-// getBuf returns a buffer with room for the batch's aggregates as sent.
-func (o *Output) getBuf(b outputs.Batch) *[]byte {
-	need := 0
-	for i := range b.Records {
-		if b.Records[i].Aggregated {
-			need += b.Records[i].Size()
-		}
-	}
-	p, _ := o.bufs.Get().(*[]byte)
-	if p == nil || cap(*p) < need {
-		buf := make([]byte, 0, need)
-		return &buf
-	}
-	*p = (*p)[:0]
-	return p
-}
-
-func (o *Output) putBuf(p *[]byte) {
-	if cap(*p) <= maxKeptBuf {
-		o.bufs.Put(p)
-	}
 }

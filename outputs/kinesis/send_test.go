@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/fakeaws"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -35,8 +36,8 @@ func TestSend_AggregatesBuiltOnTheShardMapAreDeliveredWhole(t *testing.T) {
 	require.GreaterOrEqual(t, len(b.Records), 4)
 	require.NoError(t, o.Send(t.Context(), b))
 
-	require.Empty(t, fake.violations)
-	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
+	require.Empty(t, fake.Violations())
+	require.ElementsMatch(t, dataOf(recs), userData(fake))
 	require.Equal(t, 2000.0, testutil.ToFloat64(o.metrics.userRecords))
 	require.Equal(t, float64(len(b.Records)), testutil.ToFloat64(o.metrics.records))
 	require.GreaterOrEqual(t, testutil.ToFloat64(o.metrics.payloadUnits), float64(len(b.Records)))
@@ -45,7 +46,7 @@ func TestSend_AggregatesBuiltOnTheShardMapAreDeliveredWhole(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	// Only the first map fetch: nothing mismatched.
-	list, _ := fake.counts()
+	list, _ := counts(fake)
 	require.Equal(t, 1, list)
 }
 
@@ -61,11 +62,11 @@ func TestSend_RequestsRespectRecordAndByteLimits(t *testing.T) {
 		data[i] = strings.Repeat("x", 90+i) // 50 records of ~100+ bytes
 	}
 	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
-	_, puts := fake.counts()
+	_, puts := counts(fake)
 	// By bytes: at most 1000 per request, i.e. at most 8 records of >=92
 	// bytes; by count at most 7: at least ceil(50/7) = 8 requests.
 	require.GreaterOrEqual(t, puts, 8)
-	require.ElementsMatch(t, data, fake.userData(t))
+	require.ElementsMatch(t, data, userData(fake))
 }
 
 func TestSend_OnlyFailedEntriesAreReported(t *testing.T) {
@@ -80,12 +81,12 @@ func TestSend_OnlyFailedEntriesAreReported(t *testing.T) {
 		for _, proto := range []string{ProtocolCBOR, ProtocolJSON} {
 			t.Run(proto+"/"+tc.code, func(t *testing.T) {
 				fake, srv := newFakeKinesis(t, 2)
-				fake.failCode = func(_ string, data []byte) string {
+				fake.FailEntries(func(_ string, data []byte) string {
 					if strings.HasPrefix(string(data), "fail") {
 						return tc.code
 					}
 					return ""
-				}
+				})
 				o := newTestOutput(t, testConfig(srv.URL, withProtocol(proto)), newFakeClock())
 				b := plainBatch("ok0", "ok1", "fail2", "ok3", "ok4", "ok5", "ok6", "fail7")
 				err := o.Send(t.Context(), b)
@@ -97,7 +98,7 @@ func TestSend_OnlyFailedEntriesAreReported(t *testing.T) {
 				require.False(t, outputs.IsPermanent(err))
 				var te *outputs.ThrottleError
 				require.Equal(t, tc.throttle, errors.As(err, &te))
-				require.ElementsMatch(t, []string{"ok0", "ok1", "ok3", "ok4", "ok5", "ok6"}, fake.userData(t))
+				require.ElementsMatch(t, []string{"ok0", "ok1", "ok3", "ok4", "ok5", "ok6"}, userData(fake))
 				require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
 				require.Equal(t, 6.0, testutil.ToFloat64(o.metrics.userRecords))
 
@@ -132,7 +133,7 @@ func TestSend_WholeRequestErrorsAreClassified(t *testing.T) {
 		for _, proto := range []string{ProtocolCBOR, ProtocolJSON} {
 			t.Run(proto+"/"+tc.code, func(t *testing.T) {
 				fake, srv := newFakeKinesis(t, 1)
-				fake.whole = []fakeError{{tc.status, tc.code}}
+				fake.FailPuts(fakeaws.APIError{Status: tc.status, Code: tc.code})
 				o := newTestOutput(t, testConfig(srv.URL, withProtocol(proto)), newFakeClock())
 				err := o.Send(t.Context(), plainBatch("a", "b"))
 				require.ErrorContains(t, err, tc.code)
@@ -161,9 +162,7 @@ func TestSend_StreamNotFoundIsLoggedRateLimited(t *testing.T) {
 	o := newTestOutput(t, testConfig(srv.URL), newFakeClock())
 	o.log = newTextLogger(&logs)
 	for range 5 {
-		fake.mu.Lock()
-		fake.whole = []fakeError{{400, "ResourceNotFoundException"}}
-		fake.mu.Unlock()
+		fake.FailPuts(fakeaws.APIError{Status: 400, Code: "ResourceNotFoundException"})
 		requireRetryable(t, o.Send(t.Context(), plainBatch("a")))
 	}
 	require.Equal(t, 1, strings.Count(logs.String(), "stream not found"), logs.String())
@@ -174,25 +173,25 @@ func TestSend_AFailedRequestFailsOnlyItsRecordsAndTheUnsent(t *testing.T) {
 	fake, srv := newFakeKinesis(t, 1)
 	// Request 1 passes, 2 fails with a 500 (the Send stops there), the
 	// records of request 3 are not sent.
-	fake.whole = []fakeError{{}, {500, "InternalFailure"}}
+	fake.FailPuts(fakeaws.APIError{}, fakeaws.APIError{Status: 500, Code: "InternalFailure"})
 	o := newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.MaxRequestRecords = 3 }), newFakeClock())
 	err := o.Send(t.Context(), plainBatch("0", "1", "2", "3", "4", "5", "6", "7"))
 	var pe *outputs.PartialError
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, []int{3, 4, 5, 6, 7}, pe.Failed)
 	require.False(t, outputs.IsPermanent(err))
-	require.ElementsMatch(t, []string{"0", "1", "2"}, fake.userData(t))
-	_, puts := fake.counts()
+	require.ElementsMatch(t, []string{"0", "1", "2"}, userData(fake))
+	_, puts := counts(fake)
 	require.Equal(t, 2, puts)
 
 	// A permanent failure of one request fails its records for good and
 	// the Send goes on with the next.
-	fake.whole = []fakeError{{400, "ValidationException"}}
+	fake.FailPuts(fakeaws.APIError{Status: 400, Code: "ValidationException"})
 	err = o.Send(t.Context(), plainBatch("a", "b", "c", "d"))
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, []int{0, 1, 2}, pe.Failed)
 	require.True(t, outputs.IsPermanent(pe.Err))
-	require.Contains(t, fake.userData(t), "d")
+	require.Contains(t, userData(fake), "d")
 }
 
 func TestSend_InvalidRecordsAreRejectedBeforeSending(t *testing.T) {
@@ -207,7 +206,7 @@ func TestSend_InvalidRecordsAreRejectedBeforeSending(t *testing.T) {
 	require.Equal(t, []int{1, 3, 4}, pe.Failed)
 	require.True(t, outputs.IsPermanent(pe.Err))
 	require.Contains(t, pe.Reasons[0], "max_record_bytes")
-	require.ElementsMatch(t, []string{"ok", "ok2"}, fake.userData(t))
+	require.ElementsMatch(t, []string{"ok", "ok2"}, userData(fake))
 }
 
 func TestSend_AggregationOffSendsEachUserRecordWithItsKeys(t *testing.T) {
@@ -219,13 +218,11 @@ func TestSend_AggregationOffSendsEachUserRecordWithItsKeys(t *testing.T) {
 	b := build(t, m, recs)
 	require.Less(t, len(b.Records), 100)
 	require.NoError(t, o.Send(t.Context(), b))
-	require.Empty(t, fake.violations)
-	fake.mu.Lock()
-	var stored []storedRecord
-	for _, rs := range fake.stored {
+	require.Empty(t, fake.Violations())
+	var stored []fakeaws.Record
+	for _, rs := range fake.Records() {
 		stored = append(stored, rs...)
 	}
-	fake.mu.Unlock()
 	require.Len(t, stored, 700)
 	want := map[string]aggregate.Record{}
 	for _, r := range recs {
@@ -248,7 +245,7 @@ func TestSend_AggregatesBuiltOnAnOlderMapAreSplitForTheNewOne(t *testing.T) {
 	recs := lines(rand.New(rand.NewPCG(testSeed(t), 3)), "r", 1500, 300)
 	b := build(t, old, recs) // e.g. in the spool during the reshard
 
-	fake.reshard(5, "shardId-child")
+	fake.Reshard(5, "shardId-child-")
 	changed := o.ShardMapChanged()
 	require.NoError(t, o.refresh(t.Context()))
 	<-changed
@@ -258,8 +255,8 @@ func TestSend_AggregatesBuiltOnAnOlderMapAreSplitForTheNewOne(t *testing.T) {
 	require.Equal(t, 5, cur.Len())
 
 	require.NoError(t, o.Send(t.Context(), b))
-	require.Empty(t, fake.violations, "every sub-record must lie in the range of the shard its aggregate landed on")
-	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
+	require.Empty(t, fake.Violations(), "every sub-record must lie in the range of the shard its aggregate landed on")
+	require.ElementsMatch(t, dataOf(recs), userData(fake))
 	require.Positive(t, testutil.ToFloat64(o.metrics.split))
 	require.Greater(t, testutil.ToFloat64(o.metrics.records), float64(len(b.Records)))
 	require.Zero(t, testutil.ToFloat64(o.metrics.mismatches))
@@ -278,7 +275,7 @@ func TestSend_MismatchingShardTriggersARefreshWithBackoff(t *testing.T) {
 
 	// The stream was resharded behind the output's back: plain records
 	// land where Kinesis routes them, and the answer names new shards.
-	fake.reshard(3, "shardId-new")
+	fake.Reshard(3, "shardId-new-")
 	changed := o.ShardMapChanged()
 	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 	require.Positive(t, testutil.ToFloat64(o.metrics.mismatches))
@@ -288,25 +285,23 @@ func TestSend_MismatchingShardTriggersARefreshWithBackoff(t *testing.T) {
 		t.Fatal("no refresh after a mismatching shard")
 	}
 	require.Equal(t, uint64(2), o.ShardMapVersion())
-	list, _ := fake.counts()
+	list, _ := counts(fake)
 	require.Equal(t, 2, list)
 
 	// The shard IDs answered keep mismatching (say ListShards lags): the
 	// next refreshes are spaced by the backoff, not one per Send.
-	fake.mu.Lock()
-	fake.shardID = func(string) string { return "shardId-elsewhere" }
-	fake.mu.Unlock()
+	fake.AnswerShardID(func(string) string { return "shardId-elsewhere" })
 	require.NoError(t, o.Send(t.Context(), plainBatch(data...))) // refreshes (the gap was reset by the change)
-	list, _ = fake.counts()
+	list, _ = counts(fake)
 	require.Equal(t, 3, list)
 	for range 5 {
 		require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 	}
-	list, _ = fake.counts()
+	list, _ = counts(fake)
 	require.Equal(t, 3, list, "refreshes within the backoff")
 	clock.Advance(maxTriggerGap)
 	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
-	list, _ = fake.counts()
+	list, _ = counts(fake)
 	require.Equal(t, 4, list)
 	require.Equal(t, uint64(2), o.ShardMapVersion())
 }
@@ -321,15 +316,13 @@ func TestSend_AggregateLandingOnAnUnforeseenShardIsSentAgainSplit(t *testing.T) 
 
 	// Resharded behind the output's back: the aggregates of the old map
 	// land on the new shards, some holding sub-records of neighbours.
-	fake.reshard(5, "shardId-new")
+	fake.Reshard(5, "shardId-new-")
 	err = o.Send(t.Context(), b)
 	require.ErrorContains(t, err, "a reshard")
 	require.False(t, outputs.IsPermanent(err))
 	failed := failedOf(t, err, len(b.Records))
 	require.Equal(t, uint64(2), o.ShardMapVersion(), "refreshed within the Send")
-	fake.mu.Lock()
-	bad := len(fake.violations)
-	fake.mu.Unlock()
+	bad := len(fake.Violations())
 	require.Positive(t, bad, "the fake saw aggregates straddling the new shards")
 
 	// The sender retries the failed ones: split against the new map.
@@ -338,15 +331,13 @@ func TestSend_AggregateLandingOnAnUnforeseenShardIsSentAgainSplit(t *testing.T) 
 		retry.Records = append(retry.Records, b.Records[i])
 	}
 	require.NoError(t, o.Send(t.Context(), retry))
-	fake.mu.Lock()
-	require.Len(t, fake.violations, bad, "the retry is re-aggregated")
-	fake.mu.Unlock()
+	require.Len(t, fake.Violations(), bad, "the retry is re-aggregated")
 	// Every line reached a shard in an aggregate the KCL keeps.
 	kept := map[string]bool{}
-	fake.mu.Lock()
-	for id, rs := range fake.stored {
+	shards := fake.Shards()
+	for id, rs := range fake.Records() {
 		var shard aggregate.Shard
-		for _, s := range fake.shards {
+		for _, s := range shards {
 			if s.ID == id {
 				shard = s
 			}
@@ -365,7 +356,6 @@ func TestSend_AggregateLandingOnAnUnforeseenShardIsSentAgainSplit(t *testing.T) 
 			}
 		}
 	}
-	fake.mu.Unlock()
 	for _, r := range recs {
 		require.True(t, kept[string(r.Data)], "%s", r.Data)
 	}
@@ -404,12 +394,12 @@ func TestSend_PeriodicRefresh(t *testing.T) {
 	require.NoError(t, o.Send(t.Context(), plainBatch("a")))
 	require.NoError(t, o.Send(t.Context(), plainBatch("b")))
 	waitIdle(t, o)
-	list, _ := fake.counts()
+	list, _ := counts(fake)
 	require.Equal(t, 1, list)
 	clock.Advance(time.Minute)
 	require.NoError(t, o.Send(t.Context(), plainBatch("c")))
 	waitIdle(t, o)
-	list, _ = fake.counts()
+	list, _ = counts(fake)
 	require.Equal(t, 2, list)
 	require.Equal(t, uint64(1), o.ShardMapVersion(), "same shards: same version")
 	require.Equal(t, 1.0, testutil.ToFloat64(o.metrics.refreshes.WithLabelValues("unchanged")))
@@ -417,8 +407,8 @@ func TestSend_PeriodicRefresh(t *testing.T) {
 
 func TestShardMap_ListShardsIsPaginatedAndKeepsOpenShardsOnly(t *testing.T) {
 	fake, srv := newFakeKinesis(t, 3)
-	fake.reshard(7, "shardId-open") // 3 closed + 7 open
-	fake.pageSize = 2
+	fake.Reshard(7, "shardId-open-") // 3 closed + 7 open
+	fake.SetListPageSize(2)
 	o := newTestOutput(t, testConfig(srv.URL), nil)
 	m, err := o.ShardMap(t.Context())
 	require.NoError(t, err)
@@ -426,14 +416,14 @@ func TestShardMap_ListShardsIsPaginatedAndKeepsOpenShardsOnly(t *testing.T) {
 	for i := range m.Len() {
 		require.True(t, strings.HasPrefix(m.Shard(i).ID, "shardId-open-"))
 	}
-	list, _ := fake.counts()
+	list, _ := counts(fake)
 	require.Equal(t, 5, list)
-	require.Empty(t, fake.violations)
+	require.Empty(t, fake.Violations())
 }
 
 func TestShardMap_IncompleteCoverageIsAnError(t *testing.T) {
 	fake, srv := newFakeKinesis(t, 3)
-	fake.shards = fake.shards[1:] // a gap at the start, as mid-reshard
+	fake.SetShards(fake.Shards()[1:]) // a gap at the start, as mid-reshard
 	o := newTestOutput(t, testConfig(srv.URL), nil)
 	_, err := o.ShardMap(t.Context())
 	require.ErrorContains(t, err, "do not cover")
@@ -448,7 +438,7 @@ func TestSend_LimiterBringsTheThrottleRateDown(t *testing.T) {
 	run := func(rate RateLimit) (early, late int, o *Output) {
 		fake, srv := newFakeKinesis(t, 1)
 		clock := newFakeClock()
-		fake.clock, fake.limit = clock, 1000
+		fake.Throttle(clock, 1000)
 		o = newTestOutput(t, testConfig(srv.URL, func(c *Config) { c.RateLimit = rate }), clock)
 		data := make([]string, 250)
 		for i := range data {
@@ -473,12 +463,11 @@ func TestSend_LimiterBringsTheThrottleRateDown(t *testing.T) {
 				}
 				clock.Advance(100 * time.Millisecond)
 			}
-			fake.mu.Lock()
+			throttled := fake.Stats().Throttled
 			if round < 8 {
-				early = fake.throttled
+				early = throttled
 			}
-			late = fake.throttled - early
-			fake.mu.Unlock()
+			late = throttled - early
 		}
 		return early, late, o
 	}
@@ -515,7 +504,7 @@ func TestSend_PacesToTheShardRate(t *testing.T) {
 	require.InDelta(t, 4.0, elapsed.Seconds(), 0.6, "elapsed %s", elapsed)
 	require.InDelta(t, elapsed.Seconds(), testutil.ToFloat64(o.metrics.limiterWait), 0.01)
 	_ = m
-	require.Len(t, fake.userData(t), 5000)
+	require.Len(t, userData(fake), 5000)
 }
 
 func TestSend_PacingHonoursContext(t *testing.T) {
@@ -560,14 +549,16 @@ func TestSend_ListShardsErrorsAreNeverPermanent(t *testing.T) {
 	fake, srv := newFakeKinesis(t, 1)
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), "ListShards") {
-			writeJSON(w, 400, map[string]any{"__type": "ValidationException", "message": "no"})
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"__type":"ValidationException","message":"no"}`))
 			return
 		}
 		fake.ServeHTTP(w, r)
 	})
 	o := newTestOutput(t, testConfig(srv.URL), nil)
 	requireRetryable(t, o.Send(t.Context(), plainBatch("a")))
-	_, puts := fake.counts()
+	_, puts := counts(fake)
 	require.Zero(t, puts)
 }
 
@@ -581,8 +572,8 @@ func TestSend_AggregatesOfAFlowWithoutShardMapAreSplit(t *testing.T) {
 	recs := lines(rand.New(rand.NewPCG(testSeed(t), 6)), "flow", 3000, 100)
 	b := build(t, one, recs)
 	require.NoError(t, o.Send(t.Context(), b))
-	require.Empty(t, fake.violations)
-	require.ElementsMatch(t, dataOf(recs), fake.userData(t))
+	require.Empty(t, fake.Violations())
+	require.ElementsMatch(t, dataOf(recs), userData(fake))
 	require.Equal(t, float64(len(b.Records)), testutil.ToFloat64(o.metrics.split))
 }
 
@@ -607,7 +598,7 @@ func TestSend_CBORThatDoesNotDecodeFallsBackToJSON(t *testing.T) {
 	// records does not decode. The request is failed (retryable), and
 	// PutRecords goes on in JSON.
 	fake, srv := newFakeKinesis(t, 2)
-	fake.cutCBOR = 16 << 10
+	fake.CutCBOR(16 << 10)
 	var logs bytes.Buffer
 	o, err := New("test", testConfig(srv.URL), Settings{Logger: newTextLogger(&logs)})
 	require.NoError(t, err)
@@ -622,12 +613,10 @@ func TestSend_CBORThatDoesNotDecodeFallsBackToJSON(t *testing.T) {
 	require.Contains(t, logs.String(), "using JSON from now on")
 	require.NoError(t, o.Send(t.Context(), plainBatch(data...)))
 	require.NoError(t, o.Send(t.Context(), plainBatch("after")))
-	fake.mu.Lock()
-	require.Equal(t, 3, fake.putCalls)
-	require.Equal(t, 1, fake.cborCalls)
-	fake.mu.Unlock()
+	require.Equal(t, 3, fake.Stats().PutRecords)
+	require.Equal(t, 1, fake.Stats().CBORRequests)
 	// The first request's records were stored: they arrive twice.
-	require.Len(t, fake.userData(t), 1001)
+	require.Len(t, userData(fake), 1001)
 }
 
 // A real endpoint that cannot read our CBOR answers SerializationException
@@ -635,10 +624,10 @@ func TestSend_CBORThatDoesNotDecodeFallsBackToJSON(t *testing.T) {
 // dead-lettered. The request is failed retryably and PutRecords goes on in
 // JSON, where the same records are delivered.
 func TestSend_CBORRefusedByTheEndpointFallsBackToJSONNotDeadLetter(t *testing.T) {
-	for _, e := range []fakeError{{400, "SerializationException"}, {415, "UnknownError"}} {
-		t.Run(e.code, func(t *testing.T) {
+	for _, e := range []fakeaws.APIError{{Status: 400, Code: "SerializationException"}, {Status: 415, Code: "UnknownError"}} {
+		t.Run(e.Code, func(t *testing.T) {
 			fake, srv := newFakeKinesis(t, 2)
-			fake.whole = []fakeError{e}
+			fake.FailPuts(e)
 			var logs bytes.Buffer
 			o, err := New("test", testConfig(srv.URL), Settings{Logger: newTextLogger(&logs)})
 			require.NoError(t, err)
@@ -648,10 +637,8 @@ func TestSend_CBORRefusedByTheEndpointFallsBackToJSONNotDeadLetter(t *testing.T)
 			require.False(t, outputs.IsPermanent(err), "refused CBOR must not dead-letter the records: %v", err)
 			require.Contains(t, logs.String(), "using JSON from now on")
 			require.NoError(t, o.Send(t.Context(), plainBatch("a", "b")))
-			fake.mu.Lock()
-			require.Equal(t, 1, fake.cborCalls)
-			fake.mu.Unlock()
-			require.Len(t, fake.userData(t), 2)
+			require.Equal(t, 1, fake.Stats().CBORRequests)
+			require.Len(t, userData(fake), 2)
 		})
 	}
 }

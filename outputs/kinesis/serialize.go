@@ -3,16 +3,22 @@ package kinesis
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"mime"
 	"net/http"
 	"sync/atomic"
 	"unicode/utf8"
 
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/kplagent/agent/internal/awscbor"
@@ -44,8 +50,16 @@ type putRecordsProtocol struct {
 func (p putRecordsProtocol) useCBOR() bool { return p.cbor != nil && p.cbor.Load() }
 
 func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy.OperationSchema, in smithy.Serializable, req *smithyhttp.Request) error {
-	pr, ok := in.(*kinesis.PutRecordsInput)
-	if !ok || pr.DryRun != nil || pr.StreamARN != nil || pr.StreamId != nil || pr.StreamName == nil {
+	pi, ok := in.(*kinesis.PutRecordsInput)
+	rq, _ := ctx.Value(requestKey{}).(*request)
+	if rq != nil && rq.in != pi {
+		rq = nil // another call's (a PutRecords made within this one?)
+	}
+	if !ok || pi.DryRun != nil || pi.StreamARN != nil || pi.StreamId != nil || pi.StreamName == nil {
+		if rq != nil {
+			// Its Data are placeholders: the SDK would send them.
+			return errors.New("kinesis: a prepared PutRecords request must name its stream by StreamName alone")
+		}
 		return p.ClientProtocol.SerializeRequest(ctx, schema, in, req)
 	}
 	// The method, path and headers as the SDK's protocol sets them, with an
@@ -54,18 +68,26 @@ func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 		return err
 	}
 	var body []byte
-	buf, _ := ctx.Value(bodyBufKey{}).(*[]byte)
-	if buf != nil {
-		body = (*buf)[:0]
+	if rq != nil {
+		body = rq.body[:0]
 	}
-	if p.useCBOR() {
+	switch {
+	case rq != nil && p.useCBOR():
 		req.Header.Set("Content-Type", awscbor.ContentType)
-		body = awscbor.AppendPutRecords(body, pr)
-	} else {
-		body = appendPutRecords(body, pr)
+		if rq.sha == nil {
+			rq.sha = sha256.New()
+		}
+		body, rq.payloadHash = appendCBORRequest(body, *pi.StreamName, rq.entries, rq.sha)
+	case rq != nil:
+		body = appendJSONRequest(body, *pi.StreamName, rq.entries, &rq.scratch)
+	case p.useCBOR():
+		req.Header.Set("Content-Type", awscbor.ContentType)
+		body = awscbor.AppendPutRecords(body, pi)
+	default:
+		body = appendPutRecords(body, pi)
 	}
-	if buf != nil {
-		*buf = body
+	if rq != nil {
+		rq.body = body
 	}
 	sreq, err := req.SetStream(bytes.NewReader(body))
 	if err != nil {
@@ -75,12 +97,152 @@ func (p putRecordsProtocol) SerializeRequest(ctx context.Context, schema *smithy
 	return nil
 }
 
-// bodyBufKey is the context key of a *[]byte the request body is written
-// into (its old content overwritten, grown if need be): the caller reuses
-// it once the call has returned. That is safe: the SDK's client closes the
-// body it hands to net/http before returning, and once closed the body
-// reads nothing more (net/http may try to, after a fast answer).
-type bodyBufKey struct{}
+// request is one PutRecords call prepared by put: the records to write
+// into its body (the input's Data are placeholders, noData), and buffers
+// reused from call to call. It travels in the call's context (requestKey).
+type request struct {
+	in      *kinesis.PutRecordsInput // the call's input: a check
+	entries []entry
+	// body is the buffer the request body is written into (its old
+	// content overwritten, grown if need be), reused once the call has
+	// returned. That is safe: the SDK's client closes the body it hands
+	// to net/http before returning, and once closed the body reads nothing
+	// more (net/http may try to, after a fast answer).
+	body        []byte
+	scratch     []byte    // one record's data, for JSON's base64
+	sha         hash.Hash // SHA-256 of the body, computed as it is written...
+	payloadHash string    // ...in hex, for SigV4 (addPayloadHash); "" lets the SDK hash it
+}
+
+type requestKey struct{}
+
+// noData is the Data of the entries of a prepared PutRecordsInput: not
+// nil, as the SDK's validation requires.
+var noData = []byte{}
+
+// maxKeptBody bounds the request bodies kept for reuse (5 MiB of data in
+// JSON is 6.7 MiB).
+const maxKeptBody = 8 << 20
+
+func (o *Output) getRequest() *request {
+	if r, _ := o.requests.Get().(*request); r != nil {
+		return r
+	}
+	return new(request)
+}
+
+func (o *Output) putRequest(r *request) {
+	r.in, r.entries, r.payloadHash = nil, nil, ""
+	if cap(r.body) > maxKeptBody {
+		r.body = nil
+	}
+	if cap(r.scratch) > maxKeptBody {
+		r.scratch = nil
+	}
+	o.requests.Put(r)
+}
+
+// hashChunk is how much of the body is written before it is hashed: the
+// SHA-256 reads it while it is still in the CPU's cache.
+const hashChunk = 64 << 10
+
+// appendCBORRequest appends the CBOR body of a PutRecords request of
+// entries, laying each record's data out in place (an aggregate framed
+// with its magic and MD5 as it is copied: one copy of the data in all),
+// and returns it with its SHA-256 in hex, computed with h (reset first) as
+// it is written.
+func appendCBORRequest(dst []byte, stream string, entries []entry, h hash.Hash) ([]byte, string) {
+	n := 32 + len(stream)
+	for i := range entries {
+		n += awscbor.PutRecordsOverhead + entries[i].size() + len(entries[i].rec.ExplicitHashKey)
+	}
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	h.Reset()
+	start := len(dst)
+	hashed := start
+	dst = awscbor.AppendPutRecordsHead(dst, len(entries))
+	for i := range entries {
+		r := &entries[i].rec
+		dataLen := len(r.Body)
+		if r.Aggregated {
+			dataLen = r.Size() - len(r.PartitionKey)
+		}
+		dst = awscbor.AppendPutRecordsEntryHead(dst, dataLen, r.ExplicitHashKey != "", true)
+		dst = r.AppendKinesisData(dst)
+		dst = awscbor.AppendPutRecordsEntryKeys(dst, r.PartitionKey, r.ExplicitHashKey)
+		if len(dst)-hashed >= hashChunk {
+			h.Write(dst[hashed:])
+			hashed = len(dst)
+		}
+	}
+	dst = awscbor.AppendPutRecordsTail(dst, stream)
+	h.Write(dst[hashed:])
+	var sum [sha256.Size]byte
+	return dst, hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// appendJSONRequest appends the JSON body of a PutRecords request of
+// entries (see appendPutRecords), scratch holding each record's data in
+// turn for its base64.
+func appendJSONRequest(dst []byte, stream string, entries []entry, scratch *[]byte) []byte {
+	n := 32 + len(stream)
+	for i := range entries {
+		r := &entries[i].rec
+		n += 64 + base64.StdEncoding.EncodedLen(r.Size()) + len(r.PartitionKey) + len(r.ExplicitHashKey)
+	}
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	dst = append(dst, `{"Records":[`...)
+	for i := range entries {
+		r := &entries[i].rec
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"Data":"`...)
+		if r.Aggregated {
+			*scratch = r.AppendKinesisData((*scratch)[:0])
+			dst = base64.StdEncoding.AppendEncode(dst, *scratch)
+		} else {
+			dst = base64.StdEncoding.AppendEncode(dst, r.Body)
+		}
+		dst = append(dst, '"')
+		if r.ExplicitHashKey != "" {
+			dst = append(dst, `,"ExplicitHashKey":`...)
+			dst = appendJSONString(dst, r.ExplicitHashKey)
+		}
+		dst = append(dst, `,"PartitionKey":`...)
+		dst = appendJSONString(dst, r.PartitionKey)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `],"StreamName":`...)
+	dst = appendJSONString(dst, stream)
+	return append(dst, '}')
+}
+
+// addPayloadHash adds, before the SDK's SigV4 payload hashing, a step that
+// hands it the hash appendCBORRequest computed: the body is then not read
+// a second time to hash it.
+func addPayloadHash(stack *middleware.Stack) error {
+	return stack.Finalize.Insert(payloadHash{}, "ComputePayloadHash", middleware.Before)
+}
+
+type payloadHash struct{}
+
+func (payloadHash) ID() string { return "kplagent.PayloadHash" }
+
+func (payloadHash) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+	if rq, _ := ctx.Value(requestKey{}).(*request); rq != nil && rq.payloadHash != "" {
+		ctx = v4.SetPayloadHash(ctx, rq.payloadHash)
+	}
+	return next.HandleFinalize(ctx, in)
+}
 
 // DeserializeResponse reads PutRecords responses in CBOR when the server
 // answers CBOR; everything else is the SDK's.

@@ -1,8 +1,11 @@
 package kinesis
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -13,6 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/awscbor"
 )
 
 // The PutRecords body written by putRecordsProtocol is the JSON document
@@ -79,4 +85,40 @@ func BenchmarkPutRecordsBody(b *testing.B) {
 	for b.Loop() {
 		_ = appendPutRecords(nil, in)
 	}
+}
+
+// The bodies written from a request's entries (aggregates framed as they
+// are copied) are those written from the SDK's input with the data laid out
+// beforehand, in CBOR and in JSON; the CBOR body's SHA-256 is its own.
+func TestRequestBodies_SameAsFromTheInput(t *testing.T) {
+	m, err := newShardMapForTest(3)
+	require.NoError(t, err)
+	recs := lines(rand.New(rand.NewPCG(testSeed(t), 9)), "body", 3000, 600)
+	b := build(t, m, recs)
+	entries := []entry{
+		{rec: aggregate.Aggregate{PartitionKey: `q"uo\te` + "\x01é", Body: []byte("plain \x00\xff"), Count: 1}},
+		{rec: aggregate.Aggregate{PartitionKey: "k", ExplicitHashKey: "340282366920938463463374607431768211455", Body: []byte{}, Count: 1}},
+	}
+	for _, a := range b.Records {
+		entries = append(entries, entry{rec: a})
+	}
+	require.Greater(t, len(entries), 4)
+	require.True(t, entries[2].rec.Aggregated)
+	in := &kinesis.PutRecordsInput{StreamName: aws.String("the-stream")}
+	for _, e := range entries {
+		r := types.PutRecordsRequestEntry{Data: e.rec.AppendKinesisData(nil), PartitionKey: aws.String(e.rec.PartitionKey)}
+		if e.rec.ExplicitHashKey != "" {
+			r.ExplicitHashKey = aws.String(e.rec.ExplicitHashKey)
+		}
+		in.Records = append(in.Records, r)
+	}
+	sha := sha256.New()
+	sha.Write([]byte("left over from the last request"))
+	got, sum := appendCBORRequest([]byte("old content"), "the-stream", entries, sha)
+	require.Equal(t, awscbor.AppendPutRecords([]byte("old content"), in), got)
+	want := sha256.Sum256(got[len("old content"):])
+	require.Equal(t, hex.EncodeToString(want[:]), sum)
+
+	var scratch []byte
+	require.Equal(t, appendPutRecords(nil, in), appendJSONRequest(nil, "the-stream", entries, &scratch))
 }
