@@ -88,7 +88,7 @@ SOCKET listens: unix:///run/app.sock, unixgram:///run/app.dgram, tcp://127.0.0.1
 udp://127.0.0.1:5140 (records parsed per --format), until interrupted.
 Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
   kinesis://STREAM?region=R[&endpoint=URL][&protocol=cbor|json][&role_arn=ARN][&rate_limit=150|off][&aggregation=false]
-  [&max_record_bytes=1MiB] (Kinesis Data Streams; KPL aggregates built per shard),
+  [&max_record_bytes=1MiB][&shard_map_refresh=1m] (Kinesis Data Streams; KPL aggregates built per shard),
   firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
   kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?compression=zstd&key=none&tls=true...] (one Kafka
   record per line; the parameters are the keys of the config file's kafka: block).

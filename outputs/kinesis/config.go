@@ -268,6 +268,7 @@ func validStreamName(s string) bool {
 //	kinesis://STREAM?region=R[&endpoint=URL][&protocol=cbor|json][&profile=P][&role_arn=ARN]
 //	  [&external_id=ID][&role_session_name=N][&sts_endpoint=URL]
 //	  [&rate_limit=150|off][&aggregation=false][&max_record_bytes=10MiB]
+//	  [&shard_map_refresh=1m]
 //
 // Unknown parameters are errors. The result is validated.
 func FromURL(u *url.URL) (Config, error) {
@@ -318,6 +319,12 @@ func FromURL(u *url.URL) (Config, error) {
 				errs = append(errs, fmt.Errorf("aggregation: %q, want true or false", v))
 			}
 			c.Aggregation = b
+		case "shard_map_refresh":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("shard_map_refresh: %q, want a duration such as 30s", v))
+			}
+			c.ShardMapRefresh = d
 		case "max_record_bytes":
 			n, err := units.ParseByteSize(v)
 			if err != nil {

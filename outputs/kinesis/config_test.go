@@ -110,6 +110,9 @@ func TestFromURL(t *testing.T) {
 		{url: "kinesis://?region=us-east-1", err: "stream: required"},
 		{url: "kinesis://logs?colour=blue", err: "colour: unknown parameter"},
 		{url: "kinesis://logs?rate_limit=fast", err: "rate_limit:"},
+		{url: "kinesis://logs?shard_map_refresh=5s", want: func(c *Config) { c.Stream, c.ShardMapRefresh = "logs", 5*time.Second }},
+		{url: "kinesis://logs?shard_map_refresh=soon", err: "shard_map_refresh:"},
+		{url: "kinesis://logs?shard_map_refresh=10ms", err: "want at least 1s"},
 		{url: "kinesis://logs/extra", err: "unexpected path"},
 		{url: "http://logs", err: "scheme"},
 	} {
