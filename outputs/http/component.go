@@ -39,7 +39,12 @@ func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 	if f.Encoding != "" {
 		c.Encoding = f.Encoding
 	}
-	if !f.Gzip {
+	switch {
+	case f.Compression != "" && !f.Gzip && f.Compression != CompressionNone:
+		return nil, fmt.Errorf("--gzip=false conflicts with --compression %s", f.Compression)
+	case f.Compression != "":
+		c.Compression = f.Compression
+	case !f.Gzip:
 		c.Compression = CompressionNone
 	}
 	if len(f.Headers) > 0 {
