@@ -125,7 +125,7 @@ Flags:
 	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), raw-packed (many, length-prefixed), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
 	fs.BoolVar(&o.gzip, "gzip", true, "gzip HTTP bodies (--gzip=false: --compression none)")
-	fs.StringVar(&o.compression, "compression", "", "HTTP body compression: gzip (default), zstd or none")
+	fs.StringVar(&o.compression, "compression", "", "HTTP body compression: gzip (default), zstd or none; overrides --gzip")
 	fs.StringVar(&o.bearer, "bearer-token", os.Getenv("AGENT_BEARER_TOKEN"), "HTTP bearer token (default $AGENT_BEARER_TOKEN)")
 	fs.StringVar(&o.basic, "basic-auth", os.Getenv("AGENT_BASIC_AUTH"), "HTTP basic auth USER:PASSWORD (default $AGENT_BASIC_AUTH)")
 	fs.StringVar(&o.caFile, "ca-file", "", "CA certificates (PEM) to verify the HTTPS server or the Kafka brokers (with kafka://, a TLS flag enables TLS)")

@@ -39,9 +39,7 @@ func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 	if f.Encoding != "" {
 		c.Encoding = f.Encoding
 	}
-	switch {
-	case f.Compression != "" && !f.Gzip && f.Compression != CompressionNone:
-		return nil, fmt.Errorf("--gzip=false conflicts with --compression %s", f.Compression)
+	switch { // --compression, when given, overrides the older --gzip
 	case f.Compression != "":
 		c.Compression = f.Compression
 	case !f.Gzip:

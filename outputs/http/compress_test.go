@@ -105,7 +105,8 @@ func TestFromURL_Compression(t *testing.T) {
 		{true, "zstd", CompressionZstd, ""},
 		{true, "none", CompressionNone, ""},
 		{false, "none", CompressionNone, ""},
-		{false, "zstd", "", "--gzip=false conflicts with --compression zstd"},
+		{false, "zstd", CompressionZstd, ""},
+		{false, "gzip", CompressionGzip, ""},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%v/%s", tc.gzip, tc.compression), func(t *testing.T) {
