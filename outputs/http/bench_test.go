@@ -114,7 +114,7 @@ func BenchmarkCompression(b *testing.B) {
 		}
 	}
 	zs := func(level zstd.EncoderLevel, window int) func(dst, src []byte) []byte {
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithWindowSize(window), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true))
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithWindowSize(window), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(true), zstd.WithLowerEncoderMem(true))
 		require.NoError(b, err)
 		return func(dst, src []byte) []byte { return enc.EncodeAll(src, dst) }
 	}
@@ -126,6 +126,8 @@ func BenchmarkCompression(b *testing.B) {
 	}{
 		{"gzip-1", gz(gzip.BestSpeed)},
 		{"gzip-6", gz(gzip.DefaultCompression)},
+		{"zstd-fastest-64KiB", zs(zstd.SpeedFastest, 64<<10)},
+		{"zstd-fastest-256KiB", zs(zstd.SpeedFastest, 256<<10)},
 		{"zstd-fastest-1MiB", zs(zstd.SpeedFastest, 1<<20)},
 		{"zstd-fastest-4MiB", zs(zstd.SpeedFastest, 4<<20)},
 		{"zstd-default-1MiB", zs(zstd.SpeedDefault, 1<<20)},
