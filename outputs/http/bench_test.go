@@ -55,7 +55,9 @@ func BenchmarkSend(b *testing.B) {
 		{"ndjson/none/5MiB", func(c *Config) { c.Compression, c.MaxRequestRecords = CompressionNone, 1<<20 }},
 		{"ndjson/gzip/5MiB", func(c *Config) { c.MaxRequestRecords = 1 << 20 }},
 		{"json/none/5MiB", func(c *Config) { c.Format, c.Compression, c.MaxRequestRecords = FormatJSON, CompressionNone, 1<<20 }},
+		{"ndjson/zstd/5MiB", func(c *Config) { c.Compression, c.MaxRequestRecords = CompressionZstd, 1<<20 }},
 		{"raw/none", func(c *Config) { c.Format, c.Compression = FormatRaw, CompressionNone }},
+		{"raw-packed/none", func(c *Config) { c.Format, c.Compression = FormatRawPacked, CompressionNone }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			o := newOutput(b, config(srv.URL, bc.mod))
