@@ -61,11 +61,14 @@
 // # Recovery
 //
 // Open never fails because of what the files contain. A segment closed
-// cleanly ends with a seal and is trusted without a scan (the newest one is
-// fsynced first: the process may have stopped between its seal and its
-// fsync); the segment that was active when the process stopped is scanned
-// frame by frame, sealed and fsynced. A torn tail is cut at the last good
-// frame. A corrupt frame in the middle is skipped (found by a scan or by the
+// cleanly ends with a seal and is trusted without a scan (each is fsynced
+// first: a sealed segment is fsynced by the syncer, after the next one was
+// created and off the appenders' path, so the process may have stopped
+// between its seal and its fsync); the segment that was active when the
+// process stopped is scanned frame by frame, sealed and fsynced. A torn tail
+// is cut at the last good frame. After a power loss a segment sealed but not
+// yet fsynced may have lost its end too (entries that were not durable yet):
+// it is cut like a corrupt end, logged and counted. A corrupt frame in the middle is skipped (found by a scan or by the
 // reader) and the next valid frame is found by its salted CRC and its ID. A segment with an unreadable header is renamed
 // *.corrupt (the newest 16 such files are kept for inspection). Each case is
 // logged once with what was lost and counted in Stats. Only bytes that are
