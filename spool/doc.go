@@ -17,13 +17,15 @@
 //     loss on kill -9 or power loss for any entry whose Append returned
 //     (on disks that honour flushes).
 //   - interval (default, sync_interval 1s): Append returns after write(2);
-//     a background fsync runs every sync_interval. kill -9 loses nothing (the
+//     a background fsync runs every sync_interval, and as soon as a segment
+//     is sealed (by the syncer: the append that rolled it does not wait for
+//     the disk). kill -9 loses nothing (the
 //     kernel has the data). A power loss or kernel crash loses at most the
 //     entries appended in the last sync_interval, and Durable() says which IDs
 //     are safe: source checkpoints wait for it (WaitDurable).
 //   - never: the OS writes back when it likes (typically within 30 s on
-//     Linux); the spool fsyncs only when it closes a segment, on Sync and on
-//     Close.
+//     Linux); the spool fsyncs only when it closes a segment (in the
+//     background), on Sync and on Close.
 //     kill -9 loses nothing; a power loss can lose whatever was not yet
 //     written back, and Durable() is simply the last appended ID.
 //
@@ -136,6 +138,7 @@
 // Memory does not grow with the backlog: per segment the spool keeps a few
 // words and, once entries of it are acknowledged, a bitmap of one bit per
 // entry (160 bytes for a 64 MiB segment of 50 KiB entries). Reads go through
-// one 256 KiB window; entries not yet synced are read back from the file
-// (the page cache), never queued in memory.
+// one 256 KiB window, or (NextBatch) straight into the caller's buffer, a
+// run of frames per read; entries not yet synced are read back from the
+// file (the page cache), never queued in memory.
 package spool
