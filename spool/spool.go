@@ -72,7 +72,7 @@ type Spool struct {
 	maxEntry int64
 
 	// Writer state, guarded by wmu. Lock order: wmu, rmu, ackMu, mu; wmu
-	// before syncMu.
+	// before syncMu, syncMu before mu.
 	wmu      sync.Mutex
 	active   *segment // nil until rolled after a failed create
 	wf       file     // the active segment, open for append
