@@ -316,3 +316,19 @@ func TestSendPacked_LimitsBodySize(t *testing.T) {
 	}
 	require.Equal(t, len(b.Records), total)
 }
+
+func TestSendPacked_KeyTooLongForAFrameIsRejectedAlone(t *testing.T) {
+	t.Parallel()
+	b := plainBatch("a", "b", "c")
+	b.Records[1].PartitionKey = strings.Repeat("k", 1<<16) // no aggregator makes this
+	rcv := &packedReceiver{t: t}
+	srv := startServerFunc(t, rcv.ServeHTTP)
+	o := newOutput(t, config(srv.URL, func(c *Config) { c.Format, c.Compression = FormatRawPacked, CompressionNone }))
+
+	err := o.Send(t.Context(), b)
+
+	pe := requirePartial(t, err, 1)
+	require.True(t, outputs.IsPermanent(pe.Err))
+	require.Contains(t, pe.Reasons[0], "too long for a raw-packed frame")
+	require.Equal(t, []string{"a", "c"}, rcv.received())
+}
