@@ -86,7 +86,8 @@ type batch struct {
 	ids   []spool.ID
 	items []*directItem
 	aggs  []aggregate.Aggregate
-	buf   []byte // backing storage of the spool entries
+	buf   []byte        // backing storage of the spool entries
+	ents  []spool.Entry // entries of the last read (reused)
 	// spill lists the direct entries deliver could not finish: the worker
 	// writes them to the spool once it gave back its send slot.
 	spill []int
@@ -163,8 +164,10 @@ func (s *sender) worker(ctx context.Context) error {
 }
 
 // fill blocks for one entry, then takes whatever else is ready up to the
-// batch limits. Entries are read into one slab per worker, so memory per
-// worker is bounded by batch_max_bytes plus one entry.
+// batch limits. Entries are read into one slab per worker, straight from
+// the spool's segment files (spool.NextBatch: one read per run of entries,
+// no copy per entry), so memory per worker is bounded by batch_max_bytes
+// plus one entry.
 func (s *sender) fill(ctx context.Context, b *batch) error {
 	maxBytes := int(s.cfg.BatchMaxBytes)
 	if b.buf == nil {
@@ -172,32 +175,25 @@ func (s *sender) fill(ctx context.Context, b *batch) error {
 	}
 	b.born = time.Time{}
 	for {
-		b.ids, b.aggs, b.buf = b.ids[:0], b.aggs[:0], b.buf[:0]
-		id, data, err := s.spool.ReadNext(ctx, b.buf[len(b.buf):])
+		b.ids, b.aggs = b.ids[:0], b.aggs[:0]
+		var err error
+		b.ents, _, err = s.spool.NextBatch(ctx, b.buf[:0], s.cfg.BatchMaxRecords, b.ents[:0])
 		if err != nil {
 			return err
 		}
-		more := s.take(ctx, b, id, data)
-		for more && len(b.ids) < s.cfg.BatchMaxRecords && len(b.buf) < maxBytes {
-			id, data, ok, err := s.spool.TryNext(b.buf[len(b.buf):])
-			if err != nil || !ok {
-				break
-			}
-			more = s.take(ctx, b, id, data)
+		for _, e := range b.ents {
+			s.take(ctx, b, e.ID, e.Data)
 		}
+		clear(b.ents) // no reference to the slab or to an entry read alone
 		if len(b.ids) > 0 {
 			return nil
 		}
 	}
 }
 
-// take adds one spool entry to b. It returns false when the entry did not
-// fit in the slab (it was read into its own allocation): the batch is full.
-func (s *sender) take(ctx context.Context, b *batch, id spool.ID, data []byte) bool {
-	inSlab := len(data) == 0 || (cap(b.buf)-len(b.buf) >= len(data) && &b.buf[:cap(b.buf)][len(b.buf)] == &data[0])
-	if inSlab {
-		b.buf = b.buf[:len(b.buf)+len(data)]
-	}
+// take adds one spool entry to b; an entry that cannot be interpreted goes
+// to the dead-letter file.
+func (s *sender) take(ctx context.Context, b *batch, id spool.ID, data []byte) {
 	a, err := aggregate.ParseEntry(data)
 	if err != nil {
 		// The spool's CRC matched, so this is not corruption at rest but an
@@ -210,19 +206,18 @@ func (s *sender) take(ctx context.Context, b *batch, id spool.ID, data []byte) b
 			derr := s.dlq.writeRaw(s.flow, "", "undecodable_spool_entry: "+err.Error(), data)
 			if derr == nil {
 				s.ack(id)
-				return inSlab
+				return
 			}
 			if attempt == 0 {
 				s.log.Error("cannot dead-letter an undecodable spool entry; retrying (it stays in the spool)", "error", derr)
 			}
 			if !sleepCtx(ctx, s.backoff(attempt)) {
-				return inSlab
+				return
 			}
 		}
 	}
 	b.ids = append(b.ids, id)
 	b.aggs = append(b.aggs, a)
-	return inSlab
 }
 
 func (s *sender) ack(id spool.ID) {

@@ -66,7 +66,7 @@ bad.yaml:14: sources[0].file.max_open_files: invalid integer "many"
 bad.yaml:15: sources[0].file.multiline.start: error parsing regexp: missing closing ]: ` + "`[`" + `
 bad.yaml:17: sources[1].type: unknown "fiel" (want ` + orList(testComponents.SourceNames()) + `)
 bad.yaml:21: outputs[0].http.url: scheme "ftp" not supported (want http or https)
-bad.yaml:21: outputs[0].http.format: unknown "xml" (want ndjson, json, raw, kafka-rest-v2 or kafka-rest-v3)
+bad.yaml:21: outputs[0].http.format: unknown "xml" (want ndjson, json, raw, raw-packed, kafka-rest-v2 or kafka-rest-v3)
 bad.yaml:22: outputs[0].file: options of type "file", but type is "http"
 bad.yaml:23: outputs[1].file.dir: required (or path)
 bad.yaml:25: outputs[1].colour: unknown field "colour" (known: name, type, file)

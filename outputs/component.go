@@ -65,7 +65,8 @@ type TailFlags struct {
 	Format             string            // --http-format
 	Encoding           string            // --encoding json|text ("": the type's tail default)
 	Headers            map[string]string // --header 'Name: value' (repeatable)
-	Gzip               bool              // --gzip (default true)
+	Gzip               bool              // --gzip (default true); --gzip=false is --compression none
+	Compression        string            // --compression gzip|zstd|none; overrides Gzip when set
 	BearerToken        string            // --bearer-token
 	BasicAuth          string            // --basic-auth USER:PASSWORD
 	CAFile             string            // --ca-file

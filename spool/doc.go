@@ -17,13 +17,15 @@
 //     loss on kill -9 or power loss for any entry whose Append returned
 //     (on disks that honour flushes).
 //   - interval (default, sync_interval 1s): Append returns after write(2);
-//     a background fsync runs every sync_interval. kill -9 loses nothing (the
+//     a background fsync runs every sync_interval, and as soon as a segment
+//     is sealed (by the syncer: the append that rolled it does not wait for
+//     the disk). kill -9 loses nothing (the
 //     kernel has the data). A power loss or kernel crash loses at most the
 //     entries appended in the last sync_interval, and Durable() says which IDs
 //     are safe: source checkpoints wait for it (WaitDurable).
 //   - never: the OS writes back when it likes (typically within 30 s on
-//     Linux); the spool fsyncs only when it closes a segment, on Sync and on
-//     Close.
+//     Linux); the spool fsyncs only when it closes a segment (in the
+//     background), on Sync and on Close.
 //     kill -9 loses nothing; a power loss can lose whatever was not yet
 //     written back, and Durable() is simply the last appended ID.
 //
@@ -61,11 +63,14 @@
 // # Recovery
 //
 // Open never fails because of what the files contain. A segment closed
-// cleanly ends with a seal and is trusted without a scan (the newest one is
-// fsynced first: the process may have stopped between its seal and its
-// fsync); the segment that was active when the process stopped is scanned
-// frame by frame, sealed and fsynced. A torn tail is cut at the last good
-// frame. A corrupt frame in the middle is skipped (found by a scan or by the
+// cleanly ends with a seal and is trusted without a scan (each is fsynced
+// first: a sealed segment is fsynced by the syncer, after the next one was
+// created and off the appenders' path, so the process may have stopped
+// between its seal and its fsync); the segment that was active when the
+// process stopped is scanned frame by frame, sealed and fsynced. A torn tail
+// is cut at the last good frame. After a power loss a segment sealed but not
+// yet fsynced may have lost its end too (entries that were not durable yet):
+// it is cut like a corrupt end, logged and counted. A corrupt frame in the middle is skipped (found by a scan or by the
 // reader) and the next valid frame is found by its salted CRC and its ID. A segment with an unreadable header is renamed
 // *.corrupt (the newest 16 such files are kept for inspection). Each case is
 // logged once with what was lost and counted in Stats. Only bytes that are
@@ -133,6 +138,7 @@
 // Memory does not grow with the backlog: per segment the spool keeps a few
 // words and, once entries of it are acknowledged, a bitmap of one bit per
 // entry (160 bytes for a 64 MiB segment of 50 KiB entries). Reads go through
-// one 256 KiB window; entries not yet synced are read back from the file
-// (the page cache), never queued in memory.
+// one 256 KiB window, or (NextBatch) straight into the caller's buffer, a
+// run of frames per read; entries not yet synced are read back from the
+// file (the page cache), never queued in memory.
 package spool

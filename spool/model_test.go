@@ -160,6 +160,24 @@ func runModel(t *testing.T, seed uint64, ops int) {
 			m.lastID = id
 			m.data[id] = e
 			m.pending[id] = true
+		case r < 48: // NextBatch's reader, in a buffer of random size
+			ents, _, err := s.tryBatch(make([]byte, 0, rng.IntN(3000)), 1+rng.IntN(8), nil)
+			if err != nil {
+				fail("batch: %v", err)
+			}
+			if len(ents) == 0 {
+				trace = append(trace, "batch: none")
+				if err := m.none(); err != nil {
+					fail("%v", err)
+				}
+				continue
+			}
+			for _, e := range ents {
+				trace = append(trace, fmt.Sprint("batch ", e.ID))
+				if err := m.next(e.ID, e.Data); err != nil {
+					fail("%v", err)
+				}
+			}
 		case r < 62: // TryNext
 			id, b, ok, err := s.TryNext(buf)
 			if err != nil {

@@ -84,7 +84,7 @@ func (s *Spool) recover() error {
 		}
 		kept = append(kept, g)
 	}
-	if err := rs.syncNewestSealed(kept); err != nil {
+	if err := rs.syncSealed(kept); err != nil {
 		return err
 	}
 	for first := range ackFiles { // their segment is gone: finished or moved aside
@@ -198,21 +198,17 @@ type recoverState struct {
 	unsynced map[*segment]bool // trusted by their seal, not fsynced by this Open
 }
 
-// syncNewestSealed fsyncs the newest segment with entries if it was trusted
-// by its seal. A segment is sealed, then fsynced, and only then is a newer
-// one created: a process stopped between the two (kill -9) leaves the newest
-// segment sealed but perhaps only in the page cache, and Durable, set from
-// what Open found, must not cover it before it is on disk. Older segments
-// were fsynced before a newer one existed.
-func (rs *recoverState) syncNewestSealed(kept []*segment) error {
+// syncSealed fsyncs the segments trusted by their seal. A sealed
+// segment is fsynced by the syncer after a newer one was created, so a
+// process stopped between the two (kill -9) leaves sealed segments perhaps
+// only in the page cache, and Durable, set from what Open found, must not
+// cover them before they are on disk. (An fsync of a file already written
+// back costs little.)
+func (rs *recoverState) syncSealed(kept []*segment) error {
 	s := rs.s
-	for i := len(kept) - 1; i >= 0; i-- {
-		g := kept[i]
-		if g.count() == 0 {
+	for _, g := range kept {
+		if g.count() == 0 || !rs.unsynced[g] {
 			continue
-		}
-		if !rs.unsynced[g] {
-			return nil
 		}
 		f, err := s.fs.OpenFile(g.path, os.O_RDWR, 0)
 		if err != nil {
@@ -226,7 +222,6 @@ func (rs *recoverState) syncNewestSealed(kept []*segment) error {
 		if err != nil {
 			return fmt.Errorf("spool: sync segment %s: %w", g.path, err)
 		}
-		return nil
 	}
 	return nil
 }
@@ -310,7 +305,9 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 				lost = next - 1 - res.last
 			}
 			s.st.corruptEntries.Add(uint64(lost))
-			s.log.Error("spool: cut a corrupt end off a segment", "segment", path,
+			// Corruption, or a power loss before the syncer fsynced this
+			// sealed segment (entries that were not durable yet).
+			s.log.Error("spool: cut a corrupt or unsynced end off a segment", "segment", path,
 				"kept_up_to_id", uint64(res.last), "entries_lost", uint64(lost), "bytes_cut", tail)
 		}
 	}

@@ -302,7 +302,7 @@ func TestRecover_TruncatedSegment(t *testing.T) {
 	st := s.Stats()
 	require.Equal(t, uint64(len(offs)-7), st.CorruptEntries)
 	require.Equal(t, uint64(1), st.CorruptSegments)
-	require.Equal(t, 1, rec.count(slog.LevelError, "cut a corrupt end"))
+	require.Equal(t, 1, rec.count(slog.LevelError, "cut a corrupt or unsynced end"))
 	require.Equal(t, 1, rec.count(slog.LevelError, "moved aside"))
 }
 

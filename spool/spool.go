@@ -72,7 +72,7 @@ type Spool struct {
 	maxEntry int64
 
 	// Writer state, guarded by wmu. Lock order: wmu, rmu, ackMu, mu; wmu
-	// before syncMu.
+	// before syncMu, syncMu before mu.
 	wmu      sync.Mutex
 	active   *segment // nil until rolled after a failed create
 	wf       file     // the active segment, open for append
@@ -93,6 +93,10 @@ type Spool struct {
 	// syncMu serialises fsyncs of the active file with its sealing and
 	// closing, so a sync never runs on a closed file.
 	syncMu sync.Mutex
+	// sealed are segment files sealed but not yet fsynced and closed, oldest
+	// first: the syncer does that off the appenders' path (sync.go).
+	// Guarded by syncMu.
+	sealed []sealedFile
 
 	// rmu guards the read cursor.
 	rmu sync.Mutex
@@ -297,7 +301,11 @@ func (s *Spool) close() error {
 		_ = s.sealActiveLocked()
 	}
 	s.wmu.Unlock()
+	s.syncMu.Lock()
+	s.syncSealedLocked()
+	s.syncMu.Unlock()
 	if s.failure() == nil {
+		advance(&s.synced, ID(s.lastID.Load()))
 		s.advanceDurable(ID(s.lastID.Load()))
 	}
 	s.finished.Store(true)
@@ -320,8 +328,15 @@ func (s *Spool) close() error {
 	return errors.Join(errs...)
 }
 
-// releaseFiles closes the reader's file and the lock.
+// releaseFiles closes the reader's file, sealed files never synced (a
+// crash in tests) and the lock.
 func (s *Spool) releaseFiles() {
+	s.syncMu.Lock()
+	for _, p := range s.sealed {
+		p.f.Close()
+	}
+	s.sealed = nil
+	s.syncMu.Unlock()
 	s.rmu.Lock()
 	s.rd.release()
 	if s.rd.buf != nil {

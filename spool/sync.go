@@ -102,7 +102,8 @@ func (s *Spool) advanceDurable(id ID) {
 // runSyncer is the group commit. With SyncAlways appenders write their frame
 // and kick it; each round syncs everything written so far, so the appenders
 // that arrive during one fdatasync share the next. With SyncInterval it runs
-// on a ticker. SyncNever only syncs when a segment is sealed and on Close.
+// on a ticker. SyncNever only syncs when a segment is sealed (kicked by the
+// seal) and on Close.
 func (s *Spool) runSyncer() {
 	defer s.wg.Done()
 	var tick <-chan time.Time
@@ -122,8 +123,34 @@ func (s *Spool) runSyncer() {
 	}
 }
 
-// syncData fdatasyncs the active segment up to the last appended ID and moves
-// Durable there. Sealed segments were synced when they were sealed.
+// sealedFile is a sealed segment's file waiting for its fsync.
+type sealedFile struct {
+	g *segment
+	f file
+}
+
+// syncSealedLocked fsyncs and closes the sealed files, oldest first, and
+// records a failure. A segment deleted meanwhile (all acknowledged) is only
+// closed: nothing in it is needed again. Called with syncMu held.
+func (s *Spool) syncSealedLocked() {
+	for i, p := range s.sealed {
+		s.mu.Lock()
+		removed := p.g.removed
+		s.mu.Unlock()
+		if !removed && s.failure() == nil {
+			if err := p.f.Sync(); err != nil {
+				s.fail(err)
+			}
+			s.st.fsyncs.Add(1)
+		}
+		p.f.Close()
+		s.sealed[i] = sealedFile{}
+	}
+	s.sealed = s.sealed[:0]
+}
+
+// syncData fdatasyncs the segments sealed since the last round and the
+// active segment up to the last appended ID, and moves Durable there.
 func (s *Spool) syncData() error {
 	s.wmu.Lock()
 	g, f, target := s.active, s.wf, s.nextID-1
@@ -138,10 +165,12 @@ func (s *Spool) syncData() error {
 	}
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	// If the segment was sealed meanwhile, sealing synced it. A failure is
-	// recorded, and Durable moved, under syncMu: a seal that syncs next
-	// must see the failure, or its own (successful) fsync would make the
-	// entries whose pages the kernel dropped look durable.
+	// Every entry up to target is in a sealed file listed now (g, if it
+	// was sealed meanwhile, and older ones) or in g still active. A
+	// failure is recorded, and Durable moved, under syncMu: a later fsync
+	// must see the failure, or its own success would make the entries
+	// whose pages the kernel dropped look durable.
+	s.syncSealedLocked()
 	if g != nil && s.wf == f {
 		if err := f.Sync(); err != nil {
 			s.fail(err)

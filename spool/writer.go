@@ -374,22 +374,14 @@ func (s *Spool) sealActiveLocked() error {
 			_ = s.wf.Truncate(g.end) // else the next Open cuts it as a torn tail
 		}
 	}
-	err := s.wf.Sync()
-	s.st.fsyncs.Add(1)
-	s.wf.Close()
+	// The fsync of the sealed file (up to a sync_interval of appends, or a
+	// whole segment with sync: never) is the syncer's, off the appenders'
+	// path: done here it held every appender (and with them the sources)
+	// for as long as the disk took. Durable moves past the segment only
+	// once it is done (syncData); recovery fsyncs what a kill -9 left
+	// sealed and unsynced.
+	s.sealed = append(s.sealed, sealedFile{g: g, f: s.wf})
 	s.active, s.wf = nil, nil
-	// Under syncMu, like every fsync: a failure is recorded before anyone
-	// else can sync, and Durable moves only if no fsync has failed. After a
-	// failed one, a later fsync succeeds although the kernel may have
-	// dropped the pages it could not write.
-	if err != nil {
-		s.fail(err)
-	}
-	err = s.failure()
-	if err == nil {
-		advance(&s.synced, g.last)
-		s.advanceDurable(g.last)
-	}
 	s.syncMu.Unlock()
 
 	s.mu.Lock()
@@ -398,7 +390,8 @@ func (s *Spool) sealActiveLocked() error {
 	s.mu.Unlock()
 	s.st.bytes.Add(extra)
 	s.free -= extra
-	return err
+	s.kick(s.kickSync)
+	return s.failure()
 }
 
 // createSegment creates the segment file for first, writes and fsyncs its

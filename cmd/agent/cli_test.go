@@ -58,7 +58,7 @@ flows:
 	require.Equal(t, p+`:3: spool.sync: must be "always", "interval" or "never", got "sometimes"
 `+p+`:7: sources[0].file.start_at: must be "beginning" or "end", not "middle"
 `+p+`:11: outputs[0].http.url: scheme "ftp" not supported (want http or https)
-`+p+`:11: outputs[0].http.format: unknown "xml" (want ndjson, json, raw, kafka-rest-v2 or kafka-rest-v3)
+`+p+`:11: outputs[0].http.format: unknown "xml" (want ndjson, json, raw, raw-packed, kafka-rest-v2 or kafka-rest-v3)
 `+p+`:16: flows[0].sendr: unknown field "sendr" (did you mean "sender"?)
 `, errOut)
 	_, errOut2, code := runBin(t, "run", "-c", p)

@@ -66,6 +66,7 @@ type tailOptions struct {
 	httpFormat  string
 	headers     headerFlags
 	gzip        bool
+	compression string
 	bearer      string
 	basic       string
 	caFile      string
@@ -121,9 +122,10 @@ Flags:
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
 	fs.StringVar(&o.format, "format", "", "records received on sockets: lines (default), json (checked) or syslog (RFC 5424/3164 parsed into JSON)")
-	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
+	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), raw-packed (many, length-prefixed), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
-	fs.BoolVar(&o.gzip, "gzip", true, "gzip HTTP bodies")
+	fs.BoolVar(&o.gzip, "gzip", true, "gzip HTTP bodies (--gzip=false: --compression none)")
+	fs.StringVar(&o.compression, "compression", "", "HTTP body compression: gzip (default), zstd or none; overrides --gzip")
 	fs.StringVar(&o.bearer, "bearer-token", os.Getenv("AGENT_BEARER_TOKEN"), "HTTP bearer token (default $AGENT_BEARER_TOKEN)")
 	fs.StringVar(&o.basic, "basic-auth", os.Getenv("AGENT_BASIC_AUTH"), "HTTP basic auth USER:PASSWORD (default $AGENT_BASIC_AUTH)")
 	fs.StringVar(&o.caFile, "ca-file", "", "CA certificates (PEM) to verify the HTTPS server or the Kafka brokers (with kafka://, a TLS flag enables TLS)")

@@ -18,6 +18,7 @@ func outputFlags(o *tailOptions) outputs.TailFlags {
 		Encoding:           o.encoding,
 		Headers:            map[string]string(o.headers),
 		Gzip:               o.gzip,
+		Compression:        o.compression,
 		BearerToken:        o.bearer,
 		BasicAuth:          o.basic,
 		CAFile:             o.caFile,

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"compress/gzip"
 	"errors"
 	"io"
 	"sync"
@@ -28,38 +27,6 @@ func (p *bufPool) put(b *[]byte) {
 	}
 	*b = (*b)[:0]
 	p.pool.Put(b)
-}
-
-// gzipper is a reusable gzip writer that appends to a slice.
-type gzipper struct {
-	w   *gzip.Writer
-	dst []byte
-}
-
-func (g *gzipper) Write(p []byte) (int, error) {
-	g.dst = append(g.dst, p...)
-	return len(p), nil
-}
-
-// gzipLevel favours speed: log lines compress well at level 1 and the agent
-// must keep up with its sources on a small CPU budget.
-const gzipLevel = gzip.BestSpeed
-
-// compress appends the gzip of src to dst.
-func (o *Output) compress(dst, src []byte) []byte {
-	g, ok := o.gzips.Get().(*gzipper)
-	if !ok {
-		g = &gzipper{}
-		g.w, _ = gzip.NewWriterLevel(g, gzipLevel) // the level is valid
-	}
-	g.dst = dst
-	g.w.Reset(g)
-	_, _ = g.w.Write(src) // writes to memory cannot fail
-	_ = g.w.Close()
-	dst = g.dst
-	g.dst = nil
-	o.gzips.Put(g)
-	return dst
 }
 
 // errBodyDetached is seen by a transport that reads a request body after the

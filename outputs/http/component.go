@@ -39,7 +39,10 @@ func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 	if f.Encoding != "" {
 		c.Encoding = f.Encoding
 	}
-	if !f.Gzip {
+	switch { // --compression, when given, overrides the older --gzip
+	case f.Compression != "":
+		c.Compression = f.Compression
+	case !f.Gzip:
 		c.Compression = CompressionNone
 	}
 	if len(f.Headers) > 0 {

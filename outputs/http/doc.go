@@ -8,8 +8,34 @@
 // A Batch is deaggregated into its user records, which are packed into
 // requests of at most Config.MaxRequestRecords records and
 // Config.MaxRequestBytes uncompressed bytes, sent one after the other (format
-// raw sends one request per Kinesis record). Concurrency comes from the
-// sender calling Send from several goroutines.
+// raw sends one request per Kinesis record; raw-packed packs whole Kinesis
+// records, see below). Concurrency comes from the sender calling Send from
+// several goroutines. The body is compressed whole (Config.Compression:
+// gzip, zstd or none) and Content-Encoding set accordingly.
+//
+// # raw-packed
+//
+// Content-Type application/vnd.kplagent.raw-packed.v1. The body is a
+// sequence of frames, one per Kinesis record of the batch, in order, with
+// nothing before, between or after them; integers are big-endian:
+//
+//	offset  size      field
+//	0       4         data_len: length of data
+//	4       2         pk_len: length of the partition key
+//	6       1         ehk_len: length of the explicit hash key (0: none)
+//	7       pk_len    partition key (UTF-8; "a" for an aggregate of several
+//	                  user records, whose own keys are inside it)
+//	        ehk_len   explicit hash key (decimal ASCII)
+//	        data_len  data: what format raw posts for the record and Kinesis
+//	                  would store: a KPL aggregate (magic F3 89 9A C2,
+//	                  protobuf AggregatedRecord, MD5 of the protobuf) or a
+//	                  plain record's bytes
+//
+// ParsePacked reads it. A request holds at most MaxRequestBytes
+// (uncompressed; a single record larger than that goes alone) and
+// MaxRequestRecords Kinesis records. Splits after a 413 or 400 are between
+// Kinesis records, and a Kinesis record refused on its own is rejected whole
+// (permanent: dead-lettered whole), never one user record of it.
 //
 // # Classification
 //

@@ -48,7 +48,7 @@ type Output struct {
 	cfg     Config // with defaults filled in
 	format  format
 	enc     encode.Encoding // of ndjson and json
-	gzip    bool
+	comp    compressor      // nil: bodies go uncompressed
 	url     *url.URL
 	host    string      // request Host (virtual host)
 	header  http.Header // static headers, cloned per request
@@ -61,7 +61,6 @@ type Output struct {
 	now       func() time.Time // for Retry-After dates; tests replace it
 
 	bufs    bufPool
-	gzips   sync.Pool // *gzipper
 	senders sync.Pool // *sender
 
 	// redactedURL names url in errors and logs: no user information, no
@@ -100,12 +99,14 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		cfg:    cfg,
 		format: parseFormat(cfg.Format),
 		enc:    enc,
-		gzip:   cfg.Compression == CompressionGzip,
 		url:    u,
 		host:   u.Host,
 		health: cfg.HealthcheckURL,
 		log:    log,
 		now:    time.Now,
+	}
+	if o.comp, err = newCompressor(cfg.Compression); err != nil {
+		return nil, fmt.Errorf("http: output %s: %w", name, err)
 	}
 	o.redactedURL = redact.URL(u)
 	o.bufs.maxKeep = max(2*int(cfg.MaxRequestBytes), 2<<20)
@@ -209,6 +210,7 @@ const (
 	formatNDJSON format = iota
 	formatJSON
 	formatRaw
+	formatRawPacked
 	formatKafkaRESTv2
 	formatKafkaRESTv3
 )
@@ -219,6 +221,8 @@ func parseFormat(s string) format {
 		return formatJSON
 	case FormatRaw:
 		return formatRaw
+	case FormatRawPacked:
+		return formatRawPacked
 	case FormatKafkaRESTv2:
 		return formatKafkaRESTv2
 	case FormatKafkaRESTv3:
@@ -233,6 +237,8 @@ func (f format) contentType() string {
 		return "application/json"
 	case formatRaw:
 		return "application/octet-stream"
+	case formatRawPacked:
+		return PackedContentType
 	case formatKafkaRESTv2:
 		return "application/vnd.kafka.binary.v2+json"
 	case formatKafkaRESTv3:

@@ -46,18 +46,18 @@ const (
 // headers.
 func (o *Output) roundTrip(ctx context.Context, body []byte, keys *aggregate.Aggregate, onOK func(*http.Response) error) error {
 	payload := body
-	if o.gzip {
-		gz := o.bufs.get()
-		defer o.bufs.put(gz)
-		*gz = o.compress((*gz)[:0], body)
-		payload = *gz
+	if o.comp != nil {
+		z := o.bufs.get()
+		defer o.bufs.put(z)
+		*z = o.comp.appendCompressed((*z)[:0], body)
+		payload = *z
 	}
 	lease := &bodyLease{buf: payload}
 	defer lease.detach()
 
 	h := o.header.Clone()
-	if o.gzip {
-		h.Set("Content-Encoding", "gzip")
+	if o.comp != nil {
+		h.Set("Content-Encoding", o.comp.encoding())
 	}
 	if keys != nil {
 		h.Set("X-Partition-Key", keys.PartitionKey)

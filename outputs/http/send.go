@@ -28,9 +28,12 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	s.ctx, s.recs = ctx, b.Records
 	buf := o.bufs.get()
 	s.body = (*buf)[:0]
-	if o.format == formatRaw {
+	switch o.format {
+	case formatRaw:
 		s.sendRaw()
-	} else {
+	case formatRawPacked:
+		s.sendPacked()
+	default:
 		s.sendRecords()
 	}
 	err := s.result()
@@ -42,7 +45,8 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 }
 
 // userRef places one user record of the request being built: Kinesis
-// record rec of the batch, user record idx inside it.
+// record rec of the batch, user record idx inside it; idx is -1 when the
+// unit of the request is the whole Kinesis record (raw-packed).
 type userRef struct{ rec, idx int }
 
 // Failure classes of a Kinesis record, ordered: retryable wins over permanent
@@ -345,7 +349,7 @@ func (s *sender) settleRange(lo, hi int, class uint8, e int) {
 // a larger aggregate only that user record is reported.
 func (s *sender) reject(j int, e int) {
 	r := s.refs[j]
-	if s.recs[r.rec].Count <= 1 {
+	if r.idx < 0 || s.recs[r.rec].Count <= 1 {
 		s.fail(r.rec, classPermanent, e)
 		return
 	}
