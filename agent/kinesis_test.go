@@ -221,7 +221,7 @@ flows:
 	// The first 400 lines wait in open aggregates, one per shard.
 	fl := a.flows[0].flow
 	require.Eventually(t, func() bool { return fl.pending() == 400 }, 20*time.Second, 10*time.Millisecond)
-	out := a.outputs["stream"].(*kinesis.Output)
+	out := a.outputs["stream"].out.(*kinesis.Output)
 	require.Equal(t, uint64(1), out.ShardMapVersion())
 
 	fk.Reshard(3, "shardId-new-")

@@ -109,6 +109,9 @@ func (s *sender) run(ctx context.Context) error {
 	}
 	s.slots = make(chan struct{}, s.cfg.Concurrency)
 	errc := make(chan error, workers)
+	if s.direct != nil {
+		wg.Go(func() { s.requeueHeld(ctx) }) // held by the sender this one replaced
+	}
 	for i := range workers {
 		wg.Add(1)
 		go func() {

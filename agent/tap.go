@@ -109,7 +109,7 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 	var t *tap
 	for _, fr := range a.runtimeFlows() {
 		if fr.cfg.Name == name {
-			t = &fr.tap
+			t = fr.tap
 		}
 	}
 	if t == nil {
@@ -140,7 +140,7 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 			return
 		case <-quit:
 			return
-		case <-a.stopped: // a reload replaced this pipeline, or it stopped
+		case <-a.stopped: // the pipeline stopped
 			return
 		case tr := <-s.ch:
 			if err := enc.Encode(tr); err != nil {
