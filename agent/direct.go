@@ -124,6 +124,10 @@ func (s *sender) directWorker(ctx context.Context) error {
 				break more
 			}
 		}
+		if s.draining.Load() {
+			s.hold(&b, allIndexes(len(b.items))) // for the next sender (adoptHeld)
+			return nil
+		}
 		if len(b.items) > 0 {
 			s.sendDirect(ctx, &b)
 		}

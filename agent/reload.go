@@ -353,6 +353,7 @@ func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, sw
 	for _, fr := range swapping {
 		fr.flow.directOK.Store(false) // to the spool until the new sender runs
 	}
+	a.quiesce(stopCtx, append(slices.Clone(stopping), swapping...))
 	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), stopMargin)
 	defer cancelFinal()
 	// The swapping flows' senders stop; what their direct path holds is
@@ -380,6 +381,38 @@ func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, sw
 		}
 		for _, c := range fr.spoolMetrics {
 			a.m.reg.Unregister(c)
+		}
+	}
+}
+
+// quiesce lets the senders of flows finish the sends they began before
+// they are stopped: a Send cut off after the destination took its records
+// would be sent again by the next sender (duplicates). It waits until no
+// sender delivers, or the one delivering is retrying a failing output
+// (which is why it is being replaced, often), or ctx ends. Workers take no
+// new batch meanwhile.
+func (a *Agent) quiesce(ctx context.Context, flows []*flowRuntime) {
+	for _, fr := range flows {
+		fr.sender.draining.Store(true)
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		busy := false
+		for _, fr := range flows {
+			s := fr.sender
+			o, _ := s.activeOutput()
+			if !s.live.idleOrSince() && o.seen.failingSince.Load() == 0 && o.paused() <= 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

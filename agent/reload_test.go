@@ -25,6 +25,8 @@ import (
 type reloadSink struct {
 	*httptest.Server
 	failing atomic.Bool
+	delay   atomic.Int64 // each request takes this long (ns), after its body is read
+	busy    atomic.Int64 // requests in progress
 	mu      sync.Mutex
 	got     map[int]int
 	conns   atomic.Int64 // TCP connections accepted
@@ -33,7 +35,10 @@ type reloadSink struct {
 func newReloadSink(t *testing.T) *reloadSink {
 	s := &reloadSink{got: map[int]int{}}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.busy.Add(1)
+		defer s.busy.Add(-1)
 		b, _ := io.ReadAll(r.Body)
+		time.Sleep(time.Duration(s.delay.Load()))
 		if s.failing.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -180,6 +185,56 @@ flows:
 	require.Eventually(t, func() bool { return up.has(0, 2000) }, 20*time.Second, 10*time.Millisecond,
 		"lines missing at the new URL: got %d of 2000", up.count())
 	require.Eventually(t, func() bool { return after.spool.Stats().Entries == 0 }, 20*time.Second, 10*time.Millisecond)
+}
+
+// A reload lets the sends in flight finish before it replaces a sender: a
+// Send cut off after the destination took its records would be sent again
+// by the next sender.
+func TestReload_SendsInFlightFinishBeforeTheSenderIsReplaced(t *testing.T) {
+	slow, fast := newReloadSink(t), newReloadSink(t)
+	slow.delay.Store(int64(300 * time.Millisecond))
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	config := func(url string) string {
+		return fmt.Sprintf(`
+sources:
+  - {name: in, type: stdin}
+outputs:
+  - name: web
+    type: http
+    http: {url: %q, encoding: text, compression: none}
+flows:
+  - name: main
+    sources: [in]
+    output: web
+    aggregation: {max_buffered_time: 10ms, max_records: 50}
+    sender: {concurrency: 2, batch_max_records: 1}
+`, url)
+	}
+	h := startReloadHarness(t, config(slow.URL), pr)
+	_, err := io.WriteString(pw, numbered(0, 1000))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return slow.busy.Load() > 0 }, 20*time.Second, time.Millisecond)
+	_, err = h.reload(config(fast.URL))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		slow.mu.Lock()
+		defer slow.mu.Unlock()
+		fast.mu.Lock()
+		defer fast.mu.Unlock()
+		return len(slow.got)+len(fast.got) >= 1000
+	}, 20*time.Second, 10*time.Millisecond)
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	fast.mu.Lock()
+	defer fast.mu.Unlock()
+	require.NotEmpty(t, slow.got, "the send in flight finished")
+	for n := range slow.got {
+		require.Zero(t, fast.got[n], "line %d sent to both", n)
+	}
+	for n := range 1000 {
+		require.Positive(t, slow.got[n]+fast.got[n], "line %d lost", n)
+	}
 }
 
 // A change that needs the stdin flow rebuilt is refused (its stream would

@@ -41,6 +41,9 @@ type sender struct {
 
 	// live is the watchdog's view of the workers (status.go).
 	live liveness
+	// draining: a reload replaces this sender; workers take no new batch
+	// (quiesce).
+	draining atomic.Bool
 
 	// direct carries aggregates that skip the spool while the destination
 	// keeps up (see direct.go); nil when the flow's sources cannot replay.
@@ -154,7 +157,7 @@ func (s *sender) worker(ctx context.Context) error {
 			}
 			return fmt.Errorf("flow %s: read spool: %w", s.flow, err)
 		}
-		if !s.acquire(ctx) {
+		if s.draining.Load() || !s.acquire(ctx) {
 			return nil // the batch stays unacknowledged in the spool
 		}
 		s.deliver(ctx, &b)

@@ -128,6 +128,8 @@ flows:
 	require.GreaterOrEqual(t, sb.distinct(), n-half)
 	log := p.stderr.String()
 	require.Regexp(t, regexp.MustCompile(`configuration reloaded.*kept=\[sockets\].*rebuilt=\[files\]`), log)
-	t.Logf("%d lines: %d at the first URL by the reload, %d at the first and %d at the second in all, duplicates %d; socket lines %d on %d connection(s)",
-		n, arrivedA, sa.distinct(), sb.distinct(), dupsA+dupsB, sc.distinct(), sc.conns.Load())
+	// At-least-once allows duplicates; the reload lets the sends in
+	// flight finish, so there are few or none.
+	t.Logf("%d lines: %d at the first URL by the reload, %d at the first and %d at the second in all, sent twice %d; socket lines %d on %d connection(s)",
+		n, arrivedA, sa.distinct(), sb.distinct(), dupsA+dupsB+sa.distinct()+sb.distinct()-n, sc.distinct(), sc.conns.Load())
 }
