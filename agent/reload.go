@@ -376,6 +376,7 @@ func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, sw
 			a.log.Warn("reload: flow removed before everything was delivered; the rest stays in its spool (sent if the flow comes back) or its files",
 				"flow", fr.cfg.Name, "spool_entries", ss.Entries, "unspooled_records", left[i].records)
 		}
+		fr.tap.end()
 		if err := fr.spool.Close(); err != nil {
 			a.log.Error("closing spool", "flow", fr.cfg.Name, "error", err)
 		}

@@ -338,11 +338,17 @@ flows:
 	require.NoError(t, err)
 
 	appendFile(t, c, numbered(20000, 20100))
+	goneTap := h.flow("gone").tap.ended()
 	rep, err := h.reload(config(flow("keep", "fa", "one") + flow("new", "fc", "two")))
 	require.NoError(t, err)
 	require.Equal(t, ReloadReport{Kept: []string{"keep"}, Added: []string{"new"}, Removed: []string{"gone"}}, rep)
 	require.Same(t, keep, h.flow("keep"), "the unchanged flow is the same, sources, sender and all")
 	require.Nil(t, h.flow("gone"))
+	select {
+	case <-goneTap:
+	default:
+		t.Fatal("agent tap of a removed flow did not end")
+	}
 	appendFile(t, a, numbered(100, 200))
 	require.Eventually(t, func() bool { return s1.has(0, 200) && s2.has(20000, 20100) }, 20*time.Second, 10*time.Millisecond)
 	require.Equal(t, conns, s1.conns.Load(), "the unchanged flow's output reconnected")
@@ -387,4 +393,26 @@ func gather(t *testing.T, a *Agent) string {
 		}
 	}
 	return b.String()
+}
+
+// Settings a running process cannot change keep their running values and
+// are named; the others apply.
+func TestReload_SettingsThatNeedARestartKeepTheirRunningValues(t *testing.T) {
+	old := DefaultConfig()
+	old.StateDir, old.Admin.Listen, old.Spool.Dir = "/var/lib/agent", "127.0.0.1:7219", "/var/lib/agent/spool"
+	next := old
+	next.StateDir, next.Admin.Listen, next.Spool.Dir = "/srv/agent", "0.0.0.0:7219", "/srv/agent/spool"
+	next.Log.Level = "debug"
+	next.ShutdownTimeout = old.ShutdownTimeout + time.Second
+	next.Admin.NotReadyAfter = time.Hour
+	got, names := keepRestartSettings(old, next)
+	require.Equal(t, []string{"state_dir", "spool", "admin.listen", "log"}, names)
+	require.Equal(t, old.StateDir, got.StateDir)
+	require.Equal(t, old.Spool, got.Spool)
+	require.Equal(t, old.Admin.Listen, got.Admin.Listen)
+	require.Equal(t, old.Log, got.Log)
+	require.Equal(t, next.ShutdownTimeout, got.ShutdownTimeout, "applies live")
+	require.Equal(t, time.Hour, got.Admin.NotReadyAfter, "applies live")
+	_, names = keepRestartSettings(old, old)
+	require.Empty(t, names)
 }

@@ -20,6 +20,31 @@ type tap struct {
 	subs atomic.Int32 // subscribers: the only thing read per record when 0
 	mu   sync.Mutex
 	set  map[*tapSub]struct{}
+	gone chan struct{} // closed when a reload removed the flow (ended)
+}
+
+// ended returns a channel closed once the flow is removed.
+func (t *tap) ended() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gone == nil {
+		t.gone = make(chan struct{})
+	}
+	return t.gone
+}
+
+// end ends the streams of the flow's taps (a reload removed the flow).
+func (t *tap) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gone == nil {
+		t.gone = make(chan struct{})
+	}
+	select {
+	case <-t.gone:
+	default:
+		close(t.gone)
+	}
 }
 
 // TapRecord is one sampled record, a line of /tap's NDJSON stream.
@@ -127,6 +152,7 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 	}
 	s := t.subscribe(rate)
 	defer t.unsubscribe(s)
+	gone := t.ended()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
@@ -141,6 +167,8 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 		case <-quit:
 			return
 		case <-a.stopped: // the pipeline stopped
+			return
+		case <-gone: // a reload removed the flow
 			return
 		case tr := <-s.ch:
 			if err := enc.Encode(tr); err != nil {

@@ -14,19 +14,19 @@ func TestReloadQueue_ARequestDuringAReloadRunsNext(t *testing.T) {
 	q := newReloadQueue()
 	reply := q.request() // nobody receives: a reload is running
 	select {
-	case err := <-reply:
-		t.Fatalf("refused while a reload runs: %v", err)
+	case r := <-reply:
+		t.Fatalf("refused while a reload runs: %v", r.err)
 	default:
 	}
 	again := q.request()
-	require.ErrorContains(t, <-again, "already waiting", "more requests are the same request")
+	require.ErrorContains(t, (<-again).err, "already waiting", "more requests are the same request")
 
 	got := <-q.ch // the loop takes it once the running reload is done
-	got <- nil
-	require.NoError(t, <-reply)
+	got <- reloadResult{}
+	require.NoError(t, (<-reply).err)
 
 	// Stopping answers a request still queued.
 	reply = q.request()
 	q.refuseQueued()
-	require.ErrorContains(t, <-reply, "stopping")
+	require.ErrorContains(t, (<-reply).err, "stopping")
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/kplagent/agent/agent"
@@ -57,12 +58,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			return exitCode(err, stderr)
 		}
 		defer adm.Close()
-		adm.SetReload(func() error {
+		adm.SetReload(func() (string, error) {
 			select {
-			case err := <-requestReload():
-				return err
+			case r := <-requestReload():
+				return r.note, r.err
 			case <-ctx.Done():
-				return errors.New("the agent is stopping")
+				return "", errors.New("the agent is stopping")
 			}
 		})
 	}
@@ -89,17 +90,24 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 // pipeline loop. A request made while a reload runs waits for it, then
 // reloads again: it reads the file as it is by then, so an edit made during
 // a reload is applied. Requests beyond that one are the same request.
-type reloadQueue struct{ ch chan chan error }
+type reloadQueue struct{ ch chan chan reloadResult }
 
-func newReloadQueue() *reloadQueue { return &reloadQueue{ch: make(chan chan error, 1)} }
+// reloadResult is how a reload went: applied (with a note for the
+// operator, or "") or refused (err).
+type reloadResult struct {
+	note string
+	err  error
+}
+
+func newReloadQueue() *reloadQueue { return &reloadQueue{ch: make(chan chan reloadResult, 1)} }
 
 // request queues a reload; the reply says how it went.
-func (q *reloadQueue) request() chan error {
-	reply := make(chan error, 1)
+func (q *reloadQueue) request() chan reloadResult {
+	reply := make(chan reloadResult, 1)
 	select {
 	case q.ch <- reply:
 	default:
-		reply <- errors.New("a reload is already waiting to run (it reads the configuration when it starts)")
+		reply <- reloadResult{err: errors.New("a reload is already waiting to run (it reads the configuration when it starts)")}
 	}
 	return reply
 }
@@ -108,7 +116,7 @@ func (q *reloadQueue) request() chan error {
 func (q *reloadQueue) refuseQueued() {
 	select {
 	case reply := <-q.ch:
-		reply <- errors.New("the agent is stopping")
+		reply <- reloadResult{err: errors.New("the agent is stopping")}
 	default:
 	}
 }
@@ -128,7 +136,7 @@ type reloader struct {
 
 // run runs a until ctx ends or it fails, applying the reloads asked for
 // meanwhile, and returns Run's error.
-func (r *reloader) run(ctx context.Context, a *agent.Agent, reloads chan chan error) error {
+func (r *reloader) run(ctx context.Context, a *agent.Agent, reloads chan chan reloadResult) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.Run(ctx) }()
 	for {
@@ -142,12 +150,12 @@ func (r *reloader) run(ctx context.Context, a *agent.Agent, reloads chan chan er
 }
 
 // reload reads the configuration file and applies it to a.
-func (r *reloader) reload(ctx context.Context, a *agent.Agent) error {
+func (r *reloader) reload(ctx context.Context, a *agent.Agent) reloadResult {
 	cfg, err := r.load()
 	if err != nil {
 		r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
 		r.count("failed")
-		return err
+		return reloadResult{err: err}
 	}
 	r.sd.reloading()
 	rep, err := a.Reload(ctx, cfg)
@@ -155,13 +163,14 @@ func (r *reloader) reload(ctx context.Context, a *agent.Agent) error {
 	if err != nil {
 		r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
 		r.count("failed")
-		return err
+		return reloadResult{err: err}
 	}
 	r.count("ok")
+	note := ""
 	if len(rep.NeedsRestart) > 0 {
-		return fmt.Errorf("reloaded (%s); restart the agent to apply the rest", rep)
+		note = fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", "))
 	}
-	return nil
+	return reloadResult{note: note}
 }
 
 // load reads and validates the configuration file.
