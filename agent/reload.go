@@ -311,6 +311,11 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		a.dlq.configure(next.DeadLetter, a.m, a.log.With("component", "dead_letter"))
 	}
 	a.cfg = next
+	for _, p := range plans {
+		if p.change != flowKeep {
+			a.m.active.DeletePartialMatch(prometheus.Labels{"flow": p.cfg.Name}) // publish sets the current ones
+		}
+	}
 	a.publish()
 	for _, fr := range removed {
 		a.m.forgetFlow(fr.cfg.Name)

@@ -372,6 +372,19 @@ flows:
 	text = gather(t, h.a)
 	require.Contains(t, text, `agent_file_open_descriptors{source="fb"}`)
 	require.Contains(t, text, `agent_records_received_total{source="fa"} 300`, "a rebuilt source's count goes on")
+
+	// Another output for a flow: a new sender; the unused output's series
+	// go. The output it now shares is built again (its connection budget
+	// is the sum of its flows' concurrency): its other flow gets a new
+	// sender too.
+	rep, err = h.reload(config(flow("keep", "fa, fb", "one") + flow("new", "fc", "one")))
+	require.NoError(t, err)
+	require.Equal(t, []string{"keep", "new"}, rep.OutputsRebuilt)
+	appendFile(t, c, numbered(20100, 20200))
+	require.Eventually(t, func() bool { return s1.has(20100, 20200) }, 20*time.Second, 10*time.Millisecond)
+	text = gather(t, h.a)
+	require.Contains(t, text, `agent_flow_active_output{flow="new",output="one"} 1`)
+	require.NotContains(t, text, `output="two"`)
 }
 
 func gather(t *testing.T, a *Agent) string {
