@@ -44,13 +44,14 @@ type Settings struct {
 	OnReady func()
 	// Components are the source and output types the config may name.
 	Components Components
-	// Admin, when set, is the admin endpoint to serve this pipeline on (it
-	// outlives the Agent: `agent run` keeps it across reloads); otherwise
-	// Run starts its own on admin.listen.
+	// Admin, when set, is the admin endpoint to serve this pipeline on (its
+	// owner's: `agent run` starts it before the pipeline and serves POST
+	// /reload on it); otherwise Run starts its own on admin.listen.
 	Admin *Admin
 }
 
-// Agent is a configured pipeline. Run it once.
+// Agent is a configured pipeline. Run it once; Reload applies a new
+// configuration to it while it runs (reload.go).
 type Agent struct {
 	cfg Config
 	set Settings
