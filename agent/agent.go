@@ -93,6 +93,9 @@ type flowRuntime struct {
 	// them), srcRegs what each registered on the metrics registry.
 	srcCfgs []SourceConfig
 	srcRegs []*trackedRegisterer
+	// borrowed names the sources taken over, running, from the flow this
+	// one replaced (reload.go).
+	borrowed map[string]bool
 	flow    *flow
 	sender  *sender
 	spool   *spool.Spool
@@ -106,8 +109,32 @@ type flowRuntime struct {
 // each stopped on its own (shutdown stops them in order, a reload may stop
 // only the sender).
 type flowLife struct {
-	stopSources, stopTimers, stopSend context.CancelFunc
-	srcWG, timerWG, sendWG            sync.WaitGroup
+	stopTimers, stopSend context.CancelFunc
+	timerWG, sendWG      sync.WaitGroup
+	// stopFlush ends the flow's own source context (the timers' flushes
+	// wait on it); srcs are its sources' runs.
+	stopFlush context.CancelFunc
+	srcs      []*sourceRun
+}
+
+// stopSources stops the flow's sources.
+func (l *flowLife) stopSources() {
+	l.stopFlush()
+	for _, r := range l.srcs {
+		r.stop()
+	}
+}
+
+// sourceRun is one source's Run.
+type sourceRun struct {
+	name string
+	stop context.CancelFunc
+	done chan struct{} // closed when Run returned
+	// sw carries the emits of a source that cannot replay (socket, stdin):
+	// a reload rebuilding its flow pauses it and points it at the new flow,
+	// so it keeps its listener, connections or stream (reload.go). nil for
+	// sources that replay: they are rebuilt with their flow.
+	sw *emitSwitch
 }
 
 // builtOutput is one running output and what it was built from.
@@ -223,7 +250,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		fr, err := a.buildFlow(cfg, fc, sp, a.outputs, &tap{})
+		fr, err := a.buildFlow(cfg, fc, sp, a.outputs, &tap{}, nil)
 		if err != nil {
 			_ = sp.Close()
 			return err
@@ -265,7 +292,8 @@ func (a *Agent) openSpool(cfg Config, flowName string) (*spool.Spool, error) {
 // buildFlow builds the flow fc of cfg on the spool sp, sending to outs: its
 // aggregation stage, its sender and its sources (not started). On error
 // what it registered is unregistered; sp stays open.
-func (a *Agent) buildFlow(cfg Config, fc FlowConfig, sp *spool.Spool, outs map[string]*builtOutput, tp *tap) (fr *flowRuntime, err error) {
+// The sources in keep are running ones the flow takes over (reload.go).
+func (a *Agent) buildFlow(cfg Config, fc FlowConfig, sp *spool.Spool, outs map[string]*builtOutput, tp *tap, keep map[string]keptSource) (fr *flowRuntime, err error) {
 	outCfg := map[string]OutputConfig{}
 	for _, oc := range cfg.Outputs {
 		outCfg[oc.Name] = oc
@@ -283,10 +311,7 @@ func (a *Agent) buildFlow(cfg Config, fc FlowConfig, sp *spool.Spool, outs map[s
 	fr = &flowRuntime{cfg: fc, spool: sp, flow: fl, tap: tp}
 	defer func() {
 		if err != nil {
-			fl.close()
-			for _, r := range fr.srcRegs {
-				r.unregisterAll()
-			}
+			discardFlow(fr)
 		}
 	}()
 	if sm, ok := outs[fc.Output].out.(outputs.ShardMapper); ok {
@@ -296,6 +321,16 @@ func (a *Agent) buildFlow(cfg Config, fc FlowConfig, sp *spool.Spool, outs map[s
 	}
 	fr.sender = a.newSender(fc, sp, outs)
 	for _, name := range fc.Sources {
+		if k, ok := keep[name]; ok {
+			fr.sources = append(fr.sources, k.src)
+			fr.srcCfgs = append(fr.srcCfgs, k.cfg)
+			fr.srcRegs = append(fr.srcRegs, k.reg)
+			if fr.borrowed == nil {
+				fr.borrowed = map[string]bool{}
+			}
+			fr.borrowed[name] = true
+			continue
+		}
 		sc := srcCfg[name]
 		t, _ := a.set.Components.Source(sc.Type) // New checked it is there
 		reg := &trackedRegisterer{reg: a.m.reg}
@@ -401,7 +436,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	}
 	fatal := a.fatal
 	for _, fr := range a.flows {
-		a.startFlow(ctx, fr)
+		a.startFlow(ctx, fr, nil)
 	}
 	srcDone := a.watchSources()
 
@@ -457,7 +492,7 @@ wait:
 	if drainForever {
 		stopCtx = ctx
 	}
-	if !waitGroupsCtx(stopCtx, a.flows, func(l *flowLife) *sync.WaitGroup { return &l.srcWG }) {
+	if !waitSources(stopCtx, a.flows) {
 		a.log.Warn("sources did not stop within shutdown_timeout; their last records are read again after a restart")
 	}
 
@@ -502,16 +537,18 @@ func (a *Agent) fail(err error) {
 	}
 }
 
-// startFlow starts fr's sender, timers and sources.
-func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime) {
+// startFlow starts fr's sender, timers and sources. The sources in kept
+// are already running (paused by a reload): they are resumed, emitting to
+// fr.
+func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime, kept map[string]*sourceRun) {
 	if fr.tap == nil {
 		fr.tap = &tap{}
 	}
 	l := &flowLife{}
 	fr.life = l
 	timerCtx, stopTimers := context.WithCancel(context.WithoutCancel(ctx))
-	srcCtx, stopSources := context.WithCancel(ctx)
-	l.stopTimers, l.stopSources = stopTimers, stopSources
+	srcCtx, stopFlush := context.WithCancel(ctx)
+	l.stopTimers, l.stopFlush = stopTimers, stopFlush
 	a.startSender(ctx, fr)
 	every := a.cfg.Checkpoint.Interval // (a reload cannot change it)
 	l.timerWG.Go(func() {
@@ -522,11 +559,28 @@ func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime) {
 	for _, src := range fr.sources {
 		committer, _ := src.(source.Committer)
 		emit := fr.tap.wrap(fr.cfg.Name, src.Name(), fr.flow.emitFor(src.Name(), committer, a.m.source(src.Name())))
-		l.srcWG.Go(func() {
-			if err := src.Run(srcCtx, emit); err != nil && srcCtx.Err() == nil {
+		if run := kept[src.Name()]; run != nil {
+			l.srcs = append(l.srcs, run)
+			run.sw.resume(emit)
+			continue
+		}
+		var runCtx context.Context
+		run := &sourceRun{name: src.Name(), done: make(chan struct{})}
+		if committer == nil {
+			// Its own context: it may outlive this flow (a reload).
+			runCtx, run.stop = context.WithCancel(ctx)
+			run.sw = &emitSwitch{emit: emit}
+			emit = run.sw.call
+		} else {
+			runCtx, run.stop = context.WithCancel(srcCtx)
+		}
+		l.srcs = append(l.srcs, run)
+		go func() {
+			defer close(run.done)
+			if err := src.Run(runCtx, emit); err != nil && runCtx.Err() == nil {
 				a.fail(fmt.Errorf("source %s: %w", src.Name(), err))
 			}
-		})
+		}()
 	}
 }
 
@@ -546,14 +600,35 @@ func (a *Agent) startSender(ctx context.Context, fr *flowRuntime) {
 // flows has returned (stdin at its end, everything in once mode).
 func (a *Agent) watchSources() <-chan struct{} {
 	done := make(chan struct{})
-	flows := a.flows
+	runs := sourceRuns(a.flows)
 	go func() {
-		for _, fr := range flows {
-			fr.life.srcWG.Wait()
+		for _, r := range runs {
+			<-r.done
 		}
 		close(done)
 	}()
 	return done
+}
+
+func sourceRuns(flows []*flowRuntime) []*sourceRun {
+	var runs []*sourceRun
+	for _, fr := range flows {
+		runs = append(runs, fr.life.srcs...)
+	}
+	return runs
+}
+
+// waitSources waits until the sources of flows returned, or ctx ends. It
+// reports whether they all returned.
+func waitSources(ctx context.Context, flows []*flowRuntime) bool {
+	for _, r := range sourceRuns(flows) {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // flushFlows flushes the aggregates of flows (whose sources stopped) into

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -105,6 +106,19 @@ type flowPlan struct {
 	old    *flowRuntime // nil for flowAdd
 	fr     *flowRuntime // built: flowRebuild, flowAdd
 	sender *sender      // built: flowNewSender
+	// keep are the running sources a rebuilt flow takes over (flowRebuild).
+	keep map[string]keptSource
+}
+
+// keptSource is a running source that a rebuilt flow takes over: one that
+// cannot replay (socket, stdin) and whose configuration did not change. It
+// keeps running (its listener, connections, stream) while the flow is
+// replaced behind it.
+type keptSource struct {
+	src source.Source
+	cfg SourceConfig
+	reg *trackedRegisterer
+	run *sourceRun
 }
 
 // apply runs in the run loop: nothing else starts or stops flows meanwhile.
@@ -195,8 +209,11 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 			p.change = flowNewSender
 		default:
 			p.change = flowRebuild
-			if name := streamSource(p.old); name != "" {
-				problems = append(problems, fmt.Errorf("flow %s: its source %q reads a stream (type stdin), which rebuilding the flow would cut (records lost); restart the agent to apply this change, or change only the flow's outputs", fc.Name, name))
+			p.keep = keptSources(p.old, fc, srcCfg)
+			for _, sc := range p.old.srcCfgs {
+				if _, kept := p.keep[sc.Name]; sc.Type == "stdin" && !kept && slices.Contains(fc.Sources, sc.Name) {
+					problems = append(problems, fmt.Errorf("flow %s: its source %q reads a stream (type stdin) and changed: a new source cannot take over the stream without losing the line being read; restart the agent to apply this change", fc.Name, sc.Name))
+				}
 			}
 		}
 	}
@@ -214,7 +231,10 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 	// metrics (a source keeps its name, and so its series).
 	for _, p := range plans {
 		if p.change == flowRebuild {
-			for _, r := range p.old.srcRegs {
+			for i, r := range p.old.srcRegs {
+				if _, kept := p.keep[p.old.srcCfgs[i].Name]; kept {
+					continue
+				}
 				r.unregisterAll()
 				undo = append(undo, r.registerAgain)
 			}
@@ -231,7 +251,7 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		case flowNewSender:
 			p.sender = a.newSender(p.cfg, p.old.spool, outs)
 		case flowRebuild:
-			fr, err := a.buildFlow(next, p.cfg, p.old.spool, outs, p.old.tap)
+			fr, err := a.buildFlow(next, p.cfg, p.old.spool, outs, p.old.tap, p.keep)
 			if err != nil {
 				return rep, err
 			}
@@ -243,7 +263,7 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 				return rep, err
 			}
 			undo = append(undo, func() { _ = sp.Close() })
-			fr, err := a.buildFlow(next, p.cfg, sp, outs, &tap{})
+			fr, err := a.buildFlow(next, p.cfg, sp, outs, &tap{}, nil)
 			if err != nil {
 				return rep, err
 			}
@@ -252,11 +272,29 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		}
 	}
 
+	// The sources a rebuilt flow takes over pause: no emit is in flight
+	// while the flow behind them is replaced. One blocked for longer than
+	// shutdown_timeout (an emit waiting for room in a full spool) refuses
+	// the reload.
+	pauseCtx, cancelPause := context.WithTimeout(ctx, next.ShutdownTimeout)
+	defer cancelPause()
+	for _, p := range plans {
+		for name, k := range p.keep {
+			if !k.run.sw.pause(pauseCtx) {
+				return rep, fmt.Errorf("agent: reload: flow %s: its source %s did not pause within shutdown_timeout (it waits for room in a full spool?); try again", p.cfg.Name, name)
+			}
+			undo = append(undo, func() { k.run.sw.resume(nil) })
+		}
+	}
+
 	// 2. Stop what changed. Nothing fails from here on.
 	var stopping, swapping []*flowRuntime
 	for _, p := range plans {
 		switch p.change {
 		case flowRebuild:
+			// The kept sources are the new flow's: the old one does not
+			// stop them.
+			p.old.life.srcs = slices.DeleteFunc(p.old.life.srcs, func(r *sourceRun) bool { _, kept := p.keep[r.name]; return kept })
 			stopping = append(stopping, p.old)
 		case flowNewSender:
 			swapping = append(swapping, p.old)
@@ -292,12 +330,16 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		case flowRebuild:
 			p.fr.spoolMetrics = p.old.spoolMetrics
 			p.fr.spool.Rewind()
-			a.startFlow(ctx, p.fr)
+			runs := map[string]*sourceRun{}
+			for name, k := range p.keep {
+				runs[name] = k.run
+			}
+			a.startFlow(ctx, p.fr, runs)
 			flows = append(flows, p.fr)
 			rep.Rebuilt = append(rep.Rebuilt, p.cfg.Name)
 		case flowAdd:
 			a.registerSpoolMetrics(p.fr)
-			a.startFlow(ctx, p.fr)
+			a.startFlow(ctx, p.fr, nil)
 			flows = append(flows, p.fr)
 			rep.Added = append(rep.Added, p.cfg.Name)
 		}
@@ -348,7 +390,7 @@ func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, sw
 	for _, fr := range stopping {
 		fr.life.stopSources()
 	}
-	if !waitGroupsCtx(stopCtx, stopping, func(l *flowLife) *sync.WaitGroup { return &l.srcWG }) {
+	if !waitSources(stopCtx, stopping) {
 		a.log.Warn("reload: sources did not stop within shutdown_timeout; their successors may read their last records again")
 	}
 	a.flushFlows(stopCtx, stopping, true)
@@ -472,22 +514,36 @@ func sameFlowBody(a, b FlowConfig) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// streamSource names a source of fr that reads a stream nobody can replay
-// nor hand over (stdin), "" when there is none.
-func streamSource(fr *flowRuntime) string {
-	for _, sc := range fr.srcCfgs {
-		if sc.Type == "stdin" {
-			return sc.Name
+// keptSources are the sources of fr that the flow fc rebuilt from it takes
+// over running: those that cannot replay (their Run holds a listener, its
+// connections or a stream) and are configured as they were.
+func keptSources(fr *flowRuntime, fc FlowConfig, srcCfg map[string]SourceConfig) map[string]keptSource {
+	keep := map[string]keptSource{}
+	for i, src := range fr.sources {
+		if _, replays := src.(source.Committer); replays {
+			continue
+		}
+		old := fr.srcCfgs[i]
+		cur, ok := srcCfg[old.Name]
+		if !ok || !slices.Contains(fc.Sources, old.Name) || !sameComponent(old.Type, old.Config, cur.Type, cur.Config) {
+			continue
+		}
+		for _, r := range fr.life.srcs {
+			if r.name == old.Name && r.sw != nil {
+				keep[old.Name] = keptSource{src: src, cfg: old, reg: fr.srcRegs[i], run: r}
+			}
 		}
 	}
-	return ""
+	return keep
 }
 
 // discardFlow releases a flow built for a reload that did not happen.
 func discardFlow(fr *flowRuntime) {
 	fr.flow.close()
-	for _, r := range fr.srcRegs {
-		r.unregisterAll()
+	for i, r := range fr.srcRegs {
+		if !fr.borrowed[fr.srcCfgs[i].Name] {
+			r.unregisterAll()
+		}
 	}
 }
 

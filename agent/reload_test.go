@@ -237,16 +237,18 @@ flows:
 	}
 }
 
-// A change that needs the stdin flow rebuilt is refused (its stream would
-// be cut), and the running pipeline goes on.
-func TestReload_RebuildingAStdinFlowIsRefused(t *testing.T) {
+// A flow rebuilt around a stream takes the stream over: the stdin source
+// (unchanged) keeps reading into the new flow, nothing lost. A change to
+// the stdin source itself is refused (a new source cannot take over the
+// stream without losing the line being read), and the pipeline goes on.
+func TestReload_RebuiltFlowTakesOverItsStdinStream_AChangedStdinIsRefused(t *testing.T) {
 	s := newReloadSink(t)
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	config := func(extra string) string {
+	config := func(stdin, extra string) string {
 		return fmt.Sprintf(`
 sources:
-  - {name: in, type: stdin}
+  - {name: in, type: stdin%s}
 outputs:
   - name: web
     type: http
@@ -256,16 +258,89 @@ flows:
     sources: [in]
     output: web
     aggregation: {max_buffered_time: 10ms}
-%s`, s.URL, extra)
+%s`, stdin, s.URL, extra)
 	}
-	h := startReloadHarness(t, config(""), pr)
+	h := startReloadHarness(t, config("", ""), pr)
 	fr := h.flow("main")
-	_, err := h.reload(config("    processors: [{drop: {regex: x}}]\n"))
-	require.ErrorContains(t, err, `its source "in" reads a stream (type stdin)`)
-	require.Same(t, fr, h.flow("main"))
-	_, err = io.WriteString(pw, numbered(0, 100))
+	_, err := io.WriteString(pw, numbered(0, 100))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return s.has(0, 100) }, 20*time.Second, 10*time.Millisecond)
+
+	dropSkip := "    processors: [{drop: {regex: '^skip'}}]\n"
+	rep, err := h.reload(config("", dropSkip))
+	require.NoError(t, err)
+	require.Equal(t, []string{"main"}, rep.Rebuilt)
+	re := h.flow("main")
+	require.NotSame(t, fr.flow, re.flow)
+	require.Same(t, fr.sources[0], re.sources[0], "the stdin source was taken over, running")
+	_, err = io.WriteString(pw, numbered(100, 200)+"skip me\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 200) }, 20*time.Second, 10*time.Millisecond)
+
+	_, err = h.reload(config(", stdin: {max_record_bytes: 1KiB}", dropSkip))
+	require.ErrorContains(t, err, `its source "in" reads a stream (type stdin) and changed`)
+	require.Same(t, re, h.flow("main"))
+	_, err = io.WriteString(pw, numbered(200, 300))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 300) }, 20*time.Second, 10*time.Millisecond)
+	text := gather(t, h.a)
+	require.Contains(t, text, `agent_records_received_total{source="in"} 301`, "the skipped line was read, then dropped")
+}
+
+// A socket source whose flow is rebuilt (another source of the flow
+// changed) keeps its listener and its clients' connections: a client
+// connected before the reload goes on sending on its connection.
+func TestReload_RebuiltFlowKeepsItsSocketListenerAndConnections(t *testing.T) {
+	s := newReloadSink(t)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	config := func(glob string) string {
+		return fmt.Sprintf(`
+sources:
+  - name: sock
+    type: socket
+    socket: {listen: "tcp://127.0.0.1:0"}
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: web
+    type: http
+    http: {url: %q, encoding: text, compression: none}
+flows:
+  - name: main
+    sources: [sock, app]
+    output: web
+    aggregation: {max_buffered_time: 10ms}
+`, glob, s.URL)
+	}
+	h := startReloadHarness(t, config(a), nil)
+	fr := h.flow("main")
+	var addr string
+	require.Eventually(t, func() bool {
+		if sa, ok := fr.sources[0].(interface{ Addr() net.Addr }); ok && sa.Addr() != nil {
+			addr = sa.Addr().String()
+		}
+		return addr != ""
+	}, 20*time.Second, 10*time.Millisecond)
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, numbered(0, 100))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 100) }, 20*time.Second, 10*time.Millisecond)
+
+	appendFile(t, b, numbered(1000, 1100))
+	rep, err := h.reload(config(b))
+	require.NoError(t, err)
+	require.Equal(t, []string{"main"}, rep.Rebuilt)
+	re := h.flow("main")
+	require.Same(t, fr.sources[0], re.sources[0], "the socket source was taken over, running")
+	require.NotSame(t, fr.sources[1], re.sources[1], "the changed file source was built again")
+	_, err = io.WriteString(conn, numbered(100, 200))
+	require.NoError(t, err, "the connection was cut")
+	require.Eventually(t, func() bool { return s.has(0, 200) && s.has(1000, 1100) }, 20*time.Second, 10*time.Millisecond)
+	require.Contains(t, gather(t, h.a), `agent_socket_connections_total{source="sock"} 1`)
 }
 
 // An unchanged flow is left untouched (same sources, sender, spool and
