@@ -96,9 +96,9 @@ type flowRuntime struct {
 	// borrowed names the sources taken over, running, from the flow this
 	// one replaced (reload.go).
 	borrowed map[string]bool
-	flow    *flow
-	sender  *sender
-	spool   *spool.Spool
+	flow     *flow
+	sender   *sender
+	spool    *spool.Spool
 	// spoolMetrics are the spool's collectors (statemetrics.go).
 	spoolMetrics []prometheus.Collector
 	tap          *tap // agent tap (tap.go); kept when a reload rebuilds the flow
