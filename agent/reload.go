@@ -22,7 +22,8 @@ import (
 // outputs are unchanged keep running untouched (their listeners, spools,
 // senders and connections); a flow whose outputs changed gets a new sender
 // on its spool while its sources keep reading; any other changed flow is
-// stopped as at shutdown and built again on its spool; removed flows stop
+// stopped as at shutdown and built again on its spool, taking over its
+// unchanged sources that cannot replay (socket, stdin) running; removed flows stop
 // (their spool stays on disk) and new ones start. Everything that can fail
 // is built before anything stops: a reload that fails leaves the running
 // pipeline as it was.
