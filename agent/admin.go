@@ -44,7 +44,7 @@ type Admin struct {
 	log  *slog.Logger
 
 	cur     atomic.Pointer[Agent]
-	reload  atomic.Pointer[func() error]
+	reload  atomic.Pointer[func() (string, error)]
 	reg     *prometheus.Registry // the admin's own metrics: they outlive pipelines
 	reloads *prometheus.CounterVec
 
@@ -116,11 +116,15 @@ func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
 			http.Error(w, "this agent cannot reload its configuration", http.StatusNotImplemented)
 			return
 		}
-		if err := (*f)(); err != nil {
+		note, err := (*f)()
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 			return
 		}
-		_, _ = w.Write([]byte("reloaded\n"))
+		if note != "" {
+			note += "\n"
+		}
+		_, _ = w.Write([]byte("reloaded\n" + note))
 	})
 	ad.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -137,8 +141,9 @@ func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
 func (ad *Admin) Addr() string { return ad.ln.Addr().String() }
 
 // SetReload makes POST /reload call f, which returns once the reload is
-// done (nil) or refused (the error says why; the running pipeline stays).
-func (ad *Admin) SetReload(f func() error) { ad.reload.Store(&f) }
+// done (with a note for the operator, or "") or refused (the error says
+// why; the running pipeline stays).
+func (ad *Admin) SetReload(f func() (string, error)) { ad.reload.Store(&f) }
 
 // CountReload counts a reload by result: "ok" or "failed".
 func (ad *Admin) CountReload(result string) { ad.reloads.WithLabelValues(result).Inc() }

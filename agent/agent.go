@@ -44,22 +44,31 @@ type Settings struct {
 	OnReady func()
 	// Components are the source and output types the config may name.
 	Components Components
-	// Admin, when set, is the admin endpoint to serve this pipeline on (it
-	// outlives the Agent: `agent run` keeps it across reloads); otherwise
-	// Run starts its own on admin.listen.
+	// Admin, when set, is the admin endpoint to serve this pipeline on (its
+	// owner's: `agent run` starts it before the pipeline and serves POST
+	// /reload on it); otherwise Run starts its own on admin.listen.
 	Admin *Admin
 }
 
-// Agent is a configured pipeline. Run it once.
+// Agent is a configured pipeline. Run it once; Reload applies a new
+// configuration to it while it runs (reload.go).
 type Agent struct {
 	cfg Config
 	set Settings
 	log *slog.Logger
 	m   *metrics
 
-	outputs map[string]outputs.Output
+	outputs map[string]*builtOutput
 	flows   []*flowRuntime
 	admin   *Admin
+	// store and dlq are the pipeline's checkpoints and dead-letter file,
+	// shared by every flow and kept across reloads.
+	store *checkpoint.Store
+	dlq   *deadLetter
+	// fatal takes the first error of a part that stops the pipeline.
+	fatal chan error
+	// reloads takes Reload's requests to the running pipeline (reload.go).
+	reloads chan reloadRequest
 	// closeBy is when closing the outputs must end (the end of shutdown's
 	// margin); zero before a shutdown.
 	closeBy time.Time
@@ -68,41 +77,79 @@ type Agent struct {
 	stopped chan struct{}
 
 	// What status, readiness and the watchdog read (status.go).
-	state    atomic.Int32
-	stMu     sync.Mutex
-	running  []*flowRuntime
-	st       *statusTracker
-	dlqCount atomic.Pointer[atomic.Int64]
+	state   atomic.Int32
+	stMu    sync.Mutex
+	running []*flowRuntime
+	// runningCfg is a.cfg as of the last publish (runtimeConfig).
+	runningCfg *Config
+	st         *statusTracker
+	dlqCount   atomic.Pointer[atomic.Int64]
 }
 
 type flowRuntime struct {
 	cfg     FlowConfig
 	sources []source.Source
-	flow    *flow
-	sender  *sender
-	spool   *spool.Spool
-	tap     tap // agent tap (tap.go)
+	// srcCfgs are the sources' configurations as built (a reload compares
+	// them), srcRegs what each registered on the metrics registry.
+	srcCfgs []SourceConfig
+	srcRegs []*trackedRegisterer
+	// borrowed names the sources taken over, running, from the flow this
+	// one replaced (reload.go).
+	borrowed map[string]bool
+	flow     *flow
+	sender   *sender
+	spool    *spool.Spool
+	// spoolMetrics are the spool's collectors (statemetrics.go).
+	spoolMetrics []prometheus.Collector
+	tap          *tap // agent tap (tap.go); kept when a reload rebuilds the flow
+	life         *flowLife
+}
+
+// flowLife is what runs of a flow: its sources, its timers and its sender,
+// each stopped on its own (shutdown stops them in order, a reload may stop
+// only the sender).
+type flowLife struct {
+	stopTimers, stopSend context.CancelFunc
+	timerWG, sendWG      sync.WaitGroup
+	// stopFlush ends the flow's own source context (the timers' flushes
+	// wait on it); srcs are its sources' runs.
+	stopFlush context.CancelFunc
+	srcs      []*sourceRun
+}
+
+// stopSources stops the flow's sources.
+func (l *flowLife) stopSources() {
+	l.stopFlush()
+	for _, r := range l.srcs {
+		r.stop()
+	}
+}
+
+// sourceRun is one source's Run.
+type sourceRun struct {
+	name string
+	stop context.CancelFunc
+	done chan struct{} // closed when Run returned
+	// sw carries the emits of a source that cannot replay (socket, stdin):
+	// a reload rebuilding its flow pauses it and points it at the new flow,
+	// so it keeps its listener, connections or stream (reload.go). nil for
+	// sources that replay: they are rebuilt with their flow.
+	sw *emitSwitch
+}
+
+// builtOutput is one running output and what it was built from.
+type builtOutput struct {
+	out  outputs.Output
+	cfg  OutputConfig
+	conc int // the MaxConns it was given
+	reg  *trackedRegisterer
 }
 
 // New validates cfg and builds outputs and sources. It does no I/O besides
 // reading TLS files; Run opens the spool and state.
 func New(cfg Config, set Settings) (*Agent, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := checkConfig(cfg, set.Components); err != nil {
 		return nil, err
-	}
-	var errs []error
-	for i, s := range cfg.Sources {
-		if _, ok := set.Components.Source(s.Type); !ok {
-			errs = append(errs, fmt.Errorf("sources[%d].type: %q is not compiled in (want %s)", i, s.Type, orList(set.Components.SourceNames())))
-		}
-	}
-	for i, o := range cfg.Outputs {
-		if _, ok := set.Components.Output(o.Type); !ok {
-			errs = append(errs, fmt.Errorf("outputs[%d].type: %q is not compiled in (want %s)", i, o.Type, orList(set.Components.OutputNames())))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if set.Logger == nil {
 		set.Logger = slog.New(slog.DiscardHandler)
@@ -113,25 +160,54 @@ func New(cfg Config, set Settings) (*Agent, error) {
 	if cfg.Spool.Dir == "" {
 		cfg.Spool.Dir = filepath.Join(cfg.StateDir, "spool")
 	}
-	a := &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]outputs.Output{}, st: newStatusTracker(time.Now()), stopped: make(chan struct{})}
+	a := &Agent{cfg: cfg, set: set, log: set.Logger, m: newMetrics(), outputs: map[string]*builtOutput{}, st: newStatusTracker(time.Now()),
+		stopped: make(chan struct{}), reloads: make(chan reloadRequest)}
 	a.m.buildInfo(set.Version, set.Commit)
 	return a, nil
 }
 
-func (a *Agent) buildOutput(oc OutputConfig) (outputs.Output, error) {
+// checkConfig validates cfg and checks that the types it names are
+// compiled in.
+func checkConfig(cfg Config, comps Components) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var errs []error
+	for i, s := range cfg.Sources {
+		if _, ok := comps.Source(s.Type); !ok {
+			errs = append(errs, fmt.Errorf("sources[%d].type: %q is not compiled in (want %s)", i, s.Type, orList(comps.SourceNames())))
+		}
+	}
+	for i, o := range cfg.Outputs {
+		if _, ok := comps.Output(o.Type); !ok {
+			errs = append(errs, fmt.Errorf("outputs[%d].type: %q is not compiled in (want %s)", i, o.Type, orList(comps.OutputNames())))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
+}
+
+// buildOutput builds the output oc for cfg (whose flows give its
+// concurrency).
+func (a *Agent) buildOutput(cfg Config, oc OutputConfig) (*builtOutput, error) {
 	t, _ := a.set.Components.Output(oc.Type) // New checked it is there
+	reg := &trackedRegisterer{reg: a.m.reg}
+	conc := outputConcurrency(cfg, oc.Name)
 	o, err := t.New(oc.Name, oc.Config, outputs.Settings{
 		Logger:     a.log.With("component", "output", "output", oc.Name),
 		Version:    a.set.Version,
 		UserAgent:  "agent/" + a.set.Version,
 		Stdout:     a.set.Stdout,
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"output": oc.Name}, a.m.reg),
-		MaxConns:   a.outputConcurrency(oc.Name),
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"output": oc.Name}, reg),
+		MaxConns:   conc,
 	})
 	if err != nil {
+		reg.unregisterAll()
 		return nil, fmt.Errorf("output %s: %w", oc.Name, err)
 	}
-	return o, nil
+	return &builtOutput{out: o, cfg: oc, conc: conc, reg: reg}, nil
 }
 
 // Run runs the pipeline until ctx is done (or, in once mode, until all is
@@ -154,74 +230,36 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	dlq := openDeadLetter(cfg.StateDir)
 	dlq.configure(cfg.DeadLetter, a.m, a.log.With("component", "dead_letter"))
 	defer dlq.close()
+	a.store, a.dlq = store, dlq
 
 	for _, oc := range cfg.Outputs {
-		if !a.outputUsed(oc.Name) {
+		if !outputUsed(cfg, oc.Name) {
 			continue
 		}
-		o, err := a.buildOutput(oc)
+		bo, err := a.buildOutput(cfg, oc)
 		if err != nil {
 			return err
 		}
-		a.outputs[oc.Name] = o
+		a.outputs[oc.Name] = bo
 	}
 	defer a.closeOutputs()
 
-	srcCfg := map[string]SourceConfig{}
-	for _, s := range cfg.Sources {
-		srcCfg[s.Name] = s
-	}
 	defer a.closeSpools()
-	outCfg := map[string]OutputConfig{}
-	for _, oc := range cfg.Outputs {
-		outCfg[oc.Name] = oc
-	}
 	for _, fc := range cfg.Flows {
-		fc.recordLimit, _ = flowRecordLimit(fc, outCfg)
-		flowLog := a.log.With("flow", fc.Name) // one component key per line: each part adds its own
-		log := flowLog.With("component", "flow")
-		sc := cfg.Spool
-		sc.Dir = filepath.Join(cfg.Spool.Dir, fc.Name)
-		sp, err := spool.Open(sc, spool.Settings{Logger: flowLog.With("component", "spool")})
-		if err != nil {
-			return fmt.Errorf("flow %s: %w", fc.Name, err)
-		}
-		fr := &flowRuntime{cfg: fc, spool: sp}
-		a.flows = append(a.flows, fr)
-		fl, err := newFlow(fc.Name, fc, sp, dlq, a.m.flow(fc.Name), log)
+		sp, err := a.openSpool(cfg, fc.Name)
 		if err != nil {
 			return err
 		}
-		fr.flow = fl
-		if sm, ok := a.outputs[fc.Output].(outputs.ShardMapper); ok {
-			// Aggregates are built per shard of the primary's stream; a
-			// failover of another type takes them as they are.
-			fl.useShardMap(sm)
+		fr, err := a.buildFlow(cfg, fc, sp, a.outputs, &tap{}, nil)
+		if err != nil {
+			_ = sp.Close()
+			return err
 		}
-		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: flowLog.With("component", "sender"),
-			metrics: a.m.sender(fc.Name), primary: &outputState{out: a.outputs[fc.Output], metrics: a.m.output(fc.Output)}}
-		if fc.Failover != "" {
-			fr.sender.failover = &outputState{out: a.outputs[fc.Failover], metrics: a.m.output(fc.Failover)}
-		}
-		for _, name := range fc.Sources {
-			sc := srcCfg[name]
-			t, _ := a.set.Components.Source(sc.Type) // New checked it is there
-			src, err := t.New(sc.Config, source.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
-				Checkpoints: store, Once: a.set.Once, CheckpointInterval: cfg.Checkpoint.Interval,
-				Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"source": name}, a.m.reg), Stdin: a.set.Stdin})
-			if err != nil {
-				return fmt.Errorf("source %s: %w", name, err)
-			}
-			fr.sources = append(fr.sources, src)
-		}
-		if fc.SpoolBypass && len(fr.sources) > 0 && allReplayable(fr.sources) {
-			q := newDirectQueue()
-			fl.direct = q
-			fl.directOK.Store(true)
-			fr.sender.direct = q
-		}
+		a.flows = append(a.flows, fr)
 	}
-	a.registerStateMetrics()
+	for _, fr := range a.flows {
+		a.registerSpoolMetrics(fr)
+	}
 	stopStatus := a.startStatus(dlq)
 	defer stopStatus()
 	// CloudWatch metrics (cloudwatch.go): deferred after the spools and
@@ -247,6 +285,92 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	return a.run(ctx, dlq)
 }
 
+// openSpool opens the named flow's spool (recovering it).
+func (a *Agent) openSpool(cfg Config, flowName string) (*spool.Spool, error) {
+	sc := cfg.Spool
+	sc.Dir = filepath.Join(cfg.Spool.Dir, flowName)
+	sp, err := spool.Open(sc, spool.Settings{Logger: a.log.With("flow", flowName, "component", "spool")})
+	if err != nil {
+		return nil, fmt.Errorf("flow %s: %w", flowName, err)
+	}
+	return sp, nil
+}
+
+// buildFlow builds the flow fc of cfg on the spool sp, sending to outs: its
+// aggregation stage, its sender and its sources (not started). On error
+// what it registered is unregistered; sp stays open.
+// The sources in keep are running ones the flow takes over (reload.go).
+func (a *Agent) buildFlow(cfg Config, fc FlowConfig, sp *spool.Spool, outs map[string]*builtOutput, tp *tap, keep map[string]keptSource) (fr *flowRuntime, err error) {
+	outCfg := map[string]OutputConfig{}
+	for _, oc := range cfg.Outputs {
+		outCfg[oc.Name] = oc
+	}
+	srcCfg := map[string]SourceConfig{}
+	for _, s := range cfg.Sources {
+		srcCfg[s.Name] = s
+	}
+	fc.recordLimit, _ = flowRecordLimit(fc, outCfg)
+	flowLog := a.log.With("flow", fc.Name) // one component key per line: each part adds its own
+	fl, err := newFlow(fc.Name, fc, sp, a.dlq, a.m.flow(fc.Name), flowLog.With("component", "flow"))
+	if err != nil {
+		return nil, err
+	}
+	fr = &flowRuntime{cfg: fc, spool: sp, flow: fl, tap: tp}
+	defer func() {
+		if err != nil {
+			discardFlow(fr)
+		}
+	}()
+	if sm, ok := outs[fc.Output].out.(outputs.ShardMapper); ok {
+		// Aggregates are built per shard of the primary's stream; a
+		// failover of another type takes them as they are.
+		fl.useShardMap(sm)
+	}
+	fr.sender = a.newSender(fc, sp, outs)
+	for _, name := range fc.Sources {
+		if k, ok := keep[name]; ok {
+			fr.sources = append(fr.sources, k.src)
+			fr.srcCfgs = append(fr.srcCfgs, k.cfg)
+			fr.srcRegs = append(fr.srcRegs, k.reg)
+			if fr.borrowed == nil {
+				fr.borrowed = map[string]bool{}
+			}
+			fr.borrowed[name] = true
+			continue
+		}
+		sc := srcCfg[name]
+		t, _ := a.set.Components.Source(sc.Type) // New checked it is there
+		reg := &trackedRegisterer{reg: a.m.reg}
+		src, err := t.New(sc.Config, source.Settings{Name: name, Logger: a.log.With("component", "source", "source", name),
+			Checkpoints: a.store, Once: a.set.Once, CheckpointInterval: cfg.Checkpoint.Interval,
+			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"source": name}, reg), Stdin: a.set.Stdin})
+		if err != nil {
+			reg.unregisterAll()
+			return nil, fmt.Errorf("source %s: %w", name, err)
+		}
+		fr.sources = append(fr.sources, src)
+		fr.srcCfgs = append(fr.srcCfgs, sc)
+		fr.srcRegs = append(fr.srcRegs, reg)
+	}
+	if fc.SpoolBypass && len(fr.sources) > 0 && allReplayable(fr.sources) {
+		q := newDirectQueue()
+		fl.direct = q
+		fl.directOK.Store(true)
+		fr.sender.direct = q
+	}
+	return fr, nil
+}
+
+// newSender makes the sender of flow fc, reading sp and sending to outs.
+func (a *Agent) newSender(fc FlowConfig, sp *spool.Spool, outs map[string]*builtOutput) *sender {
+	s := &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: a.dlq, log: a.log.With("flow", fc.Name, "component", "sender"),
+		metrics: a.m.sender(fc.Name), primary: &outputState{out: outs[fc.Output].out, metrics: a.m.output(fc.Output)}}
+	if fc.Failover != "" {
+		s.failover = &outputState{out: outs[fc.Failover].out, metrics: a.m.output(fc.Failover)}
+	}
+	return s
+}
+
 // allReplayable reports whether every source can read its records again
 // after a crash (it checkpoints only what the agent committed).
 func allReplayable(srcs []source.Source) bool {
@@ -261,9 +385,9 @@ func allReplayable(srcs []source.Source) bool {
 // outputConcurrency is the most Sends in flight to the named output: the
 // sum of the concurrency of the flows that send to it (as primary or
 // failover).
-func (a *Agent) outputConcurrency(name string) int {
+func outputConcurrency(cfg Config, name string) int {
 	n := 0
-	for _, f := range a.cfg.Flows {
+	for _, f := range cfg.Flows {
 		if f.Output == name || f.Failover == name {
 			n += f.Sender.Concurrency
 		}
@@ -271,8 +395,8 @@ func (a *Agent) outputConcurrency(name string) int {
 	return n
 }
 
-func (a *Agent) outputUsed(name string) bool {
-	for _, f := range a.cfg.Flows {
+func outputUsed(cfg Config, name string) bool {
+	for _, f := range cfg.Flows {
 		if f.Output == name || f.Failover == name {
 			return true
 		}
@@ -291,7 +415,7 @@ func (a *Agent) closeOutputs() {
 	ctx, cancel := context.WithDeadline(context.Background(), by)
 	defer cancel()
 	for name, o := range a.outputs {
-		if err := o.Close(ctx); err != nil {
+		if err := o.out.Close(ctx); err != nil {
 			a.log.Warn("closing output", "output", name, "error", err)
 		}
 	}
@@ -308,66 +432,20 @@ func (a *Agent) closeSpools() {
 	}
 }
 
-// run is the lifecycle: senders, timers and sources start; on ctx's end (or
-// once all sources finished in once mode) sources stop, aggregates are
-// flushed to the spool, the spool is synced, outputs get shutdown_timeout to
-// drain, and checkpoints are persisted.
+// run is the lifecycle: senders, timers and sources start; reloads are
+// applied as they come (reload.go); on ctx's end (or once all sources
+// finished in once mode) sources stop, aggregates are flushed to the spool,
+// the spool is synced, outputs get shutdown_timeout to drain, and
+// checkpoints are persisted.
 func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
-	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSend()
-	timerCtx, stopTimers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopTimers()
-	srcCtx, stopSources := context.WithCancel(ctx)
-	defer stopSources()
-
-	var bg sync.WaitGroup
-	fatal := make(chan error, 1)
-	fail := func(err error) {
-		select {
-		case fatal <- err:
-		default:
-		}
+	if a.fatal == nil {
+		a.fatal = make(chan error, 1)
 	}
-	var timers sync.WaitGroup
+	fatal := a.fatal
 	for _, fr := range a.flows {
-		bg.Add(1)
-		go func() {
-			defer bg.Done()
-			if err := fr.sender.run(sendCtx); err != nil {
-				fail(err)
-			}
-		}()
-		timers.Add(1)
-		go func() {
-			defer timers.Done()
-			if err := fr.flow.runTimers(timerCtx, srcCtx, a.cfg.Checkpoint.Interval); err != nil {
-				fail(err)
-			}
-		}()
+		a.startFlow(ctx, fr, nil)
 	}
-
-	var srcWG sync.WaitGroup
-	srcDone := make(chan struct{})
-	for _, fr := range a.flows {
-		for _, src := range fr.sources {
-			committer, _ := src.(source.Committer)
-			sm := a.m.source(src.Name())
-			emit := fr.tap.wrap(fr.cfg.Name, src.Name(), fr.flow.emitFor(src.Name(), committer, sm))
-			run := src.Run
-			if bs, ok := src.(source.BatchSource); ok { // a read's records at once (sockets)
-				batch := fr.tap.wrapBatch(fr.cfg.Name, src.Name(), fr.flow.emitBatchFor(src.Name(), committer, sm))
-				run = func(ctx context.Context, emit source.Emit) error { return bs.RunBatch(ctx, emit, batch) }
-			}
-			srcWG.Add(1)
-			go func() {
-				defer srcWG.Done()
-				if err := run(srcCtx, emit); err != nil && srcCtx.Err() == nil {
-					fail(fmt.Errorf("source %s: %w", src.Name(), err))
-				}
-			}()
-		}
-	}
-	go func() { srcWG.Wait(); close(srcDone) }()
+	srcDone := a.watchSources()
 
 	a.state.Store(stateRunning)
 	if a.set.OnReady != nil {
@@ -377,12 +455,24 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 
 	var runErr error
 	drainForever := false
-	select {
-	case <-ctx.Done():
-	case runErr = <-fatal:
-	case <-srcDone:
-		if a.set.Once {
-			drainForever = true
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case runErr = <-fatal:
+			break wait
+		case <-srcDone:
+			if a.set.Once {
+				drainForever = true
+			}
+			break wait
+		case req := <-a.reloads:
+			rep, err := a.apply(ctx, req.cfg)
+			req.reply <- reloadReply{rep: rep, err: err}
+			if err == nil {
+				srcDone = a.watchSources() // the running sources now
+			}
 		}
 	}
 	// A source that failed also ends its Run: both cases may be ready.
@@ -394,7 +484,9 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		}
 	}
 	a.state.Store(stateStopping)
-	stopSources()
+	for _, fr := range a.flows {
+		fr.life.stopSources()
+	}
 
 	// One deadline for the whole stop: shutdown_timeout from now for the
 	// sources to return, the aggregators to flush, and the senders to
@@ -407,7 +499,7 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	if drainForever {
 		stopCtx = ctx
 	}
-	if !waitGroupCtx(stopCtx, &srcWG) {
+	if !waitSources(stopCtx, a.flows) {
 		a.log.Warn("sources did not stop within shutdown_timeout; their last records are read again after a restart")
 	}
 
@@ -415,31 +507,10 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	// once mode, on to the destination directly, however long that takes).
 	// The flows flush side by side: one waiting for room in its spool does
 	// not take the others' time.
-	unflushed := make([]int, len(a.flows))
-	var fw sync.WaitGroup
-	for i, fr := range a.flows {
-		fw.Add(1)
-		go func() {
-			defer fw.Done()
-			if !drainForever {
-				fr.flow.directOK.Store(false)
-			}
-			if err := fr.flow.flushAll(stopCtx); err != nil {
-				unflushed[i] = fr.flow.pending()
-				if stopCtx.Err() == nil {
-					a.log.Error("flushing aggregates at shutdown; their records will be read again after a restart", "flow", fr.cfg.Name, "error", err)
-				}
-			}
-			if err := fr.spool.Sync(); err != nil {
-				a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
-			}
-			fr.flow.commit(time.Now())
-		}()
-	}
-	fw.Wait()
+	unflushed := a.flushFlows(stopCtx, a.flows, !drainForever)
 
 	if drainForever || runErr == nil {
-		runErr = a.waitDrained(stopCtx, fatal)
+		runErr = a.waitDrained(stopCtx, a.flows, fatal)
 	}
 
 	// The margin: senders stop (an interrupted Send leaves its entries in
@@ -448,30 +519,8 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), stopMargin)
 	defer cancelFinal()
 	a.closeBy, _ = finalCtx.Deadline()
-	stopSend()
-	if !waitGroupCtx(finalCtx, &bg) {
-		a.log.Warn("senders did not stop in time; their entries stay in the spool")
-	}
-	// With the senders stopped nothing makes room in a spool: the last
-	// spills take room that is there and do not wait for more.
-	spillCtx, cancelSpill := context.WithTimeout(finalCtx, stopSpillWait)
-	defer cancelSpill()
-	left := make([]directLeft, len(a.flows))
-	for i, fr := range a.flows {
-		fr.flow.directOK.Store(false)
-		left[i] = fr.sender.drainDirect(spillCtx)
-		if err := fr.spool.Sync(); err != nil {
-			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
-		}
-	}
-	stopTimers()
-	if !waitGroupCtx(finalCtx, &timers) {
-		// A flush waits for a flow held by a source that did not stop.
-		a.log.Warn("flow timers did not stop in time")
-	}
-	for _, fr := range a.flows {
-		fr.flow.commit(time.Now())
-	}
+	left := a.stopSenders(finalCtx, a.flows)
+	a.stopTimers(finalCtx, a.flows)
 	a.logStopSummary(left, unflushed)
 	if runErr != nil {
 		return runErr
@@ -485,6 +534,202 @@ func (a *Agent) run(ctx context.Context, dlq *deadLetter) error {
 		}
 	}
 	return nil
+}
+
+// fail passes a part's error to run, which stops the pipeline.
+func (a *Agent) fail(err error) {
+	select {
+	case a.fatal <- err:
+	default:
+	}
+}
+
+// startFlow starts fr's sender, timers and sources. The sources in kept
+// are already running (paused by a reload): they are resumed, emitting to
+// fr.
+func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime, kept map[string]*sourceRun) {
+	if fr.tap == nil {
+		fr.tap = &tap{}
+	}
+	l := &flowLife{}
+	fr.life = l
+	timerCtx, stopTimers := context.WithCancel(context.WithoutCancel(ctx))
+	srcCtx, stopFlush := context.WithCancel(ctx)
+	l.stopTimers, l.stopFlush = stopTimers, stopFlush
+	a.startSender(ctx, fr)
+	every := a.cfg.Checkpoint.Interval // (a reload cannot change it)
+	l.timerWG.Go(func() {
+		if err := fr.flow.runTimers(timerCtx, srcCtx, every); err != nil {
+			a.fail(err)
+		}
+	})
+	for _, src := range fr.sources {
+		committer, _ := src.(source.Committer)
+		sm := a.m.source(src.Name())
+		emit := fr.tap.wrap(fr.cfg.Name, src.Name(), fr.flow.emitFor(src.Name(), committer, sm))
+		// A source that hands over a read's records at once (sockets)
+		// takes the flow's lock once per read.
+		bs, _ := src.(source.BatchSource)
+		var batch source.EmitBatch
+		if bs != nil {
+			batch = fr.tap.wrapBatch(fr.cfg.Name, src.Name(), fr.flow.emitBatchFor(src.Name(), committer, sm))
+		}
+		if run := kept[src.Name()]; run != nil {
+			l.srcs = append(l.srcs, run)
+			run.sw.resume(emit, batch)
+			continue
+		}
+		var runCtx context.Context
+		run := &sourceRun{name: src.Name(), done: make(chan struct{})}
+		if committer == nil {
+			// Its own context: it may outlive this flow (a reload).
+			runCtx, run.stop = context.WithCancel(ctx)
+			run.sw = &emitSwitch{emit: emit, batch: batch}
+			emit = run.sw.call
+			if batch != nil {
+				batch = run.sw.callBatch
+			}
+		} else {
+			runCtx, run.stop = context.WithCancel(srcCtx)
+		}
+		l.srcs = append(l.srcs, run)
+		go func() {
+			defer close(run.done)
+			var err error
+			if bs != nil {
+				err = bs.RunBatch(runCtx, emit, batch)
+			} else {
+				err = src.Run(runCtx, emit)
+			}
+			if err != nil && runCtx.Err() == nil {
+				a.fail(fmt.Errorf("source %s: %w", src.Name(), err))
+			}
+		}()
+	}
+}
+
+// startSender starts fr's sender (again, after a reload replaced it).
+func (a *Agent) startSender(ctx context.Context, fr *flowRuntime) {
+	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
+	fr.life.stopSend = stopSend
+	s := fr.sender
+	fr.life.sendWG.Go(func() {
+		if err := s.run(sendCtx); err != nil {
+			a.fail(err)
+		}
+	})
+}
+
+// watchSources returns a channel closed once every source of the running
+// flows has returned (stdin at its end, everything in once mode).
+func (a *Agent) watchSources() <-chan struct{} {
+	done := make(chan struct{})
+	runs := sourceRuns(a.flows)
+	go func() {
+		for _, r := range runs {
+			<-r.done
+		}
+		close(done)
+	}()
+	return done
+}
+
+func sourceRuns(flows []*flowRuntime) []*sourceRun {
+	var runs []*sourceRun
+	for _, fr := range flows {
+		runs = append(runs, fr.life.srcs...)
+	}
+	return runs
+}
+
+// waitSources waits until the sources of flows returned, or ctx ends. It
+// reports whether they all returned.
+func waitSources(ctx context.Context, flows []*flowRuntime) bool {
+	for _, r := range sourceRuns(flows) {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// flushFlows flushes the aggregates of flows (whose sources stopped) into
+// their spools, side by side, syncs the spools and commits checkpoints. It
+// returns, per flow, the records it could not flush by ctx's end. With
+// closeDirect the direct path closes first (everything goes to the spool).
+func (a *Agent) flushFlows(ctx context.Context, flows []*flowRuntime, closeDirect bool) []int {
+	unflushed := make([]int, len(flows))
+	var fw sync.WaitGroup
+	for i, fr := range flows {
+		fw.Go(func() {
+			if closeDirect {
+				fr.flow.directOK.Store(false)
+			}
+			if err := fr.flow.flushAll(ctx); err != nil {
+				unflushed[i] = fr.flow.pending()
+				if ctx.Err() == nil {
+					a.log.Error("flushing aggregates at shutdown; their records will be read again after a restart", "flow", fr.cfg.Name, "error", err)
+				}
+			}
+			if err := fr.spool.Sync(); err != nil {
+				a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
+			}
+			fr.flow.commit(time.Now())
+		})
+	}
+	fw.Wait()
+	return unflushed
+}
+
+// stopSenders stops the senders of flows and spills what their direct path
+// holds, if the spool has room now (with the senders stopped nothing makes
+// room: the last spills take room that is there and do not wait for more).
+func (a *Agent) stopSenders(ctx context.Context, flows []*flowRuntime) []directLeft {
+	for _, fr := range flows {
+		fr.life.stopSend()
+	}
+	if !waitGroupsCtx(ctx, flows, func(l *flowLife) *sync.WaitGroup { return &l.sendWG }) {
+		a.log.Warn("senders did not stop in time; their entries stay in the spool")
+	}
+	spillCtx, cancelSpill := context.WithTimeout(ctx, stopSpillWait)
+	defer cancelSpill()
+	left := make([]directLeft, len(flows))
+	for i, fr := range flows {
+		fr.flow.directOK.Store(false)
+		left[i] = fr.sender.drainDirect(spillCtx)
+		if err := fr.spool.Sync(); err != nil {
+			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)
+		}
+	}
+	return left
+}
+
+// stopTimers stops the timers of flows and commits their checkpoints.
+func (a *Agent) stopTimers(ctx context.Context, flows []*flowRuntime) {
+	for _, fr := range flows {
+		fr.life.stopTimers()
+	}
+	if !waitGroupsCtx(ctx, flows, func(l *flowLife) *sync.WaitGroup { return &l.timerWG }) {
+		// A flush waits for a flow held by a source that did not stop.
+		a.log.Warn("flow timers did not stop in time")
+	}
+	for _, fr := range flows {
+		fr.flow.commit(time.Now())
+	}
+}
+
+// waitGroupsCtx waits for the wait group wg picks of every flow, or until
+// ctx ends. It reports whether they are all done.
+func waitGroupsCtx(ctx context.Context, flows []*flowRuntime, wg func(*flowLife) *sync.WaitGroup) bool {
+	var all sync.WaitGroup
+	all.Go(func() {
+		for _, fr := range flows {
+			wg(fr.life).Wait()
+		}
+	})
+	return waitGroupCtx(ctx, &all)
 }
 
 // stopMargin bounds the end of a shutdown after shutdown_timeout: the
@@ -542,12 +787,12 @@ const maxSummaryFiles = 10
 // durable and every flow's spool is empty (in that order: a spill between
 // the checks cannot make it return early), or when ctx ends. A fatal error
 // ends it too and is returned.
-func (a *Agent) waitDrained(ctx context.Context, fatal chan error) error {
+func (a *Agent) waitDrained(ctx context.Context, flows []*flowRuntime, fatal chan error) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
 		drained := true
-		for _, fr := range a.flows {
+		for _, fr := range flows {
 			// Release what became durable now, not at the next checkpoint
 			// tick: --once would otherwise wait up to checkpoint.interval.
 			fr.flow.commit(time.Now())

@@ -126,6 +126,10 @@ func (s *sender) directWorker(ctx context.Context) error {
 				break more
 			}
 		}
+		if s.draining.Load() {
+			s.hold(&b, allIndexes(len(b.items))) // for the next sender (adoptHeld)
+			return nil
+		}
 		if len(b.items) > 0 {
 			s.sendDirect(ctx, &b)
 		}
@@ -344,6 +348,39 @@ func (s *sender) drainDirect(ctx context.Context) directLeft {
 			drain(it)
 		default:
 			return left
+		}
+	}
+}
+
+// adoptHeld takes the direct entries prev held when it stopped (a reload
+// gave the flow a new sender): s sends them before the queued ones, so
+// their records are delivered or spilled, and their files' checkpoints
+// move past them, without a restart.
+func (s *sender) adoptHeld(prev *sender) {
+	prev.heldMu.Lock()
+	held := prev.held
+	prev.held = nil
+	prev.heldMu.Unlock()
+	s.heldMu.Lock()
+	s.held = append(s.held, held...)
+	s.heldMu.Unlock()
+}
+
+// requeueHeld puts the held entries on the direct queue for the workers;
+// what ctx's end leaves is held again (for drainDirect).
+func (s *sender) requeueHeld(ctx context.Context) {
+	s.heldMu.Lock()
+	held := s.held
+	s.held = nil
+	s.heldMu.Unlock()
+	for i, it := range held {
+		select {
+		case s.direct.ch <- it:
+		case <-ctx.Done():
+			s.heldMu.Lock()
+			s.held = append(s.held, held[i:]...)
+			s.heldMu.Unlock()
+			return
 		}
 	}
 }

@@ -221,7 +221,7 @@ flows:
 	// The first 400 lines wait in open aggregates, one per shard.
 	fl := a.flows[0].flow
 	require.Eventually(t, func() bool { return fl.pending() == 400 }, 20*time.Second, 10*time.Millisecond)
-	out := a.outputs["stream"].(*kinesis.Output)
+	out := a.outputs["stream"].out.(*kinesis.Output)
 	require.Equal(t, uint64(1), out.ShardMapVersion())
 
 	fk.Reshard(3, "shardId-new-")
@@ -353,4 +353,72 @@ flows:
 		got = append(got, d...)
 	}
 	require.ElementsMatch(t, lines, got)
+}
+
+// A reload that points a Kinesis flow at another stream (another endpoint,
+// another shard map) rebuilds the flow: its aggregates are built per shard
+// of the new stream's map. Every line arrives at one stream or the other,
+// every aggregate within one shard of the stream it went to.
+func TestKinesis_ReloadToAnotherStreamRebuildsTheFlowAgainstItsMap(t *testing.T) {
+	fk1, fk2 := fakeaws.NewKinesis(4), fakeaws.NewKinesis(2)
+	fk1.KeepData, fk2.KeepData = true, true
+	srv1, srv2 := httptest.NewServer(fk1), httptest.NewServer(fk2)
+	defer srv1.Close()
+	defer srv2.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "fake")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CA_BUNDLE", "")
+	log := filepath.Join(t.TempDir(), "app.log")
+	config := func(url string) string {
+		return fmt.Sprintf(`
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: stream
+    type: kinesis
+    kinesis: {stream: logs, region: us-east-1, endpoint: %q, rate_limit: "off"}
+flows:
+  - name: main
+    sources: [app]
+    output: stream
+    partition_key: deterministic
+    aggregation: {max_buffered_time: 10ms}
+    sender: {backoff_initial: 10ms}
+`, log, url)
+	}
+	var b strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	appendFile(t, log, b.String())
+	h := startReloadHarness(t, config(srv1.URL), nil)
+	got := func() map[string]bool {
+		seen := map[string]bool{}
+		for _, fk := range []*fakeaws.Kinesis{fk1, fk2} {
+			for _, d := range fk.UserData() {
+				for _, l := range d {
+					seen[l] = true
+				}
+			}
+		}
+		return seen
+	}
+	require.Eventually(t, func() bool { return len(got()) >= 1000 }, 20*time.Second, 10*time.Millisecond)
+	rep, err := h.reload(config(srv2.URL))
+	require.NoError(t, err)
+	require.Equal(t, []string{"main"}, rep.Rebuilt, "the shard map shapes the aggregates: the flow is rebuilt")
+	b.Reset()
+	for i := 2000; i < 4000; i++ {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	appendFile(t, log, b.String())
+	require.Eventually(t, func() bool { return len(got()) == 4000 }, 20*time.Second, 10*time.Millisecond)
+	require.Empty(t, fk1.Violations())
+	require.Empty(t, fk2.Violations())
+	require.NotEmpty(t, fk2.UserData(), "the new stream took the lines read after the reload")
+	require.Equal(t, 2, h.flow("main").flow.builder.Groups(), "aggregated per shard of the new stream")
+	require.Equal(t, 4000, len(got()))
 }

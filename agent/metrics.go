@@ -2,6 +2,7 @@ package agent
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,13 +115,54 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// source returns the named source's counts. A source built again by a
+// reload (same name) continues its predecessor's counts.
 func (m *metrics) source(name string) *sourceMetrics {
-	s := &sourceMetrics{}
 	m.sources.mu.Lock()
+	defer m.sources.mu.Unlock()
+	if i := slices.Index(m.sources.names, name); i >= 0 {
+		return m.sources.srcs[i]
+	}
+	s := &sourceMetrics{}
 	m.sources.names = append(m.sources.names, name)
 	m.sources.srcs = append(m.sources.srcs, s)
-	m.sources.mu.Unlock()
 	return s
+}
+
+// keepSources drops the counts of the sources not in running (a reload
+// removed them).
+func (m *metrics) keepSources(running map[string]bool) {
+	m.sources.mu.Lock()
+	defer m.sources.mu.Unlock()
+	n := 0
+	for i, name := range m.sources.names {
+		if running[name] {
+			m.sources.names[n], m.sources.srcs[n] = name, m.sources.srcs[i]
+			n++
+		}
+	}
+	m.sources.names, m.sources.srcs = m.sources.names[:n], m.sources.srcs[:n]
+}
+
+// forgetFlow deletes the series of a flow a reload removed.
+func (m *metrics) forgetFlow(name string) {
+	l := prometheus.Labels{"flow": name}
+	for _, v := range []*prometheus.CounterVec{m.dropped, m.aggregates, m.aggregatedRecords, m.failovers, m.undecodable, m.direct, m.spilled, m.failbacks} {
+		v.DeletePartialMatch(l)
+	}
+	m.held.DeletePartialMatch(l)
+	m.active.DeletePartialMatch(l)
+}
+
+// forgetOutput deletes the series of an output a reload removed.
+func (m *metrics) forgetOutput(name string) {
+	l := prometheus.Labels{"output": name}
+	for _, v := range []*prometheus.CounterVec{m.sent, m.requests, m.retries, m.deadLettered, m.bytesSent} {
+		v.DeletePartialMatch(l)
+	}
+	m.sendDuration.DeletePartialMatch(l)
+	m.lastSuccess.DeletePartialMatch(l)
+	m.active.DeletePartialMatch(l)
 }
 
 type flowMetrics struct {

@@ -145,7 +145,11 @@ func replayOutput(cfg Config, set Settings, name string) (outputs.Output, error)
 	if err != nil {
 		return nil, err
 	}
-	return a.buildOutput(*oc)
+	bo, err := a.buildOutput(cfg, *oc)
+	if err != nil {
+		return nil, err
+	}
+	return bo.out, nil
 }
 
 func findOutput(cfg Config, name string) *OutputConfig {

@@ -41,6 +41,9 @@ type sender struct {
 
 	// live is the watchdog's view of the workers (status.go).
 	live liveness
+	// draining: a reload replaces this sender; workers take no new batch
+	// (quiesce).
+	draining atomic.Bool
 
 	// direct carries aggregates that skip the spool while the destination
 	// keeps up (see direct.go); nil when the flow's sources cannot replay.
@@ -110,6 +113,9 @@ func (s *sender) run(ctx context.Context) error {
 	}
 	s.slots = make(chan struct{}, s.cfg.Concurrency)
 	errc := make(chan error, workers)
+	if s.direct != nil {
+		wg.Go(func() { s.requeueHeld(ctx) }) // held by the sender this one replaced
+	}
 	for i := range workers {
 		wg.Add(1)
 		go func() {
@@ -152,7 +158,7 @@ func (s *sender) worker(ctx context.Context) error {
 			}
 			return fmt.Errorf("flow %s: read spool: %w", s.flow, err)
 		}
-		if !s.acquire(ctx) {
+		if s.draining.Load() || !s.acquire(ctx) {
 			return nil // the batch stays unacknowledged in the spool
 		}
 		s.deliver(ctx, &b)

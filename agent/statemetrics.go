@@ -6,10 +6,11 @@ import (
 	"github.com/kplagent/agent/spool"
 )
 
-// registerStateMetrics exposes the spools' own counters, read
-// at scrape time (they are atomics inside those packages).
-func (a *Agent) registerStateMetrics() {
-	for _, fr := range a.flows {
+// registerSpoolMetrics exposes the flow's spool's own counters, read at
+// scrape time (they are atomics inside the spool); fr.spoolMetrics keeps
+// them for a reload that removes the flow.
+func (a *Agent) registerSpoolMetrics(fr *flowRuntime) {
+	{
 		sp := fr.spool
 		labels := prometheus.Labels{"flow": fr.cfg.Name}
 		gauge := func(name, help string, f func(spool.Stats) float64) prometheus.Collector {
@@ -18,7 +19,7 @@ func (a *Agent) registerStateMetrics() {
 		counter := func(name, help string, f func(spool.Stats) float64) prometheus.Collector {
 			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return f(sp.Stats()) })
 		}
-		a.m.reg.MustRegister(
+		fr.spoolMetrics = []prometheus.Collector{
 			gauge("agent_spool_bytes", "Bytes on disk in the spool (what spool.max_bytes caps).", func(s spool.Stats) float64 { return float64(s.Bytes) }),
 			gauge("agent_spool_entries", "Spool entries (aggregates) not yet acknowledged by the destination.", func(s spool.Stats) float64 { return float64(s.Entries) }),
 			gauge("agent_spool_segments", "Spool segment files.", func(s spool.Stats) float64 { return float64(s.Segments) }),
@@ -33,6 +34,7 @@ func (a *Agent) registerStateMetrics() {
 			counter("agent_spool_bytes_lost_total", "Bytes cut, skipped or moved aside by recovery.", func(s spool.Stats) float64 { return float64(s.BytesLost) }),
 			counter("agent_spool_fsyncs_total", "fsync calls on spool files.", func(s spool.Stats) float64 { return float64(s.Fsyncs) }),
 			counter("agent_spool_write_errors_total", "Spool writes, file creations and deletions the file system refused (a read-only directory); retried, nothing dropped.", func(s spool.Stats) float64 { return float64(s.WriteErrors) }),
-		)
+		}
+		a.m.reg.MustRegister(fr.spoolMetrics...)
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -322,6 +323,17 @@ func (a *Agent) runtimeFlows() []*flowRuntime {
 	return a.running
 }
 
+// runtimeConfig is the configuration of the running flows (a reload
+// replaces a.cfg in the run loop; other goroutines read this).
+func (a *Agent) runtimeConfig() Config {
+	a.stMu.Lock()
+	defer a.stMu.Unlock()
+	if a.runningCfg == nil {
+		return a.cfg // before Run: nothing writes it
+	}
+	return *a.runningCfg
+}
+
 // statusWindow is the span over which rates are computed.
 const statusWindow = 10 * time.Second
 
@@ -508,7 +520,7 @@ func (a *Agent) notReady(now time.Time) string {
 	if a.state.Load() != stateRunning {
 		return "the pipeline is " + a.stateName()
 	}
-	after := a.cfg.Admin.NotReadyAfter
+	after := a.runtimeConfig().Admin.NotReadyAfter
 	if after <= 0 {
 		return ""
 	}
@@ -563,11 +575,12 @@ func (a *Agent) Status() Status {
 		st.DeadLettered = d.Load()
 	}
 	types := map[string]string{}
-	for _, oc := range a.cfg.Outputs {
+	cfg := a.runtimeConfig()
+	for _, oc := range cfg.Outputs {
 		types[oc.Name] = oc.Type
 	}
 	srcTypes := map[string]string{}
-	for _, sc := range a.cfg.Sources {
+	for _, sc := range cfg.Sources {
 		srcTypes[sc.Name] = sc.Type
 	}
 	active, failedOver := map[string]bool{}, map[string]bool{}
@@ -646,22 +659,7 @@ const statusEvery = time.Second
 // called.
 func (a *Agent) startStatus(dlq *deadLetter) func() {
 	a.dlqCount.Store(&dlq.count)
-	a.stMu.Lock()
-	a.running = a.flows
-	a.stMu.Unlock()
-	a.st.mu.Lock()
-	for _, fr := range a.flows {
-		for _, src := range fr.sources {
-			a.st.srcNames[fr.cfg.Name] = append(a.st.srcNames[fr.cfg.Name], src.Name())
-		}
-	}
-	a.st.mu.Unlock()
-	for _, fr := range a.flows {
-		fr.sender.metrics.active(fr.cfg.Output).Set(1)
-		if fr.cfg.Failover != "" {
-			fr.sender.metrics.active(fr.cfg.Failover).Set(0)
-		}
-	}
+	a.publish()
 	a.m.oldest.set(a)
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -708,4 +706,37 @@ func (a *Agent) seenSource(name string) *sourceSeen {
 	s := &sourceSeen{sm: sm}
 	a.st.sources[name] = s
 	return s
+}
+
+// publish makes a.flows what status, readiness and the watchdog see (at
+// the start, and after a reload).
+func (a *Agent) publish() {
+	a.stMu.Lock()
+	a.running = slices.Clone(a.flows)
+	cfg := a.cfg
+	a.runningCfg = &cfg
+	a.stMu.Unlock()
+	a.st.mu.Lock()
+	clear(a.st.srcNames)
+	names := map[string]bool{}
+	for _, fr := range a.flows {
+		names[fr.cfg.Name] = true
+		for _, src := range fr.sources {
+			a.st.srcNames[fr.cfg.Name] = append(a.st.srcNames[fr.cfg.Name], src.Name())
+		}
+	}
+	for name := range a.st.flows {
+		if !names[name] {
+			delete(a.st.flows, name)
+		}
+	}
+	a.st.mu.Unlock()
+	for _, fr := range a.flows {
+		o, _ := fr.sender.activeOutput()
+		fr.sender.metrics.active(fr.cfg.Output).Set(0)
+		if fr.cfg.Failover != "" {
+			fr.sender.metrics.active(fr.cfg.Failover).Set(0)
+		}
+		fr.sender.metrics.active(o.out.Name()).Set(1)
+	}
 }

@@ -20,6 +20,31 @@ type tap struct {
 	subs atomic.Int32 // subscribers: the only thing read per record when 0
 	mu   sync.Mutex
 	set  map[*tapSub]struct{}
+	gone chan struct{} // closed when a reload removed the flow (ended)
+}
+
+// ended returns a channel closed once the flow is removed.
+func (t *tap) ended() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gone == nil {
+		t.gone = make(chan struct{})
+	}
+	return t.gone
+}
+
+// end ends the streams of the flow's taps (a reload removed the flow).
+func (t *tap) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gone == nil {
+		t.gone = make(chan struct{})
+	}
+	select {
+	case <-t.gone:
+	default:
+		close(t.gone)
+	}
 }
 
 // TapRecord is one sampled record, a line of /tap's NDJSON stream.
@@ -121,7 +146,7 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 	var t *tap
 	for _, fr := range a.runtimeFlows() {
 		if fr.cfg.Name == name {
-			t = &fr.tap
+			t = fr.tap
 		}
 	}
 	if t == nil {
@@ -139,6 +164,7 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 	}
 	s := t.subscribe(rate)
 	defer t.unsubscribe(s)
+	gone := t.ended()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
@@ -152,7 +178,9 @@ func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan str
 			return
 		case <-quit:
 			return
-		case <-a.stopped: // a reload replaced this pipeline, or it stopped
+		case <-a.stopped: // the pipeline stopped
+			return
+		case <-gone: // a reload removed the flow
 			return
 		case tr := <-s.ch:
 			if err := enc.Encode(tr); err != nil {

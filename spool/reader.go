@@ -237,3 +237,19 @@ func (s *Spool) lostLocked(g *segment, from, to ID, bytes int64, what string) {
 		s.kick(s.kickMaint)
 	}
 }
+
+// Rewind makes the entries handed out but not acknowledged come again, as
+// after a restart: the read cursor goes back to the oldest live segment, and
+// entries acknowledged meanwhile are skipped. The agent calls it when it
+// replaces a flow's sender on a spool it keeps open (a configuration
+// reload): what the old sender was sending is sent by the new one. Call it
+// while no reader is delivering entries: an entry a reader still holds is
+// handed out twice (at-least-once).
+func (s *Spool) Rewind() {
+	s.rmu.Lock()
+	if !s.closedFlag.Load() {
+		s.rd.release()
+	}
+	s.rmu.Unlock()
+	s.dataEv.broadcast()
+}

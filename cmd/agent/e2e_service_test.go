@@ -409,8 +409,8 @@ flows:
 	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
 }
 
-// A reload (agent reload, SIGHUP) swaps the pipeline for one built from the
-// new configuration without losing a line; a broken configuration is
+// A reload (agent reload, SIGHUP) applies the new configuration (here the
+// output's URL: the flow gets a new sender) without losing a line; a broken configuration is
 // refused with its file:line and the running pipeline stays.
 func TestReload_ChangesTheOutputsURLLosingNothing_BrokenConfigKeepsTheOldOne(t *testing.T) {
 	t.Parallel()

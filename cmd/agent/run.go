@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/kplagent/agent/agent"
@@ -42,11 +43,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	sd := newSystemd(log)
 	defer sd.close()
-	var cur *agent.Agent
-	settings := func() agent.Settings {
-		return agent.Settings{Logger: log, Version: version, Commit: buildCommit(), Stdout: stdout,
-			OnReady: func() { sd.ready(cur) }, Components: components()}
-	}
+	var a *agent.Agent
 	log.Info("agent starting", "version", version, "commit", buildCommit(), "go", runtime.Version(), "config", *cfgPath, "admin", cfg.Admin.Listen)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
 
@@ -61,56 +58,56 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			return exitCode(err, stderr)
 		}
 		defer adm.Close()
-		adm.SetReload(func() error {
+		adm.SetReload(func() (string, error) {
 			select {
-			case err := <-requestReload():
-				return err
+			case r := <-requestReload():
+				return r.note, r.err
 			case <-ctx.Done():
-				return errors.New("the agent is stopping")
+				return "", errors.New("the agent is stopping")
 			}
 		})
 	}
-	set := settings()
-	set.Admin = adm
-	a, err := agent.New(cfg, set)
+	a, err = agent.New(cfg, agent.Settings{Logger: log, Version: version, Commit: buildCommit(), Stdout: stdout,
+		OnReady: func() { sd.ready(a) }, Components: components(), Admin: adm})
 	if err != nil {
 		return exitCode(err, stderr)
 	}
 	stopWatch := watchStop(ctx, sd.stopping)
 	defer stopWatch()
-	r := &reloader{log: log, path: *cfgPath, cfg: cfg, adm: adm, sd: sd, settings: settings, logFormat: *logFormat}
-	for {
-		cur = a
-		next, err := r.runUntilReload(ctx, a, reloads.ch)
-		if next == nil {
-			reloads.refuseQueued()
-			sd.stopping()
-			if err != nil && !errors.Is(err, ctx.Err()) {
-				log.Error("agent stopped", "error", err)
-				return exitFailed
-			}
-			log.Info("agent stopped")
-			return exitOK
-		}
-		a = next
+	r := &reloader{log: log, path: *cfgPath, adm: adm, sd: sd, logFormat: *logFormat}
+	err = r.run(ctx, a, reloads.ch)
+	reloads.refuseQueued()
+	sd.stopping()
+	if err != nil && !errors.Is(err, ctx.Err()) {
+		log.Error("agent stopped", "error", err)
+		return exitFailed
 	}
+	log.Info("agent stopped")
+	return exitOK
 }
 
 // reloadQueue passes reload requests (SIGHUP, agent reload) to the
 // pipeline loop. A request made while a reload runs waits for it, then
 // reloads again: it reads the file as it is by then, so an edit made during
 // a reload is applied. Requests beyond that one are the same request.
-type reloadQueue struct{ ch chan chan error }
+type reloadQueue struct{ ch chan chan reloadResult }
 
-func newReloadQueue() *reloadQueue { return &reloadQueue{ch: make(chan chan error, 1)} }
+// reloadResult is how a reload went: applied (with a note for the
+// operator, or "") or refused (err).
+type reloadResult struct {
+	note string
+	err  error
+}
+
+func newReloadQueue() *reloadQueue { return &reloadQueue{ch: make(chan chan reloadResult, 1)} }
 
 // request queues a reload; the reply says how it went.
-func (q *reloadQueue) request() chan error {
-	reply := make(chan error, 1)
+func (q *reloadQueue) request() chan reloadResult {
+	reply := make(chan reloadResult, 1)
 	select {
 	case q.ch <- reply:
 	default:
-		reply <- errors.New("a reload is already waiting to run (it reads the configuration when it starts)")
+		reply <- reloadResult{err: errors.New("a reload is already waiting to run (it reads the configuration when it starts)")}
 	}
 	return reply
 }
@@ -119,101 +116,73 @@ func (q *reloadQueue) request() chan error {
 func (q *reloadQueue) refuseQueued() {
 	select {
 	case reply := <-q.ch:
-		reply <- errors.New("the agent is stopping")
+		reply <- reloadResult{err: errors.New("the agent is stopping")}
 	default:
 	}
 }
 
-// reloader runs one pipeline after another: at SIGHUP or `agent reload`
-// the configuration is read and validated again (a bad one is logged and
-// the running pipeline stays), then the running pipeline stops as at
-// shutdown (sources stop, aggregates go to the spool, checkpoints are
-// saved) and one built from the new configuration starts, in the same
-// process, behind the same admin endpoint, on the same spools and state.
+// reloader runs the pipeline and applies reloads to it: at SIGHUP or
+// `agent reload` the configuration is read and validated again (a bad one
+// is logged and the running pipeline stays), then applied to the running
+// pipeline (agent.Reload): unchanged flows keep running untouched, changed
+// ones are rebuilt on their spools, removed ones stop, new ones start.
 type reloader struct {
 	log       *slog.Logger
 	path      string
-	cfg       agent.Config
 	adm       *agent.Admin
 	sd        *systemd
-	settings  func() agent.Settings
 	logFormat string
 }
 
-// runUntilReload runs a until ctx ends or it fails (it returns nil and
-// Run's error), or until a reload was accepted (it returns the next
-// pipeline, once a stopped).
-func (r *reloader) runUntilReload(ctx context.Context, a *agent.Agent, reloads chan chan error) (*agent.Agent, error) {
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// run runs a until ctx ends or it fails, applying the reloads asked for
+// meanwhile, and returns Run's error.
+func (r *reloader) run(ctx context.Context, a *agent.Agent, reloads chan chan reloadResult) error {
 	errc := make(chan error, 1)
-	go func() { errc <- a.Run(runCtx) }()
+	go func() { errc <- a.Run(ctx) }()
 	for {
 		select {
 		case err := <-errc:
-			return nil, err
+			return err
 		case reply := <-reloads:
-			next, err := r.prepare()
-			if err != nil {
-				r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
-				r.count("failed")
-				reply <- err
-				continue
-			}
-			r.log.Info("reloading: stopping the running pipeline", "config", r.path)
-			r.sd.reloading()
-			cancel()
-			if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
-				r.count("failed")
-				reply <- err
-				return nil, err
-			}
-			if ctx.Err() != nil { // a stop signal arrived meanwhile
-				reply <- errors.New("the agent is stopping")
-				return nil, nil
-			}
-			r.count("ok")
-			r.log.Info("reloaded: starting the new pipeline")
-			reply <- nil
-			return next, nil
+			reply <- r.reload(ctx, a)
 		}
 	}
 }
 
-// prepare reads and validates the configuration and builds the next
-// pipeline (not started).
-func (r *reloader) prepare() (*agent.Agent, error) {
-	// A stream (standard input, a FIFO) is not handed from one pipeline to
-	// the next: the stopped source's pending read would take the next
-	// chunk and its begun line would be dropped. Restarting ends the
-	// stream; the operator chooses.
-	for _, s := range r.cfg.Sources {
-		if s.Type == "stdin" {
-			return nil, fmt.Errorf("source %q reads a stream (type stdin), which a reload would cut (records lost); restart the agent to apply the new configuration", s.Name)
-		}
+// reload reads the configuration file and applies it to a.
+func (r *reloader) reload(ctx context.Context, a *agent.Agent) reloadResult {
+	cfg, err := r.load()
+	if err != nil {
+		r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
+		r.count("failed")
+		return reloadResult{err: err}
 	}
+	r.sd.reloading()
+	rep, err := a.Reload(ctx, cfg)
+	r.sd.ready(a) // RELOADING=1 ends with READY=1, applied or not
+	if err != nil {
+		r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
+		r.count("failed")
+		return reloadResult{err: err}
+	}
+	r.count("ok")
+	note := ""
+	if len(rep.NeedsRestart) > 0 {
+		note = fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", "))
+	}
+	return reloadResult{note: note}
+}
+
+// load reads and validates the configuration file.
+func (r *reloader) load() (agent.Config, error) {
 	cfg, err := agent.LoadConfig(r.path, components())
 	if err != nil {
-		return nil, err
+		return cfg, err
 	}
 	if r.logFormat != "" {
 		cfg.Log.Format = r.logFormat
 	}
-	if cfg.Admin.Listen != r.cfg.Admin.Listen {
-		r.log.Warn("reload: admin.listen changes take effect at the next restart", "listening", r.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
-		cfg.Admin.Listen = r.cfg.Admin.Listen
-	}
-	if cfg.Log != r.cfg.Log {
-		r.log.Warn("reload: log.level and log.format changes take effect at the next restart")
-	}
-	set := r.settings()
-	set.Admin = r.adm
-	a, err := agent.New(cfg, set)
-	if err != nil {
-		return nil, err
-	}
-	r.cfg = cfg
-	return a, nil
+	return cfg, nil
 }
 
 func (r *reloader) count(result string) {

@@ -30,6 +30,7 @@ type sink struct {
 	bad    int // lines that were not "L<number> ..."
 
 	requests atomic.Int64
+	conns    atomic.Int64 // TCP connections accepted
 	// respond, when set, may answer a request instead of accepting it.
 	respond atomic.Pointer[func(n int64, w http.ResponseWriter) bool]
 
@@ -56,7 +57,12 @@ func (s *sink) URL() string { return "http://" + s.addr + "/ingest" }
 func (s *sink) serve(ln net.Listener) {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
-	srv := &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 5 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.conns.Add(1)
+			}
+		}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -150,7 +150,7 @@ flows:
 		t.Fatalf("the client finished while the spool was full: %v", err)
 	default:
 	}
-	require.Equal(t, float64(1), metric(admin, "agent_socket_connections"))
+	require.Equal(t, float64(1), metric(admin, "agent_socket_open_connections"))
 
 	s.start()
 	require.NoError(t, <-done)

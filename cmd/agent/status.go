@@ -264,8 +264,9 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // cmdReload asks the running agent to re-read its configuration (POST
 // /reload; SIGHUP does the same without an answer). It waits for the
-// result: exit 0 once the new pipeline starts, 1 with the configuration's
-// problems when it was refused (the running pipeline stays).
+// result: exit 0 once the new configuration runs (with a note when some
+// settings need a restart), 1 with the configuration's problems when it
+// was refused (the running pipeline stays).
 func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent reload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -279,7 +280,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent reload:", err)
 		return exitUsage
 	}
-	// The old pipeline stops as at shutdown first: up to shutdown_timeout.
+	// Flows that change stop as at shutdown first: up to shutdown_timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/reload", nil)

@@ -93,7 +93,7 @@
 // raises the soft limit to the hard limit when the process starts, so
 // under `ulimit -n 1024` (hard 1024) a source holds at most 768 files,
 // whatever max_open_files says; New logs when it lowers the bound, and
-// Stats.MaxOpenFiles (agent_file_open_limit) shows it. A source waiting for
+// Stats.MaxOpenFiles (agent_file_open_descriptors_limit) shows it. A source waiting for
 // the shared budget makes the other sources give up the descriptors of
 // files that have nothing to read.
 //

@@ -24,15 +24,15 @@ func newMetricsCollector(src *Source) *metricsCollector {
 		rotations:   d("agent_file_rotations_total", "Files renamed away or deleted while followed."),
 		partial:     d("agent_file_partial_flushes_total", "Last lines sent without their newline (idle, rotated away, --once)."),
 		ckptErrors:  d("agent_checkpoint_write_errors_total", "Failed checkpoint writes."),
-		open:        d("agent_file_open", "File descriptors held."),
-		waiting:     d("agent_file_waiting", "Files with data waiting for a descriptor (max_open_files)."),
+		open:        d("agent_file_open_descriptors", "File descriptors held."),
+		waiting:     d("agent_file_waiting_files", "Files with data waiting for a descriptor (max_open_files)."),
 		lag:         d("agent_checkpoint_lag_bytes", "Bytes of a file not yet durable downstream (size minus checkpoint).", "file"),
 		openErrors:  d("agent_file_open_errors_total", "Failed opens of matched files: reason descriptors (EMFILE, ENFILE: the file keeps its place) or other (permission, I/O: retried at every scan).", "reason"),
 		readErrors:  d("agent_file_read_errors_total", "Failed reads of followed files (retried)."),
 		scanErrors:  d("agent_file_scan_errors_total", "Directories that could not be listed, and matched paths that could not be examined, during scans (tried again at the next)."),
 		watchErrors: d("agent_file_watch_errors_total", "Directories whose inotify watch could not be added (changes there are found by scans; tried again at every scan)."),
-		unreadable:  d("agent_file_unreadable", "Files whose last open or read failed, waiting for the next scan to try again."),
-		openLimit:   d("agent_file_open_limit", "Descriptors the source may hold: max_open_files, lowered to leave a reserve of RLIMIT_NOFILE for outputs and the spool."),
+		unreadable:  d("agent_file_unreadable_files", "Files whose last open or read failed, waiting for the next scan to try again."),
+		openLimit:   d("agent_file_open_descriptors_limit", "Descriptors the source may hold: max_open_files, lowered to leave a reserve of RLIMIT_NOFILE for outputs and the spool."),
 	}
 }
 

@@ -71,7 +71,7 @@ func newMetricsCollector(src *Source) *metricsCollector {
 	}
 	return &metricsCollector{
 		src:        src,
-		conns:      d("connections", "Stream connections open now."),
+		conns:      d("open_connections", "Stream connections open now."),
 		connsTotal: d("connections_total", "Stream connections accepted."),
 		refused:    d("refused_connections_total", "Connections closed at once: max_connections reached with on_max_connections: refuse."),
 		idle:       d("idle_closed_connections_total", "Connections closed after idle_timeout without data."),

@@ -62,10 +62,10 @@ agent_socket_records_total{source="app"} 2
 # HELP agent_socket_bytes_total Data bytes of the records emitted (after formatting).
 # TYPE agent_socket_bytes_total counter
 agent_socket_bytes_total{source="app"} 3
-# HELP agent_socket_connections Stream connections open now.
-# TYPE agent_socket_connections gauge
-agent_socket_connections{source="app"} 1
-`), "agent_socket_records_total", "agent_socket_bytes_total", "agent_socket_connections"))
+# HELP agent_socket_open_connections Stream connections open now.
+# TYPE agent_socket_open_connections gauge
+agent_socket_open_connections{source="app"} 1
+`), "agent_socket_records_total", "agent_socket_bytes_total", "agent_socket_open_connections"))
 	n, err := testutil.GatherAndCount(reg, "agent_socket_dropped_records_total")
 	require.NoError(t, err)
 	require.Equal(t, len(dropReasons), n, "every drop reason is exported, at zero too")
