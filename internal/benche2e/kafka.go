@@ -204,6 +204,7 @@ func bareProducer(url, log string) error {
 		kgo.ProducerBatchMaxBytes(1000012),
 		kgo.MaxBufferedBytes(64<<20),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DisableClientMetrics(), // the agent's default (client_metrics: false)
 	)
 	if err != nil {
 		return err

@@ -35,9 +35,9 @@ const (
 	// maxBufferedRecords bounds the records buffered (with their
 	// per-record overhead) next to Config.MaxBufferedBytes.
 	maxBufferedRecords = 1 << 18
-	// abandonGrace is how long Send waits after its deadline for the
-	// producer to fail the records it had not sent yet.
-	abandonGrace     = time.Second
+	// outcomeWaitLog is how long Send waits after its deadline before it
+	// logs that it waits for requests the broker has not answered.
+	outcomeWaitLog   = time.Second
 	defaultUserAgent = "kplagent"
 )
 
@@ -182,6 +182,9 @@ func clientOpts(c Config) ([]kgo.Opt, error) {
 	if !c.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(c.MaxInFlight))
 	}
+	if !c.ClientMetrics {
+		opts = append(opts, kgo.DisableClientMetrics())
+	}
 	return opts, nil
 }
 
@@ -229,9 +232,9 @@ func (o *Output) Healthcheck(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the client: records still buffered (from a Send that
-// returned at its deadline) are failed, which the sender already counted as
-// not delivered. It is idempotent; Send must not be called after it.
+// Close closes the client: records a Send still waits for (in requests the
+// broker has not answered) are failed, and that Send returns them as
+// retryable. It is idempotent; Send must not be called after it.
 func (o *Output) Close(context.Context) error {
 	o.once.Do(func() {
 		o.closed.Store(true)
