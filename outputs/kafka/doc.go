@@ -40,8 +40,8 @@
 // failed entries with a reason each, whose Err is permanent only when every
 // failed entry was refused for good (a mix is retryable: the refused entries
 // fail again on their own and are dead-lettered then). franz-go's own retries are bounded (10
-// tries, SendTimeout per record, 4 metadata loads for a missing topic), so
-// Send returns and the agent's sender owns retry and backoff.
+// tries, SendTimeout per record, 4 metadata loads for a missing topic) for
+// records it may fail safely, so the agent's sender owns retry and backoff.
 //
 // The Kafka records alias the batch (no copy): Send returns only once the
 // producer is done with every one of them. At the deadline the producer
