@@ -567,3 +567,47 @@ func TestSend_ClientMetricsOnlyWhenEnabled(t *testing.T) {
 		})
 	}
 }
+
+// The broker answers a few produce requests later than the client waits
+// (produce_timeout plus franz-go's request overhead): the client gives the
+// connection up with the requests' outcome unknown, although the broker
+// appends them, and resends them with the same sequence numbers; the broker
+// drops the copies. Every line is there once.
+func TestSend_ClientSideRequestTimeoutIsRetriedWithoutDuplicates(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	var slow, resent atomic.Int64
+	var mu sync.Mutex
+	seen := map[string]bool{} // partition/sequence of the batches received
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, pp := range tp.Partitions {
+				var rb kmsg.RecordBatch
+				if rb.ReadFrom(pp.Records) == nil {
+					k := fmt.Sprintf("%d/%d", pp.Partition, rb.FirstSequence)
+					if seen[k] {
+						resent.Add(1)
+					}
+					seen[k] = true
+				}
+			}
+		}
+		mu.Unlock()
+		if slow.Add(1) <= 3 {
+			time.Sleep(1500 * time.Millisecond) // past 500ms + 300ms: the client hung up
+		}
+		return nil, nil, false // kfake appends and answers
+	})
+	o, err := newOutputOpts("k", testConfig(c, func(cfg *Config) { cfg.ProduceTimeout = 500 * time.Millisecond }), Settings{},
+		kgo.RequestTimeoutOverhead(300*time.Millisecond))
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	const n = 3000
+	for _, b := range lineBatches(t, 0, n, 100, 10) {
+		deliver(t, o, b, time.Now().Add(60*time.Second))
+	}
+	require.Positive(t, resent.Load(), "requests answered late were resent")
+	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, n), n)
+}
