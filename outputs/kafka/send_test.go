@@ -611,3 +611,19 @@ func TestSend_ClientSideRequestTimeoutIsRetriedWithoutDuplicates(t *testing.T) {
 	require.Positive(t, resent.Load(), "requests answered late were resent")
 	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, n), n)
 }
+
+// Every record carries the time of its Send as its CreateTime (one clock
+// read per Send, not per record).
+func TestSend_RecordsCarryTheTimeOfTheirSend(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	o := newOutput(t, testConfig(c))
+	before := time.Now().Truncate(time.Millisecond)
+	deliver(t, o, lineBatches(t, 0, 500, 50, 10)[0], time.Now().Add(30*time.Second))
+	after := time.Now()
+	got := readAll(t, c.ListenAddrs(), testTopic, 500)
+	require.Len(t, got, 500)
+	for _, r := range got {
+		require.False(t, r.Timestamp.Before(before) || r.Timestamp.After(after), "timestamp %s not within the Send [%s, %s]", r.Timestamp, before, after)
+	}
+}
