@@ -97,8 +97,8 @@ type Config struct {
 	ProduceTimeout time.Duration `yaml:"produce_timeout"`
 	// SendTimeout bounds one Send (default 30s): records not sent by then
 	// are reported for the agent's sender to retry. Records in a request
-	// the broker has not answered are waited for until it answers (see the
-	// package documentation).
+	// the broker has not answered are waited for until it answers, 2
+	// minutes more at most (see the package documentation).
 	SendTimeout time.Duration `yaml:"send_timeout"`
 	// ClientMetrics lets the producer push its client metrics to brokers
 	// that ask for them (KIP-714, a broker-side telemetry plugin). Off by

@@ -52,8 +52,11 @@
 // answer, past its deadline: then it is known whether the record was
 // written, so the sender's retry never writes it a second time, and the
 // backlog waits in the spool, not in the producer's memory. Such a wait
-// lasts as long as the outage; the agent's shutdown ends it (Close fails
-// the records, which stay in the spool). With idempotent: false the
+// lasts as long as the outage, 2 minutes at most (below the agent's
+// watchdog): then the producer is replaced by a new one and the old one
+// closed, which fails its records as retryable (those the broker had
+// written are then written twice). The agent's shutdown ends the wait too
+// (Close fails the records, which stay in the spool). With idempotent: false the
 // producer fails in-flight requests at the deadline (their records may be
 // written twice), and Send copies the batch, since a request may still be
 // written after its records were failed. Memory stays bounded by the

@@ -41,6 +41,7 @@ type send struct {
 	// to write before the broker answered it, so Send, which waits for
 	// every promise, may lend it the batch itself.
 	copies bool
+	cl     *kgo.Client // the producer of this Send
 	topics map[string]string
 
 	left    []atomic.Int32 // per entry: Kafka records not settled
@@ -90,7 +91,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	if s.pending.Add(-1) == 0 {
 		close(s.done)
 	}
-	o.wait(ctx, s.done, &s.pending)
+	o.wait(ctx, func() { o.resetClient(s.cl) }, s.done, &s.pending)
 	if len(s.suspects) > 0 {
 		s.checkAlone(ctx, b.Records)
 	}
@@ -109,7 +110,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 // for that answer: it is then known whether the record was written, so
 // none is written twice, and the backlog waits in the spool rather than in
 // the producer's memory.
-func (o *Output) wait(ctx context.Context, done <-chan struct{}, pending *atomic.Int64) {
+func (o *Output) wait(ctx context.Context, reset func(), done <-chan struct{}, pending *atomic.Int64) {
 	select {
 	case <-done:
 		return
@@ -119,9 +120,18 @@ func (o *Output) wait(ctx context.Context, done <-chan struct{}, pending *atomic
 	defer t.Stop()
 	select {
 	case <-done:
+		return
 	case <-t.C:
 		o.rl.logf(slog.LevelWarn, "outcome_wait", "records in requests the broker has not answered are waited for (the broker is unreachable?): they are resent until it answers, so none is written twice",
 			"records", pending.Load(), "send_timeout", o.cfg.SendTimeout)
+	}
+	// outcomeWaitMax at most: then the producer is replaced, and closing
+	// it fails the records (Close returns once it no longer reads them).
+	t.Reset(o.waitMax)
+	select {
+	case <-done:
+	case <-t.C:
+		reset()
 		<-done
 	}
 }
@@ -132,6 +142,7 @@ func (o *Output) getSend(b outputs.Batch) *send {
 		s = &send{o: o, topics: make(map[string]string)}
 	}
 	s.start = time.Now()
+	s.cl = o.client()
 	s.done = make(chan struct{})
 	s.pending.Store(1)
 	n := len(b.Records)
@@ -181,6 +192,7 @@ func (o *Output) putSend(s *send) {
 	s.buf = s.buf[:0]
 	clear(s.krecs[:cap(s.krecs)])
 	s.krecs = s.krecs[:0]
+	s.cl = nil
 	clear(s.fails)
 	clear(s.suspects)
 	s.suspects = s.suspects[:0]
@@ -270,7 +282,7 @@ func (s *send) add(ctx context.Context, i int, promise func(*kgo.Record, error),
 	r := &s.krecs[len(s.krecs)-1]
 	s.left[i].Add(1)
 	s.pending.Add(1)
-	s.o.cl.Produce(ctx, r, promise)
+	s.cl.Produce(ctx, r, promise)
 }
 
 // topic returns the topic of a user record: its TopicField when set and
@@ -379,7 +391,7 @@ func (s *send) checkAlone(ctx context.Context, recs []aggregate.Aggregate) {
 		var pending atomic.Int64
 		pending.Store(1)
 		cl.Produce(ctx, r, func(r *kgo.Record, err error) { a = answer{r, err}; close(done) })
-		o.wait(ctx, done, &pending) // the record aliases the batch
+		o.wait(ctx, func() { o.resetSolo(cl) }, done, &pending) // the record aliases the batch
 		if a.err == nil {
 			tm := o.m.topic(x.topic)
 			tm.records.Inc()

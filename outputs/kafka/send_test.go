@@ -312,6 +312,35 @@ func TestSend_WaitsPastItsDeadlineForARequestTheBrokerHasNotAnswered(t *testing.
 	}
 }
 
+// The wait for an answer is bounded (outcomeWaitMax, shortened here): then
+// the producer is replaced, the Send returns its records as retryable, and
+// the next Send goes through the new producer.
+func TestSend_ReplacesTheProducerWhenTheBrokerNeverAnswers(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	var hold atomic.Bool
+	hold.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return nil, nil, hold.Load() // held: read and never answered
+	})
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	o.waitMax = 2 * time.Second
+	first := o.client()
+	start := time.Now()
+	b := lineBatches(t, 0, 100, 10, 100)[0]
+	err := o.Send(t.Context(), b)
+	require.Error(t, err)
+	require.False(t, outputs.IsPermanent(err))
+	require.GreaterOrEqual(t, time.Since(start), 3*time.Second, "send_timeout, then the bounded wait")
+	require.EqualValues(t, 1, o.clientResets.Load())
+	require.NotSame(t, first, o.client(), "a new producer")
+	hold.Store(false)
+	deliver(t, o, b, time.Now().Add(30*time.Second))
+	got := readAll(t, c.ListenAddrs(), testTopic, 100)
+	require.Len(t, got, 100, "the held requests were never answered nor written")
+}
+
 // With idempotent: false the producer fails a request in flight at the
 // deadline (the records may then be written twice), so Send returns then;
 // it copied the batch, since the producer may still be writing it.
