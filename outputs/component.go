@@ -109,6 +109,17 @@ type RecordLimiter interface {
 	MaxRecordBytes() int
 }
 
+// ConcurrencyAdvisor is implemented by configs of outputs whose client
+// pipelines requests on its own (a Kafka producer keeps up to 5 requests in
+// flight per broker), where fewer Sends in flight than the agent's default
+// of 4 deliver as fast with less memory: DefaultConcurrency is the
+// sender concurrency `agent tail --to` uses when --concurrency is not given.
+// (A flow in the configuration file keeps its sender.concurrency, 4 unless
+// set.)
+type ConcurrencyAdvisor interface {
+	DefaultConcurrency() int
+}
+
 // ShardMapper is implemented by outputs whose destination partitions
 // records by hash key (Kinesis shards): the agent aggregates per shard
 // using the map, refreshed when ShardMap's result changes.

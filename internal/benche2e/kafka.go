@@ -24,7 +24,8 @@ import (
 // The Kafka benchmark (-kafka, `make bench-kafka`) ships the same log to a
 // kfake broker in this process (3 partitions) twice per run: with
 // `agent tail --once --to kafka://…` (its defaults: lz4, linger 5ms, acks
-// all, idempotent), and with a bare franz-go producer of the same settings
+// all, idempotent, client metrics off, concurrency 2), and with a bare
+// franz-go producer of the same settings
 // (this program re-run with -bare-producer, so its CPU and RSS are its own).
 // The bare producer is the ceiling of client and broker on this machine.
 // kfake's CPU and memory are this process's, in neither figure.
@@ -204,6 +205,7 @@ func bareProducer(url, log string) error {
 		kgo.ProducerBatchMaxBytes(1000012),
 		kgo.MaxBufferedBytes(64<<20),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DisableClientMetrics(), // the agent's default (client_metrics: false)
 	)
 	if err != nil {
 		return err

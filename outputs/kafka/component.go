@@ -85,3 +85,14 @@ func (c *Config) CheckFiles() error {
 	}
 	return errors.Join(errs...)
 }
+
+// defaultConcurrency is the sender concurrency of `agent tail --to
+// kafka://`: the producer pipelines up to 5 requests per broker itself, and
+// in `make bench-kafka` 2 Sends in flight delivered as fast as 4 with a
+// peak RSS of 48 – 53 MiB instead of 61 – 71 MiB (BENCHMARKS.md).
+const defaultConcurrency = 2
+
+// DefaultConcurrency implements outputs.ConcurrencyAdvisor.
+func (*Config) DefaultConcurrency() int { return defaultConcurrency }
+
+var _ outputs.ConcurrencyAdvisor = (*Config)(nil)

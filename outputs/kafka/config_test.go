@@ -128,6 +128,7 @@ func TestFromURL(t *testing.T) {
 			c.TLS = TLSConfig{Enabled: true, ServerName: "kafka"}
 		}, ""},
 		{"kafka://k1/logs?topic_field=svc", func(c *Config) { c.Brokers, c.Topic, c.TopicField = []string{"k1"}, "logs", "svc" }, ""},
+		{"kafka://k1/logs?client_metrics=true", func(c *Config) { c.Brokers, c.Topic, c.ClientMetrics = []string{"k1"}, "logs", true }, ""},
 		{"kafka://k1:9092", nil, "topic: required"},
 		{"kafka:///logs", nil, "no broker"},
 		{"http://k1/logs", nil, "scheme"},

@@ -40,17 +40,28 @@
 // failed entries with a reason each, whose Err is permanent only when every
 // failed entry was refused for good (a mix is retryable: the refused entries
 // fail again on their own and are dead-lettered then). franz-go's own retries are bounded (10
-// tries, SendTimeout per record, 4 metadata loads for a missing topic), so
-// Send returns and the agent's sender owns retry and backoff.
+// tries, SendTimeout per record, 4 metadata loads for a missing topic) for
+// records it may fail safely, so the agent's sender owns retry and backoff.
 //
-// When Send returns at its deadline, records the producer has not sent yet
-// are failed (their context is done); records in a request whose outcome is
-// unknown stay with the producer, which resends them with the same sequence
-// numbers until the broker answers (the idempotent producer cannot drop
-// them without risking a gap). Their entries are reported retryable: the
-// sender's retry may then write them a second time (at-least-once). Memory
-// stays bounded by Config.MaxBufferedBytes: while it is full, Send waits for
-// room, then fails its records as retryable at its deadline.
+// The Kafka records alias the batch (no copy): Send returns only once the
+// producer is done with every one of them. At the deadline the producer
+// fails the records it has not sent yet (their context is done); a record
+// in a request whose outcome is unknown (a connection cut, a broker stopped
+// or not answering) is resent by the idempotent producer with the same
+// sequence numbers until the broker answers, and Send waits for that
+// answer, past its deadline: then it is known whether the record was
+// written, so the sender's retry never writes it a second time, and the
+// backlog waits in the spool, not in the producer's memory. Such a wait
+// lasts as long as the outage, 2 minutes at most (below the agent's
+// watchdog): then the producer is replaced by a new one and the old one
+// closed, which fails its records as retryable (those the broker had
+// written are then written twice). The agent's shutdown ends the wait too
+// (Close fails the records, which stay in the spool). With idempotent: false the
+// producer fails in-flight requests at the deadline (their records may be
+// written twice), and Send copies the batch, since a request may still be
+// written after its records were failed. Memory stays bounded by the
+// batches in flight and Config.MaxBufferedBytes: while it is full, Send
+// waits for room, then fails its records as retryable at its deadline.
 //
 // # Classification
 //

@@ -35,9 +35,15 @@ const (
 	// maxBufferedRecords bounds the records buffered (with their
 	// per-record overhead) next to Config.MaxBufferedBytes.
 	maxBufferedRecords = 1 << 18
-	// abandonGrace is how long Send waits after its deadline for the
-	// producer to fail the records it had not sent yet.
-	abandonGrace     = time.Second
+	// outcomeWaitLog is how long Send waits after its deadline before it
+	// logs that it waits for requests the broker has not answered.
+	outcomeWaitLog = time.Second
+	// outcomeWaitMax bounds that wait: then the producer is replaced (the
+	// old one closed, which fails its records), so that no Send outlasts
+	// the agent's watchdog (sender.backoff_max + max_throttle_delay + 2m
+	// without progress). Records the broker had written before it stopped
+	// answering may then be written twice.
+	outcomeWaitMax   = 2 * time.Minute
 	defaultUserAgent = "kplagent"
 )
 
@@ -45,7 +51,6 @@ const (
 type Output struct {
 	name   string
 	cfg    Config // with defaults
-	cl     *kgo.Client
 	log    *slog.Logger
 	rl     *rateLog
 	m      *metrics
@@ -54,21 +59,49 @@ type Output struct {
 	closed atomic.Bool
 	once   sync.Once
 
-	opts     []kgo.Opt // the client's, for the solo client
-	soloOnce sync.Once
-	solo     *kgo.Client // nil until a record is refused as too large
-	soloErr  error
+	// clMu guards cl, replaced by resetClient; cl is never nil.
+	clMu         sync.Mutex
+	cl           *kgo.Client
+	waitMax      time.Duration // outcomeWaitMax (tests shorten it)
+	clientResets atomic.Int64
+
+	opts   []kgo.Opt // the client's, for the solo client and resets
+	soloMu sync.Mutex
+	solo   *kgo.Client // nil until a record is refused as too large (or after a reset)
 }
 
 // soloClient returns the producer that buffers a single record, so each of
 // its batches holds one record (see send.checkAlone). It is made on first
 // use.
 func (o *Output) soloClient() (*kgo.Client, error) {
-	o.soloOnce.Do(func() {
+	o.soloMu.Lock()
+	defer o.soloMu.Unlock()
+	if o.closed.Load() {
+		return nil, errClosed
+	}
+	if o.solo == nil {
 		opts := append(o.opts[:len(o.opts):len(o.opts)], kgo.MaxBufferedRecords(1), kgo.ProducerLinger(0))
-		o.solo, o.soloErr = kgo.NewClient(opts...)
-	})
-	return o.solo, o.soloErr
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return nil, err
+		}
+		o.solo = cl
+	}
+	return o.solo, nil
+}
+
+// resetSolo closes old, the solo client, when it is still the current one:
+// the next soloClient makes a new one.
+func (o *Output) resetSolo(old *kgo.Client) {
+	o.soloMu.Lock()
+	if o.solo != old {
+		o.soloMu.Unlock()
+		return
+	}
+	o.solo = nil
+	o.soloMu.Unlock()
+	o.clientResets.Add(1)
+	old.Close()
 }
 
 var (
@@ -124,6 +157,8 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 		rl:   &rateLog{log: log, now: time.Now, seen: make(map[string]*rateEntry)},
 		m:    m,
 		reg:  set.Registerer,
+
+		waitMax: outcomeWaitMax,
 	}
 	opts = append(opts, sec...)
 	opts = append(opts, extra...)
@@ -182,6 +217,9 @@ func clientOpts(c Config) ([]kgo.Opt, error) {
 	if !c.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(c.MaxInFlight))
 	}
+	if !c.ClientMetrics {
+		opts = append(opts, kgo.DisableClientMetrics())
+	}
 	return opts, nil
 }
 
@@ -214,6 +252,36 @@ func codec(name string) (kgo.CompressionCodec, error) {
 		CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd)
 }
 
+// client returns the current producer.
+func (o *Output) client() *kgo.Client {
+	o.clMu.Lock()
+	defer o.clMu.Unlock()
+	return o.cl
+}
+
+// resetClient replaces old, when it is still the current producer, by a new
+// one, and closes old: its records (those of Sends waiting for answers that
+// do not come) are failed. After Close it only closes nothing new.
+func (o *Output) resetClient(old *kgo.Client) {
+	o.clMu.Lock()
+	if o.cl != old || o.closed.Load() {
+		o.clMu.Unlock()
+		return
+	}
+	cl, err := kgo.NewClient(o.opts...)
+	if err != nil { // the options were taken once already: not expected
+		o.clMu.Unlock()
+		o.rl.logf(slog.LevelError, "reset", "cannot make a new producer; still waiting for the broker", "error", err)
+		return
+	}
+	o.cl = cl
+	o.clMu.Unlock()
+	o.clientResets.Add(1)
+	o.rl.logf(slog.LevelWarn, "reset", "the broker has not answered requests for a long time: the producer is replaced and their records retried (those it had written may be written twice)",
+		"waited", o.cfg.SendTimeout+o.waitMax)
+	old.Close()
+}
+
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
@@ -223,23 +291,28 @@ func (o *Output) Healthcheck(ctx context.Context) error {
 	if o.closed.Load() {
 		return errClosed
 	}
-	if err := o.cl.Ping(ctx); err != nil {
+	if err := o.client().Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: output %s: no broker reachable: %w", o.name, err)
 	}
 	return nil
 }
 
-// Close closes the client: records still buffered (from a Send that
-// returned at its deadline) are failed, which the sender already counted as
-// not delivered. It is idempotent; Send must not be called after it.
+// Close closes the client: records a Send still waits for (in requests the
+// broker has not answered) are failed, and that Send returns them as
+// retryable. It is idempotent; Send must not be called after it.
 func (o *Output) Close(context.Context) error {
 	o.once.Do(func() {
 		o.closed.Store(true)
-		o.soloOnce.Do(func() {}) // no solo client after this
-		if o.solo != nil {
-			o.solo.Close()
+		o.soloMu.Lock() // closed is set: no solo client after this
+		solo := o.solo
+		o.soloMu.Unlock()
+		if solo != nil {
+			solo.Close()
 		}
-		o.cl.Close()
+		o.clMu.Lock()
+		cl := o.cl
+		o.clMu.Unlock()
+		cl.Close()
 		o.m.unregister(o.reg)
 	})
 	return nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,14 +279,81 @@ func TestSend_MalformedAggregateIsPermanent(t *testing.T) {
 	require.ErrorIs(t, err, aggregate.ErrMalformed)
 }
 
-func TestSend_ReturnsAtItsDeadlineWhenTheBrokerNeverAnswers(t *testing.T) {
+// A broker that reads a produce request and never answers: the idempotent
+// producer resends the request until the broker answers, and Send waits for
+// that answer past its deadline (the records alias the batch, and a record
+// failed while its outcome is unknown would be written twice by the
+// sender's retry). Close ends the wait: the records are failed, retryable.
+func TestSend_WaitsPastItsDeadlineForARequestTheBrokerHasNotAnswered(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	var produces atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		produces.Add(1)
+		return nil, nil, true // read and never answered
+	})
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	errc := make(chan error, 1)
+	go func() { errc <- o.Send(t.Context(), lineBatches(t, 0, 100, 10, 100)[0]) }()
+	require.Eventually(t, func() bool { return produces.Load() > 0 }, 20*time.Second, 10*time.Millisecond, "the request was written")
+	select {
+	case err := <-errc:
+		t.Fatalf("Send returned while its request was unanswered: %v", err)
+	case <-time.After(3 * time.Second): // send_timeout 1s, and more
+	}
+	require.NoError(t, o.Close(t.Context()))
+	select {
+	case err := <-errc:
+		require.Error(t, err)
+		require.False(t, outputs.IsPermanent(err))
+	case <-time.After(20 * time.Second):
+		t.Fatal("Send still waits after Close")
+	}
+}
+
+// The wait for an answer is bounded (outcomeWaitMax, shortened here): then
+// the producer is replaced, the Send returns its records as retryable, and
+// the next Send goes through the new producer.
+func TestSend_ReplacesTheProducerWhenTheBrokerNeverAnswers(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	var hold atomic.Bool
+	hold.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return nil, nil, hold.Load() // held: read and never answered
+	})
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	o.waitMax = 2 * time.Second
+	first := o.client()
+	start := time.Now()
+	b := lineBatches(t, 0, 100, 10, 100)[0]
+	err := o.Send(t.Context(), b)
+	require.Error(t, err)
+	require.False(t, outputs.IsPermanent(err))
+	require.GreaterOrEqual(t, time.Since(start), 3*time.Second, "send_timeout, then the bounded wait")
+	require.EqualValues(t, 1, o.clientResets.Load())
+	require.NotSame(t, first, o.client(), "a new producer")
+	hold.Store(false)
+	deliver(t, o, b, time.Now().Add(30*time.Second))
+	got := readAll(t, c.ListenAddrs(), testTopic, 100)
+	require.Len(t, got, 100, "the held requests were never answered nor written")
+}
+
+// With idempotent: false the producer fails a request in flight at the
+// deadline (the records may then be written twice), so Send returns then;
+// it copied the batch, since the producer may still be writing it.
+func TestSend_NotIdempotentReturnsAtItsDeadlineWhenTheBrokerNeverAnswers(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 1)
 	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		return nil, nil, true // read and never answered
 	})
-	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	o := newOutput(t, testConfig(c, func(cfg *Config) {
+		cfg.SendTimeout, cfg.ProduceTimeout, cfg.Idempotent = time.Second, 500*time.Millisecond, false
+	}))
 	start := time.Now()
 	err := o.Send(t.Context(), lineBatches(t, 0, 100, 10, 100)[0])
 	require.Error(t, err)
@@ -418,40 +486,173 @@ func TestSend_UnknownTopicIsLoggedOncePerInterval(t *testing.T) {
 	require.Equal(t, 60.0, testutil.ToFloat64(o.m.errors.WithLabelValues("missing", "UNKNOWN_TOPIC_OR_PARTITION")), "counted per Kafka record")
 }
 
-// TestSend_BrokerDownKeepsMemoryBounded sends to a broker that went away:
-// every Send returns at its deadline with a retryable error, and the records
-// it handed to the producer are failed and released, not piled up: 1 MB
-// sent, never more than max_buffered_bytes held.
-func TestSend_BrokerDownKeepsMemoryBounded(t *testing.T) {
+// TestSend_BrokerDownMidRequestWaitsForTheOutcome makes the broker stop
+// answering (requests are written, answers lost) and then stop, for longer
+// than send_timeout, while two workers (a sender with concurrency 2) send
+// and retry their batches. The records of a request the broker may have
+// written are waited for until it answers, not abandoned at the deadline:
+// the sender's retry does not write them a second time (before, it did),
+// and the producer holds no more than the two batches meanwhile. When the
+// broker is back (same port and data) every line is there once.
+func TestSend_BrokerDownMidRequestWaitsForTheOutcome(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, testTopic))
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(t.TempDir()), kfake.SeedTopics(1, testTopic)}
+	var lossy lossyListener
+	c, err := kfake.NewCluster(append(opts, kfake.ListenFn(lossy.listen))...)
 	require.NoError(t, err)
 	o, err := newOutputOpts("k", testConfig(c, func(cfg *Config) {
-		cfg.SendTimeout, cfg.MaxBufferedBytes, cfg.BatchMaxBytes = time.Second, 256<<10, 64<<10
+		cfg.SendTimeout, cfg.ProduceTimeout, cfg.BatchMaxBytes = time.Second, 500*time.Millisecond, 16<<10
 	}), Settings{}, fastMetadata)
 	require.NoError(t, err)
 	defer o.Close(t.Context())
-	deliver(t, o, lineBatches(t, 0, 10, 10, 10)[0], time.Now().Add(30*time.Second))
-	c.Close()
-	batches := lineBatches(t, 0, 10000, 100, 40) // ~500 KB a batch: twice the buffer
-	for _, b := range batches[:2] {
-		start := time.Now()
-		err := o.Send(t.Context(), b)
-		require.Error(t, err)
-		require.False(t, outputs.IsPermanent(err))
-		require.Less(t, time.Since(start), 15*time.Second)
-		require.LessOrEqual(t, o.cl.BufferedProduceBytes(), int64(256<<10))
+	const n = 4000
+	// One user record per entry: an entry is never partly delivered (whose
+	// retry would resend its delivered records, at-least-once per entry).
+	batches := lineBatches(t, 0, n, 1, n/2)
+	require.Len(t, batches, 2)
+	size := int64(0)
+	for _, a := range batches[0].Records {
+		size += int64(len(a.Body))
 	}
-	// The records still buffered belong to Sends that returned: when the
-	// broker is back, those never sent are past their delivery timeout and
-	// are dropped before a request is written, not sent behind the sender's
-	// retry.
-	t.Logf("still buffered: %d records, %d bytes", o.cl.BufferedProduceRecords(), o.cl.BufferedProduceBytes())
-	c2 := startCluster(t, 1, kfake.Ports(port))
-	require.Eventually(t, func() bool { return o.cl.BufferedProduceRecords() == 0 }, 30*time.Second, 20*time.Millisecond)
-	// Only a request written to the dying connection (outcome unknown) may
-	// be resent: at most a few batches, not the buffer.
-	got := readAll(t, c2.ListenAddrs(), testTopic, 0)
-	t.Logf("delivered after the broker came back: %d", len(got))
+	lossy.drop.Store(true)
+	var wg sync.WaitGroup
+	for _, b := range batches {
+		wg.Go(func() { deliver(t, o, b, time.Now().Add(90*time.Second)) })
+	}
+	require.Eventually(t, func() bool { return lossy.dropped.Load() >= 1 }, 30*time.Second, 10*time.Millisecond, "answers were lost")
+	c.Close()
+	var peak int64
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		peak = max(peak, o.cl.BufferedProduceBytes())
+	}
+	t.Logf("buffered while the broker was down: at most %d bytes (a batch: %d)", peak, size)
+	require.LessOrEqual(t, peak, 3*size, "at most the two batches in flight (with their record overhead)")
+	var c2 *kfake.Cluster
+	require.Eventually(t, func() bool { // the port may take a moment to be free
+		c2, err = kfake.NewCluster(opts...)
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+	t.Cleanup(c2.Close)
+	wg.Wait()
+	requireExactlyOnce(t, readAll(t, c2.ListenAddrs(), testTopic, n), n)
+}
+
+// The records alias the batch: once Send returned, the sender reuses its
+// buffers. Overwriting each batch as soon as its Send returned must not
+// change what the broker got (nor race, under -race).
+func TestSend_BatchMayBeReusedOnceSendReturns(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{FormatRecords, FormatKPL} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			c := startCluster(t, 3)
+			o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.Format = format }))
+			const n = 3000
+			batches := lineBatches(t, 0, n, 50, 5)
+			var wg sync.WaitGroup
+			for _, b := range batches {
+				wg.Go(func() {
+					deliver(t, o, b, time.Now().Add(60*time.Second))
+					for i := range b.Records {
+						clear(b.Records[i].Body) // the sender's next batch
+					}
+				})
+			}
+			wg.Wait()
+			if format == FormatRecords {
+				requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, n), n)
+				return
+			}
+			got := readAll(t, c.ListenAddrs(), testTopic, len(batches)*5)
+			for _, r := range got {
+				require.NotContains(t, r.Value, "\x00\x00\x00\x00\x00\x00\x00\x00", "an aggregate was sent after its batch was overwritten")
+			}
+		})
+	}
+}
+
+// Client metrics (KIP-714) are pushed only with client_metrics: true.
+func TestSend_ClientMetricsOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	for _, enabled := range []bool{false, true} {
+		t.Run(fmt.Sprint(enabled), func(t *testing.T) {
+			t.Parallel()
+			c := startCluster(t, 1)
+			var asked atomic.Int64
+			c.ControlKey(int16(kmsg.GetTelemetrySubscriptions), func(kmsg.Request) (kmsg.Response, error, bool) {
+				c.KeepControl()
+				asked.Add(1)
+				return nil, nil, false // kfake answers
+			})
+			o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.ClientMetrics = enabled }))
+			deliver(t, o, lineBatches(t, 0, 100, 10, 10)[0], time.Now().Add(30*time.Second))
+			if enabled {
+				require.Eventually(t, func() bool { return asked.Load() > 0 }, 20*time.Second, 10*time.Millisecond, "the client asked for its telemetry subscription")
+				return
+			}
+			time.Sleep(2 * time.Second) // the client asks within a second of its first request
+			require.Zero(t, asked.Load(), "client metrics are off by default")
+		})
+	}
+}
+
+// The broker answers a few produce requests later than the client waits
+// (produce_timeout plus franz-go's request overhead): the client gives the
+// connection up with the requests' outcome unknown, although the broker
+// appends them, and resends them with the same sequence numbers; the broker
+// drops the copies. Every line is there once.
+func TestSend_ClientSideRequestTimeoutIsRetriedWithoutDuplicates(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	var slow, resent atomic.Int64
+	var mu sync.Mutex
+	seen := map[string]bool{} // partition/sequence of the batches received
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, pp := range tp.Partitions {
+				var rb kmsg.RecordBatch
+				if rb.ReadFrom(pp.Records) == nil {
+					k := fmt.Sprintf("%d/%d", pp.Partition, rb.FirstSequence)
+					if seen[k] {
+						resent.Add(1)
+					}
+					seen[k] = true
+				}
+			}
+		}
+		mu.Unlock()
+		if slow.Add(1) <= 3 {
+			time.Sleep(1500 * time.Millisecond) // past 500ms + 300ms: the client hung up
+		}
+		return nil, nil, false // kfake appends and answers
+	})
+	o, err := newOutputOpts("k", testConfig(c, func(cfg *Config) { cfg.ProduceTimeout = 500 * time.Millisecond }), Settings{},
+		kgo.RequestTimeoutOverhead(300*time.Millisecond))
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	const n = 3000
+	for _, b := range lineBatches(t, 0, n, 100, 10) {
+		deliver(t, o, b, time.Now().Add(60*time.Second))
+	}
+	require.Positive(t, resent.Load(), "requests answered late were resent")
+	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, n), n)
+}
+
+// Every record carries the time of its Send as its CreateTime (one clock
+// read per Send, not per record).
+func TestSend_RecordsCarryTheTimeOfTheirSend(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	o := newOutput(t, testConfig(c))
+	before := time.Now().Truncate(time.Millisecond)
+	deliver(t, o, lineBatches(t, 0, 500, 50, 10)[0], time.Now().Add(30*time.Second))
+	after := time.Now()
+	got := readAll(t, c.ListenAddrs(), testTopic, 500)
+	require.Len(t, got, 500)
+	for _, r := range got {
+		require.False(t, r.Timestamp.Before(before) || r.Timestamp.After(after), "timestamp %s not within the Send [%s, %s]", r.Timestamp, before, after)
+	}
 }

@@ -36,6 +36,7 @@ type Record struct {
 	Key, Value string
 	Partition  int32
 	Offset     int64
+	Timestamp  time.Time // the producer's CreateTime
 }
 
 // settle is how long ReadAll keeps reading after it has want records, to
@@ -75,7 +76,7 @@ func ReadAll(tb testing.TB, brokers []string, topic string, want int, timeout ti
 			}
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, Record{Key: string(r.Key), Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+			out = append(out, Record{Key: string(r.Key), Value: string(r.Value), Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp})
 		})
 	}
 }
