@@ -198,7 +198,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			// failover of another type takes them as they are.
 			fl.useShardMap(sm)
 		}
-		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: flowLog.With("component", "sender"),
+		// Outputs that all write records one by one get aggregates in the
+		// cheaper newline framing; the others only ever see KPL.
+		lines := writesRecords(a.outputs[fc.Output]) && (fc.Failover == "" || writesRecords(a.outputs[fc.Failover]))
+		if lines {
+			if err := fl.writeLines(); err != nil {
+				return err
+			}
+		}
+		fr.sender = &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: dlq, log: flowLog.With("component", "sender"), lines: lines,
 			metrics: a.m.sender(fc.Name), primary: &outputState{out: a.outputs[fc.Output], metrics: a.m.output(fc.Output)}}
 		if fc.Failover != "" {
 			fr.sender.failover = &outputState{out: a.outputs[fc.Failover], metrics: a.m.output(fc.Failover)}
@@ -554,4 +562,11 @@ func (a *Agent) waitDrained(ctx context.Context, fatal chan error) error {
 		case <-t.C:
 		}
 	}
+}
+
+// writesRecords reports whether out writes user records one by one
+// (outputs.RecordWriter).
+func writesRecords(out outputs.Output) bool {
+	w, ok := out.(outputs.RecordWriter)
+	return ok && w.WritesRecords()
 }

@@ -259,7 +259,7 @@ func (s *sender) takeDirect(b *batch, it *directItem) {
 		return
 	}
 	b.items = append(b.items, it)
-	b.aggs = append(b.aggs, a)
+	b.aggs = append(b.aggs, s.forOutputs(a))
 }
 
 // spill writes the entries at idx of a direct batch to the spool; the

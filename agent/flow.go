@@ -37,6 +37,7 @@ type flow struct {
 	proc    *process.Stage // processors, envelope and key policies
 	active  bool           // proc changes records
 	random  bool           // random partition keys are used (the policy or its fallback)
+	lines   bool           // aggregates in the newline framing (writeLines)
 
 	// tmu guards the tracker alone, so checkpoints keep moving while mu is
 	// held by an Append blocked on a full spool. Order: mu, then tmu.
@@ -49,6 +50,7 @@ type flow struct {
 	pk        []byte
 	rng       *rand.PCG
 	randomPK  string          // partition_key random: the key of the aggregate being filled
+	rekeyed   bool            // the record being added took the next random key already
 	clock     atomic.Int64    // coarse now (unix nanos), advanced by runTimers
 	direct    *directQueue    // nil: every aggregate goes through the spool
 	directOK  atomic.Bool     // the direct path is open (closed during shutdown)
@@ -122,6 +124,25 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 func (f *flow) useShardMap(sm outputs.ShardMapper) {
 	f.shards = sm
 	f.watcher, _ = sm.(outputs.ShardMapWatcher)
+}
+
+// writeLines makes the flow build its aggregates in the newline framing
+// (aggregate.FramingLines): its outputs all write user records one by one
+// (outputs.RecordWriter). Call it before the flow takes records, and not
+// with a shard map (Kinesis needs KPL).
+func (f *flow) writeLines() error {
+	cfg := f.aggCfg
+	cfg.Framing = aggregate.FramingLines
+	shards, err := aggregate.NewShardMap([]aggregate.Shard{{ID: "all", Start: aggregate.HashKey{}, End: aggregate.MaxHashKey}})
+	if err != nil {
+		return fmt.Errorf("flow %s: %w", f.name, err)
+	}
+	b, err := aggregate.NewBuilder(cfg, shards)
+	if err != nil {
+		return fmt.Errorf("flow %s: %w", f.name, err)
+	}
+	f.aggCfg, f.builder, f.lines = cfg, b, true
+	return nil
 }
 
 // Fetching the first shard map is retried with the sender's backoff; its
@@ -285,9 +306,19 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 			return nil
 		}
 	}
-	rec := aggregate.Record{Data: data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
+	// JSONObject: the processing stage made the record a JSON object, so
+	// outputs writing JSON need not check it again.
+	rec := aggregate.Record{Data: data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey, JSONObject: f.active && f.proc.MadeObject()}
 	if rec.PartitionKey == "" {
 		rec.PartitionKey = f.partitionKey(data)
+		if f.lines && rec.PartitionKey == f.randomPK && f.builder.Closes(rec) {
+			// The record opens the next aggregate: it takes the next
+			// key, so that the aggregate has one key (and stays in the
+			// newline framing) rather than this record's and the next.
+			f.nextRandomPK()
+			rec.PartitionKey = f.randomPK
+			f.rekeyed = true
+		}
 	}
 	if rec.ExplicitHashKey == "" && f.cfg.ExplicitHashKey.Field != "" {
 		rec.ExplicitHashKey = f.proc.ExplicitHashKey(data)
@@ -295,6 +326,7 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 	f.appendTo = ctx
 	f.appendErr = nil
 	group, err := f.builder.Add(rec, now, f.onAggregate)
+	f.rekeyed = false
 	if err != nil {
 		if f.appendErr != nil {
 			// The spool did not take a closed aggregate (shutdown while
@@ -369,7 +401,7 @@ const (
 // onAggregate appends a closed aggregate to the spool. Called by the builder
 // under f.mu.
 func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
-	if f.random {
+	if f.random && !f.rekeyed {
 		f.nextRandomPK()
 	}
 	f.entry = f.entry[:0]

@@ -356,28 +356,7 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 	hasEHK := ehk != ""
 	if g.count > 0 {
 		// Does r fit the open aggregate?
-		var pkIdx uint32
-		found := false
-		if rt.cached != nil && rt.cached.epoch == g.epoch {
-			pkIdx, found = rt.cached.pkIdx, true // the key is in this aggregate's table
-		} else {
-			pkIdx, found = g.pks.lookup(pk)
-		}
-		grow := 0
-		if !found {
-			pkIdx = g.pks.next()
-			grow += keyFieldSize(pk)
-		}
-		var ehkIdx uint32
-		if hasEHK {
-			if ehkIdx, found = g.ehks.lookup(ehk); !found {
-				ehkIdx = g.ehks.next()
-				grow += keyFieldSize(ehk)
-			}
-		}
-		inner := recordSize(pkIdx, ehkIdx, hasEHK, len(data))
-		body := g.body + grow + 1 + protowire.SizeVarint(uint64(inner)) + inner
-		if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
+		if pkIdx, ehkIdx, inner, body, ok := b.fit(g, rt, pk, ehk, len(data)); ok {
 			b.append(g, pk, ehk, pkIdx, ehkIdx, inner, data, body, r.JSONObject)
 			b.remember(rt, pk, ehk, g.epoch, pkIdx)
 			return int(rt.group), nil
@@ -415,6 +394,59 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 	b.append(g, pk, ehk, 0, 0, inner, data, body, r.JSONObject)
 	b.remember(rt, pk, ehk, g.epoch, 0)
 	return int(rt.group), nil
+}
+
+// fit works out a record's place in g's open aggregate: its key indexes
+// (existing entries, or the next ones), the size of its Record message and
+// the aggregate's size with it; ok reports whether it fits the limits.
+func (b *Builder) fit(g *group, rt route, pk, ehk string, dataLen int) (pkIdx, ehkIdx uint32, inner, body int, ok bool) {
+	found := false
+	if rt.cached != nil && rt.cached.epoch == g.epoch {
+		pkIdx, found = rt.cached.pkIdx, true // the key is in this aggregate's table
+	} else {
+		pkIdx, found = g.pks.lookup(pk)
+	}
+	grow := 0
+	if !found {
+		pkIdx = g.pks.next()
+		grow += keyFieldSize(pk)
+	}
+	hasEHK := ehk != ""
+	if hasEHK {
+		if ehkIdx, found = g.ehks.lookup(ehk); !found {
+			ehkIdx = g.ehks.next()
+			grow += keyFieldSize(ehk)
+		}
+	}
+	inner = recordSize(pkIdx, ehkIdx, hasEHK, dataLen)
+	body = g.body + grow + 1 + protowire.SizeVarint(uint64(inner)) + inner
+	ok = g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes
+	return pkIdx, ehkIdx, inner, body, ok
+}
+
+// Closes reports whether Add(r) would first close the open aggregate of r's
+// group because r does not fit it (MaxBytes, MaxRecords). A caller drawing
+// one partition key per aggregate (partition_key: random) asks it to give
+// the record that opens the next aggregate the next key. It reports false
+// without a shard map and for a record Add refuses; it changes nothing but
+// caches (it may cache r's partition key, as Add would).
+func (b *Builder) Closes(r Record) bool {
+	if b.shards == nil || len(r.PartitionKey)+len(r.Data) > b.cfg.RecordLimit {
+		return false
+	}
+	rt := route{group: 0}
+	if !b.wholeSpan || r.ExplicitHashKey != "" {
+		var err error
+		if rt, err = b.routeByShard(r.PartitionKey, r.ExplicitHashKey); err != nil {
+			return false
+		}
+	}
+	g := &b.groups[rt.group]
+	if g.count == 0 {
+		return false
+	}
+	_, _, _, _, ok := b.fit(g, rt, r.PartitionKey, r.ExplicitHashKey, len(r.Data))
+	return !ok
 }
 
 // recordSize is the encoded size of a Record message.

@@ -178,6 +178,12 @@ func (s *Stage) Process(data []byte, meta Meta) ([]byte, bool) {
 	return r.Bytes(), true
 }
 
+// MadeObject reports whether the record Process returned last is a JSON
+// object the stage wrote: one valid JSON object without white space around
+// it (its nested values may keep line breaks as white space). Outputs
+// writing JSON then need not check it again.
+func (s *Stage) MadeObject() bool { return s.lastObj }
+
 var timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 func (s *Stage) envelope(r *Record, meta Meta) {

@@ -38,6 +38,11 @@ func AppendBody(dst, s []byte) []byte {
 		if c < utf8.RuneSelf {
 			if jsonSafe[c] {
 				i++
+				if i&7 == 0 {
+					// Back on a word boundary: skip plain words again
+					// (a line has a few quotes among long plain runs).
+					i += plainRun(s[i:])
+				}
 				continue
 			}
 			dst = append(dst, s[start:i]...)

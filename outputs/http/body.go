@@ -1,20 +1,39 @@
 package http
 
 import (
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"io"
 	"sync"
+
+	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs/internal/encode"
 )
 
 // bufPool recycles request body buffers. Buffers grown past maxKeep (by an
 // oversized record) are left to the garbage collector.
+//
+// A few buffers are kept in a free list that survives garbage collections
+// (a sync.Pool is emptied by every other one, and a request body grown again
+// from 64 KiB to a few MiB costs a copy per doubling): about one per Send in
+// flight. More are pooled.
 type bufPool struct {
+	free    chan *[]byte
 	pool    sync.Pool // *[]byte
 	maxKeep int
 }
 
+// keptBufs is the size of the free list: the default sender concurrency (4)
+// plus a compressed body or a split request's part.
+const keptBufs = 6
+
 func (p *bufPool) get() *[]byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+	}
 	if b, ok := p.pool.Get().(*[]byte); ok {
 		return b
 	}
@@ -27,7 +46,15 @@ func (p *bufPool) put(b *[]byte) {
 		return
 	}
 	*b = (*b)[:0]
-	p.pool.Put(b)
+	if p.free == nil {
+		p.pool.Put(b)
+		return
+	}
+	select {
+	case p.free <- b:
+	default:
+		p.pool.Put(b)
+	}
 }
 
 // gzipper is a reusable gzip writer that appends to a slice.
@@ -118,3 +145,48 @@ func (r *leaseReader) Read(p []byte) (int, error) {
 }
 
 func (r *leaseReader) Close() error { return nil }
+
+// addAggregate adds the user records of Kinesis record i of the batch to
+// the request being built (sending it first when they do not fit). An
+// aggregate whose body already is its ndjson lines (encode.LinesAsIs) is
+// appended in one copy; the others record by record.
+func (s *sender) addAggregate(i int) error {
+	a := &s.recs[i]
+	if s.o.format == formatNDJSON && encode.LinesAsIs(s.o.enc, a) {
+		if !s.fits(a) && s.n > 0 {
+			if err := s.flush(); err != nil {
+				return err
+			}
+		}
+		if s.fits(a) {
+			s.appendLines(i, a.Body)
+			return nil
+		}
+	}
+	s.objects = a.JSONObjects
+	idx := 0
+	return aggregate.ForEach(a, func(pk, _, data []byte) error {
+		err := s.add(userRef{rec: i, idx: idx}, pk, data)
+		idx++
+		return err
+	})
+}
+
+// fits reports whether a's lines fit the request being built.
+func (s *sender) fits(a *aggregate.Aggregate) bool {
+	return s.n+a.Count <= s.o.cfg.MaxRequestRecords && len(s.body)+len(a.Body) <= s.o.requestLimit()
+}
+
+// appendLines appends lines, the user records of Kinesis record i each
+// followed by "\n", to the request (ndjson has no prefix, separator nor
+// suffix), with their ends and places.
+func (s *sender) appendLines(i int, lines []byte) {
+	base := len(s.body)
+	s.body = append(s.body, lines...)
+	for off, idx := 0, 0; off < len(lines); idx++ {
+		off += bytes.IndexByte(lines[off:], '\n') + 1
+		s.ends = append(s.ends, base+off)
+		s.refs = append(s.refs, userRef{rec: i, idx: idx})
+		s.n++
+	}
+}

@@ -74,6 +74,9 @@ type sender struct {
 
 	body []byte    // request being built: prefix and records, without suffix
 	n    int       // user records in body
+	// objects: the records being added are JSON objects made by the
+	// processing stage (aggregate.Aggregate.JSONObjects).
+	objects bool
 	ends []int     // ends[j]: offset in body just after user record j
 	refs []userRef // refs[j]: where user record j comes from
 	sub  *[]byte   // pooled buffer for the body of part of a split request
@@ -94,7 +97,7 @@ type sender struct {
 
 func (s *sender) reset() {
 	s.ctx, s.recs, s.body = nil, nil, nil
-	s.n, s.ends, s.refs = 0, s.ends[:0], s.refs[:0]
+	s.n, s.ends, s.refs, s.objects = 0, s.ends[:0], s.refs[:0], false
 	if s.sub != nil {
 		s.o.bufs.put(s.sub)
 		s.sub = nil
@@ -114,12 +117,7 @@ func (s *sender) sendRecords() {
 			s.fail(i, classRetry, s.stopErr)
 			continue
 		}
-		idx := 0
-		err := aggregate.ForEach(&s.recs[i], func(pk, _, data []byte) error {
-			err := s.add(userRef{rec: i, idx: idx}, pk, data)
-			idx++
-			return err
-		})
+		err := s.addAggregate(i)
 		switch {
 		case err == nil:
 		case errors.Is(err, errStop):
@@ -170,13 +168,16 @@ func (s *sender) appendRecord(dst, pk, data []byte) []byte {
 		if s.o.enc == encode.EncodingText {
 			return encode.AppendJSONString(dst, data)
 		}
+		if s.objects {
+			return encode.AppendMadeJSONObject(dst, data)
+		}
 		return encode.AppendJSONObject(dst, data)
 	case formatKafkaRESTv2:
 		return appendKafkaRecord(dst, pk, data)
 	case formatKafkaRESTv3:
 		return appendKafkaV3Record(dst, pk, data)
 	}
-	dst = encode.AppendRecord(dst, s.o.enc, data)
+	dst = encode.AppendRecordOf(dst, s.o.enc, data, s.objects)
 	return append(dst, '\n')
 }
 
