@@ -74,9 +74,6 @@ type sender struct {
 
 	body []byte    // request being built: prefix and records, without suffix
 	n    int       // user records in body
-	// objects: the records being added are JSON objects made by the
-	// processing stage (aggregate.Aggregate.JSONObjects).
-	objects bool
 	ends []int     // ends[j]: offset in body just after user record j
 	refs []userRef // refs[j]: where user record j comes from
 	sub  *[]byte   // pooled buffer for the body of part of a split request
@@ -93,6 +90,10 @@ type sender struct {
 	stopErr    int         // its index in errs
 	firstPerm  error
 	firstRetry error
+
+	// objects: the records being added are JSON objects made by the
+	// processing stage (aggregate.Aggregate.JSONObjects).
+	objects bool
 }
 
 func (s *sender) reset() {
