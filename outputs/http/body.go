@@ -24,9 +24,8 @@ type bufPool struct {
 	maxKeep int
 }
 
-// keptBufs is the size of the free list: the default sender concurrency (4)
-// plus a compressed body or a split request's part.
-const keptBufs = 6
+// keptBufs is the size of the free list: the default sender concurrency.
+const keptBufs = 4
 
 func (p *bufPool) get() *[]byte {
 	select {
