@@ -30,22 +30,17 @@ func AppendString(dst, s []byte) []byte {
 }
 
 // AppendBody appends s escaped as AppendString does, without the quotes
-// (for a string written in pieces).
+// (for a string written in pieces). Runs of bytes that need no escaping are
+// found a word at a time and copied whole.
 func AppendBody(dst, s []byte) []byte {
-	start := 0
-	for i := plainRun(s); i < len(s); {
+	for {
+		i := plainPrefix(s)
+		dst = append(dst, s[:i]...)
+		if i == len(s) {
+			return dst
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				if i&7 == 0 {
-					// Back on a word boundary: skip plain words again
-					// (a line has a few quotes among long plain runs).
-					i += plainRun(s[i:])
-				}
-				continue
-			}
-			dst = append(dst, s[start:i]...)
 			switch c {
 			case '"', '\\':
 				dst = append(dst, '\\', c)
@@ -58,21 +53,17 @@ func AppendBody(dst, s []byte) []byte {
 			default:
 				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}
-			i++
-			start = i
+			s = s[i+1:]
 			continue
 		}
 		r, size := utf8.DecodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
+		} else {
+			dst = append(dst, s[i:i+size]...)
 		}
-		i += size
+		s = s[i+size:]
 	}
-	return append(dst, s[start:]...)
 }
 
 // IsObject reports whether b (with no surrounding white space) is one

@@ -66,8 +66,11 @@ func AppendRecord(dst []byte, e Encoding, data []byte) []byte {
 // surrounding white space) when it is a valid JSON object, else
 // {"message":<data as a JSON string>}.
 func AppendJSONObject(dst, data []byte) []byte {
+	if !maybeObject(data) {
+		return appendMessage(dst, data)
+	}
 	if obj := trimSpace(data); IsJSONObject(obj) {
-		if bytes.IndexByte(obj, '\n') < 0 && bytes.IndexByte(obj, '\r') < 0 {
+		if indexLineBreak(obj) < 0 {
 			return append(dst, obj...)
 		}
 		// A pretty-printed object: its line breaks are white space (a JSON
@@ -78,6 +81,11 @@ func AppendJSONObject(dst, data []byte) []byte {
 		}
 		dst = buf.Bytes()[:len(dst)]
 	}
+	return appendMessage(dst, data)
+}
+
+// appendMessage appends {"message":<data as a JSON string>}.
+func appendMessage(dst, data []byte) []byte {
 	dst = append(dst, `{"message":`...)
 	dst = AppendJSONString(dst, data)
 	return append(dst, '}')
@@ -136,6 +144,18 @@ func indexLineBreak(b []byte) int {
 		return j
 	}
 	return i
+}
+
+// maybeObject reports whether b's first byte other than white space is
+// '{': the cheap test that tells most text lines are no objects (before
+// trimSpace walks back over their trailing blanks).
+func maybeObject(b []byte) bool {
+	for _, c := range b {
+		if !isSpace(c) {
+			return c == '{'
+		}
+	}
+	return false
 }
 
 func trimSpace(b []byte) []byte {
