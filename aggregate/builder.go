@@ -445,6 +445,11 @@ func (b *Builder) Closes(r Record) bool {
 	if g.count == 0 {
 		return false
 	}
+	// Far from the limits it fits, whatever its keys add: a record costs
+	// at most its keys, its data and 32 bytes of tags and lengths.
+	if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+g.body+len(r.PartitionKey)+len(r.ExplicitHashKey)+len(r.Data)+32 <= b.cfg.MaxBytes {
+		return false
+	}
 	_, _, _, _, ok := b.fit(g, rt, r.PartitionKey, r.ExplicitHashKey, len(r.Data))
 	return !ok
 }

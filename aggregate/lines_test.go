@@ -190,3 +190,31 @@ func TestLines_ForEachDoesNotAllocate(t *testing.T) {
 	require.Zero(t, allocs)
 	require.Equal(t, 101*6, n)
 }
+
+// Closes tells exactly whether Add closes an aggregate before taking r.
+func TestCloses_PredictsAdd(t *testing.T) {
+	r := rand.New(rand.NewPCG(testSeed(t), 16))
+	for round := range 20 {
+		m := allShards(t)
+		if round%2 == 1 {
+			m = evenShards(t, 4)
+		}
+		cfg := Config{MaxBytes: 200 + r.IntN(5000), MaxRecords: 2 + r.IntN(50), Framing: Framing(round % 3 % 2)}
+		b, err := NewBuilder(cfg, m)
+		require.NoError(t, err)
+		for range 500 {
+			rec := randomRecord(r, m, 2*cfg.MaxBytes)
+			if r.IntN(3) > 0 {
+				rec.PartitionKey, rec.ExplicitHashKey = "same", "" // most records share a key
+			}
+			predicted := b.Closes(rec)
+			emitted := false
+			_, err := b.Add(rec, t0, func(int, *Aggregate) error { emitted = true; return nil })
+			if err != nil {
+				require.False(t, predicted)
+				continue
+			}
+			require.Equal(t, emitted, predicted, "round %d", round)
+		}
+	}
+}
