@@ -1,10 +1,6 @@
 package jsontext
 
-import (
-	"encoding/binary"
-	"math/bits"
-	"unicode/utf8"
-)
+import "encoding/binary"
 
 const (
 	ones  = 0x0101010101010101
@@ -24,31 +20,6 @@ func plainRun(s []byte) int {
 			(quote-ones) & ^quote | // a '"'
 			(bslash-ones) & ^bslash // a '\\'
 		if (special|v)&highs != 0 {
-			return i
-		}
-	}
-	return i
-}
-
-// plainPrefix returns the index of the first byte of s that a JSON string
-// cannot hold as it is (a control character, '"', '\\', or a byte of a
-// multi-byte or invalid UTF-8 sequence), or len(s): 8 bytes at a time.
-func plainPrefix(s []byte) int {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		v := binary.LittleEndian.Uint64(s[i:])
-		quote := v ^ (ones * '"')
-		bslash := v ^ (ones * '\\')
-		// Each term flags its bytes in their high bit, exactly at its
-		// lowest flagged byte (borrows only run upwards): so is the lowest
-		// flag of the union.
-		special := ((v-ones*0x20)&^v | (quote-ones)&^quote | (bslash-ones)&^bslash | v) & highs
-		if special != 0 {
-			return i + bits.TrailingZeros64(special)/8
-		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c >= utf8.RuneSelf || !jsonSafe[c] {
 			return i
 		}
 	}
