@@ -147,18 +147,17 @@ func (r *leaseReader) Close() error { return nil }
 
 // addAggregate adds the user records of Kinesis record i of the batch to
 // the request being built (sending it first when they do not fit). An
-// aggregate whose body already is its ndjson lines (encode.LinesAsIs) is
+// aggregate whose body already is its ndjson lines (encode.LinesShaped) is
 // appended in one copy; the others record by record.
 func (s *sender) addAggregate(i int) error {
 	a := &s.recs[i]
-	if s.o.format == formatNDJSON && encode.LinesAsIs(s.o.enc, a) {
+	if s.o.format == formatNDJSON && encode.LinesShaped(s.o.enc, a) {
 		if !s.fits(a) && s.n > 0 {
 			if err := s.flush(); err != nil {
 				return err
 			}
 		}
-		if s.fits(a) {
-			s.appendLines(i, a.Body)
+		if s.fits(a) && s.appendLines(i, a) {
 			return nil
 		}
 	}
@@ -176,11 +175,13 @@ func (s *sender) fits(a *aggregate.Aggregate) bool {
 	return s.n+a.Count <= s.o.cfg.MaxRequestRecords && len(s.body)+len(a.Body) <= s.o.requestLimit()
 }
 
-// appendLines appends lines, the user records of Kinesis record i each
+// appendLines appends a's body, the user records of Kinesis record i each
 // followed by "\n", to the request (ndjson has no prefix, separator nor
-// suffix), with their ends and places.
-func (s *sender) appendLines(i int, lines []byte) {
-	base := len(s.body)
+// suffix), with their ends and places. When the body does not hold a.Count
+// lines it takes them back and reports false (ForEach refuses such a body).
+func (s *sender) appendLines(i int, a *aggregate.Aggregate) bool {
+	base, n := len(s.body), s.n
+	lines := a.Body
 	s.body = append(s.body, lines...)
 	for off, idx := 0, 0; off < len(lines); idx++ {
 		off += bytes.IndexByte(lines[off:], '\n') + 1
@@ -188,4 +189,9 @@ func (s *sender) appendLines(i int, lines []byte) {
 		s.refs = append(s.refs, userRef{rec: i, idx: idx})
 		s.n++
 	}
+	if a.Count > 0 && s.n-n != a.Count {
+		s.body, s.ends, s.refs, s.n = s.body[:base], s.ends[:n], s.refs[:n], n
+		return false
+	}
+	return true
 }

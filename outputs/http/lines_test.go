@@ -157,3 +157,23 @@ func TestWritesRecords(t *testing.T) {
 		require.Equal(t, want, o.WritesRecords(), format)
 	}
 }
+
+// A newline-framed body that does not hold the records it says is refused
+// whole (dead-lettered), and nothing of it is sent.
+func TestSendLines_MalformedBodyIsPermanent(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{"x\ny\n", "x\ny\nz\nw\n", "x\ny"} {
+		rc := &recorder{}
+		srv := startServer(t, rc)
+		o := newOutput(t, config(srv.URL))
+		b := plainBatch("a", "", "c")
+		b.Records[1] = aggregate.Aggregate{PartitionKey: "k", Aggregated: true, Framing: aggregate.FramingLines, Body: []byte(body), Count: 3}
+
+		err := o.Send(t.Context(), b)
+
+		pe := requirePartial(t, err, 1)
+		require.True(t, outputs.IsPermanent(pe.Err))
+		require.Contains(t, pe.Reasons[0], "decode record 1 of the batch")
+		require.Equal(t, lines("a", "c"), string(rc.requests()[0].Body), "body %q", body)
+	}
+}

@@ -221,16 +221,19 @@ func AppendLinesAsIs(dst []byte, e Encoding, a *aggregate.Aggregate) ([]byte, bo
 
 // LinesAsIs reports whether AppendLinesAsIs would append a as it is.
 func LinesAsIs(e Encoding, a *aggregate.Aggregate) bool {
+	// The count is checked too: a body that is not what it says goes
+	// through ForEach, which refuses it.
+	return LinesShaped(e, a) && (a.Count <= 0 || bytes.Count(a.Body, newline) == a.Count)
+}
+
+// LinesShaped is LinesAsIs without counting the lines: for a caller that
+// counts them as it copies them, and checks the count itself.
+func LinesShaped(e Encoding, a *aggregate.Aggregate) bool {
 	if !a.Aggregated || a.Framing != aggregate.FramingLines || (e == EncodingJSON && !a.JSONObjects) {
 		return false
 	}
 	body := a.Body
-	if len(body) == 0 || body[len(body)-1] != '\n' || bytes.IndexByte(body, '\r') >= 0 {
-		return false
-	}
-	// The count is checked too: a body that is not what it says goes
-	// through ForEach, which refuses it.
-	return a.Count <= 0 || bytes.Count(body, newline) == a.Count
+	return len(body) > 0 && body[len(body)-1] == '\n' && bytes.IndexByte(body, '\r') < 0
 }
 
 var newline = []byte{'\n'}
