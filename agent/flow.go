@@ -43,6 +43,7 @@ type flow struct {
 	// held by an Append blocked on a full spool. Order: mu, then tmu.
 	tmu     sync.Mutex
 	tracker *tracker
+	run     trackRun // guarded by mu (applied under tmu)
 
 	mu        sync.Mutex // guards everything below; held across spool.Append (backpressure)
 	builder   *aggregate.Builder
@@ -230,7 +231,7 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 		}
 	}
 	var rerr error
-	f.track(func(t *tracker) { rerr = t.regroup(b.Groups()) })
+	f.trackLocked(func(t *tracker) { rerr = t.regroup(b.Groups()) })
 	if rerr != nil {
 		return fmt.Errorf("flow %s: shard map change: %w", f.name, rerr)
 	}
@@ -298,7 +299,7 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 			// may pass.
 			f.metrics.dropped("filtered").Inc()
 			n := uint64(len(r.Data))
-			f.track(func(t *tracker) {
+			f.trackLocked(func(t *tracker) {
 				t.add(src, committer, r.Cursor, -1, now)
 				sm.records++
 				sm.bytes += n
@@ -343,12 +344,63 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 		group = -1
 	}
 	n := uint64(len(r.Data))
-	f.track(func(t *tracker) {
+	if rn := &f.run; rn.ok && group >= 0 && rn.group == group && rn.src == src && rn.sm == sm && rn.fileID == r.Cursor.FileID && rn.records < maxTrackRun {
+		// The aggregate's start in this file is pinned already: only the
+		// file's end and the counters move, applied in a batch.
+		rn.end = max(rn.end, r.Cursor.Offset)
+		rn.touched = now
+		rn.records++
+		rn.bytes += n
+		return nil
+	}
+	f.trackLocked(func(t *tracker) {
 		t.add(src, committer, r.Cursor, group, now)
 		sm.records++
 		sm.bytes += n
 	})
+	if group >= 0 && committer != nil && r.Cursor.FileID != "" {
+		f.run = trackRun{ok: true, src: src, committer: committer, sm: sm, fileID: r.Cursor.FileID, group: group}
+	}
 	return nil
+}
+
+// trackRun is a run of records of one file added to one open aggregate
+// after the first (which pinned the aggregate's start in the file in the
+// tracker): they only move the file's end, its last touch and the source's
+// counters. Taking the tracker's lock for each cost more than the rest of
+// the tracking; the run is applied at the next trackLocked (before the
+// aggregate closes, since closing goes through it) or every maxTrackRun
+// records. Until then the tracker knows a smaller end for the file, which
+// can only hold its checkpoint back (the open aggregate holds it anyway).
+type trackRun struct {
+	ok             bool
+	src            string
+	committer      source.Committer
+	sm             *sourceMetrics
+	fileID         string
+	group          int
+	end            int64
+	touched        time.Time
+	records, bytes uint64
+}
+
+// maxTrackRun bounds how many records' counters a run holds back.
+const maxTrackRun = 256
+
+// trackLocked is track for callers holding f.mu: the run of records not yet
+// applied to the tracker is applied first, and ends.
+func (f *flow) trackLocked(fn func(*tracker)) {
+	f.tmu.Lock()
+	if rn := &f.run; rn.ok {
+		if rn.records > 0 {
+			f.tracker.add(rn.src, rn.committer, source.Cursor{FileID: rn.fileID, Offset: rn.end}, rn.group, rn.touched)
+			rn.sm.records += rn.records
+			rn.sm.bytes += rn.bytes
+		}
+		*rn = trackRun{}
+	}
+	fn(f.tracker)
+	f.tmu.Unlock()
 }
 
 func reasonOf(err error) string {
@@ -413,7 +465,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 				f.metrics.aggregates.Inc()
 				f.metrics.aggregatedRecords.Add(float64(a.Count))
 				f.metrics.direct.Inc()
-				f.track(func(t *tracker) { t.closed(group, 0, tk, true) })
+				f.trackLocked(func(t *tracker) { t.closed(group, 0, tk, true) })
 				return nil
 			}
 		}
@@ -441,13 +493,13 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 	case err == nil:
 		f.metrics.aggregates.Inc()
 		f.metrics.aggregatedRecords.Add(float64(a.Count))
-		f.track(func(t *tracker) { t.closed(group, id, nil, true) })
+		f.trackLocked(func(t *tracker) { t.closed(group, id, nil, true) })
 		return nil
 	case errors.Is(err, spool.ErrFull):
 		// when_full: drop_newest. Counted; the records no longer hold the
 		// checkpoint back, as the operator chose.
 		f.metrics.dropped("spool_full").Add(float64(a.Count))
-		f.track(func(t *tracker) { t.closed(group, 0, nil, false) })
+		f.trackLocked(func(t *tracker) { t.closed(group, 0, nil, false) })
 		return nil
 	case errors.Is(err, spool.ErrTooLarge):
 		if derr := f.dlq.writeAggregate(f.name, "", "spool_entry_too_large: "+err.Error(), a); derr != nil {
@@ -455,7 +507,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 			return derr
 		}
 		f.metrics.dropped("rejected").Add(float64(a.Count))
-		f.track(func(t *tracker) { t.closed(group, 0, nil, false) })
+		f.trackLocked(func(t *tracker) { t.closed(group, 0, nil, false) })
 		return nil
 	default:
 		f.appendErr = fmt.Errorf("flow %s: spool append: %w", f.name, err)

@@ -111,3 +111,32 @@ func TestFlow_ProcessedObjectsAreMarked(t *testing.T) {
 		})
 	}
 }
+
+// Records after the first of a file in one aggregate are tracked in a batch
+// (trackRun): the checkpoint still stops before the open aggregate, reaches
+// the last record's end once it is durable, and every record is counted.
+func TestFlow_TrackedInRunsCheckpointAndCounts(t *testing.T) {
+	f, sp := newTestFlow(t, spool.SyncNever, time.Second)
+	f.aggCfg.MaxBytes = 1 << 20 // one aggregate
+	require.NoError(t, f.writeLines())
+	var c commits
+	m := newMetrics()
+	sm := m.source("src")
+	emit := f.emitFor("src", &c, sm)
+	end := emitLines(t, emit, 2*maxTrackRun+10) // one open aggregate, runs cut by maxTrackRun
+
+	require.NoError(t, sp.Sync())
+	f.commit(time.Now())
+	off, _ := c.of("A")
+	require.LessOrEqual(t, off, int64(0), "the open aggregate holds the checkpoint at its start")
+
+	require.NoError(t, f.flushAll(context.Background()))
+	require.NoError(t, sp.Sync())
+	f.commit(time.Now())
+	off, _ = c.of("A")
+	require.Equal(t, end, off)
+	f.tmu.Lock()
+	defer f.tmu.Unlock()
+	require.Equal(t, uint64(2*maxTrackRun+10), sm.records)
+	require.Equal(t, uint64(end)-uint64(2*maxTrackRun+10), sm.bytes, "bytes of the lines without their newlines")
+}
