@@ -327,6 +327,14 @@ func (a *Agent) buildFlow(cfg Config, fc FlowConfig, sp *spool.Spool, outs map[s
 		fl.useShardMap(sm)
 	}
 	fr.sender = a.newSender(fc, sp, outs)
+	if fr.sender.lines {
+		// Outputs that all write records one by one get aggregates in the
+		// cheaper newline framing (a sender whose outputs do not, after a
+		// reload, converts them to KPL).
+		if err := fl.writeLines(); err != nil {
+			return nil, err
+		}
+	}
 	for _, name := range fc.Sources {
 		if k, ok := keep[name]; ok {
 			fr.sources = append(fr.sources, k.src)
@@ -363,7 +371,8 @@ func (a *Agent) buildFlow(cfg Config, fc FlowConfig, sp *spool.Spool, outs map[s
 
 // newSender makes the sender of flow fc, reading sp and sending to outs.
 func (a *Agent) newSender(fc FlowConfig, sp *spool.Spool, outs map[string]*builtOutput) *sender {
-	s := &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: a.dlq, log: a.log.With("flow", fc.Name, "component", "sender"),
+	lines := writesRecords(outs[fc.Output].out) && (fc.Failover == "" || writesRecords(outs[fc.Failover].out))
+	s := &sender{flow: fc.Name, cfg: fc.Sender, spool: sp, dlq: a.dlq, log: a.log.With("flow", fc.Name, "component", "sender"), lines: lines,
 		metrics: a.m.sender(fc.Name), primary: &outputState{out: outs[fc.Output].out, metrics: a.m.output(fc.Output)}}
 	if fc.Failover != "" {
 		s.failover = &outputState{out: outs[fc.Failover].out, metrics: a.m.output(fc.Failover)}
@@ -812,4 +821,11 @@ func (a *Agent) waitDrained(ctx context.Context, flows []*flowRuntime, fatal cha
 		case <-t.C:
 		}
 	}
+}
+
+// writesRecords reports whether out writes user records one by one
+// (outputs.RecordWriter).
+func writesRecords(out outputs.Output) bool {
+	w, ok := out.(outputs.RecordWriter)
+	return ok && w.WritesRecords()
 }

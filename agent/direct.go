@@ -266,7 +266,7 @@ func (s *sender) takeDirect(b *batch, it *directItem) {
 	}
 	a.BuiltFor = it.builtFor // from the flow's Builder: the output need not re-read the records
 	b.items = append(b.items, it)
-	b.aggs = append(b.aggs, a)
+	b.aggs = append(b.aggs, s.forOutputs(a))
 }
 
 // spill writes the entries at idx of a direct batch to the spool; the

@@ -37,11 +37,13 @@ type flow struct {
 	proc    *process.Stage // processors, envelope and key policies
 	active  bool           // proc changes records
 	random  bool           // random partition keys are used (the policy or its fallback)
+	lines   bool           // aggregates in the newline framing (writeLines)
 
 	// tmu guards the tracker alone, so checkpoints keep moving while mu is
 	// held by an Append blocked on a full spool. Order: mu, then tmu.
 	tmu     sync.Mutex
 	tracker *tracker
+	run     trackRun // guarded by mu (applied under tmu)
 
 	mu        sync.Mutex // guards everything below; held across spool.Append (backpressure)
 	builder   *aggregate.Builder
@@ -49,6 +51,7 @@ type flow struct {
 	pk        []byte
 	rng       *rand.PCG
 	randomPK  string          // partition_key random: the key of the aggregate being filled
+	rekeyed   bool            // the record being added took the next random key already
 	clock     atomic.Int64    // coarse now (unix nanos), advanced by runTimers
 	direct    *directQueue    // nil: every aggregate goes through the spool
 	directOK  atomic.Bool     // the direct path is open (closed during shutdown)
@@ -122,6 +125,25 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 func (f *flow) useShardMap(sm outputs.ShardMapper) {
 	f.shards = sm
 	f.watcher, _ = sm.(outputs.ShardMapWatcher)
+}
+
+// writeLines makes the flow build its aggregates in the newline framing
+// (aggregate.FramingLines): its outputs all write user records one by one
+// (outputs.RecordWriter). Call it before the flow takes records, and not
+// with a shard map (Kinesis needs KPL).
+func (f *flow) writeLines() error {
+	cfg := f.aggCfg
+	cfg.Framing = aggregate.FramingLines
+	shards, err := aggregate.NewShardMap([]aggregate.Shard{{ID: "all", Start: aggregate.HashKey{}, End: aggregate.MaxHashKey}})
+	if err != nil {
+		return fmt.Errorf("flow %s: %w", f.name, err)
+	}
+	b, err := aggregate.NewBuilder(cfg, shards)
+	if err != nil {
+		return fmt.Errorf("flow %s: %w", f.name, err)
+	}
+	f.aggCfg, f.builder, f.lines = cfg, b, true
+	return nil
 }
 
 // Fetching the first shard map is retried with the sender's backoff; its
@@ -209,7 +231,7 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 		}
 	}
 	var rerr error
-	f.track(func(t *tracker) { rerr = t.regroup(b.Groups()) })
+	f.trackLocked(func(t *tracker) { rerr = t.regroup(b.Groups()) })
 	if rerr != nil {
 		return fmt.Errorf("flow %s: shard map change: %w", f.name, rerr)
 	}
@@ -316,7 +338,7 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 				counts.bytes += n
 				return nil
 			}
-			f.track(func(t *tracker) {
+			f.trackLocked(func(t *tracker) {
 				t.add(src, committer, r.Cursor, -1, now)
 				sm.records++
 				sm.bytes += n
@@ -324,9 +346,19 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 			return nil
 		}
 	}
-	rec := aggregate.Record{Data: data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey}
+	// JSONObject: the processing stage made the record a JSON object, so
+	// outputs writing JSON need not check it again.
+	rec := aggregate.Record{Data: data, PartitionKey: r.PartitionKey, ExplicitHashKey: r.ExplicitHashKey, JSONObject: f.active && f.proc.Object()}
 	if rec.PartitionKey == "" {
 		rec.PartitionKey = f.partitionKey(data)
+		if f.lines && rec.PartitionKey == f.randomPK && f.builder.Closes(rec) {
+			// The record opens the next aggregate: it takes the next
+			// key, so that the aggregate has one key (and stays in the
+			// newline framing) rather than this record's and the next.
+			f.nextRandomPK()
+			rec.PartitionKey = f.randomPK
+			f.rekeyed = true
+		}
 	}
 	if rec.ExplicitHashKey == "" && f.cfg.ExplicitHashKey.Field != "" {
 		rec.ExplicitHashKey = f.proc.ExplicitHashKey(data)
@@ -334,6 +366,7 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 	f.appendTo = ctx
 	f.appendErr = nil
 	group, err := f.builder.Add(rec, now, f.onAggregate)
+	f.rekeyed = false
 	if err != nil {
 		if f.appendErr != nil {
 			// The spool did not take a closed aggregate (shutdown while
@@ -355,12 +388,63 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 		counts.bytes += n
 		return nil
 	}
-	f.track(func(t *tracker) {
+	if rn := &f.run; rn.ok && group >= 0 && rn.group == group && rn.src == src && rn.sm == sm && rn.fileID == r.Cursor.FileID && rn.records < maxTrackRun {
+		// The aggregate's start in this file is pinned already: only the
+		// file's end and the counters move, applied in a batch.
+		rn.end = max(rn.end, r.Cursor.Offset)
+		rn.touched = now
+		rn.records++
+		rn.bytes += n
+		return nil
+	}
+	f.trackLocked(func(t *tracker) {
 		t.add(src, committer, r.Cursor, group, now)
 		sm.records++
 		sm.bytes += n
 	})
+	if group >= 0 && committer != nil && r.Cursor.FileID != "" {
+		f.run = trackRun{ok: true, src: src, committer: committer, sm: sm, fileID: r.Cursor.FileID, group: group}
+	}
 	return nil
+}
+
+// trackRun is a run of records of one file added to one open aggregate
+// after the first (which pinned the aggregate's start in the file in the
+// tracker): they only move the file's end, its last touch and the source's
+// counters. Taking the tracker's lock for each cost more than the rest of
+// the tracking; the run is applied at the next trackLocked (before the
+// aggregate closes, since closing goes through it) or every maxTrackRun
+// records. Until then the tracker knows a smaller end for the file, which
+// can only hold its checkpoint back (the open aggregate holds it anyway).
+type trackRun struct {
+	ok             bool
+	src            string
+	committer      source.Committer
+	sm             *sourceMetrics
+	fileID         string
+	group          int
+	end            int64
+	touched        time.Time
+	records, bytes uint64
+}
+
+// maxTrackRun bounds how many records' counters a run holds back.
+const maxTrackRun = 256
+
+// trackLocked is track for callers holding f.mu: the run of records not yet
+// applied to the tracker is applied first, and ends.
+func (f *flow) trackLocked(fn func(*tracker)) {
+	f.tmu.Lock()
+	if rn := &f.run; rn.ok {
+		if rn.records > 0 {
+			f.tracker.add(rn.src, rn.committer, source.Cursor{FileID: rn.fileID, Offset: rn.end}, rn.group, rn.touched)
+			rn.sm.records += rn.records
+			rn.sm.bytes += rn.bytes
+		}
+		*rn = trackRun{}
+	}
+	fn(f.tracker)
+	f.tmu.Unlock()
 }
 
 func reasonOf(err error) string {
@@ -413,7 +497,7 @@ const (
 // onAggregate appends a closed aggregate to the spool. Called by the builder
 // under f.mu.
 func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
-	if f.random {
+	if f.random && !f.rekeyed {
 		f.nextRandomPK()
 	}
 	f.entry = f.entry[:0]
@@ -425,7 +509,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 				f.metrics.aggregates.Inc()
 				f.metrics.aggregatedRecords.Add(float64(a.Count))
 				f.metrics.direct.Inc()
-				f.track(func(t *tracker) { t.closed(group, 0, tk, true) })
+				f.trackLocked(func(t *tracker) { t.closed(group, 0, tk, true) })
 				return nil
 			}
 		}
@@ -453,13 +537,13 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 	case err == nil:
 		f.metrics.aggregates.Inc()
 		f.metrics.aggregatedRecords.Add(float64(a.Count))
-		f.track(func(t *tracker) { t.closed(group, id, nil, true) })
+		f.trackLocked(func(t *tracker) { t.closed(group, id, nil, true) })
 		return nil
 	case errors.Is(err, spool.ErrFull):
 		// when_full: drop_newest. Counted; the records no longer hold the
 		// checkpoint back, as the operator chose.
 		f.metrics.dropped("spool_full").Add(float64(a.Count))
-		f.track(func(t *tracker) { t.closed(group, 0, nil, false) })
+		f.trackLocked(func(t *tracker) { t.closed(group, 0, nil, false) })
 		return nil
 	case errors.Is(err, spool.ErrTooLarge):
 		if derr := f.dlq.writeAggregate(f.name, "", "spool_entry_too_large: "+err.Error(), a); derr != nil {
@@ -467,7 +551,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 			return derr
 		}
 		f.metrics.dropped("rejected").Add(float64(a.Count))
-		f.track(func(t *tracker) { t.closed(group, 0, nil, false) })
+		f.trackLocked(func(t *tracker) { t.closed(group, 0, nil, false) })
 		return nil
 	default:
 		f.appendErr = fmt.Errorf("flow %s: spool append: %w", f.name, err)

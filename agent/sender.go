@@ -31,6 +31,10 @@ type sender struct {
 	dlq      *deadLetter
 	log      *slog.Logger
 	metrics  *senderMetrics
+	// lines: the outputs all write records one by one and take aggregates
+	// in the newline framing; when false such aggregates (spooled under an
+	// earlier configuration) are turned into KPL before they are sent.
+	lines bool
 
 	mu         sync.Mutex
 	onFailover bool
@@ -223,7 +227,16 @@ func (s *sender) take(ctx context.Context, b *batch, id spool.ID, data []byte) {
 		}
 	}
 	b.ids = append(b.ids, id)
-	b.aggs = append(b.aggs, a)
+	b.aggs = append(b.aggs, s.forOutputs(a))
+}
+
+// forOutputs returns a as the flow's outputs take it: KPL for outputs that
+// are not all outputs.RecordWriters.
+func (s *sender) forOutputs(a aggregate.Aggregate) aggregate.Aggregate {
+	if s.lines || !a.Aggregated || a.Framing == aggregate.FramingKPL {
+		return a
+	}
+	return a.KPL()
 }
 
 func (s *sender) ack(id spool.ID) {

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -53,6 +54,13 @@ type Config struct {
 	// aggregate opened first is closed. Default DefaultMaxGroups. Unused
 	// with a shard map, which has one group per shard.
 	MaxGroups int
+	// Framing is how aggregates of 2+ records hold them: FramingKPL
+	// (default), or FramingLines for outputs that write records one by one.
+	// In FramingLines an aggregate is built in the newline framing while its
+	// records share their keys and contain no "\n", and is turned into KPL
+	// when one does not (see Aggregate.Framing); it closes exactly where the
+	// KPL one would (sizes are counted as KPL), so KPL can always convert it.
+	Framing Framing
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.
@@ -87,6 +95,9 @@ func (c Config) Validate() error {
 	if c.MaxRecords < 0 {
 		errs = append(errs, fmt.Errorf("aggregate: max records %d: must be positive", c.MaxRecords))
 	}
+	if c.Framing > FramingLines {
+		errs = append(errs, fmt.Errorf("aggregate: unknown framing %d", c.Framing))
+	}
 	if c.MaxGroups < 0 || c.MaxGroups > 1<<20 {
 		errs = append(errs, fmt.Errorf("aggregate: max groups %d: must be from 1 to %d", c.MaxGroups, 1<<20))
 	}
@@ -101,6 +112,10 @@ type Record struct {
 	// Tags are the KPL's optional sub-record tags, filled by Decode. The
 	// Builder does not emit tags (nor does the KPL): Add ignores them.
 	Tags []Tag
+	// JSONObject tells that Data is one valid JSON object without white
+	// space around it, made so by the caller (the processing stage). The
+	// aggregates whose records all have it say so (Aggregate.JSONObjects).
+	JSONObject bool
 }
 
 // Tag is a KPL sub-record tag.
@@ -154,7 +169,8 @@ type Builder struct {
 	pendingBytes   int
 	epoch          uint64 // numbers the aggregates opened, from 1
 
-	agg Aggregate // passed to emit: reused so that it does not escape per call
+	agg     Aggregate // passed to emit: reused so that it does not escape per call
+	scratch []byte    // toKPL's copy of an aggregate's lines
 }
 
 // group is one group's open aggregate and the buffers it reuses.
@@ -179,6 +195,10 @@ type group struct {
 	firstHash   HashKey
 	firstHashOK bool
 	firstData   int // offset of its data in buf
+	firstLen    int // length of its data
+
+	lines   bool // the open aggregate is in FramingLines
+	objects bool // all its records are JSON objects (Record.JSONObject)
 
 	// buf holds head bytes of room for the key tables, then the encoded
 	// records (field 3 of AggregatedRecord). Tables precede records on the
@@ -291,7 +311,15 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 			body := g.body + 1 + protowire.SizeVarint(uint64(inner)) + inner
 			if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
 				before := g.size()
-				g.write(e.pkIdx, 0, false, inner, r.Data)
+				if g.lines && (e.pkIdx != 0 || g.firstEHK != "" || bytes.IndexByte(r.Data, '\n') >= 0) {
+					b.toKPL(g)
+				}
+				if g.lines {
+					g.writeLine(r.Data)
+				} else {
+					g.write(e.pkIdx, 0, false, inner, r.Data)
+				}
+				g.objects = g.objects && r.JSONObject
 				g.count++
 				g.body = body
 				b.pendingRecords++
@@ -328,29 +356,8 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 	hasEHK := ehk != ""
 	if g.count > 0 {
 		// Does r fit the open aggregate?
-		var pkIdx uint32
-		found := false
-		if rt.cached != nil && rt.cached.epoch == g.epoch {
-			pkIdx, found = rt.cached.pkIdx, true // the key is in this aggregate's table
-		} else {
-			pkIdx, found = g.pks.lookup(pk)
-		}
-		grow := 0
-		if !found {
-			pkIdx = g.pks.next()
-			grow += keyFieldSize(pk)
-		}
-		var ehkIdx uint32
-		if hasEHK {
-			if ehkIdx, found = g.ehks.lookup(ehk); !found {
-				ehkIdx = g.ehks.next()
-				grow += keyFieldSize(ehk)
-			}
-		}
-		inner := recordSize(pkIdx, ehkIdx, hasEHK, len(data))
-		body := g.body + grow + 1 + protowire.SizeVarint(uint64(inner)) + inner
-		if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
-			b.append(g, pk, ehk, pkIdx, ehkIdx, inner, data, body)
+		if pkIdx, ehkIdx, inner, body, ok := b.fit(g, rt, pk, ehk, len(data)); ok {
+			b.append(g, pk, ehk, pkIdx, ehkIdx, inner, data, body, r.JSONObject)
 			b.remember(rt, pk, ehk, g.epoch, pkIdx)
 			return int(rt.group), nil
 		}
@@ -372,6 +379,8 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 	g.openedAt = now
 	g.firstPK, g.firstEHK = pk, ehk
 	g.firstHash, g.firstHashOK = rt.hash, rt.hashOK
+	g.lines = b.cfg.Framing == FramingLines
+	g.objects = true
 	if g.buf == nil {
 		g.head = initialHead
 		g.buf = make([]byte, g.head, g.head+min(b.cfg.MaxBytes, 64<<10))
@@ -382,9 +391,67 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 	if hasEHK {
 		body += keyFieldSize(ehk)
 	}
-	b.append(g, pk, ehk, 0, 0, inner, data, body)
+	b.append(g, pk, ehk, 0, 0, inner, data, body, r.JSONObject)
 	b.remember(rt, pk, ehk, g.epoch, 0)
 	return int(rt.group), nil
+}
+
+// fit works out a record's place in g's open aggregate: its key indexes
+// (existing entries, or the next ones), the size of its Record message and
+// the aggregate's size with it; ok reports whether it fits the limits.
+func (b *Builder) fit(g *group, rt route, pk, ehk string, dataLen int) (pkIdx, ehkIdx uint32, inner, body int, ok bool) {
+	found := false
+	if rt.cached != nil && rt.cached.epoch == g.epoch {
+		pkIdx, found = rt.cached.pkIdx, true // the key is in this aggregate's table
+	} else {
+		pkIdx, found = g.pks.lookup(pk)
+	}
+	grow := 0
+	if !found {
+		pkIdx = g.pks.next()
+		grow += keyFieldSize(pk)
+	}
+	hasEHK := ehk != ""
+	if hasEHK {
+		if ehkIdx, found = g.ehks.lookup(ehk); !found {
+			ehkIdx = g.ehks.next()
+			grow += keyFieldSize(ehk)
+		}
+	}
+	inner = recordSize(pkIdx, ehkIdx, hasEHK, dataLen)
+	body = g.body + grow + 1 + protowire.SizeVarint(uint64(inner)) + inner
+	ok = g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes
+	return pkIdx, ehkIdx, inner, body, ok
+}
+
+// Closes reports whether Add(r) would first close the open aggregate of r's
+// group because r does not fit it (MaxBytes, MaxRecords). A caller drawing
+// one partition key per aggregate (partition_key: random) asks it to give
+// the record that opens the next aggregate the next key. It reports false
+// without a shard map and for a record Add refuses; it changes nothing but
+// caches (it may cache r's partition key, as Add would).
+func (b *Builder) Closes(r Record) bool {
+	if b.shards == nil || len(r.PartitionKey)+len(r.Data) > b.cfg.RecordLimit {
+		return false
+	}
+	rt := route{group: 0}
+	if !b.wholeSpan || r.ExplicitHashKey != "" {
+		var err error
+		if rt, err = b.routeByShard(r.PartitionKey, r.ExplicitHashKey); err != nil {
+			return false
+		}
+	}
+	g := &b.groups[rt.group]
+	if g.count == 0 {
+		return false
+	}
+	// Far from the limits it fits, whatever its keys add: a record costs
+	// at most its keys, its data and 32 bytes of tags and lengths.
+	if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+g.body+len(r.PartitionKey)+len(r.ExplicitHashKey)+len(r.Data)+32 <= b.cfg.MaxBytes {
+		return false
+	}
+	_, _, _, _, ok := b.fit(g, rt, r.PartitionKey, r.ExplicitHashKey, len(r.Data))
+	return !ok
 }
 
 // recordSize is the encoded size of a Record message.
@@ -406,8 +473,10 @@ const (
 
 // append encodes a record into g's open aggregate, adding its keys to the
 // tables unless pkIdx/ehkIdx name existing entries; inner is the size of the
-// Record message, body the aggregate's size afterwards.
-func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, inner int, data []byte, body int) {
+// Record message, body the aggregate's size (as KPL) afterwards. The tables
+// and sizes are kept in both framings, so that a FramingLines aggregate
+// closes where the KPL one would and converts to it at any time.
+func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, inner int, data []byte, body int, object bool) {
 	before := g.size()
 	if pkIdx == g.pks.next() {
 		g.pks.add(pk)
@@ -416,18 +485,63 @@ func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, inner i
 	if hasEHK && ehkIdx == g.ehks.next() {
 		g.ehks.add(ehk)
 	}
-	if g.count == 0 {
-		g.firstData = len(g.buf) + 1 + protowire.SizeVarint(uint64(inner)) + inner - len(data)
+	// The newline framing holds records of the first record's keys, without
+	// line breaks.
+	if g.lines && (pkIdx != 0 || hasEHK != (g.firstEHK != "") || ehkIdx != 0 || bytes.IndexByte(data, '\n') >= 0) {
+		b.toKPL(g)
 	}
-	g.write(pkIdx, ehkIdx, hasEHK, inner, data)
+	var off int
+	if g.lines {
+		off = g.writeLine(data)
+	} else {
+		off = g.write(pkIdx, ehkIdx, hasEHK, inner, data)
+	}
+	if g.count == 0 {
+		g.firstData, g.firstLen = off, len(data)
+	}
+	g.objects = g.objects && object
 	g.count++
 	g.body = body
 	b.pendingRecords++
 	b.pendingBytes += g.size() - before
 }
 
-// write appends a Record message of size inner, as field 3, to g.buf.
-func (g *group) write(pkIdx, ehkIdx uint32, hasEHK bool, inner int, data []byte) {
+// writeLine appends data and "\n" to g.buf and returns the offset of data.
+func (g *group) writeLine(data []byte) int {
+	off := len(g.buf)
+	g.buf = append(g.buf, data...)
+	g.buf = append(g.buf, '\n')
+	return off
+}
+
+// toKPL turns g's open aggregate from FramingLines into FramingKPL: its
+// records (all with the first record's keys, index 0 in the tables) are
+// encoded again as Record messages.
+func (b *Builder) toKPL(g *group) {
+	g.lines = false
+	if g.count == 0 {
+		return
+	}
+	b.scratch = append(b.scratch[:0], g.buf[g.head:]...)
+	g.buf = g.buf[:g.head]
+	hasEHK := g.firstEHK != ""
+	rest := b.scratch
+	for k := 0; len(rest) > 0; k++ {
+		i := bytes.IndexByte(rest, '\n')
+		off := g.write(0, 0, hasEHK, recordSize(0, 0, hasEHK, i), rest[:i])
+		if k == 0 {
+			g.firstData = off
+		}
+		rest = rest[i+1:]
+	}
+	if cap(b.scratch) > 4*b.cfg.MaxBytes {
+		b.scratch = nil // a lone large record: do not keep its memory
+	}
+}
+
+// write appends a Record message of size inner, as field 3, to g.buf, and
+// returns the offset of data in it.
+func (g *group) write(pkIdx, ehkIdx uint32, hasEHK bool, inner int, data []byte) int {
 	// Written in place: tag, length, index fields, data tag and length (at
 	// most 1+5+1+5+1+5+1+5 bytes), data.
 	const maxHeader = 24
@@ -449,6 +563,7 @@ func (g *group) write(pkIdx, ehkIdx uint32, hasEHK bool, inner int, data []byte)
 	n += 1 + putVarint(w[n+1:], uint64(len(data)))
 	copy(w[n:], data)
 	g.buf = buf[:l+n+len(data)]
+	return l + n
 }
 
 // putVarint writes v as a protobuf varint at the start of b, which must be
@@ -470,7 +585,7 @@ func (g *group) size() int {
 	case 0:
 		return 0
 	case 1:
-		return len(g.firstPK) + len(g.buf) - g.firstData
+		return len(g.firstPK) + g.firstLen
 	}
 	return len(AggregatedPartitionKey) + wireFraming + g.body
 }
@@ -480,14 +595,17 @@ func (g *group) size() int {
 func (b *Builder) close(gi int32, emit func(int, *Aggregate) error) error {
 	g := &b.groups[gi]
 	a := &b.agg
-	if g.count == 1 {
-		*a = Aggregate{PartitionKey: g.firstPK, ExplicitHashKey: g.firstEHK, Body: g.buf[g.firstData:], Count: 1}
-	} else {
-		*a = Aggregate{PartitionKey: AggregatedPartitionKey, ExplicitHashKey: g.aggregateEHK(), Aggregated: true, Body: g.assemble(), Count: g.count}
-		if b.shards != nil {
-			// Every record of the group was routed to shard gi of the map.
-			a.BuiltFor = &b.shards.shards[gi]
-		}
+	switch {
+	case g.count == 1:
+		*a = Aggregate{PartitionKey: g.firstPK, ExplicitHashKey: g.firstEHK, Body: g.buf[g.firstData : g.firstData+g.firstLen], Count: 1, JSONObjects: g.objects}
+	case g.lines:
+		*a = Aggregate{PartitionKey: g.firstPK, ExplicitHashKey: g.firstEHK, Aggregated: true, Framing: FramingLines, Body: g.buf[g.head:], Count: g.count, JSONObjects: g.objects}
+	default:
+		*a = Aggregate{PartitionKey: AggregatedPartitionKey, ExplicitHashKey: g.aggregateEHK(), Aggregated: true, Body: g.assemble(), Count: g.count, JSONObjects: g.objects}
+	}
+	if a.Aggregated && b.shards != nil {
+		// Every record of the group was routed to shard gi of the map.
+		a.BuiltFor = &b.shards.shards[gi]
 	}
 	err := emit(int(gi), a)
 	*a = Aggregate{} // drop the references to the group's buffers

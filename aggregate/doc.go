@@ -88,13 +88,27 @@
 //	| 1 byte  | 1 byte| uvar  | uvar   |    | uvar    |     | uvar    |      |
 //	+---------+-------+-------+--------+----+---------+-----+---------+------+
 //
-//	version  1
-//	flags    bit 0: aggregated (body is an AggregatedRecord message), other
-//	         bits zero; when clear the body is the plain record's data
+//	version  1, or 2 when a flag bit of version 2 is set
+//	flags    bit 0: aggregated (body holds 2+ records, as an
+//	         AggregatedRecord message unless bit 2); when clear the body is
+//	         the plain record's data
+//	         bit 1 (version 2): every record is a JSON object made by the
+//	         processing stage (Aggregate.JSONObjects)
+//	         bit 2 (version 2): the aggregated body is in the newline
+//	         framing (each record followed by "\n", all with pk and ehk)
+//	         other bits zero
 //	count    user records in the body (1 when plain)
 //	pk, ehk  the Kinesis record's partition key and explicit hash key
-//	         (ehk len 0: none)
+//	         (ehk len 0: none); in the newline framing, the records' keys
 //	body     ends the entry exactly
 //
-// uvar is an unsigned LEB128 varint (encoding/binary's Uvarint).
+// uvar is an unsigned LEB128 varint (encoding/binary's Uvarint). Entries that
+// need no version 2 flag are written as version 1, readable by older agents.
+//
+// # The newline framing (Config.Framing, docs/design/006)
+//
+// For outputs that write user records one by one, a Builder may build an
+// aggregate as its records, each followed by "\n", as long as they share
+// their keys and hold no "\n"; it is turned into KPL otherwise, and
+// Aggregate.KPL, AppendKinesisData and Size give the KPL record it stands for.
 package aggregate

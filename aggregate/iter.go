@@ -9,7 +9,8 @@ import (
 // MD5 (a's Body comes from the spool, which has its own checksum). The slices
 // passed to fn alias a.Body (and a's keys) and are valid only during the call;
 // fn must not modify them. For a plain record (Aggregated false) fn is called
-// once with a's own keys and Body.
+// once with a's own keys and Body; for a FramingLines aggregate once per
+// line, with a's keys.
 //
 // An aggregated Body is validated whole before fn is first called: a
 // malformed one, or one of another number of records than a.Count (when
@@ -18,6 +19,9 @@ import (
 func ForEach(a *Aggregate, fn func(partitionKey, explicitHashKey, data []byte) error) error {
 	if !a.Aggregated {
 		return fn(readOnlyBytes(a.PartitionKey), readOnlyBytes(a.ExplicitHashKey), a.Body)
+	}
+	if a.Framing == FramingLines {
+		return forEachLine(a, fn)
 	}
 	t := getTables()
 	defer putTables(t)

@@ -120,6 +120,18 @@ type ConcurrencyAdvisor interface {
 	DefaultConcurrency() int
 }
 
+// RecordWriter is implemented by outputs that write the user records of
+// every aggregate one by one (through aggregate.ForEach) rather than send KPL
+// records: WritesRecords reports whether the configured format does. A flow
+// whose outputs (primary and failover) all do builds its aggregates in
+// aggregate.FramingLines, which costs less to build and to read. The agent
+// hands an output that does not only KPL-framed aggregates (it converts
+// aggregates of the newline framing, e.g. spooled under an earlier
+// configuration, with Aggregate.KPL).
+type RecordWriter interface {
+	WritesRecords() bool
+}
+
 // ShardMapper is implemented by outputs whose destination partitions
 // records by hash key (Kinesis shards): the agent aggregates per shard
 // using the map, refreshed when ShardMap's result changes.

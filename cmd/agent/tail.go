@@ -53,6 +53,7 @@ type tailOptions struct {
 	sync          string
 	spoolMax      string
 	concurrency   int
+	spoolBypass   bool
 	maxRecord     string
 	multiline     string
 	format        string
@@ -117,6 +118,7 @@ Flags:
 	fs.StringVar(&o.addHost, "add-hostname", "", "add the host name to each record under this field (add_fields)")
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
 	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
+	fs.BoolVar(&o.spoolBypass, "spool-bypass", true, "file sources: aggregates go to the destination in memory while it keeps up (false: every aggregate through the spool)")
 	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 2 for kafka://; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
@@ -624,6 +626,9 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		flow.Sender.Concurrency = o.concurrency
 	} else if ca, ok := out.Config.(outputs.ConcurrencyAdvisor); ok {
 		flow.Sender.Concurrency = ca.DefaultConcurrency()
+	}
+	if !o.spoolBypass {
+		flow.SpoolBypass = false
 	}
 	if o.maxRetry > 0 {
 		flow.Sender.MaxRetryDuration = o.maxRetry

@@ -138,7 +138,10 @@ func TestTail_SignalToProcessAndGroup_OneGracefulShutdownEverythingDelivered(t *
 	s := newSink(t)
 	// Slow answers: the graceful shutdown has work left when the second
 	// delivery of the signal comes; an immediate exit would leave it.
+	// Slow from the start: a fast agent could otherwise deliver everything
+	// before the signals, and exit before the second one reaches its group.
 	slow := func(_ int64, _ http.ResponseWriter) bool { time.Sleep(100 * time.Millisecond); return false }
+	s.respond.Store(&slow)
 	admin := freeAddr(t)
 	cmd := exec.Command(agentBin, "tail", log, "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--admin", admin,
 		"--concurrency", "1")
@@ -156,7 +159,6 @@ func TestTail_SignalToProcessAndGroup_OneGracefulShutdownEverythingDelivered(t *
 		}
 	})
 	require.Eventually(t, func() bool { return metric(admin, "agent_records_received_total") >= n }, time.Minute, 20*time.Millisecond)
-	s.respond.Store(&slow)
 	// As GNU timeout does: the process, then its process group.
 	require.NoError(t, syscall.Kill(cmd.Process.Pid, syscall.SIGTERM))
 	time.Sleep(50 * time.Millisecond) // two deliveries, not one merged pending signal

@@ -1,8 +1,13 @@
 // Command benche2e is the end-to-end benchmark behind `make bench-e2e`: it
-// generates an access log, starts a local HTTP sink, runs
-// `agent tail --once --from-beginning` against it (ndjson, no compression)
-// and prints MB/s shipped, CPU seconds per GB (user+sys of the agent
-// process) and the agent's peak RSS. It checks that every line arrived.
+// generates an access log, starts one cheap counting HTTP sink (sink.go) and,
+// interleaved in each run, measures against it the floor (floor.go: the file
+// POSTed in 1 MiB chunks by a process of its own) and
+// `agent tail --once --from-beginning` in the rows text (ndjson of lines,
+// --encoding text), json (--http-format json) and spool (text with
+// --spool-bypass=false: every aggregate through the spool), all without
+// compression. It prints MB/s, CPU seconds per GB (user+sys of the measured
+// process, from rusage) and peak RSS per run and a table per row, and checks
+// that every line arrived. -modes picks rows; -args adds agent flags.
 //
 // With -kinesis (`make bench-kinesis`) each run ships the log twice, to the
 // HTTP sink and to an in-process fake Kinesis (ListShards and PutRecords
@@ -26,14 +31,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -53,8 +56,10 @@ func main() {
 	socket := flag.Bool("socket", false, "one client writing the log to agent tail unix://… --to blackhole: (the spool path)")
 	kafkaParams := flag.String("kafka-params", "", "query of the agent's kafka:// URL (e.g. compression=zstd)")
 	bare := flag.String("bare-producer", "", "internal: produce -log to this kafka:// URL with franz-go alone")
-	bareLog := flag.String("log", "", "internal: the log of -bare-producer")
+	bareLog := flag.String("log", "", "internal: the log of -bare-producer or -floor")
 	cpuprofile := flag.String("cpuprofile", "", "write the benchmark process's own CPU profile (its sinks and fakes) to this file")
+	floorURL := flag.String("floor", "", "internal: POST -log to this URL in 1 MiB chunks (the floor row)")
+	modes := flag.String("modes", "floor,text,json,spool", "rows to run, comma-separated: floor, text, json, spool")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -66,6 +71,13 @@ func main() {
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *floorURL != "" {
+		if err := floor(*floorURL, *bareLog); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e: floor:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *bare != "" {
 		if err := bareProducer(*bare, *bareLog); err != nil {
@@ -82,13 +94,28 @@ func main() {
 		}
 		return
 	}
-	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra, *kafka, *kafkaParams, *socket); err != nil {
+	if err := run(*agentBin, *size, *lineLen, *dir, *runs, *extra, *kafka, *kafkaParams, *socket, *modes); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
 		os.Exit(1)
 	}
 }
 
-func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string, kafka bool, kafkaParams string, socket bool) error {
+// row is one measured configuration of `make bench-e2e`.
+type row struct {
+	name string
+	args []string // agent tail flags; nil for the floor
+	note string
+}
+
+// httpRows are the rows of `make bench-e2e`, all against the same sink.
+var httpRows = []row{
+	{name: "floor", note: "read 1 MiB chunks, POST them (no line splitting)"},
+	{name: "text", args: []string{"--http-format", "ndjson", "--encoding", "text", "--gzip=false"}, note: "ndjson of lines"},
+	{name: "json", args: []string{"--http-format", "json", "--gzip=false"}, note: "a JSON array of {\"message\":line}"},
+	{name: "spool", args: []string{"--http-format", "ndjson", "--encoding", "text", "--gzip=false", "--spool-bypass=false"}, note: "text through the spool (spool_bypass: false)"},
+}
+
+func run(agentBin string, size int64, lineLen int, dir string, runs int, extra string, kafka bool, kafkaParams string, socket bool, modes string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -105,77 +132,126 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 	if socket {
 		return runSocket(agentBin, log, size, lines, dir, runs, extra)
 	}
+	if socket {
+		return runSocket(agentBin, log, size, lines, dir, runs, extra)
+	}
 	if kafka {
 		return runKafka(agentBin, log, size, lines, dir, runs, extra, kafkaParams)
 	}
-	var received, bytesIn atomic.Int64
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var rows []row
+	for _, m := range strings.Split(modes, ",") {
+		found := false
+		for _, r := range httpRows {
+			if r.name == strings.TrimSpace(m) {
+				rows = append(rows, r)
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("-modes: unknown %q", m)
+		}
+	}
+	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		buf := make([]byte, 256<<10)
-		var n int64
-		var nl int64
-		for {
-			k, err := r.Body.Read(buf)
-			n += int64(k)
-			nl += int64(bytes.Count(buf[:k], []byte{'\n'}))
-			if err != nil {
-				break
-			}
-		}
-		received.Add(nl)
-		bytesIn.Add(n)
-		w.WriteHeader(http.StatusNoContent)
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/ingest"
+	sk, err := startSink()
+	if err != nil {
+		return err
+	}
+	defer sk.close()
 
 	fmt.Printf("log: %s (%d MiB, %d lines of ~%d bytes)\n", log, size>>20, lines, lineLen)
-	best := result{}
+	fmt.Printf("sink: bodies read into pooled buffers, %q counted once per line\n", lineToken)
+	fmt.Printf("load average before: %s\n", loadAvg())
+	all := make([][]result, len(rows))
 	for i := 0; i < runs; i++ {
-		received.Store(0)
-		bytesIn.Store(0)
-		state, err := os.MkdirTemp(dir, "state-")
-		if err != nil {
-			return err
-		}
-		args := []string{"tail", log, "--once", "--from-beginning", "--to", url, "--http-format", "ndjson", "--gzip=false", "--quiet", "--state-dir", state}
-		if extra != "" {
-			for _, a := range bytes.Fields([]byte(extra)) {
-				args = append(args, string(a))
+		// Rows interleaved, so that each run's rows share the machine's
+		// load of the moment.
+		for k, rw := range rows {
+			sk.reset()
+			var r result
+			var err error
+			if rw.args == nil {
+				r, err = measure(exec.Command(self, "-floor", sk.url, "-log", log), size)
+			} else {
+				r, err = runOnce(agentBin, dir, log, size, nil, extra, append([]string{"--to", sk.url}, rw.args...)...)
 			}
-		}
-		cmd := exec.Command(agentBin, args...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			os.RemoveAll(state)
-			return fmt.Errorf("agent: %w", err)
-		}
-		wall := time.Since(start)
-		os.RemoveAll(state)
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		r := result{
-			wall: wall, cpu: cpu, rss: ru.Maxrss << 10,
-			mbps:    float64(size) / 1e6 / wall.Seconds(),
-			cpuPerG: cpu.Seconds() / (float64(size) / 1e9),
-		}
-		got := received.Load()
-		fmt.Printf("run %d: %.0f MB/s  %.2f CPU-s/GB (user+sys %.2fs in %.2fs)  peak RSS %d MiB  lines %d/%d\n",
-			i+1, r.mbps, r.cpuPerG, cpu.Seconds(), wall.Seconds(), r.rss>>20, got, lines)
-		if got < lines {
-			return fmt.Errorf("only %d of %d lines arrived", got, lines)
-		}
-		if r.mbps > best.mbps {
-			best = r
+			if err != nil {
+				return fmt.Errorf("%s: %w", rw.name, err)
+			}
+			r.records = sk.records.Load()
+			fmt.Printf("run %d %-6s %5.0f MB/s  %5.2f CPU-s/GB (user+sys %.2fs in %.2fs)  peak RSS %3d MiB  lines %d/%d  requests %d\n",
+				i+1, rw.name, r.mbps, r.cpuPerG, r.cpu.Seconds(), r.wall.Seconds(), r.rss>>20, r.records, lines, sk.requests.Load())
+			if r.records != lines {
+				return fmt.Errorf("%s: %d of %d lines arrived", rw.name, r.records, lines)
+			}
+			all[k] = append(all[k], r)
 		}
 	}
-	fmt.Printf("best: %.0f MB/s, %.2f CPU-seconds per GB, peak RSS %d MiB\n", best.mbps, best.cpuPerG, best.rss>>20)
+	fmt.Printf("load average after: %s\n", loadAvg())
+	var floorBest float64
+	fmt.Printf("\n| row | MB/s (best) | CPU-s per GB (median) | peak RSS (max) | %% of the floor's MB/s |\n| --- | ---: | ---: | ---: | ---: |\n")
+	for k, rw := range rows {
+		best, med, rss := summarize(all[k])
+		if rw.name == "floor" {
+			floorBest = best
+		}
+		pct := "—"
+		if floorBest > 0 && rw.name != "floor" {
+			pct = fmt.Sprintf("%.0f%%", 100*best/floorBest)
+		}
+		fmt.Printf("| %s: %s | %.0f | %.2f | %d MiB | %s |\n", rw.name, rw.note, best, med, rss>>20, pct)
+	}
 	return nil
+}
+
+// summarize returns the best throughput, the median CPU per GB and the
+// highest peak RSS of a row's runs.
+func summarize(rs []result) (best, medianCPU float64, rss int64) {
+	cpus := make([]float64, 0, len(rs))
+	for _, r := range rs {
+		best = max(best, r.mbps)
+		rss = max(rss, r.rss)
+		cpus = append(cpus, r.cpuPerG)
+	}
+	slices.Sort(cpus)
+	if n := len(cpus); n%2 == 1 {
+		medianCPU = cpus[n/2]
+	} else {
+		medianCPU = (cpus[n/2-1] + cpus[n/2]) / 2
+	}
+	return best, medianCPU, rss
+}
+
+// measure runs cmd and returns its throughput over size bytes, CPU time
+// (user+sys, from rusage) and peak RSS.
+func measure(cmd *exec.Cmd, size int64) (result, error) {
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return result{}, err
+	}
+	wall := time.Since(start)
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return result{
+		wall: wall, cpu: cpu, rss: ru.Maxrss << 10,
+		mbps:    float64(size) / 1e6 / wall.Seconds(),
+		cpuPerG: cpu.Seconds() / (float64(size) / 1e9),
+	}, nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 type result struct {

@@ -88,6 +88,10 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
+// WritesRecords reports that every format writes user records one by one
+// (outputs.RecordWriter).
+func (o *Output) WritesRecords() bool { return true }
+
 // Path returns the file being appended to.
 func (o *Output) Path() string { return o.path }
 

@@ -110,6 +110,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	}
 	o.redactedURL = redact.URL(u)
 	o.bufs.maxKeep = max(2*int(cfg.MaxRequestBytes), 2<<20)
+	o.bufs.free = make(chan *[]byte, keptBufs)
 	o.limit.Store(int64(cfg.MaxRequestBytes))
 	if o.metrics, err = newOutputMetrics(set.Metrics); err != nil {
 		return nil, fmt.Errorf("http: output %s: metrics: %w", name, err)
@@ -154,6 +155,10 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
+
+// WritesRecords reports whether the format writes user records one by one
+// (all but raw, which sends KPL records): see outputs.RecordWriter.
+func (o *Output) WritesRecords() bool { return o.format != formatRaw }
 
 // Close closes idle connections. It is idempotent; Send must not be called
 // after it.

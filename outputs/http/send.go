@@ -94,11 +94,15 @@ type sender struct {
 	stopErr    int         // its index in errs
 	firstPerm  error
 	firstRetry error
+
+	// objects: the records being added are JSON objects made by the
+	// processing stage (aggregate.Aggregate.JSONObjects).
+	objects bool
 }
 
 func (s *sender) reset() {
 	s.ctx, s.recs, s.body = nil, nil, nil
-	s.n, s.ends, s.refs = 0, s.ends[:0], s.refs[:0]
+	s.n, s.ends, s.refs, s.objects = 0, s.ends[:0], s.refs[:0], false
 	if s.sub != nil {
 		s.o.bufs.put(s.sub)
 		s.sub = nil
@@ -118,12 +122,7 @@ func (s *sender) sendRecords() {
 			s.fail(i, classRetry, s.stopErr)
 			continue
 		}
-		idx := 0
-		err := aggregate.ForEach(&s.recs[i], func(pk, _, data []byte) error {
-			err := s.add(userRef{rec: i, idx: idx}, pk, data)
-			idx++
-			return err
-		})
+		err := s.addAggregate(i)
 		switch {
 		case err == nil:
 		case errors.Is(err, errStop):
@@ -174,13 +173,16 @@ func (s *sender) appendRecord(dst, pk, data []byte) []byte {
 		if s.o.enc == encode.EncodingText {
 			return encode.AppendJSONString(dst, data)
 		}
+		if s.objects {
+			return encode.AppendMadeJSONObject(dst, data)
+		}
 		return encode.AppendJSONObject(dst, data)
 	case formatKafkaRESTv2:
 		return appendKafkaRecord(dst, pk, data)
 	case formatKafkaRESTv3:
 		return appendKafkaV3Record(dst, pk, data)
 	}
-	dst = encode.AppendRecord(dst, s.o.enc, data)
+	dst = encode.AppendRecordOf(dst, s.o.enc, data, s.objects)
 	return append(dst, '\n')
 }
 

@@ -285,6 +285,10 @@ func (o *Output) resetClient(old *kgo.Client) {
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
+// WritesRecords reports whether the format produces user records one by one
+// (records; kpl sends KPL records): see outputs.RecordWriter.
+func (o *Output) WritesRecords() bool { return o.cfg.Format == FormatRecords }
+
 // Healthcheck asks a broker for the cluster's metadata: it fails when no
 // broker is reachable or authentication fails.
 func (o *Output) Healthcheck(ctx context.Context) error {

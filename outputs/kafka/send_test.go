@@ -656,3 +656,28 @@ func TestSend_RecordsCarryTheTimeOfTheirSend(t *testing.T) {
 		require.False(t, r.Timestamp.Before(before) || r.Timestamp.After(after), "timestamp %s not within the Send [%s, %s]", r.Timestamp, before, after)
 	}
 }
+
+// Format records takes aggregates in the newline framing (what a flow builds
+// for a RecordWriter): every line arrives once, with its aggregate's key.
+func TestSend_NewlineFramedAggregates(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 3)
+	o := newOutput(t, testConfig(c))
+	require.True(t, o.WritesRecords())
+	const n = 1000
+	var recs []aggregate.Record
+	for i := range n {
+		recs = append(recs, aggregate.Record{Data: []byte(line(i)), PartitionKey: fmt.Sprint("host-", i/100)})
+	}
+	b := batchtest.BuildLines(t, 100, 0, recs...)
+	for _, a := range b.Records {
+		require.Equal(t, aggregate.FramingLines, a.Framing)
+	}
+	deliver(t, o, b, time.Now().Add(60*time.Second))
+	got := readAll(t, c.ListenAddrs(), testTopic, n)
+	requireExactlyOnce(t, got, n)
+	for _, r := range got {
+		require.True(t, strings.HasPrefix(r.Key, "host-"), "key %q", r.Key)
+	}
+	require.False(t, newOutput(t, testConfig(c, func(cfg *Config) { cfg.Format = FormatKPL })).WritesRecords())
+}

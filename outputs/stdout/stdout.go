@@ -100,6 +100,10 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
+// WritesRecords reports that every format writes user records one by one
+// (outputs.RecordWriter).
+func (o *Output) WritesRecords() bool { return true }
+
 // Close does nothing (the Writer belongs to the caller).
 func (o *Output) Close(context.Context) error { return nil }
 

@@ -27,12 +27,35 @@ func Records(data ...string) []aggregate.Record {
 // partition keys share aggregates. maxBytes 0 is the Builder's default.
 func Build(tb testing.TB, perAgg, maxBytes int, recs ...aggregate.Record) outputs.Batch {
 	tb.Helper()
+	return build(tb, aggregate.Config{MaxRecords: perAgg, MaxBytes: maxBytes}, recs)
+}
+
+// BuildLines is Build in the newline framing (aggregate.FramingLines), as a
+// flow builds for outputs that write records one by one. Its aggregates
+// stay in that framing while their records share keys and hold no "\n"
+// (see LineRecords).
+func BuildLines(tb testing.TB, perAgg, maxBytes int, recs ...aggregate.Record) outputs.Batch {
+	tb.Helper()
+	return build(tb, aggregate.Config{MaxRecords: perAgg, MaxBytes: maxBytes, Framing: aggregate.FramingLines}, recs)
+}
+
+// LineRecords makes user records with data[i], all with partition key "pk".
+func LineRecords(data ...string) []aggregate.Record {
+	recs := make([]aggregate.Record, len(data))
+	for i, d := range data {
+		recs[i] = aggregate.Record{Data: []byte(d), PartitionKey: "pk"}
+	}
+	return recs
+}
+
+func build(tb testing.TB, cfg aggregate.Config, recs []aggregate.Record) outputs.Batch {
+	tb.Helper()
 	all := aggregate.HashKey{Hi: math.MaxUint64, Lo: math.MaxUint64}
 	shards, err := aggregate.NewShardMap([]aggregate.Shard{{ID: "shard-0", End: all}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	bld, err := aggregate.NewBuilder(aggregate.Config{MaxRecords: perAgg, MaxBytes: maxBytes}, shards)
+	bld, err := aggregate.NewBuilder(cfg, shards)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -66,8 +66,11 @@ func AppendRecord(dst []byte, e Encoding, data []byte) []byte {
 // surrounding white space) when it is a valid JSON object, else
 // {"message":<data as a JSON string>}.
 func AppendJSONObject(dst, data []byte) []byte {
+	if !maybeObject(data) {
+		return appendMessage(dst, data)
+	}
 	if obj := trimSpace(data); IsJSONObject(obj) {
-		if bytes.IndexByte(obj, '\n') < 0 && bytes.IndexByte(obj, '\r') < 0 {
+		if indexLineBreak(obj) < 0 {
 			return append(dst, obj...)
 		}
 		// A pretty-printed object: its line breaks are white space (a JSON
@@ -78,9 +81,34 @@ func AppendJSONObject(dst, data []byte) []byte {
 		}
 		dst = buf.Bytes()[:len(dst)]
 	}
+	return appendMessage(dst, data)
+}
+
+// appendMessage appends {"message":<data as a JSON string>}.
+func appendMessage(dst, data []byte) []byte {
 	dst = append(dst, `{"message":`...)
 	dst = AppendJSONString(dst, data)
 	return append(dst, '}')
+}
+
+// AppendMadeJSONObject is AppendJSONObject for data known to be one valid
+// JSON object without white space around it (aggregate.Aggregate.JSONObjects:
+// the processing stage made it): it is not checked again, only kept on one
+// line.
+func AppendMadeJSONObject(dst, data []byte) []byte {
+	if indexLineBreak(data) < 0 {
+		return append(dst, data...)
+	}
+	return AppendJSONObject(dst, data)
+}
+
+// AppendRecordOf is AppendRecord for a record of an aggregate whose records
+// are all JSON objects when objects is true (AppendMadeJSONObject).
+func AppendRecordOf(dst []byte, e Encoding, data []byte, objects bool) []byte {
+	if e == EncodingJSON && objects {
+		return AppendMadeJSONObject(dst, data)
+	}
+	return AppendRecord(dst, e, data)
 }
 
 // IsJSONObject reports whether b (with no surrounding white space) is one
@@ -89,20 +117,45 @@ func IsJSONObject(b []byte) bool { return jsontext.IsObject(b) }
 
 // AppendText appends data with "\n" and "\r" written as \n and \r.
 func AppendText(dst, data []byte) []byte {
-	start := 0
-	for i, c := range data {
-		if c != '\n' && c != '\r' {
-			continue
+	for {
+		i := indexLineBreak(data)
+		if i < 0 {
+			return append(dst, data...)
 		}
-		dst = append(dst, data[start:i]...)
-		if c == '\n' {
+		dst = append(dst, data[:i]...)
+		if data[i] == '\n' {
 			dst = append(dst, '\\', 'n')
 		} else {
 			dst = append(dst, '\\', 'r')
 		}
-		start = i + 1
+		data = data[i+1:]
 	}
-	return append(dst, data[start:]...)
+}
+
+// indexLineBreak returns the index of the first "\n" or "\r" in b, or -1:
+// two vectorized scans, much faster than a loop over the bytes for records
+// that have none (almost all).
+func indexLineBreak(b []byte) int {
+	i := bytes.IndexByte(b, '\n')
+	if i >= 0 {
+		b = b[:i]
+	}
+	if j := bytes.IndexByte(b, '\r'); j >= 0 {
+		return j
+	}
+	return i
+}
+
+// maybeObject reports whether b's first byte other than white space is
+// '{': the cheap test that tells most text lines are no objects (before
+// trimSpace walks back over their trailing blanks).
+func maybeObject(b []byte) bool {
+	for _, c := range b {
+		if !isSpace(c) {
+			return c == '{'
+		}
+	}
+	return false
 }
 
 func trimSpace(b []byte) []byte {
@@ -129,10 +182,23 @@ func AppendEncodedLine(dst []byte, f LineFormat, e Encoding, pk, ehk, data []byt
 }
 
 // AppendEncodedLines is AppendLines with an encoding (AppendEncodedLine).
+// The records of an aggregate of JSON objects (Aggregate.JSONObjects) are
+// not checked again.
 func AppendEncodedLines(dst []byte, f LineFormat, e Encoding, a *aggregate.Aggregate) ([]byte, error) {
 	mark := len(dst)
+	if f == LineNDJSON {
+		if out, ok := AppendLinesAsIs(dst, e, a); ok {
+			return out, nil
+		}
+	}
+	objects := a.JSONObjects
 	err := aggregate.ForEach(a, func(pk, ehk, data []byte) error {
-		dst = AppendEncodedLine(dst, f, e, pk, ehk, data)
+		if f == LineKPLJSON {
+			dst = AppendLine(dst, f, pk, ehk, data)
+			return nil
+		}
+		dst = AppendRecordOf(dst, e, data, objects)
+		dst = append(dst, '\n')
 		return nil
 	})
 	if err != nil {
@@ -140,3 +206,34 @@ func AppendEncodedLines(dst []byte, f LineFormat, e Encoding, a *aggregate.Aggre
 	}
 	return dst, nil
 }
+
+// AppendLinesAsIs appends the records of a as lines in encoding e (each
+// followed by "\n") in one copy, when a's body already is those lines: an
+// aggregate in the newline framing (aggregate.FramingLines) without "\r",
+// whose records are written as they are (encoding text, or json for an
+// aggregate of JSON objects). It reports false, appending nothing, otherwise.
+func AppendLinesAsIs(dst []byte, e Encoding, a *aggregate.Aggregate) ([]byte, bool) {
+	if !LinesAsIs(e, a) {
+		return dst, false
+	}
+	return append(dst, a.Body...), true
+}
+
+// LinesAsIs reports whether AppendLinesAsIs would append a as it is.
+func LinesAsIs(e Encoding, a *aggregate.Aggregate) bool {
+	// The count is checked too: a body that is not what it says goes
+	// through ForEach, which refuses it.
+	return LinesShaped(e, a) && (a.Count <= 0 || bytes.Count(a.Body, newline) == a.Count)
+}
+
+// LinesShaped is LinesAsIs without counting the lines: for a caller that
+// counts them as it copies them, and checks the count itself.
+func LinesShaped(e Encoding, a *aggregate.Aggregate) bool {
+	if !a.Aggregated || a.Framing != aggregate.FramingLines || (e == EncodingJSON && !a.JSONObjects) {
+		return false
+	}
+	body := a.Body
+	return len(body) > 0 && body[len(body)-1] == '\n' && bytes.IndexByte(body, '\r') < 0
+}
+
+var newline = []byte{'\n'}
