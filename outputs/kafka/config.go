@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,8 +62,9 @@ type Config struct {
 	// Topic receives every record, or the records whose TopicField is
 	// missing or not a valid topic name when TopicField is set.
 	Topic string `yaml:"topic"`
-	// TopicField, when set, names a top-level string field of JSON user
-	// records whose value is the record's topic (format records only).
+	// TopicField, when set, names a string field of JSON user records
+	// (a path such as kubernetes.namespace) whose value is the record's
+	// topic (format records only).
 	TopicField string `yaml:"topic_field"`
 	// ClientID is sent to the brokers (quotas, logs). Default "kplagent".
 	ClientID string `yaml:"client_id"`
@@ -264,6 +266,9 @@ func (c Config) Validate() error {
 	case "", KeyPartitionKey, KeyNone:
 	default:
 		add("key: unknown %q (want %s or %s)", c.Key, KeyPartitionKey, KeyNone)
+	}
+	if c.TopicField != "" && slices.Contains(strings.Split(c.TopicField, "."), "") {
+		add("topic_field: %q has an empty path segment (want a field name, or a path such as kubernetes.namespace)", c.TopicField)
 	}
 	switch c.Format {
 	case "", FormatRecords:

@@ -37,6 +37,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"acks leader needs idempotence off", ok(func(c *Config) { c.Acks = AcksLeader }), []string{"acks: leader needs idempotent: false"}},
 		{"acks leader without idempotence", ok(func(c *Config) { c.Acks, c.Idempotent = AcksLeader, false }), nil},
 		{"topic_field with kpl", ok(func(c *Config) { c.Format, c.TopicField = FormatKPL, "t" }), []string{"topic_field: not available"}},
+		{"topic_field with an empty segment", ok(func(c *Config) { c.TopicField = "k8s..ns" }), []string{"topic_field: \"k8s..ns\" has an empty path segment"}},
 		{"negatives", ok(func(c *Config) {
 			c.Linger, c.BatchMaxBytes, c.MaxInFlight, c.MaxBufferedBytes, c.ProduceTimeout, c.SendTimeout = -1, -1, -1, -1, -1, -1
 		}), []string{"linger:", "batch_max_bytes:", "max_in_flight:", "max_buffered_bytes:", "produce_timeout:", "send_timeout:"}},
@@ -182,6 +183,30 @@ func TestJSONStringField(t *testing.T) {
 		got, ok := jsonStringField([]byte(tc.in), "t")
 		require.Equal(t, tc.ok, ok, tc.in)
 		require.Equal(t, tc.want, string(got), tc.in)
+	}
+}
+
+func TestJSONStringAt(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, path, want string
+		ok             bool
+	}{
+		{`{"k8s":{"ns":"prod"}}`, "k8s.ns", "prod", true},
+		{`{"a":1,"k8s":{"pod":{"ns":"x"},"ns":"dev"},"z":[1]}`, "k8s.ns", "dev", true},
+		{`{"a":{"b":{"c":"deep"}}}`, "a.b.c", "deep", true},
+		{`{"k8s.ns":"flat","k8s":{"ns":"nested"}}`, "k8s.ns", "flat", true}, // the whole key wins
+		{`{"k8s":{"ns":"nested"},"k8s.ns":7}`, "k8s.ns", "nested", true},
+		{`{"k8s":"prod"}`, "k8s.ns", "", false},
+		{`{"k8s":{"ns":3}}`, "k8s.ns", "", false},
+		{`{"k8s":{"other":"x"}}`, "k8s.ns", "", false},
+		{`{"k8s":[{"ns":"x"}]}`, "k8s.ns", "", false},
+		{`{"t":"top"}`, "t", "top", true},
+	}
+	for _, tc := range tests {
+		got, ok := jsonStringAt([]byte(tc.in), tc.path, strings.Split(tc.path, "."))
+		require.Equal(t, tc.ok, ok, "%s %s", tc.in, tc.path)
+		require.Equal(t, tc.want, string(got), "%s %s", tc.in, tc.path)
 	}
 }
 

@@ -13,8 +13,9 @@
 // partition key (the flow's aggregator groups records by key when no shard
 // map is in use, so it is every record's key).
 //
-// The topic is Config.Topic, or per user record the top-level JSON string
-// field Config.TopicField when it is present and a legal topic name
+// The topic is Config.Topic, or per user record the JSON string field
+// Config.TopicField (a path: a.b.c; a top-level key equal to the whole path
+// wins) when it is present and a legal topic name
 // (agent_kafka_topic_fallback_total counts the others, which go to Topic).
 //
 // # Partitioning

@@ -14,6 +14,35 @@ func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s
 // when data is not an object, has no such field, or the field is not a
 // string. The result aliases data unless the string has escapes.
 func jsonStringField(data []byte, name string) ([]byte, bool) {
+	v, ok := jsonValue(data, name)
+	if !ok || v[0] != '"' {
+		return nil, false
+	}
+	return unquote(v)
+}
+
+// jsonStringAt is jsonStringField for a field path (topic_field: a.b.c,
+// split into segs): a top-level key equal to the whole path wins, so flat
+// dotted keys ("log.file") keep working as they do in the processing stage;
+// otherwise each segment names a field of the object the previous one holds.
+func jsonStringAt(data []byte, path string, segs []string) ([]byte, bool) {
+	if v, ok := jsonStringField(data, path); ok || len(segs) < 2 {
+		return v, ok
+	}
+	v := data
+	for _, seg := range segs[:len(segs)-1] {
+		var ok bool
+		if v, ok = jsonValue(v, seg); !ok {
+			return nil, false
+		}
+	}
+	return jsonStringField(v, segs[len(segs)-1])
+}
+
+// jsonValue returns the bytes of the value of the top-level field name of
+// the JSON object data (a string keeps its quotes), without decoding the
+// rest of it; false when data is not an object or has no such field.
+func jsonValue(data []byte, name string) ([]byte, bool) {
 	p := skipSpace(data, 0)
 	if p >= len(data) || data[p] != '{' {
 		return nil, false
@@ -37,20 +66,14 @@ func jsonStringField(data []byte, name string) ([]byte, bool) {
 		if p >= len(data) {
 			return nil, false
 		}
-		if keyEquals(key, name) {
-			if data[p] != '"' {
-				return nil, false
-			}
-			end, ok := stringEnd(data, p)
-			if !ok {
-				return nil, false
-			}
-			return unquote(data[p:end])
-		}
-		if p, ok = skipValue(data, p); !ok {
+		end, ok := skipValue(data, p)
+		if !ok {
 			return nil, false
 		}
-		p = skipSpace(data, p)
+		if keyEquals(key, name) {
+			return data[p:end], true
+		}
+		p = skipSpace(data, end)
 		if p >= len(data) || data[p] != ',' {
 			return nil, false
 		}

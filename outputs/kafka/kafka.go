@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,15 +50,17 @@ const (
 
 // Output is the Kafka output. Send is safe for concurrent use.
 type Output struct {
-	name   string
-	cfg    Config // with defaults
-	log    *slog.Logger
-	rl     *rateLog
-	m      *metrics
-	reg    prometheus.Registerer
-	sends  sync.Pool // *send
-	closed atomic.Bool
-	once   sync.Once
+	name string
+	cfg  Config // with defaults
+	// topicPath is cfg.TopicField split at its dots (a nested field).
+	topicPath []string
+	log       *slog.Logger
+	rl        *rateLog
+	m         *metrics
+	reg       prometheus.Registerer
+	sends     sync.Pool // *send
+	closed    atomic.Bool
+	once      sync.Once
 
 	// clMu guards cl, replaced by resetClient; cl is never nil.
 	clMu         sync.Mutex
@@ -151,12 +154,13 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 		return nil, fmt.Errorf("kafka: output %s: metrics: %w", name, err)
 	}
 	o := &Output{
-		name: name,
-		cfg:  cfg,
-		log:  log,
-		rl:   &rateLog{log: log, now: time.Now, seen: make(map[string]*rateEntry)},
-		m:    m,
-		reg:  set.Registerer,
+		name:      name,
+		cfg:       cfg,
+		topicPath: strings.Split(cfg.TopicField, "."),
+		log:       log,
+		rl:        &rateLog{log: log, now: time.Now, seen: make(map[string]*rateEntry)},
+		m:         m,
+		reg:       set.Registerer,
 
 		waitMax: outcomeWaitMax,
 	}

@@ -292,7 +292,7 @@ func (s *send) topic(data []byte) string {
 	if o.cfg.TopicField == "" {
 		return o.cfg.Topic
 	}
-	t, ok := jsonStringField(data, o.cfg.TopicField)
+	t, ok := jsonStringAt(data, o.cfg.TopicField, o.topicPath)
 	switch {
 	case !ok:
 		o.m.fallback.WithLabelValues(fallbackMissing).Inc()

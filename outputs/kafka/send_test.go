@@ -154,6 +154,30 @@ func TestSend_TopicFieldRoutesRecords(t *testing.T) {
 	require.Equal(t, 2.0, testutil.ToFloat64(o.m.fallback.WithLabelValues(fallbackMissing)))
 }
 
+func TestSend_TopicFieldPathRoutesRecords(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 0, kfake.SeedTopics(1, testTopic, "app-a", "app-b"))
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.TopicField = "k8s.topic" }))
+	b := batchtest.Build(t, 10, 0, batchtest.Records(
+		`{"k8s":{"pod":"p","topic":"app-a"},"n":1}`,
+		`{"k8s.topic":"app-b","k8s":{"topic":"app-a"},"n":2}`,
+		`{"k8s":{"topic":7},"n":3}`,
+		`{"topic":"app-a","n":4}`,
+	)...)
+	deliver(t, o, b, time.Now().Add(30*time.Second))
+	vals := func(topic string, n int) []string {
+		var out []string
+		for _, r := range readAll(t, c.ListenAddrs(), topic, n) {
+			out = append(out, r.Value)
+		}
+		return out
+	}
+	require.ElementsMatch(t, []string{`{"k8s":{"pod":"p","topic":"app-a"},"n":1}`}, vals("app-a", 1))
+	require.ElementsMatch(t, []string{`{"k8s.topic":"app-b","k8s":{"topic":"app-a"},"n":2}`}, vals("app-b", 1), "a flat key equal to the path wins")
+	require.ElementsMatch(t, []string{`{"k8s":{"topic":7},"n":3}`, `{"topic":"app-a","n":4}`}, vals(testTopic, 2))
+	require.Equal(t, 2.0, testutil.ToFloat64(o.m.fallback.WithLabelValues(fallbackMissing)))
+}
+
 func TestSend_RequestTimedOutIsRetriedWithoutDuplicates(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, 3)
