@@ -45,21 +45,16 @@ func (t *ticket) durable(durable spool.ID) bool {
 	return v == ticketDone || (v > 0 && spool.ID(v) <= durable)
 }
 
-// directItem is one aggregate in memory. Its Body lies in buf, the buffer
-// the flow's Builder built it in (Builder.TakeBody: no copy), or a copy.
+// directItem is one aggregate in its spool-entry encoding, in memory.
 type directItem struct {
-	agg    aggregate.Aggregate
-	buf    []byte // owns agg.Body; handed back to a Builder when the item is reused
-	ticket *ticket
+	entry    []byte
+	builtFor *aggregate.Shard // the aggregate's BuiltFor, which the entry does not carry
+	ticket   *ticket
 }
 
 // directQueue is the bounded hand-off between a flow and its sender.
 type directQueue struct {
-	ch chan *directItem
-	// room holds a token per item in ch or about to be put there: a flow
-	// hands its Builder's buffer over only once it has room, so an
-	// aggregate it then spills after all is never one it gave away.
-	room chan struct{}
+	ch   chan *directItem
 	pool sync.Pool
 
 	// The destination's health as the sender sees it, which decides what
@@ -85,8 +80,7 @@ const directQueueLen = 64
 const directFullWait = 2 * time.Second
 
 func newDirectQueue() *directQueue {
-	return &directQueue{ch: make(chan *directItem, directQueueLen), room: make(chan struct{}, directQueueLen),
-		wake: make(chan struct{}), fullWait: directFullWait}
+	return &directQueue{ch: make(chan *directItem, directQueueLen), wake: make(chan struct{}), fullWait: directFullWait}
 }
 
 // healthy returns whether a flow may wait for room, and the channel closed
@@ -139,55 +133,34 @@ func (q *directQueue) note(err error) {
 	}
 }
 
-// offer queues a (when the queue has room, or once it has). When the
-// queue is full and the destination healthy, the flow waits for room (its
-// sources replay, so slowing them down loses nothing and costs no spool
-// write and read-back), until the destination turns unhealthy, the sender
-// stops, the queue's fullWait passes or ctx ends. Then, if wait > 0 (the
-// spool had no room), it waits up to wait more. It returns nil when the
-// queue stayed full (the caller spools the aggregate), and how long it
-// waited. take, when not nil, is the Builder's TakeBody: a queued
-// aggregate's Body is kept without a copy (and a must be emitted by that
-// Builder, whose emit then returns nil); without take, Body is copied.
-func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait time.Duration, take func([]byte) []byte) (*ticket, time.Duration) {
-	var start time.Time
-	select {
-	case q.room <- struct{}{}:
-	default:
-		start = time.Now()
-		if !q.waitRoom(ctx, wait) {
-			return nil, time.Since(start)
-		}
-	}
+// offer queues a copy of a's entry encoding. When the queue is full and the
+// destination healthy, the flow waits for room (its sources replay, so
+// slowing them down loses nothing and costs no spool write and read-back),
+// until the destination turns unhealthy, the sender stops, directFullWait
+// passes or ctx ends. Then, if wait > 0 (the spool had no room), it waits up
+// to wait more. It returns nil when the queue stayed full (the caller spools
+// the aggregate), and how long it waited.
+func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait time.Duration) (*ticket, time.Duration) {
 	it, _ := q.pool.Get().(*directItem)
 	if it == nil {
 		it = &directItem{}
 	}
-	it.agg = *a
-	if take != nil {
-		it.buf = take(it.buf) // a.Body lies in it now
-	} else {
-		it.buf = append(it.buf[:0], a.Body...)
-		it.agg.Body = it.buf
-	}
+	it.entry = a.AppendEntry(it.entry[:0])
+	it.builtFor = a.BuiltFor
 	tk := &ticket{}
 	it.ticket = tk
-	q.ch <- it // never blocks: the token is room in ch
-	if start.IsZero() {
-		return tk, 0
+	select {
+	case q.ch <- it:
+		return tk, 0 // it belongs to the sender now
+	default:
 	}
-	return tk, time.Since(start)
-}
-
-// waitRoom waits for a token of room: while the destination is healthy (up
-// to fullWait), then up to wait. It reports whether it got one.
-func (q *directQueue) waitRoom(ctx context.Context, wait time.Duration) bool {
+	start := time.Now()
 	if wake, ok := q.healthy(); ok && ctx.Err() == nil {
 		t := time.NewTimer(q.fullWait)
 		select {
-		case q.room <- struct{}{}:
+		case q.ch <- it:
 			t.Stop()
-			return true
+			return tk, time.Since(start)
 		case <-t.C:
 			q.setBad() // no room for so long: the destination makes no progress
 		case <-wake:
@@ -199,24 +172,20 @@ func (q *directQueue) waitRoom(ctx context.Context, wait time.Duration) bool {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
-		case q.room <- struct{}{}:
-			return true
+		case q.ch <- it:
+			return tk, time.Since(start)
 		case <-t.C:
 		case <-ctx.Done():
 		}
 	}
-	return false
+	q.put(it)
+	return nil, time.Since(start)
 }
-
-// receive takes an item off the queue (the caller got it from ch) and gives
-// its room back.
-func (q *directQueue) received() { <-q.room }
 
 func (q *directQueue) put(it *directItem) {
 	it.ticket = nil
-	it.agg = aggregate.Aggregate{}
-	if cap(it.buf) > 4<<20 {
-		it.buf = nil // do not pool a rare huge buffer
+	if cap(it.entry) > 4<<20 {
+		it.entry = nil // do not pool a rare huge buffer
 	}
 	q.pool.Put(it)
 }
@@ -234,16 +203,14 @@ func (s *sender) directWorker(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case it := <-s.direct.ch:
-			s.direct.received()
-			size += len(it.agg.Body)
+			size += len(it.entry)
 			s.takeDirect(&b, it)
 		}
 	more:
 		for len(b.items) < s.cfg.BatchMaxRecords && size < maxBytes {
 			select {
 			case it := <-s.direct.ch:
-				s.direct.received()
-				size += len(it.agg.Body)
+				size += len(it.entry)
 				s.takeDirect(&b, it)
 			default:
 				break more
@@ -377,8 +344,20 @@ func allIndexes(n int) []int {
 }
 
 func (s *sender) takeDirect(b *batch, it *directItem) {
+	a, err := aggregate.ParseEntry(it.entry)
+	if err != nil {
+		// We encoded it a moment ago: this is a bug, not bad input. Keep
+		// the bytes in the dead-letter file rather than lose them.
+		s.metrics.undecodable.Inc()
+		if derr := s.dlq.writeRaw(s.flow, "", "undecodable_direct_entry: "+err.Error(), it.entry); derr == nil {
+			it.ticket.markDone()
+		}
+		s.direct.put(it)
+		return
+	}
+	a.BuiltFor = it.builtFor // from the flow's Builder: the output need not re-read the records
 	b.items = append(b.items, it)
-	b.aggs = append(b.aggs, s.forOutputs(it.agg)) // BuiltFor, from the flow's Builder, comes along
+	b.aggs = append(b.aggs, s.forOutputs(a))
 }
 
 // spill writes the entries at idx of a direct batch to the spool; the
@@ -391,8 +370,7 @@ func (s *sender) takeDirect(b *batch, it *directItem) {
 func (s *sender) spill(ctx context.Context, b *batch, idx []int) (left []int, lastErr error) {
 	for k, i := range idx {
 		it := b.items[i]
-		b.buf = it.agg.AppendEntry(b.buf[:0])
-		id, err := s.spool.Append(ctx, b.buf)
+		id, err := s.spool.Append(ctx, it.entry)
 		switch {
 		case err == nil:
 			it.ticket.spilled(id)
@@ -458,7 +436,6 @@ func (s *sender) drainDirect(ctx context.Context) directLeft {
 	for {
 		select {
 		case it := <-s.direct.ch:
-			s.direct.received()
 			drain(it)
 		default:
 			return left
@@ -489,8 +466,7 @@ func (s *sender) requeueHeld(ctx context.Context) {
 	s.heldMu.Unlock()
 	for i, it := range held {
 		select {
-		case s.direct.room <- struct{}{}:
-			s.direct.ch <- it
+		case s.direct.ch <- it:
 		case <-ctx.Done():
 			s.heldMu.Lock()
 			s.held = append(s.held, held[i:]...)

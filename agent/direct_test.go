@@ -124,7 +124,7 @@ func TestDirect_CarriesBuiltFor(t *testing.T) {
 	var want *aggregate.Shard
 	require.NoError(t, bld.FlushAll(func(_ int, a *aggregate.Aggregate) error {
 		want = a.BuiltFor
-		tk, _ := q.offer(t.Context(), a, 0, bld.TakeBody)
+		tk, _ := q.offer(t.Context(), a, 0)
 		require.NotNil(t, tk)
 		return nil
 	}))

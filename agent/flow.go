@@ -505,10 +505,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 	var err error
 	for wait := time.Duration(0); ; {
 		if f.direct != nil && f.directOK.Load() {
-			// The queued aggregate keeps the builder's buffer (no copy):
-			// onAggregate is only ever f.builder's emit, and returns nil
-			// once the aggregate is queued.
-			tk, waited := f.direct.offer(f.appendTo, a, wait, f.takeBody)
+			tk, waited := f.direct.offer(f.appendTo, a, wait)
 			if waited > 0 {
 				f.metrics.directWait.Add(waited.Seconds())
 			}
@@ -572,9 +569,6 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 
 // close stops the processing stage's background work.
 func (f *flow) close() { f.proc.Close() }
-
-// takeBody hands the closing aggregate's buffer over (see offer).
-func (f *flow) takeBody(repl []byte) []byte { return f.builder.TakeBody(repl) }
 
 // closeDirect closes the direct path (shutdown, a sender being replaced):
 // aggregates go to the spool, and a wait for room in the direct queue ends

@@ -170,8 +170,6 @@ type Builder struct {
 	epoch          uint64 // numbers the aggregates opened, from 1
 
 	agg     Aggregate // passed to emit: reused so that it does not escape per call
-	closing int32     // the group whose aggregate emit is given (TakeBody); none otherwise
-	taken   bool      // emit took the closing group's buffer (TakeBody)
 	scratch []byte    // toKPL's copy of an aggregate's lines
 }
 
@@ -232,7 +230,7 @@ func NewBuilder(cfg Config, shards *ShardMap) (*Builder, error) {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	b := &Builder{cfg: cfg, shards: shards, head: none, tail: none, lastPKGroup: none, closing: none}
+	b := &Builder{cfg: cfg, shards: shards, head: none, tail: none, lastPKGroup: none}
 	b.seed = maphash.MakeSeed()
 	b.cache = new([keyCacheSets][2]keyCacheEntry)
 	n := cfg.MaxGroups
@@ -609,16 +607,9 @@ func (b *Builder) close(gi int32, emit func(int, *Aggregate) error) error {
 		// Every record of the group was routed to shard gi of the map.
 		a.BuiltFor = &b.shards.shards[gi]
 	}
-	b.closing, b.taken = gi, false
 	err := emit(int(gi), a)
-	b.closing = none
 	*a = Aggregate{} // drop the references to the group's buffers
 	if err != nil {
-		if b.taken {
-			// TakeBody's contract: emit takes the buffer only when it
-			// returns nil. Nothing can be restored: fail loudly.
-			panic("aggregate: emit took the body (TakeBody) and failed")
-		}
 		return err
 	}
 
@@ -713,28 +704,6 @@ func (b *Builder) unlink(gi int32) {
 		b.tail = g.prev
 	}
 	g.prev, g.next = none, none
-}
-
-// TakeBody, called by emit, hands emit the buffer the aggregate's Body lies
-// in, so that Body stays valid after emit returns (until the caller reuses
-// the buffer): a consumer keeping the aggregate need not copy it. The group
-// builds its next aggregates in repl (a buffer an earlier TakeBody returned,
-// or nil). It returns the whole buffer, of which Body is a part, to be
-// passed back as repl once the caller is done with it. An emit that takes
-// the body must return nil (the Builder can no longer leave the aggregate
-// open); TakeBody outside emit panics.
-func (b *Builder) TakeBody(repl []byte) []byte {
-	if b.closing == none {
-		panic("aggregate: TakeBody outside emit")
-	}
-	g := &b.groups[b.closing]
-	own := g.buf
-	if cap(repl) < g.head+min(b.cfg.MaxBytes, 64<<10) {
-		repl = make([]byte, g.head, g.head+min(b.cfg.MaxBytes, 64<<10))
-	}
-	g.buf = repl[:g.head]
-	b.taken = true
-	return own
 }
 
 // FlushOlder closes every open aggregate opened before cutoff (the caller's
