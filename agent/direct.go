@@ -65,6 +65,9 @@ type directQueue struct {
 	wake chan struct{} // closed when bad turns true (replaced when it turns false); guarded by hmu
 	// fullWait is directFullWait (shorter in tests).
 	fullWait time.Duration
+	// progress counts the Sends that succeeded: a wait goes on past
+	// fullWait while it moves.
+	progress atomic.Uint64
 }
 
 // directQueueLen bounds the aggregates waiting in memory: 64 aggregates of
@@ -73,10 +76,10 @@ type directQueue struct {
 const directQueueLen = 64
 
 // directFullWait bounds a flow's wait for room in a full direct queue while
-// the destination is healthy. A queue that stays full that long means the
-// destination makes no progress (every send slot is stuck in a Send): the
-// path turns unhealthy and aggregates spill to the spool at once until a
-// send succeeds again.
+// the destination is healthy. A queue that stays full that long with no
+// Send succeeding meanwhile means the destination makes no progress (every
+// send slot is stuck in a Send): the path turns unhealthy and aggregates
+// spill to the spool at once until a send succeeds again.
 const directFullWait = 2 * time.Second
 
 func newDirectQueue() *directQueue {
@@ -127,6 +130,7 @@ func (q *directQueue) setGood() {
 func (q *directQueue) note(err error) {
 	switch {
 	case err == nil:
+		q.progress.Add(1)
 		q.setGood()
 	case !outputs.IsPermanent(err):
 		q.setBad()
@@ -157,14 +161,28 @@ func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait ti
 	start := time.Now()
 	if wake, ok := q.healthy(); ok && ctx.Err() == nil {
 		t := time.NewTimer(q.fullWait)
-		select {
-		case q.ch <- it:
-			t.Stop()
-			return tk, time.Since(start)
-		case <-t.C:
-			q.setBad() // no room for so long: the destination makes no progress
-		case <-wake:
-		case <-ctx.Done():
+		seen := q.progress.Load()
+	wait:
+		for {
+			select {
+			case q.ch <- it:
+				t.Stop()
+				return tk, time.Since(start)
+			case <-t.C:
+				if p := q.progress.Load(); p != seen {
+					// Sends succeed, only slowly (a rate limiter holds
+					// them): still no reason to spill.
+					seen = p
+					t.Reset(q.fullWait)
+					continue
+				}
+				q.setBad() // no room and no Send succeeded for so long: no progress
+				break wait
+			case <-wake:
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
 		}
 		t.Stop()
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -289,5 +290,54 @@ flows:
 	defer mu.Unlock()
 	for k, v := range counts {
 		require.Equal(t, 1, v, "line %d", k)
+	}
+}
+
+// Sends that each take longer than fullWait but succeed (a Kinesis rate
+// limiter holding them) are progress: the flow goes on waiting for room
+// instead of spilling.
+func TestDirect_SlowSucceedingSendsAreProgress(t *testing.T) {
+	q := newDirectQueue()
+	q.fullWait = 200 * time.Millisecond
+	for range directQueueLen {
+		tk, _ := q.offer(t.Context(), &aggregate.Aggregate{Body: []byte("x"), Count: 1}, 0)
+		require.NotNil(t, tk)
+	}
+	stop := make(chan struct{})
+	bumped := make(chan struct{})
+	go func() { // a Send succeeds every few milliseconds, but the queue stays full
+		defer close(bumped)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				q.note(nil)
+			}
+		}
+	}()
+	got := make(chan *ticket, 1)
+	go func() {
+		tk, _ := q.offer(t.Context(), &aggregate.Aggregate{Body: []byte("y"), Count: 1}, 0)
+		got <- tk
+	}()
+	time.Sleep(5 * q.fullWait) // several windows, each with progress
+	select {
+	case tk := <-got:
+		t.Fatalf("the wait ended (ticket %v) although Sends succeeded", tk)
+	default:
+	}
+	<-q.ch // a worker takes an item: room
+	select {
+	case tk := <-got:
+		require.NotNil(t, tk, "queued once there was room")
+	case <-time.After(15 * time.Second):
+		t.Fatal("no room taken")
+	}
+	close(stop)
+	<-bumped
+	require.False(t, q.bad.Load())
+	for len(q.ch) > 0 {
+		<-q.ch
 	}
 }
