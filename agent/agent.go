@@ -674,7 +674,7 @@ func (a *Agent) flushFlows(ctx context.Context, flows []*flowRuntime, closeDirec
 	for i, fr := range flows {
 		fw.Go(func() {
 			if closeDirect {
-				fr.flow.directOK.Store(false)
+				fr.flow.closeDirect()
 			}
 			if err := fr.flow.flushAll(ctx); err != nil {
 				unflushed[i] = fr.flow.pending()
@@ -706,7 +706,7 @@ func (a *Agent) stopSenders(ctx context.Context, flows []*flowRuntime) []directL
 	defer cancelSpill()
 	left := make([]directLeft, len(flows))
 	for i, fr := range flows {
-		fr.flow.directOK.Store(false)
+		fr.flow.closeDirect()
 		left[i] = fr.sender.drainDirect(spillCtx)
 		if err := fr.spool.Sync(); err != nil {
 			a.log.Error("syncing the spool", "flow", fr.cfg.Name, "error", err)

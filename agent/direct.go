@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
 )
 
@@ -17,8 +18,11 @@ import (
 // keeps up. For flows whose sources can replay (files: their checkpoints
 // move only past records that are delivered or durable), an aggregate may go
 // straight to a sender in memory. If the destination does not take it at the
-// first attempt, or the direct queue is full, it is written to the spool and
-// follows the ordinary path. A crash loses nothing: a record that was only in
+// first attempt it is written to the spool and follows the ordinary path.
+// When the direct queue is full, the flow waits for room while the
+// destination is healthy (slowing a replayable source costs nothing; a
+// spill costs an fsync and a read-back) and spills once it is not (see
+// offer and docs/design/001-direct-path.md). A crash loses nothing: a record that was only in
 // memory has not been checkpointed and is read again from its file.
 
 // ticket follows one aggregate sent directly until it is delivered (or
@@ -52,6 +56,18 @@ type directItem struct {
 type directQueue struct {
 	ch   chan *directItem
 	pool sync.Pool
+
+	// The destination's health as the sender sees it, which decides what
+	// a flow does with an aggregate when the queue is full (see offer):
+	// healthy, it waits for room; not, it spills to the spool.
+	bad  atomic.Bool
+	hmu  sync.Mutex
+	wake chan struct{} // closed when bad turns true (replaced when it turns false); guarded by hmu
+	// fullWait is directFullWait (shorter in tests).
+	fullWait time.Duration
+	// progress counts the Sends that succeeded: a wait goes on past
+	// fullWait while it moves.
+	progress atomic.Uint64
 }
 
 // directQueueLen bounds the aggregates waiting in memory: 64 aggregates of
@@ -59,14 +75,76 @@ type directQueue struct {
 // between two batches.
 const directQueueLen = 64
 
+// directFullWait bounds a flow's wait for room in a full direct queue while
+// the destination is healthy. A queue that stays full that long with no
+// Send succeeding meanwhile means the destination makes no progress (every
+// send slot is stuck in a Send): the path turns unhealthy and aggregates
+// spill to the spool at once until a send succeeds again.
+const directFullWait = 2 * time.Second
+
 func newDirectQueue() *directQueue {
-	return &directQueue{ch: make(chan *directItem, directQueueLen)}
+	return &directQueue{ch: make(chan *directItem, directQueueLen), wake: make(chan struct{}), fullWait: directFullWait}
 }
 
-// offer queues a copy of a's entry encoding, waiting up to wait (and no
-// longer than ctx) for room. It returns nil when the queue stayed full (the
-// caller spools the aggregate).
-func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait time.Duration) *ticket {
+// healthy returns whether a flow may wait for room, and the channel closed
+// when that stops being so.
+func (q *directQueue) healthy() (<-chan struct{}, bool) {
+	if q.bad.Load() {
+		return nil, false
+	}
+	q.hmu.Lock()
+	defer q.hmu.Unlock()
+	return q.wake, !q.bad.Load()
+}
+
+// setBad notes that the destination is not keeping up (a send failed or
+// was throttled, the queue stayed full for directFullWait) or that the
+// sender stopped: flows waiting for room stop waiting and spill.
+func (q *directQueue) setBad() {
+	if q.bad.Load() {
+		return
+	}
+	q.hmu.Lock()
+	defer q.hmu.Unlock()
+	if !q.bad.Load() {
+		q.bad.Store(true)
+		close(q.wake)
+	}
+}
+
+// setGood notes that a send succeeded.
+func (q *directQueue) setGood() {
+	if !q.bad.Load() {
+		return
+	}
+	q.hmu.Lock()
+	defer q.hmu.Unlock()
+	if q.bad.Load() {
+		q.wake = make(chan struct{})
+		q.bad.Store(false)
+	}
+}
+
+// note updates the health after a Send that returned err. A permanent
+// rejection says nothing of the destination's health.
+func (q *directQueue) note(err error) {
+	switch {
+	case err == nil:
+		q.progress.Add(1)
+		q.setGood()
+	case !outputs.IsPermanent(err):
+		q.setBad()
+	}
+}
+
+// offer queues a copy of a's entry encoding. When the queue is full and the
+// destination healthy, the flow waits for room (its sources replay, so
+// slowing them down loses nothing and costs no spool write and read-back),
+// until the destination turns unhealthy, the sender stops, directFullWait
+// passes or ctx ends. Then, if wait > 0 (the spool had no room), it waits up
+// to wait more. It returns nil when the queue stayed full (the caller spools
+// the aggregate), and how long it waited.
+func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait time.Duration) (*ticket, time.Duration) {
 	it, _ := q.pool.Get().(*directItem)
 	if it == nil {
 		it = &directItem{}
@@ -77,21 +155,49 @@ func (q *directQueue) offer(ctx context.Context, a *aggregate.Aggregate, wait ti
 	it.ticket = tk
 	select {
 	case q.ch <- it:
-		return tk // it belongs to the sender now
+		return tk, 0 // it belongs to the sender now
 	default:
+	}
+	start := time.Now()
+	if wake, ok := q.healthy(); ok && ctx.Err() == nil {
+		t := time.NewTimer(q.fullWait)
+		seen := q.progress.Load()
+	wait:
+		for {
+			select {
+			case q.ch <- it:
+				t.Stop()
+				return tk, time.Since(start)
+			case <-t.C:
+				if p := q.progress.Load(); p != seen {
+					// Sends succeed, only slowly (a rate limiter holds
+					// them): still no reason to spill.
+					seen = p
+					t.Reset(q.fullWait)
+					continue
+				}
+				q.setBad() // no room and no Send succeeded for so long: no progress
+				break wait
+			case <-wake:
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
+		}
+		t.Stop()
 	}
 	if wait > 0 {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
 		case q.ch <- it:
-			return tk
+			return tk, time.Since(start)
 		case <-t.C:
 		case <-ctx.Done():
 		}
 	}
 	q.put(it)
-	return nil
+	return nil, time.Since(start)
 }
 
 func (q *directQueue) put(it *directItem) {
@@ -104,6 +210,8 @@ func (q *directQueue) put(it *directItem) {
 
 // directWorker sends batches from the direct queue.
 func (s *sender) directWorker(ctx context.Context) error {
+	// A stopped worker sends nothing: flows waiting for room spill.
+	defer s.direct.setBad()
 	var b batch
 	maxBytes := int(s.cfg.BatchMaxBytes)
 	for {
@@ -158,6 +266,7 @@ func (s *sender) sendDirect(ctx context.Context, b *batch) {
 			s.putBack(b, nil)
 			return
 		}
+		s.direct.setBad() // throttled, failed or stopped: flows spill rather than wait
 		if ctx.Err() != nil {
 			s.hold(b, b.spill)
 			return

@@ -124,7 +124,8 @@ func TestDirect_CarriesBuiltFor(t *testing.T) {
 	var want *aggregate.Shard
 	require.NoError(t, bld.FlushAll(func(_ int, a *aggregate.Aggregate) error {
 		want = a.BuiltFor
-		require.NotNil(t, q.offer(t.Context(), a, 0))
+		tk, _ := q.offer(t.Context(), a, 0)
+		require.NotNil(t, tk)
 		return nil
 	}))
 	require.NotNil(t, want)

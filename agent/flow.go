@@ -505,7 +505,11 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 	var err error
 	for wait := time.Duration(0); ; {
 		if f.direct != nil && f.directOK.Load() {
-			if tk := f.direct.offer(f.appendTo, a, wait); tk != nil {
+			tk, waited := f.direct.offer(f.appendTo, a, wait)
+			if waited > 0 {
+				f.metrics.directWait.Add(waited.Seconds())
+			}
+			if tk != nil {
 				f.metrics.aggregates.Inc()
 				f.metrics.aggregatedRecords.Add(float64(a.Count))
 				f.metrics.direct.Inc()
@@ -520,7 +524,8 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 			id, err = f.spool.Append(f.appendTo, f.entry)
 			break
 		}
-		// The direct queue is full: the aggregate goes to the spool. The
+		// The direct queue stayed full (offer waited for room while the
+		// destination was healthy): the aggregate goes to the spool. The
 		// wait for room there is bounded, and alternates with a wait for
 		// room in the queue: a spool that cannot make room (its disk under
 		// min_free_bytes) must not hold the flow once the direct senders
@@ -528,6 +533,9 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 		actx, cancel := context.WithTimeout(f.appendTo, directFullSpoolWait)
 		id, err = f.spool.Append(actx, f.entry)
 		cancel()
+		if err == nil {
+			f.metrics.directFull.Inc()
+		}
 		if err == nil || f.appendTo.Err() != nil || actx.Err() == nil {
 			break
 		}
@@ -561,6 +569,16 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 
 // close stops the processing stage's background work.
 func (f *flow) close() { f.proc.Close() }
+
+// closeDirect closes the direct path (shutdown, a sender being replaced):
+// aggregates go to the spool, and a wait for room in the direct queue ends
+// (the path is unhealthy until a send of the next sender succeeds).
+func (f *flow) closeDirect() {
+	f.directOK.Store(false)
+	if f.direct != nil {
+		f.direct.setBad()
+	}
+}
 
 // flushOlder closes aggregates that waited longer than max_buffered_time.
 func (f *flow) flushOlder(ctx context.Context, now time.Time) error {

@@ -29,6 +29,8 @@ type metrics struct {
 	failovers    *prometheus.CounterVec
 	undecodable  *prometheus.CounterVec
 	direct       *prometheus.CounterVec
+	directFull   *prometheus.CounterVec
+	directWait   *prometheus.CounterVec
 	spilled      *prometheus.CounterVec
 	held         *prometheus.GaugeVec
 
@@ -60,7 +62,9 @@ func newMetrics() *metrics {
 	m.direct = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_aggregates_total", Help: "Aggregates handed to the sender in memory, skipping the spool (the destination kept up)."}, []string{"flow"})
 	m.spilled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_spilled_total", Help: "Aggregates sent directly but not delivered at the first attempt, written to the spool."}, []string{"flow"})
 	m.held = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_direct_held_aggregates", Help: "Aggregates sent directly, not delivered, that the spool could not take: kept in memory and retried."}, []string{"flow"})
-	m.reg.MustRegister(m.direct, m.spilled, m.held)
+	m.directFull = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_queue_full_spooled_total", Help: "Aggregates of a direct-path flow written to the spool because the direct queue stayed full (the destination failed, was throttled or made no progress)."}, []string{"flow"})
+	m.directWait = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_direct_queue_wait_seconds_total", Help: "Time a direct-path flow (and its sources) waited for room in the full direct queue of a healthy but slower destination."}, []string{"flow"})
+	m.reg.MustRegister(m.direct, m.spilled, m.held, m.directFull, m.directWait)
 	m.bytesSent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_bytes_sent_total", Help: "Bytes of records the destination acknowledged (record bodies, before the output's own framing)."}, []string{"output"})
 	m.lastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_output_last_success_timestamp_seconds", Help: "When the output last delivered records (unix time; absent before the first)."}, []string{"output"})
 	m.active = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_flow_active_output", Help: "1 for the output a flow sends to now (its primary, or its failover), 0 for the other."}, []string{"flow", "output"})
@@ -147,7 +151,7 @@ func (m *metrics) keepSources(running map[string]bool) {
 // forgetFlow deletes the series of a flow a reload removed.
 func (m *metrics) forgetFlow(name string) {
 	l := prometheus.Labels{"flow": name}
-	for _, v := range []*prometheus.CounterVec{m.dropped, m.aggregates, m.aggregatedRecords, m.failovers, m.undecodable, m.direct, m.spilled, m.failbacks} {
+	for _, v := range []*prometheus.CounterVec{m.dropped, m.aggregates, m.aggregatedRecords, m.failovers, m.undecodable, m.direct, m.directFull, m.directWait, m.spilled, m.failbacks} {
 		v.DeletePartialMatch(l)
 	}
 	m.held.DeletePartialMatch(l)
@@ -169,12 +173,15 @@ type flowMetrics struct {
 	m                 *metrics
 	name              string
 	direct            prometheus.Counter
+	directFull        prometheus.Counter // spooled because the direct queue stayed full
+	directWait        prometheus.Counter // seconds waited for room in the direct queue
 	aggregates        prometheus.Counter
 	aggregatedRecords prometheus.Counter
 }
 
 func (m *metrics) flow(name string) *flowMetrics {
-	return &flowMetrics{m: m, name: name, direct: m.direct.WithLabelValues(name), aggregates: m.aggregates.WithLabelValues(name), aggregatedRecords: m.aggregatedRecords.WithLabelValues(name)}
+	return &flowMetrics{m: m, name: name, direct: m.direct.WithLabelValues(name),
+		directFull: m.directFull.WithLabelValues(name), directWait: m.directWait.WithLabelValues(name), aggregates: m.aggregates.WithLabelValues(name), aggregatedRecords: m.aggregatedRecords.WithLabelValues(name)}
 }
 
 func (f *flowMetrics) dropped(reason string) prometheus.Counter {

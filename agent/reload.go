@@ -399,7 +399,7 @@ func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, sw
 		_ = a.waitDrained(stopCtx, removed, nil)
 	}
 	for _, fr := range swapping {
-		fr.flow.directOK.Store(false) // to the spool until the new sender runs
+		fr.flow.closeDirect() // to the spool until the new sender runs
 	}
 	a.quiesce(stopCtx, append(slices.Clone(stopping), swapping...))
 	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), stopMargin)

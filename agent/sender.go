@@ -293,6 +293,9 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		s.live.beat(time.Now())
 		err = s.settleRejected(o, b, pending, err) // user records rejected alone (rejects.go)
 		s.report(isPrimary, err)
+		if s.direct != nil {
+			s.direct.note(err) // whether flows wait for room in a full direct queue
+		}
 		o.note(err, &sub)
 		if err == nil {
 			o.metrics.sent.Add(float64(sub.UserRecords()))

@@ -36,6 +36,7 @@ func (a *Aggregate) KPL() Aggregate {
 		JSONObjects:     a.JSONObjects,
 		Body:            appendLinesAsKPL(body, a.PartitionKey, a.ExplicitHashKey, a.Body),
 		Count:           a.Count,
+		BuiltFor:        a.BuiltFor, // the same records: the same shard holds them
 	}
 }
 

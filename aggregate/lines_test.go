@@ -162,7 +162,10 @@ func TestLines_OneRecordIsPlainAndJSONObjectsNeedsEveryRecord(t *testing.T) {
 
 	require.Len(t, c.out, 3)
 	require.Equal(t, Aggregate{PartitionKey: "k", Body: []byte(`{"a":1}`), Count: 1, JSONObjects: true}, c.out[0].Agg)
-	require.Equal(t, Aggregate{PartitionKey: "k", Aggregated: true, Framing: FramingLines, Body: []byte("{\"a\":1}\n{\"b\":2}\n"), Count: 2, JSONObjects: true}, c.out[1].Agg)
+	two := c.out[1].Agg
+	require.NotNil(t, two.BuiltFor, "an aggregate of 2+ records says which shard it was built for")
+	two.BuiltFor = nil
+	require.Equal(t, Aggregate{PartitionKey: "k", Aggregated: true, Framing: FramingLines, Body: []byte("{\"a\":1}\n{\"b\":2}\n"), Count: 2, JSONObjects: true}, two)
 	require.False(t, c.out[2].Agg.JSONObjects)
 }
 
