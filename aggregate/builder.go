@@ -603,7 +603,7 @@ func (b *Builder) close(gi int32, emit func(int, *Aggregate) error) error {
 	default:
 		*a = Aggregate{PartitionKey: AggregatedPartitionKey, ExplicitHashKey: g.aggregateEHK(), Aggregated: true, Body: g.assemble(), Count: g.count, JSONObjects: g.objects}
 	}
-	if a.Aggregated && a.Framing == FramingKPL && b.shards != nil {
+	if a.Aggregated && b.shards != nil {
 		// Every record of the group was routed to shard gi of the map.
 		a.BuiltFor = &b.shards.shards[gi]
 	}
