@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -132,4 +133,45 @@ flows:
 	// flight finish, so there are few or none.
 	t.Logf("%d lines: %d at the first URL by the reload, %d at the first and %d at the second in all, sent twice %d; socket lines %d on %d connection(s)",
 		n, arrivedA, sa.distinct(), sb.distinct(), dupsA+dupsB+sa.distinct()+sb.distinct()-n, sc.distinct(), sc.conns.Load())
+}
+
+// agent status and agent reload -c read only admin.listen from the file: a
+// ${VAR} the service's environment sets (systemd EnvironmentFile) but the
+// operator's shell does not must not stop them, and a bad file is the running
+// agent's to refuse (exit 1 with its file:line problems; it keeps running),
+// not a local failure that never asked it.
+func TestReload_ConfigNeedsTheServiceEnvironment_StatusAndReloadAskTheAgent(t *testing.T) {
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	cfg := filepath.Join(dir, "agent.yaml")
+	good := fmt.Sprintf(`
+state_dir: ${AGENT_QA_STATE_DIR}
+admin: {listen: %q}
+sources:
+  - {name: app, type: file, file: {include: [%q]}}
+outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: main, sources: [app], output: out}
+`, admin, filepath.Join(dir, "*.log"))
+	require.NoError(t, os.WriteFile(cfg, []byte(good), 0o644))
+	t.Setenv("AGENT_QA_STATE_DIR", filepath.Join(dir, "state"))
+	p := startAgent(t, "run", "-c", cfg)
+	require.NoError(t, os.Unsetenv("AGENT_QA_STATE_DIR")) // the operator's shell
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+
+	out, errOut, code := runBin(t, "status", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "main")
+
+	require.NoError(t, os.WriteFile(cfg, []byte(good+"bogus_key: 1\n"), 0o644))
+	_, errOut, code = runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "refused, the running configuration stays")
+	require.Regexp(t, `agent\.yaml:\d+: bogus_key`, errOut)
+	require.NotContains(t, errOut, "AGENT_QA_STATE_DIR", "the agent's environment has it")
+	require.Equal(t, 1.0, metric(admin, `agent_config_reloads_total{result="failed"}`))
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
