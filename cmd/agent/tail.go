@@ -93,7 +93,8 @@ Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https:/
   [&max_record_bytes=1MiB][&shard_map_refresh=1m] (Kinesis Data Streams; KPL aggregates built per shard),
   firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
   kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?compression=zstd&key=none&tls=true...] (one Kafka
-  record per line; the parameters are the keys of the config file's kafka: block).
+  record per line; the parameters are the keys of the config file's kafka: block),
+  blackhole: (discards everything, counted as sent: for measuring the rest of the pipeline).
   AWS credentials: the SDK's default chain (environment, profile, SSO, IMDS...).
 stdout and file:// keep each input's order byte for byte (one request at a time).
 

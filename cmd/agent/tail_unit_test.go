@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -263,4 +264,18 @@ func TestTail_SocketFlagsAreChecked(t *testing.T) {
 	errOut.Reset()
 	require.Equal(t, exitUsage, run([]string{"tail", "--format", "syslog", "/var/log/x.log"}, bytes.NewReader(nil), &out, &errOut))
 	require.Contains(t, errOut.String(), "--format applies to socket inputs")
+}
+
+// agent tail -h names every --to scheme this build takes.
+func TestTail_HelpNamesEveryDestinationScheme(t *testing.T) {
+	_, errOut, code := runBin(t, "tail", "-h")
+	require.Equal(t, 0, code)
+	dest := errOut[strings.Index(errOut, "Destinations (--to):"):strings.Index(errOut, "Flags:")]
+	for _, scheme := range components().OutputSchemes() {
+		if scheme == "-" {
+			require.Contains(t, dest, "- (stdout")
+			continue
+		}
+		require.Contains(t, dest, scheme+":", "agent tail -h does not name the --to scheme %q", scheme)
+	}
 }
