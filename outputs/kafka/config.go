@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
 )
 
@@ -462,7 +463,7 @@ func FromURL(u *url.URL) (Config, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return c, fmt.Errorf("kafka: url %s: %w", u.Redacted(), errors.Join(errs...))
+		return c, fmt.Errorf("kafka: url %s: %w", redact.URL(u), errors.Join(errs...))
 	}
 	return c, nil
 }
