@@ -841,6 +841,11 @@ func (c Config) Validate() error {
 		if err := f.PartitionKey.Validate(); err != nil {
 			add(p+".partition_key", "%v", err)
 		}
+		if k := f.ExplicitHashKey.Field; k != "" {
+			if err := process.CheckPath(k); err != nil {
+				add(p+".explicit_hash_key.field", "%v", err)
+			}
+		}
 		for j, pc := range f.Processors {
 			if err := pc.Validate(); err != nil {
 				add(fmt.Sprintf("%s.processors[%d]", p, j), "%v", err)
