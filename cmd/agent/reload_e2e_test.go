@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -171,6 +172,69 @@ flows:
 	require.Regexp(t, `agent\.yaml:\d+: bogus_key`, errOut)
 	require.NotContains(t, errOut, "AGENT_QA_STATE_DIR", "the agent's environment has it")
 	require.Equal(t, 1.0, metric(admin, `agent_config_reloads_total{result="failed"}`))
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// agent status counts what an output delivered over every flow sending to
+// it, and across reloads that replace their senders, as its Prometheus
+// counter does (it showed one flow's sender, from its last reload).
+func TestReload_StatusCountsAnOutputOverItsFlowsAndAcrossReloads(t *testing.T) {
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	cfg := filepath.Join(dir, "agent.yaml")
+	write := func(glob string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir: %q
+admin: {listen: %q}
+sources:
+  - {name: a, type: file, file: {include: [%q], start_at: beginning}}
+  - {name: b, type: file, file: {include: [%q], start_at: beginning}}
+outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: fa, sources: [a], output: out}
+  - {name: fb, sources: [b], output: out}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, "a*.log"), filepath.Join(dir, glob))), 0o644))
+	}
+	lines := func(name string, from, to int) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		require.NoError(t, err)
+		for i := from; i < to; i++ {
+			_, err = fmt.Fprintf(f, "line %d\n", i)
+			require.NoError(t, err)
+		}
+		require.NoError(t, f.Close())
+	}
+	sent := func() int64 {
+		out, _, code := runBin(t, "status", "--admin", admin, "--json")
+		if code != 0 {
+			return -1
+		}
+		var st struct {
+			Outputs []struct {
+				Name        string `json:"name"`
+				RecordsSent int64  `json:"records_sent"`
+			} `json:"outputs"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &st))
+		require.Len(t, st.Outputs, 1)
+		return st.Outputs[0].RecordsSent
+	}
+	lines("a.log", 0, 100)
+	lines("b.log", 0, 50)
+	write("b*.log")
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_output_records_sent_total") == 150 }, "the lines were not sent")
+	require.EqualValues(t, 150, sent(), "both flows' records")
+
+	write("b*.txt") // flow fb is rebuilt: a new sender
+	_, errOut, code := runBin(t, "reload", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+	lines("b.txt", 0, 10)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_output_records_sent_total") == 160 }, "the new lines were not sent")
+	require.EqualValues(t, 160, sent(), "across the reload")
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
