@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -238,4 +242,71 @@ flows:
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// A stop signal during a reload does not change its answer: agent reload
+// says "reloaded" when the log says the configuration was reloaded (it
+// answered "refused ... the agent is stopping" while the reload went on and
+// was applied).
+func TestReload_StopSignalDuringAReload_TheAnswerIsWhatHappened(t *testing.T) {
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	// A destination that holds every request: the reload waits for the
+	// send in flight (up to shutdown_timeout) before the flow stops.
+	var requests atomic.Int64
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(func() { close(release); hang.Close() })
+	cfg := filepath.Join(dir, "agent.yaml")
+	write := func(glob string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir: %q
+shutdown_timeout: 3s
+admin: {listen: %q}
+sources:
+  - {name: app, type: file, file: {include: [%q], start_at: beginning}}
+outputs:
+  - {name: out, type: http, http: {url: %q}}
+flows:
+  - {name: main, sources: [app], output: out}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, glob), hang.URL)), 0o644))
+	}
+	writeLog(t, filepath.Join(dir, "a.log"), 0, 1000, 100)
+	write("*.log")
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return requests.Load() > 0 }, "no request was sent")
+
+	write("*.txt") // the flow is rebuilt
+	type answer struct {
+		out  string
+		code int
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		cmd := exec.Command(agentBin, "reload", "--admin", admin)
+		out, _ := cmd.CombinedOutput()
+		answered <- answer{string(out), cmd.ProcessState.ExitCode()}
+	}()
+	time.Sleep(time.Second) // the reload waits for the flow to stop
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(time.Minute):
+		t.Fatal("agent reload did not return")
+	}
+	p.wait(t, time.Minute)
+	applied := strings.Contains(p.output(), "configuration reloaded")
+	if applied {
+		require.Equal(t, 0, a.code, "the log says reloaded, agent reload said:\n%s", a.out)
+	} else {
+		require.Equal(t, 1, a.code, "agent reload said:\n%s\nlog:\n%s", a.out, p.output())
+	}
 }

@@ -59,12 +59,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		defer adm.Close()
 		adm.SetReload(func() (string, error) {
-			select {
-			case r := <-requestReload():
-				return r.note, r.err
-			case <-ctx.Done():
-				return "", errors.New("the agent is stopping")
-			}
+			// Every request is answered: by the reload it started (applied
+			// or not, even when a stop signal comes meanwhile: answering
+			// "stopping" then would say a reload that went through was
+			// refused), or refused when the agent stops before taking it.
+			r := <-requestReload()
+			return r.note, r.err
 		})
 	}
 	a, err = agent.New(cfg, agent.Settings{Logger: log, Version: version, Commit: buildCommit(), Stdout: stdout,
