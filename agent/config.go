@@ -293,6 +293,39 @@ func LoadConfig(path string, comps Components) (Config, error) {
 	return p.result()
 }
 
+// AdminListen reads only admin.listen from a config file (its default when
+// the file does not set it), for the commands that ask a running agent
+// (status, top, tap, reload). They must find the address although the rest
+// of the file may not load in the caller's shell: a ${VAR} set only in the
+// service's environment, a certificate only the agent may read, or a
+// problem that the running agent, not the caller, is to report (reload). A
+// ${VAR} without a value here is read as empty; only a file that is not
+// YAML is an error.
+func AdminListen(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	data, _ = expandEnv(data, func(name string) (string, bool) {
+		if v, ok := os.LookupEnv(name); ok {
+			return v, true
+		}
+		return "", true
+	})
+	var doc struct {
+		Admin struct {
+			Listen *string `yaml:"listen"`
+		} `yaml:"admin"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("config: %s: %w", path, err)
+	}
+	if doc.Admin.Listen == nil {
+		return DefaultAdminListen, nil
+	}
+	return *doc.Admin.Listen, nil
+}
+
 // ParseConfig is LoadConfig on bytes, without I/O: name is used in error
 // messages and to resolve relative paths; lookup resolves ${ENV}
 // references; comps are the types `type:` may name. Every problem is
@@ -807,6 +840,11 @@ func (c Config) Validate() error {
 		}
 		if err := f.PartitionKey.Validate(); err != nil {
 			add(p+".partition_key", "%v", err)
+		}
+		if k := f.ExplicitHashKey.Field; k != "" {
+			if err := process.CheckPath(k); err != nil {
+				add(p+".explicit_hash_key.field", "%v", err)
+			}
 		}
 		for j, pc := range f.Processors {
 			if err := pc.Validate(); err != nil {

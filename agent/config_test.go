@@ -95,6 +95,8 @@ func TestConfig_ErrorsCarryFileLineAndPath(t *testing.T) {
 		{"bad duration", strings.Replace(minimal, "state_dir: /tmp/agent-state", "state_dir: /tmp/agent-state\nshutdown_timeout: soon", 1),
 			[]string{`a.yaml:3: `}},
 		{"syntax error", minimal + "  - : : :\n\t", []string{"a.yaml:"}},
+		{"explicit hash key field not a path", strings.Replace(minimal, "    output: out", "    output: out\n    explicit_hash_key: {field: user..id}", 1),
+			[]string{`a.yaml:17: flows[0].explicit_hash_key.field: "user..id": want a name or a path of names (a.b.c)`}},
 		{"unset env var", strings.Replace(minimal, "/var/log/app.log", "${LOG_PATH}", 1),
 			[]string{`a.yaml:7: sources[0].file.include: environment variable LOG_PATH is not set`}},
 	}

@@ -482,6 +482,8 @@ func keepRestartSettings(old, next Config) (Config, []string) {
 	keep("checkpoint", next.Checkpoint != old.Checkpoint, func() { next.Checkpoint = old.Checkpoint })
 	keep("admin.listen", next.Admin.Listen != old.Admin.Listen, func() { next.Admin.Listen = old.Admin.Listen })
 	keep("log", next.Log != old.Log, func() { next.Log = old.Log })
+	// The CloudWatch publisher is started once and runs for the life of Run.
+	keep("metrics", !reflect.DeepEqual(next.Metrics, old.Metrics), func() { next.Metrics = old.Metrics })
 	return next, names
 }
 

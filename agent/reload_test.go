@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/cwmetrics"
 )
 
 // reloadSink is an HTTP destination counting the lines "n<number>" it got;
@@ -502,5 +504,25 @@ func TestReload_SettingsThatNeedARestartKeepTheirRunningValues(t *testing.T) {
 	require.Equal(t, next.ShutdownTimeout, got.ShutdownTimeout, "applies live")
 	require.Equal(t, time.Hour, got.Admin.NotReadyAfter, "applies live")
 	_, names = keepRestartSettings(old, old)
+	require.Empty(t, names)
+}
+
+// The CloudWatch publisher is started once: a reload that changes
+// metrics says it needs a restart (before, it answered "reloaded" and the
+// running publisher went on with the old values).
+func TestReload_CloudWatchChangesNeedARestart(t *testing.T) {
+	old := DefaultConfig()
+	next := old
+	next.DeadLetter.MaxFiles = old.DeadLetter.MaxFiles + 1 // applies live
+	next.Metrics.CloudWatch = &cwmetrics.Config{Enabled: true, Namespace: "QA"}
+	got, names := keepRestartSettings(old, next)
+	require.Equal(t, []string{"metrics"}, names)
+	require.Nil(t, got.Metrics.CloudWatch)
+	require.Equal(t, next.DeadLetter, got.DeadLetter)
+
+	old.Metrics.CloudWatch = &cwmetrics.Config{Enabled: true, Namespace: "QA"}
+	next = old
+	next.Metrics.CloudWatch = &cwmetrics.Config{Enabled: true, Namespace: "QA"} // equal, not the same pointer
+	_, names = keepRestartSettings(old, next)
 	require.Empty(t, names)
 }

@@ -346,6 +346,64 @@ type statusTracker struct {
 	outputs  map[string]*rateRing
 	sources  map[string]*sourceSeen
 	srcNames map[string][]string // flow -> sources
+	// retired is what the senders a reload replaced or removed had
+	// delivered, per output: status goes on counting from there, as the
+	// output's Prometheus counters do.
+	retired map[string]*outputTotals
+}
+
+// outputTotals is what an output delivered, over senders.
+type outputTotals struct {
+	records, bytes uint64
+	lastOK         int64 // unix nanos, 0 for never
+}
+
+func (t *outputTotals) add(o *outputState) {
+	t.records += o.seen.records.Load()
+	t.bytes += o.seen.bytes.Load()
+	t.lastOK = max(t.lastOK, o.seen.lastOK.Load())
+}
+
+// outputView is an output as status shows it: its totals over the flows
+// that send to it (each has its own sender and outputState) and the
+// senders gone before, and the state of the one that tells most (a
+// failing one, else the last to deliver).
+type outputView struct {
+	outputTotals
+	st *outputState
+}
+
+// retire counts what the senders of prev that are not in cur delivered
+// into st.retired. Call with st.mu held.
+func (st *statusTracker) retire(prev, cur []*flowRuntime) {
+	live := map[*outputState]bool{}
+	for _, fr := range cur {
+		for _, o := range fr.sender.outputStates() {
+			live[o] = true
+		}
+	}
+	for _, fr := range prev {
+		for _, o := range fr.sender.outputStates() {
+			if live[o] {
+				continue
+			}
+			live[o] = true // once, even if listed twice
+			t := st.retired[o.out.Name()]
+			if t == nil {
+				t = &outputTotals{}
+				st.retired[o.out.Name()] = t
+			}
+			t.add(o)
+		}
+	}
+}
+
+// outputStates lists the sender's primary and failover.
+func (s *sender) outputStates() []*outputState {
+	if s.failover != nil {
+		return []*outputState{s.primary, s.failover}
+	}
+	return []*outputState{s.primary}
 }
 
 type flowSamples struct {
@@ -399,7 +457,7 @@ type sourceSeen struct {
 
 func newStatusTracker(now time.Time) *statusTracker {
 	return &statusTracker{started: now, flows: map[string]*flowSamples{}, outputs: map[string]*rateRing{},
-		sources: map[string]*sourceSeen{}, srcNames: map[string][]string{}}
+		sources: map[string]*sourceSeen{}, srcNames: map[string][]string{}, retired: map[string]*outputTotals{}}
 }
 
 // sample takes one look at the counters.
@@ -430,13 +488,13 @@ func (a *Agent) sample(now time.Time) {
 		}
 		fs.read.add(now, read)
 	}
-	for name, o := range a.outputStates() {
+	for name, o := range a.outputViews() {
 		r := st.outputs[name]
 		if r == nil {
 			r = &rateRing{}
 			st.outputs[name] = r
 		}
-		r.add(now, o.seen.records.Load())
+		r.add(now, o.records)
 	}
 }
 
@@ -501,12 +559,24 @@ type spoolStatsView struct {
 }
 
 // outputStates lists the running outputs' states by name.
-func (a *Agent) outputStates() map[string]*outputState {
-	out := map[string]*outputState{}
+func (a *Agent) outputViews() map[string]*outputView {
+	out := map[string]*outputView{}
 	for _, fr := range a.runtimeFlows() {
-		out[fr.sender.primary.out.Name()] = fr.sender.primary
-		if fr.sender.failover != nil {
-			out[fr.sender.failover.out.Name()] = fr.sender.failover
+		for _, o := range fr.sender.outputStates() {
+			name := o.out.Name()
+			v := out[name]
+			if v == nil {
+				v = &outputView{st: o}
+				if t := a.st.retired[name]; t != nil {
+					v.outputTotals = *t
+				}
+				out[name] = v
+			}
+			v.add(o)
+			if cur := v.st; cur != o && (o.seen.failingSince.Load() != 0 && cur.seen.failingSince.Load() == 0 ||
+				cur.seen.failingSince.Load() == 0 && o.seen.lastOK.Load() > cur.seen.lastOK.Load()) {
+				v.st = o
+			}
 		}
 	}
 	return out
@@ -622,16 +692,20 @@ func (a *Agent) Status() Status {
 		}
 		st.Flows = append(st.Flows, f)
 	}
-	for name, o := range a.outputStates() {
+	for name, v := range a.outputViews() {
+		o := v.st
 		os := OutputStatus{Name: name, Type: types[name], State: o.state(now), Active: active[name],
-			RecordsSent: o.seen.records.Load(), BytesSent: o.seen.bytes.Load()}
+			RecordsSent: v.records, BytesSent: v.bytes}
+		if os.State == OutputIdle && v.lastOK != 0 {
+			os.State = OutputOK // its sender is new (a reload); an earlier one delivered
+		}
 		if failedOver[name] && !active[name] {
 			os.State = OutputFailedOver
 		}
 		if r := a.st.outputs[name]; r != nil {
 			os.RecordsPerSec = r.rate()
 		}
-		if t := o.seen.lastOK.Load(); t != 0 {
+		if t := v.lastOK; t != 0 {
 			tt := time.Unix(0, t)
 			os.LastSuccess = &tt
 		}
@@ -712,11 +786,13 @@ func (a *Agent) seenSource(name string) *sourceSeen {
 // the start, and after a reload).
 func (a *Agent) publish() {
 	a.stMu.Lock()
+	prev := a.running
 	a.running = slices.Clone(a.flows)
 	cfg := a.cfg
 	a.runningCfg = &cfg
 	a.stMu.Unlock()
 	a.st.mu.Lock()
+	a.st.retire(prev, a.flows)
 	clear(a.st.srcNames)
 	names := map[string]bool{}
 	for _, fr := range a.flows {

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"fmt"
 	"strings"
 )
 
@@ -38,6 +39,15 @@ func validPath(name string) bool {
 		}
 	}
 	return true
+}
+
+// CheckPath returns an error when name is not a usable field name or path
+// (see Path), for the settings outside this package that name a field.
+func CheckPath(name string) error {
+	if !validPath(name) {
+		return fmt.Errorf("%q: want a name or a path of names (a.b.c)", name)
+	}
+	return nil
 }
 
 // member finds key (escaped) in the JSON object starting at b[i] (valid

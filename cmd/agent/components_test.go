@@ -99,15 +99,15 @@ func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
 		"mqtt://broker/logs":     `--to "mqtt://broker/logs": unknown scheme "mqtt" (this build takes http, https, -, file, kinesis, firehose, kafka, blackhole)`,
 		"file://host/dir":        `--to "file://host/dir": file URLs name a local directory: file:///path/to/dir`,
 		"collector.example":      `--to "collector.example": want - or a URL (schemes: http, https, -, file, kinesis, firehose, kafka, blackhole)`,
-		"kinesis://s?colour=red": `--to "kinesis://s?colour=red": kinesis: url: colour: unknown parameter`,
+		"kinesis://s?colour=red": `--to "kinesis://s?colour=REDACTED": kinesis: url: colour: unknown parameter`,
 		"kinesis:///path":        `--to "kinesis:///path": kinesis: url: unexpected path "/path"`,
-		"firehose://s?gzip=true": `--to "firehose://s?gzip=true": firehose: url: gzip: unknown parameter`,
+		"firehose://s?gzip=true": `--to "firehose://s?gzip=REDACTED": firehose: url: gzip: unknown parameter`,
 		"file:///":               "",
 		"blackhole:":             "",
-		"blackhole://?x=1":       `--to "blackhole://?x=1": unknown parameter "x"`,
+		"blackhole://?x=1":       `--to "blackhole:?x=REDACTED": unknown parameter "x"`,
 		"kafka://k1:9092,k2:9092/logs?compression=zstd": "",
 		"kafka://k1:9092/":       `--to "kafka://k1:9092/": kafka: url kafka://k1:9092/: topic: required`,
-		"http://[::1]:namedport": `--to "http://[::1]:namedport": parse`,
+		"http://[::1]:namedport": `--to "http://REDACTED": parse`,
 	} {
 		o := &tailOptions{to: to, gzip: true}
 		_, err := destination(o)
@@ -116,6 +116,25 @@ func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
 			continue
 		}
 		require.ErrorContains(t, err, want, to)
+	}
+}
+
+// A --to URL refused shows no secret: not its password, not a query value
+// (an API key, a Kafka URL's parameters), however the output reports it.
+func TestTail_DestinationErrorsDoNotShowTheURLsSecrets(t *testing.T) {
+	for _, to := range []string{
+		"kafka://k1:9092/t?sasl=PLAIN&client_id=S3CRET&bogus=1",
+		"kafka://u:S3CRET@k1:9092/",
+		"http://u:S3CRET@collector.example/x?api_key=S3CRET&colour=red",
+		"https://collector.example/x?api_key=S3CRET%zz",
+		"kinesis://s?role_arn=S3CRET&colour=red",
+		"mqtt://u:S3CRET@broker/logs",
+	} {
+		o := &tailOptions{to: to, gzip: true, basic: "nocolon"}
+		_, err := destination(o)
+		require.Error(t, err, to)
+		require.NotContains(t, err.Error(), "S3CRET", to)
+		require.Contains(t, err.Error(), "REDACTED", to)
 	}
 }
 

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -132,4 +138,175 @@ flows:
 	// flight finish, so there are few or none.
 	t.Logf("%d lines: %d at the first URL by the reload, %d at the first and %d at the second in all, sent twice %d; socket lines %d on %d connection(s)",
 		n, arrivedA, sa.distinct(), sb.distinct(), dupsA+dupsB+sa.distinct()+sb.distinct()-n, sc.distinct(), sc.conns.Load())
+}
+
+// agent status and agent reload -c read only admin.listen from the file: a
+// ${VAR} the service's environment sets (systemd EnvironmentFile) but the
+// operator's shell does not must not stop them, and a bad file is the running
+// agent's to refuse (exit 1 with its file:line problems; it keeps running),
+// not a local failure that never asked it.
+func TestReload_ConfigNeedsTheServiceEnvironment_StatusAndReloadAskTheAgent(t *testing.T) {
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	cfg := filepath.Join(dir, "agent.yaml")
+	good := fmt.Sprintf(`
+state_dir: ${AGENT_QA_STATE_DIR}
+admin: {listen: %q}
+sources:
+  - {name: app, type: file, file: {include: [%q]}}
+outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: main, sources: [app], output: out}
+`, admin, filepath.Join(dir, "*.log"))
+	require.NoError(t, os.WriteFile(cfg, []byte(good), 0o644))
+	t.Setenv("AGENT_QA_STATE_DIR", filepath.Join(dir, "state"))
+	p := startAgent(t, "run", "-c", cfg)
+	require.NoError(t, os.Unsetenv("AGENT_QA_STATE_DIR")) // the operator's shell
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+
+	out, errOut, code := runBin(t, "status", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "main")
+
+	require.NoError(t, os.WriteFile(cfg, []byte(good+"bogus_key: 1\n"), 0o644))
+	_, errOut, code = runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "refused, the running configuration stays")
+	require.Regexp(t, `agent\.yaml:\d+: bogus_key`, errOut)
+	require.NotContains(t, errOut, "AGENT_QA_STATE_DIR", "the agent's environment has it")
+	require.Equal(t, 1.0, metric(admin, `agent_config_reloads_total{result="failed"}`))
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// agent status counts what an output delivered over every flow sending to
+// it, and across reloads that replace their senders, as its Prometheus
+// counter does (it showed one flow's sender, from its last reload).
+func TestReload_StatusCountsAnOutputOverItsFlowsAndAcrossReloads(t *testing.T) {
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	cfg := filepath.Join(dir, "agent.yaml")
+	write := func(glob string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir: %q
+admin: {listen: %q}
+sources:
+  - {name: a, type: file, file: {include: [%q], start_at: beginning}}
+  - {name: b, type: file, file: {include: [%q], start_at: beginning}}
+outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: fa, sources: [a], output: out}
+  - {name: fb, sources: [b], output: out}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, "a*.log"), filepath.Join(dir, glob))), 0o644))
+	}
+	lines := func(name string, from, to int) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		require.NoError(t, err)
+		for i := from; i < to; i++ {
+			_, err = fmt.Fprintf(f, "line %d\n", i)
+			require.NoError(t, err)
+		}
+		require.NoError(t, f.Close())
+	}
+	sent := func() int64 {
+		out, _, code := runBin(t, "status", "--admin", admin, "--json")
+		if code != 0 {
+			return -1
+		}
+		var st struct {
+			Outputs []struct {
+				Name        string `json:"name"`
+				RecordsSent int64  `json:"records_sent"`
+			} `json:"outputs"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &st))
+		require.Len(t, st.Outputs, 1)
+		return st.Outputs[0].RecordsSent
+	}
+	lines("a.log", 0, 100)
+	lines("b.log", 0, 50)
+	write("b*.log")
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_output_records_sent_total") == 150 }, "the lines were not sent")
+	require.EqualValues(t, 150, sent(), "both flows' records")
+
+	write("b*.txt") // flow fb is rebuilt: a new sender
+	_, errOut, code := runBin(t, "reload", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+	lines("b.txt", 0, 10)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_output_records_sent_total") == 160 }, "the new lines were not sent")
+	require.EqualValues(t, 160, sent(), "across the reload")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// A stop signal during a reload does not change its answer: agent reload
+// says "reloaded" when the log says the configuration was reloaded (it
+// answered "refused ... the agent is stopping" while the reload went on and
+// was applied).
+func TestReload_StopSignalDuringAReload_TheAnswerIsWhatHappened(t *testing.T) {
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	// A destination that holds every request: the reload waits for the
+	// send in flight (up to shutdown_timeout) before the flow stops.
+	var requests atomic.Int64
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(func() { close(release); hang.Close() })
+	cfg := filepath.Join(dir, "agent.yaml")
+	write := func(glob string) {
+		require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
+state_dir: %q
+shutdown_timeout: 3s
+admin: {listen: %q}
+sources:
+  - {name: app, type: file, file: {include: [%q], start_at: beginning}}
+outputs:
+  - {name: out, type: http, http: {url: %q}}
+flows:
+  - {name: main, sources: [app], output: out}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, glob), hang.URL)), 0o644))
+	}
+	writeLog(t, filepath.Join(dir, "a.log"), 0, 1000, 100)
+	write("*.log")
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return requests.Load() > 0 }, "no request was sent")
+
+	write("*.txt") // the flow is rebuilt
+	type answer struct {
+		out  string
+		code int
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		cmd := exec.Command(agentBin, "reload", "--admin", admin)
+		out, _ := cmd.CombinedOutput()
+		answered <- answer{string(out), cmd.ProcessState.ExitCode()}
+	}()
+	time.Sleep(time.Second) // the reload waits for the flow to stop
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(time.Minute):
+		t.Fatal("agent reload did not return")
+	}
+	p.wait(t, time.Minute)
+	applied := strings.Contains(p.output(), "configuration reloaded")
+	if applied {
+		require.Equal(t, 0, a.code, "the log says reloaded, agent reload said:\n%s", a.out)
+	} else {
+		require.Equal(t, 1, a.code, "agent reload said:\n%s\nlog:\n%s", a.out, p.output())
+	}
 }

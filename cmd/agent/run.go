@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/kplagent/agent/agent"
@@ -48,6 +49,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
 
 	reloads := newReloadQueue()
+	loopDone := make(chan struct{}) // closed once no reload will be taken
+	endLoop := sync.OnceFunc(func() { reloads.refuseQueued(); close(loopDone) })
 	requestReload := reloads.request
 	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr, reload: func() { requestReload() }})
 	defer stop()
@@ -58,11 +61,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			return exitCode(err, stderr)
 		}
 		defer adm.Close()
+		defer endLoop() // before the admin endpoint waits for its requests
 		adm.SetReload(func() (string, error) {
+			// A request is answered by the reload it started, applied or
+			// not, even when a stop signal comes meanwhile (answering
+			// "stopping" then would say a reload that went through was
+			// refused); one the loop did not take is refused when it ends.
+			reply := requestReload()
 			select {
-			case r := <-requestReload():
+			case r := <-reply:
 				return r.note, r.err
-			case <-ctx.Done():
+			case <-loopDone:
+			}
+			select {
+			case r := <-reply:
+				return r.note, r.err
+			default: // queued after the loop ended
 				return "", errors.New("the agent is stopping")
 			}
 		})
@@ -76,7 +90,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer stopWatch()
 	r := &reloader{log: log, path: *cfgPath, adm: adm, sd: sd, logFormat: *logFormat}
 	err = r.run(ctx, a, reloads.ch)
-	reloads.refuseQueued()
+	endLoop()
 	sd.stopping()
 	if err != nil && !errors.Is(err, ctx.Err()) {
 		log.Error("agent stopped", "error", err)

@@ -36,11 +36,13 @@ func (f *statusFlags) adminURL() (string, error) {
 	if addr == "" {
 		addr = agent.DefaultAdminListen
 		if _, err := os.Stat(f.cfgPath); err == nil {
-			cfg, err := agent.LoadConfig(f.cfgPath, components())
+			// Only admin.listen: the rest of the file is the running
+			// agent's business (its environment, its files, its reload).
+			listen, err := agent.AdminListen(f.cfgPath)
 			if err != nil {
 				return "", err
 			}
-			addr = cfg.Admin.Listen
+			addr = listen
 		}
 	}
 	if addr == "" || addr == "off" {

@@ -93,7 +93,8 @@ Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https:/
   [&max_record_bytes=1MiB][&shard_map_refresh=1m] (Kinesis Data Streams; KPL aggregates built per shard),
   firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
   kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?compression=zstd&key=none&tls=true...] (one Kafka
-  record per line; the parameters are the keys of the config file's kafka: block).
+  record per line; the parameters are the keys of the config file's kafka: block),
+  blackhole: (discards everything, counted as sent: for measuring the rest of the pipeline).
   AWS credentials: the SDK's default chain (environment, profile, SSO, IMDS...).
 stdout and file:// keep each input's order byte for byte (one request at a time).
 
@@ -302,7 +303,9 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 		return exitOK
 	}
 	code := exitOK
-	if r.snap.RecordsRead == 0 && r.hadCheckpoints && anyNonEmpty(r.files) {
+	// Not when the run delivered (or still holds) an earlier run's backlog:
+	// there was something to ship.
+	if r.snap.RecordsRead == 0 && r.snap.RecordsSent == 0 && r.snap.BacklogEntries == 0 && r.hadCheckpoints && anyNonEmpty(r.files) {
 		fmt.Fprintf(stderr, "agent tail: nothing new to ship: the positions saved in %s are at the end of the files (--reset reads them again)\n", r.stateDir)
 	}
 	if summary {
@@ -317,6 +320,10 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 				where = "they were not printed"
 			}
 			fmt.Fprintf(stderr, "agent tail: interrupted: %d records were not delivered (%s)\n", n, where)
+			code = exitFailed
+		} else if b := r.snap.BacklogEntries; b > 0 && !r.tmp {
+			// An earlier run's records, still in the spool.
+			fmt.Fprintf(stderr, "agent tail: interrupted: %d spool entries were not delivered (they stay in %s and go out with the next run of the same command)\n", b, r.stateDir)
 			code = exitFailed
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
 )
@@ -50,26 +51,29 @@ func tailSource(name, scheme string, args []string, o *tailOptions, maxRecord un
 func destination(o *tailOptions) (agent.OutputConfig, error) {
 	comps := components()
 	to := o.to
+	// The URL may hold secrets (user:password@, ?api_key=): messages show
+	// it redacted, as the outputs' logs do.
+	shown := redact.RawURL(to)
 	scheme := "-"
 	var u *url.URL
 	if to != "" && to != "-" {
 		var err error
 		if u, err = url.Parse(to); err != nil {
-			return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", to, err)
+			return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", shown, redact.Error(err))
 		}
 		scheme = u.Scheme
 	}
 	want := strings.Join(comps.OutputSchemes(), ", ")
 	if scheme == "" {
-		return agent.OutputConfig{}, fmt.Errorf("--to %q: want - or a URL (schemes: %s)", to, want)
+		return agent.OutputConfig{}, fmt.Errorf("--to %q: want - or a URL (schemes: %s)", shown, want)
 	}
 	t, ok := comps.OutputForScheme(scheme)
 	if !ok {
-		return agent.OutputConfig{}, fmt.Errorf("--to %q: unknown scheme %q (this build takes %s)", to, scheme, want)
+		return agent.OutputConfig{}, fmt.Errorf("--to %q: unknown scheme %q (this build takes %s)", shown, scheme, want)
 	}
 	cfg, err := t.FromURL(u, outputFlags(o))
 	if err != nil {
-		return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", to, err)
+		return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", shown, redact.Error(err))
 	}
 	return agent.OutputConfig{Type: t.Name, Config: cfg}, nil
 }

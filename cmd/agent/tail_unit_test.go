@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,6 +92,8 @@ func TestTailConfig_StreamsAreStdinSources(t *testing.T) {
 }
 
 func TestTailResult_Report(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "a.log")
+	require.NoError(t, os.WriteFile(logFile, []byte("x\n"), 0o644))
 	for _, tc := range []struct {
 		name    string
 		r       tailResult
@@ -113,6 +116,21 @@ func TestTailResult_Report(t *testing.T) {
 			name: "interrupted once to stdout",
 			r:    tailResult{once: true, interrupted: true, tmp: true, snap: agent.Snapshot{RecordsRead: 3}},
 			code: exitFailed, want: []string{"3 records were not delivered (they were not printed)"},
+		},
+		{
+			name: "interrupted once with an earlier run's backlog left",
+			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", hadCheckpoints: true, snap: agent.Snapshot{BacklogEntries: 2}},
+			code: exitFailed, want: []string{"interrupted: 2 spool entries were not delivered (they stay in /s"}, notWant: []string{"nothing new"},
+		},
+		{
+			name: "an earlier run's backlog delivered is not nothing to ship",
+			r:    tailResult{once: true, stateDir: "/s", hadCheckpoints: true, files: []string{logFile}, snap: agent.Snapshot{RecordsSent: 30}},
+			code: exitOK, notWant: []string{"nothing new"},
+		},
+		{
+			name: "nothing new to ship",
+			r:    tailResult{once: true, stateDir: "/s", hadCheckpoints: true, files: []string{logFile}},
+			code: exitOK, want: []string{"nothing new to ship"},
 		},
 		{
 			name: "interrupted follow mode is a normal end",
@@ -263,4 +281,18 @@ func TestTail_SocketFlagsAreChecked(t *testing.T) {
 	errOut.Reset()
 	require.Equal(t, exitUsage, run([]string{"tail", "--format", "syslog", "/var/log/x.log"}, bytes.NewReader(nil), &out, &errOut))
 	require.Contains(t, errOut.String(), "--format applies to socket inputs")
+}
+
+// agent tail -h names every --to scheme this build takes.
+func TestTail_HelpNamesEveryDestinationScheme(t *testing.T) {
+	_, errOut, code := runBin(t, "tail", "-h")
+	require.Equal(t, 0, code)
+	dest := errOut[strings.Index(errOut, "Destinations (--to):"):strings.Index(errOut, "Flags:")]
+	for _, scheme := range components().OutputSchemes() {
+		if scheme == "-" {
+			require.Contains(t, dest, "- (stdout")
+			continue
+		}
+		require.Contains(t, dest, scheme+":", "agent tail -h does not name the --to scheme %q", scheme)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path/filepath"
 
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -51,7 +52,7 @@ func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 		}
 		c.TLS.InsecureSkipVerify = c.TLS.InsecureSkipVerify || f.InsecureSkipVerify
 		if err := c.Validate(); err != nil {
-			return nil, fmt.Errorf("kafka: url %s: %w", u.Redacted(), err)
+			return nil, fmt.Errorf("kafka: url %s: %w", redact.URL(u), err)
 		}
 	}
 	return &c, nil

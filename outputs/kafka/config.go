@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
 )
 
@@ -467,7 +468,7 @@ func FromURL(u *url.URL) (Config, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return c, fmt.Errorf("kafka: url %s: %w", u.Redacted(), errors.Join(errs...))
+		return c, fmt.Errorf("kafka: url %s: %w", redact.URL(u), errors.Join(errs...))
 	}
 	return c, nil
 }
