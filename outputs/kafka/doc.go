@@ -56,8 +56,9 @@
 // lasts as long as the outage, 2 minutes at most (below the agent's
 // watchdog): then the producer is replaced by a new one and the old one
 // closed, which fails its records as retryable (those the broker had
-// written are then written twice). The agent's shutdown ends the wait too
-// (Close fails the records, which stay in the spool). With idempotent: false the
+// written are then written twice). The agent's shutdown ends the wait at
+// once (the sender's context: the producer is replaced, the records stay in
+// the spool), so a stop keeps its deadline. With idempotent: false the
 // producer fails in-flight requests at the deadline (their records may be
 // written twice), and Send copies the batch, since a request may still be
 // written after its records were failed. Memory stays bounded by the

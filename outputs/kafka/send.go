@@ -84,6 +84,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.SendTimeout)
 	defer cancel()
 	s := o.getSend(b)
@@ -91,9 +92,9 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	if s.pending.Add(-1) == 0 {
 		close(s.done)
 	}
-	o.wait(ctx, func() { o.resetClient(s.cl) }, s.done, &s.pending)
+	o.wait(parent, ctx, func() { o.resetClient(s.cl) }, s.done, &s.pending)
 	if len(s.suspects) > 0 {
-		s.checkAlone(ctx, b.Records)
+		s.checkAlone(parent, ctx, b.Records)
 	}
 	err := s.result(ctx)
 	o.putSend(s)
@@ -109,8 +110,11 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 // with the same sequence numbers until the broker answers, and Send waits
 // for that answer: it is then known whether the record was written, so
 // none is written twice, and the backlog waits in the spool rather than in
-// the producer's memory.
-func (o *Output) wait(ctx context.Context, reset func(), done <-chan struct{}, pending *atomic.Int64) {
+// the producer's memory. When parent (the sender's context) ends, the agent
+// is stopping and its deadline comes first: the producer is replaced at once
+// (its records fail, retryable; they stay in the spool and are sent after
+// the next start, perhaps a second time if the broker had written them).
+func (o *Output) wait(parent, ctx context.Context, reset func(), done <-chan struct{}, pending *atomic.Int64) {
 	select {
 	case <-done:
 		return
@@ -121,6 +125,10 @@ func (o *Output) wait(ctx context.Context, reset func(), done <-chan struct{}, p
 	select {
 	case <-done:
 		return
+	case <-parent.Done():
+		reset()
+		<-done
+		return
 	case <-t.C:
 		o.rl.logf(slog.LevelWarn, "outcome_wait", "records in requests the broker has not answered are waited for (the broker is unreachable?): they are resent until it answers, so none is written twice",
 			"records", pending.Load(), "send_timeout", o.cfg.SendTimeout)
@@ -130,6 +138,9 @@ func (o *Output) wait(ctx context.Context, reset func(), done <-chan struct{}, p
 	t.Reset(o.waitMax)
 	select {
 	case <-done:
+	case <-parent.Done():
+		reset()
+		<-done
 	case <-t.C:
 		reset()
 		<-done
@@ -361,7 +372,7 @@ var tooLargeCodes = []error{kerr.MessageTooLarge, kerr.RecordListTooLarge}
 // refused alone for good is rejected alone (s.rejected): the rest of its
 // aggregate may be delivered. Like Send, it waits for the outcome of a
 // record sent (it aliases the batch).
-func (s *send) checkAlone(ctx context.Context, recs []aggregate.Aggregate) {
+func (s *send) checkAlone(parent, ctx context.Context, recs []aggregate.Aggregate) {
 	o := s.o
 	s.mu.Lock()
 	sus := s.suspects
@@ -391,7 +402,7 @@ func (s *send) checkAlone(ctx context.Context, recs []aggregate.Aggregate) {
 		var pending atomic.Int64
 		pending.Store(1)
 		cl.Produce(ctx, r, func(r *kgo.Record, err error) { a = answer{r, err}; close(done) })
-		o.wait(ctx, func() { o.resetSolo(cl) }, done, &pending) // the record aliases the batch
+		o.wait(parent, ctx, func() { o.resetSolo(cl) }, done, &pending) // the record aliases the batch
 		if a.err == nil {
 			tm := o.m.topic(x.topic)
 			tm.records.Inc()

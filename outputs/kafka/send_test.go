@@ -336,6 +336,42 @@ func TestSend_WaitsPastItsDeadlineForARequestTheBrokerHasNotAnswered(t *testing.
 	}
 }
 
+// The agent stopping (the sender's context ends) ends the wait at once:
+// shutdown keeps its deadline. The records fail, retryable (they stay in the
+// spool for the next start).
+func TestSend_CallerContextEndsTheWaitForAnUnansweredRequest(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	var produces atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		produces.Add(1)
+		return nil, nil, true // read and never answered
+	})
+	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- o.Send(ctx, lineBatches(t, 0, 100, 10, 100)[0]) }()
+	require.Eventually(t, func() bool { return produces.Load() > 0 }, 20*time.Second, 10*time.Millisecond, "the request was written")
+	select {
+	case err := <-errc:
+		t.Fatalf("Send returned while its request was unanswered: %v", err)
+	case <-time.After(2 * time.Second): // past send_timeout: waiting for the outcome
+	}
+	stopped := time.Now()
+	stop()
+	select {
+	case err := <-errc:
+		require.Error(t, err)
+		require.False(t, outputs.IsPermanent(err))
+		require.Less(t, time.Since(stopped), 10*time.Second)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Send still waits after its caller's context ended")
+	}
+	require.EqualValues(t, 1, o.clientResets.Load(), "the producer was replaced")
+}
+
 // The wait for an answer is bounded (outcomeWaitMax, shortened here): then
 // the producer is replaced, the Send returns its records as retryable, and
 // the next Send goes through the new producer.
