@@ -388,6 +388,10 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, swapping []*flowRuntime) {
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
+	// A stop of the agent (ctx) during the reload ends these waits: the
+	// shutdown that follows has its own deadline, and the two must not add
+	// up. What a removed flow did not deliver stays in its spool.
+	defer context.AfterFunc(ctx, cancel)()
 	for _, fr := range stopping {
 		fr.life.stopSources()
 	}

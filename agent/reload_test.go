@@ -526,3 +526,57 @@ func TestReload_CloudWatchChangesNeedARestart(t *testing.T) {
 	_, names = keepRestartSettings(old, next)
 	require.Empty(t, names)
 }
+
+// A stop of the agent while a reload waits for a removed flow to deliver
+// (its destination down) ends that wait: the reload's stop and the
+// shutdown that follows do not add up to twice shutdown_timeout.
+func TestReload_StopDuringAReloadKeepsOneDeadline(t *testing.T) {
+	sink := newReloadSink(t)
+	sink.failing.Store(true)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	config := func(flows string) Config {
+		cfg, err := ParseConfig("t.yaml", fmt.Appendf(nil, `state_dir: %s
+admin: {listen: "off"}
+shutdown_timeout: 3s
+sources:
+  - {name: fa, type: file, file: {include: [%q], start_at: beginning}}
+  - {name: fb, type: file, file: {include: [%q], start_at: beginning}}
+outputs:
+  - {name: down, type: http, http: {url: %q, encoding: text, compression: none}}
+flows:
+%s`, filepath.Join(dir, "state"), a, b, sink.URL, flows), noEnv, testComponents)
+		require.NoError(t, err)
+		return cfg
+	}
+	flow := func(name, src string) string {
+		return fmt.Sprintf("  - {name: %s, sources: [%s], output: down, %s, aggregation: {max_buffered_time: 10ms}}\n", name, src, fastSender)
+	}
+	appendFile(t, a, numbered(0, 100))
+	appendFile(t, b, numbered(1000, 1100))
+	ag, err := New(config(flow("keep", "fa")+flow("gone", "fb")), Settings{Components: testComponents, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	require.Eventually(t, func() bool { return ag.state.Load() == stateRunning }, 20*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return sink.busy.Load() > 0 || sink.conns.Load() > 0 }, 20*time.Second, time.Millisecond, "the flows send (and fail)")
+
+	reloaded := make(chan error, 1)
+	go func() {
+		_, err := ag.Reload(t.Context(), config(flow("keep", "fa"))) // "gone" is removed: up to 3s to deliver
+		reloaded <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	stopped := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	took := time.Since(stopped)
+	<-reloaded
+	require.Less(t, took, 3*time.Second+2*time.Second, "the stop took %s: shutdown_timeout is 3s", took)
+}
