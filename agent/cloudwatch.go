@@ -10,16 +10,21 @@ import (
 // startCloudWatch starts publishing the pipeline's metrics to CloudWatch
 // when metrics.cloudwatch is enabled. The returned stop publishes a last
 // time, within what is left of the shutdown's deadline: call it once the
-// pipeline has stopped, before the spools close.
+// pipeline has stopped, before the spools close. Publishing that cannot
+// start (no region) is logged, and the pipeline runs without it.
 func (a *Agent) startCloudWatch() (stop func(), err error) {
 	cfg := a.cfg.Metrics.CloudWatch
 	if cfg == nil || !cfg.Enabled {
 		return func() {}, nil
 	}
+	log := a.log.With("component", "cloudwatch")
 	p, err := cwmetrics.New(*cfg, cwmetrics.Settings{Gatherer: a.m.reg, Registerer: a.m.reg,
-		Logger: a.log.With("component", "cloudwatch"), UserAgent: "agent/" + a.set.Version})
+		Logger: log, UserAgent: "agent/" + a.set.Version})
 	if err != nil {
-		return nil, err
+		// Metrics must not stop the pipeline they describe (a region that
+		// only IMDS would give, unreachable): the agent runs without them.
+		log.Error("CloudWatch metrics are off until the agent restarts: they cannot start", "error", err)
+		return func() {}, nil
 	}
 	p.Start()
 	return func() {

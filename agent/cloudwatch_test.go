@@ -37,7 +37,17 @@ func cloudWatchEnv(t *testing.T) {
 // and the agent.
 func runWithCloudWatch(t *testing.T, fake *fakeaws.CloudWatch, n int) (string, error, *Agent) {
 	t.Helper()
+	return runWithCloudWatchRegion(t, fake, n, "us-east-1")
+}
+
+// runWithCloudWatchRegion is runWithCloudWatch with metrics.cloudwatch's
+// region ("": none, nor in the environment).
+func runWithCloudWatchRegion(t *testing.T, fake *fakeaws.CloudWatch, n int, region string) (string, error, *Agent) {
+	t.Helper()
 	cloudWatchEnv(t)
+	if region != "" {
+		region = "region: " + region
+	}
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
@@ -48,7 +58,7 @@ metrics:
   cloudwatch:
     namespace: Test/Agent
     interval: 1h
-    region: us-east-1
+    %s
     endpoint: %s
     dimensions: {Host: test-host}
 sources:
@@ -62,7 +72,7 @@ flows:
   - name: main
     sources: [in]
     output: out
-`, filepath.Join(dir, "state"), srv.URL)), noEnv, testComponents)
+`, filepath.Join(dir, "state"), region, srv.URL)), noEnv, testComponents)
 	require.NoError(t, err)
 	var in strings.Builder
 	for i := range n {
@@ -122,6 +132,20 @@ func TestAgent_FailingCloudWatchDoesNotTouchThePipeline(t *testing.T) {
 	require.Positive(t, fake.Calls())
 	require.Empty(t, fake.Requests())
 	require.Equal(t, 1.0, counterValue(t, a, "agent_cloudwatch_requests_total", map[string]string{"result": "error"}))
+}
+
+// CloudWatch metrics that cannot start (no region anywhere) are logged and
+// off: the pipeline runs and delivers, as it does when publishing fails.
+func TestAgent_CloudWatchThatCannotStartDoesNotStopThePipeline(t *testing.T) {
+	for _, k := range []string{"AWS_REGION", "AWS_DEFAULT_REGION"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	fake := &fakeaws.CloudWatch{}
+	out, err, _ := runWithCloudWatchRegion(t, fake, 3000, "")
+	require.NoError(t, err)
+	require.Equal(t, 3000, strings.Count(out, "\n"), "every record delivered")
+	require.Zero(t, fake.Calls())
 }
 
 func TestConfig_CloudWatchMetricsProblemsHaveFileAndLine(t *testing.T) {
