@@ -548,6 +548,11 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 			return fail(fmt.Errorf("--spool-max-bytes: %w", err))
 		}
 		cfg.Spool.MaxBytes = v
+		if v < 2*cfg.Spool.SegmentBytes {
+			// A small cap takes smaller spool files (tail has no flag for
+			// segment_bytes); below 128KiB validation says what is needed.
+			cfg.Spool.SegmentBytes = max(v/4, 64<<10)
+		}
 	}
 	if o.reset {
 		if err := os.Remove(filepath.Join(cfg.StateDir, "checkpoints.json")); err != nil && !errors.Is(err, os.ErrNotExist) {

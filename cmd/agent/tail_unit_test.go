@@ -18,6 +18,7 @@ import (
 	"github.com/kplagent/agent/agent/source/stdin"
 
 	"github.com/kplagent/agent/agent"
+	"github.com/kplagent/agent/internal/units"
 )
 
 func TestClassifyInputs(t *testing.T) {
@@ -69,6 +70,35 @@ func TestTailConfig_OrderedDestinationsSendOneRequestAtATimeFromTheSpool(t *test
 			f := cfg.Flows[0]
 			require.Equal(t, !tc.ordered, f.SpoolBypass)
 			require.Equal(t, tc.want, f.Sender.Concurrency)
+		})
+	}
+}
+
+// A small --spool-max-bytes takes smaller spool files: tail has no flag
+// for segment_bytes, whose default (64MiB) would make the cap invalid.
+func TestTailConfig_SmallSpoolCapTakesSmallerSegments(t *testing.T) {
+	in := tailInputs{files: []string{"/var/log/app.log"}}
+	for _, tc := range []struct {
+		max     string
+		segment units.ByteSize
+		err     string
+	}{
+		{max: "1MiB", segment: 256 << 10},
+		{max: "200KiB", segment: 64 << 10},
+		{max: "2GiB", segment: 64 << 20},
+		{max: "100KiB", err: "max_bytes: must be at least twice segment_bytes (128KiB)"},
+	} {
+		t.Run(tc.max, func(t *testing.T) {
+			_, o := tailFlags(&bytes.Buffer{})
+			o.to, o.spoolMax, o.stateDir = "http://127.0.0.1:1/x", tc.max, t.TempDir()
+			cfg, _, err := tailConfig(in, o)
+			require.NoError(t, err)
+			if tc.err != "" {
+				require.ErrorContains(t, cfg.Validate(), tc.err)
+				return
+			}
+			require.NoError(t, cfg.Validate())
+			require.Equal(t, tc.segment, cfg.Spool.SegmentBytes)
 		})
 	}
 }
