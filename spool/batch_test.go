@@ -172,8 +172,8 @@ func TestNextBatch_Alloc(t *testing.T) {
 }
 
 // Regression: a bulk read filled the whole buffer, so with entries of a
-// little over half a buffer (the agent's aggregates against its 1 MiB +
-// 64 KiB slabs) it copied most of the next entry as well, only to read it
+// little over half a buffer (large aggregates against a sender's 1 MiB +
+// 64 KiB slab) it copied most of the next entry as well, only to read it
 // again at the next call (and, in the same call, what was left of the
 // buffer): 2.5 bytes read per byte delivered. Once a read
 // has seen the next header, it reads that frame and no more.
