@@ -127,6 +127,20 @@ func (s *Spool) bulkLocked(buf []byte, max int, ents []Entry) ([]Entry, []byte, 
 	if n < frameHeaderSize {
 		return ents, buf, bulkNoRoom
 	}
+	if h := c.nextLen; h > 0 && c.nextAt == c.off && h <= end-c.off {
+		// A bulk read saw the next frame's header: its length says how
+		// much to read. Reading up to buf's end instead copies much of the
+		// frame after it too, to be read again by the next call (with
+		// aggregates of about half a buffer, most of what a sender read
+		// was read twice).
+		if h > spare {
+			return ents, buf, bulkNoRoom // not a byte of it would be used
+		}
+		if 2*h > spare { // no second frame fits after it
+			n = min(h+frameHeaderSize, end-c.off) // it and the next header
+		}
+	}
+	c.nextLen = 0
 	chunk := buf[len(buf) : len(buf)+int(n)]
 	k, err := c.f.ReadAt(chunk, c.off)
 	if k < len(chunk) && err == nil { // io.ReaderAt: a short read has an error
@@ -150,6 +164,7 @@ func (s *Spool) bulkLocked(buf []byte, max int, ents []Entry) ([]Entry, []byte, 
 			if n == spare && int64(k) == n { // the frame goes on past buf
 				stop = bulkNoRoom
 			}
+			c.nextLen, c.nextAt = frameHeaderSize+plen, c.off+int64(p)
 			break
 		}
 		payload := chunk[p+frameHeaderSize : p+frameHeaderSize+int(plen) : p+frameHeaderSize+int(plen)]

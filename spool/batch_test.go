@@ -170,3 +170,40 @@ func TestNextBatch_Alloc(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// Regression: a bulk read filled the whole buffer, so with entries of a
+// little over half a buffer (large aggregates against a sender's 1 MiB +
+// 64 KiB slab) it copied most of the next entry as well, only to read it
+// again at the next call (and, in the same call, what was left of the
+// buffer): 2.5 bytes read per byte delivered. Once a read
+// has seen the next header, it reads that frame and no more.
+func TestNextBatch_ReadsLargeEntriesOnce(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 8 << 20
+	fs := &faultFS{fs: osFS{}}
+	s := open(t, cfg, Settings{fs: fs})
+	const size, n = 600 << 10, 12
+	for i := range n {
+		_, err := s.Append(t.Context(), payload(uint64(i), size))
+		require.NoError(t, err)
+	}
+	before := fs.readBytes.Load()
+	buf := make([]byte, 0, 1<<20+64<<10)
+	var got int
+	var ents []Entry
+	for got < n {
+		var err error
+		ents, _, err = s.NextBatch(t.Context(), buf[:0], 500, ents[:0])
+		require.NoError(t, err)
+		for _, e := range ents {
+			require.Equal(t, payload(uint64(e.ID-1), size), e.Data)
+			got++
+		}
+	}
+	read := fs.readBytes.Load() - before
+	// What opening the segment reads (the first frame, the careful way)
+	// and the first bulk read, before any header was seen, may overshoot.
+	require.LessOrEqual(t, read, int64(n*(size+frameHeaderSize)+2*cap(buf)),
+		"read %d bytes to deliver %d", read, n*size)
+	t.Logf("read %d bytes to deliver %d", read, n*size)
+}

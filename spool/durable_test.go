@@ -26,10 +26,12 @@ func TestSync_FailedFsyncIsNeverMadeDurableByClose(t *testing.T) {
 	require.Less(t, s.Durable(), ids[4], "Durable moved past entries whose fsync failed")
 }
 
-// The same while running: an append that passed the failure check before
-// the interval fsync failed rolls the segment; the seal's fsync must not move
-// Durable over the failed entries (the agent would checkpoint past them), and
-// no new segment is started.
+// The same while running: an append that rolls the segment while the
+// interval fsync is failing does not wait for the disk (the seal hands the
+// file to the syncer; regression: the roll held the source for as long as
+// an fsync took), and neither that fsync's failure nor any later round
+// moves Durable over the failed entries or the new one (the agent would
+// checkpoint past them); appends are refused from then on.
 func TestSync_FailedFsyncIsNeverMadeDurableByASeal(t *testing.T) {
 	cfg := testConfig(t)
 	fs := &ioFaultFS{gate: make(chan struct{})}
@@ -38,18 +40,33 @@ func TestSync_FailedFsyncIsNeverMadeDurableByASeal(t *testing.T) {
 	require.Len(t, segFiles(t, cfg.Dir), 1)
 	fs.failSync.Store(fs.syncs.Load() + 1)
 	syncDone := make(chan error, 1)
-	go func() { syncDone <- s.Sync() }() // holds syncMu in a failing fsync
-	time.Sleep(100 * time.Millisecond)
+	go func() { syncDone <- s.Sync() }() // a round held in a failing fsync
+	for deadline := time.Now().Add(10 * time.Second); fs.syncs.Load() < fs.failSync.Load(); {
+		require.True(t, time.Now().Before(deadline), "the fsync never started")
+		time.Sleep(time.Millisecond)
+	}
 	appendDone := make(chan error, 1)
+	var rolled ID
 	go func() {
-		_, err := s.Append(context.Background(), payload(4, 4000))
+		id, err := s.Append(context.Background(), payload(4, 4000))
+		rolled = id
 		appendDone <- err
 	}()
-	time.Sleep(200 * time.Millisecond) // the append is past its failure check, waiting for syncMu
+	select {
+	case err := <-appendDone:
+		require.NoError(t, err, "the fsync has not failed yet")
+	case <-time.After(10 * time.Second):
+		close(fs.gate)
+		t.Fatal("the append that rolls waited for an fsync in progress")
+	}
+	require.Len(t, segFiles(t, cfg.Dir), 2)
 	close(fs.gate)
 	require.ErrorIs(t, <-syncDone, syscall.EIO)
-	require.ErrorIs(t, <-appendDone, syscall.EIO, "the roll saw the failure")
+	require.ErrorIs(t, s.Sync(), syscall.EIO, "a later round must not succeed")
+	_, err := s.Append(context.Background(), payload(5, 10))
+	require.ErrorIs(t, err, syscall.EIO, "appends are refused after a failed fsync")
 	require.Less(t, s.Durable(), ids[3], "Durable moved past entries whose fsync failed")
+	require.Less(t, s.Durable(), rolled)
 }
 
 // kill -9 between a seal's write and its fsync leaves a sealed segment whose

@@ -22,6 +22,12 @@ type cursor struct {
 	off     int64  // where the next frame starts
 	goodEnd int64  // where the last good frame ended
 	after   ID     // ID of the last frame passed
+	// nextLen is the length (header included) the header at off gave
+	// when a bulk read saw it but not its whole frame; 0 when unknown. A
+	// hint for the size of the next read only: the frame is checked once
+	// read, whatever the hint said.
+	nextLen int64
+	nextAt  int64 // the offset nextLen was seen at (nextLen holds only while off == nextAt)
 }
 
 func (c *cursor) release() {
@@ -29,6 +35,7 @@ func (c *cursor) release() {
 		c.f.Close()
 	}
 	c.g, c.f, c.fr = nil, nil, nil
+	c.nextLen = 0
 }
 
 // Next returns the oldest entry not yet handed out since Open, blocking until
@@ -197,6 +204,7 @@ func (s *Spool) openNextLocked(after ID) (bool, error) {
 		c.g, c.f = g, f
 		c.fr = newFrameReader(f, g.hdr.salt, maxEntryLimit, c.buf)
 		c.off, c.goodEnd, c.after = segHeaderSize, segHeaderSize, g.hdr.first-1
+		c.nextLen = 0
 		return true, nil
 	}
 }

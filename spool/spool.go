@@ -72,7 +72,7 @@ type Spool struct {
 	maxEntry int64
 
 	// Writer state, guarded by wmu. Lock order: wmu, rmu, ackMu, mu; wmu
-	// before syncMu, syncMu before mu.
+	// before syncMu, roundMu before syncMu, syncMu before mu.
 	wmu      sync.Mutex
 	active   *segment // nil until rolled after a failed create
 	wf       file     // the active segment, open for append
@@ -90,8 +90,14 @@ type Spool struct {
 	refUntil   time.Time
 	refBackoff time.Duration
 
-	// syncMu serialises fsyncs of the active file with its sealing and
-	// closing, so a sync never runs on a closed file.
+	// roundMu serialises sync rounds (syncData, Close's last one): the
+	// fsyncs, and the closing of sealed files, which only a round does, so
+	// a round never syncs a file another one closed. It is held across
+	// fsyncs; the writer never takes it, so a roll does not wait for the
+	// disk. Lock order: roundMu before syncMu.
+	roundMu sync.Mutex
+	// syncMu guards the hand-over of segment files from the writer to the
+	// rounds: sealed, and (with wmu) active and wf. Held only briefly.
 	syncMu sync.Mutex
 	// sealed are segment files sealed but not yet fsynced and closed, oldest
 	// first: the syncer does that off the appenders' path (sync.go).
@@ -301,9 +307,9 @@ func (s *Spool) close() error {
 		_ = s.sealActiveLocked()
 	}
 	s.wmu.Unlock()
-	s.syncMu.Lock()
-	s.syncSealedLocked()
-	s.syncMu.Unlock()
+	s.roundMu.Lock()
+	s.syncSealed(s.takeSealed())
+	s.roundMu.Unlock()
 	if s.failure() == nil {
 		advance(&s.synced, ID(s.lastID.Load()))
 		s.advanceDurable(ID(s.lastID.Load()))
@@ -331,12 +337,14 @@ func (s *Spool) close() error {
 // releaseFiles closes the reader's file, sealed files never synced (a
 // crash in tests) and the lock.
 func (s *Spool) releaseFiles() {
+	s.roundMu.Lock()
 	s.syncMu.Lock()
 	for _, p := range s.sealed {
 		p.f.Close()
 	}
 	s.sealed = nil
 	s.syncMu.Unlock()
+	s.roundMu.Unlock()
 	s.rmu.Lock()
 	s.rd.release()
 	if s.rd.buf != nil {

@@ -129,11 +129,23 @@ type sealedFile struct {
 	f file
 }
 
-// syncSealedLocked fsyncs and closes the sealed files, oldest first, and
+// takeSealed hands the files sealed so far to the caller's round.
+func (s *Spool) takeSealed() []sealedFile {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	ps := s.sealed
+	s.sealed = nil
+	return ps
+}
+
+// syncSealed fsyncs and closes files taken by takeSealed, oldest first, and
 // records a failure. A segment deleted meanwhile (all acknowledged) is only
-// closed: nothing in it is needed again. Called with syncMu held.
-func (s *Spool) syncSealedLocked() {
-	for i, p := range s.sealed {
+// closed: nothing in it is needed again. Called with roundMu held, and
+// without syncMu: closing a deleted file frees its blocks, and fsyncs take
+// as long as the disk does; the writer, sealing the next segment, must wait
+// for neither.
+func (s *Spool) syncSealed(ps []sealedFile) {
+	for _, p := range ps {
 		s.mu.Lock()
 		removed := p.g.removed
 		s.mu.Unlock()
@@ -144,9 +156,7 @@ func (s *Spool) syncSealedLocked() {
 			s.st.fsyncs.Add(1)
 		}
 		p.f.Close()
-		s.sealed[i] = sealedFile{}
 	}
-	s.sealed = s.sealed[:0]
 }
 
 // syncData fdatasyncs the segments sealed since the last round and the
@@ -163,15 +173,23 @@ func (s *Spool) syncData() error {
 	if target <= ID(s.synced.Load()) {
 		return nil
 	}
-	s.syncMu.Lock()
-	defer s.syncMu.Unlock()
+	s.roundMu.Lock()
+	defer s.roundMu.Unlock()
 	// Every entry up to target is in a sealed file listed now (g, if it
-	// was sealed meanwhile, and older ones) or in g still active. A
-	// failure is recorded, and Durable moved, under syncMu: a later fsync
+	// was sealed meanwhile, and older ones; or taken by an earlier round,
+	// which synced it or recorded a failure), or in g still active. f
+	// stays open until a round closes it, and rounds are serialised: if
+	// the writer seals g once we have looked, the next round closes it. A
+	// failure is recorded, and Durable moved, under roundMu: a later fsync
 	// must see the failure, or its own success would make the entries
 	// whose pages the kernel dropped look durable.
-	s.syncSealedLocked()
-	if g != nil && s.wf == f {
+	s.syncMu.Lock()
+	ps := s.sealed
+	s.sealed = nil
+	active := g != nil && s.wf == f
+	s.syncMu.Unlock()
+	s.syncSealed(ps)
+	if active {
 		if err := f.Sync(); err != nil {
 			s.fail(err)
 		}

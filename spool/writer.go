@@ -364,7 +364,6 @@ func (s *Spool) rollLocked() error {
 // earlier one's: after it nothing more is written, so no new segment either.
 func (s *Spool) sealActiveLocked() error {
 	g := s.active
-	s.syncMu.Lock()
 	var extra int64
 	if !s.broken && g.last >= g.hdr.first {
 		b := appendSeal(s.wbuf[:0], g.hdr, g.last, g.end)
@@ -379,7 +378,9 @@ func (s *Spool) sealActiveLocked() error {
 	// path: done here it held every appender (and with them the sources)
 	// for as long as the disk took. Durable moves past the segment only
 	// once it is done (syncData); recovery fsyncs what a kill -9 left
-	// sealed and unsynced.
+	// sealed and unsynced. Only the hand-over takes syncMu: a round in
+	// progress holds roundMu, not syncMu, across its fsyncs.
+	s.syncMu.Lock()
 	s.sealed = append(s.sealed, sealedFile{g: g, f: s.wf})
 	s.active, s.wf = nil, nil
 	s.syncMu.Unlock()

@@ -5,16 +5,34 @@ import (
 	"os"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"time"
 )
 
 // startProfile writes a CPU profile to $AGENT_CPUPROFILE and a heap profile
-// to $AGENT_MEMPROFILE when they are set (for benchmarks; see
+// to $AGENT_MEMPROFILE, and an execution trace to $AGENT_TRACE (`go tool
+// trace`: where goroutines wait), when they are set (for benchmarks; see
 // BENCHMARKS.md). The returned function stops them.
 func startProfile() func() {
 	stopCPU := startCPUProfile(os.Getenv("AGENT_CPUPROFILE"))
 	stopMem := startMemProfile(os.Getenv("AGENT_MEMPROFILE"))
-	return func() { stopCPU(); stopMem() }
+	stopTrace := startTrace(os.Getenv("AGENT_TRACE"))
+	return func() { stopCPU(); stopMem(); stopTrace() }
+}
+
+func startTrace(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return func() {}
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { trace.Stop(); f.Close() }
 }
 
 func startCPUProfile(path string) func() {
