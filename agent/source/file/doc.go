@@ -150,8 +150,8 @@
 // buffers and emits without allocating. Run through RunBatch (the agent
 // does), the records that one read completes go downstream in batches of at
 // most 1024 (source.EmitBatch: the flow's locks are taken once per batch,
-// not once per line); multiline records and lines truncated across reads
-// (whose kept prefix is the splitter's own buffer) go one by one, in order.
+// not once per line); multiline records and truncated lines (whose kept
+// prefix may be the splitter's own buffer) go one by one, in order.
 //
 // # Checkpoints and start position
 //
