@@ -147,7 +147,11 @@
 //
 // A record's Cursor is {FileID, Start, Offset}: the byte range it came from,
 // terminator included. Data is only valid during emit: the source reuses its
-// buffers and emits without allocating.
+// buffers and emits without allocating. Run through RunBatch (the agent
+// does), the records that one read completes go downstream in batches of at
+// most 1024 (source.EmitBatch: the flow's locks are taken once per batch,
+// not once per line); multiline records and truncated lines (whose kept
+// prefix may be the splitter's own buffer) go one by one, in order.
 //
 // # Checkpoints and start position
 //

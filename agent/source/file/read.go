@@ -70,7 +70,14 @@ func (r *runner) readTurn(f *file) (int64, error) {
 			f.offset += int64(n)
 			k += n
 			var c int
+			r.batching = r.batch != nil && r.s.ml == nil
 			c, err = f.sp.feed(buf[:k], base)
+			if r.batching {
+				r.batching = false
+				if ferr := r.flushBatch(); err == nil {
+					err = ferr
+				}
+			}
 			if c < k {
 				copy(buf, buf[c:k])
 			}
@@ -156,6 +163,15 @@ func (r *runner) record(f *file, rec []byte, start, end int64, kind recordKind) 
 	switch kind {
 	case kindTruncated:
 		r.c.truncated++
+		if r.batching {
+			// Its bytes may be the splitter's held prefix, which the
+			// same feed may reuse: it goes now, after what is pending.
+			if err := r.flushBatch(); err != nil {
+				return err
+			}
+			r.batching = false
+			defer func() { r.batching = true }()
+		}
 	case kindSplit, kindSplitMore:
 		r.c.split++
 	}
@@ -172,7 +188,25 @@ func (r *runner) send(f *file, data []byte, start, end int64) error {
 	if path == "" {
 		path = f.lastPath // renamed away (rotated) since it was found
 	}
-	return r.emit(r.ctx, source.Record{Data: data, Path: path, Cursor: source.Cursor{FileID: f.inc.id, Start: start, Offset: end}})
+	rec := source.Record{Data: data, Path: path, Cursor: source.Cursor{FileID: f.inc.id, Start: start, Offset: end}}
+	if r.batching {
+		r.pending = append(r.pending, rec)
+		if len(r.pending) >= maxBatch {
+			return r.flushBatch()
+		}
+		return nil
+	}
+	return r.emit(r.ctx, rec)
+}
+
+// flushBatch hands the pending records downstream in one batch.
+func (r *runner) flushBatch() error {
+	if len(r.pending) == 0 {
+		return nil
+	}
+	_, err := r.batch(r.ctx, r.pending)
+	r.pending = r.pending[:0]
+	return err
 }
 
 // mlAdd adds a line to f's multiline record, emitting the previous record

@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -272,22 +273,37 @@ func TestRecords_BytesPassThrough(t *testing.T) {
 // Emitting a line allocates nothing in steady state: Data points into the
 // read buffer and FileID is the file's precomputed string.
 func TestRecords_NoAllocationsPerLine(t *testing.T) {
-	dir := t.TempDir()
-	const n = 50000
-	writeFile(t, filepath.Join(dir, "a.log"), numbered("x", 0, n))
-	cfg := testConfig(dir, "*.log")
-	src, err := New(cfg, Settings{Name: "s", Once: true})
-	require.NoError(t, err)
-	got := 0
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	require.NoError(t, src.Run(t.Context(), func(_ context.Context, r source.Record) error {
-		got++
-		return nil
-	}))
-	runtime.ReadMemStats(&m1)
-	require.Equal(t, n, got)
-	perLine := float64(m1.Mallocs-m0.Mallocs) / n
-	t.Logf("%.4f allocations per line (run setup included)", perLine)
-	require.Less(t, perLine, 0.05)
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			dir := t.TempDir()
+			const n = 50000
+			writeFile(t, filepath.Join(dir, "a.log"), numbered("x", 0, n))
+			cfg := testConfig(dir, "*.log")
+			src, err := New(cfg, Settings{Name: "s", Once: true})
+			require.NoError(t, err)
+			got, batches := 0, 0
+			emit := func(_ context.Context, r source.Record) error {
+				got++
+				return nil
+			}
+			batch := func(_ context.Context, rs []source.Record) (int, error) {
+				got += len(rs)
+				batches++
+				return len(rs), nil
+			}
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			if batched {
+				require.NoError(t, src.RunBatch(t.Context(), emit, batch))
+			} else {
+				require.NoError(t, src.Run(t.Context(), emit))
+			}
+			runtime.ReadMemStats(&m1)
+			require.Equal(t, n, got)
+			require.Equal(t, batched, batches > 0)
+			perLine := float64(m1.Mallocs-m0.Mallocs) / n
+			t.Logf("%.4f allocations per line (run setup included)", perLine)
+			require.Less(t, perLine, 0.05)
+		})
+	}
 }

@@ -16,6 +16,9 @@ const (
 	// turnBudget is how much one file may read before the loop looks at
 	// events, timers and the other files.
 	turnBudget = 4 << 20
+	// maxBatch bounds a batch of records (see runner.batch): the flow's
+	// lock is held while the batch is added.
+	maxBatch = 1024
 	// fairShare and fairTime bound a file's turn with a descriptor while
 	// other files wait for one (a file that caught up with its writer yields
 	// at once): the files written fastest cannot starve the others, even when
@@ -50,6 +53,12 @@ type runner struct {
 	ctx  context.Context // Run's: passed to emit
 	emit source.Emit
 	now  time.Time
+	// batch, when not nil, takes the records of one splitter feed as
+	// batches (pending) while batching is set: their Data point into buf,
+	// valid until the feed's leftover is moved to its front.
+	batch    source.EmitBatch
+	batching bool
+	pending  []source.Record
 
 	byKey  map[devIno]*file
 	byPath map[string]*file

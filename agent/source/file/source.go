@@ -168,10 +168,19 @@ func (s *Source) Name() string { return s.set.Name }
 // emit's error when emit fails; either way after closing every file and
 // writing the committed offsets a final time. Run may be called once.
 func (s *Source) Run(ctx context.Context, emit source.Emit) error {
+	return s.RunBatch(ctx, emit, nil)
+}
+
+// RunBatch is Run with a batch emit (nil: none): the records that one read
+// completes go downstream in batches of at most maxBatch, taking the
+// flow's locks once per batch instead of once per line (multiline records,
+// which are assembled in a buffer of their own, go one by one).
+func (s *Source) RunBatch(ctx context.Context, emit source.Emit, batch source.EmitBatch) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("file source %q: Run called twice", s.set.Name)
 	}
 	r := newRunner(s, ctx, emit)
+	r.batch = batch
 	s.load(r)
 	// Events are wanted; the first scan starts the watcher (and every scan
 	// after it while it cannot be started).
