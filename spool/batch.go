@@ -137,7 +137,7 @@ func (s *Spool) bulkLocked(buf []byte, max int, ents []Entry) ([]Entry, []byte, 
 			return ents, buf, bulkNoRoom // not a byte of it would be used
 		}
 		if 2*h > spare { // no second frame fits after it
-			n = min(h+frameHeaderSize, end-c.off) // it and the next header
+			n = min(h+frameHeaderSize, end-c.off, spare) // it and the next header, if they fit
 		}
 	}
 	c.nextLen = 0

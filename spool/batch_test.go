@@ -207,3 +207,40 @@ func TestNextBatch_ReadsLargeEntriesOnce(t *testing.T) {
 		"read %d bytes to deliver %d", read, n*size)
 	t.Logf("read %d bytes to deliver %d", read, n*size)
 }
+
+// A frame whose length was seen by a bulk read, that fits in the buffer's
+// spare room but leaves no room for the next frame's header after it: the
+// read stops at the buffer's end (it read past it before: a panic).
+func TestNextBatch_FrameThatFillsTheBufferExactly(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 8 << 20
+	s := open(t, cfg, Settings{})
+	const size = 40 << 10
+	for _, spareAfter := range []int{0, 1, frameHeaderSize - 1} {
+		first, err := s.Append(t.Context(), payload(1, 100))
+		require.NoError(t, err)
+		_, err = s.Append(t.Context(), payload(2, size))
+		require.NoError(t, err)
+		_, err = s.Append(t.Context(), payload(3, 100))
+		require.NoError(t, err)
+		// The first call reads the small frame and sees the large one's
+		// header; the second has exactly the large frame's room, plus
+		// spareAfter bytes.
+		small := make([]byte, 0, frameHeaderSize+100+frameHeaderSize+10)
+		ents, _, err := s.NextBatch(t.Context(), small, 2, nil)
+		require.NoError(t, err)
+		require.Len(t, ents, 1)
+		require.Equal(t, first, ents[0].ID)
+		exact := make([]byte, 0, frameHeaderSize+size+spareAfter)
+		ents, _, err = s.NextBatch(t.Context(), exact, 10, nil)
+		require.NoError(t, err)
+		require.NotEmpty(t, ents)
+		require.Equal(t, payload(2, size), ents[0].Data, "spare %d", spareAfter)
+		ents, _, err = s.NextBatch(t.Context(), make([]byte, 0, 1<<20), 10, nil)
+		require.NoError(t, err)
+		require.Equal(t, payload(3, 100), ents[len(ents)-1].Data)
+		for _, id := range []ID{first, first + 1, first + 2} {
+			require.NoError(t, s.Ack(id))
+		}
+	}
+}
