@@ -15,7 +15,7 @@ func readOnly(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s
 // string. The result aliases data unless the string has escapes.
 func jsonStringField(data []byte, name string) ([]byte, bool) {
 	v, ok := jsonValue(data, name)
-	if !ok || v[0] != '"' {
+	if !ok || len(v) == 0 || v[0] != '"' {
 		return nil, false
 	}
 	return unquote(v)
@@ -67,7 +67,7 @@ func jsonValue(data []byte, name string) ([]byte, bool) {
 			return nil, false
 		}
 		end, ok := skipValue(data, p)
-		if !ok {
+		if !ok || end == p { // malformed, or no value at all ({"k":,)
 			return nil, false
 		}
 		if keyEquals(key, name) {
