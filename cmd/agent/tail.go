@@ -120,7 +120,7 @@ Flags:
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
 	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
 	fs.BoolVar(&o.spoolBypass, "spool-bypass", true, "file sources: aggregates go to the destination in memory while it keeps up (false: every aggregate through the spool)")
-	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 2 for kafka://; 1 for stdout and file://, which keeps order)")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 3 for kafka://; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")

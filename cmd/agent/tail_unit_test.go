@@ -57,7 +57,7 @@ func TestTailConfig_OrderedDestinationsSendOneRequestAtATimeFromTheSpool(t *test
 		{to: "http://127.0.0.1:1/x", ordered: false, want: 4},
 		{to: "http://127.0.0.1:1/x", concurrency: 1, ordered: true, want: 1},
 		{to: "-", concurrency: 3, ordered: true, want: 3},
-		{to: "kafka://127.0.0.1:1/logs", ordered: false, want: 2}, // the output's outputs.ConcurrencyAdvisor
+		{to: "kafka://127.0.0.1:1/logs", ordered: false, want: 3}, // the output's outputs.ConcurrencyAdvisor
 		{to: "kafka://127.0.0.1:1/logs", concurrency: 4, ordered: false, want: 4},
 	} {
 		t.Run(fmt.Sprintf("%s/%d", tc.to, tc.concurrency), func(t *testing.T) {

@@ -88,10 +88,12 @@ func (c *Config) CheckFiles() error {
 }
 
 // defaultConcurrency is the sender concurrency of `agent tail --to
-// kafka://`: the producer pipelines up to 5 requests per broker itself, and
-// in `make bench-kafka` 2 Sends in flight delivered as fast as 4 with a
-// peak RSS of 48 – 53 MiB instead of 61 – 71 MiB (BENCHMARKS.md).
-const defaultConcurrency = 2
+// kafka://`: the producer pipelines up to 5 requests per broker itself. In
+// `make bench-kafka` on a quiet machine (2026-12-06 11:07 UTC, after Send
+// stopped copying its batch) 3 Sends in flight made 84% of the bare
+// producer's throughput at 54 – 55 MiB peak RSS; 2 made 63% (52 MiB) and 4
+// made 96 – 116% but touched 66 MiB (BENCHMARKS.md).
+const defaultConcurrency = 3
 
 // DefaultConcurrency implements outputs.ConcurrencyAdvisor.
 func (*Config) DefaultConcurrency() int { return defaultConcurrency }
