@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -111,27 +112,9 @@ func kafkaRun(lines, size int64, mk func(url string) *exec.Cmd) (result, error) 
 	// keeps the larger of the forked and the exec'd memory's high-water
 	// mark), and this process holds kfake's data: read the child's own
 	// VmHWM instead while it runs.
-	var hwm atomic.Int64
-	stop := make(chan struct{})
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if v := vmHWM(cmd.Process.Pid); v > hwm.Load() {
-				hwm.Store(v)
-			}
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	peak := pollHWM(cmd.Process.Pid)
 	err = cmd.Wait()
-	close(stop)
-	<-polled
+	rss := peak()
 	if err != nil {
 		return result{}, err
 	}
@@ -139,7 +122,7 @@ func kafkaRun(lines, size int64, mk func(url string) *exec.Cmd) (result, error) 
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	r := result{
-		wall: wall, cpu: cpu, rss: hwm.Load(),
+		wall: wall, cpu: cpu, rss: rss,
 		mbps:    float64(size) / 1e6 / wall.Seconds(),
 		cpuPerG: cpu.Seconds() / (float64(size) / 1e9),
 	}
@@ -256,6 +239,35 @@ func bareProducer(url, log string) error {
 		return fmt.Errorf("%d records failed: %v", n, firstErr.Load())
 	}
 	return nil
+}
+
+// pollHWM samples the peak RSS of process pid (vmHWM) every 20 ms until the
+// returned function is called; that returns the highest value seen (later
+// calls return it again).
+func pollHWM(pid int) func() int64 {
+	var hwm atomic.Int64
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := vmHWM(pid); v > hwm.Load() {
+				hwm.Store(v)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() int64 {
+		once.Do(func() { close(stop); <-polled })
+		return hwm.Load()
+	}
 }
 
 // vmHWM returns the peak RSS of process pid (VmHWM in /proc/PID/status), 0

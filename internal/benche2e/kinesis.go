@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/kplagent/agent/internal/fakeaws"
 )
@@ -190,17 +188,9 @@ func runOnce(agentBin, dir, log string, size int64, env []string, extra string, 
 	}
 	cmd := exec.Command(agentBin, all...)
 	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	r, err := measure(cmd, size)
+	if err != nil {
 		return result{}, fmt.Errorf("agent %v: %w", args, err)
 	}
-	wall := time.Since(start)
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return result{
-		wall: wall, cpu: cpu, rss: ru.Maxrss << 10,
-		mbps:    float64(size) / 1e6 / wall.Seconds(),
-		cpuPerG: cpu.Seconds() / (float64(size) / 1e9),
-	}, nil
+	return r, nil
 }

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -89,25 +88,8 @@ func socketRun(agentBin, log string, size, lines int64, dir, extra string) (sock
 			<-exited
 		}
 	}()
-	var hwm atomic.Int64
-	stopPoll := make(chan struct{})
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			if v := vmHWM(cmd.Process.Pid); v > hwm.Load() {
-				hwm.Store(v)
-			}
-			select {
-			case <-stopPoll:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	defer func() { close(stopPoll); <-polled }()
+	peak := pollHWM(cmd.Process.Pid)
+	defer peak()
 
 	var conn net.Conn
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -165,7 +147,7 @@ func socketRun(agentBin, log string, size, lines int64, dir, extra string) (sock
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	r.rss = hwm.Load()
+	r.rss = peak()
 	r.mbps = float64(size) / 1e6 / r.wall.Seconds()
 	r.cpuPerG = r.cpu.Seconds() / (float64(size) / 1e9)
 	if r.records != lines {
