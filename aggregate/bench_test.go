@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/kplagent/agent/internal/cputime"
 )
 
 // benchRecordSize is the user record size of the benchmarks.
@@ -78,12 +80,7 @@ func BenchmarkAggregate(b *testing.B) {
 			// wall time otherwise.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			clock := func() time.Duration {
-				if d, ok := threadCPU(); ok {
-					return d
-				}
-				return time.Duration(time.Now().UnixNano())
-			}
+			clock := cputime.Clock
 			var aggBytes, md5Bytes int64
 			var aggTime, md5Time time.Duration
 			wireBytes = 0

@@ -10,13 +10,13 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/cputime"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/outputs/internal/batchtest"
 )
@@ -147,15 +147,11 @@ func BenchmarkCompression(b *testing.B) {
 				b.ReportAllocs()
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
-				start := time.Now()
-				cpu0, threadOK := threadCPU()
+				start := cputime.Clock() // the thread's CPU time, wall time where it is unavailable
 				for b.Loop() {
 					dst = c.fn(dst[:0], src)
 				}
-				spent := time.Since(start) // wall time where the thread's CPU time is unavailable
-				if cpu1, ok := threadCPU(); ok && threadOK {
-					spent = cpu1 - cpu0
-				}
+				spent := cputime.Clock() - start
 				b.ReportMetric(ratio, "ratio")
 				b.ReportMetric(spent.Seconds()/(float64(b.N)*float64(len(src))/1e9), "CPU-s/GB")
 			})

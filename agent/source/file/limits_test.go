@@ -6,11 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/cputime"
 )
 
 // openUnder counts this process's descriptors of files under dir.
@@ -152,9 +153,9 @@ func TestIdle_ThousandFilesUseLittleCPU(t *testing.T) {
 	r.waitCount(t, n)
 	require.Eventually(t, func() bool { return r.src.Stats().FilesOpen == n }, 10*time.Second, 10*time.Millisecond)
 	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		d, err := cputime.Process()
+		require.NoError(t, err)
+		return d
 	}
 	c0, t0 := cpu(), time.Now()
 	require.Eventually(t, func() bool { return time.Since(t0) >= 2*time.Second }, 3*time.Second, 100*time.Millisecond)
