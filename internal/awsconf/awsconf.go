@@ -1,7 +1,9 @@
-// Package awsconf resolves the AWS SDK configuration the Kinesis and Firehose
-// outputs and the CloudWatch metrics publisher (internal/cwmetrics) share:
-// region, endpoint, the default credential chain and an optionally assumed
-// role, with the SDK's own retries off.
+// Package awsconf holds the AWS settings the Kinesis and Firehose outputs
+// and the CloudWatch metrics publisher (internal/cwmetrics) share: Config,
+// the region, endpoint, profile and assumed role their blocks of agent.yaml
+// embed inline, with its defaults and validation; and Load, which resolves
+// the SDK configuration from it: the default credential chain, the region
+// and an optionally assumed role, with the SDK's own retries off.
 package awsconf
 
 import (
@@ -30,12 +32,10 @@ const loadTimeout = 10 * time.Second
 // credentials are refreshed (AssumeRole's shortest session is 15 minutes).
 const credentialsExpiryWindow = 5 * time.Minute
 
-// Settings are an output block's AWS settings (region, profile, role) and
-// the User-Agent product to add.
+// Settings are what Load takes from code rather than from the user's block.
 type Settings struct {
-	Region, Profile                                   string
-	RoleARN, ExternalID, RoleSessionName, STSEndpoint string
-	UserAgent                                         string
+	// UserAgent is the User-Agent product to add (kplagent/VERSION).
+	UserAgent string
 	// Logger receives the SDK's own log lines (at debug level); nil
 	// discards them.
 	Logger *slog.Logger
@@ -87,29 +87,33 @@ func transportOptions(tr *http.Transport, maxConns int) {
 	tr.ForceAttemptHTTP2 = true
 }
 
-// Load resolves the SDK configuration: the default credential chain
-// (environment, shared config and profiles, SSO, web identity, ECS, IMDSv2),
-// the region, and, when s.RoleARN is set, credentials of that role assumed
-// through STS, cached and refreshed before they expire. The SDK's own retries
-// are off: the agent's sender retries.
+// Load resolves the SDK configuration of a block's settings c (zero values
+// stand for the defaults): the default credential chain (environment,
+// shared config and profiles, SSO, web identity, ECS, IMDSv2), the region,
+// and, when c.RoleARN is set, credentials of that role assumed through STS,
+// cached and refreshed before they expire. The SDK's own retries are off:
+// the agent's sender retries. c.Endpoint is left to the caller's client
+// (it is not STS's endpoint). Load does not validate c: the caller has.
 //
-// The calls of the Kinesis (or Firehose) and STS clients go through the
-// returned transport, which the caller closes (CloseIdleConnections) when
-// done. It honours a custom CA bundle (AWS_CA_BUNDLE, ca_bundle).
-func Load(s Settings, maxConns int) (aws.Config, *http.Transport, error) {
+// The calls of the Kinesis (or Firehose, CloudWatch) and STS clients go
+// through the returned transport, which the caller closes
+// (CloseIdleConnections) when done. It honours a custom CA bundle
+// (AWS_CA_BUNDLE, ca_bundle).
+func Load(c Config, set Settings, maxConns int) (aws.Config, *http.Transport, error) {
+	c = c.WithDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-		awsconfig.WithLogger(sdkLogger{s.Logger}),
+		awsconfig.WithLogger(sdkLogger{set.Logger}),
 	}
-	if s.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(s.Region))
+	if c.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(c.Region))
 	} else {
 		opts = append(opts, awsconfig.WithEC2IMDSRegion())
 	}
-	if s.Profile != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(s.Profile))
+	if c.Profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(c.Profile))
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -131,19 +135,19 @@ func Load(s Settings, maxConns int) (aws.Config, *http.Transport, error) {
 		Transport:     hideWriterTo{tr},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	if s.UserAgent != "" {
-		cfg.APIOptions = append(cfg.APIOptions, awsmiddleware.AddUserAgentKey(s.UserAgent))
+	if set.UserAgent != "" {
+		cfg.APIOptions = append(cfg.APIOptions, awsmiddleware.AddUserAgentKey(set.UserAgent))
 	}
-	if s.RoleARN != "" {
+	if c.RoleARN != "" {
 		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
-			if s.STSEndpoint != "" {
-				o.BaseEndpoint = aws.String(s.STSEndpoint)
+			if c.STSEndpoint != "" {
+				o.BaseEndpoint = aws.String(c.STSEndpoint)
 			}
 		})
-		provider := stscreds.NewAssumeRoleProvider(stsClient, s.RoleARN, func(o *stscreds.AssumeRoleOptions) {
-			o.RoleSessionName = s.RoleSessionName
-			if s.ExternalID != "" {
-				o.ExternalID = aws.String(s.ExternalID)
+		provider := stscreds.NewAssumeRoleProvider(stsClient, c.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+			o.RoleSessionName = c.RoleSessionName
+			if c.ExternalID != "" {
+				o.ExternalID = aws.String(c.ExternalID)
 			}
 		})
 		cfg.Credentials = aws.NewCredentialsCache(provider, func(o *aws.CredentialsCacheOptions) {

@@ -1,20 +1,21 @@
 package awsconf
 
 import (
+	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strings"
 )
 
-// Validate checks the AWS settings of an output block without I/O, with
-// endpoint, the block's service endpoint override. Each problem is prefixed
-// by its key relative to the block; secrets (external_id) are never quoted.
-func (s Settings) Validate(endpoint string) []error {
+// Validate checks c without I/O. Zero values stand for the defaults. Each
+// problem is prefixed by its key relative to the block ("region: ..."), as
+// the blocks' own Validate do, so that the agent reports it at its full
+// path (outputs[0].kinesis.region); secrets (external_id) are never quoted.
+func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if s.Region != "" && !validRegion(s.Region) {
-		add("region: %q is not a region name", s.Region)
+	if c.Region != "" && !validRegion(c.Region) {
+		add("region: %q is not a region name", c.Region)
 	}
 	checkURL := func(key, raw string) {
 		if raw == "" {
@@ -30,23 +31,23 @@ func (s Settings) Validate(endpoint string) []error {
 			add("%s: no host in %q", key, raw)
 		}
 	}
-	checkURL("endpoint", endpoint)
-	checkURL("sts_endpoint", s.STSEndpoint)
-	if s.RoleARN != "" && !strings.HasPrefix(s.RoleARN, "arn:") {
-		add("role_arn: %q is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", s.RoleARN)
+	checkURL("endpoint", c.Endpoint)
+	checkURL("sts_endpoint", c.STSEndpoint)
+	if c.RoleARN != "" && !strings.HasPrefix(c.RoleARN, "arn:") {
+		add("role_arn: %q is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", c.RoleARN)
 	}
-	if s.RoleARN == "" {
-		if s.ExternalID != "" {
+	if c.RoleARN == "" {
+		if c.ExternalID != "" {
 			add("external_id: set without role_arn")
 		}
-		if s.STSEndpoint != "" {
+		if c.STSEndpoint != "" {
 			add("sts_endpoint: set without role_arn")
 		}
 	}
-	if n := len(s.RoleSessionName); n > 0 && (n < 2 || n > 64) {
+	if n := len(c.RoleSessionName); n > 0 && (n < 2 || n > 64) {
 		add("role_session_name: %d characters, want 2 to 64", n)
 	}
-	return errs
+	return errors.Join(errs...)
 }
 
 // validRegion reports whether s looks like a region name (us-east-1).
@@ -63,10 +64,4 @@ func validRegion(s string) bool {
 		}
 	}
 	return true
-}
-
-// With returns s with the User-Agent product and the SDK's logger set.
-func (s Settings) With(userAgent string, log *slog.Logger) Settings {
-	s.UserAgent, s.Logger = userAgent, log
-	return s
 }

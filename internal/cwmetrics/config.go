@@ -50,20 +50,16 @@ type Config struct {
 	// Timeout bounds each PutMetricData call. Default 10s.
 	Timeout time.Duration `yaml:"timeout"`
 
-	// Region, Endpoint, Profile, RoleARN, ExternalID, RoleSessionName and
-	// STSEndpoint mean what they mean in a Kinesis output's block.
-	Region          string `yaml:"region"`
-	Endpoint        string `yaml:"endpoint"`
-	Profile         string `yaml:"profile"`
-	RoleARN         string `yaml:"role_arn"`
-	ExternalID      string `yaml:"external_id"`
-	RoleSessionName string `yaml:"role_session_name"`
-	STSEndpoint     string `yaml:"sts_endpoint"`
+	// The AWS settings (region, endpoint, profile, role_arn, external_id,
+	// role_session_name, sts_endpoint), as in a Kinesis output's block;
+	// endpoint overrides the CloudWatch endpoint.
+	awsconf.Config `yaml:",inline"`
 }
 
 // DefaultConfig is what a metrics.cloudwatch block starts from.
 func DefaultConfig() Config {
 	return Config{
+		Config:    awsconf.DefaultConfig(),
 		Enabled:   true,
 		Namespace: DefaultNamespace,
 		// CloudWatch keeps standard-resolution metrics per minute: a
@@ -71,8 +67,7 @@ func DefaultConfig() Config {
 		Interval: time.Minute,
 		// Long enough for a distant region, short enough that a stuck
 		// call does not skip many intervals.
-		Timeout:         10 * time.Second,
-		RoleSessionName: "kplagent",
+		Timeout: 10 * time.Second,
 	}
 }
 
@@ -90,12 +85,6 @@ func (c *Config) UnmarshalYAML(n *yaml.Node) error {
 // StrictYAML marks Config for the agent's strict config walk: its keys are
 // checked although it decodes itself.
 func (*Config) StrictYAML() {}
-
-// awsSettings are the block's AWS settings, for awsconf.
-func (c Config) awsSettings() awsconf.Settings {
-	return awsconf.Settings{Region: c.Region, Profile: c.Profile,
-		RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName, STSEndpoint: c.STSEndpoint}
-}
 
 // Validate checks c without I/O. Each problem is prefixed by its key
 // relative to the block; secrets (external_id) are never quoted.
@@ -133,7 +122,7 @@ func (c Config) Validate() error {
 			add("dimensions: %q: the value must be 1 to 1024 characters, not starting with a colon", k)
 		}
 	}
-	errs = append(errs, c.awsSettings().Validate(c.Endpoint)...)
+	errs = append(errs, c.Config.Validate())
 	return errors.Join(errs...)
 }
 

@@ -84,7 +84,7 @@ func New(cfg Config, set Settings) (*Publisher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	awsCfg, tr, err := awsconf.Load(cfg.awsSettings().With(set.UserAgent, log), 1)
+	awsCfg, tr, err := awsconf.Load(cfg.Config, awsconf.Settings{UserAgent: set.UserAgent, Logger: log}, 1)
 	if err != nil {
 		return nil, fmt.Errorf("cloudwatch: %w", err)
 	}

@@ -26,14 +26,11 @@ const (
 // optionally through an assumed role, as for the Kinesis output.
 type Config struct {
 	// Stream is the Firehose stream's (delivery stream's) name. Required.
-	Stream          string `yaml:"stream"`
-	Region          string `yaml:"region"`
-	Endpoint        string `yaml:"endpoint"`
-	Profile         string `yaml:"profile"`
-	RoleARN         string `yaml:"role_arn"`
-	ExternalID      string `yaml:"external_id"`
-	RoleSessionName string `yaml:"role_session_name"`
-	STSEndpoint     string `yaml:"sts_endpoint"`
+	Stream string `yaml:"stream"`
+	// The AWS settings (region, endpoint, profile, role_arn, external_id,
+	// role_session_name, sts_endpoint), written in the block itself;
+	// endpoint overrides the Firehose endpoint.
+	awsconf.Config `yaml:",inline"`
 
 	// AggregateLines joins the user records of a batch record, each
 	// followed by the delimiter, into Firehose records of up to
@@ -57,27 +54,25 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-const (
-	defaultTimeout     = 30 * time.Second // a 4 MiB request over a slow uplink still fits
-	defaultSessionName = "kplagent"
-)
+const defaultTimeout = 30 * time.Second // a 4 MiB request over a slow uplink still fits
 
 // DefaultConfig returns the defaults; Stream must still be set.
 func DefaultConfig() Config {
 	return Config{
+		Config:            awsconf.DefaultConfig(),
 		AggregateLines:    true,
 		AppendNewline:     true,
 		MaxRecordSize:     MaxRecordBytes,
 		MaxRequestBytes:   MaxRequestBytes,
 		MaxRequestRecords: MaxRequestRecords,
 		Timeout:           defaultTimeout,
-		RoleSessionName:   defaultSessionName,
 	}
 }
 
 // withDefaults fills zero values (the bools are taken as they are).
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	c.Config = c.Config.WithDefaults()
 	if c.MaxRecordSize == 0 {
 		c.MaxRecordSize = d.MaxRecordSize
 	}
@@ -90,16 +85,7 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = d.Timeout
 	}
-	if c.RoleSessionName == "" {
-		c.RoleSessionName = d.RoleSessionName
-	}
 	return c
-}
-
-// awsSettings are the block's AWS settings, for awsconf.
-func (c Config) awsSettings() awsconf.Settings {
-	return awsconf.Settings{Region: c.Region, Profile: c.Profile,
-		RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName, STSEndpoint: c.STSEndpoint}
 }
 
 // MaxRecordBytes returns the largest user record the output can send (the
@@ -124,7 +110,7 @@ func (c Config) Validate() error {
 	case len(c.Stream) > 64 || !validName(c.Stream):
 		add("stream: %q is not a Firehose stream name (1 to 64 of a-z, A-Z, 0-9, _ . -)", c.Stream)
 	}
-	errs = append(errs, c.awsSettings().Validate(c.Endpoint)...)
+	errs = append(errs, c.Config.Validate())
 	if c.MaxRecordSize < 0 || c.MaxRecordSize > MaxRecordBytes || (c.MaxRecordSize > 0 && c.MaxRecordSize < 2) {
 		add("max_record_bytes: %d, want 2 to %d (1000KiB, the Firehose limit)", int64(c.MaxRecordSize), MaxRecordBytes)
 	}
@@ -155,8 +141,10 @@ func validName(s string) bool {
 // FromURL returns the configuration of an `agent tail --to` URL:
 //
 //	firehose://STREAM?region=R[&endpoint=URL][&profile=P][&role_arn=ARN]
-//	  [&external_id=ID][&sts_endpoint=URL][&aggregate_lines=false]
-//	  [&append_newline=false]
+//	  [&external_id=ID][&role_session_name=N][&sts_endpoint=URL]
+//	  [&aggregate_lines=false][&append_newline=false]
+//
+// Unknown parameters are errors. The result is validated.
 func FromURL(u *url.URL) (Config, error) {
 	c := DefaultConfig()
 	if u.Scheme != "firehose" {
@@ -180,21 +168,10 @@ func FromURL(u *url.URL) (Config, error) {
 			}
 			*dst = b
 		}
+		if c.SetParam(k, v) { // region, endpoint, role_arn and the other AWS settings
+			continue
+		}
 		switch k {
-		case "region":
-			c.Region = v
-		case "endpoint":
-			c.Endpoint = v
-		case "profile":
-			c.Profile = v
-		case "role_arn":
-			c.RoleARN = v
-		case "external_id":
-			c.ExternalID = v
-		case "role_session_name":
-			c.RoleSessionName = v
-		case "sts_endpoint":
-			c.STSEndpoint = v
 		case "aggregate_lines":
 			boolean(&c.AggregateLines)
 		case "append_newline":

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/kplagent/agent/internal/awsconf"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/outputs/internal/batchtest"
 )
@@ -290,6 +291,18 @@ func TestConfig(t *testing.T) {
 	want := DefaultConfig()
 	want.Stream, want.Region, want.AggregateLines, want.Endpoint = "logs", "eu-west-1", false, "http://127.0.0.1:1"
 	require.Equal(t, want, got)
+	u, _ = url.Parse("firehose://logs?region=eu-west-1&endpoint=https://vpce.example&profile=p&role_arn=arn:aws:iam::1:role/r" +
+		"&external_id=e&role_session_name=sess&sts_endpoint=https://sts.example")
+	got, err = FromURL(u)
+	require.NoError(t, err)
+	want = DefaultConfig()
+	want.Stream = "logs"
+	want.Config = awsconf.Config{Region: "eu-west-1", Endpoint: "https://vpce.example", Profile: "p", RoleARN: "arn:aws:iam::1:role/r",
+		ExternalID: "e", RoleSessionName: "sess", STSEndpoint: "https://sts.example"}
+	require.Equal(t, want, got, "every AWS setting is a URL parameter")
+	u, _ = url.Parse("firehose://logs?sts_endpoint=https://sts.example")
+	_, err = FromURL(u)
+	require.ErrorContains(t, err, "sts_endpoint: set without role_arn")
 	u, _ = url.Parse("firehose://logs?colour=red")
 	_, err = FromURL(u)
 	require.ErrorContains(t, err, "colour: unknown parameter")

@@ -35,32 +35,15 @@ const (
 type Config struct {
 	// Stream is the stream's name. Required.
 	Stream string `yaml:"stream"`
-	// Region is the stream's region; empty takes the SDK's (AWS_REGION,
-	// the profile's region, IMDS).
-	Region string `yaml:"region"`
-	// Endpoint overrides the Kinesis endpoint (a VPC endpoint, an emulator):
-	// an http or https URL.
-	Endpoint string `yaml:"endpoint"`
+	// The AWS settings (region, endpoint, profile, role_arn, external_id,
+	// role_session_name, sts_endpoint), written in the block itself;
+	// endpoint overrides the Kinesis endpoint.
+	awsconf.Config `yaml:",inline"`
 	// Protocol is the encoding of PutRecords: "cbor" (default; the binary
 	// form the Java SDK and the KPL use, data sent as bytes rather than
 	// base64: less to encode, hash and send) or "json" (for proxies and
 	// emulators that speak only JSON). The other calls are always JSON.
 	Protocol string `yaml:"protocol"`
-	// Profile selects a profile of the shared config files instead of
-	// AWS_PROFILE or "default".
-	Profile string `yaml:"profile"`
-	// RoleARN, when set, is assumed through STS with the default chain's
-	// credentials; the temporary credentials are cached and refreshed before
-	// they expire.
-	RoleARN string `yaml:"role_arn"`
-	// ExternalID is passed to AssumeRole (the role's trust policy may want
-	// one).
-	ExternalID string `yaml:"external_id"`
-	// RoleSessionName names the assumed role's sessions (CloudTrail).
-	// Default "kplagent".
-	RoleSessionName string `yaml:"role_session_name"`
-	// STSEndpoint overrides the STS endpoint used to assume RoleARN.
-	STSEndpoint string `yaml:"sts_endpoint"`
 
 	// Aggregation sends the KPL aggregates as they are (default true).
 	// false sends one Kinesis record per user record, with its own partition
@@ -147,12 +130,12 @@ func (r RateLimit) String() string {
 const (
 	defaultShardMapRefresh = time.Minute      // reshards are rare, and mismatches trigger a refresh anyway
 	defaultTimeout         = 30 * time.Second // a 5 MiB request over a slow uplink still fits
-	defaultSessionName     = "kplagent"
 )
 
 // DefaultConfig returns the defaults; Stream must still be set.
 func DefaultConfig() Config {
 	return Config{
+		Config:            awsconf.DefaultConfig(),
 		Aggregation:       true,
 		MaxRecordSize:     aggregate.MaxRecordSize,
 		MaxRequestBytes:   MaxRequestBytes,
@@ -160,7 +143,6 @@ func DefaultConfig() Config {
 		RateLimit:         DefaultRateLimit,
 		ShardMapRefresh:   defaultShardMapRefresh,
 		Timeout:           defaultTimeout,
-		RoleSessionName:   defaultSessionName,
 		Protocol:          ProtocolCBOR,
 	}
 }
@@ -175,6 +157,7 @@ const (
 // Aggregation, a bool, is taken as it is).
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	c.Config = c.Config.WithDefaults()
 	if c.MaxRecordSize == 0 {
 		c.MaxRecordSize = d.MaxRecordSize
 	}
@@ -193,19 +176,10 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = d.Timeout
 	}
-	if c.RoleSessionName == "" {
-		c.RoleSessionName = d.RoleSessionName
-	}
 	if c.Protocol == "" {
 		c.Protocol = d.Protocol
 	}
 	return c
-}
-
-// awsSettings are the block's AWS settings, for awsconf.
-func (c Config) awsSettings() awsconf.Settings {
-	return awsconf.Settings{Region: c.Region, Profile: c.Profile,
-		RoleARN: c.RoleARN, ExternalID: c.ExternalID, RoleSessionName: c.RoleSessionName, STSEndpoint: c.STSEndpoint}
 }
 
 // MaxRecordBytes returns the stream's record limit (data plus partition key)
@@ -226,7 +200,7 @@ func (c Config) Validate() error {
 	case len(c.Stream) > 128 || !validStreamName(c.Stream):
 		add("stream: %q is not a stream name (1 to 128 of a-z, A-Z, 0-9, _ . -)", c.Stream)
 	}
-	errs = append(errs, c.awsSettings().Validate(c.Endpoint)...)
+	errs = append(errs, c.Config.Validate())
 	if c.Protocol != "" && c.Protocol != ProtocolCBOR && c.Protocol != ProtocolJSON {
 		add("protocol: %q, want cbor or json", c.Protocol)
 	}
@@ -290,23 +264,12 @@ func FromURL(u *url.URL) (Config, error) {
 			continue
 		}
 		v := vs[0]
+		if c.SetParam(k, v) { // region, endpoint, role_arn and the other AWS settings
+			continue
+		}
 		switch k {
-		case "region":
-			c.Region = v
-		case "endpoint":
-			c.Endpoint = v
 		case "protocol":
 			c.Protocol = v
-		case "profile":
-			c.Profile = v
-		case "role_arn":
-			c.RoleARN = v
-		case "external_id":
-			c.ExternalID = v
-		case "role_session_name":
-			c.RoleSessionName = v
-		case "sts_endpoint":
-			c.STSEndpoint = v
 		case "rate_limit":
 			r, err := ParseRateLimit(v)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kplagent/agent/aggregate"
+	"github.com/kplagent/agent/internal/awsconf"
 )
 
 func TestConfig_Validate(t *testing.T) {
@@ -105,6 +106,14 @@ func TestFromURL(t *testing.T) {
 			want: func(c *Config) {
 				c.Stream, c.Region, c.RoleARN, c.ExternalID, c.RateLimit, c.MaxRecordSize = "logs", "us-east-1", "arn:aws:iam::1:role/r", "e", 120, 2<<20
 			}},
+		{url: "kinesis://logs?region=eu-west-1&endpoint=https://vpce.example&profile=p&role_arn=arn:aws:iam::1:role/r" +
+			"&external_id=e&role_session_name=sess&sts_endpoint=https://sts.example",
+			want: func(c *Config) {
+				c.Stream = "logs"
+				c.Config = awsconf.Config{Region: "eu-west-1", Endpoint: "https://vpce.example", Profile: "p", RoleARN: "arn:aws:iam::1:role/r",
+					ExternalID: "e", RoleSessionName: "sess", STSEndpoint: "https://sts.example"}
+			}},
+		{url: "kinesis://logs?external_id=e", err: "external_id: set without role_arn"},
 		{url: "kinesis://logs?protocol=json", want: func(c *Config) { c.Stream, c.Protocol = "logs", ProtocolJSON }},
 		{url: "kinesis://logs?protocol=grpc", err: "protocol:"},
 		{url: "kinesis://?region=us-east-1", err: "stream: required"},

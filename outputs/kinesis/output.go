@@ -101,7 +101,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	if maxConns <= 0 {
 		maxConns = defaultMaxConns
 	}
-	awsCfg, tr, err := awsconf.Load(cfg.awsSettings().With(set.UserAgent, log), maxConns)
+	awsCfg, tr, err := awsconf.Load(cfg.Config, awsconf.Settings{UserAgent: set.UserAgent, Logger: log}, maxConns)
 	if err != nil {
 		return nil, fmt.Errorf("kinesis: output %s: %w", name, err)
 	}
