@@ -74,6 +74,11 @@ func FuzzApacheError(f *testing.F) {
 		`[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] client denied: /x`,
 		`[Sun Mar  7 16:02:00 2004] [notice] Apache/2.2.3 (Unix) configured`,
 		`[Mon Jan 01 00:00:00.000001 2024] [:error] [pid 7]`,
+		`[Sun Dec 06 07:05:44.123456 2026] [authz_core:error] [pid 12:tid 13] [client [::1]:443] AH01630: denied`,
+		`[Sun Dec 06 07:05:44 2026] [error] [client [2001:db8::1]] [remote [fe80::1]:5678] x`,
+		`[Sun Dec 06 07:05:44.1 2026] [proxy:error] [pid 9] proxy_util.c(2600): (111)Connection refused: [remote 10.0.0.5:8080] AH00957: x`,
+		`[Sun Dec 06 07:05:44 2026] [error] [remote 1.2.3.4:5678] [client 10.0.0.1] y, referer: z`,
+		`[Sun Dec 06 07:05:44 2026] [error] [client [::1`,
 		"[Wed Oct 11 14:32:52 2000] [error] \xff\x00\"")
 }
 
