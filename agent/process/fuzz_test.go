@@ -87,11 +87,11 @@ func FuzzApacheError(f *testing.F) {
 func FuzzJSONEdits(f *testing.F) {
 	fuzzParser(f, procs(
 		Processor{JSON: &JSONConfig{}},
-		Processor{Rename: map[string]string{"a": "b", "c.d": "e"}},
+		Processor{Rename: map[string]string{"a": "b", "c.d": "e", "s": "s.t.u", "c.f": "c.f.g"}},
 		Processor{Remove: []string{"x", "y.z"}},
 		Processor{AddFields: &AddFieldsConfig{Fields: map[string]string{"a": "1", "f.g": "2"}}},
 		Processor{Redact: &RedactConfig{Patterns: []string{"email", `"`}}},
-	), `{"a":1,"b":2,"x":3}`, `{"c":{"d":[1,{"x":2}]},"y":{"z":1,"w":2}}`, "{\n\"a\" : {\"b\":\n1}}", `{"x":"a@b.io \"q\""}`, `{"f":"not an object"}`)
+	), `{"a":1,"b":2,"x":3}`, `{"c":{"d":[1,{"x":2}]},"y":{"z":1,"w":2}}`, "{\n\"a\" : {\"b\":\n1}}", `{"x":"a@b.io \"q\""}`, `{"f":"not an object"}`, `{"s":"x","c":{"f":[1],"d":{"s":2}}}`, `{"s":{"t":1}}`)
 }
 
 // accessRef is a reference for the combined format, written as a regular
