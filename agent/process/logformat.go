@@ -499,8 +499,9 @@ func (r *Record) parseSD(b []byte) ([]byte, int, bool) {
 //
 // httpd 2.4 writes the peer of a request as "[client ADDR:PORT]", or as
 // "[remote ADDR:PORT]" when the connection is not a client's (a proxy's
-// backend connection); formats that log both (mod_remoteip's client and
-// its peer) write both. client and remote are the address as written:
+// backend connection); a line with both (a format that adds mod_remoteip's
+// peer after the client) gives both, in either order. client and remote
+// are the address as written:
 // IPv4 or IPv6, with a port or without (2.2), an IPv6 address with a port
 // bare as %a writes it ("::1:58619") or bracketed ("[::1]:443"), or a host
 // name. What httpd writes before them (the source file and line at debug
