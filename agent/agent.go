@@ -555,7 +555,9 @@ func (a *Agent) fail(err error) {
 
 // startFlow starts fr's sender, timers and sources. The sources in kept
 // are already running (paused by a reload): they are resumed, emitting to
-// fr.
+// fr. Once ctx is done (a stop arrived during a reload) the other sources
+// are not started: they would open files and listeners and read records
+// only for the shutdown to stop them.
 func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime, kept map[string]*sourceRun) {
 	if fr.tap == nil {
 		fr.tap = &tap{}
@@ -586,6 +588,9 @@ func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime, kept map[string]
 		if run := kept[src.Name()]; run != nil {
 			l.srcs = append(l.srcs, run)
 			run.sw.resume(emit, batch)
+			continue
+		}
+		if ctx.Err() != nil {
 			continue
 		}
 		var runCtx context.Context

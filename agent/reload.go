@@ -61,8 +61,13 @@ type reloadReply struct {
 	err error
 }
 
-// ErrNotRunning is returned by Reload when the pipeline stopped.
+// ErrNotRunning is returned by Reload when the pipeline stopped, or
+// began to stop before the reload changed anything (the reload is undone).
 var ErrNotRunning = errors.New("agent: the pipeline is not running")
+
+// errStopping is a reload's answer when a stop arrived while it built the
+// new parts: it was undone.
+var errStopping = fmt.Errorf("agent: reload: not applied, the agent is stopping: %w", ErrNotRunning)
 
 // Reload applies cfg to the running pipeline and returns what it did. cfg
 // is validated first; when it is bad, or a part of it cannot be built, or
@@ -282,10 +287,18 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 	for _, p := range plans {
 		for name, k := range p.keep {
 			if !k.run.sw.pause(pauseCtx) {
+				if ctx.Err() != nil {
+					return rep, errStopping
+				}
 				return rep, fmt.Errorf("agent: reload: flow %s: its source %s did not pause within shutdown_timeout (it waits for room in a full spool?); try again", p.cfg.Name, name)
 			}
 			undo = append(undo, func() { k.run.sw.resume(nil, nil) })
 		}
+	}
+	// A stop (SIGTERM) that arrived meanwhile: nothing has stopped yet, so
+	// the reload is undone and the shutdown stops the pipeline as it was.
+	if ctx.Err() != nil {
+		return rep, errStopping
 	}
 
 	// 2. Stop what changed. Nothing fails from here on.
@@ -307,7 +320,15 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		closeOutput(bo, a.log)
 	}
 
-	// 3. Start the new parts and publish the pipeline.
+	// 3. Start the new parts and publish the pipeline. A stop that arrived
+	// while the old parts stopped keeps the new flows' sources from
+	// starting (startFlow): the shutdown that follows would only stop them,
+	// after they opened their files, took their listeners and read records
+	// to drain. Their senders and timers start, for the shutdown to drain
+	// what the kept sources (resumed, to return) hand over.
+	if ctx.Err() != nil {
+		a.log.Info("reload: the agent is stopping: the new flows' sources are not started")
+	}
 	flows := make([]*flowRuntime, 0, len(plans))
 	for _, p := range plans {
 		switch p.change {

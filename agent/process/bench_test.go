@@ -20,6 +20,8 @@ func BenchmarkProcessors(b *testing.B) {
 			[]byte(`<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"] An application event log entry`)},
 		{"log_to_json/apache_error", procs(Processor{LogToJSON: &LogConfig{Format: FormatApacheError}}),
 			[]byte(`[Wed Oct 11 14:32:52.123456 2000] [proxy_fcgi:error] [pid 4321:tid 140234] [client 203.0.113.9:52144] AH01071: Got error 'Primary script unknown', referer: https://www.example.com/cart`)},
+		{"log_to_json/apache_error_ipv6_client_and_remote", procs(Processor{LogToJSON: &LogConfig{Format: FormatApacheError}}),
+			[]byte(`[Wed Oct 11 14:32:52.123456 2000] [proxy_http:error] [pid 4321:tid 140234] (104)Connection reset by peer: [client [2001:db8::7]:52144] [remote 10.0.0.5:8080] AH01102: error reading status line from remote server 10.0.0.5:8080, referer: https://www.example.com/cart`)},
 		{"json+rename,remove nested", procs(Processor{JSON: &JSONConfig{}}, Processor{Rename: map[string]string{"user.id": "user_id"}}, Processor{Remove: []string{"user.name"}}),
 			[]byte(`{"level":"info","msg":"user logged in","user":{"id":42,"name":"bob"},"ms":12.5}`)},
 		{"log_to_json/syslog_rfc3164", procs(Processor{LogToJSON: &LogConfig{Format: FormatSyslog3164}}),

@@ -74,6 +74,11 @@ func FuzzApacheError(f *testing.F) {
 		`[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] client denied: /x`,
 		`[Sun Mar  7 16:02:00 2004] [notice] Apache/2.2.3 (Unix) configured`,
 		`[Mon Jan 01 00:00:00.000001 2024] [:error] [pid 7]`,
+		`[Sun Dec 06 07:05:44.123456 2026] [authz_core:error] [pid 12:tid 13] [client [::1]:443] AH01630: denied`,
+		`[Sun Dec 06 07:05:44 2026] [error] [client [2001:db8::1]] [remote [fe80::1]:5678] x`,
+		`[Sun Dec 06 07:05:44.1 2026] [proxy:error] [pid 9] proxy_util.c(2600): (111)Connection refused: [remote 10.0.0.5:8080] AH00957: x`,
+		`[Sun Dec 06 07:05:44 2026] [error] [remote 1.2.3.4:5678] [client 10.0.0.1] y, referer: z`,
+		`[Sun Dec 06 07:05:44 2026] [error] [client [::1`,
 		"[Wed Oct 11 14:32:52 2000] [error] \xff\x00\"")
 }
 
@@ -82,11 +87,11 @@ func FuzzApacheError(f *testing.F) {
 func FuzzJSONEdits(f *testing.F) {
 	fuzzParser(f, procs(
 		Processor{JSON: &JSONConfig{}},
-		Processor{Rename: map[string]string{"a": "b", "c.d": "e"}},
+		Processor{Rename: map[string]string{"a": "b", "c.d": "e", "s": "s.t.u", "c.f": "c.f.g"}},
 		Processor{Remove: []string{"x", "y.z"}},
 		Processor{AddFields: &AddFieldsConfig{Fields: map[string]string{"a": "1", "f.g": "2"}}},
 		Processor{Redact: &RedactConfig{Patterns: []string{"email", `"`}}},
-	), `{"a":1,"b":2,"x":3}`, `{"c":{"d":[1,{"x":2}]},"y":{"z":1,"w":2}}`, "{\n\"a\" : {\"b\":\n1}}", `{"x":"a@b.io \"q\""}`, `{"f":"not an object"}`)
+	), `{"a":1,"b":2,"x":3}`, `{"c":{"d":[1,{"x":2}]},"y":{"z":1,"w":2}}`, "{\n\"a\" : {\"b\":\n1}}", `{"x":"a@b.io \"q\""}`, `{"f":"not an object"}`, `{"s":"x","c":{"f":[1],"d":{"s":2}}}`, `{"s":{"t":1}}`)
 }
 
 // accessRef is a reference for the combined format, written as a regular

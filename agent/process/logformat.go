@@ -494,10 +494,19 @@ func (r *Record) parseSD(b []byte) ([]byte, int, bool) {
 //
 // Fields (the Kinesis Agent's APACHEERRORLOG names): timestamp, module
 // (2.4), severity, processid, threadid (2.4, threaded MPMs), client,
-// message, and referer (Apache's ", referer: URL" suffix, cut from the
-// message). Absent parts are left out. An OS error before the client
-// ("(70007)The timeout specified has expired: [client ...] ...") stays in
-// the message.
+// remote, message, and referer (Apache's ", referer: URL" suffix, cut
+// from the message). Absent parts are left out.
+//
+// httpd 2.4 writes the peer of a request as "[client ADDR:PORT]", or as
+// "[remote ADDR:PORT]" when the connection is not a client's (a proxy's
+// backend connection); a line with both (a format that adds mod_remoteip's
+// peer after the client) gives both, in either order. client and remote
+// are the address as written:
+// IPv4 or IPv6, with a port or without (2.2), an IPv6 address with a port
+// bare as %a writes it ("::1:58619") or bracketed ("[::1]:443"), or a host
+// name. What httpd writes before them (the source file and line at debug
+// levels, "proxy_util.c(2155): ", and an OS error, "(70007)The timeout
+// specified has expired: ") stays at the start of the message.
 func parseApacheError(r *Record, line []byte) bool {
 	b := trimEOL(line)
 	ts, b, ok := bracket(b)
@@ -531,19 +540,35 @@ func parseApacheError(r *Record, line []byte) bool {
 			return false
 		}
 	}
-	// The client: first, or after an OS error ("(errno)text: ").
-	var client, osErr []byte
-	if len(b) > 0 && b[0] == '(' {
-		if i := bytes.Index(b, []byte(": [client ")); i > 0 && bytes.IndexByte(b[:i], ')') > 1 {
-			osErr, b = b[:i+2], b[i+2:]
+	// The peers: first, or after the file and line and the OS error.
+	var prefix []byte
+	if len(b) > 0 && b[0] != '[' {
+		if i := peerAfter(b); i > 0 && errorLogPrefix(b[:i]) {
+			prefix, b = b[:i+2], b[i+2:]
 		}
 	}
-	if bytes.HasPrefix(b, []byte("[client ")) {
-		var c []byte
-		if c, b, ok = bracket(b); !ok {
+	var client, remote []byte
+	for range 2 {
+		var tag string
+		switch {
+		case client == nil && bytes.HasPrefix(b, []byte("[client ")):
+			tag = "client"
+		case remote == nil && bytes.HasPrefix(b, []byte("[remote ")):
+			tag = "remote"
+		}
+		if tag == "" {
+			break
+		}
+		addr, rest, ok := peer(b[len(tag)+2:])
+		if !ok {
 			return false
 		}
-		client = c[len("client "):]
+		if tag == "client" {
+			client = addr
+		} else {
+			remote = addr
+		}
+		b = rest
 	}
 	msg := b
 	var referer []byte
@@ -565,8 +590,11 @@ func parseApacheError(r *Record, line []byte) bool {
 	if client != nil {
 		r.addString("client", client)
 	}
-	if osErr != nil {
-		r.scr = append(append(r.scr[:0], osErr...), msg...)
+	if remote != nil {
+		r.addString("remote", remote)
+	}
+	if prefix != nil { // (a peer follows it)
+		r.scr = append(append(r.scr[:0], prefix...), msg...)
 		msg = r.scr
 	}
 	r.addString("message", msg)
@@ -574,6 +602,85 @@ func parseApacheError(r *Record, line []byte) bool {
 		r.addString("referer", referer)
 	}
 	return true
+}
+
+// peerAfter returns the index of the first ": [client " or ": [remote "
+// in b, or -1.
+func peerAfter(b []byte) int {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(": ["))
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if t := b[i+3:]; bytes.HasPrefix(t, []byte("client ")) || bytes.HasPrefix(t, []byte("remote ")) {
+			return i
+		}
+		i += 3
+	}
+}
+
+// errorLogPrefix reports whether p is what httpd's default format writes
+// between the pid and the peer: "file.c(N)" (debug levels), an OS error
+// "(N)text" ("(OS N)text" on Windows), or both joined by ": ".
+func errorLogPrefix(p []byte) bool {
+	if i := bytes.IndexByte(p, '('); i > 0 && bytes.IndexByte(p[:i], ' ') < 0 {
+		j := bytes.IndexByte(p[i:], ')')
+		if j < 2 || !isDigits(p[i+1:i+j]) {
+			return false
+		}
+		p = p[i+j+1:]
+		if len(p) == 0 {
+			return true
+		}
+		if !bytes.HasPrefix(p, []byte(": ")) {
+			return false
+		}
+		p = p[2:]
+	}
+	return len(p) > 0 && p[0] == '(' && bytes.IndexByte(p, ')') > 1
+}
+
+// peer parses the address of a "[client " or "[remote " bracket, b being
+// what follows the tag: an address without spaces up to the closing ']',
+// or a bracketed IPv6 address ("[::1]") with or without a port. It
+// returns the address as written and the rest after the bracket and one
+// space.
+func peer(b []byte) (addr, rest []byte, ok bool) {
+	n := 0
+	if len(b) > 0 && b[0] == '[' {
+		end := bytes.IndexByte(b, ']')
+		if end < 2 {
+			return nil, nil, false
+		}
+		n = end + 1
+		if n < len(b) && b[n] == ':' {
+			p := n + 1
+			for p < len(b) && '0' <= b[p] && b[p] <= '9' {
+				p++
+			}
+			if p == n+1 {
+				return nil, nil, false
+			}
+			n = p
+		}
+	} else {
+		for n < len(b) && b[n] != ']' && b[n] != ' ' && b[n] != '[' {
+			n++
+		}
+	}
+	if n == 0 || n == len(b) || b[n] != ']' {
+		return nil, nil, false
+	}
+	addr, rest = b[:n], b[n+1:]
+	switch {
+	case len(rest) == 0:
+	case rest[0] == ' ':
+		rest = rest[1:]
+	default:
+		return nil, nil, false
+	}
+	return addr, rest, true
 }
 
 // bracket returns the contents of the "[...]" at the start of b and the

@@ -226,18 +226,27 @@ func nestValue(dst []byte, parts []string, v []byte) []byte {
 	return dst
 }
 
-// RenameAt moves the value at from to to (replacing what is there). It
-// reports whether from was there; when to cannot be set (a field on its
-// way is not an object), nothing changes and ok is false.
+// RenameAt moves the value at from to to (replacing what is there), as
+// if it were removed from from and then set at to. It reports whether from
+// was there; when to cannot be set (a field on its way is not an object),
+// nothing changes and ok is false. A to under from ("s" to "s.t") moves
+// the value down into the objects made on the way, in from's place:
+// {"s":"v"} becomes {"s":{"t":"v"}}.
 func (r *Record) RenameAt(from, to *Path) (present, ok bool) {
 	if !from.nested() && !to.nested() {
 		return r.renameTop(from.name, to.name), true
 	}
-	raw, found := r.RawAt(from)
+	vs, ve, _, found := r.lookup(from)
 	if !found {
 		return false, true
 	}
 	if from.name == to.name {
+		return true, true
+	}
+	raw := r.arena[vs:ve]
+	if r.under(vs, from, to) {
+		r.scr = nestValue(r.scr[:0], to.parts[len(from.parts):], raw)
+		r.splice(vs, ve, r.scr)
 		return true, true
 	}
 	r.scr = append(r.scr[:0], raw...) // out of the arena: the edits below move it
@@ -251,4 +260,16 @@ func (r *Record) RenameAt(from, to *Path) (present, ok bool) {
 		r.RemoveAt(from)
 	}
 	return true, true
+}
+
+// under reports whether to names a place inside the value at from (which
+// starts at vs): to is not a top-level name and its first parts walk to
+// from's value.
+func (r *Record) under(vs int, from, to *Path) bool {
+	if len(to.parts) <= len(from.parts) || r.find(to.name) >= 0 {
+		return false
+	}
+	prefix := Path{name: "\x00", parts: to.parts[:len(from.parts)]} // never a top-level name: walked
+	pvs, _, _, ok := r.lookup(&prefix)
+	return ok && pvs == vs
 }

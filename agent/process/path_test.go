@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -32,6 +33,49 @@ func TestNestedPaths_Processors(t *testing.T) {
 		{"dropped", `{"http":{"status":200}}`, ""},
 		{"not an object on the way: dropped", `{"http":"500"}`, ""},
 	})
+}
+
+// Renaming a field to a path under itself moves its value one level down
+// (what `.s.t = del(.s)` does in Vector's remap): the value becomes the
+// object on the way, whatever it was, where the field was.
+func TestRename_ToAPathUnderItself(t *testing.T) {
+	t.Parallel()
+	runGolden(t, procs(Processor{JSON: &JSONConfig{}}, Processor{Rename: map[string]string{"s": "s.t"}}), []golden{
+		{"a string", `{"s":"value","x":1}`, `{"s":{"t":"value"},"x":1}`},
+		{"an object: not merged into itself", `{"x":1,"s":{"a":1,"t":2}}`, `{"x":1,"s":{"t":{"a":1,"t":2}}}`},
+		{"absent: unchanged", `{"x":1}`, `{"x":1}`},
+		{"a top-level field named s.t is the target (the whole name wins)", `{"s":"v","s.t":1}`, `{"s.t":"v"}`},
+	})
+	runGolden(t, procs(Processor{JSON: &JSONConfig{}}, Processor{Rename: map[string]string{"a.b": "a.b.c.d"}}), []golden{
+		{"nested, two levels down", `{"a":{"b":[1,2],"e":1},"z":0}`, `{"a":{"b":{"c":{"d":[1,2]}},"e":1},"z":0}`},
+		{"a flat dotted key moves into new objects", `{"a.b":"v"}`, `{"a":{"b":{"c":{"d":"v"}}}}`},
+	})
+	runGolden(t, procs(Processor{JSON: &JSONConfig{}}, Processor{Rename: map[string]string{"a.b": "a"}}), []golden{
+		{"to a path above it: replaces the object it was in", `{"a":{"b":1,"c":2},"z":0}`, `{"a":1,"z":0}`},
+	})
+	var r Record
+	p := func(s string) *Path { x := ParsePath(s); return &x }
+	r.Reset([]byte(`{"s":"value"}`))
+	r.toObject()
+	present, ok := r.RenameAt(p("s"), p("s.t"))
+	require.True(t, present)
+	require.True(t, ok, "not a failure")
+	require.Equal(t, `{"s":{"t":"value"}}`, string(r.Bytes()))
+
+	s, reg := newStage(t, procs(Processor{JSON: &JSONConfig{}}, Processor{Rename: map[string]string{"s": "s.t"}}))
+	s.Process([]byte(`{"s":"value"}`), Meta{})
+	require.NoError(t, testutil.GatherAndCompare(reg, stringsReader(`
+# HELP agent_processor_records_total Records through each processor of a flow, by result: in, out, failed (could not be parsed, passed unchanged), dropped (drop/keep).
+# TYPE agent_processor_records_total counter
+agent_processor_records_total{flow="f",processor="json",result="dropped",step="0"} 0
+agent_processor_records_total{flow="f",processor="json",result="failed",step="0"} 0
+agent_processor_records_total{flow="f",processor="json",result="in",step="0"} 1
+agent_processor_records_total{flow="f",processor="json",result="out",step="0"} 1
+agent_processor_records_total{flow="f",processor="rename",result="dropped",step="1"} 0
+agent_processor_records_total{flow="f",processor="rename",result="failed",step="1"} 0
+agent_processor_records_total{flow="f",processor="rename",result="in",step="1"} 1
+agent_processor_records_total{flow="f",processor="rename",result="out",step="1"} 1
+`), "agent_processor_records_total"))
 }
 
 func TestNestedPaths_Keys(t *testing.T) {
