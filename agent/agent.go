@@ -77,13 +77,13 @@ type Agent struct {
 	stopped chan struct{}
 
 	// What status, readiness and the watchdog read (status.go).
-	state atomic.Int32
+	state   atomic.Int32
+	stMu    sync.Mutex
+	running []*flowRuntime
 	// reloadSince is when the reload being applied began (unix nanos; 0:
 	// none). The state stays running (readiness holds); status says
 	// reloading.
 	reloadSince atomic.Int64
-	stMu        sync.Mutex
-	running     []*flowRuntime
 	// runningCfg is a.cfg as of the last publish (runtimeConfig).
 	runningCfg *Config
 	st         *statusTracker

@@ -151,34 +151,36 @@ type OutputStatus struct {
 	// SendingFor), throttled (it asked for a pause), retrying (its last
 	// attempt failed and is retried), failed over (a flow's primary whose
 	// sends go to its failover) or idle (never sent).
-	State string `json:"state"`
+	State         string     `json:"state"`
+	Active        bool       `json:"active"` // some flow sends to it now
+	RecordsSent   uint64     `json:"records_sent"`
+	BytesSent     uint64     `json:"bytes_sent"`
+	RecordsPerSec float64    `json:"records_per_sec"` // over the last 10 s
+	LastSuccess   *time.Time `json:"last_success,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
+	FailingFor    string     `json:"failing_for,omitempty"` // since the first failed attempt after the last success
+
 	// SendsInFlight are the sends waiting for the destination's answer now;
 	// SendingFor is how long the oldest of them has waited ("" with none).
-	SendsInFlight     int        `json:"sends_in_flight"`
-	SendingFor        string     `json:"sending_for,omitempty"`
-	SendingForSeconds float64    `json:"sending_for_seconds"`
-	Active            bool       `json:"active"` // some flow sends to it now
-	RecordsSent       uint64     `json:"records_sent"`
-	BytesSent         uint64     `json:"bytes_sent"`
-	RecordsPerSec     float64    `json:"records_per_sec"` // over the last 10 s
-	LastSuccess       *time.Time `json:"last_success,omitempty"`
-	LastError         string     `json:"last_error,omitempty"`
-	LastErrorAt       *time.Time `json:"last_error_at,omitempty"`
-	FailingFor        string     `json:"failing_for,omitempty"` // since the first failed attempt after the last success
+	SendsInFlight     int     `json:"sends_in_flight"`
+	SendingFor        string  `json:"sending_for,omitempty"`
+	SendingForSeconds float64 `json:"sending_for_seconds"`
 }
 
 // Output states.
 const (
-	OutputIdle = "idle"
-	OutputOK   = "ok"
-	// OutputStalled: a send has waited for the destination's answer for
-	// longer than half the output's timeout (at most 10 s).
-	OutputStalled   = "stalled"
+	OutputIdle      = "idle"
+	OutputOK        = "ok"
 	OutputRetrying  = "retrying"
 	OutputThrottled = "throttled"
 	// OutputFailedOver: a flow's primary whose sends go to the failover
 	// while it keeps failing (tried again every failback_after).
 	OutputFailedOver = "failed over"
+
+	// OutputStalled: a send has waited for the destination's answer for
+	// longer than half the output's timeout (at most 10 s).
+	OutputStalled = "stalled"
 )
 
 // outputSeen is what the sender saw of an output, for status and
