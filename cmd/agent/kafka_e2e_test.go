@@ -273,7 +273,7 @@ func TestTail_KafkaBrokerNotAnswering_StalledInStatusAndWarned(t *testing.T) {
 		return regexp.MustCompile(`(?m)^\S+\s+kafka\s+stalled \(sending for \d+s\)`).MatchString(string(out))
 	}, "agent status never showed the kafka output stalled")
 	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "has not answered a send for long") }, "no warning")
-	require.Regexp(t, `has not answered a send for long.*output=\S+ waiting=\ds sends_in_flight=\d+ timeout=4s`, p.output())
+	require.Regexp(t, `has not answered a send for long.*output=\S+ waiting=\d+s sends_in_flight=\d+ timeout=4s`, p.output())
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 	require.Equal(t, 1, strings.Count(p.output(), "has not answered a send for long"), p.output())

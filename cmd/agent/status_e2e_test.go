@@ -87,11 +87,10 @@ func TestStatus_DestinationNotAnswering_OutputShownStalled(t *testing.T) {
 	web := outputOf(st, "web")
 	require.Positive(t, web.SendsInFlight)
 	require.GreaterOrEqual(t, web.SendingForSeconds, 2.0, "stalled after half the 4s timeout")
-	require.Less(t, web.SendingForSeconds, 4.5, "before the timeout")
 	p.waitFor(t, time.Minute, func() bool {
 		out, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
 		require.NoError(t, err, "%s", out)
-		return regexp.MustCompile(`(?m)^web\s+http\s+stalled \(sending for \ds\)`).MatchString(string(out))
+		return regexp.MustCompile(`(?m)^web\s+http\s+stalled \(sending for \d+s\)`).MatchString(string(out))
 	}, "agent status never showed the output stalled in its table")
 	p.waitFor(t, time.Minute, func() bool { return metric(admin, `agent_output_oldest_send_age_seconds{output="web"}`) >= 2 },
 		"agent_output_oldest_send_age_seconds never showed the waiting send")
