@@ -22,8 +22,8 @@ import (
 //	GET  /metrics  Prometheus metrics
 //	GET  /healthz  200 while the process serves requests (liveness: restart
 //	               the agent when this fails)
-//	GET  /readyz   200 while the pipeline runs and delivers; 503 while it
-//	               starts, reloads or stops, or when for longer than
+//	GET  /readyz   200 while the pipeline runs and delivers (a reload keeps
+//	               it ready); 503 while it starts or stops, or when for longer than
 //	               admin.not_ready_after a flow's outputs have all been
 //	               failing or its full spool blocks its sources (readiness:
 //	               alert or route around it; restarting does not help, the

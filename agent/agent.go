@@ -80,6 +80,10 @@ type Agent struct {
 	state   atomic.Int32
 	stMu    sync.Mutex
 	running []*flowRuntime
+	// reloadSince is when the reload being applied began (unix nanos; 0:
+	// none). The state stays running (readiness holds); status says
+	// reloading.
+	reloadSince atomic.Int64
 	// runningCfg is a.cfg as of the last publish (runtimeConfig).
 	runningCfg *Config
 	st         *statusTracker
@@ -477,7 +481,9 @@ wait:
 			}
 			break wait
 		case req := <-a.reloads:
+			a.reloadSince.Store(time.Now().UnixNano())
 			rep, err := a.apply(ctx, req.cfg)
+			a.reloadSince.Store(0)
 			req.reply <- reloadReply{rep: rep, err: err}
 			if err == nil {
 				srcDone = a.watchSources() // the running sources now

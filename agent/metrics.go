@@ -40,6 +40,7 @@ type metrics struct {
 	failbacks   *prometheus.CounterVec
 	build       *prometheus.GaugeVec
 	oldest      *oldestCollector
+	inflight    *inflightCollector
 }
 
 func newMetrics() *metrics {
@@ -71,7 +72,8 @@ func newMetrics() *metrics {
 	m.failbacks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_failbacks_total", Help: "Switches from a flow's failover output back to its primary (a probe, every failback_after)."}, []string{"flow"})
 	m.build = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "agent_build_info", Help: "Always 1: the running build's version, VCS commit and Go version."}, []string{"version", "commit", "go"})
 	m.oldest = &oldestCollector{desc: prometheus.NewDesc("agent_flow_oldest_undelivered_age_seconds", "Age of the oldest entry in a flow's spool, not yet delivered (to about a second).", []string{"flow"}, nil)}
-	m.reg.MustRegister(m.bytesSent, m.lastSuccess, m.active, m.failbacks, m.build, m.oldest)
+	m.inflight = newInflightCollector()
+	m.reg.MustRegister(m.bytesSent, m.lastSuccess, m.active, m.failbacks, m.build, m.oldest, m.inflight)
 	m.reg.MustRegister(m.sources, m.dropped, m.aggregates, m.aggregatedRecords,
 		m.sent, m.requests, m.retries, m.deadLettered, m.sendDuration, m.failovers, m.undecodable,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))

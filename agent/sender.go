@@ -69,6 +69,8 @@ type outputState struct {
 	pausedUntil atomic.Int64
 	// seen is what `agent status` shows of it (status.go).
 	seen outputSeen
+	// flight are its sends in flight, for a send that hangs (inflight.go).
+	flight inflight
 }
 
 // pause notes that the output asked for no sends during d.
@@ -288,7 +290,9 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 		}
 		t0 := time.Now()
 		s.live.beat(t0)
+		tok := o.flight.begin(t0)
 		err := o.out.Send(ctx, sub)
+		o.flight.end(tok)
 		o.metrics.duration.Observe(time.Since(t0).Seconds())
 		s.live.beat(time.Now())
 		err = s.settleRejected(o, b, pending, err) // user records rejected alone (rejects.go)

@@ -76,8 +76,14 @@ type Status struct {
 	Version string    `json:"version"`
 	Started time.Time `json:"started"`
 	Uptime  string    `json:"uptime"`
-	// State is starting, running or stopping.
+	// State is starting, running, reloading (a new configuration is being
+	// applied: it stops, as at shutdown, the flows that change, which may
+	// take up to shutdown_timeout while their sends in flight finish; the
+	// pipeline stays ready) or stopping.
 	State string `json:"state"`
+	// ReloadingFor is how long the reload being applied has taken so far
+	// ("" when none is).
+	ReloadingFor string `json:"reloading_for,omitempty"`
 	// Ready is what /readyz answers; NotReady says why not.
 	Ready        bool           `json:"ready"`
 	NotReady     string         `json:"not_ready,omitempty"`
@@ -140,7 +146,9 @@ type FileStatus struct {
 type OutputStatus struct {
 	Name string `json:"name"`
 	Type string `json:"type"`
-	// State is ok, throttled (it asked for a pause), retrying (its last
+	// State is ok, stalled (a send has waited for the destination's
+	// answer for longer than half the output's timeout, at most 10 s: see
+	// SendingFor), throttled (it asked for a pause), retrying (its last
 	// attempt failed and is retried), failed over (a flow's primary whose
 	// sends go to its failover) or idle (never sent).
 	State         string     `json:"state"`
@@ -152,6 +160,12 @@ type OutputStatus struct {
 	LastError     string     `json:"last_error,omitempty"`
 	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
 	FailingFor    string     `json:"failing_for,omitempty"` // since the first failed attempt after the last success
+
+	// SendsInFlight are the sends waiting for the destination's answer now;
+	// SendingFor is how long the oldest of them has waited ("" with none).
+	SendsInFlight     int     `json:"sends_in_flight"`
+	SendingFor        string  `json:"sending_for,omitempty"`
+	SendingForSeconds float64 `json:"sending_for_seconds"`
 }
 
 // Output states.
@@ -163,6 +177,10 @@ const (
 	// OutputFailedOver: a flow's primary whose sends go to the failover
 	// while it keeps failing (tried again every failback_after).
 	OutputFailedOver = "failed over"
+
+	// OutputStalled: a send has waited for the destination's answer for
+	// longer than half the output's timeout (at most 10 s).
+	OutputStalled = "stalled"
 )
 
 // outputSeen is what the sender saw of an output, for status and
@@ -350,6 +368,8 @@ type statusTracker struct {
 	// delivered, per output: status goes on counting from there, as the
 	// output's Prometheus counters do.
 	retired map[string]*outputTotals
+	// stallWarned is when each output's stall was last logged (warnStalled).
+	stallWarned map[string]time.Time
 }
 
 // outputTotals is what an output delivered, over senders.
@@ -457,7 +477,8 @@ type sourceSeen struct {
 
 func newStatusTracker(now time.Time) *statusTracker {
 	return &statusTracker{started: now, flows: map[string]*flowSamples{}, outputs: map[string]*rateRing{},
-		sources: map[string]*sourceSeen{}, srcNames: map[string][]string{}, retired: map[string]*outputTotals{}}
+		sources: map[string]*sourceSeen{}, srcNames: map[string][]string{}, retired: map[string]*outputTotals{},
+		stallWarned: map[string]time.Time{}}
 }
 
 // sample takes one look at the counters.
@@ -496,6 +517,7 @@ func (a *Agent) sample(now time.Time) {
 		}
 		r.add(now, o.records)
 	}
+	a.warnStalled(now, a.sendingByOutput())
 }
 
 // observe notes the spool's counters at now.
@@ -616,6 +638,9 @@ func (a *Agent) notReady(now time.Time) string {
 	return ""
 }
 
+// StateReloading is Status.State while a reload is applied.
+const StateReloading = "reloading"
+
 // Pipeline states.
 const (
 	stateStarting int32 = iota
@@ -626,6 +651,9 @@ const (
 func (a *Agent) stateName() string {
 	switch a.state.Load() {
 	case stateRunning:
+		if a.reloadSince.Load() != 0 {
+			return StateReloading
+		}
 		return "running"
 	case stateStopping:
 		return "stopping"
@@ -639,6 +667,9 @@ func (a *Agent) Status() Status {
 	now := time.Now()
 	st := Status{Version: a.set.Version, Started: a.st.started, Uptime: now.Sub(a.st.started).Round(time.Second).String(),
 		State: a.stateName(), Flows: []FlowStatus{}, Outputs: []OutputStatus{}}
+	if since := a.reloadSince.Load(); since != 0 && st.State == StateReloading {
+		st.ReloadingFor = roundAge(max(now.Sub(time.Unix(0, since)), 0)).String()
+	}
 	st.NotReady = a.notReady(now)
 	st.Ready = st.NotReady == ""
 	if d := a.dlqCount.Load(); d != nil {
@@ -654,6 +685,7 @@ func (a *Agent) Status() Status {
 		srcTypes[sc.Name] = sc.Type
 	}
 	active, failedOver := map[string]bool{}, map[string]bool{}
+	sending := a.sendingByOutput()
 	a.st.mu.Lock()
 	defer a.st.mu.Unlock()
 	for _, fr := range a.runtimeFlows() {
@@ -699,6 +731,15 @@ func (a *Agent) Status() Status {
 		if os.State == OutputIdle && v.lastOK != 0 {
 			os.State = OutputOK // its sender is new (a reload); an earlier one delivered
 		}
+		if s := sending[name]; s != nil {
+			os.SendsInFlight = s.n
+			if d := s.age(now); d > 0 {
+				os.SendingFor, os.SendingForSeconds = roundAge(d).String(), d.Seconds()
+			}
+			if s.stalled(now) {
+				os.State = OutputStalled
+			}
+		}
 		if failedOver[name] && !active[name] {
 			os.State = OutputFailedOver
 		}
@@ -735,6 +776,7 @@ func (a *Agent) startStatus(dlq *deadLetter) func() {
 	a.dlqCount.Store(&dlq.count)
 	a.publish()
 	a.m.oldest.set(a)
+	a.m.inflight.a.Store(a)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {

@@ -37,6 +37,11 @@ type Type struct {
 	FromURL func(u *url.URL, flags TailFlags) (any, error)
 	// Schemes are the --to URL schemes FromURL takes ("-" is stdout).
 	Schemes []string
+	// TailFlagNames are the flags of TailFlags that FromURL uses, by their
+	// `agent tail` names without dashes ("header", "timeout"; see
+	// TailFlags). agent tail refuses the others with this type's URLs, as a
+	// usage error: a flag silently ignored is a surprise.
+	TailFlagNames []string
 }
 
 // Settings are what the agent passes to every output it builds (set in
@@ -60,7 +65,8 @@ type Settings struct {
 }
 
 // TailFlags are the `agent tail` options a --to URL cannot carry. Each type
-// maps those that make sense for it and ignores the others.
+// maps those that make sense for it and lists them in Type.TailFlagNames
+// (agent tail refuses the others).
 type TailFlags struct {
 	Format             string            // --http-format
 	Encoding           string            // --encoding json|text ("": the type's tail default)

@@ -55,6 +55,13 @@ type Output interface {
 	Close(ctx context.Context) error
 }
 
+// SendTimeouter is implemented by outputs whose Send is bounded by a timeout
+// of their own (a request's, a produce's). The agent reports a send in
+// flight for more than half of it (at most 10 s) as stalled (agent status).
+type SendTimeouter interface {
+	SendTimeout() time.Duration
+}
+
 // Healthchecker is implemented by outputs that can tell whether their
 // destination is reachable without sending data (used for failover recovery).
 type Healthchecker interface {

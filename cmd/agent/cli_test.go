@@ -120,6 +120,35 @@ func TestTail_UnknownDestinationSchemeIsAUsageError(t *testing.T) {
 	require.Contains(t, errOut, `unknown scheme "gopher"`)
 }
 
+// A flag that only one kind of destination takes is refused with the others
+// (a usage error naming the flag and the destination's type), not ignored.
+func TestTail_FlagOfAnotherDestinationTypeIsAUsageError(t *testing.T) {
+	for _, tc := range []struct {
+		to   string
+		args []string
+		want string
+	}{
+		{"kafka://127.0.0.1:1/logs", []string{"--compression", "zstd"}, "--compression does not apply to a kafka destination (it applies to http)"},
+		{"kafka://127.0.0.1:1/logs", []string{"--header", "X-Team: web"}, "--header does not apply to a kafka destination (it applies to http)"},
+		{"kafka://127.0.0.1:1/logs", []string{"--gzip=false", "--timeout", "5s"}, "--gzip does not apply to a kafka destination (it applies to http); --timeout does not apply to a kafka destination (it applies to http, kinesis, firehose)"},
+		{"kinesis://logs?region=us-east-1", []string{"--http-format", "json"}, "--http-format does not apply to a kinesis destination (it applies to http)"},
+		{"kinesis://logs?region=us-east-1", []string{"--encoding", "text"}, "--encoding does not apply to a kinesis destination (it applies to http, stdout, file)"},
+		{"file:///tmp/out", []string{"--bearer-token", "tok"}, "--bearer-token does not apply to a file destination (it applies to http)"},
+		{"-", []string{"--ca-file", "ca.pem"}, "--ca-file does not apply to a stdout destination (it applies to http, kafka)"},
+		{"blackhole:", []string{"--basic-auth", "u:p"}, "--basic-auth does not apply to a blackhole destination (it applies to http)"},
+	} {
+		args := append([]string{"tail", "--once", "no-such.log", "--to", tc.to}, tc.args...)
+		_, errOut, code := runBin(t, args...)
+		require.Equal(t, 2, code, "%v: %s", args, errOut)
+		require.Equal(t, "agent tail: "+tc.want+"\n", errOut, "%v", args)
+	}
+	// Flags the destination takes pass (the file is missing: exit 1).
+	_, errOut, code := runBin(t, "tail", "--once", "no-such.log", "--to", "kafka://127.0.0.1:1/logs", "--insecure-skip-verify")
+	require.Equal(t, 1, code, errOut)
+	_, errOut, code = runBin(t, "tail", "--once", "no-such.log", "--to", "kinesis://logs?region=us-east-1", "--timeout", "5s")
+	require.Equal(t, 1, code, errOut)
+}
+
 func TestTailOnce_PermanentRejectionExits1AndDeadLetters(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/url"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -154,4 +156,56 @@ func TestTail_SourceIsMadeByTheFileType(t *testing.T) {
 
 	_, err = tailSource("tail", "nope", []string{"/x"}, o, 0, components())
 	require.ErrorContains(t, err, `no source type for "nope"`)
+}
+
+// Each output type lists the tail flags its FromURL uses (TailFlagNames),
+// and agent tail refuses the others: the list must be what FromURL does.
+// A flag is used when setting it alone changes the config FromURL makes
+// (or makes it fail).
+func TestTail_OutputTypesListExactlyTheTailFlagsTheyUse(t *testing.T) {
+	samples := map[string]string{"http": "http://collector.example/ingest", "-": "", "file": "file:///var/tmp/out",
+		"kinesis": "kinesis://logs?region=us-east-1", "firehose": "firehose://logs?region=us-east-1",
+		"kafka": "kafka://127.0.0.1:9092/logs", "blackhole": "blackhole:"}
+	values := map[string][]string{"http-format": {"json", "raw"}, "encoding": {"json", "text"}, "header": {"X-Team: web"},
+		"gzip": {"false"}, "compression": {"zstd"}, "bearer-token": {"tok"}, "basic-auth": {"user:pass"},
+		"ca-file": {"/etc/ca.pem"}, "cert-file": {"/etc/c.pem"}, "key-file": {"/etc/k.pem"}, "insecure-skip-verify": {"true"},
+		"timeout": {"7s"}}
+	require.Len(t, values, len(outputFlagNames))
+	for _, typ := range components().Outputs {
+		if typ.FromURL == nil {
+			continue
+		}
+		raw, ok := samples[typ.Schemes[0]]
+		require.True(t, ok, "no sample --to URL for %s: add one", typ.Name)
+		var u *url.URL
+		if raw != "" {
+			var err error
+			u, err = url.Parse(raw)
+			require.NoError(t, err)
+		}
+		make := func(name, value string) (any, error) {
+			t.Setenv("AGENT_BEARER_TOKEN", "")
+			t.Setenv("AGENT_BASIC_AUTH", "")
+			fs, o := tailFlags(&bytes.Buffer{})
+			if name != "" {
+				require.NoError(t, fs.Set(name, value))
+			}
+			return typ.FromURL(u, outputFlags(o))
+		}
+		base, err := make("", "")
+		require.NoError(t, err, typ.Name)
+		var used []string
+		for _, name := range outputFlagNames {
+			vs, ok := values[name]
+			require.True(t, ok, "no sample value for --%s", name)
+			for _, v := range vs {
+				cfg, err := make(name, v)
+				if err != nil || !reflect.DeepEqual(base, cfg) {
+					used = append(used, name)
+					break
+				}
+			}
+		}
+		require.ElementsMatch(t, used, typ.TailFlagNames, "%s: the flags FromURL uses vs its TailFlagNames", typ.Name)
+	}
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"net"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -242,4 +245,36 @@ func TestTailOnce_KafkaLineTooLargeIsDeadLetteredAlone(t *testing.T) {
 	require.Contains(t, out, "L00000137")
 	require.NotContains(t, out, "L00000136")
 	require.NotContains(t, out, "L00000138")
+}
+
+// A broker that takes produce requests and does not answer: before the
+// send's timeout ends the wait, `agent status` shows the output stalled
+// and the log warns (once) that the send waits, naming its send_timeout.
+func TestTail_KafkaBrokerNotAnswering_StalledInStatusAndWarned(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, kafkaTopic))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	var produces atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		produces.Add(1)
+		return nil, nil, true // read and never answered
+	})
+	writeLog(t, log, 0, 100, kafkaLineSize)
+	admin := freeAddr(t)
+	p := startAgent(t, "tail", log, "--to", kafkaURL(c, "send_timeout=4s"), "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
+	p.waitFor(t, time.Minute, func() bool { return produces.Load() > 0 }, "no produce request reached the broker")
+	p.waitFor(t, time.Minute, func() bool {
+		out, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return regexp.MustCompile(`(?m)^\S+\s+kafka\s+stalled \(sending for \d+s\)`).MatchString(string(out))
+	}, "agent status never showed the kafka output stalled")
+	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "has not answered a send for long") }, "no warning")
+	require.Regexp(t, `has not answered a send for long.*output=\S+ waiting=\d+s sends_in_flight=\d+ timeout=4s`, p.output())
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+	require.Equal(t, 1, strings.Count(p.output(), "has not answered a send for long"), p.output())
 }

@@ -118,7 +118,11 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 	if !st.Ready {
 		ready = "NOT READY: " + st.NotReady
 	}
-	fmt.Fprintf(w, "agent %s, %s for %s, %s; dead-lettered %d\n\n", st.Version, st.State, st.Uptime, ready, st.DeadLettered)
+	state := st.State + " for " + st.Uptime
+	if st.ReloadingFor != "" {
+		state = fmt.Sprintf("%s for %s (up %s)", st.State, st.ReloadingFor, st.Uptime)
+	}
+	fmt.Fprintf(w, "agent %s, %s, %s; dead-lettered %d\n\n", st.Version, state, ready, st.DeadLettered)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLOW\tOUTPUT\tIN/S\tBACKLOG\tBYTES\tOLDEST\tSPOOL")
@@ -178,7 +182,10 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 			lastErr = ago(now, *o.LastErrorAt) + ": " + truncate(o.LastError, 80)
 		}
 		state := o.State
-		if o.FailingFor != "" {
+		switch {
+		case o.State == agent.OutputStalled:
+			state += " (sending for " + o.SendingFor + ")"
+		case o.FailingFor != "":
 			state += " for " + o.FailingFor
 		}
 		active := ""

@@ -75,6 +75,9 @@ type tailOptions struct {
 	keyFile     string
 	insecure    bool
 	httpTimeout time.Duration
+
+	// set are the flags given on the command line, by name.
+	set map[string]bool
 }
 
 func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
@@ -168,6 +171,8 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	if len(paths) == 0 {
 		fmt.Fprintln(stderr, "agent tail: at least one PATH is required")
 		fs.Usage()
@@ -175,6 +180,12 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if o.fromBeginning && o.fromEnd {
 		fmt.Fprintln(stderr, "agent tail: --from-beginning and --from-end exclude each other")
+		return exitUsage
+	}
+	// The destination first: a usage error there (a bad URL, a flag the
+	// destination does not take) is told before the inputs are looked at.
+	if _, err := destination(o); err != nil {
+		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
 	in, err := classifyInputs(paths)

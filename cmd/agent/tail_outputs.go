@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/kplagent/agent/agent"
@@ -11,6 +13,34 @@ import (
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
 )
+
+// outputFlagNames are the tail flags that fill outputs.TailFlags (see
+// outputFlags): each output type takes some of them (its TailFlagNames).
+var outputFlagNames = []string{"http-format", "encoding", "header", "gzip", "compression", "bearer-token", "basic-auth",
+	"ca-file", "cert-file", "key-file", "insecure-skip-verify", "timeout"}
+
+// checkOutputFlags refuses the output flags given on the command line (set)
+// that the destination type t does not take: silently ignored, they would
+// surprise (--compression zstd with kafka:// sent uncompressed).
+func checkOutputFlags(t outputs.Type, set map[string]bool, comps agent.Components) error {
+	var errs []string
+	for _, name := range outputFlagNames {
+		if !set[name] || slices.Contains(t.TailFlagNames, name) {
+			continue
+		}
+		var takers []string
+		for _, ot := range comps.Outputs {
+			if ot.FromURL != nil && slices.Contains(ot.TailFlagNames, name) {
+				takers = append(takers, ot.Name)
+			}
+		}
+		errs = append(errs, fmt.Sprintf("--%s does not apply to a %s destination (it applies to %s)", name, t.Name, strings.Join(takers, ", ")))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "; "))
+}
 
 // outputFlags are the tail flags a --to URL cannot carry.
 func outputFlags(o *tailOptions) outputs.TailFlags {
@@ -70,6 +100,9 @@ func destination(o *tailOptions) (agent.OutputConfig, error) {
 	t, ok := comps.OutputForScheme(scheme)
 	if !ok {
 		return agent.OutputConfig{}, fmt.Errorf("--to %q: unknown scheme %q (this build takes %s)", shown, scheme, want)
+	}
+	if err := checkOutputFlags(t, o.set, comps); err != nil {
+		return agent.OutputConfig{}, err
 	}
 	cfg, err := t.FromURL(u, outputFlags(o))
 	if err != nil {

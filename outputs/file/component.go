@@ -23,8 +23,9 @@ func Type() outputs.Type {
 			}
 			return New(name, *c, Settings{Logger: set.Logger})
 		},
-		FromURL: fromURL,
-		Schemes: []string{"file"},
+		FromURL:       fromURL,
+		Schemes:       []string{"file"},
+		TailFlagNames: []string{"encoding"},
 	}
 }
 

@@ -34,6 +34,7 @@ func Type() outputs.Type {
 			}
 			return &c, nil
 		},
-		Schemes: []string{"firehose"},
+		Schemes:       []string{"firehose"},
+		TailFlagNames: []string{"timeout"},
 	}
 }

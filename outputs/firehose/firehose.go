@@ -91,6 +91,9 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
+// SendTimeout is the API call timeout (timeout): see outputs.SendTimeouter.
+func (o *Output) SendTimeout() time.Duration { return o.cfg.Timeout }
+
 // Close closes idle connections. It is idempotent.
 func (o *Output) Close(context.Context) error {
 	if !o.closed.Swap(true) {

@@ -25,6 +25,8 @@ func Type() outputs.Type {
 		},
 		FromURL: fromURL,
 		Schemes: []string{"http", "https"},
+		TailFlagNames: []string{"http-format", "encoding", "header", "gzip", "compression", "bearer-token", "basic-auth",
+			"ca-file", "cert-file", "key-file", "insecure-skip-verify", "timeout"},
 	}
 }
 

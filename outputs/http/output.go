@@ -156,6 +156,9 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
+// SendTimeout is the request timeout (timeout): see outputs.SendTimeouter.
+func (o *Output) SendTimeout() time.Duration { return o.cfg.Timeout }
+
 // WritesRecords reports whether the format writes user records one by one
 // (all but raw, which sends KPL records): see outputs.RecordWriter.
 func (o *Output) WritesRecords() bool { return o.format != formatRaw }

@@ -24,8 +24,9 @@ func Type() outputs.Type {
 			// set.Registerer already labels every metric output=<name>.
 			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Registerer: set.Registerer})
 		},
-		FromURL: fromURL,
-		Schemes: []string{"kafka"},
+		FromURL:       fromURL,
+		Schemes:       []string{"kafka"},
+		TailFlagNames: []string{"ca-file", "cert-file", "key-file", "insecure-skip-verify"},
 	}
 }
 
@@ -33,7 +34,8 @@ func Type() outputs.Type {
 // for the URL's parameters). Of the flags a URL cannot carry it takes the
 // TLS ones: --ca-file, --cert-file/--key-file and --insecure-skip-verify
 // enable TLS to the brokers. The HTTP flags (--http-format, --header,
-// --gzip, --bearer-token, --basic-auth, --timeout) do not apply.
+// --gzip, --bearer-token, --basic-auth, --timeout) do not apply: agent
+// tail refuses them (Type.TailFlagNames).
 func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 	if u == nil {
 		return nil, errors.New("kafka: want kafka://HOST:PORT/TOPIC")

@@ -289,6 +289,9 @@ func (o *Output) resetClient(old *kgo.Client) {
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
+// SendTimeout is send_timeout: see outputs.SendTimeouter.
+func (o *Output) SendTimeout() time.Duration { return o.cfg.SendTimeout }
+
 // WritesRecords reports whether the format produces user records one by one
 // (records; kpl sends KPL records): see outputs.RecordWriter.
 func (o *Output) WritesRecords() bool { return o.cfg.Format == FormatRecords }

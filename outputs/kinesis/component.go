@@ -34,6 +34,7 @@ func Type() outputs.Type {
 			}
 			return &c, nil
 		},
-		Schemes: []string{"kinesis"},
+		Schemes:       []string{"kinesis"},
+		TailFlagNames: []string{"timeout"},
 	}
 }

@@ -151,6 +151,9 @@ func newOutput(name string, cfg Config, client api, log *slog.Logger, reg promet
 // Name returns the output's name.
 func (o *Output) Name() string { return o.name }
 
+// SendTimeout is the API call timeout (timeout): see outputs.SendTimeouter.
+func (o *Output) SendTimeout() time.Duration { return o.cfg.Timeout }
+
 // Close stops background shard map refreshes and closes idle connections. It
 // is idempotent; Send must not be called after it.
 func (o *Output) Close(context.Context) error {

@@ -30,6 +30,7 @@ func Type() outputs.Type {
 			}
 			return &c, nil
 		},
-		Schemes: []string{"-"},
+		Schemes:       []string{"-"},
+		TailFlagNames: []string{"encoding"},
 	}
 }

@@ -1,0 +1,184 @@
+package agent
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kplagent/agent/outputs"
+)
+
+// A send that hangs (an HTTP server that took the connection and never
+// answers, a Kafka broker that does not reply) looks like nothing at all
+// until its timeout ends it: no error yet, no success. The sender notes
+// when each Send began (inflight), so status, metrics and the log can show
+// a send that has waited long for its answer.
+
+// stallAfterMax is the longest a send may wait for its answer before its
+// output is shown stalled: well above a healthy send (milliseconds to a few
+// seconds), below the outputs' default timeouts (30 s). An output with a
+// timeout of its own (outputs.SendTimeouter) is stalled after half of it
+// when that is sooner.
+const stallAfterMax = 10 * time.Second
+
+// stallWarnEvery rate-limits the warning about a stalled output.
+const stallWarnEvery = time.Minute
+
+// inflight are the sends in flight to one output from one sender, by when
+// each began.
+type inflight struct {
+	mu     sync.Mutex
+	next   uint64
+	starts map[uint64]int64 // unix nanos
+}
+
+// begin notes a send beginning at t; end(token) when it returned.
+func (f *inflight) begin(t time.Time) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.starts == nil {
+		f.starts = map[uint64]int64{}
+	}
+	f.next++
+	f.starts[f.next] = t.UnixNano()
+	return f.next
+}
+
+func (f *inflight) end(token uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.starts, token)
+}
+
+// oldest returns how many sends are in flight and when the oldest began
+// (unix nanos; 0 with none).
+func (f *inflight) oldest() (n int, since int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.starts {
+		if since == 0 || t < since {
+			since = t
+		}
+	}
+	return len(f.starts), since
+}
+
+// stallAfter is how long a send to o may wait for its answer before o is
+// shown stalled: half the output's own timeout, at most stallAfterMax.
+func stallAfter(o outputs.Output) time.Duration {
+	if t, ok := o.(outputs.SendTimeouter); ok && t.SendTimeout() > 0 {
+		return min(t.SendTimeout()/2, stallAfterMax)
+	}
+	return stallAfterMax
+}
+
+// sending is what the senders of one output have in flight.
+type sending struct {
+	n      int
+	since  int64 // unix nanos of the oldest; 0 with none
+	stall  time.Duration
+	output outputs.Output
+}
+
+// add counts o's sends in flight.
+func (s *sending) add(o *outputState) {
+	n, since := o.flight.oldest()
+	s.n += n
+	if since != 0 && (s.since == 0 || since < s.since) {
+		s.since = since
+	}
+	if s.output == nil {
+		s.output, s.stall = o.out, stallAfter(o.out)
+	}
+}
+
+// age is how long the oldest send in flight has waited at now (0: none).
+func (s *sending) age(now time.Time) time.Duration {
+	if s.since == 0 {
+		return 0
+	}
+	return max(now.Sub(time.Unix(0, s.since)), 0)
+}
+
+// stalled reports whether the oldest send has waited longer than the
+// output's threshold.
+func (s *sending) stalled(now time.Time) bool {
+	return s.since != 0 && s.age(now) > s.stall
+}
+
+// roundAge rounds d to the second, or below a second to the millisecond.
+func roundAge(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+// sendingByOutput gathers the sends in flight of the running senders, by
+// output name.
+func (a *Agent) sendingByOutput() map[string]*sending {
+	out := map[string]*sending{}
+	for _, fr := range a.runtimeFlows() {
+		for _, o := range fr.sender.outputStates() {
+			s := out[o.out.Name()]
+			if s == nil {
+				s = &sending{}
+				out[o.out.Name()] = s
+			}
+			s.add(o)
+		}
+	}
+	return out
+}
+
+// warnStalled logs, at most once per stallWarnEvery per output, the outputs
+// whose oldest send has waited longer than their threshold: without it a
+// destination that does not answer is silent until the send's timeout.
+// Called by the status sampler with a.st.mu held.
+func (a *Agent) warnStalled(now time.Time, by map[string]*sending) {
+	for name, s := range by {
+		if !s.stalled(now) {
+			continue
+		}
+		if last, ok := a.st.stallWarned[name]; ok && now.Sub(last) < stallWarnEvery {
+			continue
+		}
+		a.st.stallWarned[name] = now
+		args := []any{"component", "sender", "output", name, "waiting", s.age(now).Round(time.Second).String(), "sends_in_flight", s.n}
+		if t, ok := s.output.(outputs.SendTimeouter); ok && t.SendTimeout() > 0 {
+			args = append(args, "timeout", t.SendTimeout().String())
+		}
+		a.log.Warn("the destination has not answered a send for long; it is still waiting (agent status shows the output stalled)", args...)
+	}
+}
+
+// inflightCollector exposes, per output, the sends in flight and the age
+// of the oldest, computed at scrape time.
+type inflightCollector struct {
+	n, age *prometheus.Desc
+	a      atomic.Pointer[Agent]
+}
+
+func newInflightCollector() *inflightCollector {
+	return &inflightCollector{
+		n: prometheus.NewDesc("agent_output_sends_in_flight", "Sends to the output waiting for the destination's answer now.", []string{"output"}, nil),
+		age: prometheus.NewDesc("agent_output_oldest_send_age_seconds",
+			"How long the oldest send in flight to the output has waited for the destination's answer (0 with none in flight).", []string{"output"}, nil),
+	}
+}
+
+func (c *inflightCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.n; ch <- c.age }
+
+func (c *inflightCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.a.Load()
+	if a == nil {
+		return
+	}
+	now := time.Now()
+	for name, s := range a.sendingByOutput() {
+		ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.n), name)
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, s.age(now).Seconds(), name)
+	}
+}

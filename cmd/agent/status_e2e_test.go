@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent"
+)
+
+// hang makes s take each request and not answer until the returned
+// function is called (registered as a cleanup too, before the sink stops).
+func hang(t *testing.T, s *sink) (free func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	free = func() { once.Do(func() { close(ch) }) }
+	f := func(int64, http.ResponseWriter) bool {
+		<-ch
+		return false // then take the records
+	}
+	s.respond.Store(&f)
+	t.Cleanup(free)
+	return free
+}
+
+func outputOf(st agent.Status, name string) agent.OutputStatus {
+	for _, o := range st.Outputs {
+		if o.Name == name {
+			return o
+		}
+	}
+	return agent.OutputStatus{}
+}
+
+func singleFlowConfig(t *testing.T, dir, admin, log, httpBlock string) string {
+	return writeConfig(t, dir, fmt.Sprintf(`
+state_dir: %s
+shutdown_timeout: 30s
+admin: {listen: %q}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: web
+    type: http
+    http: %s
+flows:
+  - name: main
+    sources: [app]
+    output: web
+    sender: {backoff_initial: 10ms, backoff_max: 100ms}
+`, filepath.Join(dir, "state"), admin, log, httpBlock))
+}
+
+// A destination that takes the connection and does not answer: agent
+// status shows its output stalled with how long the send has waited (not
+// ok, not idle), /metrics the oldest send's age, and the log warns, all
+// before the send's timeout; once it answers, the output is ok again.
+func TestStatus_DestinationNotAnswering_OutputShownStalled(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	free := hang(t, s)
+	admin := freeAddr(t)
+	cfg := singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q, timeout: 4s}", s.URL()))
+	writeLog(t, log, 0, 200, 80)
+	p := startAgent(t, "run", "-c", cfg)
+
+	var st agent.Status
+	p.waitFor(t, time.Minute, func() bool {
+		var ok bool
+		st, ok = statusJSON(t, admin)
+		return ok && outputOf(st, "web").State == agent.OutputStalled
+	}, "agent status --json never showed the output stalled")
+	web := outputOf(st, "web")
+	require.Positive(t, web.SendsInFlight)
+	require.GreaterOrEqual(t, web.SendingForSeconds, 2.0, "stalled after half the 4s timeout")
+	p.waitFor(t, time.Minute, func() bool {
+		out, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return regexp.MustCompile(`(?m)^web\s+http\s+stalled \(sending for \d+s\)`).MatchString(string(out))
+	}, "agent status never showed the output stalled in its table")
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, `agent_output_oldest_send_age_seconds{output="web"}`) >= 2 },
+		"agent_output_oldest_send_age_seconds never showed the waiting send")
+	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "has not answered a send for long") },
+		"no warning about the send waiting")
+
+	free()
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == 200 }, "the lines did not arrive once the destination answered")
+	p.waitFor(t, time.Minute, func() bool {
+		st, ok := statusJSON(t, admin)
+		web := outputOf(st, "web")
+		return ok && web.State == agent.OutputOK && web.SendsInFlight == 0 && web.SendingFor == ""
+	}, "the output was not ok again")
+	require.Zero(t, metric(admin, `agent_output_oldest_send_age_seconds{output="web"}`))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// While a reload is applied, agent status says reloading (and for how
+// long). This one is slow: it gives the flow a new URL, so the old sender's
+// send in flight (its destination does not answer) must finish first.
+func TestStatus_SlowReload_ShownReloading(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	slow, next := newSink(t), newSink(t)
+	free := hang(t, slow)
+	admin := freeAddr(t)
+	cfg := singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q}", slow.URL()))
+	writeLog(t, log, 0, 200, 80)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return slow.requests.Load() > 0 }, "no send to the first URL")
+	st, ok := statusJSON(t, admin)
+	require.True(t, ok)
+	require.Equal(t, "running", st.State)
+
+	singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q}", next.URL()))
+	reload := exec.Command(agentBin, "reload", "--admin", admin)
+	var reloadOut bytes.Buffer
+	reload.Stdout, reload.Stderr = &reloadOut, &reloadOut
+	require.NoError(t, reload.Start())
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- reload.Wait() }()
+
+	p.waitFor(t, time.Minute, func() bool {
+		st, ok = statusJSON(t, admin)
+		return ok && st.State == agent.StateReloading && st.ReloadingFor != ""
+	}, "agent status --json never said reloading")
+	require.True(t, st.Ready, "a reload keeps the pipeline ready")
+	table, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", table)
+	require.Regexp(t, `^agent \S+, reloading for \S+ \(up \S+\), ready;`, string(table))
+
+	free()
+	select {
+	case err := <-reloaded:
+		require.NoError(t, err, reloadOut.String())
+	case <-time.After(time.Minute):
+		t.Fatal("agent reload did not return")
+	}
+	require.Equal(t, "reloaded\n", reloadOut.String())
+	st, ok = statusJSON(t, admin)
+	require.True(t, ok)
+	require.Equal(t, "running", st.State)
+	require.Empty(t, st.ReloadingFor)
+	writeLog(t, log, 200, 300, 80)
+	p.waitFor(t, time.Minute, func() bool {
+		for i := range 300 {
+			if slow.count(i)+next.count(i) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "lines lost across the reload")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
