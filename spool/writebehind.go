@@ -260,7 +260,6 @@ func (s *Spool) loseStaged(b []byte, first ID, why error) {
 	s.st.stagedEntries.Add(-n)
 	s.st.entries.Add(-n)
 	s.st.unwritten.Add(uint64(n))
-	s.st.bytesLost.Add(uint64(len(b)))
 	s.log.Error("spool: accepted entries could not be written and are lost; sources that can read again do so after the next start",
 		"dir", s.dir, "entries", n, "bytes", len(b), "error", why)
 	s.writtenEv.broadcast()
