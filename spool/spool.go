@@ -110,6 +110,12 @@ type Spool struct {
 	wbuf   []byte   // frame and seal assembly
 	broken bool     // wf's tail may hold a partial frame: roll before writing
 
+	// recent is the last run of frames the writer wrote, kept in memory:
+	// a reader right behind the writer copies it from there instead of
+	// reading it back from the page cache (writebehind.go, readRecent).
+	recentMu sync.RWMutex
+	recent   recentRun
+
 	free   atomic.Int64 // free disk bytes: last statfs minus bytes accepted since
 	staged atomic.Int64 // bytes accepted and not yet written (room is counted for them)
 

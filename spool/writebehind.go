@@ -113,7 +113,11 @@ func (s *Spool) kickWriterLocked(n int) {
 // runWriter writes staged frames until Close, then what is left.
 func (s *Spool) runWriter() {
 	defer s.wg.Done()
-	var own []byte // the writer's buffer: swapped with the stage
+	// Three buffers turn: the stage (appenders fill it), own (being
+	// written) and the one recent points into (readers may copy from it).
+	// Once own is written it becomes recent's, and the buffer recent held
+	// before is free for the stage.
+	var own, spare []byte
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	for {
@@ -146,30 +150,61 @@ func (s *Spool) runWriter() {
 		}
 		var first ID
 		s.wmu.Lock()
-		own, s.stage = s.stage, own[:0]
+		own, s.stage = s.stage, spare[:0]
 		first = s.stageFirst
 		s.wmu.Unlock()
 		s.stageEv.broadcast()
-		s.writeAll(own, first)
-		own = own[:0]
-		if cap(own) > 2*stageMax { // grown for one large entry
-			own = nil
+		last := s.writeAll(own, first)
+		s.recentMu.Lock()
+		spare = s.recent.buf
+		s.recent = last
+		s.recent.buf = own
+		s.recentMu.Unlock()
+		own = nil
+		if cap(spare) > 2*stageMax { // grown for one large entry
+			spare = nil
 		}
 	}
 }
 
+// recentRun is a run of frames as written to segment g at offset off:
+// data, a part of buf.
+type recentRun struct {
+	g    *segment
+	off  int64
+	data []byte
+	buf  []byte
+}
+
+// readRecent copies into b the bytes of segment g at off, if the last run
+// the writer wrote holds all of them, and reports whether it did. Those are
+// the very bytes written: their frames need no second CRC check.
+func (s *Spool) readRecent(g *segment, b []byte, off int64) bool {
+	s.recentMu.RLock()
+	defer s.recentMu.RUnlock()
+	r := &s.recent
+	if r.g != g || off < r.off || off+int64(len(b)) > r.off+int64(len(r.data)) {
+		return false
+	}
+	copy(b, r.data[off-r.off:])
+	return true
+}
+
 // writeAll writes the frames in b, the first with ID first, trying again
 // until they are written, the spool fails, or Close comes and one more try
-// fails.
-func (s *Spool) writeAll(b []byte, first ID) {
+// fails. It returns the last run written (no buf), for readRecent.
+func (s *Spool) writeAll(b []byte, first ID) (last recentRun) {
 	for len(b) > 0 {
 		if ferr := s.failure(); ferr != nil {
 			s.loseStaged(s.withRestOfStage(b), first, ferr)
-			return
+			return last
 		}
 		s.fmu.Lock()
-		n, next, err := s.writeStagedLocked(b, first)
+		n, next, run, err := s.writeStagedLocked(b, first)
 		s.fmu.Unlock()
+		if run.g != nil {
+			last = run
+		}
 		b, first = b[n:], next
 		if n > 0 {
 			s.dataEv.broadcast()
@@ -189,10 +224,11 @@ func (s *Spool) writeAll(b []byte, first ID) {
 		s.writtenEv.broadcast()
 		if s.failure() != nil || closing {
 			s.loseStaged(s.withRestOfStage(b), first, err)
-			return
+			return last
 		}
 		s.waitToRetry(err)
 	}
+	return last
 }
 
 // waitToRetry records a failed write and waits until it is worth trying
@@ -270,8 +306,9 @@ func (s *Spool) loseStaged(b []byte, first ID, why error) {
 // run of frames that go into one segment. It returns the bytes of b written
 // and the ID of the next frame; on error, what was not written stays for the
 // next call (a partial write is cut off again). fmu is held.
-func (s *Spool) writeStagedLocked(b []byte, first ID) (int, ID, error) {
+func (s *Spool) writeStagedLocked(b []byte, first ID) (int, ID, recentRun, error) {
 	done := 0
+	var run recentRun
 	for done < len(b) {
 		// Frames before first lost (loseStaged, at Close) leave a gap in
 		// the IDs, which a segment cannot have: the next ones start a new
@@ -279,7 +316,7 @@ func (s *Spool) writeStagedLocked(b []byte, first ID) (int, ID, error) {
 		if s.active == nil || s.broken || first != s.wnext {
 			s.wnext = first
 			if err := s.rollLocked(); err != nil {
-				return done, first, err
+				return done, first, run, err
 			}
 		}
 		g := s.active
@@ -298,22 +335,23 @@ func (s *Spool) writeStagedLocked(b []byte, first ID) (int, ID, error) {
 		}
 		if off == done { // the segment is full
 			if err := s.rollLocked(); err != nil {
-				return done, first, err
+				return done, first, run, err
 			}
 			continue
 		}
 		n, err := s.wf.Write(b[done:off])
 		if err != nil {
 			s.cutLocked(g, n)
-			return done, first, err
+			return done, first, run, err
 		}
 		size := int64(off - done)
+		run = recentRun{g: g, off: g.end, data: b[done:off]}
 		s.publishLocked(g, id-1, int64(id-first), size, false)
 		s.staged.Add(-size)
 		s.st.stagedEntries.Add(-int64(id - first))
 		done, first = off, id
 	}
-	return done, first, nil
+	return done, first, run, nil
 }
 
 // flushStage waits until every entry accepted so far is written (see
