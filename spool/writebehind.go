@@ -154,12 +154,17 @@ func (s *Spool) runWriter() {
 		first = s.stageFirst
 		s.wmu.Unlock()
 		s.stageEv.broadcast()
-		last := s.writeAll(own, first)
-		s.recentMu.Lock()
-		spare = s.recent.buf
-		s.recent = last
-		s.recent.buf = own
-		s.recentMu.Unlock()
+		prev := s.recent.buf // only this goroutine changes recent
+		s.writeAll(own, first)
+		// Once a run of own is recent, the buffer recent pointed into
+		// before is free; if nothing of own was written, own is.
+		s.recentMu.RLock()
+		if s.recent.buf != nil && &s.recent.buf[:1][0] == &own[:1][0] {
+			spare = prev
+		} else {
+			spare = own
+		}
+		s.recentMu.RUnlock()
 		own = nil
 		if cap(spare) > 2*stageMax { // grown for one large entry
 			spare = nil
@@ -168,7 +173,7 @@ func (s *Spool) runWriter() {
 }
 
 // recentRun is a run of frames as written to segment g at offset off:
-// data, a part of buf.
+// data, a part of buf (one of the writer's buffers).
 type recentRun struct {
 	g    *segment
 	off  int64
@@ -192,19 +197,18 @@ func (s *Spool) readRecent(g *segment, b []byte, off int64) bool {
 
 // writeAll writes the frames in b, the first with ID first, trying again
 // until they are written, the spool fails, or Close comes and one more try
-// fails. It returns the last run written (no buf), for readRecent.
-func (s *Spool) writeAll(b []byte, first ID) (last recentRun) {
+// fails. Each run written becomes the recent one (readRecent) before
+// readers can see it.
+func (s *Spool) writeAll(b []byte, first ID) {
+	own := b
 	for len(b) > 0 {
 		if ferr := s.failure(); ferr != nil {
 			s.loseStaged(s.withRestOfStage(b), first, ferr)
-			return last
+			return
 		}
 		s.fmu.Lock()
-		n, next, run, err := s.writeStagedLocked(b, first)
+		n, next, err := s.writeStagedLocked(b, first, own)
 		s.fmu.Unlock()
-		if run.g != nil {
-			last = run
-		}
 		b, first = b[n:], next
 		if n > 0 {
 			s.dataEv.broadcast()
@@ -224,11 +228,10 @@ func (s *Spool) writeAll(b []byte, first ID) (last recentRun) {
 		s.writtenEv.broadcast()
 		if s.failure() != nil || closing {
 			s.loseStaged(s.withRestOfStage(b), first, err)
-			return last
+			return
 		}
 		s.waitToRetry(err)
 	}
-	return last
 }
 
 // waitToRetry records a failed write and waits until it is worth trying
@@ -306,9 +309,8 @@ func (s *Spool) loseStaged(b []byte, first ID, why error) {
 // run of frames that go into one segment. It returns the bytes of b written
 // and the ID of the next frame; on error, what was not written stays for the
 // next call (a partial write is cut off again). fmu is held.
-func (s *Spool) writeStagedLocked(b []byte, first ID) (int, ID, recentRun, error) {
+func (s *Spool) writeStagedLocked(b []byte, first ID, buf []byte) (int, ID, error) {
 	done := 0
-	var run recentRun
 	for done < len(b) {
 		// Frames before first lost (loseStaged, at Close) leave a gap in
 		// the IDs, which a segment cannot have: the next ones start a new
@@ -316,7 +318,7 @@ func (s *Spool) writeStagedLocked(b []byte, first ID) (int, ID, recentRun, error
 		if s.active == nil || s.broken || first != s.wnext {
 			s.wnext = first
 			if err := s.rollLocked(); err != nil {
-				return done, first, run, err
+				return done, first, err
 			}
 		}
 		g := s.active
@@ -335,23 +337,25 @@ func (s *Spool) writeStagedLocked(b []byte, first ID) (int, ID, recentRun, error
 		}
 		if off == done { // the segment is full
 			if err := s.rollLocked(); err != nil {
-				return done, first, run, err
+				return done, first, err
 			}
 			continue
 		}
 		n, err := s.wf.Write(b[done:off])
 		if err != nil {
 			s.cutLocked(g, n)
-			return done, first, run, err
+			return done, first, err
 		}
 		size := int64(off - done)
-		run = recentRun{g: g, off: g.end, data: b[done:off]}
+		s.recentMu.Lock()
+		s.recent = recentRun{g: g, off: g.end, data: b[done:off], buf: buf}
+		s.recentMu.Unlock()
 		s.publishLocked(g, id-1, int64(id-first), size, false)
 		s.staged.Add(-size)
 		s.st.stagedEntries.Add(-int64(id - first))
 		done, first = off, id
 	}
-	return done, first, run, nil
+	return done, first, nil
 }
 
 // flushStage waits until every entry accepted so far is written (see

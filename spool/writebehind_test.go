@@ -221,3 +221,53 @@ func TestAppendParts_IsAppendOfTheJoinedEntry(t *testing.T) {
 		require.Len(t, all, len(want))
 	}
 }
+
+// A reader right behind the writer gets the last written run from memory,
+// from any offset in it, the same bytes a read from the file gives.
+func TestWriteBehind_ReaderBehindTheWriterReadsFromMemory(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 8 << 20
+	fs := &faultFS{fs: osFS{}}
+	s := openWB(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 1, 100)
+	require.NoError(t, s.flushStage())
+	ents, _, err := s.tryBatch(make([]byte, 0, 2000), 1, nil) // the reader has the segment open
+	require.NoError(t, err)
+	require.Len(t, ents, 1)
+	gate := make(chan struct{})
+	fs.set(func(f *faultFS) { f.writeGate = gate })
+	w0 := fs.writes.Load()
+	id, err := s.Append(t.Context(), payload(1, 100)) // the writer takes it and waits in write(2)
+	require.NoError(t, err)
+	ids = []ID{id}
+	waitFor(t, "the writer is in write(2)", func() bool { return fs.writes.Load() > w0 })
+	for i := range 30 { // one run behind it
+		id, err := s.Append(t.Context(), payload(uint64(i+2), 700))
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	close(gate)
+	require.NoError(t, s.flushStage())
+	before := fs.readBytes.Load()
+	var got []ID
+	for {
+		// Room for two or three entries a read: each read after the first
+		// starts inside the run.
+		ents, _, err := s.tryBatch(make([]byte, 0, 2000), 100, nil)
+		require.NoError(t, err)
+		if len(ents) == 0 {
+			break
+		}
+		for _, e := range ents {
+			seq, err := checkPayload(e.Data)
+			require.NoError(t, err)
+			require.EqualValues(t, e.ID-1, seq, "entry %d holds another's bytes", e.ID)
+			got = append(got, e.ID)
+		}
+	}
+	require.Equal(t, ids, got)
+	require.LessOrEqual(t, fs.readBytes.Load()-before, int64(2000), "the run was read back from the file")
+	require.NoError(t, s.Close())
+	_, _, all := readAll(t, cfg) // and the file holds the same, none acknowledged
+	require.Equal(t, append([]ID{ents[0].ID}, ids...), all)
+}
