@@ -518,10 +518,10 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 			}
 		}
 		if len(f.entry) == 0 {
-			f.entry = a.AppendEntry(f.entry)
+			f.entry = a.AppendEntryHead(f.entry) // the entry is f.entry, then a.Body
 		}
 		if f.direct == nil || !f.directOK.Load() {
-			id, err = f.spool.Append(f.appendTo, f.entry)
+			id, err = f.spool.AppendParts(f.appendTo, f.entry, a.Body)
 			break
 		}
 		// The direct queue stayed full (offer waited for room while the
@@ -531,7 +531,7 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 		// min_free_bytes) must not hold the flow once the direct senders
 		// deliver again.
 		actx, cancel := context.WithTimeout(f.appendTo, directFullSpoolWait)
-		id, err = f.spool.Append(actx, f.entry)
+		id, err = f.spool.AppendParts(actx, f.entry, a.Body)
 		cancel()
 		if err == nil {
 			f.metrics.directFull.Inc()

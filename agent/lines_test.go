@@ -17,6 +17,7 @@ import (
 // spooled reads every entry of sp (without acking) as aggregates.
 func spooled(t *testing.T, sp *spool.Spool) []aggregate.Aggregate {
 	t.Helper()
+	require.NoError(t, sp.Sync()) // written, past the write-behind stage
 	var out []aggregate.Aggregate
 	for {
 		_, data, ok, err := sp.TryNext(nil)

@@ -23,6 +23,8 @@ func (a *Agent) registerSpoolMetrics(fr *flowRuntime) {
 			gauge("agent_spool_bytes", "Bytes on disk in the spool (what spool.max_bytes caps).", func(s spool.Stats) float64 { return float64(s.Bytes) }),
 			gauge("agent_spool_entries", "Spool entries (aggregates) not yet acknowledged by the destination.", func(s spool.Stats) float64 { return float64(s.Entries) }),
 			gauge("agent_spool_segments", "Spool segment files.", func(s spool.Stats) float64 { return float64(s.Segments) }),
+			gauge("agent_spool_staged_entries", "Entries accepted by the spool and not yet written to disk (write-behind, sync: interval|never); they count in agent_spool_entries too.", func(s spool.Stats) float64 { return float64(s.Staged) }),
+			counter("agent_spool_unwritten_entries_total", "Entries the spool accepted but could never write (the disk refused them until shutdown, or an fsync failed first); sources that can read again do.", func(s spool.Stats) float64 { return float64(s.Unwritten) }),
 			gauge("agent_spool_blocked_appends", "Appends waiting for room in a full spool (when_full: block): sources are paused.", func(s spool.Stats) float64 { return float64(s.BlockedAppends) }),
 			counter("agent_spool_appended_total", "Entries appended to the spool.", func(s spool.Stats) float64 { return float64(s.Appended) }),
 			counter("agent_spool_acked_total", "Entries acknowledged and released.", func(s spool.Stats) float64 { return float64(s.Acked) }),

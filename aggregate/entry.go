@@ -28,6 +28,13 @@ var ErrEntry = errors.New("aggregate: malformed spool entry")
 // AppendEntry appends a's compact self-describing encoding, for the disk
 // spool, to dst. ParseEntry is its inverse.
 func (a *Aggregate) AppendEntry(dst []byte) []byte {
+	return append(a.AppendEntryHead(dst), a.Body...)
+}
+
+// AppendEntryHead appends what AppendEntry does except the Body's bytes:
+// the entry is the result followed by a.Body. A spool append takes the two
+// parts, so the body is copied once, into the spool.
+func (a *Aggregate) AppendEntryHead(dst []byte) []byte {
 	flags, version := byte(0), byte(entryVersion1)
 	if a.Aggregated {
 		flags |= entryFlagAggregated
@@ -46,8 +53,7 @@ func (a *Aggregate) AppendEntry(dst []byte) []byte {
 	dst = append(dst, a.PartitionKey...)
 	dst = binary.AppendUvarint(dst, uint64(len(a.ExplicitHashKey)))
 	dst = append(dst, a.ExplicitHashKey...)
-	dst = binary.AppendUvarint(dst, uint64(len(a.Body)))
-	return append(dst, a.Body...)
+	return binary.AppendUvarint(dst, uint64(len(a.Body)))
 }
 
 // ParseEntry decodes an entry made by AppendEntry. Body aliases b; the keys

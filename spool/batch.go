@@ -142,9 +142,13 @@ func (s *Spool) bulkLocked(buf []byte, max int, ents []Entry) ([]Entry, []byte, 
 	}
 	c.nextLen = 0
 	chunk := buf[len(buf) : len(buf)+int(n)]
-	k, err := c.f.ReadAt(chunk, c.off)
-	if k < len(chunk) && err == nil { // io.ReaderAt: a short read has an error
-		k = 0
+	k, mem := len(chunk), s.wb && s.readRecent(g, chunk, c.off)
+	if !mem {
+		var err error
+		k, err = c.f.ReadAt(chunk, c.off)
+		if k < len(chunk) && err == nil { // io.ReaderAt: a short read has an error
+			k = 0
+		}
 	}
 	chunk = chunk[:k]
 	n0, p, after := len(ents), 0, c.after
@@ -168,9 +172,11 @@ func (s *Spool) bulkLocked(buf []byte, max int, ents []Entry) ([]Entry, []byte, 
 			break
 		}
 		payload := chunk[p+frameHeaderSize : p+frameHeaderSize+int(plen) : p+frameHeaderSize+int(plen)]
-		crc := crc32.Update(g.hdr.salt, castagnoli, h[4:16])
-		if crc32.Update(crc, castagnoli, payload) != binary.LittleEndian.Uint32(h[0:4]) {
-			break
+		if !mem {
+			crc := crc32.Update(g.hdr.salt, castagnoli, h[4:16])
+			if crc32.Update(crc, castagnoli, payload) != binary.LittleEndian.Uint32(h[0:4]) {
+				break
+			}
 		}
 		ents = append(ents, Entry{ID: id, Data: payload})
 		after = id

@@ -90,6 +90,7 @@ func runChild(role string) int {
 		for g := range uint64(4) {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(seed, g))
+				var unreported [][2]uint64 // appended, not yet known to be written
 				for i := uint64(0); ; i++ {
 					seq := seed<<32 | g<<24 | i
 					size := 12 + rng.IntN(20000)
@@ -97,10 +98,26 @@ func runChild(role string) int {
 						size = wbufMax + rng.IntN(wbufMax) // written in two parts
 					}
 					id, err := s.Append(ctx, payload(seq, size))
+					if err == nil && rng.IntN(2) == 0 {
+						// Write-behind (sync: interval): kill -9 keeps what
+						// was written, not what was staged. Half the
+						// reports wait for the write; the others are
+						// reported once a later entry of this goroutine
+						// is written (below).
+						err = s.waitWritten(id)
+					}
 					if err != nil {
 						fmt.Fprintln(os.Stderr, "child: append:", err)
 						os.Exit(1)
 					}
+					if s.wb && ID(s.lastID.Load()) < id {
+						unreported = append(unreported, [2]uint64{uint64(id), seq})
+						continue
+					}
+					for _, u := range unreported {
+						report("A %d %d", u[0], u[1])
+					}
+					unreported = unreported[:0]
 					report("A %d %d", id, seq)
 				}
 			})

@@ -16,18 +16,20 @@
 //     that arrive while one fsync runs share the next one (group commit). No
 //     loss on kill -9 or power loss for any entry whose Append returned
 //     (on disks that honour flushes).
-//   - interval (default, sync_interval 1s): Append returns after write(2);
-//     a background fsync runs every sync_interval, and as soon as a segment
-//     is sealed (by the syncer: the append that rolled it does not wait for
-//     the disk). kill -9 loses nothing (the
-//     kernel has the data). A power loss or kernel crash loses at most the
-//     entries appended in the last sync_interval, and Durable() says which IDs
-//     are safe: source checkpoints wait for it (WaitDurable).
-//   - never: the OS writes back when it likes (typically within 30 s on
-//     Linux); the spool fsyncs only when it closes a segment (in the
-//     background), on Sync and on Close.
-//     kill -9 loses nothing; a power loss can lose whatever was not yet
-//     written back, and Durable() is simply the last appended ID.
+//   - interval (default, sync_interval 1s): Append stages the frame and
+//     returns; the writer goroutine writes staged frames in runs of up to
+//     1 MiB (write-behind, writebehind.go). A background fsync runs every
+//     sync_interval, and as soon as a segment is sealed (by the syncer: the
+//     append that rolled it does not wait for the disk). kill -9 loses only
+//     what was staged and not yet written (the kernel has the rest). A power
+//     loss or kernel crash loses at most the entries appended in the last
+//     sync_interval, and Durable() says which IDs are safe: source
+//     checkpoints wait for it (WaitDurable).
+//   - never: write-behind as for interval; the OS writes back when it likes
+//     (typically within 30 s on Linux); the spool fsyncs only when it closes
+//     a segment (in the background), on Sync and on Close. kill -9 loses
+//     only what was staged; a power loss can lose whatever was not yet
+//     written back, and Durable() is simply the last written ID.
 //
 // TestPowerCut checks these promises at thousands of random power cuts on a
 // simulated disk that keeps only what was fsynced (internal/crashfs); set

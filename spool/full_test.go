@@ -28,6 +28,8 @@ type faultFS struct {
 	dirFault    error         // see dirErr
 	removeFault error         // Remove fails with it
 	syncGate    chan struct{} // when set, Sync waits for it to be closed
+	writeGate   chan struct{} // when set, segment writes wait for it to be closed
+	writes      atomic.Int64  // segment writes started
 	readBytes   atomic.Int64
 }
 
@@ -105,6 +107,13 @@ type faultFile struct {
 }
 
 func (f *faultFile) Write(b []byte) (int, error) {
+	f.fs.writes.Add(1)
+	f.fs.mu.Lock()
+	gate := f.fs.writeGate
+	f.fs.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	if we, _, _ := f.fs.get(); we != nil {
 		n, _ := f.file.Write(b[:len(b)/2])
 		return n, &os.PathError{Op: "write", Path: "segment", Err: we}

@@ -77,13 +77,33 @@ func newLog(t testing.TB) (*slog.Logger, *logRecorder) {
 	return slog.New(h), h
 }
 
-// open opens a spool that the test's cleanup closes.
+// open opens a spool that the test's cleanup closes. Append writes its frame
+// itself, as with sync: always, whatever cfg.Sync says: most tests look at
+// the files, the counters or the reader right after an Append. The
+// write-behind that sync: interval and never use is tested by openWB's
+// tests (writebehind_test.go), the model test and the crash test.
 func open(t testing.TB, cfg Config, set ...Settings) *Spool {
 	t.Helper()
 	var st Settings
 	if len(set) > 0 {
 		st = set[0]
 	}
+	st.syncWrites = true
+	return openSet(t, cfg, st)
+}
+
+// openWB is open with the write-behind of sync: interval and never.
+func openWB(t testing.TB, cfg Config, set ...Settings) *Spool {
+	t.Helper()
+	var st Settings
+	if len(set) > 0 {
+		st = set[0]
+	}
+	return openSet(t, cfg, st)
+}
+
+func openSet(t testing.TB, cfg Config, st Settings) *Spool {
+	t.Helper()
 	if st.Logger == nil {
 		st.Logger, _ = newLog(t)
 	}
@@ -133,15 +153,16 @@ func (s *Spool) crash() {
 		s.wmu.Lock()
 		s.closed = true
 		s.closedFlag.Store(true)
+		s.stage = s.stage[:0] // what the writer has not taken dies with the process
 		close(s.closing)
 		s.wmu.Unlock()
 		s.wg.Wait()
-		s.wmu.Lock()
+		s.fmu.Lock()
 		if s.wf != nil {
 			s.wf.Close()
 			s.wf = nil
 		}
-		s.wmu.Unlock()
+		s.fmu.Unlock()
 		s.finished.Store(true)
 		s.durableEv.broadcast()
 		s.releaseFiles()

@@ -23,6 +23,7 @@ type fifoModel struct {
 	handed  map[ID]bool // handed out since the last Open
 	lastID  ID
 	lastOut ID // the last ID handed out in this Open
+	written ID // write-behind: every ID up to it is known to be written
 }
 
 func newModel() *fifoModel {
@@ -72,14 +73,40 @@ func (m *fifoModel) next(id ID, b []byte) error {
 	return nil
 }
 
-// none checks that the spool has nothing more to hand out.
-func (m *fifoModel) none() error {
+// none checks that the spool has nothing more to hand out, when every
+// entry up to written is written (with write-behind, entries after it may
+// still be staged).
+func (m *fifoModel) none(written ID) error {
 	for id := range m.pending {
-		if !m.handed[id] {
+		if !m.handed[id] && id <= written {
 			return fmt.Errorf("nothing handed out but %d is pending", id)
 		}
 	}
-	clear(m.maybe) // not handed out: acknowledged for good after all
+	for id := range m.maybe { // not handed out: acknowledged for good after all
+		if id <= written {
+			delete(m.maybe, id)
+		}
+	}
+	return nil
+}
+
+// crashedUnwritten drops the entries after last, the last ID the spool
+// found at Open after a crash: with write-behind, what was staged and not
+// yet written dies with the process. It is an error if one of them was
+// known to be written.
+func (m *fifoModel) crashedUnwritten(last ID) error {
+	for id := range m.data {
+		if id <= last {
+			continue
+		}
+		if id <= m.written && (m.pending[id] || m.maybe[id]) {
+			return fmt.Errorf("entry %d was written, yet a crash lost it", id)
+		}
+		delete(m.data, id)
+		delete(m.pending, id)
+		delete(m.maybe, id)
+	}
+	m.lastID = last
 	return nil
 }
 
@@ -114,19 +141,25 @@ func TestModel_RandomOperationsMatchAFIFO(t *testing.T) {
 		seeds, ops = seeds[:1], 800
 	}
 	for _, seed := range seeds {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			runModel(t, seed, ops)
-		})
+		for _, wb := range []bool{false, true} {
+			t.Run(fmt.Sprint("seed=", seed, "/write_behind=", wb), func(t *testing.T) {
+				runModel(t, seed, ops, wb)
+			})
+		}
 	}
 }
 
-func runModel(t *testing.T, seed uint64, ops int) {
+func runModel(t *testing.T, seed uint64, ops int, wb bool) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	cfg := testConfig(t)
 	cfg.SegmentBytes = 4 << 10
 	cfg.Sync = []SyncPolicy{SyncAlways, SyncInterval, SyncNever}[seed%3]
+	if wb && cfg.Sync == SyncAlways {
+		cfg.Sync = SyncInterval
+	}
 	log, _ := newLog(t)
-	set := Settings{Logger: log}
+	set := Settings{Logger: log, syncWrites: !wb}
+
 	s, err := Open(cfg, set)
 	require.NoError(t, err)
 	defer func() { _ = s.Close() }()
@@ -160,14 +193,18 @@ func runModel(t *testing.T, seed uint64, ops int) {
 			m.lastID = id
 			m.data[id] = e
 			m.pending[id] = true
+			if !wb {
+				m.written = id
+			}
 		case r < 48: // NextBatch's reader, in a buffer of random size
+			w := seen(wb, s, m, rng)
 			ents, _, err := s.tryBatch(make([]byte, 0, rng.IntN(3000)), 1+rng.IntN(8), nil)
 			if err != nil {
 				fail("batch: %v", err)
 			}
 			if len(ents) == 0 {
 				trace = append(trace, "batch: none")
-				if err := m.none(); err != nil {
+				if err := m.none(w); err != nil {
 					fail("%v", err)
 				}
 				continue
@@ -179,13 +216,14 @@ func runModel(t *testing.T, seed uint64, ops int) {
 				}
 			}
 		case r < 62: // TryNext
+			w := seen(wb, s, m, rng)
 			id, b, ok, err := s.TryNext(buf)
 			if err != nil {
 				fail("next: %v", err)
 			}
 			if !ok {
 				trace = append(trace, "next: none")
-				if err := m.none(); err != nil {
+				if err := m.none(w); err != nil {
 					fail("%v", err)
 				}
 				continue
@@ -224,6 +262,7 @@ func runModel(t *testing.T, seed uint64, ops int) {
 				fail("sync: %v", err)
 			}
 			m.synced()
+			m.written = m.lastID
 		case r < 95, r < 100:
 			crashed := r >= 95
 			if crashed {
@@ -239,6 +278,12 @@ func runModel(t *testing.T, seed uint64, ops int) {
 			if s, err = Open(cfg, set); err != nil {
 				fail("reopen: %v", err)
 			}
+			if wb && crashed {
+				if err := m.crashedUnwritten(ID(s.lastID.Load())); err != nil {
+					fail("%v", err)
+				}
+			}
+			m.written = m.lastID
 			st := s.Stats()
 			if st.Entries < int64(len(m.pending)) || st.Entries > int64(len(m.pending)+len(m.maybe)) {
 				fail("reopened with %d entries; the model has %d pending and %d maybe", st.Entries, len(m.pending), len(m.maybe))
@@ -252,16 +297,32 @@ func runModel(t *testing.T, seed uint64, ops int) {
 		}
 	}
 	// In the end the spool delivers exactly what the model says.
+	require.NoError(t, s.flushStage())
 	for {
 		id, b, ok, err := s.TryNext(nil)
 		require.NoError(t, err)
 		if !ok {
-			require.NoError(t, m.none())
+			require.NoError(t, m.none(m.lastID))
 			break
 		}
 		require.NoError(t, m.next(id, b))
 	}
 	t.Logf("seed %d (%s): %d ops, %d appended, %d pending at the end", seed, cfg.Sync, ops, m.lastID, len(m.pending))
+}
+
+// seen returns the highest ID a read may not pass over: every entry up to it
+// is written. With write-behind, now and then it flushes the stage first,
+// else it is what the spool had written before the read.
+func seen(wb bool, s *Spool, m *fifoModel, rng *rand.Rand) ID {
+	if !wb {
+		return m.written
+	}
+	if rng.IntN(3) == 0 {
+		if err := s.flushStage(); err == nil {
+			m.written = m.lastID
+		}
+	}
+	return max(m.written, ID(s.lastID.Load()))
 }
 
 // stopBackground stops the syncer and the maintainer, as a loaded machine

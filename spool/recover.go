@@ -140,7 +140,7 @@ func (s *Spool) recover() error {
 	}
 	s.st.segments.Store(int64(len(s.segs)))
 	s.st.entries.Store(entries)
-	s.nextID = nextID
+	s.nextID, s.wnext = nextID, nextID
 	s.lastID.Store(uint64(nextID - 1))
 	s.durable.Store(uint64(nextID - 1))
 	s.synced.Store(uint64(nextID - 1))

@@ -74,10 +74,16 @@ func parseSegHeader(b []byte) (segHeader, error) {
 
 // putFrameHeader fills hdr (frameHeaderSize bytes) for payload p with ID id.
 func putFrameHeader(hdr []byte, salt uint32, id ID, p []byte) {
-	binary.LittleEndian.PutUint32(hdr[4:8], uint32(len(p)))
+	putFrameHeaderParts(hdr, salt, id, p, nil)
+}
+
+// putFrameHeaderParts is putFrameHeader for the payload p followed by q.
+func putFrameHeaderParts(hdr []byte, salt uint32, id ID, p, q []byte) {
+	binary.LittleEndian.PutUint32(hdr[4:8], uint32(len(p)+len(q)))
 	binary.LittleEndian.PutUint64(hdr[8:16], uint64(id))
 	c := crc32.Update(salt, castagnoli, hdr[4:16])
 	c = crc32.Update(c, castagnoli, p)
+	c = crc32.Update(c, castagnoli, q)
 	binary.LittleEndian.PutUint32(hdr[0:4], c)
 }
 

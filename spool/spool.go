@@ -39,6 +39,9 @@ type Settings struct {
 
 	fs          fileSystem    // tests inject faults here; nil is the real file system
 	errLogEvery time.Duration // tests shorten it; 0 is errLogEvery
+	// syncWrites makes Append write its frame itself with every sync
+	// policy, as it does for sync: always (tests of that path).
+	syncWrites bool
 }
 
 // Stats are the spool's gauges and counters. Counters count from Open.
@@ -57,6 +60,8 @@ type Stats struct {
 	Fsyncs          uint64 // fsync/fdatasync calls on segment and ack files
 	WriteErrors     uint64 // writes, creations and deletions the file system refused (retried)
 	BlockedAppends  int64  // Append calls waiting for room now (when_full: block)
+	Staged          int64  // entries accepted and not yet written to a segment (in Entries too)
+	Unwritten       uint64 // entries accepted but never written: the disk refused them until Close, or an fsync failed first
 	Durable         ID     // see Durable
 }
 
@@ -71,18 +76,48 @@ type Spool struct {
 	lockFile *os.File
 	maxEntry int64
 
-	// Writer state, guarded by wmu. Lock order: wmu, rmu, ackMu, mu; wmu
-	// before syncMu, roundMu before syncMu, syncMu before mu.
+	// Acceptance state, guarded by wmu: what Append decides (room,
+	// when_full, IDs) and the write-behind stage. Lock order: wmu, fmu,
+	// rmu, ackMu, mu; wmu before syncMu, fmu before syncMu, roundMu before
+	// syncMu, syncMu before mu.
 	wmu      sync.Mutex
-	active   *segment // nil until rolled after a failed create
-	wf       file     // the active segment, open for append
-	nextID   ID
-	wbuf     []byte // frame assembly for entries up to wbufMax
+	nextID   ID // the next ID Append hands out
 	closed   bool
-	broken   bool  // wf's tail may hold a partial frame: roll before writing
-	free     int64 // free disk bytes: last statfs minus bytes written since
 	minFree  int64 // the free-disk floor in force (min_free_bytes resolved at Open)
 	fullNote bool  // a "full" episode has been logged
+
+	// Write-behind (writebehind.go): with sync: interval and never, Append
+	// copies the frame into stage and returns; the writer goroutine
+	// writes staged frames in runs of up to stageMax bytes. Guarded by wmu.
+	wb           bool
+	stage        []byte // frames accepted, not yet taken by the writer
+	stageFirst   ID     // ID of stage's first frame
+	stageEv      event  // the writer took the stage (appenders waiting for room in it)
+	writtenEv    event  // the writer published frames or failed (Sync waits on it)
+	kickWrite    chan struct{}
+	wIdle        atomic.Bool   // the writer sleeps with nothing staged: the next Append wakes it
+	flushWaiters atomic.Int32  // callers waiting for staged entries to be written: no linger
+	wfailing     atomic.Bool   // the writer's last attempt failed; it retries
+	lostFrom     atomic.Uint64 // the lowest ID lost unwritten (loseStaged); Durable stays below it
+
+	// File state, guarded by fmu: the active segment and what goes into
+	// it. The writer goroutine holds fmu across its write(2)s, not wmu, so
+	// appenders do not wait for the disk.
+	fmu    sync.Mutex
+	active *segment // nil until rolled after a failed create
+	wf     file     // the active segment, open for append
+	wnext  ID       // the ID of the next frame written to a segment
+	wbuf   []byte   // frame and seal assembly
+	broken bool     // wf's tail may hold a partial frame: roll before writing
+
+	// recent is the last run of frames the writer wrote, kept in memory:
+	// a reader right behind the writer copies it from there instead of
+	// reading it back from the page cache (writebehind.go, readRecent).
+	recentMu sync.RWMutex
+	recent   recentRun
+
+	free   atomic.Int64 // free disk bytes: last statfs minus bytes accepted since
+	staged atomic.Int64 // bytes accepted and not yet written (room is counted for them)
 
 	// A refused write (see refused.go): the error, when to try again and
 	// the current backoff. Guarded by wmu.
@@ -116,7 +151,7 @@ type Spool struct {
 	segs     []*segment // by first ID; the last one is active
 	toDelete []*segment // done and out of the table; files not yet removed
 
-	lastID     atomic.Uint64 // highest ID appended
+	lastID     atomic.Uint64 // highest ID written to a segment (readers and Ack see up to it)
 	durable    atomic.Uint64
 	synced     atomic.Uint64 // highest ID fsynced; Durable too except with SyncNever
 	closedFlag atomic.Bool
@@ -148,7 +183,8 @@ type counters struct {
 	appended, acked, droppedOldest, droppedNewest atomic.Uint64
 	corruptEntries, corruptSegments, tornTails    atomic.Uint64
 	bytesLost, fsyncs, writeErrors                atomic.Uint64
-	blocked                                       atomic.Int64
+	blocked, stagedEntries                        atomic.Int64
+	unwritten                                     atomic.Uint64
 }
 
 // segment is one segment file's state. first, salt and path never change;
@@ -207,6 +243,8 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 		closing:   make(chan struct{}),
 		kickSync:  make(chan struct{}, 1),
 		kickMaint: make(chan struct{}, 1),
+		kickWrite: make(chan struct{}, 1),
+		wb:        cfg.Sync != SyncAlways && !set.syncWrites,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -257,6 +295,10 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 	s.wg.Add(2)
 	go s.runSyncer()
 	go s.runMaintainer()
+	if s.wb {
+		s.wg.Add(1)
+		go s.runWriter()
+	}
 	return s, nil
 }
 
@@ -273,10 +315,10 @@ func (s *Spool) warnIfFullAtStart() {
 	case bytes+need > int64(s.cfg.MaxBytes):
 		s.log.Warn("spool: cannot accept anything at start: the entries on disk fill max_bytes; appends follow when_full until the destination takes some",
 			"dir", s.dir, "bytes", bytes, "max_bytes", int64(s.cfg.MaxBytes), "when_full", s.cfg.WhenFull)
-	case s.minFree > 0 && s.free-need < s.minFree:
+	case s.minFree > 0 && s.free.Load()-need < s.minFree:
 		free, total, err := s.fs.DiskSpace(s.dir)
 		if err != nil {
-			free = s.free
+			free = s.free.Load()
 		}
 		s.log.Warn("spool: cannot accept anything at start: free disk is below min_free_bytes; appends follow when_full until space is freed",
 			"dir", s.dir, "free_bytes", free, "min_free_bytes", s.minFree, "min_free_bytes_setting", s.cfg.MinFreeBytes.String(),
@@ -301,12 +343,14 @@ func (s *Spool) close() error {
 	s.wg.Wait()
 
 	var errs []error
-	s.wmu.Lock()
+	// The writer has written what it could of the stage before it ended
+	// (runWriter); nothing is staged any more.
+	s.fmu.Lock()
 	if s.active != nil {
 		// Its only error is the sticky failure, reported below.
 		_ = s.sealActiveLocked()
 	}
-	s.wmu.Unlock()
+	s.fmu.Unlock()
 	s.roundMu.Lock()
 	s.syncSealed(s.takeSealed())
 	s.roundMu.Unlock()
@@ -329,6 +373,9 @@ func (s *Spool) close() error {
 	}
 	if err := s.failure(); err != nil {
 		errs = append(errs, err)
+	}
+	if n := s.st.unwritten.Load(); n > 0 {
+		errs = append(errs, fmt.Errorf("spool: %d accepted entries could not be written", n))
 	}
 	s.releaseFiles()
 	return errors.Join(errs...)
@@ -380,6 +427,8 @@ func (s *Spool) Stats() Stats {
 		Fsyncs:          s.st.fsyncs.Load(),
 		WriteErrors:     s.st.writeErrors.Load(),
 		BlockedAppends:  s.st.blocked.Load(),
+		Staged:          s.st.stagedEntries.Load(),
+		Unwritten:       s.st.unwritten.Load(),
 		Durable:         s.Durable(),
 	}
 }
@@ -392,8 +441,15 @@ func (s *Spool) Ack(id ID) error {
 	if s.closedFlag.Load() {
 		return ErrClosed
 	}
-	if id == 0 || uint64(id) > s.lastID.Load() {
+	if id == 0 {
 		return fmt.Errorf("%w: ack of %d", ErrUnknownID, id)
+	}
+	if uint64(id) > s.lastID.Load() {
+		// Accepted and still staged (acked before it was read): its
+		// segment is not known until it is written.
+		if err := s.waitWritten(id); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	g := s.findLocked(id)

@@ -54,6 +54,9 @@ func (s *Spool) Sync() error {
 	if s.closedFlag.Load() {
 		return ErrClosed
 	}
+	if err := s.flushStage(); err != nil {
+		return err
+	}
 	err := s.syncData()
 	if aerr := s.flushAcks(); err == nil {
 		err = aerr
@@ -87,6 +90,9 @@ func (s *Spool) waitSynced(id ID) error {
 }
 
 func (s *Spool) advanceDurable(id ID) {
+	if lf := s.lostFrom.Load(); lf != 0 && uint64(id) >= lf {
+		id = ID(lf - 1)
+	}
 	for {
 		cur := s.durable.Load()
 		if uint64(id) <= cur {
@@ -162,9 +168,9 @@ func (s *Spool) syncSealed(ps []sealedFile) {
 // syncData fdatasyncs the segments sealed since the last round and the
 // active segment up to the last appended ID, and moves Durable there.
 func (s *Spool) syncData() error {
-	s.wmu.Lock()
-	g, f, target := s.active, s.wf, s.nextID-1
-	s.wmu.Unlock()
+	s.fmu.Lock()
+	g, f, target := s.active, s.wf, s.wnext-1
+	s.fmu.Unlock()
 	if err := s.failure(); err != nil {
 		return err
 	}
@@ -260,9 +266,7 @@ func (s *Spool) measureFree() error {
 			free = 1 << 62
 		}
 	}
-	s.wmu.Lock()
-	s.free = free
-	s.wmu.Unlock()
+	s.free.Store(free - s.staged.Load())
 	s.freeAt.Store(time.Now().UnixNano())
 	s.noSpace.Store(false)
 	blocked := s.st.blocked.Load() > 0

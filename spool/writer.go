@@ -22,19 +22,34 @@ const wbufMax = 1 << 20
 // means accepted and an error always means not accepted (an entry whose
 // fsync failed may still be delivered: at-least-once).
 //
+// With SyncInterval and SyncNever, Append copies the frame into the
+// write-behind stage and returns: the writer goroutine writes it
+// (writebehind.go). Readers, Ack and Durable see an entry once it is
+// written; room (max_bytes, the free-disk floor) is counted when it is
+// accepted.
+//
 // When the spool is full (max_bytes, the free-disk floor, or ENOSPC), Append
 // follows when_full: block waits for room until ctx is done; drop_newest
 // returns an error wrapping ErrFull; drop_oldest deletes the oldest segment
 // and goes on. An entry over max_entry_bytes gets ErrTooLarge.
 func (s *Spool) Append(ctx context.Context, entry []byte) (ID, error) {
-	if int64(len(entry)) > s.maxEntry {
-		return 0, fmt.Errorf("%w: %d bytes, max_entry_bytes is %d", ErrTooLarge, len(entry), s.maxEntry)
+	return s.AppendParts(ctx, entry, nil)
+}
+
+// AppendParts is Append of the entry head followed by body, without the
+// caller joining them first: the spool copies each once.
+func (s *Spool) AppendParts(ctx context.Context, head, body []byte) (ID, error) {
+	if n := int64(len(head) + len(body)); n > s.maxEntry {
+		return 0, fmt.Errorf("%w: %d bytes, max_entry_bytes is %d", ErrTooLarge, n, s.maxEntry)
 	}
 	s.wmu.Lock()
-	id, err := s.appendLocked(ctx, entry)
+	id, err := s.appendLocked(ctx, head, body)
 	s.wmu.Unlock()
 	if err != nil {
 		return 0, err
+	}
+	if s.wb {
+		return id, nil // stageLocked woke the writer if it needs waking
 	}
 	s.dataEv.broadcast()
 	if s.cfg.Sync == SyncAlways {
@@ -46,8 +61,8 @@ func (s *Spool) Append(ctx context.Context, entry []byte) (ID, error) {
 	return id, nil
 }
 
-func (s *Spool) appendLocked(ctx context.Context, entry []byte) (ID, error) {
-	need := int64(frameHeaderSize + len(entry))
+func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error) {
+	need := int64(frameHeaderSize + len(head) + len(body))
 	for {
 		if s.closed {
 			return 0, ErrClosed
@@ -61,8 +76,30 @@ func (s *Spool) appendLocked(ctx context.Context, entry []byte) (ID, error) {
 			}
 			continue
 		}
-		id, err := s.writeLocked(entry)
+		if s.wb {
+			// A full stage waits for the writer to take it, unless ctx is
+			// done: a caller that stops (shutdown's last spills) still
+			// gets an entry in that there is room for, and holds no more
+			// than it already holds in memory.
+			if len(s.stage) > 0 && len(s.stage)+int(need) > stageMax && ctx.Err() == nil {
+				if err := s.waitStageLocked(ctx); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			id := s.stageLocked(head, body)
+			if s.fullNote {
+				s.fullNote = false
+				s.log.Info("spool: room again, appends resume")
+			}
+			return id, nil
+		}
+		s.fmu.Lock()
+		id, err := s.writeLocked(head, body)
+		s.fmu.Unlock()
 		if err == nil {
+			s.nextID = id + 1
+			s.free.Add(-need)
 			s.writesWorkLocked()
 			if s.fullNote {
 				s.fullNote = false
@@ -95,10 +132,10 @@ func (s *Spool) roomLocked(need int64) bool {
 		return false
 	}
 	need += sealFrameSize
-	if s.st.bytes.Load()+need > int64(s.cfg.MaxBytes) {
+	if s.st.bytes.Load()+s.staged.Load()+need > int64(s.cfg.MaxBytes) {
 		return false
 	}
-	return s.minFree == 0 || s.free-need >= s.minFree
+	return s.minFree == 0 || s.free.Load()-need >= s.minFree
 }
 
 // whenFullLocked applies when_full. It returns nil when the caller should
@@ -115,8 +152,8 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	// without it an entry that needs their room would wait forever,
 	// although everything is acknowledged. Likewise a finished segment
 	// left newest by a failed roll goes once a newer segment exists.
-	if (s.active == nil || s.activeDoneLocked()) && !s.refusingLocked() {
-		if err := s.rollLocked(); err != nil {
+	if rolled, err := s.rollIfActiveDone(); rolled {
+		if err != nil {
 			if ferr := s.failure(); ferr != nil {
 				return ferr
 			}
@@ -153,8 +190,25 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	return fmt.Errorf("%w: %s", ErrFull, reason)
 }
 
+// rollIfActiveDone rolls the active segment when it has entries and all of
+// them are done (a roll frees it whole), or when there is none. It reports
+// whether it tried, and the roll's error. wmu is held. A directory that
+// refuses writes is not tried again before its backoff. Frames still
+// staged go to the new segment: it starts at the next ID written.
+func (s *Spool) rollIfActiveDone() (bool, error) {
+	if s.refusingLocked() {
+		return false, nil
+	}
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.active != nil && !s.activeDoneLocked() {
+		return false, nil
+	}
+	return true, s.rollLocked()
+}
+
 // activeDoneLocked reports whether the active segment has entries and all
-// of them are done, so that a roll frees it whole.
+// of them are done, so that a roll frees it whole. fmu is held.
 func (s *Spool) activeDoneLocked() bool {
 	g := s.active
 	if g == nil || g.last < g.hdr.first {
@@ -231,10 +285,14 @@ func (s *Spool) dropOldestLocked(reason string) bool {
 		return false
 	}
 	if only {
+		s.fmu.Lock()
 		if g == s.active && g.last < g.hdr.first { // empty: dropping it frees nothing
+			s.fmu.Unlock()
 			return false
 		}
-		if err := s.rollLocked(); err != nil {
+		err := s.rollLocked()
+		s.fmu.Unlock()
+		if err != nil {
 			s.log.Warn("spool: cannot start a new segment, so cannot drop the only one", "error", err)
 			return false
 		}
@@ -275,57 +333,78 @@ func (s *Spool) dropOldestLocked(reason string) bool {
 }
 
 // writeLocked writes one frame to the active segment, rolling first when the
-// segment is full. On error nothing was added: a partial frame is cut off
-// again, or the segment is marked broken and left behind at the next append.
-func (s *Spool) writeLocked(entry []byte) (ID, error) {
-	need := int64(frameHeaderSize + len(entry))
+// segment is full, and publishes it. On error nothing was added: a partial
+// frame is cut off again, or the segment is marked broken and left behind
+// at the next append. fmu is held (and wmu: the synchronous path).
+func (s *Spool) writeLocked(head, body []byte) (ID, error) {
+	need := int64(frameHeaderSize + len(head) + len(body))
 	if s.active == nil || s.broken || (s.active.end > segHeaderSize && s.active.end+need+sealFrameSize > int64(s.cfg.SegmentBytes)) {
 		if err := s.rollLocked(); err != nil {
 			return 0, err
 		}
 	}
-	g, id := s.active, s.nextID
-	var hdr [frameHeaderSize]byte
-	putFrameHeader(hdr[:], g.hdr.salt, id, entry)
+	g, id := s.active, s.wnext
 	var err error
 	var n int
 	if need <= wbufMax {
-		s.wbuf = append(append(s.wbuf[:0], hdr[:]...), entry...)
+		s.wbuf = append(append(append(s.wbuf[:0], make([]byte, frameHeaderSize)...), head...), body...)
+		putFrameHeader(s.wbuf[:frameHeaderSize], g.hdr.salt, id, s.wbuf[frameHeaderSize:])
 		n, err = s.wf.Write(s.wbuf)
-	} else if n, err = s.wf.Write(hdr[:]); err == nil {
-		var m int
-		m, err = s.wf.Write(entry)
-		n += m
+	} else {
+		// Header and head in one write, then the body as it is.
+		s.wbuf = append(append(s.wbuf[:0], make([]byte, frameHeaderSize)...), head...)
+		putFrameHeaderParts(s.wbuf[:frameHeaderSize], g.hdr.salt, id, head, body)
+		if n, err = s.wf.Write(s.wbuf); err == nil {
+			var m int
+			m, err = s.wf.Write(body)
+			n += m
+		}
 	}
 	if err != nil {
-		if n > 0 {
-			if terr := s.wf.Truncate(g.end); terr != nil {
-				s.broken = true
-			}
-		}
+		s.cutLocked(g, n)
 		return 0, err
 	}
-	s.nextID++
-	// Published together under mu: once a reader can see the frame, Ack
-	// must know its ID and the counters must include it.
-	s.mu.Lock()
-	g.last = id
-	g.end += need
-	g.size += need
-	s.lastID.Store(uint64(id))
-	s.st.entries.Add(1)
-	s.st.appended.Add(1)
-	s.st.bytes.Add(need)
-	s.mu.Unlock()
-	s.free -= need
-	if s.cfg.Sync == SyncNever && s.failure() == nil {
-		s.advanceDurable(id)
-	}
+	s.publishLocked(g, id, 1, need, true)
 	return id, nil
 }
 
+// cutLocked takes back a write that failed after n bytes: the partial
+// frames are truncated off, or the segment is marked broken (rolled before
+// the next write; recovery cuts the torn tail). fmu is held.
+func (s *Spool) cutLocked(g *segment, n int) {
+	if n > 0 {
+		if terr := s.wf.Truncate(g.end); terr != nil {
+			s.broken = true
+		}
+	}
+}
+
+// publishLocked makes n frames written at the end of g, up to last and
+// size bytes in all, visible: to readers, Ack, the counters, and with
+// SyncNever Durable. counted is false when the entries were counted when
+// they were accepted (write-behind). fmu is held.
+func (s *Spool) publishLocked(g *segment, last ID, n int64, size int64, counted bool) {
+	s.wnext = last + 1
+	// Published together under mu: once a reader can see the frame, Ack
+	// must know its ID and the counters must include it.
+	s.mu.Lock()
+	g.last = last
+	g.end += size
+	g.size += size
+	s.lastID.Store(uint64(last))
+	if counted {
+		s.st.entries.Add(n)
+		s.st.appended.Add(uint64(n))
+	}
+	s.st.bytes.Add(size)
+	s.mu.Unlock()
+	if s.cfg.Sync == SyncNever && s.failure() == nil {
+		s.advanceDurable(last)
+	}
+}
+
 // rollLocked closes the active segment (sealing it), if there is one, and
-// starts a new one at nextID. Only then may the previous segment be retired
+// starts a new one at the next ID written (wnext). fmu is held. Only then may the previous segment be retired
 // if it is done: the newest segment file is what keeps IDs growing across
 // restarts, so a failed create leaves it in place (active stays nil and the
 // next write tries again).
@@ -337,7 +416,7 @@ func (s *Spool) rollLocked() error {
 	} else if err := s.failure(); err != nil {
 		return err
 	}
-	g, f, err := s.createSegment(s.nextID)
+	g, f, err := s.createSegment(s.wnext)
 	if err != nil {
 		return err
 	}
@@ -390,7 +469,7 @@ func (s *Spool) sealActiveLocked() error {
 	g.size += extra
 	s.mu.Unlock()
 	s.st.bytes.Add(extra)
-	s.free -= extra
+	s.free.Add(-extra)
 	s.kick(s.kickSync)
 	return s.failure()
 }
@@ -430,6 +509,6 @@ func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	s.mu.Unlock()
 	s.st.bytes.Add(segHeaderSize)
 	s.st.segments.Add(1)
-	s.free -= segHeaderSize
+	s.free.Add(-segHeaderSize)
 	return g, f, nil
 }
