@@ -161,6 +161,8 @@ func TestWriteBehind_CloseCountsWhatItCannotWrite(t *testing.T) {
 	fs.set(func(f *faultFS) { f.writeErr = syscall.EIO })
 	lost := fill(t, s, 4, 200)
 	waitFor(t, "the writer fails", func() bool { return s.wfailing.Load() })
+	require.NoError(t, s.syncData()) // a sync round while they wait
+	require.Less(t, s.Durable(), lost[0], "a sync round made staged entries durable")
 	require.Error(t, s.Close())
 	st := s.Stats()
 	require.EqualValues(t, 4, st.Unwritten)
