@@ -672,15 +672,11 @@ func peer(b []byte) (addr, rest []byte, ok bool) {
 	if n == 0 || n == len(b) || b[n] != ']' {
 		return nil, nil, false
 	}
-	addr, rest = b[:n], b[n+1:]
-	switch {
-	case len(rest) == 0:
-	case rest[0] == ' ':
-		rest = rest[1:]
-	default:
+	rest, ok = spaceOrEnd(b[n+1:])
+	if !ok {
 		return nil, nil, false
 	}
-	return addr, rest, true
+	return b[:n], rest, true
 }
 
 // bracket returns the contents of the "[...]" at the start of b and the
@@ -693,15 +689,23 @@ func bracket(b []byte) (in, rest []byte, ok bool) {
 	if end < 0 {
 		return nil, nil, false
 	}
-	in, rest = b[1:end], b[end+1:]
-	switch {
-	case len(rest) == 0:
-	case rest[0] == ' ':
-		rest = rest[1:]
-	default:
+	rest, ok = spaceOrEnd(b[end+1:])
+	if !ok {
 		return nil, nil, false
 	}
-	return in, rest, true
+	return b[1:end], rest, true
+}
+
+// spaceOrEnd returns what follows "]": b after one space, or b empty (the
+// end of the line); anything else is not a bracketed field's end.
+func spaceOrEnd(b []byte) ([]byte, bool) {
+	switch {
+	case len(b) == 0:
+		return b, true
+	case b[0] == ' ':
+		return b[1:], true
+	}
+	return nil, false
 }
 
 // errorLogTime checks the shape of an error log time: "Wed Oct 11
