@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -348,7 +349,11 @@ func TestSend_CallerContextEndsTheWaitForAnUnansweredRequest(t *testing.T) {
 		produces.Add(1)
 		return nil, nil, true // read and never answered
 	})
-	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	var logs lockedBuffer
+	o, err := New("kafka-test", testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }),
+		Settings{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, o.Close(context.Background())) })
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	errc := make(chan error, 1)
@@ -370,6 +375,29 @@ func TestSend_CallerContextEndsTheWaitForAnUnansweredRequest(t *testing.T) {
 		t.Fatal("Send still waits after its caller's context ended")
 	}
 	require.EqualValues(t, 1, o.clientResets.Load(), "the producer was replaced")
+	// The log says the agent is stopping, not that the broker was silent
+	// for send_timeout + outcomeWaitMax (2m30s): it waited a few seconds.
+	require.Contains(t, logs.String(), "stopping with requests the broker has not answered")
+	require.NotContains(t, logs.String(), "for a long time")
+	require.NotContains(t, logs.String(), "waited=2m")
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // The wait for an answer is bounded (outcomeWaitMax, shortened here): then
