@@ -67,6 +67,7 @@ type Output struct {
 	cl           *kgo.Client
 	waitMax      time.Duration // outcomeWaitMax (tests shorten it)
 	clientResets atomic.Int64
+	conns        connWatch // the last failed broker connection (all clients)
 
 	opts   []kgo.Opt // the client's, for the solo client and resets
 	soloMu sync.Mutex
@@ -166,6 +167,7 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	}
 	opts = append(opts, sec...)
 	opts = append(opts, extra...)
+	opts = append(opts, kgo.WithHooks(&o.conns))
 	opts = append(opts, kgo.ProducerOnDataLossDetected(func(topic string, partition int32) {
 		o.rl.logf(slog.LevelError, "data_loss:"+topic, "the broker reports data loss (its log was truncated or the producer's state expired)",
 			"topic", topic, "partition", partition)

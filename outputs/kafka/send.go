@@ -545,6 +545,9 @@ func (s *send) result(ctx context.Context) error {
 		first = outputs.Permanent(first)
 	}
 	if len(failed) == len(s.fails) {
+		if f := s.o.conns.failing(); f != nil && !outputs.IsPermanent(first) {
+			return &unreachableError{f: f, err: first}
+		}
 		return first
 	}
 	return outputs.WithRejected(rejected, &outputs.PartialError{Failed: failed, Reasons: reasons, Err: first})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -768,4 +769,30 @@ func TestSend_NewlineFramedAggregates(t *testing.T) {
 		require.True(t, strings.HasPrefix(r.Key, "host-"), "key %q", r.Key)
 	}
 	require.False(t, newOutput(t, testConfig(c, func(cfg *Config) { cfg.Format = FormatKPL })).WritesRecords())
+}
+
+// A Send that never reached a broker says why (here: nothing listens at
+// the address), not only that its records timed out: agent status shows
+// the start of the error and the sender logs it. Seen with kafka://
+// addresses that do not resolve or where nothing listens: "records have
+// timed out before they were able to be produced", and no cause anywhere.
+func TestSend_NoBrokerReachable_TheErrorSaysWhy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	cfg := DefaultConfig()
+	cfg.Brokers = []string{addr}
+	cfg.Topic = testTopic
+	cfg.SendTimeout = time.Second
+	o := newOutput(t, cfg)
+	err = o.Send(t.Context(), lineBatches(t, 0, 10, 10, 10)[0])
+	require.Error(t, err)
+	require.False(t, outputs.IsPermanent(err), "retryable: the broker may come")
+	require.True(t, strings.HasPrefix(err.Error(), "kafka: broker "+addr+" unreachable: dial tcp "+addr+": connect: connection refused"), err.Error())
+	require.ErrorContains(t, err, "connection refused")
+	inner := errors.Unwrap(err)
+	require.Error(t, inner, "the Send's own error is still wrapped")
+	require.True(t, strings.HasSuffix(err.Error(), " ("+inner.Error()+")"), err.Error())
 }
