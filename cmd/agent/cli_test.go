@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -217,4 +218,29 @@ func TestCLI_UnexpectedArgumentsAndMissingNamedConfigAreUsageErrors(t *testing.T
 			require.Contains(t, errOut, tc.want)
 		})
 	}
+}
+
+// agent status against an agent that accepts the connection but does not
+// answer (stopped with SIGSTOP, stuck) ends after its timeout and says so,
+// instead of asking "is the agent running? ... context deadline exceeded".
+func TestStatus_StuckAgentIsNamedStuckNotAbsent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	start := time.Now()
+	_, errOut, code := runBin(t, "status", "--admin", ln.Addr().String())
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "/status did not answer within 5s")
+	require.Contains(t, errOut, "stuck")
+	require.NotContains(t, errOut, "is the agent running?")
+	require.Less(t, time.Since(start), 30*time.Second)
 }

@@ -76,10 +76,14 @@ func (f *statusFlags) adminURL() (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
+// statusTimeout bounds agent status's and agent top's request: /status
+// answers from memory at once unless the agent is stuck.
+const statusTimeout = 5 * time.Second
+
 // fetchStatus reads GET /status.
 func fetchStatus(ctx context.Context, base string) (agent.Status, []byte, error) {
 	var st agent.Status
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
 	if err != nil {
@@ -87,6 +91,11 @@ func fetchStatus(ctx context.Context, base string) (agent.Status, []byte, error)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			// Something accepted the connection (or the SYN waits in a
+			// full backlog) and did not answer: not "is it running?".
+			return st, nil, fmt.Errorf("%s/status did not answer within %s: the agent (or whatever listens there) is stuck, stopped (SIGSTOP, a debugger) or starved", base, statusTimeout)
+		}
 		return st, nil, fmt.Errorf("is the agent running? %w", err)
 	}
 	defer resp.Body.Close()
