@@ -777,13 +777,23 @@ func waitGroupCtx(ctx context.Context, wg *sync.WaitGroup) bool {
 // checkpoints did not move past it.
 func (a *Agent) logStopSummary(left []directLeft, unflushed []int) {
 	var inSpool int64
-	var memAggs, memRecords int
-	var files []string
+	var memAggs, memRecords, lost int
+	var files, lostFlows []string
 	nfiles := 0
 	for i, fr := range a.flows {
 		inSpool += fr.spool.Stats().Entries
 		memAggs += left[i].aggregates
-		memRecords += left[i].records + unflushed[i]
+		memRecords += left[i].records
+		if unflushed[i] > 0 && !allReplayable(fr.sources) {
+			// A socket's or stdin's records are not read again: what the
+			// spool had no room for by the deadline is gone. Counted and
+			// said, not promised for the next start.
+			lost += unflushed[i]
+			lostFlows = append(lostFlows, fr.cfg.Name)
+			a.m.dropped.WithLabelValues(fr.cfg.Name, "shutdown").Add(float64(unflushed[i]))
+		} else {
+			memRecords += unflushed[i]
+		}
 		for _, h := range fr.flow.heldBack() {
 			nfiles++
 			if len(files) < maxSummaryFiles {
@@ -791,8 +801,14 @@ func (a *Agent) logStopSummary(left []directLeft, unflushed []int) {
 			}
 		}
 	}
+	if lost > 0 {
+		a.log.Error("stopped with records of sources that cannot be read again (sockets, stdin) that the full spool had no room for by shutdown_timeout: they are lost (agent_records_dropped_total{reason=\"shutdown\"})",
+			"lost_records", lost, "flows", lostFlows)
+	}
 	if inSpool == 0 && nfiles == 0 && memRecords == 0 {
-		a.log.Info("stopped; everything read was delivered")
+		if lost == 0 {
+			a.log.Info("stopped; everything read was delivered")
+		}
 		return
 	}
 	a.log.Warn("stopped before everything was delivered; the rest is sent after the next start",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/agent/source"
@@ -142,4 +143,52 @@ func TestDirect_SpillWaitsForRoomInAFullSpool(t *testing.T) {
 	off, _ := c.of("A")
 	require.True(t, ok, "after the destination recovered every record must be delivered: checkpoint %d of %d, delivered %d of %d records, dead-lettered %d",
 		off, atomic.LoadInt64(&end), userRecordsIn(out), n, f.dlq.count.Load())
+}
+
+// Regression: with when_full: drop_newest, a full direct queue (a hung
+// destination) sends aggregates to the spool, whose Append on a full disk
+// can take longer than the flow's bounded wait (failed writes and rolls):
+// the ErrFull it then returned was taken for the end of the wait, so the
+// flow offered the aggregate to the queue again, forever. The spool counted
+// a drop at every turn, agent_records_dropped_total{reason="spool_full"}
+// stayed 0 and the sources stayed paused, the opposite of what drop_newest
+// promises. Seen with a spool on a 20 MiB ext4 image filled to ENOSPC; here
+// the wait is shortened so that every Append outlasts it.
+func TestDirect_DropNewestSpoolSlowToRefuse_DropsAndCountsInsteadOfLooping(t *testing.T) {
+	out := &blockingOut{release: make(chan struct{})}
+	defer close(out.release)
+	f, s, sp := spillRig(t, out, func(c *spool.Config) {
+		c.SegmentBytes, c.MaxBytes = 4<<10, 8<<10
+		c.WhenFull = spool.WhenFullDropNewest
+	})
+	f.direct.fullWait = 20 * time.Millisecond
+	f.spoolWait = time.Nanosecond // every Append answers after the wait ended
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	var c commits
+	emit := f.emitFor("src", &c, newMetrics().source("src"))
+	emitted := make(chan struct{})
+	go func() {
+		defer close(emitted)
+		var off int64
+		for i := range 3000 {
+			data := fmt.Appendf(nil, "line %04d %090d", i, 0)
+			if emit(ctx, source.Record{Data: data, Cursor: source.Cursor{FileID: "A", Start: off, Offset: off + int64(len(data)) + 1}}) != nil {
+				return
+			}
+			off += int64(len(data)) + 1
+		}
+		_ = f.flushAll(ctx)
+	}()
+	select {
+	case <-emitted:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the source is still held: spool drops %d, records dropped %v",
+			sp.Stats().DroppedNewest, testutil.ToFloat64(f.metrics.dropped("spool_full")))
+	}
+	require.Positive(t, sp.Stats().DroppedNewest)
+	require.Positive(t, testutil.ToFloat64(f.metrics.dropped("spool_full")), "the dropped records are counted")
 }

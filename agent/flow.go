@@ -45,6 +45,10 @@ type flow struct {
 	tracker *tracker
 	run     trackRun // guarded by mu (applied under tmu)
 
+	// spoolWait bounds an Append of a full direct queue's aggregate
+	// (directFullSpoolWait; tests shorten it to model a slow full disk).
+	spoolWait time.Duration
+
 	mu        sync.Mutex // guards everything below; held across spool.Append (backpressure)
 	builder   *aggregate.Builder
 	entry     []byte
@@ -95,7 +99,8 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 	f := &flow{
 		name: name, cfg: cfg, log: log, spool: sp, dlq: dlq, metrics: m,
 		builder: b, tracker: newTracker(), aggCfg: aggCfg,
-		rng: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
+		rng:       rand.NewPCG(seed, seed^0x9e3779b97f4a7c15),
+		spoolWait: directFullSpoolWait,
 	}
 	var reg prometheus.Registerer
 	if m != nil && m.m != nil {
@@ -530,13 +535,21 @@ func (f *flow) onAggregate(group int, a *aggregate.Aggregate) error {
 		// room in the queue: a spool that cannot make room (its disk under
 		// min_free_bytes) must not hold the flow once the direct senders
 		// deliver again.
-		actx, cancel := context.WithTimeout(f.appendTo, directFullSpoolWait)
+		actx, cancel := context.WithTimeout(f.appendTo, f.spoolWait)
 		id, err = f.spool.AppendParts(actx, f.entry, a.Body)
+		timedOut := actx.Err() != nil && errors.Is(err, actx.Err())
 		cancel()
 		if err == nil {
 			f.metrics.directFull.Inc()
 		}
-		if err == nil || f.appendTo.Err() != nil || actx.Err() == nil {
+		// Only the end of this wait (no room yet: when_full: block) sends
+		// the aggregate back to the queue. Any other answer is final, even
+		// one that came after the wait ended: ErrFull from a drop_newest
+		// spool whose Append was slow (a full disk's failed writes and
+		// rolls) is a drop to count, not a reason to offer the aggregate
+		// again and again (the flow, and its sources, stayed in this loop
+		// while the spool counted a drop at every turn).
+		if err == nil || f.appendTo.Err() != nil || !timedOut {
 			break
 		}
 		wait = directFullQueueWait

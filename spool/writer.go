@@ -113,6 +113,7 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 			// the maintainer measures again or a segment is deleted.
 			s.noSpace.Store(true)
 			if !s.fullNote {
+				s.fullNote = true // once per episode: "room again" ends it
 				s.log.Warn("spool: disk full (ENOSPC)", "error", err)
 			}
 		case isRefused(err):

@@ -2,19 +2,26 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
 func runBin(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(agentBin, args...)
+	// A command that should end but waits (agent top retrying an agent
+	// that does not run) fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, agentBin, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -178,4 +185,62 @@ func TestTailOnce_NoMatchingFileIsAnErrorAndNamed(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, errOut, missing+": no such file", "a missing path among others is reported, not fatal")
 	require.Equal(t, 40, strings.Count(out, "\n"))
+}
+
+// An argument a command does not take is a usage error naming it, never
+// ignored: `agent run other.yaml` ran /etc/agent/agent.yaml, `agent
+// dead-letter list -c FILE` read the default file (the flag parser stops at
+// the first argument, so -c was ignored too), `agent status -c TYPO` asked
+// the default address as if no file had been named.
+func TestCLI_UnexpectedArgumentsAndMissingNamedConfigAreUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("state_dir: "+dir+"\n"), 0o600))
+	missing := filepath.Join(dir, "typo.yaml")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", cfg}, `agent run: unexpected argument "` + cfg + `"; the configuration file is given with -c FILE`},
+		{[]string{"run", "-c", cfg, "extra"}, `agent run: unexpected argument "extra"`},
+		{[]string{"status", cfg}, `agent status: unexpected argument`},
+		{[]string{"reload", cfg}, `agent reload: unexpected argument`},
+		{[]string{"top", cfg}, `agent top: unexpected argument`},
+		{[]string{"dead-letter", "list", "-c", cfg}, `agent dead-letter: unexpected argument "list" (and 2 more)`},
+		{[]string{"dead-letter", "replay", "-c", cfg, "app.log"}, `agent dead-letter replay: unexpected argument "app.log"`},
+		{[]string{"status", "-c", missing}, "agent status: config: stat " + missing + ": no such file or directory"},
+		{[]string{"reload", "--config", missing}, "agent reload: config: stat " + missing},
+		{[]string{"tap", "main", "-c", missing}, "agent tap: config: stat " + missing},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, errOut, code := runBin(t, tc.args...)
+			require.Equal(t, 2, code, errOut)
+			require.Contains(t, errOut, tc.want)
+		})
+	}
+}
+
+// agent status against an agent that accepts the connection but does not
+// answer (stopped with SIGSTOP, stuck) ends after its timeout and says so,
+// instead of asking "is the agent running? ... context deadline exceeded".
+func TestStatus_StuckAgentIsNamedStuckNotAbsent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	start := time.Now()
+	_, errOut, code := runBin(t, "status", "--admin", ln.Addr().String())
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "/status did not answer within 5s")
+	require.Contains(t, errOut, "stuck")
+	require.NotContains(t, errOut, "is the agent running?")
+	require.Less(t, time.Since(start), 30*time.Second)
 }

@@ -40,6 +40,9 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if extraArgs(fs, stderr, "the commands are agent dead-letter [flags] and agent dead-letter replay [flags]") {
+		return exitUsage
+	}
 	var parts []agent.DeadLetterPart
 	if *path != "" {
 		parts = []agent.DeadLetterPart{{Path: *path}}
@@ -135,6 +138,9 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 	output := fs.String("output", "", "send every record through this output of the config instead of its flow's")
 	retryFor := fs.Duration("retry-for", time.Minute, "how long to retry a failing destination before stopping (the rest stays)")
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if extraArgs(fs, stderr, "the configuration file is given with -c FILE; files to replay are given with --tail PATH... --to URL") {
 		return exitUsage
 	}
 	cfg, err := agent.LoadConfig(*cfgPath, components())

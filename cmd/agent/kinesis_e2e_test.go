@@ -340,3 +340,30 @@ func TestTailOnce_Firehose_EveryLineArrives(t *testing.T) {
 	require.Less(t, len(recs)*100, n, "lines are joined into few records (%d)", len(recs))
 	require.Greater(t, fh.Calls(), 2, "the throttled calls were retried")
 }
+
+// agent tail --once interrupted while its records wait for a Kinesis shard
+// map that does not come (the endpoint fails ListShards) read nothing: it
+// must not exit 0 as if done, nor say on the next run that the saved
+// positions are at the end of the files (they are at 0: the first run had
+// saved them before reading).
+func TestTailOnce_InterruptedBeforeTheShardMapCame_IsNotDone(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"__type":"InternalFailure"}`, http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 10, 40)
+	env := awsEnv("AWS_ACCESS_KEY_ID=fake", "AWS_SECRET_ACCESS_KEY=fake", "AWS_EC2_METADATA_DISABLED=true")
+	for run := range 2 {
+		p := startAgentFullEnv(t, env, "tail", log, "--once", "--state-dir", filepath.Join(dir, "state"),
+			"--to", kinesisURL("s", srv.URL))
+		p.waitFor(t, 30*time.Second, func() bool { return strings.Contains(p.output(), "fetching the shard map failed") }, "the shard map's failure logged")
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		code := p.wait(t, 30*time.Second)
+		out := p.output()
+		require.Equal(t, 1, code, "run %d: interrupted before anything was read:\n%s", run, out)
+		require.Contains(t, out, "agent tail: interrupted before the files were read", "run %d", run)
+		require.NotContains(t, out, "nothing new to ship", "run %d", run)
+	}
+}

@@ -199,11 +199,13 @@ func readStdinRecords(stdin io.Reader, pk, ehk string, decode func(kinesisRecord
 		}
 	}
 	for n := 1; ; n++ {
-		line, err := in.ReadBytes('\n')
+		line, long, err := readLineMax(in, maxBase64Line)
 		if err != nil && err != io.EOF {
 			return err
 		}
-		if line = bytes.TrimSpace(line); len(line) > 0 {
+		if long {
+			fail(fmt.Sprintf("stdin line %d", n), fmt.Errorf("longer than %d bytes: not a base64 Kinesis record (at most 1 MiB of data); skipped", maxBase64Line))
+		} else if line = bytes.TrimSpace(line); len(line) > 0 {
 			name := fmt.Sprintf("stdin line %d", n)
 			if data, derr := decodeBase64(string(line)); derr != nil {
 				fail(name, fmt.Errorf("not base64: %w", derr))
@@ -213,6 +215,30 @@ func readStdinRecords(stdin io.Reader, pk, ehk string, decode func(kinesisRecord
 		}
 		if err == io.EOF {
 			return nil
+		}
+	}
+}
+
+// maxBase64Line bounds a line of base64 on stdin: a Kinesis record holds at
+// most 1 MiB of data (1.4 MiB in base64). A longer line (binary data piped
+// by mistake, /dev/zero) is skipped, not held in memory whole.
+const maxBase64Line = 2 << 20
+
+// readLineMax reads up to and including the next '\n' (or to EOF). A line
+// longer than max is read to its end and discarded: long is set and line
+// is nil.
+func readLineMax(in *bufio.Reader, max int) (line []byte, long bool, err error) {
+	for {
+		frag, ferr := in.ReadSlice('\n')
+		if !long {
+			if len(line)+len(frag) > max {
+				long, line = true, nil
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		if ferr != bufio.ErrBufferFull {
+			return line, long, ferr
 		}
 	}
 }

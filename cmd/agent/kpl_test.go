@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,4 +221,31 @@ func TestKPLEncode_LastLineWithoutNewlineAndRejectedRecord(t *testing.T) {
 	code, _, stderr = runKPLTest(t, "x\n", "encode", "--pk", "")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "stdin line 1: aggregate: invalid partition key")
+}
+
+// A line on stdin far longer than any base64 Kinesis record (binary data or
+// /dev/zero piped by mistake) is skipped and named, never held whole in
+// memory (`agent kpl decode < /dev/zero` grew until the OOM killer came);
+// the lines after it still decode.
+func TestKPLDecode_StdinLineLongerThanAnyRecordIsSkippedNotBuffered(t *testing.T) {
+	stdin := strings.Repeat("A", 3<<20) + "\n" + b64([]byte("after")) + "\n"
+	code, stdout, stderr := runKPLTest(t, stdin, "decode")
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "stdin line 1: longer than 2097152 bytes")
+	lines := decodedLines(t, stdout)
+	require.Len(t, lines, 1)
+	require.Equal(t, "stdin line 2", lines[0]["record"])
+	require.Equal(t, "after", lines[0]["text"])
+
+	r := bufio.NewReaderSize(strings.NewReader(strings.Repeat("x", 100)+"\nok\n"), 16)
+	line, long, err := readLineMax(r, 50)
+	require.NoError(t, err)
+	require.True(t, long)
+	require.Nil(t, line)
+	line, long, err = readLineMax(r, 50)
+	require.NoError(t, err)
+	require.False(t, long)
+	require.Equal(t, "ok\n", string(line))
+	_, _, err = readLineMax(r, 50)
+	require.ErrorIs(t, err, io.EOF)
 }

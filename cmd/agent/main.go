@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -84,6 +85,26 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "agent: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
+}
+
+// extraArgs reports arguments left after the flags of a command that takes
+// none (on stderr, naming the first): `agent run other.yaml` must not run
+// the default configuration, nor `agent dead-letter list -c FILE` read the
+// default file because the flag parser stopped at "list". hint, when set,
+// says what was probably meant.
+func extraArgs(fs *flag.FlagSet, stderr io.Writer, hint string) bool {
+	if fs.NArg() == 0 {
+		return false
+	}
+	msg := fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	if fs.NArg() > 1 {
+		msg += fmt.Sprintf(" (and %d more)", fs.NArg()-1)
+	}
+	if hint != "" {
+		msg += "; " + hint
+	}
+	fmt.Fprintln(stderr, msg)
+	return true
 }
 
 func exitCode(err error, stderr io.Writer) int {

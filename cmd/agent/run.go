@@ -27,6 +27,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
+		return exitUsage
+	}
 	switch *logFormat {
 	case "", "auto", "text", "json":
 	default:

@@ -179,3 +179,34 @@ func TestTail_LoggerToUnixSocketWithFormatSyslog(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// A socket's records still in memory at the end of shutdown_timeout, which
+// the full spool had no room for, cannot be read again: the stop must say
+// they are lost and count them, not promise them "after the next start".
+func TestTail_SocketRecordsTheFullSpoolCouldNotTakeAtStopAreReportedLost(t *testing.T) {
+	dest := freeAddr(t) // nothing listens: the destination is down
+	in := freeAddr(t)
+	p := startAgent(t, "tail", "tcp://"+in, "--state-dir", filepath.Join(t.TempDir(), "state"),
+		"--spool-max-bytes", "1MiB", "--to", "http://"+dest+"/ingest")
+	var c net.Conn
+	p.waitFor(t, 30*time.Second, func() bool {
+		var err error
+		c, err = net.Dial("tcp", in)
+		return err == nil
+	}, "the socket listens")
+	defer c.Close()
+	line := []byte("L " + strings.Repeat("y", 100) + "\n")
+	for i := 0; i < 40000; i++ { // 4 MiB: fills the 1 MiB spool, then the client blocks
+		_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write(line); err != nil {
+			break
+		}
+	}
+	p.waitFor(t, 30*time.Second, func() bool { return strings.Contains(p.output(), "spool: full") }, "the spool fills")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	p.wait(t, 60*time.Second)
+	out := p.output()
+	require.Contains(t, out, "they are lost", out)
+	require.Regexp(t, `lost_records=[1-9]`, out)
+	require.NotRegexp(t, `unspooled_records=[1-9]`, out, "socket records are not promised for the next start")
+}

@@ -22,12 +22,23 @@ import (
 type statusFlags struct {
 	cfgPath string
 	admin   string
+	fs      *flag.FlagSet
 }
 
 func (f *statusFlags) register(fs *flag.FlagSet) {
+	f.fs = fs
 	fs.StringVar(&f.cfgPath, "c", defaultConfigPath, "config file (its admin.listen is the address asked)")
 	fs.StringVar(&f.cfgPath, "config", defaultConfigPath, "config file")
 	fs.StringVar(&f.admin, "admin", "", "the agent's admin address HOST:PORT (default: admin.listen of the config file, else "+agent.DefaultAdminListen+")")
+}
+
+// cfgGiven reports whether -c or --config was on the command line.
+func (f *statusFlags) cfgGiven() bool {
+	given := false
+	if f.fs != nil {
+		f.fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "c" || fl.Name == "config" })
+	}
+	return given
 }
 
 // adminURL is the base URL of the running agent's admin endpoint.
@@ -35,7 +46,14 @@ func (f *statusFlags) adminURL() (string, error) {
 	addr := f.admin
 	if addr == "" {
 		addr = agent.DefaultAdminListen
-		if _, err := os.Stat(f.cfgPath); err == nil {
+		_, err := os.Stat(f.cfgPath)
+		if err != nil && f.cfgGiven() {
+			// A file named on the command line that cannot be read is a
+			// mistake to report, not a reason to ask the default address
+			// (where another agent, or none, listens).
+			return "", fmt.Errorf("config: %w (--admin HOST:PORT asks an address without it)", err)
+		}
+		if err == nil {
 			// Only admin.listen: the rest of the file is the running
 			// agent's business (its environment, its files, its reload).
 			listen, err := agent.AdminListen(f.cfgPath)
@@ -58,10 +76,14 @@ func (f *statusFlags) adminURL() (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
+// statusTimeout bounds agent status's and agent top's request: /status
+// answers from memory at once unless the agent is stuck.
+const statusTimeout = 5 * time.Second
+
 // fetchStatus reads GET /status.
 func fetchStatus(ctx context.Context, base string) (agent.Status, []byte, error) {
 	var st agent.Status
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
 	if err != nil {
@@ -69,6 +91,11 @@ func fetchStatus(ctx context.Context, base string) (agent.Status, []byte, error)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			// Something accepted the connection (or the SYN waits in a
+			// full backlog) and did not answer: not "is it running?".
+			return st, nil, fmt.Errorf("%s/status did not answer within %s: the agent (or whatever listens there) is stuck, stopped (SIGSTOP, a debugger) or starved", base, statusTimeout)
+		}
 		return st, nil, fmt.Errorf("is the agent running? %w", err)
 	}
 	defer resp.Body.Close()
@@ -92,6 +119,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	sf.register(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON (for scripts)")
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
 		return exitUsage
 	}
 	base, err := sf.adminURL()
@@ -224,6 +254,9 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
+		return exitUsage
+	}
 	base, err := sf.adminURL()
 	if err != nil {
 		fmt.Fprintln(stderr, "agent top:", err)
@@ -282,6 +315,9 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	var sf statusFlags
 	sf.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
 		return exitUsage
 	}
 	base, err := sf.adminURL()

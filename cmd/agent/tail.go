@@ -316,7 +316,9 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 	code := exitOK
 	// Not when the run delivered (or still holds) an earlier run's backlog:
 	// there was something to ship.
-	if r.snap.RecordsRead == 0 && r.snap.RecordsSent == 0 && r.snap.BacklogEntries == 0 && r.hadCheckpoints && anyNonEmpty(r.files) {
+	// Only for a run that ended by itself: one interrupted before it read
+	// anything (waiting for a Kinesis shard map) has not looked.
+	if !r.interrupted && r.snap.RecordsRead == 0 && r.snap.RecordsSent == 0 && r.snap.BacklogEntries == 0 && r.hadCheckpoints && anyNonEmpty(r.files) {
 		fmt.Fprintf(stderr, "agent tail: nothing new to ship: the positions saved in %s are at the end of the files (--reset reads them again)\n", r.stateDir)
 	}
 	if summary {
@@ -335,6 +337,15 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 		} else if b := r.snap.BacklogEntries; b > 0 && !r.tmp {
 			// An earlier run's records, still in the spool.
 			fmt.Fprintf(stderr, "agent tail: interrupted: %d spool entries were not delivered (they stay in %s and go out with the next run of the same command)\n", b, r.stateDir)
+			code = exitFailed
+		} else if r.snap.RecordsRead == 0 && r.snap.RecordsSent == 0 && anyNonEmpty(r.files) {
+			// Stopped before the files were read (the destination was not
+			// ready: a Kinesis shard map that did not come): not "done".
+			where := "the next run of the same command reads them from where it stopped"
+			if r.tmp {
+				where = "nothing was printed"
+			}
+			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read (%s)\n", where)
 			code = exitFailed
 		}
 	}

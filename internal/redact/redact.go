@@ -53,10 +53,15 @@ func query(raw string) string {
 }
 
 // RawURL is URL for a string. A string that does not parse as a URL is
-// masked whole after its scheme, if any.
+// masked whole after its scheme, if any, unless it has no user
+// information, query or fragment to hide: a usage hint such as
+// kafka://HOST:PORT/TOPIC or a mistyped http://[::1 stays readable.
 func RawURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
+		if !strings.ContainsAny(s, "@?#") {
+			return s
+		}
 		if i := strings.Index(s, "://"); i > 0 {
 			return s[:i+3] + Mask
 		}

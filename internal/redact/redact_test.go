@@ -43,6 +43,13 @@ func TestString(t *testing.T) {
 		{"see //bob:s3cret@host/x", "see //REDACTED@host/x"},
 		{"mail me@example.com", "mail me@example.com"},
 		{"bad %zz://x?k=s3cret", "bad %zz://x?k=REDACTED"},
+		// Unparseable, with nothing that may be secret: kept as written
+		// (a usage hint, a mistyped address the user must see to fix).
+		{"url has no broker (kafka://HOST:PORT/TOPIC)", "url has no broker (kafka://HOST:PORT/TOPIC)"},
+		{`--to "http://[::1": missing ']' in host`, `--to "http://[::1": missing ']' in host`},
+		// Unparseable with user information or a query: masked after the scheme.
+		{"bad http://bob:s3cret@[::1 host", "bad http://REDACTED host"},
+		{"bad http://[::1/x?k=s3cret", "bad http://REDACTED"},
 	}
 	for _, tc := range tests {
 		got := String(tc.in)

@@ -67,6 +67,7 @@ type Output struct {
 	cl           *kgo.Client
 	waitMax      time.Duration // outcomeWaitMax (tests shorten it)
 	clientResets atomic.Int64
+	conns        connWatch // the last failed broker connection (all clients)
 
 	opts   []kgo.Opt // the client's, for the solo client and resets
 	soloMu sync.Mutex
@@ -166,6 +167,7 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	}
 	opts = append(opts, sec...)
 	opts = append(opts, extra...)
+	opts = append(opts, kgo.WithHooks(&o.conns))
 	opts = append(opts, kgo.ProducerOnDataLossDetected(func(topic string, partition int32) {
 		o.rl.logf(slog.LevelError, "data_loss:"+topic, "the broker reports data loss (its log was truncated or the producer's state expired)",
 			"topic", topic, "partition", partition)
@@ -265,8 +267,11 @@ func (o *Output) client() *kgo.Client {
 
 // resetClient replaces old, when it is still the current producer, by a new
 // one, and closes old: its records (those of Sends waiting for answers that
-// do not come) are failed. After Close it only closes nothing new.
-func (o *Output) resetClient(old *kgo.Client) {
+// do not come) are failed. After Close it only closes nothing new. waited is
+// how long the Send that gives up has waited; stopping says the agent is
+// stopping (the Send's caller gave up), not that the broker was silent for
+// outcomeWaitMax.
+func (o *Output) resetClient(old *kgo.Client, waited time.Duration, stopping bool) {
 	o.clMu.Lock()
 	if o.cl != old || o.closed.Load() {
 		o.clMu.Unlock()
@@ -281,8 +286,14 @@ func (o *Output) resetClient(old *kgo.Client) {
 	o.cl = cl
 	o.clMu.Unlock()
 	o.clientResets.Add(1)
-	o.rl.logf(slog.LevelWarn, "reset", "the broker has not answered requests for a long time: the producer is replaced and their records retried (those it had written may be written twice)",
-		"waited", o.cfg.SendTimeout+o.waitMax)
+	waited = waited.Round(time.Millisecond)
+	if stopping {
+		o.rl.logf(slog.LevelWarn, "reset_stopping", "stopping with requests the broker has not answered: the producer is closed and their records stay in the spool (sent again after the next start; those the broker had written may be written twice)",
+			"waited", waited)
+	} else {
+		o.rl.logf(slog.LevelWarn, "reset", "the broker has not answered requests for a long time: the producer is replaced and their records retried (those it had written may be written twice)",
+			"waited", waited)
+	}
 	old.Close()
 }
 

@@ -92,7 +92,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	if s.pending.Add(-1) == 0 {
 		close(s.done)
 	}
-	o.wait(parent, ctx, func() { o.resetClient(s.cl) }, s.done, &s.pending)
+	o.wait(parent, ctx, func(stopping bool) { o.resetClient(s.cl, time.Since(s.start), stopping) }, s.done, &s.pending)
 	if len(s.suspects) > 0 {
 		s.checkAlone(parent, ctx, b.Records)
 	}
@@ -114,7 +114,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 // is stopping and its deadline comes first: the producer is replaced at once
 // (its records fail, retryable; they stay in the spool and are sent after
 // the next start, perhaps a second time if the broker had written them).
-func (o *Output) wait(parent, ctx context.Context, reset func(), done <-chan struct{}, pending *atomic.Int64) {
+func (o *Output) wait(parent, ctx context.Context, reset func(stopping bool), done <-chan struct{}, pending *atomic.Int64) {
 	select {
 	case <-done:
 		return
@@ -126,7 +126,7 @@ func (o *Output) wait(parent, ctx context.Context, reset func(), done <-chan str
 	case <-done:
 		return
 	case <-parent.Done():
-		reset()
+		reset(true)
 		<-done
 		return
 	case <-t.C:
@@ -139,10 +139,10 @@ func (o *Output) wait(parent, ctx context.Context, reset func(), done <-chan str
 	select {
 	case <-done:
 	case <-parent.Done():
-		reset()
+		reset(true)
 		<-done
 	case <-t.C:
-		reset()
+		reset(false)
 		<-done
 	}
 }
@@ -402,7 +402,7 @@ func (s *send) checkAlone(parent, ctx context.Context, recs []aggregate.Aggregat
 		var pending atomic.Int64
 		pending.Store(1)
 		cl.Produce(ctx, r, func(r *kgo.Record, err error) { a = answer{r, err}; close(done) })
-		o.wait(parent, ctx, func() { o.resetSolo(cl) }, done, &pending) // the record aliases the batch
+		o.wait(parent, ctx, func(bool) { o.resetSolo(cl) }, done, &pending) // the record aliases the batch
 		if a.err == nil {
 			tm := o.m.topic(x.topic)
 			tm.records.Inc()
@@ -545,6 +545,9 @@ func (s *send) result(ctx context.Context) error {
 		first = outputs.Permanent(first)
 	}
 	if len(failed) == len(s.fails) {
+		if f := s.o.conns.failing(); f != nil && !outputs.IsPermanent(first) {
+			return &unreachableError{f: f, err: first}
+		}
 		return first
 	}
 	return outputs.WithRejected(rejected, &outputs.PartialError{Failed: failed, Reasons: reasons, Err: first})

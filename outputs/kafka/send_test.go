@@ -1,10 +1,12 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -348,7 +350,11 @@ func TestSend_CallerContextEndsTheWaitForAnUnansweredRequest(t *testing.T) {
 		produces.Add(1)
 		return nil, nil, true // read and never answered
 	})
-	o := newOutput(t, testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }))
+	var logs lockedBuffer
+	o, err := New("kafka-test", testConfig(c, func(cfg *Config) { cfg.SendTimeout = time.Second; cfg.ProduceTimeout = 500 * time.Millisecond }),
+		Settings{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, o.Close(context.Background())) })
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	errc := make(chan error, 1)
@@ -370,6 +376,29 @@ func TestSend_CallerContextEndsTheWaitForAnUnansweredRequest(t *testing.T) {
 		t.Fatal("Send still waits after its caller's context ended")
 	}
 	require.EqualValues(t, 1, o.clientResets.Load(), "the producer was replaced")
+	// The log says the agent is stopping, not that the broker was silent
+	// for send_timeout + outcomeWaitMax (2m30s): it waited a few seconds.
+	require.Contains(t, logs.String(), "stopping with requests the broker has not answered")
+	require.NotContains(t, logs.String(), "for a long time")
+	require.NotContains(t, logs.String(), "waited=2m")
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // The wait for an answer is bounded (outcomeWaitMax, shortened here): then
@@ -740,4 +769,30 @@ func TestSend_NewlineFramedAggregates(t *testing.T) {
 		require.True(t, strings.HasPrefix(r.Key, "host-"), "key %q", r.Key)
 	}
 	require.False(t, newOutput(t, testConfig(c, func(cfg *Config) { cfg.Format = FormatKPL })).WritesRecords())
+}
+
+// A Send that never reached a broker says why (here: nothing listens at
+// the address), not only that its records timed out: agent status shows
+// the start of the error and the sender logs it. Seen with kafka://
+// addresses that do not resolve or where nothing listens: "records have
+// timed out before they were able to be produced", and no cause anywhere.
+func TestSend_NoBrokerReachable_TheErrorSaysWhy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	cfg := DefaultConfig()
+	cfg.Brokers = []string{addr}
+	cfg.Topic = testTopic
+	cfg.SendTimeout = time.Second
+	o := newOutput(t, cfg)
+	err = o.Send(t.Context(), lineBatches(t, 0, 10, 10, 10)[0])
+	require.Error(t, err)
+	require.False(t, outputs.IsPermanent(err), "retryable: the broker may come")
+	require.True(t, strings.HasPrefix(err.Error(), "kafka: broker "+addr+" unreachable: dial tcp "+addr+": connect: connection refused"), err.Error())
+	require.ErrorContains(t, err, "connection refused")
+	inner := errors.Unwrap(err)
+	require.Error(t, inner, "the Send's own error is still wrapped")
+	require.True(t, strings.HasSuffix(err.Error(), " ("+inner.Error()+")"), err.Error())
 }
