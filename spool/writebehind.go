@@ -148,6 +148,9 @@ func (s *Spool) runWriter() {
 			}
 			linger.Stop()
 		}
+		if s.beforeTake != nil {
+			s.beforeTake()
+		}
 		var first ID
 		s.wmu.Lock()
 		own, s.stage = s.stage, spare[:0]
@@ -220,6 +223,7 @@ func (s *Spool) writeAll(b []byte, first ID) {
 				s.wmu.Lock()
 				s.writesWorkLocked()
 				s.wmu.Unlock()
+				s.spaceEv.broadcast() // appenders that met a stuck stage (stageStuckLocked)
 			}
 			continue
 		}
@@ -232,6 +236,35 @@ func (s *Spool) writeAll(b []byte, first ID) {
 		}
 		s.waitToRetry(err)
 	}
+}
+
+// waitWrittenLocked waits, with wmu released, until the writer publishes
+// frames or fails, ctx is done or the spool closes. wmu is held.
+func (s *Spool) waitWrittenLocked(ctx context.Context) error {
+	ch := s.writtenEv.wait()
+	if s.staged.Load() == 0 || s.wfailing.Load() {
+		return nil // written, or failed, meanwhile: look again
+	}
+	s.flushWaiters.Add(1)
+	defer s.flushWaiters.Add(-1)
+	s.kick(s.kickWrite)
+	s.wmu.Unlock()
+	var err error
+	select {
+	case <-ch:
+	case <-s.closing:
+	case <-ctx.Done():
+		err = fmt.Errorf("spool: waiting for the writer: %w", context.Cause(ctx))
+	}
+	s.wmu.Lock()
+	return err
+}
+
+// writerRefusedLocked reports whether the writer retries a write that
+// failed with anything but ENOSPC (refErr stays set until a write
+// succeeds). wmu is held.
+func (s *Spool) writerRefusedLocked() bool {
+	return s.wb && s.wfailing.Load() && s.refErr != nil
 }
 
 // waitToRetry records a failed write and waits until it is worth trying
