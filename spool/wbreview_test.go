@@ -125,6 +125,46 @@ func TestWriteBehind_DropOldestWaitsForStagedEntriesRatherThanRefusing(t *testin
 	require.Equal(t, last, all[len(all)-1], "the newest entry is kept")
 }
 
+// when_full: drop_oldest with the writer failing (ENOSPC) and the stage
+// full drops one segment per attempt of the writer, as the synchronous path
+// drops one per failed write: once a free-space check has lifted the ENOSPC
+// stop, a dropped segment is what the writer's next attempt needs, not
+// another drop. (With the stage counted as full while the writer failed,
+// one appender dropped every segment in a row before the writer woke.)
+func TestWriteBehind_DropOldestDoesNotOutrunAFailingWriter(t *testing.T) {
+	cfg := testConfig(t) // 16 KiB segments
+	cfg.WhenFull = WhenFullDropOldest
+	fs := &faultFS{fs: osFS{}}
+	s := openWB(t, cfg, Settings{fs: fs})
+	fill(t, s, 50, 3000)
+	require.NoError(t, s.Sync())
+	segs := s.Stats().Segments
+	require.Greater(t, segs, int64(8))
+
+	fs.set(func(f *faultFS) { f.writeErr = syscall.ENOSPC })
+	_, err := s.Append(t.Context(), payload(50, 100))
+	require.NoError(t, err)
+	waitFor(t, "the writer meets ENOSPC", func() bool { return s.noSpace.Load() })
+	require.NoError(t, s.measureFree()) // the writer waits to retry (up to a second)
+	const size = 64 << 10
+	for i := 51; ; i++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		_, err := s.Append(ctx, payload(uint64(i), size))
+		cancel()
+		if err != nil {
+			break
+		}
+		require.Less(t, i, 80, "the stage never filled")
+	}
+	require.LessOrEqual(t, s.Stats().DroppedOldest, uint64(10),
+		"an appender dropped segments faster than the writer tried to write")
+
+	fs.set(func(f *faultFS) { f.writeErr = nil })
+	require.NoError(t, s.measureFree())
+	s.spaceEv.broadcast()
+	waitFor(t, "the staged entries are written", func() bool { return s.Stats().Staged == 0 })
+}
+
 // Rolling an active segment that is still empty and starts at the next ID
 // to write is nothing to do. dropOldestLocked decides it must roll ("only
 // one segment") before it takes fmu; meanwhile the writer may roll itself
@@ -174,13 +214,16 @@ func TestWriteBehind_StressRandomMix(t *testing.T) {
 		require.NoError(t, err)
 		dur = time.Duration(n) * time.Second
 	}
-	for _, sp := range []SyncPolicy{SyncInterval, SyncNever} {
-		t.Run(string(sp), func(t *testing.T) {
+	for _, c := range []struct {
+		sync SyncPolicy
+		full WhenFull
+	}{{SyncInterval, WhenFullBlock}, {SyncNever, WhenFullBlock}, {SyncInterval, WhenFullDropOldest}} {
+		t.Run(string(c.sync)+"/"+string(c.full), func(t *testing.T) {
 			cfg := testConfig(t)
-			cfg.Sync = sp
+			cfg.Sync = c.sync
 			cfg.SyncInterval = 5 * time.Millisecond
 			cfg.MaxBytes = 8 * cfg.SegmentBytes
-			cfg.WhenFull = WhenFullBlock
+			cfg.WhenFull = c.full
 			s := openWB(t, cfg)
 			ctx, cancel := context.WithTimeout(t.Context(), dur)
 			defer cancel()
@@ -327,9 +370,15 @@ func TestWriteBehind_StressRandomMix(t *testing.T) {
 			require.Zero(t, st.Staged)
 			require.Zero(t, st.Unwritten)
 			require.NotEmpty(t, accepted)
+			unseen := 0
 			for id := range accepted {
-				require.True(t, seen[id], "accepted entry %d was never read", id)
+				if !seen[id] {
+					unseen++
+				}
 			}
+			// Only drop_oldest may lose entries, and it counts them.
+			require.LessOrEqual(t, uint64(unseen), st.DroppedOldest, "accepted entries never read")
+			require.Zero(t, st.DroppedNewest)
 			require.NoError(t, s.Close())
 			require.GreaterOrEqual(t, s.Durable(), maxKey(accepted))
 		})

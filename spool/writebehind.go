@@ -238,12 +238,15 @@ func (s *Spool) writeAll(b []byte, first ID) {
 	}
 }
 
-// waitWrittenLocked waits, with wmu released, until the writer publishes
-// frames or fails, ctx is done or the spool closes. wmu is held.
-func (s *Spool) waitWrittenLocked(ctx context.Context) error {
+// waitWriterLocked waits, with wmu released, until the writer publishes
+// frames or fails a write, ctx is done or the spool closes; not at all if
+// cond no longer holds once the wait has begun (the writer is not under
+// wmu: it may have done so between the caller's look and the wait). wmu is
+// held.
+func (s *Spool) waitWriterLocked(ctx context.Context, cond func() bool) error {
 	ch := s.writtenEv.wait()
-	if s.staged.Load() == 0 || s.wfailing.Load() {
-		return nil // written, or failed, meanwhile: look again
+	if !cond() {
+		return nil // look again
 	}
 	s.flushWaiters.Add(1)
 	defer s.flushWaiters.Add(-1)

@@ -184,11 +184,20 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	reason := s.fullReasonLocked(need)
 	switch s.cfg.WhenFull {
 	case WhenFullDropOldest:
+		// The stage waits for a writer that failed with ENOSPC, and the
+		// stop is lifted (a drop, a free-space check): its next attempt
+		// tells whether the room made is enough. Dropping again before it
+		// would drop one segment after another, for nothing.
+		stuck := func() bool {
+			return s.stageStuckLocked(need) && !s.noSpace.Load() && !s.writerRefusedLocked()
+		}
+		if stuck() {
+			return s.waitWriterLocked(ctx, stuck)
+		}
 		// A directory that refuses writes refuses deletions too: dropping
-		// would lose entries and free nothing.
-		//
-		// Nor while the writer retries an I/O error: that frees nothing
-		// either (ENOSPC, which a deletion cures, is noSpace).
+		// would lose entries and free nothing. Nor while the writer
+		// retries an I/O error: that frees nothing either (ENOSPC, which
+		// a deletion cures, is noSpace).
 		if !s.refusingLocked() && !s.writerRefusedLocked() && s.dropOldestLocked(reason) {
 			return nil
 		}
@@ -198,8 +207,9 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 		// The room is held by entries still staged, which cannot be
 		// dropped until they are written: wait for the writer rather than
 		// refuse the newest entry.
-		if s.wb && !s.wfailing.Load() && s.staged.Load() > 0 {
-			return s.waitWrittenLocked(ctx)
+		behind := func() bool { return s.wb && !s.wfailing.Load() && s.staged.Load() > 0 }
+		if behind() {
+			return s.waitWriterLocked(ctx, behind)
 		}
 	case WhenFullBlock:
 		return s.waitRoomLocked(ctx, need, reason)
