@@ -392,3 +392,100 @@ func maxKey(m map[ID]uint64) ID {
 	}
 	return x
 }
+
+// Entries larger than the stage (and than the frame buffer) between small
+// ones, from several appenders at once: each large one is staged alone,
+// the stage's buffer does not stay grown, and every entry reads back
+// intact, from memory or from the file.
+func TestWriteBehind_EntriesLargerThanTheStage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 20
+	cfg.MaxBytes = 1 << 30
+	s := openWB(t, cfg)
+	var mu sync.Mutex
+	want := map[ID]uint64{}
+	var wg sync.WaitGroup
+	for a := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 6 {
+				seq := uint64(a*100 + i)
+				size := 200
+				if i%3 == 1 {
+					size = stageMax + 1000*(a+1) // larger than the stage
+				}
+				id, err := s.Append(t.Context(), payload(seq, size))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				want[id] = seq
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, s.Sync())
+	got := map[ID]uint64{}
+	for {
+		ents, _, err := s.tryBatch(make([]byte, 0, 3<<20), 100, nil)
+		require.NoError(t, err)
+		if len(ents) == 0 {
+			break
+		}
+		for _, e := range ents {
+			seq, err := checkPayload(e.Data)
+			require.NoError(t, err)
+			got[e.ID] = seq
+		}
+	}
+	require.Equal(t, want, got)
+	require.Zero(t, s.Stats().Staged)
+	require.NoError(t, s.Close())
+	_, _, all := func() (*Spool, *logRecorder, []ID) {
+		log, rec := newLog(t)
+		s2 := open(t, cfg, Settings{Logger: log})
+		ids, data := drain(t, s2)
+		for i, b := range data {
+			seq, err := checkPayload(b)
+			require.NoError(t, err)
+			require.Equal(t, want[ids[i]], seq)
+		}
+		return s2, rec, ids
+	}()
+	require.Len(t, all, len(want))
+}
+
+// The counters across a failed write and what Close cannot write: Entries
+// counts accepted entries (staged ones too) until they are lost, Bytes only
+// what is on disk, Staged and Unwritten what they say.
+func TestWriteBehind_CountersAcrossFailures(t *testing.T) {
+	cfg := testConfig(t)
+	fs := &faultFS{fs: osFS{}}
+	s := openWB(t, cfg, Settings{fs: fs})
+	fill(t, s, 5, 200)
+	require.NoError(t, s.Sync())
+	written := s.Stats()
+	require.EqualValues(t, 5, written.Entries)
+
+	fs.set(func(f *faultFS) { f.writeErr = syscall.EIO })
+	for i := range 4 {
+		_, err := s.Append(t.Context(), payload(uint64(5+i), 200))
+		require.NoError(t, err)
+	}
+	waitFor(t, "the writer fails", func() bool { return s.wfailing.Load() })
+	st := s.Stats()
+	require.EqualValues(t, 9, st.Entries)
+	require.EqualValues(t, 4, st.Staged)
+	require.Equal(t, written.Bytes, st.Bytes, "a failed write (cut off again) changed Bytes")
+	require.Zero(t, st.Unwritten)
+
+	require.Error(t, s.Close())
+	st = s.Stats()
+	require.EqualValues(t, 5, st.Entries)
+	require.Zero(t, st.Staged)
+	require.EqualValues(t, 4, st.Unwritten)
+	require.Equal(t, s.staged.Load(), int64(0))
+}
