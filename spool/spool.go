@@ -97,6 +97,7 @@ type Spool struct {
 	stageFirst   ID     // ID of stage's first frame
 	stageEv      event  // the writer took the stage (appenders waiting for room in it)
 	writtenEv    event  // the writer published frames or failed (Sync waits on it)
+	failedEv     event  // a write of the writer failed (appenders waiting for the stage)
 	kickWrite    chan struct{}
 	wIdle        atomic.Bool   // the writer sleeps with nothing staged: the next Append wakes it
 	flushWaiters atomic.Int32  // callers waiting for staged entries to be written: no linger

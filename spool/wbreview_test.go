@@ -489,3 +489,49 @@ func TestWriteBehind_CountersAcrossFailures(t *testing.T) {
 	require.EqualValues(t, 4, st.Unwritten)
 	require.Equal(t, s.staged.Load(), int64(0))
 }
+
+// An appender already waiting for a full stage when the writer's write
+// fails is not left waiting for the writer's recovery: with drop_newest it
+// gets ErrFull.
+func TestWriteBehind_StageWaiterSeesTheWriterFail(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 8 << 20
+	cfg.WhenFull = WhenFullDropNewest
+	fs := &faultFS{fs: osFS{}}
+	s := openWB(t, cfg, Settings{fs: fs})
+	gate := make(chan struct{})
+	w0 := fs.writes.Load()
+	fs.set(func(f *faultFS) { f.writeGate = gate })
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	defer open()
+	first, err := s.Append(t.Context(), payload(0, 100))
+	require.NoError(t, err)
+	waitFor(t, "the writer is in write(2)", func() bool { return fs.writes.Load() > w0 })
+	ids := []ID{first}
+	const size = 64 << 10
+	for i := 1; i <= 15; i++ { // the stage is full after these
+		id, err := s.Append(t.Context(), payload(uint64(i), size))
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	res := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, err := s.Append(ctx, payload(16, size))
+		res <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it wait for the stage (it may not have yet: then it sees the failure first)
+	fs.set(func(f *faultFS) { f.writeErr = syscall.ENOSPC; f.writeGate = nil })
+	open()
+	require.ErrorIs(t, <-res, ErrFull)
+
+	fs.set(func(f *faultFS) { f.writeErr = nil })
+	require.NoError(t, s.measureFree())
+	s.spaceEv.broadcast()
+	waitFor(t, "the staged entries are written", func() bool { return s.Stats().Staged == 0 })
+	require.NoError(t, s.Close())
+	_, _, all := readAll(t, cfg)
+	require.Equal(t, ids, all)
+}

@@ -72,14 +72,17 @@ func (s *Spool) stageLocked(head, body []byte) ID {
 }
 
 // waitStageLocked waits, with wmu released, until the writer takes the
-// stage, ctx is done or the spool closes. wmu is held.
+// stage or fails a write (the caller then meets when_full: see
+// stageStuckLocked), ctx is done or the spool closes. wmu is held.
 func (s *Spool) waitStageLocked(ctx context.Context) error {
 	ch := s.stageEv.wait()
+	fch := s.failedEv.wait()
 	s.kick(s.kickWrite)
 	s.wmu.Unlock()
 	var err error
 	select {
 	case <-ch:
+	case <-fch:
 	case <-s.closing:
 	case <-ctx.Done():
 		err = fmt.Errorf("spool: waiting for the writer: %w", context.Cause(ctx))
@@ -230,6 +233,7 @@ func (s *Spool) writeAll(b []byte, first ID) {
 		closing := s.closedFlag.Load()
 		s.wfailing.Store(true)
 		s.writtenEv.broadcast()
+		s.failedEv.broadcast()
 		if s.failure() != nil || closing {
 			s.loseStaged(s.withRestOfStage(b), first, err)
 			return
