@@ -157,7 +157,10 @@ func TestWriteBehind_DropOldestDoesNotOutrunAFailingWriter(t *testing.T) {
 		}
 		require.Less(t, i, 80, "the stage never filled")
 	}
-	require.LessOrEqual(t, s.Stats().DroppedOldest, uint64(10),
+	// 5 entries a segment; every segment (45 entries) went before. A
+	// loaded machine may let the writer retry (every second) once or
+	// twice meanwhile: one segment each.
+	require.LessOrEqual(t, s.Stats().DroppedOldest, uint64(20),
 		"an appender dropped segments faster than the writer tried to write")
 
 	fs.set(func(f *faultFS) { f.writeErr = nil })
