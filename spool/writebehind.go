@@ -230,15 +230,21 @@ func (s *Spool) writeAll(b []byte, first ID) {
 			}
 			continue
 		}
-		closing := s.closedFlag.Load()
+		lose := s.failure() != nil || s.closedFlag.Load()
 		s.wfailing.Store(true)
+		var retry <-chan struct{}
+		if !lose {
+			// Recorded before anyone is woken: an appender woken by the
+			// failure must find the spool full (noSpace, refErr).
+			retry = s.noteWriteFailure(err)
+		}
 		s.writtenEv.broadcast()
 		s.failedEv.broadcast()
-		if s.failure() != nil || closing {
+		if lose {
 			s.loseStaged(s.withRestOfStage(b), first, err)
 			return
 		}
-		s.waitToRetry(err)
+		s.waitToRetry(err, retry)
 	}
 }
 
@@ -274,23 +280,33 @@ func (s *Spool) writerRefusedLocked() bool {
 	return s.wb && s.wfailing.Load() && s.refErr != nil
 }
 
-// waitToRetry records a failed write and waits until it is worth trying
-// again: room may have been made (ENOSPC), the backoff passed (anything
-// else), or Close came.
-func (s *Spool) waitToRetry(err error) {
-	var ch <-chan struct{}
-	var wait time.Duration
+// noteWriteFailure records a failed write: the spool is full for new
+// entries until a deletion or a free-space check (ENOSPC, for which it
+// returns the channel a deletion closes) or the backoff has passed
+// (anything else).
+func (s *Spool) noteWriteFailure(err error) <-chan struct{} {
 	if isNoSpace(err) {
-		ch = s.spaceEv.wait()
+		ch := s.spaceEv.wait()
 		if !s.noSpace.Swap(true) {
 			s.log.Warn("spool: disk full (ENOSPC); accepted entries wait in memory to be written", "error", err)
 		}
-		wait = maxMaintainEvery
-	} else {
-		// A directory made read-only (refused.go), or an I/O error:
-		// appends see the spool as full while the backoff lasts.
+		return ch
+	}
+	// A directory made read-only (refused.go), or an I/O error: appends
+	// see the spool as full while the backoff lasts.
+	s.wmu.Lock()
+	s.refusedLocked(err)
+	s.wmu.Unlock()
+	return nil
+}
+
+// waitToRetry waits, after noteWriteFailure, until it is worth trying
+// again: room may have been made (ch, ENOSPC), the backoff passed
+// (anything else), or Close came.
+func (s *Spool) waitToRetry(err error, ch <-chan struct{}) {
+	wait := maxMaintainEvery
+	if !isNoSpace(err) {
 		s.wmu.Lock()
-		s.refusedLocked(err)
 		wait = max(time.Until(s.refUntil), time.Millisecond)
 		s.wmu.Unlock()
 	}
