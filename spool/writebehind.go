@@ -216,18 +216,23 @@ func (s *Spool) writeAll(b []byte, first ID) {
 		n, next, err := s.writeStagedLocked(b, first, own)
 		s.fmu.Unlock()
 		b, first = b[n:], next
+		// A recovery is recorded before anyone is woken: a Sync woken by
+		// the frames written must not find the writer still failing.
+		recovered := err == nil && s.wfailing.Load()
+		if recovered {
+			s.wfailing.Store(false)
+			s.wmu.Lock()
+			s.writesWorkLocked()
+			s.wmu.Unlock()
+		}
 		if n > 0 {
 			s.dataEv.broadcast()
 			s.writtenEv.broadcast()
 		}
+		if recovered {
+			s.spaceEv.broadcast() // appenders that met a stuck stage (stageStuckLocked)
+		}
 		if err == nil {
-			if s.wfailing.Load() {
-				s.wfailing.Store(false)
-				s.wmu.Lock()
-				s.writesWorkLocked()
-				s.wmu.Unlock()
-				s.spaceEv.broadcast() // appenders that met a stuck stage (stageStuckLocked)
-			}
 			continue
 		}
 		lose := s.failure() != nil || s.closedFlag.Load()
