@@ -56,8 +56,12 @@
 // until its context is done: sources pause), drop_newest (Append returns an
 // error wrapping ErrFull; counted) or drop_oldest (the oldest segment is
 // deleted with its unacknowledged entries; counted; not while the directory
-// refuses writes, as that would free nothing). Space comes back a
-// segment at a time, so max_bytes must be at least two segments; acknowledged
+// refuses writes, as that would free nothing). With the write-behind, entries
+// staged count against max_bytes too: drop_oldest waits for the writer to
+// write them rather than refuse the newest entry, and while the writer
+// retries a failed write with a full stage, new entries meet when_full
+// (drop_newest refuses them at once; drop_oldest drops one segment per
+// attempt of the writer). Space comes back a segment at a time, so max_bytes must be at least two segments; acknowledged
 // entries in the active segment are freed by closing it early. Open lowers
 // max_entry_bytes to what fits under max_bytes (max_bytes less 88 bytes), so
 // that an accepted entry always finds room once everything is acknowledged.

@@ -42,6 +42,9 @@ type Settings struct {
 	// syncWrites makes Append write its frame itself with every sync
 	// policy, as it does for sync: always (tests of that path).
 	syncWrites bool
+	// beforeTake, when set, is called by the writer before it takes the
+	// stage, with no lock held: tests hold the writer there.
+	beforeTake func()
 }
 
 // Stats are the spool's gauges and counters. Counters count from Open.
@@ -94,10 +97,12 @@ type Spool struct {
 	stageFirst   ID     // ID of stage's first frame
 	stageEv      event  // the writer took the stage (appenders waiting for room in it)
 	writtenEv    event  // the writer published frames or failed (Sync waits on it)
+	failedEv     event  // a write of the writer failed (appenders waiting for the stage)
 	kickWrite    chan struct{}
 	wIdle        atomic.Bool   // the writer sleeps with nothing staged: the next Append wakes it
 	flushWaiters atomic.Int32  // callers waiting for staged entries to be written: no linger
 	wfailing     atomic.Bool   // the writer's last attempt failed; it retries
+	beforeTake   func()        // Settings.beforeTake
 	lostFrom     atomic.Uint64 // the lowest ID lost unwritten (loseStaged); Durable stays below it
 
 	// File state, guarded by fmu: the active segment and what goes into
@@ -235,16 +240,17 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 		return nil, fmt.Errorf("spool: invalid config: %w", err)
 	}
 	s := &Spool{
-		cfg:       cfg,
-		log:       set.Logger,
-		fs:        set.fs,
-		dir:       cfg.Dir,
-		maxEntry:  int64(cfg.MaxEntryBytes),
-		closing:   make(chan struct{}),
-		kickSync:  make(chan struct{}, 1),
-		kickMaint: make(chan struct{}, 1),
-		kickWrite: make(chan struct{}, 1),
-		wb:        cfg.Sync != SyncAlways && !set.syncWrites,
+		cfg:        cfg,
+		log:        set.Logger,
+		fs:         set.fs,
+		dir:        cfg.Dir,
+		maxEntry:   int64(cfg.MaxEntryBytes),
+		closing:    make(chan struct{}),
+		kickSync:   make(chan struct{}, 1),
+		kickMaint:  make(chan struct{}, 1),
+		kickWrite:  make(chan struct{}, 1),
+		wb:         cfg.Sync != SyncAlways && !set.syncWrites,
+		beforeTake: set.beforeTake,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

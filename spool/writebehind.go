@@ -72,14 +72,17 @@ func (s *Spool) stageLocked(head, body []byte) ID {
 }
 
 // waitStageLocked waits, with wmu released, until the writer takes the
-// stage, ctx is done or the spool closes. wmu is held.
+// stage or fails a write (the caller then meets when_full: see
+// stageStuckLocked), ctx is done or the spool closes. wmu is held.
 func (s *Spool) waitStageLocked(ctx context.Context) error {
 	ch := s.stageEv.wait()
+	fch := s.failedEv.wait()
 	s.kick(s.kickWrite)
 	s.wmu.Unlock()
 	var err error
 	select {
 	case <-ch:
+	case <-fch:
 	case <-s.closing:
 	case <-ctx.Done():
 		err = fmt.Errorf("spool: waiting for the writer: %w", context.Cause(ctx))
@@ -148,6 +151,9 @@ func (s *Spool) runWriter() {
 			}
 			linger.Stop()
 		}
+		if s.beforeTake != nil {
+			s.beforeTake()
+		}
 		var first ID
 		s.wmu.Lock()
 		own, s.stage = s.stage, spare[:0]
@@ -210,47 +216,102 @@ func (s *Spool) writeAll(b []byte, first ID) {
 		n, next, err := s.writeStagedLocked(b, first, own)
 		s.fmu.Unlock()
 		b, first = b[n:], next
+		// A recovery is recorded before anyone is woken: a Sync woken by
+		// the frames written must not find the writer still failing.
+		recovered := err == nil && s.wfailing.Load()
+		if recovered {
+			s.wfailing.Store(false)
+			s.wmu.Lock()
+			s.writesWorkLocked()
+			s.wmu.Unlock()
+		}
 		if n > 0 {
 			s.dataEv.broadcast()
 			s.writtenEv.broadcast()
 		}
+		if recovered {
+			s.spaceEv.broadcast() // appenders that met a stuck stage (stageStuckLocked)
+		}
 		if err == nil {
-			if s.wfailing.Load() {
-				s.wfailing.Store(false)
-				s.wmu.Lock()
-				s.writesWorkLocked()
-				s.wmu.Unlock()
-			}
 			continue
 		}
-		closing := s.closedFlag.Load()
+		lose := s.failure() != nil || s.closedFlag.Load()
 		s.wfailing.Store(true)
+		var retry <-chan struct{}
+		if !lose {
+			// Recorded before anyone is woken: an appender woken by the
+			// failure must find the spool full (noSpace, refErr).
+			retry = s.noteWriteFailure(err)
+		}
 		s.writtenEv.broadcast()
-		if s.failure() != nil || closing {
+		s.failedEv.broadcast()
+		if lose {
 			s.loseStaged(s.withRestOfStage(b), first, err)
 			return
 		}
-		s.waitToRetry(err)
+		s.waitToRetry(err, retry)
 	}
 }
 
-// waitToRetry records a failed write and waits until it is worth trying
-// again: room may have been made (ENOSPC), the backoff passed (anything
-// else), or Close came.
-func (s *Spool) waitToRetry(err error) {
-	var ch <-chan struct{}
-	var wait time.Duration
+// waitWriterLocked waits, with wmu released, until the writer publishes
+// frames or fails a write, ctx is done or the spool closes; not at all if
+// cond no longer holds once the wait has begun (the writer is not under
+// wmu: it may have done so between the caller's look and the wait). wmu is
+// held.
+func (s *Spool) waitWriterLocked(ctx context.Context, cond func() bool) error {
+	ch := s.writtenEv.wait()
+	if !cond() {
+		return nil // look again
+	}
+	s.flushWaiters.Add(1)
+	defer s.flushWaiters.Add(-1)
+	s.kick(s.kickWrite)
+	s.wmu.Unlock()
+	var err error
+	select {
+	case <-ch:
+	case <-s.closing:
+	case <-ctx.Done():
+		err = fmt.Errorf("spool: waiting for the writer: %w", context.Cause(ctx))
+	}
+	s.wmu.Lock()
+	return err
+}
+
+// writerRefusedLocked reports whether the writer retries a write that
+// failed with anything but ENOSPC (refErr stays set until a write
+// succeeds). wmu is held.
+func (s *Spool) writerRefusedLocked() bool {
+	return s.wb && s.wfailing.Load() && s.refErr != nil
+}
+
+// noteWriteFailure records a failed write: the spool is full for new
+// entries until a deletion or a free-space check (ENOSPC, for which it
+// returns the channel a deletion closes) or the backoff has passed
+// (anything else).
+func (s *Spool) noteWriteFailure(err error) <-chan struct{} {
 	if isNoSpace(err) {
-		ch = s.spaceEv.wait()
+		ch := s.spaceEv.wait()
 		if !s.noSpace.Swap(true) {
 			s.log.Warn("spool: disk full (ENOSPC); accepted entries wait in memory to be written", "error", err)
 		}
-		wait = maxMaintainEvery
-	} else {
-		// A directory made read-only (refused.go), or an I/O error:
-		// appends see the spool as full while the backoff lasts.
+		return ch
+	}
+	// A directory made read-only (refused.go), or an I/O error: appends
+	// see the spool as full while the backoff lasts.
+	s.wmu.Lock()
+	s.refusedLocked(err)
+	s.wmu.Unlock()
+	return nil
+}
+
+// waitToRetry waits, after noteWriteFailure, until it is worth trying
+// again: room may have been made (ch, ENOSPC), the backoff passed
+// (anything else), or Close came.
+func (s *Spool) waitToRetry(err error, ch <-chan struct{}) {
+	wait := maxMaintainEvery
+	if !isNoSpace(err) {
 		s.wmu.Lock()
-		s.refusedLocked(err)
 		wait = max(time.Until(s.refUntil), time.Millisecond)
 		s.wmu.Unlock()
 	}

@@ -129,7 +129,7 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 // above the free-disk floor. The seal a segment gets when it is closed is
 // counted in advance.
 func (s *Spool) roomLocked(need int64) bool {
-	if s.noSpace.Load() || s.refusingLocked() {
+	if s.noSpace.Load() || s.refusingLocked() || s.stageStuckLocked(need) {
 		return false
 	}
 	need += sealFrameSize
@@ -137,6 +137,16 @@ func (s *Spool) roomLocked(need int64) bool {
 		return false
 	}
 	return s.minFree == 0 || s.free.Load()-need >= s.minFree
+}
+
+// stageStuckLocked reports whether the entry would wait for the writer to
+// take a full stage while the writer retries a failed write: it takes the
+// stage only once a write succeeds, so the entry meets when_full rather
+// than waiting (drop_newest never holds an appender; block waits for room
+// and is woken when the writer succeeds again). A free-space check lifts
+// the ENOSPC stop while the writer may still be failing. wmu is held.
+func (s *Spool) stageStuckLocked(need int64) bool {
+	return s.wb && s.wfailing.Load() && len(s.stage) > 0 && len(s.stage)+int(need) > stageMax
 }
 
 // whenFullLocked applies when_full. It returns nil when the caller should
@@ -175,13 +185,32 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	reason := s.fullReasonLocked(need)
 	switch s.cfg.WhenFull {
 	case WhenFullDropOldest:
+		// The stage waits for a writer that failed with ENOSPC, and the
+		// stop is lifted (a drop, a free-space check): its next attempt
+		// tells whether the room made is enough. Dropping again before it
+		// would drop one segment after another, for nothing.
+		stuck := func() bool {
+			return s.stageStuckLocked(need) && !s.noSpace.Load() && !s.writerRefusedLocked()
+		}
+		if stuck() {
+			return s.waitWriterLocked(ctx, stuck)
+		}
 		// A directory that refuses writes refuses deletions too: dropping
-		// would lose entries and free nothing.
-		if !s.refusingLocked() && s.dropOldestLocked(reason) {
+		// would lose entries and free nothing. Nor while the writer
+		// retries an I/O error: that frees nothing either (ENOSPC, which
+		// a deletion cures, is noSpace).
+		if !s.refusingLocked() && !s.writerRefusedLocked() && s.dropOldestLocked(reason) {
 			return nil
 		}
 		if err := s.failure(); err != nil { // the roll before the drop saw it
 			return err
+		}
+		// The room is held by entries still staged, which cannot be
+		// dropped until they are written: wait for the writer rather than
+		// refuse the newest entry.
+		behind := func() bool { return s.wb && !s.wfailing.Load() && s.staged.Load() > 0 }
+		if behind() {
+			return s.waitWriterLocked(ctx, behind)
 		}
 	case WhenFullBlock:
 		return s.waitRoomLocked(ctx, need, reason)
@@ -226,8 +255,10 @@ func (s *Spool) fullReasonLocked(need int64) string {
 		return fmt.Sprintf("the directory refuses writes (%v)", s.refErr)
 	case s.noSpace.Load():
 		return "no space left on device"
-	case s.st.bytes.Load()+need+sealFrameSize > int64(s.cfg.MaxBytes):
+	case s.st.bytes.Load()+s.staged.Load()+need+sealFrameSize > int64(s.cfg.MaxBytes):
 		return fmt.Sprintf("max_bytes (%s) reached", s.cfg.MaxBytes)
+	case s.stageStuckLocked(need):
+		return "accepted entries wait in memory: the writer retries a failed write"
 	default:
 		return fmt.Sprintf("free disk below min_free_bytes (%s)", units.ByteSize(s.minFree))
 	}
@@ -410,6 +441,12 @@ func (s *Spool) publishLocked(g *segment, last ID, n int64, size int64, counted 
 // restarts, so a failed create leaves it in place (active stays nil and the
 // next write tries again).
 func (s *Spool) rollLocked() error {
+	if g := s.active; g != nil && !s.broken && g.last < g.hdr.first && g.hdr.first == s.wnext {
+		// Empty and starting where the next frame goes: a new segment
+		// would have the same name. A caller that decided to roll before
+		// it took fmu (dropOldestLocked) finds the writer rolled already.
+		return nil
+	}
 	if s.active != nil {
 		if err := s.sealActiveLocked(); err != nil {
 			return err
