@@ -244,3 +244,45 @@ func TestStatus_StuckAgentIsNamedStuckNotAbsent(t *testing.T) {
 	require.NotContains(t, errOut, "is the agent running?")
 	require.Less(t, time.Since(start), 30*time.Second)
 }
+
+// stuckListener accepts connections and never answers them, as a stopped
+// (SIGSTOP) or stuck agent's admin endpoint does.
+func stuckListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // held open, never answered
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// agent reload against an agent that does not answer ends after --timeout
+// (it waited a fixed 5 minutes) and says the agent is stuck.
+func TestReload_StuckAgentEndsAfterTimeoutAndIsNamedStuck(t *testing.T) {
+	addr := stuckListener(t)
+	start := time.Now()
+	_, errOut, code := runBin(t, "reload", "--admin", addr, "--timeout", "1s")
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "/reload did not answer within 1s (--timeout)")
+	require.Contains(t, errOut, "stuck")
+	require.NotContains(t, errOut, "is the agent running?")
+	require.Less(t, time.Since(start), 30*time.Second)
+
+	_, errOut, code = runBin(t, "reload", "--admin", addr, "--timeout", "-1s")
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "--timeout must not be negative")
+}

@@ -34,7 +34,8 @@ Usage:
   agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
   agent top                     the same, refreshed live (q or Ctrl-C to quit)
   agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
-  agent reload [-c FILE]        make the running agent re-read its config (as SIGHUP; exit 1 if refused)
+  agent reload [-c FILE]        make the running agent re-read its config (as SIGHUP; exit 1 if refused
+                                or if it does not answer within --timeout, default shutdown_timeout + 30s)
   agent version                 print the version and the compiled-in source and output types
 `
 

@@ -76,6 +76,17 @@ func (f *statusFlags) adminURL() (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
+// shutdownTimeout is the config file's shutdown_timeout (its default when
+// the file is absent or not YAML: the agent, not the caller, reports it).
+func (f *statusFlags) shutdownTimeout() time.Duration {
+	s, _ := agent.ReadAdminSettings(f.cfgPath)
+	return s.ShutdownTimeout
+}
+
+// reloadMargin is what agent reload waits beyond shutdown_timeout (the
+// flows a reload changes stop first) for the new flows to start.
+const reloadMargin = 30 * time.Second
+
 // statusTimeout bounds agent status's and agent top's request: /status
 // answers from memory at once unless the agent is stuck.
 const statusTimeout = 5 * time.Second
@@ -314,10 +325,15 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var sf statusFlags
 	sf.register(fs)
+	timeout := fs.Duration("timeout", 0, "how long to wait for the agent's answer (default: the config's shutdown_timeout + "+reloadMargin.String()+")")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
+		return exitUsage
+	}
+	if *timeout < 0 {
+		fmt.Fprintln(stderr, "agent reload: --timeout must not be negative")
 		return exitUsage
 	}
 	base, err := sf.adminURL()
@@ -325,8 +341,14 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent reload:", err)
 		return exitUsage
 	}
-	// Flows that change stop as at shutdown first: up to shutdown_timeout.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	wait, why := *timeout, "--timeout"
+	if wait == 0 {
+		// Flows that change stop as at shutdown first: up to
+		// shutdown_timeout, then the new ones start.
+		shutdown := sf.shutdownTimeout()
+		wait, why = shutdown+reloadMargin, fmt.Sprintf("shutdown_timeout %s + %s", shutdown, reloadMargin)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/reload", nil)
 	if err != nil {
@@ -334,12 +356,21 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+	}
+	var body []byte
+	if err == nil {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	}
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			fmt.Fprintf(stderr, "agent reload: %s/reload did not answer within %s (%s): the agent (or whatever listens there) is stuck, stopped (SIGSTOP, a debugger) or starved; it may still reload when it resumes (see agent status)\n", base, wait, why)
+			return exitFailed
+		}
 		fmt.Fprintln(stderr, "agent reload: is the agent running?", err)
 		return exitFailed
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(stderr, "agent reload: refused, the running configuration stays:\n%s", body)
 		return exitFailed
