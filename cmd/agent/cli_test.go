@@ -3,16 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent"
 )
 
 func runBin(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -285,4 +290,47 @@ func TestReload_StuckAgentEndsAfterTimeoutAndIsNamedStuck(t *testing.T) {
 	_, errOut, code = runBin(t, "reload", "--admin", addr, "--timeout", "-1s")
 	require.Equal(t, 2, code, errOut)
 	require.Contains(t, errOut, "--timeout must not be negative")
+}
+
+// agent top with no agent to ask gives agent status's message and exits 1
+// (it retried forever, even where q cannot be typed).
+func TestTop_NoAgentFailsAsStatusDoes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nobody listens there now
+	_, statusErr, code := runBin(t, "status", "--admin", addr)
+	require.Equal(t, 1, code, statusErr)
+	out, errOut, code := runBin(t, "top", "--admin", addr)
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, strings.Replace(statusErr, "agent status:", "agent top:", 1), errOut)
+	require.Empty(t, out)
+}
+
+// agent top writing to a pipe prints plain snapshots, without the
+// terminal's clear-screen codes: one by default, -n N for N.
+func TestTop_NotATerminalPrintsPlainSnapshots(t *testing.T) {
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		asked.Add(1)
+		_ = json.NewEncoder(w).Encode(agent.Status{Version: "9.9.9", State: "running", Uptime: "1m0s", Ready: true})
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	out, errOut, code := runBin(t, "top", "--admin", addr)
+	require.Equal(t, 0, code, errOut)
+	require.NotContains(t, out, "\033")
+	require.Equal(t, 1, strings.Count(out, "agent 9.9.9, running for 1m0s, ready"), out)
+	require.Equal(t, int32(1), asked.Load())
+
+	out, errOut, code = runBin(t, "top", "--admin", addr, "-n", "2")
+	require.Equal(t, 0, code, errOut)
+	require.NotContains(t, out, "\033")
+	require.Equal(t, 2, strings.Count(out, "agent 9.9.9, running for 1m0s, ready"), out)
+	require.Equal(t, int32(3), asked.Load())
 }

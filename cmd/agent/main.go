@@ -32,7 +32,7 @@ Usage:
   agent dead-letter replay [-c FILE]  send the dead-lettered records again (once the cause is fixed)
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
   agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
-  agent top                     the same, refreshed live (q or Ctrl-C to quit)
+  agent top [-n N]              the same, refreshed live (q or Ctrl-C to quit; plain snapshots when not a terminal)
   agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
   agent reload [-c FILE]        make the running agent re-read its config (as SIGHUP; exit 1 if refused
                                 or if it does not answer within --timeout, default shutdown_timeout + 30s)

@@ -262,10 +262,15 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var sf statusFlags
 	sf.register(fs)
+	n := fs.Int("n", 0, "print this many snapshots, then exit (default: until q or Ctrl-C on a terminal; 1 when stdout is not a terminal)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
+		return exitUsage
+	}
+	if *n < 0 {
+		fmt.Fprintln(stderr, "agent top: -n must not be negative")
 		return exitUsage
 	}
 	base, err := sf.adminURL()
@@ -273,10 +278,18 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent top:", err)
 		return exitUsage
 	}
+	// On a terminal the screen is redrawn; elsewhere (a pipe, a file, a
+	// log) each snapshot is printed plainly, after its time, without the
+	// escape codes, and one is the default: nobody is there to quit.
+	screen := isTerminal(stdout)
+	iterations := *n
+	if iterations == 0 && !screen {
+		iterations = 1
+	}
 	ctx, stop := watchSignals(signalOptions{stderr: stderr})
 	defer stop()
 	quit := make(chan struct{})
-	if f, ok := stdin.(*os.File); ok {
+	if f, ok := stdin.(*os.File); ok && screen {
 		if restore, err := cbreak(f); err == nil {
 			defer restore()
 		}
@@ -296,14 +309,37 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	t := time.NewTicker(topEvery)
 	defer t.Stop()
-	for {
+	answered := false
+	for i := 1; ; i++ {
 		st, _, err := fetchStatus(ctx, base)
-		fmt.Fprint(stdout, "\033[H\033[2J") // home, clear
-		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(stdout, "agent top: %v (retrying; q to quit)\n", err)
-		} else if err == nil {
+		switch {
+		case errors.Is(err, context.Canceled):
+			return exitOK
+		case err != nil && (!answered || !screen):
+			// No agent to watch (or, in plain output, no longer one): the
+			// message agent status gives, not a screen retrying forever.
+			fmt.Fprintln(stderr, "agent top:", err)
+			return exitFailed
+		case err != nil:
+			// The agent answered before: it may be restarting. The
+			// person watching sees it and quits when they want.
+			fmt.Fprint(stdout, "\033[H\033[2J") // home, clear
+			fmt.Fprintf(stdout, "agent top: %v (retrying; q or Ctrl-C to quit)\n", err)
+		case screen:
+			answered = true
+			fmt.Fprint(stdout, "\033[H\033[2J") // home, clear
 			printStatus(stdout, st, time.Now())
 			fmt.Fprintf(stdout, "\n%s  (q or Ctrl-C to quit)\n", time.Now().Format(time.TimeOnly))
+		default:
+			answered = true
+			if i > 1 {
+				fmt.Fprintln(stdout)
+			}
+			fmt.Fprintln(stdout, time.Now().Format(time.RFC3339))
+			printStatus(stdout, st, time.Now())
+		}
+		if iterations > 0 && i >= iterations {
+			return exitOK
 		}
 		select {
 		case <-ctx.Done():
