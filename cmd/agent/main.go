@@ -78,6 +78,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "kpl":
 		return runKPL(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
+		fs := flag.NewFlagSet("agent version", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitUsage
+		}
+		if extraArgs(fs, stderr, "agent version takes none") {
+			return exitUsage
+		}
 		printVersion(stdout)
 		return exitOK
 	case "help", "-h", "--help":
