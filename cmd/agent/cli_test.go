@@ -334,3 +334,26 @@ func TestTop_NotATerminalPrintsPlainSnapshots(t *testing.T) {
 	require.Equal(t, 2, strings.Count(out, "agent 9.9.9, running for 1m0s, ready"), out)
 	require.Equal(t, int32(3), asked.Load())
 }
+
+// agent status -c FILE after a bad edit of FILE says the admin address
+// cannot be read from it and how to reach the running agent anyway; the
+// suggested --admin does.
+func TestStatus_UnparsableConfigSuggestsAdmin(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("admin:\n  listen: 127.0.0.1:1\n bad: [\n"), 0o600))
+	for _, cmd := range []string{"status", "top", "reload"} {
+		_, errOut, code := runBin(t, cmd, "-c", p)
+		require.Equal(t, 2, code, errOut)
+		require.Contains(t, errOut, "agent "+cmd+": config: "+p+": yaml: ")
+		require.Contains(t, errOut, "the admin address cannot be read from "+p)
+		require.Contains(t, errOut, "--admin HOST:PORT")
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(agent.Status{Version: "9.9.9", State: "running", Uptime: "1m0s", Ready: true})
+	}))
+	defer srv.Close()
+	out, errOut, code := runBin(t, "status", "-c", p, "--admin", strings.TrimPrefix(srv.URL, "http://"))
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "agent 9.9.9, running")
+}

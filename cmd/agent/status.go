@@ -58,7 +58,10 @@ func (f *statusFlags) adminURL() (string, error) {
 			// agent's business (its environment, its files, its reload).
 			listen, err := agent.AdminListen(f.cfgPath)
 			if err != nil {
-				return "", err
+				// A bad edit: the running agent keeps the configuration
+				// it loaded, and is still to be seen. Guessing the
+				// default address could show another agent, or none.
+				return "", fmt.Errorf("%w\nthe admin address cannot be read from %s; the running agent keeps the configuration it loaded: ask it with --admin HOST:PORT (its admin.listen; %s unless the file set another)", err, f.cfgPath, agent.DefaultAdminListen)
 			}
 			addr = listen
 		}
