@@ -357,3 +357,20 @@ func TestStatus_UnparsableConfigSuggestsAdmin(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "agent 9.9.9, running")
 }
+
+// agent tail --spool-max-bytes smaller than the spool's default
+// max_entry_bytes (16MiB) lowers its own defaults to fit: no warning about
+// a setting the user did not make, and every line delivered.
+func TestTailOnce_SmallSpoolCapDoesNotWarnAboutTailsOwnMaxEntryBytes(t *testing.T) {
+	want, err := os.ReadFile("../../testdata/sample.log")
+	require.NoError(t, err)
+	for _, max := range []string{"1MiB", "200KiB"} {
+		t.Run(max, func(t *testing.T) {
+			out, errOut, code := runBin(t, "tail", "--once", "--spool-max-bytes", max, "../../testdata/sample.log")
+			require.Equal(t, 0, code, errOut)
+			require.NotContains(t, errOut, "max_entry_bytes")
+			require.NotContains(t, errOut, "WARN")
+			require.Equal(t, string(want), out)
+		})
+	}
+}
