@@ -374,3 +374,23 @@ func TestTailOnce_SmallSpoolCapDoesNotWarnAboutTailsOwnMaxEntryBytes(t *testing.
 		})
 	}
 }
+
+// agent reload waits by default the config's shutdown_timeout (the flows a
+// reload changes stop first) plus a margin; 90s plus the margin when the
+// file cannot be read.
+func TestReload_DefaultTimeoutFollowsShutdownTimeout(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("shutdown_timeout: 1m\n"), 0o600))
+	d, why := (&statusFlags{cfgPath: p}).reloadTimeout()
+	require.Equal(t, 90*time.Second, d)
+	require.Equal(t, "shutdown_timeout 1m0s + 30s", why)
+
+	require.NoError(t, os.WriteFile(p, []byte("state_dir: /tmp/x\n"), 0o600))
+	d, _ = (&statusFlags{cfgPath: p}).reloadTimeout()
+	require.Equal(t, 40*time.Second, d, "the default shutdown_timeout, 10s")
+
+	d, why = (&statusFlags{cfgPath: filepath.Join(dir, "missing.yaml")}).reloadTimeout()
+	require.Equal(t, 2*time.Minute, d)
+	require.Contains(t, why, "shutdown_timeout unknown")
+}

@@ -79,16 +79,29 @@ func (f *statusFlags) adminURL() (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
-// shutdownTimeout is the config file's shutdown_timeout (its default when
-// the file is absent or not YAML: the agent, not the caller, reports it).
-func (f *statusFlags) shutdownTimeout() time.Duration {
-	s, _ := agent.ReadAdminSettings(f.cfgPath)
-	return s.ShutdownTimeout
+// reloadTimeout is how long agent reload waits for the agent's answer by
+// default, and why: the config file's shutdown_timeout (the flows a reload
+// changes stop first) plus reloadMargin for the new ones to start. When
+// the file cannot be read (--admin without it, or not YAML: the agent,
+// not the caller, reports that) shutdown_timeout is unknown, and
+// reloadUnknownTimeout is waited.
+func (f *statusFlags) reloadTimeout() (time.Duration, string) {
+	s, err := agent.ReadAdminSettings(f.cfgPath)
+	if err != nil {
+		return reloadUnknownTimeout, fmt.Sprintf("shutdown_timeout unknown: %s cannot be read", f.cfgPath)
+	}
+	return s.ShutdownTimeout + reloadMargin, fmt.Sprintf("shutdown_timeout %s + %s", s.ShutdownTimeout, reloadMargin)
 }
 
-// reloadMargin is what agent reload waits beyond shutdown_timeout (the
-// flows a reload changes stop first) for the new flows to start.
-const reloadMargin = 30 * time.Second
+const (
+	// reloadMargin is what agent reload waits beyond shutdown_timeout
+	// for the new flows to start.
+	reloadMargin = 30 * time.Second
+	// reloadUnknownTimeout is what it waits when shutdown_timeout is
+	// unknown: systemd's default stop timeout (90 s, which
+	// shutdown_timeout should stay under) plus the margin.
+	reloadUnknownTimeout = 90*time.Second + reloadMargin
+)
 
 // statusTimeout bounds agent status's and agent top's request: /status
 // answers from memory at once unless the agent is stuck.
@@ -292,7 +305,7 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := watchSignals(signalOptions{stderr: stderr})
 	defer stop()
 	quit := make(chan struct{})
-	if f, ok := stdin.(*os.File); ok && screen {
+	if f, ok := stdin.(*os.File); ok {
 		if restore, err := cbreak(f); err == nil {
 			defer restore()
 		}
@@ -364,7 +377,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var sf statusFlags
 	sf.register(fs)
-	timeout := fs.Duration("timeout", 0, "how long to wait for the agent's answer (default: the config's shutdown_timeout + "+reloadMargin.String()+")")
+	timeout := fs.Duration("timeout", 0, "how long to wait for the agent's answer (default: the config's shutdown_timeout + "+reloadMargin.String()+"; "+reloadUnknownTimeout.String()+" when the file cannot be read)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -382,10 +395,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	}
 	wait, why := *timeout, "--timeout"
 	if wait == 0 {
-		// Flows that change stop as at shutdown first: up to
-		// shutdown_timeout, then the new ones start.
-		shutdown := sf.shutdownTimeout()
-		wait, why = shutdown+reloadMargin, fmt.Sprintf("shutdown_timeout %s + %s", shutdown, reloadMargin)
+		wait, why = sf.reloadTimeout()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
