@@ -302,9 +302,25 @@ func LoadConfig(path string, comps Components) (Config, error) {
 // ${VAR} without a value here is read as empty; only a file that is not
 // YAML is an error.
 func AdminListen(path string) (string, error) {
+	s, err := ReadAdminSettings(path)
+	return s.Listen, err
+}
+
+// AdminSettings are what the commands that ask a running agent read from
+// its config file: where it listens, and how long it may take to stop the
+// flows a reload changes.
+type AdminSettings struct {
+	Listen          string        // admin.listen, DefaultAdminListen when unset
+	ShutdownTimeout time.Duration // shutdown_timeout, its default when unset or not a duration
+}
+
+// ReadAdminSettings reads only admin.listen and shutdown_timeout from a
+// config file, as AdminListen says.
+func ReadAdminSettings(path string) (AdminSettings, error) {
+	s := AdminSettings{Listen: DefaultAdminListen, ShutdownTimeout: DefaultConfig().ShutdownTimeout}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("config: %w", err)
+		return s, fmt.Errorf("config: %w", err)
 	}
 	data, _ = expandEnv(data, func(name string) (string, bool) {
 		if v, ok := os.LookupEnv(name); ok {
@@ -316,14 +332,18 @@ func AdminListen(path string) (string, error) {
 		Admin struct {
 			Listen *string `yaml:"listen"`
 		} `yaml:"admin"`
+		ShutdownTimeout any `yaml:"shutdown_timeout"` // any: its mistakes are the agent's to report
 	}
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return "", fmt.Errorf("config: %s: %w", path, err)
+		return s, fmt.Errorf("config: %s: %w", path, err)
 	}
-	if doc.Admin.Listen == nil {
-		return DefaultAdminListen, nil
+	if doc.Admin.Listen != nil {
+		s.Listen = *doc.Admin.Listen
 	}
-	return *doc.Admin.Listen, nil
+	if d, err := time.ParseDuration(fmt.Sprint(doc.ShutdownTimeout)); err == nil && d >= 0 {
+		s.ShutdownTimeout = d
+	}
+	return s, nil
 }
 
 // ParseConfig is LoadConfig on bytes, without I/O: name is used in error

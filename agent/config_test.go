@@ -137,3 +137,23 @@ func TestConfig_RelativePathsAreRelativeToTheFile(t *testing.T) {
 	require.Equal(t, filepath.Join(dir, "state"), cfg.StateDir)
 	require.Equal(t, filepath.Join(dir, "state", "spool"), cfg.Spool.Dir)
 }
+
+func TestReadAdminSettings_ShutdownTimeoutAndDefaults(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, yaml string
+		want       AdminSettings
+	}{
+		{"set", "admin: {listen: 127.0.0.1:7}\nshutdown_timeout: 2m\n", AdminSettings{Listen: "127.0.0.1:7", ShutdownTimeout: 2 * time.Minute}},
+		{"unset", "state_dir: /tmp/x\n", AdminSettings{Listen: DefaultAdminListen, ShutdownTimeout: DefaultConfig().ShutdownTimeout}},
+		{"not a duration", "shutdown_timeout: {a: 1}\n", AdminSettings{Listen: DefaultAdminListen, ShutdownTimeout: DefaultConfig().ShutdownTimeout}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name+".yaml")
+			require.NoError(t, os.WriteFile(p, []byte(tc.yaml), 0o600))
+			got, err := ReadAdminSettings(p)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}

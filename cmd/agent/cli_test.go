@@ -3,16 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/agent"
 )
 
 func runBin(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -243,4 +248,149 @@ func TestStatus_StuckAgentIsNamedStuckNotAbsent(t *testing.T) {
 	require.Contains(t, errOut, "stuck")
 	require.NotContains(t, errOut, "is the agent running?")
 	require.Less(t, time.Since(start), 30*time.Second)
+}
+
+// stuckListener accepts connections and never answers them, as a stopped
+// (SIGSTOP) or stuck agent's admin endpoint does.
+func stuckListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // held open, never answered
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// agent reload against an agent that does not answer ends after --timeout
+// (it waited a fixed 5 minutes) and says the agent is stuck.
+func TestReload_StuckAgentEndsAfterTimeoutAndIsNamedStuck(t *testing.T) {
+	addr := stuckListener(t)
+	start := time.Now()
+	_, errOut, code := runBin(t, "reload", "--admin", addr, "--timeout", "1s")
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "/reload did not answer within 1s (--timeout)")
+	require.Contains(t, errOut, "stuck")
+	require.NotContains(t, errOut, "is the agent running?")
+	require.Less(t, time.Since(start), 30*time.Second)
+
+	_, errOut, code = runBin(t, "reload", "--admin", addr, "--timeout", "-1s")
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "--timeout must not be negative")
+}
+
+// agent top with no agent to ask gives agent status's message and exits 1
+// (it retried forever, even where q cannot be typed).
+func TestTop_NoAgentFailsAsStatusDoes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nobody listens there now
+	_, statusErr, code := runBin(t, "status", "--admin", addr)
+	require.Equal(t, 1, code, statusErr)
+	out, errOut, code := runBin(t, "top", "--admin", addr)
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, strings.Replace(statusErr, "agent status:", "agent top:", 1), errOut)
+	require.Empty(t, out)
+}
+
+// agent top writing to a pipe prints plain snapshots, without the
+// terminal's clear-screen codes: one by default, -n N for N.
+func TestTop_NotATerminalPrintsPlainSnapshots(t *testing.T) {
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		asked.Add(1)
+		_ = json.NewEncoder(w).Encode(agent.Status{Version: "9.9.9", State: "running", Uptime: "1m0s", Ready: true})
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	out, errOut, code := runBin(t, "top", "--admin", addr)
+	require.Equal(t, 0, code, errOut)
+	require.NotContains(t, out, "\033")
+	require.Equal(t, 1, strings.Count(out, "agent 9.9.9, running for 1m0s, ready"), out)
+	require.Equal(t, int32(1), asked.Load())
+
+	out, errOut, code = runBin(t, "top", "--admin", addr, "-n", "2")
+	require.Equal(t, 0, code, errOut)
+	require.NotContains(t, out, "\033")
+	require.Equal(t, 2, strings.Count(out, "agent 9.9.9, running for 1m0s, ready"), out)
+	require.Equal(t, int32(3), asked.Load())
+}
+
+// agent status -c FILE after a bad edit of FILE says the admin address
+// cannot be read from it and how to reach the running agent anyway; the
+// suggested --admin does.
+func TestStatus_UnparsableConfigSuggestsAdmin(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("admin:\n  listen: 127.0.0.1:1\n bad: [\n"), 0o600))
+	for _, cmd := range []string{"status", "top", "reload"} {
+		_, errOut, code := runBin(t, cmd, "-c", p)
+		require.Equal(t, 2, code, errOut)
+		require.Contains(t, errOut, "agent "+cmd+": config: "+p+": yaml: ")
+		require.Contains(t, errOut, "the admin address cannot be read from "+p)
+		require.Contains(t, errOut, "--admin HOST:PORT")
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(agent.Status{Version: "9.9.9", State: "running", Uptime: "1m0s", Ready: true})
+	}))
+	defer srv.Close()
+	out, errOut, code := runBin(t, "status", "-c", p, "--admin", strings.TrimPrefix(srv.URL, "http://"))
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "agent 9.9.9, running")
+}
+
+// agent tail --spool-max-bytes smaller than the spool's default
+// max_entry_bytes (16MiB) lowers its own defaults to fit: no warning about
+// a setting the user did not make, and every line delivered.
+func TestTailOnce_SmallSpoolCapDoesNotWarnAboutTailsOwnMaxEntryBytes(t *testing.T) {
+	want, err := os.ReadFile("../../testdata/sample.log")
+	require.NoError(t, err)
+	for _, max := range []string{"1MiB", "200KiB"} {
+		t.Run(max, func(t *testing.T) {
+			out, errOut, code := runBin(t, "tail", "--once", "--spool-max-bytes", max, "../../testdata/sample.log")
+			require.Equal(t, 0, code, errOut)
+			require.NotContains(t, errOut, "max_entry_bytes")
+			require.NotContains(t, errOut, "WARN")
+			require.Equal(t, string(want), out)
+		})
+	}
+}
+
+// agent reload waits by default the config's shutdown_timeout (the flows a
+// reload changes stop first) plus a margin; 90s plus the margin when the
+// file cannot be read.
+func TestReload_DefaultTimeoutFollowsShutdownTimeout(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("shutdown_timeout: 1m\n"), 0o600))
+	d, why := (&statusFlags{cfgPath: p}).reloadTimeout()
+	require.Equal(t, 90*time.Second, d)
+	require.Equal(t, "shutdown_timeout 1m0s + 30s", why)
+
+	require.NoError(t, os.WriteFile(p, []byte("state_dir: /tmp/x\n"), 0o600))
+	d, _ = (&statusFlags{cfgPath: p}).reloadTimeout()
+	require.Equal(t, 40*time.Second, d, "the default shutdown_timeout, 10s")
+
+	d, why = (&statusFlags{cfgPath: filepath.Join(dir, "missing.yaml")}).reloadTimeout()
+	require.Equal(t, 2*time.Minute, d)
+	require.Contains(t, why, "shutdown_timeout unknown")
 }

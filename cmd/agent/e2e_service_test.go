@@ -377,8 +377,9 @@ flows:
 	require.LessOrEqual(t, float64(len(got)), 1+rate*(time.Since(started).Seconds()+1), "tap sampled faster than asked (%d lines in %s)", len(got), elapsed)
 	p.waitFor(t, time.Minute, func() bool { return s.distinct() == next }, "not every line arrived")
 
-	// agent top redraws the status until q.
-	top := exec.Command(agentBin, "top", "--admin", admin)
+	// agent top prints the status until q: on a pipe, plain snapshots
+	// without the terminal's clear-screen codes.
+	top := exec.Command(agentBin, "top", "--admin", admin, "-n", "1000")
 	keys, err := top.StdinPipe()
 	require.NoError(t, err)
 	var screen syncWriter
@@ -388,8 +389,11 @@ flows:
 	p.waitFor(t, time.Minute, func() bool {
 		screen.mu.Lock()
 		defer screen.mu.Unlock()
-		return strings.Count(screen.w.String(), "\033[H\033[2J") >= 2 && strings.Contains(screen.w.String(), "OUTPUT")
-	}, "agent top did not redraw")
+		return strings.Count(screen.w.String(), "OUTPUT") >= 2
+	}, "agent top did not print the status twice")
+	screen.mu.Lock()
+	require.NotContains(t, screen.w.String(), "\033", "escape codes on a pipe")
+	screen.mu.Unlock()
 	_, err = keys.Write([]byte("q"))
 	require.NoError(t, err)
 	topDone := make(chan error, 1)

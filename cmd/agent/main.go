@@ -32,9 +32,10 @@ Usage:
   agent dead-letter replay [-c FILE]  send the dead-lettered records again (once the cause is fixed)
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
   agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
-  agent top                     the same, refreshed live (q or Ctrl-C to quit)
+  agent top [-n N]              the same, refreshed live (q or Ctrl-C to quit; plain snapshots when not a terminal)
   agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
-  agent reload [-c FILE]        make the running agent re-read its config (as SIGHUP; exit 1 if refused)
+  agent reload [-c FILE]        make the running agent re-read its config (as SIGHUP; exit 1 if refused
+                                or if it does not answer within --timeout, default shutdown_timeout + 30s)
   agent version                 print the version and the compiled-in source and output types
 `
 
@@ -77,6 +78,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "kpl":
 		return runKPL(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
+		fs := flag.NewFlagSet("agent version", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitUsage
+		}
+		if extraArgs(fs, stderr, "agent version takes none") {
+			return exitUsage
+		}
 		printVersion(stdout)
 		return exitOK
 	case "help", "-h", "--help":

@@ -58,7 +58,10 @@ func (f *statusFlags) adminURL() (string, error) {
 			// agent's business (its environment, its files, its reload).
 			listen, err := agent.AdminListen(f.cfgPath)
 			if err != nil {
-				return "", err
+				// A bad edit: the running agent keeps the configuration
+				// it loaded, and is still to be seen. Guessing the
+				// default address could show another agent, or none.
+				return "", fmt.Errorf("%w\nthe admin address cannot be read from %s; the running agent keeps the configuration it loaded: ask it with --admin HOST:PORT (its admin.listen; %s unless the file set another)", err, f.cfgPath, agent.DefaultAdminListen)
 			}
 			addr = listen
 		}
@@ -75,6 +78,30 @@ func (f *statusFlags) adminURL() (string, error) {
 	}
 	return "http://" + net.JoinHostPort(host, port), nil
 }
+
+// reloadTimeout is how long agent reload waits for the agent's answer by
+// default, and why: the config file's shutdown_timeout (the flows a reload
+// changes stop first) plus reloadMargin for the new ones to start. When
+// the file cannot be read (--admin without it, or not YAML: the agent,
+// not the caller, reports that) shutdown_timeout is unknown, and
+// reloadUnknownTimeout is waited.
+func (f *statusFlags) reloadTimeout() (time.Duration, string) {
+	s, err := agent.ReadAdminSettings(f.cfgPath)
+	if err != nil {
+		return reloadUnknownTimeout, fmt.Sprintf("shutdown_timeout unknown: %s cannot be read", f.cfgPath)
+	}
+	return s.ShutdownTimeout + reloadMargin, fmt.Sprintf("shutdown_timeout %s + %s", s.ShutdownTimeout, reloadMargin)
+}
+
+const (
+	// reloadMargin is what agent reload waits beyond shutdown_timeout
+	// for the new flows to start.
+	reloadMargin = 30 * time.Second
+	// reloadUnknownTimeout is what it waits when shutdown_timeout is
+	// unknown: systemd's default stop timeout (90 s, which
+	// shutdown_timeout should stay under) plus the margin.
+	reloadUnknownTimeout = 90*time.Second + reloadMargin
+)
 
 // statusTimeout bounds agent status's and agent top's request: /status
 // answers from memory at once unless the agent is stuck.
@@ -251,16 +278,29 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var sf statusFlags
 	sf.register(fs)
+	n := fs.Int("n", 0, "print this many snapshots, then exit (default: until q or Ctrl-C on a terminal; 1 when stdout is not a terminal)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
 		return exitUsage
 	}
+	if *n < 0 {
+		fmt.Fprintln(stderr, "agent top: -n must not be negative")
+		return exitUsage
+	}
 	base, err := sf.adminURL()
 	if err != nil {
 		fmt.Fprintln(stderr, "agent top:", err)
 		return exitUsage
+	}
+	// On a terminal the screen is redrawn; elsewhere (a pipe, a file, a
+	// log) each snapshot is printed plainly, after its time, without the
+	// escape codes, and one is the default: nobody is there to quit.
+	screen := isTerminal(stdout)
+	iterations := *n
+	if iterations == 0 && !screen {
+		iterations = 1
 	}
 	ctx, stop := watchSignals(signalOptions{stderr: stderr})
 	defer stop()
@@ -285,14 +325,37 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	t := time.NewTicker(topEvery)
 	defer t.Stop()
-	for {
+	answered := false
+	for i := 1; ; i++ {
 		st, _, err := fetchStatus(ctx, base)
-		fmt.Fprint(stdout, "\033[H\033[2J") // home, clear
-		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintf(stdout, "agent top: %v (retrying; q to quit)\n", err)
-		} else if err == nil {
+		switch {
+		case errors.Is(err, context.Canceled):
+			return exitOK
+		case err != nil && (!answered || !screen):
+			// No agent to watch (or, in plain output, no longer one): the
+			// message agent status gives, not a screen retrying forever.
+			fmt.Fprintln(stderr, "agent top:", err)
+			return exitFailed
+		case err != nil:
+			// The agent answered before: it may be restarting. The
+			// person watching sees it and quits when they want.
+			fmt.Fprint(stdout, "\033[H\033[2J") // home, clear
+			fmt.Fprintf(stdout, "agent top: %v (retrying; q or Ctrl-C to quit)\n", err)
+		case screen:
+			answered = true
+			fmt.Fprint(stdout, "\033[H\033[2J") // home, clear
 			printStatus(stdout, st, time.Now())
 			fmt.Fprintf(stdout, "\n%s  (q or Ctrl-C to quit)\n", time.Now().Format(time.TimeOnly))
+		default:
+			answered = true
+			if i > 1 {
+				fmt.Fprintln(stdout)
+			}
+			fmt.Fprintln(stdout, time.Now().Format(time.RFC3339))
+			printStatus(stdout, st, time.Now())
+		}
+		if iterations > 0 && i >= iterations {
+			return exitOK
 		}
 		select {
 		case <-ctx.Done():
@@ -314,10 +377,15 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var sf statusFlags
 	sf.register(fs)
+	timeout := fs.Duration("timeout", 0, "how long to wait for the agent's answer (default: the config's shutdown_timeout + "+reloadMargin.String()+"; "+reloadUnknownTimeout.String()+" when the file cannot be read)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
+		return exitUsage
+	}
+	if *timeout < 0 {
+		fmt.Fprintln(stderr, "agent reload: --timeout must not be negative")
 		return exitUsage
 	}
 	base, err := sf.adminURL()
@@ -325,8 +393,11 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent reload:", err)
 		return exitUsage
 	}
-	// Flows that change stop as at shutdown first: up to shutdown_timeout.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	wait, why := *timeout, "--timeout"
+	if wait == 0 {
+		wait, why = sf.reloadTimeout()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/reload", nil)
 	if err != nil {
@@ -334,12 +405,21 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		defer resp.Body.Close()
+	}
+	var body []byte
+	if err == nil {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	}
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			fmt.Fprintf(stderr, "agent reload: %s/reload did not answer within %s (%s): the agent (or whatever listens there) is stuck, stopped (SIGSTOP, a debugger) or starved; it may still reload when it resumes (see agent status)\n", base, wait, why)
+			return exitFailed
+		}
 		fmt.Fprintln(stderr, "agent reload: is the agent running?", err)
 		return exitFailed
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(stderr, "agent reload: refused, the running configuration stays:\n%s", body)
 		return exitFailed

@@ -575,6 +575,13 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 			// segment_bytes); below 128KiB validation says what is needed.
 			cfg.Spool.SegmentBytes = max(v/4, 64<<10)
 		}
+		if fit := v - spoolEntryMargin; fit < cfg.Spool.MaxEntryBytes && fit >= 64<<10 {
+			// A small cap takes smaller entries too (tail has no flag
+			// for max_entry_bytes): the default (16MiB) does not fit,
+			// and the spool would warn about a setting the user never
+			// made. The records are bounded to fit below.
+			cfg.Spool.MaxEntryBytes = fit
+		}
 	}
 	if o.reset {
 		if err := os.Remove(filepath.Join(cfg.StateDir, "checkpoints.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -596,6 +603,13 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		if fit := units.ByteSize(rl.MaxRecordBytes()) - 4<<10; fit < file.DefaultMaxRecordBytes {
 			maxRecord = fit
 		}
+	}
+	if fit := cfg.Spool.MaxEntryBytes - 4<<10; o.maxRecord == "" && fit < file.DefaultMaxRecordBytes && (maxRecord == 0 || fit < maxRecord) {
+		// A spool entry smaller than the sources' default record (a
+		// small --spool-max-bytes) lowers it likewise, with the same 4 KiB
+		// for the key and framing. An explicit --max-record-bytes that
+		// does not fit is validation's to report.
+		maxRecord = fit
 	}
 
 	var names []string
@@ -698,6 +712,11 @@ func defaultTailStateDir(include []string, to string) (string, error) {
 	h := sha256.Sum256([]byte(strings.Join(sorted, "\x00") + "\x00" + to))
 	return filepath.Join(base, "agent", "tail", hex.EncodeToString(h[:6])), nil
 }
+
+// spoolEntryMargin is what tail leaves under --spool-max-bytes for the
+// spool's own framing around its largest entry (a segment header, the
+// entry's frame header and a seal frame: under 100 bytes).
+const spoolEntryMargin = 4 << 10
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

@@ -18,6 +18,7 @@ import (
 	"github.com/kplagent/agent/agent/source/stdin"
 
 	"github.com/kplagent/agent/agent"
+	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/internal/units"
 )
 
@@ -99,6 +100,14 @@ func TestTailConfig_SmallSpoolCapTakesSmallerSegments(t *testing.T) {
 			}
 			require.NoError(t, cfg.Validate())
 			require.Equal(t, tc.segment, cfg.Spool.SegmentBytes)
+			// The entries fit under the cap (the spool would warn), and
+			// the records with their 4KiB of headroom fit the entries.
+			cap, err := units.ParseByteSize(tc.max)
+			require.NoError(t, err)
+			require.LessOrEqual(t, cfg.Spool.MaxEntryBytes, cap-100)
+			require.Greater(t, cfg.Spool.MaxEntryBytes, min(cap/2, 16<<20-1), "not lowered more than needed")
+			largest, _ := cfg.Sources[0].Config.(source.RecordSizer).LargestRecord()
+			require.LessOrEqual(t, largest+4<<10, int64(cfg.Spool.MaxEntryBytes))
 		})
 	}
 }
