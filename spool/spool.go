@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,9 @@ type Settings struct {
 	// beforeTake, when set, is called by the writer before it takes the
 	// stage, with no lock held: tests hold the writer there.
 	beforeTake func()
+	// idleRelease: tests shorten how long an idle writer keeps its
+	// buffers; 0 is stageIdleRelease.
+	idleRelease time.Duration
 }
 
 // Stats are the spool's gauges and counters. Counters count from Open.
@@ -99,6 +103,7 @@ type Spool struct {
 	writtenEv    event  // the writer published frames or failed (Sync waits on it)
 	failedEv     event  // a write of the writer failed (appenders waiting for the stage)
 	kickWrite    chan struct{}
+	idleRelease  time.Duration // see stageIdleRelease
 	wIdle        atomic.Bool   // the writer sleeps with nothing staged: the next Append wakes it
 	flushWaiters atomic.Int32  // callers waiting for staged entries to be written: no linger
 	wfailing     atomic.Bool   // the writer's last attempt failed; it retries
@@ -240,17 +245,18 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 		return nil, fmt.Errorf("spool: invalid config: %w", err)
 	}
 	s := &Spool{
-		cfg:        cfg,
-		log:        set.Logger,
-		fs:         set.fs,
-		dir:        cfg.Dir,
-		maxEntry:   int64(cfg.MaxEntryBytes),
-		closing:    make(chan struct{}),
-		kickSync:   make(chan struct{}, 1),
-		kickMaint:  make(chan struct{}, 1),
-		kickWrite:  make(chan struct{}, 1),
-		wb:         cfg.Sync != SyncAlways && !set.syncWrites,
-		beforeTake: set.beforeTake,
+		cfg:         cfg,
+		log:         set.Logger,
+		fs:          set.fs,
+		dir:         cfg.Dir,
+		maxEntry:    int64(cfg.MaxEntryBytes),
+		closing:     make(chan struct{}),
+		kickSync:    make(chan struct{}, 1),
+		kickMaint:   make(chan struct{}, 1),
+		kickWrite:   make(chan struct{}, 1),
+		wb:          cfg.Sync != SyncAlways && !set.syncWrites,
+		idleRelease: cmp.Or(set.idleRelease, stageIdleRelease),
+		beforeTake:  set.beforeTake,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -52,9 +52,6 @@ func (s *Spool) stageLocked(head, body []byte) ID {
 	s.nextID++
 	if len(s.stage) == 0 {
 		s.stageFirst = id
-		if cap(s.stage) == 0 {
-			s.stage = make([]byte, 0, stageMax)
-		}
 	}
 	need := int64(frameHeaderSize + len(head) + len(body))
 	var hdr [frameHeaderSize]byte
@@ -102,6 +99,10 @@ func (s *Spool) waitStageLocked(ctx context.Context) error {
 const (
 	stageKick   = 256 << 10
 	stageLinger = time.Millisecond
+	// stageIdleRelease is how long a writer with nothing to do keeps its
+	// buffers (up to 3 × stageMax; they grow with the rate, from the size
+	// of one entry). A flow that went quiet gives them back.
+	stageIdleRelease = 5 * time.Second
 )
 
 // kickWriter wakes the writer when it sleeps with nothing staged, or when
@@ -123,6 +124,8 @@ func (s *Spool) runWriter() {
 	var own, spare []byte
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
 	for {
 		s.wmu.Lock()
 		closed := s.closed
@@ -135,10 +138,21 @@ func (s *Spool) runWriter() {
 			if closed {
 				return
 			}
+			idle.Reset(s.idleRelease)
 			select {
 			case <-s.kickWrite:
 			case <-s.closing:
+			case <-idle.C:
+				// A flow that went quiet gives its buffers back; they
+				// grow again with the next burst.
+				spare = nil
+				s.releaseIdleBuffers()
+				select {
+				case <-s.kickWrite:
+				case <-s.closing:
+				}
 			}
+			idle.Stop()
 			s.wIdle.Store(false)
 			continue
 		}
@@ -176,6 +190,19 @@ func (s *Spool) runWriter() {
 			spare = nil
 		}
 	}
+}
+
+// releaseIdleBuffers drops the buffers of a writer that has been idle for
+// stageIdleRelease: the stage, if still empty, and the recent run.
+func (s *Spool) releaseIdleBuffers() {
+	s.wmu.Lock()
+	if len(s.stage) == 0 {
+		s.stage = nil
+	}
+	s.wmu.Unlock()
+	s.recentMu.Lock()
+	s.recent = recentRun{}
+	s.recentMu.Unlock()
 }
 
 // recentRun is a run of frames as written to segment g at offset off:

@@ -273,3 +273,31 @@ func TestWriteBehind_ReaderBehindTheWriterReadsFromMemory(t *testing.T) {
 	_, _, all := readAll(t, cfg) // and the file holds the same, none acknowledged
 	require.Equal(t, append([]ID{ents[0].ID}, ids...), all)
 }
+
+// The writer's buffers grow with the rate, from the size of an entry, and a
+// writer idle for stageIdleRelease gives them back.
+func TestWriteBehind_BuffersFollowTheRateAndGoWhenIdle(t *testing.T) {
+	cfg := testConfig(t)
+	s := openWB(t, cfg, Settings{idleRelease: 50 * time.Millisecond})
+	_, err := s.Append(t.Context(), payload(0, 100))
+	require.NoError(t, err)
+	s.wmu.Lock()
+	c := cap(s.stage)
+	s.wmu.Unlock()
+	require.Less(t, c, 64<<10, "one small entry took a large stage")
+	require.NoError(t, s.flushStage())
+	waitFor(t, "the idle writer gives its buffers back", func() bool {
+		s.recentMu.RLock()
+		defer s.recentMu.RUnlock()
+		return s.recent.buf == nil
+	})
+	s.wmu.Lock()
+	require.Nil(t, s.stage)
+	s.wmu.Unlock()
+	// And it writes again.
+	id, err := s.Append(t.Context(), payload(1, 100))
+	require.NoError(t, err)
+	require.NoError(t, s.flushStage())
+	got, _ := drain(t, s)
+	require.Equal(t, []ID{id - 1, id}, got)
+}
