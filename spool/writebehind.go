@@ -58,6 +58,12 @@ func (s *Spool) stageLocked(head, body []byte) ID {
 	binary.LittleEndian.PutUint32(hdr[4:8], uint32(len(head)+len(body)))
 	binary.LittleEndian.PutUint64(hdr[8:16], uint64(id))
 	n := len(s.stage)
+	if want := n + int(need); cap(s.stage) < want {
+		// Grown by doubling from 64 KiB, but never past stageMax (or
+		// the one entry): append's own growth would overshoot it.
+		c := min(max(2*cap(s.stage), 64<<10, want), max(stageMax, want))
+		s.stage = append(make([]byte, 0, c), s.stage...)
+	}
 	s.stage = append(append(append(s.stage, hdr[:]...), head...), body...)
 	s.kickWriterLocked(n)
 	s.staged.Add(need)
