@@ -38,6 +38,9 @@ type signalOptions struct {
 	// reload, when set, is called at SIGHUP (agent run reloads its
 	// configuration); without it SIGHUP is logged and ignored.
 	reload func()
+	// unlogged: no logger was given (agent top, agent tap): the forced
+	// exit is told on stderr in plain text.
+	unlogged bool
 }
 
 // watchSignals returns a context cancelled by the first SIGINT or SIGTERM:
@@ -90,6 +93,7 @@ func (o *signalOptions) defaults() {
 	}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
+		o.unlogged = true
 	}
 }
 
@@ -188,7 +192,11 @@ func (h *signalHandler) handle(s os.Signal, now time.Time) {
 	case now.Sub(h.first) < signalCoalesce:
 		h.log.Debug("signal ignored: the same stop request delivered again", "signal", s.String(), "after", now.Sub(h.first))
 	default:
-		h.log.Warn("second signal, exiting now", "signal", s.String())
+		if h.unlogged {
+			fmt.Fprintln(h.stderr, "agent: second signal, exiting now")
+		} else {
+			h.log.Warn("second signal, exiting now", "signal", s.String())
+		}
 		if h.beforeExit != nil {
 			h.beforeExit()
 		}

@@ -156,3 +156,16 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Commands without a log (agent top, agent tap) still say why they exit.
+func TestSignals_SecondSignalWithoutLoggerToldOnStderr(t *testing.T) {
+	var stderr bytes.Buffer
+	var exits []int
+	h := signalHandler{signalOptions: signalOptions{stderr: &stderr, exit: func(c int) { exits = append(exits, c) }}, cancel: func() {}}
+	h.defaults()
+	now := time.Unix(1000, 0)
+	h.handle(syscall.SIGINT, now)
+	h.handle(syscall.SIGINT, now.Add(signalCoalesce))
+	require.Equal(t, []int{exitFailed}, exits)
+	require.Equal(t, "agent: second signal, exiting now\n", stderr.String())
+}
