@@ -100,7 +100,7 @@ func TestRun_SIGTERMWhileStartingIsACleanStop(t *testing.T) {
 	dir := t.TempDir()
 	s := newSink(t)
 	cfg := signalTestConfig(t, dir, s.URL(), 10, `admin: {listen: "off"}`)
-	for i := range 5 {
+	for i := range 3 {
 		cmd := exec.Command(agentBin, "run", "-c", cfg)
 		cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
 		pipe, err := cmd.StderrPipe()
