@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/kplagent/agent/agent"
+	"github.com/kplagent/agent/internal/earlysignal"
 )
 
 // Stamped by the Makefile (-X main.version=… -X main.commit=… -X main.date=…).
@@ -47,6 +48,13 @@ const (
 )
 
 func main() {
+	if ch := earlysignal.Caught(); ch != nil {
+		// First: a signal that came while the program started or comes
+		// while the configuration is read stops the agent as one that comes
+		// later does, not kill it. The logger serves a forced exit before
+		// the configuration is known.
+		earlySignals = catchSignalsOn(ch, signalOptions{log: newLogger(os.Stderr, "info", "auto"), stderr: os.Stderr})
+	}
 	stop := startProfile()
 	code := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()

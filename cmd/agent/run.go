@@ -55,7 +55,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	loopDone := make(chan struct{}) // closed once no reload will be taken
 	endLoop := sync.OnceFunc(func() { reloads.refuseQueued(); close(loopDone) })
 	requestReload := reloads.request
-	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr, reload: func() { requestReload() }})
+	ctx, stop := earlySignals.watch(signalOptions{log: log, stderr: stderr, reload: func() { requestReload() }})
 	defer stop()
 	var adm *agent.Admin
 	if l := cfg.Admin.Listen; l != "" && l != "off" {

@@ -238,7 +238,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if isTerminal(stderr) {
 		hint = "agent tail: stopping after delivering what was read (a second Ctrl-C exits at once)"
 	}
-	sigCtx, stopSignals := watchSignals(signalOptions{log: log, stderr: stderr, hint: hint, beforeExit: cleanup})
+	sigCtx, stopSignals := earlySignals.watch(signalOptions{log: log, stderr: stderr, hint: hint, beforeExit: cleanup})
 	defer stopSignals()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
