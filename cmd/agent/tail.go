@@ -114,7 +114,7 @@ Flags:
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:7219)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (logs go to stderr)")
 	fs.BoolVar(&o.reset, "reset", false, "forget saved file positions (the spool's undelivered records are still delivered)")
-	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random, deterministic (a hash of the record), hostname, field:NAME, regex:RE (its first group) or fixed:VALUE")
+	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random, deterministic (a hash of the record), hostname, field:NAME, regex:RE (its first group) or fixed:VALUE; for destinations that send the key: kinesis, kafka, http with raw, raw-packed or kafka-rest formats")
 	fs.StringVar(&o.encoding, "encoding", "", "how records are written: json (one object per record; the default for http) or text (the lines as they are; the default for stdout and file://)")
 	fs.StringVar(&o.envelope, "envelope", "", "fields to add to each record, comma-separated: timestamp, host, file, offset, source (rename with =NAME: host=hostname); makes records JSON objects")
 	fs.BoolVar(&o.singleLine, "single-line", false, "collapse multi-line records into one line (single_line)")
@@ -126,7 +126,7 @@ Flags:
 	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 3 for kafka://; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
-	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
+	fs.StringVar(&o.multiline, "multiline-start", "", "files: regular expression matching the first line of a multi-line record")
 	fs.StringVar(&o.format, "format", "", "records received on sockets: lines (default), json (checked) or syslog (RFC 5424/3164 parsed into JSON)")
 	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), raw-packed (many, length-prefixed), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
@@ -190,6 +190,10 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	in, err := classifyInputs(paths)
 	if err != nil {
+		fmt.Fprintln(stderr, "agent tail:", err)
+		return exitUsage
+	}
+	if err := checkInputFlags(in, o.set); err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
@@ -416,6 +420,41 @@ func classifyInputs(paths []string) (tailInputs, error) {
 		in.files = append(in.files, abs)
 	}
 	return in, nil
+}
+
+// fileFlagNames are the tail flags only the file source takes: where the
+// reading of a file without a checkpoint starts, multi-line records, and
+// its saved positions. Standard input, named pipes and sockets have none
+// of these.
+var fileFlagNames = []string{"from-beginning", "from-end", "multiline-start", "reset"}
+
+// checkInputFlags refuses the file flags given on the command line (set)
+// when no input is a file: silently ignored, they would surprise
+// (--from-end with a socket, --multiline-start with standard input).
+func checkInputFlags(in tailInputs, set map[string]bool) error {
+	if len(in.files) > 0 {
+		return nil
+	}
+	var kinds []string
+	if in.stdin {
+		kinds = append(kinds, "standard input")
+	}
+	if len(in.fifos) > 0 {
+		kinds = append(kinds, "named pipes")
+	}
+	if len(in.sockets) > 0 {
+		kinds = append(kinds, "sockets")
+	}
+	var errs []string
+	for _, name := range fileFlagNames {
+		if set[name] {
+			errs = append(errs, fmt.Sprintf("--%s applies to files; the inputs here are %s", name, strings.Join(kinds, " and ")))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "; "))
 }
 
 // sourceSchemes are the URL schemes `agent tail` takes as inputs.
