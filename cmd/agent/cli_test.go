@@ -234,6 +234,40 @@ func TestTail_FileFlagWithoutFileInputIsAUsageError(t *testing.T) {
 	require.Equal(t, 5, strings.Count(out, "\n"), out)
 }
 
+// An explicit --spool-bypass is refused where every aggregate goes through
+// the spool anyway: inputs that cannot be read again, and the ordered sends
+// of stdout, file:// and --concurrency 1.
+func TestTail_SpoolBypassWhereEverythingIsSpooledIsAUsageError(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 3, 40)
+	sink := "blackhole:"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{log, "-", "--to", sink, "--spool-bypass"}, "--spool-bypass applies when every input is a file (with standard input, named pipes or sockets among them every aggregate goes through the spool)"},
+		{[]string{"tcp://127.0.0.1:0", "--to", sink, "--spool-bypass=true"}, "--spool-bypass applies when every input is a file (with standard input, named pipes or sockets among them every aggregate goes through the spool)"},
+		{[]string{log, "--spool-bypass"}, "--spool-bypass does not apply to a stdout destination (its records go through the spool, in order)"},
+		{[]string{log, "--to", "file://" + filepath.Join(dir, "out"), "--spool-bypass"}, "--spool-bypass does not apply to a file destination (its records go through the spool, in order)"},
+		{[]string{log, "--to", sink, "--concurrency", "1", "--spool-bypass"}, "--spool-bypass does not apply with --concurrency 1 (its records go through the spool, in order)"},
+	} {
+		_, errOut, code := runBin(t, append([]string{"tail", "--once", "--state-dir", filepath.Join(dir, "state")}, tc.args...)...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, errOut)
+		require.Equal(t, "agent tail: "+tc.want+"\n", errOut, "%v", tc.args)
+	}
+	// Files to another destination take it; --spool-bypass=false is what
+	// happens anyway with the others, and passes.
+	for _, args := range [][]string{
+		{log, "--to", sink, "--spool-bypass"},
+		{log, "-", "--to", sink, "--spool-bypass=false"},
+		{log, "--spool-bypass=false"},
+	} {
+		_, errOut, code := runBin(t, append([]string{"tail", "--once", "--state-dir", filepath.Join(dir, "state2")}, args...)...)
+		require.Equal(t, 0, code, "%v: %s", args, errOut)
+	}
+}
+
 func TestTailOnce_PermanentRejectionExits1AndDeadLetters(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")

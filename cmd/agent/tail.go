@@ -184,12 +184,17 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	// The destination first: a usage error there (a bad URL, a flag the
 	// destination does not take) is told before the inputs are looked at.
-	if _, err := destination(o); err != nil {
+	out, err := destination(o)
+	if err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
 	in, err := classifyInputs(paths)
 	if err != nil {
+		fmt.Fprintln(stderr, "agent tail:", err)
+		return exitUsage
+	}
+	if err := checkSpoolBypassFlag(in, out.Type, o); err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
@@ -455,6 +460,26 @@ func checkInputFlags(in tailInputs, set map[string]bool) error {
 		return nil
 	}
 	return errors.New(strings.Join(errs, "; "))
+}
+
+// checkSpoolBypassFlag refuses an explicit --spool-bypass (true) where
+// aggregates always go through the spool: a flow with an input that cannot
+// be read again (standard input, a named pipe, a socket: only files can),
+// and the ordered sends of stdout, file:// and --concurrency 1 (see
+// tailConfig). --spool-bypass=false asks for what happens there anyway.
+func checkSpoolBypassFlag(in tailInputs, outType string, o *tailOptions) error {
+	if !o.set["spool-bypass"] || !o.spoolBypass {
+		return nil
+	}
+	switch {
+	case in.hasStreams() || len(in.sockets) > 0:
+		return errors.New("--spool-bypass applies when every input is a file (with standard input, named pipes or sockets among them every aggregate goes through the spool)")
+	case outType == "stdout" || outType == "file":
+		return fmt.Errorf("--spool-bypass does not apply to a %s destination (its records go through the spool, in order)", outType)
+	case o.concurrency == 1:
+		return errors.New("--spool-bypass does not apply with --concurrency 1 (its records go through the spool, in order)")
+	}
+	return nil
 }
 
 // sourceSchemes are the URL schemes `agent tail` takes as inputs.
