@@ -206,6 +206,8 @@ func TestTail_FileFlagWithoutFileInputIsAUsageError(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "in.fifo")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 5, 40)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -215,6 +217,7 @@ func TestTail_FileFlagWithoutFileInputIsAUsageError(t *testing.T) {
 		{[]string{"tcp://127.0.0.1:0", "--from-end"}, "--from-end applies to files; the inputs here are sockets"},
 		{[]string{"udp://127.0.0.1:0", "unix://" + filepath.Join(dir, "s.sock"), "--multiline-start", "^\\S"}, "--multiline-start applies to files; the inputs here are sockets"},
 		{[]string{fifo, "--reset"}, "--reset applies to files; the inputs here are named pipes"},
+		{[]string{"--once", log, "--reset"}, "--reset does not apply to a stdout destination without --state-dir (each run starts afresh, with no saved positions)"},
 		{[]string{"-", "tcp://127.0.0.1:0", "--from-end", "--multiline-start", "^a"},
 			"--from-end applies to files; the inputs here are standard input and sockets; --multiline-start applies to files; the inputs here are standard input and sockets"},
 	} {
@@ -224,8 +227,6 @@ func TestTail_FileFlagWithoutFileInputIsAUsageError(t *testing.T) {
 	}
 	// With a file among the inputs they apply (to it): the run reads the
 	// file from its end (nothing) and the empty standard input, and ends.
-	log := filepath.Join(dir, "app.log")
-	writeLog(t, log, 0, 5, 40)
 	out, errOut, code := runBin(t, "tail", "--once", log, "-", "--from-end", "--multiline-start", "^L", "--reset", "--state-dir", filepath.Join(dir, "state"), "--to", "file://"+filepath.Join(dir, "out"))
 	require.Equal(t, 0, code, errOut)
 	require.Empty(t, out)

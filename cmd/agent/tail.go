@@ -202,6 +202,10 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
+	if o.reset && o.stateDir == "" && out.Type == "stdout" {
+		fmt.Fprintln(stderr, "agent tail: --reset does not apply to a stdout destination without --state-dir (each run starts afresh, with no saved positions)")
+		return exitUsage
+	}
 	if o.format != "" && len(in.sockets) == 0 {
 		fmt.Fprintln(stderr, "agent tail: --format applies to socket inputs (unix://, unixgram://, tcp://, udp://)")
 		return exitUsage
