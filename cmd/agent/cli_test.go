@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,6 +160,113 @@ func TestTail_FlagOfAnotherDestinationTypeIsAUsageError(t *testing.T) {
 	require.Equal(t, 1, code, errOut)
 	_, errOut, code = runBin(t, "tail", "--once", "no-such.log", "--to", "kinesis://logs?region=us-east-1", "--timeout", "5s")
 	require.Equal(t, 1, code, errOut)
+}
+
+// --partition-key with a destination that does not send the key (stdout,
+// file://, blackhole:, Firehose, HTTP in ndjson or json, Kafka with
+// ?key=none) is refused, naming the flag and the destination, not computed
+// and dropped.
+func TestTail_PartitionKeyWithoutKeyedDestinationIsAUsageError(t *testing.T) {
+	noKey := "(its records carry no partition key; it applies to kinesis, kafka and http with --http-format raw, raw-packed, kafka-rest-v2 or kafka-rest-v3)"
+	for _, tc := range []struct {
+		to   string
+		args []string
+		want string
+	}{
+		{"-", nil, "--partition-key does not apply to a stdout destination " + noKey},
+		{"file:///tmp/out", nil, "--partition-key does not apply to a file destination " + noKey},
+		{"blackhole:", nil, "--partition-key does not apply to a blackhole destination " + noKey},
+		{"firehose://logs?region=us-east-1", nil, "--partition-key does not apply to a firehose destination " + noKey},
+		{"http://127.0.0.1:1/in", nil, "--partition-key does not apply to a http destination with format ndjson (its records carry no partition key)"},
+		{"http://127.0.0.1:1/in", []string{"--http-format", "json"}, "--partition-key does not apply to a http destination with format json (its records carry no partition key)"},
+		{"kafka://127.0.0.1:1/logs?key=none", nil, "--partition-key does not apply to a kafka destination with key none (its records carry no partition key)"},
+	} {
+		args := append([]string{"tail", "--once", "no-such.log", "--to", tc.to, "--partition-key", "hostname"}, tc.args...)
+		_, errOut, code := runBin(t, args...)
+		require.Equal(t, 2, code, "%v: %s", args, errOut)
+		require.Equal(t, "agent tail: "+tc.want+"\n", errOut, "%v", args)
+	}
+	// Destinations that send the key take it (the file is missing: exit 1).
+	for _, args := range [][]string{
+		{"--to", "kafka://127.0.0.1:1/logs", "--partition-key", "field:user"},
+		{"--to", "kinesis://logs?region=us-east-1", "--partition-key", "deterministic"},
+		{"--to", "http://127.0.0.1:1/in", "--http-format", "raw-packed", "--partition-key", "fixed:a"},
+		{"--to", "http://127.0.0.1:1/topics/logs", "--http-format", "kafka-rest-v2", "--partition-key", "hostname"},
+	} {
+		_, errOut, code := runBin(t, append([]string{"tail", "--once", "no-such.log"}, args...)...)
+		require.Equal(t, 1, code, "%v: %s", args, errOut)
+		require.Contains(t, errOut, "no such file", "%v", args)
+	}
+}
+
+// The file source's flags (where reading starts, multi-line records, saved
+// positions) are refused when no input is a file: standard input, named
+// pipes and sockets would ignore them.
+func TestTail_FileFlagWithoutFileInputIsAUsageError(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "in.fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 5, 40)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-", "--from-end"}, "--from-end applies to files; the inputs here are standard input"},
+		{[]string{"-", "--from-beginning"}, "--from-beginning applies to files; the inputs here are standard input"},
+		{[]string{"tcp://127.0.0.1:0", "--from-end"}, "--from-end applies to files; the inputs here are sockets"},
+		{[]string{"udp://127.0.0.1:0", "unix://" + filepath.Join(dir, "s.sock"), "--multiline-start", "^\\S"}, "--multiline-start applies to files; the inputs here are sockets"},
+		{[]string{fifo, "--reset"}, "--reset applies to files; the inputs here are named pipes"},
+		{[]string{"--once", log, "--reset"}, "--reset does not apply to a stdout destination without --state-dir (each run starts afresh, with no saved positions)"},
+		{[]string{"-", "tcp://127.0.0.1:0", "--from-end", "--multiline-start", "^a"},
+			"--from-end applies to files; the inputs here are standard input and sockets; --multiline-start applies to files; the inputs here are standard input and sockets"},
+	} {
+		_, errOut, code := runBin(t, append([]string{"tail"}, tc.args...)...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, errOut)
+		require.Equal(t, "agent tail: "+tc.want+"\n", errOut, "%v", tc.args)
+	}
+	// With a file among the inputs they apply (to it): the run reads the
+	// file from its end (nothing) and the empty standard input, and ends.
+	out, errOut, code := runBin(t, "tail", "--once", log, "-", "--from-end", "--multiline-start", "^L", "--reset", "--state-dir", filepath.Join(dir, "state"), "--to", "file://"+filepath.Join(dir, "out"))
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	out, errOut, code = runBin(t, "tail", "--once", log, "--from-beginning")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 5, strings.Count(out, "\n"), out)
+}
+
+// An explicit --spool-bypass is refused where every aggregate goes through
+// the spool anyway: inputs that cannot be read again, and the ordered sends
+// of stdout, file:// and --concurrency 1.
+func TestTail_SpoolBypassWhereEverythingIsSpooledIsAUsageError(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 3, 40)
+	sink := "blackhole:"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{log, "-", "--to", sink, "--spool-bypass"}, "--spool-bypass applies when every input is a file (with standard input, named pipes or sockets among them every aggregate goes through the spool)"},
+		{[]string{"tcp://127.0.0.1:0", "--to", sink, "--spool-bypass=true"}, "--spool-bypass applies when every input is a file (with standard input, named pipes or sockets among them every aggregate goes through the spool)"},
+		{[]string{log, "--spool-bypass"}, "--spool-bypass does not apply to a stdout destination (its records go through the spool, in order)"},
+		{[]string{log, "--to", "file://" + filepath.Join(dir, "out"), "--spool-bypass"}, "--spool-bypass does not apply to a file destination (its records go through the spool, in order)"},
+		{[]string{log, "--to", sink, "--concurrency", "1", "--spool-bypass"}, "--spool-bypass does not apply with --concurrency 1 (its records go through the spool, in order)"},
+	} {
+		_, errOut, code := runBin(t, append([]string{"tail", "--once", "--state-dir", filepath.Join(dir, "state")}, tc.args...)...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, errOut)
+		require.Equal(t, "agent tail: "+tc.want+"\n", errOut, "%v", tc.args)
+	}
+	// Files to another destination take it; --spool-bypass=false is what
+	// happens anyway with the others, and passes.
+	for _, args := range [][]string{
+		{log, "--to", sink, "--spool-bypass"},
+		{log, "-", "--to", sink, "--spool-bypass=false"},
+		{log, "--spool-bypass=false"},
+	} {
+		_, errOut, code := runBin(t, append([]string{"tail", "--once", "--state-dir", filepath.Join(dir, "state2")}, args...)...)
+		require.Equal(t, 0, code, "%v: %s", args, errOut)
+	}
 }
 
 func TestTailOnce_PermanentRejectionExits1AndDeadLetters(t *testing.T) {

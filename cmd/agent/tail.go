@@ -114,7 +114,7 @@ Flags:
 	fs.StringVar(&o.admin, "admin", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:7219)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error (logs go to stderr)")
 	fs.BoolVar(&o.reset, "reset", false, "forget saved file positions (the spool's undelivered records are still delivered)")
-	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random, deterministic (a hash of the record), hostname, field:NAME, regex:RE (its first group) or fixed:VALUE")
+	fs.StringVar(&o.partitionKey, "partition-key", agent.PartitionKeyRandom, "random, deterministic (a hash of the record), hostname, field:NAME, regex:RE (its first group) or fixed:VALUE; for destinations that send the key: kinesis, kafka, http with raw, raw-packed or kafka-rest formats")
 	fs.StringVar(&o.encoding, "encoding", "", "how records are written: json (one object per record; the default for http) or text (the lines as they are; the default for stdout and file://)")
 	fs.StringVar(&o.envelope, "envelope", "", "fields to add to each record, comma-separated: timestamp, host, file, offset, source (rename with =NAME: host=hostname); makes records JSON objects")
 	fs.BoolVar(&o.singleLine, "single-line", false, "collapse multi-line records into one line (single_line)")
@@ -126,7 +126,7 @@ Flags:
 	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 3 for kafka://; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
-	fs.StringVar(&o.multiline, "multiline-start", "", "regular expression matching the first line of a multi-line record")
+	fs.StringVar(&o.multiline, "multiline-start", "", "files: regular expression matching the first line of a multi-line record")
 	fs.StringVar(&o.format, "format", "", "records received on sockets: lines (default), json (checked) or syslog (RFC 5424/3164 parsed into JSON)")
 	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), raw-packed (many, length-prefixed), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
@@ -184,13 +184,26 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	// The destination first: a usage error there (a bad URL, a flag the
 	// destination does not take) is told before the inputs are looked at.
-	if _, err := destination(o); err != nil {
+	out, err := destination(o)
+	if err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
 	in, err := classifyInputs(paths)
 	if err != nil {
 		fmt.Fprintln(stderr, "agent tail:", err)
+		return exitUsage
+	}
+	if err := checkSpoolBypassFlag(in, out.Type, o); err != nil {
+		fmt.Fprintln(stderr, "agent tail:", err)
+		return exitUsage
+	}
+	if err := checkInputFlags(in, o.set); err != nil {
+		fmt.Fprintln(stderr, "agent tail:", err)
+		return exitUsage
+	}
+	if o.reset && o.stateDir == "" && out.Type == "stdout" {
+		fmt.Fprintln(stderr, "agent tail: --reset does not apply to a stdout destination without --state-dir (each run starts afresh, with no saved positions)")
 		return exitUsage
 	}
 	if o.format != "" && len(in.sockets) == 0 {
@@ -416,6 +429,61 @@ func classifyInputs(paths []string) (tailInputs, error) {
 		in.files = append(in.files, abs)
 	}
 	return in, nil
+}
+
+// fileFlagNames are the tail flags only the file source takes: where the
+// reading of a file without a checkpoint starts, multi-line records, and
+// its saved positions. Standard input, named pipes and sockets have none
+// of these.
+var fileFlagNames = []string{"from-beginning", "from-end", "multiline-start", "reset"}
+
+// checkInputFlags refuses the file flags given on the command line (set)
+// when no input is a file: silently ignored, they would surprise
+// (--from-end with a socket, --multiline-start with standard input).
+func checkInputFlags(in tailInputs, set map[string]bool) error {
+	if len(in.files) > 0 {
+		return nil
+	}
+	var kinds []string
+	if in.stdin {
+		kinds = append(kinds, "standard input")
+	}
+	if len(in.fifos) > 0 {
+		kinds = append(kinds, "named pipes")
+	}
+	if len(in.sockets) > 0 {
+		kinds = append(kinds, "sockets")
+	}
+	var errs []string
+	for _, name := range fileFlagNames {
+		if set[name] {
+			errs = append(errs, fmt.Sprintf("--%s applies to files; the inputs here are %s", name, strings.Join(kinds, " and ")))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "; "))
+}
+
+// checkSpoolBypassFlag refuses an explicit --spool-bypass (true) where
+// aggregates always go through the spool: a flow with an input that cannot
+// be read again (standard input, a named pipe, a socket: only files can),
+// and the ordered sends of stdout, file:// and --concurrency 1 (see
+// tailConfig). --spool-bypass=false asks for what happens there anyway.
+func checkSpoolBypassFlag(in tailInputs, outType string, o *tailOptions) error {
+	if !o.set["spool-bypass"] || !o.spoolBypass {
+		return nil
+	}
+	switch {
+	case in.hasStreams() || len(in.sockets) > 0:
+		return errors.New("--spool-bypass applies when every input is a file (with standard input, named pipes or sockets among them every aggregate goes through the spool)")
+	case outType == "stdout" || outType == "file":
+		return fmt.Errorf("--spool-bypass does not apply to a %s destination (its records go through the spool, in order)", outType)
+	case o.concurrency == 1:
+		return errors.New("--spool-bypass does not apply with --concurrency 1 (its records go through the spool, in order)")
+	}
+	return nil
 }
 
 // sourceSchemes are the URL schemes `agent tail` takes as inputs.

@@ -108,5 +108,26 @@ func destination(o *tailOptions) (agent.OutputConfig, error) {
 	if err != nil {
 		return agent.OutputConfig{}, fmt.Errorf("--to %q: %w", shown, redact.Error(err))
 	}
+	if err := checkPartitionKeyFlag(t, cfg, o.set); err != nil {
+		return agent.OutputConfig{}, err
+	}
 	return agent.OutputConfig{Type: t.Name, Config: cfg}, nil
+}
+
+// checkPartitionKeyFlag refuses --partition-key with a destination that
+// does not send the key (outputs.KeyUser): stdout, file:// and Firehose
+// records have none, nor have HTTP bodies in ndjson or json, nor Kafka
+// messages with ?key=none. The key would be computed and dropped.
+func checkPartitionKeyFlag(t outputs.Type, cfg any, set map[string]bool) error {
+	if !set["partition-key"] {
+		return nil
+	}
+	ku, ok := cfg.(outputs.KeyUser)
+	if !ok {
+		return fmt.Errorf("--partition-key does not apply to a %s destination (its records carry no partition key; it applies to kinesis, kafka and http with --http-format raw, raw-packed, kafka-rest-v2 or kafka-rest-v3)", t.Name)
+	}
+	if used, why := ku.UsesPartitionKey(); !used {
+		return fmt.Errorf("--partition-key does not apply to a %s destination with %s (its records carry no partition key)", t.Name, why)
+	}
+	return nil
 }

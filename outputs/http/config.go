@@ -284,3 +284,18 @@ func validHeaderName(s string) bool {
 	}
 	return true
 }
+
+// UsesPartitionKey: raw (the X-Partition-Key header), raw-packed (each
+// frame) and the Kafka REST formats (the record's key) send the partition
+// key; ndjson and json send the records alone (outputs.KeyUser).
+func (c *Config) UsesPartitionKey() (bool, string) {
+	switch c.Format {
+	case FormatRaw, FormatRawPacked, FormatKafkaRESTv2, FormatKafkaRESTv3:
+		return true, ""
+	}
+	f := c.Format
+	if f == "" {
+		f = FormatNDJSON
+	}
+	return false, "format " + f
+}

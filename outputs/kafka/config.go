@@ -472,3 +472,12 @@ func FromURL(u *url.URL) (Config, error) {
 	}
 	return c, nil
 }
+
+// UsesPartitionKey: the partition key is each message's key unless key is
+// none (outputs.KeyUser).
+func (c *Config) UsesPartitionKey() (bool, string) {
+	if c.Key == KeyNone {
+		return false, "key " + KeyNone
+	}
+	return true, ""
+}

@@ -306,3 +306,7 @@ func FromURL(u *url.URL) (Config, error) {
 	}
 	return c, nil
 }
+
+// UsesPartitionKey: every Kinesis record carries its partition key, which
+// picks its shard (outputs.KeyUser).
+func (c *Config) UsesPartitionKey() (bool, string) { return true, "" }
