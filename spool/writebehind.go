@@ -78,14 +78,18 @@ func (s *Spool) stageLocked(head, body []byte) ID {
 // stage or fails a write (the caller then meets when_full: see
 // stageStuckLocked), ctx is done or the spool closes. wmu is held.
 func (s *Spool) waitStageLocked(ctx context.Context) error {
-	ch := s.stageEv.wait()
-	fch := s.failedEv.wait()
+	return s.waitForWriterLocked(ctx, s.stageEv.wait(), s.failedEv.wait())
+}
+
+// waitForWriterLocked kicks the writer and waits, with wmu released, until
+// a or b (nil: none) fires, ctx is done or the spool closes. wmu is held.
+func (s *Spool) waitForWriterLocked(ctx context.Context, a, b <-chan struct{}) error {
 	s.kick(s.kickWrite)
 	s.wmu.Unlock()
 	var err error
 	select {
-	case <-ch:
-	case <-fch:
+	case <-a:
+	case <-b:
 	case <-s.closing:
 	case <-ctx.Done():
 		err = fmt.Errorf("spool: waiting for the writer: %w", context.Cause(ctx))
@@ -298,17 +302,7 @@ func (s *Spool) waitWriterLocked(ctx context.Context, cond func() bool) error {
 	}
 	s.flushWaiters.Add(1)
 	defer s.flushWaiters.Add(-1)
-	s.kick(s.kickWrite)
-	s.wmu.Unlock()
-	var err error
-	select {
-	case <-ch:
-	case <-s.closing:
-	case <-ctx.Done():
-		err = fmt.Errorf("spool: waiting for the writer: %w", context.Cause(ctx))
-	}
-	s.wmu.Lock()
-	return err
+	return s.waitForWriterLocked(ctx, ch, nil)
 }
 
 // writerRefusedLocked reports whether the writer retries a write that
