@@ -88,6 +88,7 @@ func TestRun_BadConfigExits2(t *testing.T) {
 }
 
 func TestTailOnce_StdoutPrintsEveryLineAndAgainOnRerun(t *testing.T) {
+	t.Parallel()
 	for range 2 { // stdout has no state to resume: each run prints everything
 		out, errOut, code := runBin(t, "tail", "--once", "../../testdata/sample.log")
 		require.Equal(t, 0, code, errOut)
@@ -98,6 +99,7 @@ func TestTailOnce_StdoutPrintsEveryLineAndAgainOnRerun(t *testing.T) {
 }
 
 func TestTailOnce_FileDestinationThenResumesFromCheckpoint(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	writeLog(t, log, 0, 1000, 80)
@@ -136,6 +138,7 @@ func TestTail_UnknownDestinationSchemeIsAUsageError(t *testing.T) {
 // A flag that only one kind of destination takes is refused with the others
 // (a usage error naming the flag and the destination's type), not ignored.
 func TestTail_FlagOfAnotherDestinationTypeIsAUsageError(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		to   string
 		args []string
@@ -167,6 +170,7 @@ func TestTail_FlagOfAnotherDestinationTypeIsAUsageError(t *testing.T) {
 // ?key=none) is refused, naming the flag and the destination, not computed
 // and dropped.
 func TestTail_PartitionKeyWithoutKeyedDestinationIsAUsageError(t *testing.T) {
+	t.Parallel()
 	noKey := "(its records carry no partition key; it applies to kinesis, kafka and http with --http-format raw, raw-packed, kafka-rest-v2 or kafka-rest-v3)"
 	for _, tc := range []struct {
 		to   string
@@ -203,6 +207,7 @@ func TestTail_PartitionKeyWithoutKeyedDestinationIsAUsageError(t *testing.T) {
 // positions) are refused when no input is a file: standard input, named
 // pipes and sockets would ignore them.
 func TestTail_FileFlagWithoutFileInputIsAUsageError(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "in.fifo")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
@@ -239,6 +244,7 @@ func TestTail_FileFlagWithoutFileInputIsAUsageError(t *testing.T) {
 // the spool anyway: inputs that cannot be read again, and the ordered sends
 // of stdout, file:// and --concurrency 1.
 func TestTail_SpoolBypassWhereEverythingIsSpooledIsAUsageError(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	writeLog(t, log, 0, 3, 40)
@@ -270,6 +276,7 @@ func TestTail_SpoolBypassWhereEverythingIsSpooledIsAUsageError(t *testing.T) {
 }
 
 func TestTailOnce_PermanentRejectionExits1AndDeadLetters(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	writeLog(t, log, 0, 10, 80)
@@ -290,6 +297,7 @@ func TestTailOnce_PermanentRejectionExits1AndDeadLetters(t *testing.T) {
 }
 
 func TestTailOnce_NoMatchingFileIsAnErrorAndNamed(t *testing.T) {
+	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "app.log")
 	_, errOut, code := runBin(t, "tail", "--once", missing)
 	require.Equal(t, 1, code)
@@ -306,6 +314,7 @@ func TestTailOnce_NoMatchingFileIsAnErrorAndNamed(t *testing.T) {
 // the first argument, so -c was ignored too), `agent status -c TYPO` asked
 // the default address as if no file had been named.
 func TestCLI_UnexpectedArgumentsAndMissingNamedConfigAreUsageErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte("state_dir: "+dir+"\n"), 0o600))
@@ -337,6 +346,7 @@ func TestCLI_UnexpectedArgumentsAndMissingNamedConfigAreUsageErrors(t *testing.T
 // answer (stopped with SIGSTOP, stuck) ends after its timeout and says so,
 // instead of asking "is the agent running? ... context deadline exceeded".
 func TestStatus_StuckAgentIsNamedStuckNotAbsent(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -386,6 +396,7 @@ func stuckListener(t *testing.T) string {
 // agent reload against an agent that does not answer ends after --timeout
 // (it waited a fixed 5 minutes) and says the agent is stuck.
 func TestReload_StuckAgentEndsAfterTimeoutAndIsNamedStuck(t *testing.T) {
+	t.Parallel()
 	addr := stuckListener(t)
 	start := time.Now()
 	_, errOut, code := runBin(t, "reload", "--admin", addr, "--timeout", "1s")
@@ -418,6 +429,7 @@ func TestTop_NoAgentFailsAsStatusDoes(t *testing.T) {
 // agent top writing to a pipe prints plain snapshots, without the
 // terminal's clear-screen codes: one by default, -n N for N.
 func TestTop_NotATerminalPrintsPlainSnapshots(t *testing.T) {
+	t.Parallel()
 	var asked atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/status" {
@@ -447,6 +459,7 @@ func TestTop_NotATerminalPrintsPlainSnapshots(t *testing.T) {
 // cannot be read from it and how to reach the running agent anyway; the
 // suggested --admin does.
 func TestStatus_UnparsableConfigSuggestsAdmin(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "agent.yaml")
 	require.NoError(t, os.WriteFile(p, []byte("admin:\n  listen: 127.0.0.1:1\n bad: [\n"), 0o600))
 	for _, cmd := range []string{"status", "top", "reload"} {
@@ -470,6 +483,7 @@ func TestStatus_UnparsableConfigSuggestsAdmin(t *testing.T) {
 // max_entry_bytes (16MiB) lowers its own defaults to fit: no warning about
 // a setting the user did not make, and every line delivered.
 func TestTailOnce_SmallSpoolCapDoesNotWarnAboutTailsOwnMaxEntryBytes(t *testing.T) {
+	t.Parallel()
 	want, err := os.ReadFile("../../testdata/sample.log")
 	require.NoError(t, err)
 	for _, max := range []string{"1MiB", "200KiB"} {

@@ -103,7 +103,7 @@ func TestTailOnce_Kinesis_EveryLineInItsShard(t *testing.T) {
 	t.Parallel()
 	srv := kinesalite.Start(t)
 	env := awsEnv(srv.Env()...)
-	const n = 100_000
+	const n = 30_000
 	dir := t.TempDir()
 	policies := []string{"random", "deterministic"}
 	procs := map[string]*agentProc{}
@@ -196,7 +196,7 @@ func TestTail_Kinesis_ReshardWhileShipping(t *testing.T) {
 	srv.CreateStream(t, stream, 4)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
-	const batch, batches = 10_000, 20
+	const batch, batches = 4_000, 20
 	writeLog(t, log, 0, batch, 60)
 	admin := freeAddr(t)
 	p := startAgentFullEnv(t, awsEnv(srv.Env()...), "tail", log, "--to", kinesisURL(stream, srv.Endpoint)+"&shard_map_refresh=1s",
@@ -347,6 +347,7 @@ func TestTailOnce_Firehose_EveryLineArrives(t *testing.T) {
 // positions are at the end of the files (they are at 0: the first run had
 // saved them before reading).
 func TestTailOnce_InterruptedBeforeTheShardMapCame_IsNotDone(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, `{"__type":"InternalFailure"}`, http.StatusInternalServerError)
 	}))

@@ -185,6 +185,7 @@ flows:
 // it, and across reloads that replace their senders, as its Prometheus
 // counter does (it showed one flow's sender, from its last reload).
 func TestReload_StatusCountsAnOutputOverItsFlowsAndAcrossReloads(t *testing.T) {
+	t.Parallel()
 	dir := shortDir(t)
 	admin := freeAddr(t)
 	cfg := filepath.Join(dir, "agent.yaml")
@@ -249,6 +250,7 @@ flows:
 // answered "refused ... the agent is stopping" while the reload went on and
 // was applied).
 func TestReload_StopSignalDuringAReload_TheAnswerIsWhatHappened(t *testing.T) {
+	t.Parallel()
 	dir := shortDir(t)
 	admin := freeAddr(t)
 	// A destination that holds every request: the reload waits for the

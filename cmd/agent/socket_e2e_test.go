@@ -184,6 +184,7 @@ func TestTail_LoggerToUnixSocketWithFormatSyslog(t *testing.T) {
 // the full spool had no room for, cannot be read again: the stop must say
 // they are lost and count them, not promise them "after the next start".
 func TestTail_SocketRecordsTheFullSpoolCouldNotTakeAtStopAreReportedLost(t *testing.T) {
+	t.Parallel()
 	dest := freeAddr(t) // nothing listens: the destination is down
 	in := freeAddr(t)
 	p := startAgent(t, "tail", "tcp://"+in, "--state-dir", filepath.Join(t.TempDir(), "state"),

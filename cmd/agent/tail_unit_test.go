@@ -324,6 +324,7 @@ func TestTail_SocketFlagsAreChecked(t *testing.T) {
 
 // agent tail -h names every --to scheme this build takes.
 func TestTail_HelpNamesEveryDestinationScheme(t *testing.T) {
+	t.Parallel()
 	_, errOut, code := runBin(t, "tail", "-h")
 	require.Equal(t, 0, code)
 	dest := errOut[strings.Index(errOut, "Destinations (--to):"):strings.Index(errOut, "Flags:")]

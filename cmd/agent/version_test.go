@@ -27,6 +27,7 @@ func TestVersion_PrintsTheStampedCommitAndDate(t *testing.T) {
 // agent version with an argument or a flag it does not know is a usage
 // error, as for the other commands (it printed the version and exited 0).
 func TestVersion_UnexpectedArgumentsAreUsageErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
