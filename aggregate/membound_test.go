@@ -287,7 +287,7 @@ func TestBuilder_KeyTablesCountAgainstTheBound(t *testing.T) {
 		for i := range 20000 {
 			r := Record{PartitionKey: fmt.Sprintf("unique-%d", i), Data: seqRecord(0, i, 20)}
 			if shards == nil {
-				r.ExplicitHashKey = fmt.Sprint(i % 100) // 100 groups for 64
+				r.ExplicitHashKey = fmt.Sprint(i % 40) // 40 groups, each growing
 			}
 			_, err := b.Add(r, t0, c.emit)
 			require.NoError(t, err)
