@@ -448,7 +448,6 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 
 	// r opens a new aggregate of the group, in buffers of the pool or new
 	// ones, once the memory bound allows them.
-	b.acquire(g)
 	if err := b.makeRoom(rt.group, len(pk)+len(data), maxHeader+len(data), pk, ehk, true, hasEHK, emit); err != nil {
 		b.release(g)
 		if g.bound && g.count == 0 {
@@ -808,6 +807,17 @@ func (b *Builder) grow(g *group, need int) {
 	g.weight += n
 }
 
+// freshWeight is the weight of new buffers for a new aggregate whose first
+// record has keys pk and ehk (if hasEHK) and needs need bytes.
+func (b *Builder) freshWeight(need int, pk, ehk string, hasEHK bool) int {
+	var t keyTable
+	w := initialHead + max(minRoom, need) + t.growth(pk)
+	if hasEHK {
+		w += t.growth(ehk)
+	}
+	return w
+}
+
 // makeRoom makes room for a record joining group gi: it adds pending to
 // the bytes of the open aggregates, makes gi's buffer reach length need
 // (counted from its head when gi has no open aggregate), and adds pk and ehk
@@ -817,7 +827,16 @@ func (b *Builder) grow(g *group, need int) {
 // aggregate is never closed here.
 func (b *Builder) makeRoom(gi int32, pending, need int, pk, ehk string, newPK, newEHK bool, emit func(int, *Aggregate) error) error {
 	g := &b.groups[gi]
+	pressed := false // an aggregate was closed to make room
 	for {
+		if g.buf == nil && len(b.pool) > 0 && (!pressed || b.pool[len(b.pool)-1].weigh() <= 2*b.freshWeight(need, pk, ehk, newEHK)) {
+			// Buffers counted already. Not, under pressure, the larger
+			// buffers of the aggregate just closed: taking them would
+			// leave no room again, and round-robin records over more
+			// shards than such buffers fit would close every aggregate
+			// (the next shard's, the oldest) before its second record.
+			b.acquire(g)
+		}
 		grow := b.growth(g, need)
 		if g.count == 0 && g.buf != nil {
 			grow = b.growth(g, g.head+need)
@@ -841,6 +860,13 @@ func (b *Builder) makeRoom(gi int32, pending, need int, pk, ehk string, newPK, n
 			b.held -= w
 			continue
 		}
+		if pendingOK && g.count == 0 && g.buf != nil && g.weight > 2*b.freshWeight(need, pk, ehk, newEHK) {
+			// A new aggregate in buffers that a larger one left: new
+			// buffers of the record's size cost less.
+			b.held -= g.weight
+			g.bufs, g.weight = bufs{}, 0
+			continue
+		}
 		victim := b.head
 		if victim == gi {
 			victim = b.groups[victim].next
@@ -852,9 +878,7 @@ func (b *Builder) makeRoom(gi int32, pending, need int, pk, ehk string, newPK, n
 			return err
 		}
 		b.memCloses++
-		if g.buf == nil {
-			b.acquire(g) // the victim's buffers, if kept
-		}
+		pressed = true
 	}
 }
 

@@ -312,3 +312,35 @@ func TestBuilder_KeyTablesCountAgainstTheBound(t *testing.T) {
 		require.Equal(t, 20000, n)
 	}
 }
+
+// Records round-robin over more shards than full aggregates fit: the bound
+// closes aggregates early, but they still hold many records each. Closing
+// the oldest is closing the next shard to get a record; had the new
+// aggregate taken the closed one's large buffers, memory would stay full
+// and every aggregate would be closed before its second record.
+func TestBuilder_RoundRobinUnderTheBoundStillAggregates(t *testing.T) {
+	const (
+		shards = 200
+		rounds = 100
+		bound  = 1 << 20
+	)
+	m := evenShards(t, shards)
+	keys := keysPerShard(t, m, 1)
+	b, err := NewBuilder(Config{MaxBytes: 64 << 10, MaxPendingBytes: bound}, m)
+	require.NoError(t, err)
+	var c collector
+	for round := range rounds {
+		for s := range shards {
+			_, err := b.Add(Record{PartitionKey: keys[s][0], Data: seqRecord(s, round, 500)}, t0, c.emit)
+			require.NoError(t, err)
+			require.LessOrEqual(t, b.RetainedBytes(), bound)
+		}
+	}
+	require.NoError(t, b.FlushAll(c.emit))
+	checkAllOnceInOrder(t, c.out, shards, rounds, func(s int) int { return s })
+	perAggregate := float64(shards*rounds) / float64(len(c.out))
+	t.Logf("%d aggregates, %.1f records each, %d closed early", len(c.out), perAggregate, b.ClosedForMemory())
+	// 1 MiB over 200 shards is 5 KiB each, 10 records of 500 bytes; the
+	// buffers' doubling costs up to half of it.
+	require.Greater(t, perAggregate, 4.0)
+}
