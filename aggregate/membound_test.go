@@ -31,6 +31,25 @@ func retainedNow(t *testing.T, b *Builder) int {
 	return n
 }
 
+// checkBound checks the memory bound after an Add: the Builder's count of
+// its buffers is exact, and the bytes pending and the buffers are within
+// MaxPendingBytes unless one aggregate is open alone (a record larger than
+// the bound).
+func checkBound(t *testing.T, b *Builder) {
+	t.Helper()
+	retained := retainedNow(t, b)
+	require.Equal(t, retained, b.RetainedBytes(), "the Builder's count of its buffers")
+	open := 0
+	for gi := b.head; gi != none; gi = b.groups[gi].next {
+		open++
+	}
+	_, pending := b.Pending()
+	if open > 1 {
+		require.LessOrEqual(t, pending, b.cfg.MaxPendingBytes)
+		require.LessOrEqual(t, retained, b.cfg.MaxPendingBytes)
+	}
+}
+
 // keysPerShard finds, for each shard of m, per partition keys that hash
 // into it.
 func keysPerShard(t *testing.T, m *ShardMap, per int) [][]string {
