@@ -794,8 +794,35 @@ func (b *Builder) growth(g *group, need int) int {
 	return max(need, min(2*cap(g.buf), g.head+b.cfg.MaxBytes+maxHeader)) - cap(g.buf)
 }
 
-// grow makes g.buf's capacity at least need.
+// swaps reports whether grow(g, need) swaps g.buf for the buffer on top of
+// the pool (see grow) rather than allocating a larger one.
+func (b *Builder) swaps(g *group, need int) bool {
+	if g.count == 0 || need <= cap(g.buf) || len(b.pool) == 0 {
+		return false
+	}
+	top := &b.pool[len(b.pool)-1]
+	room := cap(top.buf) - top.head
+	return room >= need-g.head && room <= 2*(cap(g.buf)+b.growth(g, need)-g.head)
+}
+
+// grow makes g.buf's capacity at least need: with the buffer on top of the
+// pool if it is large enough but not much larger than growing would make
+// it (g's buffer takes its place: held does not change), else with a new
+// one.
 func (b *Builder) grow(g *group, need int) {
+	if b.swaps(g, need) {
+		top := &b.pool[len(b.pool)-1]
+		wg, wt := g.weigh(), top.weigh()
+		nb := top.buf[:top.head+len(g.buf)-g.head]
+		copy(nb[top.head:], g.buf[g.head:])
+		old, oldHead := g.buf, g.head
+		g.buf, g.head = nb, top.head
+		g.firstData += g.head - oldHead
+		top.buf, top.head = old[:oldHead], oldHead
+		g.weight += g.weigh() - wg // what top lost: held does not change
+		b.poolBytes += top.weigh() - wt
+		return
+	}
 	n := b.growth(g, need)
 	if n == 0 {
 		return
@@ -840,6 +867,8 @@ func (b *Builder) makeRoom(gi int32, pending, need int, pk, ehk string, newPK, n
 		grow := b.growth(g, need)
 		if g.count == 0 && g.buf != nil {
 			grow = b.growth(g, g.head+need)
+		} else if b.swaps(g, need) {
+			grow = 0 // buffers counted already change places
 		}
 		if newPK {
 			grow += g.pks.growth(pk)
