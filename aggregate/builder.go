@@ -376,9 +376,9 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 			after := len(AggregatedPartitionKey) + wireFraming + body
 			before := g.size()
 			// Within the limits, within the memory bound, without growing
-			// the buffer and without turning lines into KPL: else the
-			// general path makes room.
-			if g.count < b.cfg.MaxRecords && after <= b.cfg.MaxBytes && b.pendingBytes+after-before <= b.cfg.MaxPendingBytes && b.held <= b.cfg.MaxPendingBytes &&
+			// the buffer (the buffers' memory stays as it is) and without
+			// turning lines into KPL: else the general path makes room.
+			if g.count < b.cfg.MaxRecords && after <= b.cfg.MaxBytes && b.pendingBytes+after-before <= b.cfg.MaxPendingBytes &&
 				len(g.buf)+maxHeader+len(r.Data) <= cap(g.buf) &&
 				(!g.lines || e.pkIdx == 0 && g.firstEHK == "" && bytes.IndexByte(r.Data, '\n') < 0) {
 				if g.lines {
