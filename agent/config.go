@@ -182,6 +182,12 @@ type AggregationConfig struct {
 	MaxBytes        units.ByteSize `yaml:"max_bytes"`
 	MaxRecords      int            `yaml:"max_records"`
 	MaxBufferedTime time.Duration  `yaml:"max_buffered_time"`
+	// MaxPendingBytes bounds the memory of the flow's open aggregates and
+	// of the buffers it keeps for the next ones, whatever the number of
+	// shards (one open aggregate per shard): past it the oldest aggregates
+	// are sent early (aggregate.Config.MaxPendingBytes). 0: 8 MiB, or
+	// 2*MaxBytes when larger.
+	MaxPendingBytes units.ByteSize `yaml:"max_pending_bytes"`
 }
 
 // SenderConfig is the retry policy shared by every output.
@@ -223,6 +229,9 @@ func DefaultFlowConfig() FlowConfig {
 			// closes aggregates first for any record over 4 bytes.
 			MaxRecords:      100000,
 			MaxBufferedTime: 100 * time.Millisecond, // the KPL's RecordMaxBufferedTime
+			// MaxPendingBytes 0: 8 MiB, or 2*MaxBytes when larger (the
+			// aggregator's default), so that raising max_bytes for a
+			// large-record stream needs no other change.
 		},
 		Sender: SenderConfig{
 			Concurrency:     4,
@@ -904,6 +913,10 @@ func (c Config) Validate() error {
 		if a.MaxBufferedTime <= 0 {
 			add(p+".aggregation.max_buffered_time", "must be positive")
 		}
+		if a.MaxPendingBytes != 0 && (a.MaxPendingBytes < a.MaxBytes || a.MaxPendingBytes > maxPendingBytes) {
+			add(p+".aggregation.max_pending_bytes", "must be between aggregation.max_bytes (%s) and %s, got %s (it bounds the memory of the open aggregates; a few times max_bytes lets several shards fill theirs)",
+				a.MaxBytes, units.ByteSize(maxPendingBytes), a.MaxPendingBytes)
+		}
 		s := f.Sender
 		if s.Concurrency < 1 || s.Concurrency > 256 {
 			add(p+".sender.concurrency", "must be between 1 and 256")
@@ -976,6 +989,9 @@ const (
 	// source's default max_record_bytes (1 MiB less 4 KiB) is the 1 MiB
 	// Kinesis record limit less this.
 	recordHeadroom = 4 << 10
+	// maxPendingBytes caps aggregation.max_pending_bytes: a bound on
+	// memory, not a way to switch it off.
+	maxPendingBytes = 4 << 30
 )
 
 // flowRecordLimit is the largest record the flow's outputs take, and a

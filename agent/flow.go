@@ -51,6 +51,7 @@ type flow struct {
 
 	mu        sync.Mutex // guards everything below; held across spool.Append (backpressure)
 	builder   *aggregate.Builder
+	memCloses int // builder.ClosedForMemory() already counted in the metrics
 	entry     []byte
 	pk        []byte
 	rng       *rand.PCG
@@ -87,9 +88,10 @@ func newFlow(name string, cfg FlowConfig, sp *spool.Spool, dlq *deadLetter, m *f
 		return nil, fmt.Errorf("flow %s: %w", name, err)
 	}
 	aggCfg := aggregate.Config{
-		MaxBytes:    int(cfg.Aggregation.MaxBytes),
-		MaxRecords:  cfg.Aggregation.MaxRecords,
-		RecordLimit: cfg.recordLimit, // 0: the Kinesis default
+		MaxBytes:        int(cfg.Aggregation.MaxBytes),
+		MaxRecords:      cfg.Aggregation.MaxRecords,
+		RecordLimit:     cfg.recordLimit, // 0: the Kinesis default
+		MaxPendingBytes: int(cfg.Aggregation.MaxPendingBytes),
 	}
 	b, err := aggregate.NewBuilder(aggCfg, shards)
 	if err != nil {
@@ -147,7 +149,7 @@ func (f *flow) writeLines() error {
 	if err != nil {
 		return fmt.Errorf("flow %s: %w", f.name, err)
 	}
-	f.aggCfg, f.builder, f.lines = cfg, b, true
+	f.aggCfg, f.builder, f.memCloses, f.lines = cfg, b, 0, true
 	return nil
 }
 
@@ -245,7 +247,7 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 	} else {
 		f.log.Info("aggregating per shard", "shards", m.Len(), "version", version)
 	}
-	f.builder = b
+	f.builder, f.memCloses = b, 0
 	f.mapReady, f.mapVersion, f.mapChanged = true, version, changed
 	return nil
 }
@@ -372,6 +374,10 @@ func (f *flow) addLocked(ctx context.Context, src string, committer source.Commi
 	f.appendErr = nil
 	group, err := f.builder.Add(rec, now, f.onAggregate)
 	f.rekeyed = false
+	if n := f.builder.ClosedForMemory(); n != f.memCloses {
+		f.metrics.closedForMemory.Add(float64(n - f.memCloses))
+		f.memCloses = n
+	}
 	if err != nil {
 		if f.appendErr != nil {
 			// The spool did not take a closed aggregate (shutdown while

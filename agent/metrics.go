@@ -20,6 +20,7 @@ type metrics struct {
 	dropped           *prometheus.CounterVec
 	aggregates        *prometheus.CounterVec
 	aggregatedRecords *prometheus.CounterVec
+	closedEarly       *prometheus.CounterVec
 
 	sent         *prometheus.CounterVec
 	requests     *prometheus.CounterVec
@@ -52,6 +53,7 @@ func newMetrics() *metrics {
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_records_dropped_total", Help: "User records not delivered, by reason (rejected records are in the dead-letter file)."}, []string{"flow", "reason"})
 	m.aggregates = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_aggregates_total", Help: "KPL aggregates written to the spool."}, []string{"flow"})
 	m.aggregatedRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_aggregated_records_total", Help: "User records written to the spool inside aggregates."}, []string{"flow"})
+	m.closedEarly = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_aggregates_closed_early_total", Help: "Aggregates closed before they were full or old enough, by reason (memory: the flow's aggregation.max_pending_bytes was reached)."}, []string{"flow", "reason"})
 	m.sent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_records_sent_total", Help: "User records the destination acknowledged."}, []string{"output"})
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_sends_total", Help: "Send attempts by result (ok, partial, error, rejected)."}, []string{"output", "result"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agent_output_retries_total", Help: "Spool entries scheduled for another attempt, by class (error, throttle, partial)."}, []string{"output", "class"})
@@ -74,7 +76,7 @@ func newMetrics() *metrics {
 	m.oldest = &oldestCollector{desc: prometheus.NewDesc("agent_flow_oldest_undelivered_age_seconds", "Age of the oldest entry in a flow's spool, not yet delivered (to about a second).", []string{"flow"}, nil)}
 	m.inflight = newInflightCollector()
 	m.reg.MustRegister(m.bytesSent, m.lastSuccess, m.active, m.failbacks, m.build, m.oldest, m.inflight)
-	m.reg.MustRegister(m.sources, m.dropped, m.aggregates, m.aggregatedRecords,
+	m.reg.MustRegister(m.sources, m.dropped, m.aggregates, m.aggregatedRecords, m.closedEarly,
 		m.sent, m.requests, m.retries, m.deadLettered, m.sendDuration, m.failovers, m.undecodable,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -153,7 +155,7 @@ func (m *metrics) keepSources(running map[string]bool) {
 // forgetFlow deletes the series of a flow a reload removed.
 func (m *metrics) forgetFlow(name string) {
 	l := prometheus.Labels{"flow": name}
-	for _, v := range []*prometheus.CounterVec{m.dropped, m.aggregates, m.aggregatedRecords, m.failovers, m.undecodable, m.direct, m.directFull, m.directWait, m.spilled, m.failbacks} {
+	for _, v := range []*prometheus.CounterVec{m.dropped, m.aggregates, m.aggregatedRecords, m.closedEarly, m.failovers, m.undecodable, m.direct, m.directFull, m.directWait, m.spilled, m.failbacks} {
 		v.DeletePartialMatch(l)
 	}
 	m.held.DeletePartialMatch(l)
@@ -179,11 +181,13 @@ type flowMetrics struct {
 	directWait        prometheus.Counter // seconds waited for room in the direct queue
 	aggregates        prometheus.Counter
 	aggregatedRecords prometheus.Counter
+	closedForMemory   prometheus.Counter // aggregates closed early to stay within max_pending_bytes
 }
 
 func (m *metrics) flow(name string) *flowMetrics {
 	return &flowMetrics{m: m, name: name, direct: m.direct.WithLabelValues(name),
-		directFull: m.directFull.WithLabelValues(name), directWait: m.directWait.WithLabelValues(name), aggregates: m.aggregates.WithLabelValues(name), aggregatedRecords: m.aggregatedRecords.WithLabelValues(name)}
+		directFull: m.directFull.WithLabelValues(name), directWait: m.directWait.WithLabelValues(name), aggregates: m.aggregates.WithLabelValues(name), aggregatedRecords: m.aggregatedRecords.WithLabelValues(name),
+		closedForMemory: m.closedEarly.WithLabelValues(name, "memory")}
 }
 
 func (f *flowMetrics) dropped(reason string) prometheus.Counter {

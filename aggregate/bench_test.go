@@ -174,3 +174,54 @@ func benchAggregate(b *testing.B) Aggregate {
 	}
 	return out
 }
+
+// BenchmarkAggregateManyShards adds 1000-byte records round-robin over the
+// shards of a wide stream, into aggregates of up to 1 MiB: more than
+// MaxPendingBytes (the 8 MiB default) of them. One op is one record. It
+// reports the heap in use at its peak (sampled every 4096 records) and the
+// user records per aggregate emitted: the bound closes aggregates early,
+// and they should still hold many records.
+func BenchmarkAggregateManyShards(b *testing.B) {
+	for _, shards := range []int{200, 1000} {
+		b.Run(fmt.Sprintf("shards=%d", shards), func(b *testing.B) {
+			m := evenShards(b, shards)
+			keys := make([]string, shards)
+			for i, left := 0, shards; left > 0; i++ {
+				k := fmt.Sprintf("key-%d", i)
+				if s, _ := m.Lookup(PartitionKeyHash(k)); keys[s] == "" {
+					keys[s] = k
+					left--
+				}
+			}
+			builder, err := NewBuilder(Config{MaxBytes: MaxRecordSize, MaxRecords: 100000}, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			data := make([]byte, 1000)
+			var aggregates, records int
+			emit := func(_ int, a *Aggregate) error {
+				aggregates++
+				records += a.Count
+				return nil
+			}
+			var ms runtime.MemStats
+			var peak uint64
+			runtime.GC()
+			i := 0
+			for b.Loop() {
+				if _, err := builder.Add(Record{PartitionKey: keys[i%shards], Data: data}, time.Time{}, emit); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				if i%4096 == 0 {
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapInuse)
+				}
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+			if aggregates > 0 {
+				b.ReportMetric(float64(records)/float64(aggregates), "records/aggregate")
+			}
+		})
+	}
+}

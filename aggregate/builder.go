@@ -33,6 +33,14 @@ const (
 	// host's sources, small enough to bound memory (each open aggregate may
 	// hold up to MaxBytes).
 	DefaultMaxGroups = 1024
+	// DefaultMaxPendingBytes is the default bound of the memory a Builder
+	// holds in aggregate buffers, open or kept for reuse (see
+	// Config.MaxPendingBytes): 8 MiB. That is 160 open aggregates of the
+	// default 50 KiB, or 8 of 1 MiB; a stream of more shards than that
+	// has its least recently opened aggregates closed early, and they
+	// still average over 1 KiB up to 8,192 shards, the size at which a
+	// shard's 1,000 records/s limit and its 1 MiB/s limit meet.
+	DefaultMaxPendingBytes = 8 << 20
 )
 
 // Config sets the limits of a Builder. Zero fields take their defaults.
@@ -54,6 +62,18 @@ type Config struct {
 	// aggregate opened first is closed. Default DefaultMaxGroups. Unused
 	// with a shard map, which has one group per shard.
 	MaxGroups int
+	// MaxPendingBytes bounds the memory the Builder holds in the buffers
+	// of its aggregates, in both modes (with a shard map there is one
+	// group per shard, however many): the bytes the open aggregates
+	// count (Pending) and the capacity of their buffers plus the buffers
+	// kept for reuse by the next aggregates (RetainedBytes). When adding a
+	// record would pass it, the open aggregates of other groups are closed
+	// first, oldest first, as MaxGroups does (ClosedForMemory counts
+	// them); buffers kept for reuse are dropped before anything is closed.
+	// Default the larger of DefaultMaxPendingBytes and 2*MaxBytes; at
+	// least MaxBytes. A lone record larger than it is still taken (it is
+	// then the only open aggregate).
+	MaxPendingBytes int
 	// Framing is how aggregates of 2+ records hold them: FramingKPL
 	// (default), or FramingLines for outputs that write records one by one.
 	// In FramingLines an aggregate is built in the newline framing while its
@@ -76,6 +96,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxGroups == 0 {
 		c.MaxGroups = DefaultMaxGroups
+	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = max(DefaultMaxPendingBytes, 2*c.MaxBytes)
 	}
 	return c
 }
@@ -100,6 +123,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxGroups < 0 || c.MaxGroups > 1<<20 {
 		errs = append(errs, fmt.Errorf("aggregate: max groups %d: must be from 1 to %d", c.MaxGroups, 1<<20))
+	}
+	if c.MaxPendingBytes < c.MaxBytes {
+		errs = append(errs, fmt.Errorf("aggregate: max pending bytes %d: must be at least max bytes %d (one aggregate)", c.MaxPendingBytes, c.MaxBytes))
 	}
 	return errors.Join(errs...)
 }
@@ -130,9 +156,10 @@ type Tag struct {
 //
 // A Builder is not safe for concurrent use, and emit must not call back into
 // it. It does no I/O, starts no goroutine and never reads the clock: time
-// comes from the caller. Its memory is bounded by its groups (each open
-// aggregate holds up to MaxBytes) and a cache of 8192 recent partition keys
-// (about 400 KiB).
+// comes from the caller. Its memory is bounded by MaxPendingBytes (the
+// buffers of its aggregates, open or kept for reuse, whatever the number of
+// groups), a few hundred bytes of bookkeeping per group, and a cache of
+// 8192 recent partition keys (about 400 KiB).
 type Builder struct {
 	cfg    Config
 	shards *ShardMap // nil: group by key
@@ -169,11 +196,21 @@ type Builder struct {
 	pendingBytes   int
 	epoch          uint64 // numbers the aggregates opened, from 1
 
+	// Buffers: only groups with an open aggregate hold one; closed
+	// aggregates' buffers wait in pool for the next aggregate of any
+	// group. held is the weight (see bufs.weigh) of the open groups'
+	// buffers plus poolBytes, that of the pool's; both are kept within
+	// MaxPendingBytes by closing aggregates early (memCloses counts them).
+	pool      []bufs
+	poolBytes int
+	held      int
+	memCloses int
+
 	agg     Aggregate // passed to emit: reused so that it does not escape per call
 	scratch []byte    // toKPL's copy of an aggregate's lines
 }
 
-// group is one group's open aggregate and the buffers it reuses.
+// group is one group's open aggregate.
 type group struct {
 	count    int       // user records; 0 when no aggregate is open
 	epoch    uint64    // the open aggregate's number
@@ -200,13 +237,10 @@ type group struct {
 	lines   bool // the open aggregate is in FramingLines
 	objects bool // all its records are JSON objects (Record.JSONObject)
 
-	// buf holds head bytes of room for the key tables, then the encoded
-	// records (field 3 of AggregatedRecord). Tables precede records on the
-	// wire, as the KPL writes them, and are copied into the room on close.
-	buf  []byte
-	head int
-	pks  keyTable
-	ehks keyTable
+	// The open aggregate's buffers (none when no aggregate is open), and
+	// their weight when taken or last grown.
+	bufs
+	weight int
 
 	ehkStr  string // the last aggregate's explicit hash key in decimal...
 	ehkHash HashKey
@@ -217,7 +251,11 @@ const byAddrBits = 10
 
 const (
 	initialHead = 256 // room for the key tables of a one-key aggregate
+	minRoom     = 256 // of a new buffer, after its head: grown by doubling
 	none        = int32(-1)
+	// maxHeader bounds the bytes a Record message adds to its data: tag,
+	// length, index fields, data tag and length (1+5+1+5+1+5+1+5).
+	maxHeader = 24
 )
 
 // NewBuilder returns a Builder. With a shard map, records are grouped by the
@@ -250,8 +288,6 @@ func NewBuilder(cfg Config, shards *ShardMap) (*Builder, error) {
 	for i := range b.groups {
 		g := &b.groups[i]
 		g.prev, g.next = none, none
-		g.pks.field = 1
-		g.ehks.field = 2
 	}
 	return b, nil
 }
@@ -269,6 +305,15 @@ func (b *Builder) Pending() (records int, bytes int) {
 	return b.pendingRecords, b.pendingBytes
 }
 
+// RetainedBytes returns the memory held in aggregate buffers, those of the
+// open aggregates and those kept for reuse: at most MaxPendingBytes, or the
+// buffers of one aggregate when they alone are larger.
+func (b *Builder) RetainedBytes() int { return b.held }
+
+// ClosedForMemory returns how many aggregates the Builder closed early to
+// stay within MaxPendingBytes, since it was made.
+func (b *Builder) ClosedForMemory() int { return b.memCloses }
+
 // Add validates r and adds it to its group: the shard its hash key predicts,
 // or without a shard map its partition key (explicit hash key, if it has
 // one). If r does not fit the group's open aggregate (MaxBytes, MaxRecords),
@@ -276,7 +321,9 @@ func (b *Builder) Pending() (records int, bytes int) {
 // of the group; r itself is never emitted during its own Add. An aggregate
 // that can take no more records stays open until the next Add to its group,
 // FlushOlder or FlushAll. Without a shard map, a new key when MaxGroups
-// aggregates are open first closes the one opened first.
+// aggregates are open first closes the one opened first. In both modes, when
+// r would take the aggregates' memory past MaxPendingBytes, the open
+// aggregates of other groups are closed first, the one opened first first.
 //
 // Add returns the index of the group r joined. Group indexes are reused once
 // a group's aggregate is emitted, so a caller can keep per-group metadata in
@@ -309,11 +356,14 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 		if g := &b.groups[e.shard]; e.epoch == g.epoch && g.count > 0 && len(pk)+len(r.Data) <= b.cfg.RecordLimit {
 			inner := recordSize(e.pkIdx, 0, false, len(r.Data))
 			body := g.body + 1 + protowire.SizeVarint(uint64(inner)) + inner
-			if g.count < b.cfg.MaxRecords && len(AggregatedPartitionKey)+wireFraming+body <= b.cfg.MaxBytes {
-				before := g.size()
-				if g.lines && (e.pkIdx != 0 || g.firstEHK != "" || bytes.IndexByte(r.Data, '\n') >= 0) {
-					b.toKPL(g)
-				}
+			after := len(AggregatedPartitionKey) + wireFraming + body
+			before := g.size()
+			// Within the limits, within the memory bound, without growing
+			// the buffer (the buffers' memory stays as it is) and without
+			// turning lines into KPL: else the general path makes room.
+			if g.count < b.cfg.MaxRecords && after <= b.cfg.MaxBytes && b.pendingBytes+after-before <= b.cfg.MaxPendingBytes &&
+				len(g.buf)+maxHeader+len(r.Data) <= cap(g.buf) &&
+				(!g.lines || e.pkIdx == 0 && g.firstEHK == "" && bytes.IndexByte(r.Data, '\n') < 0) {
 				if g.lines {
 					g.writeLine(r.Data)
 				} else {
@@ -323,7 +373,7 @@ func (b *Builder) Add(r Record, now time.Time, emit func(group int, a *Aggregate
 				g.count++
 				g.body = body
 				b.pendingRecords++
-				b.pendingBytes += len(AggregatedPartitionKey) + wireFraming + body - before
+				b.pendingBytes += after - before
 				return int(e.shard), nil
 			}
 		}
@@ -357,6 +407,12 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 	if g.count > 0 {
 		// Does r fit the open aggregate?
 		if pkIdx, ehkIdx, inner, body, ok := b.fit(g, rt, pk, ehk, len(data)); ok {
+			need := b.needLen(g, pkIdx, ehkIdx, hasEHK, data)
+			newPK, newEHK := pkIdx == g.pks.next(), hasEHK && ehkIdx == g.ehks.next()
+			if err := b.makeRoom(rt.group, len(AggregatedPartitionKey)+wireFraming+body-g.size(), need, pk, ehk, newPK, newEHK, emit); err != nil {
+				return 0, err
+			}
+			b.grow(g, need)
 			b.append(g, pk, ehk, pkIdx, ehkIdx, inner, data, body, r.JSONObject)
 			b.remember(rt, pk, ehk, g.epoch, pkIdx)
 			return int(rt.group), nil
@@ -373,7 +429,22 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 		}
 	}
 
-	// r opens a new aggregate of the group.
+	// r opens a new aggregate of the group, in buffers of the pool or new
+	// ones, once the memory bound allows them.
+	if err := b.makeRoom(rt.group, len(pk)+len(data), maxHeader+len(data), pk, ehk, true, hasEHK, emit); err != nil {
+		b.release(g)
+		if g.bound && g.count == 0 {
+			b.unbind(rt.group)
+		}
+		return 0, err
+	}
+	if g.buf == nil {
+		g.bufs = bufs{head: initialHead, pks: keyTable{field: 1}, ehks: keyTable{field: 2}}
+		g.buf = make([]byte, initialHead, initialHead+max(minRoom, maxHeader+len(data)))
+		g.weight = g.weigh()
+		b.held += g.weight
+	}
+	b.grow(g, g.head+maxHeader+len(data))
 	b.epoch++
 	g.epoch = b.epoch
 	g.openedAt = now
@@ -381,10 +452,6 @@ func (b *Builder) add(r Record, now time.Time, emit func(group int, a *Aggregate
 	g.firstHash, g.firstHashOK = rt.hash, rt.hashOK
 	g.lines = b.cfg.Framing == FramingLines
 	g.objects = true
-	if g.buf == nil {
-		g.head = initialHead
-		g.buf = make([]byte, g.head, g.head+min(b.cfg.MaxBytes, 64<<10))
-	}
 	b.link(rt.group)
 	inner := recordSize(0, 0, hasEHK, len(data))
 	body := keyFieldSize(pk) + 1 + protowire.SizeVarint(uint64(inner)) + inner
@@ -479,10 +546,16 @@ const (
 func (b *Builder) append(g *group, pk, ehk string, pkIdx, ehkIdx uint32, inner int, data []byte, body int, object bool) {
 	before := g.size()
 	if pkIdx == g.pks.next() {
+		n := g.pks.reserve(pk)
+		b.held += n
+		g.weight += n
 		g.pks.add(pk)
 	}
 	hasEHK := ehk != ""
 	if hasEHK && ehkIdx == g.ehks.next() {
+		n := g.ehks.reserve(ehk)
+		b.held += n
+		g.weight += n
 		g.ehks.add(ehk)
 	}
 	// The newline framing holds records of the first record's keys, without
@@ -543,8 +616,8 @@ func (b *Builder) toKPL(g *group) {
 // returns the offset of data in it.
 func (g *group) write(pkIdx, ehkIdx uint32, hasEHK bool, inner int, data []byte) int {
 	// Written in place: tag, length, index fields, data tag and length (at
-	// most 1+5+1+5+1+5+1+5 bytes), data.
-	const maxHeader = 24
+	// most maxHeader bytes), data. The caller made room (grow); growing
+	// here only keeps a wrong estimate from corrupting anything.
 	buf := g.buf
 	if cap(buf)-len(buf) < maxHeader+len(data) {
 		buf = slices.Grow(buf, maxHeader+len(data))
@@ -607,6 +680,11 @@ func (b *Builder) close(gi int32, emit func(int, *Aggregate) error) error {
 		// Every record of the group was routed to shard gi of the map.
 		a.BuiltFor = &b.shards.shards[gi]
 	}
+	if w := g.weigh(); w != g.weight {
+		// assemble moved the records behind larger tables.
+		b.held += w - g.weight
+		g.weight = w
+	}
 	err := emit(int(gi), a)
 	*a = Aggregate{} // drop the references to the group's buffers
 	if err != nil {
@@ -618,27 +696,27 @@ func (b *Builder) close(gi int32, emit func(int, *Aggregate) error) error {
 	b.unlink(gi)
 	g.count, g.body = 0, 0
 	g.firstPK, g.firstEHK = "", ""
-	g.pks.reset()
-	g.ehks.reset()
-	if cap(g.buf) > 2*(b.cfg.MaxBytes+g.head) {
-		g.buf = nil // a lone record larger than MaxBytes: do not keep its memory
-	} else {
-		g.buf = g.buf[:g.head]
-	}
+	b.release(g)
 	if g.bound {
-		g.bound = false
-		if g.byEHK {
-			delete(b.byEHK, g.keyEHK)
-		} else {
-			delete(b.byPK, g.key)
-			g.key = ""
-		}
-		if b.lastPKGroup == gi {
-			b.lastPKGroup = none
-		}
-		b.free = append(b.free, gi)
+		b.unbind(gi)
 	}
 	return nil
+}
+
+// unbind frees group gi, bound to a key without a shard map.
+func (b *Builder) unbind(gi int32) {
+	g := &b.groups[gi]
+	g.bound = false
+	if g.byEHK {
+		delete(b.byEHK, g.keyEHK)
+	} else {
+		delete(b.byPK, g.key)
+		g.key = ""
+	}
+	if b.lastPKGroup == gi {
+		b.lastPKGroup = none
+	}
+	b.free = append(b.free, gi)
 }
 
 // aggregateEHK returns the explicit hash key of g's aggregate: the hash key

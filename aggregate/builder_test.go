@@ -596,6 +596,9 @@ func TestBuilder_ConfigIsValidated(t *testing.T) {
 		{"negative max records", Config{MaxRecords: -1}, "max records"},
 		{"negative max bytes", Config{MaxBytes: -1}, "max bytes"},
 		{"negative max groups", Config{MaxGroups: -1}, "max groups"},
+		{"max pending bytes below max bytes", Config{MaxBytes: 64 << 10, MaxPendingBytes: 32 << 10}, "max pending bytes"},
+		{"max pending bytes of one aggregate", Config{MaxBytes: 64 << 10, MaxPendingBytes: 64 << 10}, ""},
+		{"large records raise the default bound", Config{MaxBytes: MaxLargeRecordSize, RecordLimit: MaxLargeRecordSize}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewBuilder(tc.cfg, nil)
@@ -608,7 +611,7 @@ func TestBuilder_ConfigIsValidated(t *testing.T) {
 	}
 	b, err := NewBuilder(Config{}, nil)
 	require.NoError(t, err)
-	require.Equal(t, Config{MaxBytes: 51200, MaxRecords: DefaultMaxRecords, RecordLimit: 1 << 20, MaxGroups: DefaultMaxGroups}, b.Config())
+	require.Equal(t, Config{MaxBytes: 51200, MaxRecords: DefaultMaxRecords, RecordLimit: 1 << 20, MaxGroups: DefaultMaxGroups, MaxPendingBytes: DefaultMaxPendingBytes}, b.Config())
 }
 
 func TestBuilder_AddDoesNotAllocateInSteadyState(t *testing.T) {

@@ -76,6 +76,9 @@ func TestProperty_EverySubRecordLiesInTheShardItsAggregateLandsOn(t *testing.T) 
 	for round := range rounds {
 		m := randomShardMap(t, r)
 		cfg := Config{MaxBytes: 100 + r.IntN(100_000), MaxRecords: 1 + r.IntN(300)}
+		if r.IntN(2) == 0 { // a tight memory bound: aggregates closed early
+			cfg.MaxPendingBytes = cfg.MaxBytes * (1 + r.IntN(4))
+		}
 		b, err := NewBuilder(cfg, m)
 		require.NoError(t, err)
 
@@ -121,6 +124,7 @@ func TestProperty_EverySubRecordLiesInTheShardItsAggregateLandsOn(t *testing.T) 
 			require.NoError(t, err)
 			want, _ := m.Lookup(hashOf(t, rec))
 			require.Equal(t, want, g)
+			checkBound(t, b)
 			perShardIn[g] = append(perShardIn[g], rec)
 			now = now.Add(time.Duration(r.IntN(10)) * time.Millisecond)
 			if r.IntN(50) == 0 {
@@ -152,6 +156,9 @@ func TestProperty_WithoutShardMapAllSubRecordsShareTheAggregatesHashKey(t *testi
 	r := rand.New(rand.NewPCG(testSeed(t), 8))
 	for range 20 {
 		cfg := Config{MaxBytes: 100 + r.IntN(100_000), MaxRecords: 1 + r.IntN(300), MaxGroups: 1 + r.IntN(8)}
+		if r.IntN(2) == 0 {
+			cfg.MaxPendingBytes = cfg.MaxBytes * (1 + r.IntN(4))
+		}
 		b, err := NewBuilder(cfg, nil)
 		require.NoError(t, err)
 		// Per hash key (where Kinesis routes them), records keep their order.
@@ -176,6 +183,7 @@ func TestProperty_WithoutShardMapAllSubRecordsShareTheAggregatesHashKey(t *testi
 			rec := randomRecord(r, nil, 3*cfg.MaxBytes)
 			_, err := b.Add(rec, t0, emit)
 			require.NoError(t, err)
+			checkBound(t, b)
 			h := hashOf(t, rec)
 			in[h] = append(in[h], rec)
 		}

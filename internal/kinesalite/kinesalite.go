@@ -80,8 +80,8 @@ func start(tb testing.TB, node, mod string) (*Server, error) {
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	// Bound to loopback only (the CLI listens on every interface), streams
-	// ACTIVE at once, room for reshards.
-	script := fmt.Sprintf(`require(%q)({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100})`+
+	// ACTIVE at once, room for reshards and for streams of hundreds of shards.
+	script := fmt.Sprintf(`require(%q)({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 1000})`+
 		`.listen(%d, '127.0.0.1', function() { console.log('Listening') })`, mod, port)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, node, "-e", script)
