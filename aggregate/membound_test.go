@@ -149,8 +149,13 @@ func TestBuilder_MemoryStaysWithinMaxPendingBytesWhateverTheShards(t *testing.T)
 						require.Equal(t, s, g)
 					}
 					_, pending := b.Pending()
-					retained := retainedNow(t, b)
-					require.Equal(t, retained, b.RetainedBytes(), "the Builder's count of its buffers")
+					// The Builder's own count, checked after every Add; a
+					// recount from the buffers themselves (O(groups)) every
+					// 101st Add: after each one it took 40 s under -race.
+					retained := b.RetainedBytes()
+					if (round*shards+s)%101 == 0 {
+						require.Equal(t, retainedNow(t, b), retained, "the Builder's count of its buffers")
+					}
 					maxPending, maxRetained = max(maxPending, pending), max(maxRetained, retained)
 				}
 			}
