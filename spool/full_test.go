@@ -27,6 +27,7 @@ type faultFS struct {
 	total       int64         // DiskSpace reports it as the size when > 0
 	dirFault    error         // see dirErr
 	removeFault error         // Remove fails with it
+	truncErr    error         // Truncate fails with it
 	syncGate    chan struct{} // when set, Sync waits for it to be closed
 	writeGate   chan struct{} // when set, segment writes wait for it to be closed
 	writes      atomic.Int64  // segment writes started
@@ -126,6 +127,16 @@ func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
 		return 0, we
 	}
 	return f.file.WriteAt(b, off)
+}
+
+func (f *faultFile) Truncate(size int64) error {
+	f.fs.mu.Lock()
+	te := f.fs.truncErr
+	f.fs.mu.Unlock()
+	if te != nil {
+		return &os.PathError{Op: "truncate", Path: "segment", Err: te}
+	}
+	return f.file.Truncate(size)
 }
 
 func (f *faultFile) Sync() error {

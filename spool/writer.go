@@ -441,10 +441,14 @@ func (s *Spool) publishLocked(g *segment, last ID, n int64, size int64, counted 
 // restarts, so a failed create leaves it in place (active stays nil and the
 // next write tries again).
 func (s *Spool) rollLocked() error {
-	if g := s.active; g != nil && !s.broken && g.last < g.hdr.first && g.hdr.first == s.wnext {
+	if g := s.active; g != nil && g.last < g.hdr.first && g.hdr.first == s.wnext {
 		// Empty and starting where the next frame goes: a new segment
 		// would have the same name. A caller that decided to roll before
 		// it took fmu (dropOldestLocked) finds the writer rolled already.
+		// A broken one is repaired under its name instead.
+		if s.broken {
+			return s.repairActiveLocked()
+		}
 		return nil
 	}
 	if s.active != nil {
@@ -517,28 +521,20 @@ func (s *Spool) sealActiveLocked() error {
 func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	h := segHeader{first: first, salt: rand.Uint32()}
 	path := filepath.Join(s.dir, segName(first))
-	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create segment: %w", err)
-	}
-	b := h.encode()
-	_, err = f.Write(b[:])
 	// The header is fsynced before the directory entry: once the entry is
 	// durable, the file must say which IDs it starts at. The previous
 	// segment may be deleted as soon as this one exists, and then this
 	// file's name and header are all that keeps IDs growing across a
 	// restart; an empty file left by a power cut is removed at Open and
 	// would let IDs be handed out again.
+	f, err := s.createFile(path, h, os.O_EXCL)
 	if err == nil {
-		err = f.Sync()
-		s.st.fsyncs.Add(1)
-	}
-	if err == nil {
-		err = s.fs.SyncDir(s.dir)
+		if err = s.fs.SyncDir(s.dir); err != nil {
+			f.Close()
+			_ = s.fs.Remove(path)
+		}
 	}
 	if err != nil {
-		f.Close()
-		_ = s.fs.Remove(path)
 		return nil, nil, fmt.Errorf("create segment: %w", err)
 	}
 	g := &segment{hdr: h, path: path, last: first - 1, end: segHeaderSize, size: segHeaderSize}
@@ -549,4 +545,93 @@ func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	s.st.segments.Add(1)
 	s.free.Add(-segHeaderSize)
 	return g, f, nil
+}
+
+// createFile creates path (flag: O_EXCL, or O_TRUNC for a temporary file),
+// open for append, and writes and fsyncs the header h. On error nothing is
+// left behind.
+func (s *Spool) createFile(path string, h segHeader, flag int) (file, error) {
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND|flag, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	b := h.encode()
+	_, err = f.Write(b[:])
+	if err == nil {
+		err = f.Sync()
+		s.st.fsyncs.Add(1)
+	}
+	if err != nil {
+		f.Close()
+		_ = s.fs.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
+// tmpSuffix names the clean file that replaces a broken empty segment
+// (repairActiveLocked) until it is renamed over it; Open removes one left
+// by a crash.
+const tmpSuffix = ".tmp"
+
+// repairActiveLocked makes the active segment, empty, starting at wnext and
+// broken (a failed write left part of a frame at its end and the truncate
+// that should have cut it failed), writable again under the same name. It
+// cannot be rolled: the next segment would start at the same ID and have
+// the same name. The partial frame is cut again; if that fails too, a clean
+// file with the same header is written beside it, fsynced and renamed over
+// it, so the file naming the next ID exists at every point of a crash (the
+// newest segment is what keeps IDs growing across restarts; see
+// createSegment). A reader with the old file open is moved to the new one.
+// Errors are those of a roll: the caller backs off or waits for room and
+// tries again. fmu is held.
+func (s *Spool) repairActiveLocked() error {
+	g := s.active
+	if err := s.wf.Truncate(g.end); err == nil {
+		s.broken = false
+		return nil
+	}
+	tmp := g.path + tmpSuffix
+	f, err := s.createFile(tmp, g.hdr, os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("replace broken segment: %w", err)
+	}
+	// Opened before the rename, so that nothing can fail once the old
+	// file is gone.
+	rf, err := s.fs.OpenFile(tmp, os.O_RDONLY, 0)
+	if err == nil {
+		if err = s.fs.Rename(tmp, g.path); err != nil {
+			rf.Close()
+		}
+	}
+	if err != nil {
+		f.Close()
+		_ = s.fs.Remove(tmp)
+		return fmt.Errorf("replace broken segment: %w", err)
+	}
+	// The old file had the same header, so a crash before the rename is
+	// durable leaves a file naming the same IDs either way. But frames are
+	// about to be written to the new one, and fsynced frames must not
+	// vanish with a rename the disk forgot: a failed directory fsync is a
+	// failed fsync (the spool stops accepting until it is reopened).
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		s.fail(err)
+	}
+	s.rmu.Lock()
+	if c := &s.rd; c.g == g {
+		c.f.Close()
+		c.f, c.fr = rf, newFrameReader(rf, g.hdr.salt, maxEntryLimit, c.buf)
+		c.nextLen = 0
+	} else {
+		rf.Close()
+	}
+	s.rmu.Unlock()
+	// The old file may be in a sync round's hands (syncData): a round
+	// closes it, as it closes sealed files.
+	s.syncMu.Lock()
+	s.sealed = append(s.sealed, sealedFile{g: g, f: s.wf, replaced: true})
+	s.wf, s.broken = f, false
+	s.syncMu.Unlock()
+	s.log.Warn("spool: replaced an empty segment whose torn end could not be cut off", "segment", g.path)
+	return s.failure()
 }
