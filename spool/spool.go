@@ -69,6 +69,7 @@ type Stats struct {
 	BlockedAppends  int64  // Append calls waiting for room now (when_full: block)
 	Staged          int64  // entries accepted and not yet written to a segment (in Entries too)
 	Unwritten       uint64 // entries accepted but never written: the disk refused them until Close, or an fsync failed first
+	Full            bool   // a full episode is on: logged as started ("disk full", "appends wait for room"), not yet as ended ("room again")
 	Durable         ID     // see Durable
 }
 
@@ -87,11 +88,11 @@ type Spool struct {
 	// when_full, IDs) and the write-behind stage. Lock order: wmu, fmu,
 	// rmu, ackMu, mu; wmu before syncMu, fmu before syncMu, roundMu before
 	// syncMu, syncMu before mu.
-	wmu      sync.Mutex
-	nextID   ID // the next ID Append hands out
-	closed   bool
-	minFree  int64 // the free-disk floor in force (min_free_bytes resolved at Open)
-	fullNote bool  // a "full" episode has been logged
+	wmu     sync.Mutex
+	nextID  ID // the next ID Append hands out
+	closed  bool
+	minFree int64       // the free-disk floor in force (min_free_bytes resolved at Open)
+	full    fullEpisode // a "full" episode logged and not yet ended (full.go)
 
 	// Write-behind (writebehind.go): with sync: interval and never, Append
 	// copies the frame into stage and returns; the writer goroutine
@@ -165,6 +166,8 @@ type Spool struct {
 	durable    atomic.Uint64
 	synced     atomic.Uint64 // highest ID fsynced; Durable too except with SyncNever
 	closedFlag atomic.Bool
+	fullOn     atomic.Bool           // full.on, for a look without wmu
+	deletions  atomic.Uint64         // segment files deleted (room made: see full.go)
 	freeAt     atomic.Int64          // when free was last measured (Unix ns)
 	noSpace    atomic.Bool           // a write failed with ENOSPC; cleared by a deletion or a free-space check
 	finished   atomic.Bool           // Close has done its final sync
@@ -441,6 +444,7 @@ func (s *Spool) Stats() Stats {
 		BlockedAppends:  s.st.blocked.Load(),
 		Staged:          s.st.stagedEntries.Load(),
 		Unwritten:       s.st.unwritten.Load(),
+		Full:            s.fullOn.Load(),
 		Durable:         s.Durable(),
 	}
 }
@@ -563,6 +567,7 @@ func (s *Spool) removeFilesLocked(g *segment) error {
 	if err := s.fs.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: delete %s: %w", g.path, err)
 	}
+	s.deletions.Add(1)
 	s.st.bytes.Add(-g.size)
 	s.st.segments.Add(-1)
 	// Whatever ackSize says: a first write that failed after creating the

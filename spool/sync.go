@@ -252,6 +252,7 @@ func (s *Spool) runMaintainer() {
 			}
 		}
 		s.deleteDone()
+		s.checkRoomAgain()
 	}
 }
 

@@ -88,9 +88,8 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 				continue
 			}
 			id := s.stageLocked(head, body)
-			if s.fullNote {
-				s.fullNote = false
-				s.log.Info("spool: room again, appends resume")
+			if !s.wfailing.Load() { // else it is not written yet, and may not be
+				s.endFullLocked("append")
 			}
 			return id, nil
 		}
@@ -100,11 +99,8 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 		if err == nil {
 			s.nextID = id + 1
 			s.free.Add(-need)
-			s.writesWorkLocked()
-			if s.fullNote {
-				s.fullNote = false
-				s.log.Info("spool: room again, appends resume")
-			}
+			s.writeWorkedLocked()
+			s.endFullLocked("append")
 			return id, nil
 		}
 		switch {
@@ -112,8 +108,7 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 			// The disk is full whatever statfs said: behave as full until
 			// the maintainer measures again or a segment is deleted.
 			s.noSpace.Store(true)
-			if !s.fullNote {
-				s.fullNote = true // once per episode: "room again" ends it
+			if s.startFullLocked(need, true) { // once per episode: "room again" ends it
 				s.log.Warn("spool: disk full (ENOSPC)", "error", err)
 			}
 		case isRefused(err):
@@ -277,8 +272,7 @@ func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) e
 	wake := maxMaintainEvery
 	if s.refErr != nil {
 		wake = max(time.Until(s.refUntil), time.Millisecond)
-	} else if !s.fullNote {
-		s.fullNote = true
+	} else if s.startFullLocked(need, false) {
 		s.log.Warn("spool: full, appends wait for room", "reason", reason)
 	}
 	s.st.blocked.Add(1)
