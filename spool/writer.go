@@ -221,7 +221,7 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 // refuses writes is not tried again before its backoff. Frames still
 // staged go to the new segment: it starts at the next ID written.
 func (s *Spool) rollIfActiveDone() (bool, error) {
-	if s.refusingLocked() {
+	if s.refusingLocked() || !s.mayRollActiveDone() {
 		return false, nil
 	}
 	s.fmu.Lock()
@@ -230,6 +230,25 @@ func (s *Spool) rollIfActiveDone() (bool, error) {
 		return false, nil
 	}
 	return true, s.rollLocked()
+}
+
+// mayRollActiveDone is rollIfActiveDone's look without fmu, which the writer
+// holds across its write(2): an appender about to refuse or drop an entry
+// (drop_newest, drop_oldest) must not wait for the disk to decide it, and
+// needs fmu only when a roll would free the active segment, or start one
+// where there is none. active changes under syncMu too (rollLocked,
+// sealActiveLocked), so it can be read under it; the answer is checked
+// again under fmu.
+func (s *Spool) mayRollActiveDone() bool {
+	s.syncMu.Lock()
+	g := s.active
+	s.syncMu.Unlock()
+	if g == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return g.last >= g.hdr.first && g.allDone()
 }
 
 // activeDoneLocked reports whether the active segment has entries and all
