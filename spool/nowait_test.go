@@ -74,3 +74,29 @@ func TestWhenFull_DropDecisionDoesNotWaitForTheDisk(t *testing.T) {
 	}
 }
 
+// when_full: drop_oldest under the free-disk floor drops what makes room
+// for the entry, not the whole backlog: the bytes of a deleted segment
+// count as free at once. They counted only at the next free-space check
+// (up to a second later), so one append dropped one segment after another,
+// every one of them, and was then refused anyway.
+func TestWhenFull_DropOldestUnderTheFloorDropsOneSegment(t *testing.T) {
+	cfg := testConfig(t) // 16 KiB segments: 5 entries of 3000 bytes each
+	cfg.MinFreeBytes = 100 << 20
+	cfg.WhenFull = WhenFullDropOldest
+	fs := &faultFS{fs: osFS{}}
+	fs.set(func(f *faultFS) { f.free = 1 << 40 })
+	s := open(t, cfg, Settings{fs: fs})
+	fill(t, s, 30, 3000)
+	segs := s.Stats().Segments
+	require.GreaterOrEqual(t, segs, int64(6))
+	// Just under the floor for one more entry; a statfs taken after the
+	// drop would show the segment's bytes free (this one is not asked).
+	fs.set(func(f *faultFS) { f.free = int64(cfg.MinFreeBytes) + 1000 })
+	require.NoError(t, s.measureFree())
+	_, err := s.Append(t.Context(), payload(30, 3000))
+	require.NoError(t, err)
+	st := s.Stats()
+	require.EqualValues(t, 5, st.DroppedOldest, "one segment's entries")
+	require.Equal(t, segs, st.Segments, "one dropped, one started by the entry")
+	require.Zero(t, st.DroppedNewest)
+}

@@ -143,7 +143,8 @@ type Spool struct {
 	// disk. Lock order: roundMu before syncMu.
 	roundMu sync.Mutex
 	// syncMu guards the hand-over of segment files from the writer to the
-	// rounds: sealed, and (with wmu) active and wf. Held only briefly.
+	// rounds: sealed, and (with fmu) active and wf, which change under
+	// both, so either is enough to read them. Held only briefly.
 	syncMu sync.Mutex
 	// sealed are segment files sealed but not yet fsynced and closed, oldest
 	// first: the syncer does that off the appenders' path (sync.go).
@@ -570,6 +571,9 @@ func (s *Spool) removeFilesLocked(g *segment) error {
 	s.deletions.Add(1)
 	s.st.bytes.Add(-g.size)
 	s.st.segments.Add(-1)
+	// Free at once, not only at the next free-space check: drop_oldest
+	// under the floor would drop one segment after another until then.
+	s.free.Add(g.size + g.ackSize)
 	// Whatever ackSize says: a first write that failed after creating the
 	// file leaves one that ackSize does not count. One left behind is
 	// removed at the next Open (its segment is gone).
