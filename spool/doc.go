@@ -63,8 +63,9 @@
 // retries a failed write with a full stage, new entries meet when_full
 // (drop_newest refuses them at once; drop_oldest drops one segment per
 // attempt of the writer). Nor does deciding to refuse or drop wait for the
-// writer's write(2) in progress: only a roll that frees the active segment
-// whole needs it.
+// writer's write(2) in progress (only a roll that frees the active segment
+// whole needs it), or for acknowledgements being fsynced (only finished
+// segments waiting to be deleted need that).
 // A full episode is logged once at its start (WARN) and once at its end
 // (INFO "room again"); the maintainer looks for its end every round, so it
 // is logged even when no append comes, and after ENOSPC believes room only

@@ -100,3 +100,59 @@ func TestWhenFull_DropOldestUnderTheFloorDropsOneSegment(t *testing.T) {
 	require.Equal(t, segs, st.Segments, "one dropped, one started by the entry")
 	require.Zero(t, st.DroppedNewest)
 }
+
+// Nor does a drop_newest refusal wait for the acknowledgements being
+// written: flushAcks holds ackMu across its fsyncs (every sync_interval),
+// and the appender took ackMu to delete finished segments first even when
+// none were waiting to be deleted.
+func TestWhenFull_DropNewestDoesNotWaitForAckWrites(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxBytes = 4 * cfg.SegmentBytes
+	cfg.WhenFull = WhenFullDropNewest
+	fs := &faultFS{fs: osFS{}}
+	s := openWB(t, cfg, Settings{fs: fs})
+	ids := fill(t, s, 18, 3000)
+	require.NoError(t, s.Sync())
+	require.NoError(t, s.Ack(ids[0])) // an ack to write
+
+	gate := make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate)
+		}
+	}
+	defer release()
+	fs.set(func(f *faultFS) { f.syncGate = gate })
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.flushAcks() }()
+	waitFor(t, "the ack write waits for its fsync", func() bool {
+		if s.ackMu.TryLock() {
+			s.ackMu.Unlock()
+			return false
+		}
+		return true
+	})
+
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for i := range 8 { // past max_bytes
+			if _, err = s.Append(context.Background(), payload(uint64(18+i), 3000)); err != nil {
+				break
+			}
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, ErrFull)
+	case <-time.After(10 * time.Second):
+		release()
+		<-done
+		t.Fatal("when_full: drop_newest waited for the ack file's fsync")
+	}
+	release()
+	require.NoError(t, <-flushed)
+}

@@ -162,6 +162,7 @@ type Spool struct {
 	mu       sync.Mutex
 	segs     []*segment // by first ID; the last one is active
 	toDelete []*segment // done and out of the table; files not yet removed
+	deleting bool       // a deleteDone has taken toDelete and not finished
 
 	lastID     atomic.Uint64 // highest ID written to a segment (readers and Ack see up to it)
 	durable    atomic.Uint64
@@ -530,12 +531,27 @@ func (s *Spool) removeLocked(g *segment) {
 // queued and is tried again at the next call: its space must come back once
 // the directory is writable, or a blocked append would wait for ever.
 func (s *Spool) deleteDone() bool {
+	// Nothing to delete, nor being deleted: no need to wait for ackMu,
+	// which flushAcks holds across its fsyncs. An appender about to refuse
+	// or drop an entry must not wait for the disk to find nothing.
+	s.mu.Lock()
+	idle := len(s.toDelete) == 0 && !s.deleting
+	s.mu.Unlock()
+	if idle {
+		return false
+	}
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	s.mu.Lock()
 	gs := s.toDelete
 	s.toDelete = nil
+	s.deleting = true
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.deleting = false
+		s.mu.Unlock()
+	}()
 	var failed []*segment
 	var ferr error
 	for _, g := range gs {
