@@ -26,6 +26,12 @@ func (a *Agent) registerSpoolMetrics(fr *flowRuntime) {
 			gauge("agent_spool_staged_entries", "Entries accepted by the spool and not yet written to disk (write-behind, sync: interval|never); they count in agent_spool_entries too.", func(s spool.Stats) float64 { return float64(s.Staged) }),
 			counter("agent_spool_unwritten_entries_total", "Entries the spool accepted but could never write (the disk refused them until shutdown, or an fsync failed first); sources that can read again do.", func(s spool.Stats) float64 { return float64(s.Unwritten) }),
 			gauge("agent_spool_blocked_appends", "Appends waiting for room in a full spool (when_full: block): sources are paused.", func(s spool.Stats) float64 { return float64(s.BlockedAppends) }),
+			gauge("agent_spool_full", "1 from the spool's 'disk full' or 'full, appends wait for room' log line to its 'room again' line (checked every second, with or without appends), else 0.", func(s spool.Stats) float64 {
+				if s.Full {
+					return 1
+				}
+				return 0
+			}),
 			counter("agent_spool_appended_total", "Entries appended to the spool.", func(s spool.Stats) float64 { return float64(s.Appended) }),
 			counter("agent_spool_acked_total", "Entries acknowledged and released.", func(s spool.Stats) float64 { return float64(s.Acked) }),
 			counter("agent_spool_dropped_oldest_total", "Unacknowledged entries deleted to make room (when_full: drop_oldest).", func(s spool.Stats) float64 { return float64(s.DroppedOldest) }),

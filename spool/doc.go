@@ -55,13 +55,22 @@
 // when_full then decides: block (Append waits for acks to free a segment,
 // until its context is done: sources pause), drop_newest (Append returns an
 // error wrapping ErrFull; counted) or drop_oldest (the oldest segment is
-// deleted with its unacknowledged entries; counted; not while the directory
+// deleted with its unacknowledged entries, as many as make room: a deleted
+// segment's bytes count as free at once; counted; not while the directory
 // refuses writes, as that would free nothing). With the write-behind, entries
 // staged count against max_bytes too: drop_oldest waits for the writer to
 // write them rather than refuse the newest entry, and while the writer
 // retries a failed write with a full stage, new entries meet when_full
 // (drop_newest refuses them at once; drop_oldest drops one segment per
-// attempt of the writer). Space comes back a segment at a time, so max_bytes must be at least two segments; acknowledged
+// attempt of the writer). Nor does deciding to refuse or drop wait for the
+// writer's write(2) in progress (only a roll that frees the active segment
+// whole needs it), or for acknowledgements being fsynced (only finished
+// segments waiting to be deleted need that).
+// A full episode is logged once at its start (WARN) and once at its end
+// (INFO "room again"); the maintainer looks for its end every round, so it
+// is logged even when no append comes, and after ENOSPC believes room only
+// on evidence: a deletion, a write that succeeded, or statfs (full.go).
+// Space comes back a segment at a time, so max_bytes must be at least two segments; acknowledged
 // entries in the active segment are freed by closing it early. Open lowers
 // max_entry_bytes to what fits under max_bytes (max_bytes less 88 bytes), so
 // that an accepted entry always finds room once everything is acknowledged.
@@ -86,9 +95,17 @@
 // file system, a read error) and with ErrLocked when another process has the
 // directory open; the error names that process.
 //
+// A write that fails after part of a frame is cut off again; if the
+// truncate fails too, the segment is left behind (the next frame starts a
+// new one, and the next Open cuts the torn tail), or, when it holds no
+// entry yet and a new segment would have its name, a clean file with the
+// same header is written beside it (*.seg.tmp), fsynced and renamed over
+// it, so a file naming the next ID exists at every point of a crash.
+//
 // After an fsync error the kernel may have dropped the pages it could not
 // write, so the spool stops accepting appends (they return the error) until
-// it is reopened; reading and acknowledging go on.
+// it is reopened; reading and acknowledging go on. A failed fsync of the
+// directory after such a replacement counts as one.
 //
 // # Files
 //
@@ -98,6 +115,7 @@
 //	<first ID, %016x>.seg   segment: entries with IDs first, first+1, ...
 //	<first ID, %016x>.ack   acknowledgements of that segment's entries
 //	*.corrupt               unreadable segments moved aside at Open
+//	<first ID>.seg.tmp      a clean copy of an empty segment being replaced; removed at Open
 //
 // # Byte layout (integers little-endian; CRC32C is Castagnoli)
 //

@@ -27,6 +27,8 @@ type faultFS struct {
 	total       int64         // DiskSpace reports it as the size when > 0
 	dirFault    error         // see dirErr
 	removeFault error         // Remove fails with it
+	truncErr    error         // Truncate fails with it
+	firstErr    error         // the first write after a file's header fails with it, after half
 	syncGate    chan struct{} // when set, Sync waits for it to be closed
 	writeGate   chan struct{} // when set, segment writes wait for it to be closed
 	writes      atomic.Int64  // segment writes started
@@ -56,7 +58,7 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error
 	if err != nil {
 		return nil, err
 	}
-	return &faultFile{file: fl, fs: f}, nil
+	return &faultFile{file: fl, fs: f, fresh: flag&os.O_CREATE != 0}, nil
 }
 func (f *faultFS) Remove(name string) error {
 	f.mu.Lock()
@@ -103,16 +105,23 @@ func (f *faultFS) DiskSpace(dir string) (int64, int64, error) {
 
 type faultFile struct {
 	file
-	fs *faultFS
+	fs     *faultFS
+	fresh  bool  // created by this open: firstErr applies
+	nwrite int64 // writes to this file (the first is a segment's header)
 }
 
 func (f *faultFile) Write(b []byte) (int, error) {
 	f.fs.writes.Add(1)
+	f.nwrite++
 	f.fs.mu.Lock()
-	gate := f.fs.writeGate
+	gate, fe := f.fs.writeGate, f.fs.firstErr
 	f.fs.mu.Unlock()
 	if gate != nil {
 		<-gate
+	}
+	if fe != nil && f.fresh && f.nwrite == 2 {
+		n, _ := f.file.Write(b[:len(b)/2])
+		return n, &os.PathError{Op: "write", Path: "segment", Err: fe}
 	}
 	if we, _, _ := f.fs.get(); we != nil {
 		n, _ := f.file.Write(b[:len(b)/2])
@@ -126,6 +135,16 @@ func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
 		return 0, we
 	}
 	return f.file.WriteAt(b, off)
+}
+
+func (f *faultFile) Truncate(size int64) error {
+	f.fs.mu.Lock()
+	te := f.fs.truncErr
+	f.fs.mu.Unlock()
+	if te != nil {
+		return &os.PathError{Op: "truncate", Path: "segment", Err: te}
+	}
+	return f.file.Truncate(size)
 }
 
 func (f *faultFile) Sync() error {

@@ -44,7 +44,8 @@ func (s *Spool) recover() error {
 		case name == lockName:
 		case strings.HasSuffix(name, ".corrupt"):
 			corrupt = append(corrupt, de)
-		case strings.HasSuffix(name, ".ack.tmp"): // an interrupted ack-file rewrite
+		case strings.HasSuffix(name, ".ack.tmp"), // an interrupted ack-file rewrite
+			strings.HasSuffix(name, ".seg"+tmpSuffix): // an interrupted repair (repairActiveLocked)
 			_ = s.fs.Remove(filepath.Join(s.dir, name))
 		default:
 			s.log.Debug("spool: ignoring a file it does not own", "file", name)
@@ -111,10 +112,20 @@ func (s *Spool) recover() error {
 	if n := len(kept); n > 0 && kept[n-1].count() == 0 {
 		g := kept[n-1]
 		kept = kept[:n-1]
-		if !g.sealed && g.hdr.first >= nextID {
+		if g.hdr.first >= nextID {
 			f, err := s.fs.OpenFile(g.path, os.O_RDWR|os.O_APPEND, 0)
 			if err != nil {
 				return fmt.Errorf("spool: open segment %s: %w", g.path, err)
+			}
+			if g.sealed {
+				// Sealed and empty (the format allows it; this version
+				// seals no empty segment): the seal comes off. A new
+				// segment for the next ID would have its name.
+				if err := f.Truncate(segHeaderSize); err != nil {
+					f.Close()
+					return fmt.Errorf("spool: truncate segment %s: %w", g.path, err)
+				}
+				g.sealed, g.end, g.size = false, segHeaderSize, segHeaderSize
 			}
 			nextID = g.hdr.first
 			s.active, s.wf = g, f

@@ -69,6 +69,7 @@ type Stats struct {
 	BlockedAppends  int64  // Append calls waiting for room now (when_full: block)
 	Staged          int64  // entries accepted and not yet written to a segment (in Entries too)
 	Unwritten       uint64 // entries accepted but never written: the disk refused them until Close, or an fsync failed first
+	Full            bool   // a full episode is on: logged as started ("disk full", "appends wait for room"), not yet as ended ("room again")
 	Durable         ID     // see Durable
 }
 
@@ -87,11 +88,11 @@ type Spool struct {
 	// when_full, IDs) and the write-behind stage. Lock order: wmu, fmu,
 	// rmu, ackMu, mu; wmu before syncMu, fmu before syncMu, roundMu before
 	// syncMu, syncMu before mu.
-	wmu      sync.Mutex
-	nextID   ID // the next ID Append hands out
-	closed   bool
-	minFree  int64 // the free-disk floor in force (min_free_bytes resolved at Open)
-	fullNote bool  // a "full" episode has been logged
+	wmu     sync.Mutex
+	nextID  ID // the next ID Append hands out
+	closed  bool
+	minFree int64       // the free-disk floor in force (min_free_bytes resolved at Open)
+	full    fullEpisode // a "full" episode logged and not yet ended (full.go)
 
 	// Write-behind (writebehind.go): with sync: interval and never, Append
 	// copies the frame into stage and returns; the writer goroutine
@@ -142,7 +143,8 @@ type Spool struct {
 	// disk. Lock order: roundMu before syncMu.
 	roundMu sync.Mutex
 	// syncMu guards the hand-over of segment files from the writer to the
-	// rounds: sealed, and (with wmu) active and wf. Held only briefly.
+	// rounds: sealed, and (with fmu) active and wf, which change under
+	// both, so either is enough to read them. Held only briefly.
 	syncMu sync.Mutex
 	// sealed are segment files sealed but not yet fsynced and closed, oldest
 	// first: the syncer does that off the appenders' path (sync.go).
@@ -160,11 +162,14 @@ type Spool struct {
 	mu       sync.Mutex
 	segs     []*segment // by first ID; the last one is active
 	toDelete []*segment // done and out of the table; files not yet removed
+	deleting bool       // a deleteDone has taken toDelete and not finished
 
 	lastID     atomic.Uint64 // highest ID written to a segment (readers and Ack see up to it)
 	durable    atomic.Uint64
 	synced     atomic.Uint64 // highest ID fsynced; Durable too except with SyncNever
 	closedFlag atomic.Bool
+	fullOn     atomic.Bool           // full.on, for a look without wmu
+	deletions  atomic.Uint64         // segment files deleted (room made: see full.go)
 	freeAt     atomic.Int64          // when free was last measured (Unix ns)
 	noSpace    atomic.Bool           // a write failed with ENOSPC; cleared by a deletion or a free-space check
 	finished   atomic.Bool           // Close has done its final sync
@@ -441,6 +446,7 @@ func (s *Spool) Stats() Stats {
 		BlockedAppends:  s.st.blocked.Load(),
 		Staged:          s.st.stagedEntries.Load(),
 		Unwritten:       s.st.unwritten.Load(),
+		Full:            s.fullOn.Load(),
 		Durable:         s.Durable(),
 	}
 }
@@ -525,12 +531,27 @@ func (s *Spool) removeLocked(g *segment) {
 // queued and is tried again at the next call: its space must come back once
 // the directory is writable, or a blocked append would wait for ever.
 func (s *Spool) deleteDone() bool {
+	// Nothing to delete, nor being deleted: no need to wait for ackMu,
+	// which flushAcks holds across its fsyncs. An appender about to refuse
+	// or drop an entry must not wait for the disk to find nothing.
+	s.mu.Lock()
+	idle := len(s.toDelete) == 0 && !s.deleting
+	s.mu.Unlock()
+	if idle {
+		return false
+	}
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	s.mu.Lock()
 	gs := s.toDelete
 	s.toDelete = nil
+	s.deleting = true
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.deleting = false
+		s.mu.Unlock()
+	}()
 	var failed []*segment
 	var ferr error
 	for _, g := range gs {
@@ -563,8 +584,12 @@ func (s *Spool) removeFilesLocked(g *segment) error {
 	if err := s.fs.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: delete %s: %w", g.path, err)
 	}
+	s.deletions.Add(1)
 	s.st.bytes.Add(-g.size)
 	s.st.segments.Add(-1)
+	// Free at once, not only at the next free-space check: drop_oldest
+	// under the floor would drop one segment after another until then.
+	s.free.Add(g.size + g.ackSize)
 	// Whatever ackSize says: a first write that failed after creating the
 	// file leaves one that ackSize does not count. One left behind is
 	// removed at the next Open (its segment is gone).

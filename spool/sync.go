@@ -133,6 +133,9 @@ func (s *Spool) runSyncer() {
 type sealedFile struct {
 	g *segment
 	f file
+	// replaced: an old file of g, replaced by a clean one under the same
+	// name (repairActiveLocked). It is only closed.
+	replaced bool
 }
 
 // takeSealed hands the files sealed so far to the caller's round.
@@ -155,7 +158,7 @@ func (s *Spool) syncSealed(ps []sealedFile) {
 		s.mu.Lock()
 		removed := p.g.removed
 		s.mu.Unlock()
-		if !removed && s.failure() == nil {
+		if !removed && !p.replaced && s.failure() == nil {
 			if err := p.f.Sync(); err != nil {
 				s.fail(err)
 			}
@@ -249,6 +252,7 @@ func (s *Spool) runMaintainer() {
 			}
 		}
 		s.deleteDone()
+		s.checkRoomAgain()
 	}
 }
 

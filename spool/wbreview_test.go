@@ -221,7 +221,7 @@ func TestWriteBehind_StressRandomMix(t *testing.T) {
 	for _, c := range []struct {
 		sync   SyncPolicy
 		full   WhenFull
-		faults bool // writes fail now and then with ENOSPC or EIO
+		faults bool // writes fail now and then with ENOSPC or EIO (and the truncate after them)
 	}{
 		{SyncInterval, WhenFullBlock, false},
 		{SyncNever, WhenFullBlock, false},
@@ -251,23 +251,35 @@ func TestWriteBehind_StressRandomMix(t *testing.T) {
 					defer fwg.Done()
 					r := rand.New(rand.NewPCG(5, 5))
 					for ctx.Err() == nil {
-						var e error
+						var e, te, fe error
 						switch r.IntN(6) {
 						case 0:
 							e = syscall.ENOSPC
 						case 1:
 							e = syscall.EIO
+							if r.IntN(2) == 0 {
+								// The partial frame stays: the segment is
+								// left behind.
+								te = syscall.EIO
+							}
+						case 2:
+							// The first frame of each new segment fails
+							// and stays: the empty segment is repaired.
+							fe, te = syscall.EIO, syscall.EIO
 						}
-						fs.set(func(f *faultFS) { f.writeErr = e })
+						fs.set(func(f *faultFS) { f.writeErr, f.truncErr, f.firstErr = e, te, fe })
 						time.Sleep(time.Duration(1+r.IntN(20)) * time.Millisecond)
-						if e != nil {
-							fs.set(func(f *faultFS) { f.writeErr = nil })
+						if e != nil || fe != nil {
+							fs.set(func(f *faultFS) { f.writeErr, f.firstErr = nil, nil })
+							if r.IntN(2) == 0 { // else the truncate fails on: a repair replaces the file
+								fs.set(func(f *faultFS) { f.truncErr = nil })
+							}
 							_ = s.measureFree() // what the maintainer does every second
 							s.spaceEv.broadcast()
 							time.Sleep(time.Duration(1+r.IntN(30)) * time.Millisecond)
 						}
 					}
-					fs.set(func(f *faultFS) { f.writeErr = nil })
+					fs.set(func(f *faultFS) { f.writeErr, f.truncErr, f.firstErr = nil, nil, nil })
 				}()
 			}
 

@@ -259,8 +259,9 @@ func (s *Spool) writeAll(b []byte, first ID) {
 		if recovered {
 			s.wfailing.Store(false)
 			s.wmu.Lock()
-			s.writesWorkLocked()
+			s.writeWorkedLocked()
 			s.wmu.Unlock()
+			s.checkRoomAgain()
 		}
 		if n > 0 {
 			s.dataEv.broadcast()
@@ -278,7 +279,7 @@ func (s *Spool) writeAll(b []byte, first ID) {
 		if !lose {
 			// Recorded before anyone is woken: an appender woken by the
 			// failure must find the spool full (noSpace, refErr).
-			retry = s.noteWriteFailure(err)
+			retry = s.noteWriteFailure(err, int64(frameHeaderSize)+int64(binary.LittleEndian.Uint32(b[4:8])))
 		}
 		s.writtenEv.broadcast()
 		s.failedEv.broadcast()
@@ -312,16 +313,20 @@ func (s *Spool) writerRefusedLocked() bool {
 	return s.wb && s.wfailing.Load() && s.refErr != nil
 }
 
-// noteWriteFailure records a failed write: the spool is full for new
-// entries until a deletion or a free-space check (ENOSPC, for which it
-// returns the channel a deletion closes) or the backoff has passed
-// (anything else).
-func (s *Spool) noteWriteFailure(err error) <-chan struct{} {
+// noteWriteFailure records a failed write of a run whose first frame is
+// need bytes: the spool is full for new entries until a deletion or a
+// free-space check (ENOSPC, for which it returns the channel a deletion
+// closes) or the backoff has passed (anything else). ENOSPC is logged once
+// per full episode (full.go), not at every retry.
+func (s *Spool) noteWriteFailure(err error, need int64) <-chan struct{} {
 	if isNoSpace(err) {
 		ch := s.spaceEv.wait()
-		if !s.noSpace.Swap(true) {
+		s.noSpace.Store(true)
+		s.wmu.Lock()
+		if s.startFullLocked(need, true) {
 			s.log.Warn("spool: disk full (ENOSPC); accepted entries wait in memory to be written", "error", err)
 		}
+		s.wmu.Unlock()
 		return ch
 	}
 	// A directory made read-only (refused.go), or an I/O error: appends

@@ -88,9 +88,8 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 				continue
 			}
 			id := s.stageLocked(head, body)
-			if s.fullNote {
-				s.fullNote = false
-				s.log.Info("spool: room again, appends resume")
+			if !s.wfailing.Load() { // else it is not written yet, and may not be
+				s.endFullLocked("append")
 			}
 			return id, nil
 		}
@@ -100,11 +99,8 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 		if err == nil {
 			s.nextID = id + 1
 			s.free.Add(-need)
-			s.writesWorkLocked()
-			if s.fullNote {
-				s.fullNote = false
-				s.log.Info("spool: room again, appends resume")
-			}
+			s.writeWorkedLocked()
+			s.endFullLocked("append")
 			return id, nil
 		}
 		switch {
@@ -112,8 +108,7 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 			// The disk is full whatever statfs said: behave as full until
 			// the maintainer measures again or a segment is deleted.
 			s.noSpace.Store(true)
-			if !s.fullNote {
-				s.fullNote = true // once per episode: "room again" ends it
+			if s.startFullLocked(need, true) { // once per episode: "room again" ends it
 				s.log.Warn("spool: disk full (ENOSPC)", "error", err)
 			}
 		case isRefused(err):
@@ -226,7 +221,7 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 // refuses writes is not tried again before its backoff. Frames still
 // staged go to the new segment: it starts at the next ID written.
 func (s *Spool) rollIfActiveDone() (bool, error) {
-	if s.refusingLocked() {
+	if s.refusingLocked() || !s.mayRollActiveDone() {
 		return false, nil
 	}
 	s.fmu.Lock()
@@ -235,6 +230,25 @@ func (s *Spool) rollIfActiveDone() (bool, error) {
 		return false, nil
 	}
 	return true, s.rollLocked()
+}
+
+// mayRollActiveDone is rollIfActiveDone's look without fmu, which the writer
+// holds across its write(2): an appender about to refuse or drop an entry
+// (drop_newest, drop_oldest) must not wait for the disk to decide it, and
+// needs fmu only when a roll would free the active segment, or start one
+// where there is none. active changes under syncMu too (rollLocked,
+// sealActiveLocked), so it can be read under it; the answer is checked
+// again under fmu.
+func (s *Spool) mayRollActiveDone() bool {
+	s.syncMu.Lock()
+	g := s.active
+	s.syncMu.Unlock()
+	if g == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return g.last >= g.hdr.first && g.allDone()
 }
 
 // activeDoneLocked reports whether the active segment has entries and all
@@ -277,8 +291,7 @@ func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) e
 	wake := maxMaintainEvery
 	if s.refErr != nil {
 		wake = max(time.Until(s.refUntil), time.Millisecond)
-	} else if !s.fullNote {
-		s.fullNote = true
+	} else if s.startFullLocked(need, false) {
 		s.log.Warn("spool: full, appends wait for room", "reason", reason)
 	}
 	s.st.blocked.Add(1)
@@ -441,10 +454,14 @@ func (s *Spool) publishLocked(g *segment, last ID, n int64, size int64, counted 
 // restarts, so a failed create leaves it in place (active stays nil and the
 // next write tries again).
 func (s *Spool) rollLocked() error {
-	if g := s.active; g != nil && !s.broken && g.last < g.hdr.first && g.hdr.first == s.wnext {
+	if g := s.active; g != nil && g.last < g.hdr.first && g.hdr.first == s.wnext {
 		// Empty and starting where the next frame goes: a new segment
 		// would have the same name. A caller that decided to roll before
 		// it took fmu (dropOldestLocked) finds the writer rolled already.
+		// A broken one is repaired under its name instead.
+		if s.broken {
+			return s.repairActiveLocked()
+		}
 		return nil
 	}
 	if s.active != nil {
@@ -517,28 +534,20 @@ func (s *Spool) sealActiveLocked() error {
 func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	h := segHeader{first: first, salt: rand.Uint32()}
 	path := filepath.Join(s.dir, segName(first))
-	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create segment: %w", err)
-	}
-	b := h.encode()
-	_, err = f.Write(b[:])
 	// The header is fsynced before the directory entry: once the entry is
 	// durable, the file must say which IDs it starts at. The previous
 	// segment may be deleted as soon as this one exists, and then this
 	// file's name and header are all that keeps IDs growing across a
 	// restart; an empty file left by a power cut is removed at Open and
 	// would let IDs be handed out again.
+	f, err := s.createFile(path, h, os.O_EXCL)
 	if err == nil {
-		err = f.Sync()
-		s.st.fsyncs.Add(1)
-	}
-	if err == nil {
-		err = s.fs.SyncDir(s.dir)
+		if err = s.fs.SyncDir(s.dir); err != nil {
+			f.Close()
+			_ = s.fs.Remove(path)
+		}
 	}
 	if err != nil {
-		f.Close()
-		_ = s.fs.Remove(path)
 		return nil, nil, fmt.Errorf("create segment: %w", err)
 	}
 	g := &segment{hdr: h, path: path, last: first - 1, end: segHeaderSize, size: segHeaderSize}
@@ -549,4 +558,93 @@ func (s *Spool) createSegment(first ID) (*segment, file, error) {
 	s.st.segments.Add(1)
 	s.free.Add(-segHeaderSize)
 	return g, f, nil
+}
+
+// createFile creates path (flag: O_EXCL, or O_TRUNC for a temporary file),
+// open for append, and writes and fsyncs the header h. On error nothing is
+// left behind.
+func (s *Spool) createFile(path string, h segHeader, flag int) (file, error) {
+	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND|flag, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	b := h.encode()
+	_, err = f.Write(b[:])
+	if err == nil {
+		err = f.Sync()
+		s.st.fsyncs.Add(1)
+	}
+	if err != nil {
+		f.Close()
+		_ = s.fs.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
+// tmpSuffix names the clean file that replaces a broken empty segment
+// (repairActiveLocked) until it is renamed over it; Open removes one left
+// by a crash.
+const tmpSuffix = ".tmp"
+
+// repairActiveLocked makes the active segment, empty, starting at wnext and
+// broken (a failed write left part of a frame at its end and the truncate
+// that should have cut it failed), writable again under the same name. It
+// cannot be rolled: the next segment would start at the same ID and have
+// the same name. The partial frame is cut again; if that fails too, a clean
+// file with the same header is written beside it, fsynced and renamed over
+// it, so the file naming the next ID exists at every point of a crash (the
+// newest segment is what keeps IDs growing across restarts; see
+// createSegment). A reader with the old file open is moved to the new one.
+// Errors are those of a roll: the caller backs off or waits for room and
+// tries again. fmu is held.
+func (s *Spool) repairActiveLocked() error {
+	g := s.active
+	if err := s.wf.Truncate(g.end); err == nil {
+		s.broken = false
+		return nil
+	}
+	tmp := g.path + tmpSuffix
+	f, err := s.createFile(tmp, g.hdr, os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("replace broken segment: %w", err)
+	}
+	// Opened before the rename, so that nothing can fail once the old
+	// file is gone.
+	rf, err := s.fs.OpenFile(tmp, os.O_RDONLY, 0)
+	if err == nil {
+		if err = s.fs.Rename(tmp, g.path); err != nil {
+			rf.Close()
+		}
+	}
+	if err != nil {
+		f.Close()
+		_ = s.fs.Remove(tmp)
+		return fmt.Errorf("replace broken segment: %w", err)
+	}
+	// The old file had the same header, so a crash before the rename is
+	// durable leaves a file naming the same IDs either way. But frames are
+	// about to be written to the new one, and fsynced frames must not
+	// vanish with a rename the disk forgot: a failed directory fsync is a
+	// failed fsync (the spool stops accepting until it is reopened).
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		s.fail(err)
+	}
+	s.rmu.Lock()
+	if c := &s.rd; c.g == g {
+		c.f.Close()
+		c.f, c.fr = rf, newFrameReader(rf, g.hdr.salt, maxEntryLimit, c.buf)
+		c.nextLen = 0
+	} else {
+		rf.Close()
+	}
+	s.rmu.Unlock()
+	// The old file may be in a sync round's hands (syncData): a round
+	// closes it, as it closes sealed files.
+	s.syncMu.Lock()
+	s.sealed = append(s.sealed, sealedFile{g: g, f: s.wf, replaced: true})
+	s.wf, s.broken = f, false
+	s.syncMu.Unlock()
+	s.log.Warn("spool: replaced an empty segment whose torn end could not be cut off", "segment", g.path)
+	return s.failure()
 }

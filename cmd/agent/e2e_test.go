@@ -286,6 +286,7 @@ flows:
 	}, time.Minute, 50*time.Millisecond, "the spool never filled: bytes %v, read %v",
 		metric(admin, "agent_spool_bytes"), metric(admin, "agent_records_received_total"))
 	require.Greater(t, metric(admin, "agent_spool_bytes"), float64(2<<20))
+	require.Equal(t, 1.0, metric(admin, "agent_spool_full"))
 	// Reading pauses: the count stops growing well short of the file, and
 	// memory stays flat while the agent waits.
 	time.Sleep(2 * time.Second)
@@ -301,6 +302,8 @@ flows:
 	}
 	s.start()
 	require.Eventually(t, func() bool { return s.distinct() == n }, 2*time.Minute, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return metric(admin, "agent_spool_full") == 0 }, time.Minute, 100*time.Millisecond,
+		"the spool's full gauge never went back")
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
 	requireAllArrived(t, s, n, true)

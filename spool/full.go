@@ -1,0 +1,91 @@
+package spool
+
+// A "full" episode is logged once when it starts (WARN: "spool: disk full
+// (ENOSPC)", or "spool: full, appends wait for room" with its reason) and
+// once when it ends (INFO: "spool: room again, appends resume"). The end
+// was noticed only by the next append accepted; with the direct path
+// (spool_bypass) taking all the traffic once the destination keeps up again,
+// none may come for hours, and the log said "disk full" with no end. The
+// maintainer now looks at the end of each round (at most a second apart,
+// after it has measured free space and deleted finished segments) whether
+// an entry of the size that met the full spool would be accepted.
+//
+// Room after ENOSPC needs evidence: the free-space check lifts the ENOSPC
+// stop every second (the next write tells), but a write that fails again
+// must not end and restart the episode each second. So the episode ends only
+// once the spool deleted a segment since the last ENOSPC, or statfs shows
+// room for the entry above the free-disk floor (at least stageMax when
+// min_free_bytes is 0), or a write succeeded. An append blocked for room,
+// and a writer retrying a failed write, end it themselves when they succeed.
+
+// fullEpisode is the state of a "full" episode. Guarded by wmu.
+type fullEpisode struct {
+	on      bool   // logged as started and not yet as ended
+	need    int64  // the frame size of the entry that met it: room again is room for it
+	noSpace bool   // a write failed with ENOSPC since the last success
+	deletes uint64 // Spool.deletions at the last ENOSPC
+}
+
+// startFullLocked records that an entry of need bytes met a full spool
+// (enospc: a write failed with ENOSPC), and reports whether that starts an
+// episode, which the caller then logs. wmu is held.
+func (s *Spool) startFullLocked(need int64, enospc bool) bool {
+	if enospc {
+		s.full.noSpace = true
+		s.full.deletes = s.deletions.Load()
+	}
+	if s.full.on {
+		return false
+	}
+	s.full.on, s.full.need = true, need
+	s.fullOn.Store(true)
+	return true
+}
+
+// endFullLocked ends the episode, if one is on, and logs its end: by says
+// who noticed. wmu is held.
+func (s *Spool) endFullLocked(by string) {
+	if !s.full.on {
+		return
+	}
+	s.full = fullEpisode{}
+	s.fullOn.Store(false)
+	s.log.Info("spool: room again, appends resume", "noticed_by", by)
+}
+
+// writeWorkedLocked records a successful write: the disk took it, so an
+// ENOSPC needs no more evidence. wmu is held.
+func (s *Spool) writeWorkedLocked() {
+	s.full.noSpace = false
+	s.writesWorkLocked()
+}
+
+// checkRoomAgain ends a full episode when an entry of the size that met it
+// would be accepted now (see above). The maintainer calls it every round.
+func (s *Spool) checkRoomAgain() {
+	if !s.fullOn.Load() {
+		return
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.full.on || s.closed {
+		return
+	}
+	// A blocked append ends it when it is accepted, a failing writer when
+	// a write succeeds: they know better.
+	if s.st.blocked.Load() > 0 || (s.wb && s.wfailing.Load()) || !s.roomLocked(s.full.need) {
+		return
+	}
+	if s.full.noSpace && s.deletions.Load() == s.full.deletes && !s.diskShowsRoomLocked(s.full.need) {
+		return
+	}
+	s.endFullLocked("free space check")
+}
+
+// diskShowsRoomLocked reports whether statfs shows room for a frame of need
+// bytes above the free-disk floor, or above stageMax without one. wmu is
+// held.
+func (s *Spool) diskShowsRoomLocked(need int64) bool {
+	free, _, err := s.fs.DiskSpace(s.dir)
+	return err == nil && free-s.staged.Load()-need-sealFrameSize >= max(s.minFree, stageMax)
+}
