@@ -525,6 +525,14 @@ func (s *Spool) removeLocked(g *segment) {
 // queued and is tried again at the next call: its space must come back once
 // the directory is writable, or a blocked append would wait for ever.
 func (s *Spool) deleteDone() bool {
+	removed := s.deleteDoneFiles()
+	if removed {
+		s.releaseRemovedCursor()
+	}
+	return removed
+}
+
+func (s *Spool) deleteDoneFiles() bool {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	s.mu.Lock()
@@ -553,6 +561,28 @@ func (s *Spool) deleteDone() bool {
 		s.spaceEv.broadcast()
 	}
 	return removed
+}
+
+// releaseRemovedCursor closes the read cursor's file when its segment was
+// deleted: a reader that caught up at a segment's end keeps it open until
+// its next read, which may not come before the space does (an append
+// waiting for room on a small disk, with nothing left to read). rmu comes
+// after wmu and fmu and before ackMu, so it is taken with ackMu released; a
+// busy reader is waited for (a read never waits for the writer).
+func (s *Spool) releaseRemovedCursor() {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if g := s.rd.g; g != nil {
+		s.mu.Lock()
+		removed := g.removed
+		s.mu.Unlock()
+		if removed {
+			// Only the file: the cursor stays on g, so the next read
+			// moves to the segment after it (older segments may hold
+			// entries handed out and not yet acknowledged).
+			s.rd.closeFile()
+		}
+	}
 }
 
 // removeFilesLocked deletes a segment's files. ackMu is held. The segment
