@@ -84,6 +84,9 @@ type Agent struct {
 	// none). The state stays running (readiness holds); status says
 	// reloading.
 	reloadSince atomic.Int64
+	// lastReload is how the last reload went (RecordReload); nil before
+	// the first.
+	lastReload atomic.Pointer[ReloadStatus]
 	// runningCfg is a.cfg as of the last publish (runtimeConfig).
 	runningCfg *Config
 	st         *statusTracker
