@@ -502,3 +502,31 @@ func TestReload_DefaultTimeoutFollowsShutdownTimeout(t *testing.T) {
 	require.Equal(t, 2*time.Minute, d)
 	require.Contains(t, why, "shutdown_timeout unknown")
 }
+
+// --help is what the user asked for: every command prints its usage on
+// stdout and exits 0 (`agent run --help | less`, `agent tail -h | grep
+// envelope`); most printed it on stderr and exited 2, as for a bad flag. A
+// bad flag stays a usage error: the flag named on stderr, exit 2.
+func TestCLI_HelpOnEveryCommandGoesToStdoutAndExits0(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"run"}, {"tail"}, {"validate"}, {"status"}, {"top"}, {"tap"}, {"reload"}, {"version"},
+		{"dead-letter"}, {"dead-letter", "replay"}, {"dead-letter", "replay", "--tail"},
+		{"kpl", "decode"}, {"kpl", "encode"},
+	} {
+		name := strings.Join(cmd, " ")
+		for _, help := range []string{"-h", "--help"} {
+			t.Run(name+" "+help, func(t *testing.T) {
+				out, errOut, code := runBin(t, append(cmd, help)...)
+				require.Equal(t, 0, code, errOut)
+				require.Empty(t, errOut)
+				require.Contains(t, strings.ToLower(out), "usage")
+			})
+		}
+		t.Run(name+" --no-such-flag", func(t *testing.T) {
+			out, errOut, code := runBin(t, append(cmd, "--no-such-flag")...)
+			require.Equal(t, 2, code, errOut)
+			require.Empty(t, out)
+			require.Contains(t, errOut, "flag provided but not defined: -no-such-flag")
+		})
+	}
+}

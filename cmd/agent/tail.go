@@ -85,7 +85,7 @@ func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
 	fs := flag.NewFlagSet("agent tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: agent tail PATH|SOCKET... [flags]
+		fmt.Fprint(fs.Output(), `Usage: agent tail PATH|SOCKET... [flags]
 
 Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail -F.
 PATH - reads standard input, and a named pipe is read as a stream, until its end.
@@ -164,12 +164,12 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	start := time.Now()
 	fs, o := tailFlags(stderr)
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	var paths []string
+	if code, ok := parseArgs(fs, stdout, stderr, func() (err error) {
+		paths, err = parseInterspersed(fs, args)
+		return err
+	}); !ok {
+		return code
 	}
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
