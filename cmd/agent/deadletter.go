@@ -168,6 +168,7 @@ func cmdDeadLetterReplayTail(args []string, stdout, stderr io.Writer) int {
 	var paths []string
 	if code, ok := parseArgs(fs, stdout, stderr, func() (err error) {
 		paths, err = parseInterspersed(fs, args)
+		o.to = stdoutAlias(o.to)
 		return err
 	}); !ok {
 		return code

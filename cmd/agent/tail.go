@@ -91,7 +91,7 @@ Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail
 PATH - reads standard input, and a named pipe is read as a stream, until its end.
 SOCKET listens: unix:///run/app.sock, unixgram:///run/app.dgram, tcp://127.0.0.1:5140,
 udp://127.0.0.1:5140 (records parsed per --format), until interrupted.
-Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
+Destinations (--to): - or stdout: (standard output, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
   kinesis://STREAM?region=R[&endpoint=URL][&protocol=cbor|json][&role_arn=ARN][&rate_limit=150|off][&aggregation=false]
   [&max_record_bytes=1MiB][&shard_map_refresh=1m] (Kinesis Data Streams; KPL aggregates built per shard),
   firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
@@ -142,6 +142,17 @@ Flags:
 	return fs, o
 }
 
+// stdoutAlias maps stdout: (the config's output type, written like
+// blackhole:) to -, standard output, so that both name one destination (and
+// one state directory).
+func stdoutAlias(to string) string {
+	switch strings.ToLower(to) {
+	case "stdout:", "stdout://":
+		return "-"
+	}
+	return to
+}
+
 // parseInterspersed parses flags anywhere among positional arguments.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
@@ -167,6 +178,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var paths []string
 	if code, ok := parseArgs(fs, stdout, stderr, func() (err error) {
 		paths, err = parseInterspersed(fs, args)
+		o.to = stdoutAlias(o.to)
 		return err
 	}); !ok {
 		return code

@@ -358,3 +358,26 @@ func TestTailOnce_MaxRetryDurationDeadLettersWhatTheDestinationKeepsRefusing(t *
 	require.Equal(t, 1, code, errOut)
 	require.Contains(t, errOut, "dead-letter")
 }
+
+// --to stdout: names standard output as blackhole: names the blackhole (the
+// config's output types): it was an unknown scheme. `| head -1` ends it
+// quietly, exit 0, nothing on stderr.
+func TestTail_ToStdoutColonIsStandardOutput(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 50_000, 40)
+	for _, to := range []string{"stdout:", "stdout://"} {
+		t.Run(to, func(t *testing.T) {
+			out, errOut, code := runBin(t, "tail", "--once", log, "--to", to)
+			require.Equal(t, 0, code, errOut)
+			require.Equal(t, 50_000, strings.Count(out, "\n"))
+
+			cmd := exec.Command("sh", "-c", `"$0" tail "$1" --to "$2" | head -1`, agentBin, log, to)
+			var o, e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			require.NoError(t, cmd.Run(), e.String())
+			require.Equal(t, 1, strings.Count(o.String(), "\n"))
+			require.Empty(t, e.String())
+		})
+	}
+}
