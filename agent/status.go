@@ -28,6 +28,24 @@ type Snapshot struct {
 	BacklogBytes   int64 // spool bytes on disk
 }
 
+// FilesBehind is how many bytes the file sources have left to read (size
+// as last seen minus read offset, over every file followed). Safe after Run
+// returned: agent tail --once tells from it whether an interrupted run read
+// its files to their end.
+func (a *Agent) FilesBehind() int64 {
+	var n int64
+	for _, fr := range a.runtimeFlows() {
+		for _, src := range fr.sources {
+			if fl, ok := src.(interface{ Files() []file.FileStatus }); ok {
+				for _, fi := range fl.Files() {
+					n += max(fi.Size-fi.Offset, 0)
+				}
+			}
+		}
+	}
+	return n
+}
+
 // Snapshot gathers the current counters (cheap enough for once a second).
 func (a *Agent) Snapshot() Snapshot {
 	var s Snapshot

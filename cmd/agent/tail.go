@@ -106,7 +106,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.to, "to", "-", "destination URL")
-	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered, a named file cannot be read, or an interruption left records undelivered)")
+	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered, a named file cannot be read, or an interruption left records undelivered or files unread)")
 	fs.BoolVar(&o.fromBeginning, "from-beginning", false, "read files without a checkpoint from the beginning (the default)")
 	fs.BoolVar(&o.fromEnd, "from-end", false, "read files without a checkpoint from their end (only new lines)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "spool, checkpoints and dead-letter file (default: $XDG_STATE_HOME/agent/tail/<id>; a temporary one for stdout)")
@@ -298,7 +298,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err = a.Run(ctx)
 	r := tailResult{
 		err: err, interrupted: ctx.Err() != nil, readerGone: errors.Is(context.Cause(ctx), errReaderGone),
-		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), took: time.Since(start),
+		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), behind: a.FilesBehind(), took: time.Since(start),
 		hadCheckpoints: hadCheckpoints, files: in.files,
 	}
 	return r.report(stderr, once && !o.quiet && isTerminal(stderr))
@@ -313,6 +313,7 @@ type tailResult struct {
 	tmp            bool // the state directory is temporary (stdout)
 	stateDir       string
 	snap           agent.Snapshot
+	behind         int64 // bytes of the files left to read
 	took           time.Duration
 	hadCheckpoints bool
 	files          []string
@@ -371,6 +372,16 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 				where = "nothing was printed"
 			}
 			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read (%s)\n", where)
+			code = exitFailed
+		} else if r.behind > 0 {
+			// What was read was delivered, but the files were not read
+			// to their end: `agent tail --once app.log && rm app.log`
+			// must not go on.
+			where := "the next run of the same command reads them from where it stopped"
+			if r.tmp {
+				where = "it was not printed"
+			}
+			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read to their end: %s left (%s)\n", humanBytes(float64(r.behind)), where)
 			code = exitFailed
 		}
 	}
