@@ -91,7 +91,14 @@ type Spool struct {
 	nextID   ID // the next ID Append hands out
 	closed   bool
 	minFree  int64 // the free-disk floor in force (min_free_bytes resolved at Open)
-	fullNote bool  // a "full" episode has been logged
+	fullNote bool  // a "full" episode is under way
+	// A spool that fills again and again (a small one in front of a
+	// slower destination) logs its "full" episodes at most once per
+	// fullLogEvery: fullLogAt is when one was last logged, fullQuiet how
+	// many were not since, fullLogged whether the current one was.
+	fullLogAt  time.Time
+	fullQuiet  int
+	fullLogged bool
 
 	// Write-behind (writebehind.go): with sync: interval and never, Append
 	// copies the frame into stage and returns; the writer goroutine

@@ -88,10 +88,7 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 				continue
 			}
 			id := s.stageLocked(head, body)
-			if s.fullNote {
-				s.fullNote = false
-				s.log.Info("spool: room again, appends resume")
-			}
+			s.roomAgainLocked()
 			return id, nil
 		}
 		s.fmu.Lock()
@@ -101,10 +98,7 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 			s.nextID = id + 1
 			s.free.Add(-need)
 			s.writesWorkLocked()
-			if s.fullNote {
-				s.fullNote = false
-				s.log.Info("spool: room again, appends resume")
-			}
+			s.roomAgainLocked()
 			return id, nil
 		}
 		switch {
@@ -112,9 +106,8 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 			// The disk is full whatever statfs said: behave as full until
 			// the maintainer measures again or a segment is deleted.
 			s.noSpace.Store(true)
-			if !s.fullNote {
-				s.fullNote = true // once per episode: "room again" ends it
-				s.log.Warn("spool: disk full (ENOSPC)", "error", err)
+			if !s.fullNote { // once per episode: "room again" ends it
+				s.fullLocked("spool: disk full (ENOSPC)", "error", err)
 			}
 		case isRefused(err):
 			// A directory made read-only: wait and try again (refused.go).
@@ -264,6 +257,39 @@ func (s *Spool) fullReasonLocked(need int64) string {
 	}
 }
 
+// fullLogEvery bounds how often "full" episodes are logged.
+const fullLogEvery = time.Minute
+
+// fullLocked starts a "full" episode and logs it at WARN, unless one was
+// logged less than fullLogEvery ago: then it is counted into the next
+// line (episodes_not_logged). wmu is held.
+func (s *Spool) fullLocked(msg string, args ...any) {
+	s.fullNote = true
+	now := time.Now()
+	if !s.fullLogAt.IsZero() && now.Sub(s.fullLogAt) < fullLogEvery {
+		s.fullQuiet++
+		s.fullLogged = false
+		return
+	}
+	if s.fullQuiet > 0 {
+		args = append(args, "episodes_not_logged", s.fullQuiet)
+	}
+	s.log.Warn(msg, args...)
+	s.fullLogAt, s.fullQuiet, s.fullLogged = now, 0, true
+}
+
+// roomAgainLocked ends a "full" episode; its end is logged when its start
+// was. wmu is held.
+func (s *Spool) roomAgainLocked() {
+	if !s.fullNote {
+		return
+	}
+	s.fullNote = false
+	if s.fullLogged {
+		s.log.Info("spool: room again, appends resume")
+	}
+}
+
 // waitRoomLocked waits, with wmu released, until room may have been made,
 // ctx is done or the spool closes. It wakes by itself when a refused write
 // may be tried again, and at least every maxMaintainEvery whatever the
@@ -278,8 +304,7 @@ func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) e
 	if s.refErr != nil {
 		wake = max(time.Until(s.refUntil), time.Millisecond)
 	} else if !s.fullNote {
-		s.fullNote = true
-		s.log.Warn("spool: full, appends wait for room", "reason", reason)
+		s.fullLocked("spool: full, appends wait for room", "reason", reason)
 	}
 	s.st.blocked.Add(1)
 	s.blockedEv.broadcast()
