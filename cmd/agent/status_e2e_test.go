@@ -218,3 +218,24 @@ func TestStatus_RefusedReloadIsShown(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// The same configuration run twice: the second agent cannot take the admin
+// address. It exits 1 saying that an agent probably runs already, and how
+// to ask it, not only "bind: address already in use".
+func TestRun_SecondAgentOnTheSameConfigSaysOneRunsAlready(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	admin := freeAddr(t)
+	cfg := singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q}", s.URL()))
+	writeLog(t, log, 0, 10, 80)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { _, ok := statusJSON(t, admin); return ok }, "the first agent did not start")
+
+	_, errOut, code := runBin(t, "run", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "address already in use (is an agent running with this configuration already? agent status --admin "+admin)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
