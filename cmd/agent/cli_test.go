@@ -530,3 +530,24 @@ func TestCLI_HelpOnEveryCommandGoesToStdoutAndExits0(t *testing.T) {
 		})
 	}
 }
+
+// Negative counts and durations were taken as the defaults without a word:
+// usage errors naming the flag, before anything runs.
+func TestTail_NegativeFlagValuesAreUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(log, []byte("a\n"), 0o600))
+	for _, tc := range [][]string{
+		{"--concurrency", "-2"},
+		{"--timeout", "-1s"},
+		{"--max-retry-duration", "-1s"},
+	} {
+		t.Run(tc[0], func(t *testing.T) {
+			args := append([]string{"tail", "--once", log, "--to", "http://127.0.0.1:1/x", "--state-dir", filepath.Join(dir, "state")}, tc...)
+			out, errOut, code := runBin(t, args...)
+			require.Equal(t, 2, code, errOut)
+			require.Empty(t, out)
+			require.Equal(t, "agent tail: "+tc[0]+" must not be negative\n", errOut)
+		})
+	}
+}

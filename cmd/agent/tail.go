@@ -194,6 +194,20 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent tail: --from-beginning and --from-end exclude each other")
 		return exitUsage
 	}
+	// Negative values were taken as the defaults, silently.
+	for _, neg := range []struct {
+		flag string
+		bad  bool
+	}{
+		{"--concurrency", o.concurrency < 0},
+		{"--timeout", o.httpTimeout < 0},
+		{"--max-retry-duration", o.maxRetry < 0},
+	} {
+		if neg.bad {
+			fmt.Fprintf(stderr, "agent tail: %s must not be negative\n", neg.flag)
+			return exitUsage
+		}
+	}
 	// The destination first: a usage error there (a bad URL, a flag the
 	// destination does not take) is told before the inputs are looked at.
 	out, err := destination(o)
