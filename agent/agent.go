@@ -810,7 +810,13 @@ func (a *Agent) logStopSummary(left []directLeft, unflushed []int) {
 	}
 	if inSpool == 0 && nfiles == 0 && memRecords == 0 {
 		if lost == 0 {
-			a.log.Info("stopped; everything read was delivered")
+			// Dead-lettered records count as settled, not as delivered:
+			// say so, or "delivered" reads as all went through.
+			if d := a.dlqCount.Load(); d != nil && d.Load() > 0 {
+				a.log.Info("stopped; everything read was delivered or dead-lettered", "dead_lettered", d.Load())
+			} else {
+				a.log.Info("stopped; everything read was delivered")
+			}
 		}
 		return
 	}
