@@ -33,6 +33,7 @@ Usage:
   agent dead-letter [flags]     print the dead-letter file (records that could not be delivered)
   agent dead-letter replay [-c FILE]  send the dead-lettered records again (once the cause is fixed)
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
+  agent kpl encode              aggregate lines from stdin into KPL records (base64 lines out)
   agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
   agent top [-n N]              the same, refreshed live (q or Ctrl-C to quit; plain snapshots when not a terminal)
   agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
