@@ -551,3 +551,21 @@ func TestTail_NegativeFlagValuesAreUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// agent validate -c a.yaml b.yaml checked b.yaml only: the file named with
+// -c was dropped without a word, and a broken one passed.
+func TestValidate_DashCWithMoreFilesChecksEveryOne(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	example, err := os.ReadFile(filepath.Join("..", "..", "agent.yaml.example"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(good, example, 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("bogus: 1\n"), 0o600))
+	out, errOut, code := runBin(t, "validate", "-c", bad, good)
+	require.Equal(t, 2, code, out+errOut)
+	require.Contains(t, errOut, bad+":1: bogus: unknown field")
+	require.Contains(t, out, good+": ok")
+	out, errOut, code = runBin(t, "validate", good)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, good+": ok\n", out)
+}

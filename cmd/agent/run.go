@@ -220,8 +220,11 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	paths := fs.Args()
-	if len(paths) == 0 {
-		paths = []string{*cfgPath}
+	cSet := false
+	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" || f.Name == "config" })
+	if len(paths) == 0 || cSet {
+		// -c a.yaml b.yaml checks both: -c was not to be dropped silently.
+		paths = append([]string{*cfgPath}, paths...)
 	}
 	code := exitOK
 	for _, p := range paths {
