@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,11 @@ func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ln, err := net.Listen("tcp", listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// Most often the same configuration run twice: say how to ask
+		// the one that runs.
+		return nil, fmt.Errorf("admin: listen on %s: %w (is an agent running with this configuration already? agent status --admin %s asks whatever listens there; admin.listen chooses another address)", listen, err, listen)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", listen, err)
 	}

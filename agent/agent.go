@@ -84,6 +84,9 @@ type Agent struct {
 	// none). The state stays running (readiness holds); status says
 	// reloading.
 	reloadSince atomic.Int64
+	// lastReload is how the last reload went (RecordReload); nil before
+	// the first.
+	lastReload atomic.Pointer[ReloadStatus]
 	// runningCfg is a.cfg as of the last publish (runtimeConfig).
 	runningCfg *Config
 	st         *statusTracker
@@ -807,7 +810,13 @@ func (a *Agent) logStopSummary(left []directLeft, unflushed []int) {
 	}
 	if inSpool == 0 && nfiles == 0 && memRecords == 0 {
 		if lost == 0 {
-			a.log.Info("stopped; everything read was delivered")
+			// Dead-lettered records count as settled, not as delivered:
+			// say so, or "delivered" reads as all went through.
+			if d := a.dlqCount.Load(); d != nil && d.Load() > 0 {
+				a.log.Info("stopped; everything read was delivered or dead-lettered", "dead_lettered", d.Load())
+			} else {
+				a.log.Info("stopped; everything read was delivered")
+			}
 		}
 		return
 	}

@@ -435,6 +435,12 @@ func parse(name string, data []byte, lookup func(string) (string, bool), comps C
 		p.cerr.Problems = append(p.cerr.Problems, yamlErrors(err)...)
 		return p
 	}
+	if len(root.Content) == 0 {
+		// Empty, or only comments: "want a mapping, not \"\"" and
+		// "flows: at least one flow is required" said it less plainly.
+		p.cerr.Problems = append(p.cerr.Problems, fieldError{Msg: "the file is empty (or only comments): a configuration needs sources, outputs and flows (see agent.yaml.example)"})
+		return p
+	}
 	checkNode(&root, reflect.TypeOf(p.cfg), "", p.lines, &p.cerr.Problems)
 	if len(root.Content) > 0 {
 		if err := root.Decode(&p.cfg); err != nil {

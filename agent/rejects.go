@@ -43,6 +43,7 @@ func (s *sender) settleRejected(o *outputState, b *batch, pending []int, err err
 		return fmt.Errorf("flow %s: dead-letter rejected user records: %w", s.flow, derr)
 	}
 	o.metrics.deadLettered.Add(float64(n))
+	s.deadLettered(o.out.Name(), int64(n), "rejected: "+re.Rejected[len(re.Rejected)-1].Reason)
 	return re.Err
 }
 

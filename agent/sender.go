@@ -42,6 +42,7 @@ type sender struct {
 	primaryBad int // consecutive failed attempts on the primary
 
 	lastWarn atomic.Int64 // unix nanos of the last retry warning (rate limit)
+	dlLog    deadLetterLog
 
 	// live is the watchdog's view of the workers (status.go).
 	live liveness
@@ -401,6 +402,41 @@ func (s *sender) deliver(ctx context.Context, b *batch) {
 	}
 }
 
+// deadLetterLogEvery bounds how often a sender logs that it dead-lettered
+// records.
+const deadLetterLogEvery = time.Minute
+
+// deadLetterLog rate-limits the ERROR line that says records were
+// dead-lettered: the first at once, then at most one per
+// deadLetterLogEvery with the records dead-lettered since the last line.
+type deadLetterLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	records int64
+}
+
+// deadLettered logs, rate-limited, that n records of output went to the
+// dead-letter file for reason (the last one's, when several).
+func (s *sender) deadLettered(output string, n int64, reason string) {
+	if n <= 0 {
+		return
+	}
+	l := &s.dlLog
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records += n
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < deadLetterLogEvery {
+		return
+	}
+	if len(reason) > 300 {
+		reason = reason[:300] + "..."
+	}
+	s.log.Error("records dead-lettered (refused for good, or retried longer than max_retry_duration: see reason); agent dead-letter shows them, agent dead-letter replay sends them again",
+		"output", output, "records", l.records, "reason", reason)
+	l.last, l.records = now, 0
+}
+
 // deadLetterAll writes the entries at idx of b to the dead-letter file,
 // each with its reason, and releases them. An entry the file does not take
 // is not released: a direct one goes to b.spill (the spool, or memory); a
@@ -419,6 +455,7 @@ func (s *sender) deadLetterAll(ctx context.Context, o *outputState, b *batch, id
 				continue
 			}
 			o.metrics.deadLettered.Add(float64(b.aggs[i].Count))
+			s.deadLettered(o.out.Name(), int64(b.aggs[i].Count), reasons[k])
 			s.done(b, i)
 		}
 		if len(failed) == 0 {

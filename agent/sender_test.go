@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,4 +262,36 @@ func TestSender_UndecodableSpoolEntryIsDeadLetteredNotSent(t *testing.T) {
 	dl := r.deadLettered()
 	require.Len(t, dl, 1)
 	require.Contains(t, dl[0].Reason, "undecodable_spool_entry")
+}
+
+// Records dead-lettered were logged nowhere: `agent run` with a stdout
+// output piped to `head -1` dead-lettered everything after the first line,
+// and the journal showed only "stopped; everything read was delivered".
+// An ERROR line says it (README: ERROR is for lost or dead-lettered data),
+// at most once a minute with the count since the last line.
+func TestSender_DeadLetteringIsLoggedAtErrorRateLimited(t *testing.T) {
+	out := newScripted("o", func(outputs.Batch) error { return outputs.Permanent(errors.New("400 Bad Request: schema mismatch")) })
+	r := newSenderRig(t, out, nil, nil)
+	var buf syncBuf
+	r.s.log = slog.New(slog.NewTextHandler(&buf, nil))
+	r.appendRecords(3)
+	r.runUntilDrained()
+	require.Len(t, r.deadLettered(), 3)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var dl []string
+	for _, l := range lines {
+		if strings.Contains(l, "records dead-lettered") {
+			dl = append(dl, l)
+		}
+	}
+	require.Len(t, dl, 1, buf.String())
+	require.Contains(t, dl[0], "level=ERROR")
+	require.Contains(t, dl[0], "output=o")
+	require.Regexp(t, `records=[1-3] `, dl[0])
+	require.Contains(t, dl[0], "schema mismatch")
+
+	r.appendRecords(3)
+	r.runUntilDrained()
+	require.Len(t, r.deadLettered(), 6)
+	require.Equal(t, 1, strings.Count(buf.String(), "records dead-lettered"), "at most one line a minute")
 }

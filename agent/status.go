@@ -28,6 +28,24 @@ type Snapshot struct {
 	BacklogBytes   int64 // spool bytes on disk
 }
 
+// FilesBehind is how many bytes the file sources have left to read (size
+// as last seen minus read offset, over every file followed). Safe after Run
+// returned: agent tail --once tells from it whether an interrupted run read
+// its files to their end.
+func (a *Agent) FilesBehind() int64 {
+	var n int64
+	for _, fr := range a.runtimeFlows() {
+		for _, src := range fr.sources {
+			if fl, ok := src.(interface{ Files() []file.FileStatus }); ok {
+				for _, fi := range fl.Files() {
+					n += max(fi.Size-fi.Offset, 0)
+				}
+			}
+		}
+	}
+	return n
+}
+
 // Snapshot gathers the current counters (cheap enough for once a second).
 func (a *Agent) Snapshot() Snapshot {
 	var s Snapshot
@@ -90,6 +108,28 @@ type Status struct {
 	Flows        []FlowStatus   `json:"flows"`
 	Outputs      []OutputStatus `json:"outputs"`
 	DeadLettered int64          `json:"dead_lettered"` // records written to the dead-letter file (or dropped with a reason) since start
+	// LastReload is how the last reload (SIGHUP, agent reload) went; absent
+	// before the first. A failed one left the configuration loaded before
+	// it running: the file on disk is not what runs, and a restart would
+	// fail on it.
+	LastReload *ReloadStatus `json:"last_reload,omitempty"`
+}
+
+// ReloadStatus is how a reload went.
+type ReloadStatus struct {
+	Time   time.Time `json:"time"`
+	Result string    `json:"result"`          // ok or failed
+	Error  string    `json:"error,omitempty"` // why it was refused
+}
+
+// RecordReload notes how a reload went, for Status: err is nil when it was
+// applied, else why it was refused (a file that does not load included).
+func (a *Agent) RecordReload(err error) {
+	r := &ReloadStatus{Time: time.Now(), Result: "ok"}
+	if err != nil {
+		r.Result, r.Error = "failed", err.Error()
+	}
+	a.lastReload.Store(r)
 }
 
 // FlowStatus is one flow: its sources, its spool, and which output it sends to.
@@ -670,6 +710,7 @@ func (a *Agent) Status() Status {
 	if since := a.reloadSince.Load(); since != 0 && st.State == StateReloading {
 		st.ReloadingFor = roundAge(max(now.Sub(time.Unix(0, since)), 0)).String()
 	}
+	st.LastReload = a.lastReload.Load()
 	st.NotReady = a.notReady(now)
 	st.Ready = st.NotReady == ""
 	if d := a.dlqCount.Load(); d != nil {

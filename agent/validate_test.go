@@ -279,3 +279,14 @@ flows:
 		})
 	}
 }
+
+// An empty file (or one of comments only: everything commented out) says
+// so, once, instead of `want a mapping, not ""` and a missing flow.
+func TestValidate_EmptyFileSaysItIsEmpty(t *testing.T) {
+	for _, data := range []string{"", "\n\n", "# sources:\n#   - name: app\n"} {
+		_, err := ParseConfig("agent.yaml", []byte(data), noEnv, testComponents)
+		var ce *ConfigError
+		require.ErrorAs(t, err, &ce, "%q", data)
+		require.Equal(t, "agent.yaml: the file is empty (or only comments): a configuration needs sources, outputs and flows (see agent.yaml.example)", err.Error(), "%q", data)
+	}
+}

@@ -1,5 +1,7 @@
 package spool
 
+import "time"
+
 // A "full" episode is logged once when it starts (WARN: "spool: disk full
 // (ENOSPC)", or "spool: full, appends wait for room" with its reason) and
 // once when it ends (INFO: "spool: room again, appends resume"). The end
@@ -24,6 +26,7 @@ type fullEpisode struct {
 	need    int64  // the frame size of the entry that met it: room again is room for it
 	noSpace bool   // a write failed with ENOSPC since the last success
 	deletes uint64 // Spool.deletions at the last ENOSPC
+	logged  bool   // its start was logged (logFullLocked): so is its end
 }
 
 // startFullLocked records that an entry of need bytes met a full spool
@@ -48,9 +51,34 @@ func (s *Spool) endFullLocked(by string) {
 	if !s.full.on {
 		return
 	}
+	logged := s.full.logged
 	s.full = fullEpisode{}
 	s.fullOn.Store(false)
-	s.log.Info("spool: room again, appends resume", "noticed_by", by)
+	if logged {
+		s.log.Info("spool: room again, appends resume", "noticed_by", by)
+	}
+}
+
+// fullLogEvery bounds how often "full" episodes are logged: a small spool
+// in front of a slower destination fills again and again, and agent tail
+// printed a dozen "spool: full" lines a second while it drained a backlog.
+const fullLogEvery = time.Minute
+
+// logFullLocked logs the start of the episode just started at WARN, unless
+// one was logged less than fullLogEvery ago: then it is counted into the
+// next line logged (episodes_not_logged), and its end is not logged either.
+// wmu is held.
+func (s *Spool) logFullLocked(msg string, args ...any) {
+	now := time.Now()
+	if !s.fullLogAt.IsZero() && now.Sub(s.fullLogAt) < fullLogEvery {
+		s.fullQuiet++
+		return
+	}
+	if s.fullQuiet > 0 {
+		args = append(args, "episodes_not_logged", s.fullQuiet)
+	}
+	s.log.Warn(msg, args...)
+	s.fullLogAt, s.fullQuiet, s.full.logged = now, 0, true
 }
 
 // writeWorkedLocked records a successful write: the disk took it, so an

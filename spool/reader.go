@@ -30,6 +30,16 @@ type cursor struct {
 	nextAt  int64 // the offset nextLen was seen at (nextLen holds only while off == nextAt)
 }
 
+// closeFile closes the file of a cursor whose segment was removed, keeping
+// its place: every read checks removed before it uses f or fr, and moves on.
+func (c *cursor) closeFile() {
+	if c.f != nil {
+		c.f.Close()
+	}
+	c.f, c.fr = nil, nil
+	c.nextLen = 0
+}
+
 func (c *cursor) release() {
 	if c.f != nil {
 		c.f.Close()

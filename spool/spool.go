@@ -93,6 +93,12 @@ type Spool struct {
 	closed  bool
 	minFree int64       // the free-disk floor in force (min_free_bytes resolved at Open)
 	full    fullEpisode // a "full" episode logged and not yet ended (full.go)
+	// A spool that fills again and again (a small one in front of a
+	// slower destination) logs its "full" episodes at most once per
+	// fullLogEvery: fullLogAt is when one was last logged, fullQuiet how
+	// many were not since (full.go, logFullLocked).
+	fullLogAt time.Time
+	fullQuiet int
 
 	// Write-behind (writebehind.go): with sync: interval and never, Append
 	// copies the frame into stage and returns; the writer goroutine
@@ -531,6 +537,14 @@ func (s *Spool) removeLocked(g *segment) {
 // queued and is tried again at the next call: its space must come back once
 // the directory is writable, or a blocked append would wait for ever.
 func (s *Spool) deleteDone() bool {
+	removed := s.deleteDoneFiles()
+	if removed {
+		s.releaseRemovedCursor()
+	}
+	return removed
+}
+
+func (s *Spool) deleteDoneFiles() bool {
 	// Nothing to delete, nor being deleted: no need to wait for ackMu,
 	// which flushAcks holds across its fsyncs. An appender about to refuse
 	// or drop an entry must not wait for the disk to find nothing.
@@ -574,6 +588,28 @@ func (s *Spool) deleteDone() bool {
 		s.spaceEv.broadcast()
 	}
 	return removed
+}
+
+// releaseRemovedCursor closes the read cursor's file when its segment was
+// deleted: a reader that caught up at a segment's end keeps it open until
+// its next read, which may not come before the space does (an append
+// waiting for room on a small disk, with nothing left to read). rmu comes
+// after wmu and fmu and before ackMu, so it is taken with ackMu released; a
+// busy reader is waited for (a read never waits for the writer).
+func (s *Spool) releaseRemovedCursor() {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if g := s.rd.g; g != nil {
+		s.mu.Lock()
+		removed := g.removed
+		s.mu.Unlock()
+		if removed {
+			// Only the file: the cursor stays on g, so the next read
+			// moves to the segment after it (older segments may hold
+			// entries handed out and not yet acknowledged).
+			s.rd.closeFile()
+		}
+	}
 }
 
 // removeFilesLocked deletes a segment's files. ackMu is held. The segment

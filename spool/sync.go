@@ -147,6 +147,13 @@ func (s *Spool) takeSealed() []sealedFile {
 	return ps
 }
 
+// hasSealed reports whether sealed files wait for a round.
+func (s *Spool) hasSealed() bool {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	return len(s.sealed) > 0
+}
+
 // syncSealed fsyncs and closes files taken by takeSealed, oldest first, and
 // records a failure. A segment deleted meanwhile (all acknowledged) is only
 // closed: nothing in it is needed again. Called with roundMu held, and
@@ -180,6 +187,16 @@ func (s *Spool) syncData() error {
 	// Against what is fsynced, not Durable: with SyncNever Durable is the
 	// last appended ID, and Sync must still write it to disk.
 	if target <= ID(s.synced.Load()) {
+		// Nothing new to sync, but a segment sealed since the last round
+		// (a roll that found the active segment finished, with no append
+		// after it) still has its file open: close it, or its blocks
+		// stay allocated after its deletion, and on a small disk the
+		// free space an append waits for never comes back.
+		if s.hasSealed() {
+			s.roundMu.Lock()
+			s.syncSealed(s.takeSealed())
+			s.roundMu.Unlock()
+		}
 		return nil
 	}
 	s.roundMu.Lock()

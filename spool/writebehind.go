@@ -324,7 +324,7 @@ func (s *Spool) noteWriteFailure(err error, need int64) <-chan struct{} {
 		s.noSpace.Store(true)
 		s.wmu.Lock()
 		if s.startFullLocked(need, true) {
-			s.log.Warn("spool: disk full (ENOSPC); accepted entries wait in memory to be written", "error", err)
+			s.logFullLocked("spool: disk full (ENOSPC); accepted entries wait in memory to be written", "error", err)
 		}
 		s.wmu.Unlock()
 		return ch

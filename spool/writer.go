@@ -109,7 +109,7 @@ func (s *Spool) appendLocked(ctx context.Context, head, body []byte) (ID, error)
 			// the maintainer measures again or a segment is deleted.
 			s.noSpace.Store(true)
 			if s.startFullLocked(need, true) { // once per episode: "room again" ends it
-				s.log.Warn("spool: disk full (ENOSPC)", "error", err)
+				s.logFullLocked("spool: disk full (ENOSPC)", "error", err)
 			}
 		case isRefused(err):
 			// A directory made read-only: wait and try again (refused.go).
@@ -292,7 +292,7 @@ func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) e
 	if s.refErr != nil {
 		wake = max(time.Until(s.refUntil), time.Millisecond)
 	} else if s.startFullLocked(need, false) {
-		s.log.Warn("spool: full, appends wait for room", "reason", reason)
+		s.logFullLocked("spool: full, appends wait for room", "reason", reason)
 	}
 	s.st.blocked.Add(1)
 	s.blockedEv.broadcast()

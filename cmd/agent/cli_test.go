@@ -516,3 +516,70 @@ func TestReload_DefaultTimeoutFollowsShutdownTimeout(t *testing.T) {
 	require.Equal(t, 2*time.Minute, d)
 	require.Contains(t, why, "shutdown_timeout unknown")
 }
+
+// --help is what the user asked for: every command prints its usage on
+// stdout and exits 0 (`agent run --help | less`, `agent tail -h | grep
+// envelope`); most printed it on stderr and exited 2, as for a bad flag. A
+// bad flag stays a usage error: the flag named on stderr, exit 2.
+func TestCLI_HelpOnEveryCommandGoesToStdoutAndExits0(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"run"}, {"tail"}, {"validate"}, {"status"}, {"top"}, {"tap"}, {"reload"}, {"version"},
+		{"dead-letter"}, {"dead-letter", "replay"}, {"dead-letter", "replay", "--tail"},
+		{"kpl", "decode"}, {"kpl", "encode"},
+	} {
+		name := strings.Join(cmd, " ")
+		for _, help := range []string{"-h", "--help"} {
+			t.Run(name+" "+help, func(t *testing.T) {
+				out, errOut, code := runBin(t, append(cmd, help)...)
+				require.Equal(t, 0, code, errOut)
+				require.Empty(t, errOut)
+				require.Contains(t, strings.ToLower(out), "usage")
+			})
+		}
+		t.Run(name+" --no-such-flag", func(t *testing.T) {
+			out, errOut, code := runBin(t, append(cmd, "--no-such-flag")...)
+			require.Equal(t, 2, code, errOut)
+			require.Empty(t, out)
+			require.Contains(t, errOut, "flag provided but not defined: -no-such-flag")
+		})
+	}
+}
+
+// Negative counts and durations were taken as the defaults without a word:
+// usage errors naming the flag, before anything runs.
+func TestTail_NegativeFlagValuesAreUsageErrors(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(log, []byte("a\n"), 0o600))
+	for _, tc := range [][]string{
+		{"--concurrency", "-2"},
+		{"--timeout", "-1s"},
+		{"--max-retry-duration", "-1s"},
+	} {
+		t.Run(tc[0], func(t *testing.T) {
+			args := append([]string{"tail", "--once", log, "--to", "http://127.0.0.1:1/x", "--state-dir", filepath.Join(dir, "state")}, tc...)
+			out, errOut, code := runBin(t, args...)
+			require.Equal(t, 2, code, errOut)
+			require.Empty(t, out)
+			require.Equal(t, "agent tail: "+tc[0]+" must not be negative\n", errOut)
+		})
+	}
+}
+
+// agent validate -c a.yaml b.yaml checked b.yaml only: the file named with
+// -c was dropped without a word, and a broken one passed.
+func TestValidate_DashCWithMoreFilesChecksEveryOne(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	example, err := os.ReadFile(filepath.Join("..", "..", "agent.yaml.example"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(good, example, 0o600))
+	require.NoError(t, os.WriteFile(bad, []byte("bogus: 1\n"), 0o600))
+	out, errOut, code := runBin(t, "validate", "-c", bad, good)
+	require.Equal(t, 2, code, out+errOut)
+	require.Contains(t, errOut, bad+":1: bogus: unknown field")
+	require.Contains(t, out, good+": ok")
+	out, errOut, code = runBin(t, "validate", good)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, good+": ok\n", out)
+}

@@ -30,15 +30,15 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent dead-letter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage:\n  agent dead-letter [-c FILE | --state-dir DIR | --file PATH] [--json]\n  agent dead-letter replay [-c FILE] [--state-dir DIR] [--flow NAME] [--output NAME] [--retry-for 1m]\n  agent dead-letter replay --tail PATH... --to URL [agent tail flags]\n\n")
+		fmt.Fprint(fs.Output(), "Usage:\n  agent dead-letter [-c FILE | --state-dir DIR | --file PATH] [--json]\n  agent dead-letter replay [-c FILE] [--state-dir DIR] [--flow NAME] [--output NAME] [--retry-for 1m]\n  agent dead-letter replay --tail PATH... --to URL [agent tail flags]\n\n")
 		fs.PrintDefaults()
 	}
 	cfgPath := fs.String("c", "", "config file whose state_dir holds the dead-letter files (default /etc/agent/agent.yaml)")
 	stateDir := fs.String("state-dir", "", "state directory holding "+agent.DeadLetterFile)
 	path := fs.String("file", "", "one dead-letter file itself")
 	asJSON := fs.Bool("json", false, "print the JSON lines as they are")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if extraArgs(fs, stderr, "the commands are agent dead-letter [flags] and agent dead-letter replay [flags]") {
 		return exitUsage
@@ -137,8 +137,8 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 	flow := fs.String("flow", "", "replay only this flow's records")
 	output := fs.String("output", "", "send every record through this output of the config instead of its flow's")
 	retryFor := fs.Duration("retry-for", time.Minute, "how long to retry a failing destination before stopping (the rest stays)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE; files to replay are given with --tail PATH... --to URL") {
 		return exitUsage
@@ -165,9 +165,13 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 //	agent dead-letter replay --tail app.log --to https://collector/ingest
 func cmdDeadLetterReplayTail(args []string, stdout, stderr io.Writer) int {
 	fs, o := tailFlags(stderr)
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
-		return exitUsage
+	var paths []string
+	if code, ok := parseArgs(fs, stdout, stderr, func() (err error) {
+		paths, err = parseInterspersed(fs, args)
+		o.to = stdoutAlias(o.to)
+		return err
+	}); !ok {
+		return code
 	}
 	if len(paths) == 0 {
 		fmt.Fprintln(stderr, "agent dead-letter replay --tail: the PATH... of the agent tail command is required (it names the state directory)")

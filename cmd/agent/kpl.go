@@ -59,16 +59,8 @@ func runKPL(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func kplFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("agent kpl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, kplUsage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), kplUsage) }
 	return fs
-}
-
-// parseStatus maps a flag parse error to an exit status.
-func parseStatus(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	return 2
 }
 
 // kinesisRecord is one Kinesis record to decode and what names it.
@@ -97,8 +89,8 @@ func kplDecode(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	pk := fs.String("pk", "", "partition key of plain records")
 	ehk := fs.String("ehk", "", "explicit hash key of plain records")
 	skipMD5 := fs.Bool("skip-md5", false, "decode aggregates even if their MD5 does not match")
-	if err := fs.Parse(args); err != nil {
-		return parseStatus(err)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
@@ -333,8 +325,8 @@ func kplEncode(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	maxBytes := fs.Int("max-bytes", aggregate.DefaultMaxBytes, "largest aggregate, bytes")
 	maxRecords := fs.Int("max-records", aggregate.DefaultMaxRecords, "most user records per aggregate")
 	asJSON := fs.Bool("json", false, "print JSON objects instead of base64 lines")
-	if err := fs.Parse(args); err != nil {
-		return parseStatus(err)
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "agent kpl encode: unexpected argument %q (records are read from stdin)\n", fs.Arg(0))

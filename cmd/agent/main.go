@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -32,6 +33,7 @@ Usage:
   agent dead-letter [flags]     print the dead-letter file (records that could not be delivered)
   agent dead-letter replay [-c FILE]  send the dead-lettered records again (once the cause is fixed)
   agent kpl decode [FILE...]    decode KPL aggregated records (base64 lines on stdin, or raw files)
+  agent kpl encode              aggregate lines from stdin into KPL records (base64 lines out)
   agent status [--json]         show the running agent's sources, outputs and backlog (its admin endpoint)
   agent top [-n N]              the same, refreshed live (q or Ctrl-C to quit; plain snapshots when not a terminal)
   agent tap FLOW [--rate N]     print a sample of the records entering a flow (Ctrl-C to stop)
@@ -87,12 +89,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runKPL(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fs := flag.NewFlagSet("agent version", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		if err := fs.Parse(args[1:]); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return exitOK
-			}
-			return exitUsage
+		if code, ok := parseFlags(fs, args[1:], stdout, stderr); !ok {
+			return code
 		}
 		if extraArgs(fs, stderr, "agent version takes none") {
 			return exitUsage
@@ -105,6 +103,33 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "agent: unknown command %q\n\n%s", args[0], usage)
 	return exitUsage
+}
+
+// parseArgs runs parse (fs.Parse, or a variant) with the flag set's
+// messages held back: -h/--help prints the usage on stdout and exits 0 (it
+// is what was asked for: `agent run --help | less` works), a bad flag prints
+// the error and the usage on stderr and exits 2. ok is true when the
+// command goes on. A custom fs.Usage must write to fs.Output().
+func parseArgs(fs *flag.FlagSet, stdout, stderr io.Writer, parse func() error) (code int, ok bool) {
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	err := parse()
+	fs.SetOutput(stderr)
+	switch {
+	case err == nil:
+		return exitOK, true
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = stdout.Write(buf.Bytes())
+		return exitOK, false
+	default:
+		_, _ = stderr.Write(buf.Bytes())
+		return exitUsage, false
+	}
+}
+
+// parseFlags is parseArgs with fs.Parse(args).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	return parseArgs(fs, stdout, stderr, func() error { return fs.Parse(args) })
 }
 
 // extraArgs reports arguments left after the flags of a command that takes

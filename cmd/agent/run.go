@@ -24,8 +24,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("c", defaultConfigPath, "config file")
 	fs.StringVar(cfgPath, "config", defaultConfigPath, "config file")
 	logFormat := fs.String("log-format", "", "auto, text or json (overrides log.format; auto: JSON when stderr is the systemd journal, text otherwise)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
 		return exitUsage
@@ -172,6 +172,7 @@ func (r *reloader) reload(ctx context.Context, a *agent.Agent) reloadResult {
 	if err != nil {
 		r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
 		r.count("failed")
+		a.RecordReload(err)
 		return reloadResult{err: err}
 	}
 	r.sd.reloading()
@@ -180,9 +181,11 @@ func (r *reloader) reload(ctx context.Context, a *agent.Agent) reloadResult {
 	if err != nil {
 		r.log.Error("reload refused; the running configuration stays", "config", r.path, "error", err)
 		r.count("failed")
+		a.RecordReload(err)
 		return reloadResult{err: err}
 	}
 	r.count("ok")
+	a.RecordReload(nil)
 	note := ""
 	if len(rep.NeedsRestart) > 0 {
 		note = fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", "))
@@ -213,12 +216,15 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", defaultConfigPath, "config file")
 	fs.StringVar(cfgPath, "config", defaultConfigPath, "config file")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	paths := fs.Args()
-	if len(paths) == 0 {
-		paths = []string{*cfgPath}
+	cSet := false
+	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" || f.Name == "config" })
+	if len(paths) == 0 || cSet {
+		// -c a.yaml b.yaml checks both: -c was not to be dropped silently.
+		paths = append([]string{*cfgPath}, paths...)
 	}
 	code := exitOK
 	for _, p := range paths {

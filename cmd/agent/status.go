@@ -145,8 +145,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	var sf statusFlags
 	sf.register(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON (for scripts)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
 		return exitUsage
@@ -179,7 +179,16 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 	if st.ReloadingFor != "" {
 		state = fmt.Sprintf("%s for %s (up %s)", st.State, st.ReloadingFor, st.Uptime)
 	}
-	fmt.Fprintf(w, "agent %s, %s, %s; dead-lettered %d\n\n", st.Version, state, ready, st.DeadLettered)
+	fmt.Fprintf(w, "agent %s, %s, %s; dead-lettered %d\n", st.Version, state, ready, st.DeadLettered)
+	if lr := st.LastReload; lr != nil && lr.Result != "ok" {
+		// The file on disk is not what runs, and a restart would fail on
+		// it: say so where the operator looks.
+		fmt.Fprintf(w, "LAST RELOAD REFUSED (%s): the configuration loaded before it still runs; fix the file (a restart reads it too):\n", ago(now, lr.Time))
+		for _, l := range strings.Split(strings.TrimRight(lr.Error, "\n"), "\n") {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLOW\tOUTPUT\tIN/S\tBACKLOG\tBYTES\tOLDEST\tSPOOL")
@@ -279,8 +288,8 @@ func cmdTop(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var sf statusFlags
 	sf.register(fs)
 	n := fs.Int("n", 0, "print this many snapshots, then exit (default: until q or Ctrl-C on a terminal; 1 when stdout is not a terminal)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
 		return exitUsage
@@ -378,8 +387,8 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	var sf statusFlags
 	sf.register(fs)
 	timeout := fs.Duration("timeout", 0, "how long to wait for the agent's answer (default: the config's shutdown_timeout + "+reloadMargin.String()+"; "+reloadUnknownTimeout.String()+" when the file cannot be read)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if extraArgs(fs, stderr, "the configuration file is given with -c FILE") {
 		return exitUsage

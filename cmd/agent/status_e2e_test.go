@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -165,6 +166,76 @@ func TestStatus_SlowReload_ShownReloading(t *testing.T) {
 		}
 		return true
 	}, "lines lost across the reload")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// A SIGHUP that finds the file broken leaves the old configuration running
+// (logged); agent status must say so too, where the operator looks: the
+// file on disk is not what runs, and a restart would fail on it. A good
+// reload afterwards clears it.
+func TestStatus_RefusedReloadIsShown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	admin := freeAddr(t)
+	cfg := singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q}", s.URL()))
+	good, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	writeLog(t, log, 0, 10, 80)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == 10 }, "the first lines did not arrive")
+	st, ok := statusJSON(t, admin)
+	require.True(t, ok)
+	require.Nil(t, st.LastReload, "no reload yet")
+
+	require.NoError(t, os.WriteFile(cfg, append(append([]byte{}, good...), "\nbogus_key: 1\n"...), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	p.waitFor(t, time.Minute, func() bool {
+		st, ok = statusJSON(t, admin)
+		return ok && st.LastReload != nil
+	}, "agent status --json never showed the refused reload")
+	require.Equal(t, "failed", st.LastReload.Result)
+	require.Contains(t, st.LastReload.Error, "bogus_key")
+	require.Equal(t, "running", st.State, "the old configuration runs")
+	table, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", table)
+	require.Regexp(t, `(?m)^LAST RELOAD REFUSED \(.*\): the configuration loaded before it still runs`, string(table))
+	require.Regexp(t, `(?m)^  .*bogus_key: unknown field`, string(table))
+	writeLog(t, log, 10, 20, 80)
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == 20 }, "the old configuration stopped shipping")
+
+	require.NoError(t, os.WriteFile(cfg, good, 0o600))
+	out, err := exec.Command(agentBin, "reload", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	st, ok = statusJSON(t, admin)
+	require.True(t, ok)
+	require.Equal(t, "ok", st.LastReload.Result)
+	table, err = exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", table)
+	require.NotContains(t, string(table), "REFUSED")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// The same configuration run twice: the second agent cannot take the admin
+// address. It exits 1 saying that an agent probably runs already, and how
+// to ask it, not only "bind: address already in use".
+func TestRun_SecondAgentOnTheSameConfigSaysOneRunsAlready(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	admin := freeAddr(t)
+	cfg := singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q}", s.URL()))
+	writeLog(t, log, 0, 10, 80)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { _, ok := statusJSON(t, admin); return ok }, "the first agent did not start")
+
+	_, errOut, code := runBin(t, "run", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "address already in use (is an agent running with this configuration already? agent status --admin "+admin)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }

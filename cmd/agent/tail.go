@@ -85,13 +85,13 @@ func tailFlags(stderr io.Writer) (*flag.FlagSet, *tailOptions) {
 	fs := flag.NewFlagSet("agent tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: agent tail PATH|SOCKET... [flags]
+		fmt.Fprint(fs.Output(), `Usage: agent tail PATH|SOCKET... [flags]
 
 Ships files (quote globs to follow new matches: '/var/log/app/*.log*') like tail -F.
 PATH - reads standard input, and a named pipe is read as a stream, until its end.
 SOCKET listens: unix:///run/app.sock, unixgram:///run/app.dgram, tcp://127.0.0.1:5140,
 udp://127.0.0.1:5140 (records parsed per --format), until interrupted.
-Destinations (--to): - (stdout, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
+Destinations (--to): - or stdout: (standard output, default), file:///DIR, http://HOST/PATH, https://HOST/PATH,
   kinesis://STREAM?region=R[&endpoint=URL][&protocol=cbor|json][&role_arn=ARN][&rate_limit=150|off][&aggregation=false]
   [&max_record_bytes=1MiB][&shard_map_refresh=1m] (Kinesis Data Streams; KPL aggregates built per shard),
   firehose://STREAM?region=R[&endpoint=URL][&role_arn=ARN][&aggregate_lines=false] (Firehose).
@@ -106,7 +106,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.to, "to", "-", "destination URL")
-	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered, a named file cannot be read, or an interruption left records undelivered)")
+	fs.BoolVar(&o.once, "once", false, "exit once every file was read to its end and everything was delivered (exit 1 if anything was dead-lettered, a named file cannot be read, or an interruption left records undelivered or files unread)")
 	fs.BoolVar(&o.fromBeginning, "from-beginning", false, "read files without a checkpoint from the beginning (the default)")
 	fs.BoolVar(&o.fromEnd, "from-end", false, "read files without a checkpoint from their end (only new lines)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "spool, checkpoints and dead-letter file (default: $XDG_STATE_HOME/agent/tail/<id>; a temporary one for stdout)")
@@ -142,6 +142,17 @@ Flags:
 	return fs, o
 }
 
+// stdoutAlias maps stdout: (the config's output type, written like
+// blackhole:) to -, standard output, so that both name one destination (and
+// one state directory).
+func stdoutAlias(to string) string {
+	switch strings.ToLower(to) {
+	case "stdout:", "stdout://":
+		return "-"
+	}
+	return to
+}
+
 // parseInterspersed parses flags anywhere among positional arguments.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
@@ -164,12 +175,13 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	start := time.Now()
 	fs, o := tailFlags(stderr)
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	var paths []string
+	if code, ok := parseArgs(fs, stdout, stderr, func() (err error) {
+		paths, err = parseInterspersed(fs, args)
+		o.to = stdoutAlias(o.to)
+		return err
+	}); !ok {
+		return code
 	}
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
@@ -181,6 +193,20 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if o.fromBeginning && o.fromEnd {
 		fmt.Fprintln(stderr, "agent tail: --from-beginning and --from-end exclude each other")
 		return exitUsage
+	}
+	// Negative values were taken as the defaults, silently.
+	for _, neg := range []struct {
+		flag string
+		bad  bool
+	}{
+		{"--concurrency", o.concurrency < 0},
+		{"--timeout", o.httpTimeout < 0},
+		{"--max-retry-duration", o.maxRetry < 0},
+	} {
+		if neg.bad {
+			fmt.Fprintf(stderr, "agent tail: %s must not be negative\n", neg.flag)
+			return exitUsage
+		}
 	}
 	// The destination first: a usage error there (a bad URL, a flag the
 	// destination does not take) is told before the inputs are looked at.
@@ -286,7 +312,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err = a.Run(ctx)
 	r := tailResult{
 		err: err, interrupted: ctx.Err() != nil, readerGone: errors.Is(context.Cause(ctx), errReaderGone),
-		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), took: time.Since(start),
+		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), behind: a.FilesBehind(), took: time.Since(start),
 		hadCheckpoints: hadCheckpoints, files: in.files,
 	}
 	return r.report(stderr, once && !o.quiet && isTerminal(stderr))
@@ -301,6 +327,7 @@ type tailResult struct {
 	tmp            bool // the state directory is temporary (stdout)
 	stateDir       string
 	snap           agent.Snapshot
+	behind         int64 // bytes of the files left to read
 	took           time.Duration
 	hadCheckpoints bool
 	files          []string
@@ -359,6 +386,16 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 				where = "nothing was printed"
 			}
 			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read (%s)\n", where)
+			code = exitFailed
+		} else if r.behind > 0 {
+			// What was read was delivered, but the files were not read
+			// to their end: `agent tail --once app.log && rm app.log`
+			// must not go on.
+			where := "the next run of the same command reads them from where it stopped"
+			if r.tmp {
+				where = "it was not printed"
+			}
+			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read to their end: %s left (%s)\n", humanBytes(float64(r.behind)), where)
 			code = exitFailed
 		}
 	}

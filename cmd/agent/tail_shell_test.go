@@ -358,3 +358,57 @@ func TestTailOnce_MaxRetryDurationDeadLettersWhatTheDestinationKeepsRefusing(t *
 	require.Equal(t, 1, code, errOut)
 	require.Contains(t, errOut, "dead-letter")
 }
+
+// --to stdout: names standard output as blackhole: names the blackhole (the
+// config's output types): it was an unknown scheme. `| head -1` ends it
+// quietly, exit 0, nothing on stderr.
+func TestTail_ToStdoutColonIsStandardOutput(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 50_000, 40)
+	for _, to := range []string{"stdout:", "stdout://"} {
+		t.Run(to, func(t *testing.T) {
+			out, errOut, code := runBin(t, "tail", "--once", log, "--to", to)
+			require.Equal(t, 0, code, errOut)
+			require.Equal(t, 50_000, strings.Count(out, "\n"))
+
+			cmd := exec.Command("sh", "-c", `"$0" tail "$1" --to "$2" | head -1`, agentBin, log, to)
+			var o, e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			require.NoError(t, cmd.Run(), e.String())
+			require.Equal(t, 1, strings.Count(o.String(), "\n"))
+			require.Empty(t, e.String())
+		})
+	}
+}
+
+// agent tail --once stopped by Ctrl-C before it read its files to their
+// end has not done its job, even if everything it read was delivered: it
+// exited 0 and said nothing, so `agent tail --once app.log --to URL && rm
+// app.log` removed lines never sent. It says how much is left and exits 1;
+// the next run sends the rest, nothing twice.
+func TestTailOnce_InterruptedBeforeTheEndOfTheFilesExits1(t *testing.T) {
+	t.Parallel()
+	const n = 200_000
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	state := filepath.Join(dir, "state")
+	writeLog(t, log, 0, n, 100)
+	s := newSink(t)
+	slow := func(int64, http.ResponseWriter) bool {
+		time.Sleep(20 * time.Millisecond) // the reader waits for the destination
+		return false
+	}
+	s.respond.Store(&slow)
+	p := startAgent(t, "tail", "--once", log, "--to", s.URL(), "--state-dir", state)
+	p.waitFor(t, time.Minute, func() bool { return s.requests.Load() >= 2 }, "no request arrived")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+	require.Equal(t, 1, p.wait(t, time.Minute), p.output())
+	require.Regexp(t, `agent tail: interrupted before the files were read to their end: \S+ \S+ left \(the next run of the same command reads them from where it stopped\)`, p.output())
+	require.Less(t, s.distinct(), n, "the run was interrupted early")
+
+	s.respond.Store(nil)
+	p = startAgent(t, "tail", "--once", log, "--to", s.URL(), "--state-dir", state)
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+	requireAllArrived(t, s, n, false)
+}

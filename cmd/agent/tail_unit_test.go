@@ -325,12 +325,12 @@ func TestTail_SocketFlagsAreChecked(t *testing.T) {
 // agent tail -h names every --to scheme this build takes.
 func TestTail_HelpNamesEveryDestinationScheme(t *testing.T) {
 	t.Parallel()
-	_, errOut, code := runBin(t, "tail", "-h")
+	out, _, code := runBin(t, "tail", "-h")
 	require.Equal(t, 0, code)
-	dest := errOut[strings.Index(errOut, "Destinations (--to):"):strings.Index(errOut, "Flags:")]
+	dest := out[strings.Index(out, "Destinations (--to):"):strings.Index(out, "Flags:")]
 	for _, scheme := range components().OutputSchemes() {
 		if scheme == "-" {
-			require.Contains(t, dest, "- (stdout")
+			require.Contains(t, dest, "- or stdout: (standard output")
 			continue
 		}
 		require.Contains(t, dest, scheme+":", "agent tail -h does not name the --to scheme %q", scheme)

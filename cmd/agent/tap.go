@@ -28,8 +28,8 @@ func cmdTap(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		flow, rest = args[0], args[1:]
 	}
-	if err := fs.Parse(rest); err != nil {
-		return exitUsage
+	if code, ok := parseFlags(fs, rest, stdout, stderr); !ok {
+		return code
 	}
 	if flow == "" && fs.NArg() == 1 {
 		flow = fs.Arg(0)

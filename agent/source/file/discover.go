@@ -67,6 +67,97 @@ func (r *runner) scan() {
 	r.s.mu.Unlock()
 }
 
+// findRotatedWhileStopped looks, once after the first scan, for files
+// renamed while the source was stopped (logrotate during a restart): a
+// checkpointed file that no matching path leads to, with lines after its
+// checkpoint, is searched by its inode in the directory of its last path.
+// Found under another name (app.log.1, not matched by app.log) with its
+// identity intact, it is read to its end and let go as a rotated file is;
+// else the lines written after the checkpoint would be skipped for good.
+// A file moved to another directory is not found.
+func (r *runner) findRotatedWhileStopped() {
+	byDir := map[string]map[devIno]*file{}
+	for key, f := range r.byKey {
+		if f.state != stGone || f.fd != nil || f.path != "" || f.lastPath == "" {
+			continue
+		}
+		d := filepath.Dir(f.lastPath)
+		if byDir[d] == nil {
+			byDir[d] = map[devIno]*file{}
+		}
+		byDir[d][key] = f
+	}
+	for dir, want := range byDir {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue // gone or unreadable: nothing to find there
+		}
+		for _, e := range ents {
+			if len(want) == 0 {
+				break
+			}
+			if !e.Type().IsRegular() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			st, err := statPath(p)
+			if err != nil || !st.regular {
+				continue
+			}
+			if f := want[st.key]; f != nil {
+				delete(want, st.key)
+				r.drainRotatedAway(f, p, st)
+			}
+		}
+	}
+}
+
+// drainRotatedAway follows f, found at path (a name the patterns do not
+// match) by findRotatedWhileStopped, from its checkpoint to its end.
+func (r *runner) drainRotatedAway(f *file, path string, st fileStat) {
+	if st.size <= f.offset {
+		return // read to its end before it was renamed
+	}
+	if f.birth != 0 && st.birth != 0 && f.birth != st.birth {
+		return // the inode holds another file now
+	}
+	if err := r.s.fds.acquire(); err != nil {
+		r.s.log.Warn("a file rotated while the source was stopped cannot be read: no descriptor left",
+			"path", path, "file_id", f.inc.id, "offset", f.offset, "error", err)
+		return
+	}
+	fd, err := osOpen(path)
+	if err != nil {
+		r.s.fds.release()
+		r.s.log.Warn("a file rotated while the source was stopped cannot be read", "path", path, "file_id", f.inc.id, "error", err)
+		return
+	}
+	if fst, err := statFile(fd); err != nil || fst.key != f.key {
+		_ = fd.Close()
+		r.s.fds.release()
+		return
+	}
+	if ok, err := f.fp.matches(fd, r.fpBuf); err != nil || !ok {
+		_ = fd.Close()
+		r.s.fds.release()
+		return // another file under the inode, or rewritten: its offset means nothing there
+	}
+	r.s.log.Info("reading the rest of a file rotated while the source was stopped", "path", path,
+		"was", f.lastPath, "file_id", f.inc.id, "offset", f.offset, "size", st.size)
+	r.s.mu.Lock()
+	f.lastPath = path
+	f.lastSeen = r.now
+	r.s.mu.Unlock()
+	if !slices.Contains(r.live, f) {
+		r.live = append(r.live, f)
+	}
+	r.opens++
+	r.use(f, fd)
+	r.c.rotations++
+	r.setState(f, stDetached)
+	f.detachedAt = r.now
+}
+
 func (r *runner) watchFailed(dir string, err error) {
 	r.c.watchErrors++
 	r.watchLog.add(r.s.log, r.now, dir, err)

@@ -51,6 +51,12 @@
 //     including what its writer appends before reopening, and is released
 //     rotate_wait after it last grew. If its new name matches the patterns it
 //     is simply followed there, at its position.
+//   - Rename while stopped (logrotate during a restart): at start, a
+//     checkpointed file that no matching path leads to, and whose
+//     checkpoint is not at its end, is looked for by its inode in the
+//     directory of its last path; found under another name (app.log.1) with
+//     its identity intact, it is read from its checkpoint to its end and let
+//     go, as above. A file moved to another directory is not found.
 //   - copytruncate: a size below the read offset (or first bytes that
 //     changed) means the file was truncated: what was read of its last line
 //     is emitted, reading restarts at 0, and Stats.Truncations counts it.

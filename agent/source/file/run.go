@@ -138,6 +138,7 @@ func (r *runner) loop() error {
 	r.initialScan = true
 	r.scan()
 	r.initialScan = false
+	r.findRotatedWhileStopped()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
