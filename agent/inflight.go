@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,4 +184,41 @@ func (c *inflightCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.n), name)
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, s.age(now).Seconds(), name)
 	}
+}
+
+// StalledOutput is an output whose oldest send in flight has waited for
+// the destination's answer longer than its stall threshold (see
+// OutputStalled): it is shown, not failed; the send ends with its answer
+// or its timeout, and is then retried.
+type StalledOutput struct {
+	Name    string
+	Since   time.Time     // when the oldest send in flight began
+	Waiting time.Duration // how long it has waited so far
+	Sends   int           // sends in flight to it
+}
+
+// String says it for a person: "output web stalled: no answer for 42s
+// (since 14:31:05 UTC, 2 sends waiting)".
+func (s StalledOutput) String() string {
+	sends := "1 send waiting"
+	if s.Sends != 1 {
+		sends = fmt.Sprintf("%d sends waiting", s.Sends)
+	}
+	return fmt.Sprintf("output %s stalled: no answer for %s (since %s, %s)",
+		s.Name, s.Waiting.Round(time.Second), s.Since.UTC().Format("15:04:05 MST"), sends)
+}
+
+// Stalled lists the outputs stalled now, by name. Safe to call at any
+// time, from any goroutine.
+func (a *Agent) Stalled() []StalledOutput { return a.stalled(time.Now()) }
+
+func (a *Agent) stalled(now time.Time) []StalledOutput {
+	var out []StalledOutput
+	for name, s := range a.sendingByOutput() {
+		if s.stalled(now) {
+			out = append(out, StalledOutput{Name: name, Since: time.Unix(0, s.since), Waiting: s.age(now), Sends: s.n})
+		}
+	}
+	slices.SortFunc(out, func(x, y StalledOutput) int { return strings.Compare(x.Name, y.Name) })
+	return out
 }

@@ -26,6 +26,9 @@ type Snapshot struct {
 	Dropped        int64
 	BacklogEntries int64 // unacknowledged spool entries
 	BacklogBytes   int64 // spool bytes on disk
+	// Stalled are the outputs whose oldest send has waited too long for
+	// the destination's answer (Stalled).
+	Stalled []StalledOutput
 }
 
 // Snapshot gathers the current counters (cheap enough for once a second).
@@ -67,6 +70,7 @@ func (a *Agent) Snapshot() Snapshot {
 			s.BacklogBytes = sum(f)
 		}
 	}
+	s.Stalled = a.Stalled()
 	return s
 }
 
@@ -85,8 +89,12 @@ type Status struct {
 	// ("" when none is).
 	ReloadingFor string `json:"reloading_for,omitempty"`
 	// Ready is what /readyz answers; NotReady says why not.
-	Ready        bool           `json:"ready"`
-	NotReady     string         `json:"not_ready,omitempty"`
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
+	// Stalled names the outputs stalled now (see OutputStalled), one
+	// sentence each; they do not make the agent not ready (/readyz says
+	// them in its body; /readyz?fail_stalled=D fails on them).
+	Stalled      []string       `json:"stalled,omitempty"`
 	Flows        []FlowStatus   `json:"flows"`
 	Outputs      []OutputStatus `json:"outputs"`
 	DeadLettered int64          `json:"dead_lettered"` // records written to the dead-letter file (or dropped with a reason) since start
@@ -672,6 +680,9 @@ func (a *Agent) Status() Status {
 	}
 	st.NotReady = a.notReady(now)
 	st.Ready = st.NotReady == ""
+	for _, s := range a.stalled(now) {
+		st.Stalled = append(st.Stalled, s.String())
+	}
 	if d := a.dlqCount.Load(); d != nil {
 		st.DeadLettered = d.Load()
 	}

@@ -179,7 +179,11 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 	if st.ReloadingFor != "" {
 		state = fmt.Sprintf("%s for %s (up %s)", st.State, st.ReloadingFor, st.Uptime)
 	}
-	fmt.Fprintf(w, "agent %s, %s, %s; dead-lettered %d\n\n", st.Version, state, ready, st.DeadLettered)
+	fmt.Fprintf(w, "agent %s, %s, %s; dead-lettered %d\n", st.Version, state, ready, st.DeadLettered)
+	for _, s := range st.Stalled {
+		fmt.Fprintln(w, "  "+s)
+	}
+	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLOW\tOUTPUT\tIN/S\tBACKLOG\tBYTES\tOLDEST\tSPOOL")

@@ -808,13 +808,24 @@ func statusLine(ctx context.Context, a *agent.Agent, w io.Writer) {
 			return
 		case now := <-t.C:
 			s := a.Snapshot()
-			dt := now.Sub(prevT).Seconds()
-			fmt.Fprintf(w, "\r\033[K%s rec/s  %s/s  sent %s  backlog %d (%s)  retries %d  dead-lettered %d",
-				human(float64(s.RecordsRead-prev.RecordsRead)/dt), humanBytes(float64(s.BytesRead-prev.BytesRead)/dt),
-				human(float64(s.RecordsSent)), s.BacklogEntries, humanBytes(float64(s.BacklogBytes)), s.Retries, s.DeadLettered)
+			fmt.Fprint(w, "\r\033[K"+statusText(prev, s, now.Sub(prevT)))
 			prev, prevT = s, now
 		}
 	}
+}
+
+// statusText is the status line for the counters s, dt after prev. A
+// stalled destination (a send waiting long for its answer: the counters
+// alone look like an idle file) is named with since when it waits.
+func statusText(prev, s agent.Snapshot, dt time.Duration) string {
+	sec := dt.Seconds()
+	line := fmt.Sprintf("%s rec/s  %s/s  sent %s  backlog %d (%s)  retries %d  dead-lettered %d",
+		human(float64(s.RecordsRead-prev.RecordsRead)/sec), humanBytes(float64(s.BytesRead-prev.BytesRead)/sec),
+		human(float64(s.RecordsSent)), s.BacklogEntries, humanBytes(float64(s.BacklogBytes)), s.Retries, s.DeadLettered)
+	for _, st := range s.Stalled {
+		line += fmt.Sprintf("  STALLED: no answer for %s (since %s)", st.Waiting.Round(time.Second), st.Since.Local().Format("15:04:05"))
+	}
+	return line
 }
 
 func human(v float64) string {
