@@ -26,6 +26,10 @@ type Snapshot struct {
 	Dropped        int64
 	BacklogEntries int64 // unacknowledged spool entries
 	BacklogBytes   int64 // spool bytes on disk
+	// PartialLines are last lines of files sent without their newline
+	// (the file stopped growing, was rotated away, or --once reached its
+	// end): what is appended to such a line later is a record of its own.
+	PartialLines int64
 	// Stalled are the outputs whose oldest send has waited too long for
 	// the destination's answer (Stalled).
 	Stalled []StalledOutput
@@ -68,6 +72,8 @@ func (a *Agent) Snapshot() Snapshot {
 			s.BacklogEntries = sum(f)
 		case "agent_spool_bytes":
 			s.BacklogBytes = sum(f)
+		case "agent_file_partial_flushes_total":
+			s.PartialLines = sum(f)
 		}
 	}
 	s.Stalled = a.Stalled()

@@ -334,6 +334,12 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 	if !r.interrupted && r.snap.RecordsRead == 0 && r.snap.RecordsSent == 0 && r.snap.BacklogEntries == 0 && r.hadCheckpoints && anyNonEmpty(r.files) {
 		fmt.Fprintf(stderr, "agent tail: nothing new to ship: the positions saved in %s are at the end of the files (--reset reads them again)\n", r.stateDir)
 	}
+	if r.once && !r.tmp && r.snap.PartialLines > 0 {
+		// Shipped, and the saved position is after it: a later run
+		// neither sends it again nor waits for its newline.
+		fmt.Fprintf(stderr, "agent tail: %d last %s without a newline shipped as %s; text appended to %s later is shipped as a record of its own\n",
+			r.snap.PartialLines, plural(r.snap.PartialLines, "line", "lines"), plural(r.snap.PartialLines, "it is", "they are"), plural(r.snap.PartialLines, "it", "them"))
+	}
 	if summary {
 		dl := r.snap.DeadLettered + r.snap.Dropped
 		fmt.Fprintf(stderr, "agent tail: %d records (%s) in %s, %d dead-lettered\n",
@@ -826,6 +832,13 @@ func statusText(prev, s agent.Snapshot, dt time.Duration) string {
 		line += fmt.Sprintf("  STALLED: no answer for %s (since %s)", st.Waiting.Round(time.Second), st.Since.Local().Format("15:04:05"))
 	}
 	return line
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func human(v float64) string {
