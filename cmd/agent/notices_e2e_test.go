@@ -112,3 +112,20 @@ func TestValidateAndRun_SmallSpoolMaxBytesDerivesTheUnsetSizes(t *testing.T) {
 	require.Empty(t, errOut)
 	runUntil(t, cfg, false, spoolWarn)
 }
+
+// agent reload answers with the reloaded configuration's warnings, as
+// agent validate prints them.
+func TestReload_AnswersWithTheConfigWarnings(t *testing.T) {
+	cfg := noticeConfig(t, "{}", "    type: stdout", "    partition_key: hostname")
+	admin := freeAddr(t)
+	data, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cfg, []byte(strings.Replace(string(data), `admin: {listen: "off"}`, fmt.Sprintf("admin: {listen: %q}", admin), 1)), 0o600))
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "agent running") }, "the agent did not start")
+	out, errOut, code := runBin(t, "reload", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "reloaded\n"+cfg+`:15: flows[0].partition_key: warning: flow "main" sets partition_key hostname, but its output "out" (stdout) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`+"\n", out)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}

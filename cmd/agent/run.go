@@ -184,11 +184,16 @@ func (r *reloader) reload(ctx context.Context, a *agent.Agent) reloadResult {
 		return reloadResult{err: err}
 	}
 	r.count("ok")
-	note := ""
+	var notes []string
 	if len(rep.NeedsRestart) > 0 {
-		note = fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", "))
+		notes = append(notes, fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", ")))
 	}
-	return reloadResult{note: note}
+	for _, n := range cfg.Notices() {
+		if n.Level >= slog.LevelWarn {
+			notes = append(notes, n.String()) // agent reload shows them too
+		}
+	}
+	return reloadResult{note: strings.Join(notes, "\n")}
 }
 
 // load reads and validates the configuration file.
