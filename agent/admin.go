@@ -31,8 +31,8 @@ import (
 //	               agent is waiting correctly and keeps what it read). A
 //	               stalled output (a send waiting long for its answer) is
 //	               named in the body of the 200, one line each; with
-//	               ?fail_stalled=D it is a 503 once that send has waited
-//	               longer than D
+//	               ?fail_stalled=D it is a 503 once the destination has
+//	               not answered for longer than D (StalledOutput.Waiting)
 //	GET  /status   the pipeline's state as JSON (agent status, agent top)
 //	GET  /tap?flow=NAME&rate=N  a sample of the records entering the flow,
 //	               at most N a second (default 10), as NDJSON (agent tap)
@@ -86,7 +86,7 @@ func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		// fail_stalled=D (opt-in) fails readiness when a stalled output's
-		// oldest send has waited longer than D; by default a stalled output is named
+		// destination has not answered for longer than D; by default a stalled output is named
 		// in the body of a 200: a slow destination is no reason to
 		// restart or route around a healthy agent.
 		var failStalled time.Duration = -1

@@ -97,8 +97,8 @@ type Status struct {
 	// Ready is what /readyz answers; NotReady says why not.
 	Ready    bool   `json:"ready"`
 	NotReady string `json:"not_ready,omitempty"`
-	// Stalled names the outputs stalled now (see OutputStalled), one
-	// sentence each; they do not make the agent not ready (/readyz says
+	// Stalled names the outputs whose destination does not answer
+	// (StalledOutput), one sentence each; they do not make the agent not ready (/readyz says
 	// them in its body; /readyz?fail_stalled=D fails on them).
 	Stalled      []string       `json:"stalled,omitempty"`
 	Flows        []FlowStatus   `json:"flows"`
@@ -205,6 +205,10 @@ type outputSeen struct {
 	lastErrAt      atomic.Int64
 	failingSince   atomic.Int64 // first retryable failure since the last success; 0 when not failing
 	lastErr        atomic.Pointer[string]
+	// noAnswerSince is when the first of the sends that have all timed
+	// out since the last answer began (its end less the output's
+	// timeout); 0 once the destination answers (a success or an error).
+	noAnswerSince atomic.Int64
 }
 
 // note records the result of one Send of b (after rejected records were
@@ -225,7 +229,17 @@ func (o *outputState) note(err error, b *outputs.Batch) {
 		o.delivered(b, failed, now)
 	}
 	if err == nil {
+		o.seen.noAnswerSince.Store(0)
 		return
+	}
+	if timedOut(err) {
+		began := now
+		if t, ok := o.out.(outputs.SendTimeouter); ok && t.SendTimeout() > 0 {
+			began -= int64(t.SendTimeout())
+		}
+		o.seen.noAnswerSince.CompareAndSwap(0, began)
+	} else {
+		o.seen.noAnswerSince.Store(0)
 	}
 	msg := redact.Error(err).Error()
 	o.seen.lastErr.Store(&msg)

@@ -35,8 +35,9 @@ var stalledLine = regexp.MustCompile(`output web stalled: no answer for \d+s \(s
 // stays 200 (a slow destination is no reason to restart or route around
 // the agent) but names the stalled output in its body, as agent status
 // does under its first line; /readyz?fail_stalled=D opts in to a 503 once
-// the send has waited longer than D. Once the destination answers, the
-// body is plain "ready" again.
+// the destination has not answered for longer than D, counted across the
+// sends' timeouts and retries. Once it answers, the body is plain "ready"
+// again.
 func TestReadyz_StalledOutputNamedButReadyUnlessAskedToFail(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -67,6 +68,17 @@ func TestReadyz_StalledOutputNamedButReadyUnlessAskedToFail(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, body)
 		return false
 	}, "/readyz?fail_stalled=0s never failed on the stalled output")
+	// Across the timeout and the retries: since the first send without
+	// an answer, not since the current one.
+	long := regexp.MustCompile(`output web stalled: no answer for ([5-9]|\d\d)s`)
+	p.waitFor(t, time.Minute, func() bool {
+		_, body := readyz(t, admin, "")
+		return long.MatchString(body)
+	}, "/readyz never counted the wait across the 4s timeout")
+	p.waitFor(t, time.Minute, func() bool {
+		code, _ := readyz(t, admin, "?fail_stalled=5s")
+		return code == http.StatusServiceUnavailable
+	}, "/readyz?fail_stalled=5s never failed, though every send times out after 4s")
 	p.waitFor(t, time.Minute, func() bool {
 		code, body := readyz(t, admin, "?fail_stalled=1h")
 		require.Equal(t, http.StatusOK, code, "not stalled for an hour: %s", body)
