@@ -30,8 +30,8 @@ type Snapshot struct {
 	// (the file stopped growing, was rotated away, or --once reached its
 	// end): what is appended to such a line later is a record of its own.
 	PartialLines int64
-	// Stalled are the outputs whose oldest send has waited too long for
-	// the destination's answer (Stalled).
+	// Stalled are the outputs whose destination does not answer
+	// (Agent.Stalled).
 	Stalled []StalledOutput
 }
 
