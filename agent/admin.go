@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,7 +29,11 @@ import (
 //	               admin.not_ready_after a flow's outputs have all been
 //	               failing or its full spool blocks its sources (readiness:
 //	               alert or route around it; restarting does not help, the
-//	               agent is waiting correctly and keeps what it read)
+//	               agent is waiting correctly and keeps what it read). A
+//	               stalled output (a send waiting long for its answer) is
+//	               named in the body of the 200, one line each; with
+//	               ?fail_stalled=D it is a 503 once the destination has
+//	               not answered for longer than D (StalledOutput.Waiting)
 //	GET  /status   the pipeline's state as JSON (agent status, agent top)
 //	GET  /tap?flow=NAME&rate=N  a sample of the records entering the flow,
 //	               at most N a second (default 10), as NDJSON (agent tap)
@@ -85,17 +90,44 @@ func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		// fail_stalled=D (opt-in) fails readiness when a stalled output's
+		// destination has not answered for longer than D; by default a stalled output is named
+		// in the body of a 200: a slow destination is no reason to
+		// restart or route around a healthy agent.
+		var failStalled time.Duration = -1
+		if v := r.URL.Query().Get("fail_stalled"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				http.Error(w, fmt.Sprintf("fail_stalled: want a duration such as 0s or 1m, got %q", v), http.StatusBadRequest)
+				return
+			}
+			failStalled = d
+		}
 		a := ad.cur.Load()
 		if a == nil {
 			http.Error(w, "not ready: no pipeline (starting or reloading)", http.StatusServiceUnavailable)
 			return
 		}
-		if why := a.notReady(time.Now()); why != "" {
+		now := time.Now()
+		if why := a.notReady(now); why != "" {
 			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = w.Write([]byte("ready\n"))
+		stalled := a.stalled(now)
+		for _, s := range stalled {
+			if failStalled >= 0 && s.Waiting > failStalled {
+				http.Error(w, "not ready: "+s.String(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		var b strings.Builder
+		b.WriteString("ready\n")
+		for _, s := range stalled {
+			b.WriteString(s.String())
+			b.WriteString("\n")
+		}
+		_, _ = w.Write([]byte(b.String()))
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		a := ad.cur.Load()

@@ -45,6 +45,8 @@ type Config struct {
 
 	// Metrics publishes the agent's metrics elsewhere than /metrics.
 	Metrics MetricsConfig `yaml:"metrics"`
+
+	notices []Notice // what loading it had to tell (Notices)
 }
 
 // MetricsConfig is the metrics section: where the agent's own metrics are
@@ -454,6 +456,7 @@ func parse(name string, data []byte, lookup func(string) (string, bool), comps C
 		}
 	}
 	p.decodeComponents(comps)
+	p.deriveSpoolSizes()
 	// Problems found before the walk (unset environment variables) get
 	// the path of their line.
 	for i := range p.cerr.Problems {
@@ -471,6 +474,8 @@ func parse(name string, data []byte, lookup func(string) (string, bool), comps C
 		}
 	}
 	p.cerr.Problems = append(p.cerr.Problems, later...)
+	p.warnUnusedPartitionKeys()
+	sort.SliceStable(p.cfg.notices, func(i, j int) bool { return p.cfg.notices[i].Line < p.cfg.notices[j].Line })
 	p.cfg.resolve(filepath.Dir(name))
 	return p
 }

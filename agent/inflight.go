@@ -1,6 +1,11 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +85,9 @@ type sending struct {
 	since  int64 // unix nanos of the oldest; 0 with none
 	stall  time.Duration
 	output outputs.Output
+	// noAnswer is the earliest noAnswerSince of its senders (0: none
+	// waits for an answer after a timeout).
+	noAnswer int64
 }
 
 // add counts o's sends in flight.
@@ -92,6 +100,32 @@ func (s *sending) add(o *outputState) {
 	if s.output == nil {
 		s.output, s.stall = o.out, stallAfter(o.out)
 	}
+	if na := o.seen.noAnswerSince.Load(); na != 0 && (s.noAnswer == 0 || na < s.noAnswer) {
+		s.noAnswer = na
+	}
+}
+
+// stalledSince is since when the destination has not answered at now
+// (unix nanos; 0: it answers): the oldest send in flight when it has
+// waited past the threshold, or the first of the sends that timed out
+// since its last answer (between retries no send is in flight, but the
+// destination still has not answered).
+func (s *sending) stalledSince(now time.Time) int64 {
+	start := int64(0)
+	if s.stalled(now) {
+		start = s.since
+	}
+	if s.noAnswer != 0 && (start == 0 || s.noAnswer < start) {
+		start = s.noAnswer
+	}
+	return start
+}
+
+// timedOut reports whether a send ended without the destination's answer
+// (its timeout, or a network timeout).
+func timedOut(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &te) && te.Timeout())
 }
 
 // age is how long the oldest send in flight has waited at now (0: none).
@@ -181,4 +215,44 @@ func (c *inflightCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.n, prometheus.GaugeValue, float64(s.n), name)
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, s.age(now).Seconds(), name)
 	}
+}
+
+// StalledOutput is an output whose destination does not answer: its
+// oldest send in flight has waited longer than its stall threshold (see
+// OutputStalled), or its sends have timed out since its last answer
+// (between two attempts its state is retrying, but it still does not
+// answer). It is shown, not failed: the sends are retried until it
+// answers.
+type StalledOutput struct {
+	Name    string
+	Since   time.Time     // when the first send without an answer began
+	Waiting time.Duration // how long ago that was
+	Sends   int           // sends in flight to it now
+}
+
+// String says it for a person: "output web stalled: no answer for 42s
+// (since 14:31:05 UTC, 2 sends waiting)".
+func (s StalledOutput) String() string {
+	sends := "1 send waiting"
+	if s.Sends != 1 {
+		sends = fmt.Sprintf("%d sends waiting", s.Sends) // 0 between two attempts
+	}
+	return fmt.Sprintf("output %s stalled: no answer for %s (since %s, %s)",
+		s.Name, s.Waiting.Round(time.Second), s.Since.UTC().Format("15:04:05 MST"), sends)
+}
+
+// Stalled lists the outputs stalled now, by name. Safe to call at any
+// time, from any goroutine.
+func (a *Agent) Stalled() []StalledOutput { return a.stalled(time.Now()) }
+
+func (a *Agent) stalled(now time.Time) []StalledOutput {
+	var out []StalledOutput
+	for name, s := range a.sendingByOutput() {
+		if since := s.stalledSince(now); since != 0 {
+			t := time.Unix(0, since)
+			out = append(out, StalledOutput{Name: name, Since: t, Waiting: max(now.Sub(t), 0), Sends: s.n})
+		}
+	}
+	slices.SortFunc(out, func(x, y StalledOutput) int { return strings.Compare(x.Name, y.Name) })
+	return out
 }

@@ -3,9 +3,11 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -235,3 +237,33 @@ flows:
 	require.Equal(t, "running", st.State)
 	require.Empty(t, st.ReloadingFor)
 }
+
+// stalledSince: a send in flight past the threshold, or sends that timed
+// out since the last answer (between two attempts none is in flight).
+func TestSending_StalledSinceCountsAcrossTimedOutSends(t *testing.T) {
+	now := time.Unix(1000, 0)
+	at := func(sec int64) int64 { return time.Unix(sec, 0).UnixNano() }
+	for _, tc := range []struct {
+		name string
+		s    sending
+		want int64
+	}{
+		{"nothing in flight, answered", sending{stall: 5 * time.Second}, 0},
+		{"in flight under the threshold", sending{n: 1, since: at(998), stall: 5 * time.Second}, 0},
+		{"in flight past the threshold", sending{n: 1, since: at(990), stall: 5 * time.Second}, at(990)},
+		{"between attempts after a timeout", sending{stall: 5 * time.Second, noAnswer: at(970)}, at(970)},
+		{"retry in flight after a timeout", sending{n: 1, since: at(998), stall: 5 * time.Second, noAnswer: at(970)}, at(970)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.s.stalledSince(now))
+		})
+	}
+	require.True(t, timedOut(fmt.Errorf("http: %w", context.DeadlineExceeded)))
+	require.True(t, timedOut(&net.OpError{Op: "read", Err: timeoutErr{}}))
+	require.False(t, timedOut(errors.New("http: 503 Service Unavailable")))
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string { return "i/o timeout" }
+func (timeoutErr) Timeout() bool { return true }

@@ -26,6 +26,13 @@ type Snapshot struct {
 	Dropped        int64
 	BacklogEntries int64 // unacknowledged spool entries
 	BacklogBytes   int64 // spool bytes on disk
+	// PartialLines are last lines of files sent without their newline
+	// (the file stopped growing, was rotated away, or --once reached its
+	// end): what is appended to such a line later is a record of its own.
+	PartialLines int64
+	// Stalled are the outputs whose destination does not answer
+	// (Agent.Stalled).
+	Stalled []StalledOutput
 }
 
 // FilesBehind is how many bytes the file sources have left to read (size
@@ -83,8 +90,11 @@ func (a *Agent) Snapshot() Snapshot {
 			s.BacklogEntries = sum(f)
 		case "agent_spool_bytes":
 			s.BacklogBytes = sum(f)
+		case "agent_file_partial_flushes_total":
+			s.PartialLines = sum(f)
 		}
 	}
+	s.Stalled = a.Stalled()
 	return s
 }
 
@@ -103,8 +113,12 @@ type Status struct {
 	// ("" when none is).
 	ReloadingFor string `json:"reloading_for,omitempty"`
 	// Ready is what /readyz answers; NotReady says why not.
-	Ready        bool           `json:"ready"`
-	NotReady     string         `json:"not_ready,omitempty"`
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
+	// Stalled names the outputs whose destination does not answer
+	// (StalledOutput), one sentence each; they do not make the agent not ready (/readyz says
+	// them in its body; /readyz?fail_stalled=D fails on them).
+	Stalled      []string       `json:"stalled,omitempty"`
 	Flows        []FlowStatus   `json:"flows"`
 	Outputs      []OutputStatus `json:"outputs"`
 	DeadLettered int64          `json:"dead_lettered"` // records written to the dead-letter file (or dropped with a reason) since start
@@ -231,6 +245,10 @@ type outputSeen struct {
 	lastErrAt      atomic.Int64
 	failingSince   atomic.Int64 // first retryable failure since the last success; 0 when not failing
 	lastErr        atomic.Pointer[string]
+	// noAnswerSince is when the first of the sends that have all timed
+	// out since the last answer began (its end less the output's
+	// timeout); 0 once the destination answers (a success or an error).
+	noAnswerSince atomic.Int64
 }
 
 // note records the result of one Send of b (after rejected records were
@@ -251,7 +269,17 @@ func (o *outputState) note(err error, b *outputs.Batch) {
 		o.delivered(b, failed, now)
 	}
 	if err == nil {
+		o.seen.noAnswerSince.Store(0)
 		return
+	}
+	if timedOut(err) {
+		began := now
+		if t, ok := o.out.(outputs.SendTimeouter); ok && t.SendTimeout() > 0 {
+			began -= int64(t.SendTimeout())
+		}
+		o.seen.noAnswerSince.CompareAndSwap(0, began)
+	} else {
+		o.seen.noAnswerSince.Store(0)
 	}
 	msg := redact.Error(err).Error()
 	o.seen.lastErr.Store(&msg)
@@ -713,6 +741,9 @@ func (a *Agent) Status() Status {
 	st.LastReload = a.lastReload.Load()
 	st.NotReady = a.notReady(now)
 	st.Ready = st.NotReady == ""
+	for _, s := range a.stalled(now) {
+		st.Stalled = append(st.Stalled, s.String())
+	}
 	if d := a.dlqCount.Load(); d != nil {
 		st.DeadLettered = d.Load()
 	}

@@ -49,6 +49,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer sd.close()
 	var a *agent.Agent
 	log.Info("agent starting", "version", version, "commit", buildCommit(), "go", runtime.Version(), "config", *cfgPath, "admin", cfg.Admin.Listen)
+	logNotices(log, cfg)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
 
 	reloads := newReloadQueue()
@@ -186,11 +187,16 @@ func (r *reloader) reload(ctx context.Context, a *agent.Agent) reloadResult {
 	}
 	r.count("ok")
 	a.RecordReload(nil)
-	note := ""
+	var notes []string
 	if len(rep.NeedsRestart) > 0 {
-		note = fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", "))
+		notes = append(notes, fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", ")))
 	}
-	return reloadResult{note: note}
+	for _, n := range cfg.Notices() {
+		if n.Level >= slog.LevelWarn {
+			notes = append(notes, n.String()) // agent reload shows them too
+		}
+	}
+	return reloadResult{note: strings.Join(notes, "\n")}
 }
 
 // load reads and validates the configuration file.
@@ -202,7 +208,16 @@ func (r *reloader) load() (agent.Config, error) {
 	if r.logFormat != "" {
 		cfg.Log.Format = r.logFormat
 	}
+	logNotices(r.log, cfg)
 	return cfg, nil
+}
+
+// logNotices logs what loading the configuration had to tell (a setting
+// without effect, a derived default) at its level.
+func logNotices(log *slog.Logger, cfg agent.Config) {
+	for _, n := range cfg.Notices() {
+		log.Log(context.Background(), n.Level, "config: "+n.Msg, "config", n.Place(), "key", n.Path)
+	}
 }
 
 func (r *reloader) count(result string) {
@@ -228,10 +243,16 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	code := exitOK
 	for _, p := range paths {
-		if _, err := agent.LoadConfig(p, components()); err != nil {
+		cfg, err := agent.LoadConfig(p, components())
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			code = exitUsage
 			continue
+		}
+		// Warnings and notes do not fail validation: the agent runs
+		// with them.
+		for _, n := range cfg.Notices() {
+			fmt.Fprintln(stderr, n)
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", p)
 	}

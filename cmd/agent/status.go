@@ -180,6 +180,9 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 		state = fmt.Sprintf("%s for %s (up %s)", st.State, st.ReloadingFor, st.Uptime)
 	}
 	fmt.Fprintf(w, "agent %s, %s, %s; dead-lettered %d\n", st.Version, state, ready, st.DeadLettered)
+	for _, s := range st.Stalled {
+		fmt.Fprintln(w, "  "+s)
+	}
 	if lr := st.LastReload; lr != nil && lr.Result != "ok" {
 		// The file on disk is not what runs, and a restart would fail on
 		// it: say so where the operator looks.

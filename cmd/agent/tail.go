@@ -361,6 +361,12 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 	if !r.interrupted && r.snap.RecordsRead == 0 && r.snap.RecordsSent == 0 && r.snap.BacklogEntries == 0 && r.hadCheckpoints && anyNonEmpty(r.files) {
 		fmt.Fprintf(stderr, "agent tail: nothing new to ship: the positions saved in %s are at the end of the files (--reset reads them again)\n", r.stateDir)
 	}
+	if r.once && !r.tmp && r.snap.PartialLines > 0 {
+		// Shipped, and the saved position is after it: a later run
+		// neither sends it again nor waits for its newline.
+		fmt.Fprintf(stderr, "agent tail: %d last %s without a newline shipped as %s; text appended to %s later is shipped as a record of its own\n",
+			r.snap.PartialLines, plural(r.snap.PartialLines, "line", "lines"), plural(r.snap.PartialLines, "it is", "they are"), plural(r.snap.PartialLines, "it", "them"))
+	}
 	if summary {
 		dl := r.snap.DeadLettered + r.snap.Dropped
 		fmt.Fprintf(stderr, "agent tail: %d records (%s) in %s, %d dead-lettered\n",
@@ -845,13 +851,31 @@ func statusLine(ctx context.Context, a *agent.Agent, w io.Writer) {
 			return
 		case now := <-t.C:
 			s := a.Snapshot()
-			dt := now.Sub(prevT).Seconds()
-			fmt.Fprintf(w, "\r\033[K%s rec/s  %s/s  sent %s  backlog %d (%s)  retries %d  dead-lettered %d",
-				human(float64(s.RecordsRead-prev.RecordsRead)/dt), humanBytes(float64(s.BytesRead-prev.BytesRead)/dt),
-				human(float64(s.RecordsSent)), s.BacklogEntries, humanBytes(float64(s.BacklogBytes)), s.Retries, s.DeadLettered)
+			fmt.Fprint(w, "\r\033[K"+statusText(prev, s, now.Sub(prevT)))
 			prev, prevT = s, now
 		}
 	}
+}
+
+// statusText is the status line for the counters s, dt after prev. A
+// stalled destination (a send waiting long for its answer: the counters
+// alone look like an idle file) is named with since when it waits.
+func statusText(prev, s agent.Snapshot, dt time.Duration) string {
+	sec := dt.Seconds()
+	line := fmt.Sprintf("%s rec/s  %s/s  sent %s  backlog %d (%s)  retries %d  dead-lettered %d",
+		human(float64(s.RecordsRead-prev.RecordsRead)/sec), humanBytes(float64(s.BytesRead-prev.BytesRead)/sec),
+		human(float64(s.RecordsSent)), s.BacklogEntries, humanBytes(float64(s.BacklogBytes)), s.Retries, s.DeadLettered)
+	for _, st := range s.Stalled {
+		line += fmt.Sprintf("  STALLED: no answer for %s (since %s)", st.Waiting.Round(time.Second), st.Since.Local().Format("15:04:05"))
+	}
+	return line
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func human(v float64) string {

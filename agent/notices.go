@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/kplagent/agent/agent/process"
+	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/outputs"
+)
+
+// Notice is something loading a configuration found worth telling that is
+// not a problem: a setting that has no effect (LevelWarn), or a default
+// derived from another setting (LevelInfo). `agent validate` prints them
+// after the file's name; `agent run` and reloads log them. A configuration
+// with notices still loads.
+type Notice struct {
+	Level slog.Level
+	File  string
+	Line  int    // 0 when unknown
+	Path  string // the YAML path, as in ConfigError ("flows[0].partition_key")
+	Msg   string
+}
+
+// Place is "FILE:LINE" (or FILE when the line is unknown).
+func (n Notice) Place() string {
+	if n.Line > 0 {
+		return n.File + ":" + strconv.Itoa(n.Line)
+	}
+	return n.File
+}
+
+// String is "FILE:LINE: PATH: warning: MSG" (note: for LevelInfo), the
+// shape of a ConfigError's lines.
+func (n Notice) String() string {
+	kind := "note"
+	if n.Level >= slog.LevelWarn {
+		kind = "warning"
+	}
+	var b strings.Builder
+	b.WriteString(n.Place())
+	b.WriteString(": ")
+	if n.Path != "" {
+		b.WriteString(n.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(kind)
+	b.WriteString(": ")
+	b.WriteString(n.Msg)
+	return b.String()
+}
+
+// Notices are what loading the configuration had to tell (see Notice), in
+// the order of the file's lines.
+func (c Config) Notices() []Notice { return c.notices }
+
+// notice records a notice at path (its line from the index).
+func (p *parsed) notice(level slog.Level, path, format string, args ...any) {
+	line := 0
+	for q := path; q != ""; q = parentPath(q) {
+		if l, ok := p.lines[q]; ok {
+			line = l
+			break
+		}
+	}
+	p.cfg.notices = append(p.cfg.notices, Notice{Level: level, File: p.cerr.File, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// isSet reports whether the file writes the key at path.
+func (p *parsed) isSet(path string) bool {
+	_, ok := p.lines[path]
+	return ok
+}
+
+// Spool sizes derived from a small spool.max_bytes when the file leaves
+// them unset, as `agent tail --spool-max-bytes` does.
+const (
+	// derivedSegmentFloor is the smallest segment_bytes derived: smaller
+	// files would only multiply opens and fsyncs.
+	derivedSegmentFloor = 64 << 10
+	// spoolEntryMargin is what the largest entry leaves under max_bytes for
+	// the spool's own framing around it (a segment header, the entry's
+	// frame header and a seal frame: under 100 bytes).
+	spoolEntryMargin = 4 << 10
+)
+
+// deriveSpoolSizes fits segment_bytes and max_entry_bytes to a spool.max_bytes
+// too small for their defaults, when the file does not set them: a 4MiB
+// cap would otherwise be refused (twice the 64MiB default segment does not
+// fit) or warned about (the 16MiB default entry does not fit) for settings
+// the operator never made. Explicit values are kept, and validated (or
+// warned about by the spool) as they are. Runs before Validate.
+func (p *parsed) deriveSpoolSizes() {
+	sp := &p.cfg.Spool
+	def := DefaultConfig().Spool
+	if !p.isSet("spool.max_bytes") || p.covered("spool.max_bytes", 0) {
+		return
+	}
+	var derived []string
+	if !p.isSet("spool.segment_bytes") && sp.SegmentBytes == def.SegmentBytes && sp.MaxBytes < 2*sp.SegmentBytes {
+		if seg := max(sp.MaxBytes/4, derivedSegmentFloor); 2*seg <= sp.MaxBytes {
+			sp.SegmentBytes = seg
+			derived = append(derived, "segment_bytes "+seg.String())
+		}
+	}
+	if !p.isSet("spool.max_entry_bytes") && sp.MaxEntryBytes == def.MaxEntryBytes {
+		fit := sp.MaxBytes - spoolEntryMargin
+		// Only when the flows' aggregates and the sources' records still
+		// fit: otherwise the default stays and the spool says, when it
+		// opens, what it takes (as before).
+		if fit < sp.MaxEntryBytes && int64(fit) >= p.largestEntryNeeded() {
+			sp.MaxEntryBytes = fit
+			derived = append(derived, "max_entry_bytes "+fit.String())
+		}
+	}
+	if len(derived) > 0 {
+		p.notice(slog.LevelInfo, "spool.max_bytes", "%s is too small for the spool's default segment and entry sizes: using %s (set them under spool: to choose)",
+			sp.MaxBytes, strings.Join(derived, " and "))
+	}
+}
+
+// largestEntryNeeded is the largest spool entry the configuration may
+// make: an aggregate of aggregation.max_bytes, or a source's largest
+// record, with their framing (the sizes Validate checks against
+// max_entry_bytes).
+func (p *parsed) largestEntryNeeded() int64 {
+	var need int64
+	for _, f := range p.cfg.Flows {
+		need = max(need, int64(f.Aggregation.MaxBytes+entryOverhead))
+	}
+	for _, s := range p.cfg.Sources {
+		if rs, ok := s.Config.(source.RecordSizer); ok {
+			largest, _ := rs.LargestRecord()
+			need = max(need, largest+recordHeadroom)
+		}
+	}
+	return need
+}
+
+// warnUnusedPartitionKeys warns about flows whose partition_key is set in
+// the file but whose output sends no partition key (outputs.KeyUser): HTTP
+// in ndjson or json, Firehose, stdout, file, blackhole, Kafka with key:
+// none. The key would be computed and dropped; `agent tail` refuses
+// --partition-key there, but an existing file must still load, so this is
+// a warning. Runs after Validate, for flows without problems.
+func (p *parsed) warnUnusedPartitionKeys() {
+	outs := map[string]OutputConfig{}
+	for _, o := range p.cfg.Outputs {
+		outs[o.Name] = o
+	}
+	for i, f := range p.cfg.Flows {
+		path := fmt.Sprintf("flows[%d].partition_key", i)
+		// random is the default: written out, it asks for nothing more.
+		if !p.isSet(path) || f.PartitionKey.Kind == process.KeyRandom || p.covered(fmt.Sprintf("flows[%d]", i), 0) {
+			continue
+		}
+		for _, r := range [][2]string{{"output", f.Output}, {"failover output", f.Failover}} {
+			role, name := r[0], r[1]
+			o, ok := outs[name]
+			if name == "" || !ok || o.Config == nil {
+				continue
+			}
+			what := o.Type
+			if ku, ok := o.Config.(outputs.KeyUser); ok {
+				used, why := ku.UsesPartitionKey()
+				if used {
+					continue
+				}
+				what += ", " + why
+			}
+			p.notice(slog.LevelWarn, path, "flow %q sets partition_key %s, but its %s %q (%s) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)",
+				f.Name, keyText(f.PartitionKey), role, name, what)
+		}
+	}
+}
+
+// keyText shows a partition key setting as written.
+func keyText(k process.KeyConfig) string {
+	switch k.Kind {
+	case process.KeyField:
+		return "{field: " + k.Field + "}"
+	case process.KeyRegex:
+		return "{regex: " + strconv.Quote(k.Regex) + "}"
+	case process.KeyFixed:
+		return "{fixed: " + strconv.Quote(k.Fixed) + "}"
+	}
+	return k.Kind
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// readyz asks the agent's /readyz with query q.
+func readyz(t *testing.T, admin, q string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/readyz" + q)
+	if err != nil {
+		return 0, err.Error() // not listening yet
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+var stalledLine = regexp.MustCompile(`output web stalled: no answer for \d+s \(since \d\d:\d\d:\d\d UTC, \d+ sends? waiting\)`)
+
+// A destination that takes the connection and does not answer: /readyz
+// stays 200 (a slow destination is no reason to restart or route around
+// the agent) but names the stalled output in its body, as agent status
+// does under its first line; /readyz?fail_stalled=D opts in to a 503 once
+// the destination has not answered for longer than D, counted across the
+// sends' timeouts and retries. Once it answers, the body is plain "ready"
+// again.
+func TestReadyz_StalledOutputNamedButReadyUnlessAskedToFail(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	free := hang(t, s)
+	admin := freeAddr(t)
+	cfg := singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q, timeout: 4s}", s.URL()))
+	writeLog(t, log, 0, 200, 80)
+	p := startAgent(t, "run", "-c", cfg)
+
+	// Each send times out after 4s and is retried: stalled from 2s to 4s
+	// of each attempt, so each observation is waited for on its own.
+	p.waitFor(t, time.Minute, func() bool {
+		code, body := readyz(t, admin, "")
+		if code == 0 || strings.HasPrefix(body, "not ready: no pipeline") || strings.HasPrefix(body, "not ready: the pipeline is starting") {
+			return false
+		}
+		require.Equal(t, http.StatusOK, code, body)
+		return strings.HasPrefix(body, "ready\n") && stalledLine.MatchString(body)
+	}, "/readyz never named the stalled output")
+	p.waitFor(t, time.Minute, func() bool {
+		code, body := readyz(t, admin, "?fail_stalled=0s")
+		if code == http.StatusServiceUnavailable {
+			require.Regexp(t, "^not ready: "+stalledLine.String(), body)
+			return true
+		}
+		require.Equal(t, http.StatusOK, code, body)
+		return false
+	}, "/readyz?fail_stalled=0s never failed on the stalled output")
+	// Across the timeout and the retries: since the first send without
+	// an answer, not since the current one.
+	long := regexp.MustCompile(`output web stalled: no answer for ([5-9]|\d\d)s`)
+	p.waitFor(t, time.Minute, func() bool {
+		_, body := readyz(t, admin, "")
+		return long.MatchString(body)
+	}, "/readyz never counted the wait across the 4s timeout")
+	p.waitFor(t, time.Minute, func() bool {
+		code, _ := readyz(t, admin, "?fail_stalled=5s")
+		return code == http.StatusServiceUnavailable
+	}, "/readyz?fail_stalled=5s never failed, though every send times out after 4s")
+	p.waitFor(t, time.Minute, func() bool {
+		code, body := readyz(t, admin, "?fail_stalled=1h")
+		require.Equal(t, http.StatusOK, code, "not stalled for an hour: %s", body)
+		return stalledLine.MatchString(body)
+	}, "/readyz?fail_stalled=1h never named the stalled output")
+	code, body := readyz(t, admin, "?fail_stalled=soon")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Equal(t, "fail_stalled: want a duration such as 0s or 1m, got \"soon\"\n", body)
+	p.waitFor(t, time.Minute, func() bool {
+		out, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return regexp.MustCompile(`^agent \S+, running for \S+, ready; dead-lettered 0\n  ` + stalledLine.String() + "\n").Match(out)
+	}, "agent status never named the stalled output under its first line")
+
+	free()
+	p.waitFor(t, time.Minute, func() bool { return s.distinct() == 200 }, "the lines did not arrive once the destination answered")
+	p.waitFor(t, time.Minute, func() bool {
+		code, body := readyz(t, admin, "?fail_stalled=0s")
+		return code == http.StatusOK && body == "ready\n"
+	}, "/readyz still named a stalled output")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// agent tail's status line (drawn on a terminal: here the pseudo-terminal
+// of script(1)) says the destination is stalled, for how long and since
+// when; the run then ends normally once the destination answers.
+func TestTail_StatusLineSaysTheDestinationIsStalled(t *testing.T) {
+	t.Parallel()
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) (util-linux) is needed for a terminal")
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	free := hang(t, s)
+	writeLog(t, log, 0, 100, 80)
+	cmdline := fmt.Sprintf("%s tail --once %s --to %s --timeout 4s --state-dir %s", agentBin, log, s.URL(), filepath.Join(dir, "state"))
+	cmd := exec.Command(scriptBin, "-q", "-f", "-e", "-c", cmdline, "/dev/null")
+	var out bytes.Buffer
+	sw := &syncWriter{w: &out}
+	cmd.Stdout, cmd.Stderr = sw, sw
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	text := func() string { sw.mu.Lock(); defer sw.mu.Unlock(); return out.String() }
+	stalled := regexp.MustCompile(`STALLED: no answer for \d+s \(since \d\d:\d\d:\d\d\)`)
+	deadline := time.Now().Add(time.Minute)
+	for !stalled.MatchString(text()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the status line never said stalled:\n%q", tail(text(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	free()
+	select {
+	case err := <-done:
+		exited = true
+		require.NoError(t, err, "%q", tail(text(), 2000))
+	case <-time.After(time.Minute):
+		t.Fatalf("agent tail --once did not end once the destination answered:\n%q", tail(text(), 2000))
+	}
+	require.Equal(t, 100, s.distinct())
+}
