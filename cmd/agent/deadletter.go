@@ -164,13 +164,8 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 //
 //	agent dead-letter replay --tail app.log --to https://collector/ingest
 func cmdDeadLetterReplayTail(args []string, stdout, stderr io.Writer) int {
-	fs, o := tailFlags(stderr)
-	var paths []string
-	if code, ok := parseArgs(fs, stdout, stderr, func() (err error) {
-		paths, err = parseInterspersed(fs, args)
-		o.to = stdoutAlias(o.to)
-		return err
-	}); !ok {
+	_, o, paths, code, ok := parseTailArgs(args, stdout, stderr)
+	if !ok {
 		return code
 	}
 	if len(paths) == 0 {

@@ -145,6 +145,19 @@ Flags:
 // stdoutAlias maps stdout: (the config's output type, written like
 // blackhole:) to -, standard output, so that both name one destination (and
 // one state directory).
+// parseTailArgs parses the PATH... and flags of agent tail (and of
+// agent dead-letter replay --tail, which takes the same): code and ok are
+// parseArgs'.
+func parseTailArgs(args []string, stdout, stderr io.Writer) (fs *flag.FlagSet, o *tailOptions, paths []string, code int, ok bool) {
+	fs, o = tailFlags(stderr)
+	code, ok = parseArgs(fs, stdout, stderr, func() (err error) {
+		paths, err = parseInterspersed(fs, args)
+		o.to = stdoutAlias(o.to)
+		return err
+	})
+	return fs, o, paths, code, ok
+}
+
 func stdoutAlias(to string) string {
 	switch strings.ToLower(to) {
 	case "stdout:", "stdout://":
@@ -174,13 +187,8 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	start := time.Now()
-	fs, o := tailFlags(stderr)
-	var paths []string
-	if code, ok := parseArgs(fs, stdout, stderr, func() (err error) {
-		paths, err = parseInterspersed(fs, args)
-		o.to = stdoutAlias(o.to)
-		return err
-	}); !ok {
+	fs, o, paths, code, ok := parseTailArgs(args, stdout, stderr)
+	if !ok {
 		return code
 	}
 	o.set = map[string]bool{}
