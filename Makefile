@@ -42,7 +42,7 @@ test-powercut:
 	AGENT_POWERCUT_ITER=$(AGENT_POWERCUT_ITER) $(GO) test -count=1 -timeout 0 -run 'PowerCut' ./spool/ ./agent/checkpoint/
 
 # A few seconds of each fuzz target, on top of the seed corpora run by `go test`.
-FUZZTIME ?= 5s
+FUZZTIME ?= 3s
 fuzz-short:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz-short.sh
 

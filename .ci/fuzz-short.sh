@@ -6,7 +6,7 @@
 # testdata/fuzz) fails at once.
 set -euo pipefail
 GO=${GO:-go}
-FUZZTIME=${FUZZTIME:-5s}
+FUZZTIME=${FUZZTIME:-3s}
 for spec in $(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do
 	dir=$(dirname "$spec")
 	for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$spec" | sed 's/func //'); do
