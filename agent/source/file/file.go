@@ -96,6 +96,7 @@ type file struct {
 	caughtUp    bool  // reached the end since the descriptor was given
 	admitted    time.Time
 	seenGen     uint64
+	resumed     bool // loaded from a checkpoint (see findCopiedWhileStopped)
 }
 
 // id returns the current FileID; run goroutine only.

@@ -1,0 +1,195 @@
+package file
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// findCopiedWhileStopped looks, once at start (after the first scan and
+// findRotatedWhileStopped), for the copies that logrotate's copytruncate
+// made while the source was stopped. A checkpointed file found at its path
+// shorter than its checkpoint, or with other first bytes, was truncated (or
+// replaced): the lines written after the checkpoint are only in the copy, a
+// new inode under another name (app.log.1, app.log-20261206) that the
+// patterns do not match. The copy is looked for in the directory of the
+// file, by the checkpoint's fingerprint (see copyOf), and read from the
+// checkpoint to its end, then let go as a rotated file is. The truncated
+// file itself is then read from 0 as usual (open finds the truncation).
+func (r *runner) findCopiedWhileStopped() {
+	var want []*file
+	for _, f := range r.byKey {
+		// A resumed file followed at its path, not opened yet (nothing
+		// is opened before the first turn of the loop).
+		if f.resumed && f.path != "" && f.fd == nil && f.offset > 0 && f.fp.n > 0 {
+			want = append(want, f)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	slices.SortFunc(want, func(a, b *file) int { return strings.Compare(a.path, b.path) })
+	taken := map[devIno]bool{}
+	for _, f := range want {
+		if !r.lostItsTail(f) {
+			continue
+		}
+		r.readCopy(f, taken)
+	}
+}
+
+// lostItsTail reports whether f, resumed at its path, no longer holds the
+// bytes before its checkpoint: shorter than its checkpoint, first bytes
+// that changed, or its inode taken by a new file.
+func (r *runner) lostItsTail(f *file) bool {
+	st, err := statPath(f.path)
+	if err != nil || st.key != f.key {
+		return false
+	}
+	if f.birth != 0 && st.birth != 0 && f.birth != st.birth {
+		return true // a new file under the inode: the old one was deleted
+	}
+	if st.size < f.offset {
+		return true
+	}
+	fd, err := osOpen(f.path)
+	if err != nil {
+		return false // open tells, and handles it
+	}
+	defer fd.Close()
+	ok, err := f.fp.matches(fd, r.fpBuf)
+	return err == nil && !ok
+}
+
+// readCopy finds f's copy (see copyOf) and reads it from f's checkpoint to
+// its end.
+func (r *runner) readCopy(f *file, taken map[devIno]bool) {
+	path, st, fd, g := r.copyOf(f, taken)
+	if path == "" {
+		r.s.log.Info("file truncated while the source was stopped, and no copy of it found next to it: "+
+			"the lines after its checkpoint are lost", "path", f.path, "file_id", f.inc.id, "offset", f.offset)
+		return
+	}
+	taken[st.key] = true
+	if g != nil {
+		// The patterns match the copy too (app.log*): it was found by the
+		// first scan as a new file, to be read from its start (or its
+		// end). Its bytes up to the checkpoint were read as f's: it
+		// starts at the checkpoint instead. Nothing of it was read yet.
+		r.s.log.Info("reading the rest of a file copied while the source was stopped (copytruncate)",
+			"path", path, "was", f.path, "file_id", g.inc.id, "offset", f.offset, "size", st.size)
+		g.offset, g.findLineEnd, g.midLine = f.offset, false, true
+		g.offsetA.Store(f.offset)
+		g.inc.committed.Store(f.offset)
+		r.s.mu.Lock()
+		g.setFingerprint(f.fp)
+		r.s.mu.Unlock()
+		return
+	}
+	if err := r.s.fds.acquire(); err != nil {
+		_ = fd.Close()
+		r.s.log.Warn("a file copied while the source was stopped cannot be read: no descriptor left",
+			"path", path, "was", f.path, "offset", f.offset, "error", err)
+		return
+	}
+	g = r.newFile("", st)
+	g.offset, g.findLineEnd, g.midLine = f.offset, false, true
+	g.offsetA.Store(f.offset)
+	g.inc.committed.Store(f.offset) // the bytes before it were read as f's
+	r.s.mu.Lock()
+	g.lastPath = path
+	g.setFingerprint(f.fp) // extended by use
+	r.s.mu.Unlock()
+	r.s.log.Info("reading the rest of a file copied while the source was stopped (copytruncate)",
+		"path", path, "was", f.path, "file_id", g.inc.id, "offset", f.offset, "size", st.size)
+	r.opens++
+	r.use(g, fd)
+	r.c.rotations++
+	r.setState(g, stDetached)
+	g.detachedAt = r.now
+}
+
+// compressedExts are the suffixes of compressed rotations (logrotate's
+// compress, compressext): their bytes are not the file's.
+var compressedExts = []string{".gz", ".bz2", ".xz", ".zst", ".zstd", ".lz4", ".lzma", ".lz", ".lzo", ".z", ".zip", ".br", ".sz", ".7z"}
+
+// copyName reports whether name may be a rotated copy of the file named
+// base: base or base without its extension, followed by '.', '-' or '_'
+// (app.log.1, app.log-20261206, app-20261206.log, app.1.log), and not a
+// compressed one.
+func copyName(name, base string) bool {
+	if name == base {
+		return false
+	}
+	lower := strings.ToLower(name)
+	for _, ext := range compressedExts {
+		if strings.HasSuffix(lower, ext) {
+			return false
+		}
+	}
+	for _, stem := range []string{base, strings.TrimSuffix(base, filepath.Ext(base))} {
+		if stem != "" && len(name) > len(stem) && strings.HasPrefix(name, stem) && strings.ContainsRune(".-_", rune(name[len(stem)])) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyOf looks for f's copy in the directory of its path: a regular file
+// named as a rotated copy (copyName), not a file the source knows already
+// unless it was only just found, longer than f's checkpoint, whose first
+// bytes match f's fingerprint. Of several, the last modified is taken.
+// It returns the copy open (fd), or, when the patterns match it and the
+// first scan found it, as g.
+//
+// Where f was shorter than fingerprint_bytes when it was checkpointed, its
+// fingerprint covers every byte up to the checkpoint: the copy is known to
+// hold exactly what was read. Otherwise only the first fingerprint_bytes are
+// compared, as everywhere in the source.
+func (r *runner) copyOf(f *file, taken map[devIno]bool) (path string, st fileStat, fd *os.File, g *file) {
+	dir, base := filepath.Split(f.path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fileStat{}, nil, nil
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !copyName(e.Name(), base) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		cst, err := statPath(p)
+		if err != nil || !cst.regular || cst.key == f.key || taken[cst.key] || cst.size <= f.offset {
+			continue
+		}
+		known := r.byKey[cst.key]
+		if known != nil && (known.resumed || known.fd != nil || known.path != p) {
+			continue // followed already, from its own checkpoint
+		}
+		cfd, err := osOpen(p)
+		if err != nil {
+			continue
+		}
+		if fst, err := statFile(cfd); err != nil || fst.key != cst.key {
+			_ = cfd.Close()
+			continue
+		}
+		if ok, err := f.fp.matches(cfd, r.fpBuf); err != nil || !ok {
+			_ = cfd.Close()
+			continue
+		}
+		if path != "" && cst.mtime <= st.mtime {
+			_ = cfd.Close()
+			continue
+		}
+		if fd != nil {
+			_ = fd.Close()
+		}
+		path, st, fd, g = p, cst, cfd, known
+	}
+	if g != nil && fd != nil {
+		_ = fd.Close()
+		fd = nil
+	}
+	return path, st, fd, g
+}
