@@ -65,7 +65,8 @@ func (r *runner) lostItsTail(f *file) bool {
 // readCopy finds f's copy (see copyOf) and reads it from f's checkpoint to
 // its end.
 func (r *runner) readCopy(f *file, taken map[devIno]bool) {
-	path, st, fd, g := r.copyOf(f, taken)
+	f.copyChecked = true // open finds the truncation next: not looked for again
+	path, st, fd, g := r.copyOf(f, f.path, taken, true)
 	if path == "" {
 		r.s.log.Info("file truncated while the source was stopped, and no copy of it found next to it: "+
 			"the lines after its checkpoint are lost", "path", f.path, "file_id", f.inc.id, "offset", f.offset)
@@ -87,22 +88,28 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 		r.s.mu.Unlock()
 		return
 	}
+	r.drainCopy(fd, path, st, f.path, f.offset, f.fp, "reading the rest of a file copied while the source was stopped (copytruncate)")
+}
+
+// drainCopy reads the copy of a truncated file, open as fd, from offset
+// (what was read of the file) to its end, and lets it go as a rotated file.
+// fp is the truncated file's fingerprint, which the copy matches.
+func (r *runner) drainCopy(fd *os.File, path string, st fileStat, was string, offset int64, fp fingerprint, msg string) {
 	if err := r.s.fds.acquire(); err != nil {
 		_ = fd.Close()
-		r.s.log.Warn("a file copied while the source was stopped cannot be read: no descriptor left",
-			"path", path, "was", f.path, "offset", f.offset, "error", err)
+		r.s.log.Warn("the copy of a truncated file cannot be read: no descriptor left; the lines after the offset are lost",
+			"path", path, "was", was, "offset", offset, "error", err)
 		return
 	}
-	g = r.newFile("", st)
-	g.offset, g.findLineEnd, g.midLine = f.offset, false, true
-	g.offsetA.Store(f.offset)
-	g.inc.committed.Store(f.offset) // the bytes before it were read as f's
+	g := r.newFile("", st)
+	g.offset, g.findLineEnd, g.midLine = offset, false, true
+	g.offsetA.Store(offset)
+	g.inc.committed.Store(offset) // the bytes before it were read as the truncated file's
 	r.s.mu.Lock()
-	g.lastPath = path
-	g.setFingerprint(f.fp) // extended by use
+	g.lastPath = path    // its records' Path, as for a file renamed away
+	g.setFingerprint(fp) // extended by use
 	r.s.mu.Unlock()
-	r.s.log.Info("reading the rest of a file copied while the source was stopped (copytruncate)",
-		"path", path, "was", f.path, "file_id", g.inc.id, "offset", f.offset, "size", st.size)
+	r.s.log.Info(msg, "path", path, "was", was, "file_id", g.inc.id, "offset", offset, "size", st.size)
 	r.opens++
 	r.use(g, fd)
 	r.c.rotations++
@@ -136,19 +143,19 @@ func copyName(name, base string) bool {
 	return false
 }
 
-// copyOf looks for f's copy in the directory of its path: a regular file
-// named as a rotated copy (copyName), not a file the source knows already
-// unless it was only just found, longer than f's checkpoint, whose first
-// bytes match f's fingerprint. Of several, the last modified is taken.
-// It returns the copy open (fd), or, when the patterns match it and the
-// first scan found it, as g.
+// copyOf looks for f's copy in the directory of fpath, f's path: a
+// regular file named as a rotated copy (copyName), not a file the source
+// knows already (atStart: unless the first scan just found it), longer
+// than f's offset, whose first bytes match f's fingerprint. Of several, the
+// last modified is taken. It returns the copy open (fd), or, when the
+// patterns match it and the first scan found it, as g.
 //
 // Where f was shorter than fingerprint_bytes when it was checkpointed, its
 // fingerprint covers every byte up to the checkpoint: the copy is known to
 // hold exactly what was read. Otherwise only the first fingerprint_bytes are
 // compared, as everywhere in the source.
-func (r *runner) copyOf(f *file, taken map[devIno]bool) (path string, st fileStat, fd *os.File, g *file) {
-	dir, base := filepath.Split(f.path)
+func (r *runner) copyOf(f *file, fpath string, taken map[devIno]bool, atStart bool) (path string, st fileStat, fd *os.File, g *file) {
+	dir, base := filepath.Split(fpath)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return "", fileStat{}, nil, nil
@@ -163,8 +170,8 @@ func (r *runner) copyOf(f *file, taken map[devIno]bool) (path string, st fileSta
 			continue
 		}
 		known := r.byKey[cst.key]
-		if known != nil && (known.resumed || known.fd != nil || known.path != p) {
-			continue // followed already, from its own checkpoint
+		if known != nil && (!atStart || known.resumed || known.fd != nil || known.path != p) {
+			continue // followed already
 		}
 		cfd, err := osOpen(p)
 		if err != nil {

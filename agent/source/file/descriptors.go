@@ -66,6 +66,35 @@ func (r *runner) checkOpen(f *file, st fileStat, recheck bool) {
 // (copytruncate) or whose first bytes changed: what was read of its old
 // content is emitted, and reading restarts at 0 under a new FileID.
 func (r *runner) truncated(f *file) {
+	r.truncatedCopy(f, true)
+}
+
+// truncatedCopy is truncated; withCopy looks for a copy that logrotate's
+// copytruncate made of the file and reads it from the read offset to its
+// end (see copyOf): the lines the source had not read yet when the file was
+// truncated are there.
+func (r *runner) truncatedCopy(f *file, withCopy bool) {
+	var (
+		cpPath string
+		cpSt   fileStat
+		cpFD   *os.File
+		from   = f.offset
+		oldFP  = f.fp
+		was    = f.path
+	)
+	if was == "" {
+		was = f.lastPath
+	}
+	if withCopy && !f.copyChecked && f.fd != nil && from > 0 && oldFP.n > 0 && was != "" {
+		cpPath, cpSt, cpFD, _ = r.copyOf(f, was, nil, false)
+		if cpPath != "" && !f.sp.busy() && !f.sp.splitting {
+			// The incomplete last line goes on in the copy: read it
+			// there, whole.
+			from -= int64(len(f.spill))
+			f.spill = f.spill[:0]
+		}
+	}
+	f.copyChecked = false
 	if err := r.flushPending(f); err != nil {
 		r.deferErr(err)
 	}
@@ -93,6 +122,9 @@ func (r *runner) truncated(f *file) {
 	f.spill = f.spill[:0]
 	f.sp.reset()
 	f.hot, f.eof, f.atEnd = true, false, false
+	if cpPath != "" {
+		r.drainCopy(cpFD, cpPath, cpSt, was, from, oldFP, "file truncated; reading the rest of its copy (copytruncate)")
+	}
 }
 
 // open gives f a descriptor and confirms its identity. The caller has
@@ -302,7 +334,11 @@ func (r *runner) fingerprint(f *file) bool {
 		return true
 	}
 	if fp.n < f.fp.n || (f.fp.n > 0 && sumBytes(r.fpBuf[:f.fp.n]) != f.fp.sum) {
-		r.truncated(f)
+		// Bytes of the new content may have been read as the old
+		// content's: where the old content ended is not known, so its
+		// copy is not read (readTurn's check before the bytes are used
+		// catches a truncation of a file at its end).
+		r.truncatedCopy(f, false)
 		return false
 	}
 	r.s.mu.Lock()

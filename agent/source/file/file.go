@@ -97,6 +97,7 @@ type file struct {
 	admitted    time.Time
 	seenGen     uint64
 	resumed     bool // loaded from a checkpoint (see findCopiedWhileStopped)
+	copyChecked bool // its copy was looked for at start: truncated does not look again
 }
 
 // id returns the current FileID; run goroutine only.
