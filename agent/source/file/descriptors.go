@@ -202,6 +202,7 @@ func (r *runner) open(f *file) (retry bool) {
 	if truncated && f.offset != 0 {
 		r.truncated(f)
 	}
+	f.copyChecked = false // only the truncation found at start was looked into already
 	return false
 }
 
