@@ -86,6 +86,7 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 		r.s.mu.Lock()
 		g.setFingerprint(f.fp)
 		r.s.mu.Unlock()
+		r.enqueue(g) // queued already, unless older than ignore_older (its end counted as read)
 		return
 	}
 	r.drainCopy(fd, path, st, f.path, f.offset, f.fp, "reading the rest of a file copied while the source was stopped (copytruncate)")

@@ -35,10 +35,12 @@ func TestRestart_FileCopyTruncatedWhileStopped_RestOfCopyIsRead(t *testing.T) {
 		fpBytes      int    // 0: the default
 		copyName     string // the copy's name
 		include      []string
+		noBirth      bool // a file system without birth times: other first bytes look like a new file
 	}{
 		{name: "empty after", first: 100, copyName: "app.log.1"},
 		{name: "new lines after", first: 100, after: 50, copyName: "app.log.1"},
 		{name: "new file longer than checkpoint", first: 100, after: 400, copyName: "app.log.1"},
+		{name: "new lines after, no birth times", first: 100, after: 50, copyName: "app.log.1", noBirth: true},
 		{name: "dateext", first: 100, after: 10, copyName: "app.log-20261206"},
 		{name: "extension kept", first: 100, after: 10, copyName: "app-20261206.log"},
 		// The patterns match the copy too: found by the first scan as a new
@@ -51,6 +53,10 @@ func TestRestart_FileCopyTruncatedWhileStopped_RestOfCopyIsRead(t *testing.T) {
 		{name: "short fingerprint", first: 3, after: 2, fpBytes: 64 << 10, copyName: "app.log.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.noBirth {
+				useBirthTime = false
+				t.Cleanup(func() { useBirthTime = true })
+			}
 			dir := t.TempDir()
 			p := filepath.Join(dir, "app.log")
 			writeFile(t, p, linesOf("a", 0, tc.first))
