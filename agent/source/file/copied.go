@@ -66,20 +66,21 @@ func (r *runner) lostItsTail(f *file) bool {
 // its end.
 func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 	f.copyChecked = true // open finds the truncation next: not looked for again
-	path, st, fd, g := r.copyOf(f, f.path, taken, true)
-	if path == "" {
-		r.s.log.Info("file truncated while the source was stopped, and no copy of it found next to it: "+
-			"the lines after its checkpoint are lost", "path", f.path, "file_id", f.inc.id, "offset", f.offset)
+	c := r.copyOf(f, f.path, taken, true)
+	if c.path == "" {
+		r.s.log.Warn("file truncated while the source was stopped, and no copy of it found next to it "+
+			"(compressed already, or in another directory?): the lines written after its checkpoint are lost",
+			"path", f.path, "file_id", f.inc.id, "offset", f.offset)
 		return
 	}
-	taken[st.key] = true
-	if g != nil {
+	taken[c.st.key] = true
+	if g := c.g; g != nil {
 		// The patterns match the copy too (app.log*): it was found by the
 		// first scan as a new file, to be read from its start (or its
 		// end). Its bytes up to the checkpoint were read as f's: it
 		// starts at the checkpoint instead. Nothing of it was read yet.
 		r.s.log.Info("reading the rest of a file copied while the source was stopped (copytruncate)",
-			"path", path, "was", f.path, "file_id", g.inc.id, "offset", f.offset, "size", st.size)
+			"path", c.path, "was", f.path, "file_id", g.inc.id, "offset", f.offset, "size", c.st.size)
 		g.offset, g.findLineEnd, g.midLine = f.offset, false, true
 		g.offsetA.Store(f.offset)
 		g.inc.committed.Store(f.offset)
@@ -89,7 +90,13 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 		r.enqueue(g) // queued already, unless older than ignore_older (its end counted as read)
 		return
 	}
-	r.drainCopy(fd, path, st, f.path, f.offset, f.fp, "reading the rest of a file copied while the source was stopped (copytruncate)")
+	if c.st.size == f.offset {
+		_ = c.fd.Close()
+		r.s.log.Debug("file truncated while the source was stopped; its copy holds nothing after the checkpoint",
+			"path", f.path, "copy", c.path, "file_id", f.inc.id, "offset", f.offset)
+		return
+	}
+	r.drainCopy(c.fd, c.path, c.st, f.path, f.offset, f.fp, "reading the rest of a file copied while the source was stopped (copytruncate)")
 }
 
 // drainCopy reads the copy of a truncated file, open as fd, from offset
@@ -144,22 +151,31 @@ func copyName(name, base string) bool {
 	return false
 }
 
+// copied is the copy of a truncated file that copyOf found.
+type copied struct {
+	path string // "" if none
+	st   fileStat
+	fd   *os.File // open, unless g is set
+	g    *file    // the copy, found by the first scan (the patterns match it)
+}
+
 // copyOf looks for f's copy in the directory of fpath, f's path: a
 // regular file named as a rotated copy (copyName), not a file the source
-// knows already (atStart: unless the first scan just found it), longer
-// than f's offset, whose first bytes match f's fingerprint. Of several, the
-// last modified is taken. It returns the copy open (fd), or, when the
-// patterns match it and the first scan found it, as g.
+// knows already (atStart: unless the first scan just found it), at least
+// as long as f's offset, whose first bytes match f's fingerprint. Of
+// several, the last modified is taken.
 //
 // Where f was shorter than fingerprint_bytes when it was checkpointed, its
-// fingerprint covers every byte up to the checkpoint: the copy is known to
-// hold exactly what was read. Otherwise only the first fingerprint_bytes are
-// compared, as everywhere in the source.
-func (r *runner) copyOf(f *file, fpath string, taken map[devIno]bool, atStart bool) (path string, st fileStat, fd *os.File, g *file) {
+// fingerprint covers every byte up to the checkpoint (it grows with the
+// file as it is read): the copy is known to begin with exactly what was
+// read. Otherwise only the first fingerprint_bytes are compared, as
+// everywhere in the source.
+func (r *runner) copyOf(f *file, fpath string, taken map[devIno]bool, atStart bool) copied {
+	var c copied
 	dir, base := filepath.Split(fpath)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return "", fileStat{}, nil, nil
+		return c
 	}
 	for _, e := range ents {
 		if !e.Type().IsRegular() || !copyName(e.Name(), base) {
@@ -167,7 +183,10 @@ func (r *runner) copyOf(f *file, fpath string, taken map[devIno]bool, atStart bo
 		}
 		p := filepath.Join(dir, e.Name())
 		cst, err := statPath(p)
-		if err != nil || !cst.regular || cst.key == f.key || taken[cst.key] || cst.size <= f.offset {
+		if err != nil || !cst.regular || cst.key == f.key || taken[cst.key] || cst.size < f.offset {
+			continue
+		}
+		if c.path != "" && cst.mtime <= c.st.mtime {
 			continue
 		}
 		known := r.byKey[cst.key]
@@ -186,18 +205,14 @@ func (r *runner) copyOf(f *file, fpath string, taken map[devIno]bool, atStart bo
 			_ = cfd.Close()
 			continue
 		}
-		if path != "" && cst.mtime <= st.mtime {
-			_ = cfd.Close()
-			continue
+		if c.fd != nil {
+			_ = c.fd.Close()
 		}
-		if fd != nil {
-			_ = fd.Close()
-		}
-		path, st, fd, g = p, cst, cfd, known
+		c = copied{path: p, st: cst, fd: cfd, g: known}
 	}
-	if g != nil && fd != nil {
-		_ = fd.Close()
-		fd = nil
+	if c.g != nil && c.fd != nil {
+		_ = c.fd.Close()
+		c.fd = nil
 	}
-	return path, st, fd, g
+	return c
 }

@@ -180,3 +180,62 @@ func TestCopyName(t *testing.T) {
 		require.Equal(t, tc.want, copyName(tc.name, tc.base), "%s of %s", tc.name, tc.base)
 	}
 }
+
+// The source read the file to its end before it stopped, and the file was
+// then copied and truncated: the copy holds nothing after the checkpoint.
+// Nothing is read from it (also where the patterns match it, which would
+// read it again from its start) and nothing is said to be lost. Without
+// any copy, the log says the lines after the checkpoint are lost.
+func TestRestart_FileCopyTruncatedWhileStopped_NothingAfterCheckpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		include []string
+		noCopy  bool
+	}{
+		{name: "copy", include: []string{"app.log"}},
+		{name: "copy matched too", include: []string{"app.log", "app.log.1"}},
+		{name: "no copy", include: []string{"app.log"}, noCopy: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "app.log")
+			writeFile(t, p, linesOf("a", 0, 100))
+			cpPath := filepath.Join(t.TempDir(), "cp.json")
+			cfg := testConfig(dir, tc.include...)
+			st := openStore(t, cpPath)
+			r := start(t, cfg, Settings{Name: "s", Checkpoints: st, CheckpointInterval: 10 * time.Millisecond})
+			r.waitCount(t, 100)
+			require.NoError(t, r.halt(t))
+			require.NoError(t, st.Close())
+
+			if !tc.noCopy {
+				data, err := os.ReadFile(p)
+				require.NoError(t, err)
+				writeFile(t, p+".1", string(data))
+			}
+			require.NoError(t, os.Truncate(p, 0))
+			appendFile(t, p, linesOf("b", 200, 210))
+
+			log, logs := testLogger()
+			st = openStore(t, cpPath)
+			src, err := New(cfg, Settings{Name: "s", Checkpoints: st, Logger: log, Once: true})
+			require.NoError(t, err)
+			col := &collector{src: src, commit: true}
+			r = startWith(t, src, col)
+			select {
+			case err := <-r.done:
+				require.NoError(t, err)
+				close(r.done)
+			case <-time.After(20 * time.Second):
+				t.Fatal("--once did not end")
+			}
+			require.NoError(t, st.Close())
+			require.Equal(t, strings.Split(strings.TrimSuffix(linesOf("b", 200, 210), "\n"), "\n"), col.lines())
+			if tc.noCopy {
+				require.Contains(t, logs.String(), "are lost")
+			} else {
+				require.NotContains(t, logs.String(), "lost")
+			}
+		})
+	}
+}

@@ -75,23 +75,25 @@ func (r *runner) truncated(f *file) {
 // truncated are there.
 func (r *runner) truncatedCopy(f *file, withCopy bool) {
 	var (
-		cpPath string
-		cpSt   fileStat
-		cpFD   *os.File
-		from   = f.offset
-		oldFP  = f.fp
-		was    = f.path
+		cp    copied
+		from  = f.offset
+		oldFP = f.fp
+		was   = f.path
 	)
 	if was == "" {
 		was = f.lastPath
 	}
 	if withCopy && !f.copyChecked && f.fd != nil && from > 0 && oldFP.n > 0 && was != "" {
-		cpPath, cpSt, cpFD, _ = r.copyOf(f, was, nil, false)
-		if cpPath != "" && !f.sp.busy() && !f.sp.splitting {
+		cp = r.copyOf(f, was, nil, false)
+		if cp.path != "" && !f.sp.busy() && !f.sp.splitting {
 			// The incomplete last line goes on in the copy: read it
 			// there, whole.
 			from -= int64(len(f.spill))
 			f.spill = f.spill[:0]
+		}
+		if cp.path != "" && cp.st.size <= from {
+			_ = cp.fd.Close() // it holds nothing that was not read
+			cp = copied{}
 		}
 	}
 	f.copyChecked = false
@@ -122,8 +124,8 @@ func (r *runner) truncatedCopy(f *file, withCopy bool) {
 	f.spill = f.spill[:0]
 	f.sp.reset()
 	f.hot, f.eof, f.atEnd = true, false, false
-	if cpPath != "" {
-		r.drainCopy(cpFD, cpPath, cpSt, was, from, oldFP, "file truncated; reading the rest of its copy (copytruncate)")
+	if cp.path != "" {
+		r.drainCopy(cp.fd, cp.path, cp.st, was, from, oldFP, "file truncated; reading the rest of its copy (copytruncate)")
 	}
 }
 
