@@ -69,7 +69,7 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 	c := r.copyOf(f, f.path, taken, true)
 	if c.path == "" {
 		r.s.log.Warn("file truncated while the source was stopped, and no copy of it found next to it "+
-			"(compressed already, or in another directory?): the lines written after its checkpoint are lost",
+			"(compressed already, or in another directory?): lines written after its checkpoint and before the truncation, if any, are lost",
 			"path", f.path, "file_id", f.inc.id, "offset", f.offset)
 		return
 	}
