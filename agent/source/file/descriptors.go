@@ -63,8 +63,9 @@ func (r *runner) checkOpen(f *file, st fileStat, recheck bool) {
 }
 
 // truncated restarts a file whose size fell below the read offset
-// (copytruncate) or whose first bytes changed: what was read of its old
-// content is emitted, and reading restarts at 0 under a new FileID.
+// (copytruncate) or whose first bytes changed: the rest of its old content
+// is read from its copy if one is found next to it (else what was read of
+// its last line is emitted), and reading restarts at 0 under a new FileID.
 func (r *runner) truncated(f *file) {
 	r.truncatedCopy(f, true)
 }
@@ -89,11 +90,14 @@ func (r *runner) truncatedCopy(f *file, withCopy bool) {
 			// The incomplete last line goes on in the copy: read it
 			// there, whole.
 			from -= int64(len(f.spill))
-			f.spill = f.spill[:0]
 		}
-		if cp.path != "" && cp.st.size <= from {
+		switch {
+		case cp.path == "":
+		case cp.st.size <= from: // (size == offset, no incomplete line)
 			_ = cp.fd.Close() // it holds nothing that was not read
-			cp = copied{}
+			cp, from = copied{}, f.offset
+		default:
+			f.spill = f.spill[:0] // read again from the copy
 		}
 	}
 	f.copyChecked = false
