@@ -63,9 +63,44 @@ func (r *runner) checkOpen(f *file, st fileStat, recheck bool) {
 }
 
 // truncated restarts a file whose size fell below the read offset
-// (copytruncate) or whose first bytes changed: what was read of its old
-// content is emitted, and reading restarts at 0 under a new FileID.
+// (copytruncate) or whose first bytes changed: the rest of its old content
+// is read from its copy if one is found next to it (else what was read of
+// its last line is emitted), and reading restarts at 0 under a new FileID.
 func (r *runner) truncated(f *file) {
+	r.truncatedCopy(f, true)
+}
+
+// truncatedCopy is truncated; withCopy looks for a copy that logrotate's
+// copytruncate made of the file and reads it from the read offset to its
+// end (see copyOf): the lines the source had not read yet when the file was
+// truncated are there.
+func (r *runner) truncatedCopy(f *file, withCopy bool) {
+	var (
+		cp    copied
+		from  = f.offset
+		oldFP = f.fp
+		was   = f.path
+	)
+	if was == "" {
+		was = f.lastPath
+	}
+	if withCopy && !f.copyChecked && f.fd != nil && from > 0 && oldFP.n > 0 && was != "" {
+		cp = r.copyOf(f, was, nil, false)
+		if cp.path != "" && !f.sp.busy() && !f.sp.splitting {
+			// The incomplete last line goes on in the copy: read it
+			// there, whole.
+			from -= int64(len(f.spill))
+		}
+		switch {
+		case cp.path == "":
+		case cp.st.size <= from: // (size == offset, no incomplete line)
+			_ = cp.fd.Close() // it holds nothing that was not read
+			cp, from = copied{}, f.offset
+		default:
+			f.spill = f.spill[:0] // read again from the copy
+		}
+	}
+	f.copyChecked = false
 	if err := r.flushPending(f); err != nil {
 		r.deferErr(err)
 	}
@@ -93,6 +128,9 @@ func (r *runner) truncated(f *file) {
 	f.spill = f.spill[:0]
 	f.sp.reset()
 	f.hot, f.eof, f.atEnd = true, false, false
+	if cp.path != "" {
+		r.drainCopy(cp.fd, cp.path, cp.st, was, from, oldFP, "file truncated; reading the rest of its copy (copytruncate)")
+	}
 }
 
 // open gives f a descriptor and confirms its identity. The caller has
@@ -170,6 +208,7 @@ func (r *runner) open(f *file) (retry bool) {
 	if truncated && f.offset != 0 {
 		r.truncated(f)
 	}
+	f.copyChecked = false // only the truncation found at start was looked into already
 	return false
 }
 
@@ -302,7 +341,11 @@ func (r *runner) fingerprint(f *file) bool {
 		return true
 	}
 	if fp.n < f.fp.n || (f.fp.n > 0 && sumBytes(r.fpBuf[:f.fp.n]) != f.fp.sum) {
-		r.truncated(f)
+		// Bytes of the new content may have been read as the old
+		// content's: where the old content ended is not known, so its
+		// copy is not read (readTurn's check before the bytes are used
+		// catches a truncation of a file at its end).
+		r.truncatedCopy(f, false)
 		return false
 	}
 	r.s.mu.Lock()

@@ -58,17 +58,39 @@
 //     its identity intact, it is read from its checkpoint to its end and let
 //     go, as above. A file moved to another directory is not found.
 //   - copytruncate: a size below the read offset (or first bytes that
-//     changed) means the file was truncated: what was read of its last line
-//     is emitted, reading restarts at 0, and Stats.Truncations counts it.
-//     The first bytes are compared with the fingerprint whenever a file that
-//     was read to its end grows again (before the new bytes are used) and at
-//     each poll where its size changed, so a file truncated and rewritten
-//     past the read offset while the source was blocked (backpressure) is
-//     caught too, unless its new first bytes equal the old ones.
+//     changed) means the file was truncated: reading restarts at 0, and
+//     Stats.Truncations counts it. The first bytes are compared with the
+//     fingerprint whenever a file that was read to its end grows again
+//     (before the new bytes are used) and at each poll where its size
+//     changed, so a file truncated and rewritten past the read offset while
+//     the source was blocked (backpressure) is caught too, unless its new
+//     first bytes equal the old ones.
+//     What the source had not read yet when the file was truncated (it
+//     lagged, waited for its next poll, or was stopped: then the checkpoint
+//     is past the file's new size, or its first bytes changed) is in the
+//     copy: the source looks for it in the file's directory, once per
+//     truncation (at start, for the files found truncated below their
+//     checkpoint). A copy is a regular file named as logrotate names one
+//     (the file's name, or that name without its extension, then '.', '-'
+//     or '_': app.log.1, app.log-20261206, app-20261206.log), not compressed
+//     (.gz, .bz2, .xz, .zst, ... are skipped: their bytes are not the
+//     file's), longer than the offset, not followed already, and its first
+//     bytes match the truncated file's fingerprint; of several, the last
+//     modified. It is read from the offset to its end (an incomplete last
+//     line whole, from the copy) and let go as a rotated file; the
+//     truncated file is read from 0. A copy the patterns match too
+//     (app.log*), found by the first scan, starts at the checkpoint instead
+//     of its start. The fingerprint is all that ties a copy to the file:
+//     where the file was shorter than fingerprint_bytes, it covers every
+//     byte up to the checkpoint, so the copy holds exactly what was read;
+//     where every incarnation of a file begins with the same
+//     fingerprint_bytes (a long fixed header), an older copy may be taken for
+//     the new one, and its lines after the offset are sent again (never
+//     lost). A copy in another directory (olddir) or already compressed is
+//     not found: those lines are lost, and the log says so at start.
+//     Without a copy, what was read of the last line is emitted as it is.
 //     Lines written between logrotate's copy and its truncate are in neither
-//     file: every agent loses them. So does every line the source had not
-//     read yet when the file was truncated: the data is gone. Prefer rename
-//     rotation; if copytruncate is unavoidable, keep the source caught up.
+//     file: every agent loses them. Prefer rename rotation.
 //     An application that does not open its log with O_APPEND keeps writing
 //     at its old offset after a truncation, which leaves a hole of NUL bytes
 //     that the source reads as data.

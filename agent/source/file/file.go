@@ -96,6 +96,8 @@ type file struct {
 	caughtUp    bool  // reached the end since the descriptor was given
 	admitted    time.Time
 	seenGen     uint64
+	resumed     bool // loaded from a checkpoint (see findCopiedWhileStopped)
+	copyChecked bool // its copy was looked for at start: truncated does not look again
 }
 
 // id returns the current FileID; run goroutine only.

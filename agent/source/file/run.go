@@ -139,6 +139,7 @@ func (r *runner) loop() error {
 	r.scan()
 	r.initialScan = false
 	r.findRotatedWhileStopped()
+	r.findCopiedWhileStopped()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {

@@ -240,7 +240,7 @@ func (s *Source) load(r *runner) {
 			delete(s.byID, old.inc.id)
 			s.dropped = append(s.dropped, old.inc.id)
 		}
-		f := &file{key: key, birth: e.Birth, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true, midLine: e.Offset > 0}
+		f := &file{key: key, birth: e.Birth, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true, midLine: e.Offset > 0, resumed: true}
 		f.setFingerprint(fp)
 		f.sp = r.newSplitter(f)
 		f.offsetA.Store(e.Offset)
