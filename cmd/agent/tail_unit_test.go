@@ -336,3 +336,19 @@ func TestTail_HelpNamesEveryDestinationScheme(t *testing.T) {
 		require.Contains(t, dest, scheme+":", "agent tail -h does not name the --to scheme %q", scheme)
 	}
 }
+
+// agent status and agent top (printStatus) show an output whose first send
+// waits as sending, with for how long, and a stalled one with its wait.
+func TestPrintStatus_SendingAndStalledOutputs(t *testing.T) {
+	now := time.Now()
+	st := agent.Status{State: "running", Uptime: "1m0s", Outputs: []agent.OutputStatus{
+		{Name: "new", Type: "http", State: agent.OutputSending, SendsInFlight: 1, SendingFor: "2s", SendingForSeconds: 2},
+		{Name: "slow", Type: "kafka", State: agent.OutputStalled, SendsInFlight: 2, SendingFor: "14s", SendingForSeconds: 14},
+		{Name: "unused", Type: "stdout", State: agent.OutputIdle},
+	}}
+	var b strings.Builder
+	printStatus(&b, st, now)
+	require.Regexp(t, `(?m)^new\s+http\s+sending for 2s\s`, b.String())
+	require.Regexp(t, `(?m)^slow\s+kafka\s+stalled \(sending for 14s\)\s`, b.String())
+	require.Regexp(t, `(?m)^unused\s+stdout\s+idle\s`, b.String())
+}
