@@ -352,3 +352,30 @@ func TestPrintStatus_SendingAndStalledOutputs(t *testing.T) {
 	require.Regexp(t, `(?m)^slow\s+kafka\s+stalled \(sending for 14s\)\s`, b.String())
 	require.Regexp(t, `(?m)^unused\s+stdout\s+idle\s`, b.String())
 }
+
+// termStatus: a line written while the status line is shown erases it
+// first and draws it again after; a line written in pieces is erased
+// before its first piece only, and the status line waits for its end.
+func TestTermStatus_LinesClearAndRedrawTheStatusLine(t *testing.T) {
+	var b bytes.Buffer
+	ts := &termStatus{w: &b}
+	_, err := ts.Write([]byte("before any status\n"))
+	require.NoError(t, err)
+	ts.draw("S1")
+	_, err = ts.Write([]byte("level=WARN one\n"))
+	require.NoError(t, err)
+	_, err = ts.Write([]byte("part "))
+	require.NoError(t, err)
+	ts.draw("S2") // waits for the end of the line
+	_, err = ts.Write([]byte("end\n"))
+	require.NoError(t, err)
+	ts.clear()
+	_, err = ts.Write([]byte("after\n"))
+	require.NoError(t, err)
+	require.Equal(t, "before any status\n"+
+		"\r\033[KS1"+
+		"\r\033[Klevel=WARN one\nS1"+
+		"\r\033[Kpart end\nS2"+
+		"\r\033[K"+
+		"after\n", b.String())
+}
