@@ -475,6 +475,7 @@ func parse(name string, data []byte, lookup func(string) (string, bool), comps C
 	}
 	p.cerr.Problems = append(p.cerr.Problems, later...)
 	p.warnUnusedPartitionKeys()
+	p.warnUnusedExplicitHashKeys()
 	sort.SliceStable(p.cfg.notices, func(i, j int) bool { return p.cfg.notices[i].Line < p.cfg.notices[j].Line })
 	p.cfg.resolve(filepath.Dir(name))
 	return p

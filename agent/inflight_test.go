@@ -166,6 +166,44 @@ flows:
 	require.Zero(t, gauge(t, h.a, `agent_output_oldest_send_age_seconds{output="web"}`))
 }
 
+// An output whose first send waits for the destination's answer, for less
+// than the stalled threshold (here 10 s, half a 20 s timeout), is sending,
+// not idle: idle says nothing was ever sent.
+func TestStatus_OutputSendingWhileItsFirstSendWaits(t *testing.T) {
+	sink := newHangSink(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	h := startLoggedHarness(t, fmt.Sprintf(`
+sources:
+  - {name: in, type: stdin}
+outputs:
+  - name: web
+    type: http
+    http: {url: %q, encoding: text, compression: none, timeout: 20s}
+flows:
+  - name: main
+    sources: [in]
+    output: web
+    aggregation: {max_buffered_time: 10ms}
+    %s
+`, sink.URL, fastSender), pr, io.Discard)
+	require.Equal(t, OutputIdle, outputStatus(t, h.a, "web").State, "nothing sent yet")
+	_, err := io.WriteString(pw, numbered(0, 10))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sink.hung.Load() > 0 }, 20*time.Second, 10*time.Millisecond)
+
+	st := outputStatus(t, h.a, "web")
+	require.Equal(t, OutputSending, st.State, "%+v", st)
+	require.Positive(t, st.SendsInFlight)
+	require.Less(t, st.SendingForSeconds, 10.0, "not yet stalled")
+
+	sink.free()
+	require.Eventually(t, func() bool {
+		st = outputStatus(t, h.a, "web")
+		return st.State == OutputOK && st.SendsInFlight == 0 && st.RecordsSent == 10
+	}, 20*time.Second, 10*time.Millisecond, "%+v", st)
+}
+
 type timeoutOutput struct {
 	namedOutput
 	d time.Duration

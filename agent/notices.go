@@ -176,6 +176,43 @@ func (p *parsed) warnUnusedPartitionKeys() {
 	}
 }
 
+// warnUnusedExplicitHashKeys warns about flows whose explicit_hash_key
+// names a field but whose output (or failover output) sends no explicit
+// hash key (outputs.HashKeyUser): HTTP in ndjson, json or the Kafka REST
+// formats, Kafka in format records, stdout and file in ndjson, Firehose,
+// blackhole. Each record's field would be read and the key dropped. A
+// warning, as for partition_key: the file still loads. Runs after
+// Validate, for flows without problems.
+func (p *parsed) warnUnusedExplicitHashKeys() {
+	outs := map[string]OutputConfig{}
+	for _, o := range p.cfg.Outputs {
+		outs[o.Name] = o
+	}
+	for i, f := range p.cfg.Flows {
+		path := fmt.Sprintf("flows[%d].explicit_hash_key", i)
+		if f.ExplicitHashKey.Field == "" || p.covered(fmt.Sprintf("flows[%d]", i), 0) {
+			continue
+		}
+		for _, r := range [][2]string{{"output", f.Output}, {"failover output", f.Failover}} {
+			role, name := r[0], r[1]
+			o, ok := outs[name]
+			if name == "" || !ok || o.Config == nil {
+				continue
+			}
+			what := o.Type
+			if hu, ok := o.Config.(outputs.HashKeyUser); ok {
+				used, why := hu.UsesExplicitHashKey()
+				if used {
+					continue
+				}
+				what += ", " + why
+			}
+			p.notice(slog.LevelWarn, path, "flow %q sets explicit_hash_key {field: %s}, but its %s %q (%s) sends no explicit hash key: the field is ignored there (remove it, or use kinesis or an output format that sends it)",
+				f.Name, f.ExplicitHashKey.Field, role, name, what)
+		}
+	}
+}
+
 // keyText shows a partition key setting as written.
 func keyText(k process.KeyConfig) string {
 	switch k.Kind {

@@ -81,6 +81,62 @@ func TestConfig_PartitionKeyOnAKeylessOutputIsAWarning(t *testing.T) {
 	}
 }
 
+func TestConfig_ExplicitHashKeyOnAnOutputWithoutItIsAWarning(t *testing.T) {
+	const (
+		ndjson    = "    type: http\n    http: {url: http://127.0.0.1:9/x}"
+		kafkaREST = "    type: http\n    http: {url: http://127.0.0.1:9/x, format: kafka-rest-v2}"
+		raw       = "    type: http\n    http: {url: http://127.0.0.1:9/x, format: raw}"
+		packed    = "    type: http\n    http: {url: http://127.0.0.1:9/x, format: raw-packed}"
+		stdout    = "    type: stdout"
+		stdoutKPL = "    type: stdout\n    stdout: {format: kpl-json}"
+		blackhole = "    type: blackhole"
+		firehose  = "    type: firehose\n    firehose: {stream: s, region: eu-west-1}"
+		kinesis   = "    type: kinesis\n    kinesis: {stream: s, region: eu-west-1}"
+		kafka     = "    type: kafka\n    kafka: {brokers: [\"k:9092\"], topic: t}"
+		kafkaKPL  = "    type: kafka\n    kafka: {brokers: [\"k:9092\"], topic: t, format: kpl}"
+	)
+	const at = "flows[0].explicit_hash_key: warning: "
+	msg := func(role, name, what string) string {
+		return at + `flow "main" sets explicit_hash_key {field: ehk}, but its ` + role + ` "` + name + `" (` + what + `) sends no explicit hash key: the field is ignored there (remove it, or use kinesis or an output format that sends it)`
+	}
+	for _, tc := range []struct {
+		name, output, failover string
+		want                   []string
+	}{
+		{"http ndjson", ndjson, "", []string{msg("output", "out", "http, format ndjson")}},
+		{"http kafka rest", kafkaREST, "", []string{msg("output", "out", "http, format kafka-rest-v2")}},
+		{"stdout ndjson", stdout, "", []string{msg("output", "out", "stdout, format ndjson")}},
+		{"blackhole", blackhole, "", []string{msg("output", "out", "blackhole")}},
+		{"firehose", firehose, "", []string{msg("output", "out", "firehose")}},
+		{"kafka records", kafka, "", []string{msg("output", "out", "kafka, format records")}},
+		{"failover without it", kinesis, firehose, []string{msg("failover output", "fo", "firehose")}},
+		{"both without it", ndjson, blackhole, []string{msg("output", "out", "http, format ndjson"), msg("failover output", "fo", "blackhole")}},
+		{"kinesis", kinesis, "", nil},
+		{"http raw", raw, "", nil},
+		{"http raw-packed", packed, "", nil},
+		{"stdout kpl-json", stdoutKPL, "", nil},
+		{"kafka kpl", kafkaKPL, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := keyConfig(tc.output, "", tc.failover) + "    explicit_hash_key: {field: ehk}\n"
+			cfg, err := ParseConfig("a.yaml", []byte(text), noEnv, testComponents)
+			require.NoError(t, err, "a warning, not an error: the config loads")
+			var got []string
+			for _, n := range cfg.Notices() {
+				require.Equal(t, slog.LevelWarn, n.Level)
+				require.Equal(t, strings.Count(text, "\n"), n.Line, "the line of explicit_hash_key (the last)")
+				got = append(got, strings.TrimPrefix(n.String(), fmt.Sprintf("a.yaml:%d: ", n.Line)))
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
+	t.Run("not set", func(t *testing.T) {
+		cfg, err := ParseConfig("a.yaml", []byte(keyConfig(ndjson, "", "")+"    explicit_hash_key: {field: \"\"}\n"), noEnv, testComponents)
+		require.NoError(t, err)
+		require.Empty(t, cfg.Notices())
+	})
+}
+
 func TestConfig_SmallSpoolMaxBytesDerivesUnsetSizes(t *testing.T) {
 	base := keyConfig("    type: blackhole", "", "")
 	for _, tc := range []struct {

@@ -204,7 +204,9 @@ type OutputStatus struct {
 	// answer for longer than half the output's timeout, at most 10 s: see
 	// SendingFor), throttled (it asked for a pause), retrying (its last
 	// attempt failed and is retried), failed over (a flow's primary whose
-	// sends go to its failover) or idle (never sent).
+	// sends go to its failover), sending (it never delivered yet, and a
+	// send waits for the destination's answer, for less than the stalled
+	// threshold) or idle (never sent).
 	State         string     `json:"state"`
 	Active        bool       `json:"active"` // some flow sends to it now
 	RecordsSent   uint64     `json:"records_sent"`
@@ -224,7 +226,11 @@ type OutputStatus struct {
 
 // Output states.
 const (
-	OutputIdle      = "idle"
+	OutputIdle = "idle"
+	// OutputSending: an output that has not delivered yet (it would be
+	// idle) while a send to it waits for the destination's answer, for
+	// less than the stalled threshold.
+	OutputSending   = "sending"
 	OutputOK        = "ok"
 	OutputRetrying  = "retrying"
 	OutputThrottled = "throttled"
@@ -810,6 +816,8 @@ func (a *Agent) Status() Status {
 			}
 			if s.stalled(now) {
 				os.State = OutputStalled
+			} else if os.State == OutputIdle && s.n > 0 {
+				os.State = OutputSending // not idle: its first send is under way
 			}
 		}
 		if failedOver[name] && !active[name] {

@@ -126,6 +126,20 @@ type KeyUser interface {
 	UsesPartitionKey() (used bool, why string)
 }
 
+// HashKeyUser is implemented by configs of outputs that can send the
+// records' explicit hash key (flows[].explicit_hash_key) on: Kinesis (the
+// record's ExplicitHashKey, and each user record's inside a KPL
+// aggregate), HTTP in the raw (X-Explicit-Hash-Key) and raw-packed (each
+// frame) formats, Kafka in format kpl (inside the KPL aggregates), stdout
+// and file in format kpl-json ("ehk"). UsesExplicitHashKey reports whether
+// this config does; when it does not, why names the setting that leaves
+// the key out ("format ndjson"). Outputs without it never send it
+// (Firehose, blackhole): the agent warns about a flow that sets
+// explicit_hash_key for them.
+type HashKeyUser interface {
+	UsesExplicitHashKey() (used bool, why string)
+}
+
 // ConcurrencyAdvisor is implemented by configs of outputs whose client
 // pipelines requests on its own (a Kafka producer keeps up to 5 requests in
 // flight per broker), where fewer Sends in flight than the agent's default

@@ -70,6 +70,14 @@
 // (INFO "room again"); the maintainer looks for its end every round, so it
 // is logged even when no append comes, and after ENOSPC believes room only
 // on evidence: a deletion, a write that succeeded, or statfs (full.go).
+// With drop_newest and drop_oldest the drops are logged at most once per
+// 10 s (ERROR, with the counts since the last line), and the end of the
+// drop episode once (INFO "room again, drops stopped", with the entries
+// dropped in it) when none was dropped for 10 s and there is room. While
+// the directory refuses writes and no append is there to try again, the
+// maintainer probes it at the backoff's pace (creating and removing an
+// empty write-probe.tmp), so the end of the refusal is logged without an
+// append too.
 // Space comes back a segment at a time, so max_bytes must be at least two segments; acknowledged
 // entries in the active segment are freed by closing it early. Open lowers
 // max_entry_bytes to what fits under max_bytes (max_bytes less 88 bytes), so

@@ -1,6 +1,10 @@
 package spool
 
-import "time"
+import (
+	"os"
+	"path/filepath"
+	"time"
+)
 
 // A "full" episode is logged once when it starts (WARN: "spool: disk full
 // (ENOSPC)", or "spool: full, appends wait for room" with its reason) and
@@ -116,4 +120,118 @@ func (s *Spool) checkRoomAgain() {
 func (s *Spool) diskShowsRoomLocked(need int64) bool {
 	free, _, err := s.fs.DiskSpace(s.dir)
 	return err == nil && free-s.staged.Load()-need-sealFrameSize >= max(s.minFree, stageMax)
+}
+
+// A drop episode (when_full: drop_newest or drop_oldest) starts with the
+// first entry dropped (refused, or deleted unacknowledged) and is logged
+// by the drop lines, at most one per lossLogEvery ("spool: full, dropping
+// entries", ERROR, with the counts since the last line). Those lines said
+// nothing when the drops stopped: the log showed a spool dropping data
+// long after it had room again. The maintainer now ends the episode once
+// no entry was dropped for lossLogEvery (a spool that drops a segment every
+// few seconds stays in one episode) and an entry of the size that met the
+// full spool would be accepted (no full episode or refused write left
+// either), and logs its end once at INFO ("spool: room again, drops
+// stopped") with the entries dropped in it. As for full episodes, the end
+// of an episode none of whose drops was logged (the lines' interval) is
+// not logged either: its counts go to the next drop line.
+
+// dropEpisode is the state of a drop episode. Guarded by lossLog.mu.
+type dropEpisode struct {
+	on              bool
+	logged          bool      // a drop line was logged during it: so is its end
+	need            int64     // the frame size of the newest entry that met the full spool
+	started, latest time.Time // its first and newest drop
+	oldest, newest  uint64    // entries dropped in it, by kind
+}
+
+// drop records a drop at now.
+func (e *dropEpisode) drop(oldest, newest uint64, need int64, now time.Time) {
+	if !e.on {
+		*e = dropEpisode{on: true, started: now}
+	}
+	e.need, e.latest = need, now
+	e.oldest += oldest
+	e.newest += newest
+}
+
+// checkDropsStopped ends a drop episode when drops stopped and there is
+// room again (see above). The maintainer calls it every round.
+func (s *Spool) checkDropsStopped() {
+	l := &s.lg
+	l.mu.Lock()
+	quiet := !l.ep.on || time.Since(l.ep.latest) < l.every
+	l.mu.Unlock()
+	if quiet { // nothing to end: no need to hold up appends for it
+		return
+	}
+	s.wmu.Lock() // drops happen under wmu: none comes between the look and the end
+	defer s.wmu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.ep
+	if !e.on || s.closed || time.Since(e.latest) < l.every {
+		return
+	}
+	if s.full.on || s.refErr != nil || (s.wb && s.wfailing.Load()) || !s.roomLocked(e.need) {
+		return
+	}
+	l.ep = dropEpisode{}
+	if !e.logged {
+		return
+	}
+	// Counted in the line below: the next drop line starts afresh.
+	l.oldest, l.newer = 0, 0
+	s.log.Info("spool: room again, drops stopped", "dropped_oldest", e.oldest, "dropped_newest", e.newest,
+		"dropping_for", e.latest.Sub(e.started).Round(time.Second))
+}
+
+// probeName is the empty file probeRefused creates and removes in the
+// spool's directory (recovery removes one a crash left behind).
+const probeName = "write-probe" + tmpSuffix
+
+// probeRefused looks whether a directory that refused a write (refused.go)
+// accepts writes again, when nothing else would find out: the refusal ended
+// only with a successful write, so with no append coming (the agent's
+// direct path takes the traffic, or a drop policy's appends came and went)
+// "accepts writes again" was never logged. Once the refusal's backoff has
+// passed, with no appender waiting to try again and no write-behind writer
+// retrying, it creates and removes an empty file: at the backoff's pace
+// (at most every refusedMaxBackoff while it is refused). The maintainer
+// calls it every round.
+func (s *Spool) probeRefused() {
+	s.wmu.Lock()
+	if s.closed || s.refErr == nil || s.refusingLocked() || s.st.blocked.Load() > 0 || (s.wb && s.wfailing.Load()) {
+		s.wmu.Unlock()
+		return
+	}
+	s.wmu.Unlock()
+	err := s.probeWrite()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed || s.refErr == nil { // a write ended it meanwhile
+		return
+	}
+	switch {
+	case err == nil:
+		s.writesWorkLocked()
+	case isRefused(err):
+		s.refusedLocked(err)
+	}
+	// Anything else (ENOSPC: no inode left) says nothing about the
+	// refusal: the next write tells.
+}
+
+// probeWrite creates and removes probeName.
+func (s *Spool) probeWrite() error {
+	name := filepath.Join(s.dir, probeName)
+	f, err := s.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Close()
+	if rerr := s.fs.Remove(name); rerr != nil {
+		return rerr
+	}
+	return err
 }

@@ -45,7 +45,8 @@ func (s *Spool) recover() error {
 		case strings.HasSuffix(name, ".corrupt"):
 			corrupt = append(corrupt, de)
 		case strings.HasSuffix(name, ".ack.tmp"), // an interrupted ack-file rewrite
-			strings.HasSuffix(name, ".seg"+tmpSuffix): // an interrupted repair (repairActiveLocked)
+			strings.HasSuffix(name, ".seg"+tmpSuffix), // an interrupted repair (repairActiveLocked)
+			name == probeName:                         // a write probe (probeRefused)
 			_ = s.fs.Remove(filepath.Join(s.dir, name))
 		default:
 			s.log.Debug("spool: ignoring a file it does not own", "file", name)

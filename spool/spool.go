@@ -40,6 +40,9 @@ type Settings struct {
 
 	fs          fileSystem    // tests inject faults here; nil is the real file system
 	errLogEvery time.Duration // tests shorten it; 0 is errLogEvery
+	// lossLogEvery: tests shorten the drop lines' interval, and the quiet
+	// time that ends a drop episode; 0 is lossLogEvery.
+	lossLogEvery time.Duration
 	// syncWrites makes Append write its frame itself with every sync
 	// policy, as it does for sync: always (tests of that path).
 	syncWrites bool
@@ -283,7 +286,10 @@ func Open(cfg Config, set Settings) (*Spool, error) {
 		s.log.Warn("spool: max_entry_bytes is more than fits under max_bytes; larger entries are refused",
 			"max_entry_bytes", cfg.MaxEntryBytes, "max_bytes", cfg.MaxBytes, "effective_max_entry_bytes", fit)
 	}
-	s.lg.log = s.log
+	s.lg.log, s.lg.every = s.log, lossLogEvery
+	if set.lossLogEvery > 0 {
+		s.lg.every = set.lossLogEvery
+	}
 	every := set.errLogEvery
 	if every <= 0 {
 		every = errLogEvery
@@ -665,26 +671,34 @@ func (s *Spool) fail(err error) {
 }
 
 // lossLog rate-limits drop reports: at most one line per lossLogEvery,
-// carrying the counts since the last one.
+// carrying the counts since the last one. It also keeps the drop episode
+// (full.go), whose end is logged once.
 type lossLog struct {
 	mu            sync.Mutex
 	log           *slog.Logger
+	every         time.Duration // lossLogEvery; tests shorten it
 	last          time.Time
 	oldest, newer uint64
+	ep            dropEpisode
 }
 
 const lossLogEvery = 10 * time.Second
 
-func (l *lossLog) dropped(oldest, newest uint64, reason string) {
+// dropped counts entries dropped by when_full (oldest: deleted unacked;
+// newest: refused) for an entry of need bytes that met a full spool, and
+// logs them at most once per interval.
+func (l *lossLog) dropped(oldest, newest uint64, reason string, need int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.oldest += oldest
 	l.newer += newest
 	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < lossLogEvery {
+	l.ep.drop(oldest, newest, need, now)
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
 		return
 	}
 	l.log.Error("spool: full, dropping entries", "when_full_reason", reason,
 		"dropped_oldest", l.oldest, "dropped_newest", l.newer)
 	l.last, l.oldest, l.newer = now, 0, 0
+	l.ep.logged = true
 }

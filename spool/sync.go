@@ -269,7 +269,9 @@ func (s *Spool) runMaintainer() {
 			}
 		}
 		s.deleteDone()
+		s.probeRefused()
 		s.checkRoomAgain()
+		s.checkDropsStopped()
 	}
 }
 

@@ -194,7 +194,7 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 		// would lose entries and free nothing. Nor while the writer
 		// retries an I/O error: that frees nothing either (ENOSPC, which
 		// a deletion cures, is noSpace).
-		if !s.refusingLocked() && !s.writerRefusedLocked() && s.dropOldestLocked(reason) {
+		if !s.refusingLocked() && !s.writerRefusedLocked() && s.dropOldestLocked(reason, need) {
 			return nil
 		}
 		if err := s.failure(); err != nil { // the roll before the drop saw it
@@ -211,7 +211,7 @@ func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 		return s.waitRoomLocked(ctx, need, reason)
 	}
 	s.st.droppedNewest.Add(1)
-	s.lg.dropped(0, 1, reason)
+	s.lg.dropped(0, 1, reason, need)
 	return fmt.Errorf("%w: %s", ErrFull, reason)
 }
 
@@ -317,8 +317,8 @@ func (s *Spool) waitRoomLocked(ctx context.Context, need int64, reason string) e
 // unacknowledged entries. When only one segment is left a new one is started
 // first: the newest segment file is what carries IDs across restarts. It
 // reports false when there is nothing to drop, or no new segment can be
-// started.
-func (s *Spool) dropOldestLocked(reason string) bool {
+// started. need is the frame size of the entry that needs the room.
+func (s *Spool) dropOldestLocked(reason string, need int64) bool {
 	s.mu.Lock()
 	var g *segment
 	if len(s.segs) > 0 {
@@ -372,7 +372,7 @@ func (s *Spool) dropOldestLocked(reason string) bool {
 	}
 	s.rmu.Unlock()
 	s.noSpace.Store(false)
-	s.lg.dropped(uint64(lost), 0, reason)
+	s.lg.dropped(uint64(lost), 0, reason, need)
 	s.spaceEv.broadcast()
 	return true
 }

@@ -105,7 +105,9 @@ func TestReadyz_StalledOutputNamedButReadyUnlessAskedToFail(t *testing.T) {
 
 // agent tail's status line (drawn on a terminal: here the pseudo-terminal
 // of script(1)) says the destination is stalled, for how long and since
-// when; the run then ends normally once the destination answers.
+// when; the sender's WARN line about it clears the status line before it
+// is written (not drawn over its text) and the status line is drawn again
+// under it; the run then ends normally once the destination answers.
 func TestTail_StatusLineSaysTheDestinationIsStalled(t *testing.T) {
 	t.Parallel()
 	scriptBin, err := exec.LookPath("script")
@@ -135,12 +137,16 @@ func TestTail_StatusLineSaysTheDestinationIsStalled(t *testing.T) {
 	text := func() string { sw.mu.Lock(); defer sw.mu.Unlock(); return out.String() }
 	stalled := regexp.MustCompile(`STALLED: no answer for \d+s \(since \d\d:\d\d:\d\d\)`)
 	deadline := time.Now().Add(time.Minute)
-	for !stalled.MatchString(text()) {
+	warned := regexp.MustCompile(`time=\S+ level=WARN msg="the destination has not answered a send for long[^\r\n]*\r?\n`)
+	for !stalled.MatchString(text()) || !warned.MatchString(text()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the status line never said stalled:\n%q", tail(text(), 2000))
+			t.Fatalf("the status line never said stalled, or the log never warned:\n%q", tail(text(), 2000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// "\r\033[K" erased the status line (drawn before: at 1s, the warning
+	// comes at 2s), then the log line, then the status line again.
+	require.Regexp(t, `\r\x1b\[K`+warned.String()+`\d[^\r\n]* rec/s `, text())
 	free()
 	select {
 	case err := <-done:

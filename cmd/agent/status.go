@@ -254,6 +254,8 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 		switch {
 		case o.State == agent.OutputStalled:
 			state += " (sending for " + o.SendingFor + ")"
+		case o.State == agent.OutputSending && o.SendingFor != "":
+			state += " for " + o.SendingFor
 		case o.FailingFor != "":
 			state += " for " + o.FailingFor
 		}

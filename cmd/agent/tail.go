@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -276,7 +277,18 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	hadCheckpoints := !tmp && fileExists(filepath.Join(cfg.StateDir, "checkpoints.json"))
-	log := newLogger(stderr, o.logLevel, "text")
+	toStdout := cfg.Outputs[0].Type == "stdout"
+	// The status line shares the terminal with records printed to stdout:
+	// only draw it when records go elsewhere. While it is shown, the log
+	// and the Ctrl-C hint write through it (termStatus): each line clears
+	// it first and draws it again after.
+	var status *termStatus
+	errw := stderr
+	if !o.quiet && !toStdout && isTerminal(stderr) {
+		status = &termStatus{w: stderr}
+		errw = status
+	}
+	log := newLogger(errw, o.logLevel, "text")
 
 	// A closed stdout fails the write (EPIPE) instead of killing the
 	// process: the agent then stops quietly and cleans up.
@@ -285,13 +297,12 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if isTerminal(stderr) {
 		hint = "agent tail: stopping after delivering what was read (a second Ctrl-C exits at once)"
 	}
-	sigCtx, stopSignals := earlySignals.watch(signalOptions{log: log, stderr: stderr, hint: hint, beforeExit: cleanup})
+	sigCtx, stopSignals := earlySignals.watch(signalOptions{log: log, stderr: errw, hint: hint, beforeExit: cleanup})
 	defer stopSignals()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
 
 	set := agent.Settings{Logger: log, Version: version, Once: once, Stdout: stdout, Stdin: stdin, Components: components()}
-	toStdout := cfg.Outputs[0].Type == "stdout"
 	if toStdout {
 		// Without state to keep (a temporary directory), what the reader
 		// no longer takes is dropped; with --state-dir it stays in the spool
@@ -309,15 +320,16 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitCode(err, stderr)
 	}
-	// The status line shares the terminal with records printed to stdout:
-	// only draw it when records go elsewhere.
-	if !o.quiet && !toStdout && isTerminal(stderr) {
+	stopStatus := func() {}
+	if status != nil {
 		sctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		go func() { defer close(done); statusLine(sctx, a, stderr) }()
-		defer func() { cancel(); <-done }()
+		go func() { defer close(done); statusLine(sctx, a, status) }()
+		stopStatus = sync.OnceFunc(func() { cancel(); <-done })
+		defer stopStatus()
 	}
 	err = a.Run(ctx)
+	stopStatus() // cleared before the summary
 	r := tailResult{
 		err: err, interrupted: ctx.Err() != nil, readerGone: errors.Is(context.Cause(ctx), errReaderGone),
 		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), behind: a.FilesBehind(), took: time.Since(start),
@@ -846,8 +858,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// statusLine redraws one line on stderr every second.
-func statusLine(ctx context.Context, a *agent.Agent, w io.Writer) {
+// statusLine redraws the status line every second, and clears it when ctx
+// is done.
+func statusLine(ctx context.Context, a *agent.Agent, w *termStatus) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	prev := a.Snapshot()
@@ -855,14 +868,77 @@ func statusLine(ctx context.Context, a *agent.Agent, w io.Writer) {
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprint(w, "\r\033[K")
+			w.clear()
 			return
 		case now := <-t.C:
 			s := a.Snapshot()
-			fmt.Fprint(w, "\r\033[K"+statusText(prev, s, now.Sub(prevT)))
+			w.draw(statusText(prev, s, now.Sub(prevT)))
 			prev, prevT = s, now
 		}
 	}
+}
+
+// termStatus is the terminal's stderr while agent tail draws its status
+// line on its last line. Everything else written to stderr while it is
+// shown (log lines, the Ctrl-C hint) goes through Write, which clears the
+// status line first and draws it again after the text, so that a log line
+// is not drawn over the status line's remains. Safe for concurrent use.
+type termStatus struct {
+	w io.Writer
+
+	mu   sync.Mutex
+	line string // the status line shown; "" before the first draw and after clear
+	// midLine: the last Write did not end its line; the status line waits
+	// for the end of it.
+	midLine bool
+}
+
+// eraseLine moves to the start of the line and erases it.
+const eraseLine = "\r\033[K"
+
+// Write writes p above the status line. A p that does not end its line
+// (no final newline) is continued by the next Write; the status line is
+// drawn again once the line ends.
+func (t *termStatus) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	buf := make([]byte, 0, len(eraseLine)+len(p)+len(t.line))
+	if t.line != "" && !t.midLine {
+		buf = append(buf, eraseLine...)
+	}
+	buf = append(buf, p...)
+	t.midLine = p[len(p)-1] != '\n'
+	if t.line != "" && !t.midLine {
+		buf = append(buf, t.line...)
+	}
+	if _, err := t.w.Write(buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// draw shows line as the status line, in place of the one shown.
+func (t *termStatus) draw(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.line = line
+	if !t.midLine {
+		_, _ = io.WriteString(t.w, eraseLine+line)
+	}
+}
+
+// clear erases the status line; what is written after goes to the
+// terminal as it is.
+func (t *termStatus) clear() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.line != "" && !t.midLine {
+		_, _ = io.WriteString(t.w, eraseLine)
+	}
+	t.line = ""
 }
 
 // statusText is the status line for the counters s, dt after prev. A

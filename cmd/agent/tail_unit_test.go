@@ -336,3 +336,46 @@ func TestTail_HelpNamesEveryDestinationScheme(t *testing.T) {
 		require.Contains(t, dest, scheme+":", "agent tail -h does not name the --to scheme %q", scheme)
 	}
 }
+
+// agent status and agent top (printStatus) show an output whose first send
+// waits as sending, with for how long, and a stalled one with its wait.
+func TestPrintStatus_SendingAndStalledOutputs(t *testing.T) {
+	now := time.Now()
+	st := agent.Status{State: "running", Uptime: "1m0s", Outputs: []agent.OutputStatus{
+		{Name: "new", Type: "http", State: agent.OutputSending, SendsInFlight: 1, SendingFor: "2s", SendingForSeconds: 2},
+		{Name: "slow", Type: "kafka", State: agent.OutputStalled, SendsInFlight: 2, SendingFor: "14s", SendingForSeconds: 14},
+		{Name: "unused", Type: "stdout", State: agent.OutputIdle},
+	}}
+	var b strings.Builder
+	printStatus(&b, st, now)
+	require.Regexp(t, `(?m)^new\s+http\s+sending for 2s\s`, b.String())
+	require.Regexp(t, `(?m)^slow\s+kafka\s+stalled \(sending for 14s\)\s`, b.String())
+	require.Regexp(t, `(?m)^unused\s+stdout\s+idle\s`, b.String())
+}
+
+// termStatus: a line written while the status line is shown erases it
+// first and draws it again after; a line written in pieces is erased
+// before its first piece only, and the status line waits for its end.
+func TestTermStatus_LinesClearAndRedrawTheStatusLine(t *testing.T) {
+	var b bytes.Buffer
+	ts := &termStatus{w: &b}
+	_, err := ts.Write([]byte("before any status\n"))
+	require.NoError(t, err)
+	ts.draw("S1")
+	_, err = ts.Write([]byte("level=WARN one\n"))
+	require.NoError(t, err)
+	_, err = ts.Write([]byte("part "))
+	require.NoError(t, err)
+	ts.draw("S2") // waits for the end of the line
+	_, err = ts.Write([]byte("end\n"))
+	require.NoError(t, err)
+	ts.clear()
+	_, err = ts.Write([]byte("after\n"))
+	require.NoError(t, err)
+	require.Equal(t, "before any status\n"+
+		"\r\033[KS1"+
+		"\r\033[Klevel=WARN one\nS1"+
+		"\r\033[Kpart end\nS2"+
+		"\r\033[K"+
+		"after\n", b.String())
+}

@@ -69,3 +69,12 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// UsesExplicitHashKey: kpl-json writes each record's explicit hash key
+// ("ehk"); ndjson writes the records alone (outputs.HashKeyUser).
+func (c *Config) UsesExplicitHashKey() (bool, string) {
+	if c.Format == FormatKPLJSON {
+		return true, ""
+	}
+	return false, "format " + FormatNDJSON
+}

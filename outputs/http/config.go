@@ -299,3 +299,18 @@ func (c *Config) UsesPartitionKey() (bool, string) {
 	}
 	return false, "format " + f
 }
+
+// UsesExplicitHashKey: raw (the X-Explicit-Hash-Key header) and raw-packed
+// (each frame) send the explicit hash key; ndjson, json and the Kafka REST
+// formats do not (outputs.HashKeyUser).
+func (c *Config) UsesExplicitHashKey() (bool, string) {
+	switch c.Format {
+	case FormatRaw, FormatRawPacked:
+		return true, ""
+	}
+	f := c.Format
+	if f == "" {
+		f = FormatNDJSON
+	}
+	return false, "format " + f
+}

@@ -473,6 +473,21 @@ func FromURL(u *url.URL) (Config, error) {
 	return c, nil
 }
 
+// UsesExplicitHashKey: format kpl sends the user records' explicit hash
+// keys inside its KPL aggregates; format records sends the record's bytes
+// alone, and Kafka picks the partition by the message key
+// (outputs.HashKeyUser).
+func (c *Config) UsesExplicitHashKey() (bool, string) {
+	if c.Format == FormatKPL {
+		return true, ""
+	}
+	f := c.Format
+	if f == "" {
+		f = FormatRecords
+	}
+	return false, "format " + f
+}
+
 // UsesPartitionKey: the partition key is each message's key unless key is
 // none (outputs.KeyUser).
 func (c *Config) UsesPartitionKey() (bool, string) {

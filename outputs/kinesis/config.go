@@ -310,3 +310,7 @@ func FromURL(u *url.URL) (Config, error) {
 // UsesPartitionKey: every Kinesis record carries its partition key, which
 // picks its shard (outputs.KeyUser).
 func (c *Config) UsesPartitionKey() (bool, string) { return true, "" }
+
+// UsesExplicitHashKey: a Kinesis record's explicit hash key picks its
+// shard over its partition key's hash (outputs.HashKeyUser).
+func (c *Config) UsesExplicitHashKey() (bool, string) { return true, "" }

@@ -167,3 +167,12 @@ func (o *Output) write(p []byte) error {
 	}
 	return nil
 }
+
+// UsesExplicitHashKey: kpl-json writes each record's explicit hash key
+// ("ehk"); ndjson writes the records alone (outputs.HashKeyUser).
+func (c *Config) UsesExplicitHashKey() (bool, string) {
+	if c.Format == FormatKPLJSON {
+		return true, ""
+	}
+	return false, "format " + FormatNDJSON
+}
