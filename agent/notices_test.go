@@ -43,6 +43,7 @@ func TestConfig_PartitionKeyOnAKeylessOutputIsAWarning(t *testing.T) {
 		jsonFmt   = "    type: http\n    http: {url: http://127.0.0.1:9/x, format: json}"
 		raw       = "    type: http\n    http: {url: http://127.0.0.1:9/x, format: raw}"
 		stdout    = "    type: stdout"
+		stdoutKPL = "    type: stdout\n    stdout: {format: kpl-json}"
 		blackhole = "    type: blackhole"
 		firehose  = "    type: firehose\n    firehose: {stream: s, region: eu-west-1}"
 		kinesis   = "    type: kinesis\n    kinesis: {stream: s, region: eu-west-1}"
@@ -56,12 +57,13 @@ func TestConfig_PartitionKeyOnAKeylessOutputIsAWarning(t *testing.T) {
 	}{
 		{"http ndjson", ndjson, "{field: user}", "", []string{at + `flow "main" sets partition_key {field: user}, but its output "out" (http, format ndjson) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
 		{"http json", jsonFmt, "deterministic", "", []string{at + `flow "main" sets partition_key deterministic, but its output "out" (http, format json) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
-		{"stdout", stdout, "hostname", "", []string{at + `flow "main" sets partition_key hostname, but its output "out" (stdout) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
+		{"stdout", stdout, "hostname", "", []string{at + `flow "main" sets partition_key hostname, but its output "out" (stdout, format ndjson) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
 		{"blackhole", blackhole, "{fixed: k}", "", []string{at + `flow "main" sets partition_key {fixed: "k"}, but its output "out" (blackhole) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
 		{"firehose", firehose, `{regex: 'u=(\w+)'}`, "", []string{at + `flow "main" sets partition_key {regex: "u=(\\w+)"}, but its output "out" (firehose) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
 		{"kafka key none", kafkaNone, "hostname", "", []string{at + `flow "main" sets partition_key hostname, but its output "out" (kafka, key none) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
-		{"keyless failover", kinesis, "hostname", stdout, []string{at + `flow "main" sets partition_key hostname, but its failover output "fo" (stdout) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
+		{"keyless failover", kinesis, "hostname", stdout, []string{at + `flow "main" sets partition_key hostname, but its failover output "fo" (stdout, format ndjson) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`}},
 		{"kinesis", kinesis, "hostname", "", nil},
+		{"stdout kpl-json writes the key", stdoutKPL, "hostname", "", nil},
 		{"kafka", kafka, "{field: user}", "", nil},
 		{"http raw", raw, "{field: user}", "", nil},
 		{"random is the default", ndjson, "random", "", nil},

@@ -118,10 +118,11 @@ type RecordLimiter interface {
 // KeyUser is implemented by configs of outputs that can send the records'
 // partition key (flows[].partition_key) to the destination: Kinesis (the
 // record's key), Kafka (the message key), HTTP in the raw, raw-packed and
-// kafka-rest formats. UsesPartitionKey reports whether this config does;
-// when it does not, why names the setting that leaves the key out ("format
-// ndjson", "key none"). Outputs without it never send the key (stdout,
-// file, Firehose, blackhole): agent tail refuses --partition-key with them.
+// kafka-rest formats, stdout and file in format kpl-json ("pk").
+// UsesPartitionKey reports whether this config does; when it does not, why
+// names the setting that leaves the key out ("format ndjson", "key none").
+// Outputs without it never send the key (Firehose, blackhole): agent tail
+// refuses --partition-key with them.
 type KeyUser interface {
 	UsesPartitionKey() (used bool, why string)
 }

@@ -177,8 +177,8 @@ func TestTail_PartitionKeyWithoutKeyedDestinationIsAUsageError(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"-", nil, "--partition-key does not apply to a stdout destination " + noKey},
-		{"file:///tmp/out", nil, "--partition-key does not apply to a file destination " + noKey},
+		{"-", nil, "--partition-key does not apply to a stdout destination with format ndjson (its records carry no partition key)"},
+		{"file:///tmp/out", nil, "--partition-key does not apply to a file destination with format ndjson (its records carry no partition key)"},
 		{"blackhole:", nil, "--partition-key does not apply to a blackhole destination " + noKey},
 		{"firehose://logs?region=us-east-1", nil, "--partition-key does not apply to a firehose destination " + noKey},
 		{"http://127.0.0.1:1/in", nil, "--partition-key does not apply to a http destination with format ndjson (its records carry no partition key)"},

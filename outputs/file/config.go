@@ -70,6 +70,12 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// UsesPartitionKey: kpl-json writes each record's partition key ("pk");
+// ndjson writes the records alone (outputs.KeyUser).
+func (c *Config) UsesPartitionKey() (bool, string) {
+	return c.UsesExplicitHashKey()
+}
+
 // UsesExplicitHashKey: kpl-json writes each record's explicit hash key
 // ("ehk"); ndjson writes the records alone (outputs.HashKeyUser).
 func (c *Config) UsesExplicitHashKey() (bool, string) {
