@@ -68,6 +68,7 @@ type Output struct {
 	waitMax      time.Duration // outcomeWaitMax (tests shorten it)
 	clientResets atomic.Int64
 	conns        connWatch // the last failed broker connection (all clients)
+	recreated    recreated // purges of topics deleted and created again
 
 	opts   []kgo.Opt // the client's, for the solo client and resets
 	soloMu sync.Mutex
@@ -335,6 +336,7 @@ func (o *Output) Close(context.Context) error {
 		cl := o.cl
 		o.clMu.Unlock()
 		cl.Close()
+		o.recreated.running.Wait() // closed clients end their purges
 		o.m.unregister(o.reg)
 	})
 	return nil
