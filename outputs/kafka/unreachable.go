@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kplagent/agent/outputs/internal/tlsconf"
 )
 
 // connWatch remembers the last failed connection to a broker (a name that
@@ -54,7 +56,7 @@ type unreachableError struct {
 func (e *unreachableError) Error() string {
 	// franz-go's "unable to dial: " says what the net error says next.
 	cause := strings.TrimPrefix(e.f.err.Error(), "unable to dial: ")
-	return fmt.Sprintf("kafka: broker %s unreachable: %s (%v)", e.f.addr, cause, e.err)
+	return fmt.Sprintf("kafka: broker %s unreachable: %s%s (%v)", e.f.addr, cause, tlsconf.Hint(e.f.err), e.err)
 }
 
 func (e *unreachableError) Unwrap() error { return e.err }
