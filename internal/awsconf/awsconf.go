@@ -138,6 +138,9 @@ func Load(c Config, set Settings, maxConns int) (aws.Config, *http.Transport, er
 	if set.UserAgent != "" {
 		cfg.APIOptions = append(cfg.APIOptions, awsmiddleware.AddUserAgentKey(set.UserAgent))
 	}
+	if cfg.Credentials != nil { // also the source of an assumed role
+		cfg.Credentials = explainedChain{cfg.Credentials}
+	}
 	if c.RoleARN != "" {
 		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {
 			if c.STSEndpoint != "" {
