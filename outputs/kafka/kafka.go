@@ -112,6 +112,7 @@ func (o *Output) resetSolo(old *kgo.Client) {
 var (
 	_ outputs.Output        = (*Output)(nil)
 	_ outputs.Healthchecker = (*Output)(nil)
+	_ outputs.WaitCauser    = (*Output)(nil)
 )
 
 // errClosed is returned by Send after Close.
