@@ -257,8 +257,9 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 }
 
 // noShardMapLocked gives up waiting for the first shard map, after the
-// flow's max_retry_duration: the flow aggregates without one (by key, as
-// for outputs that have no map), so that the records reach the sender,
+// flow's max_retry_duration: the flow aggregates without one (its first
+// builder, one range for every hash key, as for outputs that have no map;
+// nothing was added to it yet), so that the records reach the sender,
 // whose sends fail while the output has no map and which dead-letters them
 // after max_retry_duration, as it does for any destination that keeps
 // failing. Without it the records waited unread forever, and a run with
@@ -266,10 +267,6 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 // it comes, is taken as a changed map (the output splits the aggregates
 // built without it).
 func (f *flow) noShardMapLocked(err error) error {
-	b, berr := aggregate.NewBuilder(f.aggCfg, nil)
-	if berr != nil {
-		return fmt.Errorf("flow %s: shard map: %w", f.name, berr)
-	}
 	var changed <-chan struct{}
 	var version uint64
 	if f.watcher != nil {
@@ -278,7 +275,6 @@ func (f *flow) noShardMapLocked(err error) error {
 	}
 	f.log.Error("no shard map within max_retry_duration: aggregating without one; the sends fail until it comes and the records are dead-lettered after max_retry_duration",
 		"max_retry_duration", f.cfg.Sender.MaxRetryDuration.String(), "error", err)
-	f.builder, f.memCloses = b, 0
 	f.mapReady, f.mapVersion, f.mapChanged = true, version, changed
 	return nil
 }
