@@ -181,6 +181,7 @@ func (f *flow) checkShardMapLocked(ctx context.Context) error {
 func (f *flow) loadShardMapLocked(ctx context.Context) error {
 	var m *aggregate.ShardMap
 	backoff := f.cfg.Sender.BackoffInitial
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		var err error
 		m, err = f.shards.ShardMap(ctx)
@@ -194,6 +195,9 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 			// The map in use stays (the output keeps its last good one).
 			f.warnShardMap("fetching the changed shard map failed; aggregating against the current one", attempt, err)
 			return nil
+		}
+		if d := f.cfg.Sender.MaxRetryDuration; d > 0 && time.Since(start) >= d {
+			return f.noShardMapLocked(err)
 		}
 		f.warnShardMap("fetching the shard map failed; records wait (unread) until it comes", attempt, err)
 		if attempt == 1 {
@@ -248,6 +252,29 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 		f.log.Info("aggregating per shard", "shards", m.Len(), "version", version)
 	}
 	f.builder, f.memCloses = b, 0
+	f.mapReady, f.mapVersion, f.mapChanged = true, version, changed
+	return nil
+}
+
+// noShardMapLocked gives up waiting for the first shard map, after the
+// flow's max_retry_duration: the flow aggregates without one (its first
+// builder, one range for every hash key, as for outputs that have no map;
+// nothing was added to it yet), so that the records reach the sender,
+// whose sends fail while the output has no map and which dead-letters them
+// after max_retry_duration, as it does for any destination that keeps
+// failing. Without it the records waited unread forever, and a run with
+// Once (agent tail --once --max-retry-duration) never ended. The map, once
+// it comes, is taken as a changed map (the output splits the aggregates
+// built without it).
+func (f *flow) noShardMapLocked(err error) error {
+	var changed <-chan struct{}
+	var version uint64
+	if f.watcher != nil {
+		changed = f.watcher.ShardMapChanged()
+		version = f.watcher.ShardMapVersion()
+	}
+	f.log.Error("no shard map within max_retry_duration: aggregating without one; the sends fail until it comes and the records are dead-lettered after max_retry_duration",
+		"max_retry_duration", f.cfg.Sender.MaxRetryDuration.String(), "error", err)
 	f.mapReady, f.mapVersion, f.mapChanged = true, version, changed
 	return nil
 }

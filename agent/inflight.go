@@ -184,6 +184,11 @@ func (a *Agent) warnStalled(now time.Time, by map[string]*sending) {
 		if t, ok := s.output.(outputs.SendTimeouter); ok && t.SendTimeout() > 0 {
 			args = append(args, "timeout", t.SendTimeout().String())
 		}
+		if c, ok := s.output.(outputs.WaitCauser); ok {
+			if err := c.WaitCause(); err != nil {
+				args = append(args, "cause", err.Error())
+			}
+		}
 		a.log.Warn("the destination has not answered a send for long; it is still waiting (agent status shows the output stalled)", args...)
 	}
 }

@@ -305,3 +305,38 @@ type timeoutErr struct{}
 
 func (timeoutErr) Error() string { return "i/o timeout" }
 func (timeoutErr) Timeout() bool { return true }
+
+// A Kafka output whose broker is down from the start: its sends wait (the
+// producer dials again and again) and the stall warning says why (the
+// output's WaitCause) rather than only that the destination has not
+// answered, well before the send timeout fails the records with the cause.
+func TestStatus_StallWarningSaysWhyTheDestinationDoesNotAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var logs lockedBuffer
+	startLoggedHarness(t, fmt.Sprintf(`
+sources:
+  - {name: in, type: stdin}
+outputs:
+  - name: bus
+    type: kafka
+    kafka: {brokers: [%q], topic: logs, send_timeout: 6s}
+flows:
+  - name: main
+    sources: [in]
+    output: bus
+    aggregation: {max_buffered_time: 10ms}
+    %s
+`, addr, fastSender), pr, &logs)
+	_, err = io.WriteString(pw, numbered(0, 10))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "has not answered a send for long") },
+		30*time.Second, 10*time.Millisecond)
+	require.Regexp(t, `msg=".*has not answered a send for long.*" .*cause="kafka: broker `+regexp.QuoteMeta(addr)+` unreachable: dial tcp `+
+		regexp.QuoteMeta(addr)+`: connect: connection refused"`, logs.String())
+	require.NotContains(t, logs.String(), "records not acknowledged", "the send timeout has not ended the send yet")
+}

@@ -355,6 +355,59 @@ flows:
 	require.ElementsMatch(t, lines, got)
 }
 
+// With sender.max_retry_duration set, the wait for the first shard map is
+// bounded by it too: past it the flow aggregates without a map, the sends
+// fail (no map, nothing is sent) and the sender dead-letters the records
+// after max_retry_duration, so a run with Once ends. Before, the records
+// waited unread forever and agent tail --once --max-retry-duration never
+// returned for a stream that does not exist.
+func TestKinesis_NoShardMapPastMaxRetryDurationDeadLetters(t *testing.T) {
+	fk := fakeaws.NewKinesis(2)
+	fk.FailListShards(1 << 30)
+	srv := httptest.NewServer(fk)
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "fake")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CA_BUNDLE", "")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	var lines []string
+	for i := range 50 {
+		lines = append(lines, fmt.Sprintf("line %d", i))
+	}
+	require.NoError(t, os.WriteFile(log, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
+	yml := fmt.Sprintf(`
+state_dir: %s
+admin: {listen: "off"}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: stream
+    type: kinesis
+    kinesis: {stream: logs, region: us-east-1, endpoint: %q, rate_limit: "off"}
+flows:
+  - name: main
+    sources: [app]
+    output: stream
+    sender: {backoff_initial: 10ms, backoff_max: 50ms, max_retry_duration: 500ms}
+`, filepath.Join(dir, "state"), log, srv.URL)
+	cfg, err := ParseConfig("t.yaml", []byte(yml), noEnv, testComponents)
+	require.NoError(t, err)
+	a, err := New(cfg, Settings{Components: testComponents, Once: true, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	require.ErrorIs(t, a.Run(ctx), ErrDeadLettered)
+	require.NoError(t, ctx.Err(), "the run ended by itself")
+	data, err := os.ReadFile(filepath.Join(dir, "state", DeadLetterFile))
+	require.NoError(t, err)
+	require.Len(t, strings.Split(strings.TrimSpace(string(data)), "\n"), len(lines), "every line dead-lettered once")
+	require.Zero(t, fk.Stats().PutRecords, "nothing was sent without a map")
+}
+
 // A reload that points a Kinesis flow at another stream (another endpoint,
 // another shard map) rebuilds the flow: its aggregates are built per shard
 // of the new stream's map. Every line arrives at one stream or the other,

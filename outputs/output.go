@@ -62,6 +62,15 @@ type SendTimeouter interface {
 	SendTimeout() time.Duration
 }
 
+// WaitCauser is implemented by outputs that may know why a send waits for
+// its answer while it waits (a Kafka broker that cannot be connected to, as
+// the producer dials it again inside the send): the agent's warning about a
+// stalled output names it. nil when the output knows of nothing wrong. Safe
+// for concurrent use.
+type WaitCauser interface {
+	WaitCause() error
+}
+
 // Healthchecker is implemented by outputs that can tell whether their
 // destination is reachable without sending data (used for failover recovery).
 type Healthchecker interface {

@@ -127,11 +127,23 @@ func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart,
 // delivered, 1 when some stay in the dead-letter files (rejected again, not
 // replayed, or the destination still failing), 2 for a bad config.
 func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "--tail" || args[0] == "-tail") {
-		return cmdDeadLetterReplayTail(args[1:], stdout, stderr)
+	// --tail anywhere (before --) is the tail form: the tail flags it takes
+	// may come first (--state-dir DIR --tail app.log --to URL).
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--tail" || a == "-tail" {
+			rest := append(args[:i:i], args[i+1:]...)
+			return cmdDeadLetterReplayTail(rest, stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("agent dead-letter replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage:\n  agent dead-letter replay [-c FILE] [--state-dir DIR] [--flow NAME] [--output NAME] [--retry-for 1m]\n  agent dead-letter replay --tail PATH... --to URL [agent tail flags]\n\n")
+		fs.PrintDefaults()
+	}
 	cfgPath := fs.String("c", defaultConfigPath, "config file: its flows' outputs receive the records")
 	stateDir := fs.String("state-dir", "", "state directory holding the dead-letter files (default: the config's state_dir)")
 	flow := fs.String("flow", "", "replay only this flow's records")

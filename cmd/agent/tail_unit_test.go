@@ -379,3 +379,19 @@ func TestTermStatus_LinesClearAndRedrawTheStatusLine(t *testing.T) {
 		"\r\033[K"+
 		"after\n", b.String())
 }
+
+// TestDeadLetterReplay_TailAfterOtherFlags: --tail after a flag (--state-dir
+// DIR --tail PATH --to URL) is the tail form too; it was "flag provided but
+// not defined: -tail".
+func TestDeadLetterReplay_TailAfterOtherFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := cmdDeadLetterReplay([]string{"--state-dir", t.TempDir(), "--tail", "--to", "blackhole:"}, &out, &errOut)
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut.String(), "agent dead-letter replay --tail: the PATH... of the agent tail command is required")
+	require.NotContains(t, errOut.String(), "not defined")
+
+	errOut.Reset()
+	code = cmdDeadLetterReplay([]string{"-h"}, &out, &errOut)
+	require.Equal(t, 0, code)
+	require.Contains(t, out.String(), "agent dead-letter replay --tail PATH... --to URL", "the usage shows the tail form")
+}

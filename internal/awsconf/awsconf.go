@@ -109,8 +109,6 @@ func Load(c Config, set Settings, maxConns int) (aws.Config, *http.Transport, er
 	}
 	if c.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(c.Region))
-	} else {
-		opts = append(opts, awsconfig.WithEC2IMDSRegion())
 	}
 	if c.Profile != "" {
 		opts = append(opts, awsconfig.WithSharedConfigProfile(c.Profile))
@@ -120,7 +118,15 @@ func Load(c Config, set Settings, maxConns int) (aws.Config, *http.Transport, er
 		return aws.Config{}, nil, fmt.Errorf("load the AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
-		return aws.Config{}, nil, errors.New("region: not set (set region, AWS_REGION, or the profile's region)")
+		// Last, the instance metadata. Asked apart, so that its failure
+		// reads as the region missing, not as an IMDS problem.
+		cfg, err = awsconfig.LoadDefaultConfig(ctx, append(opts, awsconfig.WithEC2IMDSRegion())...)
+		if err != nil || cfg.Region == "" {
+			if err == nil {
+				err = errors.New("no region")
+			}
+			return aws.Config{}, nil, fmt.Errorf("region: not set (set region, ?region= in a kinesis:// or firehose:// URL, AWS_REGION, or the profile's region), and EC2 instance metadata gave none: %w", err)
+		}
 	}
 	// The loader's client carries the CA bundle; take its transport to
 	// own the connections.
@@ -137,6 +143,9 @@ func Load(c Config, set Settings, maxConns int) (aws.Config, *http.Transport, er
 	}
 	if set.UserAgent != "" {
 		cfg.APIOptions = append(cfg.APIOptions, awsmiddleware.AddUserAgentKey(set.UserAgent))
+	}
+	if cfg.Credentials != nil { // also the source of an assumed role
+		cfg.Credentials = explainedChain{cfg.Credentials}
 	}
 	if c.RoleARN != "" {
 		stsClient := sts.NewFromConfig(cfg, func(o *sts.Options) {

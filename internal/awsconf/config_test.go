@@ -25,6 +25,8 @@ func TestConfig_Validate(t *testing.T) {
 		{"endpoint scheme", func(c *Config) { c.Endpoint = "ftp://x" }, []string{`endpoint: scheme "ftp" not supported (want http or https)`}},
 		{"endpoint without host", func(c *Config) { c.Endpoint = "http:///x" }, []string{`endpoint: no host in "http:///x"`}},
 		{"endpoint unparsable", func(c *Config) { c.Endpoint = "http://[::1" }, []string{"endpoint: parse"}},
+		{"endpoint port out of range", func(c *Config) { c.Endpoint = "http://127.0.0.1:700000" }, []string{`endpoint: bad port "700000" in "http://127.0.0.1:700000" (1 to 65535)`}},
+		{"endpoint with port", func(c *Config) { c.Endpoint = "http://127.0.0.1:4567" }, nil},
 		{"role_arn", func(c *Config) { c.RoleARN = "writer" }, []string{`role_arn: "writer" is not an ARN`}},
 		{"external_id without role", func(c *Config) { c.ExternalID = "s3cr3t" }, []string{"external_id: set without role_arn"}},
 		{"sts_endpoint without role", func(c *Config) { c.STSEndpoint = "https://sts.example" }, []string{"sts_endpoint: set without role_arn"}},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -27,8 +28,10 @@ func (c Config) Validate() error {
 			add("%s: %v", key, err)
 		case u.Scheme != "http" && u.Scheme != "https":
 			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
-		case u.Host == "":
+		case u.Hostname() == "":
 			add("%s: no host in %q", key, raw)
+		case !validPort(u.Port()):
+			add("%s: bad port %q in %q (1 to 65535)", key, u.Port(), raw)
 		}
 	}
 	checkURL("endpoint", c.Endpoint)
@@ -64,4 +67,15 @@ func validRegion(s string) bool {
 		}
 	}
 	return true
+}
+
+// validPort says whether port, from url.URL.Port, is empty (the scheme's) or
+// a TCP port number: url.Parse takes any digits, and a URL with port 457401
+// was retried forever.
+func validPort(port string) bool {
+	if port == "" {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }

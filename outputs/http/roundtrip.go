@@ -14,6 +14,7 @@ import (
 	"github.com/kplagent/agent/aggregate"
 	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/outputs/internal/tlsconf"
 )
 
 // StatusError is a non-2xx response. It is wrapped by outputs.Permanent,
@@ -91,7 +92,7 @@ func (o *Output) roundTrip(ctx context.Context, body []byte, keys *aggregate.Agg
 		if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return redact.Error(fmt.Errorf("http: POST %s: no response within timeout %s: %w", o.redactedURL, o.cfg.Timeout, err))
 		}
-		return redact.Error(fmt.Errorf("http: %w", err))
+		return redact.Error(fmt.Errorf("http: %w%s", err, tlsconf.Hint(err)))
 	}
 	defer drainClose(resp.Body)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {

@@ -79,6 +79,10 @@
 //   - A malformed aggregate (it cannot be deaggregated): permanent.
 //   - UNKNOWN_TOPIC_OR_PARTITION: retryable (the topic may be created
 //     later), logged at most once per 30s per topic.
+//   - UNKNOWN_TOPIC_ID: retryable. franz-go answers it for a topic deleted
+//     and created again (a new topic ID) until the topic is purged from the
+//     client; the output purges it (at most once per 2s per topic) so the
+//     retry produces to the new topic, and logs it once per 30s.
 //   - Authorization and SASL failures: retryable (ACLs and secrets can be
 //     fixed without a restart), logged at most once per 30s.
 //   - Anything else (timeouts, broker down, leader moves, NOT_ENOUGH_REPLICAS):

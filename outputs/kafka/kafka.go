@@ -68,6 +68,7 @@ type Output struct {
 	waitMax      time.Duration // outcomeWaitMax (tests shorten it)
 	clientResets atomic.Int64
 	conns        connWatch // the last failed broker connection (all clients)
+	recreated    recreated // purges of topics deleted and created again
 
 	opts   []kgo.Opt // the client's, for the solo client and resets
 	soloMu sync.Mutex
@@ -111,6 +112,7 @@ func (o *Output) resetSolo(old *kgo.Client) {
 var (
 	_ outputs.Output        = (*Output)(nil)
 	_ outputs.Healthchecker = (*Output)(nil)
+	_ outputs.WaitCauser    = (*Output)(nil)
 )
 
 // errClosed is returned by Send after Close.
@@ -335,6 +337,7 @@ func (o *Output) Close(context.Context) error {
 		cl := o.cl
 		o.clMu.Unlock()
 		cl.Close()
+		o.recreated.running.Wait() // closed clients end their purges
 		o.m.unregister(o.reg)
 	})
 	return nil

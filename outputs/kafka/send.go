@@ -333,6 +333,9 @@ func (s *send) settle(i int, r *kgo.Record, err error) {
 		s.suspects = append(s.suspects, suspect{i: i, r: r, topic: r.Topic, key: r.Key, value: r.Value})
 		s.mu.Unlock()
 	} else {
+		if errors.Is(err, kerr.UnknownTopicID) {
+			o.purgeRecreated(s.cl, r.Topic)
+		}
 		class, code, reason := o.classify(r, err)
 		o.m.errors.WithLabelValues(r.Topic, code).Inc()
 		s.fail(i, class, fmt.Errorf("kafka: produce to topic %s: %w", r.Topic, err), reason)
@@ -410,6 +413,9 @@ func (s *send) checkAlone(parent, ctx context.Context, recs []aggregate.Aggregat
 			tm.latency.Observe(time.Since(s.start).Seconds())
 			continue
 		}
+		if errors.Is(a.err, kerr.UnknownTopicID) {
+			o.purgeRecreated(cl, x.topic)
+		}
 		class, code, reason := o.classify(a.r, a.err)
 		o.m.errors.WithLabelValues(x.topic, code).Inc()
 		if class == classPermanent && o.cfg.Format == FormatRecords && recs[x.i].Aggregated {
@@ -466,7 +472,9 @@ func (o *Output) classify(r *kgo.Record, err error) (class uint8, code, reason s
 		}
 	}
 	switch {
-	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
+	case errors.Is(err, kerr.UnknownTopicID): // logged by purgeRecreated
+		return classRetry, code, ""
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
 		o.rl.logf(slog.LevelWarn, "unknown_topic:"+r.Topic, "topic does not exist: its records are retried (it may be created later)",
 			"topic", r.Topic)
 		return classRetry, code, ""

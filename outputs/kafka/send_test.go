@@ -212,6 +212,29 @@ func TestSend_TopicCreatedLaterIsDelivered(t *testing.T) {
 	requireExactlyOnce(t, readAll(t, c.ListenAddrs(), testTopic, 500), 500)
 }
 
+// TestSend_TopicDeletedAndRecreatedIsDeliveredAgain deletes the topic the
+// output has produced to and creates it again (a new topic ID, as after
+// kafka-topics --delete and --create). franz-go then fails the topic's
+// records with UNKNOWN_TOPIC_ID until the topic is purged from the client;
+// before the output did so, it retried them forever.
+func TestSend_TopicDeletedAndRecreatedIsDeliveredAgain(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, 1)
+	logs := &logCapture{}
+	o, err := newOutputOpts("k", testConfig(c), Settings{Logger: slog.New(logs)}, fastMetadata)
+	require.NoError(t, err)
+	defer o.Close(t.Context())
+	bs := lineBatches(t, 0, 200, 50, 2)
+	deliver(t, o, bs[0], time.Now().Add(30*time.Second))
+	require.NoError(t, c.DeleteTopic(testTopic))
+	require.NoError(t, c.CreateTopic(testTopic, 2, nil))
+	deliver(t, o, bs[1], time.Now().Add(30*time.Second))
+	got := readAll(t, c.ListenAddrs(), testTopic, 100)
+	require.NoError(t, kafkatest.CheckOnce(got, 100, func(i int) string { return line(100 + i) }),
+		"the second batch, once each, in the new topic")
+	require.Equal(t, 1, logs.count("deleted and recreated"), "%v", logs.msgs)
+}
+
 // A user record the broker refuses alone as too large is rejected alone:
 // the rest of its aggregate is delivered and counts as such.
 func TestSend_RecordTooLargeIsRejectedAloneInItsAggregate(t *testing.T) {

@@ -88,10 +88,13 @@ func TestSend_TLSWithClientCertificate(t *testing.T) {
 	tests := []struct {
 		name string
 		tls  TLSConfig
+		want string // in the error: what to set
 	}{
-		{"wrong server name", TLSConfig{Enabled: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey, ServerName: "other.test"}},
-		{"system roots", TLSConfig{Enabled: true, CertFile: p.clientCert, KeyFile: p.clientKey, ServerName: "kafka.test"}},
-		{"no client certificate", TLSConfig{Enabled: true, CAFile: p.caFile, ServerName: "kafka.test"}},
+		{"wrong server name", TLSConfig{Enabled: true, CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey, ServerName: "other.test"},
+			"(the server's certificate is not for this host name: connect by a name it holds, or set tls.server_name to one)"},
+		{"system roots", TLSConfig{Enabled: true, CertFile: p.clientCert, KeyFile: p.clientKey, ServerName: "kafka.test"},
+			"certificate signed by unknown authority (the server's certificate is not signed by a CA this host trusts: give the CA's PEM file with tls.ca_file, agent tail --ca-file"},
+		{"no client certificate", TLSConfig{Enabled: true, CAFile: p.caFile, ServerName: "kafka.test"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +103,7 @@ func TestSend_TLSWithClientCertificate(t *testing.T) {
 			err := o.Send(t.Context(), lineBatches(t, 0, 5, 10, 10)[0])
 			require.Error(t, err)
 			require.False(t, outputs.IsPermanent(err))
+			require.ErrorContains(t, err, tc.want)
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kplagent/agent/outputs/internal/tlsconf"
 )
 
 // connWatch remembers the last failed connection to a broker (a name that
@@ -52,9 +55,24 @@ type unreachableError struct {
 }
 
 func (e *unreachableError) Error() string {
+	return fmt.Sprintf("%s (%v)", e.f, e.err)
+}
+
+// String says which broker could not be connected to, and why.
+func (f *connFailure) String() string {
 	// franz-go's "unable to dial: " says what the net error says next.
-	cause := strings.TrimPrefix(e.f.err.Error(), "unable to dial: ")
-	return fmt.Sprintf("kafka: broker %s unreachable: %s (%v)", e.f.addr, cause, e.err)
+	cause := strings.TrimPrefix(f.err.Error(), "unable to dial: ")
+	return fmt.Sprintf("kafka: broker %s unreachable: %s%s", f.addr, cause, tlsconf.Hint(f.err))
+}
+
+// WaitCause implements outputs.WaitCauser: the last failed connection to a
+// broker, if none succeeded since. A Send waiting for a broker that is down
+// says why only at its deadline; the agent's stall warning says it sooner.
+func (o *Output) WaitCause() error {
+	if f := o.conns.failing(); f != nil {
+		return errors.New(f.String())
+	}
+	return nil
 }
 
 func (e *unreachableError) Unwrap() error { return e.err }

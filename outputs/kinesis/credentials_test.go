@@ -150,3 +150,19 @@ func TestCredentials_ValidateNeverQuotesSecrets(t *testing.T) {
 	require.Contains(t, err.Error(), "external_id: set without role_arn")
 	require.NotContains(t, err.Error(), "very-secret-external-id")
 }
+
+// TestCredentials_NoneFoundSaysWhereItLooked clears every source of the
+// default chain (TestMain disables IMDS and points the shared files
+// nowhere): the error says that no credentials were found and where the
+// agent looked, not only the chain's last step ("no EC2 IMDS role found").
+func TestCredentials_NoneFoundSaysWhereItLooked(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	fake, srv := newFakeKinesis(t, 1)
+	o := newTestOutput(t, testConfig(srv.URL), nil)
+	err := o.Send(t.Context(), plainBatch("a"))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "no AWS credentials found (environment AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "+
+		"shared files ~/.aws/credentials and ~/.aws/config, AWS_PROFILE or profile, SSO, web identity, ECS, EC2 instance role)")
+	require.Empty(t, fake.AccessKeyIDs(), "nothing was sent unsigned")
+}

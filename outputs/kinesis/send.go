@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -123,7 +124,10 @@ func (s *sendState) result(n int) error {
 	}
 	first := s.failed[idxs[0]].reason
 	if allPermanent {
-		return outputs.Rejected(idxs, reasons, n, fmt.Errorf("kinesis: %s", first))
+		if !strings.HasPrefix(first, "kinesis: ") { // a whole request's error has it already
+			first = "kinesis: " + first
+		}
+		return outputs.Rejected(idxs, reasons, n, errors.New(first))
 	}
 	var err error
 	switch {

@@ -146,6 +146,7 @@ func TestSend_WholeRequestErrorsAreClassified(t *testing.T) {
 					require.False(t, outputs.IsPermanent(err))
 				case "permanent":
 					require.True(t, outputs.IsPermanent(err), "%v", err)
+					require.True(t, strings.HasPrefix(err.Error(), "kinesis: PutRecords "), "the reason dead-lettered names the package once: %v", err)
 				}
 				require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.failed.WithLabelValues(tc.code)))
 				// The next attempt goes through.
