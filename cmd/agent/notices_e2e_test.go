@@ -125,7 +125,7 @@ func TestReload_AnswersWithTheConfigWarnings(t *testing.T) {
 	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "agent running") }, "the agent did not start")
 	out, errOut, code := runBin(t, "reload", "--admin", admin)
 	require.Equal(t, 0, code, errOut)
-	require.Equal(t, "reloaded\n"+cfg+`:15: flows[0].partition_key: warning: flow "main" sets partition_key hostname, but its output "out" (stdout) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`+"\n", out)
+	require.Equal(t, "reloaded\n"+cfg+`:15: flows[0].partition_key: warning: flow "main" sets partition_key hostname, but its output "out" (stdout, format ndjson) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)`+"\n", out)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }

@@ -3,6 +3,7 @@ package kafka
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,8 +18,9 @@ func TestSASL_MSKIAMSignsWithTheDefaultCredentialChain(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLEAGENT")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "s3cret-key-never-sent")
 	t.Setenv("AWS_SESSION_TOKEN", "session-token-1")
-	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	none := filepath.Join(t.TempDir(), "none") // no shared config or credentials files
+	t.Setenv("AWS_CONFIG_FILE", none)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
 	mech, err := saslMechanism(t.Context(), SASLConfig{Mechanism: SASLAWSMSKIAM}, "kplagent/1.0")
 	require.NoError(t, err)
 	require.Equal(t, "AWS_MSK_IAM", mech.Name())
