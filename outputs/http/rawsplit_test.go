@@ -189,4 +189,22 @@ func TestSendPacked_413SplitsAnAggregateTooLargeAlone(t *testing.T) {
 	require.Contains(t, re.Rejected[0].Reason, "413")
 	want := append(append([]string(nil), data[:123]...), data[124:]...)
 	require.Equal(t, want, rcv.received(), "every other record once, in order")
+	require.Less(t, o.requestLimit(), 8<<10, "the 413s taught a smaller size")
+
+	// Aggregates larger than the learned size (halving on each 413) are
+	// split before they are sent: soon the only 413 left is the record
+	// too large alone.
+	var refused int
+	for range 3 {
+		rcv.mu.Lock()
+		refused = rcv.refused
+		rcv.users = nil
+		rcv.mu.Unlock()
+		err = o.Send(t.Context(), b)
+		require.ErrorAs(t, err, &re)
+		require.Len(t, re.Rejected, 1)
+		require.Equal(t, 123, re.Rejected[0].UserRecord)
+		require.Equal(t, want, rcv.received())
+	}
+	require.Equal(t, refused+1, rcv.refused)
 }

@@ -213,6 +213,10 @@ func (s *sender) flush() error {
 // only itself (see the package documentation).
 func (s *sender) send(lo, hi int) {
 	body := s.requestBody(lo, hi)
+	if hi-lo == 1 && s.o.format == formatRawPacked && len(body) > s.o.requestLimit() &&
+		s.recs[s.refs[lo].rec].Count > 1 && s.splitAggregate(s.refs[lo].rec, nil, len(body)) {
+		return // an aggregate larger than the server takes (413 before): sent in parts
+	}
 	var onOK func(*http.Response) error
 	switch s.o.format {
 	case formatKafkaRESTv2:
