@@ -107,6 +107,8 @@ type Config struct {
 	// than this is sent alone (the server is the judge: a 413 for it alone
 	// dead-letters it). A server that answers 413 to a larger request gets
 	// the request split in halves, and smaller requests from then on.
+	// Formats raw and raw-packed split a KPL aggregate larger than this
+	// into smaller aggregates (see the package documentation).
 	// Default 5MiB, the PutRecords request limit.
 	MaxRequestBytes units.ByteSize `yaml:"max_request_bytes"`
 	// MaxRequestRecords bounds the user records in a request. Default 10000:

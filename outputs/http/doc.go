@@ -34,8 +34,30 @@
 // ParsePacked reads it. A request holds at most MaxRequestBytes
 // (uncompressed; a single record larger than that goes alone) and
 // MaxRequestRecords Kinesis records. Splits after a 413 or 400 are between
-// Kinesis records, and a Kinesis record refused on its own is rejected whole
-// (permanent: dead-lettered whole), never one user record of it.
+// Kinesis records. A Kinesis record refused on its own with 413 is split as
+// format raw splits it (see Aggregates too large below), its parts sent as
+// frames; refused on its own otherwise, it is rejected whole (permanent:
+// dead-lettered whole), never one user record of it.
+//
+// # Aggregates too large (raw, raw-packed)
+//
+// A Kinesis record holding a KPL aggregate of several user records that the
+// server refuses on its own with 413 is decoded, and its user records are
+// sent again as smaller Kinesis records: halves, recursively, in order, down
+// to single user records. Each part is built as the aggregate.Builder (and
+// the KPL) builds it: an aggregate of 2+ records (partition key "a",
+// explicit hash key that of its first record, each record keeping its own
+// keys inside) or, for one record, the plain record with its own keys (the
+// X-Partition-Key and X-Explicit-Hash-Key headers of format raw). Only a user
+// record refused on its own is rejected (an *outputs.RejectedRecordsError
+// entry: dead-lettered alone with the 413, the rest of its aggregate
+// delivered once); a part refused with another permanent status has each of
+// its user records rejected so. A part that fails retryably stops the Send
+// and fails its whole Kinesis record (retried whole: the parts delivered
+// before arrive again). The splits count against the request's bound
+// (1024) and lower the learned request size like any 413; a Kinesis record
+// (raw) or part larger than the learned size is split before it is sent,
+// costing no refused request.
 //
 // # Classification
 //

@@ -81,6 +81,9 @@ type sender struct {
 	ends []int     // ends[j]: offset in body just after user record j
 	refs []userRef // refs[j]: where user record j comes from
 	sub  *[]byte   // pooled buffer for the body of part of a split request
+	// whole and part: pooled buffers for a Kinesis record split after a
+	// 413 (rawsplit.go): its data, and the body of one part.
+	whole, part *[]byte
 	// lo and hi delimit the user records (indexes into refs) of the
 	// request on the wire: all of body, or part of it once split.
 	lo, hi int
@@ -103,9 +106,11 @@ type sender struct {
 func (s *sender) reset() {
 	s.ctx, s.recs, s.body = nil, nil, nil
 	s.n, s.ends, s.refs, s.objects = 0, s.ends[:0], s.refs[:0], false
-	if s.sub != nil {
-		s.o.bufs.put(s.sub)
-		s.sub = nil
+	for _, p := range []**[]byte{&s.sub, &s.whole, &s.part} {
+		if *p != nil {
+			s.o.bufs.put(*p)
+			*p = nil
+		}
 	}
 	s.fails, s.nfail, s.rejects = nil, 0, s.rejects[:0]
 	clear(s.errs)
@@ -208,6 +213,10 @@ func (s *sender) flush() error {
 // only itself (see the package documentation).
 func (s *sender) send(lo, hi int) {
 	body := s.requestBody(lo, hi)
+	if hi-lo == 1 && s.o.format == formatRawPacked && len(body) > s.o.requestLimit() &&
+		s.recs[s.refs[lo].rec].Count > 1 && s.splitAggregate(s.refs[lo].rec, nil, len(body)) {
+		return // an aggregate larger than the server takes (413 before): sent in parts
+	}
 	var onOK func(*http.Response) error
 	switch s.o.format {
 	case formatKafkaRESTv2:
@@ -241,6 +250,9 @@ func (s *sender) send(lo, hi int) {
 			s.send(mid, hi)
 			return
 		}
+	}
+	if hi-lo == 1 && s.o.format == formatRawPacked && isTooLarge(err) && s.splitAggregate(s.refs[lo].rec, err, len(body)) {
+		return // an aggregate too large on its own: sent in parts
 	}
 	s.settle(lo, hi, err)
 }
@@ -306,8 +318,15 @@ func (s *sender) sendRaw() {
 		a := &s.recs[i]
 		s.body = a.AppendKinesisData(s.body[:0])
 		s.refs = append(s.refs[:0], userRef{rec: i})
+		s.splits = 0
+		if a.Count > 1 && len(s.body) > s.o.requestLimit() && s.splitAggregate(i, nil, len(s.body)) {
+			continue // larger than the server takes (413 before): sent in parts
+		}
 		// The whole Kinesis record is one request: a rejection is its own.
 		err := s.o.roundTrip(s.ctx, s.body, a, nil)
+		if isTooLarge(err) && s.splitAggregate(i, err, len(s.body)) {
+			continue
+		}
 		if outputs.IsPermanent(err) {
 			s.fail(i, classPermanent, s.addErr(err))
 			continue
