@@ -19,7 +19,7 @@ func Type() outputs.Type {
 		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
 			c, ok := cfg.(*Config)
 			if !ok {
-				return nil, fmt.Errorf("kafka: output %s: config is %T, want *kafka.Config", name, cfg)
+				return nil, fmt.Errorf("kafka: config is %T, want *kafka.Config", cfg)
 			}
 			// set.Registerer already labels every metric output=<name>.
 			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Registerer: set.Registerer})
