@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"path/filepath"
 
-	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -54,7 +53,7 @@ func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 		}
 		c.TLS.InsecureSkipVerify = c.TLS.InsecureSkipVerify || f.InsecureSkipVerify
 		if err := c.Validate(); err != nil {
-			return nil, fmt.Errorf("kafka: url %s: %w", redact.URL(u), err)
+			return nil, fmt.Errorf("kafka: url: %w", err)
 		}
 	}
 	return &c, nil
