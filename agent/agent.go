@@ -27,6 +27,18 @@ import (
 // dead-letter file.
 var ErrDeadLettered = errors.New("agent: some records were written to the dead-letter file")
 
+// OutputError is an output that could not be built (at start or reload):
+// its name, its type, and the output's error, which starts with the type
+// (`output "out": kinesis: region: not set`). The agent names the output
+// once; the output names only its package.
+type OutputError struct {
+	Name, Type string
+	Err        error
+}
+
+func (e *OutputError) Error() string { return fmt.Sprintf("output %q: %v", e.Name, e.Err) }
+func (e *OutputError) Unwrap() error { return e.Err }
+
 // Settings are set in code, not in the config file.
 type Settings struct {
 	Logger  *slog.Logger
@@ -212,7 +224,7 @@ func (a *Agent) buildOutput(cfg Config, oc OutputConfig) (*builtOutput, error) {
 	})
 	if err != nil {
 		reg.unregisterAll()
-		return nil, fmt.Errorf("output %s: %w", oc.Name, err)
+		return nil, &OutputError{Name: oc.Name, Type: oc.Type, Err: err}
 	}
 	return &builtOutput{out: o, cfg: oc, conc: conc, reg: reg}, nil
 }

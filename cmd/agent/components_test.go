@@ -104,11 +104,15 @@ func TestTail_DestinationIsMadeByTheSchemesType(t *testing.T) {
 		"kinesis://s?colour=red": `--to "kinesis://s?colour=REDACTED": kinesis: url: colour: unknown parameter`,
 		"kinesis:///path":        `--to "kinesis:///path": kinesis: url: unexpected path "/path"`,
 		"firehose://s?gzip=true": `--to "firehose://s?gzip=REDACTED": firehose: url: gzip: unknown parameter`,
-		"file:///":               "",
-		"blackhole:":             "",
-		"blackhole://?x=1":       `--to "blackhole:?x=REDACTED": unknown parameter "x"`,
+		// Settings that hold no secret stay readable; an unknown name may be one.
+		"kinesis://s?region=us-east-1&endpoint=http://127.0.0.1:1&bogus=1": `--to "kinesis://s?region=us-east-1&endpoint=http://127.0.0.1:1&bogus=REDACTED": kinesis: url: bogus: unknown parameter`,
+		"firehose://s?region=eu-west-1&role_arn=x&aggregate_lines=no":      `--to "firehose://s?region=eu-west-1&role_arn=REDACTED&aggregate_lines=no": firehose: url: `,
+		"kafka://k1:9092/t?compression=zstd&password=p&bogus=1":            `--to "kafka://k1:9092/t?compression=zstd&password=REDACTED&bogus=REDACTED": kafka: url: `,
+		"file:///":         "",
+		"blackhole:":       "",
+		"blackhole://?x=1": `--to "blackhole:?x=REDACTED": unknown parameter "x"`,
 		"kafka://k1:9092,k2:9092/logs?compression=zstd": "",
-		"kafka://k1:9092/":       `--to "kafka://k1:9092/": kafka: url kafka://k1:9092/: topic: required`,
+		"kafka://k1:9092/":       `--to "kafka://k1:9092/": kafka: url: topic: required`,
 		"http://[::1]:namedport": `--to "http://[::1]:namedport": parse "http://[::1]:namedport": invalid port`, // nothing secret: shown as written
 	} {
 		o := &tailOptions{to: to, gzip: true}

@@ -22,6 +22,7 @@ import (
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/agent/process"
 	"github.com/kplagent/agent/agent/source/file"
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/spool"
@@ -333,7 +334,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	r := tailResult{
 		err: err, interrupted: ctx.Err() != nil, readerGone: errors.Is(context.Cause(ctx), errReaderGone),
 		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), behind: a.FilesBehind(), took: time.Since(start),
-		hadCheckpoints: hadCheckpoints, files: in.files,
+		hadCheckpoints: hadCheckpoints, files: in.files, to: redact.RawURL(o.to),
 	}
 	return r.report(stderr, once && !o.quiet && isTerminal(stderr))
 }
@@ -351,6 +352,7 @@ type tailResult struct {
 	took           time.Duration
 	hadCheckpoints bool
 	files          []string
+	to             string // --to, redacted
 }
 
 // undelivered is how many records read by this run were neither delivered
@@ -364,6 +366,12 @@ func (r tailResult) undelivered() int64 {
 // status.
 func (r tailResult) report(stderr io.Writer, summary bool) int {
 	if r.err != nil && !errors.Is(r.err, context.Canceled) && !errors.Is(r.err, agent.ErrDeadLettered) {
+		var oe *agent.OutputError
+		if errors.As(r.err, &oe) && oe.Name == tailOutputName {
+			// The user named no output: --to is the one to tell.
+			fmt.Fprintf(stderr, "agent tail: --to %q: %v\n", r.to, redact.Error(oe.Err))
+			return exitFailed
+		}
 		return exitCode(r.err, stderr)
 	}
 	if r.readerGone {
@@ -651,6 +659,9 @@ func warnMissing(paths []string, stderr io.Writer) bool {
 	return found
 }
 
+// tailOutputName names the output of --to in the Config tail makes.
+const tailOutputName = "destination"
+
 // tailConfig turns the command line into the same Config a daemon reads. tmp
 // reports a temporary state directory, removed after the run.
 func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err error) {
@@ -778,7 +789,7 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		cfg.Sources = append(cfg.Sources, src)
 		names = append(names, u)
 	}
-	out.Name = "destination"
+	out.Name = tailOutputName
 	cfg.Outputs = []agent.OutputConfig{out}
 	flow := agent.DefaultFlowConfig()
 	flow.Name = "tail"

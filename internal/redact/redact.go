@@ -3,6 +3,14 @@
 // parameters (?api_key=…) and user information (user:password@). Scheme,
 // host, path and parameter names stay, so a message still says where a
 // request went.
+//
+// The query of an agent's own destination URL (kinesis://, firehose://,
+// kafka://, file://, blackhole:, as `agent tail --to` takes them) holds the
+// agent's settings: the values of the settings known to hold no secret
+// (region, endpoint, format, compression...) stay readable there, so a
+// usage error says what was given. Every other value is masked: an unknown
+// name may be a secret, and the query of an http(s) URL belongs to its
+// receiver, which may take keys under any name.
 package redact
 
 import (
@@ -16,8 +24,9 @@ import (
 const Mask = "REDACTED"
 
 // URL returns u as a string with its user information and every query
-// value replaced by Mask (parameter names are kept). The fragment is
-// dropped. nil gives "".
+// value replaced by Mask (parameter names are kept), except the readable
+// settings of an agent destination URL (see the package doc). The fragment
+// is dropped. nil gives "".
 func URL(u *url.URL) string {
 	if u == nil {
 		return ""
@@ -28,20 +37,63 @@ func URL(u *url.URL) string {
 	}
 	c.Fragment, c.RawFragment = "", ""
 	if c.RawQuery != "" {
-		c.RawQuery = query(c.RawQuery)
+		c.RawQuery = query(c.RawQuery, agentSchemes[strings.ToLower(c.Scheme)])
 	}
 	c.ForceQuery = false
 	return c.String()
 }
 
-// query masks the values of a raw query, keeping names and order.
-func query(raw string) string {
+// agentSchemes are the schemes whose query parameters are the agent's own
+// settings (see readable).
+var agentSchemes = map[string]bool{"kinesis": true, "firehose": true, "kafka": true, "file": true, "blackhole": true}
+
+// readable are the settings of agent URLs whose values hold no secret. Not
+// here, so masked: role_arn and external_id (an account and a shared
+// value of a role's trust policy), client_id, and anything unknown.
+var readable = map[string]bool{
+	// kinesis, firehose (internal/awsconf and the outputs' URLs)
+	"region": true, "endpoint": true, "sts_endpoint": true, "profile": true, "stream": true,
+	"protocol": true, "rate_limit": true, "aggregation": true, "shard_map_refresh": true,
+	"max_record_bytes": true, "aggregate_lines": true, "append_newline": true, "timeout": true,
+	// kafka (key is the choice of message key: partition_key or none)
+	"key": true, "acks": true, "idempotent": true, "client_metrics": true, "compression": true,
+	"topic_field": true, "linger": true, "produce_timeout": true, "send_timeout": true,
+	"batch_max_bytes": true, "max_buffered_bytes": true, "max_in_flight": true, "tls": true,
+	"tls_ca_file": true, "tls_server_name": true, "tls_insecure_skip_verify": true, "sasl": true,
+	// file, blackhole, and settings common to several
+	"format": true, "encoding": true, "print_interval": true, "partition_key": true, "hash_key": true,
+}
+
+// secretName matches names that say they hold a secret, whatever the list
+// above says: a readable name never shows such a value.
+var secretName = regexp.MustCompile(`(?i)secret|token|passw|pwd|credential|signature|sig$|auth|session|private|apikey|api_key|access_key|_key$`)
+
+// readableValue reports whether the value of parameter name (raw, as in
+// the query) may be shown in an agent URL. A value holding user
+// information or a query of its own (an endpoint's user:password@ or
+// ?signature=) is masked all the same.
+func readableValue(name, value string) bool {
+	n, err := url.QueryUnescape(name)
+	if err != nil || !readable[n] || (n != "key" && n != "partition_key" && n != "hash_key" && secretName.MatchString(n)) {
+		return false
+	}
+	v, err := url.QueryUnescape(value)
+	return err == nil && !strings.ContainsAny(v, "@?#")
+}
+
+// query masks the values of a raw query, keeping names and order. With
+// agent set (an agent destination URL), the values of readable settings
+// stay as written.
+func query(raw string, agent bool) string {
 	parts := strings.Split(raw, "&")
 	for i, p := range parts {
 		if p == "" {
 			continue
 		}
-		name, _, hasValue := strings.Cut(p, "=")
+		name, value, hasValue := strings.Cut(p, "=")
+		if hasValue && agent && readableValue(name, value) {
+			continue
+		}
 		if hasValue {
 			parts[i] = name + "=" + Mask
 		} else {

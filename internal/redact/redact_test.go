@@ -34,6 +34,42 @@ func TestURL(t *testing.T) {
 	require.Empty(t, URL(nil))
 }
 
+// The query of an agent destination URL (agent tail --to) is its settings:
+// those that hold no secret stay readable in usage errors and logs; secrets,
+// unknown names and every value of an http(s) URL (the receiver's) do not.
+func TestURL_AgentSchemesKeepSettingsThatHoldNoSecret(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"kinesis://s?region=us-east-1&endpoint=http://127.0.0.1:4567&bogus=1",
+			"kinesis://s?region=us-east-1&endpoint=http://127.0.0.1:4567&bogus=REDACTED"},
+		{"firehose://s?region=eu-west-1&endpoint=http%3A%2F%2Fh%3A1&aggregate_lines=false&append_newline=true",
+			"firehose://s?region=eu-west-1&endpoint=http%3A%2F%2Fh%3A1&aggregate_lines=false&append_newline=true"},
+		{"kinesis://s?region=us-east-1&role_arn=arn:aws:iam::1:role/r&external_id=s3cret&profile=prod",
+			"kinesis://s?region=us-east-1&role_arn=REDACTED&external_id=REDACTED&profile=prod"},
+		{"kinesis://s?endpoint=http://u:s3cret@h:1", "kinesis://s?endpoint=REDACTED"},
+		{"kinesis://s?endpoint=http://h/?X-Amz-Signature=s3cret", "kinesis://s?endpoint=REDACTED"},
+		{"kafka://k1:9092/t?key=partition_key&compression=zstd&acks=all&sasl=PLAIN&client_id=s3cret&password=s3cret",
+			"kafka://k1:9092/t?key=partition_key&compression=zstd&acks=all&sasl=PLAIN&client_id=REDACTED&password=REDACTED"},
+		{"KAFKA://k1/t?sasl_password=s3cret&token=s3cret&aws_secret_access_key=s3cret&access_key=s3cret",
+			"kafka://k1/t?sasl_password=REDACTED&token=REDACTED&aws_secret_access_key=REDACTED&access_key=REDACTED"},
+		{"kafka://u:s3cret@k1/t?linger=5ms", "kafka://REDACTED@k1/t?linger=5ms"},
+		{"blackhole:?print_interval=1s&x=s3cret", "blackhole:?print_interval=1s&x=REDACTED"},
+		{"file:///var/out?format=kpl-json&flag", "file:///var/out?format=kpl-json&REDACTED"},
+		// The query of an http(s) URL is the receiver's: all masked.
+		{"https://h/i?region=us-east-1&format=json&key=s3cret", "https://h/i?region=REDACTED&format=REDACTED&key=REDACTED"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, RawURL(tc.in))
+			require.NotContains(t, RawURL(tc.in), "s3cret")
+			if strings.Contains(tc.in, "://") { // String finds URLs by their ://
+				require.Equal(t, "see "+tc.want+".", String("see "+tc.in+"."))
+			}
+		})
+	}
+}
+
 func TestString(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ in, want string }{

@@ -69,7 +69,7 @@ var _ outputs.Output = (*Output)(nil)
 // New returns a blackhole output.
 func New(name string, cfg Config, set Settings) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("blackhole: output %s: %w", name, err)
+		return nil, fmt.Errorf("blackhole: %w", err)
 	}
 	log := set.Logger
 	if log == nil {
@@ -123,7 +123,7 @@ func Type() outputs.Type {
 		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
 			c, ok := cfg.(*Config)
 			if !ok {
-				return nil, fmt.Errorf("blackhole: output %s: config is %T, want *blackhole.Config", name, cfg)
+				return nil, fmt.Errorf("blackhole: config is %T, want *blackhole.Config", cfg)
 			}
 			return New(name, *c, Settings{Logger: set.Logger})
 		},

@@ -72,5 +72,5 @@ func TestType_FromURLAndValidate(t *testing.T) {
 		require.Equal(t, tc.want, cfg.(*Config).PrintInterval, tc.url)
 	}
 	_, err := New("x", Config{PrintInterval: -time.Second}, Settings{})
-	require.ErrorContains(t, err, "blackhole: output x: print_interval: must not be negative")
+	require.ErrorContains(t, err, "blackhole: print_interval: must not be negative")
 }

@@ -63,7 +63,7 @@ const (
 // New validates cfg and opens (creating if needed) the file to append to.
 func New(name string, cfg Config, set Settings) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("file: output %s: %w", name, err)
+		return nil, fmt.Errorf("file: %w", err)
 	}
 	f, _ := encode.ParseLineFormat(cfg.Format)
 	enc, _ := encode.ParseEncoding(cfg.Encoding, encode.EncodingJSON)
@@ -77,10 +77,10 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	}
 	o := &Output{name: name, cfg: cfg, path: path, format: f, enc: enc, log: log, now: time.Now}
 	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
-		return nil, fmt.Errorf("file: output %s: %w", name, err)
+		return nil, fmt.Errorf("file: %w", err)
 	}
 	if err := o.open(); err != nil {
-		return nil, fmt.Errorf("file: output %s: %w", name, err)
+		return nil, fmt.Errorf("file: %w", err)
 	}
 	return o, nil
 }

@@ -195,7 +195,7 @@ func TestConfig_Validate(t *testing.T) {
 		}
 		require.EqualError(t, err, tc.want)
 		_, err = New("x", tc.cfg, Settings{})
-		require.ErrorContains(t, err, "file: output x: "+tc.want)
+		require.ErrorContains(t, err, "file: "+tc.want)
 	}
 	require.Equal(t, FormatNDJSON, DefaultConfig().Format)
 }

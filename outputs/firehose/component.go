@@ -17,7 +17,7 @@ func Type() outputs.Type {
 		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
 			c, ok := cfg.(*Config)
 			if !ok {
-				return nil, fmt.Errorf("firehose: output %s: config is %T, want *firehose.Config", name, cfg)
+				return nil, fmt.Errorf("firehose: config is %T, want *firehose.Config", cfg)
 			}
 			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Registerer: set.Registerer, MaxConns: set.MaxConns, OutputLabelled: true})
 		},

@@ -62,7 +62,7 @@ var (
 // It calls no Firehose API.
 func New(name string, cfg Config, set Settings) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("firehose: output %s: %w", name, err)
+		return nil, fmt.Errorf("firehose: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	log := set.Logger
@@ -75,7 +75,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	}
 	awsCfg, tr, err := awsconf.Load(cfg.Config, awsconf.Settings{UserAgent: set.UserAgent, Logger: log}, maxConns)
 	if err != nil {
-		return nil, fmt.Errorf("firehose: output %s: %w", name, err)
+		return nil, fmt.Errorf("firehose: %w", err)
 	}
 	client := firehose.NewFromConfig(awsCfg, func(o *firehose.Options) {
 		if cfg.Endpoint != "" {

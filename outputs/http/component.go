@@ -19,7 +19,7 @@ func Type() outputs.Type {
 		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
 			c, ok := cfg.(*Config)
 			if !ok {
-				return nil, fmt.Errorf("http: output %s: config is %T, want *http.Config", name, cfg)
+				return nil, fmt.Errorf("http: config is %T, want *http.Config", cfg)
 			}
 			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Metrics: set.Registerer})
 		},

@@ -82,12 +82,12 @@ var _ outputs.Healthchecker = (*Output)(nil)
 // opens no connection.
 func New(name string, cfg Config, set Settings) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("http: output %s: %w", name, err)
+		return nil, fmt.Errorf("http: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	u, err := url.Parse(cfg.URL)
 	if err != nil { // unreachable after Validate
-		return nil, fmt.Errorf("http: output %s: url: %w", name, err)
+		return nil, fmt.Errorf("http: url: %w", err)
 	}
 	log := set.Logger
 	if log == nil {
@@ -106,19 +106,19 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 		now:    time.Now,
 	}
 	if o.comp, err = newCompressor(cfg.Compression); err != nil {
-		return nil, fmt.Errorf("http: output %s: %w", name, err)
+		return nil, fmt.Errorf("http: %w", err)
 	}
 	o.redactedURL = redact.URL(u)
 	o.bufs.maxKeep = max(2*int(cfg.MaxRequestBytes), 2<<20)
 	o.bufs.free = make(chan *[]byte, keptBufs)
 	o.limit.Store(int64(cfg.MaxRequestBytes))
 	if o.metrics, err = newOutputMetrics(set.Metrics); err != nil {
-		return nil, fmt.Errorf("http: output %s: metrics: %w", name, err)
+		return nil, fmt.Errorf("http: metrics: %w", err)
 	}
 	o.metrics.limit.Set(float64(cfg.MaxRequestBytes))
 	if u.Scheme == "https" || cfg.TLS.isSet() {
 		if o.tlsConf, err = loadTLS(cfg.TLS); err != nil {
-			return nil, fmt.Errorf("http: output %s: %w", name, err)
+			return nil, fmt.Errorf("http: %w", err)
 		}
 		if cfg.TLS.InsecureSkipVerify {
 			log.Warn("tls.insecure_skip_verify is set: the server's certificate is not verified")

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"path/filepath"
 
-	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -19,7 +18,7 @@ func Type() outputs.Type {
 		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
 			c, ok := cfg.(*Config)
 			if !ok {
-				return nil, fmt.Errorf("kafka: output %s: config is %T, want *kafka.Config", name, cfg)
+				return nil, fmt.Errorf("kafka: config is %T, want *kafka.Config", cfg)
 			}
 			// set.Registerer already labels every metric output=<name>.
 			return New(name, *c, Settings{Logger: set.Logger, UserAgent: set.UserAgent, Registerer: set.Registerer})
@@ -54,7 +53,7 @@ func fromURL(u *url.URL, f outputs.TailFlags) (any, error) {
 		}
 		c.TLS.InsecureSkipVerify = c.TLS.InsecureSkipVerify || f.InsecureSkipVerify
 		if err := c.Validate(); err != nil {
-			return nil, fmt.Errorf("kafka: url %s: %w", redact.URL(u), err)
+			return nil, fmt.Errorf("kafka: url: %w", err)
 		}
 	}
 	return &c, nil

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/internal/units"
 )
 
@@ -468,7 +467,7 @@ func FromURL(u *url.URL) (Config, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return c, fmt.Errorf("kafka: url %s: %w", redact.URL(u), errors.Join(errs...))
+		return c, fmt.Errorf("kafka: url: %w", errors.Join(errs...))
 	}
 	return c, nil
 }

@@ -127,7 +127,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 // newOutputOpts is New with extra client options (tests' hooks).
 func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("kafka: output %s: %w", name, err)
+		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	log := set.Logger
@@ -140,11 +140,11 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	}
 	opts, err := clientOpts(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: output %s: %w", name, err)
+		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	sec, err := securityOpts(context.Background(), cfg, ua)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: output %s: %w", name, err)
+		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	if cfg.TLS.InsecureSkipVerify {
 		log.Warn("tls.insecure_skip_verify is set: the brokers' certificates are not verified")
@@ -154,7 +154,7 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	}
 	m, err := newMetrics(set.Registerer)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: output %s: metrics: %w", name, err)
+		return nil, fmt.Errorf("kafka: metrics: %w", err)
 	}
 	o := &Output{
 		name:      name,
@@ -177,7 +177,7 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		m.unregister(set.Registerer)
-		return nil, fmt.Errorf("kafka: output %s: %w", name, err)
+		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	o.cl, o.opts = cl, opts
 	return o, nil
@@ -316,7 +316,7 @@ func (o *Output) Healthcheck(ctx context.Context) error {
 		return errClosed
 	}
 	if err := o.client().Ping(ctx); err != nil {
-		return fmt.Errorf("kafka: output %s: no broker reachable: %w", o.name, err)
+		return fmt.Errorf("kafka: no broker reachable: %w", err)
 	}
 	return nil
 }

@@ -518,7 +518,7 @@ func (s *send) result(ctx context.Context) error {
 	for i := range s.fails {
 		f := s.fails[i]
 		if f.class == classOK && s.left[i].Load() != 0 {
-			f = failure{class: classRetry, err: fmt.Errorf("kafka: output %s: not acknowledged within send_timeout %s: %w", s.o.name, s.o.cfg.SendTimeout, ctx.Err())}
+			f = failure{class: classRetry, err: fmt.Errorf("kafka: not acknowledged within send_timeout %s: %w", s.o.cfg.SendTimeout, ctx.Err())}
 		}
 		if f.class == classOK {
 			continue

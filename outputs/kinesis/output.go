@@ -90,7 +90,7 @@ var (
 // fetched by the first ShardMap or Send.
 func New(name string, cfg Config, set Settings) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("kinesis: output %s: %w", name, err)
+		return nil, fmt.Errorf("kinesis: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	log := set.Logger
@@ -103,7 +103,7 @@ func New(name string, cfg Config, set Settings) (*Output, error) {
 	}
 	awsCfg, tr, err := awsconf.Load(cfg.Config, awsconf.Settings{UserAgent: set.UserAgent, Logger: log}, maxConns)
 	if err != nil {
-		return nil, fmt.Errorf("kinesis: output %s: %w", name, err)
+		return nil, fmt.Errorf("kinesis: %w", err)
 	}
 	proto := putRecordsProtocol{cbor: new(atomic.Bool)}
 	proto.cbor.Store(cfg.Protocol == ProtocolCBOR)

@@ -16,7 +16,7 @@ func Type() outputs.Type {
 		New: func(name string, cfg any, set outputs.Settings) (outputs.Output, error) {
 			c, ok := cfg.(*Config)
 			if !ok {
-				return nil, fmt.Errorf("stdout: output %s: config is %T, want *stdout.Config", name, cfg)
+				return nil, fmt.Errorf("stdout: config is %T, want *stdout.Config", cfg)
 			}
 			return New(name, *c, Settings{Logger: set.Logger, Writer: set.Stdout})
 		},

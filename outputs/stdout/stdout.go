@@ -86,7 +86,7 @@ var _ outputs.Output = (*Output)(nil)
 // New returns a stdout output.
 func New(name string, cfg Config, set Settings) (*Output, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("stdout: output %s: %w", name, err)
+		return nil, fmt.Errorf("stdout: %w", err)
 	}
 	f, _ := encode.ParseLineFormat(cfg.Format)
 	enc, _ := encode.ParseEncoding(cfg.Encoding, encode.EncodingJSON)

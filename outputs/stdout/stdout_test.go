@@ -67,7 +67,7 @@ func TestConfig(t *testing.T) {
 	require.NoError(t, DefaultConfig().Validate())
 	require.EqualError(t, Config{Format: "xml"}.Validate(), `format: unknown "xml" (want ndjson or kpl-json)`)
 	_, err := New("out", Config{Format: "xml"}, Settings{})
-	require.ErrorContains(t, err, "stdout: output out: format: unknown")
+	require.ErrorContains(t, err, "stdout: format: unknown")
 }
 
 type failWriter struct{ err error }
