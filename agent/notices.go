@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -146,32 +147,22 @@ func (p *parsed) largestEntryNeeded() int64 {
 // --partition-key there, but an existing file must still load, so this is
 // a warning. Runs after Validate, for flows without problems.
 func (p *parsed) warnUnusedPartitionKeys() {
-	outs := map[string]OutputConfig{}
-	for _, o := range p.cfg.Outputs {
-		outs[o.Name] = o
-	}
 	for i, f := range p.cfg.Flows {
 		path := fmt.Sprintf("flows[%d].partition_key", i)
 		// random is the default: written out, it asks for nothing more.
 		if !p.isSet(path) || f.PartitionKey.Kind == process.KeyRandom || p.covered(fmt.Sprintf("flows[%d]", i), 0) {
 			continue
 		}
-		for _, r := range [][2]string{{"output", f.Output}, {"failover output", f.Failover}} {
-			role, name := r[0], r[1]
-			o, ok := outs[name]
-			if name == "" || !ok || o.Config == nil {
-				continue
+		for _, o := range p.keylessOutputs(f, func(cfg any) (bool, bool, string) {
+			ku, ok := cfg.(outputs.KeyUser)
+			if !ok {
+				return false, false, ""
 			}
-			what := o.Type
-			if ku, ok := o.Config.(outputs.KeyUser); ok {
-				used, why := ku.UsesPartitionKey()
-				if used {
-					continue
-				}
-				what += ", " + why
-			}
+			used, why := ku.UsesPartitionKey()
+			return true, used, why
+		}) {
 			p.notice(slog.LevelWarn, path, "flow %q sets partition_key %s, but its %s %q (%s) sends no partition key: the key is ignored there (remove it, or use an output or format that sends it)",
-				f.Name, keyText(f.PartitionKey), role, name, what)
+				f.Name, keyText(f.PartitionKey), o.role, o.name, o.what)
 		}
 	}
 }
@@ -184,33 +175,57 @@ func (p *parsed) warnUnusedPartitionKeys() {
 // warning, as for partition_key: the file still loads. Runs after
 // Validate, for flows without problems.
 func (p *parsed) warnUnusedExplicitHashKeys() {
-	outs := map[string]OutputConfig{}
-	for _, o := range p.cfg.Outputs {
-		outs[o.Name] = o
-	}
 	for i, f := range p.cfg.Flows {
 		path := fmt.Sprintf("flows[%d].explicit_hash_key", i)
 		if f.ExplicitHashKey.Field == "" || p.covered(fmt.Sprintf("flows[%d]", i), 0) {
 			continue
 		}
-		for _, r := range [][2]string{{"output", f.Output}, {"failover output", f.Failover}} {
-			role, name := r[0], r[1]
-			o, ok := outs[name]
-			if name == "" || !ok || o.Config == nil {
-				continue
+		for _, o := range p.keylessOutputs(f, func(cfg any) (bool, bool, string) {
+			hu, ok := cfg.(outputs.HashKeyUser)
+			if !ok {
+				return false, false, ""
 			}
-			what := o.Type
-			if hu, ok := o.Config.(outputs.HashKeyUser); ok {
-				used, why := hu.UsesExplicitHashKey()
-				if used {
-					continue
-				}
-				what += ", " + why
-			}
+			used, why := hu.UsesExplicitHashKey()
+			return true, used, why
+		}) {
 			p.notice(slog.LevelWarn, path, "flow %q sets explicit_hash_key {field: %s}, but its %s %q (%s) sends no explicit hash key: the field is ignored there (remove it, or use kinesis or an output format that sends it)",
-				f.Name, f.ExplicitHashKey.Field, role, name, what)
+				f.Name, f.ExplicitHashKey.Field, o.role, o.name, o.what)
 		}
 	}
+}
+
+// keylessOutput is an output of a flow that drops a key the flow sets.
+type keylessOutput struct {
+	role, name string // "output" or "failover output", and its name
+	what       string // its type, and the setting that drops the key
+}
+
+// keylessOutputs returns the output and failover output of f that do not
+// send a key: uses says whether an output's config can send one (known;
+// outputs whose configs cannot never do) and, if so, whether this one does
+// and which setting leaves it out.
+func (p *parsed) keylessOutputs(f FlowConfig, uses func(cfg any) (known, used bool, why string)) []keylessOutput {
+	var out []keylessOutput
+	for _, r := range [][2]string{{"output", f.Output}, {"failover output", f.Failover}} {
+		role, name := r[0], r[1]
+		if name == "" {
+			continue
+		}
+		i := slices.IndexFunc(p.cfg.Outputs, func(o OutputConfig) bool { return o.Name == name })
+		if i < 0 || p.cfg.Outputs[i].Config == nil {
+			continue
+		}
+		o := p.cfg.Outputs[i]
+		what := o.Type
+		if known, used, why := uses(o.Config); known {
+			if used {
+				continue
+			}
+			what += ", " + why
+		}
+		out = append(out, keylessOutput{role: role, name: name, what: what})
+	}
+	return out
 }
 
 // keyText shows a partition key setting as written.
