@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -76,7 +75,7 @@ func indexOf(msgs []string, prefix string, from int) int {
 // startAgentEnv is startAgent with extra environment variables.
 func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(agentBin, args...)
+	cmd := agentCmd(args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	sw := &syncWriter{w: &stderr}
@@ -177,7 +176,7 @@ flows:
 // statusJSON runs `agent status --json` against the agent at admin.
 func statusJSON(t *testing.T, admin string) (agent.Status, bool) {
 	t.Helper()
-	out, err := exec.Command(agentBin, "status", "--json", "--admin", admin).Output()
+	out, err := agentCmd("status", "--json", "--admin", admin).Output()
 	if err != nil {
 		return agent.Status{}, false
 	}
@@ -265,7 +264,7 @@ flows:
 	require.Equal(t, "http", web.Type)
 	require.Positive(t, metric(admin, "agent_output_failovers_total"))
 	require.Equal(t, 1.0, metric(admin, `agent_flow_active_output{flow="main",output="local"}`))
-	table, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	table, err := agentCmd("status", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", table)
 	require.Contains(t, string(table), "local (failover; primary web failing)")
 	require.Regexp(t, `(?m)^web\s+http\s+failed over for \d`, string(table))
@@ -330,13 +329,13 @@ flows:
 	p := startAgent(t, "run", "-c", cfg)
 	p.waitFor(t, time.Minute, func() bool { return s.distinct() == 1 }, "the agent did not start")
 
-	bad := exec.Command(agentBin, "tap", "nope", "--admin", admin)
+	bad := agentCmd("tap", "nope", "--admin", admin)
 	out, err := bad.CombinedOutput()
 	require.Error(t, err)
 	require.Contains(t, string(out), `no flow "nope"`)
 
 	const rate = 5
-	tp := exec.Command(agentBin, "tap", "main", "--rate", strconv.Itoa(rate), "--admin", admin)
+	tp := agentCmd("tap", "main", "--rate", strconv.Itoa(rate), "--admin", admin)
 	stdout, err := tp.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, tp.Start())
@@ -379,7 +378,7 @@ flows:
 
 	// agent top prints the status until q: on a pipe, plain snapshots
 	// without the terminal's clear-screen codes.
-	top := exec.Command(agentBin, "top", "--admin", admin, "-n", "1000")
+	top := agentCmd("top", "--admin", admin, "-n", "1000")
 	keys, err := top.StdinPipe()
 	require.NoError(t, err)
 	var screen syncWriter
@@ -456,7 +455,7 @@ flows:
 	keepWriting(func() bool { return sa.distinct() > 100 }, "lines did not reach the first URL")
 
 	writeConfig(t, dir, config(sb.URL()))
-	out, err := exec.Command(agentBin, "reload", "--admin", admin).CombinedOutput()
+	out, err := agentCmd("reload", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, "reloaded\n", string(out))
 	keepWriting(func() bool { return sb.distinct() > 100 }, "lines did not reach the new URL after the reload")
@@ -464,7 +463,7 @@ flows:
 
 	// A broken configuration: refused, with where the problem is.
 	require.NoError(t, os.WriteFile(cfg, []byte(config(sa.URL())+"bogus_key: 1\n"), 0o600))
-	out, err = exec.Command(agentBin, "reload", "--admin", admin).CombinedOutput()
+	out, err = agentCmd("reload", "--admin", admin).CombinedOutput()
 	require.Error(t, err)
 	require.Regexp(t, `agent\.yaml:\d+`, string(out))
 	require.Contains(t, string(out), "bogus_key")

@@ -77,9 +77,19 @@ func (p *agentProc) output() string {
 	return p.stderr.String()
 }
 
+// agentCmd is exec.Command(agentBin, args...) for an agent that dies with
+// the test binary: one that ends abnormally (a timeout, a panic, FailNow
+// from another goroutine) would otherwise leave the agents of the tests
+// still running, retrying for hours and loading the machine.
+func agentCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(agentBin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 func startAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(agentBin, args...)
+	cmd := agentCmd(args...)
 	var stderr bytes.Buffer
 	sw := &syncWriter{w: &stderr}
 	cmd.Stderr = sw

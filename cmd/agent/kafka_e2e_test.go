@@ -2,7 +2,6 @@ package main
 
 import (
 	"net"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -268,7 +267,7 @@ func TestTail_KafkaBrokerNotAnswering_StalledInStatusAndWarned(t *testing.T) {
 	p := startAgent(t, "tail", log, "--to", kafkaURL(c, "send_timeout=4s"), "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
 	p.waitFor(t, time.Minute, func() bool { return produces.Load() > 0 }, "no produce request reached the broker")
 	p.waitFor(t, time.Minute, func() bool {
-		out, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+		out, err := agentCmd("status", "--admin", admin).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		return regexp.MustCompile(`(?m)^\S+\s+kafka\s+stalled \(sending for \d+s\)`).MatchString(string(out))
 	}, "agent status never showed the kafka output stalled")

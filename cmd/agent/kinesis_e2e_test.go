@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,7 +47,7 @@ func awsEnv(extra ...string) []string {
 // startAgentFullEnv is startAgent with exactly the environment env.
 func startAgentFullEnv(t *testing.T, env []string, args ...string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(agentBin, args...)
+	cmd := agentCmd(args...)
 	cmd.Env = env
 	var stderr bytes.Buffer
 	sw := &syncWriter{w: &stderr}
@@ -161,7 +160,7 @@ func TestTailOnce_Kinesis_EveryLineInItsShard(t *testing.T) {
 		out.NextShardIterator = "AAAA"
 		js, err := json.Marshal(out)
 		require.NoError(t, err)
-		cmd := exec.Command(agentBin, "kpl", "decode")
+		cmd := agentCmd("kpl", "decode")
 		cmd.Stdin = bytes.NewReader(js)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

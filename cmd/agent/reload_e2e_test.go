@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -102,7 +101,7 @@ flows:
 	require.Positive(t, sockConns)
 
 	writeConfig(t, dir, config(sb.URL(), "a-*.log", "b-*.log"))
-	out, err := exec.Command(agentBin, "reload", "--admin", admin).CombinedOutput()
+	out, err := agentCmd("reload", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Equal(t, "reloaded\n", string(out))
 	arrivedA := sa.distinct()
@@ -292,7 +291,7 @@ flows:
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		cmd := exec.Command(agentBin, "reload", "--admin", admin)
+		cmd := agentCmd("reload", "--admin", admin)
 		out, _ := cmd.CombinedOutput()
 		answered <- answer{string(out), cmd.ProcessState.ExitCode()}
 	}()

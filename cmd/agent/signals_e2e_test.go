@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -101,7 +100,7 @@ func TestRun_SIGTERMWhileStartingIsACleanStop(t *testing.T) {
 	s := newSink(t)
 	cfg := signalTestConfig(t, dir, s.URL(), 10, `admin: {listen: "off"}`)
 	for i := range 3 {
-		cmd := exec.Command(agentBin, "run", "-c", cfg)
+		cmd := agentCmd("run", "-c", cfg)
 		cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
 		pipe, err := cmd.StderrPipe()
 		require.NoError(t, err)

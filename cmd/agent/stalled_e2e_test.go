@@ -88,7 +88,7 @@ func TestReadyz_StalledOutputNamedButReadyUnlessAskedToFail(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Equal(t, "fail_stalled: want a duration such as 0s or 1m, got \"soon\"\n", body)
 	p.waitFor(t, time.Minute, func() bool {
-		out, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+		out, err := agentCmd("status", "--admin", admin).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		return regexp.MustCompile(`^agent \S+, running for \S+, ready; dead-lettered 0\n  ` + stalledLine.String() + "\n").Match(out)
 	}, "agent status never named the stalled output under its first line")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -89,7 +88,7 @@ func TestStatus_DestinationNotAnswering_OutputShownStalled(t *testing.T) {
 	require.Positive(t, web.SendsInFlight)
 	require.GreaterOrEqual(t, web.SendingForSeconds, 2.0, "stalled after half the 4s timeout")
 	p.waitFor(t, time.Minute, func() bool {
-		out, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+		out, err := agentCmd("status", "--admin", admin).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		return regexp.MustCompile(`(?m)^web\s+http\s+stalled \(sending for \d+s\)`).MatchString(string(out))
 	}, "agent status never showed the output stalled in its table")
@@ -129,7 +128,7 @@ func TestStatus_SlowReload_ShownReloading(t *testing.T) {
 	require.Equal(t, "running", st.State)
 
 	singleFlowConfig(t, dir, admin, log, fmt.Sprintf("{url: %q}", next.URL()))
-	reload := exec.Command(agentBin, "reload", "--admin", admin)
+	reload := agentCmd("reload", "--admin", admin)
 	var reloadOut bytes.Buffer
 	reload.Stdout, reload.Stderr = &reloadOut, &reloadOut
 	require.NoError(t, reload.Start())
@@ -141,7 +140,7 @@ func TestStatus_SlowReload_ShownReloading(t *testing.T) {
 		return ok && st.State == agent.StateReloading && st.ReloadingFor != ""
 	}, "agent status --json never said reloading")
 	require.True(t, st.Ready, "a reload keeps the pipeline ready")
-	table, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	table, err := agentCmd("status", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", table)
 	require.Regexp(t, `^agent \S+, reloading for \S+ \(up \S+\), ready;`, string(table))
 
@@ -199,7 +198,7 @@ func TestStatus_RefusedReloadIsShown(t *testing.T) {
 	require.Equal(t, "failed", st.LastReload.Result)
 	require.Contains(t, st.LastReload.Error, "bogus_key")
 	require.Equal(t, "running", st.State, "the old configuration runs")
-	table, err := exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	table, err := agentCmd("status", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", table)
 	require.Regexp(t, `(?m)^LAST RELOAD REFUSED \(.*\): the configuration loaded before it still runs`, string(table))
 	require.Regexp(t, `(?m)^  .*bogus_key: unknown field`, string(table))
@@ -207,12 +206,12 @@ func TestStatus_RefusedReloadIsShown(t *testing.T) {
 	p.waitFor(t, time.Minute, func() bool { return s.distinct() == 20 }, "the old configuration stopped shipping")
 
 	require.NoError(t, os.WriteFile(cfg, good, 0o600))
-	out, err := exec.Command(agentBin, "reload", "--admin", admin).CombinedOutput()
+	out, err := agentCmd("reload", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	st, ok = statusJSON(t, admin)
 	require.True(t, ok)
 	require.Equal(t, "ok", st.LastReload.Result)
-	table, err = exec.Command(agentBin, "status", "--admin", admin).CombinedOutput()
+	table, err = agentCmd("status", "--admin", admin).CombinedOutput()
 	require.NoError(t, err, "%s", table)
 	require.NotContains(t, string(table), "REFUSED")
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))

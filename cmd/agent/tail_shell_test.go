@@ -55,7 +55,7 @@ func TestTail_HeadClosesStdout_ExitsPromptlyWith0AndRemovesItsTempDir(t *testing
 			writeRandomLog(t, log, tc.lines)
 			tmp := filepath.Join(dir, "tmp")
 			require.NoError(t, os.Mkdir(tmp, 0o700))
-			cmd := exec.Command(agentBin, "tail", log)
+			cmd := agentCmd("tail", log)
 			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -143,9 +143,9 @@ func TestTail_SignalToProcessAndGroup_OneGracefulShutdownEverythingDelivered(t *
 	slow := func(_ int64, _ http.ResponseWriter) bool { time.Sleep(100 * time.Millisecond); return false }
 	s.respond.Store(&slow)
 	admin := freeAddr(t)
-	cmd := exec.Command(agentBin, "tail", log, "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--admin", admin,
+	cmd := agentCmd("tail", log, "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--admin", admin,
 		"--concurrency", "1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr.Setpgid = true // and Pdeathsig (agentCmd)
 	var stderr syncWriter
 	stderr.w = &bytes.Buffer{}
 	cmd.Stderr = &stderr
@@ -190,7 +190,7 @@ func TestTailOnce_StdoutAndFileDestinationsKeepTheFileByteForByte(t *testing.T) 
 		out, err := os.Create(filepath.Join(dir, "stdout"))
 		require.NoError(t, err)
 		defer out.Close()
-		cmd := exec.Command(agentBin, "tail", "--once", log)
+		cmd := agentCmd("tail", "--once", log)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = out, &stderr
 		require.NoError(t, cmd.Run(), stderr.String())
@@ -225,7 +225,7 @@ func requireSameBytes(t *testing.T, want, got []byte) {
 func TestTail_StdinToStdout(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"tail", "-", "--once"}, {"tail", "-"}} {
-		cmd := exec.Command(agentBin, args...)
+		cmd := agentCmd(args...)
 		cmd.Stdin = strings.NewReader("one\ntwo\r\n\nlast without newline")
 		var out, errOut bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -240,7 +240,7 @@ func TestTailOnce_StdinAndAFileTogether(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	writeLog(t, log, 0, 500, 60)
-	cmd := exec.Command(agentBin, "tail", "--once", "-", log, "--to", "file://"+filepath.Join(dir, "out"), "--state-dir", filepath.Join(dir, "state"))
+	cmd := agentCmd("tail", "--once", "-", log, "--to", "file://"+filepath.Join(dir, "out"), "--state-dir", filepath.Join(dir, "state"))
 	var in bytes.Buffer
 	for i := 500; i < 1000; i++ {
 		in.Write(numberedLine(nil, i, 60))
@@ -264,7 +264,7 @@ func TestTail_NamedPipeOnTheCommandLineIsRead(t *testing.T) {
 	t.Parallel()
 	fifo := filepath.Join(t.TempDir(), "in.fifo")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
-	cmd := exec.Command(agentBin, "tail", fifo)
+	cmd := agentCmd("tail", fifo)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	require.NoError(t, cmd.Start())
