@@ -632,7 +632,9 @@ func (s *Spool) repairActiveLocked() error {
 	}
 	s.rmu.Lock()
 	if c := &s.rd; c.g == g {
-		c.f.Close()
+		if c.f != nil { // nil once its segment is removed (closeFile)
+			c.f.Close()
+		}
 		c.f, c.fr = rf, newFrameReader(rf, g.hdr.salt, maxEntryLimit, c.buf)
 		c.nextLen = 0
 	} else {
