@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplagent/agent/internal/testport"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/outputs"
@@ -311,10 +312,7 @@ func (timeoutErr) Timeout() bool { return true }
 // output's WaitCause) rather than only that the destination has not
 // answered, well before the send timeout fails the records with the cause.
 func TestStatus_StallWarningSaysWhyTheDestinationDoesNotAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close()) // nothing listens there now
+	addr := testport.Addr(t) // nothing listens there
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	var logs lockedBuffer
@@ -332,7 +330,7 @@ flows:
     aggregation: {max_buffered_time: 10ms}
     %s
 `, addr, fastSender), pr, &logs)
-	_, err = io.WriteString(pw, numbered(0, 10))
+	_, err := io.WriteString(pw, numbered(0, 10))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "has not answered a send for long") },
 		30*time.Second, 10*time.Millisecond)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplagent/agent/internal/testport"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/agent"
@@ -415,10 +416,7 @@ func TestReload_StuckAgentEndsAfterTimeoutAndIsNamedStuck(t *testing.T) {
 // agent top with no agent to ask gives agent status's message and exits 1
 // (it retried forever, even where q cannot be typed).
 func TestTop_NoAgentFailsAsStatusDoes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close()) // nobody listens there now
+	addr := testport.Addr(t) // nobody listens there
 	_, statusErr, code := runBin(t, "status", "--admin", addr)
 	require.Equal(t, 1, code, statusErr)
 	out, errOut, code := runBin(t, "top", "--admin", addr)

@@ -82,9 +82,17 @@ flows:
 // agent's output so far.
 func (p *agentProc) waitFor(t *testing.T, d time.Duration, cond func() bool, msg string) {
 	t.Helper()
+	p.waitForf(t, d, cond, func() string { return msg })
+}
+
+// waitForf is waitFor with a message made when the wait fails (to say what
+// the last poll saw).
+func (p *agentProc) waitForf(t *testing.T, d time.Duration, cond func() bool, msgf func() string) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
+			msg := msgf()
 			sw := p.cmd.Stderr.(*syncWriter)
 			sw.mu.Lock()
 			out := tail(sw.w.String(), 4000)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kplagent/agent/internal/testport"
 	"github.com/stretchr/testify/require"
 )
 
@@ -209,9 +210,13 @@ func TestTail_DestinationDown30s_BacklogSpooledThenDelivered(t *testing.T) {
 	p := startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
 	// While the destination is down, everything read goes to the spool.
 	go writeLog(t, log, n/2, n, 100)
-	require.Eventually(t, func() bool {
-		return metric(admin, "agent_spool_entries") > 0 && metric(admin, "agent_records_received_total") >= n
-	}, 2*time.Minute, 100*time.Millisecond)
+	var entries, received float64
+	p.waitForf(t, 2*time.Minute, func() bool {
+		entries, received = metric(admin, "agent_spool_entries"), metric(admin, "agent_records_received_total")
+		return entries > 0 && received >= n
+	}, func() string {
+		return fmt.Sprintf("want spool entries and %d records read; the last poll found %v entries, %v read (-1: admin unreachable)", n, entries, received)
+	})
 	time.Sleep(30 * time.Second)
 	require.Zero(t, s.distinct(), "nothing can arrive while the destination is down")
 	require.Positive(t, metric(admin, "agent_spool_bytes"))
@@ -321,9 +326,7 @@ flows:
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	s := newSink(t)
-	s.stop()
-	return s.addr
+	return testport.Addr(t)
 }
 
 // metric reads the sum of a metric's samples from the admin endpoint

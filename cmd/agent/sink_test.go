@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kplagent/agent/internal/testport"
 )
 
 // sink is a real HTTP server that receives ndjson lines of the form
@@ -42,10 +44,9 @@ type sink struct {
 func newSink(t *testing.T) *sink {
 	t.Helper()
 	s := &sink{t: t, counts: map[int]int{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A port below the ephemeral range: a stopped sink's port cannot be
+	// taken by an outgoing connection before start listens again.
+	ln := testport.Listen(t)
 	s.addr = ln.Addr().String()
 	s.serve(ln)
 	t.Cleanup(s.stop)

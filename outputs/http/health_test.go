@@ -1,10 +1,10 @@
 package http
 
 import (
-	"net"
 	"net/http"
 	"testing"
 
+	"github.com/kplagent/agent/internal/testport"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,10 +19,7 @@ func TestHealthcheck(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closedAddr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	closedAddr := testport.Addr(t) // nothing listens there
 	tlsEnv := newTLSEnv(t, false)
 
 	tests := []struct {

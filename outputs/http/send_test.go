@@ -5,13 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kplagent/agent/internal/testport"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kplagent/agent/aggregate"
@@ -223,13 +223,10 @@ func TestSend_StatusClassification(t *testing.T) {
 
 func TestSend_ConnectionRefusedIsRetryable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := testport.Addr(t) // nothing listens there
 	o := newOutput(t, config("http://"+addr+"/ingest"))
 
-	err = o.Send(t.Context(), plainBatch("a"))
+	err := o.Send(t.Context(), plainBatch("a"))
 
 	requireRetryable(t, err)
 	require.Contains(t, err.Error(), "connection refused")

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kplagent/agent/internal/testport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -801,16 +801,13 @@ func TestSend_NewlineFramedAggregates(t *testing.T) {
 // timed out before they were able to be produced", and no cause anywhere.
 func TestSend_NoBrokerReachable_TheErrorSaysWhy(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close()) // nothing listens there now
+	addr := testport.Addr(t) // nothing listens there
 	cfg := DefaultConfig()
 	cfg.Brokers = []string{addr}
 	cfg.Topic = testTopic
 	cfg.SendTimeout = time.Second
 	o := newOutput(t, cfg)
-	err = o.Send(t.Context(), lineBatches(t, 0, 10, 10, 10)[0])
+	err := o.Send(t.Context(), lineBatches(t, 0, 10, 10, 10)[0])
 	require.Error(t, err)
 	require.False(t, outputs.IsPermanent(err), "retryable: the broker may come")
 	require.True(t, strings.HasPrefix(err.Error(), "kafka: broker "+addr+" unreachable: dial tcp "+addr+": connect: connection refused"), err.Error())
