@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,4 +158,72 @@ func TestTail_StatusLineSaysTheDestinationIsStalled(t *testing.T) {
 		t.Fatalf("agent tail --once did not end once the destination answered:\n%q", tail(text(), 2000))
 	}
 	require.Equal(t, 100, s.distinct())
+}
+
+// A second Ctrl-C ends agent tail at once and leaves no status line on the
+// terminal's last line, under the shell's next prompt (the first Ctrl-C
+// erases it: the status line is not drawn while the agent stops).
+func TestTail_SecondCtrlCLeavesNoStatusLine(t *testing.T) {
+	t.Parallel()
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) (util-linux) is needed for a terminal")
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	hang(t, s) // the run cannot end by itself
+	writeLog(t, log, 0, 100, 80)
+	pidFile := filepath.Join(dir, "pid")
+	cmdline := fmt.Sprintf("echo $$ > %s; exec %s tail %s --to %s --state-dir %s", pidFile, agentBin, log, s.URL(), filepath.Join(dir, "state"))
+	cmd := exec.Command(scriptBin, "-q", "-f", "-c", cmdline, "/dev/null")
+	var out bytes.Buffer
+	sw := &syncWriter{w: &out}
+	cmd.Stdout, cmd.Stderr = sw, sw
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	text := func() string { sw.mu.Lock(); defer sw.mu.Unlock(); return out.String() }
+	statusShown := regexp.MustCompile(`\d[^\r\n]* rec/s `)
+	deadline := time.Now().Add(time.Minute)
+	for !statusShown.MatchString(text()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the status line was never drawn:\n%q", tail(text(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	raw, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGINT))
+	hinted := "a second Ctrl-C exits at once"
+	for !strings.Contains(text(), hinted) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no hint after the first Ctrl-C:\n%q", tail(text(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a second press, not the same one delivered twice
+	require.NoError(t, syscall.Kill(pid, syscall.SIGINT), "%q", text())
+	select {
+	case <-done:
+		exited = true
+	case <-time.After(time.Minute):
+		t.Fatalf("a second Ctrl-C did not end agent tail:\n%q", tail(text(), 2000))
+	}
+	got := text()
+	i := strings.LastIndex(got, "exiting now")
+	require.GreaterOrEqual(t, i, 0, "%q", tail(got, 2000))
+	// After the last log line: nothing, or a status line erased again.
+	after := got[i:]
+	after = after[strings.Index(after, "\n")+1:]
+	require.Regexp(t, `^([^\r\n]*\r\x1b\[K)?$`, after, "the status line was left on the terminal: %q", tail(got, 500))
 }
