@@ -98,9 +98,11 @@ type PathResolver interface {
 }
 
 // FileChecker checks the files a config names (that they exist and parse),
-// the I/O part of what New would reject. `agent validate` and `agent run`
-// both call it after Validate and ResolvePaths. Problems are reported as by
-// ConfigValidator.
+// the I/O part of what New would reject, and what else New would read from
+// the host (Kinesis and Firehose: a region from the environment or the
+// shared AWS config files), never over the network. `agent validate` and
+// `agent run` both call it after Validate and ResolvePaths. Problems are
+// reported as by ConfigValidator.
 type FileChecker interface {
 	CheckFiles() error
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,7 +83,14 @@ func TestOutputStartErrors_NameTheOutputOnce(t *testing.T) {
 		})
 	}
 
-	// The daemon names the output by the name in its config, once.
+	// The daemon names the output by the name in its config, once. Its
+	// configuration check finds no region either (see
+	// TestValidate_AWSOutputsWithoutARegionFailAsStartWould) unless the
+	// instance metadata may give one at start: here it is asked and fails.
+	imds := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(imds.Close)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
 	cfg := filepath.Join(dir, "agent.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`state_dir: `+filepath.Join(dir, "state")+`
 admin: {listen: "off"}

@@ -8,7 +8,6 @@ package awsconf
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,16 +102,10 @@ func Load(c Config, set Settings, maxConns int) (aws.Config, *http.Transport, er
 	c = c.WithDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
-	opts := []func(*awsconfig.LoadOptions) error{
+	opts := append(baseOptions(c),
 		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
 		awsconfig.WithLogger(sdkLogger{set.Logger}),
-	}
-	if c.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(c.Region))
-	}
-	if c.Profile != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(c.Profile))
-	}
+	)
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, nil, fmt.Errorf("load the AWS configuration: %w", err)
@@ -122,10 +115,7 @@ func Load(c Config, set Settings, maxConns int) (aws.Config, *http.Transport, er
 		// reads as the region missing, not as an IMDS problem.
 		cfg, err = awsconfig.LoadDefaultConfig(ctx, append(opts, awsconfig.WithEC2IMDSRegion())...)
 		if err != nil || cfg.Region == "" {
-			if err == nil {
-				err = errors.New("no region")
-			}
-			return aws.Config{}, nil, fmt.Errorf("region: not set (set region, ?region= in a kinesis:// or firehose:// URL, AWS_REGION, or the profile's region), and EC2 instance metadata gave none: %w", err)
+			return aws.Config{}, nil, errNoRegion(err)
 		}
 	}
 	// The loader's client carries the CA bundle; take its transport to

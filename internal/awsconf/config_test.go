@@ -27,7 +27,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"endpoint unparsable", func(c *Config) { c.Endpoint = "http://[::1" }, []string{"endpoint: parse"}},
 		{"endpoint port out of range", func(c *Config) { c.Endpoint = "http://127.0.0.1:700000" }, []string{`endpoint: bad port "700000" in "http://127.0.0.1:700000" (1 to 65535)`}},
 		{"endpoint with port", func(c *Config) { c.Endpoint = "http://127.0.0.1:4567" }, nil},
-		{"role_arn", func(c *Config) { c.RoleARN = "writer" }, []string{`role_arn: "writer" is not an ARN`}},
+		{"role_arn", func(c *Config) { c.RoleARN = "writer" }, []string{"role_arn: not an IAM role ARN (want arn:aws:iam::ACCOUNT:role/NAME): it does not start with arn:; the value (6 characters) is not shown"}},
 		{"external_id without role", func(c *Config) { c.ExternalID = "s3cr3t" }, []string{"external_id: set without role_arn"}},
 		{"sts_endpoint without role", func(c *Config) { c.STSEndpoint = "https://sts.example" }, []string{"sts_endpoint: set without role_arn"}},
 		{"sts_endpoint scheme", func(c *Config) { c.RoleARN, c.STSEndpoint = role, "sts.example" }, []string{`sts_endpoint: scheme "" not supported`}},
@@ -51,6 +51,38 @@ func TestConfig_Validate(t *testing.T) {
 			require.Len(t, err.(interface{ Unwrap() []error }).Unwrap(), len(tc.want), "one error a problem")
 			require.NotContains(t, err.Error(), "s3cr3t", "external_id is a secret")
 		})
+	}
+}
+
+// A role_arn that is not a role's ARN is reported by what is wrong with
+// it, never quoted: it may be a secret pasted into the wrong key (the URL
+// form masks it too). Endpoints lose their user information and query.
+func TestConfig_ValidateNeverQuotesABadRoleARN(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	for _, tc := range []struct{ value, why string }{
+		{secret, "it does not start with arn:"},
+		{"AKIAIOSFODNN7EXAMPLE:" + secret, "it does not start with arn:"},
+		{"arn:" + secret, "it does not have the six parts"},
+		{"arn:aws:s3:::" + secret, "its service is not iam"},
+		{"arn:aws:iam:us-east-1:123456789012:role/" + secret, "it names a region"},
+		{"arn::iam::123456789012:role/" + secret, "its partition is empty"},
+		{"arn:aws:iam:::role/" + secret, "its account is empty"},
+		{"arn:aws:iam::123456789012:user/" + secret, "its resource is not role/NAME"},
+		{"arn:aws:iam::123456789012:role/", "its resource is not role/NAME"},
+	} {
+		err := Config{RoleARN: tc.value}.Validate()
+		require.Error(t, err, tc.value)
+		require.ErrorContains(t, err, "role_arn: not an IAM role ARN (want arn:aws:iam::ACCOUNT:role/NAME): "+tc.why)
+		require.NotContains(t, err.Error(), "wJalr", "nothing of the value is shown")
+		require.NotContains(t, err.Error(), "AKIA")
+	}
+	for _, ok := range []string{"arn:aws:iam::123456789012:role/writer", "arn:aws-cn:iam::123456789012:role/service-role/w", "arn:aws-us-gov:iam::1:role/r"} {
+		require.NoError(t, Config{RoleARN: ok}.Validate(), ok)
+	}
+	for _, ep := range []string{"ftp://u:" + secret + "@vpce.example", "https://u:" + secret + "@:70000/x", "https://vpce.example:99999/?sig=" + secret, "http://u:" + secret + "@[::1"} {
+		err := Config{Endpoint: ep, RoleARN: "arn:aws:iam::123456789012:role/w", STSEndpoint: ep}.Validate()
+		require.Error(t, err, ep)
+		require.NotContains(t, err.Error(), "wJalr", ep)
 	}
 }
 

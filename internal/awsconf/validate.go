@@ -6,12 +6,17 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws/arn"
+
+	"github.com/kplagent/agent/internal/redact"
 )
 
 // Validate checks c without I/O. Zero values stand for the defaults. Each
 // problem is prefixed by its key relative to the block ("region: ..."), as
 // the blocks' own Validate do, so that the agent reports it at its full
-// path (outputs[0].kinesis.region); secrets (external_id) are never quoted.
+// path (outputs[0].kinesis.region); secrets (external_id), and a role_arn
+// that is not an ARN (see roleARNProblem), are never quoted.
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -24,20 +29,26 @@ func (c Config) Validate() error {
 		}
 		u, err := url.Parse(raw)
 		switch {
+		case err != nil && strings.ContainsAny(raw, "@?#"):
+			// Its text quotes parts of the URL, user information included.
+			add("%s: parse %q: not a valid URL", key, redact.RawURL(raw))
 		case err != nil:
 			add("%s: %v", key, err)
 		case u.Scheme != "http" && u.Scheme != "https":
 			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
 		case u.Hostname() == "":
-			add("%s: no host in %q", key, raw)
+			add("%s: no host in %q", key, redact.URL(u))
 		case !validPort(u.Port()):
-			add("%s: bad port %q in %q (1 to 65535)", key, u.Port(), raw)
+			add("%s: bad port %q in %q (1 to 65535)", key, u.Port(), redact.URL(u))
 		}
 	}
 	checkURL("endpoint", c.Endpoint)
 	checkURL("sts_endpoint", c.STSEndpoint)
-	if c.RoleARN != "" && !strings.HasPrefix(c.RoleARN, "arn:") {
-		add("role_arn: %q is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", c.RoleARN)
+	if c.RoleARN != "" {
+		if why := roleARNProblem(c.RoleARN); why != "" {
+			// Not quoted: see roleARNProblem.
+			add("role_arn: not an IAM role ARN (want arn:aws:iam::ACCOUNT:role/NAME): %s; the value (%d characters) is not shown, since what is not an ARN may be a secret pasted in the wrong place", why, len(c.RoleARN))
+		}
 	}
 	if c.RoleARN == "" {
 		if c.ExternalID != "" {
@@ -78,4 +89,32 @@ func validPort(port string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 1 && n <= 65535
+}
+
+// roleARNProblem says what makes s not the ARN of an IAM role, or "" when
+// it is one, without quoting any part of s. A role's ARN holds no secret
+// (an account ID and a role name, which AWS's own AssumeRole errors show),
+// but a value that is not one can be anything: an access key or a token
+// pasted into the wrong key would otherwise end up in logs, the journal,
+// `agent status` and the tickets they are pasted into. The URL form is
+// masked (internal/redact) for the same reason.
+func roleARNProblem(s string) string {
+	a, err := arn.Parse(s)
+	switch {
+	case !strings.HasPrefix(s, "arn:"):
+		return "it does not start with arn:"
+	case err != nil:
+		return "it does not have the six parts arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE"
+	case a.Partition == "":
+		return "its partition is empty"
+	case a.Service != "iam":
+		return "its service is not iam"
+	case a.Region != "":
+		return "it names a region (IAM ARNs have none)"
+	case a.AccountID == "":
+		return "its account is empty"
+	case !strings.HasPrefix(a.Resource, "role/") || len(a.Resource) == len("role/"):
+		return "its resource is not role/NAME"
+	}
+	return ""
 }

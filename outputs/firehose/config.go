@@ -188,3 +188,10 @@ func FromURL(u *url.URL) (Config, error) {
 	}
 	return c, nil
 }
+
+// CheckFiles is the I/O part of what New would reject
+// (outputs.FileChecker): a region, found as New finds it (the region key,
+// AWS_REGION or AWS_DEFAULT_REGION, the profile's region, the EC2 instance
+// metadata) but without network calls (awsconf.Config.CheckRegion), so
+// that `agent validate` fails where start would.
+func (c *Config) CheckFiles() error { return c.Config.CheckRegion() }

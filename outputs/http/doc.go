@@ -34,30 +34,38 @@
 // ParsePacked reads it. A request holds at most MaxRequestBytes
 // (uncompressed; a single record larger than that goes alone) and
 // MaxRequestRecords Kinesis records. Splits after a 413 or 400 are between
-// Kinesis records. A Kinesis record refused on its own with 413 is split as
-// format raw splits it (see Aggregates too large below), its parts sent as
-// frames; refused on its own otherwise, it is rejected whole (permanent:
-// dead-lettered whole), never one user record of it.
+// Kinesis records. A Kinesis record refused on its own with 413 or 400 is
+// split as format raw splits it (see Aggregates refused whole below), its
+// parts sent as frames; refused on its own otherwise (other 4xx), or being
+// a plain record, it is rejected whole (permanent: dead-lettered whole).
 //
-// # Aggregates too large (raw, raw-packed)
+// # Aggregates refused whole (raw, raw-packed)
 //
 // A Kinesis record holding a KPL aggregate of several user records that the
-// server refuses on its own with 413 is decoded, and its user records are
-// sent again as smaller Kinesis records: halves, recursively, in order, down
-// to single user records. Each part is built as the aggregate.Builder (and
-// the KPL) builds it: an aggregate of 2+ records (partition key "a",
-// explicit hash key that of its first record, each record keeping its own
-// keys inside) or, for one record, the plain record with its own keys (the
-// X-Partition-Key and X-Explicit-Hash-Key headers of format raw). Only a user
-// record refused on its own is rejected (an *outputs.RejectedRecordsError
-// entry: dead-lettered alone with the 413, the rest of its aggregate
-// delivered once); a part refused with another permanent status has each of
-// its user records rejected so. A part that fails retryably stops the Send
-// and fails its whole Kinesis record (retried whole: the parts delivered
-// before arrive again). The splits count against the request's bound
+// server refuses on its own with 413 (too large) or 400 (bad: a record the
+// server cannot take, as Fluent Bit and Vector users expect one bad event
+// to cost only itself) is decoded, and its user records are sent again as
+// smaller Kinesis records: halves, recursively, in order, down to single
+// user records. Each part is built as the aggregate.Builder (and the KPL)
+// builds it: an aggregate of 2+ records (partition key "a", explicit hash
+// key that of its first record, each record keeping its own keys inside)
+// or, for one record, the plain record with its own keys (the
+// X-Partition-Key and X-Explicit-Hash-Key headers of format raw). Only a
+// user record refused on its own is rejected (an
+// *outputs.RejectedRecordsError entry: dead-lettered alone with the status
+// and the server's answer as reason, the rest of its aggregate delivered
+// once); a part refused with another permanent status has each of its user
+// records rejected so. A part that fails retryably stops the Send and fails
+// its whole Kinesis record (retried whole: the parts delivered before
+// arrive again). Splits after 413s count against the request's bound
 // (1024) and lower the learned request size like any 413; a Kinesis record
 // (raw) or part larger than the learned size is split before it is sent,
-// costing no refused request.
+// costing no refused request. Splits after 400s count against a bound per
+// Send (128: about 2·log2(n) requests find each bad record among n, and a
+// server refusing everything costs at most 256 more requests per Send):
+// past it, the rest of the aggregate being split is rejected record by
+// record unsent, and a later aggregate refused with 400 is rejected whole;
+// both can be replayed from the dead-letter file.
 //
 // # Classification
 //

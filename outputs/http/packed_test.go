@@ -253,7 +253,7 @@ func TestSendPacked_413SplitsBetweenAggregates(t *testing.T) {
 	require.Equal(t, refused, rcv.refused)
 }
 
-func TestSendPacked_BadRecordFailsOnlyItsAggregate(t *testing.T) {
+func TestSendPacked_BadRecordIsRejectedAloneInItsAggregate(t *testing.T) {
 	t.Parallel()
 	data := userLines(400)
 	data[250] = "bad record"
@@ -265,14 +265,15 @@ func TestSendPacked_BadRecordFailsOnlyItsAggregate(t *testing.T) {
 
 	err := o.Send(t.Context(), b)
 
-	// Aggregate 12 (records 240-259) is refused on its own and fails whole
-	// and permanently (no user record is rejected alone: the unit of a
-	// raw-packed request is the Kinesis record); the others arrive.
-	pe := requirePartial(t, err, 12)
-	require.True(t, outputs.IsPermanent(pe.Err), "%v", pe.Err)
+	// Aggregate 12 (records 240-259) is refused on its own with 400: it is
+	// split as raw splits it, down to user record 10, which alone is
+	// rejected with the server's answer; every other record arrives once.
 	var re *outputs.RejectedRecordsError
-	require.NotErrorAs(t, err, &re)
-	want := append(append([]string(nil), data[:240]...), data[260:]...)
+	require.ErrorAs(t, err, &re)
+	require.NoError(t, re.Err)
+	require.Equal(t, []outputs.RejectedRecord{{Record: 12, UserRecord: 10, Reason: re.Rejected[0].Reason}}, re.Rejected)
+	require.Contains(t, re.Rejected[0].Reason, "400 Bad Request: bad record")
+	want := append(append([]string(nil), data[:250]...), data[251:]...)
 	require.Equal(t, want, rcv.received())
 }
 

@@ -14,15 +14,24 @@ import (
 
 // Formats raw and raw-packed send whole Kinesis records. One that holds a
 // KPL aggregate of several user records and is refused on its own as too
-// large (413) is decoded and its user records sent again as smaller
-// Kinesis records, built as the Builder (and the KPL) builds them: an
-// aggregate of 2+ records (partition key "a", explicit hash key that of its
-// first record) or a plain record with its own keys. Parts are halves,
+// large (413) or as bad (400) is decoded and its user records sent again as
+// smaller Kinesis records, built as the Builder (and the KPL) builds them:
+// an aggregate of 2+ records (partition key "a", explicit hash key that of
+// its first record) or a plain record with its own keys. Parts are halves,
 // recursively, in order, down to single user records; only a user record
-// refused on its own is rejected (an outputs.RejectedRecord, the rest of its
-// aggregate counting as delivered). A part larger than the request size
-// learned from earlier 413s (Output.requestLimit) is split before it is
-// sent, so later aggregates cost no refused request.
+// refused on its own is rejected (an outputs.RejectedRecord with the
+// server's answer, the rest of its aggregate counting as delivered). A part
+// larger than the request size learned from earlier 413s
+// (Output.requestLimit) is split before it is sent, so later aggregates
+// cost no refused request.
+//
+// Splits are bounded: after 413s by the request's budget (maxTooLargeSplits
+// per Kinesis record in raw, per request in raw-packed); after 400s by the
+// Send's (maxBadRequestSplits in all), since a server that refuses every
+// record would otherwise cost two requests per record of every aggregate.
+// Once the Send's 400 budget is spent, the rest of the aggregate being
+// split is rejected record by record unsent, and a later aggregate refused
+// with 400 is rejected whole, as a plain record is.
 
 // wholeSpan is a shard map of one shard owning every hash key: a Builder
 // with it puts every record into one aggregate, whatever its keys.
@@ -48,17 +57,20 @@ var partBuilders = sync.Pool{New: func() any {
 	return b
 }}
 
-// isTooLarge reports whether err is a 413 answer.
-func isTooLarge(err error) bool {
-	var se *StatusError
-	return err != nil && errors.As(err, &se) && se.StatusCode == http.StatusRequestEntityTooLarge
+// mayResplit reports whether a Kinesis record (or part of one) of several
+// user records refused with err is split: err is a 413, or a 400 while the
+// Send has 400 splits left.
+func (s *sender) mayResplit(err error) bool {
+	status, ok := splittable(err)
+	return ok && (status != http.StatusBadRequest || s.badSplits < maxBadRequestSplits)
 }
 
 // splitAggregate sends the user records of Kinesis record i again in
 // smaller Kinesis records after its request (of size bytes) was refused
-// with err, a 413; err nil: the record was not sent, being larger than the
-// learned request size. It reports false, having done nothing, when record
-// i cannot be split (a plain record, or data that does not decode).
+// with err, a 413 or 400; err nil: the record was not sent, being larger
+// than the learned request size. It reports false, having done nothing,
+// when record i cannot be split (a plain record, or data that does not
+// decode).
 func (s *sender) splitAggregate(i int, err error, size int) bool {
 	a := &s.recs[i]
 	if !a.Aggregated || a.Count < 2 {
@@ -79,16 +91,21 @@ func (s *sender) splitAggregate(i int, err error, size int) bool {
 
 // splitParts sends user records [lo, hi) of Kinesis record i in two
 // halves, after their Kinesis record of size bytes was refused with err (a
-// 413), or unsent (err nil) for being larger than the learned limit.
+// 413 or 400), or unsent (err nil) for being larger than the learned limit.
 func (s *sender) splitParts(i int, recs []aggregate.Record, lo, hi int, err error, size int) {
 	if err != nil {
-		if s.splits >= maxTooLargeSplits {
+		status, _ := splittable(err)
+		used, limit, of := &s.splits, maxTooLargeSplits, "this request"
+		if status == http.StatusBadRequest {
+			used, limit, of = &s.badSplits, maxBadRequestSplits, "this send after 400s"
+		}
+		if *used >= limit {
 			// See send: the rest is rejected record by record, unsent.
-			s.rejectParts(i, lo, hi, s.addErr(outputs.Permanent(fmt.Errorf("%w (not split further: %d splits of this request already)", err, s.splits))))
+			s.rejectParts(i, lo, hi, s.addErr(outputs.Permanent(fmt.Errorf("%w (not split further: %d splits of %s already)", err, *used, of))))
 			return
 		}
-		s.splits++
-		s.o.split(http.StatusRequestEntityTooLarge, size)
+		*used++
+		s.o.split(status, size)
 	}
 	mid := lo + (hi-lo)/2
 	s.sendPart(i, recs, lo, mid)
@@ -121,7 +138,7 @@ func (s *sender) sendPart(i int, recs []aggregate.Record, lo, hi int) {
 	err = s.o.roundTrip(s.ctx, body, hdr, nil)
 	switch {
 	case err == nil:
-	case hi-lo > 1 && isTooLarge(err):
+	case hi-lo > 1 && isSplittable(err):
 		s.splitParts(i, recs, lo, hi, err, len(body))
 	case !outputs.IsPermanent(err):
 		// Retried whole: the parts sent already are sent again

@@ -23,10 +23,14 @@ import (
 type rawReceiver struct {
 	t     *testing.T
 	limit int
+	// bad, when set: a request holding a user record that contains it is
+	// refused with 400, naming the record.
+	bad string
 
 	mu       sync.Mutex
 	got      []aggregate.Record
 	too      int // 413 answers
+	refused  int // 400 answers for bad
 	requests int
 }
 
@@ -60,6 +64,13 @@ func (rr *rawReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		require.Equal(rr.t, want, ehk)
 		require.Greater(rr.t, len(recs), 1, "an aggregate of one record is sent plain")
+	}
+	for i := range recs {
+		if rr.bad != "" && strings.Contains(string(recs[i].Data), rr.bad) {
+			rr.refused++
+			http.Error(w, "schema mismatch in "+string(recs[i].Data), http.StatusBadRequest)
+			return
+		}
 	}
 	for i := range recs {
 		recs[i].Data = append([]byte(nil), recs[i].Data...)

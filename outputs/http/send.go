@@ -88,6 +88,9 @@ type sender struct {
 	// request on the wire: all of body, or part of it once split.
 	lo, hi int
 	splits int // splits of the request being sent
+	// badSplits: splits of KPL aggregates after 400s in this Send
+	// (rawsplit.go), bounded by maxBadRequestSplits.
+	badSplits int
 
 	fails      []failure // per Kinesis record; nil until the first failure
 	nfail      int
@@ -116,6 +119,7 @@ func (s *sender) reset() {
 	clear(s.errs)
 	s.errs = s.errs[:0]
 	s.stop, s.firstPerm, s.firstRetry = nil, nil, nil
+	s.badSplits = 0
 }
 
 // errStop ends an aggregate.ForEach when sending stopped.
@@ -251,8 +255,8 @@ func (s *sender) send(lo, hi int) {
 			return
 		}
 	}
-	if hi-lo == 1 && s.o.format == formatRawPacked && isTooLarge(err) && s.splitAggregate(s.refs[lo].rec, err, len(body)) {
-		return // an aggregate too large on its own: sent in parts
+	if hi-lo == 1 && s.o.format == formatRawPacked && s.mayResplit(err) && s.splitAggregate(s.refs[lo].rec, err, len(body)) {
+		return // an aggregate refused on its own (413, 400): sent in parts
 	}
 	s.settle(lo, hi, err)
 }
@@ -295,6 +299,12 @@ func maxSplits(status int) int {
 	return maxBadRequestSplits
 }
 
+// isSplittable reports whether err is a 413 or a 400 (see splittable).
+func isSplittable(err error) bool {
+	_, ok := splittable(err)
+	return ok
+}
+
 // splittable reports whether err is a response that splitting the request
 // may cure: 413 Content Too Large, 400 Bad Request.
 func splittable(err error) (int, bool) {
@@ -324,8 +334,8 @@ func (s *sender) sendRaw() {
 		}
 		// The whole Kinesis record is one request: a rejection is its own.
 		err := s.o.roundTrip(s.ctx, s.body, a, nil)
-		if isTooLarge(err) && s.splitAggregate(i, err, len(s.body)) {
-			continue
+		if s.mayResplit(err) && s.splitAggregate(i, err, len(s.body)) {
+			continue // refused whole (413, 400): sent in parts
 		}
 		if outputs.IsPermanent(err) {
 			s.fail(i, classPermanent, s.addErr(err))

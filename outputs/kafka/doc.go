@@ -11,7 +11,17 @@
 // KPL aggregate with magic and MD5, or a plain record) is one Kafka record,
 // for consumers that deaggregate; its key is the first user record's
 // partition key (the flow's aggregator groups records by key when no shard
-// map is in use, so it is every record's key).
+// map is in use, so it is every record's key). A batch of one user record
+// is a plain Kinesis record (as the KPL sends it), whose explicit hash key
+// Kinesis keeps beside the data; a Kafka record has no such place, so a
+// plain record with an explicit hash key is sent as a KPL aggregate of that
+// one record, the key in the aggregate's table (aggregate.Aggregate's
+// AppendKinesisAggregate): a consumer finds every user record's explicit
+// hash key the same way, in the table, whatever the size of its batch. A
+// plain record without one is sent bare (its partition key is the Kafka
+// key), as before. A header was the other choice: it would make consumers
+// read explicit hash keys in two places, and KPL deaggregators (the KCL,
+// aws-kinesis-agg) read the table already.
 //
 // The topic is Config.Topic, or per user record the JSON string field
 // Config.TopicField (a path: a.b.c; a top-level key equal to the whole path

@@ -172,7 +172,7 @@ func (o *Output) getSend(b outputs.Batch) *send {
 			size += len(a.PartitionKey) + len(a.Body)
 		}
 		if o.cfg.Format == FormatKPL {
-			size += len(a.Body) + aggregateFraming
+			size += a.KinesisAggregateSize()
 		}
 		recs += max(a.Count, 1)
 	}
@@ -187,10 +187,6 @@ func (o *Output) getSend(b outputs.Batch) *send {
 	}
 	return s
 }
-
-// aggregateFraming is what AppendKinesisData adds to an aggregate's Body
-// (magic and MD5).
-const aggregateFraming = 4 + 16
 
 // maxPooledBytes keeps a Send's encoding buffer (format kpl) pooled up to
 // this size.
@@ -243,8 +239,12 @@ func (s *send) produce(ctx context.Context, recs []aggregate.Aggregate) {
 			if s.copies {
 				key = s.copyBytes(key)
 			}
+			// A plain record with an explicit hash key goes as an aggregate
+			// of one record, the key in its table: a Kafka record has no
+			// place beside the value for it (Kinesis has), and a consumer
+			// reads it as it reads those of larger aggregates.
 			off := len(s.buf)
-			s.buf = src.AppendKinesisData(s.buf)
+			s.buf = src.AppendKinesisAggregate(s.buf)
 			s.add(ctx, i, promise, o.cfg.Topic, key, s.buf[off:len(s.buf):len(s.buf)])
 			continue
 		}

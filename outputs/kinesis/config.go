@@ -314,3 +314,10 @@ func (c *Config) UsesPartitionKey() (bool, string) { return true, "" }
 // UsesExplicitHashKey: a Kinesis record's explicit hash key picks its
 // shard over its partition key's hash (outputs.HashKeyUser).
 func (c *Config) UsesExplicitHashKey() (bool, string) { return true, "" }
+
+// CheckFiles is the I/O part of what New would reject
+// (outputs.FileChecker): a region, found as New finds it (the region key,
+// AWS_REGION or AWS_DEFAULT_REGION, the profile's region, the EC2 instance
+// metadata) but without network calls (awsconf.Config.CheckRegion), so
+// that `agent validate` fails where start would.
+func (c *Config) CheckFiles() error { return c.Config.CheckRegion() }

@@ -25,7 +25,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"bad region", func(c *Config) { c.Region = "US East" }, []string{"region:"}},
 		{"endpoint scheme", func(c *Config) { c.Endpoint = "ftp://x" }, []string{"endpoint: scheme \"ftp\""}},
 		{"sts endpoint without role", func(c *Config) { c.STSEndpoint = "https://sts.example" }, []string{"sts_endpoint: set without role_arn"}},
-		{"role arn", func(c *Config) { c.RoleARN = "writer" }, []string{"role_arn: \"writer\" is not an ARN"}},
+		{"role arn", func(c *Config) { c.RoleARN = "writer" }, []string{"role_arn: not an IAM role ARN"}},
 		{"large records", func(c *Config) { c.MaxRecordSize = 10 << 20 }, nil},
 		{"records too large", func(c *Config) { c.MaxRecordSize = 11 << 20 }, []string{"max_record_bytes:"}},
 		{"request bytes", func(c *Config) { c.MaxRequestBytes = 6 << 20 }, []string{"max_request_bytes:"}},

@@ -126,7 +126,15 @@
 // sts_endpoint); the temporary credentials are cached and refreshed 5
 // minutes before they expire. endpoint overrides the Kinesis endpoint (VPC
 // endpoints, emulators). Secrets never appear in logs, metrics or Validate's
-// output.
+// output, nor does a role_arn that is not an IAM role's ARN (it may be a
+// secret pasted into the wrong key).
+//
+// The region is the region key, else AWS_REGION or AWS_DEFAULT_REGION, else
+// the profile's, else the EC2 instance metadata's. CheckFiles (run by
+// `agent validate` and before `agent run` starts anything) finds it the same
+// way without a network call, taking the instance metadata as able to answer
+// only on an EC2 instance (awsconf.Config.CheckRegion), and fails with New's
+// message when there is none.
 //
 // # Metrics
 //
