@@ -22,6 +22,10 @@
 //
 // With -socket (`make bench-socket`) one client writes the log to
 // `agent tail unix://… --to blackhole:` (see socket.go).
+//
+// With -io-floor (`make bench-spool-floor`) no agent runs: it measures what
+// writing and reading -size bytes through the page cache costs, the floor of
+// the spool row, next to the spool package alone (see iofloor.go).
 package main
 
 import (
