@@ -7,7 +7,7 @@ DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 NPM_DIR   := test/npm
 
-.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e bench-kinesis bench-kafka bench-socket vet fmt clean demo tidy-check package test-package docker
+.PHONY: all build test test-short test-powercut npm-deps fuzz-short bench bench-e2e bench-kinesis bench-kafka bench-socket bench-spool-floor vet fmt clean demo tidy-check package test-package docker
 
 all: build
 
@@ -97,6 +97,12 @@ bench-kafka: build
 # BENCH_ARGS='-size 134217728 -runs 1' for a short run.
 bench-socket: build
 	$(GO) run ./internal/benche2e -agent $(BIN) -socket $(BENCH_ARGS)
+
+# What writing and reading every byte through the page cache costs this
+# machine (the spool path's floor), next to the spool package alone, in CPU-s
+# per GB (internal/benche2e/iofloor.go). Not part of `make test`.
+bench-spool-floor:
+	$(GO) run ./internal/benche2e -io-floor $(BENCH_ARGS)
 
 vet:
 	$(GO) vet ./...

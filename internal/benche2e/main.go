@@ -22,6 +22,10 @@
 //
 // With -socket (`make bench-socket`) one client writes the log to
 // `agent tail unix://… --to blackhole:` (see socket.go).
+//
+// With -io-floor (`make bench-spool-floor`) no agent runs: it measures what
+// writing and reading -size bytes through the page cache costs, the floor of
+// the spool row, next to the spool package alone (see iofloor.go).
 package main
 
 import (
@@ -60,6 +64,8 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write the benchmark process's own CPU profile (its sinks and fakes) to this file")
 	floorURL := flag.String("floor", "", "internal: POST -log to this URL in 1 MiB chunks (the floor row)")
 	modes := flag.String("modes", "floor,text,json,spool", "rows to run, comma-separated: floor, text, json, spool")
+	ioFloor := flag.Bool("io-floor", false, "measure the spool path's I/O floor instead (iofloor.go): page-cache writes and reads of -size bytes, and the spool package alone")
+	ioFloorRow := flag.String("io-floor-child", "", "internal: run one -io-floor row in -dir")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -71,6 +77,20 @@ func main() {
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *ioFloorRow != "" {
+		if err := ioFloorChild(*ioFloorRow, *dir, *size); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e: io floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *ioFloor {
+		if err := runIOFloor(*dir, *size, *runs); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-e2e: io floor:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *floorURL != "" {
 		if err := floor(*floorURL, *bareLog); err != nil {
