@@ -152,9 +152,6 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 	if socket {
 		return runSocket(agentBin, log, size, lines, dir, runs, extra)
 	}
-	if socket {
-		return runSocket(agentBin, log, size, lines, dir, runs, extra)
-	}
 	if kafka {
 		return runKafka(agentBin, log, size, lines, dir, runs, extra, kafkaParams)
 	}
