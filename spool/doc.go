@@ -99,9 +99,26 @@
 // logged once with what was lost and counted in Stats. Only bytes that are
 // not a valid frame count as lost: an I/O error while reading is returned to
 // the reader (or fails Open) and loses nothing. Other files in the directory
-// are left alone. Open fails only for I/O errors (permissions, a read-only
-// file system, a read error) and with ErrLocked when another process has the
-// directory open; the error names that process.
+// are left alone.
+//
+// A torn or corrupt end that the file system will not truncate (EPERM, EIO)
+// is cut as a broken segment is repaired while the spool runs: a clean copy
+// of the header and every whole frame, sealed, is written beside it
+// (*.seg.tmp), fsynced and renamed over it (the WARN "cut a torn tail" then
+// says how=replaced). If that fails too, the bytes stay (how=left, with a
+// WARN giving both errors): reads stop at the last whole entry, the file is
+// never appended to, and the next Open tries again. When the directory
+// refuses writes (EACCES, EPERM, EROFS: chmod a-w, an LSM) so that no new
+// segment can be started, Open still succeeds, with a WARN "the directory
+// refuses writes: opened to deliver the entries on disk": entries on disk
+// are read and acknowledged, and appends meet when_full as for a directory
+// made read-only while the spool runs (see When full) until it accepts
+// writes again. The agent thus starts and drains its backlog rather than
+// exiting over a spool it cannot add to.
+//
+// Open fails only for I/O errors (permissions on the files or the lock, a
+// read-only file system, a read error) and with ErrLocked when another
+// process has the directory open; the error names that process.
 //
 // A write that fails after part of a frame is cut off again; if the
 // truncate fails too, the segment is left behind (the next frame starts a
