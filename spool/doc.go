@@ -64,8 +64,17 @@
 // (drop_newest refuses them at once; drop_oldest drops one segment per
 // attempt of the writer). Nor does deciding to refuse or drop wait for the
 // writer's write(2) in progress (only a roll that frees the active segment
-// whole needs it), or for acknowledgements being fsynced (only finished
-// segments waiting to be deleted need that).
+// whole needs it), and neither deciding nor deleting waits for
+// acknowledgements being fsynced or for a reader in the middle of a read (a
+// slow disk, a large batch): the segment being read, or whose ack file is
+// being written, is dropped under them. The reader returns the entry it was
+// reading and goes on with the next segment; acknowledging an entry that
+// was dropped is not an error; an ack file written for a dropped segment is
+// removed by its writer. Entries dropped count in Stats.DroppedOldest
+// (those handed out and perhaps delivered too: a drop cannot know) and in
+// the ERROR drop lines with when_full_reason. They are not dead-lettered:
+// the spool holds opaque batches, and drop_oldest is the choice for inputs
+// that cannot wait, where losing the oldest is the price stated.
 // A full episode is logged once at its start (WARN) and once at its end
 // (INFO "room again"); the maintainer looks for its end every round, so it
 // is logged even when no append comes, and after ENOSPC believes room only
