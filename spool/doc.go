@@ -87,7 +87,10 @@
 // maintainer probes it at the backoff's pace (creating and removing an
 // empty write-probe.tmp), so the end of the refusal is logged without an
 // append too.
-// Space comes back a segment at a time, so max_bytes must be at least two segments; acknowledged
+// Space comes back a segment at a time, so max_bytes must be at least two
+// segments (segment_bytes is at least MinSegmentBytes, 4 KiB, so the smallest
+// spool is 8 KiB; the agent derives segment_bytes for a small max_bytes left
+// without one); acknowledged
 // entries in the active segment are freed by closing it early. Open lowers
 // max_entry_bytes to what fits under max_bytes (max_bytes less 88 bytes), so
 // that an accepted entry always finds room once everything is acknowledged.
