@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -481,22 +482,47 @@ func parse(name string, data []byte, lookup func(string) (string, bool), comps C
 	return p
 }
 
-// dirPossible reports whether dir is a directory or could be made one: its
-// nearest existing ancestor must be a directory (permissions are left to
-// run: validate may run as another user).
-func dirPossible(dir string) error {
-	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+// dirUsable reports whether dir is a directory the agent can write in, or
+// could create, without creating anything: its nearest existing ancestor
+// must be a directory, and this process must be allowed to create files
+// in it (a read-only directory or file system is an error). validate and
+// run both load through here, so a directory run cannot make fails both,
+// with the same message. A permission refusal on a directory that belongs
+// to another user is only a warning: validate may run as someone else than
+// the service (a user checking /etc/agent/agent.yaml, where /var/lib/agent
+// belongs to the agent user), and the agent may run as that owner.
+func dirUsable(dir string) (warn string, err error) {
+	dir = filepath.Clean(dir)
+	for p := dir; ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
 		if err == nil {
 			if !fi.IsDir() {
-				return fmt.Errorf("%s is not a directory", p)
+				return "", fmt.Errorf("%s is not a directory", p)
 			}
-			return nil
+			other, werr := dirWritable(p, fi)
+			if werr == nil {
+				return "", nil
+			}
+			what := p + " is not writable"
+			if p != dir {
+				what = "cannot create " + dir + ": " + what
+			}
+			if other {
+				return fmt.Sprintf("%s by this user (uid %d): %v; the agent must run as a user that may write there (its owner?)",
+					what, os.Geteuid(), werr), nil
+			}
+			return "", fmt.Errorf("%s: %w", what, werr)
 		}
 		if filepath.Dir(p) == p {
-			return nil
+			return "", nil
 		}
 	}
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // componentType is what decoding needs of a source or output type.
@@ -622,12 +648,20 @@ func (p *parsed) checkFiles() {
 			p.add(placeError(e, p.lines))
 		}
 	}
+	stateBad := false
 	for _, d := range []struct{ key, dir string }{{"state_dir", p.cfg.StateDir}, {"spool.dir", p.cfg.Spool.Dir}} {
 		if d.dir == "" || p.covered(d.key, 0) {
 			continue
 		}
-		if err := dirPossible(d.dir); err != nil {
+		if d.key == "spool.dir" && stateBad && within(d.dir, p.cfg.StateDir) {
+			continue // the problem is the state directory's, said once
+		}
+		warn, err := dirUsable(d.dir)
+		if err != nil {
 			p.add(placeError(&pathError{path: d.key, err: err}, p.lines))
+			stateBad = stateBad || d.key == "state_dir"
+		} else if warn != "" {
+			p.notice(slog.LevelWarn, d.key, "%s", warn)
 		}
 	}
 	for i, s := range p.cfg.Sources {

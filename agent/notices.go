@@ -9,7 +9,9 @@ import (
 
 	"github.com/kplagent/agent/agent/process"
 	"github.com/kplagent/agent/agent/source"
+	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/outputs"
+	"github.com/kplagent/agent/spool"
 )
 
 // Notice is something loading a configuration found worth telling that is
@@ -87,6 +89,21 @@ const (
 	spoolEntryMargin = 4 << 10
 )
 
+// SpoolSegmentFor is the segment_bytes for a spool.max_bytes too small for
+// the default (less than two default segments), as derived when the file
+// leaves segment_bytes unset, and by `agent tail --spool-max-bytes`: a
+// quarter of max_bytes (space comes back a quarter at a time), at least
+// derivedSegmentFloor; under twice that floor (128KiB: tiny spools, for
+// tests and small devices) a quarter rounded down to whole KiB, at least
+// the spool's smallest segment. ok is false under two of those (8KiB).
+func SpoolSegmentFor(maxBytes units.ByteSize) (seg units.ByteSize, ok bool) {
+	seg = max(maxBytes/4, derivedSegmentFloor)
+	if 2*seg > maxBytes {
+		seg = max(maxBytes/4/1024*1024, spool.MinSegmentBytes)
+	}
+	return seg, 2*seg <= maxBytes
+}
+
 // deriveSpoolSizes fits segment_bytes and max_entry_bytes to a spool.max_bytes
 // too small for their defaults, when the file does not set them: a 4MiB
 // cap would otherwise be refused (twice the 64MiB default segment does not
@@ -101,25 +118,79 @@ func (p *parsed) deriveSpoolSizes() {
 	}
 	var derived []string
 	if !p.isSet("spool.segment_bytes") && sp.SegmentBytes == def.SegmentBytes && sp.MaxBytes < 2*sp.SegmentBytes {
-		if seg := max(sp.MaxBytes/4, derivedSegmentFloor); 2*seg <= sp.MaxBytes {
+		if seg, ok := SpoolSegmentFor(sp.MaxBytes); ok {
 			sp.SegmentBytes = seg
 			derived = append(derived, "segment_bytes "+seg.String())
+		} else {
+			// Said here, where it can say what to set: the spool's own
+			// check would name a segment_bytes the file does not set
+			// (and is then an echo of this one).
+			p.add(fieldError{Path: "spool.max_bytes", Line: p.lines["spool.max_bytes"],
+				Msg: fmt.Sprintf("must be at least %s (two segments of the smallest segment_bytes, %s), got %s",
+					units.ByteSize(2*spool.MinSegmentBytes), units.ByteSize(spool.MinSegmentBytes), sp.MaxBytes)})
 		}
 	}
 	if !p.isSet("spool.max_entry_bytes") && sp.MaxEntryBytes == def.MaxEntryBytes {
 		fit := sp.MaxBytes - spoolEntryMargin
 		// Only when the flows' aggregates and the sources' records still
 		// fit: otherwise the default stays and the spool says, when it
-		// opens, what it takes (as before).
+		// opens, what it takes (as before); validate says now what does
+		// not fit and what to set.
 		if fit < sp.MaxEntryBytes && int64(fit) >= p.largestEntryNeeded() {
 			sp.MaxEntryBytes = fit
 			derived = append(derived, "max_entry_bytes "+fit.String())
+		} else if fit < sp.MaxEntryBytes {
+			p.warnEntriesTooLarge(spool.MaxEntryFor(sp.MaxBytes))
 		}
 	}
 	if len(derived) > 0 {
 		p.notice(slog.LevelInfo, "spool.max_bytes", "%s is too small for the spool's default segment and entry sizes: using %s (set them under spool: to choose)",
 			sp.MaxBytes, strings.Join(derived, " and "))
 	}
+}
+
+// warnEntriesTooLarge warns, at spool.max_bytes, that the aggregates or
+// records this configuration may make do not fit in a spool entry of at
+// most fit bytes (what the spool takes under max_bytes): the spool refuses
+// them and they are dead-lettered (spool_entry_too_large). It names the
+// settings to lower and the largest value that fits.
+func (p *parsed) warnEntriesTooLarge(fit int64) {
+	var what []string
+	for i, f := range p.cfg.Flows {
+		if int64(f.Aggregation.MaxBytes+entryOverhead) > fit {
+			most := "none fits"
+			if fit > entryOverhead {
+				most = "at most " + kibFloor(fit-entryOverhead) + " fits"
+			}
+			what = append(what, fmt.Sprintf("flows[%d].aggregation.max_bytes %s (%s)", i, f.Aggregation.MaxBytes, most))
+		}
+	}
+	for i, s := range p.cfg.Sources {
+		if rs, ok := s.Config.(source.RecordSizer); ok {
+			largest, key := rs.LargestRecord()
+			if largest+recordHeadroom > fit {
+				most := "none fits"
+				if fit > recordHeadroom {
+					most = "at most " + kibFloor(fit-recordHeadroom) + " fits"
+				}
+				what = append(what, fmt.Sprintf("sources[%d].%s.%s %s (%s)", i, s.Type, key, units.ByteSize(largest), most))
+			}
+		}
+	}
+	if len(what) == 0 {
+		return
+	}
+	p.notice(slog.LevelWarn, "spool.max_bytes", "%s holds no spool entry over %d bytes, and larger ones are dead-lettered (spool_entry_too_large): lower %s, or raise max_bytes",
+		p.cfg.Spool.MaxBytes, fit, strings.Join(what, " and "))
+}
+
+// kibFloor is n rounded down to whole KiB (a value to write in the file),
+// or n bytes when under 1KiB.
+func kibFloor(n int64) string {
+	if n < 1<<10 {
+		return units.ByteSize(n).String()
+	}
+	return units.ByteSize(n / 1024 * 1024).String()
 }
 
 // largestEntryNeeded is the largest spool entry the configuration may

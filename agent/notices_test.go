@@ -145,6 +145,7 @@ func TestConfig_SmallSpoolMaxBytesDerivesUnsetSizes(t *testing.T) {
 		name, spool      string
 		seg, entry       units.ByteSize
 		note, wantErrSub string
+		warn             string // a warning about what does not fit in an entry
 	}{
 		{name: "both derived", spool: "{max_bytes: 4MiB}", seg: 1 << 20, entry: 4<<20 - 4<<10,
 			note: "a.yaml:2: spool.max_bytes: note: 4MiB is too small for the spool's default segment and entry sizes: using segment_bytes 1MiB and max_entry_bytes 4092KiB (set them under spool: to choose)"},
@@ -157,7 +158,23 @@ func TestConfig_SmallSpoolMaxBytesDerivesUnsetSizes(t *testing.T) {
 		// Entries smaller than the file source's records would refuse
 		// them: the default stays (the spool caps it at open, warning).
 		{name: "too small for the records", spool: "{max_bytes: 512KiB}", seg: 128 << 10, entry: 16 << 20,
-			note: "a.yaml:2: spool.max_bytes: note: 512KiB is too small for the spool's default segment and entry sizes: using segment_bytes 128KiB (set them under spool: to choose)"},
+			note: "a.yaml:2: spool.max_bytes: note: 512KiB is too small for the spool's default segment and entry sizes: using segment_bytes 128KiB (set them under spool: to choose)",
+			warn: "a.yaml:2: spool.max_bytes: warning: 512KiB holds no spool entry over 524200 bytes, and larger ones are dead-lettered (spool_entry_too_large): lower sources[0].file.max_record_bytes 512KiB (at most 507KiB fits), or raise max_bytes"},
+		// Under 128KiB (two 64KiB segments) the segments get smaller
+		// still, down to the spool's smallest: tiny spools, for tests
+		// and small devices. This was refused, naming a segment_bytes
+		// the file does not set.
+		{name: "tiny", spool: "{max_bytes: 100KiB}", seg: 25 << 10, entry: 16 << 20,
+			note: "a.yaml:2: spool.max_bytes: note: 100KiB is too small for the spool's default segment and entry sizes: using segment_bytes 25KiB (set them under spool: to choose)",
+			warn: "a.yaml:2: spool.max_bytes: warning: 100KiB holds no spool entry over 102312 bytes, and larger ones are dead-lettered (spool_entry_too_large): lower sources[0].file.max_record_bytes 512KiB (at most 95KiB fits), or raise max_bytes"},
+		{name: "tinier than an aggregate", spool: "{max_bytes: 16KiB}", seg: 4 << 10, entry: 16 << 20,
+			note: "a.yaml:2: spool.max_bytes: note: 16KiB is too small for the spool's default segment and entry sizes: using segment_bytes 4KiB (set them under spool: to choose)",
+			warn: "a.yaml:2: spool.max_bytes: warning: 16KiB holds no spool entry over 16296 bytes, and larger ones are dead-lettered (spool_entry_too_large): lower flows[0].aggregation.max_bytes 50KiB (at most 15KiB fits) and sources[0].file.max_record_bytes 512KiB (at most 11KiB fits), or raise max_bytes"},
+		{name: "the smallest", spool: "{max_bytes: 8KiB}", seg: 4 << 10, entry: 16 << 20,
+			note: "a.yaml:2: spool.max_bytes: note: 8KiB is too small for the spool's default segment and entry sizes: using segment_bytes 4KiB (set them under spool: to choose)",
+			warn: "a.yaml:2: spool.max_bytes: warning: 8KiB holds no spool entry over 8104 bytes, and larger ones are dead-lettered (spool_entry_too_large): lower flows[0].aggregation.max_bytes 50KiB (at most 7KiB fits) and sources[0].file.max_record_bytes 512KiB (at most 3KiB fits), or raise max_bytes"},
+		{name: "too small for two segments", spool: "{max_bytes: 6KiB}",
+			wantErrSub: "a.yaml:2: spool.max_bytes: must be at least 8KiB (two segments of the smallest segment_bytes, 4KiB), got 6KiB"},
 		{name: "explicit inconsistent is still refused", spool: "{max_bytes: 4MiB, segment_bytes: 4MiB}", wantErrSub: "spool.max_bytes: must be at least twice segment_bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,8 +187,12 @@ func TestConfig_SmallSpoolMaxBytesDerivesUnsetSizes(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tc.seg, cfg.Spool.SegmentBytes, "segment_bytes")
 			require.Equal(t, tc.entry, cfg.Spool.MaxEntryBytes, "max_entry_bytes")
-			var got []string
+			var got, warns []string
 			for _, n := range cfg.Notices() {
+				if n.Level == slog.LevelWarn {
+					warns = append(warns, fmt.Sprint(n))
+					continue
+				}
 				require.Equal(t, slog.LevelInfo, n.Level)
 				got = append(got, fmt.Sprint(n))
 			}
@@ -179,6 +200,11 @@ func TestConfig_SmallSpoolMaxBytesDerivesUnsetSizes(t *testing.T) {
 				require.Empty(t, got)
 			} else {
 				require.Equal(t, []string{tc.note}, got)
+			}
+			if tc.warn == "" {
+				require.Empty(t, warns)
+			} else {
+				require.Equal(t, []string{tc.warn}, warns)
 			}
 		})
 	}

@@ -53,7 +53,7 @@ func (s *Spool) tryBatch(buf []byte, max int, ents []Entry) ([]Entry, []byte, er
 		return ents, buf, ErrClosed
 	}
 	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	defer s.unlockRead()
 	if s.closedFlag.Load() {
 		return ents, buf, ErrClosed
 	}

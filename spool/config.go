@@ -114,10 +114,12 @@ func (m MinFree) String() string {
 	return units.ByteSize(m).String()
 }
 
+// MinSegmentBytes is the smallest segment_bytes, so the smallest max_bytes
+// is twice it: a segment larger than its header, seal and a few frames.
+// Tests use it to roll often; tiny spools (small devices) can too.
+const MinSegmentBytes = 4 << 10
+
 const (
-	// minSegmentBytes keeps a segment larger than its header, seal and a
-	// few frames; tests use it to roll often.
-	minSegmentBytes = 4 << 10
 	// maxEntryLimit keeps a frame's length in its 32-bit field with room to
 	// spare, and one entry's buffer within reason.
 	maxEntryLimit = 1 << 30
@@ -128,8 +130,13 @@ const (
 // maxFitEntry is the largest entry that fits under cfg.MaxBytes in an
 // otherwise empty spool: one segment with its header, the entry's frame and
 // the seal.
-func maxFitEntry(cfg Config) int64 {
-	return int64(cfg.MaxBytes) - segHeaderSize - frameHeaderSize - sealFrameSize
+func maxFitEntry(cfg Config) int64 { return MaxEntryFor(cfg.MaxBytes) }
+
+// MaxEntryFor is the largest entry a spool of maxBytes takes: Open lowers
+// max_entry_bytes to it (an entry in a segment of its own, with the
+// segment's header, the entry's frame header and the seal).
+func MaxEntryFor(maxBytes units.ByteSize) int64 {
+	return int64(maxBytes) - segHeaderSize - frameHeaderSize - sealFrameSize
 }
 
 // DefaultConfig returns the defaults. Dir is left empty: the agent puts the
@@ -169,8 +176,8 @@ func (c Config) Validate() error {
 	if c.Dir == "" {
 		bad("dir", "required")
 	}
-	if c.SegmentBytes < minSegmentBytes {
-		bad("segment_bytes", "must be at least %s, got %s", units.ByteSize(minSegmentBytes), c.SegmentBytes)
+	if c.SegmentBytes < MinSegmentBytes {
+		bad("segment_bytes", "must be at least %s, got %s", units.ByteSize(MinSegmentBytes), c.SegmentBytes)
 	}
 	if c.MaxBytes < 2*c.SegmentBytes {
 		bad("max_bytes", "must be at least twice segment_bytes (%s), got %s", 2*c.SegmentBytes, c.MaxBytes)

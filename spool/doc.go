@@ -64,8 +64,17 @@
 // (drop_newest refuses them at once; drop_oldest drops one segment per
 // attempt of the writer). Nor does deciding to refuse or drop wait for the
 // writer's write(2) in progress (only a roll that frees the active segment
-// whole needs it), or for acknowledgements being fsynced (only finished
-// segments waiting to be deleted need that).
+// whole needs it), and neither deciding nor deleting waits for
+// acknowledgements being fsynced or for a reader in the middle of a read (a
+// slow disk, a large batch): the segment being read, or whose ack file is
+// being written, is dropped under them. The reader returns the entry it was
+// reading and goes on with the next segment; acknowledging an entry that
+// was dropped is not an error; an ack file written for a dropped segment is
+// removed by its writer. Entries dropped count in Stats.DroppedOldest
+// (those handed out and perhaps delivered too: a drop cannot know) and in
+// the ERROR drop lines with when_full_reason. They are not dead-lettered:
+// the spool holds opaque batches, and drop_oldest is the choice for inputs
+// that cannot wait, where losing the oldest is the price stated.
 // A full episode is logged once at its start (WARN) and once at its end
 // (INFO "room again"); the maintainer looks for its end every round, so it
 // is logged even when no append comes, and after ENOSPC believes room only
@@ -78,7 +87,10 @@
 // maintainer probes it at the backoff's pace (creating and removing an
 // empty write-probe.tmp), so the end of the refusal is logged without an
 // append too.
-// Space comes back a segment at a time, so max_bytes must be at least two segments; acknowledged
+// Space comes back a segment at a time, so max_bytes must be at least two
+// segments (segment_bytes is at least MinSegmentBytes, 4 KiB, so the smallest
+// spool is 8 KiB; the agent derives segment_bytes for a small max_bytes left
+// without one); acknowledged
 // entries in the active segment are freed by closing it early. Open lowers
 // max_entry_bytes to what fits under max_bytes (max_bytes less 88 bytes), so
 // that an accepted entry always finds room once everything is acknowledged.
@@ -99,9 +111,26 @@
 // logged once with what was lost and counted in Stats. Only bytes that are
 // not a valid frame count as lost: an I/O error while reading is returned to
 // the reader (or fails Open) and loses nothing. Other files in the directory
-// are left alone. Open fails only for I/O errors (permissions, a read-only
-// file system, a read error) and with ErrLocked when another process has the
-// directory open; the error names that process.
+// are left alone.
+//
+// A torn or corrupt end that the file system will not truncate (EPERM, EIO)
+// is cut as a broken segment is repaired while the spool runs: a clean copy
+// of the header and every whole frame, sealed, is written beside it
+// (*.seg.tmp), fsynced and renamed over it (the WARN "cut a torn tail" then
+// says how=replaced). If that fails too, the bytes stay (how=left, with a
+// WARN giving both errors): reads stop at the last whole entry, the file is
+// never appended to, and the next Open tries again. When the directory
+// refuses writes (EACCES, EPERM, EROFS: chmod a-w, an LSM) so that no new
+// segment can be started, Open still succeeds, with a WARN "the directory
+// refuses writes: opened to deliver the entries on disk": entries on disk
+// are read and acknowledged, and appends meet when_full as for a directory
+// made read-only while the spool runs (see When full) until it accepts
+// writes again. The agent thus starts and drains its backlog rather than
+// exiting over a spool it cannot add to.
+//
+// Open fails only for I/O errors (permissions on the files or the lock, a
+// read-only file system, a read error) and with ErrLocked when another
+// process has the directory open; the error names that process.
 //
 // A write that fails after part of a frame is cut off again; if the
 // truncate fails too, the segment is left behind (the next frame starts a

@@ -31,6 +31,9 @@ type faultFS struct {
 	firstErr    error         // the first write after a file's header fails with it, after half
 	syncGate    chan struct{} // when set, Sync waits for it to be closed
 	writeGate   chan struct{} // when set, segment writes wait for it to be closed
+	readGate    chan struct{} // when set, reads wait for it to be closed
+	ackSyncGate chan struct{} // when set, Syncs of ack files wait for it to be closed
+	reads       atomic.Int64  // reads started
 	writes      atomic.Int64  // segment writes started
 	readBytes   atomic.Int64
 }
@@ -58,7 +61,7 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error
 	if err != nil {
 		return nil, err
 	}
-	return &faultFile{file: fl, fs: f, fresh: flag&os.O_CREATE != 0}, nil
+	return &faultFile{file: fl, fs: f, fresh: flag&os.O_CREATE != 0, name: name}, nil
 }
 func (f *faultFS) Remove(name string) error {
 	f.mu.Lock()
@@ -106,7 +109,8 @@ func (f *faultFS) DiskSpace(dir string) (int64, int64, error) {
 type faultFile struct {
 	file
 	fs     *faultFS
-	fresh  bool  // created by this open: firstErr applies
+	fresh  bool // created by this open: firstErr applies
+	name   string
 	nwrite int64 // writes to this file (the first is a segment's header)
 }
 
@@ -149,10 +153,13 @@ func (f *faultFile) Truncate(size int64) error {
 
 func (f *faultFile) Sync() error {
 	f.fs.mu.Lock()
-	gate := f.fs.syncGate
+	gate, ackGate := f.fs.syncGate, f.fs.ackSyncGate
 	f.fs.mu.Unlock()
 	if gate != nil {
 		<-gate
+	}
+	if ackGate != nil && strings.HasSuffix(f.name, ".ack") {
+		<-ackGate
 	}
 	if _, se, _ := f.fs.get(); se != nil {
 		return se
@@ -161,6 +168,13 @@ func (f *faultFile) Sync() error {
 }
 
 func (f *faultFile) ReadAt(b []byte, off int64) (int, error) {
+	f.fs.reads.Add(1)
+	f.fs.mu.Lock()
+	gate := f.fs.readGate
+	f.fs.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	n, err := f.file.ReadAt(b, off)
 	f.fs.readBytes.Add(int64(n))
 	return n, err

@@ -177,11 +177,16 @@ func (s *Spool) flushAcks() error {
 		if j.rewrite {
 			if err := s.rewriteAcks(j.g); err != nil {
 				s.mu.Lock()
-				if !j.g.removed {
+				removed := j.g.removed
+				if !removed {
 					j.g.rewrite, j.g.pending = true, nil
 				}
 				s.mu.Unlock()
-				errs = append(errs, err)
+				if removed { // deleted meanwhile: nothing to write any more
+					s.ackWritten(j.g) // a file renamed into place before the deletion
+				} else {
+					errs = append(errs, err)
+				}
 			}
 			continue
 		}
@@ -199,20 +204,27 @@ func (s *Spool) flushAcks() error {
 			// flush rewrites the file from it, so nothing queues up while
 			// the disk refuses.
 			s.mu.Lock()
-			if !j.g.removed {
+			removed := j.g.removed
+			if !removed {
 				j.g.rewrite, j.g.pending = true, nil
 			}
 			s.mu.Unlock()
-			errs = append(errs, err)
+			if removed {
+				s.ackWritten(j.g) // a file created before the deletion
+			} else {
+				errs = append(errs, err)
+			}
 			continue
 		}
-		created = created || fresh
-		s.mu.Lock()
 		grow := int64(len(buf))
 		if fresh {
 			grow += ackHeaderSize
 		}
-		j.g.ackSize += grow
+		if !s.ackWritten(j.g, func() { j.g.ackSize += grow }) {
+			continue
+		}
+		created = created || fresh
+		s.mu.Lock()
 		j.g.ackRecs += int64(len(j.rs))
 		compact := j.g.ackRecs > ackCompactMin && j.g.ackRecs > ackCompactRatio*j.g.done.countRanges()
 		s.mu.Unlock()
@@ -229,6 +241,31 @@ func (s *Spool) flushAcks() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ackWritten is called by an ack write (ackMu held) once its file is
+// written, and applies account to g under mu. Segments are deleted without
+// ackMu (an appender dropping the oldest one, the maintainer deleting
+// finished ones: neither waits for an ack file's fsync), so g may have
+// been taken out of the table meanwhile: then its deleter has counted its
+// bytes and removed its files (or is about to), and the file this write
+// created or renamed into place is removed here, account is not applied,
+// and ackWritten reports false.
+func (s *Spool) ackWritten(g *segment, account ...func()) bool {
+	s.mu.Lock()
+	removed := g.removed
+	if !removed {
+		for _, fn := range account {
+			fn()
+		}
+	}
+	s.mu.Unlock()
+	if removed {
+		if err := s.fs.Remove(s.ackPath(g)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("spool: cannot delete the ack file of a deleted segment; the next start removes it", "segment", g.path, "error", err)
+		}
+	}
+	return !removed
 }
 
 // appendAckFile appends records to g's ack file, which has prev bytes,
@@ -298,11 +335,13 @@ func (s *Spool) rewriteAcks(g *segment) error {
 		_ = s.fs.Remove(tmp)
 		return fmt.Errorf("spool: compact ack file: %w", err)
 	}
-	s.mu.Lock()
-	delta := int64(len(buf)) - g.ackSize
-	g.ackSize, g.ackRecs = int64(len(buf)), recs
-	s.mu.Unlock()
-	s.st.bytes.Add(delta)
+	var delta int64
+	if s.ackWritten(g, func() {
+		delta = int64(len(buf)) - g.ackSize
+		g.ackSize, g.ackRecs = int64(len(buf)), recs
+	}) {
+		s.st.bytes.Add(delta)
+	}
 	return nil
 }
 

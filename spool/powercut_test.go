@@ -100,7 +100,7 @@ type powerCutRun struct {
 func newPowerCutRun(t *testing.T, dir string, seed uint64, policy SyncPolicy) *powerCutRun {
 	cfg := DefaultConfig()
 	cfg.Dir = dir
-	cfg.SegmentBytes = minSegmentBytes // rolls, seals and deletions often
+	cfg.SegmentBytes = MinSegmentBytes // rolls, seals and deletions often
 	cfg.MaxBytes = 1 << 30
 	cfg.MinFreeBytes = 0
 	cfg.Sync = policy

@@ -94,7 +94,7 @@ func (s *Spool) TryNext(dst []byte) (ID, []byte, bool, error) {
 		return 0, dst, false, ErrClosed
 	}
 	s.rmu.Lock()
-	defer s.rmu.Unlock()
+	defer s.unlockRead()
 	if s.closedFlag.Load() {
 		return 0, dst, false, ErrClosed
 	}

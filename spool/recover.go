@@ -130,6 +130,9 @@ func (s *Spool) recover() error {
 			}
 			nextID = g.hdr.first
 			s.active, s.wf = g, f
+			// Torn bytes that could not be cut are after its header: the
+			// first write repairs it (repairActiveLocked) or fails.
+			s.broken = g == rs.torn
 		} else {
 			stale = g
 			nextID = max(nextID, g.hdr.first)
@@ -161,10 +164,21 @@ func (s *Spool) recover() error {
 	}
 	if s.active == nil {
 		g, f, err := s.createSegment(nextID)
-		if err != nil {
+		switch {
+		case err == nil:
+			s.active, s.wf = g, f
+		case isRefused(err):
+			// A directory that refuses writes (chmod a-w, an LSM): the
+			// spool opens without a segment to write to, so the agent
+			// starts and delivers what is on disk. Appends meet when_full
+			// and the first write after the backoff tries again to start
+			// a segment, as after a failed roll (refused.go).
+			s.refusedLocked(err)
+			s.log.Warn("spool: the directory refuses writes: opened to deliver the entries on disk; appends follow when_full until it accepts writes",
+				"dir", s.dir, "error", err, "when_full", s.cfg.WhenFull, "entries", entries)
+		default:
 			return fmt.Errorf("spool: %w", err)
 		}
-		s.active, s.wf = g, f
 	}
 	// Finished segments go only now that a newer segment holds the IDs.
 	if stale != nil {
@@ -208,6 +222,10 @@ type recoverState struct {
 	names    map[string]bool // files in the directory, for moving aside
 	buf      []byte
 	unsynced map[*segment]bool // trusted by their seal, not fsynced by this Open
+	// torn is the last segment, empty, whose torn end could not be cut
+	// (cutLeft): if it becomes the active segment, it is repaired before
+	// the first frame is written to it (the spool's broken flag).
+	torn *segment
 }
 
 // syncSealed fsyncs the segments trusted by their seal. A sealed
@@ -300,17 +318,19 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	if err != nil {
 		return nil, 0, fmt.Errorf("spool: read segment %s: %w", path, err)
 	}
+	g := &segment{hdr: h, path: path, last: res.last, end: res.end, size: res.end}
 	if tail := size - res.end; tail > 0 {
-		if err := f.Truncate(res.end); err != nil {
-			return nil, 0, fmt.Errorf("spool: truncate segment %s: %w", path, err)
-		}
+		how := rs.cutTail(f, g, res.frames > 0)
 		s.st.bytesLost.Add(uint64(tail))
+		args := []any{"segment", path, "kept_up_to_id", uint64(res.last), "bytes_cut", tail}
+		if how != cutTruncated {
+			args = append(args, "how", how)
+		}
 		if isLast {
 			// An append that was cut short: it never returned, so nothing
 			// acknowledged to a caller is lost (with sync: always).
 			s.st.tornTails.Add(1)
-			s.log.Warn("spool: cut a torn tail (an interrupted append)", "segment", path,
-				"kept_up_to_id", uint64(res.last), "bytes_cut", tail)
+			s.log.Warn("spool: cut a torn tail (an interrupted append)", args...)
 		} else {
 			var lost ID
 			if next > res.last+1 {
@@ -319,11 +339,43 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 			s.st.corruptEntries.Add(uint64(lost))
 			// Corruption, or a power loss before the syncer fsynced this
 			// sealed segment (entries that were not durable yet).
-			s.log.Error("spool: cut a corrupt or unsynced end off a segment", "segment", path,
-				"kept_up_to_id", uint64(res.last), "entries_lost", uint64(lost), "bytes_cut", tail)
+			s.log.Error("spool: cut a corrupt or unsynced end off a segment",
+				append(args, "entries_lost", uint64(lost))...)
+		}
+		switch how {
+		case cutReplaced:
+			// A clean copy, sealed (when it holds entries) and fsynced,
+			// is in place of the file f has open.
+			if res.frames == 0 && !isLast {
+				rs.removeEmpty(path)
+				return nil, first - 1, nil
+			}
+			g.sealed = res.frames > 0
+			if g.sealed {
+				return g, res.last, nil
+			}
+			return g, first - 1, nil
+		case cutLeft:
+			// The torn bytes stay on disk: reads stop at the last whole
+			// entry, nothing is ever appended to this file, and the next
+			// Open scans it again.
+			if res.frames == 0 {
+				if isLast {
+					rs.torn = g // the repair is tried again before the first write
+					return g, first - 1, nil
+				}
+				rs.removeEmpty(path)
+				return nil, first - 1, nil
+			}
+			g.size = size
+			s.st.fsyncs.Add(1)
+			if err := f.Sync(); err != nil {
+				return nil, 0, fmt.Errorf("spool: sync recovered segment %s: %w", path, err)
+			}
+			g.sealed = true
+			return g, res.last, nil
 		}
 	}
-	g := &segment{hdr: h, path: path, last: res.last, end: res.end, size: res.end}
 	if res.frames == 0 {
 		if isLast {
 			return g, first - 1, nil // empty: may become the active segment again
@@ -350,6 +402,102 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	}
 	g.sealed = true
 	return g, res.last, nil
+}
+
+// How cutTail took a torn or corrupt end off a segment file.
+const (
+	cutTruncated = "truncated" // the file was cut at the last whole frame
+	cutReplaced  = "replaced"  // a clean copy of its whole frames replaced it
+	cutLeft      = "left"      // neither worked: the bytes stay, reads stop before them
+)
+
+// cutTail takes the bytes after g.end off the segment file f has open, at
+// g.path: by truncating it, or, when the file system refuses that (EPERM,
+// EIO), as the spool repairs a broken segment while it runs
+// (repairActiveLocked): a clean copy of the header and every whole frame,
+// sealed when sealIt, is written beside it (*.seg.tmp), fsynced and renamed
+// over it, and the directory is fsynced. A crash at any point leaves the old
+// file or the copy, each holding every whole entry. If that fails too (a
+// directory that refuses writes) the file is left as it is; the caller
+// reads it only up to g.end and never appends to it. No error: an Open
+// that cannot cut a tail still serves what is before it.
+func (rs *recoverState) cutTail(f file, g *segment, sealIt bool) string {
+	s := rs.s
+	terr := f.Truncate(g.end)
+	if terr == nil {
+		return cutTruncated
+	}
+	err := rs.replaceWithPrefix(f, g, sealIt)
+	if err == nil {
+		return cutReplaced
+	}
+	s.log.Warn("spool: cannot cut the torn end off a segment; reading it up to its last whole entry, and trying again at the next start",
+		"segment", g.path, "truncate_error", terr, "replace_error", err)
+	return cutLeft
+}
+
+// replaceWithPrefix writes the header and the frames before g.end of the
+// file f to g.path+".tmp", seals it when sealIt, fsyncs it, renames it over
+// g.path and fsyncs the directory; on success g.size is the new file's size.
+func (rs *recoverState) replaceWithPrefix(f file, g *segment, sealIt bool) error {
+	s := rs.s
+	tmp := g.path + tmpSuffix
+	out, err := s.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		out.Close()
+		_ = s.fs.Remove(tmp)
+		return err
+	}
+	buf := rs.buf
+	for off := int64(0); off < g.end; {
+		n := min(int64(len(buf)), g.end-off)
+		if _, err := f.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			return fail(err)
+		}
+		if _, err := out.Write(buf[:n]); err != nil {
+			return fail(err)
+		}
+		off += n
+	}
+	size := g.end
+	if sealIt {
+		seal := appendSeal(nil, g.hdr, g.last, g.end)
+		if _, err := out.Write(seal); err != nil {
+			return fail(err)
+		}
+		size += int64(len(seal))
+	}
+	s.st.fsyncs.Add(1)
+	if err := out.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := out.Close(); err != nil {
+		_ = s.fs.Remove(tmp)
+		return err
+	}
+	if err := s.fs.Rename(tmp, g.path); err != nil {
+		_ = s.fs.Remove(tmp)
+		return err
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		// The copy holds the same whole entries as the old file: a crash
+		// that forgets the rename loses nothing either way.
+		s.log.Warn("spool: cannot sync the directory after replacing a segment", "segment", g.path, "error", err)
+	}
+	g.size = size
+	return nil
+}
+
+// removeEmpty removes a segment file that holds no entry. A failure is
+// logged, not returned: the file names no ID that a newer one does not,
+// and the next Open tries again.
+func (rs *recoverState) removeEmpty(path string) {
+	if err := rs.s.fs.Remove(path); err != nil {
+		rs.s.log.Warn("spool: cannot remove an empty segment; the next start tries again", "segment", path, "error", err)
+	}
 }
 
 // moveAside renames an unreadable segment to *.corrupt, counts and logs it.

@@ -89,7 +89,7 @@ type Spool struct {
 
 	// Acceptance state, guarded by wmu: what Append decides (room,
 	// when_full, IDs) and the write-behind stage. Lock order: wmu, fmu,
-	// rmu, ackMu, mu; wmu before syncMu, fmu before syncMu, roundMu before
+	// rmu, ackMu, delMu, mu; wmu before syncMu, fmu before syncMu, roundMu before
 	// syncMu, syncMu before mu.
 	wmu     sync.Mutex
 	nextID  ID // the next ID Append hands out
@@ -160,12 +160,23 @@ type Spool struct {
 	// Guarded by syncMu.
 	sealed []sealedFile
 
-	// rmu guards the read cursor.
+	// rmu guards the read cursor. A reader holds it across its read(2)s.
 	rmu sync.Mutex
 	rd  cursor
+	// rdRemoved asks the reader holding rmu to close the cursor's file if
+	// its segment was removed (releaseRemovedCursor does not wait for a
+	// busy reader); see unlockRead.
+	rdRemoved atomic.Bool
 
-	// ackMu serialises ack-file writes with segment deletion.
+	// ackMu serialises ack-file writes (flushAcks, held across their
+	// fsyncs). Deleting a segment does not take it: an ack write that
+	// finds its segment removed once it is done removes the file it wrote
+	// and counts nothing (ledger.go, ackWritten).
 	ackMu sync.Mutex
+	// delMu serialises the deletion of finished segments (deleteDone), so
+	// that a caller that finds one in progress waits for its room. Never
+	// held across an fsync.
+	delMu sync.Mutex
 
 	// mu guards the segment table and every segment's mutable fields.
 	mu       sync.Mutex
@@ -551,17 +562,18 @@ func (s *Spool) deleteDone() bool {
 }
 
 func (s *Spool) deleteDoneFiles() bool {
-	// Nothing to delete, nor being deleted: no need to wait for ackMu,
-	// which flushAcks holds across its fsyncs. An appender about to refuse
-	// or drop an entry must not wait for the disk to find nothing.
+	// Nothing to delete, nor being deleted: nothing to wait for. Deleting
+	// never waits for ackMu, which flushAcks holds across its fsyncs: an
+	// appender about to refuse or drop an entry must not wait for the
+	// disk's fsyncs to find room.
 	s.mu.Lock()
 	idle := len(s.toDelete) == 0 && !s.deleting
 	s.mu.Unlock()
 	if idle {
 		return false
 	}
-	s.ackMu.Lock()
-	defer s.ackMu.Unlock()
+	s.delMu.Lock()
+	defer s.delMu.Unlock()
 	s.mu.Lock()
 	gs := s.toDelete
 	s.toDelete = nil
@@ -597,48 +609,76 @@ func (s *Spool) deleteDoneFiles() bool {
 }
 
 // releaseRemovedCursor closes the read cursor's file when its segment was
-// deleted: a reader that caught up at a segment's end keeps it open until
-// its next read, which may not come before the space does (an append
-// waiting for room on a small disk, with nothing left to read). rmu comes
-// after wmu and fmu and before ackMu, so it is taken with ackMu released; a
-// busy reader is waited for (a read never waits for the writer).
+// deleted or dropped: a reader that caught up at a segment's end keeps it
+// open until its next read, which may not come before the space does (an
+// append waiting for room on a small disk, with nothing left to read), and
+// an open file keeps its blocks allocated. A busy reader (one in a read,
+// holding rmu, perhaps on a slow disk) is not waited for: it is asked to
+// close the file as it releases rmu (unlockRead). Appenders call this on
+// their way to drop or wait; they must not wait for a read.
 func (s *Spool) releaseRemovedCursor() {
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	if g := s.rd.g; g != nil {
-		s.mu.Lock()
-		removed := g.removed
-		s.mu.Unlock()
-		if removed {
-			// Only the file: the cursor stays on g, so the next read
-			// moves to the segment after it (older segments may hold
-			// entries handed out and not yet acknowledged).
-			s.rd.closeFile()
+	s.rdRemoved.Store(true)
+	if !s.rmu.TryLock() {
+		return // the holder sees rdRemoved in unlockRead
+	}
+	s.unlockRead()
+}
+
+// unlockRead releases rmu, closing first the cursor's file if its segment
+// was removed and releaseRemovedCursor asked for it. A request made while
+// this holder was between its look and its unlock is seen after the
+// unlock, and served by whoever then holds rmu.
+func (s *Spool) unlockRead() {
+	for {
+		if s.rdRemoved.Swap(false) {
+			if g := s.rd.g; g != nil {
+				s.mu.Lock()
+				removed := g.removed
+				s.mu.Unlock()
+				if removed {
+					// Only the file: the cursor stays on g, so the next
+					// read moves to the segment after it (older segments
+					// may hold entries handed out and not yet
+					// acknowledged).
+					s.rd.closeFile()
+				}
+			}
+		}
+		s.rmu.Unlock()
+		if !s.rdRemoved.Load() || !s.rmu.TryLock() {
+			return
 		}
 	}
 }
 
-// removeFilesLocked deletes a segment's files. ackMu is held. The segment
+// removeFilesLocked deletes the files of a segment out of the table
+// (removed), which the caller alone deletes: delMu is held (deleteDone), or
+// the caller took it out itself (dropOldestLocked, recovery). The segment
 // goes first: if the ack file went first and we crashed, the whole segment
 // would be delivered again. It returns the error that kept the segment
-// file (a file already gone is not one).
+// file (a file already gone is not one). An ack write in progress for it
+// removes what it wrote when it is done (ackWritten).
 func (s *Spool) removeFilesLocked(g *segment) error {
 	if err := s.fs.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: delete %s: %w", g.path, err)
 	}
+	// Once removed, g.size and g.ackSize no longer change.
+	s.mu.Lock()
+	size, ackSize := g.size, g.ackSize
+	s.mu.Unlock()
 	s.deletions.Add(1)
-	s.st.bytes.Add(-g.size)
+	s.st.bytes.Add(-size)
 	s.st.segments.Add(-1)
 	// Free at once, not only at the next free-space check: drop_oldest
 	// under the floor would drop one segment after another until then.
-	s.free.Add(g.size + g.ackSize)
+	s.free.Add(size + ackSize)
 	// Whatever ackSize says: a first write that failed after creating the
 	// file leaves one that ackSize does not count. One left behind is
 	// removed at the next Open (its segment is gone).
 	if err := s.fs.Remove(s.ackPath(g)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("spool: cannot delete an ack file; the next start removes it", "segment", g.path, "error", err)
 	}
-	s.st.bytes.Add(-g.ackSize)
+	s.st.bytes.Add(-ackSize)
 	return nil
 }
 

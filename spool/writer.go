@@ -148,7 +148,7 @@ func (s *Spool) stageStuckLocked(need int64) bool {
 // look for room again, or the error Append returns.
 func (s *Spool) whenFullLocked(ctx context.Context, need int64) error {
 	// Segments finished by acks may still wait for the maintainer to
-	// delete them, or be in the middle of it: finish that first (ackMu
+	// delete them, or be in the middle of it: finish that first (delMu
 	// serialises it), rather than drop or wait.
 	s.deleteDone()
 	if s.roomLocked(need) {
@@ -342,11 +342,15 @@ func (s *Spool) dropOldestLocked(reason string, need int64) bool {
 			return false
 		}
 	}
-	s.ackMu.Lock()
+	// Neither an ack write in progress (ackMu, held across its fsync) nor
+	// a busy reader (rmu, held across its reads) is waited for: out of the
+	// table under mu, g is this caller's to delete. An ack write for it
+	// removes what it wrote once done (ackWritten); a reader in the
+	// middle of g returns what it read (an ID that Ack then ignores:
+	// dropped) and moves on to the next segment.
 	s.mu.Lock()
 	if g.removed { // retired by an ack meanwhile
 		s.mu.Unlock()
-		s.ackMu.Unlock()
 		return true
 	}
 	lost := g.count() - g.done.n
@@ -361,16 +365,10 @@ func (s *Spool) dropOldestLocked(reason string, need int64) bool {
 		s.st.writeErrors.Add(1)
 		s.deleteErrLog.failed(err, "dir", s.dir, "segments", 1)
 	}
-	s.ackMu.Unlock()
 	// A reader still open on it would keep its blocks allocated, and the
-	// next write would hit ENOSPC again and drop another segment. A busy
-	// reader is waited for: a read never waits for the writer (lock order
-	// wmu, rmu).
-	s.rmu.Lock()
-	if s.rd.g == g {
-		s.rd.release()
-	}
-	s.rmu.Unlock()
+	// next write would hit ENOSPC again and drop another segment: it
+	// closes the file now, or as soon as its read in progress is done.
+	s.releaseRemovedCursor()
 	s.noSpace.Store(false)
 	s.lg.dropped(uint64(lost), 0, reason, need)
 	s.spaceEv.broadcast()

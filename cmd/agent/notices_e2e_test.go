@@ -129,3 +129,63 @@ func TestReload_AnswersWithTheConfigWarnings(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// A spool.max_bytes under 128KiB without segment_bytes was refused, naming
+// a segment_bytes (64MiB) the file does not set. Tiny spools (tests, small
+// devices) now get segments of a quarter of it, down to 4KiB, said as a
+// note, with a warning naming what does not fit in an entry; they spool,
+// fill, block and deliver every line. Under 8KiB the error says what to
+// set.
+func TestValidateAndRun_TinySpoolMaxBytesWorks(t *testing.T) {
+	const n = 5000 // ~500 KB through a 64KiB spool
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, n, 100)
+	s := newSink(t)
+	s.stop()
+	admin := freeAddr(t)
+	cfgFor := func(maxBytes string) string {
+		cfg := filepath.Join(dir, maxBytes+".yaml")
+		require.NoError(t, os.WriteFile(cfg, fmt.Appendf(nil, `state_dir: %s
+spool: {max_bytes: %s}
+admin: {listen: %q}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: sink
+    type: http
+    http: {url: %q}
+flows:
+  - name: main
+    sources: [app]
+    output: sink
+`, filepath.Join(dir, "state"), maxBytes, admin, log, s.URL()), 0o600))
+		return cfg
+	}
+
+	cfg := cfgFor("6KiB")
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code)
+	require.Equal(t, cfg+":2: spool.max_bytes: must be at least 8KiB (two segments of the smallest segment_bytes, 4KiB), got 6KiB\n", errOut)
+
+	cfg = cfgFor("64KiB")
+	out, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, cfg+": ok\n", out)
+	require.Contains(t, errOut, cfg+":2: spool.max_bytes: note: 64KiB is too small for the spool's default segment and entry sizes: using segment_bytes 16KiB")
+	require.Contains(t, errOut, cfg+":2: spool.max_bytes: warning: 64KiB holds no spool entry over 65448 bytes")
+
+	p := startAgent(t, "run", "-c", cfg)
+	require.Eventually(t, func() bool {
+		return metric(admin, "agent_spool_blocked_appends") > 0
+	}, time.Minute, 50*time.Millisecond, "the spool never filled: bytes %v", metric(admin, "agent_spool_bytes"))
+	require.LessOrEqual(t, metric(admin, "agent_spool_bytes"), float64(64<<10))
+	s.start()
+	require.Eventually(t, func() bool { return s.distinct() == n }, 2*time.Minute, 100*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, true)
+	require.NotContains(t, p.output(), "level=ERROR")
+}

@@ -714,8 +714,12 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		cfg.Spool.MaxBytes = v
 		if v < 2*cfg.Spool.SegmentBytes {
 			// A small cap takes smaller spool files (tail has no flag for
-			// segment_bytes); below 128KiB validation says what is needed.
-			cfg.Spool.SegmentBytes = max(v/4, 64<<10)
+			// segment_bytes); below 8KiB validation says what is needed.
+			seg, ok := agent.SpoolSegmentFor(v)
+			if !ok {
+				seg = spool.MinSegmentBytes
+			}
+			cfg.Spool.SegmentBytes = seg
 		}
 		if fit := v - spoolEntryMargin; fit < cfg.Spool.MaxEntryBytes && fit >= 64<<10 {
 			// A small cap takes smaller entries too (tail has no flag

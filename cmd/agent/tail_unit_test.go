@@ -87,7 +87,8 @@ func TestTailConfig_SmallSpoolCapTakesSmallerSegments(t *testing.T) {
 		{max: "1MiB", segment: 256 << 10},
 		{max: "200KiB", segment: 64 << 10},
 		{max: "2GiB", segment: 64 << 20},
-		{max: "100KiB", err: "max_bytes: must be at least twice segment_bytes (128KiB)"},
+		{max: "100KiB", segment: 25 << 10}, // was refused: tiny spools take smaller segments still
+		{max: "6KiB", err: "max_bytes: must be at least twice segment_bytes (8KiB), got 6KiB"},
 	} {
 		t.Run(tc.max, func(t *testing.T) {
 			_, o := tailFlags(&bytes.Buffer{})

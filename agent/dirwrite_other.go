@@ -1,0 +1,9 @@
+//go:build !unix
+
+package agent
+
+import "os"
+
+// dirWritable is not checked where faccessat is not available: run
+// reports what it cannot create.
+func dirWritable(string, os.FileInfo) (bool, error) { return false, nil }

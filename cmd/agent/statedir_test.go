@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// nobody is the user the tests run the agent as when they run as root,
+// which ignores permission bits.
+const nobody = 65534
+
+// runBinAs is runBin as the user uid (0: as the test's user), with bin as
+// the agent binary.
+func runBinAs(t *testing.T, bin string, uid uint32, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if uid != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
+	}
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	return o.String(), e.String(), cmd.ProcessState.ExitCode()
+}
+
+// A state_dir the agent cannot create or write in passed validate, and
+// run then exited 1 at start. validate now says so, as run does (both
+// load the file the same way), without creating anything: under a
+// regular file, under a read-only directory, or read-only itself. A
+// directory that only another user may write is a warning: validate may
+// run as someone else than the service.
+func TestValidate_StateDirTheAgentCannotCreateFailsAsRunDoes(t *testing.T) {
+	// Run as nobody when root: the binary, the config and the directories
+	// must be reachable by that user.
+	uid := uint32(0)
+	if os.Geteuid() == 0 {
+		uid = nobody
+	}
+	base, err := os.MkdirTemp("", "agent-statedir-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = filepath.Walk(base, func(p string, _ os.FileInfo, _ error) error { return os.Chmod(p, 0o755) })
+		os.RemoveAll(base)
+	})
+	require.NoError(t, os.Chmod(base, 0o755))
+	bin := filepath.Join(base, "agent")
+	copyFile(t, agentBin, bin, 0o755)
+	own := func(p string) {
+		if uid != 0 {
+			require.NoError(t, os.Chown(p, int(uid), int(uid)))
+		}
+	}
+	file := filepath.Join(base, "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	ro := filepath.Join(base, "ro")
+	require.NoError(t, os.Mkdir(ro, 0o755))
+	own(ro)
+	require.NoError(t, os.Mkdir(filepath.Join(ro, "state"), 0o755))
+	own(filepath.Join(ro, "state"))
+	require.NoError(t, os.Chmod(filepath.Join(ro, "state"), 0o555))
+	require.NoError(t, os.Chmod(ro, 0o555))
+
+	for _, tc := range []struct {
+		name, stateDir, want string
+		warn                 bool
+	}{
+		{name: "under_a_regular_file", stateDir: filepath.Join(file, "state"), want: file + " is not a directory"},
+		{name: "under_a_read_only_directory", stateDir: filepath.Join(ro, "new"),
+			want: "cannot create " + filepath.Join(ro, "new") + ": " + ro + " is not writable: permission denied"},
+		{name: "read_only_itself", stateDir: filepath.Join(ro, "state"),
+			want: filepath.Join(ro, "state") + " is not writable: permission denied"},
+		{name: "another_users_directory", stateDir: "/agent-statedir-test-missing/state", warn: true,
+			want: "warning: cannot create /agent-statedir-test-missing/state: / is not writable by this user"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(base, tc.name+".yaml")
+			require.NoError(t, os.WriteFile(cfg, []byte(`state_dir: `+tc.stateDir+`
+sources:
+  - name: app
+    type: file
+    file: {include: [`+base+`/*.log]}
+outputs:
+  - name: out
+    type: blackhole
+flows:
+  - name: main
+    sources: [app]
+    output: out
+`), 0o644))
+			out, errOut, code := runBinAs(t, bin, uid, "validate", "-c", cfg)
+			if tc.warn {
+				require.Equal(t, 0, code, errOut)
+				require.Contains(t, out, cfg+": ok")
+				require.Contains(t, errOut, cfg+":1: state_dir: "+tc.want)
+				return
+			}
+			require.Equal(t, 2, code, "stdout: %s\nstderr: %s", out, errOut)
+			require.Equal(t, cfg+":1: state_dir: "+tc.want+"\n", errOut, "said once, with file and line")
+			_, runErr, code := runBinAs(t, bin, uid, "run", "-c", cfg)
+			require.Equal(t, 2, code)
+			require.Equal(t, errOut, runErr, "run says what validate said")
+			_, err := os.Stat(tc.stateDir)
+			if tc.name != "read_only_itself" {
+				require.Error(t, err, "nothing was created")
+			}
+		})
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	in, err := os.Open(from)
+	require.NoError(t, err)
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	require.NoError(t, err)
+	_, err = io.Copy(out, in)
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
+}
