@@ -67,6 +67,13 @@ type Stats struct {
 	// MaxOpenFiles is the source's bound on descriptors: max_open_files,
 	// or less when the file sources' share of RLIMIT_NOFILE is smaller.
 	MaxOpenFiles int
+	// CompressedRotations counts compressed rotated files (logrotate's
+	// compress) read at start for the lines after a checkpoint, or whole
+	// (a version never seen); CompressedRecords the records read from them.
+	CompressedRotations, CompressedRecords uint64
+	// CompressedErrors counts compressed rotated files found corrupt or
+	// truncated: what was read before the error was sent, the rest is lost.
+	CompressedErrors uint64
 }
 
 // FileStatus describes one file the source follows.
@@ -104,6 +111,7 @@ type Source struct {
 
 	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
 	openErrors, noDescriptor, readErrors, scanErrors, watchErrors                                    atomic.Uint64
+	compressedFiles, compressedRecords, compressedErrors                                             atomic.Uint64
 	filesOpen, filesWaiting, filesUnreadable                                                         atomic.Int64
 }
 
@@ -240,7 +248,7 @@ func (s *Source) load(r *runner) {
 			delete(s.byID, old.inc.id)
 			s.dropped = append(s.dropped, old.inc.id)
 		}
-		f := &file{key: key, birth: e.Birth, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true, midLine: e.Offset > 0, resumed: true}
+		f := &file{key: key, birth: e.Birth, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true, midLine: e.Offset > 0, resumed: true, end: e.End}
 		f.setFingerprint(fp)
 		f.sp = r.newSplitter(f)
 		f.offsetA.Store(e.Offset)
@@ -373,6 +381,9 @@ func (s *Source) Stats() Stats {
 		WatchErrors:           s.watchErrors.Load(),
 		FilesUnreadable:       int(s.filesUnreadable.Load()),
 		MaxOpenFiles:          int(s.fds.max),
+		CompressedRotations:   s.compressedFiles.Load(),
+		CompressedRecords:     s.compressedRecords.Load(),
+		CompressedErrors:      s.compressedErrors.Load(),
 	}
 }
 
