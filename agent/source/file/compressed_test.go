@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"github.com/pierrec/lz4/v4"
 	"github.com/stretchr/testify/require"
 	"github.com/ulikunitz/xz"
+
+	"github.com/kplagent/agent/agent/source"
 )
 
 // compressAs compresses data as a file with the suffix kind would hold.
@@ -293,4 +297,69 @@ func TestRotatedName(t *testing.T) {
 	require.True(t, rotAge{kind: ageStamp, s: "20261207"}.newerThan(rotAge{kind: ageStamp, s: "20261206"}))
 	require.False(t, rotAge{kind: ageStamp, s: "20261207"}.newerThan(rotAge{kind: ageCount, n: 1}))
 	require.False(t, rotAge{}.newerThan(rotAge{}))
+}
+
+// The agent is stopped while it reads a compressed rotation at start (emit
+// blocked by backpressure when SIGTERM comes): what was committed is kept,
+// and the next start reads the compressed rotation again from there.
+func TestRestart_StoppedWhileReadingCompressedRotation_NextStartResumes(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	writeFile(t, p, linesOf("a", 0, 100))
+	cpPath := filepath.Join(t.TempDir(), "cp.json")
+	cfg := testConfig(dir, "app.log")
+	readFirst(t, cfg, cpPath, 100)
+
+	appendFile(t, p, linesOf("a", 100, 3000))
+	require.NoError(t, os.Remove(p))
+	writeFile(t, p+".1.gz", string(compressAs(t, ".gz", []byte(linesOf("a", 0, 3000)))))
+	writeFile(t, p, linesOf("b", 0, 10))
+
+	st := openStore(t, cpPath)
+	src, err := New(cfg, Settings{Name: "s", Checkpoints: st, CheckpointInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	col := &collector{src: src, commit: true}
+	var n atomic.Int64
+	stuck := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(ctx context.Context, r source.Record) error {
+			if n.Add(1) > 1000 {
+				close(stuck)
+				<-ctx.Done() // backpressure until the stop
+				return ctx.Err()
+			}
+			return col.emit(ctx, r)
+		})
+	}()
+	select {
+	case <-stuck:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the compressed rotation was not read")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the source did not stop")
+	}
+	require.NoError(t, st.Close())
+	first := col.lines()
+	require.Len(t, first, 1000)
+
+	col2, logs, _ := runOnce(t, cfg, cpPath)
+	got := map[string]int{}
+	for _, l := range append(first, col2.lines()...) {
+		got[l]++
+	}
+	for i := 100; i < 3000; i++ {
+		require.Equal(t, 1, got[line("a", i)], "line a %d\n%s", i, logs)
+	}
+	for i := 0; i < 10; i++ {
+		require.Equal(t, 1, got[line("b", i)], "line b %d", i)
+	}
+	require.Len(t, got, 2910)
 }
