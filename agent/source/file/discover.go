@@ -87,7 +87,7 @@ func (r *runner) findRotatedWhileStopped() {
 	byKey := map[devIno]*file{}
 	var dirs []string
 	for key, f := range r.byKey {
-		if f.state != stGone || f.fd != nil || f.path != "" || f.lastPath == "" || f.done() {
+		if f.state != stGone || f.fd != nil || f.path != "" || f.lastPath == "" {
 			continue
 		}
 		want = append(want, f)
@@ -139,13 +139,23 @@ func (r *runner) findRotatedWhileStopped() {
 			return
 		}
 		was := f.lastPath
+		a, in := found[f]
+		if f.done() {
+			// Read to its end while the source ran, and let go: what came
+			// next was followed. Only growth after that (a writer that
+			// never reopened) can be left: read it if it is still there.
+			if in {
+				r.drainRotatedAway(f, a.path, a.st)
+			}
+			continue
+		}
 		cands := r.rotatedFiles(was)
 		var (
 			rot rotatedFile
 			ok  bool
 			err error
 		)
-		if a, in := found[f]; in && r.drainRotatedAway(f, a.path, a.st) {
+		if in && r.drainRotatedAway(f, a.path, a.st) {
 			rot, ok = rotationOf(a.path, a.st, was), true
 		} else {
 			rot, ok, err = r.readCompressedRotation(f, cands, taken)
@@ -197,6 +207,7 @@ func (r *runner) drainRotatedAway(f *file, path string, st fileStat) bool {
 	r.s.mu.Lock()
 	f.lastPath = path
 	f.lastSeen = r.now
+	f.end = 0 // it grew: where it ends now is set when it is let go
 	r.s.mu.Unlock()
 	if !slices.Contains(r.live, f) {
 		r.live = append(r.live, f)

@@ -3,6 +3,7 @@ package file
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +143,41 @@ func TestRestart_RotatedWhileStopped_OlddirAndRotationsNeverSeen(t *testing.T) {
 			require.Empty(t, col.lines(), logs)
 		})
 	}
+}
+
+// A file rotated away while the source ran is read to its end and let go,
+// and its checkpoint entry says where it ended (end): at the next start
+// nothing is looked for in compressed rotations on its account. A writer
+// that never reopened its log goes on writing into the rotated file after
+// that, also while the agent is stopped: found by its inode, what it grew
+// by is still read.
+func TestRestart_RotatedFileLetGoThenGrewWhileStopped_GrowthIsRead(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	writeFile(t, p, linesOf("a", 0, 50))
+	cpPath := filepath.Join(t.TempDir(), "cp.json")
+	cfg := testConfig(dir, "app.log")
+	st := openStore(t, cpPath)
+	r := start(t, cfg, Settings{Name: "s", Checkpoints: st, CheckpointInterval: 10 * time.Millisecond})
+	r.waitCount(t, 50)
+	require.NoError(t, os.Rename(p, p+".1"))
+	writeFile(t, p, linesOf("b", 0, 10))
+	r.waitCount(t, 60)
+	require.Eventually(t, func() bool {
+		for _, f := range r.src.Files() {
+			if f.State == "rotated" {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 10*time.Millisecond, "the rotated file was never let go")
+	require.NoError(t, r.halt(t))
+	require.NoError(t, st.Close())
+	data, err := os.ReadFile(cpPath)
+	require.NoError(t, err)
+	require.Contains(t, string(data), `"end": `, "the rotated file's entry says where it ended")
+
+	appendFile(t, p+".1", linesOf("a", 50, 80))
+	col, logs, _ := runOnce(t, cfg, cpPath)
+	require.Equal(t, strings.Split(strings.TrimSuffix(linesOf("a", 50, 80), "\n"), "\n"), col.lines(), logs)
 }

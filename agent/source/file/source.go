@@ -240,8 +240,16 @@ func (s *Source) load(r *runner) {
 		}
 		key := devIno{dev: e.Dev, ino: e.Ino}
 		if old := r.byKey[key]; old != nil {
-			// Two entries for one inode: the older is a file that was deleted.
-			if !e.LastSeen.After(old.lastSeen) {
+			// Two entries for one inode: the older is a file that was
+			// deleted. Unless one of them was read to its end (a compressed
+			// rotation may get the inode of the file it was made of): the
+			// other is kept, which may have lines left to read.
+			oldDone, newDone := old.done(), e.End > 0 && e.Offset >= e.End
+			dropNew := !e.LastSeen.After(old.lastSeen)
+			if oldDone != newDone {
+				dropNew = newDone
+			}
+			if dropNew {
 				s.dropped = append(s.dropped, id)
 				continue
 			}
