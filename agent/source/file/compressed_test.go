@@ -363,3 +363,32 @@ func TestRestart_StoppedWhileReadingCompressedRotation_NextStartResumes(t *testi
 	}
 	require.Len(t, got, 2910)
 }
+
+// A rotation compressed in a format the source cannot read (.lzma) while
+// the agent was stopped: the log says lines may be lost and names the
+// file, once (the next start does not say it again).
+func TestRestart_RotationCompressedInUnreadableFormat_LossIsSaidOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	writeFile(t, p, linesOf("a", 0, 100))
+	cpPath := filepath.Join(t.TempDir(), "cp.json")
+	cfg := testConfig(dir, "app.log")
+	readFirst(t, cfg, cpPath, 100)
+
+	appendFile(t, p, linesOf("a", 100, 150))
+	require.NoError(t, os.Remove(p))
+	writeFile(t, p+".1.lzma", "\x5d\x00\x00\x80\x00not really lzma")
+	writeFile(t, p, linesOf("b", 0, 10))
+
+	col, logs, _ := runOnce(t, cfg, cpPath)
+	require.Equal(t, strings.Split(strings.TrimSuffix(linesOf("b", 0, 10), "\n"), "\n"), col.lines())
+	// (Which warning depends on whether the new app.log took the old
+	// one's inode: then it looks truncated, and its copy is looked for.)
+	require.Regexp(t, "no rotation of it was found|no copy of it found", logs)
+	require.Contains(t, logs, p+".1.lzma")
+	require.Contains(t, logs, "are lost")
+
+	col, logs, _ = runOnce(t, cfg, cpPath)
+	require.Empty(t, col.lines())
+	require.NotContains(t, logs, "lost")
+}

@@ -83,7 +83,7 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 		if !ok {
 			r.s.log.Warn("file truncated while the source was stopped, and no copy of it found next to it or in rotated_dirs "+
 				"(compressed in a format the source cannot read, or in another directory?): lines written after its checkpoint and before the truncation, if any, are lost",
-				"path", f.path, "file_id", f.inc.id, "offset", f.offset)
+				"path", f.path, "file_id", f.inc.id, "offset", f.offset, "unreadable", unreadable(cands))
 		}
 		return
 	}

@@ -159,6 +159,13 @@ func (r *runner) findRotatedWhileStopped() {
 			rot, ok = rotationOf(a.path, a.st, was), true
 		} else {
 			rot, ok, err = r.readCompressedRotation(f, cands, taken)
+			if err == nil && !ok && r.ctx.Err() == nil {
+				// Said once: the entry is marked read to its end.
+				r.s.log.Warn("a file followed before the stop is gone, and no rotation of it was found "+
+					"(renamed, copied or compressed, next to it or in rotated_dirs): lines written after its checkpoint, if any, are lost",
+					"path", was, "file_id", f.inc.id, "offset", f.offset, "unreadable", unreadable(cands))
+				r.markRead(f)
+			}
 		}
 		if err == nil && ok {
 			taken[rot.st.key] = true

@@ -203,6 +203,18 @@ func (r *runner) rotatedFiles(fpath string) []rotatedFile {
 	return out
 }
 
+// unreadable lists the compressed rotations among cands that the source
+// cannot decompress (for the warning that says lines are lost).
+func unreadable(cands []rotatedFile) []string {
+	var out []string
+	for _, c := range cands {
+		if c.compressed() && decoders[c.kind] == nil {
+			out = append(out, c.path)
+		}
+	}
+	return out
+}
+
 // rotationOf describes path, a rotation of the file at fpath found by
 // other means (its inode, copyOf).
 func rotationOf(path string, st fileStat, fpath string) rotatedFile {
