@@ -373,8 +373,10 @@ func (r *runner) readCompressed(f *file, c rotatedFile) (bool, error) {
 	}
 	f.sp.cont = f.offset > 0 && last != '\n'
 	f.midLine = false
-	r.s.log.Info("reading the rest of a file rotated and compressed while the source was stopped",
-		"path", c.path, "was", f.lastPath, "file_id", f.inc.id, "offset", f.offset)
+	if f.offset > 0 {
+		r.s.log.Info("reading the rest of a file rotated and compressed while the source was stopped",
+			"path", c.path, "was", f.lastPath, "file_id", f.inc.id, "offset", f.offset)
+	}
 	records0, bytes0, from := r.c.records, r.c.bytes, f.offset
 	base := f.offset
 	f.offset += int64(k)
