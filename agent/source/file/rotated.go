@@ -166,7 +166,7 @@ func (r *runner) rotatedFiles(fpath string) []rotatedFile {
 	var out []rotatedFile
 	base := filepath.Base(fpath)
 	for i, dir := range r.rotationDirs(fpath) {
-		ents, err := os.ReadDir(dir)
+		ents, err := r.readDir(dir)
 		if err != nil {
 			continue // gone or unreadable: nothing to find there
 		}
@@ -213,6 +213,22 @@ func unreadable(cands []rotatedFile) []string {
 		}
 	}
 	return out
+}
+
+// readDir lists dir, once per search at start (startDirs) for the many
+// files of one directory.
+func (r *runner) readDir(dir string) ([]os.DirEntry, error) {
+	if r.startDirs == nil {
+		return os.ReadDir(dir)
+	}
+	if ents, ok := r.startDirs[dir]; ok {
+		return ents, nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err == nil {
+		r.startDirs[dir] = ents
+	}
+	return ents, err
 }
 
 // rotationOf describes path, a rotation of the file at fpath found by

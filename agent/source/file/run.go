@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -108,6 +109,8 @@ type runner struct {
 	// startTaken: the rotations read by the searches at start (each is
 	// read once).
 	startTaken map[devIno]bool
+	// startDirs: the directories those searches listed (see readDir).
+	startDirs map[string][]os.DirEntry
 
 	c        counters
 	deferred error // an emit error raised where it could not be returned
@@ -143,10 +146,10 @@ func (r *runner) loop() error {
 	r.initialScan = true
 	r.scan()
 	r.initialScan = false
-	r.startTaken = map[devIno]bool{}
+	r.startTaken, r.startDirs = map[devIno]bool{}, map[string][]os.DirEntry{}
 	r.findRotatedWhileStopped()
 	r.findCopiedWhileStopped()
-	r.startTaken = nil
+	r.startTaken, r.startDirs = nil, nil
 	r.publish()
 	if err := r.takeErr(); err != nil {
 		return err // from emit, reading a compressed rotation
