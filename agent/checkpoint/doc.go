@@ -22,7 +22,10 @@
 //	          "last_seen": "...",         // for TTL pruning
 //	          "dev": 2049, "ino": 1234,   // identity
 //	          "birth": 1735787045000000000,               // birth time (ns), 0 if the file system has none
-//	          "fingerprint": "9f86d081884c7d65", "fingerprint_len": 1024
+//	          "fingerprint": "9f86d081884c7d65", "fingerprint_len": 1024,
+//	          "end": 4096                 // optional: where a file that can grow no more
+//	                                      // ended (rotated away and read to its end, or a
+//	                                      // compressed rotation); offset >= end: nothing left
 //	        }
 //	      }
 //	    }

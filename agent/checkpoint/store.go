@@ -46,6 +46,12 @@ type Entry struct {
 	Birth          int64  `json:"birth,omitempty"`
 	Fingerprint    string `json:"fingerprint,omitempty"`
 	FingerprintLen int    `json:"fingerprint_len,omitempty"`
+	// End is where a file that can grow no more ended when the source read
+	// it to its end: a file rotated away and let go, or a compressed
+	// rotation. An entry whose Offset reached End has nothing left to read,
+	// and is not looked for at the next start. 0: not known (the file was
+	// followed at its path, or the entry was written before End existed).
+	End int64 `json:"end,omitempty"`
 	// Cursor is where a source whose position is not a byte offset resumes
 	// (the systemd journal's cursor string); "" for files. Files written
 	// before it existed load with "".
@@ -223,8 +229,8 @@ func decode(data []byte, ff *fileFormat) error {
 			st.Files = map[string]Entry{}
 		}
 		for id, e := range st.Files {
-			if e.Offset < 0 || e.FingerprintLen < 0 {
-				return fmt.Errorf("source %q file %q: negative offset or fingerprint length", name, id)
+			if e.Offset < 0 || e.FingerprintLen < 0 || e.End < 0 {
+				return fmt.Errorf("source %q file %q: negative offset, end or fingerprint length", name, id)
 			}
 		}
 	}

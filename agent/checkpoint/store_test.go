@@ -333,3 +333,35 @@ func TestStore_CursorRoundTripAndOlderFilesLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(out), "cursor", "file entries are written as before")
 }
+
+// End (where a file that can grow no more ended) is kept across a write
+// and a load; entries written without it load with 0 (not known), and a
+// negative End makes the file corrupt, as a negative offset does.
+func TestStore_EndRoundTripAndNegativeIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "checkpoints.json")
+	s := open(t, path)
+	e := entry(10)
+	e.End = 4096
+	s.Set("f", "1:2:x", e)
+	require.NoError(t, s.Close())
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Contains(t, string(data), `"end": 4096`)
+	s2 := open(t, path)
+	got, ok := s2.Get("f", "1:2:x")
+	require.True(t, ok)
+	require.Equal(t, e, got)
+	require.NoError(t, s2.Close())
+
+	out, err := json.Marshal(entry(10))
+	require.NoError(t, err)
+	require.NotContains(t, string(out), `"end"`, "entries of files followed at their path are written as before")
+
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"version":1,"saved_at":"2025-01-01T00:00:00Z","sources":{"f":{"files":{"1:2:x":{"offset":5,"end":-1,"last_seen":"2025-01-01T00:00:00Z","dev":1,"ino":2}}}}}`), 0o600))
+	s3 := open(t, bad) // moved aside, the store starts empty
+	_, ok = s3.Get("f", "1:2:x")
+	require.False(t, ok)
+	require.EqualValues(t, 1, s3.Stats().LoadErrors)
+}

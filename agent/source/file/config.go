@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/kplagent/agent/internal/units"
@@ -105,6 +106,12 @@ type Config struct {
 	// CheckpointTTL drops the checkpoint of a file not seen for this long.
 	// 0 keeps checkpoints forever.
 	CheckpointTTL time.Duration `yaml:"checkpoint_ttl"`
+	// RotatedDirs are more directories where rotated files are looked for
+	// (logrotate's olddir), besides the directory of the file: a file
+	// renamed, copied (copytruncate) or compressed there while the source
+	// was stopped is found and its unread lines read. A relative path is
+	// relative to the directory of each file, as logrotate's olddir is.
+	RotatedDirs []string `yaml:"rotated_dirs"`
 }
 
 // MultilineConfig joins consecutive lines into one record, separated by
@@ -228,6 +235,13 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointTTL < 0 {
 		add("checkpoint_ttl", "must not be negative (0 keeps checkpoints)")
+	}
+	for i, d := range c.RotatedDirs {
+		if strings.TrimSpace(d) == "" {
+			add(fmt.Sprintf("rotated_dirs[%d]", i), "empty directory")
+		} else if strings.ContainsAny(d, "*?[") {
+			add(fmt.Sprintf("rotated_dirs[%d]", i), "a directory, not a pattern: %q", d)
+		}
 	}
 	if m := c.Multiline; m != nil {
 		switch {

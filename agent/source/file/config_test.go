@@ -32,13 +32,15 @@ func TestConfig_ValidateReportsEveryProblemWithItsKey(t *testing.T) {
 	c.Oversize = "drop"
 	c.FingerprintBytes = 0
 	c.CheckpointTTL = -1
+	c.RotatedDirs = []string{"old", " ", "/var/log/*/old"}
 	c.Multiline = &MultilineConfig{Start: "(", Continue: "x", MaxLines: -1, MaxBytes: 5}
 	err := c.Validate()
 	require.Error(t, err)
 	for _, want := range []string{
 		"include[1]: bad pattern", "include[2]: pattern \"/\" names no file", "exclude[0]: bad pattern",
 		"start_at: must be", "max_open_files:", "scan_interval: must be positive", "flush_partial_after: must be positive",
-		"oversize: must be", "fingerprint_bytes:", "checkpoint_ttl:", "multiline: start and continue are exclusive",
+		"oversize: must be", "fingerprint_bytes:", "checkpoint_ttl:", "rotated_dirs[1]: empty directory",
+		"rotated_dirs[2]: a directory, not a pattern", "multiline: start and continue are exclusive",
 		"multiline.start: error parsing regexp", "multiline.max_lines:", "multiline.max_bytes: must not exceed max_record_bytes",
 	} {
 		require.ErrorContains(t, err, want)
@@ -60,6 +62,7 @@ func TestConfig_YAML(t *testing.T) {
 	dec := yaml.NewDecoder(strings.NewReader(`
 include: [/var/log/app/**/*.log]
 exclude: ["*.gz"]
+rotated_dirs: [old, /var/log/archive]
 start_at: beginning
 max_record_bytes: 256KiB
 oversize: split
@@ -73,6 +76,7 @@ multiline:
 	require.NoError(t, c.Validate())
 	require.Equal(t, int64(256<<10), int64(c.MaxRecordBytes))
 	require.Equal(t, 2*time.Second, c.FlushPartialAfter)
+	require.Equal(t, []string{"old", "/var/log/archive"}, c.RotatedDirs)
 	require.Equal(t, `^\d{4}-`, c.Multiline.Start)
 	require.Zero(t, c.Multiline.MaxLines) // 0: the default, filled in by New
 	src, err := New(c, Settings{Name: "app"})

@@ -30,7 +30,7 @@ func (r *runner) findCopiedWhileStopped() {
 		return
 	}
 	slices.SortFunc(want, func(a, b *file) int { return strings.Compare(a.path, b.path) })
-	taken := map[devIno]bool{}
+	taken := r.startTaken
 	for _, f := range want {
 		if !r.lostItsTail(f) {
 			continue
@@ -63,17 +63,37 @@ func (r *runner) lostItsTail(f *file) bool {
 }
 
 // readCopy finds f's copy (see copyOf) and reads it from f's checkpoint to
-// its end.
+// its end. Without a plain copy, a compressed one is looked for (copytruncate
+// with compress). Then the rotations newer than the copy, versions of the
+// file written and rotated away while the source was stopped, are read
+// whole (readNewer).
 func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 	f.copyChecked = true // open finds the truncation next: not looked for again
 	c := r.copyOf(f, f.path, taken, true)
 	if c.path == "" {
-		r.s.log.Warn("file truncated while the source was stopped, and no copy of it found next to it "+
-			"(compressed already, or in another directory?): lines written after its checkpoint and before the truncation, if any, are lost",
-			"path", f.path, "file_id", f.inc.id, "offset", f.offset)
+		cands := r.rotatedFiles(f.path)
+		rot, ok, err := r.readCompressedCopy(f, cands, taken)
+		if err == nil && ok {
+			err = r.readNewer(f, f.path, rot, cands, taken)
+		}
+		if err != nil {
+			r.deferErr(err)
+			return
+		}
+		if !ok {
+			r.s.log.Warn("file truncated while the source was stopped, and no copy of it found next to it or in rotated_dirs "+
+				"(compressed in a format the source cannot read, or in another directory?): lines written after its checkpoint and before the truncation, if any, are lost",
+				"path", f.path, "file_id", f.inc.id, "offset", f.offset, "unreadable", unreadable(cands))
+		}
 		return
 	}
 	taken[c.st.key] = true
+	rot := rotationOf(c.path, c.st, f.path)
+	defer func() {
+		if r.ctx.Err() == nil {
+			r.deferErr(r.readNewer(f, f.path, rot, r.rotatedFiles(f.path), taken))
+		}
+	}()
 	if g := c.g; g != nil {
 		// The patterns match the copy too (app.log*): it was found by the
 		// first scan as a new file, to be read from its start (or its
@@ -134,21 +154,15 @@ var compressedExts = []string{".gz", ".bz2", ".xz", ".zst", ".zstd", ".lz4", ".l
 // (app.log.1, app.log-20261206, app-20261206.log, app.1.log), and not a
 // compressed one.
 func copyName(name, base string) bool {
-	if name == base {
-		return false
-	}
-	lower := strings.ToLower(name)
-	for _, ext := range compressedExts {
-		if strings.HasSuffix(lower, ext) {
-			return false
-		}
-	}
-	for _, stem := range []string{base, strings.TrimSuffix(base, filepath.Ext(base))} {
-		if stem != "" && len(name) > len(stem) && strings.HasPrefix(name, stem) && strings.ContainsRune(".-_", rune(name[len(stem)])) {
-			return true
-		}
-	}
-	return false
+	return copyNameIn(name, base, true)
+}
+
+// copyNameIn is copyName for a file in the directory of the file named
+// base (sameDir) or in one of the rotated_dirs, where base itself is a
+// copy's name too.
+func copyNameIn(name, base string, sameDir bool) bool {
+	kind, _, ok := rotatedName(name, base, sameDir)
+	return ok && kind == ""
 }
 
 // copied is the copy of a truncated file that copyOf found.
@@ -159,7 +173,8 @@ type copied struct {
 	g    *file    // the copy, found by the first scan (the patterns match it)
 }
 
-// copyOf looks for f's copy in the directory of fpath, f's path: a
+// copyOf looks for f's copy in the directory of fpath, f's path, and in the
+// rotated_dirs: a
 // regular file named as a rotated copy (copyName), not a file the source
 // knows already (atStart: unless the first scan just found it), at least
 // as long as f's offset, whose first bytes match f's fingerprint. Of
@@ -172,13 +187,25 @@ type copied struct {
 // everywhere in the source.
 func (r *runner) copyOf(f *file, fpath string, taken map[devIno]bool, atStart bool) copied {
 	var c copied
-	dir, base := filepath.Split(fpath)
+	base := filepath.Base(fpath)
+	for i, dir := range r.rotationDirs(fpath) {
+		c = r.copyIn(f, dir, base, i == 0, c, taken, atStart)
+	}
+	if c.g != nil && c.fd != nil {
+		_ = c.fd.Close()
+		c.fd = nil
+	}
+	return c
+}
+
+// copyIn is copyOf in one directory; c is the best copy found so far.
+func (r *runner) copyIn(f *file, dir, base string, sameDir bool, c copied, taken map[devIno]bool, atStart bool) copied {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return c
 	}
 	for _, e := range ents {
-		if !e.Type().IsRegular() || !copyName(e.Name(), base) {
+		if !e.Type().IsRegular() || !copyNameIn(e.Name(), base, sameDir) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
@@ -209,10 +236,6 @@ func (r *runner) copyOf(f *file, fpath string, taken map[devIno]bool, atStart bo
 			_ = c.fd.Close()
 		}
 		c = copied{path: p, st: cst, fd: cfd, g: known}
-	}
-	if c.g != nil && c.fd != nil {
-		_ = c.fd.Close()
-		c.fd = nil
 	}
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,32 +69,54 @@ func (r *runner) scan() {
 }
 
 // findRotatedWhileStopped looks, once after the first scan, for files
-// renamed while the source was stopped (logrotate during a restart): a
-// checkpointed file that no matching path leads to, with lines after its
-// checkpoint, is searched by its inode in the directory of its last path.
-// Found under another name (app.log.1, not matched by app.log) with its
-// identity intact, it is read to its end and let go as a rotated file is;
-// else the lines written after the checkpoint would be skipped for good.
-// A file moved to another directory is not found.
+// rotated while the source was stopped (logrotate during a restart): a
+// checkpointed file that no matching path leads to, not known to be read to
+// its end, is searched by its inode in the directory of its last path and
+// in the rotated_dirs. Found under another name (app.log.1, not matched by
+// app.log) with its identity intact, it is read to its end and let go as a
+// rotated file is; else the lines written after the checkpoint would be
+// skipped for good. Not found by its inode, it may have been compressed
+// (logrotate's compress without delaycompress): a compressed rotation
+// whose decompressed bytes begin with its fingerprint and reach its
+// checkpoint is read from there (readCompressedRotation). Then the
+// rotations named as newer than the one found, versions of the file
+// written and rotated away while the source was stopped, are read whole
+// (readNewer).
 func (r *runner) findRotatedWhileStopped() {
-	byDir := map[string]map[devIno]*file{}
+	var want []*file
+	byKey := map[devIno]*file{}
+	var dirs []string
 	for key, f := range r.byKey {
 		if f.state != stGone || f.fd != nil || f.path != "" || f.lastPath == "" {
 			continue
 		}
-		d := filepath.Dir(f.lastPath)
-		if byDir[d] == nil {
-			byDir[d] = map[devIno]*file{}
+		want = append(want, f)
+		byKey[key] = f
+		for _, d := range r.rotationDirs(f.lastPath) {
+			if !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
 		}
-		byDir[d][key] = f
 	}
-	for dir, want := range byDir {
+	if len(want) == 0 {
+		return
+	}
+	slices.SortFunc(want, func(a, b *file) int { return strings.Compare(a.lastPath, b.lastPath) })
+	type at struct {
+		path string
+		st   fileStat
+	}
+	found := map[*file]at{}
+	for _, dir := range dirs {
+		if len(byKey) == 0 {
+			break
+		}
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			continue // gone or unreadable: nothing to find there
 		}
 		for _, e := range ents {
-			if len(want) == 0 {
+			if len(byKey) == 0 {
 				break
 			}
 			if !e.Type().IsRegular() {
@@ -104,49 +127,94 @@ func (r *runner) findRotatedWhileStopped() {
 			if err != nil || !st.regular {
 				continue
 			}
-			if f := want[st.key]; f != nil {
-				delete(want, st.key)
-				r.drainRotatedAway(f, p, st)
+			if f := byKey[st.key]; f != nil && slices.Contains(r.rotationDirs(f.lastPath), dir) {
+				delete(byKey, st.key)
+				found[f] = at{p, st}
 			}
+		}
+	}
+	taken := r.startTaken
+	for _, f := range want {
+		if r.ctx.Err() != nil {
+			return
+		}
+		was := f.lastPath
+		a, in := found[f]
+		if f.done() {
+			// Read to its end while the source ran, and let go: what came
+			// next was followed. Only growth after that (a writer that
+			// never reopened) can be left: read it if it is still there.
+			if in {
+				r.drainRotatedAway(f, a.path, a.st)
+			}
+			continue
+		}
+		cands := r.rotatedFiles(was)
+		var (
+			rot rotatedFile
+			ok  bool
+			err error
+		)
+		if in && r.drainRotatedAway(f, a.path, a.st) {
+			rot, ok = rotationOf(a.path, a.st, was), true
+		} else {
+			rot, ok, err = r.readCompressedRotation(f, cands, taken)
+			if err == nil && !ok && r.ctx.Err() == nil {
+				// Said once: the entry is marked read to its end.
+				r.s.log.Warn("a file followed before the stop is gone, and no rotation of it was found "+
+					"(renamed, copied or compressed, next to it or in rotated_dirs): lines written after its checkpoint, if any, are lost",
+					"path", was, "file_id", f.inc.id, "offset", f.offset, "unreadable", unreadable(cands))
+				r.markRead(f)
+			}
+		}
+		if err == nil && ok {
+			taken[rot.st.key] = true
+			err = r.readNewer(f, was, rot, cands, taken)
+		}
+		if err != nil {
+			r.deferErr(err)
+			return
 		}
 	}
 }
 
 // drainRotatedAway follows f, found at path (a name the patterns do not
-// match) by findRotatedWhileStopped, from its checkpoint to its end.
-func (r *runner) drainRotatedAway(f *file, path string, st fileStat) {
-	if st.size <= f.offset {
-		return // read to its end before it was renamed
-	}
+// match) by findRotatedWhileStopped, from its checkpoint to its end. It
+// reports whether the file there is f (read, or nothing left to read).
+func (r *runner) drainRotatedAway(f *file, path string, st fileStat) bool {
 	if f.birth != 0 && st.birth != 0 && f.birth != st.birth {
-		return // the inode holds another file now
+		return false // the inode holds another file now
+	}
+	if st.size <= f.offset {
+		return st.size == f.offset // read to its end before it was renamed
 	}
 	if err := r.s.fds.acquire(); err != nil {
 		r.s.log.Warn("a file rotated while the source was stopped cannot be read: no descriptor left",
 			"path", path, "file_id", f.inc.id, "offset", f.offset, "error", err)
-		return
+		return true
 	}
 	fd, err := osOpen(path)
 	if err != nil {
 		r.s.fds.release()
 		r.s.log.Warn("a file rotated while the source was stopped cannot be read", "path", path, "file_id", f.inc.id, "error", err)
-		return
+		return true
 	}
 	if fst, err := statFile(fd); err != nil || fst.key != f.key {
 		_ = fd.Close()
 		r.s.fds.release()
-		return
+		return false
 	}
 	if ok, err := f.fp.matches(fd, r.fpBuf); err != nil || !ok {
 		_ = fd.Close()
 		r.s.fds.release()
-		return // another file under the inode, or rewritten: its offset means nothing there
+		return false // another file under the inode, or rewritten: its offset means nothing there
 	}
 	r.s.log.Info("reading the rest of a file rotated while the source was stopped", "path", path,
 		"was", f.lastPath, "file_id", f.inc.id, "offset", f.offset, "size", st.size)
 	r.s.mu.Lock()
 	f.lastPath = path
 	f.lastSeen = r.now
+	f.end = 0 // it grew: where it ends now is set when it is let go
 	r.s.mu.Unlock()
 	if !slices.Contains(r.live, f) {
 		r.live = append(r.live, f)
@@ -156,6 +224,7 @@ func (r *runner) drainRotatedAway(f *file, path string, st fileStat) {
 	r.c.rotations++
 	r.setState(f, stDetached)
 	f.detachedAt = r.now
+	return true
 }
 
 func (r *runner) watchFailed(dir string, err error) {
@@ -374,6 +443,7 @@ func (r *runner) attach(f *file, path string) {
 	r.s.mu.Lock()
 	f.path = path
 	f.lastSeen = r.now
+	f.end = 0 // followed again: it may grow
 	switch f.state {
 	case stGone:
 		f.state = stIdle

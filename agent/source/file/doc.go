@@ -56,7 +56,31 @@
 //     checkpoint is not at its end, is looked for by its inode in the
 //     directory of its last path; found under another name (app.log.1) with
 //     its identity intact, it is read from its checkpoint to its end and let
-//     go, as above. A file moved to another directory is not found.
+//     go, as above. The rotated_dirs are searched too (logrotate's olddir).
+//   - Compressed while stopped (compress without delaycompress): not found
+//     by its inode (app.log.1 was compressed into app.log.1.gz and
+//     removed), a checkpointed file is looked for among the compressed
+//     rotations named after it (.gz, .bz2, .xz, .zst, .lz4) in its
+//     directory and the rotated_dirs: the first whose decompressed bytes
+//     begin with its fingerprint and reach its checkpoint is decompressed
+//     as a stream, at start, before the loop (its lines come before the new
+//     file's), from the checkpoint to its end, under the file's FileID. A
+//     copytruncate copy compressed already is read the same way, under a
+//     FileID of its own. While logrotate compresses, the plain rotation is
+//     still there (it is removed after): found by its inode, it is read as
+//     plain bytes. A decode error stops the read: what came before it is
+//     sent, the error counted (Stats.CompressedErrors) and logged.
+//     Checkpoint entries of files that can grow no more (compressed, or
+//     rotated away and let go) record where they ended (End), so nothing is
+//     looked for or decompressed again at the next start.
+//   - Rotated twice or more while stopped: after the rotation holding the
+//     checkpointed content is found (renamed, copied or compressed), the
+//     rotations named as newer (app.log.1 is newer than app.log.2,
+//     app.log-20261207 than app.log-20261206) hold versions of the file the
+//     source never saw: read whole, oldest first, unless their first bytes
+//     are those of the checkpointed content, of the file now, of a file
+//     with a checkpoint (read before) or of another such rotation (the
+//     plain and compressed forms of one).
 //   - copytruncate: a size below the read offset (or first bytes that
 //     changed) means the file was truncated: reading restarts at 0, and
 //     Stats.Truncations counts it. The first bytes are compared with the
@@ -72,7 +96,8 @@
 //     truncation (at start, for the files found truncated below their
 //     checkpoint). A copy is a regular file named as logrotate names one
 //     (the file's name, or that name without its extension, then '.', '-'
-//     or '_': app.log.1, app.log-20261206, app-20261206.log), not compressed
+//     or '_': app.log.1, app.log-20261206, app-20261206.log; in a rotated
+//     dir, the file's name too), not compressed
 //     (.gz, .bz2, .xz, .zst, ... are skipped: their bytes are not the
 //     file's), longer than the offset, not followed already, and its first
 //     bytes match the truncated file's fingerprint; of several, the last
@@ -86,8 +111,9 @@
 //     where every incarnation of a file begins with the same
 //     fingerprint_bytes (a long fixed header), an older copy may be taken for
 //     the new one, and its lines after the offset are sent again (never
-//     lost). A copy in another directory (olddir) or already compressed is
-//     not found: those lines are lost, and the log says so at start.
+//     lost). A copy in the rotated_dirs (olddir) is found there; a copy
+//     compressed already is read as above; without any copy, those lines
+//     are lost, and the log says so at start.
 //     Without a copy, what was read of the last line is emitted as it is.
 //     Lines written between logrotate's copy and its truncate are in neither
 //     file: every agent loses them. Prefer rename rotation.

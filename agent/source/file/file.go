@@ -68,6 +68,9 @@ type file struct {
 	fpHex    string // fp as written to checkpoints
 	lastSeen time.Time
 	state    state
+	// end is where the file ended when it was read to its end for good
+	// (rotated away and let go, or a compressed rotation): 0 if not.
+	end int64
 
 	offsetA atomic.Int64 // offset and size, mirrored for Files
 	sizeA   atomic.Int64
@@ -103,6 +106,10 @@ type file struct {
 // id returns the current FileID; run goroutine only.
 func (f *file) id() string { return f.inc.id }
 
+// done reports whether a file that can grow no more was read to its end
+// and committed there before it was checkpointed: nothing is left to look for.
+func (f *file) done() bool { return f.end > 0 && f.offset >= f.end }
+
 // idle reports whether nothing is held or pending for the file.
 func (f *file) drained() bool {
 	return f.eof && !f.hot && len(f.spill) == 0 && !f.sp.busy() && f.ml.lines == 0
@@ -129,5 +136,6 @@ func (f *file) entry(inc *incarnation) checkpoint.Entry {
 		Birth:          f.birth,
 		Fingerprint:    f.fpHex,
 		FingerprintLen: f.fp.n,
+		End:            f.end,
 	}
 }

@@ -10,6 +10,7 @@ type metricsCollector struct {
 
 	truncated, split, truncations, rotations, partial, ckptErrors, open, waiting, lag *prometheus.Desc
 	openErrors, readErrors, scanErrors, watchErrors, unreadable, openLimit            *prometheus.Desc
+	compressedFiles, compressedRecords, compressedErrors                              *prometheus.Desc
 }
 
 func newMetricsCollector(src *Source) *metricsCollector {
@@ -33,12 +34,18 @@ func newMetricsCollector(src *Source) *metricsCollector {
 		watchErrors: d("agent_file_watch_errors_total", "Directories whose inotify watch could not be added (changes there are found by scans; tried again at every scan)."),
 		unreadable:  d("agent_file_unreadable_files", "Files whose last open or read failed, waiting for the next scan to try again."),
 		openLimit:   d("agent_file_open_descriptors_limit", "Descriptors the source may hold: max_open_files, lowered to leave a reserve of RLIMIT_NOFILE for outputs and the spool."),
+		compressedFiles: d("agent_file_compressed_rotations_read_total",
+			"Compressed rotated files (logrotate compress) read at start: the lines after a checkpoint, or a version of the file never seen."),
+		compressedRecords: d("agent_file_compressed_records_total", "Records recovered from compressed rotated files."),
+		compressedErrors: d("agent_file_compressed_errors_total",
+			"Compressed rotated files found corrupt or truncated: the lines before the error were sent, the rest is lost."),
 	}
 }
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.truncated, c.split, c.truncations, c.rotations, c.partial, c.ckptErrors, c.open, c.waiting, c.lag,
-		c.openErrors, c.readErrors, c.scanErrors, c.watchErrors, c.unreadable, c.openLimit} {
+		c.openErrors, c.readErrors, c.scanErrors, c.watchErrors, c.unreadable, c.openLimit,
+		c.compressedFiles, c.compressedRecords, c.compressedErrors} {
 		ch <- d
 	}
 }
@@ -61,6 +68,9 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.readErrors, s.ReadErrors)
 	counter(c.scanErrors, s.ScanErrors)
 	counter(c.watchErrors, s.WatchErrors)
+	counter(c.compressedFiles, s.CompressedRotations)
+	counter(c.compressedRecords, s.CompressedRecords)
+	counter(c.compressedErrors, s.CompressedErrors)
 	ch <- prometheus.MustNewConstMetric(c.unreadable, prometheus.GaugeValue, float64(s.FilesUnreadable))
 	ch <- prometheus.MustNewConstMetric(c.openLimit, prometheus.GaugeValue, float64(s.MaxOpenFiles))
 	seen := map[string]bool{}

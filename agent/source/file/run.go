@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -43,6 +44,7 @@ var loopHook func(*runner)
 type counters struct {
 	records, bytes, truncated, split, truncations, rotations, partial uint64
 	openErrors, noDescriptor, readErrors, scanErrors, watchErrors     uint64
+	compressedFiles, compressedRecords, compressedErrors              uint64
 }
 
 // runner is the state of one Run call. Everything in it belongs to the run
@@ -104,6 +106,12 @@ type runner struct {
 	nextPrune   time.Time
 	refreshSeen time.Duration
 
+	// startTaken: the rotations read by the searches at start (each is
+	// read once).
+	startTaken map[devIno]bool
+	// startDirs: the directories those searches listed (see readDir).
+	startDirs map[string][]os.DirEntry
+
 	c        counters
 	deferred error // an emit error raised where it could not be returned
 	tailBuf  []byte
@@ -138,8 +146,14 @@ func (r *runner) loop() error {
 	r.initialScan = true
 	r.scan()
 	r.initialScan = false
+	r.startTaken, r.startDirs = map[devIno]bool{}, map[string][]os.DirEntry{}
 	r.findRotatedWhileStopped()
 	r.findCopiedWhileStopped()
+	r.startTaken, r.startDirs = nil, nil
+	r.publish()
+	if err := r.takeErr(); err != nil {
+		return err // from emit, reading a compressed rotation
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -267,6 +281,11 @@ func (r *runner) publish() {
 		s.scanErrors.Add(c.scanErrors)
 		s.watchErrors.Add(c.watchErrors)
 	}
+	if c.compressedFiles|c.compressedRecords|c.compressedErrors != 0 {
+		s.compressedFiles.Add(c.compressedFiles)
+		s.compressedRecords.Add(c.compressedRecords)
+		s.compressedErrors.Add(c.compressedErrors)
+	}
 	*c = counters{}
 	s.filesOpen.Store(int64(r.nOpen))
 	s.filesWaiting.Store(int64(len(r.waitq)))
@@ -364,6 +383,9 @@ func (r *runner) timers() error {
 func (r *runner) release(f *file) error {
 	err := r.flushPending(f)
 	r.closeFD(f)
+	r.s.mu.Lock()
+	f.end = f.offset // read to its end: nothing to look for after a restart once committed
+	r.s.mu.Unlock()
 	r.setState(f, stGone)
 	r.dropLive(f)
 	r.s.log.Debug("released rotated file", "path", f.lastPath, "file_id", f.inc.id, "offset", f.offset)

@@ -67,6 +67,13 @@ type Stats struct {
 	// MaxOpenFiles is the source's bound on descriptors: max_open_files,
 	// or less when the file sources' share of RLIMIT_NOFILE is smaller.
 	MaxOpenFiles int
+	// CompressedRotations counts compressed rotated files (logrotate's
+	// compress) read at start for the lines after a checkpoint, or whole
+	// (a version never seen); CompressedRecords the records read from them.
+	CompressedRotations, CompressedRecords uint64
+	// CompressedErrors counts compressed rotated files found corrupt or
+	// truncated: what was read before the error was sent, the rest is lost.
+	CompressedErrors uint64
 }
 
 // FileStatus describes one file the source follows.
@@ -104,6 +111,7 @@ type Source struct {
 
 	records, bytes, truncatedRecords, splitRecords, truncations, rotations, partialFlushes, cpErrors atomic.Uint64
 	openErrors, noDescriptor, readErrors, scanErrors, watchErrors                                    atomic.Uint64
+	compressedFiles, compressedRecords, compressedErrors                                             atomic.Uint64
 	filesOpen, filesWaiting, filesUnreadable                                                         atomic.Int64
 }
 
@@ -232,15 +240,23 @@ func (s *Source) load(r *runner) {
 		}
 		key := devIno{dev: e.Dev, ino: e.Ino}
 		if old := r.byKey[key]; old != nil {
-			// Two entries for one inode: the older is a file that was deleted.
-			if !e.LastSeen.After(old.lastSeen) {
+			// Two entries for one inode: the older is a file that was
+			// deleted. Unless one of them was read to its end (a compressed
+			// rotation may get the inode of the file it was made of): the
+			// other is kept, which may have lines left to read.
+			oldDone, newDone := old.done(), e.End > 0 && e.Offset >= e.End
+			dropNew := !e.LastSeen.After(old.lastSeen)
+			if oldDone != newDone {
+				dropNew = newDone
+			}
+			if dropNew {
 				s.dropped = append(s.dropped, id)
 				continue
 			}
 			delete(s.byID, old.inc.id)
 			s.dropped = append(s.dropped, old.inc.id)
 		}
-		f := &file{key: key, birth: e.Birth, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true, midLine: e.Offset > 0, resumed: true}
+		f := &file{key: key, birth: e.Birth, lastPath: e.Path, lastSeen: e.LastSeen, state: stGone, offset: e.Offset, eof: true, midLine: e.Offset > 0, resumed: true, end: e.End}
 		f.setFingerprint(fp)
 		f.sp = r.newSplitter(f)
 		f.offsetA.Store(e.Offset)
@@ -373,6 +389,9 @@ func (s *Source) Stats() Stats {
 		WatchErrors:           s.watchErrors.Load(),
 		FilesUnreadable:       int(s.filesUnreadable.Load()),
 		MaxOpenFiles:          int(s.fds.max),
+		CompressedRotations:   s.compressedFiles.Load(),
+		CompressedRecords:     s.compressedRecords.Load(),
+		CompressedErrors:      s.compressedErrors.Load(),
 	}
 }
 
