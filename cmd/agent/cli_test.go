@@ -521,6 +521,7 @@ func TestReload_DefaultTimeoutFollowsShutdownTimeout(t *testing.T) {
 // envelope`); most printed it on stderr and exited 2, as for a bad flag. A
 // bad flag stays a usage error: the flag named on stderr, exit 2.
 func TestCLI_HelpOnEveryCommandGoesToStdoutAndExits0(t *testing.T) {
+	t.Parallel()
 	for _, cmd := range [][]string{
 		{"run"}, {"tail"}, {"validate"}, {"status"}, {"top"}, {"tap"}, {"reload"}, {"version"},
 		{"dead-letter"}, {"dead-letter", "replay"}, {"dead-letter", "replay", "--tail"},

@@ -363,6 +363,7 @@ func TestTailOnce_MaxRetryDurationDeadLettersWhatTheDestinationKeepsRefusing(t *
 // config's output types): it was an unknown scheme. `| head -1` ends it
 // quietly, exit 0, nothing on stderr.
 func TestTail_ToStdoutColonIsStandardOutput(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	writeLog(t, log, 0, 50_000, 40)
