@@ -62,6 +62,11 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 	if err := CheckStateDir(cfg.StateDir); err != nil {
 		return res, err
 	}
+	unlock, err := lockReplay(cfg.StateDir)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
 	if opt.RetryFor <= 0 {
 		opt.RetryFor = time.Minute
 	}
@@ -89,7 +94,7 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 
 	// The files to replay: those present now.
 	var todo []string
-	err := r.dlq.locked(func() error {
+	err = r.dlq.locked(func() error {
 		rotated, err := rotatedFiles(r.dir)
 		if err != nil {
 			return err
@@ -121,6 +126,26 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 			return res, err
 		}
 	}
+}
+
+// lockReplay makes the replay the only one on dir until unlock: a second
+// one would send the file the first renamed aside again (from the offset
+// saved last), and remove it under the first.
+func lockReplay(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, replayLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: replay: lock: %w", err)
+	}
+	held, err := tryFlock(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent: replay: lock: %w", err)
+	}
+	if held {
+		f.Close()
+		return nil, fmt.Errorf("agent: replay: another agent dead-letter replay is running on %s; wait for it to end (it saves its progress: running it again later goes on where it stopped)", dir)
+	}
+	return func() { funlock(f); f.Close() }, nil
 }
 
 type replayer struct {

@@ -212,14 +212,16 @@ func replay(cfg agent.Config, log *slog.Logger, opt agent.ReplayOptions, stdout,
 	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr})
 	defer stop()
 	res, err := agent.ReplayDeadLetters(ctx, cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, Components: components()}, opt)
-	fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)\n",
-		res.Delivered, res.Rejected, res.Kept)
+	if err == nil || res != (agent.ReplayResult{}) {
+		fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)\n",
+			res.Delivered, res.Rejected, res.Kept)
+	}
 	switch {
 	case err != nil && errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "agent dead-letter replay: interrupted; run it again to go on")
 		return exitFailed
 	case err != nil:
-		fmt.Fprintln(stderr, "agent dead-letter replay:", strings.TrimPrefix(err.Error(), "agent: "))
+		fmt.Fprintln(stderr, "agent dead-letter replay:", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "agent: "), "replay: "))
 		return exitFailed
 	case res.Rejected > 0 || res.Kept > 0:
 		return exitFailed

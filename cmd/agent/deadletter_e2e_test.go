@@ -304,3 +304,26 @@ func TestDeadLetterReplayTail_SendsWhatTailDeadLettered(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Empty(t, out)
 }
+
+// Two replays of one state directory at once would both send the file the
+// first renamed aside (the second reads it from the offset saved last): the
+// second is refused, and every record arrives once.
+func TestDeadLetterReplay_SecondReplayAtOnceIsRefusedNoDuplicates(t *testing.T) {
+	t.Parallel()
+	const n = 10_000
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, n)
+	s := newSink(t)
+	slow := func(_ int64, w http.ResponseWriter) bool { time.Sleep(20 * time.Millisecond); return false }
+	s.respond.Store(&slow)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+
+	p := startAgent(t, "dead-letter", "replay", "-c", cfg)
+	require.Eventually(t, func() bool { return s.distinct() >= n/10 }, time.Minute, time.Millisecond)
+	_, errOut, code := runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent dead-letter replay: another agent dead-letter replay is running on "+state+"; wait for it to end (it saves its progress: running it again later goes on where it stopped)\n", errOut)
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, false)
+}
