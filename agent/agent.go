@@ -612,6 +612,9 @@ func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime, kept map[string]
 			continue
 		}
 		if ctx.Err() != nil {
+			if b, ok := src.(source.Binder); ok {
+				b.Release() // taken by a reload (see apply)
+			}
 			continue
 		}
 		var runCtx context.Context

@@ -278,6 +278,34 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		}
 	}
 
+	// Sources that listen take their addresses now: one that cannot (in
+	// use by another program, not of this host) refuses the reload before
+	// anything stops. An address a running source holds is freed by its
+	// stop below, and taken when the new source runs.
+	held := map[string]bool{}
+	for _, fr := range a.flows {
+		for _, src := range fr.sources {
+			if b, ok := src.(source.Binder); ok {
+				held[b.BindAddress()] = true
+			}
+		}
+	}
+	for _, p := range plans {
+		if p.fr == nil {
+			continue
+		}
+		for _, src := range p.fr.sources {
+			b, ok := src.(source.Binder)
+			if _, kept := p.keep[src.Name()]; !ok || kept || held[b.BindAddress()] {
+				continue
+			}
+			if err := b.Bind(); err != nil {
+				return rep, fmt.Errorf("agent: reload: flow %s: source %s: %w", p.cfg.Name, src.Name(), err)
+			}
+			undo = append(undo, b.Release)
+		}
+	}
+
 	// The sources a rebuilt flow takes over pause: no emit is in flight
 	// while the flow behind them is replaced. One blocked for longer than
 	// shutdown_timeout (an emit waiting for room in a full spool) refuses

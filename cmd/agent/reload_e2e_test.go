@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/testport"
 )
 
 // The issue's reload check, through the binary: while 500k numbered lines
@@ -310,4 +313,71 @@ flows:
 	} else {
 		require.Equal(t, 1, a.code, "agent reload said:\n%s\nlog:\n%s", a.out, p.output())
 	}
+}
+
+// A reload that moves a socket source to an address it cannot listen on
+// (another program has it) is refused before anything stops, like any
+// source that cannot be built: the agent goes on with its old listener.
+// It used to answer "reloaded" and then stop the agent (exit 1) when the
+// new flow's source failed to listen, and under systemd fail again at
+// every restart. A reload to a free address moves the listener.
+func TestReload_SocketAddressInUseIsRefusedTheAgentKeepsListening(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin, first, free := freeAddr(t), freeAddr(t), freeAddr(t)
+	taken := testport.Listen(t) // another program's
+	defer taken.Close()
+	out := filepath.Join(dir, "out")
+	config := func(listen string) string {
+		return fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - {name: sock, type: socket, socket: {listen: "tcp://%s"}}
+outputs:
+  - {name: out, type: file, file: {dir: %q, encoding: text}}
+flows:
+  - {name: main, sources: [sock], output: out}
+`, filepath.Join(dir, "state"), admin, listen, out)
+	}
+	cfg := writeConfig(t, dir, config(first))
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+	send := func(addr, line string) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		_, err = c.Write([]byte(line + "\n"))
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+	arrived := func(line string) func() bool {
+		return func() bool {
+			b, _ := os.ReadFile(filepath.Join(out, "out.ndjson"))
+			return strings.Contains(string(b), line+"\n")
+		}
+	}
+
+	writeConfig(t, dir, config(taken.Addr().String()))
+	_, errOut, code := runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "refused, the running configuration stays")
+	require.Contains(t, errOut, "flow main: source sock: listen tcp "+taken.Addr().String())
+	require.Contains(t, errOut, "address already in use")
+	send(first, "still-listening")
+	p.waitFor(t, time.Minute, arrived("still-listening"), "the old listener stopped")
+	status, errOut, code := runBin(t, "status", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, status, "LAST RELOAD REFUSED")
+
+	writeConfig(t, dir, config(free))
+	_, errOut, code = runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	send(free, "moved")
+	p.waitFor(t, time.Minute, arrived("moved"), "the new listener took nothing")
+	_, err := net.Dial("tcp", first)
+	require.Error(t, err, "the old address still listens")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }

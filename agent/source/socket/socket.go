@@ -76,8 +76,10 @@ type Source struct {
 	connsTotal, refused, idle, records, bytes, parseFail, trunc, partial atomic.Uint64
 	dropped                                                              [5]atomic.Uint64 // by dropReasons index
 
-	bound atomic.Pointer[net.Addr] // the listening address, once listening
-	ready chan struct{}            // closed once listening
+	bound  atomic.Pointer[net.Addr] // the listening address, once listening
+	bindMu sync.Mutex
+	held   *bound        // what Bind took, until Run takes it or Release closes it
+	ready  chan struct{} // closed once listening
 }
 
 // readBufferSize is one read from a stream connection. It bounds, with
