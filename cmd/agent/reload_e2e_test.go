@@ -381,3 +381,41 @@ flows:
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// A socket group that does not exist is a config problem that validate and
+// a reload report (file:line), as a missing TLS file is: a reload to it was
+// accepted, then the new source failed to start and stopped the agent.
+func TestReload_SocketGroupThatDoesNotExistIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	config := func(group string) string {
+		return fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - {name: sock, type: socket, socket: {listen: "unix://%s", group: %q}}
+outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: main, sources: [sock], output: out}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, "s.sock"), group)
+	}
+	cfg := writeConfig(t, dir, config(""))
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+
+	writeConfig(t, dir, config("no-such-group-qa3"))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, `agent.yaml:5: sources[0].socket.group: no group "no-such-group-qa3" on this host`)
+	_, errOut, code = runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, `sources[0].socket.group: no group "no-such-group-qa3" on this host`)
+	time.Sleep(200 * time.Millisecond) // a stop would have begun
+	_, errOut, code = runBin(t, "status", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}

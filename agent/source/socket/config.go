@@ -247,8 +247,29 @@ func lookupGroup(g string) (int, error) {
 		return id, nil
 	}
 	grp, err := user.LookupGroup(g)
+	var unknown user.UnknownGroupError
+	if errors.As(err, &unknown) {
+		return 0, fmt.Errorf("no group %q on this host (getent group lists them; \"\" keeps the agent's)", g)
+	}
 	if err != nil {
 		return 0, err
 	}
 	return strconv.Atoi(grp.Gid)
+}
+
+// CheckFiles checks what the host must have for the source to start (as
+// `agent validate` and a reload check TLS files): the socket file's group.
+// A reload to a group that does not exist was accepted, and its source
+// then failed to start and stopped the agent.
+func (c *Config) CheckFiles() error {
+	if c.Group == "" {
+		return nil
+	}
+	if a, err := parseListen(c.Listen); err != nil || !a.isUnix() {
+		return nil
+	}
+	if _, err := lookupGroup(c.Group); err != nil {
+		return fmt.Errorf("group: %w", err)
+	}
+	return nil
 }

@@ -233,7 +233,7 @@ func (s *Source) ownSocketFile() (os.FileInfo, error) {
 	if s.cfg.Group != "" {
 		gid, err := lookupGroup(s.cfg.Group)
 		if err != nil {
-			return mine, fmt.Errorf("group %q: %w", s.cfg.Group, err)
+			return mine, fmt.Errorf("group: %w", err)
 		}
 		if err := os.Lchown(path, -1, gid); err != nil {
 			return mine, fmt.Errorf("group %q: %w", s.cfg.Group, err)
