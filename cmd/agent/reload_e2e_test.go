@@ -419,3 +419,51 @@ flows:
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// A reload that removes a flow whose destination is down says, to whoever
+// ran agent reload, what the flow left and where: its backlog leaves agent
+// status with it, and "reloaded" alone read as nothing was left behind.
+func TestReload_RemovedFlowWithABacklogIsNamedWithItsSpoolDir(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin, sock, down := freeAddr(t), freeAddr(t), freeAddr(t) // nothing listens on down
+	base := fmt.Sprintf(`
+state_dir: %s
+shutdown_timeout: 1s
+admin: {listen: %q}
+sources:
+  - {name: keep, type: socket, socket: {listen: "unix://%s"}}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, "keep.sock"))
+	both := base + fmt.Sprintf(`  - {name: sock, type: socket, socket: {listen: "tcp://%s"}}
+outputs:
+  - {name: out, type: blackhole}
+  - {name: down, type: http, http: {url: "http://%s/x"}}
+flows:
+  - {name: main, sources: [keep], output: out}
+  - {name: gone, sources: [sock], output: down}
+`, sock, down)
+	cfg := writeConfig(t, dir, both)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+	c, err := net.Dial("tcp", sock)
+	require.NoError(t, err)
+	for i := range 100 {
+		_, err := fmt.Fprintf(c, "line %d\n", i)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.Close())
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, `agent_spool_entries{flow="gone"}`) >= 1 }, "nothing reached the spool")
+
+	writeConfig(t, dir, base+`outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: main, sources: [keep], output: out}
+`)
+	out, errOut, code := runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `^reloaded\nflow gone was removed before it delivered everything \(shutdown_timeout\): \d+ spool entries stay in `+
+		regexp.QuoteMeta(filepath.Join(dir, "state", "spool", "gone"))+`, sent if a flow named gone comes back \(deleting the directory discards them\)\n$`, out)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
