@@ -40,7 +40,10 @@ type ReplayOptions struct {
 type ReplayResult struct {
 	Delivered int // acknowledged by the destination: gone from the dead-letter files
 	Rejected  int // rejected again: back in the dead-letter file with the new reason
-	Kept      int // not replayed (another flow, a flow the config lacks, an unreadable line): back unchanged
+	Kept      int // not replayed (a flow the config lacks, an unreadable line): back unchanged
+	// OtherFlows are the records of flows ReplayOptions.Flow left out, as
+	// asked: back unchanged, and no failure of the replay.
+	OtherFlows int
 }
 
 // ReplayDeadLetters sends the records of cfg.StateDir's dead-letter files
@@ -350,6 +353,8 @@ func (r *replayer) replayLines(ctx context.Context, lines [][]byte) error {
 		}
 		if r.opt.Flow != "" && rec.Flow != r.opt.Flow {
 			r.keep(&back, line)
+			r.res.Kept--
+			r.res.OtherFlows++
 			continue
 		}
 		outName := r.opt.Output

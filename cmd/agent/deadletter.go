@@ -213,8 +213,12 @@ func replay(cfg agent.Config, log *slog.Logger, opt agent.ReplayOptions, stdout,
 	defer stop()
 	res, err := agent.ReplayDeadLetters(ctx, cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, Components: components()}, opt)
 	if err == nil || res != (agent.ReplayResult{}) {
-		fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)\n",
-			res.Delivered, res.Rejected, res.Kept)
+		other := ""
+		if opt.Flow != "" {
+			other = fmt.Sprintf("; %d of other flows than %s left as they were", res.OtherFlows, opt.Flow)
+		}
+		fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)%s\n",
+			res.Delivered, res.Rejected, res.Kept, other)
 	}
 	switch {
 	case err != nil && errors.Is(err, context.Canceled):

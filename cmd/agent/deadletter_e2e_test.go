@@ -327,3 +327,39 @@ func TestDeadLetterReplay_SecondReplayAtOnceIsRefusedNoDuplicates(t *testing.T) 
 	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
 	requireAllArrived(t, s, n, false)
 }
+
+// agent dead-letter replay --flow F succeeds (exit 0) when F's records were
+// all delivered: the other flows' records stay, as asked, and are no
+// failure (it exited 1, so `replay --flow F && ...` read as F failed).
+func TestDeadLetterReplay_FlowDeliveredExits0OtherFlowsStay(t *testing.T) {
+	t.Parallel()
+	const n = 10
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, n)
+	f, err := os.OpenFile(filepath.Join(state, agent.DeadLetterFile), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	enc := json.NewEncoder(f)
+	for i := range 3 {
+		text := fmt.Sprintf("other %d", i)
+		require.NoError(t, enc.Encode(agent.DeadLetterRecord{Time: time.Now().UTC(), Flow: "other", Output: "sink",
+			Reason: "rejected", PartitionKey: "pk", Data: []byte(text), Text: &text}))
+	}
+	require.NoError(t, f.Close())
+	s := newSink(t)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+
+	_, errOut, code := runBin(t, "dead-letter", "replay", "-c", cfg, "--flow", "main")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "agent dead-letter replay: 10 delivered, 0 rejected again, 0 not replayed (kept in the dead-letter file); 3 of other flows than main left as they were\n", errOut)
+	requireAllArrived(t, s, n, false)
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state, "--json")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 3, strings.Count(out, `"flow":"other"`), out)
+	require.Equal(t, 3, strings.Count(out, "\n"), out)
+
+	// Without --flow, records of a flow the config lacks are a failure.
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "3 not replayed")
+}
