@@ -363,3 +363,53 @@ func TestDeadLetterReplay_FlowDeliveredExits0OtherFlowsStay(t *testing.T) {
 	require.Equal(t, 1, code, errOut)
 	require.Contains(t, errOut, "3 not replayed")
 }
+
+// A dead-letter file with lines that are not records (a torn write, an
+// edit): the listing shows the records, names each bad line, and exits 1
+// (it exited 0: a script read the listing as whole); replay keeps them.
+func TestDeadLetter_CorruptLinesAreNamedAndExit1(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, 2)
+	path := filepath.Join(state, agent.DeadLetterFile)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("this is not json\n{\"flow\":\"main\",\"data\":\"!!\"}\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, 2, strings.Count(out, "reason: rejected: 400 schema mismatch"), out)
+	require.Contains(t, errOut, path+": line 3 is not a dead-letter record: ")
+	require.Contains(t, errOut, path+": line 4 is not a dead-letter record: ")
+	require.Contains(t, errOut, "agent dead-letter: 2 lines are not dead-letter records (named above; --json prints them as they are)")
+
+	s := newSink(t)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "2 delivered, 0 rejected again, 2 not replayed")
+	requireAllArrived(t, s, 2, false)
+	out, _, code = runBin(t, "dead-letter", "--state-dir", state, "--json")
+	require.Equal(t, 0, code)
+	require.Equal(t, "this is not json\n{\"flow\":\"main\",\"data\":\"!!\"}\n", out)
+}
+
+// Without -c, and no config at the default path, the dead-letter commands
+// say what to give them rather than only that /etc/agent/agent.yaml is
+// missing.
+func TestDeadLetter_NoConfigSaysWhatToGive(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/etc/agent/agent.yaml"); err == nil {
+		t.Skip("this host has /etc/agent/agent.yaml")
+	}
+	state := t.TempDir()
+	_, errOut, code := runBin(t, "dead-letter", "replay", "--state-dir", state)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "name it with -c FILE (for what agent tail dead-lettered: --tail PATH... --to URL)")
+	_, errOut, code = runBin(t, "dead-letter")
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "name the agent's config with -c FILE, or its state directory with --state-dir DIR")
+}
