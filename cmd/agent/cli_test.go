@@ -582,3 +582,21 @@ func TestValidate_DashCWithMoreFilesChecksEveryOne(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, good+": ok\n", out)
 }
+
+// A socket address without its scheme is the usual slip: validate names the
+// forms it takes (it said "first path segment in URL cannot contain colon").
+func TestValidate_SocketListenWithoutSchemeNamesTheForms(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+sources:
+  - {name: syslog, type: socket, socket: {listen: "127.0.0.1:5140"}}
+outputs:
+  - {name: out, type: stdout}
+flows:
+  - {name: main, sources: [syslog], output: out}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Equal(t, cfg+`:3: sources[0].socket.listen: "127.0.0.1:5140": want unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT (first path segment in URL cannot contain colon)`+"\n", errOut)
+}

@@ -191,9 +191,17 @@ func (a addr) String() string { return a.network + "://" + a.address }
 // parseListen parses unix:///path, unixgram:///path, tcp://host:port and
 // udp://host:port. A missing host is loopback.
 func parseListen(s string) (addr, error) {
+	const want = "unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT"
 	u, err := url.Parse(s)
 	if err != nil {
-		return addr{}, err
+		// "127.0.0.1:5140" (no scheme) or a bad port: url's own words
+		// ("first path segment in URL cannot contain colon") name
+		// neither the fix nor the forms.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return addr{}, fmt.Errorf("%q: want %s (%v)", s, want, err)
 	}
 	switch u.Scheme {
 	case netUnix, netUnixgram:
@@ -223,9 +231,9 @@ func parseListen(s string) (addr, error) {
 		}
 		return addr{network: u.Scheme, address: net.JoinHostPort(host, port)}, nil
 	case "":
-		return addr{}, fmt.Errorf("%q: want a URL: unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT", s)
+		return addr{}, fmt.Errorf("%q: want a URL: %s", s, want)
 	default:
-		return addr{}, fmt.Errorf("%q: unknown scheme %q (unix, unixgram, tcp, udp)", s, u.Scheme)
+		return addr{}, fmt.Errorf("%q: scheme %q is not one of unix, unixgram, tcp, udp: want %s", s, u.Scheme, want)
 	}
 }
 
