@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/testport"
 )
 
 // shortDir is a directory for Unix sockets (sun_path holds 107 bytes).
@@ -210,4 +212,16 @@ func TestTail_SocketRecordsTheFullSpoolCouldNotTakeAtStopAreReportedLost(t *test
 	require.Contains(t, out, "they are lost", out)
 	require.Regexp(t, `lost_records=[1-9]`, out)
 	require.NotRegexp(t, `unspooled_records=[1-9]`, out, "socket records are not promised for the next start")
+}
+
+// A socket that cannot listen is named once, with what failed: it said
+// `source tcp://…: socket source "tcp://…": listen tcp …`.
+func TestTail_SocketThatCannotListenIsNamedOnce(t *testing.T) {
+	t.Parallel()
+	taken := testport.Listen(t)
+	defer taken.Close()
+	addr := "tcp://" + taken.Addr().String()
+	_, errOut, code := runBin(t, "tail", addr, "--to", "blackhole:")
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent: source "+addr+": socket: listen tcp "+taken.Addr().String()+": bind: address already in use\n", errOut)
 }

@@ -101,7 +101,7 @@ func New(cfg Config, set Settings) (*Source, error) {
 		errs = append(errs, errors.New("name: required"))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("socket source %q: %w", set.Name, err)
+		return nil, fmt.Errorf("socket: %w", err)
 	}
 	a, _ := parseListen(cfg.Listen)
 	mode, _ := parseMode(cfg.Mode)
@@ -173,10 +173,10 @@ func (s *Source) RunBatch(ctx context.Context, emit source.Emit, batch source.Em
 		err = s.runDatagram(ctx, cancel, emit, batch)
 	}
 	if err != nil {
-		return fmt.Errorf("socket source %q: %w", s.set.Name, err)
+		return fmt.Errorf("socket: %w", err)
 	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
-		return fmt.Errorf("socket source %q: %w", s.set.Name, cause)
+		return fmt.Errorf("socket: %w", cause)
 	}
 	return nil
 }
