@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -312,7 +313,35 @@ func (a *Agent) openSpool(cfg Config, flowName string) (*spool.Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flow %s: %w", flowName, err)
 	}
+	if sp.Stats().Entries > 0 {
+		if t, ok := oldestSegmentWrite(sc.Dir); ok {
+			a.st.setRecovered(flowName, t)
+		}
+	}
 	return sp, nil
+}
+
+// oldestSegmentWrite is the earliest modification time of the spool
+// segments in dir: every entry they hold was written no later than that.
+func oldestSegmentWrite(dir string) (time.Time, bool) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var oldest time.Time
+	for _, de := range des {
+		if !strings.HasSuffix(de.Name(), ".seg") {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		if oldest.IsZero() || fi.ModTime().Before(oldest) {
+			oldest = fi.ModTime()
+		}
+	}
+	return oldest, !oldest.IsZero()
 }
 
 // buildFlow builds the flow fc of cfg on the spool sp, sending to outs: its
