@@ -600,3 +600,24 @@ flows:
 	require.Equal(t, 2, code, errOut)
 	require.Equal(t, cfg+`:3: sources[0].socket.listen: "127.0.0.1:5140": want unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT (first path segment in URL cannot contain colon)`+"\n", errOut)
 }
+
+// Two socket sources on one address (tcp://:5140 is 127.0.0.1:5140) are a
+// config problem: validate passed them and the second stopped the agent at
+// start with "address already in use".
+func TestValidate_TwoSocketSourcesOnOneAddress(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+sources:
+  - {name: a, type: socket, socket: {listen: "tcp://127.0.0.1:5140"}}
+  - {name: b, type: socket, socket: {listen: "tcp://:5140"}}
+  - {name: c, type: socket, socket: {listen: "udp://127.0.0.1:5140"}}
+outputs:
+  - {name: out, type: stdout}
+flows:
+  - {name: main, sources: [a, b, c], output: out}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Equal(t, cfg+`:4: sources[1].socket.listen: source "a" listens on this address already`+"\n", errOut)
+}

@@ -265,6 +265,17 @@ func lookupGroup(g string) (int, error) {
 	return strconv.Atoi(grp.Gid)
 }
 
+// ListenAddress names the address the source listens on ("tcp
+// 127.0.0.1:5140"), as Source.BindAddress does; "" when listen does not
+// parse. The agent refuses two sources on one address.
+func (c Config) ListenAddress() string {
+	a, err := parseListen(c.Listen)
+	if err != nil {
+		return ""
+	}
+	return a.network + " " + a.address
+}
+
 // CheckFiles checks what the host must have for the source to start (as
 // `agent validate` and a reload check TLS files): the socket file's group.
 // A reload to a group that does not exist was accepted, and its source
