@@ -239,6 +239,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: state directory: %w", err)
 	}
 	store, err := checkpoint.Open(filepath.Join(cfg.StateDir, "checkpoints.json"), checkpoint.Settings{Logger: a.log.With("component", "checkpoint")})
+	if errors.Is(err, checkpoint.ErrLocked) {
+		// Two agents on one state directory would read the same files
+		// and spools: say which directory, and what to change.
+		return fmt.Errorf("agent: the state directory %s is in use by another agent (%w): stop that one, or give this one its own state directory (state_dir; agent tail --state-dir)", cfg.StateDir, err)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: checkpoints: %w", err)
 	}

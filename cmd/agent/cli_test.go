@@ -621,3 +621,33 @@ flows:
 	require.Equal(t, 2, code, errOut)
 	require.Equal(t, cfg+`:4: sources[1].socket.listen: source "a" listens on this address already`+"\n", errOut)
 }
+
+// A second agent on a state directory in use says which directory and what
+// to change (it said "checkpoints: checkpoint: state is locked by another
+// agent" and the lock file's path).
+func TestTail_SecondRunOnTheSameStateDirSaysWhatToChange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(log, []byte("a\n"), 0o600))
+	state := filepath.Join(dir, "state")
+	p := startAgent(t, "tail", log, "--to", "blackhole:", "--state-dir", state, "--quiet")
+	p.waitFor(t, time.Minute, func() bool { // the first agent holds the lock
+		f, err := os.Open(filepath.Join(state, "checkpoints.json.lock"))
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			return false
+		}
+		return true
+	}, "the first agent did not start")
+	_, errOut, code := runBin(t, "tail", log, "--to", "blackhole:", "--state-dir", state, "--quiet")
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "the state directory "+state+" is in use by another agent (")
+	require.Contains(t, errOut, "stop that one, or give this one its own state directory (state_dir; agent tail --state-dir)")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
