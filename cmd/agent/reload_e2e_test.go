@@ -345,9 +345,8 @@ flows:
 	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
 	send := func(addr, line string) {
 		t.Helper()
-		c, err := net.Dial("tcp", addr)
-		require.NoError(t, err)
-		_, err = c.Write([]byte(line + "\n"))
+		c := dialWhenUp(t, "tcp", addr, p)
+		_, err := c.Write([]byte(line + "\n"))
 		require.NoError(t, err)
 		require.NoError(t, c.Close())
 	}
@@ -445,8 +444,7 @@ flows:
 	cfg := writeConfig(t, dir, both)
 	p := startAgent(t, "run", "-c", cfg)
 	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
-	c, err := net.Dial("tcp", sock)
-	require.NoError(t, err)
+	c := dialWhenUp(t, "tcp", sock, p)
 	for i := range 100 {
 		_, err := fmt.Fprintf(c, "line %d\n", i)
 		require.NoError(t, err)

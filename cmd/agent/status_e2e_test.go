@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -261,9 +260,8 @@ flows:
 `, filepath.Join(dir, "state"), admin, sock, down))
 	p := startAgent(t, "run", "-c", cfg)
 	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
-	c, err := net.Dial("tcp", sock)
-	require.NoError(t, err)
-	_, err = c.Write([]byte("a line\n"))
+	c := dialWhenUp(t, "tcp", sock, p)
+	_, err := c.Write([]byte("a line\n"))
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 	p.waitFor(t, time.Minute, func() bool { return metric(admin, `agent_spool_entries{flow="main"}`) >= 1 }, "nothing reached the spool")
