@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kplagent/agent/aggregate"
@@ -89,10 +90,18 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 	defer r.dlq.close()
 	defer r.closeOutputs()
 	if opt.Output != "" && findOutput(cfg, opt.Output) == nil {
-		return res, fmt.Errorf("agent: replay: no output named %q in the config", opt.Output)
+		var names []string
+		for _, o := range cfg.Outputs {
+			names = append(names, o.Name)
+		}
+		return res, fmt.Errorf("agent: replay: no output named %q in the config (its outputs: %s)", opt.Output, strings.Join(names, ", "))
 	}
 	if opt.Flow != "" && findFlow(cfg, opt.Flow) == nil {
-		return res, fmt.Errorf("agent: replay: no flow named %q in the config", opt.Flow)
+		var names []string
+		for _, f := range cfg.Flows {
+			names = append(names, f.Name)
+		}
+		return res, fmt.Errorf("agent: replay: no flow named %q in the config (its flows: %s)", opt.Flow, strings.Join(names, ", "))
 	}
 
 	// The files to replay: those present now.

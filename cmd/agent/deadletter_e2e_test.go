@@ -413,3 +413,18 @@ func TestDeadLetter_NoConfigSaysWhatToGive(t *testing.T) {
 	require.Equal(t, 2, code, errOut)
 	require.Contains(t, errOut, "name the agent's config with -c FILE, or its state directory with --state-dir DIR")
 }
+
+// --output or --flow naming nothing in the config lists what is there.
+func TestDeadLetterReplay_UnknownOutputOrFlowListsTheNames(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, 1)
+	cfg := replayConfigFile(t, dir, state, "http://127.0.0.1:1/x")
+	_, errOut, code := runBin(t, "dead-letter", "replay", "-c", cfg, "--output", "snik")
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent dead-letter replay: no output named \"snik\" in the config (its outputs: sink)\n", errOut)
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg, "--flow", "mian")
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent dead-letter replay: no flow named \"mian\" in the config (its flows: main)\n", errOut)
+}
