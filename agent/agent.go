@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -238,6 +239,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: state directory: %w", err)
 	}
 	store, err := checkpoint.Open(filepath.Join(cfg.StateDir, "checkpoints.json"), checkpoint.Settings{Logger: a.log.With("component", "checkpoint")})
+	if errors.Is(err, checkpoint.ErrLocked) {
+		// Two agents on one state directory would read the same files
+		// and spools: say which directory, and what to change.
+		return fmt.Errorf("agent: the state directory %s is in use by another agent (%w): stop that one, or give this one its own state directory (state_dir; agent tail --state-dir)", cfg.StateDir, err)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: checkpoints: %w", err)
 	}
@@ -312,7 +318,35 @@ func (a *Agent) openSpool(cfg Config, flowName string) (*spool.Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flow %s: %w", flowName, err)
 	}
+	if sp.Stats().Entries > 0 {
+		if t, ok := oldestSegmentWrite(sc.Dir); ok {
+			a.st.setRecovered(flowName, t)
+		}
+	}
 	return sp, nil
+}
+
+// oldestSegmentWrite is the earliest modification time of the spool
+// segments in dir: every entry they hold was written no later than that.
+func oldestSegmentWrite(dir string) (time.Time, bool) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var oldest time.Time
+	for _, de := range des {
+		if !strings.HasSuffix(de.Name(), ".seg") {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		if oldest.IsZero() || fi.ModTime().Before(oldest) {
+			oldest = fi.ModTime()
+		}
+	}
+	return oldest, !oldest.IsZero()
 }
 
 // buildFlow builds the flow fc of cfg on the spool sp, sending to outs: its
@@ -612,6 +646,9 @@ func (a *Agent) startFlow(ctx context.Context, fr *flowRuntime, kept map[string]
 			continue
 		}
 		if ctx.Err() != nil {
+			if b, ok := src.(source.Binder); ok {
+				b.Release() // taken by a reload (see apply)
+			}
 			continue
 		}
 		var runCtx context.Context

@@ -864,6 +864,20 @@ func (c Config) Validate() error {
 		sources[s.Name] = s
 		errs = append(errs, componentProblems(p, s.Type, s.Config)...)
 	}
+	// Two sources cannot listen on one address: the second failed to
+	// start, and the agent with it.
+	listening := map[string]string{}
+	for i, s := range c.Sources {
+		la, ok := s.Config.(interface{ ListenAddress() string })
+		if !ok || la.ListenAddress() == "" {
+			continue
+		}
+		if other, dup := listening[la.ListenAddress()]; dup {
+			add(fmt.Sprintf("sources[%d].%s.listen", i, s.Type), "source %q listens on this address already", other)
+			continue
+		}
+		listening[la.ListenAddress()] = s.Name
+	}
 	outs := map[string]OutputConfig{}
 	for i, o := range c.Outputs {
 		p := fmt.Sprintf("outputs[%d]", i)

@@ -28,6 +28,7 @@ import (
 //	dead-letter.replaying.ndjson            what `agent dead-letter replay` is sending
 //	dead-letter.replaying.offset            how far it got (bytes of the file above)
 //	dead-letter.lock                        flock: writers and replay, across processes
+//	dead-letter.replay.lock                 flock: held by the one replay running
 const (
 	// DeadLetterFile is the name of the active dead-letter file.
 	DeadLetterFile    = "dead-letter.ndjson"
@@ -36,6 +37,7 @@ const (
 	deadLetterReplay  = "dead-letter.replaying.ndjson"
 	deadLetterOffset  = "dead-letter.replaying.offset"
 	deadLetterLock    = "dead-letter.lock"
+	replayLock        = "dead-letter.replay.lock"
 	rotatedTimeLayout = "20060102T150405.000000000Z"
 )
 

@@ -44,6 +44,22 @@ type ReloadReport struct {
 	// NeedsRestart lists the changed settings that take effect only at
 	// the next start; the running values stay.
 	NeedsRestart []string
+	// Undelivered lists the removed flows that stopped (after
+	// shutdown_timeout) before delivering everything, and what they left.
+	Undelivered []RemovedBacklog
+}
+
+// RemovedBacklog is what a removed flow had not delivered when it stopped.
+type RemovedBacklog struct {
+	Flow string
+	// SpoolEntries stay in SpoolDir: sent if a flow of that name comes
+	// back (deleting the directory discards them).
+	SpoolEntries int64
+	SpoolDir     string
+	// FileRecords were read from files and neither delivered nor spooled:
+	// their file positions were not saved past them, so a source reading
+	// those files reads them again.
+	FileRecords int
 }
 
 // Changed reports whether the reload changed any flow.
@@ -278,6 +294,34 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		}
 	}
 
+	// Sources that listen take their addresses now: one that cannot (in
+	// use by another program, not of this host) refuses the reload before
+	// anything stops. An address a running source holds is freed by its
+	// stop below, and taken when the new source runs.
+	held := map[string]bool{}
+	for _, fr := range a.flows {
+		for _, src := range fr.sources {
+			if b, ok := src.(source.Binder); ok {
+				held[b.BindAddress()] = true
+			}
+		}
+	}
+	for _, p := range plans {
+		if p.fr == nil {
+			continue
+		}
+		for _, src := range p.fr.sources {
+			b, ok := src.(source.Binder)
+			if _, kept := p.keep[src.Name()]; !ok || kept || held[b.BindAddress()] {
+				continue
+			}
+			if err := b.Bind(); err != nil {
+				return rep, fmt.Errorf("agent: reload: flow %s: source %s: %w", p.cfg.Name, src.Name(), err)
+			}
+			undo = append(undo, b.Release)
+		}
+	}
+
 	// The sources a rebuilt flow takes over pause: no emit is in flight
 	// while the flow behind them is replaced. One blocked for longer than
 	// shutdown_timeout (an emit waiting for room in a full spool) refuses
@@ -315,7 +359,7 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		}
 	}
 	stopping = append(stopping, removed...)
-	a.stopFlows(ctx, next, stopping, removed, swapping)
+	rep.Undelivered = a.stopFlows(ctx, next, stopping, removed, swapping)
 	for _, bo := range replaced {
 		closeOutput(bo, a.log)
 	}
@@ -405,8 +449,9 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 // stop, their aggregates go to the spool, their senders stop, checkpoints
 // move), giving the removed ones shutdown_timeout to deliver what they
 // hold first; and stops the senders of swapping, whose sources keep
-// running (what they emit meanwhile goes to the spool).
-func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, swapping []*flowRuntime) {
+// running (what they emit meanwhile goes to the spool). It returns what
+// the removed flows left undelivered.
+func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, swapping []*flowRuntime) (undelivered []RemovedBacklog) {
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	// A stop of the agent (ctx) during the reload ends these waits: the
@@ -448,6 +493,8 @@ func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, sw
 		if ss.Entries > 0 || left[i].records > 0 {
 			a.log.Warn("reload: flow removed before everything was delivered; the rest stays in its spool (sent if the flow comes back) or its files",
 				"flow", fr.cfg.Name, "spool_entries", ss.Entries, "unspooled_records", left[i].records)
+			undelivered = append(undelivered, RemovedBacklog{Flow: fr.cfg.Name, SpoolEntries: ss.Entries,
+				SpoolDir: filepath.Join(a.cfg.Spool.Dir, fr.cfg.Name), FileRecords: left[i].records})
 		}
 		fr.tap.end()
 		if err := fr.spool.Close(); err != nil {
@@ -457,6 +504,7 @@ func (a *Agent) stopFlows(ctx context.Context, cfg Config, stopping, removed, sw
 			a.m.reg.Unregister(c)
 		}
 	}
+	return undelivered
 }
 
 // quiesce lets the senders of flows finish the sends they began before

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kplagent/agent/aggregate"
@@ -40,7 +41,10 @@ type ReplayOptions struct {
 type ReplayResult struct {
 	Delivered int // acknowledged by the destination: gone from the dead-letter files
 	Rejected  int // rejected again: back in the dead-letter file with the new reason
-	Kept      int // not replayed (another flow, a flow the config lacks, an unreadable line): back unchanged
+	Kept      int // not replayed (a flow the config lacks, an unreadable line): back unchanged
+	// OtherFlows are the records of flows ReplayOptions.Flow left out, as
+	// asked: back unchanged, and no failure of the replay.
+	OtherFlows int
 }
 
 // ReplayDeadLetters sends the records of cfg.StateDir's dead-letter files
@@ -62,6 +66,11 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 	if err := CheckStateDir(cfg.StateDir); err != nil {
 		return res, err
 	}
+	unlock, err := lockReplay(cfg.StateDir)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
 	if opt.RetryFor <= 0 {
 		opt.RetryFor = time.Minute
 	}
@@ -81,15 +90,23 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 	defer r.dlq.close()
 	defer r.closeOutputs()
 	if opt.Output != "" && findOutput(cfg, opt.Output) == nil {
-		return res, fmt.Errorf("agent: replay: no output named %q in the config", opt.Output)
+		var names []string
+		for _, o := range cfg.Outputs {
+			names = append(names, o.Name)
+		}
+		return res, fmt.Errorf("agent: replay: no output named %q in the config (its outputs: %s)", opt.Output, strings.Join(names, ", "))
 	}
 	if opt.Flow != "" && findFlow(cfg, opt.Flow) == nil {
-		return res, fmt.Errorf("agent: replay: no flow named %q in the config", opt.Flow)
+		var names []string
+		for _, f := range cfg.Flows {
+			names = append(names, f.Name)
+		}
+		return res, fmt.Errorf("agent: replay: no flow named %q in the config (its flows: %s)", opt.Flow, strings.Join(names, ", "))
 	}
 
 	// The files to replay: those present now.
 	var todo []string
-	err := r.dlq.locked(func() error {
+	err = r.dlq.locked(func() error {
 		rotated, err := rotatedFiles(r.dir)
 		if err != nil {
 			return err
@@ -121,6 +138,26 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 			return res, err
 		}
 	}
+}
+
+// lockReplay makes the replay the only one on dir until unlock: a second
+// one would send the file the first renamed aside again (from the offset
+// saved last), and remove it under the first.
+func lockReplay(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, replayLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: replay: lock: %w", err)
+	}
+	held, err := tryFlock(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent: replay: lock: %w", err)
+	}
+	if held {
+		f.Close()
+		return nil, fmt.Errorf("agent: replay: another agent dead-letter replay is running on %s; wait for it to end (it saves its progress: running it again later goes on where it stopped)", dir)
+	}
+	return func() { funlock(f); f.Close() }, nil
 }
 
 type replayer struct {
@@ -325,6 +362,8 @@ func (r *replayer) replayLines(ctx context.Context, lines [][]byte) error {
 		}
 		if r.opt.Flow != "" && rec.Flow != r.opt.Flow {
 			r.keep(&back, line)
+			r.res.Kept--
+			r.res.OtherFlows++
 			continue
 		}
 		outName := r.opt.Output

@@ -444,6 +444,18 @@ type statusTracker struct {
 	retired map[string]*outputTotals
 	// stallWarned is when each output's stall was last logged (warnStalled).
 	stallWarned map[string]time.Time
+	// recovered is, per flow whose spool held entries when it opened, a
+	// time its oldest entry was written no later than (its oldest segment
+	// file's modification time).
+	recovered map[string]time.Time
+}
+
+// setRecovered records that flow's spool opened with entries written no
+// later than at.
+func (st *statusTracker) setRecovered(flow string, at time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.recovered[flow] = at
 }
 
 // outputTotals is what an output delivered, over senders.
@@ -552,7 +564,7 @@ type sourceSeen struct {
 func newStatusTracker(now time.Time) *statusTracker {
 	return &statusTracker{started: now, flows: map[string]*flowSamples{}, outputs: map[string]*rateRing{},
 		sources: map[string]*sourceSeen{}, srcNames: map[string][]string{}, retired: map[string]*outputTotals{},
-		stallWarned: map[string]time.Time{}}
+		stallWarned: map[string]time.Time{}, recovered: map[string]time.Time{}}
 }
 
 // sample takes one look at the counters.
@@ -638,7 +650,14 @@ func (st *statusTracker) oldestAge(flow string, ss spoolStatsView, now time.Time
 	fs := st.flows[flow]
 	removed := int64(ss.Appended) - ss.Entries
 	if fs == nil || removed < 0 {
-		return now.Sub(st.started) // recovered at start-up: at least this old
+		// Recovered when the spool opened: at least as old as the
+		// process, and as the oldest segment's last write (a restart
+		// must not make a stuck backlog look fresh).
+		since := st.started
+		if t, ok := st.recovered[flow]; ok && t.Before(since) {
+			since = t
+		}
+		return now.Sub(since)
 	}
 	for _, smp := range fs.appends {
 		if int64(smp.appended) > removed {

@@ -39,6 +39,9 @@ func TestStatusTracker_OldestAgeFollowsTheOldestUnacknowledgedEntry(t *testing.T
 	st2 := newStatusTracker(t0)
 	st2.flows["f"] = &flowSamples{lastTick: t0}
 	require.Equal(t, 7*time.Second, st2.oldestAge("f", spoolStatsView{Entries: 3, Appended: 0}, at(7)))
+	// ... and as their oldest segment's last write.
+	st2.setRecovered("f", t0.Add(-time.Hour))
+	require.Equal(t, time.Hour+7*time.Second, st2.oldestAge("f", spoolStatsView{Entries: 3, Appended: 0}, at(7)))
 }
 
 func TestStatusTracker_MergedSamplesNeverMakeTheAgeYounger(t *testing.T) {

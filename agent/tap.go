@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,13 +145,15 @@ func (t *tap) unsubscribe(s *tapSub) {
 func (a *Agent) serveTap(w http.ResponseWriter, r *http.Request, quit <-chan struct{}) {
 	name := r.URL.Query().Get("flow")
 	var t *tap
+	var names []string
 	for _, fr := range a.runtimeFlows() {
+		names = append(names, fr.cfg.Name)
 		if fr.cfg.Name == name {
 			t = fr.tap
 		}
 	}
 	if t == nil {
-		http.Error(w, "no flow "+strconv.Quote(name), http.StatusNotFound)
+		http.Error(w, "no flow "+strconv.Quote(name)+" (the flows: "+strings.Join(names, ", ")+")", http.StatusNotFound)
 		return
 	}
 	rate := 10.0

@@ -66,3 +66,17 @@ type BatchSource interface {
 type Committer interface {
 	Commit(fileID string, offset int64)
 }
+
+// Binder is implemented by sources that listen on an address of the host
+// (sockets). When a reload adds or changes such a source, the agent calls
+// Bind before it stops anything, so that an address the source cannot have
+// refuses the reload instead of stopping the agent once the new flow
+// starts; Run then serves what Bind took. Release gives it back when Run
+// will not be called (the reload failed or the agent stops). BindAddress
+// names the address: a running source with the same one holds it until it
+// stops, so that one is not bound ahead.
+type Binder interface {
+	BindAddress() string
+	Bind() error
+	Release()
+}

@@ -583,3 +583,72 @@ func TestValidate_DashCWithMoreFilesChecksEveryOne(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Equal(t, good+": ok\n", out)
 }
+
+// A socket address without its scheme is the usual slip: validate names the
+// forms it takes (it said "first path segment in URL cannot contain colon").
+func TestValidate_SocketListenWithoutSchemeNamesTheForms(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+sources:
+  - {name: syslog, type: socket, socket: {listen: "127.0.0.1:5140"}}
+outputs:
+  - {name: out, type: stdout}
+flows:
+  - {name: main, sources: [syslog], output: out}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Equal(t, cfg+`:3: sources[0].socket.listen: "127.0.0.1:5140": want unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT (first path segment in URL cannot contain colon)`+"\n", errOut)
+}
+
+// Two socket sources on one address (tcp://:5140 is 127.0.0.1:5140) are a
+// config problem: validate passed them and the second stopped the agent at
+// start with "address already in use".
+func TestValidate_TwoSocketSourcesOnOneAddress(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+sources:
+  - {name: a, type: socket, socket: {listen: "tcp://127.0.0.1:5140"}}
+  - {name: b, type: socket, socket: {listen: "tcp://:5140"}}
+  - {name: c, type: socket, socket: {listen: "udp://127.0.0.1:5140"}}
+outputs:
+  - {name: out, type: stdout}
+flows:
+  - {name: main, sources: [a, b, c], output: out}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Equal(t, cfg+`:4: sources[1].socket.listen: source "a" listens on this address already`+"\n", errOut)
+}
+
+// A second agent on a state directory in use says which directory and what
+// to change (it said "checkpoints: checkpoint: state is locked by another
+// agent" and the lock file's path).
+func TestTail_SecondRunOnTheSameStateDirSaysWhatToChange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(log, []byte("a\n"), 0o600))
+	state := filepath.Join(dir, "state")
+	p := startAgent(t, "tail", log, "--to", "blackhole:", "--state-dir", state, "--quiet")
+	p.waitFor(t, time.Minute, func() bool { // the first agent holds the lock
+		f, err := os.Open(filepath.Join(state, "checkpoints.json.lock"))
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			return false
+		}
+		return true
+	}, "the first agent did not start")
+	_, errOut, code := runBin(t, "tail", log, "--to", "blackhole:", "--state-dir", state, "--quiet")
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "the state directory "+state+" is in use by another agent (")
+	require.Contains(t, errOut, "stop that one, or give this one its own state directory (state_dir; agent tail --state-dir)")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}

@@ -56,6 +56,9 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 			cfg, err := agent.LoadConfig(c, components())
 			if err != nil {
 				fmt.Fprintln(stderr, err)
+				if *cfgPath == "" && errors.Is(err, os.ErrNotExist) {
+					fmt.Fprintln(stderr, "agent dead-letter: name the agent's config with -c FILE, or its state directory with --state-dir DIR")
+				}
 				return exitUsage
 			}
 			dir = cfg.StateDir
@@ -76,26 +79,45 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
+	bad := 0
 	for _, p := range parts {
-		if err := printDeadLetters(w, stderr, p, *asJSON); err != nil {
+		n, err := printDeadLetters(w, stderr, p, *asJSON)
+		bad += n
+		if err != nil {
 			fmt.Fprintln(stderr, "agent dead-letter:", err)
 			return exitFailed
 		}
 	}
+	if bad > 0 {
+		// Evidence not shown: a script must not read the listing as whole.
+		w.Flush()
+		what := fmt.Sprintf("%d lines are not dead-letter records", bad)
+		if bad == 1 {
+			what = "1 line is not a dead-letter record"
+		}
+		fmt.Fprintf(stderr, "agent dead-letter: %s (named above; --json prints them as they are); replay keeps them in the dead-letter file\n", what)
+		return exitFailed
+	}
 	return exitOK
 }
 
-func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart, asJSON bool) error {
+// printDeadLetters prints the records of p; it returns how many lines were
+// not records (named on stderr).
+func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart, asJSON bool) (bad int, _ error) {
 	f, err := os.Open(p.Path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil // replayed or rotated meanwhile
+		return 0, nil // replayed or rotated meanwhile
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
 	if _, err := f.Seek(p.Offset, io.SeekStart); err != nil {
-		return err
+		return 0, err
+	}
+	where := ""
+	if p.Offset > 0 {
+		where = fmt.Sprintf(" (counting from byte %d, where the replay in progress got to)", p.Offset)
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
@@ -109,7 +131,9 @@ func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart,
 		}
 		var r agent.DeadLetterRecord
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			fmt.Fprintf(stderr, "agent dead-letter: %s: line %d after offset %d: %v\n", p.Path, n, p.Offset, err)
+			bad++
+			w.Flush() // in order with stdout on a terminal
+			fmt.Fprintf(stderr, "agent dead-letter: %s: line %d%s is not a dead-letter record: %v\n", p.Path, n, where, err)
 			continue
 		}
 		fmt.Fprintf(w, "%s flow=%s output=%s pk=%q\n  reason: %s\n", r.Time.Format("2006-01-02T15:04:05Z07:00"), r.Flow, r.Output, r.PartitionKey, r.Reason)
@@ -119,7 +143,7 @@ func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart,
 			fmt.Fprintf(w, "  base64: %s\n", base64.StdEncoding.EncodeToString(r.Data))
 		}
 	}
-	return sc.Err()
+	return bad, sc.Err()
 }
 
 // cmdDeadLetterReplay sends dead-lettered records again through their
@@ -158,6 +182,9 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 	cfg, err := agent.LoadConfig(*cfgPath, components())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintln(stderr, "agent dead-letter replay: the records go through the outputs of the agent's config: name it with -c FILE (for what agent tail dead-lettered: --tail PATH... --to URL)")
+		}
 		return exitUsage
 	}
 	if *stateDir != "" {
@@ -212,14 +239,20 @@ func replay(cfg agent.Config, log *slog.Logger, opt agent.ReplayOptions, stdout,
 	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr})
 	defer stop()
 	res, err := agent.ReplayDeadLetters(ctx, cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, Components: components()}, opt)
-	fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)\n",
-		res.Delivered, res.Rejected, res.Kept)
+	if err == nil || res != (agent.ReplayResult{}) {
+		other := ""
+		if opt.Flow != "" {
+			other = fmt.Sprintf("; %d of other flows than %s left as they were", res.OtherFlows, opt.Flow)
+		}
+		fmt.Fprintf(stderr, "agent dead-letter replay: %d delivered, %d rejected again, %d not replayed (kept in the dead-letter file)%s\n",
+			res.Delivered, res.Rejected, res.Kept, other)
+	}
 	switch {
 	case err != nil && errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "agent dead-letter replay: interrupted; run it again to go on")
 		return exitFailed
 	case err != nil:
-		fmt.Fprintln(stderr, "agent dead-letter replay:", strings.TrimPrefix(err.Error(), "agent: "))
+		fmt.Fprintln(stderr, "agent dead-letter replay:", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "agent: "), "replay: "))
 		return exitFailed
 	case res.Rejected > 0 || res.Kept > 0:
 		return exitFailed

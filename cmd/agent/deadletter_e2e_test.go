@@ -304,3 +304,127 @@ func TestDeadLetterReplayTail_SendsWhatTailDeadLettered(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Empty(t, out)
 }
+
+// Two replays of one state directory at once would both send the file the
+// first renamed aside (the second reads it from the offset saved last): the
+// second is refused, and every record arrives once.
+func TestDeadLetterReplay_SecondReplayAtOnceIsRefusedNoDuplicates(t *testing.T) {
+	t.Parallel()
+	const n = 10_000
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, n)
+	s := newSink(t)
+	slow := func(_ int64, w http.ResponseWriter) bool { time.Sleep(20 * time.Millisecond); return false }
+	s.respond.Store(&slow)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+
+	p := startAgent(t, "dead-letter", "replay", "-c", cfg)
+	require.Eventually(t, func() bool { return s.distinct() >= n/10 }, time.Minute, time.Millisecond)
+	_, errOut, code := runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent dead-letter replay: another agent dead-letter replay is running on "+state+"; wait for it to end (it saves its progress: running it again later goes on where it stopped)\n", errOut)
+	require.Equal(t, 0, p.wait(t, time.Minute), p.stderr.String())
+	requireAllArrived(t, s, n, false)
+}
+
+// agent dead-letter replay --flow F succeeds (exit 0) when F's records were
+// all delivered: the other flows' records stay, as asked, and are no
+// failure (it exited 1, so `replay --flow F && ...` read as F failed).
+func TestDeadLetterReplay_FlowDeliveredExits0OtherFlowsStay(t *testing.T) {
+	t.Parallel()
+	const n = 10
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, n)
+	f, err := os.OpenFile(filepath.Join(state, agent.DeadLetterFile), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	enc := json.NewEncoder(f)
+	for i := range 3 {
+		text := fmt.Sprintf("other %d", i)
+		require.NoError(t, enc.Encode(agent.DeadLetterRecord{Time: time.Now().UTC(), Flow: "other", Output: "sink",
+			Reason: "rejected", PartitionKey: "pk", Data: []byte(text), Text: &text}))
+	}
+	require.NoError(t, f.Close())
+	s := newSink(t)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+
+	_, errOut, code := runBin(t, "dead-letter", "replay", "-c", cfg, "--flow", "main")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "agent dead-letter replay: 10 delivered, 0 rejected again, 0 not replayed (kept in the dead-letter file); 3 of other flows than main left as they were\n", errOut)
+	requireAllArrived(t, s, n, false)
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state, "--json")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 3, strings.Count(out, `"flow":"other"`), out)
+	require.Equal(t, 3, strings.Count(out, "\n"), out)
+
+	// Without --flow, records of a flow the config lacks are a failure.
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "3 not replayed")
+}
+
+// A dead-letter file with lines that are not records (a torn write, an
+// edit): the listing shows the records, names each bad line, and exits 1
+// (it exited 0: a script read the listing as whole); replay keeps them.
+func TestDeadLetter_CorruptLinesAreNamedAndExit1(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, 2)
+	path := filepath.Join(state, agent.DeadLetterFile)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("this is not json\n{\"flow\":\"main\",\"data\":\"!!\"}\n")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, 2, strings.Count(out, "reason: rejected: 400 schema mismatch"), out)
+	require.Contains(t, errOut, path+": line 3 is not a dead-letter record: ")
+	require.Contains(t, errOut, path+": line 4 is not a dead-letter record: ")
+	require.Contains(t, errOut, "agent dead-letter: 2 lines are not dead-letter records (named above; --json prints them as they are)")
+
+	s := newSink(t)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "2 delivered, 0 rejected again, 2 not replayed")
+	requireAllArrived(t, s, 2, false)
+	out, _, code = runBin(t, "dead-letter", "--state-dir", state, "--json")
+	require.Equal(t, 0, code)
+	require.Equal(t, "this is not json\n{\"flow\":\"main\",\"data\":\"!!\"}\n", out)
+}
+
+// Without -c, and no config at the default path, the dead-letter commands
+// say what to give them rather than only that /etc/agent/agent.yaml is
+// missing.
+func TestDeadLetter_NoConfigSaysWhatToGive(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/etc/agent/agent.yaml"); err == nil {
+		t.Skip("this host has /etc/agent/agent.yaml")
+	}
+	state := t.TempDir()
+	_, errOut, code := runBin(t, "dead-letter", "replay", "--state-dir", state)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "name it with -c FILE (for what agent tail dead-lettered: --tail PATH... --to URL)")
+	_, errOut, code = runBin(t, "dead-letter")
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "name the agent's config with -c FILE, or its state directory with --state-dir DIR")
+}
+
+// --output or --flow naming nothing in the config lists what is there.
+func TestDeadLetterReplay_UnknownOutputOrFlowListsTheNames(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, 1)
+	cfg := replayConfigFile(t, dir, state, "http://127.0.0.1:1/x")
+	_, errOut, code := runBin(t, "dead-letter", "replay", "-c", cfg, "--output", "snik")
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent dead-letter replay: no output named \"snik\" in the config (its outputs: sink)\n", errOut)
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg, "--flow", "mian")
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent dead-letter replay: no flow named \"mian\" in the config (its flows: main)\n", errOut)
+}

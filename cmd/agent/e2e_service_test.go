@@ -332,7 +332,10 @@ flows:
 	bad := agentCmd("tap", "nope", "--admin", admin)
 	out, err := bad.CombinedOutput()
 	require.Error(t, err)
-	require.Contains(t, string(out), `no flow "nope"`)
+	require.Contains(t, string(out), `no flow "nope" (the flows: main)`)
+	_, errOut, code := runBin(t, "tap", "main", "--rate", "0", "--admin", admin)
+	require.Equal(t, 2, code, errOut)
+	require.Equal(t, "agent tap: --rate 0: want records per second in (0, 1000]\n", errOut)
 
 	const rate = 5
 	tp := agentCmd("tap", "main", "--rate", strconv.Itoa(rate), "--admin", admin)

@@ -235,12 +235,14 @@ func readLineMax(in *bufio.Reader, max int) (line []byte, long bool, err error) 
 	}
 }
 
-// decodeBase64 accepts standard base64, padded or not.
+// decodeBase64 accepts standard base64, padded or not, strictly: text that
+// no encoder writes ("zz", whose last bits are not zero) is an error, not
+// decoded into bytes that were never sent.
 func decodeBase64(s string) ([]byte, error) {
 	if strings.HasSuffix(s, "=") || len(s)%4 == 0 {
-		return base64.StdEncoding.DecodeString(s)
+		return base64.StdEncoding.Strict().DecodeString(s)
 	}
-	return base64.RawStdEncoding.DecodeString(s)
+	return base64.RawStdEncoding.Strict().DecodeString(s)
 }
 
 // jsonRecord is a Kinesis record in the shapes of the AWS CLI (get-records),

@@ -143,6 +143,20 @@ func TestKPLDecode_BadRecordExitsOneNamingItAndOthersStillPrint(t *testing.T) {
 	require.Equal(t, "stdin line 5", lines[2]["record"])
 }
 
+// Base64 that no encoder writes ("zz": its last bits are not zero) is not
+// base64: it was decoded leniently into a byte that was never sent.
+func TestKPLDecode_NonCanonicalBase64IsAnError(t *testing.T) {
+	code, stdout, stderr := runKPLTest(t, `{"Records":[{"Data":"zz"},{"Data":"eg"}]}`, "decode")
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "stdin record 1: Data is not base64")
+	lines := decodedLines(t, stdout)
+	require.Len(t, lines, 1)
+	require.Equal(t, "eg==", lines[0]["data"], "z")
+	code, _, stderr = runKPLTest(t, "zz\n", "decode")
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "stdin line 1: not base64")
+}
+
 func TestKPLDecode_SkipMD5DecodesADamagedAggregate(t *testing.T) {
 	badMD5 := bytes.Clone(kplAggregate)
 	badMD5[len(badMD5)-1] ^= 0xff

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/testport"
 )
 
 // The issue's reload check, through the binary: while 500k numbered lines
@@ -310,4 +313,155 @@ flows:
 	} else {
 		require.Equal(t, 1, a.code, "agent reload said:\n%s\nlog:\n%s", a.out, p.output())
 	}
+}
+
+// A reload that moves a socket source to an address it cannot listen on
+// (another program has it) is refused before anything stops, like any
+// source that cannot be built: the agent goes on with its old listener.
+// It used to answer "reloaded" and then stop the agent (exit 1) when the
+// new flow's source failed to listen, and under systemd fail again at
+// every restart. A reload to a free address moves the listener.
+func TestReload_SocketAddressInUseIsRefusedTheAgentKeepsListening(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin, first, free := freeAddr(t), freeAddr(t), freeAddr(t)
+	taken := testport.Listen(t) // another program's
+	defer taken.Close()
+	out := filepath.Join(dir, "out")
+	config := func(listen string) string {
+		return fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - {name: sock, type: socket, socket: {listen: "tcp://%s"}}
+outputs:
+  - {name: out, type: file, file: {dir: %q, encoding: text}}
+flows:
+  - {name: main, sources: [sock], output: out}
+`, filepath.Join(dir, "state"), admin, listen, out)
+	}
+	cfg := writeConfig(t, dir, config(first))
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+	send := func(addr, line string) {
+		t.Helper()
+		c := dialWhenUp(t, "tcp", addr, p)
+		_, err := c.Write([]byte(line + "\n"))
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+	}
+	arrived := func(line string) func() bool {
+		return func() bool {
+			b, _ := os.ReadFile(filepath.Join(out, "out.ndjson"))
+			return strings.Contains(string(b), line+"\n")
+		}
+	}
+
+	writeConfig(t, dir, config(taken.Addr().String()))
+	_, errOut, code := runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "refused, the running configuration stays")
+	require.Contains(t, errOut, "flow main: source sock: listen tcp "+taken.Addr().String())
+	require.Contains(t, errOut, "address already in use")
+	send(first, "still-listening")
+	p.waitFor(t, time.Minute, arrived("still-listening"), "the old listener stopped")
+	status, errOut, code := runBin(t, "status", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, status, "LAST RELOAD REFUSED")
+
+	writeConfig(t, dir, config(free))
+	_, errOut, code = runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	send(free, "moved")
+	p.waitFor(t, time.Minute, arrived("moved"), "the new listener took nothing")
+	_, err := net.Dial("tcp", first)
+	require.Error(t, err, "the old address still listens")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// A socket group that does not exist is a config problem that validate and
+// a reload report (file:line), as a missing TLS file is: a reload to it was
+// accepted, then the new source failed to start and stopped the agent.
+func TestReload_SocketGroupThatDoesNotExistIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	config := func(group string) string {
+		return fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - {name: sock, type: socket, socket: {listen: "unix://%s", group: %q}}
+outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: main, sources: [sock], output: out}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, "s.sock"), group)
+	}
+	cfg := writeConfig(t, dir, config(""))
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+
+	writeConfig(t, dir, config("no-such-group-qa3"))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, `agent.yaml:5: sources[0].socket.group: no group "no-such-group-qa3" on this host`)
+	_, errOut, code = runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, `sources[0].socket.group: no group "no-such-group-qa3" on this host`)
+	time.Sleep(200 * time.Millisecond) // a stop would have begun
+	_, errOut, code = runBin(t, "status", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// A reload that removes a flow whose destination is down says, to whoever
+// ran agent reload, what the flow left and where: its backlog leaves agent
+// status with it, and "reloaded" alone read as nothing was left behind.
+func TestReload_RemovedFlowWithABacklogIsNamedWithItsSpoolDir(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin, sock, down := freeAddr(t), freeAddr(t), freeAddr(t) // nothing listens on down
+	base := fmt.Sprintf(`
+state_dir: %s
+shutdown_timeout: 1s
+admin: {listen: %q}
+sources:
+  - {name: keep, type: socket, socket: {listen: "unix://%s"}}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, "keep.sock"))
+	both := base + fmt.Sprintf(`  - {name: sock, type: socket, socket: {listen: "tcp://%s"}}
+outputs:
+  - {name: out, type: blackhole}
+  - {name: down, type: http, http: {url: "http://%s/x"}}
+flows:
+  - {name: main, sources: [keep], output: out}
+  - {name: gone, sources: [sock], output: down}
+`, sock, down)
+	cfg := writeConfig(t, dir, both)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+	c := dialWhenUp(t, "tcp", sock, p)
+	for i := range 100 {
+		_, err := fmt.Fprintf(c, "line %d\n", i)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.Close())
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, `agent_spool_entries{flow="gone"}`) >= 1 }, "nothing reached the spool")
+
+	writeConfig(t, dir, base+`outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: main, sources: [keep], output: out}
+`)
+	out, errOut, code := runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `^reloaded\nflow gone was removed before it delivered everything \(shutdown_timeout\): \d+ spool entries stay in `+
+		regexp.QuoteMeta(filepath.Join(dir, "state", "spool", "gone"))+`, sent if a flow named gone comes back \(deleting the directory discards them\)\n$`, out)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }

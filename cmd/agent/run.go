@@ -191,6 +191,18 @@ func (r *reloader) reload(ctx context.Context, a *agent.Agent) reloadResult {
 	if len(rep.NeedsRestart) > 0 {
 		notes = append(notes, fmt.Sprintf("restart the agent to apply the changes to %s (their running values stay)", strings.Join(rep.NeedsRestart, ", ")))
 	}
+	for _, u := range rep.Undelivered {
+		// Said to whoever removed the flow: a WARN in the journal alone
+		// goes unseen, and the backlog leaves agent status with its flow.
+		n := fmt.Sprintf("flow %s was removed before it delivered everything (shutdown_timeout):", u.Flow)
+		if u.SpoolEntries > 0 {
+			n += fmt.Sprintf(" %d spool entries stay in %s, sent if a flow named %s comes back (deleting the directory discards them);", u.SpoolEntries, u.SpoolDir, u.Flow)
+		}
+		if u.FileRecords > 0 {
+			n += fmt.Sprintf(" %d records read from files were not spooled: their files are read from before them by a flow that reads them again;", u.FileRecords)
+		}
+		notes = append(notes, strings.TrimSuffix(n, ";"))
+	}
 	for _, n := range cfg.Notices() {
 		if n.Level >= slog.LevelWarn {
 			notes = append(notes, n.String()) // agent reload shows them too

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/testport"
 )
 
 // shortDir is a directory for Unix sockets (sun_path holds 107 bytes).
@@ -210,4 +212,49 @@ func TestTail_SocketRecordsTheFullSpoolCouldNotTakeAtStopAreReportedLost(t *test
 	require.Contains(t, out, "they are lost", out)
 	require.Regexp(t, `lost_records=[1-9]`, out)
 	require.NotRegexp(t, `unspooled_records=[1-9]`, out, "socket records are not promised for the next start")
+}
+
+// A socket that cannot listen is named once, with what failed: it said
+// `source tcp://…: socket source "tcp://…": listen tcp …`.
+func TestTail_SocketThatCannotListenIsNamedOnce(t *testing.T) {
+	t.Parallel()
+	taken := testport.Listen(t)
+	defer taken.Close()
+	addr := "tcp://" + taken.Addr().String()
+	_, errOut, code := runBin(t, "tail", addr, "--to", "blackhole:")
+	require.Equal(t, 1, code, errOut)
+	require.Equal(t, "agent: source "+addr+": socket: listen tcp "+taken.Addr().String()+": bind: address already in use\n", errOut)
+}
+
+// A syslog header whose time cannot be (month 13, Feb 29 of 2026's kind)
+// is passed on raw, as any record that does not parse: it came out as a
+// JSON object with "timestamp":"2003-13-45T99:14:15Z", or another day.
+func TestTail_SyslogImpossibleTimestampsArePassedRaw(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	sock := filepath.Join(dir, "log.sock")
+	p := startAgent(t, "tail", "unixgram://"+sock, "--format", "syslog")
+	var c net.Conn
+	require.Eventually(t, func() bool {
+		var err error
+		c, err = net.Dial("unixgram", sock)
+		return err == nil
+	}, time.Minute, 10*time.Millisecond, "the agent does not listen: %s", p.output())
+	defer c.Close()
+	for _, m := range []string{
+		"<13>1 2003-13-45T99:14:15Z h a - - - bad date",
+		"<13>Apr 31 12:00:00 host app: no such day",
+		"<13>1 2003-10-11T22:14:15Z h a - - - good",
+	} {
+		_, err := c.Write([]byte(m))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return strings.Contains(p.output(), `"message":"good"}`) }, time.Minute, 20*time.Millisecond, "%s", p.output())
+	out := p.output()
+	require.Contains(t, out, "<13>1 2003-13-45T99:14:15Z h a - - - bad date\n")
+	require.Contains(t, out, "<13>Apr 31 12:00:00 host app: no such day\n")
+	require.NotContains(t, out, `"timestamp":"2003-13-45`)
+	require.NotContains(t, out, `-05-01T12:00:00`)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }

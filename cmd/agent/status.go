@@ -176,6 +176,10 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 		ready = "NOT READY: " + st.NotReady
 	}
 	state := st.State + " for " + st.Uptime
+	if st.State != "running" {
+		// Not "stopping for 2h": the uptime is not how long it stops.
+		state = fmt.Sprintf("%s (up %s)", st.State, st.Uptime)
+	}
 	if st.ReloadingFor != "" {
 		state = fmt.Sprintf("%s for %s (up %s)", st.State, st.ReloadingFor, st.Uptime)
 	}

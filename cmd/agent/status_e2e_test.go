@@ -238,3 +238,55 @@ func TestRun_SecondAgentOnTheSameConfigSaysOneRunsAlready(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// A backlog the agent finds in its spool at start is as old as its oldest
+// segment's last write, at least: the age restarted from zero with each
+// start, so an alert on agent_flow_oldest_undelivered_age_seconds cleared at
+// every restart of an agent whose destination stays down.
+func TestRun_RecoveredBacklogKeepsItsAgeAcrossARestart(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin, sock, down := freeAddr(t), freeAddr(t), freeAddr(t) // nothing listens on down
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+state_dir: %s
+shutdown_timeout: 1s
+admin: {listen: %q}
+sources:
+  - {name: sock, type: socket, socket: {listen: "tcp://%s"}}
+outputs:
+  - {name: down, type: http, http: {url: "http://%s/x"}}
+flows:
+  - {name: main, sources: [sock], output: down}
+`, filepath.Join(dir, "state"), admin, sock, down))
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+	c := dialWhenUp(t, "tcp", sock, p)
+	_, err := c.Write([]byte("a line\n"))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, `agent_spool_entries{flow="main"}`) >= 1 }, "nothing reached the spool")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+
+	// The backlog was written two hours ago.
+	segs, err := filepath.Glob(filepath.Join(dir, "state", "spool", "main", "*.seg"))
+	require.NoError(t, err)
+	require.NotEmpty(t, segs)
+	then := time.Now().Add(-2 * time.Hour)
+	for _, s := range segs {
+		require.NoError(t, os.Chtimes(s, then, then))
+	}
+	p = startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start again")
+	var age float64
+	p.waitFor(t, time.Minute, func() bool {
+		age = metric(admin, `agent_flow_oldest_undelivered_age_seconds{flow="main"}`)
+		return age > 0
+	}, "no age for the recovered backlog")
+	require.GreaterOrEqual(t, age, 2*3600.0, "the recovered backlog's age")
+	out, errOut, code := runBin(t, "status", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+	require.Regexp(t, `(?m)^main\s+down\s+\S+\s+\d+\s+\S+ \S+\s+2h0m\d+s\s`, out)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}

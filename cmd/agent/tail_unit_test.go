@@ -354,6 +354,25 @@ func TestPrintStatus_SendingAndStalledOutputs(t *testing.T) {
 	require.Regexp(t, `(?m)^unused\s+stdout\s+idle\s`, b.String())
 }
 
+// The first line says how long the agent has run, and for a state other
+// than running not as that state's length: an agent up for an hour that
+// began to stop a second ago said "stopping for 1h0m0s".
+func TestPrintStatus_StateAndUptime(t *testing.T) {
+	for _, tc := range []struct {
+		st   agent.Status
+		want string
+	}{
+		{agent.Status{Version: "v", State: "running", Uptime: "1h0m0s", Ready: true}, "agent v, running for 1h0m0s, ready; dead-lettered 0\n"},
+		{agent.Status{Version: "v", State: "stopping", Uptime: "1h0m0s", NotReady: "the pipeline is stopping"}, "agent v, stopping (up 1h0m0s), NOT READY: the pipeline is stopping; dead-lettered 0\n"},
+		{agent.Status{Version: "v", State: "starting", Uptime: "2s", NotReady: "starting"}, "agent v, starting (up 2s), NOT READY: starting; dead-lettered 0\n"},
+		{agent.Status{Version: "v", State: "reloading", Uptime: "1h0m0s", ReloadingFor: "3s", Ready: true}, "agent v, reloading for 3s (up 1h0m0s), ready; dead-lettered 0\n"},
+	} {
+		var b strings.Builder
+		printStatus(&b, tc.st, time.Now())
+		require.Equal(t, tc.want, b.String()[:strings.Index(b.String(), "\n")+1])
+	}
+}
+
 // termStatus: a line written while the status line is shown erases it
 // first and draws it again after; a line written in pieces is erased
 // before its first piece only, and the status line waits for its end.

@@ -38,6 +38,11 @@ func cmdTap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: agent tap FLOW [--rate N] [--json] [--admin HOST:PORT | -c FILE]")
 		return exitUsage
 	}
+	if *rate <= 0 || *rate > 1000 {
+		// A usage error, before asking the agent (which refuses it too).
+		fmt.Fprintf(stderr, "agent tap: --rate %g: want records per second in (0, 1000]\n", *rate)
+		return exitUsage
+	}
 	base, err := sf.adminURL()
 	if err != nil {
 		fmt.Fprintln(stderr, "agent tap:", err)

@@ -49,6 +49,11 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// ParamNames are the keys SetParam takes, for messages that list them.
+func ParamNames() []string {
+	return []string{"region", "endpoint", "profile", "role_arn", "external_id", "role_session_name", "sts_endpoint"}
+}
+
 // SetParam sets the setting whose YAML key is key to value, for the query
 // parameters of `agent tail --to kinesis://STREAM?region=R&role_arn=ARN`
 // (they are named as the YAML keys). It reports false, and changes

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kplagent/agent/internal/awsconf"
@@ -177,7 +178,8 @@ func FromURL(u *url.URL) (Config, error) {
 		case "append_newline":
 			boolean(&c.AppendNewline)
 		default:
-			errs = append(errs, fmt.Errorf("%s: unknown parameter", k))
+			errs = append(errs, fmt.Errorf("%s: not a setting of firehose:// (it takes %s)", k,
+				strings.Join(append(awsconf.ParamNames(), "aggregate_lines", "append_newline"), ", ")))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -305,7 +305,7 @@ func TestConfig(t *testing.T) {
 	require.ErrorContains(t, err, "sts_endpoint: set without role_arn")
 	u, _ = url.Parse("firehose://logs?colour=red")
 	_, err = FromURL(u)
-	require.ErrorContains(t, err, "colour: unknown parameter")
+	require.ErrorContains(t, err, "colour: not a setting of firehose:// (it takes region, endpoint, profile, role_arn, external_id, role_session_name, sts_endpoint, aggregate_lines, append_newline)")
 	u, _ = url.Parse("firehose://?region=x")
 	_, err = FromURL(u)
 	require.ErrorContains(t, err, "stream: required")

@@ -43,7 +43,7 @@ func TestType_FromURLMapsTheURLAndTheTLSFlags(t *testing.T) {
 	require.ErrorContains(t, err, "topic: required")
 	u, _ = url.Parse("kafka://k1:9092/logs?lingr=1s")
 	_, err = ty.FromURL(u, outputs.TailFlags{})
-	require.ErrorContains(t, err, `unknown parameter "lingr"`)
+	require.ErrorContains(t, err, `"lingr" is not a setting of kafka:// (it takes client_id, key, format, acks, idempotent, client_metrics, compression, topic_field, linger,`)
 	_, err = ty.FromURL(nil, outputs.TailFlags{})
 	require.Error(t, err)
 }

@@ -458,7 +458,7 @@ func FromURL(u *url.URL) (Config, error) {
 		case "sasl":
 			c.SASL.Mechanism = v
 		default:
-			errs = append(errs, fmt.Errorf("unknown parameter %q", k))
+			errs = append(errs, fmt.Errorf("%q is not a setting of kafka:// (it takes %s)", k, urlParams))
 		}
 	}
 	if len(errs) == 0 {
@@ -495,3 +495,7 @@ func (c *Config) UsesPartitionKey() (bool, string) {
 	}
 	return true, ""
 }
+
+// urlParams are the query keys of a kafka:// URL, for the message that
+// refuses another.
+const urlParams = "client_id, key, format, acks, idempotent, client_metrics, compression, topic_field, linger, produce_timeout, send_timeout, batch_max_bytes, max_buffered_bytes, max_in_flight, tls, tls_ca_file, tls_server_name, tls_insecure_skip_verify, sasl"

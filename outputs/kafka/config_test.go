@@ -134,7 +134,7 @@ func TestFromURL(t *testing.T) {
 		{"kafka://k1:9092", nil, "topic: required"},
 		{"kafka:///logs", nil, "no broker"},
 		{"http://k1/logs", nil, "scheme"},
-		{"kafka://k1/logs?lingr=1s", nil, `unknown parameter "lingr"`},
+		{"kafka://k1/logs?lingr=1s", nil, `"lingr" is not a setting of kafka:// (it takes client_id, key, format, acks, idempotent, client_metrics, compression, topic_field, linger,`},
 		{"kafka://k1/logs?linger=soon", nil, "linger:"},
 		{"kafka://u:s3cret@k1/logs?compression=brotli", nil, "compression: unknown"},
 	}
@@ -238,4 +238,15 @@ func FuzzJSONStringField(f *testing.F) {
 			require.Equal(t, s, string(got))
 		}
 	})
+}
+
+// Every key the kafka:// message lists is one the URL takes.
+func TestFromURL_EveryListedParamIsTaken(t *testing.T) {
+	for _, k := range strings.Split(urlParams, ", ") {
+		u, err := url.Parse("kafka://k1:9092/logs?" + k + "=x")
+		require.NoError(t, err)
+		if _, err := FromURL(u); err != nil {
+			require.NotContains(t, err.Error(), "is not a setting", k)
+		}
+	}
 }

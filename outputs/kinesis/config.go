@@ -295,7 +295,8 @@ func FromURL(u *url.URL) (Config, error) {
 			}
 			c.MaxRecordSize = n
 		default:
-			errs = append(errs, fmt.Errorf("%s: unknown parameter", k))
+			errs = append(errs, fmt.Errorf("%s: not a setting of kinesis:// (it takes %s)", k,
+				strings.Join(append(awsconf.ParamNames(), "protocol", "rate_limit", "aggregation", "shard_map_refresh", "max_record_bytes"), ", ")))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -117,7 +117,7 @@ func TestFromURL(t *testing.T) {
 		{url: "kinesis://logs?protocol=json", want: func(c *Config) { c.Stream, c.Protocol = "logs", ProtocolJSON }},
 		{url: "kinesis://logs?protocol=grpc", err: "protocol:"},
 		{url: "kinesis://?region=us-east-1", err: "stream: required"},
-		{url: "kinesis://logs?colour=blue", err: "colour: unknown parameter"},
+		{url: "kinesis://logs?colour=blue", err: "colour: not a setting of kinesis:// (it takes region, endpoint, profile, role_arn, external_id, role_session_name, sts_endpoint, protocol, rate_limit, aggregation, shard_map_refresh, max_record_bytes)"},
 		{url: "kinesis://logs?rate_limit=fast", err: "rate_limit:"},
 		{url: "kinesis://logs?shard_map_refresh=5s", want: func(c *Config) { c.Stream, c.ShardMapRefresh = "logs", 5*time.Second }},
 		{url: "kinesis://logs?shard_map_refresh=soon", err: "shard_map_refresh:"},

@@ -19,7 +19,7 @@ func Type() source.Type {
 		New: func(cfg any, set source.Settings) (source.Source, error) {
 			c, ok := cfg.(*Config)
 			if !ok {
-				return nil, fmt.Errorf("socket source %q: config is %T, want *socket.Config", set.Name, cfg)
+				return nil, fmt.Errorf("socket: config is %T, want *socket.Config", cfg)
 			}
 			s, err := New(*c, Settings{Name: set.Name, Logger: set.Logger})
 			if err != nil {
@@ -27,7 +27,7 @@ func Type() source.Type {
 			}
 			if set.Registerer != nil {
 				if err := set.Registerer.Register(newMetricsCollector(s)); err != nil {
-					return nil, fmt.Errorf("socket source %q: metrics: %w", set.Name, err)
+					return nil, fmt.Errorf("socket: metrics: %w", err)
 				}
 			}
 			return s, nil

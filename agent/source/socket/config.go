@@ -191,9 +191,17 @@ func (a addr) String() string { return a.network + "://" + a.address }
 // parseListen parses unix:///path, unixgram:///path, tcp://host:port and
 // udp://host:port. A missing host is loopback.
 func parseListen(s string) (addr, error) {
+	const want = "unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT"
 	u, err := url.Parse(s)
 	if err != nil {
-		return addr{}, err
+		// "127.0.0.1:5140" (no scheme) or a bad port: url's own words
+		// ("first path segment in URL cannot contain colon") name
+		// neither the fix nor the forms.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return addr{}, fmt.Errorf("%q: want %s (%v)", s, want, err)
 	}
 	switch u.Scheme {
 	case netUnix, netUnixgram:
@@ -223,9 +231,9 @@ func parseListen(s string) (addr, error) {
 		}
 		return addr{network: u.Scheme, address: net.JoinHostPort(host, port)}, nil
 	case "":
-		return addr{}, fmt.Errorf("%q: want a URL: unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT", s)
+		return addr{}, fmt.Errorf("%q: want a URL: %s", s, want)
 	default:
-		return addr{}, fmt.Errorf("%q: unknown scheme %q (unix, unixgram, tcp, udp)", s, u.Scheme)
+		return addr{}, fmt.Errorf("%q: scheme %q is not one of unix, unixgram, tcp, udp: want %s", s, u.Scheme, want)
 	}
 }
 
@@ -247,8 +255,40 @@ func lookupGroup(g string) (int, error) {
 		return id, nil
 	}
 	grp, err := user.LookupGroup(g)
+	var unknown user.UnknownGroupError
+	if errors.As(err, &unknown) {
+		return 0, fmt.Errorf("no group %q on this host (getent group lists them; \"\" keeps the agent's)", g)
+	}
 	if err != nil {
 		return 0, err
 	}
 	return strconv.Atoi(grp.Gid)
+}
+
+// ListenAddress names the address the source listens on ("tcp
+// 127.0.0.1:5140"), as Source.BindAddress does; "" when listen does not
+// parse. The agent refuses two sources on one address.
+func (c Config) ListenAddress() string {
+	a, err := parseListen(c.Listen)
+	if err != nil {
+		return ""
+	}
+	return a.network + " " + a.address
+}
+
+// CheckFiles checks what the host must have for the source to start (as
+// `agent validate` and a reload check TLS files): the socket file's group.
+// A reload to a group that does not exist was accepted, and its source
+// then failed to start and stopped the agent.
+func (c *Config) CheckFiles() error {
+	if c.Group == "" {
+		return nil
+	}
+	if a, err := parseListen(c.Listen); err != nil || !a.isUnix() {
+		return nil
+	}
+	if _, err := lookupGroup(c.Group); err != nil {
+		return fmt.Errorf("group: %w", err)
+	}
+	return nil
 }

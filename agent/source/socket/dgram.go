@@ -3,7 +3,6 @@ package socket
 import (
 	"context"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -19,25 +18,12 @@ import (
 // flow blocks (spool full with when_full: block) and the queue is full, a
 // datagram is dropped and counted (reason spool_full).
 func (s *Source) runDatagram(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit, batch source.EmitBatch) error {
-	var mine os.FileInfo
-	if s.addr.isUnix() {
-		if err := s.prepareSocketFile(); err != nil {
-			return err
-		}
-	}
-	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, s.addr.network, s.addr.address)
+	b, err := s.takeBound(ctx)
 	if err != nil {
 		return err
 	}
-	if s.addr.isUnix() {
-		if mine, err = s.ownSocketFile(); err != nil {
-			pc.Close()
-			s.removeSocketFile(mine)
-			return err
-		}
-	}
-	defer s.removeSocketFile(mine)
+	pc := b.pc
+	defer s.removeSocketFile(b.mine)
 	conn := pc.(interface {
 		net.PacketConn
 		Read([]byte) (int, error)

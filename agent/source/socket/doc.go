@@ -19,7 +19,12 @@
 // socket file left by a crash is replaced only if nobody listens on it (a
 // connect is refused); a live socket, a regular file or anything else at
 // the path is an error and is never removed. On a clean stop the socket
-// file is removed, if it is still the one this source made.
+// file is removed, if it is still the one this source made. The group must
+// exist (Config.CheckFiles: validate and reload check it).
+//
+// Run listens; Bind (source.Binder) listens ahead of Run, so that a reload
+// that adds or moves a socket source is refused, with the running pipeline
+// untouched, when the address cannot be had.
 //
 // Formats (format:): lines passes records as received; json checks each is
 // one JSON value; syslog parses RFC 5424 and RFC 3164 (BSD, as syslog(3)

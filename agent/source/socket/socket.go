@@ -76,8 +76,10 @@ type Source struct {
 	connsTotal, refused, idle, records, bytes, parseFail, trunc, partial atomic.Uint64
 	dropped                                                              [5]atomic.Uint64 // by dropReasons index
 
-	bound atomic.Pointer[net.Addr] // the listening address, once listening
-	ready chan struct{}            // closed once listening
+	bound  atomic.Pointer[net.Addr] // the listening address, once listening
+	bindMu sync.Mutex
+	held   *bound        // what Bind took, until Run takes it or Release closes it
+	ready  chan struct{} // closed once listening
 }
 
 // readBufferSize is one read from a stream connection. It bounds, with
@@ -99,7 +101,7 @@ func New(cfg Config, set Settings) (*Source, error) {
 		errs = append(errs, errors.New("name: required"))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("socket source %q: %w", set.Name, err)
+		return nil, fmt.Errorf("socket: %w", err)
 	}
 	a, _ := parseListen(cfg.Listen)
 	mode, _ := parseMode(cfg.Mode)
@@ -171,10 +173,10 @@ func (s *Source) RunBatch(ctx context.Context, emit source.Emit, batch source.Em
 		err = s.runDatagram(ctx, cancel, emit, batch)
 	}
 	if err != nil {
-		return fmt.Errorf("socket source %q: %w", s.set.Name, err)
+		return fmt.Errorf("socket: %w", err)
 	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
-		return fmt.Errorf("socket source %q: %w", s.set.Name, cause)
+		return fmt.Errorf("socket: %w", cause)
 	}
 	return nil
 }
@@ -231,7 +233,7 @@ func (s *Source) ownSocketFile() (os.FileInfo, error) {
 	if s.cfg.Group != "" {
 		gid, err := lookupGroup(s.cfg.Group)
 		if err != nil {
-			return mine, fmt.Errorf("group %q: %w", s.cfg.Group, err)
+			return mine, fmt.Errorf("group: %w", err)
 		}
 		if err := os.Lchown(path, -1, gid); err != nil {
 			return mine, fmt.Errorf("group %q: %w", s.cfg.Group, err)

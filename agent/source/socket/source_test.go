@@ -25,7 +25,9 @@ func TestParseListen(t *testing.T) {
 		{in: "tcp://127.0.0.1", err: "want tcp://HOST:PORT"},
 		{in: "tcp://127.0.0.1:99999", err: "bad port"},
 		{in: "/run/app.sock", err: "want a URL"},
-		{in: "http://x:1", err: "unknown scheme"},
+		{in: "http://x:1", err: `"http://x:1": scheme "http" is not one of unix, unixgram, tcp, udp: want unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT`},
+		{in: "127.0.0.1:5140", err: `"127.0.0.1:5140": want unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT (first path segment in URL cannot contain colon)`},
+		{in: "tcp://127.0.0.1:51x", err: `"tcp://127.0.0.1:51x": want unix:///PATH, unixgram:///PATH, tcp://HOST:PORT or udp://HOST:PORT (invalid port ":51x" after host)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

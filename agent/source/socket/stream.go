@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -20,26 +19,12 @@ const stopDrain = 100 * time.Millisecond
 // runStream accepts connections (Unix stream or TCP) and serves each in its
 // own goroutine until ctx is done.
 func (s *Source) runStream(ctx context.Context, cancel context.CancelCauseFunc, emit source.Emit, batch source.EmitBatch) error {
-	var mine os.FileInfo
-	if s.addr.isUnix() {
-		if err := s.prepareSocketFile(); err != nil {
-			return err
-		}
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, s.addr.network, s.addr.address)
+	b, err := s.takeBound(ctx)
 	if err != nil {
 		return err
 	}
-	if ul, ok := ln.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(false) // removeSocketFile removes it if it is still ours
-		if mine, err = s.ownSocketFile(); err != nil {
-			ln.Close()
-			s.removeSocketFile(mine)
-			return err
-		}
-	}
-	defer s.removeSocketFile(mine)
+	ln := b.ln
+	defer s.removeSocketFile(b.mine)
 	s.listening(ln.Addr())
 
 	var (

@@ -131,7 +131,10 @@ func field(b []byte, i int) ([]byte, int, bool) {
 	return f, i + 1, true
 }
 
-// validTimestamp5424 checks YYYY-MM-DDThh:mm:ss[.1-6 digits](Z|±hh:mm).
+// validTimestamp5424 checks YYYY-MM-DDThh:mm:ss[.1-6 digits](Z|±hh:mm),
+// each number in its range (month 01-12, day 01-31, hour 00-23, minute
+// 00-59, second 00-60): "2003-13-45T99:14:15Z" passed on as a timestamp
+// broke consumers that parse it.
 func validTimestamp5424(t []byte) bool {
 	if len(t) < 20 {
 		return false
@@ -146,6 +149,10 @@ func validTimestamp5424(t []byte) bool {
 	}
 	if !digits(t[0:4]) || t[4] != '-' || !digits(t[5:7]) || t[7] != '-' || !digits(t[8:10]) ||
 		(t[10] != 'T' && t[10] != 't') || !digits(t[11:13]) || t[13] != ':' || !digits(t[14:16]) || t[16] != ':' || !digits(t[17:19]) {
+		return false
+	}
+	num := func(s []byte) int { return int(s[0]-'0')*10 + int(s[1]-'0') }
+	if mo, d := num(t[5:7]), num(t[8:10]); mo < 1 || mo > 12 || d < 1 || d > 31 || num(t[11:13]) > 23 || num(t[14:16]) > 59 || num(t[17:19]) > 60 {
 		return false
 	}
 	i := 19
@@ -163,7 +170,7 @@ func validTimestamp5424(t []byte) bool {
 	case len(rest) == 1 && (rest[0] == 'Z' || rest[0] == 'z'):
 		return true
 	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && digits(rest[1:3]) && rest[3] == ':' && digits(rest[4:6]):
-		return true
+		return num(rest[1:3]) <= 23 && num(rest[4:6]) <= 59
 	}
 	return false
 }
@@ -326,6 +333,11 @@ func bsdTimestamp(b []byte, m *syslogMsg, now time.Time) int {
 	t := time.Date(now.Year(), time.Month(mon+1), day, hh, mm, ss, 0, now.Location())
 	if t.Sub(now) > 7*24*time.Hour {
 		t = time.Date(now.Year()-1, time.Month(mon+1), day, hh, mm, ss, 0, now.Location())
+	}
+	if t.Day() != day {
+		// Feb 29 of a year without one, Apr 31: time.Date would make it
+		// another day (Mar 1) that the sender never wrote.
+		return 0
 	}
 	m.timestamp = t.AppendFormat(m.ts[:0], time.RFC3339)
 	return 16

@@ -78,6 +78,19 @@ func TestParseSyslog_RejectsWhatIsNotSyslog(t *testing.T) {
 		"<13>Dec  6 7:10:00 a: b",   // hour not two digits
 		"<13>this has no timestamp", // RFC 3164 without a timestamp
 		"<13>1 2026-12-06T07:10:00 h a p m - no zone",
+		// Numbers out of range: passed on as timestamps, they broke
+		// consumers that parse them.
+		"<13>1 2003-13-11T22:14:15Z h a - - - month 13",
+		"<13>1 2003-10-00T22:14:15Z h a - - - day 0",
+		"<13>1 2003-10-32T22:14:15Z h a - - - day 32",
+		"<13>1 2003-10-11T24:14:15Z h a - - - hour 24",
+		"<13>1 2003-10-11T22:60:15Z h a - - - minute 60",
+		"<13>1 2003-10-11T22:14:61Z h a - - - second 61",
+		"<13>1 2003-10-11T22:14:15+24:00 h a - - - offset 24h",
+		"<13>2026-13-11T22:14:15Z h a: RFC 3164 with an RFC 3339 time, month 13",
+		// A day the year (2026) does not have became another (Mar 1).
+		"<13>Feb 29 12:00:00 host app: no Feb 29 in 2026",
+		"<13>Apr 31 12:00:00 host app: no Apr 31",
 	} {
 		var m syslogMsg
 		require.Error(t, parseSyslog([]byte(in), &m, clock3164), "%q", in)
