@@ -41,6 +41,21 @@ func (h headerFlags) Set(v string) error {
 	return nil
 }
 
+// dirsFlag collects the directories of a repeatable flag, in order.
+type dirsFlag []string
+
+func (s *dirsFlag) String() string { return strings.Join(*s, ",") }
+func (s *dirsFlag) Set(v string) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return errors.New("empty directory")
+	case strings.ContainsAny(v, "*?["):
+		return errors.New("a directory, not a pattern")
+	}
+	*s = append(*s, v)
+	return nil
+}
+
 type tailOptions struct {
 	to            string
 	once          bool
@@ -58,6 +73,7 @@ type tailOptions struct {
 	spoolBypass   bool
 	maxRecord     string
 	multiline     string
+	rotatedDirs   dirsFlag
 	format        string
 	maxRetry      time.Duration
 	encoding      string
@@ -129,6 +145,7 @@ Flags:
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "files: regular expression matching the first line of a multi-line record")
+	fs.Var(&o.rotatedDirs, "rotated-dir", "files: another `DIR` where rotations are looked for (logrotate's olddir: renamed, copied or compressed while the agent lagged or was stopped); a relative DIR is relative to each file's directory; repeatable (rotated_dirs)")
 	fs.StringVar(&o.format, "format", "", "records received on sockets: lines (default), json (checked) or syslog (RFC 5424/3164 parsed into JSON)")
 	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), raw-packed (many, length-prefixed), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
@@ -503,10 +520,10 @@ func classifyInputs(paths []string) (tailInputs, error) {
 }
 
 // fileFlagNames are the tail flags only the file source takes: where the
-// reading of a file without a checkpoint starts, multi-line records, and
-// its saved positions. Standard input, named pipes and sockets have none
+// reading of a file without a checkpoint starts, multi-line records, its
+// saved positions, and where its rotations are looked for. Standard input, named pipes and sockets have none
 // of these.
-var fileFlagNames = []string{"from-beginning", "from-end", "multiline-start", "reset"}
+var fileFlagNames = []string{"from-beginning", "from-end", "multiline-start", "reset", "rotated-dir"}
 
 // checkInputFlags refuses the file flags given on the command line (set)
 // when no input is a file: silently ignored, they would surprise
