@@ -139,7 +139,7 @@ Flags:
 	fs.StringVar(&o.logFormat, "log-format", "", "parse records as apache_common, apache_combined, nginx_combined, apache_error, syslog_rfc3164 or syslog_rfc5424 into JSON objects (log_to_json)")
 	fs.StringVar(&o.addHost, "add-hostname", "", "add the host name to each record under this field (add_fields)")
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
-	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
+	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB; at least 16KiB); reading pauses when full")
 	fs.BoolVar(&o.spoolBypass, "spool-bypass", true, "file sources: aggregates go to the destination in memory while it keeps up (false: every aggregate through the spool)")
 	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 3 for kafka://; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
@@ -728,21 +728,24 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		if err != nil {
 			return fail(fmt.Errorf("--spool-max-bytes: %w", err))
 		}
+		if v < tailMinSpoolBytes {
+			return fail(fmt.Errorf("--spool-max-bytes: must be at least %s (room for records of %s with their keys and the spool's framing), got %s",
+				units.ByteSize(tailMinSpoolBytes), units.ByteSize(tailMinSpoolBytes-spoolEntryMargin-recordHeadroom), v))
+		}
 		cfg.Spool.MaxBytes = v
 		if v < 2*cfg.Spool.SegmentBytes {
 			// A small cap takes smaller spool files (tail has no flag for
-			// segment_bytes); below 8KiB validation says what is needed.
-			seg, ok := agent.SpoolSegmentFor(v)
-			if !ok {
-				seg = spool.MinSegmentBytes
+			// segment_bytes), as a config file's spool.max_bytes does.
+			if seg, ok := agent.SpoolSegmentFor(v); ok {
+				cfg.Spool.SegmentBytes = seg
 			}
-			cfg.Spool.SegmentBytes = seg
 		}
-		if fit := v - spoolEntryMargin; fit < cfg.Spool.MaxEntryBytes && fit >= 64<<10 {
+		if fit := v - spoolEntryMargin; fit < cfg.Spool.MaxEntryBytes {
 			// A small cap takes smaller entries too (tail has no flag
 			// for max_entry_bytes): the default (16MiB) does not fit,
 			// and the spool would warn about a setting the user never
-			// made. The records are bounded to fit below.
+			// made (it takes spool.MaxEntryFor(v), more than fit). The
+			// records and aggregates are bounded to fit below.
 			cfg.Spool.MaxEntryBytes = fit
 		}
 	}
@@ -767,7 +770,7 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 			maxRecord = fit
 		}
 	}
-	if fit := cfg.Spool.MaxEntryBytes - 4<<10; o.maxRecord == "" && fit < file.DefaultMaxRecordBytes && (maxRecord == 0 || fit < maxRecord) {
+	if fit := cfg.Spool.MaxEntryBytes - recordHeadroom; o.maxRecord == "" && fit < file.DefaultMaxRecordBytes && (maxRecord == 0 || fit < maxRecord) {
 		// A spool entry smaller than the sources' default record (a
 		// small --spool-max-bytes) lowers it likewise, with the same 4 KiB
 		// for the key and framing. An explicit --max-record-bytes that
@@ -817,6 +820,12 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 	flow.Sources = names
 	flow.Output = out.Name
 	flow.PartitionKey = process.ParseKeyFlag(o.partitionKey)
+	if most := (cfg.Spool.MaxEntryBytes - 1<<10) / 1024 * 1024; flow.Aggregation.MaxBytes > most {
+		// A small --spool-max-bytes takes smaller aggregates (tail has no
+		// flag for aggregation.max_bytes): an aggregate must fit a spool
+		// entry with its key (less than 1KiB).
+		flow.Aggregation.MaxBytes = most
+	}
 	if o.singleLine {
 		flow.Processors = append(flow.Processors, process.Processor{SingleLine: &process.SingleLineConfig{}})
 	}
@@ -880,6 +889,16 @@ func defaultTailStateDir(include []string, to string) (string, error) {
 // spool's own framing around its largest entry (a segment header, the
 // entry's frame header and a seal frame: under 100 bytes).
 const spoolEntryMargin = 4 << 10
+
+// recordHeadroom is what a record leaves in a spool entry for its partition
+// key and the KPL framing (agent's recordHeadroom; see maxRecord in
+// tailConfig).
+const recordHeadroom = 4 << 10
+
+// tailMinSpoolBytes is the smallest --spool-max-bytes: its largest entry
+// (the cap less spoolEntryMargin) holds records of 8KiB with their
+// recordHeadroom. Smaller spools would only hold toy records.
+const tailMinSpoolBytes = 16 << 10
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
