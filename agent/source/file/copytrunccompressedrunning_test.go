@@ -109,3 +109,41 @@ func TestCopyTruncate_WhileRunning_CompressedCopy_UnreadLinesRead(t *testing.T) 
 		})
 	}
 }
+
+// After the compressed copy was read while running, a restart reads
+// nothing again: neither the compressed copy (its checkpoint entry says it
+// was read to its end) nor the truncated file's new content.
+func TestCopyTruncate_WhileRunning_CompressedCopy_NotReadAgainAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	writeFile(t, p, linesOf("a", 0, 100))
+	cpPath := filepath.Join(t.TempDir(), "cp.json")
+	cfg := testConfig(dir, "app.log")
+	st := openStore(t, cpPath)
+	src, err := New(cfg, Settings{Name: "s", Checkpoints: st, CheckpointInterval: 10 * time.Millisecond})
+	require.NoError(t, err)
+	col := &collector{src: src, commit: true, block: make(chan struct{}), blocked: make(chan struct{}, 1)}
+	r := startWith(t, src, col)
+	select {
+	case <-col.blocked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("nothing emitted")
+	}
+	appendFile(t, p, linesOf("a", 100, 150))
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(p, 0))
+	writeFile(t, p+".1.gz", string(compressAs(t, ".gz", data)))
+	appendFile(t, p, linesOf("b", 150, 200))
+	close(col.block)
+	r.waitCount(t, 200)
+	time.Sleep(300 * time.Millisecond) // checkpoints written (every 10ms)
+	require.NoError(t, r.halt(t))
+	require.NoError(t, st.Close())
+	require.Equal(t, uint64(1), src.Stats().CompressedRotations)
+	require.Len(t, col.lines(), 200)
+
+	col2, logs, stats := runOnce(t, cfg, cpPath)
+	require.Empty(t, col2.lines(), logs)
+	require.Zero(t, stats.CompressedRotations, logs)
+}
