@@ -519,6 +519,44 @@ func dirUsable(dir string) (warn string, err error) {
 	}
 }
 
+// fileUsable is dirUsable for a file the agent appends to and creates when
+// missing, in a directory dirUsable accepted: if it exists it must be a
+// regular file this process may write. Another user's file is a warning
+// when this user may not write the directory either (validate run by
+// someone else than the service).
+func fileUsable(path, what string) (warn string, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+			// Created when first needed; or in a directory this user may
+			// not look into, which the check of the directory tells.
+			return "", nil
+		}
+		return "", fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s %s is not a regular file", what, path)
+	}
+	other, werr := fileWritable(path, fi)
+	if werr == nil {
+		return "", nil
+	}
+	if other {
+		// Another user's file in a directory this user may not write
+		// either: validate runs as someone else than the service, which
+		// may be its owner. In a directory this user writes (it runs as
+		// the service's user), the file stops the agent: an error.
+		dir := filepath.Dir(path)
+		if dfi, err := os.Stat(dir); err == nil {
+			if _, derr := dirWritable(dir, dfi); derr != nil {
+				return fmt.Sprintf("%s %s is not writable by this user (uid %d): %v; the agent must run as a user that may write there (its owner?)",
+					what, path, os.Geteuid(), werr), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s %s is not writable: %w", what, path, werr)
+}
+
 // within reports whether path is dir or inside it.
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
@@ -662,6 +700,22 @@ func (p *parsed) checkFiles() {
 			stateBad = stateBad || d.key == "state_dir"
 		} else if warn != "" {
 			p.notice(slog.LevelWarn, d.key, "%s", warn)
+		}
+	}
+	// The dead-letter file and its lock, in state_dir: one left by another
+	// user (an agent run once with sudo) or made read-only would fail only
+	// when the first record is dead-lettered.
+	if p.cfg.StateDir != "" && !stateBad && !p.covered("state_dir", 0) {
+		for _, f := range []struct{ name, what string }{
+			{DeadLetterFile, "the dead-letter file"},
+			{deadLetterLock, "the dead-letter lock file"},
+		} {
+			warn, err := fileUsable(filepath.Join(p.cfg.StateDir, f.name), f.what)
+			if err != nil {
+				p.add(placeError(&pathError{path: "state_dir", err: err}, p.lines))
+			} else if warn != "" {
+				p.notice(slog.LevelWarn, "state_dir", "%s", warn)
+			}
 		}
 	}
 	for i, s := range p.cfg.Sources {

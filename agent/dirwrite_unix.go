@@ -16,7 +16,17 @@ import (
 // effective IDs. otherOwner is true when the refusal is a permission one
 // and p belongs to another user, whom the agent may run as.
 func dirWritable(p string, fi os.FileInfo) (otherOwner bool, err error) {
-	err = unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK|unix.X_OK, unix.AT_EACCESS)
+	return writable(p, fi, unix.W_OK|unix.X_OK)
+}
+
+// fileWritable is dirWritable for an existing file the agent appends to
+// (the dead-letter file and its lock).
+func fileWritable(p string, fi os.FileInfo) (otherOwner bool, err error) {
+	return writable(p, fi, unix.W_OK)
+}
+
+func writable(p string, fi os.FileInfo, mode uint32) (otherOwner bool, err error) {
+	err = unix.Faccessat(unix.AT_FDCWD, p, mode, unix.AT_EACCESS)
 	if err == nil {
 		return false, nil
 	}

@@ -119,7 +119,9 @@
 // (*.seg.tmp), fsynced and renamed over it (the WARN "cut a torn tail" then
 // says how=replaced). If that fails too, the bytes stay (how=left, with a
 // WARN giving both errors): reads stop at the last whole entry, the file is
-// never appended to, and the next Open tries again. When the directory
+// never appended to, and the next Open tries again (the file may no longer
+// be the last segment then: an end that is one entry cut short, whose ID
+// the next segment starts with, is still a torn tail, not a loss). When the directory
 // refuses writes (EACCES, EPERM, EROFS: chmod a-w, an LSM) so that no new
 // segment can be started, Open still succeeds, with a WARN "the directory
 // refuses writes: opened to deliver the entries on disk": entries on disk

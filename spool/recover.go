@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -320,13 +321,18 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	}
 	g := &segment{hdr: h, path: path, last: res.last, end: res.end, size: res.end}
 	if tail := size - res.end; tail > 0 {
+		// A torn tail is one entry cut short at the end of the last
+		// segment; or of an earlier one whose torn end could not be cut
+		// at the previous Open (how=left): new segments followed it, the
+		// first holding the ID the torn entry had (nothing is missing).
+		torn := isLast || (next == res.last+1 && tornEntry(f, res.end, size, next))
 		how := rs.cutTail(f, g, res.frames > 0)
 		s.st.bytesLost.Add(uint64(tail))
 		args := []any{"segment", path, "kept_up_to_id", uint64(res.last), "bytes_cut", tail}
 		if how != cutTruncated {
 			args = append(args, "how", how)
 		}
-		if isLast {
+		if torn {
 			// An append that was cut short: it never returned, so nothing
 			// acknowledged to a caller is lost (with sync: always).
 			s.st.tornTails.Add(1)
@@ -402,6 +408,25 @@ func (rs *recoverState) segment(first, next ID, isLast bool) (*segment, ID, erro
 	}
 	g.sealed = true
 	return g, res.last, nil
+}
+
+// tornEntry reports whether the bytes of f from off to size are one
+// frame cut short by the end of the file (nothing after it): a header cut
+// short, or a header for entry id whose payload would end past size.
+func tornEntry(f file, off, size int64, id ID) bool {
+	n := size - off
+	if n <= 0 {
+		return false
+	}
+	if n < frameHeaderSize {
+		return true
+	}
+	var h [frameHeaderSize]byte
+	if _, err := f.ReadAt(h[:], off); err != nil {
+		return false
+	}
+	plen := int64(binary.LittleEndian.Uint32(h[4:8]))
+	return ID(binary.LittleEndian.Uint64(h[8:16])) == id && plen <= maxEntryLimit && off+frameHeaderSize+plen > size
 }
 
 // How cutTail took a torn or corrupt end off a segment file.

@@ -157,3 +157,62 @@ func frameEnd(t *testing.T, path string) int64 {
 	}
 	return end
 }
+
+// A torn tail left in place at Open (how=left: neither the truncate nor
+// the copy could be made) is no longer the last segment at the following
+// Open once appends went on in a new one. It is still a torn tail, not
+// corruption: the next Open cuts it with a WARN about a torn tail, counts
+// it in TornTails, and reports no lost entries and no ERROR.
+func TestRecover_TornTailLeftInPlaceIsATornTailAtTheNextOpen(t *testing.T) {
+	cfg, ids, seg, tail := tornSpool(t, 20)
+	fs := &faultFS{fs: osFS{}, truncErr: syscall.EPERM, dirFault: syscall.EACCES}
+	log, rec := newLog(t)
+	s := open(t, cfg, Settings{fs: fs, Logger: log})
+	require.Equal(t, cutLeft, rec.attr(t, "torn tail", "how"))
+	fs.set(func(f *faultFS) { f.dirFault = nil })
+	var id ID
+	var err error
+	waitFor(t, "an append once the directory takes writes", func() bool {
+		id, err = s.Append(t.Context(), payload(20, 300))
+		return err == nil
+	})
+	require.NoError(t, s.Close())
+	segs := segFiles(t, cfg.Dir)
+	require.Greater(t, len(segs), 1, "the append went to a new segment")
+	require.NotEqual(t, seg, segs[len(segs)-1], "the torn segment is no longer the last")
+
+	fs.set(func(f *faultFS) { f.truncErr = nil })
+	log, rec = newLog(t)
+	s = open(t, cfg, Settings{fs: fs, Logger: log})
+	got, _ := drain(t, s)
+	require.Equal(t, append(ids, id), got, "nothing lost")
+	st := s.Stats()
+	require.Equal(t, uint64(1), st.TornTails)
+	require.Zero(t, st.CorruptEntries)
+	require.Equal(t, uint64(len(tail)), st.BytesLost)
+	require.Equal(t, 1, rec.count(slog.LevelWarn, "spool: cut a torn tail"))
+	require.Equal(t, seg, rec.attr(t, "torn tail", "segment"))
+	require.Zero(t, rec.count(slog.LevelError, "cut a corrupt or unsynced end"))
+	require.NoError(t, s.Close())
+}
+
+// A segment followed by others whose end is cut inside an entry the next
+// segment does not hold (its ID is missing) is corruption or a power loss
+// before its fsync: an ERROR with the entries lost, not a torn tail.
+func TestRecover_CutEndOfAnEarlierSegmentWithAMissingEntryIsAnError(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentBytes = 4 << 10
+	s := open(t, cfg)
+	fill(t, s, 40, 300)
+	require.NoError(t, s.Close())
+	segs := segFiles(t, cfg.Dir)
+	require.Greater(t, len(segs), 2)
+	offs := frameOffsets(t, segs[0])
+	last := offs[len(offs)-1]
+	require.NoError(t, os.Truncate(segs[0], last+frameHeaderSize+10)) // its last entry torn, and its seal gone
+
+	_, rec, _ := readAll(t, cfg)
+	require.Equal(t, 1, rec.count(slog.LevelError, "cut a corrupt or unsynced end"))
+	require.Equal(t, "1", rec.attr(t, "cut a corrupt or unsynced end", "entries_lost"))
+	require.Zero(t, rec.count(slog.LevelWarn, "torn tail"))
+}

@@ -59,6 +59,9 @@ type TailFlags struct {
 	MaxRecordBytes int64  // --max-record-bytes (0: the type's default)
 	MultilineStart string // --multiline-start REGEX
 	Format         string // --format: how records are parsed (socket: lines, json, syslog; "" the type's default)
+	// RotatedDirs: --rotated-dir DIR (repeatable), more directories where
+	// the rotations of files are looked for (the file source's rotated_dirs).
+	RotatedDirs []string
 }
 
 // RecordSizer is implemented by source configs that bound their records:

@@ -485,7 +485,9 @@ func TestTailOnce_SmallSpoolCapDoesNotWarnAboutTailsOwnMaxEntryBytes(t *testing.
 	t.Parallel()
 	want, err := os.ReadFile("../../testdata/sample.log")
 	require.NoError(t, err)
-	for _, max := range []string{"1MiB", "200KiB"} {
+	// Under 68KiB tail's entries were not lowered (its derivation needed
+	// 64KiB): the spool warned at open, and took less than tail's records.
+	for _, max := range []string{"1MiB", "200KiB", "67KiB", "40KiB", "16KiB"} {
 		t.Run(max, func(t *testing.T) {
 			out, errOut, code := runBin(t, "tail", "--once", "--spool-max-bytes", max, "../../testdata/sample.log")
 			require.Equal(t, 0, code, errOut)
@@ -494,6 +496,10 @@ func TestTailOnce_SmallSpoolCapDoesNotWarnAboutTailsOwnMaxEntryBytes(t *testing.
 			require.Equal(t, string(want), out)
 		})
 	}
+	// Smaller is refused, naming the minimum.
+	_, errOut, code := runBin(t, "tail", "--once", "--spool-max-bytes", "12KiB", "../../testdata/sample.log")
+	require.Equal(t, 2, code, errOut)
+	require.Equal(t, "agent tail: --spool-max-bytes: must be at least 16KiB (room for records of 8KiB with their keys and the spool's framing), got 12KiB\n", errOut)
 }
 
 // agent reload waits by default the config's shutdown_timeout (the flows a

@@ -134,3 +134,103 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	require.NoError(t, err)
 	require.NoError(t, out.Close())
 }
+
+// The dead-letter file and its lock live in state_dir, and are appended to
+// only when the first record is dead-lettered: one the agent cannot write
+// (left by an agent run once with sudo, made read-only, a directory in its
+// place) passed validate and run, and records failed to be dead-lettered
+// later. validate now says so, as run does, with the rules of state_dir:
+// another user's file in a directory this user may not write either is a
+// warning (validate may run as someone else than the service).
+func TestValidate_DeadLetterFileTheAgentCannotWriteFailsAsRunDoes(t *testing.T) {
+	uid := uint32(0)
+	if os.Geteuid() == 0 {
+		uid = nobody
+	}
+	base, err := os.MkdirTemp("", "agent-dlq-")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = filepath.Walk(base, func(p string, _ os.FileInfo, _ error) error { return os.Chmod(p, 0o755) })
+		os.RemoveAll(base)
+	})
+	require.NoError(t, os.Chmod(base, 0o755))
+	bin := filepath.Join(base, "agent")
+	copyFile(t, agentBin, bin, 0o755)
+	own := func(p string) {
+		if uid != 0 {
+			require.NoError(t, os.Chown(p, int(uid), int(uid)))
+		}
+	}
+	stateDir := func(name string) string {
+		d := filepath.Join(base, name)
+		require.NoError(t, os.Mkdir(d, 0o755))
+		own(d)
+		return d
+	}
+	type tc struct {
+		name, stateDir, want string
+		warn                 bool
+	}
+	var cases []tc
+	d := stateDir("dir_in_its_place")
+	require.NoError(t, os.Mkdir(filepath.Join(d, "dead-letter.ndjson"), 0o755))
+	cases = append(cases, tc{name: "a directory in its place", stateDir: d,
+		want: "the dead-letter file " + filepath.Join(d, "dead-letter.ndjson") + " is not a regular file"})
+	d = stateDir("read_only")
+	p := filepath.Join(d, "dead-letter.ndjson")
+	require.NoError(t, os.WriteFile(p, []byte("{}\n"), 0o444))
+	own(p)
+	cases = append(cases, tc{name: "read-only", stateDir: d,
+		want: "the dead-letter file " + p + " is not writable: permission denied"})
+	d = stateDir("lock_read_only")
+	p = filepath.Join(d, "dead-letter.lock")
+	require.NoError(t, os.WriteFile(p, nil, 0o400))
+	own(p)
+	cases = append(cases, tc{name: "lock read-only", stateDir: d,
+		want: "the dead-letter lock file " + p + " is not writable: permission denied"})
+	if uid != 0 {
+		// As root the test can leave files of another user (root) for
+		// the agent's user (nobody).
+		d = stateDir("left_by_sudo")
+		p = filepath.Join(d, "dead-letter.ndjson")
+		require.NoError(t, os.WriteFile(p, []byte("{}\n"), 0o600)) // root's
+		cases = append(cases, tc{name: "another user's file in the agent's directory", stateDir: d,
+			want: "the dead-letter file " + p + " is not writable: permission denied"})
+		d = filepath.Join(base, "service_state")
+		require.NoError(t, os.Mkdir(d, 0o755)) // root's: the service's user
+		p = filepath.Join(d, "dead-letter.ndjson")
+		require.NoError(t, os.WriteFile(p, []byte("{}\n"), 0o600))
+		cases = append(cases, tc{name: "another user's file in another user's directory", stateDir: d, warn: true,
+			want: "warning: the dead-letter file " + p + " is not writable by this user"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(base, filepath.Base(tc.stateDir)+".yaml")
+			require.NoError(t, os.WriteFile(cfg, []byte(`state_dir: `+tc.stateDir+`
+sources:
+  - name: app
+    type: file
+    file: {include: [`+base+`/*.log]}
+outputs:
+  - name: out
+    type: blackhole
+flows:
+  - name: main
+    sources: [app]
+    output: out
+`), 0o644))
+			out, errOut, code := runBinAs(t, bin, uid, "validate", "-c", cfg)
+			if tc.warn {
+				require.Equal(t, 0, code, errOut)
+				require.Contains(t, out, cfg+": ok")
+				require.Contains(t, errOut, cfg+":1: state_dir: "+tc.want)
+				return
+			}
+			require.Equal(t, 2, code, "stdout: %s\nstderr: %s", out, errOut)
+			require.Equal(t, cfg+":1: state_dir: "+tc.want+"\n", errOut, "said once, with file and line")
+			_, runErr, code := runBinAs(t, bin, uid, "run", "-c", cfg)
+			require.Equal(t, 2, code)
+			require.Equal(t, errOut, runErr, "run says what validate said")
+		})
+	}
+}

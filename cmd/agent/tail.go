@@ -41,6 +41,21 @@ func (h headerFlags) Set(v string) error {
 	return nil
 }
 
+// dirsFlag collects the directories of a repeatable flag, in order.
+type dirsFlag []string
+
+func (s *dirsFlag) String() string { return strings.Join(*s, ",") }
+func (s *dirsFlag) Set(v string) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return errors.New("empty directory")
+	case strings.ContainsAny(v, "*?["):
+		return errors.New("a directory, not a pattern")
+	}
+	*s = append(*s, v)
+	return nil
+}
+
 type tailOptions struct {
 	to            string
 	once          bool
@@ -58,6 +73,7 @@ type tailOptions struct {
 	spoolBypass   bool
 	maxRecord     string
 	multiline     string
+	rotatedDirs   dirsFlag
 	format        string
 	maxRetry      time.Duration
 	encoding      string
@@ -123,12 +139,13 @@ Flags:
 	fs.StringVar(&o.logFormat, "log-format", "", "parse records as apache_common, apache_combined, nginx_combined, apache_error, syslog_rfc3164 or syslog_rfc5424 into JSON objects (log_to_json)")
 	fs.StringVar(&o.addHost, "add-hostname", "", "add the host name to each record under this field (add_fields)")
 	fs.StringVar(&o.sync, "sync", string(spool.SyncInterval), "spool sync policy: always, interval or never")
-	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB); reading pauses when full")
+	fs.StringVar(&o.spoolMax, "spool-max-bytes", "", "spool size cap (e.g. 2GiB; at least 16KiB); reading pauses when full")
 	fs.BoolVar(&o.spoolBypass, "spool-bypass", true, "file sources: aggregates go to the destination in memory while it keeps up (false: every aggregate through the spool)")
 	fs.IntVar(&o.concurrency, "concurrency", 0, "requests in flight to the destination (default 4; 3 for kafka://; 1 for stdout and file://, which keeps order)")
 	fs.StringVar(&o.maxRecord, "max-record-bytes", "", "longer lines are truncated (e.g. 256KiB)")
 	fs.DurationVar(&o.maxRetry, "max-retry-duration", 0, "dead-letter what the destination still refuses after this long (default 0: retry forever)")
 	fs.StringVar(&o.multiline, "multiline-start", "", "files: regular expression matching the first line of a multi-line record")
+	fs.Var(&o.rotatedDirs, "rotated-dir", "files: another `DIR` where rotations are looked for (logrotate's olddir: renamed, copied or compressed while the agent lagged or was stopped); a relative DIR is relative to each file's directory; repeatable (rotated_dirs)")
 	fs.StringVar(&o.format, "format", "", "records received on sockets: lines (default), json (checked) or syslog (RFC 5424/3164 parsed into JSON)")
 	fs.StringVar(&o.httpFormat, "http-format", "ndjson", "HTTP body: ndjson, json, raw (one KPL aggregate per request), raw-packed (many, length-prefixed), kafka-rest-v2 or kafka-rest-v3 (Confluent REST Proxy)")
 	fs.Var(o.headers, "header", "extra HTTP header 'Name: value' (repeatable)")
@@ -503,10 +520,10 @@ func classifyInputs(paths []string) (tailInputs, error) {
 }
 
 // fileFlagNames are the tail flags only the file source takes: where the
-// reading of a file without a checkpoint starts, multi-line records, and
-// its saved positions. Standard input, named pipes and sockets have none
+// reading of a file without a checkpoint starts, multi-line records, its
+// saved positions, and where its rotations are looked for. Standard input, named pipes and sockets have none
 // of these.
-var fileFlagNames = []string{"from-beginning", "from-end", "multiline-start", "reset"}
+var fileFlagNames = []string{"from-beginning", "from-end", "multiline-start", "reset", "rotated-dir"}
 
 // checkInputFlags refuses the file flags given on the command line (set)
 // when no input is a file: silently ignored, they would surprise
@@ -711,21 +728,24 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 		if err != nil {
 			return fail(fmt.Errorf("--spool-max-bytes: %w", err))
 		}
+		if v < tailMinSpoolBytes {
+			return fail(fmt.Errorf("--spool-max-bytes: must be at least %s (room for records of %s with their keys and the spool's framing), got %s",
+				units.ByteSize(tailMinSpoolBytes), units.ByteSize(tailMinSpoolBytes-spoolEntryMargin-recordHeadroom), v))
+		}
 		cfg.Spool.MaxBytes = v
 		if v < 2*cfg.Spool.SegmentBytes {
 			// A small cap takes smaller spool files (tail has no flag for
-			// segment_bytes); below 8KiB validation says what is needed.
-			seg, ok := agent.SpoolSegmentFor(v)
-			if !ok {
-				seg = spool.MinSegmentBytes
+			// segment_bytes), as a config file's spool.max_bytes does.
+			if seg, ok := agent.SpoolSegmentFor(v); ok {
+				cfg.Spool.SegmentBytes = seg
 			}
-			cfg.Spool.SegmentBytes = seg
 		}
-		if fit := v - spoolEntryMargin; fit < cfg.Spool.MaxEntryBytes && fit >= 64<<10 {
+		if fit := v - spoolEntryMargin; fit < cfg.Spool.MaxEntryBytes {
 			// A small cap takes smaller entries too (tail has no flag
 			// for max_entry_bytes): the default (16MiB) does not fit,
 			// and the spool would warn about a setting the user never
-			// made. The records are bounded to fit below.
+			// made (it takes spool.MaxEntryFor(v), more than fit). The
+			// records and aggregates are bounded to fit below.
 			cfg.Spool.MaxEntryBytes = fit
 		}
 	}
@@ -750,7 +770,7 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 			maxRecord = fit
 		}
 	}
-	if fit := cfg.Spool.MaxEntryBytes - 4<<10; o.maxRecord == "" && fit < file.DefaultMaxRecordBytes && (maxRecord == 0 || fit < maxRecord) {
+	if fit := cfg.Spool.MaxEntryBytes - recordHeadroom; o.maxRecord == "" && fit < file.DefaultMaxRecordBytes && (maxRecord == 0 || fit < maxRecord) {
 		// A spool entry smaller than the sources' default record (a
 		// small --spool-max-bytes) lowers it likewise, with the same 4 KiB
 		// for the key and framing. An explicit --max-record-bytes that
@@ -800,6 +820,12 @@ func tailConfig(in tailInputs, o *tailOptions) (cfg agent.Config, tmp bool, err 
 	flow.Sources = names
 	flow.Output = out.Name
 	flow.PartitionKey = process.ParseKeyFlag(o.partitionKey)
+	if most := (cfg.Spool.MaxEntryBytes - 1<<10) / 1024 * 1024; flow.Aggregation.MaxBytes > most {
+		// A small --spool-max-bytes takes smaller aggregates (tail has no
+		// flag for aggregation.max_bytes): an aggregate must fit a spool
+		// entry with its key (less than 1KiB).
+		flow.Aggregation.MaxBytes = most
+	}
 	if o.singleLine {
 		flow.Processors = append(flow.Processors, process.Processor{SingleLine: &process.SingleLineConfig{}})
 	}
@@ -863,6 +889,16 @@ func defaultTailStateDir(include []string, to string) (string, error) {
 // spool's own framing around its largest entry (a segment header, the
 // entry's frame header and a seal frame: under 100 bytes).
 const spoolEntryMargin = 4 << 10
+
+// recordHeadroom is what a record leaves in a spool entry for its partition
+// key and the KPL framing (agent's recordHeadroom; see maxRecord in
+// tailConfig).
+const recordHeadroom = 4 << 10
+
+// tailMinSpoolBytes is the smallest --spool-max-bytes: its largest entry
+// (the cap less spoolEntryMargin) holds records of 8KiB with their
+// recordHeadroom. Smaller spools would only hold toy records.
+const tailMinSpoolBytes = 16 << 10
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

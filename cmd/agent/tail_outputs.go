@@ -68,7 +68,7 @@ func tailSource(name, scheme string, args []string, o *tailOptions, maxRecord un
 	if !ok {
 		return agent.SourceConfig{}, fmt.Errorf("no source type for %q in this build", scheme)
 	}
-	flags := source.TailFlags{FromEnd: o.fromEnd, MultilineStart: o.multiline, MaxRecordBytes: int64(maxRecord), Format: o.format}
+	flags := source.TailFlags{FromEnd: o.fromEnd, MultilineStart: o.multiline, MaxRecordBytes: int64(maxRecord), Format: o.format, RotatedDirs: o.rotatedDirs}
 	cfg, err := t.FromArgs(args, flags)
 	if err != nil {
 		return agent.SourceConfig{}, err

@@ -20,6 +20,7 @@ import (
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/agent/source"
 	"github.com/kplagent/agent/internal/units"
+	"github.com/kplagent/agent/spool"
 )
 
 func TestClassifyInputs(t *testing.T) {
@@ -88,17 +89,21 @@ func TestTailConfig_SmallSpoolCapTakesSmallerSegments(t *testing.T) {
 		{max: "200KiB", segment: 64 << 10},
 		{max: "2GiB", segment: 64 << 20},
 		{max: "100KiB", segment: 25 << 10}, // was refused: tiny spools take smaller segments still
-		{max: "6KiB", err: "max_bytes: must be at least twice segment_bytes (8KiB), got 6KiB"},
+		{max: "67KiB", segment: 16 << 10},  // entries were left at 16MiB under 68KiB: the spool warned
+		{max: "40KiB", segment: 10 << 10},
+		{max: "16KiB", segment: 4 << 10},
+		{max: "15KiB", err: "--spool-max-bytes: must be at least 16KiB (room for records of 8KiB with their keys and the spool's framing), got 15KiB"},
+		{max: "6KiB", err: "--spool-max-bytes: must be at least 16KiB"},
 	} {
 		t.Run(tc.max, func(t *testing.T) {
 			_, o := tailFlags(&bytes.Buffer{})
 			o.to, o.spoolMax, o.stateDir = "http://127.0.0.1:1/x", tc.max, t.TempDir()
 			cfg, _, err := tailConfig(in, o)
-			require.NoError(t, err)
 			if tc.err != "" {
-				require.ErrorContains(t, cfg.Validate(), tc.err)
+				require.ErrorContains(t, err, tc.err)
 				return
 			}
+			require.NoError(t, err)
 			require.NoError(t, cfg.Validate())
 			require.Equal(t, tc.segment, cfg.Spool.SegmentBytes)
 			// The entries fit under the cap (the spool would warn), and
@@ -107,8 +112,10 @@ func TestTailConfig_SmallSpoolCapTakesSmallerSegments(t *testing.T) {
 			require.NoError(t, err)
 			require.LessOrEqual(t, cfg.Spool.MaxEntryBytes, cap-100)
 			require.Greater(t, cfg.Spool.MaxEntryBytes, min(cap/2, 16<<20-1), "not lowered more than needed")
+			require.LessOrEqual(t, int64(cfg.Spool.MaxEntryBytes), spool.MaxEntryFor(cap), "the spool takes them without a warning")
 			largest, _ := cfg.Sources[0].Config.(source.RecordSizer).LargestRecord()
 			require.LessOrEqual(t, largest+4<<10, int64(cfg.Spool.MaxEntryBytes))
+			require.Less(t, cfg.Flows[0].Aggregation.MaxBytes, cfg.Spool.MaxEntryBytes, "an aggregate fits an entry")
 		})
 	}
 }

@@ -57,6 +57,7 @@ func fromArgs(args []string, flags source.TailFlags) (any, error) {
 	if flags.MaxRecordBytes > 0 {
 		c.MaxRecordBytes = units.ByteSize(flags.MaxRecordBytes)
 	}
+	c.RotatedDirs = append([]string(nil), flags.RotatedDirs...) // relative to each file's directory, as in a config file
 	if flags.MultilineStart != "" {
 		m := DefaultMultilineConfig()
 		m.Start = flags.MultilineStart

@@ -72,7 +72,7 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 	c := r.copyOf(f, f.path, taken, true)
 	if c.path == "" {
 		cands := r.rotatedFiles(f.path)
-		rot, ok, err := r.readCompressedCopy(f, cands, taken)
+		rot, ok, err := r.readCompressedCopy(f.path, f.offset, f.fp, cands, taken)
 		if err == nil && ok {
 			err = r.readNewer(f, f.path, rot, cands, taken)
 		}

@@ -99,6 +99,16 @@ func (r *runner) truncatedCopy(f *file, withCopy bool) {
 		default:
 			f.spill = f.spill[:0] // read again from the copy
 		}
+		if cp.path == "" && r.ctx.Err() == nil {
+			// No plain copy: compressed already (copytruncate with
+			// compress and no delaycompress compresses it right after
+			// the copy, and removes it only once the compressed file is
+			// complete). Its lines after the read offset are read at
+			// once, before the file's new content.
+			if r.readCompressedCopyRunning(f, was, oldFP) {
+				f.spill = f.spill[:0] // read again from the copy
+			}
+		}
 	}
 	f.copyChecked = false
 	if err := r.flushPending(f); err != nil {
@@ -131,6 +141,37 @@ func (r *runner) truncatedCopy(f *file, withCopy bool) {
 	if cp.path != "" {
 		r.drainCopy(cp.fd, cp.path, cp.st, was, from, oldFP, "file truncated; reading the rest of its copy (copytruncate)")
 	}
+}
+
+// readCompressedCopyRunning looks for the compressed copy of f, a file
+// at was found truncated while the source runs, and reads it from f's read
+// offset (the start of its incomplete last line, read again whole, when
+// its splitter allows) to its end, under a FileID of its own. oldFP is f's
+// fingerprint before the truncation. It reports whether a copy was read.
+func (r *runner) readCompressedCopyRunning(f *file, was string, oldFP fingerprint) bool {
+	from := f.offset
+	if !f.sp.busy() && !f.sp.splitting {
+		from -= int64(len(f.spill))
+	}
+	cands := r.rotatedFiles(was)
+	if !slices.ContainsFunc(cands, func(c rotatedFile) bool { return c.compressed() && decoders[c.kind] != nil }) {
+		return false
+	}
+	if err := r.s.fds.acquire(); err != nil {
+		r.s.log.Warn("the compressed copy of a truncated file cannot be looked for: no descriptor left; the lines after the offset, if any, are lost",
+			"path", was, "offset", from, "error", err)
+		return false
+	}
+	defer r.s.fds.release()
+	c, ok, err := r.readCompressedCopy(was, from, oldFP, cands, map[devIno]bool{})
+	if err != nil {
+		r.deferErr(err)
+	}
+	if ok {
+		r.s.log.Info("file truncated; read the rest of its compressed copy (copytruncate with compress)",
+			"path", was, "copy", c.path, "offset", from)
+	}
+	return ok
 }
 
 // open gives f a descriptor and confirms its identity. The caller has

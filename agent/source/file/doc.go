@@ -112,8 +112,11 @@
 //     fingerprint_bytes (a long fixed header), an older copy may be taken for
 //     the new one, and its lines after the offset are sent again (never
 //     lost). A copy in the rotated_dirs (olddir) is found there; a copy
-//     compressed already is read as above; without any copy, those lines
-//     are lost, and the log says so at start.
+//     compressed already (compress without delaycompress removes the plain
+//     copy once the compressed one is complete) is read as above, at start
+//     and while running alike: at once, from the offset, under a FileID of
+//     its own, before the truncated file's new content; without any copy,
+//     those lines are lost, and the log says so at start.
 //     Without a copy, what was read of the last line is emitted as it is.
 //     Lines written between logrotate's copy and its truncate are in neither
 //     file: every agent loses them. Prefer rename rotation.

@@ -35,7 +35,7 @@ func newMetricsCollector(src *Source) *metricsCollector {
 		unreadable:  d("agent_file_unreadable_files", "Files whose last open or read failed, waiting for the next scan to try again."),
 		openLimit:   d("agent_file_open_descriptors_limit", "Descriptors the source may hold: max_open_files, lowered to leave a reserve of RLIMIT_NOFILE for outputs and the spool."),
 		compressedFiles: d("agent_file_compressed_rotations_read_total",
-			"Compressed rotated files (logrotate compress) read at start: the lines after a checkpoint, or a version of the file never seen."),
+			"Compressed rotated files (logrotate compress) read: the lines after a checkpoint or read offset (at start, or a compressed copytruncate copy while running), or a version of the file never seen."),
 		compressedRecords: d("agent_file_compressed_records_total", "Records recovered from compressed rotated files."),
 		compressedErrors: d("agent_file_compressed_errors_total",
 			"Compressed rotated files found corrupt or truncated: the lines before the error were sent, the rest is lost."),

@@ -495,16 +495,21 @@ func (r *runner) unshadow(g *file) {
 	r.s.mu.Unlock()
 }
 
-// readCompressedCopy looks for f's copy, compressed already (copytruncate
-// with compress), when no plain copy was found: its lines after f's
-// checkpoint are read under a FileID of their own (f is read again from
-// 0 under a new one).
-func (r *runner) readCompressedCopy(f *file, cands []rotatedFile, taken map[devIno]bool) (rotatedFile, bool, error) {
+// readCompressedCopy looks for the copy of the file at was, compressed
+// already (copytruncate with compress), when no plain copy was found: a
+// compressed rotation whose decompressed bytes begin with fp and reach
+// offset. Its lines after offset (the file's checkpoint or read offset) are
+// read under a FileID of their own (the file is read again from 0 under a
+// new one).
+func (r *runner) readCompressedCopy(was string, offset int64, fp fingerprint, cands []rotatedFile, taken map[devIno]bool) (rotatedFile, bool, error) {
+	if fp.n == 0 {
+		return rotatedFile{}, false, nil // nothing to tell it by
+	}
 	for _, c := range cands {
 		if !c.compressed() || decoders[c.kind] == nil || taken[c.st.key] {
 			continue
 		}
-		g := r.shadow(c, f.path, f.offset, f.fp)
+		g := r.shadow(c, was, offset, fp)
 		ok, err := r.readCompressed(g, c)
 		if !ok {
 			r.unshadow(g)

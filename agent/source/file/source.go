@@ -68,8 +68,9 @@ type Stats struct {
 	// or less when the file sources' share of RLIMIT_NOFILE is smaller.
 	MaxOpenFiles int
 	// CompressedRotations counts compressed rotated files (logrotate's
-	// compress) read at start for the lines after a checkpoint, or whole
-	// (a version never seen); CompressedRecords the records read from them.
+	// compress) read for the lines after a checkpoint (at start) or read
+	// offset (a compressed copytruncate copy, while running), or whole (a
+	// version never seen); CompressedRecords the records read from them.
 	CompressedRotations, CompressedRecords uint64
 	// CompressedErrors counts compressed rotated files found corrupt or
 	// truncated: what was read before the error was sent, the rest is lost.
