@@ -14,7 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/kplagent/agent/outputs/kafka/kafkatest"
 )
@@ -273,4 +275,36 @@ func TestTail_KafkaBrokerNotAnswering_StalledInStatusAndWarned(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 	require.Equal(t, 1, strings.Count(p.output(), "has not answered a send for long"), p.output())
+}
+
+// A broker that refuses the agent's SASL credentials (kfake closes the
+// connection, as brokers without SaslAuthenticate v1 do): the log and
+// agent status say that the authentication was refused, naming the
+// mechanism and the user, not that the broker is unreachable with a bare
+// EOF; the password is never shown. The records wait and are delivered once
+// the credentials are right.
+func TestTail_KafkaSASLRefused_SaysSo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 50, kafkaLineSize)
+	c := kafkatest.Start(t, kafkaTopic, 1, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "agent", "s3cret"))
+	admin := freeAddr(t)
+	u := strings.Replace(kafkaURL(c, "sasl=SCRAM-SHA-256&send_timeout=2s"), "kafka://", "kafka://agent:wr0ng-pass@", 1)
+	p := startAgent(t, "tail", log, "--to", u, "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
+	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "send failed") }, "no send failed")
+	require.Regexp(t, `kafka: broker \S+ refused the SASL authentication \(SCRAM-SHA-256 as user agent\)`, p.output())
+	require.NotContains(t, p.output(), "unreachable: EOF")
+	out, err := agentCmd("status", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "refused the SASL")
+	require.NotContains(t, p.output()+string(out), "wr0ng-pass")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", strings.Replace(u, "wr0ng-pass", "s3cret", 1), "--state-dir", filepath.Join(dir, "state"))
+	require.Equal(t, 0, code, errOut)
+	got := kafkatest.ReadAll(t, c.ListenAddrs(), kafkaTopic, 50, time.Minute,
+		kgo.SASL(scram.Auth{User: "agent", Pass: "s3cret"}.AsSha256Mechanism()))
+	require.NoError(t, kafkatest.CheckOnce(got, 50, kafkaLine))
 }
