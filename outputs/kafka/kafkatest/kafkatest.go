@@ -43,13 +43,13 @@ type Record struct {
 // see duplicates.
 const settle = 500 * time.Millisecond
 
-// ReadAll reads topic (with opts, e.g. SASL) from the start of every partition until it has want
+// ReadAll reads topic from the start of every partition until it has want
 // records (then a little longer, to catch duplicates), failing the test if
 // they do not all arrive within timeout.
-func ReadAll(tb testing.TB, brokers []string, topic string, want int, timeout time.Duration, opts ...kgo.Opt) []Record {
+func ReadAll(tb testing.TB, brokers []string, topic string, want int, timeout time.Duration) []Record {
 	tb.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200 * time.Millisecond)}, opts...)...)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		tb.Fatalf("kafkatest: consumer: %v", err)
 	}
