@@ -19,7 +19,8 @@ import (
 // the files it makes will be root's, naming the owner and what to run
 // instead. The service's user then fails on those files: the error says
 // whose they are and how to give them back, not only "permission denied".
-// Needs root (it runs the agent as nobody).
+// agent tail --state-dir as root warns the same way. Needs root (it runs
+// the agent as nobody).
 func TestRun_AsRootInAnotherUsersStateDir_WarnsThenTheOwnersRunSaysWhy(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs the agent as root and as nobody")
@@ -58,6 +59,11 @@ flows:
 	require.Contains(t, p.output(), "running as root in a state_dir that belongs to another user")
 	require.Contains(t, p.output(), "give_back=\"chown -R nobody: "+state+"\"")
 	require.Contains(t, p.output(), "instead=\"sudo -u nobody agent run -c "+cfg+"\"")
+
+	// agent tail as root with that state_dir warns the same way.
+	_, errOut, code := runBin(t, "tail", "--once", log, "--to", "blackhole:", "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "running as root in a state_dir that belongs to another user")
 
 	cmd := agentCmd("run", "-c", cfg)
 	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
