@@ -98,6 +98,8 @@ for arch in amd64 arm64; do
 $(cat "$tmp/contents")"
 	done
 	[ "$(dpkg-deb --field "$d" Architecture)" = "$arch" ] || fail "$d: wrong architecture"
+	# preinst runs groupadd/useradd (passwd: required, not essential).
+	dpkg-deb --field "$d" Pre-Depends | grep -qw passwd || fail "$d: no Pre-Depends on passwd (preinst runs useradd)"
 	dpkg-deb --ctrl-tarfile "$d" | tar -xOf - ./conffiles | grep -x >/dev/null /etc/agent/agent.yaml ||
 		fail "$d: /etc/agent/agent.yaml is not a conffile"
 done
@@ -118,6 +120,8 @@ if have rpm; then
 			grep -qxF -- "$want" "$tmp/rpmfiles" || fail "$r: no '$want' in:
 $(cat "$tmp/rpmfiles")"
 		done
+		# %pre runs groupadd/useradd, absent from minimal images (ubi-minimal).
+		rpm -qpR "$r" 2>/dev/null | grep -qx shadow-utils || fail "$r: does not require shadow-utils (%pre runs useradd)"
 		rpm -qp --scripts "$r" >"$tmp/scripts" 2>/dev/null
 		for want in 'preinstall scriptlet' 'useradd --system' 'postinstall scriptlet' 'preset agent.service' \
 			'preuninstall scriptlet' 'postuninstall scriptlet' 'try-restart agent.service'; do

@@ -274,3 +274,60 @@ func TestTail_KafkaBrokerNotAnswering_StalledInStatusAndWarned(t *testing.T) {
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 	require.Equal(t, 1, strings.Count(p.output(), "has not answered a send for long"), p.output())
 }
+
+// A broker that refuses the agent's SASL credentials (kfake closes the
+// connection, as brokers without SaslAuthenticate v1 do): the log and
+// agent status say that the authentication was refused, naming the
+// mechanism and the user, not that the broker is unreachable with a bare
+// EOF; the password is never shown.
+func TestTail_KafkaSASLRefused_SaysSo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 50, kafkaLineSize)
+	c := kafkatest.Start(t, kafkaTopic, 1, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "agent", "s3cret"))
+	admin := freeAddr(t)
+	u := strings.Replace(kafkaURL(c, "sasl=SCRAM-SHA-256&send_timeout=2s"), "kafka://", "kafka://agent:wr0ng-pass@", 1)
+	p := startAgent(t, "tail", log, "--to", u, "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
+	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "send failed") }, "no send failed")
+	require.Regexp(t, `kafka: broker \S+ refused the SASL authentication \(SCRAM-SHA-256 as user agent\)`, p.output())
+	require.NotContains(t, p.output(), "unreachable: EOF")
+	out, err := agentCmd("status", "--admin", admin).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "refused the SASL")
+	require.NotContains(t, p.output()+string(out), "wr0ng-pass")
+	require.NoError(t, p.cmd.Process.Kill()) // how it stops is not the point
+	p.wait(t, time.Minute)
+}
+
+// A user the broker does not let initialise an idempotent producer (no
+// WRITE on any topic on Kafka 3.0+; no IDEMPOTENT_WRITE on the cluster on
+// older Kafka, or on Amazon MSK with IAM without
+// kafka-cluster:WriteDataIdempotently): the idempotent producer (the
+// default) is refused with CLUSTER_AUTHORIZATION_FAILED, which names no
+// topic; the log says what the producer needs and the ways out. With
+// idempotent=false the refusal is the topic's own.
+func TestTail_KafkaIdempotentProducerNotAuthorized_SaysWhatToGrant(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 20, kafkaLineSize)
+	c := kafkatest.Start(t, kafkaTopic, 1, kfake.EnableSASL(), kfake.EnableACLs(), kfake.Superuser("SCRAM-SHA-256", "admin", "x"),
+		kfake.User("SCRAM-SHA-256", "agent", "s3cret", kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: kafkaTopic,
+			Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationDescribe, Allow: true}))
+	u := strings.Replace(kafkaURL(c, "sasl=SCRAM-SHA-256&send_timeout=2s"), "kafka://", "kafka://agent:s3cret@", 1)
+	const hint = `hint="the idempotent producer (idempotent: true, the default) needs WRITE on the topic (Kafka 3.0+) or ` +
+		`IDEMPOTENT_WRITE on the cluster (older Kafka; Amazon MSK with IAM: kafka-cluster:WriteDataIdempotently): ` +
+		`grant it, or set idempotent: false"`
+	for _, tc := range []struct{ params, code string }{{"", "CLUSTER_AUTHORIZATION_FAILED"}, {"&idempotent=false", "TOPIC_AUTHORIZATION_FAILED"}} {
+		p := startAgent(t, "tail", log, "--to", u+tc.params, "--state-dir", filepath.Join(dir, "state"))
+		p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "code="+tc.code) }, "no "+tc.code)
+		require.NoError(t, p.cmd.Process.Kill()) // how it stops is not the point
+		p.wait(t, time.Minute)
+		if tc.params == "" {
+			require.Contains(t, p.output(), hint)
+		} else {
+			require.NotContains(t, p.output(), "hint=")
+		}
+	}
+}

@@ -50,6 +50,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var a *agent.Agent
 	log.Info("agent starting", "version", version, "commit", buildCommit(), "go", runtime.Version(), "config", *cfgPath, "admin", cfg.Admin.Listen)
 	logNotices(log, cfg)
+	warnForeignStateDir(log, cfg.StateDir, "agent run -c "+*cfgPath)
 	signal.Ignore(syscall.SIGPIPE) // a closed stdout fails the write (EPIPE) instead of killing the daemon
 
 	reloads := newReloadQueue()
@@ -88,6 +89,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	a, err = agent.New(cfg, agent.Settings{Logger: log, Version: version, Commit: buildCommit(), Stdout: stdout,
 		OnReady: func() { sd.ready(a) }, Components: components(), Admin: adm})
 	if err != nil {
+		if h := permissionHint(err, cfg.StateDir); h != "" {
+			log.Error("permission denied", "hint", h)
+		}
 		return exitCode(err, stderr)
 	}
 	stopWatch := watchStop(ctx, sd.stopping)
@@ -97,7 +101,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	endLoop()
 	sd.stopping()
 	if err != nil && !errors.Is(err, ctx.Err()) {
-		log.Error("agent stopped", "error", err)
+		if h := permissionHint(err, cfg.StateDir); h != "" {
+			log.Error("agent stopped", "error", err, "hint", h)
+		} else {
+			log.Error("agent stopped", "error", err)
+		}
 		return exitFailed
 	}
 	log.Info("agent stopped")
@@ -269,4 +277,17 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok\n", p)
 	}
 	return code
+}
+
+// warnForeignStateDir warns, once at start, when the agent runs as root in
+// a state directory that belongs to another user (the service's): see
+// foreignStateDir. cmd is the command to run as that user instead.
+func warnForeignStateDir(log *slog.Logger, dir, cmd string) {
+	owner, name, ok := foreignStateDir(dir)
+	if !ok {
+		return
+	}
+	log.Warn("running as root in a state_dir that belongs to another user: the files made there now are root's, "+
+		"and the agent running as that user (the service) fails on them until they are given back",
+		"state_dir", dir, "owner", owner, "instead", "sudo -u "+name+" "+cmd, "give_back", "chown -R "+name+": "+dir)
 }

@@ -307,6 +307,9 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		errw = status
 	}
 	log := newLogger(errw, o.logLevel, "text")
+	if o.stateDir != "" {
+		warnForeignStateDir(log, cfg.StateDir, "agent tail ...")
+	}
 
 	// A closed stdout fails the write (EPIPE) instead of killing the
 	// process: the agent then stops quietly and cleans up.

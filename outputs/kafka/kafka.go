@@ -169,6 +169,12 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	}
 	opts = append(opts, sec...)
 	opts = append(opts, extra...)
+	if cfg.SASL.Mechanism != "" {
+		o.conns.sasl = strings.ToUpper(cfg.SASL.Mechanism)
+		if cfg.SASL.Username != "" {
+			o.conns.sasl += " as user " + cfg.SASL.Username
+		}
+	}
 	opts = append(opts, kgo.WithHooks(&o.conns))
 	opts = append(opts, kgo.ProducerOnDataLossDetected(func(topic string, partition int32) {
 		o.rl.logf(slog.LevelError, "data_loss:"+topic, "the broker reports data loss (its log was truncated or the producer's state expired)",

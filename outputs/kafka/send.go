@@ -456,6 +456,12 @@ var authCodes = []error{
 	kerr.UnsupportedSaslMechanism,
 }
 
+// idempotentHint says what an idempotent producer refused with
+// CLUSTER_AUTHORIZATION_FAILED (by InitProducerId) lacks.
+const idempotentHint = "the idempotent producer (idempotent: true, the default) needs WRITE on the topic (Kafka 3.0+) or " +
+	"IDEMPOTENT_WRITE on the cluster (older Kafka; Amazon MSK with IAM: kafka-cluster:WriteDataIdempotently): " +
+	"grant it, or set idempotent: false"
+
 // classify returns a failed record's class, its metric code and, for a
 // permanent failure, the dead-letter reason. It logs, rate-limited.
 func (o *Output) classify(r *kgo.Record, err error) (class uint8, code, reason string) {
@@ -479,8 +485,12 @@ func (o *Output) classify(r *kgo.Record, err error) (class uint8, code, reason s
 			"topic", r.Topic)
 		return classRetry, code, ""
 	case isAny(err, authCodes):
-		o.rl.logf(slog.LevelError, "auth:"+code+":"+r.Topic, "not authorized: records are retried until the credentials or ACLs are fixed",
-			"topic", r.Topic, "code", code, "error", err)
+		args := []any{"topic", r.Topic, "code", code, "error", err}
+		if o.cfg.Idempotent && errors.Is(err, kerr.ClusterAuthorizationFailed) {
+			// InitProducerId refused: the error names no topic.
+			args = append(args, "hint", idempotentHint)
+		}
+		o.rl.logf(slog.LevelError, "auth:"+code+":"+r.Topic, "not authorized: records are retried until the credentials or ACLs are fixed", args...)
 		return classRetry, code, ""
 	case code != "":
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgo.ErrRecordTimeout):
