@@ -20,6 +20,19 @@ type Firehose struct {
 	// fail > 0 fails as many next PutRecordBatch calls whole
 	// (ServiceUnavailableException, how Firehose throttles).
 	fail int
+	// reject, when set, refuses a whole PutRecordBatch request (HTTP 400
+	// with the returned code) when it returns a code; see RejectRequests.
+	reject func(records [][]byte) string
+}
+
+// RejectRequests makes PutRecordBatch refuse a whole request, keeping none
+// of its records, when reject returns an error code for the request's
+// records (e.g. "InvalidArgumentException" for a request over a size, as
+// Firehose refuses one over 4 MiB). nil: accept every request.
+func (f *Firehose) RejectRequests(reject func(records [][]byte) string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reject = reject
 }
 
 // FailNext makes the next n PutRecordBatch calls fail whole, throttled.
@@ -73,13 +86,23 @@ func (f *Firehose) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"__type": "InvalidArgumentException", "message": err.Error()})
 			return
 		}
-		resp := make([]map[string]any, 0, len(in.Records))
+		recs := make([][]byte, len(in.Records))
 		for i, rec := range in.Records {
 			data, err := base64.StdEncoding.DecodeString(rec.Data)
 			if err != nil {
 				writeJSON(w, http.StatusBadRequest, map[string]any{"__type": "InvalidArgumentException", "message": err.Error()})
 				return
 			}
+			recs[i] = data
+		}
+		if f.reject != nil {
+			if code := f.reject(recs); code != "" {
+				writeJSON(w, http.StatusBadRequest, map[string]any{"__type": code, "message": fmt.Sprintf("fake: request of %d records refused", len(recs))})
+				return
+			}
+		}
+		resp := make([]map[string]any, 0, len(recs))
+		for i, data := range recs {
 			f.records = append(f.records, data)
 			resp = append(resp, map[string]any{"RecordId": fmt.Sprintf("r%d-%d", f.calls, i)})
 		}

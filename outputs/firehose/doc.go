@@ -11,11 +11,22 @@
 // records, so a failed one is reported for its batch record alone
 // (outputs.PartialError); a batch record sent as several Firehose records is
 // retried whole when one fails (at-least-once). A user record too large for
-// a Firehose record is rejected permanently (dead-lettered) with its reason.
+// a Firehose record (over max_record_bytes, with its "\n") is rejected on its
+// own (outputs.RejectedRecordsError: dead-lettered with the reason "user
+// record of N bytes, more than max_record_bytes L"), the user records
+// aggregated with it delivered; the Firehose records around it are cut there.
 //
 // Errors: per-record and whole-request ServiceUnavailableException (how
-// Firehose throttles) and LimitExceededException are outputs.Throttle;
-// InvalidArgumentException is Permanent; ResourceNotFoundException (logged
+// Firehose throttles) and LimitExceededException are outputs.Throttle. A
+// request refused whole as invalid (InvalidArgumentException,
+// ValidationException, SerializationException: too large, a record Firehose
+// refuses) is sent again in two halves, recursively, in order, down to single
+// Firehose records; only the user records of a Firehose record refused alone
+// are rejected (with Firehose's answer), the others delivered. Splits are
+// bounded: at most 128 per Send (maxSplits, as the HTTP output's after 400s),
+// then a refused request's records are rejected unsplit ("not split further").
+// A batch record all of whose user records are rejected is rejected whole
+// (outputs.PartialError, Permanent). ResourceNotFoundException (logged
 // at most every 30 s), KMS and access errors, 5xx and network errors are
 // retryable. The SDK's retries are off: the agent's sender retries.
 //
@@ -27,5 +38,6 @@
 // (internal/awsconf). Metrics, labelled output and stream:
 // agent_firehose_user_records_put_total, agent_firehose_records_put_total,
 // agent_firehose_bytes_put_total, agent_firehose_throttled_records_total,
-// agent_firehose_failed_records_total{code}.
+// agent_firehose_failed_records_total{code} (code RecordTooLarge: a user
+// record over max_record_bytes), agent_firehose_split_requests_total{code}.
 package firehose

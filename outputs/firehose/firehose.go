@@ -1,6 +1,7 @@
 package firehose
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -116,11 +117,28 @@ func (o *Output) Healthcheck(ctx context.Context) error {
 	return nil
 }
 
-// record is one Firehose record: the user records of one batch record.
+// record is one Firehose record: user records [first, first+users) of
+// batch record idx (in aggregate.ForEach order).
 type record struct {
 	idx   int
 	data  []byte
+	first int
 	users int
+}
+
+// maxSplits bounds the request splits of one Send after whole-request
+// validation errors (InvalidArgumentException, ValidationException), as
+// the HTTP output bounds its splits after 400s: a stream that refuses
+// every request would otherwise cost two requests per record.
+const maxSplits = 128
+
+// sendState is what one Send learns: the batch records that failed, the
+// user records rejected alone, the splits spent.
+type sendState struct {
+	failed   map[int]failure
+	rejected []outputs.RejectedRecord
+	users    []int // user records per batch record
+	splits   int
 }
 
 // errClosed is returned by Send after Close.
@@ -132,13 +150,17 @@ var errClosed = errors.New("firehose: output closed")
 // each. A Firehose record holds the user records of one batch record only,
 // so that its failure is reported for that batch record (PartialError);
 // a batch record sent as several Firehose records is retried whole when one
-// fails (at-least-once).
+// fails (at-least-once). A user record over max_record_bytes, and the user
+// records of a Firehose record refused alone (see send), are rejected on
+// their own (outputs.RejectedRecordsError), the rest of their batch record
+// delivered; a batch record all of whose user records are rejected is
+// rejected whole.
 func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	if o.closed.Load() {
 		return errClosed
 	}
-	failed := map[int]failure{}
-	recs := o.translate(b, failed)
+	s := &sendState{failed: map[int]failure{}, users: make([]int, len(b.Records))}
+	recs := o.translate(b, s)
 	var whole error
 	for start := 0; start < len(recs); {
 		end, bytes := start, 0
@@ -151,21 +173,72 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 		}
 		req := recs[start:end]
 		start = end
-		if err := o.put(ctx, req, failed); err != nil {
+		if err := o.send(ctx, req, s); err != nil {
 			if ctx.Err() != nil {
 				return err
 			}
-			if outputs.IsPermanent(err) {
-				continue
-			}
 			whole = err
 			for _, r := range recs[start:] {
-				failed[r.idx] = failure{reason: "not sent: " + err.Error()}
+				s.notSent(r, err)
 			}
 			break
 		}
 	}
-	return result(failed, len(b.Records), whole)
+	return s.result(len(b.Records), whole)
+}
+
+// send puts req, split in halves when refused whole as invalid. It returns
+// the error that stops the Send (retryable or throttled, for the whole
+// request), having marked the records of req not sent as failed; records
+// refused alone (or unsplit once the Send's splits are spent) have their
+// user records rejected.
+func (o *Output) send(ctx context.Context, req []record, s *sendState) error {
+	err := o.put(ctx, req, s.failed)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	code := codeLabel(errorCode(err))
+	if !outputs.IsPermanent(err) {
+		o.metrics.failed.WithLabelValues(code).Add(float64(len(req)))
+		var te *outputs.ThrottleError
+		throttle := errors.As(err, &te)
+		for _, r := range req {
+			if f, ok := s.failed[r.idx]; !ok || f.permanent {
+				s.failed[r.idx] = failure{reason: err.Error(), throttle: throttle}
+			}
+		}
+		return err
+	}
+	if len(req) > 1 && s.splits < maxSplits {
+		s.splits++
+		o.metrics.splits.WithLabelValues(code).Inc()
+		mid := len(req) / 2
+		if err := o.send(ctx, req[:mid], s); err != nil {
+			for _, r := range req[mid:] {
+				s.notSent(r, err)
+			}
+			return err
+		}
+		return o.send(ctx, req[mid:], s)
+	}
+	reason := err.Error()
+	if len(req) > 1 {
+		reason = fmt.Sprintf("%s (not split further: %d splits in this send already)", reason, s.splits)
+	}
+	o.metrics.failed.WithLabelValues(code).Add(float64(len(req)))
+	for _, r := range req {
+		for u := r.first; u < r.first+r.users; u++ {
+			s.rejected = append(s.rejected, outputs.RejectedRecord{Record: r.idx, UserRecord: u, Reason: reason})
+		}
+	}
+	return nil
+}
+
+// notSent marks record r failed, retryable, after err stopped the Send.
+func (s *sendState) notSent(r record, err error) {
+	if f, ok := s.failed[r.idx]; !ok || f.permanent {
+		s.failed[r.idx] = failure{reason: "not sent: " + err.Error()}
+	}
 }
 
 type failure struct {
@@ -174,7 +247,36 @@ type failure struct {
 	throttle  bool
 }
 
-func result(failed map[int]failure, n int, whole error) error {
+// result is Send's outcome: user records rejected alone are reported as
+// an outputs.RejectedRecordsError, unless their batch record failed as a
+// whole (it is retried or dead-lettered whole, they with it) or every user
+// record of it was rejected (it is dead-lettered whole, with the first
+// reason).
+func (s *sendState) result(n int, whole error) error {
+	failed := s.failed
+	slices.SortFunc(s.rejected, func(a, b outputs.RejectedRecord) int {
+		return cmp.Or(cmp.Compare(a.Record, b.Record), cmp.Compare(a.UserRecord, b.UserRecord))
+	})
+	var rejected []outputs.RejectedRecord
+	for k := 0; k < len(s.rejected); {
+		i, end := s.rejected[k].Record, k+1
+		for end < len(s.rejected) && s.rejected[end].Record == i {
+			end++
+		}
+		switch _, ok := failed[i]; {
+		case ok:
+		case end-k == s.users[i]:
+			failed[i] = failure{reason: s.rejected[k].Reason, permanent: true}
+		default:
+			rejected = append(rejected, s.rejected[k:end]...)
+		}
+		k = end
+	}
+	return outputs.WithRejected(rejected, s.failures(n, whole))
+}
+
+func (s *sendState) failures(n int, whole error) error {
+	failed := s.failed
 	if len(failed) == 0 {
 		return nil
 	}
@@ -210,18 +312,19 @@ func result(failed map[int]failure, n int, whole error) error {
 }
 
 // translate packs the user records of each batch record into Firehose
-// records. A user record that cannot fit a Firehose record fails its batch
-// record permanently.
-func (o *Output) translate(b outputs.Batch, failed map[int]failure) []record {
+// records. A user record that cannot fit a Firehose record is rejected on
+// its own (s.rejected); one that does not decode fails its batch record
+// permanently.
+func (o *Output) translate(b outputs.Batch, s *sendState) []record {
 	var recs []record
 	limit := int(o.cfg.MaxRecordSize)
 	for i := range b.Records {
 		mark := len(recs)
 		var cur []byte
-		users := 0
+		users, u := 0, 0 // user records in cur; index of the next one
 		flush := func() {
 			if users > 0 {
-				recs = append(recs, record{idx: i, data: cur, users: users})
+				recs = append(recs, record{idx: i, data: cur, first: u - users, users: users})
 			}
 			cur, users = nil, 0
 		}
@@ -232,7 +335,13 @@ func (o *Output) translate(b outputs.Batch, failed map[int]failure) []record {
 				n++
 			}
 			if n > limit {
-				return fmt.Errorf("user record of %d bytes, more than max_record_bytes %d", n, limit)
+				// Records stay runs of consecutive user records.
+				flush()
+				s.rejected = append(s.rejected, outputs.RejectedRecord{Record: i, UserRecord: u,
+					Reason: fmt.Sprintf("firehose: user record of %d bytes, more than max_record_bytes %d", n, limit)})
+				o.metrics.failed.WithLabelValues("RecordTooLarge").Inc()
+				u++
+				return nil
 			}
 			if !o.cfg.AggregateLines || len(cur)+n > limit {
 				flush()
@@ -245,11 +354,13 @@ func (o *Output) translate(b outputs.Batch, failed map[int]failure) []record {
 				cur = append(cur, '\n')
 			}
 			users++
+			u++
 			return nil
 		})
+		s.users[i] = u
 		if err != nil {
 			recs = recs[:mark]
-			failed[i] = failure{reason: err.Error(), permanent: true}
+			s.failed[i] = failure{reason: fmt.Sprintf("firehose: record %d of the batch: %v", i, err), permanent: true}
 			continue
 		}
 		flush()
@@ -257,8 +368,8 @@ func (o *Output) translate(b outputs.Batch, failed map[int]failure) []record {
 	return recs
 }
 
-// put sends one PutRecordBatch and notes its failures. It returns the
-// whole-request error: permanent ones fail the request's records for good.
+// put sends one PutRecordBatch and notes its records' failures. It returns
+// the whole-request error, classified, for send to act on.
 func (o *Output) put(ctx context.Context, req []record, failed map[int]failure) error {
 	in := &firehose.PutRecordBatchInput{DeliveryStreamName: aws.String(o.cfg.Stream), Records: make([]types.Record, len(req))}
 	for j := range req {
@@ -274,21 +385,10 @@ func (o *Output) put(ctx context.Context, req []record, failed map[int]failure) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		code := errorCode(err)
-		o.metrics.failed.WithLabelValues(codeLabel(code)).Add(float64(len(req)))
-		if code == "ResourceNotFoundException" {
+		if errorCode(err) == "ResourceNotFoundException" {
 			o.warnEvery("Firehose stream not found: records wait in the spool until it exists (create it, or fix stream/region)", "stream", o.cfg.Stream)
 		}
-		err = classify(fmt.Errorf("firehose: PutRecordBatch %s: %w", o.cfg.Stream, err))
-		permanent := outputs.IsPermanent(err)
-		var te *outputs.ThrottleError
-		throttle := errors.As(err, &te)
-		for _, r := range req {
-			if f, ok := failed[r.idx]; !ok || f.permanent {
-				failed[r.idx] = failure{reason: err.Error(), permanent: permanent, throttle: throttle}
-			}
-		}
-		return err
+		return classify(fmt.Errorf("firehose: PutRecordBatch %s: %w", o.cfg.Stream, err))
 	}
 	for j, r := range out.RequestResponses {
 		e := &req[j]
@@ -378,7 +478,7 @@ func (o *Output) warnEvery(msg string, args ...any) {
 // metrics are one output's collectors, labelled output and stream.
 type metrics struct {
 	userRecords, records, bytes, throttled prometheus.Counter
-	failed                                 *prometheus.CounterVec
+	failed, splits                         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, output, stream string, outputLabelled bool) *metrics {
@@ -402,6 +502,10 @@ func newMetrics(reg prometheus.Registerer, output, stream string, outputLabelled
 		failed: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agent_firehose_failed_records_total",
 			Help: "Firehose records not delivered, by error code; retried unless the code is a validation error.",
+		}, append(labels[:len(labels):len(labels)], "code"))).MustCurryWith(l),
+		splits: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agent_firehose_split_requests_total",
+			Help: "PutRecordBatch requests refused whole as invalid and sent again in two halves, by error code.",
 		}, append(labels[:len(labels):len(labels)], "code"))).MustCurryWith(l),
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kplagent/agent/internal/awsconf"
+	"github.com/kplagent/agent/internal/fakeaws"
 	"github.com/kplagent/agent/outputs"
 	"github.com/kplagent/agent/outputs/internal/batchtest"
 )
@@ -210,7 +211,11 @@ func TestSend_WholeRequestErrorsAreClassified(t *testing.T) {
 				code   string
 			}{tc.status, tc.code})
 			o := newTestOutput(t, srv.URL)
-			err := o.Send(t.Context(), batchtest.Build(t, 1, 0, batchtest.Records("a", "b")...))
+			recs := batchtest.Records("a", "b")
+			if tc.want == "permanent" {
+				recs = recs[:1] // refused alone (two would be split)
+			}
+			err := o.Send(t.Context(), batchtest.Build(t, 1, 0, recs...))
 			require.ErrorContains(t, err, tc.code)
 			var te *outputs.ThrottleError
 			var pe *outputs.PartialError
@@ -309,4 +314,109 @@ func TestConfig(t *testing.T) {
 	u, _ = url.Parse("firehose://?region=x")
 	_, err = FromURL(u)
 	require.ErrorContains(t, err, "stream: required")
+}
+
+// A user record over max_record_bytes is rejected alone: the user records
+// aggregated with it are delivered.
+func TestSend_OversizedUserRecordIsRejectedAlone(t *testing.T) {
+	fake, srv := newFake(t)
+	o := newTestOutput(t, srv.URL, func(c *Config) { c.MaxRecordSize = 8 })
+	long := strings.Repeat("x", 20)
+	b := batchtest.Build(t, 10, 0, batchtest.Records("a", long, "b")...)
+	require.Len(t, b.Records, 1)
+	err := o.Send(t.Context(), b)
+	var re *outputs.RejectedRecordsError
+	require.ErrorAs(t, err, &re, "got %v", err)
+	require.NoError(t, re.Err, "the rest of the aggregate is delivered")
+	require.Len(t, re.Rejected, 1)
+	require.Equal(t, 0, re.Rejected[0].Record)
+	require.Equal(t, 1, re.Rejected[0].UserRecord)
+	require.Contains(t, re.Rejected[0].Reason, "max_record_bytes 8")
+	require.Contains(t, re.Rejected[0].Reason, "21 bytes")
+	require.Equal(t, "a\nb\n", strings.Join(fake.got(), ""))
+	require.Equal(t, 2.0, testutil.ToFloat64(o.metrics.userRecords))
+}
+
+// newFakeAWS serves internal/fakeaws's Firehose, refusing whole requests
+// as reject says, and returns it with its URL.
+func newFakeAWS(t *testing.T, reject func(records [][]byte) string) (*fakeaws.Firehose, string) {
+	f := &fakeaws.Firehose{}
+	f.RejectRequests(reject)
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return f, srv.URL
+}
+
+func strs(recs [][]byte) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = string(r)
+	}
+	return out
+}
+
+// A request refused whole as invalid is split in halves: only the records
+// refused alone are rejected, the others delivered.
+func TestSend_InvalidRequestIsSplit(t *testing.T) {
+	t.Run("too large", func(t *testing.T) {
+		fake, url := newFakeAWS(t, func(recs [][]byte) string {
+			n := 0
+			for _, r := range recs {
+				n += len(r)
+			}
+			if n > 8 {
+				return "InvalidArgumentException"
+			}
+			return ""
+		})
+		o := newTestOutput(t, url)
+		b := batchtest.Build(t, 1, 0, batchtest.Records("a", "b", "c", "d", "e", "f", "g")...)
+		require.NoError(t, o.Send(t.Context(), b))
+		got := strs(fake.Records())
+		require.Equal(t, []string{"a\n", "b\n", "c\n", "d\n", "e\n", "f\n", "g\n"}, got, "all delivered, in order")
+		require.Equal(t, 1.0, testutil.ToFloat64(o.metrics.splits.WithLabelValues("InvalidArgumentException")), "7 records split in 4+3, each fits")
+	})
+	t.Run("marker record", func(t *testing.T) {
+		fake, url := newFakeAWS(t, func(recs [][]byte) string {
+			for _, r := range recs {
+				if strings.Contains(string(r), "BAD") {
+					return "ValidationException"
+				}
+			}
+			return ""
+		})
+		o := newTestOutput(t, url, func(c *Config) { c.MaxRecordSize = 8 })
+		// Batch record 0: "a\nb\n" and "BAD1\n" (the record limit
+		// splits the aggregate); batch records 1, 2: plain.
+		b := outputs.Batch{Records: append(batchtest.Build(t, 10, 0, batchtest.Records("a", "b", "BAD1")...).Records,
+			batchtest.Build(t, 1, 0, batchtest.Records("c", "BAD2")...).Records...)}
+		require.Len(t, b.Records, 3)
+		err := o.Send(t.Context(), b)
+		var re *outputs.RejectedRecordsError
+		require.ErrorAs(t, err, &re, "got %v", err)
+		require.Len(t, re.Rejected, 1)
+		require.Equal(t, outputs.RejectedRecord{Record: 0, UserRecord: 2, Reason: re.Rejected[0].Reason}, re.Rejected[0])
+		require.Contains(t, re.Rejected[0].Reason, "ValidationException")
+		var pe *outputs.PartialError
+		require.ErrorAs(t, re.Err, &pe, "batch record 2, refused whole, is dead-lettered whole")
+		require.Equal(t, []int{2}, pe.Failed)
+		require.True(t, outputs.IsPermanent(pe.Err))
+		require.Contains(t, pe.Reasons[0], "ValidationException")
+		require.ElementsMatch(t, []string{"a\nb\n", "c\n"}, strs(fake.Records()))
+	})
+	t.Run("splits are bounded", func(t *testing.T) {
+		fake, url := newFakeAWS(t, func([][]byte) string { return "InvalidArgumentException" })
+		o := newTestOutput(t, url)
+		recs := make([]string, 400)
+		for i := range recs {
+			recs[i] = fmt.Sprint(i)
+		}
+		b := batchtest.Build(t, 1, 0, batchtest.Records(recs...)...)
+		err := o.Send(t.Context(), b)
+		require.True(t, outputs.IsPermanent(err), "every record refused: the batch is: %v", err)
+		var pe *outputs.PartialError
+		require.False(t, errors.As(err, &pe), "the whole batch")
+		require.Equal(t, 1+2*maxSplits, fake.Calls(), "one request, then two per split")
+		require.Empty(t, fake.Records())
+	})
 }
