@@ -21,8 +21,10 @@
 // request refused whole as invalid (InvalidArgumentException,
 // ValidationException, SerializationException: too large, a record Firehose
 // refuses) is sent again in two halves, recursively, in order, down to single
-// Firehose records; only the user records of a Firehose record refused alone
-// are rejected (with Firehose's answer), the others delivered. Splits are
+// Firehose records, and a Firehose record of joined lines refused alone in two
+// records of half its lines each, down to single user records; only a user
+// record refused alone is rejected (with Firehose's answer), the others
+// delivered. Splits are
 // bounded: at most 128 per Send (maxSplits, as the HTTP output's after 400s),
 // then a refused request's records are rejected unsplit ("not split further").
 // A batch record all of whose user records are rejected is rejected whole

@@ -135,6 +135,7 @@ const maxSplits = 128
 // sendState is what one Send learns: the batch records that failed, the
 // user records rejected alone, the splits spent.
 type sendState struct {
+	b        outputs.Batch
 	failed   map[int]failure
 	rejected []outputs.RejectedRecord
 	users    []int // user records per batch record
@@ -159,7 +160,7 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	if o.closed.Load() {
 		return errClosed
 	}
-	s := &sendState{failed: map[int]failure{}, users: make([]int, len(b.Records))}
+	s := &sendState{b: b, failed: map[int]failure{}, users: make([]int, len(b.Records))}
 	recs := o.translate(b, s)
 	var whole error
 	for start := 0; start < len(recs); {
@@ -187,7 +188,8 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 	return s.result(len(b.Records), whole)
 }
 
-// send puts req, split in halves when refused whole as invalid. It returns
+// send puts req, split in halves (see halves) when refused whole as
+// invalid. It returns
 // the error that stops the Send (retryable or throttled, for the whole
 // request), having marked the records of req not sent as failed; records
 // refused alone (or unsplit once the Send's splits are spent) have their
@@ -209,20 +211,19 @@ func (o *Output) send(ctx context.Context, req []record, s *sendState) error {
 		}
 		return err
 	}
-	if len(req) > 1 && s.splits < maxSplits {
+	if halves, ok := o.halves(req, s); ok {
 		s.splits++
 		o.metrics.splits.WithLabelValues(code).Inc()
-		mid := len(req) / 2
-		if err := o.send(ctx, req[:mid], s); err != nil {
-			for _, r := range req[mid:] {
+		if err := o.send(ctx, halves[0], s); err != nil {
+			for _, r := range halves[1] {
 				s.notSent(r, err)
 			}
 			return err
 		}
-		return o.send(ctx, req[mid:], s)
+		return o.send(ctx, halves[1], s)
 	}
 	reason := err.Error()
-	if len(req) > 1 {
+	if len(req) > 1 || req[0].users > 1 {
 		reason = fmt.Sprintf("%s (not split further: %d splits in this send already)", reason, s.splits)
 	}
 	o.metrics.failed.WithLabelValues(code).Add(float64(len(req)))
@@ -232,6 +233,50 @@ func (o *Output) send(ctx context.Context, req []record, s *sendState) error {
 		}
 	}
 	return nil
+}
+
+// halves splits req refused whole in two, while the Send has splits left:
+// its records in two halves, or a single record of joined user records in
+// two records of half its user records each.
+func (o *Output) halves(req []record, s *sendState) ([2][]record, bool) {
+	switch {
+	case s.splits >= maxSplits:
+		return [2][]record{}, false
+	case len(req) > 1:
+		mid := len(req) / 2
+		return [2][]record{req[:mid], req[mid:]}, true
+	case req[0].users > 1:
+		r := req[0]
+		mid := r.first + r.users/2
+		left, err := o.rejoin(&s.b.Records[r.idx], r.idx, r.first, mid)
+		if err != nil {
+			return [2][]record{}, false
+		}
+		right, err := o.rejoin(&s.b.Records[r.idx], r.idx, mid, r.first+r.users)
+		if err != nil {
+			return [2][]record{}, false
+		}
+		return [2][]record{{left}, {right}}, true
+	}
+	return [2][]record{}, false
+}
+
+// rejoin makes the Firehose record of user records [lo, hi) of batch record
+// a (index idx), joined as translate joins them.
+func (o *Output) rejoin(a *aggregate.Aggregate, idx, lo, hi int) (record, error) {
+	r := record{idx: idx, first: lo, users: hi - lo}
+	u := 0
+	err := aggregate.ForEach(a, func(_, _, data []byte) error {
+		if u >= lo && u < hi {
+			r.data = append(r.data, data...)
+			if n := len(data); o.cfg.AppendNewline && (n == 0 || data[n-1] != '\n') {
+				r.data = append(r.data, '\n')
+			}
+		}
+		u++
+		return nil
+	})
+	return r, err
 }
 
 // notSent marks record r failed, retryable, after err stopped the Send.

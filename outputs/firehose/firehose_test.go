@@ -404,6 +404,27 @@ func TestSend_InvalidRequestIsSplit(t *testing.T) {
 		require.Contains(t, pe.Reasons[0], "ValidationException")
 		require.ElementsMatch(t, []string{"a\nb\n", "c\n"}, strs(fake.Records()))
 	})
+	t.Run("joined lines", func(t *testing.T) {
+		fake, url := newFakeAWS(t, func(recs [][]byte) string {
+			for _, r := range recs {
+				if strings.Contains(string(r), "BAD") {
+					return "InvalidArgumentException"
+				}
+			}
+			return ""
+		})
+		o := newTestOutput(t, url)
+		b := batchtest.Build(t, 10, 0, batchtest.Records("a", "BAD", "b", "c", "d")...)
+		require.Len(t, b.Records, 1)
+		err := o.Send(t.Context(), b)
+		var re *outputs.RejectedRecordsError
+		require.ErrorAs(t, err, &re, "got %v", err)
+		require.NoError(t, re.Err)
+		require.Len(t, re.Rejected, 1)
+		require.Equal(t, 1, re.Rejected[0].UserRecord, "the line refused alone")
+		require.Equal(t, []string{"a\n", "b\nc\nd\n"}, strs(fake.Records()))
+		require.Equal(t, 4.0, testutil.ToFloat64(o.metrics.userRecords))
+	})
 	t.Run("splits are bounded", func(t *testing.T) {
 		fake, url := newFakeAWS(t, func([][]byte) string { return "InvalidArgumentException" })
 		o := newTestOutput(t, url)
