@@ -189,11 +189,10 @@ func (o *Output) Send(ctx context.Context, b outputs.Batch) error {
 }
 
 // send puts req, split in halves (see halves) when refused whole as
-// invalid. It returns
-// the error that stops the Send (retryable or throttled, for the whole
-// request), having marked the records of req not sent as failed; records
-// refused alone (or unsplit once the Send's splits are spent) have their
-// user records rejected.
+// invalid. It returns the error that stops the Send (retryable or
+// throttled, for the whole request), having marked the records of req not
+// sent as failed; a record refused alone (or unsplit once the Send's splits
+// are spent) has its user records rejected.
 func (o *Output) send(ctx context.Context, req []record, s *sendState) error {
 	err := o.put(ctx, req, s.failed)
 	if err == nil || ctx.Err() != nil {
