@@ -89,3 +89,30 @@ flows:
 	require.ErrorContains(t, err, "address already in use")
 	require.Same(t, before, h.flow("main").sources[0], "a refused reload changed the source")
 }
+
+// Two sources on one address spelled two ways are refused as two sources
+// on one address (the second failed to start, and the agent with it).
+func TestConfig_TwoSocketSourcesOnOneResolvedAddressAreRefused(t *testing.T) {
+	_, err := ParseConfig("t.yaml", []byte(`
+state_dir: /tmp/x
+sources:
+  - name: a
+    type: socket
+    socket: {listen: "udp://127.0.0.1:5140"}
+  - name: b
+    type: socket
+    socket: {listen: "udp://localhost:5140"}
+  - name: c
+    type: socket
+    socket: {listen: "tcp://localhost:5140"}
+outputs:
+  - name: out
+    type: stdout
+flows:
+  - name: main
+    sources: [a, b, c]
+    output: out
+`), noEnv, testComponents)
+	require.ErrorContains(t, err, `sources[1].socket.listen: source "a" listens on this address already`)
+	require.NotContains(t, err.Error(), "sources[2]", "tcp and udp are two sockets")
+}
