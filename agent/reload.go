@@ -562,9 +562,17 @@ func keepRestartSettings(old, next Config) (Config, []string) {
 
 // sameComponent reports whether two source or output configurations build
 // the same thing. A configuration that cannot be compared (it holds a
-// function) is taken as changed.
+// function) is taken as changed. One that knows when another spelling is
+// the same (a socket's listen: tcp://localhost:5140 is
+// tcp://127.0.0.1:5140) says so with Equivalent.
 func sameComponent(typeA string, a any, typeB string, b any) bool {
-	return typeA == typeB && reflect.DeepEqual(a, b)
+	if typeA != typeB {
+		return false
+	}
+	if eq, ok := a.(interface{ Equivalent(other any) bool }); ok {
+		return eq.Equivalent(b)
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // sameFlowSources reports whether fc names the sources fr runs, configured

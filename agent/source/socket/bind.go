@@ -25,8 +25,11 @@ func (b *bound) close() {
 
 // BindAddress names the address the source listens on ("tcp
 // 127.0.0.1:5140", "unix /run/app.sock"): two sources with the same one
-// cannot listen at once.
-func (s *Source) BindAddress() string { return s.addr.network + " " + s.addr.address }
+// cannot listen at once. A TCP or UDP host is resolved as Listen resolves
+// it (from /etc/hosts only: tcp://localhost:5140 is "tcp 127.0.0.1:5140"),
+// so that a reload from one spelling of an address to another does not
+// bind it ahead while the running source holds it.
+func (s *Source) BindAddress() string { return s.addr.network + " " + s.addr.resolvedAddress() }
 
 // Bind listens now, before Run: the agent calls it when a reload adds or
 // changes a socket source, so that an address it cannot have (in use by
@@ -74,7 +77,8 @@ func (s *Source) takeBound(ctx context.Context) (*bound, error) {
 }
 
 // listen makes room for a Unix socket file (a stale one is replaced),
-// listens, and sets the socket file's mode and group.
+// listens (on the address BindAddress names), and sets the socket file's
+// mode and group.
 func (s *Source) listen(ctx context.Context) (*bound, error) {
 	if s.addr.isUnix() {
 		if err := s.prepareSocketFile(); err != nil {
@@ -85,12 +89,12 @@ func (s *Source) listen(ctx context.Context) (*bound, error) {
 	b := &bound{}
 	var err error
 	if s.addr.stream() {
-		b.ln, err = lc.Listen(ctx, s.addr.network, s.addr.address)
+		b.ln, err = lc.Listen(ctx, s.addr.network, s.addr.resolvedAddress())
 		if ul, ok := b.ln.(*net.UnixListener); ok {
 			ul.SetUnlinkOnClose(false) // removeSocketFile removes it if it is still ours
 		}
 	} else {
-		b.pc, err = lc.ListenPacket(ctx, s.addr.network, s.addr.address)
+		b.pc, err = lc.ListenPacket(ctx, s.addr.network, s.addr.resolvedAddress())
 	}
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -57,4 +58,50 @@ func TestBind_AddressInUseFails(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorContains(t, src.Bind(), "address already in use")
 	src.Release()
+}
+
+// Addresses are compared as they bind: a host is resolved from /etc/hosts
+// (localhost is 127.0.0.1 for a listen, which takes the first IPv4
+// address), never from DNS; a port or another address differs.
+func TestBindAddress_ComparesResolvedAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"tcp://127.0.0.1:5140", "tcp://localhost:5140", true},
+		{"udp://localhost:5140", "udp://127.0.0.1:5140", true},
+		{"tcp://LOCALHOST.:5140", "tcp://127.0.0.1:5140", true},
+		{"tcp://:5140", "tcp://localhost:5140", true},
+		{"tcp://[::ffff:127.0.0.1]:5140", "tcp://127.0.0.1:5140", true},
+		{"tcp://localhost:5140", "tcp://127.0.0.1:5141", false},
+		{"tcp://localhost:5140", "udp://127.0.0.1:5140", false},
+		{"tcp://localhost:5140", "tcp://[::1]:5140", false},
+		{"tcp://0.0.0.0:5140", "tcp://127.0.0.1:5140", false},
+		// Not in /etc/hosts, and no DNS asked: kept as written.
+		{"tcp://no-such-host.invalid:5140", "tcp://127.0.0.1:5140", false},
+	} {
+		t.Run(tc.a+"="+tc.b, func(t *testing.T) {
+			ca, cb := testConfig(tc.a), testConfig(tc.b)
+			sa, err := New(ca, Settings{Name: "a"})
+			require.NoError(t, err)
+			sb, err := New(cb, Settings{Name: "b"})
+			require.NoError(t, err)
+			require.Equal(t, tc.same, sa.BindAddress() == sb.BindAddress(), "%s vs %s", sa.BindAddress(), sb.BindAddress())
+			require.Equal(t, tc.same, ca.ListenAddress() == cb.ListenAddress())
+			require.Equal(t, tc.same, (&ca).Equivalent(&cb))
+			cb.Format = FormatJSON
+			require.False(t, (&ca).Equivalent(&cb), "another format is another source")
+		})
+	}
+}
+
+// A listen spelled with localhost binds the address it compares as.
+func TestBind_LocalhostBindsTheResolvedAddress(t *testing.T) {
+	port := testport.Port(t)
+	src, err := New(testConfig("tcp://localhost:"+strconv.Itoa(port)), Settings{Name: "sock"})
+	require.NoError(t, err)
+	require.NoError(t, src.Bind())
+	defer src.Release()
+	require.Equal(t, "tcp 127.0.0.1:"+strconv.Itoa(port), src.BindAddress())
+	require.Equal(t, "127.0.0.1:"+strconv.Itoa(port), src.held.ln.Addr().String())
 }

@@ -1,11 +1,14 @@
 package socket
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os/user"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -266,14 +269,85 @@ func lookupGroup(g string) (int, error) {
 }
 
 // ListenAddress names the address the source listens on ("tcp
-// 127.0.0.1:5140"), as Source.BindAddress does; "" when listen does not
-// parse. The agent refuses two sources on one address.
+// 127.0.0.1:5140"), as Source.BindAddress does, its host resolved
+// (resolvedAddress); "" when listen does not parse. The agent refuses two
+// sources on one address.
 func (c Config) ListenAddress() string {
 	a, err := parseListen(c.Listen)
 	if err != nil {
 		return ""
 	}
-	return a.network + " " + a.address
+	return a.network + " " + a.resolvedAddress()
+}
+
+// Equivalent reports whether other (a *Config or Config) is this
+// configuration, listen compared by the address it binds
+// (tcp://localhost:5140 is tcp://127.0.0.1:5140): a reload keeps a running
+// source, its listener and its connections, when only the spelling of its
+// address changed.
+func (c *Config) Equivalent(other any) bool {
+	var o Config
+	switch v := other.(type) {
+	case *Config:
+		if v == nil {
+			return false
+		}
+		o = *v
+	case Config:
+		o = v
+	default:
+		return false
+	}
+	a, b := *c, o
+	if a.Listen != b.Listen {
+		la, lb := a.ListenAddress(), b.ListenAddress()
+		if la == "" || la != lb {
+			return false
+		}
+		a.Listen, b.Listen = "", ""
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// hostsOnly resolves names from /etc/hosts alone: its DNS dial fails at
+// once, so comparing addresses never waits for the network.
+var hostsOnly = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+	return nil, errors.New("socket: no DNS lookup to compare addresses")
+}}
+
+// resolvedAddress is the host:port a TCP or UDP listen binds, its host
+// resolved as Listen does (the first IPv4 address of the name, else its
+// first address), from /etc/hosts only; localhost (and NAME.localhost,
+// RFC 6761) without an entry there is 127.0.0.1. A name not found is kept
+// as written, as is a Unix socket's path.
+func (a addr) resolvedAddress() string {
+	if a.isUnix() {
+		return a.address
+	}
+	host, port, err := net.SplitHostPort(a.address)
+	if err != nil {
+		return a.address
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return net.JoinHostPort(ip.Unmap().String(), port) // [::ffff:127.0.0.1] binds 127.0.0.1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ips, err := hostsOnly.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(ips) == 0 {
+		if h := strings.ToLower(strings.TrimSuffix(host, ".")); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+			return net.JoinHostPort("127.0.0.1", port)
+		}
+		return a.address
+	}
+	pick := ips[0].Unmap()
+	for _, ip := range ips {
+		if ip.Unmap().Is4() {
+			pick = ip.Unmap()
+			break
+		}
+	}
+	return net.JoinHostPort(pick.String(), port)
 }
 
 // CheckFiles checks what the host must have for the source to start (as

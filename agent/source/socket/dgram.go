@@ -93,16 +93,19 @@ func (s *Source) runDatagram(ctx context.Context, cancel context.CancelCauseFunc
 			sleepCtx(ctx, 10*time.Millisecond)
 			continue
 		}
-		if n == 0 {
-			continue // an empty datagram carries no record
-		}
-		if n < len(buf) && buf[n-1] == '\n' {
+		if n > 0 && n < len(buf) && buf[n-1] == '\n' {
 			// Some senders end a datagram with a newline (or CRLF):
 			// not part of the record.
 			n--
 			if n > 0 && buf[n-1] == '\r' {
 				n--
 			}
+		}
+		if n == 0 {
+			// Empty, or only a newline: no record, as an empty line of a
+			// stream.
+			s.drop(DropEmpty, 1)
+			continue
 		}
 		if n == len(buf) && n > int(s.cfg.MaxRecordBytes) && s.cfg.OnOversize == OversizeClose {
 			s.drop(DropOversize, 1)

@@ -11,7 +11,19 @@
 //	udp://127.0.0.1:5140       UDP: one record per datagram
 //
 // A TCP or UDP address without a host (tcp://:5140) listens on loopback;
-// any other interface, 0.0.0.0 included, must be written out.
+// any other interface, 0.0.0.0 included, must be written out. A host name
+// is resolved from /etc/hosts (never DNS) to the address it binds, the
+// first IPv4 one as Listen takes it (localhost without an entry is
+// 127.0.0.1): the source listens there, and BindAddress, ListenAddress and
+// Config.Equivalent compare addresses so, as does the agent to refuse two
+// sources on one address and to reload. A reload from
+// tcp://127.0.0.1:5140 to tcp://localhost:5140 changes nothing when
+// nothing else changed (the running source, its listener and connections
+// stay: Equivalent); with other changes the new source takes the port
+// once the old one stopped, rather than being refused with "address
+// already in use". A really different address is bound before anything
+// stops. A name not in /etc/hosts is compared as written and resolved by
+// Listen as usual.
 //
 // Socket files are created with mode (default 0660) and group. The mode is
 // set right after bind: until then the file has the umask's permissions
@@ -25,6 +37,24 @@
 // Run listens; Bind (source.Binder) listens ahead of Run, so that a reload
 // that adds or moves a socket source is refused, with the running pipeline
 // untouched, when the address cannot be had.
+//
+// Framing of streams (framing:): lines cuts at "\n" ("\r\n" too);
+// octet_counting reads RFC 6587 "LEN SP MSG" frames only. With format:
+// syslog, framing: lines takes both, told apart per record as rsyslog's
+// imtcp does: a syslog line starts with "<", so a record that starts with
+// a digit 1-9, more digits and a space is an octet-counted frame (what
+// logger --octet-count, rsyslog's omfwd with TCP_Framing="octet-counted"
+// and syslog-ng's syslog() send); digits without a space start a line.
+// A newline right after a frame ends it. framing: octet_counting stays
+// strict (a record that is no frame closes the connection), and format
+// lines or json never look for frames (a line "200 OK" is a line).
+//
+// Empty records are dropped, counted (agent_socket_dropped_records_total
+// {reason="empty"}): an empty line of a stream ("\n", "\r\n"), an empty
+// datagram and a datagram that is only a newline alike; they carry
+// nothing (keepalives, `echo | nc`), and format json or syslog would only
+// count them as parse failures. The file source, which mirrors files,
+// keeps empty lines.
 //
 // Formats (format:): lines passes records as received; json checks each is
 // one JSON value; syslog parses RFC 5424 and RFC 3164 (BSD, as syslog(3)

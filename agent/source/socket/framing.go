@@ -51,6 +51,15 @@ type framer struct {
 	hdr    []byte
 	inBody bool
 	need   int
+
+	// auto: line framing that also takes RFC 6587 octet-counted frames,
+	// told apart per record as rsyslog does: a record that starts with a
+	// digit 1-9 followed by more digits and a space is a frame ("LEN SP
+	// MSG"); anything else (a syslog line starts with "<") is a line. Set
+	// for format: syslog with framing: lines.
+	auto      bool
+	inHdr     bool // auto: reading what may be a frame header (in hdr)
+	lastFrame bool // auto: the last record was a frame: a newline right after it ends it, not an empty line
 }
 
 func newFramer(octet bool, max int, marker []byte, closeOver bool, out func([]byte, frameFlags) error) *framer {
@@ -60,8 +69,11 @@ func newFramer(octet bool, max int, marker []byte, closeOver bool, out func([]by
 // feed frames data, a chunk of the stream. It returns out's error, or
 // errOversize or errMalformedFrame (then the stream must stop).
 func (f *framer) feed(data []byte) error {
-	if f.octet {
+	switch {
+	case f.octet:
 		return f.feedOctets(data)
+	case f.auto:
+		return f.feedAuto(data)
 	}
 	return f.feedLines(data)
 }
@@ -69,6 +81,15 @@ func (f *framer) feed(data []byte) error {
 // end is the end of the stream: a record begun and not finished is handed
 // out, flagged partial. An octet frame header cut short is malformed.
 func (f *framer) end() error {
+	if f.inHdr {
+		// Digits and no space: the start of a line.
+		f.inHdr = false
+		err := f.keep(f.hdr)
+		f.hdr = f.hdr[:0]
+		if err != nil {
+			return err
+		}
+	}
 	if f.octet && !f.inBody {
 		if len(f.hdr) > 0 {
 			f.hdr = f.hdr[:0]
@@ -135,25 +156,95 @@ func (f *framer) feedOctets(data []byte) error {
 			f.inBody, f.need = true, n
 			continue
 		}
-		take := min(f.need, len(data))
-		body := data[:take]
-		data = data[take:]
-		f.need -= take
-		if f.need == 0 && len(f.rec) == 0 && !f.over {
-			f.inBody = false
-			if err := f.emit(body, frameFlags{stable: true}); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := f.keep(body); err != nil {
+		var err error
+		if data, err = f.body(data); err != nil {
 			return err
 		}
-		if f.need == 0 {
-			f.inBody = false
-			if err := f.emit(f.rec, frameFlags{}); err != nil {
+	}
+	return nil
+}
+
+// body takes the bytes of the current octet frame from data, emits the
+// frame once complete, and returns the rest of data.
+func (f *framer) body(data []byte) ([]byte, error) {
+	take := min(f.need, len(data))
+	body := data[:take]
+	data = data[take:]
+	f.need -= take
+	if f.need == 0 && len(f.rec) == 0 && !f.over {
+		f.inBody = false
+		return data, f.emit(body, frameFlags{stable: true})
+	}
+	if err := f.keep(body); err != nil {
+		return data, err
+	}
+	if f.need == 0 {
+		f.inBody = false
+		return data, f.emit(f.rec, frameFlags{})
+	}
+	return data, nil
+}
+
+// feedAuto frames lines and octet-counted frames mixed (auto).
+func (f *framer) feedAuto(data []byte) error {
+	for len(data) > 0 {
+		switch {
+		case f.inBody:
+			var err error
+			if data, err = f.body(data); err != nil {
 				return err
 			}
+			f.lastFrame = !f.inBody
+		case f.inHdr:
+			c := data[0]
+			switch {
+			case c >= '0' && c <= '9' && len(f.hdr) < maxFrameDigits:
+				f.hdr = append(f.hdr, c)
+				data = data[1:]
+			case c == ' ':
+				data = data[1:]
+				n := 0
+				for _, d := range f.hdr {
+					n = n*10 + int(d-'0')
+				}
+				f.hdr, f.inHdr = f.hdr[:0], false
+				if n > f.max && f.closeOver {
+					return errOversize
+				}
+				f.inBody, f.need = true, n
+			default:
+				// Not a frame header: its digits begin a line, which
+				// goes on from here.
+				f.inHdr = false
+				err := f.keep(f.hdr)
+				f.hdr = f.hdr[:0]
+				if err != nil {
+					return err
+				}
+			}
+		case len(f.rec) == 0 && !f.over:
+			// The start of a record.
+			c := data[0]
+			if f.lastFrame && (c == '\n' || c == '\r') {
+				data = data[1:] // a newline after a frame ends it
+				continue
+			}
+			f.lastFrame = false
+			if c >= '1' && c <= '9' {
+				f.inHdr = true
+				continue
+			}
+			fallthrough
+		default:
+			// A line, to its newline.
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				return f.keep(data)
+			}
+			if err := f.feedLines(data[:i+1]); err != nil {
+				return err
+			}
+			data = data[i+1:]
 		}
 	}
 	return nil

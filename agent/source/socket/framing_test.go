@@ -2,6 +2,7 @@ package socket
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 	"unsafe"
@@ -17,6 +18,12 @@ type framed struct {
 // frameAll feeds in to a framer in chunks of size chunk (0: whole) and
 // returns the records, and the error that stopped it (end included).
 func frameAll(octet bool, max int, closeOver bool, in []byte, chunk int) ([]framed, error) {
+	return frameWith(octet, false, max, closeOver, in, chunk)
+}
+
+// frameWith is frameAll, with auto framing (lines and octet frames mixed)
+// when auto is set.
+func frameWith(octet, auto bool, max int, closeOver bool, in []byte, chunk int) ([]framed, error) {
 	var got []framed
 	var c []byte // the chunk being fed
 	fr := newFramer(octet, max, []byte("\n"), closeOver, func(rec []byte, fl frameFlags) error {
@@ -27,6 +34,7 @@ func frameAll(octet bool, max int, closeOver bool, in []byte, chunk int) ([]fram
 		got = append(got, framed{string(rec), fl})
 		return nil
 	})
+	fr.auto = auto
 	if chunk <= 0 {
 		chunk = len(in) + 1
 	}
@@ -116,6 +124,48 @@ func TestFramer(t *testing.T) {
 	}
 }
 
+// Auto framing (format syslog on a line-framed stream) takes lines and
+// RFC 6587 octet-counted frames mixed, told apart per record: a record
+// starting with digits and a space is a frame; one starting otherwise, or
+// with digits not followed by a space, is a line. A newline right after a
+// frame ends the frame (no empty record).
+func TestFramer_AutoTakesLinesAndOctetFrames(t *testing.T) {
+	tr := frameFlags{truncated: true}
+	pa := frameFlags{partial: true}
+	tests := []struct {
+		name      string
+		closeOver bool
+		in        string
+		want      []framed
+		err       error
+	}{
+		{name: "lines", in: "<1>a\r\n<2>b\n", want: []framed{{"<1>a", frameFlags{}}, {"<2>b", frameFlags{}}}},
+		{name: "frames", in: "4 <1>a5 <2>bc", want: []framed{{"<1>a", frameFlags{}}, {"<2>bc", frameFlags{}}}},
+		{name: "frames ended by newlines", in: "4 <1>a\n5 <2>bc\r\n", want: []framed{{"<1>a", frameFlags{}}, {"<2>bc", frameFlags{}}}},
+		{name: "mixed", in: "<1>a\n6 <2>b\nc<3>d\n3 xyz", want: []framed{{"<1>a", frameFlags{}}, {"<2>b\nc", frameFlags{}}, {"<3>d", frameFlags{}}, {"xyz", frameFlags{}}}},
+		{name: "digits without space are a line", in: "20-1 x\n12\n", want: []framed{{"20-1 x", frameFlags{}}, {"12", frameFlags{}}}},
+		{name: "leading zero is a line", in: "03 abc\n", want: []framed{{"03 abc", frameFlags{}}}},
+		{name: "empty line stays a line", in: "<1>a\n\n<2>b\n", want: []framed{{"<1>a", frameFlags{}}, {"", frameFlags{}}, {"<2>b", frameFlags{}}}},
+		{name: "digits cut at end are a partial line", in: "<1>a\n12", want: []framed{{"<1>a", frameFlags{}}, {"12", pa}}},
+		{name: "short frame at end", in: "5 ab", want: []framed{{"ab", pa}}},
+		{name: "frame truncated", in: "12 0123456789ab<1>x\n", want: []framed{{"0123456\n", tr}, {"<1>x", frameFlags{}}}},
+		{name: "frame oversize closes", closeOver: true, in: "1 a12 0123456789ab", want: []framed{{"a", frameFlags{}}}, err: errOversize},
+		{name: "long digits line truncated", in: "12345678901234\n", want: []framed{{"1234567\n", tr}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, chunk := range []int{0, 1, 2, 3, 5} {
+				got, err := frameWith(false, true, 8, tc.closeOver, []byte(tc.in), chunk)
+				require.ErrorIs(t, err, tc.err, "chunk %d", chunk)
+				if tc.err == nil {
+					require.NoError(t, err)
+				}
+				require.Equal(t, tc.want, got, "chunk %d", chunk)
+			}
+		})
+	}
+}
+
 // FuzzOctetFraming: splitOctetFrame never panics and never consumes more
 // than it has; the streaming framer, fed the same bytes in any chunks,
 // frames the same records.
@@ -161,5 +211,21 @@ func FuzzOctetFraming(f *testing.F) {
 		if bytes.Contains(in, []byte{0}) && len(got) > len(want)+1 {
 			t.Fatalf("framer made %d records, reference %d", len(got), len(want))
 		}
+	})
+}
+
+// FuzzAutoFraming: auto framing frames the same records (and stops with
+// the same error) whatever the chunks the stream arrives in.
+func FuzzAutoFraming(f *testing.F) {
+	for _, s := range []string{"4 <1>a\n<2>b\n", "12 x\n3 abc", "<1>a\n\n99", "1234567890123 x\n", "5 ab"} {
+		f.Add([]byte(s), uint8(3), false)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, chunk uint8, closeOver bool) {
+		whole, werr := frameWith(false, true, 16, closeOver, in, 0)
+		got, err := frameWith(false, true, 16, closeOver, in, int(chunk))
+		if !errors.Is(err, werr) || !errors.Is(werr, err) {
+			t.Fatalf("chunk %d: error %v, whole %v", chunk, err, werr)
+		}
+		require.Equal(t, whole, got, "chunk %d", chunk)
 	})
 }

@@ -3,11 +3,15 @@ package socket
 import (
 	"encoding/json"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/testport"
 )
 
 // util-linux logger(1) is a client nobody here wrote. CI installs it
@@ -102,4 +106,52 @@ func TestLogger_TCPAndUDP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A syslog client that counts octets (RFC 6587, rsyslog's and logger's
+// --octet-count) sending to a syslog listener with the default framing
+// (lines): each frame is one message, parsed, as the line-framed messages
+// of other clients on the same port. They were one raw record, its length
+// prefix included, counted as a parse failure.
+func TestLogger_OctetCountedToALineFramedSyslogListener(t *testing.T) {
+	for _, proto := range []string{"--rfc5424", "--rfc3164"} {
+		t.Run(proto, func(t *testing.T) {
+			cfg := testConfig("tcp://" + testport.Addr(t))
+			cfg.Format = FormatSyslog
+			require.Equal(t, FramingLines, cfg.Framing)
+			r := start(t, cfg)
+			_, port, err := net.SplitHostPort(r.src.Addr().String())
+			require.NoError(t, err)
+			in := filepath.Join(t.TempDir(), "in")
+			require.NoError(t, os.WriteFile(in, []byte("first message\nsecond: 12 words\n3 third\n"), 0o600))
+			args := []string{"-n", "127.0.0.1", "-P", port, "-T", "-p", "local0.notice", "-t", "counted", proto}
+			// Three messages on one connection, octet-counted, then one
+			// line-framed from another client.
+			runLogger(t, append(args, "--octet-count", "-f", in)...)
+			runLogger(t, append(args, "a line")...)
+			recs := r.k.waitFor(t, 4)
+			require.Zero(t, r.src.Stats().ParseFailures, "%q", recs)
+			var msgs []string
+			for _, rec := range recs {
+				m := parsed(t, rec)
+				require.Equal(t, "counted", m["app"])
+				require.Equal(t, "local0", m["facility"])
+				msgs = append(msgs, m["message"].(string))
+			}
+			require.Equal(t, []string{"first message", "second: 12 words", "3 third", "a line"}, msgs)
+			require.NoError(t, r.stop())
+			require.Len(t, r.k.records(), 4)
+			require.EqualValues(t, 2, r.src.Stats().ConnectionsTotal)
+		})
+	}
+}
+
+// Only a syslog listener tells frames from lines: with format lines, a
+// line that starts with digits and a space is a line as it came.
+func TestSource_LinesFormatKeepsDigitLeadingLines(t *testing.T) {
+	r := start(t, testConfig("tcp://"+testport.Addr(t)))
+	c := dial(t, "tcp", r.src.Addr().String())
+	_, err := c.Write([]byte("3 abc\n12 x\n"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"3 abc", "12 x"}, r.k.waitFor(t, 2))
 }

@@ -44,9 +44,15 @@ const (
 	// DropEmitError: the flow refused the record (the source stops with
 	// that error).
 	DropEmitError = "emit_error"
+	// DropEmpty: an empty record, which carries nothing: an empty line
+	// ("\n" or "\r\n") of a line-framed stream, an empty datagram or one
+	// that is only a newline (keepalives, `echo | nc`). Stream and
+	// datagram sockets treat it alike; the file source, which mirrors
+	// files, keeps empty lines.
+	DropEmpty = "empty"
 )
 
-var dropReasons = []string{DropSpoolFull, DropOversize, DropMalformedFrame, DropShutdown, DropEmitError}
+var dropReasons = []string{DropSpoolFull, DropOversize, DropMalformedFrame, DropShutdown, DropEmitError, DropEmpty}
 
 // Stats are the source's counters since New.
 type Stats struct {
@@ -74,7 +80,7 @@ type Source struct {
 
 	conns                                                                atomic.Int64
 	connsTotal, refused, idle, records, bytes, parseFail, trunc, partial atomic.Uint64
-	dropped                                                              [5]atomic.Uint64 // by dropReasons index
+	dropped                                                              [6]atomic.Uint64 // by dropReasons index
 
 	bound  atomic.Pointer[net.Addr] // the listening address, once listening
 	bindMu sync.Mutex
@@ -345,6 +351,10 @@ func (k *recordSink) failed(err error, n int) error {
 
 func (k *recordSink) out(rec []byte, fl frameFlags) error {
 	s := k.s
+	if len(rec) == 0 {
+		s.drop(DropEmpty, 1) // an empty line: nothing to deliver
+		return nil
+	}
 	if fl.truncated {
 		s.trunc.Add(1)
 	}

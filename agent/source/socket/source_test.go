@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kplagent/agent/internal/testport"
 )
 
 func TestParseListen(t *testing.T) {
@@ -66,7 +68,8 @@ func TestSource_UnixStreamSocketFileModeAndRemovalOnStop(t *testing.T) {
 	c := dial(t, "unix", path)
 	_, err = io.WriteString(c, "one\r\ntwo\n\nthree\n")
 	require.NoError(t, err)
-	require.Equal(t, []string{"one", "two", "", "three"}, r.k.waitFor(t, 4))
+	require.Equal(t, []string{"one", "two", "three"}, r.k.waitFor(t, 3))
+	require.EqualValues(t, 1, r.src.Stats().Dropped[DropEmpty], "the empty line")
 	require.EqualValues(t, 1, r.src.Stats().Connections)
 
 	require.NoError(t, r.stop())
@@ -297,6 +300,42 @@ func TestSource_Datagrams(t *testing.T) {
 	}
 }
 
+// An empty record carries nothing: an empty line of a stream, an empty
+// datagram and one that is only a newline are all dropped, counted
+// (reason empty), never delivered as an empty record.
+func TestSource_EmptyLinesAndDatagramsAreDroppedAndCounted(t *testing.T) {
+	for _, network := range []string{"tcp", "udp", "unixgram"} {
+		for _, batch := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/batch=%v", network, batch), func(t *testing.T) {
+				listen := network + "://" + testport.Addr(t)
+				if network == "unixgram" {
+					listen = "unixgram://" + sockPath(t, "e.sock")
+				}
+				r := startWith(t, testConfig(listen), batch, -1)
+				c := dial(t, network, r.src.Addr().String())
+				sends := []string{"", "\n", "\r\n", "x\n", "\n", "y"}
+				if network == "tcp" {
+					sends = []string{"\n\r\nx\n\ny\n"}
+				}
+				for _, m := range sends {
+					_, err := c.Write([]byte(m))
+					require.NoError(t, err)
+				}
+				require.Equal(t, []string{"x", "y"}, r.k.waitFor(t, 2))
+				want := uint64(4)
+				if network == "tcp" {
+					want = 3
+				}
+				require.Eventually(t, func() bool { return r.src.Stats().Dropped[DropEmpty] == want }, 20*time.Second, 5*time.Millisecond,
+					"dropped empty: %d", r.src.Stats().Dropped[DropEmpty])
+				require.NoError(t, r.stop())
+				require.Equal(t, []string{"x", "y"}, r.k.records(), "an empty record was delivered")
+				require.EqualValues(t, 2, r.src.Stats().Records)
+			})
+		}
+	}
+}
+
 // A blocked flow cannot block datagram senders: what the queue cannot hold
 // is dropped and counted as spool_full; every datagram is either emitted or
 // counted.
@@ -423,12 +462,14 @@ func TestSource_SyslogWhoseJSONWouldNotFitIsPassedRaw(t *testing.T) {
 // oversize ones on their own.
 func TestRunBatch_DeliversWhatRunDoes(t *testing.T) {
 	var in strings.Builder
+	empty := 0
 	for i := range 20000 {
 		switch {
 		case i%997 == 5:
 			fmt.Fprintf(&in, "long %d %s\r\n", i, strings.Repeat("L", 3000)) // truncated at max_record_bytes
 		case i%101 == 7:
-			in.WriteString("\n") // an empty line
+			in.WriteString("\n") // an empty line: dropped, counted
+			empty++
 		case i%3 == 1:
 			fmt.Fprintf(&in, "<13>1 2026-12-06T07:10:00.123Z web-%d app 42 ID%d - syslog %d %s\n", i%7, i, i, strings.Repeat("s", i%300))
 		case i%11 == 2:
@@ -439,11 +480,11 @@ func TestRunBatch_DeliversWhatRunDoes(t *testing.T) {
 	}
 	in.WriteString("partial last")
 	for _, format := range []string{FormatLines, FormatJSON, FormatSyslog} {
-		t.Run(format, func(t *testing.T) { runBatchDeliversWhatRunDoes(t, format, in.String()) })
+		t.Run(format, func(t *testing.T) { runBatchDeliversWhatRunDoes(t, format, in.String(), empty) })
 	}
 }
 
-func runBatchDeliversWhatRunDoes(t *testing.T, format, in string) {
+func runBatchDeliversWhatRunDoes(t *testing.T, format, in string, empty int) {
 	var results [][]string
 	var stats []Stats
 	for _, batch := range []bool{false, true} {
@@ -461,11 +502,12 @@ func runBatchDeliversWhatRunDoes(t *testing.T, format, in string) {
 			data = data[n:]
 		}
 		require.NoError(t, c.Close())
-		want := 20001
+		want := 20001 - empty
 		got := r.k.waitFor(t, want)
 		require.NoError(t, r.stop())
 		st := r.src.Stats()
 		require.Equal(t, uint64(want), st.Records)
+		require.Equal(t, uint64(empty), st.Dropped[DropEmpty])
 		require.Equal(t, uint64(1), st.PartialRecords)
 		require.Positive(t, st.TruncatedRecords)
 		if batch {

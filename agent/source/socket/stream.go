@@ -122,6 +122,10 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 	buf := *bp
 	sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit, batch: batch}
 	fr := newFramer(s.cfg.Framing == FramingOctetCounted, int(s.cfg.MaxRecordBytes), s.marker, s.cfg.OnOversize == OversizeClose, sink.out)
+	// A syslog line starts with "<": a record that starts with a digit is
+	// an octet-counted frame (RFC 6587), which syslog clients send on the
+	// same port (rsyslog's imtcp takes both).
+	fr.auto = s.cfg.Framing == FramingLines && s.cfg.Format == FormatSyslog
 	idle := s.cfg.IdleTimeout
 	var deadline, stopAt time.Time
 	for {
