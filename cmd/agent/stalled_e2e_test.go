@@ -177,6 +177,7 @@ func TestTail_SecondCtrlCLeavesNoStatusLine(t *testing.T) {
 	pidFile := filepath.Join(dir, "pid")
 	cmdline := fmt.Sprintf("echo $$ > %s; exec %s tail %s --to %s --state-dir %s", pidFile, agentBin, log, s.URL(), filepath.Join(dir, "state"))
 	cmd := exec.Command(scriptBin, "-q", "-f", "-c", cmdline, "/dev/null")
+	cmd.WaitDelay = 10 * time.Second
 	var out bytes.Buffer
 	sw := &syncWriter{w: &out}
 	cmd.Stdout, cmd.Stderr = sw, sw
@@ -186,6 +187,13 @@ func TestTail_SecondCtrlCLeavesNoStatusLine(t *testing.T) {
 	exited := false
 	t.Cleanup(func() {
 		if !exited {
+			// The agent is script's grandchild, in a session of its own:
+			// killed by its pid, which it wrote.
+			if raw, err := os.ReadFile(pidFile); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
 			_ = cmd.Process.Kill()
 			<-done
 		}

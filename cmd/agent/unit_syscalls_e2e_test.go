@@ -66,9 +66,15 @@ flows:
     output: out
 `, filepath.Join(dir, "state"), freeAddr(t), log, sock, os.Getgid(), s.URL()))
 
-	trace := filepath.Join(dir, "trace")
+	// Not in the watched directory: every line strace writes would wake
+	// the file source, whose calls strace writes.
+	trace := filepath.Join(t.TempDir(), "trace")
 	cmd := exec.Command("strace", "-f", "-qq", "-o", trace, agentBin, "run", "-c", cfg)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// strace and the agent in a group of their own: the cleanup kills both
+	// (killing strace alone leaves the agent running, detached, holding
+	// the output pipe that Wait waits for).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.WaitDelay = 10 * time.Second
 	var buf bytes.Buffer
 	p := &agentProc{cmd: cmd, stderr: &buf, sw: &syncWriter{w: &buf}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.sw, p.sw
@@ -76,19 +82,27 @@ flows:
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-p.done
 		}
 	})
 
-	// The agent is strace's child.
+	// The agent is the child of strace that runs agentBin (strace may fork
+	// short-lived children of its own first, to probe ptrace).
 	var agentPID int
+	bin, err := filepath.EvalSymlinks(agentBin)
+	require.NoError(t, err)
 	deadline := time.Now().Add(time.Minute)
 	for agentPID == 0 && time.Now().Before(deadline) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			agentPID, _ = strconv.Atoi(f[0])
-		} else {
+		for _, f := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(f)
+			if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && exe == bin {
+				agentPID = pid
+				break
+			}
+		}
+		if agentPID == 0 {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
