@@ -335,6 +335,12 @@ func TestCLI_UnexpectedArgumentsAndMissingNamedConfigAreUsageErrors(t *testing.T
 		{[]string{"status", "-c", missing}, "agent status: config: stat " + missing + ": no such file or directory"},
 		{[]string{"reload", "--config", missing}, "agent reload: config: stat " + missing},
 		{[]string{"tap", "main", "-c", missing}, "agent tap: config: stat " + missing},
+		// A file that cannot be read is named after the command, as the
+		// other errors of every command are.
+		{[]string{"run", "-c", missing}, "agent run: config: open " + missing + ": no such file or directory"},
+		{[]string{"validate", "-c", missing}, "agent validate: config: open " + missing},
+		{[]string{"dead-letter", "-c", missing}, "agent dead-letter: config: open " + missing},
+		{[]string{"dead-letter", "replay", "-c", missing}, "agent dead-letter replay: config: open " + missing},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, errOut, code := runBin(t, tc.args...)

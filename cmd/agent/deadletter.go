@@ -55,7 +55,7 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 			}
 			cfg, err := agent.LoadConfig(c, components())
 			if err != nil {
-				fmt.Fprintln(stderr, err)
+				printConfigError(stderr, "agent dead-letter", err)
 				if *cfgPath == "" && errors.Is(err, os.ErrNotExist) {
 					fmt.Fprintln(stderr, "agent dead-letter: name the agent's config with -c FILE, or its state directory with --state-dir DIR")
 				}
@@ -181,7 +181,7 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := agent.LoadConfig(*cfgPath, components())
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		printConfigError(stderr, "agent dead-letter replay", err)
 		if errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintln(stderr, "agent dead-letter replay: the records go through the outputs of the agent's config: name it with -c FILE (for what agent tail dead-lettered: --tail PATH... --to URL)")
 		}
