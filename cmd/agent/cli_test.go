@@ -664,3 +664,32 @@ func TestTail_SecondRunOnTheSameStateDirSaysWhatToChange(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// Sizes in messages read as the user wrote them: 10TB came back as "got
+// 9765625000KiB" and 3MB as "got 3000000".
+func TestValidate_SizesAreShownInTheUnitTheUserWrote(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(`state_dir: `+dir+`
+spool:
+  max_entry_bytes: 10TB
+sources:
+  - {name: app, type: file, file: {include: [`+dir+`/*.log]}}
+outputs:
+  - {name: out, type: http, http: {url: "http://127.0.0.1:1/"}}
+flows:
+  - name: main
+    sources: [app]
+    output: out
+    aggregation: {max_bytes: 10TB, max_pending_bytes: 3MB}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", p)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "spool.max_entry_bytes: must be between 1 and 1GiB, got 10TB\n")
+	require.Contains(t, errOut, "aggregation.max_bytes: must be between 1KiB and 1MiB")
+	require.Contains(t, errOut, "got 10TB\n")
+	require.Contains(t, errOut, "aggregation.max_pending_bytes: must be between aggregation.max_bytes (10TB) and 4GiB, got 3MB ")
+	require.NotContains(t, errOut, "KiB,")
+	require.NotContains(t, errOut, "9765625000")
+}
