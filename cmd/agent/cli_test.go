@@ -693,3 +693,47 @@ flows:
 	require.NotContains(t, errOut, "KiB,")
 	require.NotContains(t, errOut, "9765625000")
 }
+
+// agent status, top, tap and reload pointed at a port where another HTTP
+// server listens (python3 -m http.server) said "404 File not found": they
+// say that the address answered but is not an agent's admin endpoint, and
+// what to check.
+func TestStatus_AnotherHTTPServerIsNamedNotAnAgent(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "Unsupported method ('"+r.Method+"')", http.StatusNotImplemented)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("<html><body>Error response: File not found</body></html>"))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for _, tc := range []struct {
+		args []string
+		got  string
+	}{
+		{[]string{"status", "--admin", addr}, "its /status gave 404 Not Found"},
+		{[]string{"top", "--admin", addr}, "its /status gave 404 Not Found"},
+		{[]string{"tap", "main", "--admin", addr}, "its /tap gave 404 Not Found"},
+		{[]string{"reload", "--admin", addr}, "its POST /reload gave 501 Not Implemented"},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			_, errOut, code := runBin(t, tc.args...)
+			require.Equal(t, 1, code, errOut)
+			require.Contains(t, errOut, "agent "+tc.args[0]+": "+srv.URL+" answered, but it is not an agent's admin endpoint ("+tc.got+")")
+			require.Contains(t, errOut, "check the address (--admin HOST:PORT, or admin.listen")
+			require.NotContains(t, errOut, "refused, the running configuration stays")
+			require.NotContains(t, errOut, "File not found")
+		})
+	}
+	// A server that answers 200 with something else is no agent either.
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("<html>welcome</html>"))
+	}))
+	defer ok.Close()
+	_, errOut, code := runBin(t, "status", "--admin", strings.TrimPrefix(ok.URL, "http://"))
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "it is not an agent's admin endpoint (its /status gave 200 OK with a body that is not an agent's status)")
+}
