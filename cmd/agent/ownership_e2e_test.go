@@ -86,4 +86,13 @@ flows:
 	require.Contains(t, errOut, "running as root in a state_dir that belongs to another user")
 	require.Contains(t, errOut, "instead=\"sudo -u nobody agent dead-letter replay -c "+cfg+"\"")
 	require.Contains(t, errOut, "give_back=\"chown -R nobody: "+state+"\"")
+
+	// The files the replay left are root's: the owner's run says whose
+	// and how to give them back (it said only "permission denied").
+	cmd = agentCmd("run", "-c", cfg)
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Regexp(t, `dead-letter[a-z ]* file \S+ is not writable: permission denied; it belongs to root \(uid 0\), not to nobody \(uid 65534\), `+
+		`the user the agent runs as; if the agent \(or agent dead-letter replay\) was run as root by hand, give the state back: chown -R nobody: `+state, string(out))
 }
