@@ -57,6 +57,11 @@ type Admin struct {
 	closeOnce sync.Once
 }
 
+// AdminHeader is set on every answer of the admin endpoint: the commands
+// that ask it (agent status, top, tap, reload) tell an agent from another
+// program listening at the address by it.
+const AdminHeader = "Agent-Admin"
+
 // StartAdmin listens on listen (HOST:PORT) and serves the endpoints.
 func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
 	if log == nil {
@@ -164,7 +169,14 @@ func StartAdmin(listen string, log *slog.Logger) (*Admin, error) {
 		}
 		_, _ = w.Write([]byte("reloaded\n" + note))
 	})
-	ad.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every answer says it comes from an agent, so that agent status,
+	// top, tap and reload pointed at another program's port say so
+	// instead of printing its "404 File not found".
+	marked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(AdminHeader, "1")
+		mux.ServeHTTP(w, r)
+	})
+	ad.srv = &http.Server{Handler: marked, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(ad.done)
 		if err := ad.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

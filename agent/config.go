@@ -554,6 +554,9 @@ func fileUsable(path, what string) (warn string, err error) {
 			}
 		}
 	}
+	if h := givenBackHint(fi, filepath.Dir(path)); other && h != "" {
+		return "", fmt.Errorf("%s %s is not writable: %w; %s", what, path, werr, h)
+	}
 	return "", fmt.Errorf("%s %s is not writable: %w", what, path, werr)
 }
 

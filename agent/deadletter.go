@@ -110,7 +110,22 @@ type deadLetter struct {
 	count atomic.Int64
 	// lastFullLog rate-limits the "full" error.
 	lastFullLog time.Time
+	// A failure episode (writes failing, a full disk): the first failure
+	// is logged, then at most one a minute while it lasts, and its end.
+	failing     bool
+	failSince   time.Time
+	failedWrite int64
+	lastFailLog time.Time
+
+	// now and writeSync are seams for tests (a clock; a write that
+	// fails as on a full disk). nil: time.Now, and f.Write then f.Sync.
+	now       func() time.Time
+	writeSync func(f *os.File, b []byte) error
 }
+
+// failLogEvery is how often a failure episode of the dead-letter file is
+// logged again while it lasts.
+const failLogEvery = time.Minute
 
 func openDeadLetter(stateDir string) *deadLetter {
 	return &deadLetter{dir: stateDir, path: filepath.Join(stateDir, DeadLetterFile), cfg: DefaultDeadLetterConfig(),
@@ -230,8 +245,9 @@ func (d *deadLetter) appendLines(lines []byte, force bool) (bool, error) {
 				start = st.Size()
 			}
 		}
-		_, err = f.Write(lines)
-		if err == nil {
+		if d.writeSync != nil {
+			err = d.writeSync(f, lines)
+		} else if _, err = f.Write(lines); err == nil {
 			err = f.Sync()
 		}
 		if err != nil {
@@ -241,20 +257,53 @@ func (d *deadLetter) appendLines(lines []byte, force bool) (bool, error) {
 				err = errors.Join(err, terr)
 			}
 			f.Close()
-			return fmt.Errorf("dead-letter: write %s: %w", d.path, err)
+			// The *os.PathError names the operation and the file.
+			return fmt.Errorf("dead-letter: %w", err)
 		}
 		if err := f.Close(); err != nil {
-			return fmt.Errorf("dead-letter: close %s: %w", d.path, err)
+			return fmt.Errorf("dead-letter: %w", err)
 		}
 		if start == 0 {
 			return syncDir(d.dir) // a new file: its name must last too
 		}
 		return nil
 	})
+	d.noteResult(err)
 	if err == nil && !wrote {
 		d.logFull()
 	}
 	return wrote, err
+}
+
+// noteResult logs failure episodes of the dead-letter file: its first
+// failed write (the callers keep the records and retry with backoff, so
+// one line per attempt would flood the log while a disk stays full), then
+// at most one line every failLogEvery while writes keep failing, and the
+// first write that works again.
+func (d *deadLetter) noteResult(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	if d.now != nil {
+		now = d.now()
+	}
+	switch {
+	case err == nil && d.failing:
+		d.failing = false
+		d.log.Info("dead-letter file written again", "dir", d.dir, "failing_for", now.Sub(d.failSince).Round(time.Second).String(), "failed_writes", d.failedWrite)
+	case err == nil:
+	case !d.failing:
+		d.failing, d.failSince, d.failedWrite, d.lastFailLog = true, now, 1, now
+		d.log.Error("cannot write the dead-letter file: the records it should take are kept (in the spool, or in memory with their files' checkpoints held back) and the write is retried; logged again at most once a minute until it works",
+			"dir", d.dir, "error", err)
+	default:
+		d.failedWrite++
+		if now.Sub(d.lastFailLog) >= failLogEvery {
+			d.lastFailLog = now
+			d.log.Error("the dead-letter file still cannot be written", "dir", d.dir,
+				"failing_for", now.Sub(d.failSince).Round(time.Second).String(), "failed_writes", d.failedWrite, "error", err)
+		}
+	}
 }
 
 // rotate renames the active file aside when fewer than max_files rotated

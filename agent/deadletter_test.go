@@ -2,11 +2,21 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/kplagent/agent/outputs"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -110,4 +120,116 @@ func TestConfig_DeadLetterValidated(t *testing.T) {
 	err := c.Validate()
 	require.ErrorContains(t, err, "max_bytes")
 	require.ErrorContains(t, err, "max_files")
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// enospc fails a dead-letter write as a full disk does (os.File.Write's
+// *os.PathError) while fail is set, counting the attempts.
+func enospc(fail *atomic.Bool, attempts *atomic.Int64) func(f *os.File, b []byte) error {
+	return func(f *os.File, b []byte) error {
+		if fail.Load() {
+			attempts.Add(1)
+			return &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+		}
+		if _, err := f.Write(b); err != nil {
+			return err
+		}
+		return f.Sync()
+	}
+}
+
+// On a full disk the sender retries the dead-letter file with backoff: it
+// logged an ERROR at every retry, each naming the file twice ("write X:
+// write X: no space left on device"). Now one ERROR for the episode, naming
+// the file once, and one line when writes work again.
+func TestDeadLetter_FullDiskIsLoggedOncePerEpisodeAndItsEnd(t *testing.T) {
+	out := newScripted("o", func(outputs.Batch) error { return outputs.Permanent(errors.New("400 bad record")) })
+	r := newSenderRig(t, out, nil, nil)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	r.s.log = log
+	r.dlq.configure(DefaultDeadLetterConfig(), nil, log)
+	var fail atomic.Bool
+	var attempts atomic.Int64
+	fail.Store(true)
+	r.dlq.writeSync = enospc(&fail, &attempts)
+	r.appendRecords(3)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.s.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(t, func() bool { return attempts.Load() >= 10 }, 10*time.Second, time.Millisecond, "the sender retries")
+	require.Positive(t, r.spool.Stats().Entries, "kept in the spool while the file cannot take it")
+	fail.Store(false)
+	require.Eventually(t, func() bool { return r.spool.Stats().Entries == 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Len(t, r.deadLettered(), 3)
+
+	got := logs.String()
+	var failures []string
+	for _, l := range strings.Split(got, "\n") {
+		if strings.Contains(l, "no space left on device") {
+			failures = append(failures, l)
+		}
+	}
+	require.Len(t, failures, 1, "one line for the episode, not one a retry: %s", got)
+	require.Contains(t, failures[0], "level=ERROR")
+	require.Contains(t, failures[0], "cannot write the dead-letter file")
+	require.Equal(t, 1, strings.Count(failures[0], r.dlq.path), "the file is named once: %s", failures[0])
+	require.Equal(t, 1, strings.Count(got, "dead-letter file written again"), got)
+	require.Regexp(t, `failed_writes=(1[0-9]|[2-9][0-9]|[0-9]{3,})`, got)
+}
+
+// A failure episode that lasts is logged again at most once a minute, and
+// a new episode after a good write is logged at once.
+func TestDeadLetter_LastingFailureIsLoggedAtMostOnceAMinute(t *testing.T) {
+	dir := t.TempDir()
+	d := openDeadLetter(dir)
+	t.Cleanup(func() { _ = d.close() })
+	var logs syncBuffer
+	d.configure(DefaultDeadLetterConfig(), nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d.now = func() time.Time { return now }
+	var fail atomic.Bool
+	var attempts atomic.Int64
+	fail.Store(true)
+	d.writeSync = enospc(&fail, &attempts)
+	write := func() error { return d.writeRaw("f", "", "bad", []byte("x")) }
+
+	for range 7 { // 0s … 60s, 10 s apart
+		err := write()
+		require.ErrorIs(t, err, syscall.ENOSPC)
+		require.Equal(t, "dead-letter: write "+d.path+": no space left on device", err.Error(), "the path once")
+		now = now.Add(10 * time.Second)
+	}
+	got := logs.String()
+	require.Equal(t, 2, strings.Count(got, "level=ERROR"), "the first failure, and one a minute later: %s", got)
+	require.Contains(t, got, "still cannot be written")
+	require.Contains(t, got, "failing_for=1m0s failed_writes=7")
+
+	fail.Store(false)
+	require.NoError(t, write())
+	require.NoError(t, write())
+	require.Equal(t, 1, strings.Count(logs.String(), "dead-letter file written again"))
+	fail.Store(true)
+	require.Error(t, write())
+	require.Equal(t, 3, strings.Count(logs.String(), "level=ERROR"), "a new episode is logged at once")
+	require.Equal(t, 2, strings.Count(logs.String(), "cannot write the dead-letter file: "))
 }

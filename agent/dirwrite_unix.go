@@ -4,7 +4,10 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/user"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -36,4 +39,23 @@ func writable(p string, fi os.FileInfo, mode uint32) (otherOwner bool, err error
 		}
 	}
 	return false, err
+}
+
+// givenBackHint says whose fi (a file of dir) is and how to give it back to
+// this user: another user's file in a directory this process writes is
+// most often left by a run as root by hand. "" when fi is this user's.
+func givenBackHint(fi os.FileInfo, dir string) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Uid) == os.Geteuid() {
+		return ""
+	}
+	name := func(uid int) string {
+		if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+			return u.Username
+		}
+		return strconv.Itoa(uid)
+	}
+	owner, me := name(int(st.Uid)), name(os.Geteuid())
+	return fmt.Sprintf("it belongs to %s (uid %d), not to %s (uid %d), the user the agent runs as; if the agent (or agent dead-letter replay) was run as %s by hand, give the state back: chown -R %s: %s",
+		owner, st.Uid, me, os.Geteuid(), owner, me, dir)
 }

@@ -221,8 +221,8 @@ func (s *sender) take(ctx context.Context, b *batch, id spool.ID, data []byte) {
 				s.ack(id)
 				return
 			}
-			if attempt == 0 {
-				s.log.Error("cannot dead-letter an undecodable spool entry; retrying (it stays in the spool)", "error", derr)
+			if attempt == 0 { // the dead-letter file logs the failure (deadLetter.noteResult)
+				s.log.Debug("cannot dead-letter an undecodable spool entry; retrying (it stays in the spool)", "error", derr)
 			}
 			if !sleepCtx(ctx, s.backoff(attempt)) {
 				return
@@ -461,13 +461,15 @@ func (s *sender) deadLetterAll(ctx context.Context, o *outputState, b *batch, id
 		if len(failed) == 0 {
 			return
 		}
+		// The dead-letter file logs its failures, once an episode (see
+		// deadLetter.noteResult): not here, at every batch and retry.
 		if b.items != nil {
-			s.log.Error("cannot write the dead-letter file; the entries go to the spool", "entries", len(failed), "error", lastErr)
+			s.log.Debug("cannot write the dead-letter file; the entries go to the spool", "entries", len(failed), "error", lastErr)
 			b.spill = append(b.spill, failed...)
 			return
 		}
 		if attempt == 0 {
-			s.log.Error("cannot write the dead-letter file; retrying (the entries stay in the spool)", "entries", len(failed), "error", lastErr)
+			s.log.Debug("cannot write the dead-letter file; retrying (the entries stay in the spool)", "entries", len(failed), "error", lastErr)
 		}
 		if !sleepCtx(ctx, s.backoff(attempt)) {
 			return

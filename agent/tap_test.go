@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -115,4 +116,32 @@ func newSinkServer(t *testing.T) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// Every answer of the admin endpoint carries AdminHeader, by which the
+// commands tell an agent from another program on the port: the 503 of a
+// pipeline not yet attached, an unknown path's 404 and a refused reload.
+func TestAdmin_EveryAnswerIsMarked(t *testing.T) {
+	ad, err := StartAdmin("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer ad.Close()
+	ad.SetReload(func() (string, error) { return "", errors.New("bad config") })
+	base := "http://" + ad.Addr()
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{
+		{http.MethodGet, "/status", http.StatusServiceUnavailable},
+		{http.MethodGet, "/healthz", http.StatusOK},
+		{http.MethodGet, "/nothing", http.StatusNotFound},
+		{http.MethodPost, "/reload", http.StatusUnprocessableEntity},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), tc.method, base+tc.path, nil)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, tc.code, resp.StatusCode, tc.path)
+		require.Equal(t, "1", resp.Header.Get(AdminHeader), tc.path)
+	}
 }

@@ -335,6 +335,12 @@ func TestCLI_UnexpectedArgumentsAndMissingNamedConfigAreUsageErrors(t *testing.T
 		{[]string{"status", "-c", missing}, "agent status: config: stat " + missing + ": no such file or directory"},
 		{[]string{"reload", "--config", missing}, "agent reload: config: stat " + missing},
 		{[]string{"tap", "main", "-c", missing}, "agent tap: config: stat " + missing},
+		// A file that cannot be read is named after the command, as the
+		// other errors of every command are.
+		{[]string{"run", "-c", missing}, "agent run: config: open " + missing + ": no such file or directory"},
+		{[]string{"validate", "-c", missing}, "agent validate: config: open " + missing},
+		{[]string{"dead-letter", "-c", missing}, "agent dead-letter: config: open " + missing},
+		{[]string{"dead-letter", "replay", "-c", missing}, "agent dead-letter replay: config: open " + missing},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, errOut, code := runBin(t, tc.args...)
@@ -657,4 +663,77 @@ func TestTail_SecondRunOnTheSameStateDirSaysWhatToChange(t *testing.T) {
 	require.Contains(t, errOut, "stop that one, or give this one its own state directory (state_dir; agent tail --state-dir)")
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
+// Sizes in messages read as the user wrote them: 10TB came back as "got
+// 9765625000KiB" and 3MB as "got 3000000".
+func TestValidate_SizesAreShownInTheUnitTheUserWrote(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(`state_dir: `+dir+`
+spool:
+  max_entry_bytes: 10TB
+sources:
+  - {name: app, type: file, file: {include: [`+dir+`/*.log]}}
+outputs:
+  - {name: out, type: http, http: {url: "http://127.0.0.1:1/"}}
+flows:
+  - name: main
+    sources: [app]
+    output: out
+    aggregation: {max_bytes: 10TB, max_pending_bytes: 3MB}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", p)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "spool.max_entry_bytes: must be between 1 and 1GiB, got 10TB\n")
+	require.Contains(t, errOut, "aggregation.max_bytes: must be between 1KiB and 1MiB")
+	require.Contains(t, errOut, "got 10TB\n")
+	require.Contains(t, errOut, "aggregation.max_pending_bytes: must be between aggregation.max_bytes (10TB) and 4GiB, got 3MB ")
+	require.NotContains(t, errOut, "KiB,")
+	require.NotContains(t, errOut, "9765625000")
+}
+
+// agent status, top, tap and reload pointed at a port where another HTTP
+// server listens (python3 -m http.server) said "404 File not found": they
+// say that the address answered but is not an agent's admin endpoint, and
+// what to check.
+func TestStatus_AnotherHTTPServerIsNamedNotAnAgent(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "Unsupported method ('"+r.Method+"')", http.StatusNotImplemented)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("<html><body>Error response: File not found</body></html>"))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for _, tc := range []struct {
+		args []string
+		got  string
+	}{
+		{[]string{"status", "--admin", addr}, "its /status gave 404 Not Found"},
+		{[]string{"top", "--admin", addr}, "its /status gave 404 Not Found"},
+		{[]string{"tap", "main", "--admin", addr}, "its /tap gave 404 Not Found"},
+		{[]string{"reload", "--admin", addr}, "its POST /reload gave 501 Not Implemented"},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			_, errOut, code := runBin(t, tc.args...)
+			require.Equal(t, 1, code, errOut)
+			require.Contains(t, errOut, "agent "+tc.args[0]+": "+srv.URL+" answered, but it is not an agent's admin endpoint ("+tc.got+")")
+			require.Contains(t, errOut, "check the address (--admin HOST:PORT, or admin.listen")
+			require.NotContains(t, errOut, "refused, the running configuration stays")
+			require.NotContains(t, errOut, "File not found")
+		})
+	}
+	// A server that answers 200 with something else is no agent either.
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("<html>welcome</html>"))
+	}))
+	defer ok.Close()
+	_, errOut, code := runBin(t, "status", "--admin", strings.TrimPrefix(ok.URL, "http://"))
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "it is not an agent's admin endpoint (its /status gave 200 OK with a body that is not an agent's status)")
 }

@@ -55,7 +55,7 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 			}
 			cfg, err := agent.LoadConfig(c, components())
 			if err != nil {
-				fmt.Fprintln(stderr, err)
+				printConfigError(stderr, "agent dead-letter", err)
 				if *cfgPath == "" && errors.Is(err, os.ErrNotExist) {
 					fmt.Fprintln(stderr, "agent dead-letter: name the agent's config with -c FILE, or its state directory with --state-dir DIR")
 				}
@@ -181,7 +181,7 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := agent.LoadConfig(*cfgPath, components())
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		printConfigError(stderr, "agent dead-letter replay", err)
 		if errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintln(stderr, "agent dead-letter replay: the records go through the outputs of the agent's config: name it with -c FILE (for what agent tail dead-lettered: --tail PATH... --to URL)")
 		}
@@ -194,7 +194,7 @@ func cmdDeadLetterReplay(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
-	return replay(cfg, log, agent.ReplayOptions{Flow: *flow, Output: *output, RetryFor: *retryFor}, stdout, stderr)
+	return replay(cfg, log, agent.ReplayOptions{Flow: *flow, Output: *output, RetryFor: *retryFor}, "agent dead-letter replay "+strings.Join(args, " "), stdout, stderr)
 }
 
 // cmdDeadLetterReplayTail replays what `agent tail` dead-lettered: it takes
@@ -232,13 +232,23 @@ func cmdDeadLetterReplayTail(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	log := newLogger(stderr, o.logLevel, "text")
-	return replay(cfg, log, agent.ReplayOptions{}, stdout, stderr)
+	return replay(cfg, log, agent.ReplayOptions{}, "agent dead-letter replay --tail ...", stdout, stderr)
 }
 
-func replay(cfg agent.Config, log *slog.Logger, opt agent.ReplayOptions, stdout, stderr io.Writer) int {
+// replay runs the replay; cmd is the command line to suggest running as
+// the state directory's owner when it is run as root in another user's.
+func replay(cfg agent.Config, log *slog.Logger, opt agent.ReplayOptions, cmd string, stdout, stderr io.Writer) int {
+	// As root in the service's state directory, the files the replay
+	// makes (the dead-letter files it rewrites, their lock, the spool of
+	// a flow) would be root's, and the service would fail on them: the
+	// warning agent run gives.
+	warnForeignStateDir(log, cfg.StateDir, strings.TrimSpace(cmd))
 	ctx, stop := watchSignals(signalOptions{log: log, stderr: stderr})
 	defer stop()
 	res, err := agent.ReplayDeadLetters(ctx, cfg, agent.Settings{Logger: log, Version: version, Stdout: stdout, Components: components()}, opt)
+	if h := permissionHint(err, cfg.StateDir); h != "" {
+		log.Error("permission denied", "hint", h)
+	}
 	if err == nil || res != (agent.ReplayResult{}) {
 		other := ""
 		if opt.Flow != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -330,4 +331,58 @@ func TestTail_KafkaIdempotentProducerNotAuthorized_SaysWhatToGrant(t *testing.T)
 			require.NotContains(t, p.output(), "hint=")
 		}
 	}
+}
+
+// Kafka's own spellings of acks (-1, 1, 0, as the Java client's acks=) are
+// the names all, leader and none: they were refused ("want all, leader or
+// none") in kafka:// and in the config file.
+func TestTailOnce_KafkaAcksInKafkasSpelling(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ acks, params, warn string }{
+		{"-1", "acks=-1", ""},
+		{"1", "acks=1&idempotent=false", ""},
+		{"0", "acks=0&idempotent=false", "acks: none: records are reported delivered without any acknowledgement"},
+	} {
+		t.Run(tc.acks, func(t *testing.T) {
+			t.Parallel()
+			const n = 200
+			dir := t.TempDir()
+			log := filepath.Join(dir, "app.log")
+			writeLog(t, log, 0, n, kafkaLineSize)
+			c := kafkatest.Start(t, kafkaTopic, 1)
+			p := startAgent(t, "tail", log, "--once", "--to", kafkaURL(c, tc.params), "--state-dir", filepath.Join(dir, "state"))
+			require.Equal(t, 0, p.wait(t, 2*time.Minute), p.stderr.String())
+			readBackOnce(t, c.ListenAddrs(), n)
+			if tc.warn != "" {
+				require.Contains(t, p.stderr.String(), tc.warn)
+			}
+		})
+	}
+	dir := t.TempDir()
+	cfg := func(acks, idempotent string) string {
+		p := filepath.Join(dir, "acks"+acks+idempotent+".yaml")
+		require.NoError(t, os.WriteFile(p, []byte(`state_dir: `+dir+`
+sources:
+  - {name: app, type: file, file: {include: [`+dir+`/*.log]}}
+outputs:
+  - {name: k, type: kafka, kafka: {brokers: [127.0.0.1:9092], topic: logs, acks: `+acks+`, idempotent: `+idempotent+`}}
+flows:
+  - {name: main, sources: [app], output: k}
+`), 0o600))
+		return p
+	}
+	for _, acks := range []string{"-1", "1", "0", `"1"`} {
+		idem := "false"
+		if acks == "-1" {
+			idem = "true"
+		}
+		_, errOut, code := runBin(t, "validate", "-c", cfg(acks, idem))
+		require.Equal(t, 0, code, "acks: %s: %s", acks, errOut)
+	}
+	_, errOut, code := runBin(t, "validate", "-c", cfg("1", "true"))
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "acks: 1 (leader) needs idempotent: false")
+	_, errOut, code = runBin(t, "validate", "-c", cfg("2", "false"))
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, `acks: unknown "2" (want all, leader or none; or Kafka's -1, 1 or 0)`)
 }

@@ -152,14 +152,30 @@ func extraArgs(fs *flag.FlagSet, stderr io.Writer, hint string) bool {
 	return true
 }
 
-func exitCode(err error, stderr io.Writer) int {
+// exitCode prints err on stderr after the command's name (cmd: "agent run",
+// "agent tail") and returns the exit status it calls for.
+func exitCode(cmd string, err error, stderr io.Writer) int {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "agent:", strings.TrimPrefix(err.Error(), "agent: "))
+	fmt.Fprintln(stderr, cmd+":", strings.TrimPrefix(err.Error(), "agent: "))
 	var ce *agent.ConfigError
 	if errors.As(err, &ce) {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// printConfigError prints an error of agent.LoadConfig for the command cmd
+// ("agent run"). The problems of a *agent.ConfigError are printed as they
+// are: each line starts with FILE:LINE, as a compiler's, which editors
+// follow. Any other error (the file cannot be read) gets the command's name
+// before it, as the commands' other errors have.
+func printConfigError(stderr io.Writer, cmd string, err error) {
+	var ce *agent.ConfigError
+	if errors.As(err, &ce) {
+		fmt.Fprintln(stderr, err)
+		return
+	}
+	fmt.Fprintln(stderr, cmd+":", strings.TrimPrefix(err.Error(), "agent: "))
 }

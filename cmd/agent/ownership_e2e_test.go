@@ -19,7 +19,8 @@ import (
 // the files it makes will be root's, naming the owner and what to run
 // instead. The service's user then fails on those files: the error says
 // whose they are and how to give them back, not only "permission denied".
-// agent tail --state-dir as root warns the same way. Needs root (it runs
+// agent tail --state-dir and agent dead-letter replay as root warn the
+// same way. Needs root (it runs
 // the agent as nobody).
 func TestRun_AsRootInAnotherUsersStateDir_WarnsThenTheOwnersRunSaysWhy(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -73,4 +74,25 @@ flows:
 	require.NotContains(t, string(out), "running as root")
 	require.Regexp(t, `hint="\S+ belongs to root \(uid 0\), and the agent runs as nobody \(uid 65534\); `+
 		`if the agent was run as root by hand, give the state back: chown -R nobody: `+state+`"`, string(out))
+
+	// agent dead-letter replay as root there warns the same way (it
+	// rewrites the dead-letter files, root's then), naming itself.
+	dl := filepath.Join(state, "dead-letter.ndjson")
+	require.NoError(t, os.WriteFile(dl, []byte(`{"time":"2026-01-01T00:00:00Z","flow":"f","reason":"400 bad","data":"aGk=","text":"hi"}`+"\n"), 0o600))
+	require.NoError(t, os.Chown(dl, nobody, nobody))
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, errOut, "1 delivered")
+	require.Contains(t, errOut, "running as root in a state_dir that belongs to another user")
+	require.Contains(t, errOut, "instead=\"sudo -u nobody agent dead-letter replay -c "+cfg+"\"")
+	require.Contains(t, errOut, "give_back=\"chown -R nobody: "+state+"\"")
+
+	// The files the replay left are root's: the owner's run says whose
+	// and how to give them back (it said only "permission denied").
+	cmd = agentCmd("run", "-c", cfg)
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
+	out, err = cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Regexp(t, `dead-letter[a-z ]* file \S+ is not writable: permission denied; it belongs to root \(uid 0\), not to nobody \(uid 65534\), `+
+		`the user the agent runs as; if the agent \(or agent dead-letter replay\) was run as root by hand, give the state back: chown -R nobody: `+state, string(out))
 }

@@ -38,7 +38,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := agent.LoadConfig(*cfgPath, components())
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		printConfigError(stderr, "agent run", err)
 		return exitUsage
 	}
 	if *logFormat != "" {
@@ -63,7 +63,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if l := cfg.Admin.Listen; l != "" && l != "off" {
 		// One endpoint for the process: it stays up across reloads.
 		if adm, err = agent.StartAdmin(l, log.With("component", "admin")); err != nil {
-			return exitCode(err, stderr)
+			return exitCode("agent run", err, stderr)
 		}
 		defer adm.Close()
 		defer endLoop() // before the admin endpoint waits for its requests
@@ -92,7 +92,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		if h := permissionHint(err, cfg.StateDir); h != "" {
 			log.Error("permission denied", "hint", h)
 		}
-		return exitCode(err, stderr)
+		return exitCode("agent run", err, stderr)
 	}
 	stopWatch := watchStop(ctx, sd.stopping)
 	defer stopWatch()
@@ -265,7 +265,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	for _, p := range paths {
 		cfg, err := agent.LoadConfig(p, components())
 		if err != nil {
-			fmt.Fprintln(stderr, err)
+			printConfigError(stderr, "agent validate", err)
 			code = exitUsage
 			continue
 		}

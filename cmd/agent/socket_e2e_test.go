@@ -223,7 +223,7 @@ func TestTail_SocketThatCannotListenIsNamedOnce(t *testing.T) {
 	addr := "tcp://" + taken.Addr().String()
 	_, errOut, code := runBin(t, "tail", addr, "--to", "blackhole:")
 	require.Equal(t, 1, code, errOut)
-	require.Equal(t, "agent: source "+addr+": socket: listen tcp "+taken.Addr().String()+": bind: address already in use\n", errOut)
+	require.Equal(t, "agent tail: source "+addr+": socket: listen tcp "+taken.Addr().String()+": bind: address already in use\n", errOut)
 }
 
 // A syslog header whose time cannot be (month 13, Feb 29 of 2026's kind)

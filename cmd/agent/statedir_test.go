@@ -194,8 +194,10 @@ func TestValidate_DeadLetterFileTheAgentCannotWriteFailsAsRunDoes(t *testing.T) 
 		d = stateDir("left_by_sudo")
 		p = filepath.Join(d, "dead-letter.ndjson")
 		require.NoError(t, os.WriteFile(p, []byte("{}\n"), 0o600)) // root's
+		// Whose it is and how to give it back, not only "permission denied".
 		cases = append(cases, tc{name: "another user's file in the agent's directory", stateDir: d,
-			want: "the dead-letter file " + p + " is not writable: permission denied"})
+			want: "the dead-letter file " + p + " is not writable: permission denied; it belongs to root (uid 0), not to nobody (uid 65534), " +
+				"the user the agent runs as; if the agent (or agent dead-letter replay) was run as root by hand, give the state back: chown -R nobody: " + d})
 		d = filepath.Join(base, "service_state")
 		require.NoError(t, os.Mkdir(d, 0o755)) // root's: the service's user
 		p = filepath.Join(d, "dead-letter.ndjson")

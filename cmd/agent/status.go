@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,13 +131,31 @@ func fetchStatus(ctx context.Context, base string) (agent.Status, []byte, error)
 	if err != nil {
 		return st, nil, err
 	}
+	agentAnswered := resp.Header.Get(agent.AdminHeader) != ""
 	if resp.StatusCode != http.StatusOK {
+		// An agent answers /status with 200 or, before its pipeline
+		// runs, 503 (agents older than AdminHeader too).
+		if !agentAnswered && resp.StatusCode != http.StatusServiceUnavailable {
+			return st, nil, notAnAgent(base, "/status", resp.Status)
+		}
 		return st, nil, fmt.Errorf("%s/status: %s", base, resp.Status)
 	}
 	if err := json.Unmarshal(body, &st); err != nil {
+		if !agentAnswered {
+			return st, nil, notAnAgent(base, "/status", resp.Status+" with a body that is not an agent's status")
+		}
 		return st, nil, fmt.Errorf("%s/status: %w", base, err)
 	}
 	return st, body, nil
+}
+
+// notAnAgent is the error of a command whose request to base was answered
+// by a program that is not an agent's admin endpoint (another server on
+// that port): path is what was asked, got what it answered.
+func notAnAgent(base, path, got string) error {
+	return fmt.Errorf("%s answered, but it is not an agent's admin endpoint (its %s gave %s): check the address "+
+		"(--admin HOST:PORT, or admin.listen in the file given with -c; %s by default): another program listens there, "+
+		"and the agent listens elsewhere, or not at all (is it running?)", base, path, got, agent.DefaultAdminListen)
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
@@ -436,6 +455,13 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 		fmt.Fprintln(stderr, "agent reload: is the agent running?", err)
+		return exitFailed
+	}
+	// An agent answers 200 "reloaded", 422 (refused) or 501 (it cannot
+	// reload); agents older than AdminHeader do not mark their answers.
+	if resp.Header.Get(agent.AdminHeader) == "" && resp.StatusCode != http.StatusUnprocessableEntity &&
+		!bytes.HasPrefix(body, []byte("reloaded\n")) && !bytes.HasPrefix(body, []byte("this agent cannot reload")) {
+		fmt.Fprintln(stderr, "agent reload:", notAnAgent(base, "POST /reload", resp.Status))
 		return exitFailed
 	}
 	if resp.StatusCode != http.StatusOK {

@@ -339,7 +339,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	a, err := agent.New(cfg, set)
 	if err != nil {
-		return exitCode(err, stderr)
+		return exitCode("agent tail", err, stderr)
 	}
 	stopStatus := func() {}
 	if status != nil {
@@ -392,7 +392,7 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 			fmt.Fprintf(stderr, "agent tail: --to %q: %v\n", r.to, redact.Error(oe.Err))
 			return exitFailed
 		}
-		return exitCode(r.err, stderr)
+		return exitCode("agent tail", r.err, stderr)
 	}
 	if r.readerGone {
 		// `agent tail app.log | head`: the reader had what it wanted.
@@ -454,7 +454,7 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 		}
 	}
 	if errors.Is(r.err, agent.ErrDeadLettered) {
-		exitCode(r.err, stderr)
+		exitCode("agent tail", r.err, stderr)
 		code = exitFailed
 	}
 	return code

@@ -207,7 +207,7 @@ func TestTailResult_Report(t *testing.T) {
 		{
 			name: "runtime failure",
 			r:    tailResult{err: errors.New("agent: spool: disk on fire")},
-			code: exitFailed, want: []string{"agent: spool: disk on fire"},
+			code: exitFailed, want: []string{"agent tail: spool: disk on fire"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

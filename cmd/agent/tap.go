@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,14 @@ func cmdTap(args []string, stdout, stderr io.Writer) int {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		// An agent answers 200, 400 (a bad rate), 404 "no flow …" or
+		// 503, and marks its answers (agents older than AdminHeader do
+		// not): anything else is another program.
+		if resp.Header.Get(agent.AdminHeader) == "" && resp.StatusCode != http.StatusServiceUnavailable &&
+			resp.StatusCode != http.StatusBadRequest && !(resp.StatusCode == http.StatusNotFound && bytes.HasPrefix(b, []byte("no flow "))) {
+			fmt.Fprintln(stderr, "agent tap:", notAnAgent(base, "/tap", resp.Status))
+			return exitFailed
+		}
 		fmt.Fprintf(stderr, "agent tap: %s: %s", resp.Status, b)
 		return exitFailed
 	}

@@ -70,16 +70,32 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML implements yaml.Marshaler.
 func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
 
-// String formats b with the largest binary unit that divides it exactly.
+// String formats b in the unit, binary (KiB…TiB) or decimal (kB…TB), that
+// divides it exactly with the fewest digits, so that a size reads back as the
+// user wrote it: 10TB prints "10TB" (not "9765625000KiB"), 64MiB "64MiB",
+// 3MB "3MB". On a tie the binary unit wins (512000 is "500KiB"); a size no
+// unit divides prints as bytes ("1500"). ParseByteSize reads every form back.
 func (b ByteSize) String() string {
 	v := int64(b)
+	best := strconv.FormatInt(v, 10)
+	if v == 0 {
+		return best
+	}
+	bestDigits := len(best)
 	for _, u := range []struct {
 		s string
 		m int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if v != 0 && v%u.m == 0 {
-			return strconv.FormatInt(v/u.m, 10) + u.s
+	}{
+		{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+		{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3},
+	} {
+		if v%u.m != 0 {
+			continue
+		}
+		n := strconv.FormatInt(v/u.m, 10)
+		if len(n) < bestDigits {
+			best, bestDigits = n+u.s, len(n)
 		}
 	}
-	return strconv.FormatInt(v, 10)
+	return best
 }

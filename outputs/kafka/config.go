@@ -38,6 +38,19 @@ const (
 	AcksNone   = "none"   // no acknowledgement: records may be lost silently
 )
 
+// acksAliases are Kafka's own spellings of acks (the Java client's acks=-1,
+// 1, 0), accepted for the names.
+var acksAliases = map[string]string{"-1": AcksAll, "1": AcksLeader, "0": AcksNone}
+
+// acks is c.Acks by its name: Kafka's spellings -1, 1 and 0 read as all,
+// leader and none.
+func (c Config) acks() string {
+	if a, ok := acksAliases[strings.TrimSpace(c.Acks)]; ok {
+		return a
+	}
+	return c.Acks
+}
+
 // Compression names (Config.Compression).
 const (
 	CompressionNone   = "none"
@@ -73,7 +86,8 @@ type Config struct {
 	Key string `yaml:"key"`
 	// Format is records (default) or kpl.
 	Format string `yaml:"format"`
-	// Acks is all (default), leader or none.
+	// Acks is all (default), leader or none; Kafka's spellings -1, 1
+	// and 0 mean the same.
 	Acks string `yaml:"acks"`
 	// Idempotent enables the idempotent producer (default true): the
 	// broker drops duplicates of the producer's own retries. Needs acks all.
@@ -279,14 +293,18 @@ func (c Config) Validate() error {
 	default:
 		add("format: unknown %q (want %s or %s)", c.Format, FormatRecords, FormatKPL)
 	}
-	switch c.Acks {
+	switch a := c.acks(); a {
 	case "", AcksAll:
 	case AcksLeader, AcksNone:
 		if c.Idempotent {
-			add("acks: %s needs idempotent: false (the idempotent producer needs acks: all)", c.Acks)
+			named := a
+			if a != c.Acks {
+				named = fmt.Sprintf("%s (%s)", c.Acks, a)
+			}
+			add("acks: %s needs idempotent: false (the idempotent producer needs acks: all)", named)
 		}
 	default:
-		add("acks: unknown %q (want %s, %s or %s)", c.Acks, AcksAll, AcksLeader, AcksNone)
+		add("acks: unknown %q (want %s, %s or %s; or Kafka's -1, 1 or 0)", c.Acks, AcksAll, AcksLeader, AcksNone)
 	}
 	if _, err := codec(c.Compression); err != nil {
 		add("compression: %v", err)

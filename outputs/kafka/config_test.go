@@ -37,6 +37,11 @@ func TestConfig_Validate(t *testing.T) {
 			[]string{"key: unknown", "format: unknown", "acks: unknown", "compression: unknown \"brotli\""}},
 		{"acks leader needs idempotence off", ok(func(c *Config) { c.Acks = AcksLeader }), []string{"acks: leader needs idempotent: false"}},
 		{"acks leader without idempotence", ok(func(c *Config) { c.Acks, c.Idempotent = AcksLeader, false }), nil},
+		{"acks -1 is all", ok(func(c *Config) { c.Acks = "-1" }), nil},
+		{"acks 1 is leader", ok(func(c *Config) { c.Acks, c.Idempotent = "1", false }), nil},
+		{"acks 0 is none", ok(func(c *Config) { c.Acks, c.Idempotent = "0", false }), nil},
+		{"acks 1 needs idempotence off", ok(func(c *Config) { c.Acks = "1" }), []string{"acks: 1 (leader) needs idempotent: false"}},
+		{"acks 2", ok(func(c *Config) { c.Acks = "2" }), []string{"acks: unknown \"2\""}},
 		{"topic_field with kpl", ok(func(c *Config) { c.Format, c.TopicField = FormatKPL, "t" }), []string{"topic_field: not available"}},
 		{"topic_field with an empty segment", ok(func(c *Config) { c.TopicField = "k8s..ns" }), []string{"topic_field: \"k8s..ns\" has an empty path segment"}},
 		{"negatives", ok(func(c *Config) {

@@ -149,7 +149,7 @@ func newOutputOpts(name string, cfg Config, set Settings, extra ...kgo.Opt) (*Ou
 	if cfg.TLS.InsecureSkipVerify {
 		log.Warn("tls.insecure_skip_verify is set: the brokers' certificates are not verified")
 	}
-	if cfg.Acks == AcksNone {
+	if cfg.acks() == AcksNone {
 		log.Warn("acks: none: records are reported delivered without any acknowledgement and may be lost")
 	}
 	m, err := newMetrics(set.Registerer)
@@ -220,7 +220,7 @@ func clientOpts(c Config) ([]kgo.Opt, error) {
 		kgo.RecordDeliveryTimeout(c.SendTimeout),
 		kgo.UnknownTopicRetries(unknownTopicRetries),
 	}
-	switch c.Acks {
+	switch c.acks() {
 	case AcksLeader:
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()))
 	case AcksNone:

@@ -224,7 +224,7 @@ func (c Config) Validate() error {
 	switch c.Oversize {
 	case OversizeTruncate:
 		if c.MaxRecordBytes >= 1 && int64(len(c.TruncateMarker)) >= int64(c.MaxRecordBytes) {
-			add("truncate_marker", "must be shorter than max_record_bytes (%d bytes)", int64(c.MaxRecordBytes))
+			add("truncate_marker", "must be shorter than max_record_bytes (%s)", c.MaxRecordBytes)
 		}
 	case OversizeSplit:
 	default:
@@ -266,7 +266,7 @@ func (c Config) Validate() error {
 		if m.MaxBytes < 0 {
 			add("multiline.max_bytes", "must not be negative (0 is max_record_bytes)")
 		} else if m.MaxBytes > c.MaxRecordBytes && c.MaxRecordBytes >= 1 {
-			add("multiline.max_bytes", "must not exceed max_record_bytes (%d bytes)", int64(c.MaxRecordBytes))
+			add("multiline.max_bytes", "must not exceed max_record_bytes (%s)", c.MaxRecordBytes)
 		}
 		if m.Timeout < 0 {
 			add("multiline.timeout", "must not be negative (0 is the default, %s)", DefaultMultilineConfig().Timeout)

@@ -50,7 +50,7 @@ func (c Config) Validate() error {
 	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > maxMaxRecordBytes {
 		errs = append(errs, fmt.Errorf("max_record_bytes: must be between 1 and %s", maxMaxRecordBytes))
 	} else if int64(len(c.TruncateMarker)) >= int64(c.MaxRecordBytes) {
-		errs = append(errs, fmt.Errorf("truncate_marker: must be shorter than max_record_bytes (%d bytes)", int64(c.MaxRecordBytes)))
+		errs = append(errs, fmt.Errorf("truncate_marker: must be shorter than max_record_bytes (%s)", c.MaxRecordBytes))
 	}
 	return errors.Join(errs...)
 }
