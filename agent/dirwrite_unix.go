@@ -6,10 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
-	"strconv"
 	"syscall"
 
+	"github.com/kplagent/agent/internal/owner"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,7 +33,7 @@ func writable(p string, fi os.FileInfo, mode uint32) (otherOwner bool, err error
 		return false, nil
 	}
 	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		if uid, ok := owner.OfInfo(fi); ok && uid != os.Geteuid() {
 			return true, err
 		}
 	}
@@ -45,17 +44,11 @@ func writable(p string, fi os.FileInfo, mode uint32) (otherOwner bool, err error
 // this user: another user's file in a directory this process writes is
 // most often left by a run as root by hand. "" when fi is this user's.
 func givenBackHint(fi os.FileInfo, dir string) string {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || int(st.Uid) == os.Geteuid() {
+	uid, ok := owner.OfInfo(fi)
+	if !ok || uid == os.Geteuid() {
 		return ""
 	}
-	name := func(uid int) string {
-		if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-			return u.Username
-		}
-		return strconv.Itoa(uid)
-	}
-	owner, me := name(int(st.Uid)), name(os.Geteuid())
+	name, me := owner.Name(uid), owner.Name(os.Geteuid())
 	return fmt.Sprintf("it belongs to %s (uid %d), not to %s (uid %d), the user the agent runs as; if the agent (or agent dead-letter replay) was run as %s by hand, give the state back: chown -R %s: %s",
-		owner, st.Uid, me, os.Geteuid(), owner, me, dir)
+		name, uid, me, os.Geteuid(), name, me, dir)
 }

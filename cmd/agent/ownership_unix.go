@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"syscall"
+
+	"github.com/kplagent/agent/internal/owner"
 )
 
 // An agent run by hand as root in the state directory of the packaged
@@ -22,15 +21,15 @@ import (
 // foreignStateDir returns the owner of dir ("agent (uid 998)") and its
 // name when this process runs as root and dir exists and belongs to
 // another user; ok is false otherwise.
-func foreignStateDir(dir string) (owner, name string, ok bool) {
+func foreignStateDir(dir string) (who, name string, ok bool) {
 	if os.Geteuid() != 0 || dir == "" {
 		return "", "", false
 	}
-	uid, found := ownerOf(dir)
+	uid, found := owner.Of(dir)
 	if !found || uid == 0 {
 		return "", "", false
 	}
-	return describeUser(uid), userName(uid), true
+	return owner.Describe(uid), owner.Name(uid), true
 }
 
 // permissionHint explains a permission error on a file or directory that
@@ -42,10 +41,10 @@ func permissionHint(err error, stateDir string) string {
 		return ""
 	}
 	p := pe.Path
-	uid, ok := ownerOf(p)
+	uid, ok := owner.Of(p)
 	if !ok {
 		p = filepath.Dir(p) // it could not be created
-		if uid, ok = ownerOf(p); !ok {
+		if uid, ok = owner.Of(p); !ok {
 			return ""
 		}
 	}
@@ -55,35 +54,7 @@ func permissionHint(err error, stateDir string) string {
 	}
 	fix := ""
 	if stateDir != "" {
-		fix = fmt.Sprintf("; if the agent was run as %s by hand, give the state back: chown -R %s: %s", userName(uid), userName(me), stateDir)
+		fix = fmt.Sprintf("; if the agent was run as %s by hand, give the state back: chown -R %s: %s", owner.Name(uid), owner.Name(me), stateDir)
 	}
-	return fmt.Sprintf("%s belongs to %s, and the agent runs as %s%s", p, describeUser(uid), describeUser(me), fix)
-}
-
-func ownerOf(p string) (int, bool) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return 0, false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return int(st.Uid), true
-}
-
-// userName is the name of uid, or the number when it has none.
-func userName(uid int) string {
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		return u.Username
-	}
-	return strconv.Itoa(uid)
-}
-
-// describeUser is "agent (uid 998)", or "uid 998" without a name.
-func describeUser(uid int) string {
-	if n := userName(uid); n != strconv.Itoa(uid) {
-		return fmt.Sprintf("%s (uid %d)", n, uid)
-	}
-	return fmt.Sprintf("uid %d", uid)
+	return fmt.Sprintf("%s belongs to %s, and the agent runs as %s%s", p, owner.Describe(uid), owner.Describe(me), fix)
 }
