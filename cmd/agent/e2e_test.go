@@ -87,7 +87,7 @@ func (p *agentProc) output() string {
 // still running, retrying for hours and loading the machine.
 func agentCmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(agentBin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	return cmd
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -62,10 +64,11 @@ func (p *readerGoneWriter) markGone() {
 // watchReaderGone calls gone when f's other end is closed while the agent
 // is idle (no write to fail): poll(2) reports POLLERR on a pipe whose
 // readers all left, POLLHUP on a hung-up terminal or a socket shut by its
-// peer. It returns when ctx ends. Regular files have no reader to lose.
+// peer. It returns when ctx ends, and at once for what readerWatchable
+// leaves out.
 func watchReaderGone(ctx context.Context, f *os.File, gone func()) {
 	fi, err := f.Stat()
-	if err != nil || fi.Mode().IsRegular() {
+	if err != nil || !readerWatchable(fi.Mode(), runtime.GOOS) {
 		return
 	}
 	fd := int32(f.Fd())
@@ -80,4 +83,17 @@ func watchReaderGone(ctx context.Context, f *os.File, gone func()) {
 			return
 		}
 	}
+}
+
+// readerWatchable reports whether watchReaderGone polls a stdout of mode m
+// on the system goos. Regular files have no reader to lose. macOS's poll(2)
+// does not work on character devices (a terminal, /dev/null): it answers
+// POLLNVAL at once, which would read as a hang-up and stop agent tail in
+// its first second. There a terminal's hang-up is left to SIGHUP and a
+// failed write.
+func readerWatchable(m fs.FileMode, goos string) bool {
+	if m.IsRegular() {
+		return false
+	}
+	return goos != "darwin" || m&fs.ModeCharDevice == 0
 }

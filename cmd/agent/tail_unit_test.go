@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -262,6 +263,41 @@ func TestWatchReaderGone_NoticesAClosedPipeWhileIdle(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the closed read end was not noticed")
+	}
+}
+
+func TestReaderWatchable(t *testing.T) {
+	devNull, err := os.Stat(os.DevNull)
+	require.NoError(t, err)
+	require.NotZero(t, devNull.Mode()&fs.ModeCharDevice)
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	pipe, err := w.Stat()
+	require.NoError(t, err)
+	reg := filepath.Join(t.TempDir(), "out")
+	require.NoError(t, os.WriteFile(reg, nil, 0o600))
+	regular, err := os.Stat(reg)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		mode fs.FileMode
+		goos string
+		want bool
+	}{
+		{"pipe on linux", pipe.Mode(), "linux", true},
+		{"pipe on darwin", pipe.Mode(), "darwin", true},
+		{"terminal or /dev/null on linux", devNull.Mode(), "linux", true},
+		// macOS's poll answers POLLNVAL for devices: watching one would
+		// stop agent tail on a terminal at once.
+		{"terminal or /dev/null on darwin", devNull.Mode(), "darwin", false},
+		{"regular file", regular.Mode(), "linux", false},
+		{"regular file on darwin", regular.Mode(), "darwin", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, readerWatchable(tc.mode, tc.goos))
+		})
 	}
 }
 

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !(darwin || dragonfly || freebsd || linux || netbsd || openbsd)
 
 package main
 
@@ -7,4 +7,5 @@ import (
 	"os"
 )
 
-func cbreak(*os.File) (func(), error) { return nil, errors.New("not supported") }
+// cbreak is not available here: agent top's q then needs Enter.
+func cbreak(*os.File) (func(), error) { return nil, errors.New("cbreak: not supported on this system") }

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,24 +17,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-// unixWriteEnv makes the test binary a client that writes one line to the
-// unix socket it names, then exits (see TestMain).
-const unixWriteEnv = "AGENT_TEST_UNIX_WRITE"
-
-func unixWrite(path string) int {
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("a line from another user\n")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
 
 // Under the packaged unit the agent's unix sockets live in its
 // RuntimeDirectory (/run/agent, README's example), made by systemd with

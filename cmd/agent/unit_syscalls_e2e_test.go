@@ -73,7 +73,8 @@ flows:
 	// strace and the agent in a group of their own: the cleanup kills both
 	// (killing strace alone leaves the agent running, detached, holding
 	// the output pipe that Wait waits for).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr.Setpgid = true
 	cmd.WaitDelay = 10 * time.Second
 	var buf bytes.Buffer
 	p := &agentProc{cmd: cmd, stderr: &buf, sw: &syncWriter{w: &buf}, done: make(chan error, 1)}

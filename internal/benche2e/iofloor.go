@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kplagent/agent/internal/units"
 	"github.com/kplagent/agent/spool"
 )
@@ -195,7 +193,7 @@ func ioFloorChild(row, dir string, size int64) error {
 				return err
 			}
 		}
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		if err := datasync(f); err != nil {
 			return err
 		}
 		if read {

@@ -44,7 +44,7 @@ func rlimitNofile() (uint64, error) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return 0, err
 	}
-	return lim.Cur, nil
+	return uint64(lim.Cur), nil // int64 on FreeBSD (RLIM_INFINITY is its largest value)
 }
 
 // fdBudget counts the descriptors the file sources of the process hold.
