@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -298,11 +300,11 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 	// use by another program, not of this host) refuses the reload before
 	// anything stops. An address a running source holds is freed by its
 	// stop below, and taken when the new source runs.
-	held := map[string]bool{}
+	held := map[string]string{} // address -> the running source on it
 	for _, fr := range a.flows {
 		for _, src := range fr.sources {
 			if b, ok := src.(source.Binder); ok {
-				held[b.BindAddress()] = true
+				held[b.BindAddress()] = src.Name()
 			}
 		}
 	}
@@ -312,10 +314,22 @@ func (a *Agent) apply(ctx context.Context, next Config) (rep ReloadReport, err e
 		}
 		for _, src := range p.fr.sources {
 			b, ok := src.(source.Binder)
-			if _, kept := p.keep[src.Name()]; !ok || kept || held[b.BindAddress()] {
+			if !ok {
+				continue
+			}
+			if _, kept := p.keep[src.Name()]; kept {
+				continue
+			}
+			if _, on := held[b.BindAddress()]; on {
 				continue
 			}
 			if err := b.Bind(); err != nil {
+				if name, addr, ok := samePort(b.BindAddress(), held); ok && errors.Is(err, syscall.EADDRINUSE) {
+					return rep, fmt.Errorf("agent: reload: flow %s: source %s: %w: the running source %s holds this port on %s "+
+						"(a wildcard address, 0.0.0.0 or [::], takes the port on every address of the host): "+
+						"a reload cannot move a listener between the two; restart the agent to apply this configuration, "+
+						"or move through another port", p.cfg.Name, src.Name(), err, name, addr)
+				}
 				return rep, fmt.Errorf("agent: reload: flow %s: source %s: %w", p.cfg.Name, src.Name(), err)
 			}
 			undo = append(undo, b.Release)
@@ -709,4 +723,23 @@ func (r ReloadReport) String() string {
 		return "no flows"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// samePort finds a running source (held: BindAddress -> name) that listens
+// on another address of addr's network and port ("tcp 127.0.0.1:5140" and
+// "tcp [::]:5140"): where one of the two is a wildcard, the kernel gives
+// the port to one socket only. Unix socket paths have no port.
+func samePort(addr string, held map[string]string) (name, on string, ok bool) {
+	network, hostport, _ := strings.Cut(addr, " ")
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", "", false
+	}
+	for a, n := range held {
+		nw, hp, _ := strings.Cut(a, " ")
+		if _, p, err := net.SplitHostPort(hp); err == nil && nw == network && p == port && a != addr {
+			return n, a, true
+		}
+	}
+	return "", "", false
 }

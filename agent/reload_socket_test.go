@@ -90,6 +90,93 @@ flows:
 	require.Same(t, before, h.flow("main").sources[0], "a refused reload changed the source")
 }
 
+// 0.0.0.0:PORT and [::]:PORT are one socket where Go listens dual-stack (the
+// usual Linux host): a reload from one to the other keeps the listener and
+// its connection; with the format changed too, the new source takes the
+// port once the old one stopped (both were refused with "address already
+// in use", the old listener holding the port). A move between the wildcard
+// and one address of the same port, which the kernel cannot bind while
+// the other listens, is refused with what to do, and the running listener
+// keeps receiving.
+func TestReload_WildcardSpellingsAreOneListener(t *testing.T) {
+	probe, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+	dual := probe.Addr().(*net.TCPAddr).IP.To4() == nil
+	probe.Close()
+	if !dual {
+		t.Skip("this host listens on 0.0.0.0 with IPv4 only: 0.0.0.0 and [::] are two sockets here")
+	}
+	s := newReloadSink(t)
+	port := testport.Port(t)
+	config := func(listen, format string) string {
+		return fmt.Sprintf(`
+sources:
+  - name: sock
+    type: socket
+    socket: {listen: %q, format: %s}
+outputs:
+  - name: web
+    type: http
+    http: {url: %q, encoding: text, compression: none}
+flows:
+  - name: main
+    sources: [sock]
+    output: web
+    aggregation: {max_buffered_time: 10ms}
+`, listen, format, s.URL)
+	}
+	v4 := fmt.Sprintf("tcp://0.0.0.0:%d", port)
+	v6 := fmt.Sprintf("tcp://[::]:%d", port)
+	dial := func(addr string) net.Conn {
+		var conn net.Conn
+		require.Eventually(t, func() bool {
+			c, err := net.Dial("tcp", addr)
+			conn = c
+			return err == nil
+		}, 20*time.Second, 10*time.Millisecond)
+		return conn
+	}
+	h := startReloadHarness(t, config(v4, "lines"), nil)
+	fr := h.flow("main")
+	conn := dial(fmt.Sprintf("127.0.0.1:%d", port))
+	defer func() { conn.Close() }()
+	_, err = io.WriteString(conn, numbered(0, 100))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 100) }, 20*time.Second, 10*time.Millisecond)
+
+	// The spelling: kept, its connection too.
+	_, err = h.reload(config(v6, "lines"))
+	require.NoError(t, err)
+	require.Same(t, fr.sources[0], h.flow("main").sources[0], "the socket source was kept")
+	_, err = io.WriteString(conn, numbered(100, 200))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 200) }, 20*time.Second, 10*time.Millisecond)
+
+	// The spelling back and the format: rebuilt on the same port, which
+	// takes IPv6 clients as well as IPv4 ones.
+	rep, err := h.reload(config(v4, "json"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"main"}, rep.Rebuilt)
+	require.NotSame(t, fr.sources[0], h.flow("main").sources[0], "the changed socket source was built again")
+	conn.Close()
+	conn = dial(fmt.Sprintf("[::1]:%d", port))
+	_, err = io.WriteString(conn, numbered(200, 300))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 300) }, 20*time.Second, 10*time.Millisecond)
+
+	// From the wildcard to one address of its port: refused, saying why;
+	// the listener stays and receives.
+	before := h.flow("main").sources[0]
+	_, err = h.reload(config(fmt.Sprintf("tcp://127.0.0.1:%d", port), "json"))
+	require.ErrorContains(t, err, "address already in use")
+	require.ErrorContains(t, err, fmt.Sprintf("the running source sock holds this port on tcp [::]:%d", port))
+	require.ErrorContains(t, err, "restart the agent to apply this configuration")
+	require.Same(t, before, h.flow("main").sources[0], "a refused reload changed the source")
+	_, err = io.WriteString(conn, numbered(300, 400))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 400) }, 20*time.Second, 10*time.Millisecond)
+}
+
 // Two sources on one address spelled two ways are refused as two sources
 // on one address (the second failed to start, and the agent with it).
 func TestConfig_TwoSocketSourcesOnOneResolvedAddressAreRefused(t *testing.T) {

@@ -2,6 +2,7 @@ package socket
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -91,6 +92,44 @@ func TestBindAddress_ComparesResolvedAddresses(t *testing.T) {
 			require.Equal(t, tc.same, (&ca).Equivalent(&cb))
 			cb.Format = FormatJSON
 			require.False(t, (&ca).Equivalent(&cb), "another format is another source")
+		})
+	}
+}
+
+// Where Go listens on a wildcard with one dual-stack socket (the usual
+// Linux host), 0.0.0.0, [::] and [::ffff:0.0.0.0] of a port are that one
+// socket: they compare equal, and the kernel agrees (one bound, another
+// spelling cannot bind). One address of the port stays another address.
+func TestBindAddress_WildcardSpellingsAreOneSocket(t *testing.T) {
+	probe, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+	dual := probe.Addr().(*net.TCPAddr).IP.To4() == nil
+	probe.Close()
+	if !dual {
+		t.Skip("this host listens on 0.0.0.0 with IPv4 only: 0.0.0.0 and [::] are two sockets here")
+	}
+	for _, network := range []string{"tcp", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			port := testport.Port(t)
+			spell := func(host string) string { return fmt.Sprintf("%s://%s:%d", network, host, port) }
+			held, err := New(testConfig(spell("0.0.0.0")), Settings{Name: "a"})
+			require.NoError(t, err)
+			require.Equal(t, fmt.Sprintf("%s [::]:%d", network, port), held.BindAddress())
+			require.NoError(t, held.Bind())
+			defer held.Release()
+			for _, host := range []string{"[::]", "[::ffff:0.0.0.0]"} {
+				c := testConfig(spell(host))
+				src, err := New(c, Settings{Name: "b"})
+				require.NoError(t, err)
+				require.Equal(t, held.BindAddress(), src.BindAddress(), host)
+				ca := testConfig(spell("0.0.0.0"))
+				require.True(t, (&ca).Equivalent(&c), host)
+				require.ErrorContains(t, src.Bind(), "address already in use", "the kernel takes %s for the same socket", host)
+				src.Release()
+			}
+			one := testConfig(spell("127.0.0.1"))
+			ca := testConfig(spell("0.0.0.0"))
+			require.False(t, (&ca).Equivalent(&one))
 		})
 	}
 }

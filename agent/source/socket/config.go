@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kplagent/agent/internal/units"
@@ -318,8 +319,9 @@ var hostsOnly = &net.Resolver{PreferGo: true, Dial: func(context.Context, string
 // resolvedAddress is the host:port a TCP or UDP listen binds, its host
 // resolved as Listen does (the first IPv4 address of the name, else its
 // first address), from /etc/hosts only; localhost (and NAME.localhost,
-// RFC 6761) without an entry there is 127.0.0.1. A name not found is kept
-// as written, as is a Unix socket's path.
+// RFC 6761) without an entry there is 127.0.0.1; 0.0.0.0 and [::] are
+// both [::] where they bind one dual-stack socket (boundHost). A name not
+// found is kept as written, as is a Unix socket's path.
 func (a addr) resolvedAddress() string {
 	if a.isUnix() {
 		return a.address
@@ -329,7 +331,7 @@ func (a addr) resolvedAddress() string {
 		return a.address
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return net.JoinHostPort(ip.Unmap().String(), port) // [::ffff:127.0.0.1] binds 127.0.0.1
+		return net.JoinHostPort(boundHost(ip), port)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -347,8 +349,39 @@ func (a addr) resolvedAddress() string {
 			break
 		}
 	}
-	return net.JoinHostPort(pick.String(), port)
+	return net.JoinHostPort(boundHost(pick), port)
 }
+
+// boundHost is the host a tcp or udp Listen on ip binds: [::ffff:127.0.0.1]
+// binds 127.0.0.1; an unspecified address (0.0.0.0, ::, ::ffff:0.0.0.0)
+// binds the one dual-stack socket [::] where Go listens so
+// (wildcardIsDualStack), the same for every spelling.
+func boundHost(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.IsUnspecified() && ip.Zone() == "" && wildcardIsDualStack() {
+		return "::"
+	}
+	return ip.String()
+}
+
+// wildcardIsDualStack reports whether Listen on network tcp or udp binds
+// an unspecified address, 0.0.0.0 as well as ::, as one IPv6 socket that
+// takes IPv4 too (IPV6_V6ONLY off). Go does so where the host has
+// IPv4-mapped IPv6 addresses (favoriteAddrFamily in package net), which is
+// the usual Linux host, whatever net.ipv6.bindv6only says; then
+// udp://0.0.0.0:5140 and udp://[::]:5140 are one socket, and binding one
+// while the other listens fails with "address already in use". Go is
+// asked once, by where a UDP socket on 0.0.0.0 lands. Without IPv6 the
+// two stay apart: 0.0.0.0 binds IPv4, and [::] fails to bind.
+var wildcardIsDualStack = sync.OnceValue(func() bool {
+	pc, err := net.ListenPacket("udp", "0.0.0.0:0")
+	if err != nil {
+		return false
+	}
+	defer pc.Close()
+	ua, ok := pc.LocalAddr().(*net.UDPAddr)
+	return ok && ua.IP.To4() == nil
+})
 
 // CheckFiles checks what the host must have for the source to start (as
 // `agent validate` and a reload check TLS files): the socket file's group.

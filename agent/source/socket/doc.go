@@ -23,7 +23,11 @@
 // once the old one stopped, rather than being refused with "address
 // already in use". A really different address is bound before anything
 // stops. A name not in /etc/hosts is compared as written and resolved by
-// Listen as usual.
+// Listen as usual. 0.0.0.0, [::] and [::ffff:0.0.0.0] compare as [::]
+// where Go listens on them with one dual-stack socket (a host with IPv6):
+// they are that one socket. The agent refuses a reload between a wildcard
+// and one address of the same port (the kernel cannot bind one while the
+// other listens) with what to do; the running listener stays.
 //
 // Socket files are created with mode (default 0660) and group. The mode is
 // set right after bind: until then the file has the umask's permissions
