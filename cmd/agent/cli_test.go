@@ -736,4 +736,8 @@ func TestStatus_AnotherHTTPServerIsNamedNotAnAgent(t *testing.T) {
 	_, errOut, code := runBin(t, "status", "--admin", strings.TrimPrefix(ok.URL, "http://"))
 	require.Equal(t, 1, code, errOut)
 	require.Contains(t, errOut, "it is not an agent's admin endpoint (its /status gave 200 OK with a body that is not an agent's status)")
+	// tap used to print nothing and wait for ever on such a server.
+	_, errOut, code = runBin(t, "tap", "main", "--admin", strings.TrimPrefix(ok.URL, "http://"))
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "agent tap: "+ok.URL+" answered, but it is not an agent's admin endpoint (its /tap gave 200 OK with text/html; charset=utf-8)")
 }

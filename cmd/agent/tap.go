@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -75,6 +76,20 @@ func cmdTap(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "agent tap: %s: %s", resp.Status, b)
 		return exitFailed
+	}
+	// An agent's tap streams application/x-ndjson (agents older than
+	// AdminHeader too); a server that answers 200 to everything is not
+	// one: tap printed nothing and exited 0 (or waited for ever on a
+	// stream).
+	if resp.Header.Get(agent.AdminHeader) == "" {
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
+			got := resp.Status
+			if ct := resp.Header.Get("Content-Type"); ct != "" {
+				got += " with " + ct
+			}
+			fmt.Fprintln(stderr, "agent tap:", notAnAgent(base, "/tap", got))
+			return exitFailed
+		}
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)

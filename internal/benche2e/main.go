@@ -38,6 +38,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -198,8 +199,8 @@ func run(agentBin string, size int64, lineLen int, dir string, runs int, extra s
 				return fmt.Errorf("%s: %w", rw.name, err)
 			}
 			r.records = sk.records.Load()
-			fmt.Printf("run %d %-6s %5.0f MB/s  %5.2f CPU-s/GB (user+sys %.2fs in %.2fs)  peak RSS %3d MiB  lines %d/%d  requests %d\n",
-				i+1, rw.name, r.mbps, r.cpuPerG, r.cpu.Seconds(), r.wall.Seconds(), r.rss>>20, r.records, lines, sk.requests.Load())
+			fmt.Printf("run %d %-6s %5.0f MB/s  %5.2f CPU-s/GB (user+sys %.2fs in %.2fs)  peak RSS %3d MiB  lines %d/%d  requests %d  cores busy %.2f of %d (sink %.2f)\n",
+				i+1, rw.name, r.mbps, r.cpuPerG, r.cpu.Seconds(), r.wall.Seconds(), r.rss>>20, r.records, lines, sk.requests.Load(), r.machine, runtime.NumCPU(), r.sink)
 			if r.records != lines {
 				return fmt.Errorf("%s: %d of %d lines arrived", rw.name, r.records, lines)
 			}
@@ -245,15 +246,16 @@ func summarize(rs []result) (best, medianCPU float64, rss int64) {
 // (user+sys, from rusage) and peak RSS.
 func measure(cmd *exec.Cmd, size int64) (result, error) {
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	start := time.Now()
+	start, b0 := time.Now(), takeBusy()
 	if err := cmd.Run(); err != nil {
 		return result{}, err
 	}
 	wall := time.Since(start)
+	machine, sink := coresBusy(b0, takeBusy(), wall)
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	return result{
-		wall: wall, cpu: cpu, rss: ru.Maxrss << 10,
+		wall: wall, cpu: cpu, rss: ru.Maxrss << 10, machine: machine, sink: sink,
 		mbps:    float64(size) / 1e6 / wall.Seconds(),
 		cpuPerG: cpu.Seconds() / (float64(size) / 1e9),
 	}, nil
@@ -277,6 +279,9 @@ type result struct {
 	records   int64
 	mbps      float64
 	cpuPerG   float64
+	// Cores the whole machine kept busy during the run, and of them the
+	// benchmark's own process (the sink, or the floor program's parent).
+	machine, sink float64
 }
 
 // ensureLog writes an access log of about size bytes unless it exists.
