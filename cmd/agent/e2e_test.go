@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -48,9 +49,25 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the agent:", err)
 		os.Exit(1)
 	}
+	flag.Parse()
+	parallelAtLeast(4)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// parallelAtLeast raises go test's -parallel to n when it was not given:
+// its default, GOMAXPROCS, is 2 on a 2-core machine, and the tests of this
+// package mostly wait (for agents to start and exit, for outages and
+// backoffs to end), so two at a time left the cores idle most of the run.
+func parallelAtLeast(n int) {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if f := flag.Lookup("test.parallel"); !set && f != nil {
+		if cur, err := strconv.Atoi(f.Value.String()); err == nil && cur < n {
+			_ = f.Value.Set(strconv.Itoa(n))
+		}
+	}
 }
 
 // raceNoExitSleep sets GORACE's atexit_sleep_ms to 0 for the agents (and
