@@ -243,6 +243,7 @@ func TestTail_DestinationDown30s_BacklogSpooledThenDelivered(t *testing.T) {
 	writeLog(t, log, 0, n/2, 100)
 	s := newSink(t)
 	s.stop()
+	down := time.Now()
 	admin := freeAddr(t)
 	p := startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
 	// While the destination is down, everything read goes to the spool.
@@ -254,7 +255,11 @@ func TestTail_DestinationDown30s_BacklogSpooledThenDelivered(t *testing.T) {
 	}, func() string {
 		return fmt.Sprintf("want spool entries and %d records read; the last poll found %v entries, %v read (-1: admin unreachable)", n, entries, received)
 	})
-	time.Sleep(30 * time.Second)
+	// Down for 30 s counted from the stop, not 30 s more after the backlog
+	// was read: the agent retries from its first send, so by then its
+	// backoff (full jitter, doubling from 100ms) is already tens of seconds
+	// either way. At least 5 s with all of it spooled.
+	time.Sleep(max(time.Until(down.Add(30*time.Second)), 5*time.Second))
 	require.Zero(t, s.distinct(), "nothing can arrive while the destination is down")
 	require.Positive(t, metric(admin, "agent_spool_bytes"))
 	s.start()
