@@ -49,6 +49,7 @@ func TestValidate_ExampleConfigIsValid(t *testing.T) {
 }
 
 func TestValidate_BrokenConfigListsEveryProblemWithFileLineAndExits2(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(p, []byte(`state_dir: /tmp/x
 spool:
@@ -82,6 +83,7 @@ flows:
 }
 
 func TestRun_BadConfigExits2(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(p, []byte("flows: [\n"), 0o600))
 	_, errOut, code := runBin(t, "run", "-c", p)
@@ -132,6 +134,7 @@ func TestTailOnce_FileDestinationThenResumesFromCheckpoint(t *testing.T) {
 }
 
 func TestTail_UnknownDestinationSchemeIsAUsageError(t *testing.T) {
+	t.Parallel()
 	_, errOut, code := runBin(t, "tail", "x.log", "--to", "gopher://host/x")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, `unknown scheme "gopher"`)
@@ -422,6 +425,7 @@ func TestReload_StuckAgentEndsAfterTimeoutAndIsNamedStuck(t *testing.T) {
 // agent top with no agent to ask gives agent status's message and exits 1
 // (it retried forever, even where q cannot be typed).
 func TestTop_NoAgentFailsAsStatusDoes(t *testing.T) {
+	t.Parallel()
 	addr := testport.Addr(t) // nobody listens there
 	_, statusErr, code := runBin(t, "status", "--admin", addr)
 	require.Equal(t, 1, code, statusErr)
@@ -560,6 +564,7 @@ func TestCLI_HelpOnEveryCommandGoesToStdoutAndExits0(t *testing.T) {
 // Negative counts and durations were taken as the defaults without a word:
 // usage errors naming the flag, before anything runs.
 func TestTail_NegativeFlagValuesAreUsageErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	require.NoError(t, os.WriteFile(log, []byte("a\n"), 0o600))
@@ -581,6 +586,7 @@ func TestTail_NegativeFlagValuesAreUsageErrors(t *testing.T) {
 // agent validate -c a.yaml b.yaml checked b.yaml only: the file named with
 // -c was dropped without a word, and a broken one passed.
 func TestValidate_DashCWithMoreFilesChecksEveryOne(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
 	example, err := os.ReadFile(filepath.Join("..", "..", "agent.yaml.example"))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -21,8 +22,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The end-to-end tests run the real agent binary (built once, without the
-// race detector, in TestMain) against a real HTTP server.
+// The end-to-end tests run the real agent binary (built once in TestMain,
+// with the race detector when the tests run with -race) against a real HTTP
+// server.
 
 var agentBin string
 
@@ -39,6 +41,7 @@ func TestMain(m *testing.M) {
 	args := []string{"build", "-o", agentBin}
 	if raceEnabled {
 		args = append(args, "-race")
+		raceNoExitSleep()
 	}
 	build := exec.Command("go", append(args, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -46,9 +49,40 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the agent:", err)
 		os.Exit(1)
 	}
+	flag.Parse()
+	parallelAtLeast(4)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// parallelAtLeast raises go test's -parallel to n when it was not given:
+// its default, GOMAXPROCS, is 2 on a 2-core machine, and the tests of this
+// package mostly wait (for agents to start and exit, for outages and
+// backoffs to end), so two at a time left the cores idle most of the run.
+func parallelAtLeast(n int) {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if f := flag.Lookup("test.parallel"); !set && f != nil {
+		if cur, err := strconv.Atoi(f.Value.String()); err == nil && cur < n {
+			_ = f.Value.Set(strconv.Itoa(n))
+		}
+	}
+}
+
+// raceNoExitSleep sets GORACE's atexit_sleep_ms to 0 for the agents (and
+// other race-built programs) the tests start, unless GORACE already sets it.
+// A race-built program sleeps that long (1 s by default) in every exit with
+// status 0 while goroutines other than main remain, in case one of them
+// races in that second: hundreds of agent runs spent minutes of the
+// package's time in it. The race detector still checks every access of the
+// whole run, and a race found makes the agent exit 66 as before.
+func raceNoExitSleep() {
+	v := os.Getenv("GORACE")
+	if strings.Contains(v, "atexit_sleep_ms") {
+		return
+	}
+	os.Setenv("GORACE", strings.TrimSpace(v+" atexit_sleep_ms=0"))
 }
 
 // writeLog writes lines [from, to) of ~size bytes to path (appending).
@@ -209,6 +243,7 @@ func TestTail_DestinationDown30s_BacklogSpooledThenDelivered(t *testing.T) {
 	writeLog(t, log, 0, n/2, 100)
 	s := newSink(t)
 	s.stop()
+	down := time.Now()
 	admin := freeAddr(t)
 	p := startAgent(t, "tail", log, "--once", "--to", s.URL(), "--state-dir", filepath.Join(dir, "state"), "--admin", admin)
 	// While the destination is down, everything read goes to the spool.
@@ -220,7 +255,11 @@ func TestTail_DestinationDown30s_BacklogSpooledThenDelivered(t *testing.T) {
 	}, func() string {
 		return fmt.Sprintf("want spool entries and %d records read; the last poll found %v entries, %v read (-1: admin unreachable)", n, entries, received)
 	})
-	time.Sleep(30 * time.Second)
+	// Down for 30 s counted from the stop, not 30 s more after the backlog
+	// was read: the agent retries from its first send, so by then its
+	// backoff (full jitter, doubling from 100ms) is already tens of seconds
+	// either way. At least 5 s with all of it spooled.
+	time.Sleep(max(time.Until(down.Add(30*time.Second)), 5*time.Second))
 	require.Zero(t, s.distinct(), "nothing can arrive while the destination is down")
 	require.Positive(t, metric(admin, "agent_spool_bytes"))
 	s.start()

@@ -69,16 +69,18 @@ func outputMessages(t *testing.T, path string) map[string]int {
 // resumes after the committed cursor (not from the start), nothing is
 // missing, and only entries after that cursor may come twice.
 func TestJournald_Kill9ThenRestartResumesAfterTheCommittedCursor(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	fake := journaldtest.BuildFake(t, dir)
 	j := journaldtest.NewJournal(t, dir)
 	startsLog := filepath.Join(dir, "starts.log")
-	t.Setenv("FAKE_JOURNAL", j.Path)
-	t.Setenv("FAKE_JOURNAL_LOG", startsLog)
+	// The fake journalctl (started by the agent) reads these; given to the
+	// agent alone, not set in the test process, so the test runs in parallel.
+	env := append(os.Environ(), "FAKE_JOURNAL="+j.Path, "FAKE_JOURNAL_LOG="+startsLog)
 	cfgPath, outFile := journalConfig(t, dir, fmt.Sprintf("{journalctl_path: %s, start_at: beginning}", fake))
 
 	j.Append(t, 3000)
-	p := startAgent(t, "run", "-c", cfgPath)
+	p := startAgentFullEnv(t, env, "run", "-c", cfgPath)
 	require.Eventually(t, func() bool { return len(outputMessages(t, outFile)) >= 3000 }, 60*time.Second, 20*time.Millisecond, "first 3000 entries; agent: %s", p.output())
 	require.Eventually(t, func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "state", "checkpoints.json"))
@@ -90,7 +92,7 @@ func TestJournald_Kill9ThenRestartResumesAfterTheCommittedCursor(t *testing.T) {
 	<-p.done
 
 	j.Append(t, 1000)
-	p = startAgent(t, "run", "-c", cfgPath)
+	p = startAgentFullEnv(t, env, "run", "-c", cfgPath)
 	require.Eventually(t, func() bool { return len(outputMessages(t, outFile)) == 6000 }, 60*time.Second, 20*time.Millisecond, "all 6000 entries; agent: %s", p.output())
 	require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
 	require.Equal(t, 0, p.wait(t, 30*time.Second), p.output())
@@ -125,6 +127,7 @@ func TestJournald_Kill9ThenRestartResumesAfterTheCommittedCursor(t *testing.T) {
 }
 
 func TestJournald_MissingJournalctlExitsNonZeroWithTheReason(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "bin", "journalctl")
 	cfgPath, _ := journalConfig(t, dir, fmt.Sprintf("{journalctl_path: %s}", missing))

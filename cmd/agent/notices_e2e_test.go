@@ -70,6 +70,7 @@ func runUntil(t *testing.T, cfg string, reload bool, want ...string) string {
 // the flow, the key and the output's type, by validate (which still passes)
 // and by run at start and at each reload (which still runs).
 func TestValidateAndRun_PartitionKeyOnAKeylessOutputWarns(t *testing.T) {
+	t.Parallel()
 	cfg := noticeConfig(t, "{}", "    type: http\n    http: {url: \"http://127.0.0.1:9/x\"}", "    partition_key: {field: user_id}")
 	const msg = `flow "main" sets partition_key {field: user_id}, but its output "out" (http, format ndjson) sends no partition key: the key is ignored there`
 	out, errOut, code := runBin(t, "validate", "-c", cfg)
@@ -94,6 +95,7 @@ func TestValidateAndRun_PartitionKeyOnAKeylessOutputWarns(t *testing.T) {
 // Both are now derived from it, said at info level; explicit values that
 // do not fit are still warned about.
 func TestValidateAndRun_SmallSpoolMaxBytesDerivesTheUnsetSizes(t *testing.T) {
+	t.Parallel()
 	const note = "4MiB is too small for the spool's default segment and entry sizes: using segment_bytes 1MiB and max_entry_bytes 4092KiB"
 	const spoolWarn = "spool: max_entry_bytes is more than fits under max_bytes"
 	cfg := noticeConfig(t, "{max_bytes: 4MiB}", "    type: blackhole", "")
@@ -116,6 +118,7 @@ func TestValidateAndRun_SmallSpoolMaxBytesDerivesTheUnsetSizes(t *testing.T) {
 // agent reload answers with the reloaded configuration's warnings, as
 // agent validate prints them.
 func TestReload_AnswersWithTheConfigWarnings(t *testing.T) {
+	t.Parallel()
 	cfg := noticeConfig(t, "{}", "    type: stdout", "    partition_key: hostname")
 	admin := freeAddr(t)
 	data, err := os.ReadFile(cfg)
@@ -137,6 +140,7 @@ func TestReload_AnswersWithTheConfigWarnings(t *testing.T) {
 // fill, block and deliver every line. Under 8KiB the error says what to
 // set.
 func TestValidateAndRun_TinySpoolMaxBytesWorks(t *testing.T) {
+	t.Parallel()
 	const n = 5000 // ~500 KB through a 64KiB spool
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")

@@ -38,6 +38,9 @@ func runBinEnv(t *testing.T, env []string, args ...string) (stdout, stderr strin
 func cleanAWSEnv(t *testing.T) (env []string, home string) {
 	home = t.TempDir()
 	env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}
+	if v, ok := os.LookupEnv("GORACE"); ok { // see raceNoExitSleep
+		env = append(env, "GORACE="+v)
+	}
 	for _, f := range []string{"/sys/devices/virtual/dmi/id/sys_vendor", "/sys/devices/virtual/dmi/id/bios_vendor", "/sys/hypervisor/uuid"} {
 		if b, err := os.ReadFile(f); err == nil && (strings.HasPrefix(strings.ToLower(string(b)), "amazon ec2") || strings.HasPrefix(strings.ToLower(string(b)), "ec2")) {
 			env = append(env, "AWS_EC2_METADATA_DISABLED=true")

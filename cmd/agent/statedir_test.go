@@ -46,6 +46,7 @@ func runBinAs(t *testing.T, bin string, uid uint32, args ...string) (stdout, std
 // directory that only another user may write is a warning: validate may
 // run as someone else than the service.
 func TestValidate_StateDirTheAgentCannotCreateFailsAsRunDoes(t *testing.T) {
+	t.Parallel()
 	// Run as nobody when root: the binary, the config and the directories
 	// must be reachable by that user.
 	uid := uint32(0)
@@ -143,6 +144,7 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 // another user's file in a directory this user may not write either is a
 // warning (validate may run as someone else than the service).
 func TestValidate_DeadLetterFileTheAgentCannotWriteFailsAsRunDoes(t *testing.T) {
+	t.Parallel()
 	uid := uint32(0)
 	if os.Geteuid() == 0 {
 		uid = nobody
