@@ -80,10 +80,8 @@ flows:
 	p.waitFor(t, time.Minute, func() bool { return strings.Contains(p.output(), "msg=listening") }, "the socket source does not listen")
 
 	// The client is this test binary, copied where the other user may run it.
-	bin, err := os.ReadFile(self)
-	require.NoError(t, err)
 	clientBin := filepath.Join(dir, "client")
-	require.NoError(t, os.WriteFile(clientBin, bin, 0o755))
+	copyFile(t, self, clientBin, 0o755)
 	client := exec.Command(clientBin)
 	client.Env = append(os.Environ(), unixWriteEnv+"="+sock)
 	client.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: clientUID, Gid: group, Groups: []uint32{}}}
