@@ -921,19 +921,41 @@ func (c Config) Validate() error {
 		sources[s.Name] = s
 		errs = append(errs, componentProblems(p, s.Type, s.Config)...)
 	}
-	// Two sources cannot listen on one address: the second failed to
+	// Two sources cannot listen on one address, nor on a wildcard and
+	// another address of its port (PortClash): the second failed to
 	// start, and the agent with it.
+	type listener struct {
+		name string
+		cfg  any
+	}
 	listening := map[string]string{}
+	var listeners []listener
 	for i, s := range c.Sources {
 		la, ok := s.Config.(interface{ ListenAddress() string })
 		if !ok || la.ListenAddress() == "" {
 			continue
 		}
+		p := fmt.Sprintf("sources[%d].%s.listen", i, s.Type)
 		if other, dup := listening[la.ListenAddress()]; dup {
-			add(fmt.Sprintf("sources[%d].%s.listen", i, s.Type), "source %q listens on this address already", other)
+			add(p, "source %q listens on this address already", other)
 			continue
 		}
+		if pc, ok := s.Config.(interface{ PortClash(other any) string }); ok {
+			clash := false
+			for _, l := range listeners {
+				if why := pc.PortClash(l.cfg); why != "" {
+					add(p, "source %q cannot listen beside source %q: %s; listen on the wildcard alone, or give the two sources different ports",
+						s.Name, l.name, why)
+					clash = true
+					break
+				}
+			}
+			if clash {
+				continue
+			}
+		}
 		listening[la.ListenAddress()] = s.Name
+		listeners = append(listeners, listener{s.Name, s.Config})
 	}
 	outs := map[string]OutputConfig{}
 	for i, o := range c.Outputs {

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/kplagent/agent/agent/source/socket"
 	"github.com/kplagent/agent/internal/testport"
 )
 
@@ -202,4 +204,105 @@ flows:
 `), noEnv, testComponents)
 	require.ErrorContains(t, err, `sources[1].socket.listen: source "a" listens on this address already`)
 	require.NotContains(t, err.Error(), "sources[2]", "tcp and udp are two sockets")
+}
+
+// A wildcard and another address of its port and network cannot both
+// listen (the kernel refuses the second bind, whichever comes first): two
+// sources on them were accepted, then the agent failed at start with
+// "address already in use". They are refused, naming both sources, both
+// addresses and why. tcp and udp ports are apart, another port is
+// another socket, and Unix sockets have no port.
+func TestConfig_WildcardAndAnAddressOfItsPortAreRefused(t *testing.T) {
+	probe, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+	dual := probe.Addr().(*net.TCPAddr).IP.To4() == nil
+	probe.Close()
+	const why = ` are one port, and a wildcard address (0.0.0.0 or [::]) binds its port on every address of the host: ` +
+		`the kernel refuses the second bind with "address already in use"; listen on the wildcard alone, or give the two sources different ports`
+	for _, tc := range []struct {
+		a, b string
+		ok   bool
+	}{
+		{a: "tcp://0.0.0.0:5140", b: "tcp://127.0.0.1:5140"},
+		{a: "tcp://127.0.0.1:5140", b: "tcp://0.0.0.0:5140"},
+		{a: "udp://0.0.0.0:5140", b: "udp://localhost:5140"},
+		{a: "udp://127.0.0.1:5140", b: "udp://0.0.0.0:5140"},
+		{a: "tcp://[::]:5140", b: "tcp://[::1]:5140"},
+		{a: "udp://[::1]:5140", b: "udp://[::]:5140"},
+		{a: "tcp://[::]:5140", b: "tcp://127.0.0.1:5140", ok: !dual},
+		{a: "udp://0.0.0.0:5140", b: "udp://[::1]:5140", ok: !dual},
+		{a: "tcp://0.0.0.0:5140", b: "udp://127.0.0.1:5140", ok: true},
+		{a: "udp://[::]:5140", b: "tcp://127.0.0.1:5140", ok: true},
+		{a: "tcp://0.0.0.0:5140", b: "tcp://127.0.0.1:5141", ok: true},
+		{a: "tcp://0.0.0.0:5140", b: "unix:///run/x.sock", ok: true},
+		{a: "tcp://127.0.0.1:5140", b: "tcp://127.0.0.2:5140", ok: true},
+	} {
+		t.Run(tc.a+","+tc.b, func(t *testing.T) {
+			_, err := ParseConfig("t.yaml", fmt.Appendf(nil, `
+state_dir: /tmp/x
+sources:
+  - {name: a, type: socket, socket: {listen: %q}}
+  - {name: b, type: socket, socket: {listen: %q}}
+outputs:
+  - {name: out, type: stdout}
+flows:
+  - {name: main, sources: [a, b], output: out}
+`, tc.a, tc.b), noEnv, testComponents)
+			if tc.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.EqualError(t, err, fmt.Sprintf(`t.yaml:5: sources[1].socket.listen: source "b" cannot listen beside source "a": %s and %s`, tc.b, tc.a)+why)
+		})
+	}
+}
+
+// A reload to a configuration with a wildcard and another address of its
+// port is refused as a config problem before anything stops: the running
+// source keeps its listener and goes on receiving. It was refused only
+// once the new source failed to bind, told to restart the agent (which
+// would have failed at start).
+func TestReload_WildcardBesideAnAddressOfItsPortIsRefused(t *testing.T) {
+	s := newReloadSink(t)
+	port, other := testport.Port(t), testport.Port(t)
+	config := func(second string) string {
+		return fmt.Sprintf(`
+sources:
+  - {name: a, type: socket, socket: {listen: "tcp://127.0.0.1:%d"}}
+  - {name: b, type: socket, socket: {listen: %q}}
+outputs:
+  - name: web
+    type: http
+    http: {url: %q, encoding: text, compression: none}
+flows:
+  - name: main
+    sources: [a, b]
+    output: web
+    aggregation: {max_buffered_time: 10ms}
+`, port, second, s.URL)
+	}
+	h := startReloadHarness(t, config(fmt.Sprintf("tcp://127.0.0.1:%d", other)), nil)
+	before := slices.Clone(h.flow("main").sources)
+	var conn net.Conn
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		conn = c
+		return err == nil
+	}, 20*time.Second, 10*time.Millisecond)
+	defer conn.Close()
+	_, err := io.WriteString(conn, numbered(0, 100))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 100) }, 20*time.Second, 10*time.Millisecond)
+
+	// ParseConfig refuses the pair (as LoadConfig does for agent reload):
+	// hand Reload the configuration with the wildcard put in after.
+	next := h.parse(config(fmt.Sprintf("tcp://0.0.0.0:%d", other)))
+	wildcard := fmt.Sprintf("tcp://0.0.0.0:%d", port)
+	next.Sources[1].Config.(*socket.Config).Listen = wildcard
+	_, err = h.a.Reload(t.Context(), next)
+	require.ErrorContains(t, err, fmt.Sprintf(`sources[1].socket.listen: source "b" cannot listen beside source "a": %s and tcp://127.0.0.1:%d are one port`, wildcard, port))
+	require.Equal(t, before, h.flow("main").sources, "a refused reload changed the sources")
+	_, err = io.WriteString(conn, numbered(100, 200))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.has(0, 200) }, 20*time.Second, 10*time.Millisecond)
 }

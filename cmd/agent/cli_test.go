@@ -641,6 +641,30 @@ flows:
 	require.Equal(t, cfg+`:4: sources[1].socket.listen: source "a" listens on this address already`+"\n", errOut)
 }
 
+// A wildcard and another address of its port (0.0.0.0:5140 and
+// 127.0.0.1:5140) are a config problem too: the kernel refuses the second
+// bind, so validate passed them and the agent failed at start with
+// "address already in use". tcp and udp ports are apart.
+func TestValidate_WildcardBesideAnAddressOfItsPort(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+sources:
+  - {name: all, type: socket, socket: {listen: "tcp://0.0.0.0:5140"}}
+  - {name: udp, type: socket, socket: {listen: "udp://127.0.0.1:5140"}}
+  - {name: local, type: socket, socket: {listen: "tcp://127.0.0.1:5140"}}
+outputs:
+  - {name: out, type: stdout}
+flows:
+  - {name: main, sources: [all, udp, local], output: out}
+`), 0o600))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Equal(t, cfg+`:5: sources[2].socket.listen: source "local" cannot listen beside source "all": `+
+		`tcp://127.0.0.1:5140 and tcp://0.0.0.0:5140 are one port, and a wildcard address (0.0.0.0 or [::]) binds its port on every address of the host: `+
+		`the kernel refuses the second bind with "address already in use"; listen on the wildcard alone, or give the two sources different ports`+"\n", errOut)
+}
+
 // A second agent on a state directory in use says which directory and what
 // to change (it said "checkpoints: checkpoint: state is locked by another
 // agent" and the lock file's path).

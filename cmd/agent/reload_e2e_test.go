@@ -381,6 +381,56 @@ flows:
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
 
+// agent reload to a configuration that adds a source on the wildcard of a
+// port a running source listens on (127.0.0.1:PORT) is refused as a config
+// problem naming both sources, before anything stops: the running source
+// goes on receiving. It was refused only once the new source failed to
+// bind, told to restart the agent, which then failed at start.
+func TestReload_WildcardBesideAnAddressOfItsPortIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin, local := freeAddr(t), freeAddr(t)
+	_, port, err := net.SplitHostPort(local)
+	require.NoError(t, err)
+	out := filepath.Join(dir, "out")
+	config := func(all string) string { // all: the wildcard source's listen, or none
+		sources, names := "", "local"
+		if all != "" {
+			sources, names = fmt.Sprintf(`  - {name: all, type: socket, socket: {listen: %q}}`, all), "local, all"
+		}
+		return fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - {name: local, type: socket, socket: {listen: "tcp://%s"}}
+%s
+outputs:
+  - {name: out, type: file, file: {dir: %q, encoding: text}}
+flows:
+  - {name: main, sources: [%s], output: out}
+`, filepath.Join(dir, "state"), admin, local, sources, out, names)
+	}
+	cfg := writeConfig(t, dir, config(""))
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+
+	writeConfig(t, dir, config("tcp://0.0.0.0:"+port))
+	_, errOut, code := runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, fmt.Sprintf(`sources[1].socket.listen: source "all" cannot listen beside source "local": tcp://0.0.0.0:%s and tcp://%s are one port`, port, local))
+	c := dialWhenUp(t, "tcp", local, p)
+	_, err = c.Write([]byte("still-listening\n"))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	p.waitFor(t, time.Minute, func() bool {
+		b, _ := os.ReadFile(filepath.Join(out, "out.ndjson"))
+		return strings.Contains(string(b), "still-listening\n")
+	}, "the running source stopped")
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
+
 // A socket group that does not exist is a config problem that validate and
 // a reload report (file:line), as a missing TLS file is: a reload to it was
 // accepted, then the new source failed to start and stopped the agent.

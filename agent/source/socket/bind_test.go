@@ -2,10 +2,12 @@ package socket
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -143,4 +145,87 @@ func TestBind_LocalhostBindsTheResolvedAddress(t *testing.T) {
 	defer src.Release()
 	require.Equal(t, "tcp 127.0.0.1:"+strconv.Itoa(port), src.BindAddress())
 	require.Equal(t, "127.0.0.1:"+strconv.Itoa(port), src.held.ln.Addr().String())
+}
+
+// PortClash refuses exactly the pairs of addresses the kernel will not
+// bind at once, in either order, that are not one address already (those
+// compare equal, a duplicate): a wildcard and another address of its port
+// and network. 0.0.0.0 covers every IPv4 address; where Go binds the
+// wildcard dual-stack (the usual Linux host), 0.0.0.0 and [::] cover IPv6
+// addresses too. tcp and udp ports are apart, as are Unix sockets, and
+// port 0 takes a port of its own.
+func TestPortClash_RefusesWhatTheKernelRefuses(t *testing.T) {
+	hosts := []string{"0.0.0.0", "[::]", "[::ffff:0.0.0.0]", "127.0.0.1", "localhost", "127.0.0.2", "[::1]", "[::ffff:127.0.0.1]"}
+	for _, network := range []string{"tcp", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			port := testport.Port(t)
+			listen := func(host string) string { return fmt.Sprintf("%s://%s:%d", network, host, port) }
+			// refused binds a then b, each as the source binds, and
+			// reports whether b found its address in use; ok false when
+			// the host cannot bind a or b at all (no IPv6 here).
+			refused := func(a, b string) (refused, ok bool) {
+				sa, err := New(testConfig(a), Settings{Name: "a"})
+				require.NoError(t, err)
+				sb, err := New(testConfig(b), Settings{Name: "b"})
+				require.NoError(t, err)
+				if err := sa.Bind(); err != nil {
+					return false, false
+				}
+				defer sa.Release()
+				err = sb.Bind()
+				sb.Release()
+				if err != nil && !errors.Is(err, syscall.EADDRINUSE) {
+					return false, false
+				}
+				return err != nil, true
+			}
+			clashes := 0
+			for i, ha := range hosts {
+				for _, hb := range hosts[i+1:] {
+					a, b := testConfig(listen(ha)), testConfig(listen(hb))
+					ab, ok1 := refused(a.Listen, b.Listen)
+					ba, ok2 := refused(b.Listen, a.Listen)
+					if !ok1 || !ok2 {
+						t.Logf("%s and %s: not both bindable on this host", ha, hb)
+						continue
+					}
+					require.Equal(t, ab, ba, "%s and %s: the kernel refuses one order only", ha, hb)
+					same := a.ListenAddress() == b.ListenAddress()
+					why := (&a).PortClash(&b)
+					require.Equal(t, why != "", (&b).PortClash(a) != "", "%s and %s: not symmetric", ha, hb)
+					require.Equal(t, ab, same || why != "", "%s and %s: kernel refuses: %v; one address: %v; PortClash: %q", ha, hb, ab, same, why)
+					if why != "" {
+						require.False(t, same, "%s and %s: one address is a duplicate, not a clash", ha, hb)
+						require.Contains(t, why, a.Listen)
+						require.Contains(t, why, b.Listen)
+						require.Contains(t, why, "address already in use")
+						clashes++
+					}
+				}
+			}
+			// 0.0.0.0 with 127.0.0.1, localhost, 127.0.0.2 at least.
+			require.GreaterOrEqual(t, clashes, 3)
+		})
+	}
+	port := testport.Port(t)
+	for _, tc := range []struct{ a, b string }{
+		{fmt.Sprintf("tcp://0.0.0.0:%d", port), fmt.Sprintf("udp://127.0.0.1:%d", port)},
+		{fmt.Sprintf("udp://[::]:%d", port), fmt.Sprintf("tcp://[::1]:%d", port)},
+		{"tcp://0.0.0.0:0", "tcp://127.0.0.1:0"},
+		{fmt.Sprintf("tcp://0.0.0.0:%d", port), fmt.Sprintf("tcp://127.0.0.1:%d", port+1)},
+		{fmt.Sprintf("tcp://0.0.0.0:%d", port), "unix:///run/x.sock"},
+		{fmt.Sprintf("tcp://0.0.0.0:%d", port), fmt.Sprintf("tcp://no-such-host.invalid:%d", port)},
+	} {
+		a, b := testConfig(tc.a), testConfig(tc.b)
+		require.Empty(t, (&a).PortClash(&b), "%s and %s", tc.a, tc.b)
+	}
+	a, b := testConfig(fmt.Sprintf("tcp://0.0.0.0:%d", port)), testConfig(fmt.Sprintf("tcp://127.0.0.1:%d", port))
+	sa, err := New(a, Settings{Name: "a"})
+	require.NoError(t, err)
+	require.NoError(t, sa.Bind())
+	defer sa.Release()
+	sb, err := New(b, Settings{Name: "b"})
+	require.NoError(t, err)
+	require.ErrorIs(t, sb.Bind(), syscall.EADDRINUSE, "tcp: the kernel binds a wildcard and an address of its port at once here")
+	require.NotEmpty(t, (&a).PortClash(&b))
 }

@@ -310,6 +310,96 @@ func (c *Config) Equivalent(other any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
+// PortClash says why this source and other (a *Config or Config) cannot
+// listen at once though their addresses differ, "" when they can: the same
+// network (tcp or udp, each its own ports) and port, and one of them is a
+// wildcard whose socket takes that port on the other's address too.
+// 0.0.0.0 binds the port on every IPv4 address; [::] on every IPv6 one,
+// and on every IPv4 one as well where Go binds it as the one dual-stack
+// socket (wildcardIsDualStack: 0.0.0.0 is that socket too there). The
+// kernel refuses the second bind, whichever comes first, with "address
+// already in use" (Go sets SO_REUSEADDR on a TCP listener, which does not
+// let a bind share a port with a listening wildcard). A host name not in
+// /etc/hosts is not compared (what it resolves to is not known here), nor
+// is port 0 (each takes a port of its own); Unix sockets have no port.
+func (c *Config) PortClash(other any) string {
+	var o Config
+	switch v := other.(type) {
+	case *Config:
+		if v == nil {
+			return ""
+		}
+		o = *v
+	case Config:
+		o = v
+	default:
+		return ""
+	}
+	a, err := parseListen(c.Listen)
+	if err != nil {
+		return ""
+	}
+	b, err := parseListen(o.Listen)
+	if err != nil || !wildcardClash(a, b) {
+		return ""
+	}
+	return fmt.Sprintf("%s and %s are one port, and a wildcard address (0.0.0.0 or [::]) binds its port on "+
+		"every address of the host: the kernel refuses the second bind with \"address already in use\"",
+		c.Listen, o.Listen)
+}
+
+// wildcardClash reports whether the kernel refuses a and b bound at once
+// because one of them is a wildcard covering the other's address (see
+// PortClash); the same address is not a clash here (the agent refuses it
+// as a duplicate).
+func wildcardClash(a, b addr) bool {
+	if a.network != b.network || (a.network != netTCP && a.network != netUDP) {
+		return false
+	}
+	ra, rb := a.resolvedAddress(), b.resolvedAddress()
+	if ra == rb {
+		return false
+	}
+	ha, pa, err := net.SplitHostPort(ra)
+	if err != nil {
+		return false
+	}
+	hb, pb, err := net.SplitHostPort(rb)
+	if err != nil {
+		return false
+	}
+	na, err := strconv.Atoi(pa)
+	if err != nil || na == 0 {
+		return false
+	}
+	if nb, err := strconv.Atoi(pb); err != nil || na != nb {
+		return false
+	}
+	ia, err := netip.ParseAddr(ha)
+	if err != nil {
+		return false
+	}
+	ib, err := netip.ParseAddr(hb)
+	if err != nil {
+		return false
+	}
+	return covers(ia, ib) || covers(ib, ia)
+}
+
+// covers reports whether a socket bound on wild (as resolvedAddress
+// writes it) takes the port on ip too.
+func covers(wild, ip netip.Addr) bool {
+	if !wild.IsUnspecified() || wild.Zone() != "" || ip.IsUnspecified() {
+		// Two wildcards that differ are 0.0.0.0 and [::] where they
+		// are two sockets (IPv4 only and IPv6 only): both bind.
+		return false
+	}
+	if wild.Is4() {
+		return ip.Is4()
+	}
+	return ip.Is6() || wildcardIsDualStack()
+}
+
 // hostsOnly resolves names from /etc/hosts alone: its DNS dial fails at
 // once, so comparing addresses never waits for the network.
 var hostsOnly = &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {

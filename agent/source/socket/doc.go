@@ -25,9 +25,12 @@
 // stops. A name not in /etc/hosts is compared as written and resolved by
 // Listen as usual. 0.0.0.0, [::] and [::ffff:0.0.0.0] compare as [::]
 // where Go listens on them with one dual-stack socket (a host with IPv6):
-// they are that one socket. The agent refuses a reload between a wildcard
-// and one address of the same port (the kernel cannot bind one while the
-// other listens) with what to do; the running listener stays.
+// they are that one socket. A wildcard binds its port on every address:
+// the kernel cannot bind it and another address of the same port and
+// network while either listens, so the agent refuses two sources on such a
+// pair in a configuration (Config.PortClash: validate, run and reload),
+// and a reload between a wildcard and one address of the same port with
+// what to do; the running listener stays.
 //
 // Socket files are created with mode (default 0660) and group. The mode is
 // set right after bind: until then the file has the umask's permissions
