@@ -165,6 +165,16 @@ func TestTailResult_Report(t *testing.T) {
 			code: exitFailed, want: []string{"3 records were not delivered (they were not printed)"},
 		},
 		{
+			name: "interrupted once in a compressed rotation of unknown size",
+			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", unread: true, snap: agent.Snapshot{RecordsRead: 100, RecordsSent: 100}},
+			code: exitFailed, want: []string{"agent tail: interrupted before the files were read to their end (the next run of the same command reads them from where it stopped)\n"},
+		},
+		{
+			name: "interrupted once with bytes left",
+			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", behind: 2048, unread: true, snap: agent.Snapshot{RecordsRead: 100, RecordsSent: 100}},
+			code: exitFailed, want: []string{"interrupted before the files were read to their end: 2.0 KiB left ("},
+		},
+		{
 			name: "interrupted once with an earlier run's backlog left",
 			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", hadCheckpoints: true, snap: agent.Snapshot{BacklogEntries: 2}},
 			code: exitFailed, want: []string{"interrupted: 2 spool entries were not delivered (they stay in /s"}, notWant: []string{"nothing new"},
