@@ -37,6 +37,7 @@ const (
 	deadLetterReplay  = "dead-letter.replaying.ndjson"
 	deadLetterOffset  = "dead-letter.replaying.offset"
 	deadLetterLock    = "dead-letter.lock"
+	checkpointFile    = "checkpoints.json" // in state_dir, with its lock checkpoints.json.lock
 	replayLock        = "dead-letter.replay.lock"
 	rotatedTimeLayout = "20060102T150405.000000000Z"
 )
