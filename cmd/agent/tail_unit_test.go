@@ -432,3 +432,18 @@ func TestDeadLetterReplay_TailAfterOtherFlags(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out.String(), "agent dead-letter replay --tail PATH... --to URL", "the usage shows the tail form")
 }
+
+// A replay --tail whose paths or --to are not those of a tail run (a typo)
+// said "state directory: stat /home/u/.local/state/agent/tail/<id>: no such
+// file or directory"; it now says what names the state directory.
+func TestDeadLetterReplay_TailNeverRunSaysWhatNamesTheState(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	logFile := filepath.Join(t.TempDir(), "app.log")
+	require.NoError(t, os.WriteFile(logFile, []byte("x\n"), 0o644))
+	var out, errOut bytes.Buffer
+	code := cmdDeadLetterReplay([]string{"--tail", logFile, "--to", "http://127.0.0.1:1/in"}, &out, &errOut)
+	require.Equal(t, exitFailed, code)
+	require.Contains(t, errOut.String(), "agent dead-letter replay --tail: no agent tail ran with these paths and this destination (no state in ")
+	require.Contains(t, errOut.String(), "give the PATH... and --to of the tail command as it was run")
+	require.NotContains(t, errOut.String(), "stat ")
+}
