@@ -238,7 +238,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("agent: state directory: %w", err)
 	}
-	store, err := checkpoint.Open(filepath.Join(cfg.StateDir, "checkpoints.json"), checkpoint.Settings{Logger: a.log.With("component", "checkpoint")})
+	store, err := checkpoint.Open(filepath.Join(cfg.StateDir, checkpointFile), checkpoint.Settings{Logger: a.log.With("component", "checkpoint")})
 	if errors.Is(err, checkpoint.ErrLocked) {
 		// Two agents on one state directory would read the same files
 		// and spools: say which directory, and what to change.

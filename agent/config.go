@@ -508,6 +508,15 @@ func dirUsable(dir string) (warn string, err error) {
 				what = "cannot create " + dir + ": " + what
 			}
 			if other {
+				// Another user's directory inside one of this user's that
+				// it writes (spool/ left by a run as root in the service
+				// user's state_dir): the agent run as this user fails on
+				// it at start, as on another user's file there.
+				if parent := ownParent(p); parent != "" {
+					if h := givenBackHint(fi, parent); h != "" {
+						return "", fmt.Errorf("%s: %w; %s", what, werr, h)
+					}
+				}
 				return fmt.Sprintf("%s by this user (uid %d): %v; the agent must run as a user that may write there (its owner?)",
 					what, os.Geteuid(), werr), nil
 			}
@@ -524,7 +533,11 @@ func dirUsable(dir string) (warn string, err error) {
 // regular file this process may write. Another user's file is a warning
 // when this user may not write the directory either (validate run by
 // someone else than the service).
-func fileUsable(path, what string) (warn string, err error) {
+//
+// With read, the file is one the agent reads and replaces by renaming a new
+// one over it (the checkpoint file): it must be readable instead (one it
+// cannot read is moved aside, and the positions in it forgotten).
+func fileUsable(path, what string, read bool) (warn string, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
@@ -537,7 +550,11 @@ func fileUsable(path, what string) (warn string, err error) {
 	if !fi.Mode().IsRegular() {
 		return "", fmt.Errorf("%s %s is not a regular file", what, path)
 	}
-	other, werr := fileWritable(path, fi)
+	access, check := "writable", fileWritable
+	if read {
+		access, check = "readable", fileReadable
+	}
+	other, werr := check(path, fi)
 	if werr == nil {
 		return "", nil
 	}
@@ -549,15 +566,15 @@ func fileUsable(path, what string) (warn string, err error) {
 		dir := filepath.Dir(path)
 		if dfi, err := os.Stat(dir); err == nil {
 			if _, derr := dirWritable(dir, dfi); derr != nil {
-				return fmt.Sprintf("%s %s is not writable by this user (uid %d): %v; the agent must run as a user that may write there (its owner?)",
-					what, path, os.Geteuid(), werr), nil
+				return fmt.Sprintf("%s %s is not %s by this user (uid %d): %v; the agent must run as a user that may write there (its owner?)",
+					what, path, access, os.Geteuid(), werr), nil
 			}
 		}
 	}
 	if h := givenBackHint(fi, filepath.Dir(path)); other && h != "" {
-		return "", fmt.Errorf("%s %s is not writable: %w; %s", what, path, werr, h)
+		return "", fmt.Errorf("%s %s is not %s: %w; %s", what, path, access, werr, h)
 	}
-	return "", fmt.Errorf("%s %s is not writable: %w", what, path, werr)
+	return "", fmt.Errorf("%s %s is not %s: %w", what, path, access, werr)
 }
 
 // within reports whether path is dir or inside it.
@@ -709,16 +726,30 @@ func (p *parsed) checkFiles() {
 	// user (an agent run once with sudo) or made read-only would fail only
 	// when the first record is dead-lettered.
 	if p.cfg.StateDir != "" && !stateBad && !p.covered("state_dir", 0) {
-		for _, f := range []struct{ name, what string }{
-			{DeadLetterFile, "the dead-letter file"},
-			{deadLetterLock, "the dead-letter lock file"},
+		// So would the checkpoint file and its lock, at start.
+		for _, f := range []struct {
+			name, what string
+			read       bool
+		}{
+			{checkpointFile, "the checkpoint file", true}, // replaced by a rename: read, not written
+			{checkpointFile + ".lock", "the checkpoint lock file", false},
+			{DeadLetterFile, "the dead-letter file", false},
+			{deadLetterLock, "the dead-letter lock file", false},
 		} {
-			warn, err := fileUsable(filepath.Join(p.cfg.StateDir, f.name), f.what)
+			warn, err := fileUsable(filepath.Join(p.cfg.StateDir, f.name), f.what, f.read)
 			if err != nil {
 				p.add(placeError(&pathError{path: "state_dir", err: err}, p.lines))
 			} else if warn != "" {
 				p.notice(slog.LevelWarn, "state_dir", "%s", warn)
 			}
+		}
+		// Root writes everything: validate run as root (sudo agent
+		// validate) cannot tell by trying whether the service's user
+		// may write these; a file whose owner is not state_dir's (left
+		// by a run as root by hand) is most likely one it may not.
+		if w := strangerInState(p.cfg.StateDir, stateFile{name: checkpointFile, read: true}, stateFile{name: checkpointFile + ".lock"},
+			stateFile{name: DeadLetterFile}, stateFile{name: deadLetterLock}, stateFile{name: "spool"}); w != "" {
+			p.notice(slog.LevelWarn, "state_dir", "%s", w)
 		}
 	}
 	for i, s := range p.cfg.Sources {

@@ -37,6 +37,7 @@ const (
 	deadLetterReplay  = "dead-letter.replaying.ndjson"
 	deadLetterOffset  = "dead-letter.replaying.offset"
 	deadLetterLock    = "dead-letter.lock"
+	checkpointFile    = "checkpoints.json" // in state_dir, with its lock checkpoints.json.lock
 	replayLock        = "dead-letter.replay.lock"
 	rotatedTimeLayout = "20060102T150405.000000000Z"
 )
@@ -245,6 +246,14 @@ func (d *deadLetter) appendLines(lines []byte, force bool) (bool, error) {
 				start = st.Size()
 			}
 		}
+		if start > 0 && !endsWithNewline(d.path, start) {
+			// A torn last line (a crash or a full disk in the middle
+			// of another process's write, a hand edit): ended first,
+			// or the first record would join it, and both be one line
+			// that is not a record (shown as such, and kept by replay).
+			lines = append([]byte{'\n'}, lines...)
+			d.log.Warn("the dead-letter file ended in a torn line (not a record; agent dead-letter names it): ended it before the new records", "file", d.path)
+		}
 		if d.writeSync != nil {
 			err = d.writeSync(f, lines)
 		} else if _, err = f.Write(lines); err == nil {
@@ -273,6 +282,21 @@ func (d *deadLetter) appendLines(lines []byte, force bool) (bool, error) {
 		d.logFull()
 	}
 	return wrote, err
+}
+
+// endsWithNewline reports whether the file at path, size bytes long, ends
+// with a newline; true when that cannot be read (nothing to mend then).
+func endsWithNewline(path string, size int64) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], size-1); err != nil {
+		return true
+	}
+	return b[0] == '\n'
 }
 
 // noteResult logs failure episodes of the dead-letter file: its first

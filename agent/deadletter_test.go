@@ -233,3 +233,30 @@ func TestDeadLetter_LastingFailureIsLoggedAtMostOnceAMinute(t *testing.T) {
 	require.Equal(t, 3, strings.Count(logs.String(), "level=ERROR"), "a new episode is logged at once")
 	require.Equal(t, 2, strings.Count(logs.String(), "cannot write the dead-letter file: "))
 }
+
+// A dead-letter file whose last line was torn (a crash or a full disk in
+// the middle of a write by another process, a hand edit without its
+// newline): the next record was appended to the torn line, and both were
+// one line that is not a record (agent dead-letter named it, replay kept
+// it: the record was never sent again). The torn line is ended first.
+func TestDeadLetter_TornLastLineIsEndedBeforeTheNextRecord(t *testing.T) {
+	dir := t.TempDir()
+	torn := `{"time":"2026-12-06T20:18:30Z","flow":"f","out`
+	require.NoError(t, os.WriteFile(filepath.Join(dir, DeadLetterFile), []byte(torn), 0o600))
+	d := openDeadLetter(dir)
+	t.Cleanup(func() { _ = d.close() })
+	d.configure(DefaultDeadLetterConfig(), newMetrics(), nil)
+	require.NoError(t, d.writeRecord("f", "o", "rejected", "pk", "", []byte("first after")))
+	require.NoError(t, d.writeRecord("f", "o", "rejected", "pk", "", []byte("second after")))
+
+	data, err := os.ReadFile(filepath.Join(dir, DeadLetterFile))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	require.Len(t, lines, 3, "%s", data)
+	require.Equal(t, torn, lines[0], "the torn line stays as it was, on its own")
+	for i, want := range []string{"first after", "second after"} {
+		var r DeadLetterRecord
+		require.NoError(t, json.Unmarshal([]byte(lines[i+1]), &r), lines[i+1])
+		require.Equal(t, want, string(r.Data))
+	}
+}

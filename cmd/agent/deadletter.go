@@ -227,6 +227,13 @@ func cmdDeadLetterReplayTail(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent dead-letter replay: agent tail to stdout keeps no state; nothing to replay")
 		return exitUsage
 	}
+	if _, err := os.Stat(cfg.StateDir); o.stateDir == "" && errors.Is(err, os.ErrNotExist) {
+		// The state directory is named after the paths and the
+		// destination: another --to, or other paths, name another one.
+		fmt.Fprintf(stderr, "agent dead-letter replay --tail: no agent tail ran with these paths and this destination (no state in %s): "+
+			"give the PATH... and --to of the tail command as it was run (or its --state-dir)\n", cfg.StateDir)
+		return exitFailed
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "agent dead-letter replay:", err)
 		return exitUsage

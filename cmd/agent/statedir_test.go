@@ -247,3 +247,82 @@ flows:
 		})
 	}
 }
+
+// A run as root by hand in the service user's state_dir leaves
+// checkpoints.json, its lock and spool/ to root. validate as that user said
+// "ok" (with only a warning for spool/) and run then failed at start on the
+// checkpoint lock. validate (and run, loading the same way) now names each
+// and how to give the state back; a checkpoint file the user cannot read is
+// said as such (it is replaced by a rename, so a read-only one of the
+// user's own passes). validate as root, which may write everything, warns
+// about the files whose owner is not state_dir's.
+func TestValidate_StateLeftByARootRunFailsAsRunDoes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: leaves files of two users")
+	}
+	base, err := os.MkdirTemp("", "agent-rootleft-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(base) })
+	require.NoError(t, os.Chmod(base, 0o755))
+	bin := filepath.Join(base, "agent")
+	copyFile(t, agentBin, bin, 0o755)
+	config := func(stateDir string) string {
+		cfg := filepath.Join(base, filepath.Base(stateDir)+".yaml")
+		require.NoError(t, os.WriteFile(cfg, []byte(`state_dir: `+stateDir+`
+sources:
+  - name: app
+    type: file
+    file: {include: [`+base+`/*.log]}
+outputs:
+  - name: out
+    type: blackhole
+flows:
+  - name: main
+    sources: [app]
+    output: out
+`), 0o644))
+		return cfg
+	}
+
+	d := filepath.Join(base, "left")
+	require.NoError(t, os.Mkdir(d, 0o755))
+	require.NoError(t, os.Chown(d, nobody, nobody))
+	require.NoError(t, os.WriteFile(filepath.Join(d, "checkpoints.json"), []byte(`{"version":1,"sources":{}}`), 0o600)) // root's
+	require.NoError(t, os.WriteFile(filepath.Join(d, "checkpoints.json.lock"), nil, 0o600))
+	require.NoError(t, os.MkdirAll(filepath.Join(d, "spool", "main"), 0o700))
+	cfg := config(d)
+	hint := "it belongs to root (uid 0), not to nobody (uid 65534), the user the agent runs as; " +
+		"if the agent (or agent dead-letter replay) was run as root by hand, give the state back: chown -R nobody: " + d
+	out, errOut, code := runBinAs(t, bin, nobody, "validate", "-c", cfg)
+	require.Equal(t, 2, code, "stdout: %s\nstderr: %s", out, errOut)
+	require.Contains(t, errOut, cfg+": spool.dir: "+filepath.Join(d, "spool")+" is not writable: permission denied; "+hint+"\n")
+	require.Contains(t, errOut, cfg+":1: state_dir: the checkpoint file "+filepath.Join(d, "checkpoints.json")+" is not readable: permission denied; "+hint+"\n")
+	require.Contains(t, errOut, cfg+":1: state_dir: the checkpoint lock file "+filepath.Join(d, "checkpoints.json.lock")+" is not writable: permission denied; "+hint+"\n")
+	_, runErr, code := runBinAs(t, bin, nobody, "run", "-c", cfg)
+	require.Equal(t, 2, code)
+	require.Equal(t, errOut, runErr, "run says what validate said")
+
+	// As root: a warning (the service may run as another user), exit 0.
+	out, errOut, code = runBinAs(t, bin, 0, "validate", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, cfg+": ok")
+	require.Contains(t, errOut, cfg+":1: state_dir: warning: "+filepath.Join(d, "checkpoints.json")+", "+filepath.Join(d, "checkpoints.json.lock")+", "+
+		filepath.Join(d, "spool")+" belong to root (uid 0), but "+d+" to nobody (uid 65534)")
+	require.Contains(t, errOut, "give the state back: chown -R nobody: "+d)
+
+	// Given back, with a read-only checkpoint file of the user's own (the
+	// agent renames a new one over it): no problem, and no warning as root.
+	require.NoError(t, filepath.Walk(d, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, nobody, nobody)
+	}))
+	require.NoError(t, os.Chmod(filepath.Join(d, "checkpoints.json"), 0o444))
+	for _, uid := range []uint32{nobody, 0} {
+		out, errOut, code = runBinAs(t, bin, uid, "validate", "-c", cfg)
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, cfg+": ok\n", out)
+		require.Empty(t, errOut)
+	}
+}

@@ -354,7 +354,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	stopStatus() // cleared before the summary
 	r := tailResult{
 		err: err, interrupted: ctx.Err() != nil, readerGone: errors.Is(context.Cause(ctx), errReaderGone),
-		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), behind: a.FilesBehind(), took: time.Since(start),
+		once: once, tmp: tmp, stateDir: cfg.StateDir, snap: a.Snapshot(), behind: a.FilesBehind(), unread: !a.FilesReadToEnd(), took: time.Since(start),
 		hadCheckpoints: hadCheckpoints, files: in.files, to: redact.RawURL(o.to),
 	}
 	return r.report(stderr, once && !o.quiet && isTerminal(stderr))
@@ -370,6 +370,7 @@ type tailResult struct {
 	stateDir       string
 	snap           agent.Snapshot
 	behind         int64 // bytes of the files left to read
+	unread         bool  // the file sources stopped before reading their files to their end (behind may not know how much)
 	took           time.Duration
 	hadCheckpoints bool
 	files          []string
@@ -442,15 +443,20 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 			}
 			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read (%s)\n", where)
 			code = exitFailed
-		} else if r.behind > 0 {
+		} else if r.behind > 0 || r.unread {
 			// What was read was delivered, but the files were not read
 			// to their end: `agent tail --once app.log && rm app.log`
-			// must not go on.
+			// must not go on. (How much is left is not known while a
+			// compressed rotation is read: its size is not.)
 			where := "the next run of the same command reads them from where it stopped"
 			if r.tmp {
 				where = "it was not printed"
 			}
-			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read to their end: %s left (%s)\n", humanBytes(float64(r.behind)), where)
+			left := ""
+			if r.behind > 0 {
+				left = ": " + humanBytes(float64(r.behind)) + " left"
+			}
+			fmt.Fprintf(stderr, "agent tail: interrupted before the files were read to their end%s (%s)\n", left, where)
 			code = exitFailed
 		}
 	}

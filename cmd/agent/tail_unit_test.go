@@ -166,6 +166,16 @@ func TestTailResult_Report(t *testing.T) {
 			code: exitFailed, want: []string{"3 records were not delivered (they were not printed)"},
 		},
 		{
+			name: "interrupted once in a compressed rotation of unknown size",
+			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", unread: true, snap: agent.Snapshot{RecordsRead: 100, RecordsSent: 100}},
+			code: exitFailed, want: []string{"agent tail: interrupted before the files were read to their end (the next run of the same command reads them from where it stopped)\n"},
+		},
+		{
+			name: "interrupted once with bytes left",
+			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", behind: 2048, unread: true, snap: agent.Snapshot{RecordsRead: 100, RecordsSent: 100}},
+			code: exitFailed, want: []string{"interrupted before the files were read to their end: 2.0 KiB left ("},
+		},
+		{
 			name: "interrupted once with an earlier run's backlog left",
 			r:    tailResult{once: true, interrupted: true, err: context.Canceled, stateDir: "/s", hadCheckpoints: true, snap: agent.Snapshot{BacklogEntries: 2}},
 			code: exitFailed, want: []string{"interrupted: 2 spool entries were not delivered (they stay in /s"}, notWant: []string{"nothing new"},
@@ -457,4 +467,19 @@ func TestDeadLetterReplay_TailAfterOtherFlags(t *testing.T) {
 	code = cmdDeadLetterReplay([]string{"-h"}, &out, &errOut)
 	require.Equal(t, 0, code)
 	require.Contains(t, out.String(), "agent dead-letter replay --tail PATH... --to URL", "the usage shows the tail form")
+}
+
+// A replay --tail whose paths or --to are not those of a tail run (a typo)
+// said "state directory: stat /home/u/.local/state/agent/tail/<id>: no such
+// file or directory"; it now says what names the state directory.
+func TestDeadLetterReplay_TailNeverRunSaysWhatNamesTheState(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	logFile := filepath.Join(t.TempDir(), "app.log")
+	require.NoError(t, os.WriteFile(logFile, []byte("x\n"), 0o644))
+	var out, errOut bytes.Buffer
+	code := cmdDeadLetterReplay([]string{"--tail", logFile, "--to", "http://127.0.0.1:1/in"}, &out, &errOut)
+	require.Equal(t, exitFailed, code)
+	require.Contains(t, errOut.String(), "agent dead-letter replay --tail: no agent tail ran with these paths and this destination (no state in ")
+	require.Contains(t, errOut.String(), "give the PATH... and --to of the tail command as it was run")
+	require.NotContains(t, errOut.String(), "stat ")
 }

@@ -79,6 +79,7 @@ func runOnce(t *testing.T, cfg Config, cpPath string) (*collector, string, Stats
 	case <-time.After(20 * time.Second):
 		t.Fatal("--once did not end")
 	}
+	require.True(t, src.ReadToEnd(), "a run with Once that ended by itself read its files to their end")
 	require.NoError(t, st.Close())
 	return col, logs.String(), src.Stats()
 }
@@ -391,4 +392,77 @@ func TestRestart_RotationCompressedInUnreadableFormat_LossIsSaidOnce(t *testing.
 	col, logs, _ = runOnce(t, cfg, cpPath)
 	require.Empty(t, col.lines())
 	require.NotContains(t, logs, "lost")
+}
+
+// copytruncate with compress while the agent was stopped, and a stop while
+// the compressed copy is read: the source does not say it read its files
+// to their end (agent tail --once reports the interruption), and the next
+// start reads the rest of the copy without a warning that lines were lost
+// (the file's own checkpoint still says it was truncated: its content is
+// followed by the copy's entry, not lost).
+func TestRestart_StoppedWhileReadingCompressedCopy_NotReadToEnd_NextStartNoLossWarning(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	writeFile(t, p, linesOf("a", 0, 100))
+	cpPath := filepath.Join(t.TempDir(), "cp.json")
+	cfg := testConfig(dir, "app.log")
+	readFirst(t, cfg, cpPath, 100)
+
+	// copytruncate + compress: the copy is compressed, app.log (the same
+	// inode) truncated and written again.
+	appendFile(t, p, linesOf("a", 100, 3000))
+	writeFile(t, p+".1.gz", string(compressAs(t, ".gz", []byte(linesOf("a", 0, 3000)))))
+	writeFile(t, p, linesOf("b", 0, 10))
+
+	st := openStore(t, cpPath)
+	log, logs1 := testLogger()
+	src, err := New(cfg, Settings{Name: "s", Checkpoints: st, CheckpointInterval: 10 * time.Millisecond, Logger: log, Once: true})
+	require.NoError(t, err)
+	col := &collector{src: src, commit: true}
+	var n atomic.Int64
+	stuck := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(ctx context.Context, r source.Record) error {
+			if n.Add(1) > 1000 {
+				close(stuck)
+				<-ctx.Done() // backpressure until the stop
+				return ctx.Err()
+			}
+			return col.emit(ctx, r)
+		})
+	}()
+	select {
+	case <-stuck:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the compressed copy was not read")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the source did not stop")
+	}
+	require.NoError(t, st.Close())
+	require.Contains(t, logs1.String(), "compressed", "the copy was read as compressed")
+	require.False(t, src.ReadToEnd(), "stopped in the middle of the compressed copy")
+	first := col.lines()
+	require.Len(t, first, 1000)
+
+	col2, logs, _ := runOnce(t, cfg, cpPath)
+	require.NotContains(t, logs, "are lost")
+	got := map[string]int{}
+	for _, l := range append(first, col2.lines()...) {
+		got[l]++
+	}
+	for i := 100; i < 3000; i++ {
+		require.Equal(t, 1, got[line("a", i)], "line a %d\n%s", i, logs)
+	}
+	for i := 0; i < 10; i++ {
+		require.Equal(t, 1, got[line("b", i)], "line b %d", i)
+	}
+	require.Len(t, got, 2910)
 }

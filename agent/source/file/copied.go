@@ -80,6 +80,13 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 			r.deferErr(err)
 			return
 		}
+		if !ok && r.followedAsCopy(f) {
+			// A stop came while its compressed copy was read: the copy's
+			// entry goes on with it (findRotatedWhileStopped read it).
+			r.s.log.Debug("file truncated while the source was stopped; its copy is read under its own entry",
+				"path", f.path, "file_id", f.inc.id, "offset", f.offset)
+			return
+		}
 		if !ok {
 			r.s.log.Warn("file truncated while the source was stopped, and no copy of it found next to it or in rotated_dirs "+
 				"(compressed in a format the source cannot read, or in another directory?): lines written after its checkpoint and before the truncation, if any, are lost",
@@ -117,6 +124,19 @@ func (r *runner) readCopy(f *file, taken map[devIno]bool) {
 		return
 	}
 	r.drainCopy(c.fd, c.path, c.st, f.path, f.offset, f.fp, "reading the rest of a file copied while the source was stopped (copytruncate)")
+}
+
+// followedAsCopy reports whether another entry holds f's content from f's
+// offset on: the entry of its copy (compressed, read under the copy's
+// inode), saved by a run that stopped before it had read the copy to its
+// end and opened f again. f's own entry still says it was truncated.
+func (r *runner) followedAsCopy(f *file) bool {
+	for _, g := range r.byKey {
+		if g != f && g.state == stGone && g.lastPath == f.path && g.fp == f.fp && g.offset >= f.offset {
+			return true
+		}
+	}
+	return false
 }
 
 // drainCopy reads the copy of a truncated file, open as fd, from offset

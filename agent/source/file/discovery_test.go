@@ -199,3 +199,52 @@ func TestOnce_UnopenableFileDoesNotHang(t *testing.T) {
 	require.Equal(t, []string{"fine"}, col.lines())
 	require.Equal(t, 1, strings.Count(logs.String(), "cannot open file"))
 }
+
+// The README's pattern 'app.log*' (new matches followed, rotations too)
+// matched logrotate's compressed rotations (app.log.1.gz) and shipped their
+// bytes as lines: gzip read as text. A compressed file a wildcard matches
+// is left out, found by a scan or by an event alike (its content is a
+// rotation's, read decompressed when it holds unread lines); a name written
+// out, or a pattern that asks for the suffix ('*.gz'), keeps it.
+func TestDiscovery_WildcardLeavesCompressedRotationsOut(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, path string
+		skip          bool
+	}{
+		{"/var/log/app.log*", "/var/log/app.log.1.gz", true},
+		{"/var/log/app.log*", "/var/log/app.log-20261206.ZST", true},
+		{"/var/log/**", "/var/log/x/app.log.2.bz2", true},
+		{"/var/log/app.log*", "/var/log/app.log.1", false},
+		{"/var/log/*.gz", "/var/log/app.log.1.gz", false},
+		{"/var/log/app.log.1.gz", "/var/log/app.log.1.gz", false},
+	} {
+		g := compileGlob(tc.pattern)
+		require.True(t, g.match(tc.path), "%s ~ %s", tc.pattern, tc.path)
+		require.Equal(t, tc.skip, g.skipsCompressed(tc.path), "%s ~ %s", tc.pattern, tc.path)
+		m, err := newMatcher([]string{tc.pattern}, nil)
+		require.NoError(t, err)
+		require.Equal(t, !tc.skip, m.wanted(tc.path), "%s ~ %s", tc.pattern, tc.path)
+	}
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "app.log"), "current\n")
+	writeFile(t, filepath.Join(dir, "app.log.1"), "rotated\n")
+	writeFile(t, filepath.Join(dir, "app.log.2.gz"), string(compressAs(t, ".gz", []byte("old\n"))))
+	cfg := testConfig(dir, "app.log*")
+	r := start(t, cfg, Settings{})
+	r.waitCount(t, 2)
+	waitScanned(t, r.src)
+	// One compressed by logrotate while running (an event), then a plain
+	// file that is read: the compressed one was not read before it.
+	writeFile(t, filepath.Join(dir, "app.log.3.gz"), string(compressAs(t, ".gz", []byte("older\n"))))
+	time.Sleep(300 * time.Millisecond)
+	writeFile(t, filepath.Join(dir, "app.log.new"), "new\n")
+	r.waitCount(t, 3)
+	require.NoError(t, r.halt(t))
+	got := r.col.lines()
+	sort.Strings(got)
+	require.Equal(t, []string{"current", "new", "rotated"}, got)
+	for _, f := range r.src.Files() {
+		require.NotContains(t, f.Path, ".gz")
+	}
+}

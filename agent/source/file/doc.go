@@ -24,7 +24,12 @@
 // and for a pattern whose directory does not exist yet, its nearest existing
 // ancestor is, so new files and directories are found at once. A periodic
 // scan (scan_interval) is the fallback where events never come (NFS, some
-// overlay setups, a watch limit reached).
+// overlay setups, a watch limit reached). A compressed file (.gz, .bz2,
+// .xz, .zst, ... as compressedExts) that a wildcard matches is left out
+// (app.log* and app.log.1.gz): its bytes are not lines, and its content is a
+// rotation's, read decompressed where it holds lines not read (see
+// Rotation). A name written out, or a last element ending with the suffix
+// (*.gz), keeps it.
 //
 // # Identity
 //

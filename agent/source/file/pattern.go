@@ -48,6 +48,28 @@ func (g *glob) match(path string) bool {
 	return matchElems(g.elems, splitPath(path), false)
 }
 
+// skipsCompressed reports whether g, which matches path, leaves it out as
+// a compressed file its wildcard matched ('app.log*' and app.log.1.gz): its
+// bytes are not lines, and its content is a rotation's, read as one when
+// it holds lines the source has not read (rotated.go). A name written out,
+// or a last element that asks for the suffix ('*.gz'), keeps it.
+func (g *glob) skipsCompressed(path string) bool {
+	if len(g.elems) == 0 {
+		return false
+	}
+	last := g.elems[len(g.elems)-1]
+	if !hasMeta(last) {
+		return false
+	}
+	name, lastL := strings.ToLower(filepath.Base(path)), strings.ToLower(last)
+	for _, ext := range compressedExts {
+		if strings.HasSuffix(name, ext) {
+			return !strings.HasSuffix(lastL, ext)
+		}
+	}
+	return false
+}
+
 // matchPrefix reports whether dir could hold (at any depth) a path that
 // matches.
 func (g *glob) matchPrefix(dir string) bool {
@@ -125,7 +147,7 @@ func (m *matcher) excluded(path string) bool {
 // wanted reports whether path is a file the source follows.
 func (m *matcher) wanted(path string) bool {
 	for _, g := range m.include {
-		if g.match(path) {
+		if g.match(path) && !g.skipsCompressed(path) {
 			return !m.excluded(path)
 		}
 	}
@@ -161,6 +183,7 @@ func (m *matcher) walk(file func(path string), dir func(path string), listErr fu
 			dir(existingAncestor(base))
 			continue
 		}
+		w.g = g
 		w.walk(base, rest)
 	}
 }
@@ -180,6 +203,7 @@ func existingAncestor(p string) string {
 
 type walker struct {
 	m     *matcher
+	g     *glob // the pattern being walked
 	file  func(string)
 	dirFn func(string)
 	// listErr is told of a directory that could not be listed.
@@ -210,7 +234,7 @@ func (w *walker) walk(dir string, rest []string) {
 			switch {
 			case e.IsDir(): // not a symlink: no cycles
 				w.walk(p, rest)
-			case len(rest) == 1 && !w.m.excluded(p): // a trailing "**" matches every file below
+			case len(rest) == 1 && !w.m.excluded(p) && !w.g.skipsCompressed(p): // a trailing "**" matches every file below
 				w.file(p)
 			}
 		}
@@ -233,7 +257,7 @@ func (w *walker) visit(p string, rest []string, e fs.DirEntry) {
 		if e != nil && e.IsDir() {
 			return
 		}
-		if !w.m.excluded(p) {
+		if !w.m.excluded(p) && !w.g.skipsCompressed(p) {
 			w.file(p)
 		}
 		return

@@ -370,6 +370,9 @@ func (r *runner) readCompressed(f *file, c rotatedFile) (bool, error) {
 	default:
 		last = hd[fpn-1]
 		for skip := off - int64(fpn); skip > 0; {
+			if err := r.ctx.Err(); err != nil {
+				return true, err // f's by its first bytes: its entry stays as it was
+			}
 			n, err := ct.r.Read(buf[:min(skip, readChunk)])
 			if n > 0 {
 				last = buf[n-1]

@@ -192,6 +192,7 @@ func (r *runner) loop() error {
 			r.scan()
 			r.poll()
 			if r.onceDone() {
+				r.s.readAll.Store(true)
 				return nil
 			}
 			continue

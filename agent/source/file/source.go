@@ -98,6 +98,7 @@ type Source struct {
 
 	started  atomic.Bool
 	finished atomic.Bool
+	readAll  atomic.Bool // with Once: Run ended because every file was read to its end
 
 	mu        sync.RWMutex
 	byID      map[string]*incarnation
@@ -221,6 +222,12 @@ func (s *Source) RunBatch(ctx context.Context, emit source.Emit, batch source.Em
 	}
 	return err
 }
+
+// ReadToEnd reports, with Settings.Once, whether Run ended because every
+// file was read to its end; false while it runs and after a stop that came
+// first (also one in the middle of a rotation read at start, whose size the
+// file statuses cannot tell: a compressed one).
+func (s *Source) ReadToEnd() bool { return s.readAll.Load() }
 
 // load takes the source's entries from the checkpoint store.
 func (s *Source) load(r *runner) {

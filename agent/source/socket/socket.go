@@ -86,6 +86,9 @@ type Source struct {
 	bindMu sync.Mutex
 	held   *bound        // what Bind took, until Run takes it or Release closes it
 	ready  chan struct{} // closed once listening
+
+	warnMu        sync.Mutex
+	lastFrameWarn time.Time // a connection closed for its framing was last logged
 }
 
 // readBufferSize is one read from a stream connection. It bounds, with

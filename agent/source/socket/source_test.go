@@ -1,11 +1,15 @@
 package socket
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -602,4 +606,55 @@ func TestRunBatch_DatagramsDroppedAndCountedWhileTheFlowBlocks(t *testing.T) {
 		fmt.Sscanf(got[i], "d%d", &b)
 		require.Less(t, a, b, "in order")
 	}
+}
+
+// A malformed octet-counting frame (a client sending newline-framed syslog
+// to framing: octet_counting) closed the connection and dropped the rest of
+// what the client sent with only a counter: the log now says it, with the
+// remote and what to change, once a minute at most (the client reconnects
+// and fails again).
+func TestSource_MalformedOctetFrameIsLoggedOnceAMinute(t *testing.T) {
+	cfg := testConfig("tcp://127.0.0.1:0")
+	cfg.Framing = FramingOctetCounted
+	var logs syncBuffer
+	src, err := New(cfg, Settings{Name: "sock", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	k := &collector{failAt: -1}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, k.emit) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-src.Ready()
+	for i := range 2 {
+		c := dial(t, "tcp", src.Addr().String())
+		_, err := io.WriteString(c, "<13>Dec  6 10:00:00 host app: newline framed\n")
+		require.NoError(t, err)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		require.Error(t, err, "the connection is closed")
+		require.Eventually(t, func() bool { return src.Stats().Dropped[DropMalformedFrame] == uint64(i+1) }, 10*time.Second, 5*time.Millisecond)
+	}
+	out := logs.String()
+	require.Equal(t, 1, strings.Count(out, "malformed RFC 6587 octet-counting frame"), out)
+	require.Contains(t, out, "level=WARN")
+	require.Contains(t, out, "remote=127.0.0.1:")
+	require.Contains(t, out, "framing: lines")
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

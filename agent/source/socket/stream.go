@@ -155,7 +155,7 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 			}
 			sink.flush()
 			if err != nil {
-				s.frameError(err)
+				s.frameError(err, c)
 				return
 			}
 		}
@@ -177,19 +177,41 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 		}
 		sink.flush()
 		if err != nil {
-			s.frameError(err)
+			s.frameError(err, c)
 		}
 		return
 	}
 }
 
-// frameError counts why a connection's framing stopped.
-func (s *Source) frameError(err error) {
+// frameError counts why a connection's framing stopped, and says it (at
+// most once a minute: a misconfigured client reconnects and fails again):
+// the connection was closed and the rest of what the client sent dropped,
+// which nothing else tells the operator.
+func (s *Source) frameError(err error, c net.Conn) {
+	var msg, hint string
 	switch {
 	case errors.Is(err, errOversize):
 		s.drop(DropOversize, 1)
+		msg = "closed a connection: a record exceeds max_record_bytes (on_oversize: close); the rest of what it sent is dropped"
+		hint = "raise max_record_bytes, or on_oversize: truncate keeps the start of such records"
 	case errors.Is(err, errMalformedFrame):
 		s.drop(DropMalformedFrame, 1)
+		msg = "closed a connection: a malformed RFC 6587 octet-counting frame (not LENGTH SP MESSAGE); the rest of what it sent is dropped"
+		hint = "framing: octet_counting takes frames only; a client that ends its messages with a newline needs framing: lines (with format: syslog it takes both)"
+	default:
+		return
+	}
+	now := time.Now()
+	s.warnMu.Lock()
+	quiet := !s.lastFrameWarn.IsZero() && now.Sub(s.lastFrameWarn) < time.Minute
+	if !quiet {
+		s.lastFrameWarn = now
+	}
+	s.warnMu.Unlock()
+	if !quiet {
+		st := s.Stats()
+		s.log.Warn(msg, "remote", remote(c), "listen", s.cfg.Listen, "hint", hint,
+			"malformed_frames", st.Dropped[DropMalformedFrame], "oversize_closed", st.Dropped[DropOversize])
 	}
 }
 
