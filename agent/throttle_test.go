@@ -194,6 +194,11 @@ func TestSender_PartialErrorWithInvalidIndexesIsNotSuccess(t *testing.T) {
 			}, ok)
 			r := newSenderRig(t, out, nil, nil)
 			r.appendRecords(2)
+			// Both written before the sender starts, so that its first
+			// read takes them in one batch: the spool writes behind, and
+			// a worker that found only the first left the second to
+			// another worker's call (three calls under load).
+			require.NoError(t, r.spool.Sync())
 			r.runUntilDrained()
 			require.Equal(t, 2, out.calls, "the batch must be sent again")
 		})
