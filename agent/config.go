@@ -302,6 +302,7 @@ func LoadConfig(path string, comps Components) (Config, error) {
 	}
 	p := parse(path, data, os.LookupEnv, comps)
 	p.checkFiles()
+	sort.SliceStable(p.cfg.notices, func(i, j int) bool { return p.cfg.notices[i].Line < p.cfg.notices[j].Line })
 	return p.result()
 }
 
@@ -697,13 +698,30 @@ func (p *parsed) scalarString(n *yaml.Node, path string) string {
 // runs the components' file checks (FileChecker) for those whose options
 // had no problem.
 func (p *parsed) checkFiles() {
-	check := func(path string, cfg any) {
-		fc, ok := cfg.(outputs.FileChecker)
-		if !ok || p.covered(path, 0) {
+	// check runs the file checks of a component at path; whose, when set
+	// ("source \"app\""), ends their messages (the path names it only by
+	// its index).
+	check := func(path, whose string, cfg any) {
+		if p.covered(path, 0) {
 			return
 		}
-		for _, e := range flatten(at(path, fc.CheckFiles())) {
-			p.add(placeError(e, p.lines))
+		if fc, ok := cfg.(outputs.FileChecker); ok {
+			for _, e := range flatten(at(path, fc.CheckFiles())) {
+				fe := placeError(e, p.lines)
+				if whose != "" {
+					fe.Msg += " (" + whose + ")"
+				}
+				p.add(fe)
+			}
+		}
+		if fw, ok := cfg.(outputs.FileWarner); ok {
+			for _, w := range fw.WarnFiles() {
+				fe := placeError(at(path, w), p.lines)
+				if whose != "" {
+					fe.Msg += " (" + whose + ")"
+				}
+				p.notice(slog.LevelWarn, fe.Path, "%s", fe.Msg)
+			}
 		}
 	}
 	stateBad := false
@@ -753,10 +771,14 @@ func (p *parsed) checkFiles() {
 		}
 	}
 	for i, s := range p.cfg.Sources {
-		check(fmt.Sprintf("sources[%d].%s", i, s.Type), s.Config)
+		whose := ""
+		if s.Name != "" {
+			whose = fmt.Sprintf("source %q", s.Name)
+		}
+		check(fmt.Sprintf("sources[%d].%s", i, s.Type), whose, s.Config)
 	}
 	for i, o := range p.cfg.Outputs {
-		check(fmt.Sprintf("outputs[%d].%s", i, o.Type), o.Config)
+		check(fmt.Sprintf("outputs[%d].%s", i, o.Type), "", o.Config)
 	}
 }
 

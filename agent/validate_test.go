@@ -290,3 +290,58 @@ func TestValidate_EmptyFileSaysItIsEmpty(t *testing.T) {
 		require.Equal(t, "agent.yaml: the file is empty (or only comments): a configuration needs sources, outputs and flows (see agent.yaml.example)", err.Error(), "%q", data)
 	}
 }
+
+// rotated_dirs names directories on this host: one that exists and is not
+// a directory (a file, or a path under a file) is refused by validate,
+// run and a reload, with its key, line and source; one that does not exist
+// (yet) only warns, since logrotate (createolddir) or the operator may make
+// it later. Before, both loaded silently and the rotations there were
+// never found.
+func TestValidate_RotatedDirsMustBeDirectories(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	require.NoError(t, os.MkdirAll(filepath.Join(logs, "old"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(logs, "notes.txt"), []byte("x\n"), 0o600))
+	write := func(dirs string) string {
+		p := filepath.Join(dir, "agent.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(`state_dir: state
+sources:
+  - name: app
+    type: file
+    file:
+      include: [logs/app.log, logs/*/x.log]
+      rotated_dirs:
+`+dirs+`
+outputs:
+  - {name: out, type: stdout}
+flows:
+  - {name: main, sources: [app], output: out}
+`), 0o600))
+		return p
+	}
+
+	// Existing directories, absolute and relative (to logs/): no notice.
+	cfg, err := LoadConfig(write("        - old\n        - "+filepath.Join(logs, "old")), testComponents)
+	require.NoError(t, err)
+	require.Empty(t, cfg.Notices())
+
+	// Not directories: errors, every one with its place.
+	_, err = LoadConfig(write("        - old\n        - notes.txt\n        - "+filepath.Join(logs, "notes.txt")+"\n        - notes.txt/old"), testComponents)
+	require.Error(t, err)
+	require.Equal(t, `DIR/agent.yaml:9: sources[0].file.rotated_dirs[1]: "notes.txt" (DIR/logs/notes.txt) is not a directory: rotations are looked for in a directory (logrotate's olddir); name one (source "app")
+DIR/agent.yaml:10: sources[0].file.rotated_dirs[2]: DIR/logs/notes.txt is not a directory: rotations are looked for in a directory (logrotate's olddir); name one (source "app")
+DIR/agent.yaml:11: sources[0].file.rotated_dirs[3]: "notes.txt/old" (DIR/logs/notes.txt/old) is under a file, not a directory: rotations are looked for in a directory (logrotate's olddir); name one (source "app")`,
+		strings.ReplaceAll(err.Error(), dir, "DIR"))
+
+	// Missing: the file loads, with a warning at the line.
+	cfg, err = LoadConfig(write("        - archive\n        - "+filepath.Join(dir, "gone")), testComponents)
+	require.NoError(t, err)
+	var got []string
+	for _, n := range cfg.Notices() {
+		got = append(got, strings.ReplaceAll(n.String(), dir, "DIR"))
+	}
+	require.Equal(t, []string{
+		`DIR/agent.yaml:8: sources[0].file.rotated_dirs[0]: warning: no directory "archive" (DIR/logs/archive) (yet): rotations are looked for there once it exists (logrotate makes its olddir only with createolddir) (source "app")`,
+		`DIR/agent.yaml:9: sources[0].file.rotated_dirs[1]: warning: no directory DIR/gone (yet): rotations are looked for there once it exists (logrotate makes its olddir only with createolddir) (source "app")`,
+	}, got)
+}

@@ -107,6 +107,15 @@ type FileChecker interface {
 	CheckFiles() error
 }
 
+// FileWarner, next to FileChecker, reports what on the host is worth a
+// warning but does not stop a start (a directory that may be made later).
+// Each error is prefixed with its key relative to the component's block,
+// as by ConfigValidator; `agent validate` prints them after the file's
+// name, `agent run` and reloads log them.
+type FileWarner interface {
+	WarnFiles() []error
+}
+
 // RecordLimiter is implemented by configs of destinations that bound the
 // size of one record (a Kinesis record is at most 1 MiB by default, 10 MiB
 // at most): MaxRecordBytes is the largest record, partition key included,

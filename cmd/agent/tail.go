@@ -295,6 +295,9 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "agent tail:", err)
 		return exitUsage
 	}
+	if bad := checkRotatedDirs(cfg, stderr); bad {
+		return exitUsage
+	}
 	hadCheckpoints := !tmp && fileExists(filepath.Join(cfg.StateDir, "checkpoints.json"))
 	toStdout := cfg.Outputs[0].Type == "stdout"
 	// The status line shares the terminal with records printed to stdout:
@@ -598,6 +601,29 @@ func sourceSchemes() []string {
 		}
 	}
 	return out
+}
+
+// checkRotatedDirs applies the rule of the file source's rotated_dirs
+// (file.Config.RotatedDirProblems, which agent validate and run apply) to
+// --rotated-dir: a path that exists and is not a directory is refused (it
+// reports whether there was one), one that does not exist (yet) is warned
+// about (the rotations there are found once it is made).
+func checkRotatedDirs(cfg agent.Config, stderr io.Writer) bool {
+	bad := false
+	for _, s := range cfg.Sources {
+		fc, ok := s.Config.(*file.Config)
+		if !ok {
+			continue
+		}
+		for _, p := range fc.RotatedDirProblems() {
+			kind := "warning: "
+			if !p.Missing {
+				kind, bad = "", true
+			}
+			fmt.Fprintf(stderr, "agent tail: --rotated-dir %s: %s%s\n", p.Dir, kind, p.Describe())
+		}
+	}
+	return bad
 }
 
 func hasGlobMeta(p string) bool { return strings.ContainsAny(p, "*?[") }

@@ -61,3 +61,32 @@ func TestTail_RotatedDir_FindsRotationsInOlddir(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "-rotated-dir DIR")
 }
+
+// --rotated-dir follows the rule of rotated_dirs in a config file (agent
+// validate): a path that is a file (or under one) is refused before
+// anything is read; a directory that does not exist (yet) is a warning and
+// the run goes on. Before, both were taken silently and the rotations were
+// never found.
+func TestTail_RotatedDir_NotADirectoryIsRefusedMissingWarns(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 3, 20)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x\n"), 0o600))
+
+	out, errOut, code := runBin(t, "tail", "--once", log, "--rotated-dir", "notes.txt")
+	require.Equal(t, 2, code, errOut)
+	require.Empty(t, out)
+	require.Equal(t, `agent tail: --rotated-dir notes.txt: "notes.txt" (DIR/notes.txt) is not a directory: rotations are looked for in a directory (logrotate's olddir); name one`,
+		strings.ReplaceAll(strings.TrimSuffix(errOut, "\n"), dir, "DIR"))
+
+	_, errOut, code = runBin(t, "tail", "--once", log, "--rotated-dir", filepath.Join(dir, "notes.txt", "old"))
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, strings.ReplaceAll(errOut, dir, "DIR"), "DIR/notes.txt/old is under a file, not a directory")
+
+	out, errOut, code = runBin(t, "tail", "--once", log, "--rotated-dir", "archive")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 3, strings.Count(out, "\n"), out)
+	require.Contains(t, strings.ReplaceAll(errOut, dir, "DIR"),
+		`agent tail: --rotated-dir archive: warning: no directory "archive" (DIR/archive) (yet): rotations are looked for there once it exists (logrotate makes its olddir only with createolddir)`)
+}
