@@ -28,7 +28,9 @@ import (
 //	dead-letter.replaying.ndjson            what `agent dead-letter replay` is sending
 //	dead-letter.replaying.offset            how far it got (bytes of the file above)
 //	dead-letter.lock                        flock: writers and replay, across processes
-//	dead-letter.replay.lock                 flock: held by the one replay running
+//	dead-letter.replay.lock                 flock: held by the one replay running; holds
+//	                                        when the last replay that delivered records
+//	                                        finished, and how many it delivered
 const (
 	// DeadLetterFile is the name of the active dead-letter file.
 	DeadLetterFile    = "dead-letter.ndjson"

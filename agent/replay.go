@@ -123,6 +123,14 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 	for {
 		if !fileExists(r.snap) {
 			if len(todo) == 0 {
+				if res.Delivered > 0 {
+					// For agent dead-letter, which would otherwise
+					// find no file and could not tell a replayed
+					// dead-letter file from none at all.
+					if err := writeFileSync(filepath.Join(r.dir, replayLock), fmt.Appendf(nil, "%s %d\n", time.Now().UTC().Format(time.RFC3339), res.Delivered)); err != nil {
+						r.set.Logger.Warn("replay: cannot record its end", "error", err)
+					}
+				}
 				return res, nil
 			}
 			name := todo[0]
@@ -138,6 +146,28 @@ func ReplayDeadLetters(ctx context.Context, cfg Config, set Settings, opt Replay
 			return res, err
 		}
 	}
+}
+
+// LastReplay is what the replay lock file of stateDir says of the replays
+// that ran there (see ReplayDeadLetters): ran, whether one ran at all; and
+// of the last that delivered records and got through every file, when it
+// finished and how many it delivered (zero when unknown: none delivered,
+// or a replay by an agent that did not record it).
+func LastReplay(stateDir string) (ran bool, finished time.Time, delivered int) {
+	b, err := os.ReadFile(filepath.Join(stateDir, replayLock))
+	if err != nil {
+		return false, time.Time{}, 0
+	}
+	ts, n, ok := strings.Cut(strings.TrimSpace(string(b)), " ")
+	if !ok {
+		return true, time.Time{}, 0
+	}
+	t, err1 := time.Parse(time.RFC3339, ts)
+	d, err2 := strconv.Atoi(n)
+	if err1 != nil || err2 != nil || d <= 0 {
+		return true, time.Time{}, 0
+	}
+	return true, t, d
 }
 
 // lockReplay makes the replay the only one on dir until unlock: a second

@@ -45,6 +45,10 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	}
 	var parts []agent.DeadLetterPart
 	if *path != "" {
+		if _, err := os.Stat(*path); err != nil {
+			fmt.Fprintln(stderr, "agent dead-letter:", err)
+			return exitFailed
+		}
 		parts = []agent.DeadLetterPart{{Path: *path}}
 	} else {
 		dir := *stateDir
@@ -73,20 +77,35 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 		if len(parts) == 0 {
-			fmt.Fprintf(stderr, "agent dead-letter: no %s in %s: nothing was dead-lettered\n", agent.DeadLetterFile, dir)
+			fmt.Fprintf(stderr, "agent dead-letter: no %s in %s: %s\n", agent.DeadLetterFile, dir, noRecordsLeft(dir, "nothing was dead-lettered"))
 			return exitOK
 		}
 	}
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
-	bad := 0
+	bad, records := 0, 0
 	for _, p := range parts {
-		n, err := printDeadLetters(w, stderr, p, *asJSON)
-		bad += n
+		n, b, err := printDeadLetters(w, stderr, p, *asJSON)
+		records += n
+		bad += b
 		if err != nil {
 			fmt.Fprintln(stderr, "agent dead-letter:", err)
 			return exitFailed
 		}
+	}
+	if records == 0 && bad == 0 {
+		// Files that exist and hold nothing (emptied by hand, or
+		// replayed while this ran) are not "nothing was dead-lettered".
+		what := "the dead-letter file is empty"
+		if *path != "" {
+			what = *path + " is empty"
+		} else if len(parts) > 1 {
+			what = "the dead-letter files are empty"
+		}
+		if *path == "" {
+			what = noRecordsLeft(filepath.Dir(parts[0].Path), what)
+		}
+		fmt.Fprintln(stderr, "agent dead-letter:", what)
 	}
 	if bad > 0 {
 		// Evidence not shown: a script must not read the listing as whole.
@@ -101,19 +120,38 @@ func cmdDeadLetter(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// noRecordsLeft says why stateDir holds no dead-lettered record, when a
+// replay tells (agent.LastReplay), else otherwise.
+func noRecordsLeft(stateDir, otherwise string) string {
+	ran, at, n := agent.LastReplay(stateDir)
+	switch {
+	case !ran:
+		return otherwise
+	case n > 0:
+		what := "records"
+		if n == 1 {
+			what = "record"
+		}
+		return fmt.Sprintf("no record is dead-lettered now: everything was replayed (the last agent dead-letter replay to deliver any finished at %s and delivered %d %s)",
+			at.Local().Format(time.RFC3339), n, what)
+	default:
+		return "no record is dead-lettered now: everything was replayed (agent dead-letter replay ran here)"
+	}
+}
+
 // printDeadLetters prints the records of p; it returns how many lines were
-// not records (named on stderr).
-func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart, asJSON bool) (bad int, _ error) {
+// records, and how many were not (named on stderr).
+func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart, asJSON bool) (records, bad int, _ error) {
 	f, err := os.Open(p.Path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil // replayed or rotated meanwhile
+		return 0, 0, nil // replayed or rotated meanwhile
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	if _, err := f.Seek(p.Offset, io.SeekStart); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	where := ""
 	if p.Offset > 0 {
@@ -143,7 +181,7 @@ func printDeadLetters(w *bufio.Writer, stderr io.Writer, p agent.DeadLetterPart,
 			fmt.Fprintf(w, "  base64: %s\n", base64.StdEncoding.EncodeToString(r.Data))
 		}
 	}
-	return bad, sc.Err()
+	return n - bad, bad, sc.Err()
 }
 
 // cmdDeadLetterReplay sends dead-lettered records again through their

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -276,7 +277,7 @@ func TestDeadLetterReplay_Kill9MidReplayLosesNothing(t *testing.T) {
 	out, errOut, code = runBin(t, "dead-letter", "--state-dir", state)
 	require.Equal(t, 0, code, errOut)
 	require.Empty(t, out)
-	require.Contains(t, errOut, "nothing was dead-lettered")
+	require.Contains(t, errOut, "no record is dead-lettered now: everything was replayed (the last agent dead-letter replay to deliver any finished at ")
 }
 
 func TestDeadLetterReplayTail_SendsWhatTailDeadLettered(t *testing.T) {
@@ -300,9 +301,73 @@ func TestDeadLetterReplayTail_SendsWhatTailDeadLettered(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, errOut, "50 delivered")
 	requireAllArrived(t, s, 50, false)
-	out, _, code := runBin(t, "dead-letter", "--state-dir", state)
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state)
 	require.Equal(t, 0, code)
 	require.Empty(t, out)
+	require.NotContains(t, errOut, "nothing was dead-lettered")
+	require.Contains(t, errOut, "everything was replayed")
+}
+
+// agent dead-letter after a replay delivered everything says so, with when
+// and how many (from the replay's lock file), and a dead-letter file that
+// exists and holds nothing is said to be empty: before, both read
+// "nothing was dead-lettered". A directory where nothing was ever
+// dead-lettered still says that.
+func TestDeadLetter_AfterReplaySaysEverythingWasReplayed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	writeDeadLetters(t, state, 3)
+	s := newSink(t)
+	cfg := replayConfigFile(t, dir, state, s.URL())
+
+	before := time.Now().Add(-time.Second)
+	_, errOut, code := runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	requireAllArrived(t, s, 3, false)
+	out, errOut, code := runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	m := regexp.MustCompile(`^agent dead-letter: no dead-letter.ndjson in .*: no record is dead-lettered now: everything was replayed \(the last agent dead-letter replay to deliver any finished at (\S+) and delivered 3 records\)\n$`).FindStringSubmatch(errOut)
+	require.NotNil(t, m, errOut)
+	at, err := time.Parse(time.RFC3339, m[1])
+	require.NoError(t, err)
+	require.WithinRange(t, at, before, time.Now().Add(time.Second))
+
+	// A replay with nothing to send keeps what the last one recorded.
+	summary := errOut
+	_, errOut, code = runBin(t, "dead-letter", "replay", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	_, errOut, _ = runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, summary, errOut)
+
+	// An empty dead-letter file (new records dead-lettered after, then
+	// emptied by hand; or --file): empty, and what the replay did.
+	require.NoError(t, os.WriteFile(filepath.Join(state, agent.DeadLetterFile), nil, 0o600))
+	out, errOut, code = runBin(t, "dead-letter", "--state-dir", state)
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, out)
+	require.Contains(t, errOut, "agent dead-letter: no record is dead-lettered now: everything was replayed (the last")
+	_, errOut, code = runBin(t, "dead-letter", "--file", filepath.Join(state, agent.DeadLetterFile))
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "agent dead-letter: "+filepath.Join(state, agent.DeadLetterFile)+" is empty\n", errOut)
+	_, errOut, code = runBin(t, "dead-letter", "--file", filepath.Join(state, "typo.ndjson"))
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, errOut, "no such file")
+
+	// Never replayed: an empty file is empty; no file, nothing was
+	// dead-lettered.
+	other := filepath.Join(dir, "other")
+	require.NoError(t, os.MkdirAll(other, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(other, agent.DeadLetterFile), nil, 0o600))
+	_, errOut, code = runBin(t, "dead-letter", "--state-dir", other)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "agent dead-letter: the dead-letter file is empty\n", errOut)
+	require.NoError(t, os.Remove(filepath.Join(other, agent.DeadLetterFile)))
+	require.NoError(t, os.WriteFile(filepath.Join(other, "checkpoints.json"), []byte("{}"), 0o600))
+	_, errOut, code = runBin(t, "dead-letter", "--state-dir", other)
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, "agent dead-letter: no dead-letter.ndjson in "+other+": nothing was dead-lettered\n", errOut)
 }
 
 // Two replays of one state directory at once would both send the file the
