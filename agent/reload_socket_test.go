@@ -206,6 +206,31 @@ flows:
 	require.NotContains(t, err.Error(), "sources[2]", "tcp and udp are two sockets")
 }
 
+// A port with leading zeros is the same port: two sources on
+// tcp://127.0.0.1:5140 and tcp://127.0.0.1:05140 are refused as two
+// sources on one address (before, they passed and the second failed at
+// start with "address already in use").
+func TestConfig_PortWithLeadingZerosIsTheSameAddress(t *testing.T) {
+	_, err := ParseConfig("t.yaml", []byte(`
+state_dir: /tmp/x
+sources:
+  - name: a
+    type: socket
+    socket: {listen: "tcp://127.0.0.1:5140"}
+  - name: b
+    type: socket
+    socket: {listen: "tcp://127.0.0.1:05140"}
+outputs:
+  - name: out
+    type: stdout
+flows:
+  - name: main
+    sources: [a, b]
+    output: out
+`), noEnv, testComponents)
+	require.ErrorContains(t, err, `t.yaml:9: sources[1].socket.listen: source "a" listens on this address already`)
+}
+
 // A wildcard and another address of its port and network cannot both
 // listen (the kernel refuses the second bind, whichever comes first): two
 // sources on them were accepted, then the agent failed at start with

@@ -229,3 +229,36 @@ func TestPortClash_RefusesWhatTheKernelRefuses(t *testing.T) {
 	require.ErrorIs(t, sb.Bind(), syscall.EADDRINUSE, "tcp: the kernel binds a wildcard and an address of its port at once here")
 	require.NotEmpty(t, (&a).PortClash(&b))
 }
+
+// A port spelled with leading zeros is that port: tcp://127.0.0.1:05140 and
+// tcp://127.0.0.1:5140 are one socket (the kernel refuses the second bind),
+// so they compare as one address (the agent refuses them as a duplicate),
+// a reload from one to the other keeps the listener (Equivalent), and a
+// wildcard of the port clashes with either. Before, the ports were
+// compared as written: the two passed validate and the second failed at
+// start with "address already in use".
+func TestListenAddress_PortComparedAsNumber(t *testing.T) {
+	for _, network := range []string{"tcp", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			port := testport.Port(t)
+			plain := testConfig(fmt.Sprintf("%s://127.0.0.1:%d", network, port))
+			zeros := testConfig(fmt.Sprintf("%s://127.0.0.1:%06d", network, port))
+			require.Equal(t, plain.ListenAddress(), zeros.ListenAddress())
+			require.Equal(t, fmt.Sprintf("%s 127.0.0.1:%d", network, port), zeros.ListenAddress())
+			require.True(t, (&plain).Equivalent(&zeros))
+			wild := testConfig(fmt.Sprintf("%s://0.0.0.0:%04d%d", network, 0, port))
+			require.NotEmpty(t, (&wild).PortClash(&plain))
+			require.NotEmpty(t, (&zeros).PortClash(&wild))
+
+			sa, err := New(plain, Settings{Name: "a"})
+			require.NoError(t, err)
+			sb, err := New(zeros, Settings{Name: "b"})
+			require.NoError(t, err)
+			require.Equal(t, sa.BindAddress(), sb.BindAddress())
+			require.NoError(t, sa.Bind())
+			defer sa.Release()
+			require.ErrorIs(t, sb.Bind(), syscall.EADDRINUSE, "the kernel takes them for one socket")
+			sb.Release()
+		})
+	}
+}

@@ -227,13 +227,17 @@ func parseListen(s string) (addr, error) {
 		if err != nil {
 			return addr{}, fmt.Errorf("%q: want %s://HOST:PORT: %w", s, u.Scheme, err)
 		}
-		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		p, err := strconv.Atoi(port) // digits only: url.Parse checked
+		if err != nil || p < 0 || p > 65535 {
 			return addr{}, fmt.Errorf("%q: bad port %q", s, port)
 		}
 		if host == "" {
 			host = "127.0.0.1" // loopback unless another interface is named
 		}
-		return addr{network: u.Scheme, address: net.JoinHostPort(host, port)}, nil
+		// The port as a number: 05140 is 5140, one socket, so the
+		// addresses compared (duplicates, PortClash, a reload keeping its
+		// listener) are the addresses bound.
+		return addr{network: u.Scheme, address: net.JoinHostPort(host, strconv.Itoa(p))}, nil
 	case "":
 		return addr{}, fmt.Errorf("%q: want a URL: %s", s, want)
 	default:

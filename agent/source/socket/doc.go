@@ -23,7 +23,8 @@
 // once the old one stopped, rather than being refused with "address
 // already in use". A really different address is bound before anything
 // stops. A name not in /etc/hosts is compared as written and resolved by
-// Listen as usual. 0.0.0.0, [::] and [::ffff:0.0.0.0] compare as [::]
+// Listen as usual. A port is compared as a number (05140 is 5140, the
+// port bound). 0.0.0.0, [::] and [::ffff:0.0.0.0] compare as [::]
 // where Go listens on them with one dual-stack socket (a host with IPv6):
 // they are that one socket. A wildcard binds its port on every address:
 // the kernel cannot bind it and another address of the same port and
