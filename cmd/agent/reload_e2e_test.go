@@ -515,3 +515,53 @@ flows:
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 }
+
+// rotated_dirs is checked by validate, a reload and run with one rule: a
+// path that is a file is refused (file:line, key, source, path), and the
+// running agent keeps its config; a directory that does not exist (yet)
+// is a warning, printed by validate and shown by reload, logged by run.
+func TestReload_RotatedDirsThatAreNotDirectories(t *testing.T) {
+	t.Parallel()
+	dir := shortDir(t)
+	admin := freeAddr(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x\n"), 0o600))
+	config := func(rotated string) string {
+		return fmt.Sprintf(`
+state_dir: %s
+admin: {listen: %q}
+sources:
+  - name: app
+    type: file
+    file:
+      include: [%q]
+      rotated_dirs: [%s]
+outputs:
+  - {name: out, type: blackhole}
+flows:
+  - {name: main, sources: [app], output: out}
+`, filepath.Join(dir, "state"), admin, filepath.Join(dir, "*.log"), rotated)
+	}
+	const missing = `agent.yaml:9: sources[0].file.rotated_dirs[0]: warning: no directory "old" (DIR/old) (yet): rotations are looked for there once it exists`
+	cfg := writeConfig(t, dir, config("old"))
+	_, errOut, code := runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, strings.ReplaceAll(errOut, dir, "DIR"), missing)
+	require.Contains(t, errOut, `(source "app")`)
+	p := startAgent(t, "run", "-c", cfg)
+	p.waitFor(t, time.Minute, func() bool { return metric(admin, "agent_config_reloads_total") >= 0 }, "the agent did not start")
+	require.Contains(t, p.output(), "no directory")
+
+	writeConfig(t, dir, config("notes.txt"))
+	const notDir = `agent.yaml:9: sources[0].file.rotated_dirs[0]: "notes.txt" (DIR/notes.txt) is not a directory`
+	_, errOut, code = runBin(t, "validate", "-c", cfg)
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, strings.ReplaceAll(errOut, dir, "DIR"), notDir)
+	_, errOut, code = runBin(t, "reload", "-c", cfg)
+	require.Equal(t, 1, code, errOut)
+	require.Contains(t, strings.ReplaceAll(errOut, dir, "DIR"), `sources[0].file.rotated_dirs[0]: "notes.txt" (DIR/notes.txt) is not a directory`)
+	_, errOut, code = runBin(t, "status", "--admin", admin)
+	require.Equal(t, 0, code, errOut)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
+}
