@@ -62,6 +62,9 @@
 //     directory of its last path; found under another name (app.log.1) with
 //     its identity intact, it is read from its checkpoint to its end and let
 //     go, as above. The rotated_dirs are searched too (logrotate's olddir).
+//     A rotated_dirs path that exists and is not a directory is a config
+//     error, one that does not exist (yet) a warning
+//     (Config.RotatedDirProblems: validate, run, reload and agent tail).
 //   - Compressed while stopped (compress without delaycompress): not found
 //     by its inode (app.log.1 was compressed into app.log.1.gz and
 //     removed), a checkpointed file is looked for among the compressed
