@@ -663,6 +663,11 @@ type trackedRegisterer struct {
 	reg prometheus.Registerer
 	mu  sync.Mutex
 	cs  []prometheus.Collector
+	// removed: unregisterAll ran (and registerAgain did not since). The
+	// registry unregisters by name and labels, not by collector: a second
+	// unregisterAll, when the replaced output is closed after its
+	// successor registered the same series, would remove the successor's.
+	removed bool
 }
 
 func (t *trackedRegisterer) Register(c prometheus.Collector) error {
@@ -687,10 +692,15 @@ func (t *trackedRegisterer) Unregister(c prometheus.Collector) bool {
 	return t.reg.Unregister(c)
 }
 
-// unregisterAll removes what was registered through t.
+// unregisterAll removes what was registered through t, once: again only
+// after registerAgain.
 func (t *trackedRegisterer) unregisterAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.removed {
+		return
+	}
+	t.removed = true
 	for _, c := range t.cs {
 		t.reg.Unregister(c)
 	}
@@ -700,6 +710,7 @@ func (t *trackedRegisterer) unregisterAll() {
 func (t *trackedRegisterer) registerAgain() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.removed = false
 	for _, c := range t.cs {
 		_ = t.reg.Register(c)
 	}
