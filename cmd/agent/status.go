@@ -234,7 +234,7 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 		// Nothing is sent and nothing fails meanwhile: without this line
 		// the output reads ok and the backlog empty.
 		if m := f.ShardMapWait; m != nil {
-			fmt.Fprintf(w, "flow %s: NO SHARD MAP for %s: records wait unread in the sources (create the stream, or fix stream/region); last error: %s\n", f.Name, m.For, m.LastError)
+			fmt.Fprintf(w, "flow %s: NO SHARD MAP for %s: records wait unread in the sources; last error: %s\n", f.Name, m.For, m.LastError)
 		}
 	}
 	fmt.Fprintln(w)

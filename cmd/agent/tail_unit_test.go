@@ -416,7 +416,7 @@ func TestPrintStatus_FlowWaitingForTheShardMap(t *testing.T) {
 	}}
 	var b strings.Builder
 	printStatus(&b, st, time.Now())
-	require.Contains(t, b.String(), "flow app: NO SHARD MAP for 40s: records wait unread in the sources (create the stream, or fix stream/region); last error: kinesis: ListShards late: ResourceNotFoundException\n")
+	require.Contains(t, b.String(), "flow app: NO SHARD MAP for 40s: records wait unread in the sources; last error: kinesis: ListShards late: ResourceNotFoundException\n")
 	require.NotContains(t, b.String(), "flow other:")
 }
 
