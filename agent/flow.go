@@ -76,6 +76,23 @@ type flow struct {
 	// mapWait is set while an emit retries the first shard map fetch,
 	// holding mu: the timers cannot tick meanwhile, and are not stuck.
 	mapWait atomic.Bool
+	// While it does: since when (unix nanos), and the last fetch's error,
+	// for the status (the records wait unread, the output is not failing).
+	mapWaitSince atomic.Int64
+	mapWaitErr   atomic.Pointer[string]
+}
+
+// shardMapWait returns since when the flow has waited for its first shard
+// map and the last fetch's error; ok is false when it does not wait.
+func (f *flow) shardMapWait() (since time.Time, lastErr string, ok bool) {
+	ns := f.mapWaitSince.Load()
+	if ns == 0 {
+		return time.Time{}, "", false
+	}
+	if e := f.mapWaitErr.Load(); e != nil {
+		lastErr = *e
+	}
+	return time.Unix(0, ns), lastErr, true
 }
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -200,9 +217,16 @@ func (f *flow) loadShardMapLocked(ctx context.Context) error {
 			return f.noShardMapLocked(err)
 		}
 		f.warnShardMap("fetching the shard map failed; records wait (unread) until it comes", attempt, err)
+		msg := err.Error()
+		f.mapWaitErr.Store(&msg)
 		if attempt == 1 {
 			f.mapWait.Store(true)
-			defer f.mapWait.Store(false)
+			f.mapWaitSince.Store(start.UnixNano())
+			defer func() {
+				f.mapWait.Store(false)
+				f.mapWaitSince.Store(0)
+				f.mapWaitErr.Store(nil)
+			}()
 		}
 		if !sleepCtx(ctx, backoff) {
 			return fmt.Errorf("flow %s: shard map: %w", f.name, context.Cause(ctx))

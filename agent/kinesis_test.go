@@ -475,3 +475,64 @@ flows:
 	require.Equal(t, 2, h.flow("main").flow.builder.Groups(), "aggregated per shard of the new stream")
 	require.Equal(t, 4000, len(got()))
 }
+
+// While a flow waits for its first shard map (a stream not found), nothing
+// is sent and no send fails: the status says the flow waits and why (it
+// read as an idle, healthy output with an empty backlog), and the pipeline
+// turns not ready after admin.not_ready_after. Once the map comes the wait
+// is over.
+func TestKinesis_StatusShowsTheWaitForTheShardMap(t *testing.T) {
+	fk := fakeaws.NewKinesis(2)
+	fk.FailListShards(1 << 30)
+	srv := httptest.NewServer(fk)
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "fake")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CA_BUNDLE", "")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(log, []byte("one\ntwo\n"), 0o600))
+	yml := fmt.Sprintf(`
+state_dir: %s
+admin: {listen: "off", not_ready_after: 1s}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: stream
+    type: kinesis
+    kinesis: {stream: logs, region: us-east-1, endpoint: %q, rate_limit: "off"}
+flows:
+  - name: main
+    sources: [app]
+    output: stream
+    sender: {backoff_initial: 10ms, backoff_max: 50ms}
+`, filepath.Join(dir, "state"), log, srv.URL)
+	cfg, err := ParseConfig("t.yaml", []byte(yml), noEnv, testComponents)
+	require.NoError(t, err)
+	a, err := New(cfg, Settings{Components: testComponents, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+
+	var st Status
+	require.Eventually(t, func() bool {
+		st = a.Status()
+		return len(st.Flows) == 1 && st.Flows[0].ShardMapWait != nil && !st.Ready
+	}, 20*time.Second, 10*time.Millisecond, "the wait is shown and the pipeline turns not ready: %+v", st)
+	require.Contains(t, st.Flows[0].ShardMapWait.LastError, "ListShards")
+	require.Contains(t, st.NotReady, "no shard map")
+
+	fk.FailListShards(0)
+	require.Eventually(t, func() bool {
+		st = a.Status()
+		return st.Flows[0].ShardMapWait == nil && st.Ready && fk.Stats().UserRecords == 2
+	}, 20*time.Second, 10*time.Millisecond, "the wait ends with the map: %+v", st)
+}

@@ -662,7 +662,13 @@ func closeOutput(bo *builtOutput, log interface {
 type trackedRegisterer struct {
 	reg prometheus.Registerer
 	mu  sync.Mutex
-	cs  []prometheus.Collector
+	cs  []prometheus.Collector // registered through t, and not removed since
+	// gone: removed by unregisterAll, for registerAgain. Apart from cs
+	// because the registry unregisters by name and labels, not by
+	// collector: a second unregisterAll of them, when the replaced output
+	// is closed after its successor registered the same series, would
+	// remove the successor's.
+	gone []prometheus.Collector
 }
 
 func (t *trackedRegisterer) Register(c prometheus.Collector) error {
@@ -687,22 +693,27 @@ func (t *trackedRegisterer) Unregister(c prometheus.Collector) bool {
 	return t.reg.Unregister(c)
 }
 
-// unregisterAll removes what was registered through t.
+// unregisterAll removes what was registered through t, each collector
+// once (until registerAgain).
 func (t *trackedRegisterer) unregisterAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range t.cs {
 		t.reg.Unregister(c)
 	}
+	t.gone = append(t.gone, t.cs...)
+	t.cs = nil
 }
 
 // registerAgain registers again what unregisterAll removed.
 func (t *trackedRegisterer) registerAgain() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, c := range t.cs {
+	for _, c := range t.gone {
 		_ = t.reg.Register(c)
 	}
+	t.cs = append(t.cs, t.gone...)
+	t.gone = nil
 }
 
 // String is the report as one line ("kept a, b; rebuilt c").

@@ -580,3 +580,42 @@ flows:
 	<-reloaded
 	require.Less(t, took, 3*time.Second+2*time.Second, "the stop took %s: shutdown_timeout is 3s", took)
 }
+
+// A reload that rebuilds an output keeps the new output's own metrics on
+// /metrics. Closing the replaced output unregistered its collectors a
+// second time after the new output had registered its own under the same
+// names, and the registry (which unregisters by name and labels) removed
+// the new ones: agent_kinesis_* and agent_output_http_* were gone after a
+// reload changing the stream or the URL.
+func TestReload_RebuiltOutputKeepsItsMetrics(t *testing.T) {
+	one, two := newReloadSink(t), newReloadSink(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	config := func(url string) string {
+		return fmt.Sprintf(`
+sources:
+  - {name: in, type: stdin}
+outputs:
+  - name: web
+    type: http
+    http: {url: %q, encoding: text, compression: none}
+flows:
+  - name: main
+    sources: [in]
+    output: web
+    aggregation: {max_buffered_time: 10ms}
+    %s
+`, url, fastSender)
+	}
+	h := startReloadHarness(t, config(one.URL), pr)
+	const series = `agent_output_http_request_bytes_limit{output="web"}`
+	require.Contains(t, gather(t, h.a), series)
+
+	rep, err := h.reload(config(two.URL))
+	require.NoError(t, err)
+	require.Equal(t, []string{"main"}, rep.OutputsRebuilt)
+	_, err = io.WriteString(pw, numbered(0, 10))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return two.has(0, 10) }, 20*time.Second, 10*time.Millisecond)
+	require.Contains(t, gather(t, h.a), series, "the rebuilt output's metrics are still served")
+}

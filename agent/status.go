@@ -174,6 +174,19 @@ type FlowStatus struct {
 	RecordsPerSec float64        `json:"records_per_sec"` // read from its sources, over the last 10 s
 	Spool         SpoolStatus    `json:"spool"`
 	Sources       []SourceStatus `json:"sources"`
+	// ShardMapWait is set while the flow waits for its output's first
+	// shard map (a Kinesis stream not found, ListShards refused): its
+	// records wait unread in their sources, and nothing is sent, so no
+	// send fails either.
+	ShardMapWait *ShardMapWait `json:"shard_map_wait,omitempty"`
+}
+
+// ShardMapWait is how long a flow has waited for its first shard map and
+// why the last fetch failed.
+type ShardMapWait struct {
+	For        string  `json:"for"`
+	ForSeconds float64 `json:"for_seconds"`
+	LastError  string  `json:"last_error"`
 }
 
 // SpoolStatus is a flow's backlog on disk.
@@ -715,8 +728,8 @@ func (a *Agent) outputViews() map[string]*outputView {
 
 // notReady says why the pipeline is not ready, "" when it is: it is not
 // running (starting or stopping), or for longer than admin.not_ready_after
-// a flow's outputs have all been failing, or its spool has been full and
-// blocking its sources.
+// a flow's outputs have all been failing, its spool has been full and
+// blocking its sources, or it has waited for its first shard map.
 func (a *Agent) notReady(now time.Time) string {
 	if a.state.Load() != stateRunning {
 		return "the pipeline is " + a.stateName()
@@ -733,6 +746,9 @@ func (a *Agent) notReady(now time.Time) string {
 		}
 		if d > after {
 			return fmt.Sprintf("flow %s: its outputs have been failing for %s", fr.cfg.Name, d.Round(time.Second))
+		}
+		if since, _, ok := fr.flow.shardMapWait(); ok && now.Sub(since) > after {
+			return fmt.Sprintf("flow %s: no shard map from its output for %s (records wait unread)", fr.cfg.Name, now.Sub(since).Round(time.Second))
 		}
 		a.st.mu.Lock()
 		var blocked time.Duration
@@ -814,6 +830,10 @@ func (a *Agent) Status() Status {
 			Sources: []SourceStatus{}}
 		if fs := a.st.flows[fr.cfg.Name]; fs != nil {
 			f.RecordsPerSec = fs.read.rate()
+		}
+		if since, lastErr, ok := fr.flow.shardMapWait(); ok {
+			d := max(now.Sub(since), 0)
+			f.ShardMapWait = &ShardMapWait{For: roundAge(d).String(), ForSeconds: d.Seconds(), LastError: lastErr}
 		}
 		for _, src := range fr.sources {
 			s := SourceStatus{Name: src.Name(), Type: srcTypes[src.Name()]}

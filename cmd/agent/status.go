@@ -230,6 +230,13 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, out, human(f.RecordsPerSec), f.Spool.Entries, humanBytes(float64(f.Spool.Bytes)), f.Spool.OldestAge, spool)
 	}
 	_ = tw.Flush()
+	for _, f := range st.Flows {
+		// Nothing is sent and nothing fails meanwhile: without this line
+		// the output reads ok and the backlog empty.
+		if m := f.ShardMapWait; m != nil {
+			fmt.Fprintf(w, "flow %s: NO SHARD MAP for %s: records wait unread in the sources; last error: %s\n", f.Name, m.For, m.LastError)
+		}
+	}
 	fmt.Fprintln(w)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -407,6 +407,19 @@ func TestPrintStatus_SendingAndStalledOutputs(t *testing.T) {
 	require.Regexp(t, `(?m)^unused\s+stdout\s+idle\s`, b.String())
 }
 
+// A flow waiting for its first shard map says so under the flow table,
+// with the last error: its output reads idle and its backlog empty.
+func TestPrintStatus_FlowWaitingForTheShardMap(t *testing.T) {
+	st := agent.Status{State: "running", Uptime: "1m0s", Flows: []agent.FlowStatus{
+		{Name: "app", Output: "stream", Primary: "stream", ShardMapWait: &agent.ShardMapWait{For: "40s", ForSeconds: 40, LastError: "kinesis: ListShards late: ResourceNotFoundException"}},
+		{Name: "other", Output: "stream", Primary: "stream"},
+	}}
+	var b strings.Builder
+	printStatus(&b, st, time.Now())
+	require.Contains(t, b.String(), "flow app: NO SHARD MAP for 40s: records wait unread in the sources; last error: kinesis: ListShards late: ResourceNotFoundException\n")
+	require.NotContains(t, b.String(), "flow other:")
+}
+
 // The first line says how long the agent has run, and for a state other
 // than running not as that state's length: an agent up for an hour that
 // began to stop a second ago said "stopping for 1h0m0s".

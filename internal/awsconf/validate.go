@@ -33,7 +33,15 @@ func (c Config) Validate() error {
 			// Its text quotes parts of the URL, user information included.
 			add("%s: parse %q: not a valid URL", key, redact.RawURL(raw))
 		case err != nil:
-			add("%s: %v", key, err)
+			// "127.0.0.1:4567" (no scheme) fails to parse: say what is wanted.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			add("%s: %q: want http://HOST[:PORT] or https://HOST[:PORT] (%v)", key, raw, err)
+		case u.Opaque != "" && u.Host == "":
+			// "localhost:4567" parses as scheme "localhost".
+			add("%s: %q: want http://HOST[:PORT] or https://HOST[:PORT] (no scheme)", key, redact.RawURL(raw))
 		case u.Scheme != "http" && u.Scheme != "https":
 			add("%s: scheme %q not supported (want http or https)", key, u.Scheme)
 		case u.Hostname() == "":

@@ -13,9 +13,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kplagent/agent/internal/awsconf"
+	"github.com/kplagent/agent/internal/redact"
 	"github.com/kplagent/agent/outputs"
 )
 
@@ -216,6 +219,19 @@ func (o *Output) describeError(err error) error {
 	case authCodes[code]:
 		o.warnEvery(&o.lastAuthWarn, "access to the stream refused: check the credentials and the policy (kinesis:PutRecords, kinesis:ListShards, kinesis:DescribeStreamSummary)",
 			"stream", o.cfg.Stream, "code", code)
+	case code == "":
+		// An answer that is no AWS error at all (a 404 page, a proxy's
+		// HTML): the SDK says only that it could not decode it. Most
+		// often endpoint names another service (a typo'd port, a path).
+		var re *smithyhttp.ResponseError
+		var de *smithy.DeserializationError
+		if errors.As(err, &re) && errors.As(err, &de) && (re.HTTPStatusCode() < 200 || re.HTTPStatusCode() > 299) {
+			where := "the region's Kinesis endpoint"
+			if o.cfg.Endpoint != "" {
+				where = "endpoint " + redact.RawURL(o.cfg.Endpoint)
+			}
+			return fmt.Errorf("the answer (HTTP %d) is not a Kinesis API answer: is %s a Kinesis endpoint? %w", re.HTTPStatusCode(), where, err)
+		}
 	}
 	return err
 }

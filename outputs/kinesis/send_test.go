@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -641,5 +642,25 @@ func TestSend_CBORRefusedByTheEndpointFallsBackToJSONNotDeadLetter(t *testing.T)
 			require.Equal(t, 1, fake.Stats().CBORRequests)
 			require.Len(t, userData(fake), 2)
 		})
+	}
+}
+
+// An endpoint that is no Kinesis (another service's 404 page) fails
+// ListShards and PutRecords with the status and a hint at endpoint, not
+// only the SDK's "failed to decode response body"; retried as before.
+func TestSend_AnEndpointThatIsNotKinesisIsNamed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+	}))
+	defer srv.Close()
+	for _, proto := range []string{ProtocolCBOR, ProtocolJSON} {
+		cfg := testConfig(srv.URL)
+		cfg.Protocol = proto
+		o := newTestOutput(t, cfg, newFakeClock())
+		_, err := o.ShardMap(t.Context())
+		require.ErrorContains(t, err, "the answer (HTTP 404) is not a Kinesis API answer: is endpoint "+srv.URL+" a Kinesis endpoint?", proto)
+		err = o.Send(t.Context(), plainBatch("a"))
+		requireRetryable(t, err)
+		require.ErrorContains(t, err, "(HTTP 404) is not a Kinesis API answer", proto)
 	}
 }
