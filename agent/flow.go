@@ -85,6 +85,9 @@ type flow struct {
 // shardMapWait returns since when the flow has waited for its first shard
 // map and the last fetch's error; ok is false when it does not wait.
 func (f *flow) shardMapWait() (since time.Time, lastErr string, ok bool) {
+	if f == nil { // a flow runtime being built
+		return time.Time{}, "", false
+	}
 	ns := f.mapWaitSince.Load()
 	if ns == 0 {
 		return time.Time{}, "", false
