@@ -229,7 +229,7 @@ var streamMissingMsg = [...]string{
 	waitSpooled: "stream not found: records wait in the spool until it exists (create it, or fix stream/region)",
 	waitUnread: "stream not found: the flow waits for the stream's shard map before it aggregates, so records wait unread in their sources " +
 		"(files at their saved positions, pipes and stream clients not read; datagrams past datagram_queue dropped and counted) until it exists " +
-		"(create it, or fix stream/region; max_retry_duration bounds the wait)",
+		"(create it, or fix stream/region; sender.max_retry_duration, when set, bounds the wait)",
 	waitUnknown: "stream not found: nothing can be sent until it exists (create it, or fix stream/region)",
 }
 
