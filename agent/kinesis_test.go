@@ -536,3 +536,61 @@ flows:
 		return st.Flows[0].ShardMapWait == nil && st.Ready && fk.Stats().UserRecords == 2
 	}, 20*time.Second, 10*time.Millisecond, "the wait ends with the map: %+v", st)
 }
+
+// A Kinesis stream not found while the flow waits for its first shard map:
+// the output's warning said the records wait in the spool, while they wait
+// unread in their file (the spool holds none). It says so now, once for the
+// whole wait, and the records are delivered once the stream exists.
+func TestKinesis_StreamNotFoundBeforeTheShardMapSaysTheRecordsWaitUnread(t *testing.T) {
+	fk := fakeaws.NewKinesis(2)
+	fk.SetStreamMissing(true)
+	srv := httptest.NewServer(fk)
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "fake")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "fake")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CA_BUNDLE", "")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	require.NoError(t, os.WriteFile(log, []byte("one\ntwo\n"), 0o600))
+	yml := fmt.Sprintf(`
+state_dir: %s
+admin: {listen: "off"}
+sources:
+  - name: app
+    type: file
+    file: {include: [%q], start_at: beginning}
+outputs:
+  - name: stream
+    type: kinesis
+    kinesis: {stream: logs, region: us-east-1, endpoint: %q, rate_limit: "off"}
+flows:
+  - name: main
+    sources: [app]
+    output: stream
+    sender: {backoff_initial: 10ms, backoff_max: 50ms}
+`, filepath.Join(dir, "state"), log, srv.URL)
+	cfg, err := ParseConfig("t.yaml", []byte(yml), noEnv, testComponents)
+	require.NoError(t, err)
+	var logs syncBuffer
+	a, err := New(cfg, Settings{Components: testComponents, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+
+	require.Eventually(t, func() bool { return fk.Stats().ListShards >= 5 }, 20*time.Second, 10*time.Millisecond,
+		"the flow retries the first shard map")
+	out := logs.String()
+	require.Equal(t, 1, strings.Count(out, `msg="stream not found`), "one warning for the episode: %s", out)
+	require.Contains(t, out, "records wait unread in their sources", out)
+	require.NotContains(t, out, "records wait in the spool", out)
+	require.Zero(t, fk.Stats().PutRecords, "nothing was aggregated, nothing sent")
+
+	fk.SetStreamMissing(false)
+	require.Eventually(t, func() bool { return fk.Stats().UserRecords == 2 }, 20*time.Second, 10*time.Millisecond)
+}

@@ -413,3 +413,25 @@ func TestTailOnce_InterruptedBeforeTheEndOfTheFilesExits1(t *testing.T) {
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 	requireAllArrived(t, s, n, false)
 }
+
+// A line longer than --max-record-bytes is cut: `agent tail -` said nothing
+// (the counter is a metric nobody sees there); the warning is on stderr,
+// once for the run's two long lines.
+func TestTail_StdinTruncatedLineIsWarnedOnStderr(t *testing.T) {
+	t.Parallel()
+	cmd := agentCmd("tail", "-", "--max-record-bytes", "1KiB")
+	long := strings.Repeat("x", 3000)
+	cmd.Stdin = strings.NewReader("one\n" + long + "\n" + long + "\nlast\n")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	require.NoError(t, cmd.Run(), errOut.String())
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	require.Len(t, lines, 4)
+	require.Less(t, len(lines[1]), len(long), "cut")
+	stderr := errOut.String()
+	require.Equal(t, 1, strings.Count(stderr, "longer than max_record_bytes was truncated"), stderr)
+	require.Contains(t, stderr, "WARN")
+	require.Contains(t, stderr, "stream=-")
+	require.Contains(t, stderr, "max_record_bytes=1024")
+	require.Contains(t, stderr, "line_bytes=3001")
+}

@@ -43,7 +43,10 @@ type Kinesis struct {
 	// listErrors > 0 fails as many next ListShards calls with
 	// LimitExceededException.
 	listErrors int
-	onPut      func(n int) // called (unlocked) after each PutRecords, with its entries
+	// missing answers every call ResourceNotFoundException (a stream
+	// that does not exist).
+	missing bool
+	onPut   func(n int) // called (unlocked) after each PutRecords, with its entries
 
 	// Per-shard throttling: a token bucket of limit records per second on
 	// clock (nil: no throttling).
@@ -176,6 +179,14 @@ func (k *Kinesis) FailListShards(n int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.listErrors = n
+}
+
+// SetStreamMissing makes every call answer ResourceNotFoundException, as
+// for a stream that does not exist (or exists no more), until it is unset.
+func (k *Kinesis) SetStreamMissing(missing bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.missing = missing
 }
 
 // Throttle refuses, with ProvisionedThroughputExceededException, the
@@ -329,6 +340,14 @@ func (k *Kinesis) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case serr != nil:
 		k.violations = append(k.violations, fmt.Sprintf("%s: %v", op, serr))
 		status, resp = http.StatusForbidden, errorBody("InvalidSignatureException", serr.Error())
+	case k.missing:
+		switch op {
+		case "ListShards":
+			k.stats.ListShards++
+		case "PutRecords":
+			k.stats.PutRecords++
+		}
+		status, resp = http.StatusBadRequest, errorBody("ResourceNotFoundException", "fake: stream not found")
 	case op == "ListShards":
 		k.stats.ListShards++
 		if k.listErrors > 0 {

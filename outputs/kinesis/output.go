@@ -183,7 +183,7 @@ func (o *Output) Healthcheck(ctx context.Context) error {
 	defer cancel()
 	out, err := o.client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(o.cfg.Stream)})
 	if err != nil {
-		return fmt.Errorf("kinesis: DescribeStreamSummary %s: %w", o.cfg.Stream, o.describeError(err))
+		return fmt.Errorf("kinesis: DescribeStreamSummary %s: %w", o.cfg.Stream, o.describeError(err, waitUnknown))
 	}
 	if d := out.StreamDescriptionSummary; d != nil {
 		switch d.StreamStatus {
@@ -207,15 +207,44 @@ func (o *Output) warnEvery(last *atomic.Int64, msg string, args ...any) {
 	}
 }
 
+// waiting says where the records wait while a call fails: the warning of a
+// missing stream says it.
+type waiting uint8
+
+const (
+	// waitSpooled: a send, or a refresh of the map in use. The records
+	// the sends did not deliver are in the spool (or, while it cannot
+	// take them, in memory, which the flow's sender warns about).
+	waitSpooled waiting = iota
+	// waitUnread: the first shard map, which a flow waits for before it
+	// aggregates: its sources are not read meanwhile.
+	waitUnread
+	// waitUnknown: a health check, which no record waits for.
+	waitUnknown
+)
+
+// streamMissingMsg is the warning of a stream not found, by where the
+// records wait.
+var streamMissingMsg = [...]string{
+	waitSpooled: "stream not found: records wait in the spool until it exists (create it, or fix stream/region)",
+	waitUnread: "stream not found: the flow waits for the stream's shard map before it aggregates, so records wait unread in their sources " +
+		"(files at their saved positions, pipes and stream clients not read; datagrams past datagram_queue dropped and counted) until it exists " +
+		"(create it, or fix stream/region; sender.max_retry_duration, when set, bounds the wait)",
+	waitUnknown: "stream not found: nothing can be sent until it exists (create it, or fix stream/region)",
+}
+
 // describeError logs, rate-limited, the errors an operator must act on (a
-// missing stream, denied access) and returns err.
-func (o *Output) describeError(err error) error {
+// missing stream, denied access) and returns err. w says where the records
+// wait meanwhile.
+func (o *Output) describeError(err error, w waiting) error {
 	code := errorCode(err)
 	switch {
 	case code == "ResourceNotFoundException":
 		o.metrics.streamMissing.Inc()
-		o.warnEvery(&o.lastMissingWarn, "stream not found: records wait in the spool until it exists (create it, or fix stream/region)",
-			"stream", o.cfg.Stream)
+		// One limiter for every variant: one warning per episode, whichever
+		// call saw it first (a flow waiting for its first map may also
+		// send a spooled backlog).
+		o.warnEvery(&o.lastMissingWarn, streamMissingMsg[w], "stream", o.cfg.Stream)
 	case authCodes[code]:
 		o.warnEvery(&o.lastAuthWarn, "access to the stream refused: check the credentials and the policy (kinesis:PutRecords, kinesis:ListShards, kinesis:DescribeStreamSummary)",
 			"stream", o.cfg.Stream, "code", code)

@@ -331,7 +331,7 @@ func (o *Output) put(ctx context.Context, st *sendState, req []entry) error {
 			code = "RequestError"
 		}
 		o.metrics.failed.WithLabelValues(code).Add(float64(len(req)))
-		err = classify(ctx, o.describeError(fmt.Errorf("kinesis: PutRecords %s: %w", o.cfg.Stream, err)))
+		err = classify(ctx, o.describeError(fmt.Errorf("kinesis: PutRecords %s: %w", o.cfg.Stream, err), waitSpooled))
 		if outputs.IsPermanent(err) {
 			for _, e := range req {
 				st.fail(e.idx, err.Error(), true)

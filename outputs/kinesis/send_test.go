@@ -249,7 +249,7 @@ func TestSend_AggregatesBuiltOnAnOlderMapAreSplitForTheNewOne(t *testing.T) {
 
 	fake.Reshard(5, "shardId-child-")
 	changed := o.ShardMapChanged()
-	require.NoError(t, o.refresh(t.Context()))
+	require.NoError(t, o.refresh(t.Context(), waitSpooled))
 	<-changed
 	require.Equal(t, uint64(2), o.ShardMapVersion())
 	cur, err := o.ShardMap(t.Context())

@@ -46,6 +46,12 @@ type shardMaps struct {
 // background every shard_map_refresh and when PutRecords reports a record on
 // another shard than predicted. Safe for concurrent use.
 func (o *Output) ShardMap(ctx context.Context) (*aggregate.ShardMap, error) {
+	return o.shardMap(ctx, waitUnread)
+}
+
+// shardMap is ShardMap; w says where the records wait while the first fetch
+// fails: unread for a flow (ShardMap), in the spool for a send.
+func (o *Output) shardMap(ctx context.Context, w waiting) (*aggregate.ShardMap, error) {
 	o.maps.mu.Lock()
 	m := o.maps.cur
 	o.maps.mu.Unlock()
@@ -60,7 +66,7 @@ func (o *Output) ShardMap(ctx context.Context) (*aggregate.ShardMap, error) {
 	if m != nil {
 		return m, nil
 	}
-	if err := o.refresh(ctx); err != nil {
+	if err := o.refresh(ctx, w); err != nil {
 		return nil, err
 	}
 	o.maps.mu.Lock()
@@ -89,7 +95,7 @@ func (o *Output) ShardMapChanged() <-chan struct{} {
 // current returns the map Send routes against, fetching the first one, and
 // starts a background refresh when the map is older than shard_map_refresh.
 func (o *Output) current(ctx context.Context) (*aggregate.ShardMap, error) {
-	m, err := o.ShardMap(ctx)
+	m, err := o.shardMap(ctx, waitSpooled) // the records a send did not deliver are spooled
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +114,7 @@ func (o *Output) current(ctx context.Context) (*aggregate.ShardMap, error) {
 func (o *Output) RefreshShardMap(ctx context.Context) error {
 	o.maps.fetchMu.Lock()
 	defer o.maps.fetchMu.Unlock()
-	return o.refresh(ctx)
+	return o.refresh(ctx, waitSpooled)
 }
 
 // refreshAfterMismatch refreshes the map at once after a record landed on
@@ -126,7 +132,7 @@ func (o *Output) refreshAfterMismatch(ctx context.Context, seen *aggregate.Shard
 	o.maps.trigGap = min(maxTriggerGap, max(minTriggerGap, 2*o.maps.trigGap))
 	o.maps.nextTrig = now.Add(o.maps.trigGap)
 	o.maps.mu.Unlock()
-	if err := o.refresh(ctx); err != nil && ctx.Err() == nil {
+	if err := o.refresh(ctx, waitSpooled); err != nil && ctx.Err() == nil {
 		o.warnEvery(&o.lastRefreshWarn, "shard map refresh failed; the current map stays in use", "error", err)
 	}
 	o.maps.mu.Lock()
@@ -145,7 +151,7 @@ func (o *Output) refreshInBackground() {
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
-		err := o.refresh(o.bgCtx)
+		err := o.refresh(o.bgCtx, waitSpooled)
 		if err != nil && o.bgCtx.Err() == nil {
 			o.warnEvery(&o.lastRefreshWarn, "shard map refresh failed; the current map stays in use", "error", err)
 		}
@@ -159,9 +165,10 @@ func (o *Output) refreshInBackground() {
 	}()
 }
 
-// refresh lists the open shards and installs the map if it changed.
-func (o *Output) refresh(ctx context.Context) error {
-	m, err := o.listShards(ctx)
+// refresh lists the open shards and installs the map if it changed. w says
+// where the records wait if it fails.
+func (o *Output) refresh(ctx context.Context, w waiting) error {
+	m, err := o.listShards(ctx, w)
 	if err != nil {
 		o.metrics.refreshes.WithLabelValues("error").Inc()
 		return err
@@ -201,7 +208,7 @@ func (o *Output) refresh(ctx context.Context) error {
 // paginated). Closed shards (with an ending sequence number: the parents of
 // a split or merge) are left out. It fails unless the open shards cover the
 // whole hash key space, as they do once a reshard is complete.
-func (o *Output) listShards(ctx context.Context) (*aggregate.ShardMap, error) {
+func (o *Output) listShards(ctx context.Context, w waiting) (*aggregate.ShardMap, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.Timeout)
 	defer cancel()
 	var shards []aggregate.Shard
@@ -209,7 +216,7 @@ func (o *Output) listShards(ctx context.Context) (*aggregate.ShardMap, error) {
 	for page := 0; ; page++ {
 		out, err := o.client.ListShards(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("kinesis: ListShards %s: %w", o.cfg.Stream, o.describeError(err))
+			return nil, fmt.Errorf("kinesis: ListShards %s: %w", o.cfg.Stream, o.describeError(err, w))
 		}
 		for _, s := range out.Shards {
 			if s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil {

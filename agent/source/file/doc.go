@@ -208,7 +208,9 @@
 // Lines longer than max_record_bytes are truncated
 // (max_record_bytes-len(truncate_marker) bytes plus truncate_marker, the rest
 // skipped; the default marker "\n" can never end an untruncated line) or split
-// into consecutive records. Empty lines are empty records.
+// into consecutive records. A truncation is counted and logged at WARN (the
+// file, the limit, the line's size) at most once a minute per source.
+// Empty lines are empty records.
 //
 // A record's Cursor is {FileID, Start, Offset}: the byte range it came from,
 // terminator included. Data is only valid during emit: the source reuses its

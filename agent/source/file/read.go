@@ -163,6 +163,7 @@ func (r *runner) record(f *file, rec []byte, start, end int64, kind recordKind) 
 	switch kind {
 	case kindTruncated:
 		r.c.truncated++
+		r.warnTruncated(f, len(rec), end-start)
 		if r.batching {
 			// Its bytes may be the splitter's held prefix, which the
 			// same feed may reuse: it goes now, after what is pending.
@@ -179,6 +180,25 @@ func (r *runner) record(f *file, rec []byte, start, end int64, kind recordKind) 
 		return r.mlAdd(f, ml, rec, start, end, kind == kindSplitMore)
 	}
 	return r.send(f, rec, start, end)
+}
+
+// warnTruncated says that a line was cut to max_record_bytes, at most once
+// a minute (a file of long lines would repeat it for each): only a counter
+// said that the end of a record was lost. lineBytes is the line as it was
+// in the file, its newline included.
+func (r *runner) warnTruncated(f *file, kept int, lineBytes int64) {
+	if !r.truncWarn.IsZero() && r.now.Sub(r.truncWarn) < errLogEvery {
+		return
+	}
+	r.truncWarn = r.now
+	path := f.path
+	if path == "" {
+		path = f.lastPath
+	}
+	r.s.log.Warn("a line longer than max_record_bytes was truncated: the rest of the line is not sent",
+		"path", path, "max_record_bytes", int64(r.cfg.MaxRecordBytes), "line_bytes", lineBytes, "kept_bytes", kept,
+		"truncated_records", r.s.truncatedRecords.Load()+r.c.truncated,
+		"hint", "raise max_record_bytes (up to the output's record limit less 4KiB), or oversize: split sends the whole line as consecutive records; logged at most once a minute, agent_file_truncated_records_total counts every one")
 }
 
 func (r *runner) send(f *file, data []byte, start, end int64) error {

@@ -83,6 +83,9 @@ type runner struct {
 	starved bool
 
 	openLog, fdLog, readLog, scanLog, watchLog errLog
+	// truncWarn: when a truncated line was last logged (at most once per
+	// errLogEvery; the counter has every one).
+	truncWarn time.Time
 
 	hints *hints
 	spare map[string]fsnotify.Op

@@ -16,7 +16,8 @@
 // a JSON string (newlines included); any other value is {"base64": "..."}.
 // A field that appears more than once in an entry has an array of its
 // values. An entry larger than max_record_bytes has its longest values cut
-// and "_AGENT_TRUNCATED": true added (agent_journald_truncated_records_total).
+// and "_AGENT_TRUNCATED": true added (agent_journald_truncated_records_total;
+// logged at WARN at most once a minute).
 //
 // # Position and checkpoints
 //

@@ -86,7 +86,14 @@ type Source struct {
 	lastCPWarn time.Time
 
 	records, bytes, restarts, parseErrors, truncated, cpErrors atomic.Uint64
+
+	// lastTruncWarn: when a cut entry was last logged (unix nanos).
+	lastTruncWarn atomic.Int64
 }
+
+// truncWarnEvery is how often a cut entry is logged at most: a unit that
+// logs large entries would repeat it for each (the counter has every one).
+const truncWarnEvery = time.Minute
 
 // New checks cfg and prepares a source; journalctl is started by Run.
 func New(cfg Config, set Settings) (*Source, error) {
@@ -371,6 +378,7 @@ func (s *Source) runChild(ctx context.Context, emit source.Emit, path string, ar
 		buf, cut = en.encode(buf, e)
 		if cut {
 			s.truncated.Add(1)
+			s.warnTruncated(e, len(buf))
 		}
 		*seq++
 		if e.cursor != "" {
@@ -438,4 +446,29 @@ func joinArgs(a []string) string {
 		out += strconv.Quote(s)
 	}
 	return out
+}
+
+// warnTruncated says that an entry had values cut to fit max_record_bytes,
+// at most once a minute: only a counter and the record's own
+// "_AGENT_TRUNCATED" said it. It names the entry's writer (its unit and
+// identifier) and its size in journalctl's export stream.
+func (s *Source) warnTruncated(e *entry, kept int) {
+	now := time.Now().UnixNano()
+	last := s.lastTruncWarn.Load()
+	if last != 0 && now-last < int64(truncWarnEvery) || !s.lastTruncWarn.CompareAndSwap(last, now) {
+		return
+	}
+	attrs := make([]any, 0, 14)
+	for _, f := range e.fields {
+		switch f.name {
+		case "_SYSTEMD_UNIT":
+			attrs = append(attrs, "unit", string(f.value))
+		case "SYSLOG_IDENTIFIER":
+			attrs = append(attrs, "identifier", string(f.value))
+		}
+	}
+	attrs = append(attrs, "cursor", e.cursor, "max_record_bytes", int64(s.cfg.MaxRecordBytes), "entry_bytes", e.size, "kept_bytes", kept,
+		"truncated_records", s.truncated.Load(),
+		"hint", "raise max_record_bytes (up to the output's record limit less 4KiB), or exclude_fields the large ones; logged at most once a minute, agent_journald_truncated_records_total counts every one")
+	s.log.Warn("a journal entry longer than max_record_bytes had its longest values cut (\"_AGENT_TRUNCATED\": true)", attrs...)
 }

@@ -133,7 +133,10 @@ func (s *Source) datagramFlags(d *[]byte) frameFlags {
 	if len(*d) <= max && len(*d) < maxDatagramBytes {
 		return frameFlags{}
 	}
-	keep := min(len(*d), max) - len(s.marker)
+	size := len(*d)
+	keep := min(size, max) - len(s.marker)
 	*d = append((*d)[:keep:keep], s.marker...)
-	return frameFlags{truncated: true}
+	// A datagram that filled the read buffer may have been longer: the
+	// kernel cut the rest.
+	return frameFlags{truncated: true, size: size, sizeAtLeast: size >= min(max+1, maxDatagramBytes)}
 }

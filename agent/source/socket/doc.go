@@ -80,7 +80,8 @@
 //
 // Limits: max_record_bytes bounds a record; a longer one is truncated
 // (truncate_marker appended) or, with on_oversize: close, dropped with its
-// connection; both counted. max_connections bounds open stream
+// connection; both counted, and logged at WARN at most once a minute per
+// source (the client, the limit, the record's size). max_connections bounds open stream
 // connections: one more waits in the listen backlog (wait) or is accepted
 // and closed (refuse, counted). idle_timeout closes a connection that sent
 // nothing for that long. Memory per connection is one 64 KiB read buffer

@@ -24,7 +24,11 @@ const maxFrameDigits = 10
 // frameFlags describe one framed record.
 type frameFlags struct {
 	truncated bool // longer than max: cut, marker appended
-	partial   bool // the stream ended inside it (no newline, or a short frame)
+	// size is a truncated record's length as received, before the cut;
+	// sizeAtLeast: a lower bound (a datagram the read cut).
+	size        int
+	sizeAtLeast bool
+	partial     bool // the stream ended inside it (no newline, or a short frame)
 	// stable: the record lies in the data passed to feed, so it stays
 	// valid until feed returns (else it is the framer's own buffer,
 	// reused for the next record).
@@ -43,8 +47,9 @@ type framer struct {
 	closeOver bool // on_oversize: close (else truncate)
 	out       func(rec []byte, fl frameFlags) error
 
-	rec  []byte // the record gathered so far
-	over bool   // bytes of the current record were skipped
+	rec     []byte // the record gathered so far
+	over    bool   // bytes of the current record were skipped
+	skipped int    // how many
 
 	// octet counting: the header being read, then the body's bytes still
 	// to come.
@@ -290,6 +295,7 @@ func (f *framer) keep(p []byte) error {
 			f.reset()
 			return errOversize
 		}
+		f.skipped += len(p) - room
 		p = p[:room]
 		f.over = true
 	}
@@ -299,7 +305,7 @@ func (f *framer) keep(p []byte) error {
 
 func (f *framer) reset() {
 	f.rec = f.rec[:0]
-	f.over = false
+	f.over, f.skipped = false, 0
 }
 
 // emit hands out one record (its terminator removed) and starts the next.
@@ -310,7 +316,7 @@ func (f *framer) emit(rec []byte, fl frameFlags) error {
 		if f.closeOver {
 			return errOversize
 		}
-		fl.truncated, fl.stable = true, false
+		fl.truncated, fl.stable, fl.size = true, false, len(rec)+f.skipped
 		keep := f.max - len(f.marker)
 		rec = append(rec[:keep:keep], f.marker...)
 	}

@@ -83,7 +83,7 @@ func TestFramer_StableRecordsAreInTheChunk(t *testing.T) {
 }
 
 func TestFramer(t *testing.T) {
-	tr := frameFlags{truncated: true}
+	tr := func(size int) frameFlags { return frameFlags{truncated: true, size: size} } // size: as received
 	pa := frameFlags{partial: true}
 	tests := []struct {
 		name      string
@@ -95,13 +95,13 @@ func TestFramer(t *testing.T) {
 	}{
 		{name: "lines", in: "a\nbb\r\n\nccc\n", want: []framed{{"a", frameFlags{}}, {"bb", frameFlags{}}, {"", frameFlags{}}, {"ccc", frameFlags{}}}},
 		{name: "partial last line", in: "a\nbc", want: []framed{{"a", frameFlags{}}, {"bc", pa}}},
-		{name: "long line truncated", in: "0123456789ab\nx\n", want: []framed{{"0123456\n", tr}, {"x", frameFlags{}}}},
+		{name: "long line truncated", in: "0123456789ab\nx\n", want: []framed{{"0123456\n", tr(12)}, {"x", frameFlags{}}}},
 		{name: "exactly max", in: "01234567\n", want: []framed{{"01234567", frameFlags{}}}},
 		{name: "max plus CR", in: "01234567\r\n", want: []framed{{"01234567", frameFlags{}}}},
 		{name: "long line closes", closeOver: true, in: "a\n0123456789ab\nx\n", want: []framed{{"a", frameFlags{}}}, err: errOversize},
 		{name: "octet", octet: true, in: "3 abc5 hello\n2 hi", want: []framed{{"abc", frameFlags{}}, {"hello", frameFlags{}}, {"hi", frameFlags{}}}},
 		{name: "octet keeps newlines inside", octet: true, in: "6 a\nb\r\nc\n", want: []framed{{"a\nb\r\nc", frameFlags{}}}},
-		{name: "octet oversize truncated", octet: true, in: "12 0123456789ab1 x", want: []framed{{"0123456\n", tr}, {"x", frameFlags{}}}},
+		{name: "octet oversize truncated", octet: true, in: "12 0123456789ab1 x", want: []framed{{"0123456\n", tr(12)}, {"x", frameFlags{}}}},
 		{name: "octet oversize closes", octet: true, closeOver: true, in: "1 a12 0123456789ab1 x", want: []framed{{"a", frameFlags{}}}, err: errOversize},
 		{name: "octet malformed header", octet: true, in: "3 abcX 1", want: []framed{{"abc", frameFlags{}}}, err: errMalformedFrame},
 		{name: "octet leading zero", octet: true, in: "03 abc", err: errMalformedFrame},
@@ -130,7 +130,7 @@ func TestFramer(t *testing.T) {
 // with digits not followed by a space, is a line. A newline right after a
 // frame ends the frame (no empty record).
 func TestFramer_AutoTakesLinesAndOctetFrames(t *testing.T) {
-	tr := frameFlags{truncated: true}
+	tr := func(size int) frameFlags { return frameFlags{truncated: true, size: size} } // size: as received
 	pa := frameFlags{partial: true}
 	tests := []struct {
 		name      string
@@ -148,9 +148,9 @@ func TestFramer_AutoTakesLinesAndOctetFrames(t *testing.T) {
 		{name: "empty line stays a line", in: "<1>a\n\n<2>b\n", want: []framed{{"<1>a", frameFlags{}}, {"", frameFlags{}}, {"<2>b", frameFlags{}}}},
 		{name: "digits cut at end are a partial line", in: "<1>a\n12", want: []framed{{"<1>a", frameFlags{}}, {"12", pa}}},
 		{name: "short frame at end", in: "5 ab", want: []framed{{"ab", pa}}},
-		{name: "frame truncated", in: "12 0123456789ab<1>x\n", want: []framed{{"0123456\n", tr}, {"<1>x", frameFlags{}}}},
+		{name: "frame truncated", in: "12 0123456789ab<1>x\n", want: []framed{{"0123456\n", tr(12)}, {"<1>x", frameFlags{}}}},
 		{name: "frame oversize closes", closeOver: true, in: "1 a12 0123456789ab", want: []framed{{"a", frameFlags{}}}, err: errOversize},
-		{name: "long digits line truncated", in: "12345678901234\n", want: []framed{{"1234567\n", tr}}},
+		{name: "long digits line truncated", in: "12345678901234\n", want: []framed{{"1234567\n", tr(14)}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

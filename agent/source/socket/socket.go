@@ -89,6 +89,9 @@ type Source struct {
 
 	warnMu        sync.Mutex
 	lastFrameWarn time.Time // a connection closed for its framing was last logged
+	// lastTruncWarn: when a truncated record was last logged (UnixNano; a
+	// CAS lets one connection log it).
+	lastTruncWarn atomic.Int64
 }
 
 // readBufferSize is one read from a stream connection. It bounds, with
@@ -291,6 +294,8 @@ type recordSink struct {
 	// counters are updated once per read, not per record (two atomic adds
 	// per record were a measurable part of a fast client's cost).
 	records, bytes uint64
+	// remote is the client's address ("" for datagrams).
+	remote string
 }
 
 // flush adds what was emitted since the last flush to the source's counters.
@@ -360,6 +365,7 @@ func (k *recordSink) out(rec []byte, fl frameFlags) error {
 	}
 	if fl.truncated {
 		s.trunc.Add(1)
+		s.warnTruncated(k.remote, len(rec), fl)
 	}
 	if fl.partial {
 		s.partial.Add(1)
@@ -396,6 +402,34 @@ func (k *recordSink) out(rec []byte, fl frameFlags) error {
 		k.scratch = nil // one huge record does not pin its buffer
 	}
 	return err
+}
+
+// truncWarnEvery is how often a truncated record is logged at most: a
+// client of long records would repeat it for each (the counter has every
+// one).
+const truncWarnEvery = time.Minute
+
+// warnTruncated says that a record was cut to max_record_bytes (on_oversize:
+// truncate), at most once a minute: only a counter said that the end of a
+// record was lost. kept is the record's length after the cut.
+func (s *Source) warnTruncated(remote string, kept int, fl frameFlags) {
+	now := time.Now().UnixNano()
+	last := s.lastTruncWarn.Load()
+	if last != 0 && now-last < int64(truncWarnEvery) || !s.lastTruncWarn.CompareAndSwap(last, now) {
+		return
+	}
+	attrs := []any{"listen", s.cfg.Listen}
+	if remote != "" {
+		attrs = append(attrs, "remote", remote)
+	}
+	sizeKey := "record_bytes"
+	if fl.sizeAtLeast {
+		sizeKey = "record_bytes_at_least" // the kernel cut the datagram to the read buffer
+	}
+	attrs = append(attrs, "max_record_bytes", int64(s.cfg.MaxRecordBytes), sizeKey, fl.size, "kept_bytes", kept,
+		"truncated_records", s.trunc.Load(),
+		"hint", "raise max_record_bytes (up to the output's record limit less 4KiB), or on_oversize: close refuses such records; logged at most once a minute, agent_socket_truncated_records_total counts every one")
+	s.log.Warn("a record longer than max_record_bytes was truncated: the rest of the record is not sent", attrs...)
 }
 
 // emitOne emits one record on its own.

@@ -658,3 +658,65 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A record cut to max_record_bytes (on_oversize: truncate) lost its end
+// with only a counter to say it: the source now logs it at WARN, with the
+// client, the limit and the record's size, once a minute at most (not once
+// per record, nor per connection).
+func TestSource_TruncatedRecordIsLoggedOnceAMinute(t *testing.T) {
+	for _, tc := range []struct {
+		name, listen string
+		octet        bool
+		sizeKey      string
+	}{
+		{name: "lines", listen: "tcp://127.0.0.1:0", sizeKey: "record_bytes=100 "},
+		{name: "octet counting", listen: "tcp://127.0.0.1:0", octet: true, sizeKey: "record_bytes=100 "},
+		// The kernel cuts a datagram to the read buffer (max+1): its
+		// size is known to be at least that.
+		{name: "datagrams", listen: "udp://127.0.0.1:0", sizeKey: "record_bytes_at_least=33 "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(tc.listen)
+			cfg.MaxRecordBytes = 32
+			if tc.octet {
+				cfg.Framing = FramingOctetCounted
+			}
+			var logs syncBuffer
+			src, err := New(cfg, Settings{Name: "sock", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			require.NoError(t, err)
+			k := &collector{failAt: -1}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- src.Run(ctx, k.emit) }()
+			t.Cleanup(func() { cancel(); <-done })
+			<-src.Ready()
+			long := strings.Repeat("x", 100)
+			network := "tcp"
+			if tc.listen[:3] == "udp" {
+				network = "udp"
+			}
+			for range 2 {
+				c := dial(t, network, src.Addr().String())
+				for range 2 {
+					msg := long + "\n"
+					if tc.octet {
+						msg = fmt.Sprintf("%d %s", len(long), long)
+					}
+					_, err := io.WriteString(c, msg)
+					require.NoError(t, err)
+				}
+				c.Close()
+			}
+			require.Eventually(t, func() bool { return src.Stats().TruncatedRecords == 4 }, 10*time.Second, 5*time.Millisecond)
+			out := logs.String()
+			require.Equal(t, 1, strings.Count(out, "longer than max_record_bytes was truncated"), out)
+			require.Contains(t, out, "level=WARN")
+			require.Contains(t, out, "max_record_bytes=32")
+			require.Contains(t, out, tc.sizeKey)
+			require.Contains(t, out, "kept_bytes=32")
+			if network == "tcp" {
+				require.Contains(t, out, "remote=127.0.0.1:")
+			}
+		})
+	}
+}

@@ -120,7 +120,7 @@ func (s *Source) serve(ctx context.Context, cancel context.CancelCauseFunc, c ne
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit, batch: batch}
+	sink := &recordSink{s: s, ctx: ctx, cancel: cancel, emit: emit, batch: batch, remote: remote(c)}
 	fr := newFramer(s.cfg.Framing == FramingOctetCounted, int(s.cfg.MaxRecordBytes), s.marker, s.cfg.OnOversize == OversizeClose, sink.out)
 	// A syslog line starts with "<": a record that starts with a digit is
 	// an octet-counted frame (RFC 6587), which syslog clients send on the

@@ -2,7 +2,8 @@
 // input (`agent tail -`, `type: stdin`) or a named pipe. Each line is one
 // record, its "\n" (or "\r\n") removed; a last line without a newline is
 // delivered at the end of the stream (or at a read error that ends it).
-// Lines longer than max_record_bytes are truncated and counted.
+// Lines longer than max_record_bytes are truncated, counted and logged at
+// WARN (the limit, the line's size) at most once a minute.
 //
 // A stream cannot be read again: the source is no source.Committer, so the
 // agent writes its records to the spool before they count as accepted (the
@@ -53,7 +54,14 @@ type Source struct {
 	marker []byte
 
 	records, bytes, truncated, partial atomic.Uint64
+
+	// truncWarn: when a truncated line was last logged (Run's goroutine).
+	truncWarn time.Time
 }
+
+// truncWarnEvery is how often a truncated line is logged at most: a stream
+// of long lines would repeat it for each (the counter has every one).
+const truncWarnEvery = time.Minute
 
 // readBufferSize is one read from the stream; two such buffers are in use
 // (one being read into while the other is parsed).
@@ -112,6 +120,7 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 	sp := splitter{max: int(s.cfg.MaxRecordBytes), marker: s.marker, out: func(rec []byte, start, end int64, truncated bool) error {
 		if truncated {
 			s.truncated.Add(1)
+			s.warnTruncated(len(rec), end-start)
 		}
 		if err := emit(ctx, source.Record{Data: rec, Cursor: source.Cursor{Start: start, Offset: end}}); err != nil {
 			return err
@@ -151,6 +160,26 @@ func (s *Source) Run(ctx context.Context, emit source.Emit) error {
 			}
 		}
 	}
+}
+
+// warnTruncated says that a line was cut to max_record_bytes, at most once
+// a minute: only a counter said that the end of a record was lost, and
+// `agent tail -` shows no metrics. lineBytes is the line as read, its
+// newline included.
+func (s *Source) warnTruncated(kept int, lineBytes int64) {
+	now := time.Now()
+	if !s.truncWarn.IsZero() && now.Sub(s.truncWarn) < truncWarnEvery {
+		return
+	}
+	s.truncWarn = now
+	stream := s.cfg.Path
+	if stream == "" {
+		stream = "-" // standard input
+	}
+	s.log.Warn("a line longer than max_record_bytes was truncated: the rest of the line is not sent",
+		"stream", stream, "max_record_bytes", int64(s.cfg.MaxRecordBytes), "line_bytes", lineBytes, "kept_bytes", kept,
+		"truncated_records", s.truncated.Load(),
+		"hint", "raise max_record_bytes (agent tail --max-record-bytes; up to the output's record limit less 4KiB); logged at most once a minute, agent_stdin_truncated_records_total counts every one")
 }
 
 // open returns the stream to read and how to release it.

@@ -2,7 +2,9 @@ package stdin
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,4 +236,30 @@ func TestConfig_Validate(t *testing.T) {
 	}
 	_, err := New(DefaultConfig(), Settings{})
 	require.ErrorContains(t, err, "name: required")
+}
+
+// A line cut to max_record_bytes lost its end with only a counter to say it,
+// and `agent tail -` shows no metrics: nothing said it at all. The source
+// now logs it at WARN, with the stream, the limit and the line's size, once
+// a minute at most (not once per line).
+func TestRun_TruncatedLineIsLoggedOnceAMinute(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxRecordBytes = 8
+	var logs strings.Builder
+	long := strings.Repeat("x", readBufferSize+10) // spans reads
+	s, err := New(cfg, Settings{Name: "in", Reader: strings.NewReader("ok\n" + long + "\n" + long + "\nend\n"),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	var c collector
+	require.NoError(t, s.Run(t.Context(), c.emit))
+	require.Len(t, c.lines(), 4)
+	require.Equal(t, uint64(2), s.Stats().TruncatedRecords)
+
+	out := logs.String()
+	require.Equal(t, 1, strings.Count(out, "longer than max_record_bytes was truncated"), out)
+	require.Contains(t, out, "level=WARN")
+	require.Contains(t, out, "stream=-")
+	require.Contains(t, out, "max_record_bytes=8")
+	require.Contains(t, out, fmt.Sprintf("line_bytes=%d", len(long)+1))
+	require.Contains(t, out, "kept_bytes=8")
 }
