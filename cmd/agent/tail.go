@@ -304,7 +304,8 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var status *termStatus
 	errw := stderr
 	if !o.quiet && !toStdout && isTerminal(stderr) {
-		status = &termStatus{w: stderr}
+		f := stderr.(*os.File) // isTerminal
+		status = &termStatus{w: stderr, visible: func() bool { return inForeground(f) }}
 		errw = status
 	}
 	log := newLogger(errw, o.logLevel, "text")
@@ -315,11 +316,13 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// A closed stdout fails the write (EPIPE) instead of killing the
 	// process: the agent then stops quietly and cleans up.
 	signal.Ignore(syscall.SIGPIPE)
-	hint := ""
+	hint, showHint := "", func() bool { return true }
 	if isTerminal(stderr) {
 		hint = "agent tail: stopping after delivering what was read (a second Ctrl-C exits at once)"
+		f := stderr.(*os.File)
+		showHint = func() bool { return inForeground(f) }
 	}
-	sigCtx, stopSignals := earlySignals.watch(signalOptions{log: log, stderr: errw, hint: hint, beforeExit: cleanup})
+	sigCtx, stopSignals := earlySignals.watch(signalOptions{log: log, stderr: errw, hint: hint, showHint: showHint, beforeExit: cleanup})
 	defer stopSignals()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
@@ -945,6 +948,12 @@ func statusLine(ctx context.Context, a *agent.Agent, w *termStatus) {
 // is not drawn over the status line's remains. Safe for concurrent use.
 type termStatus struct {
 	w io.Writer
+	// visible reports whether the status line may be drawn now (nil:
+	// always): not while agent tail is a background job, whose writes to
+	// the terminal stop it under `stty tostop` (SIGTTOU) and otherwise
+	// land over the shell's prompt. A line drawn before the job went to
+	// the background is left as it is (erasing it is a write too).
+	visible func() bool
 
 	mu   sync.Mutex
 	line string // the status line shown; "" before the first draw and after clear
@@ -965,6 +974,9 @@ func (t *termStatus) Write(p []byte) (int, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.line != "" && !t.isVisible() {
+		t.line = ""
+	}
 	buf := make([]byte, 0, len(eraseLine)+len(p)+len(t.line))
 	if t.line != "" && !t.midLine {
 		buf = append(buf, eraseLine...)
@@ -984,11 +996,17 @@ func (t *termStatus) Write(p []byte) (int, error) {
 func (t *termStatus) draw(line string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.isVisible() {
+		t.line = ""
+		return
+	}
 	t.line = line
 	if !t.midLine {
 		_, _ = io.WriteString(t.w, eraseLine+line)
 	}
 }
+
+func (t *termStatus) isVisible() bool { return t.visible == nil || t.visible() }
 
 // clear erases the status line; what is written after goes to the
 // terminal as it is.
