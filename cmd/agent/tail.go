@@ -420,6 +420,11 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 		fmt.Fprintf(stderr, "agent tail: %d last %s without a newline shipped as %s; text appended to %s later is shipped as a record of its own\n",
 			r.snap.PartialLines, plural(r.snap.PartialLines, "line", "lines"), plural(r.snap.PartialLines, "it is", "they are"), plural(r.snap.PartialLines, "it", "them"))
 	}
+	if n := r.snap.TruncatedRecords; n > 0 {
+		// The record is not the line: say so, with what to do.
+		fmt.Fprintf(stderr, "agent tail: %d %s longer than the longest record taken %s truncated (the rest of %s skipped); --max-record-bytes sets the limit, up to what the destination takes\n",
+			n, plural(n, "line", "lines"), plural(n, "was", "were"), plural(n, "it", "each"))
+	}
 	if summary {
 		dl := r.snap.DeadLettered + r.snap.Dropped
 		fmt.Fprintf(stderr, "agent tail: %d records (%s) in %s, %d dead-lettered\n",

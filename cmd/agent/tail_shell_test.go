@@ -413,3 +413,40 @@ func TestTailOnce_InterruptedBeforeTheEndOfTheFilesExits1(t *testing.T) {
 	require.Equal(t, 0, p.wait(t, time.Minute), p.output())
 	requireAllArrived(t, s, n, false)
 }
+
+// A line longer than the longest record is cut (the record is not the
+// line): agent tail says so on stderr, with the flag that sets the limit,
+// for files and standard input alike. It was silent: only a metric no one
+// reads under agent tail counted it.
+func TestTailOnce_TruncatedLongLinesAreSaidOnStderr(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	content := "short\n" + strings.Repeat("x", 40<<10) + "\n" + strings.Repeat("y", 40<<10) + "\nlast\n"
+	require.NoError(t, os.WriteFile(log, []byte(content), 0o644))
+	const note = "agent tail: 2 lines longer than the longest record taken were truncated (the rest of each skipped); --max-record-bytes sets the limit, up to what the destination takes\n"
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"file", []string{"tail", "--once", log, "--max-record-bytes", "16KiB"}},
+		{"stdin", []string{"tail", "-", "--max-record-bytes", "16KiB"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := agentCmd(tc.args...)
+			cmd.Stdin = strings.NewReader(content)
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			require.NoError(t, cmd.Run(), errOut.String())
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			require.Len(t, lines, 4, "one record per line")
+			require.Equal(t, []string{"short", "last"}, []string{lines[0], lines[3]})
+			require.Less(t, len(lines[1]), 17<<10, "cut to about --max-record-bytes")
+			require.Equal(t, note, errOut.String())
+		})
+	}
+	// Lines within the limit: nothing said.
+	_, errOut, code := runBin(t, "tail", "--once", log)
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, errOut)
+}
