@@ -269,7 +269,16 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if len(in.files) > 0 {
-		if bad := unreadable(in.files, stderr); o.once && bad {
+		// A directory never becomes a file to follow: without --once the
+		// run went on, following nothing, until interrupted. A file that
+		// cannot be read may become readable (a chmod): it is waited for.
+		isDir := false
+		for _, p := range in.files {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() && !hasGlobMeta(p) {
+				isDir = true
+			}
+		}
+		if bad := unreadable(in.files, stderr); (o.once && bad) || isDir {
 			return exitFailed
 		}
 		if matched := warnMissing(in.files, stderr); o.once && !matched && !in.hasStreams() && len(in.sockets) == 0 {

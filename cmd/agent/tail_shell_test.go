@@ -450,3 +450,42 @@ func TestTailOnce_TruncatedLongLinesAreSaidOnStderr(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	require.Empty(t, errOut)
 }
+
+// A directory written out as a PATH ends the run at once (exit 1, as with
+// --once), saying the glob that follows its files: it never becomes a
+// file, and without --once the run went on following nothing (or the other
+// files, missing the directory's) until interrupted.
+func TestTail_DirectoryAsPathEndsTheRunSayingTheGlob(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	require.NoError(t, os.Mkdir(logs, 0o755))
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 3, 20)
+	want := "agent tail: " + logs + ": cannot be read: is a directory (quote a glob to follow its files: '" + filepath.Join(logs, "*.log") + "')\n"
+	for _, args := range [][]string{
+		{"tail", logs},
+		{"tail", "--once", logs},
+		{"tail", log, logs, "--to", "file://" + filepath.Join(dir, "dest")},
+	} {
+		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
+			cmd := agentCmd(args...)
+			cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+filepath.Join(dir, "state"))
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			require.NoError(t, cmd.Start())
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("agent tail kept running on a directory; stderr: %q", errOut.String())
+			}
+			require.Equal(t, 1, cmd.ProcessState.ExitCode(), errOut.String())
+			require.Equal(t, want, errOut.String())
+			require.Empty(t, out.String())
+		})
+	}
+}
