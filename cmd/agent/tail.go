@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -301,7 +303,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer cleanup()
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "agent tail:", err)
+		fmt.Fprintln(stderr, "agent tail:", tailValidationText(err))
 		return exitUsage
 	}
 	hadCheckpoints := !tmp && fileExists(filepath.Join(cfg.StateDir, "checkpoints.json"))
@@ -370,6 +372,18 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		hadCheckpoints: hadCheckpoints, files: in.files, to: redact.RawURL(o.to),
 	}
 	return r.report(stderr, once && !o.quiet && isTerminal(stderr))
+}
+
+// tailSourceRecordKey is the configuration path of --max-record-bytes in
+// the Config tail makes, as validation names it.
+var tailSourceRecordKey = regexp.MustCompile(`(?m)^sources\[\d+\]\.(file|-|stdin)\.max_record_bytes:`)
+
+// tailValidationText is a validation error of the Config tail made, said
+// in the command line's words: the flag, not the configuration key it set
+// (sources[0].file.max_record_bytes), and --to, not the output's name.
+func tailValidationText(err error) string {
+	msg := tailSourceRecordKey.ReplaceAllString(err.Error(), "--max-record-bytes")
+	return strings.ReplaceAll(msg, "output "+strconv.Quote(tailOutputName), "the destination (--to)")
 }
 
 // tailResult is what a run of agent tail ended with.

@@ -489,3 +489,24 @@ func TestTail_DirectoryAsPathEndsTheRunSayingTheGlob(t *testing.T) {
 		})
 	}
 }
+
+// A --max-record-bytes the destination cannot take is said with the flag's
+// name and --to, not the configuration agent tail makes
+// (sources[0].file.max_record_bytes, output "destination"), which the user
+// never wrote.
+func TestTail_MaxRecordBytesTooLargeNamesTheFlag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 3, 20)
+	const want = "agent tail: --max-record-bytes 4MiB is more than the largest record the destination (--to) takes (1MiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 1020KiB\n"
+	for _, args := range [][]string{
+		{"tail", "--once", log, "--max-record-bytes", "4MiB"},
+		{"tail", "-", "--max-record-bytes", "4MiB"},
+	} {
+		out, errOut, code := runBin(t, args...)
+		require.Equal(t, 2, code, errOut)
+		require.Empty(t, out)
+		require.Equal(t, want, errOut, args)
+	}
+}
