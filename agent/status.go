@@ -30,6 +30,9 @@ type Snapshot struct {
 	// (the file stopped growing, was rotated away, or --once reached its
 	// end): what is appended to such a line later is a record of its own.
 	PartialLines int64
+	// TruncatedRecords are lines of files and streams longer than their
+	// source's max_record_bytes, cut to it (the rest skipped).
+	TruncatedRecords int64
 	// Stalled are the outputs whose destination does not answer
 	// (Agent.Stalled).
 	Stalled []StalledOutput
@@ -108,6 +111,8 @@ func (a *Agent) Snapshot() Snapshot {
 			s.BacklogBytes = sum(f)
 		case "agent_file_partial_flushes_total":
 			s.PartialLines = sum(f)
+		case "agent_file_truncated_records_total", "agent_stdin_truncated_records_total":
+			s.TruncatedRecords += sum(f)
 		}
 	}
 	s.Stalled = a.Stalled()

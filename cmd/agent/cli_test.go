@@ -771,3 +771,30 @@ func TestStatus_AnotherHTTPServerIsNamedNotAnAgent(t *testing.T) {
 	require.Equal(t, 1, code, errOut)
 	require.Contains(t, errOut, "agent tap: "+ok.URL+" answered, but it is not an agent's admin endpoint (its /tap gave 200 OK with text/html; charset=utf-8)")
 }
+
+// A mistyped flag is one line naming the flag probably meant, not the
+// command's usage (agent tail's is 80 lines: the error scrolled away from
+// the screen), and says where every flag is listed.
+func TestUnknownFlag_OneLineSuggestingTheFlagMeant(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tail", "--onc", "app.log"}, "agent tail: flag provided but not defined: -onc (did you mean --once?); `agent tail -h` lists every flag\n"},
+		{[]string{"tail", "app.log", "--form-end"}, "agent tail: flag provided but not defined: -form-end (did you mean --from-end?); `agent tail -h` lists every flag\n"},
+		{[]string{"tail", "--state=/tmp/x", "app.log"}, "agent tail: flag provided but not defined: -state (did you mean --state-dir?); `agent tail -h` lists every flag\n"},
+		{[]string{"tail", "--qiuet", "app.log"}, "agent tail: flag provided but not defined: -qiuet (did you mean --quiet?); `agent tail -h` lists every flag\n"},
+		{[]string{"run", "--confg", "a.yaml"}, "agent run: flag provided but not defined: -confg (did you mean --config?); `agent run -h` lists every flag\n"},
+		// Nothing close enough: no guess (a letter is close to every short name).
+		{[]string{"tail", "-x", "app.log"}, "agent tail: flag provided but not defined: -x; `agent tail -h` lists every flag\n"},
+		{[]string{"tail", "--no-such-flag", "app.log"}, "agent tail: flag provided but not defined: -no-such-flag; `agent tail -h` lists every flag\n"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, errOut, code := runBin(t, tc.args...)
+			require.Equal(t, 2, code, errOut)
+			require.Empty(t, out)
+			require.Equal(t, tc.want, errOut)
+		})
+	}
+}

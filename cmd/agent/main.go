@@ -122,9 +122,71 @@ func parseArgs(fs *flag.FlagSet, stdout, stderr io.Writer, parse func() error) (
 		_, _ = stdout.Write(buf.Bytes())
 		return exitOK, false
 	default:
+		if name, found := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); found {
+			// Not the whole usage (agent tail's is 80 lines: the error
+			// scrolled away): the error, the flag probably meant, and
+			// where the others are.
+			msg := fmt.Sprintf("%s: %v", fs.Name(), err)
+			if best := closestFlag(fs, name); best != "" {
+				msg += fmt.Sprintf(" (did you mean --%s?)", best)
+			}
+			fmt.Fprintf(stderr, "%s; `%s -h` lists every flag\n", msg, fs.Name())
+			return exitUsage, false
+		}
 		_, _ = stderr.Write(buf.Bytes())
 		return exitUsage, false
 	}
+}
+
+// closestFlag is the flag of fs whose name is closest to name (at most 2
+// edits, 1 for a name of 3 letters or less, or name a prefix of it:
+// --onc, --state, --form-end), or "".
+func closestFlag(fs *flag.FlagSet, name string) string {
+	name = strings.TrimLeft(name, "-")
+	if i := strings.IndexByte(name, '='); i >= 0 {
+		name = name[:i]
+	}
+	// Short names are close to many flags: a letter or two off is
+	// another word.
+	limit := 2
+	switch {
+	case len(name) <= 1:
+		return ""
+	case len(name) <= 3:
+		limit = 1
+	}
+	best, bestD := "", limit+1
+	fs.VisitAll(func(f *flag.Flag) {
+		d := editDistance(name, f.Name)
+		if len(name) >= 3 && strings.HasPrefix(f.Name, name) {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // parseFlags is parseArgs with fs.Parse(args).

@@ -28,6 +28,11 @@ type signalOptions struct {
 	// hint, when set, is printed on stderr at the first stop signal (the
 	// interactive `agent tail` tells how to force the exit).
 	hint string
+	// showHint, when set, says at the signal whether hint is printed: not
+	// by a background job (`agent tail ... &` stopped by kill), whose
+	// write to the terminal would stop it under `stty tostop`, and whose
+	// stop was no Ctrl-C.
+	showHint func() bool
 	// beforeExit runs before the immediate exit of a second signal (it
 	// removes agent tail's temporary state directory).
 	beforeExit func()
@@ -185,7 +190,7 @@ func (h *signalHandler) handle(s os.Signal, now time.Time) {
 	case h.first.IsZero():
 		h.first = now
 		h.log.Info("stopping: delivering what was read", "signal", s.String())
-		if h.hint != "" {
+		if h.hint != "" && (h.showHint == nil || h.showHint()) {
 			fmt.Fprintln(h.stderr, h.hint)
 		}
 		h.cancel()

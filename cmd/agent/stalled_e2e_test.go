@@ -235,3 +235,82 @@ func TestTail_SecondCtrlCLeavesNoStatusLine(t *testing.T) {
 	after = after[strings.Index(after, "\n")+1:]
 	require.Regexp(t, `^([^\r\n]*\r\x1b\[K)?$`, after, "the status line was left on the terminal: %q", tail(got, 500))
 }
+
+// agent tail run as a background job of an interactive shell (`agent tail
+// ... &`, here bash with job control in script(1)'s terminal, and `stty
+// tostop` as some users set it) draws no status line: under tostop each
+// draw stopped the job (SIGTTOU, "Stopped (tty output)"), so a job that
+// reads no terminal stopped shipping; without it the line was drawn over
+// the shell's prompt and what the user types.
+func TestTail_BackgroundJobDrawsNoStatusLineAndKeepsRunning(t *testing.T) {
+	t.Parallel()
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("script(1) (util-linux) is needed for a terminal")
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is needed for job control")
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	s := newSink(t)
+	writeLog(t, log, 0, 100, 80)
+	pidFile := filepath.Join(dir, "pid")
+	inner := fmt.Sprintf("set -m; stty tostop; %s tail %s --to %s --state-dir %s & echo $! > %s; wait $!; echo waited=$?",
+		agentBin, log, s.URL(), filepath.Join(dir, "state"), pidFile)
+	cmd := exec.Command(scriptBin, "-q", "-f", "-c", bash+" -c '"+inner+"'", "/dev/null")
+	cmd.WaitDelay = 10 * time.Second
+	var out bytes.Buffer
+	sw := &syncWriter{w: &out}
+	cmd.Stdout, cmd.Stderr = sw, sw
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	text := func() string { sw.mu.Lock(); defer sw.mu.Unlock(); return out.String() }
+	pid := 0
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			if pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	require.Eventually(t, func() bool {
+		raw, err := os.ReadFile(pidFile)
+		if err != nil {
+			return false
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(raw)))
+		return err == nil
+	}, time.Minute, 20*time.Millisecond, "no pid: %q", text())
+	state := func() string { // of the agent's process: T is stopped
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return "?"
+		}
+		return strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))[0]
+	}
+	require.Eventually(t, func() bool {
+		require.NotEqual(t, "T", state(), "the background job was stopped (SIGTTOU): %q", tail(text(), 1000))
+		return s.distinct() == 100
+	}, time.Minute, 20*time.Millisecond, "%q", text())
+	// The status line is drawn every second: three chances to stop.
+	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		require.NotEqual(t, "T", state(), "the background job was stopped (SIGTTOU): %q", tail(text(), 1000))
+	}
+	writeLog(t, log, 100, 200, 80) // still shipping
+	require.Eventually(t, func() bool { return s.distinct() == 200 }, time.Minute, 20*time.Millisecond, "%q", text())
+	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
+	select {
+	case <-done:
+		exited = true
+	case <-time.After(time.Minute):
+		t.Fatalf("agent tail did not end:\n%q", tail(text(), 2000))
+	}
+	require.Contains(t, text(), "waited=0")
+	require.NotRegexp(t, `\d[^\r\n]* rec/s `, text(), "a status line was drawn by a background job")
+}

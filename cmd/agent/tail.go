@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -269,7 +271,16 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if len(in.files) > 0 {
-		if bad := unreadable(in.files, stderr); o.once && bad {
+		// A directory never becomes a file to follow: without --once the
+		// run went on, following nothing, until interrupted. A file that
+		// cannot be read may become readable (a chmod): it is waited for.
+		isDir := false
+		for _, p := range in.files {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() && !hasGlobMeta(p) {
+				isDir = true
+			}
+		}
+		if bad := unreadable(in.files, stderr); (o.once && bad) || isDir {
 			return exitFailed
 		}
 		if matched := warnMissing(in.files, stderr); o.once && !matched && !in.hasStreams() && len(in.sockets) == 0 {
@@ -292,7 +303,7 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer cleanup()
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "agent tail:", err)
+		fmt.Fprintln(stderr, "agent tail:", tailValidationText(err))
 		return exitUsage
 	}
 	if bad := checkRotatedDirs(cfg, stderr); bad {
@@ -307,7 +318,8 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var status *termStatus
 	errw := stderr
 	if !o.quiet && !toStdout && isTerminal(stderr) {
-		status = &termStatus{w: stderr}
+		f := stderr.(*os.File) // isTerminal
+		status = &termStatus{w: stderr, visible: func() bool { return inForeground(f) }}
 		errw = status
 	}
 	log := newLogger(errw, o.logLevel, "text")
@@ -318,11 +330,13 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// A closed stdout fails the write (EPIPE) instead of killing the
 	// process: the agent then stops quietly and cleans up.
 	signal.Ignore(syscall.SIGPIPE)
-	hint := ""
+	hint, showHint := "", func() bool { return true }
 	if isTerminal(stderr) {
 		hint = "agent tail: stopping after delivering what was read (a second Ctrl-C exits at once)"
+		f := stderr.(*os.File)
+		showHint = func() bool { return inForeground(f) }
 	}
-	sigCtx, stopSignals := earlySignals.watch(signalOptions{log: log, stderr: errw, hint: hint, beforeExit: cleanup})
+	sigCtx, stopSignals := earlySignals.watch(signalOptions{log: log, stderr: errw, hint: hint, showHint: showHint, beforeExit: cleanup})
 	defer stopSignals()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
@@ -361,6 +375,18 @@ func cmdTail(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		hadCheckpoints: hadCheckpoints, files: in.files, to: redact.RawURL(o.to),
 	}
 	return r.report(stderr, once && !o.quiet && isTerminal(stderr))
+}
+
+// tailSourceRecordKey is the configuration path of --max-record-bytes in
+// the Config tail makes, as validation names it.
+var tailSourceRecordKey = regexp.MustCompile(`(?m)^sources\[\d+\]\.(file|-|stdin)\.max_record_bytes:`)
+
+// tailValidationText is a validation error of the Config tail made, said
+// in the command line's words: the flag, not the configuration key it set
+// (sources[0].file.max_record_bytes), and --to, not the output's name.
+func tailValidationText(err error) string {
+	msg := tailSourceRecordKey.ReplaceAllString(err.Error(), "--max-record-bytes")
+	return strings.ReplaceAll(msg, "output "+strconv.Quote(tailOutputName), "the destination (--to)")
 }
 
 // tailResult is what a run of agent tail ended with.
@@ -419,6 +445,11 @@ func (r tailResult) report(stderr io.Writer, summary bool) int {
 		// neither sends it again nor waits for its newline.
 		fmt.Fprintf(stderr, "agent tail: %d last %s without a newline shipped as %s; text appended to %s later is shipped as a record of its own\n",
 			r.snap.PartialLines, plural(r.snap.PartialLines, "line", "lines"), plural(r.snap.PartialLines, "it is", "they are"), plural(r.snap.PartialLines, "it", "them"))
+	}
+	if n := r.snap.TruncatedRecords; n > 0 {
+		// The record is not the line: say so, with what to do.
+		fmt.Fprintf(stderr, "agent tail: %d %s longer than the longest record taken %s truncated (the rest of %s skipped); --max-record-bytes sets the limit, up to what the destination takes\n",
+			n, plural(n, "line", "lines"), plural(n, "was", "were"), plural(n, "it", "each"))
 	}
 	if summary {
 		dl := r.snap.DeadLettered + r.snap.Dropped
@@ -971,6 +1002,12 @@ func statusLine(ctx context.Context, a *agent.Agent, w *termStatus) {
 // is not drawn over the status line's remains. Safe for concurrent use.
 type termStatus struct {
 	w io.Writer
+	// visible reports whether the status line may be drawn now (nil:
+	// always): not while agent tail is a background job, whose writes to
+	// the terminal stop it under `stty tostop` (SIGTTOU) and otherwise
+	// land over the shell's prompt. A line drawn before the job went to
+	// the background is left as it is (erasing it is a write too).
+	visible func() bool
 
 	mu   sync.Mutex
 	line string // the status line shown; "" before the first draw and after clear
@@ -991,6 +1028,9 @@ func (t *termStatus) Write(p []byte) (int, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.line != "" && !t.isVisible() {
+		t.line = ""
+	}
 	buf := make([]byte, 0, len(eraseLine)+len(p)+len(t.line))
 	if t.line != "" && !t.midLine {
 		buf = append(buf, eraseLine...)
@@ -1010,11 +1050,17 @@ func (t *termStatus) Write(p []byte) (int, error) {
 func (t *termStatus) draw(line string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.isVisible() {
+		t.line = ""
+		return
+	}
 	t.line = line
 	if !t.midLine {
 		_, _ = io.WriteString(t.w, eraseLine+line)
 	}
 }
+
+func (t *termStatus) isVisible() bool { return t.visible == nil || t.visible() }
 
 // clear erases the status line; what is written after goes to the
 // terminal as it is.

@@ -435,3 +435,100 @@ func TestTail_StdinTruncatedLineIsWarnedOnStderr(t *testing.T) {
 	require.Contains(t, stderr, "max_record_bytes=1024")
 	require.Contains(t, stderr, "line_bytes=3001")
 }
+
+// A line longer than the longest record is cut (the record is not the
+// line): agent tail says so on stderr, with the flag that sets the limit,
+// for files and standard input alike. It was silent: only a metric no one
+// reads under agent tail counted it.
+func TestTailOnce_TruncatedLongLinesAreSaidOnStderr(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	content := "short\n" + strings.Repeat("x", 40<<10) + "\n" + strings.Repeat("y", 40<<10) + "\nlast\n"
+	require.NoError(t, os.WriteFile(log, []byte(content), 0o644))
+	const note = "agent tail: 2 lines longer than the longest record taken were truncated (the rest of each skipped); --max-record-bytes sets the limit, up to what the destination takes\n"
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"file", []string{"tail", "--once", log, "--max-record-bytes", "16KiB"}},
+		{"stdin", []string{"tail", "-", "--max-record-bytes", "16KiB"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := agentCmd(tc.args...)
+			cmd.Stdin = strings.NewReader(content)
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			require.NoError(t, cmd.Run(), errOut.String())
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			require.Len(t, lines, 4, "one record per line")
+			require.Equal(t, []string{"short", "last"}, []string{lines[0], lines[3]})
+			require.Less(t, len(lines[1]), 17<<10, "cut to about --max-record-bytes")
+			require.Equal(t, note, errOut.String())
+		})
+	}
+	// Lines within the limit: nothing said.
+	_, errOut, code := runBin(t, "tail", "--once", log)
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, errOut)
+}
+
+// A directory written out as a PATH ends the run at once (exit 1, as with
+// --once), saying the glob that follows its files: it never becomes a
+// file, and without --once the run went on following nothing (or the other
+// files, missing the directory's) until interrupted.
+func TestTail_DirectoryAsPathEndsTheRunSayingTheGlob(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	require.NoError(t, os.Mkdir(logs, 0o755))
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 3, 20)
+	want := "agent tail: " + logs + ": cannot be read: is a directory (quote a glob to follow its files: '" + filepath.Join(logs, "*.log") + "')\n"
+	for _, args := range [][]string{
+		{"tail", logs},
+		{"tail", "--once", logs},
+		{"tail", log, logs, "--to", "file://" + filepath.Join(dir, "dest")},
+	} {
+		t.Run(strings.Join(args[1:], " "), func(t *testing.T) {
+			cmd := agentCmd(args...)
+			cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+filepath.Join(dir, "state"))
+			var out, errOut bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			require.NoError(t, cmd.Start())
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("agent tail kept running on a directory; stderr: %q", errOut.String())
+			}
+			require.Equal(t, 1, cmd.ProcessState.ExitCode(), errOut.String())
+			require.Equal(t, want, errOut.String())
+			require.Empty(t, out.String())
+		})
+	}
+}
+
+// A --max-record-bytes the destination cannot take is said with the flag's
+// name and --to, not the configuration agent tail makes
+// (sources[0].file.max_record_bytes, output "destination"), which the user
+// never wrote.
+func TestTail_MaxRecordBytesTooLargeNamesTheFlag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeLog(t, log, 0, 3, 20)
+	const want = "agent tail: --max-record-bytes 4MiB is more than the largest record the destination (--to) takes (1MiB) less 4KiB for the partition key and KPL framing: longer records would be dead-lettered; at most 1020KiB\n"
+	for _, args := range [][]string{
+		{"tail", "--once", log, "--max-record-bytes", "4MiB"},
+		{"tail", "-", "--max-record-bytes", "4MiB"},
+	} {
+		out, errOut, code := runBin(t, args...)
+		require.Equal(t, 2, code, errOut)
+		require.Empty(t, out)
+		require.Equal(t, want, errOut, args)
+	}
+}

@@ -25,3 +25,17 @@ func cbreak(f *os.File) (restore func(), err error) {
 	}
 	return func() { _ = unix.IoctlSetTermios(fd, ioctlSetTermios, old) }, nil
 }
+
+// inForeground reports whether this process's group is the foreground
+// process group of the terminal f. A background job (`agent tail ... &`)
+// that writes to its terminal stops on SIGTTOU under `stty tostop`, and
+// otherwise draws over the shell's prompt and what the user types: its
+// status line is not drawn. Not a terminal, or no answer: true (the caller
+// decided to draw already).
+func inForeground(f *os.File) bool {
+	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	if err != nil {
+		return true
+	}
+	return pgrp == unix.Getpgrp()
+}
