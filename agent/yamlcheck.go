@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kplagent/agent/internal/editdist"
 )
 
 // Strict YAML checking. yaml.v3's KnownFields does not reach into values
@@ -286,7 +288,7 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 func unknownFieldMsg(key string, names []string) string {
 	best, bestD := "", 3
 	for _, k := range names {
-		if d := editDistance(key, k); d < bestD {
+		if d := editdist.Levenshtein(key, k); d < bestD {
 			best, bestD = k, d
 		}
 	}
@@ -294,24 +296,4 @@ func unknownFieldMsg(key string, names []string) string {
 		return fmt.Sprintf("unknown field %q (did you mean %q?)", key, best)
 	}
 	return fmt.Sprintf("unknown field %q (known: %s)", key, strings.Join(names, ", "))
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

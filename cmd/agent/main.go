@@ -15,6 +15,7 @@ import (
 
 	"github.com/kplagent/agent/agent"
 	"github.com/kplagent/agent/internal/earlysignal"
+	"github.com/kplagent/agent/internal/editdist"
 )
 
 // Stamped by the Makefile (-X main.version=… -X main.commit=… -X main.date=…).
@@ -157,7 +158,7 @@ func closestFlag(fs *flag.FlagSet, name string) string {
 	}
 	best, bestD := "", limit+1
 	fs.VisitAll(func(f *flag.Flag) {
-		d := editDistance(name, f.Name)
+		d := editdist.Levenshtein(name, f.Name)
 		if len(name) >= 3 && strings.HasPrefix(f.Name, name) {
 			d = min(d, 1)
 		}
@@ -166,27 +167,6 @@ func closestFlag(fs *flag.FlagSet, name string) string {
 		}
 	})
 	return best
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // parseFlags is parseArgs with fs.Parse(args).
